@@ -1,0 +1,90 @@
+//! holdfast-config: reads the `keepalived.conf` files keepalived users already have.
+//!
+//! Pipeline: [`lex`] (preprocessor and tokenizer, with spans through includes) → [`tree`]
+//! (keyword/argument/block nodes) → [`lower`] (the typed [`model::Config`] with keepalived 2.2's
+//! defaults) → [`validate`] (cross references, host checks, script security). [`print`] writes
+//! a configuration back out and [`diff`] lists what a reload would change.
+//!
+//! This crate is pure: no sockets, no clock, no randomness. The file system is reached through
+//! [`loader::Loader`] and the host (interfaces, users, file modes) through [`validate::Host`].
+
+pub mod diag;
+pub mod diff;
+pub mod lex;
+pub mod loader;
+pub mod lower;
+pub mod model;
+pub mod print;
+pub mod span;
+pub mod tree;
+pub mod validate;
+
+use std::path::Path;
+
+pub use diag::{Class, Diagnostic, Severity};
+pub use model::Config;
+pub use span::SourceMap;
+
+/// How to load.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The config-id for `@id` lines (keepalived: `-i`, default the short hostname).
+    pub config_id: String,
+    /// Unknown and unsupported keywords are errors.
+    pub strict: bool,
+}
+
+/// The result of loading: the model, everything found on the way, and the sources to render
+/// diagnostics against.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration (best effort even when there are errors, as keepalived runs on).
+    pub config: Config,
+    /// Findings in order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files read.
+    pub sources: SourceMap,
+    /// Whether the top-level file could be read.
+    pub readable: bool,
+}
+
+impl Loaded {
+    /// keepalived 2.2.7 `-t` exit status for these findings.
+    pub fn exit_code(&self, strict: bool) -> u8 {
+        diag::exit_code(&self.diagnostics, strict)
+    }
+
+    /// All diagnostics rendered with source lines and carets.
+    pub fn render(&self) -> String {
+        self.diagnostics.iter().map(|d| diag::render(&self.sources, d)).collect()
+    }
+}
+
+/// Loads `path` through `loader`; with a `host`, also makes keepalived's host checks
+/// (interfaces, script security).
+pub fn load(
+    path: &Path,
+    loader: &dyn loader::Loader,
+    host: Option<&dyn validate::Host>,
+    opts: &Options,
+) -> Loaded {
+    let mut sources = SourceMap::default();
+    let mut diags = diag::Diagnostics::new(opts.strict);
+    let (tokens, readable) = lex::Lexer::new(loader, &mut sources, &mut diags, &opts.config_id).run(path);
+    let nodes = tree::parse(&tokens, &mut diags);
+    let config = lower::lower(&nodes, &mut diags);
+    validate::references(&config, &mut diags);
+    if let Some(host) = host {
+        let fatal = validate::interfaces(&config, host, &mut diags);
+        if !fatal && readable {
+            validate::script_security(&config, host, &mut diags);
+        }
+    }
+    Loaded { config, diagnostics: diags.into_vec(), sources, readable }
+}
+
+/// Parses configuration text held in memory (no includes resolved outside it, no host checks).
+pub fn parse_str(text: &str) -> Loaded {
+    let loader = loader::MemLoader::single("/keepalived.conf", text);
+    load(Path::new("/keepalived.conf"), &loader, None, &Options { config_id: String::new(), strict: false })
+}

@@ -1,0 +1,183 @@
+//! `global_defs`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{Cx, user_spec};
+use crate::model::{DataPlane, Garp, Global, LvsTimeouts};
+use crate::tree::Node;
+
+const UNSUPPORTED: &[&str] = &[
+    "vrrp_iptables", "vrrp_ipsets", "nftables", "nftables_priority", "nftables_counters",
+    "nftables_ifindex", "nftables_ipvs", "disable_local_igmp", "enable_snmp_vrrp",
+    "enable_snmp_checker", "enable_snmp_rfc", "enable_snmp_rfcv2", "enable_snmp_rfcv3",
+    "enable_snmp_keepalived", "enable_traps", "snmp_socket", "enable_dbus", "dbus_service_name",
+    "dbus_no_interface_name", "reload_check_config", "reload_time_file", "reload_repeat",
+    "reload_file", "vrrp_down_timer_adverts", "vrrp_owner_ignore_adverts", "log_unknown_vrids",
+    "vmac_prefix", "vmac_addr_prefix", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier", "umask",
+    "random_seed", "rs_init_notifies", "linkbeat_use_polling", "namespace_with_ipsets",
+    "process_names", "process_name", "vrrp_process_name", "checker_process_name",
+    "bfd_process_name", "tmp_config_directory", "config_save_dir", "data_use_instance",
+    "json_version", "use_symlink_paths", "lvs_sync_daemon", "lvs_sync_daemon_interface",
+    "vrrp_priority", "checker_priority", "bfd_priority", "bfd_rt_priority", "bfd_no_swap",
+    "vrrp_rlimit_rttime", "checker_rlimit_rttime", "bfd_rlimit_rttime", "vrrp_rlimit_rtime",
+    "checker_rlimit_rtime", "bfd_rlimit_rtime", "vrrp_cpu_affinity", "checker_cpu_affinity",
+    "bfd_cpu_affinity", "min_auto_priority_delay", "default_interface", "vrrp_garp_extra_if",
+    "notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script",
+    "fifo_write_vrrp_states_on_reload", "vrrp_notify_priority_changes", "net_namespace",
+    "net_namespace_ipvs", "instance", "use_pid_dir", "child_wait_time", "smtp_helo_name",
+    "smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker", "no_email_faults", "vrrp_netlink_monitor_rcv_bufs",
+    "lvs_netlink_cmd_rcv_bufs", "lvs_netlink_monitor_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs",
+    "process_monitor_rcv_bufs", "vrrp_startup_delay_after_boot", "vrrp_delay_after_boot",
+    "script_security", "vmac_garp_intvl", "vrrp_track_process_max_processes",
+    "dynamic_interfaces_allow_if_changes", "snmp_vrrp_stats_update_interval",
+    "snmp_rfc_stats_update_interval", "iproute_usr_dir", "iproute_etc_dir", "max_auto_priority_delay",
+];
+
+pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
+    for n in block {
+        if n.key.text != "notification_email" && n.key.text != "lvs_timeouts" {
+            cx.no_block(n);
+        }
+        match n.key.text.as_str() {
+            "router_id" => g.router_id = cx.string(n),
+            "notification_email" => {
+                let b = cx.block(n);
+                g.notification_email.extend(b.iter().map(|e| e.key.text.clone()));
+            }
+            "notification_email_from" => g.notification_email_from = cx.string(n),
+            "smtp_server" => {
+                g.smtp_server = cx.string(n).map(|s| match n.args.get(1) {
+                    Some(p) => format!("{s} {}", p.text),
+                    None => s,
+                })
+            }
+            "smtp_connect_timeout" => g.smtp_connect_timeout = cx.timer(n, 0, 86400),
+            "script_user" => match user_spec(&n.args) {
+                Some(u) => g.script_user = Some(u),
+                None => cx.d.invalid(n.span(), "script_user requires a user name"),
+            },
+            "enable_script_security" => g.enable_script_security = cx.boolean(n),
+            "vrrp_version" => {
+                if let Some(v) = cx.int(n, 0, 2, 3) {
+                    g.vrrp_version = v as u8;
+                }
+            }
+            "vrrp_mcast_group4" => {
+                if let Some(IpAddr::V4(a)) = cx.ip_arg(n, 0) {
+                    g.vrrp_mcast_group4 = a;
+                }
+            }
+            "vrrp_mcast_group6" => {
+                if let Some(IpAddr::V6(a)) = cx.ip_arg(n, 0) {
+                    g.vrrp_mcast_group6 = a;
+                }
+            }
+            "vrrp_min_garp" => g.vrrp_min_garp = cx.boolean(n),
+            "vrrp_lower_prio_no_advert" => g.lower_prio_no_advert = cx.boolean(n),
+            "vrrp_higher_prio_send_advert" => g.higher_prio_send_advert = cx.boolean(n),
+            "vrrp_check_unicast_src" => g.check_unicast_src = cx.boolean(n),
+            "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = cx.boolean(n),
+            "vrrp_strict" => g.strict = cx.boolean(n),
+            "vrrp_startup_delay" => g.startup_delay = cx.timer(n, 0, 3600),
+            "dynamic_interfaces" => g.dynamic_interfaces = true,
+            "max_auto_priority" => {
+                g.max_auto_priority = if n.args.is_empty() { Some(99) } else { cx.int(n, 0, -1, 99).map(|v| v as i32) }
+            }
+            "vrrp_rt_priority" => g.vrrp_rt_priority = cx.count(n, 1, 99),
+            "checker_rt_priority" => g.checker_rt_priority = cx.count(n, 1, 99),
+            "vrrp_no_swap" => g.vrrp_no_swap = true,
+            "checker_no_swap" => g.checker_no_swap = true,
+            "lvs_flush" => g.lvs_flush = true,
+            "lvs_flush_on_stop" | "lvs_flush_onstop" => {
+                if n.key.text == "lvs_flush_onstop" {
+                    cx.deprecated(n, "lvs_flush_on_stop");
+                }
+                g.lvs_flush_on_stop = true
+            }
+            "lvs_timeouts" => g.lvs_timeouts = lvs_timeouts(cx, n),
+            "notify_fifo" => g.notify_fifo = cx.command(n),
+            "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.command(n),
+            "lvs_notify_fifo" => g.lvs_notify_fifo = cx.command(n),
+            "v3_checksum_as_v2" => g.v3_checksum_as_v2 = cx.boolean(n),
+            "checker_log_all_failures" => g.checker_log_all_failures = cx.boolean(n),
+            "startup_script" => g.startup_script = cx.command(n),
+            "startup_script_timeout" => g.startup_script_timeout = cx.timer(n, 0, 1000),
+            "shutdown_script" => g.shutdown_script = cx.command(n),
+            "shutdown_script_timeout" => g.shutdown_script_timeout = cx.timer(n, 0, 1000),
+            "dataplane" => g.dataplane = dataplane(cx, n),
+            "control_socket" => g.control_socket = cx.string(n),
+            "metrics_listen" => {
+                if let Some(w) = cx.arg(n, 0) {
+                    match w.text.parse::<SocketAddr>() {
+                        Ok(a) => g.metrics_listen = Some(a),
+                        Err(_) => cx.d.invalid(w.span, format!("metrics_listen '{}' is not ADDR:PORT", w.text)),
+                    }
+                }
+            }
+            k => {
+                if !garp_key(cx, n, k, &mut g.garp, "vrrp_") {
+                    cx.unknown(n, UNSUPPORTED);
+                }
+            }
+        }
+    }
+}
+
+/// `[prefix]garp_*` / `[prefix]gna_interval`; returns whether the keyword was one.
+pub(super) fn garp_key(cx: &mut Cx<'_>, n: &Node, k: &str, garp: &mut Garp, prefix: &str) -> bool {
+    let Some(k) = k.strip_prefix(prefix) else {
+        return false;
+    };
+    match k {
+        "garp_master_delay" => garp.master_delay = cx.timer(n, 0, 86400),
+        "garp_master_repeat" => garp.master_repeat = cx.count(n, 0, 255),
+        "garp_master_refresh" => garp.master_refresh = cx.timer(n, 0, 86400),
+        "garp_master_refresh_repeat" => garp.master_refresh_repeat = cx.count(n, 0, 255),
+        "garp_lower_prio_delay" => garp.lower_prio_delay = cx.timer(n, 0, 86400),
+        "garp_lower_prio_repeat" => garp.lower_prio_repeat = cx.count(n, 0, 255),
+        "garp_interval" => garp.interval = cx.timer(n, 0, 1),
+        "gna_interval" => garp.gna_interval = cx.timer(n, 0, 1),
+        _ => return false,
+    }
+    true
+}
+
+pub(super) fn dataplane(cx: &mut Cx<'_>, n: &Node) -> Option<DataPlane> {
+    let w = cx.arg(n, 0)?;
+    match w.text.as_str() {
+        "proxy" => Some(DataPlane::Proxy),
+        "nft" => Some(DataPlane::Nft),
+        "ipvs" => Some(DataPlane::Ipvs),
+        "auto" => Some(DataPlane::Auto),
+        other => {
+            cx.d.invalid(w.span, format!("dataplane '{other}' is not one of proxy, nft, ipvs, auto"));
+            None
+        }
+    }
+}
+
+fn lvs_timeouts(cx: &mut Cx<'_>, n: &Node) -> Option<LvsTimeouts> {
+    let mut t = LvsTimeouts::default();
+    let mut i = 0;
+    while i < n.args.len() {
+        let key = n.args[i].text.as_str();
+        let slot = match key {
+            "tcp" => &mut t.tcp,
+            "tcpfin" => &mut t.tcpfin,
+            "udp" => &mut t.udp,
+            _ => {
+                cx.d.invalid(n.args[i].span, format!("lvs_timeouts: unknown option '{key}'"));
+                i += 1;
+                continue;
+            }
+        };
+        match n.args.get(i + 1) {
+            Some(v) => {
+                *slot = cx.int_word(v, key, 1, 86400 * 31).map(|v| v as u32);
+            }
+            None => cx.d.invalid(n.args[i].span, format!("lvs_timeouts: {key} needs a value")),
+        }
+        i += 2;
+    }
+    Some(t)
+}

@@ -1,0 +1,250 @@
+//! `virtual_server`, `virtual_server_group`, `real_server`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{Cx, arg_span, checker, global, origin};
+use crate::diag::Class;
+use crate::model::{
+    CheckTiming, LvsMethod, Protocol, RealServer, VirtualServer, VsGroup, VsGroupEntry, VsKey,
+};
+use crate::tree::Node;
+
+const VS_UNSUPPORTED: &[&str] = &[
+    "hashed", "ops", "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port",
+    "mh-fallback", "snmp_name", "ip_family", "smtp_alert", "persistence_engine", "lvs_tun_type",
+];
+
+const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos",
+];
+
+/// Tries a cascading timing keyword.
+pub(super) fn timing_key(cx: &mut Cx<'_>, n: &Node, t: &mut CheckTiming) -> bool {
+    match n.key.text.as_str() {
+        "connect_timeout" => t.connect_timeout = cx.timer(n, 0, 86400),
+        "retry" => t.retry = cx.count(n, 0, i64::from(u32::MAX)),
+        "delay_before_retry" => t.delay_before_retry = cx.timer(n, 0, 86400),
+        "warmup" => t.warmup = cx.timer(n, 0, 86400),
+        "delay_loop" => t.delay_loop = cx.timer(n, 0, 86400),
+        _ => return false,
+    }
+    true
+}
+
+fn method(cx: &mut Cx<'_>, n: &Node) -> Option<LvsMethod> {
+    let w = cx.arg(n, 0)?;
+    match w.text.as_str() {
+        "NAT" => Some(LvsMethod::Nat),
+        "DR" => Some(LvsMethod::Dr),
+        "TUN" => {
+            if n.args.len() > 1 {
+                cx.d.push(Class::Unsupported, Some(n.args[1].span), "unsupported: TUN tunnel options are not implemented by holdfast");
+            }
+            Some(LvsMethod::Tun)
+        }
+        other => {
+            cx.d.invalid(w.span, format!("Unknown LVS method '{other}'"));
+            None
+        }
+    }
+}
+
+pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer> {
+    let key = match n.args.first().map(|w| w.text.as_str()) {
+        Some("fwmark") => VsKey::Fwmark(cx.int(n, 1, 0, i64::from(u32::MAX))? as u32),
+        Some("group") => VsKey::Group(cx.arg(n, 1)?.text.clone()),
+        Some(_) => {
+            let ip = cx.ip_arg(n, 0)?;
+            let port = match n.args.get(1) {
+                Some(w) => cx.port(w)?,
+                None => 0,
+            };
+            VsKey::Addr(ip, port)
+        }
+        None => {
+            cx.d.invalid(n.span(), "virtual_server requires IP PORT, fwmark N or group NAME");
+            return None;
+        }
+    };
+    let mut vs = VirtualServer {
+        key,
+        delay_loop: Duration::from_secs(60),
+        lvs_sched: "wlc".into(),
+        lvs_method: LvsMethod::Nat,
+        protocol: Protocol::Tcp,
+        persistence_timeout: None,
+        persistence_granularity: None,
+        ha_suspend: false,
+        virtualhost: None,
+        alpha: false,
+        omega: false,
+        quorum: 1,
+        hysteresis: 0,
+        quorum_up: None,
+        quorum_down: None,
+        sorry_server: None,
+        sorry_server_inhibit: false,
+        sorry_server_lvs_method: None,
+        inhibit_on_failure: false,
+        timing: CheckTiming::default(),
+        dataplane: None,
+        real_servers: Vec::new(),
+        origin: origin(n),
+    };
+    for c in cx.block(n) {
+        if c.key.text == "real_server" {
+            if let Some(rs) = real_server(cx, c) {
+                vs.real_servers.push(rs);
+            }
+            continue;
+        }
+        cx.no_block(c);
+        if c.key.text != "delay_loop" && timing_key(cx, c, &mut vs.timing) {
+            continue;
+        }
+        match c.key.text.as_str() {
+            "delay_loop" => vs.delay_loop = cx.timer(c, 0, 86400).unwrap_or(vs.delay_loop),
+            "lvs_sched" | "lb_algo" => {
+                if let Some(w) = cx.arg(c, 0) {
+                    if SCHEDULERS.contains(&w.text.as_str()) {
+                        vs.lvs_sched = w.text.clone();
+                    } else {
+                        cx.d.invalid(w.span, format!("Unknown LVS scheduler '{}'", w.text));
+                    }
+                }
+            }
+            "lvs_method" | "lb_kind" => vs.lvs_method = method(cx, c).unwrap_or(vs.lvs_method),
+            "protocol" => match c.args.first().map(|w| w.text.as_str()) {
+                Some("TCP") => vs.protocol = Protocol::Tcp,
+                Some("UDP") => vs.protocol = Protocol::Udp,
+                Some("SCTP") => vs.protocol = Protocol::Sctp,
+                _ => cx.d.invalid(arg_span(c), "protocol must be TCP, UDP or SCTP"),
+            },
+            "persistence_timeout" => {
+                vs.persistence_timeout =
+                    if c.args.is_empty() { Some(360) } else { cx.count(c, 1, i64::from(u32::MAX)) }
+            }
+            "persistence_granularity" => vs.persistence_granularity = cx.string(c),
+            "ha_suspend" => vs.ha_suspend = true,
+            "virtualhost" => vs.virtualhost = cx.string(c),
+            "alpha" => vs.alpha = true,
+            "omega" => vs.omega = true,
+            "quorum" => vs.quorum = cx.count(c, 1, i64::from(u32::MAX)).unwrap_or(1),
+            "hysteresis" => vs.hysteresis = cx.count(c, 0, i64::from(u32::MAX)).unwrap_or(0),
+            "quorum_up" => vs.quorum_up = cx.command(c),
+            "quorum_down" => vs.quorum_down = cx.command(c),
+            "sorry_server" => {
+                if let Some(ip) = cx.ip_arg(c, 0) {
+                    let port = c.args.get(1).and_then(|w| cx.port(w));
+                    vs.sorry_server = Some((ip, port));
+                }
+            }
+            "sorry_server_inhibit" => vs.sorry_server_inhibit = true,
+            "sorry_server_lvs_method" => vs.sorry_server_lvs_method = method(cx, c),
+            "inhibit_on_failure" => vs.inhibit_on_failure = cx.boolean(c),
+            "dataplane" => vs.dataplane = global::dataplane(cx, c),
+            _ => cx.unknown(c, VS_UNSUPPORTED),
+        }
+    }
+    if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
+        cx.d.note(n.span(), format!("Virtual server {} has no real servers - ignoring", vs_name(&vs.key)));
+    }
+    Some(vs)
+}
+
+/// keepalived's printed name of a virtual server: `[IP]:tcp:PORT`, `FWM N`, `[GROUP]`.
+pub fn vs_name(key: &VsKey) -> String {
+    match key {
+        VsKey::Addr(ip, port) => format!("[{ip}]:tcp:{port}"),
+        VsKey::Fwmark(m) => format!("FWM {m}"),
+        VsKey::Group(g) => format!("[{g}]"),
+    }
+}
+
+fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
+    let addr = cx.ip_arg(n, 0)?;
+    let port = match n.args.get(1) {
+        Some(w) => Some(cx.port(w)?),
+        None => None,
+    };
+    let mut rs = RealServer {
+        addr,
+        port,
+        weight: 1,
+        lvs_method: None,
+        notify_up: None,
+        notify_down: None,
+        uthreshold: None,
+        lthreshold: None,
+        inhibit_on_failure: None,
+        alpha: None,
+        timing: CheckTiming::default(),
+        readmit_manual: false,
+        checkers: Vec::new(),
+        origin: origin(n),
+    };
+    for c in cx.block(n) {
+        if let Some(kind) = checker::checker_kind_keyword(&c.key.text) {
+            if let Some(chk) = checker::checker(cx, c, kind) {
+                rs.checkers.push(chk);
+            }
+            continue;
+        }
+        cx.no_block(c);
+        if timing_key(cx, c, &mut rs.timing) {
+            continue;
+        }
+        match c.key.text.as_str() {
+            "weight" => rs.weight = cx.int(c, 0, 0, 65535).map_or(1, |v| v as i32),
+            "lvs_method" | "lb_kind" => rs.lvs_method = method(cx, c),
+            "notify_up" => rs.notify_up = cx.command(c),
+            "notify_down" => rs.notify_down = cx.command(c),
+            "uthreshold" => rs.uthreshold = cx.count(c, 0, i64::from(u32::MAX)),
+            "lthreshold" => rs.lthreshold = cx.count(c, 0, i64::from(u32::MAX)),
+            "inhibit_on_failure" => rs.inhibit_on_failure = Some(cx.boolean(c)),
+            "alpha" => rs.alpha = Some(cx.boolean(c)),
+            "readmit" => match c.args.first().map(|w| w.text.as_str()) {
+                Some("manual") => rs.readmit_manual = true,
+                Some("auto") => rs.readmit_manual = false,
+                _ => cx.d.invalid(arg_span(c), "readmit must be 'manual' or 'auto'"),
+            },
+            _ => cx.unknown(c, &["smtp_alert", "virtualhost", "BFD_CHECK"]),
+        }
+    }
+    Some(rs)
+}
+
+pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
+    let name = cx.string(n)?;
+    let mut g = VsGroup { name, entries: Vec::new(), origin: origin(n) };
+    for c in cx.block(n) {
+        if c.key.text == "fwmark" {
+            if let Some(m) = cx.int(c, 0, 0, i64::from(u32::MAX)) {
+                g.entries.push(VsGroupEntry::Fwmark { mark: m as u32, family: c.args.get(1).map(|w| w.text.clone()) });
+            }
+            continue;
+        }
+        let text = c.key.text.as_str();
+        let (base, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, p.parse::<u8>().ok()),
+            None => (text, None),
+        };
+        // `10.0.0.1-10` ranges vary the last octet (IPv4) or hextet (IPv6).
+        let (addr_s, range_end) = match base.rsplit_once('-') {
+            Some((a, e)) if a.parse::<IpAddr>().is_ok() => {
+                let end = if a.contains(':') { u16::from_str_radix(e, 16).ok() } else { e.parse::<u16>().ok() };
+                (a, end)
+            }
+            _ => (base, None),
+        };
+        let Ok(addr) = addr_s.parse::<IpAddr>() else {
+            cx.d.invalid(c.span(), format!("virtual_server_group {}: invalid address '{text}'", g.name));
+            continue;
+        };
+        let Some(pw) = cx.arg(c, 0) else { continue };
+        let Some(port) = cx.port(pw) else { continue };
+        g.entries.push(VsGroupEntry::Addr { addr, range_end, prefix, port });
+    }
+    Some(g)
+}

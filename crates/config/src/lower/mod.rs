@@ -1,0 +1,319 @@
+//! Lowering: the node tree → the typed [`Config`], collecting every diagnostic on the way.
+//!
+//! One module per section family. Each block lowerer walks its children once, matching
+//! keepalived's keyword spellings; anything else goes through [`Cx::unknown`], which tells a
+//! keyword keepalived has but holdfast does not implement (`unsupported`) from one nobody
+//! knows (`Unknown keyword`).
+
+mod checker;
+mod global;
+mod lvs;
+mod track;
+mod vrrp;
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::diag::{Class, Diagnostics};
+use crate::model::{Command, Config, Origin, UserSpec};
+use crate::span::Span;
+use crate::tree::{Node, Word};
+
+/// Lowers a parsed tree. `global_defs` is read first wherever it appears, since instance
+/// defaults depend on it.
+pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
+    let mut cx = Cx { d };
+    let mut cfg = Config::default();
+    for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
+        cfg.global.origin = origin(n);
+        let block = cx.block(n);
+        global::lower(&mut cx, block, &mut cfg.global);
+    }
+    for n in nodes {
+        match n.key.text.as_str() {
+            "global_defs" => {}
+            "vrrp_script" => {
+                if let Some(s) = track::script(&mut cx, n) {
+                    cfg.scripts.push(s);
+                }
+            }
+            "track_file" | "vrrp_track_file" => {
+                if let Some(t) = track::file(&mut cx, n) {
+                    cfg.track_files.push(t);
+                }
+            }
+            "vrrp_track_process" => {
+                if let Some(t) = track::process(&mut cx, n) {
+                    cfg.track_processes.push(t);
+                }
+            }
+            "vrrp_instance" => {
+                if let Some(i) = vrrp::instance(&mut cx, n, &cfg.global) {
+                    cfg.instances.push(i);
+                }
+            }
+            "vrrp_sync_group" => {
+                if let Some(g) = vrrp::sync_group(&mut cx, n) {
+                    cfg.sync_groups.push(g);
+                }
+            }
+            "virtual_server_group" => {
+                if let Some(g) = lvs::vs_group(&mut cx, n) {
+                    cfg.vs_groups.push(g);
+                }
+            }
+            "virtual_server" => {
+                if let Some(v) = lvs::virtual_server(&mut cx, n) {
+                    cfg.virtual_servers.push(v);
+                }
+            }
+            _ => cx.unknown(n, TOP_UNSUPPORTED),
+        }
+    }
+    cfg
+}
+
+/// Top-level blocks keepalived has that holdfast does not implement.
+const TOP_UNSUPPORTED: &[&str] = &[
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
+    "track_group",
+    "garp_group",
+    "linkbeat_interfaces",
+    "interface_up_down_delays",
+    "bfd_instance",
+    "SSL",
+    "net_namespace",
+    "net_namespace_ipvs",
+    "namespace_with_ipsets",
+    "instance",
+    "use_pid_dir",
+];
+
+/// Lowering context: the diagnostics sink plus value parsers that report in one style.
+pub(crate) struct Cx<'d> {
+    pub(crate) d: &'d mut Diagnostics,
+}
+
+impl Cx<'_> {
+    /// Reports a keyword that does not belong here.
+    pub(crate) fn unknown(&mut self, n: &Node, unsupported: &[&str]) {
+        let k = &n.key.text;
+        if unsupported.contains(&k.as_str()) || k.ends_with("_rcv_bufs") || k.ends_with("_rcv_bufs_force") {
+            self.d.push(
+                Class::Unsupported,
+                Some(n.span()),
+                format!("unsupported: keepalived keyword '{k}' is recognised but not implemented by holdfast"),
+            );
+        } else {
+            self.d.push(Class::Unknown, Some(n.span()), format!("Unknown keyword '{k}'"));
+        }
+    }
+
+    /// The children of a block keyword; reports a missing `{`.
+    pub(crate) fn block<'n>(&mut self, n: &'n Node) -> &'n [Node] {
+        match &n.block {
+            Some(b) => b,
+            None => {
+                self.d.push(
+                    Class::Syntax,
+                    Some(n.span()),
+                    format!("Missing '{{' at beginning of configuration block '{}'", n.key.text),
+                );
+                &[]
+            }
+        }
+    }
+
+    /// Argument `i`, reporting its absence.
+    pub(crate) fn arg<'n>(&mut self, n: &'n Node, i: usize) -> Option<&'n Word> {
+        let w = n.args.get(i);
+        if w.is_none() {
+            self.d.invalid(n.line_span(), format!("{} requires a value", n.key.text));
+        }
+        w
+    }
+
+    /// The first argument as a string.
+    pub(crate) fn string(&mut self, n: &Node) -> Option<String> {
+        self.arg(n, 0).map(|w| w.text.clone())
+    }
+
+    /// Argument `i` as an integer in `lo..=hi`.
+    pub(crate) fn int(&mut self, n: &Node, i: usize, lo: i64, hi: i64) -> Option<i64> {
+        let w = self.arg(n, i)?;
+        self.int_word(w, &n.key.text, lo, hi)
+    }
+
+    /// A word as an integer in `lo..=hi`.
+    pub(crate) fn int_word(&mut self, w: &Word, what: &str, lo: i64, hi: i64) -> Option<i64> {
+        match w.text.parse::<i64>() {
+            Ok(v) if (lo..=hi).contains(&v) => Some(v),
+            Ok(_) => {
+                self.d.invalid(w.span, format!("{what} '{}' out of range [{lo}, {hi}]", w.text));
+                None
+            }
+            Err(_) => {
+                self.d.invalid(w.span, format!("{what} '{}' is not a valid number", w.text));
+                None
+            }
+        }
+    }
+
+    /// The first argument as an unsigned count.
+    pub(crate) fn count(&mut self, n: &Node, lo: i64, hi: i64) -> Option<u32> {
+        self.int(n, 0, lo, hi).map(|v| v as u32)
+    }
+
+    /// Argument `i` as a `<TIMER>`: decimal seconds with µs resolution.
+    pub(crate) fn timer(&mut self, n: &Node, i: usize, max_secs: u64) -> Option<Duration> {
+        let w = self.arg(n, i)?;
+        match parse_timer(&w.text) {
+            Some(d) if d.as_secs() <= max_secs => Some(d),
+            Some(_) => {
+                self.d.invalid(w.span, format!("{} '{}' out of range [0, {max_secs}]", n.key.text, w.text));
+                None
+            }
+            None => {
+                self.d.invalid(w.span, format!("{} '{}' is not a valid time in seconds", n.key.text, w.text));
+                None
+            }
+        }
+    }
+
+    /// An optional `<BOOL>` argument: the bare keyword means true.
+    pub(crate) fn boolean(&mut self, n: &Node) -> bool {
+        match n.args.first() {
+            None => true,
+            Some(w) => match parse_bool(&w.text) {
+                Some(b) => b,
+                None => {
+                    self.d.invalid(w.span, format!("{} '{}' is not a valid boolean (on|off|true|false|yes|no)", n.key.text, w.text));
+                    true
+                }
+            },
+        }
+    }
+
+    /// A word as an IP address.
+    pub(crate) fn ip(&mut self, w: &Word) -> Option<IpAddr> {
+        match IpAddr::from_str(&w.text) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.d.invalid(w.span, format!("invalid IP address '{}'", w.text));
+                None
+            }
+        }
+    }
+
+    /// Argument `i` as an IP address.
+    pub(crate) fn ip_arg(&mut self, n: &Node, i: usize) -> Option<IpAddr> {
+        let w = self.arg(n, i)?;
+        self.ip(w)
+    }
+
+    /// A word as a port (0-65535).
+    pub(crate) fn port(&mut self, w: &Word) -> Option<u16> {
+        self.int_word(w, "port", 0, 65535).map(|p| p as u16)
+    }
+
+    /// `CMD [user [[:]group]]`.
+    pub(crate) fn command(&mut self, n: &Node) -> Option<Command> {
+        let cmd = self.string(n)?;
+        if cmd.is_empty() {
+            self.d.invalid(n.line_span(), format!("{} has an empty command", n.key.text));
+            return None;
+        }
+        let user = user_spec(&n.args[1..]);
+        if n.args.len() > 3 {
+            self.d.invalid(n.args[3].span, format!("{}: too many arguments (quote the command line)", n.key.text));
+        }
+        Some(Command { cmd, user })
+    }
+
+    /// Reports a block on a keyword that takes none.
+    pub(crate) fn no_block(&mut self, n: &Node) {
+        if n.block.is_some() {
+            self.d.push(Class::Syntax, Some(n.span()), format!("'{}' does not take a block", n.key.text));
+        }
+    }
+
+    /// Records a deprecated synonym (no exit-code effect).
+    pub(crate) fn deprecated(&mut self, n: &Node, instead: &str) {
+        self.d.note(n.span(), format!("'{}' is deprecated; use '{instead}'", n.key.text));
+    }
+}
+
+/// `user [[:]group]` from words.
+pub(crate) fn user_spec(words: &[Word]) -> Option<UserSpec> {
+    let user = words.first()?;
+    let (user, inline_group) = match user.text.split_once(':') {
+        Some((u, g)) => (u.to_string(), Some(g.to_string())),
+        None => (user.text.clone(), None),
+    };
+    let group = inline_group.or_else(|| words.get(1).map(|g| g.text.trim_start_matches(':').to_string()));
+    Some(UserSpec { user, group })
+}
+
+/// Parses keepalived's `<TIMER>`: decimal seconds, µs resolution.
+pub fn parse_timer(s: &str) -> Option<Duration> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut micros = 0u32;
+    for (i, b) in frac.bytes().take(6).enumerate() {
+        micros += (b - b'0') as u32 * 10u32.pow(5 - i as u32);
+    }
+    Some(Duration::from_secs(secs) + Duration::from_micros(micros as u64))
+}
+
+/// `on|off|true|false|yes|no`.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Some(true),
+        "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// The origin of a node.
+pub(crate) fn origin(n: &Node) -> Origin {
+    Origin(Some(n.span()))
+}
+
+/// The span of a node's first argument, or its keyword.
+pub(crate) fn arg_span(n: &Node) -> Span {
+    n.args.first().map_or(n.span(), |w| w.span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_have_microsecond_resolution() {
+        assert_eq!(parse_timer("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_timer("0.000001"), Some(Duration::from_micros(1)));
+        assert_eq!(parse_timer("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_timer(".5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_timer("1.2345678"), Some(Duration::from_micros(1_234_567)));
+        assert_eq!(parse_timer("x"), None);
+        assert_eq!(parse_timer("-1"), None);
+        assert_eq!(parse_timer("."), None);
+    }
+
+    #[test]
+    fn bools_accept_keepalived_spellings() {
+        for (s, v) in [("on", true), ("YES", true), ("true", true), ("off", false), ("no", false), ("False", false)] {
+            assert_eq!(parse_bool(s), Some(v), "{s}");
+        }
+        assert_eq!(parse_bool("1"), None);
+    }
+}

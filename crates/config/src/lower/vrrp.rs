@@ -1,0 +1,384 @@
+//! `vrrp_instance` and `vrrp_sync_group`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{Cx, arg_span, global, origin, track};
+use crate::diag::Class;
+use crate::model::{
+    Origin, Auth, AuthType, Garp, Global, InitState, Notify, SyncGroup, Tracking, UnicastPeer, Vip,
+    VrrpInstance,
+};
+use crate::tree::Node;
+
+const UNSUPPORTED: &[&str] = &[
+    "use_vmac", "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "virtual_routes",
+    "virtual_rules", "track_bfd", "smtp_alert", "notify_priority_changes", "notify_deleted",
+    "down_timer_adverts", "timer_expired_backup", "thread_timer_expired", "owner_ignore_adverts",
+    "mcast_dst_ip", "track_src_ip", "old_unicast_checksum", "vrf", "no_virtual_ipaddress",
+    "garp_extra_if", "native_ipv6", "debug", "linkbeat_use_polling", "kernel_rx_buf_size",
+    "vmac_garp_intvl", "kernel_rx_buf_size",
+];
+
+/// Tries the `notify*` keywords; returns whether `n` was one.
+fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify) -> bool {
+    let slot = match n.key.text.as_str() {
+        "notify_master" => &mut notify.master,
+        "notify_backup" => &mut notify.backup,
+        "notify_fault" => &mut notify.fault,
+        "notify_stop" => &mut notify.stop,
+        "notify" => &mut notify.generic,
+        "notify_master_rx_lower_pri" => &mut notify.master_rx_lower_pri,
+        _ => return false,
+    };
+    *slot = cx.command(n);
+    true
+}
+
+pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInstance> {
+    let name = cx.string(n)?;
+    let mut i = VrrpInstance {
+        name: name.clone(),
+        state: InitState::Backup,
+        interface: None,
+        interface_at: Origin::default(),
+        vrid: 0,
+        priority: 100,
+        advert_int: Duration::from_secs(1),
+        version: g.vrrp_version,
+        nopreempt: false,
+        preempt_delay: None,
+        unicast_peers: Vec::new(),
+        unicast_src_ip: None,
+        mcast_src_ip: None,
+        unicast_ttl: None,
+        check_unicast_src: g.check_unicast_src,
+        unicast_fault_no_peer: false,
+        auth: None,
+        vips: Vec::new(),
+        excluded_vips: Vec::new(),
+        track: Tracking::default(),
+        dont_track_primary: false,
+        accept: None,
+        skip_check_adv_addr: None,
+        strict_mode: None,
+        garp: Garp::default(),
+        lower_prio_no_advert: None,
+        higher_prio_send_advert: None,
+        notify: Notify::default(),
+        promote_secondaries: false,
+        origin: origin(n),
+    };
+    let mut priority_set = false;
+    let mut version_set = false;
+    for c in cx.block(n) {
+        if track::tracking_key(cx, c, &mut i.track) {
+            continue;
+        }
+        match c.key.text.as_str() {
+            "authentication" => i.auth = auth(cx, c, &name),
+            "virtual_ipaddress" => vips(cx, c, &name, &mut i.vips),
+            "virtual_ipaddress_excluded" => vips(cx, c, &name, &mut i.excluded_vips),
+            "unicast_peer" => unicast_peers(cx, c, &mut i.unicast_peers),
+            _ => {
+                cx.no_block(c);
+                if notify_key(cx, c, &mut i.notify) || global::garp_key(cx, c, &c.key.text, &mut i.garp, "") {
+                    continue;
+                }
+                scalar(cx, c, &mut i, &mut priority_set, &mut version_set);
+            }
+        }
+    }
+    finish(cx, n, &mut i, priority_set, version_set);
+    Some(i)
+}
+
+fn scalar(cx: &mut Cx<'_>, c: &Node, i: &mut VrrpInstance, priority_set: &mut bool, version_set: &mut bool) {
+    let name = i.name.clone();
+    match c.key.text.as_str() {
+        "state" => match c.args.first().map(|w| w.text.as_str()) {
+            Some("MASTER") => i.state = InitState::Master,
+            Some("BACKUP") => i.state = InitState::Backup,
+            _ => cx.d.invalid(arg_span(c), format!("({name}) unknown state '{}', defaulting to BACKUP", c.args.first().map_or("", |w| w.text.as_str()))),
+        },
+        "interface" => {
+            if let Some(w) = cx.arg(c, 0) {
+                if w.text == "lo" {
+                    cx.d.invalid(w.span, format!("({name}) cannot use a loopback interface (lo) for vrrp - ignoring"));
+                } else {
+                    i.interface = Some(w.text.clone());
+                    i.interface_at = origin(c);
+                }
+            }
+        }
+        "virtual_router_id" => {
+            if let Some(v) = cx.int(c, 0, 1, 255) {
+                i.vrid = v as u8;
+            }
+        }
+        "priority" => match cx.int(c, 0, 1, 255) {
+            Some(v) => {
+                i.priority = v as u8;
+                *priority_set = true;
+            }
+            None => cx.d.note(c.span(), format!("({name}) Priority not valid! must be between 1 & 255. Using default 100")),
+        },
+        "advert_int" => {
+            if let Some(d) = cx.timer(c, 0, 255) {
+                if d.is_zero() {
+                    cx.d.invalid(arg_span(c), format!("({name}) Advert interval must be greater than 0 - ignoring"));
+                } else {
+                    i.advert_int = d;
+                }
+            }
+        }
+        "version" => {
+            if let Some(v) = cx.int(c, 0, 2, 3) {
+                i.version = v as u8;
+                *version_set = true;
+            }
+        }
+        "nopreempt" => i.nopreempt = true,
+        "preempt" => {}
+        "preempt_delay" => i.preempt_delay = cx.timer(c, 0, 1000),
+        "unicast_src_ip" => i.unicast_src_ip = cx.ip_arg(c, 0),
+        "mcast_src_ip" => i.mcast_src_ip = cx.ip_arg(c, 0),
+        "unicast_ttl" => i.unicast_ttl = cx.int(c, 0, 1, 255).map(|v| v as u8),
+        "check_unicast_src" => i.check_unicast_src = true,
+        "unicast_fault_no_peer" => i.unicast_fault_no_peer = true,
+        "dont_track_primary" => i.dont_track_primary = true,
+        "accept" => i.accept = Some(true),
+        "no_accept" => i.accept = Some(false),
+        "skip_check_adv_addr" => i.skip_check_adv_addr = Some(cx.boolean(c)),
+        "strict_mode" => i.strict_mode = Some(cx.boolean(c)),
+        "lower_prio_no_advert" => i.lower_prio_no_advert = Some(cx.boolean(c)),
+        "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
+        "promote_secondaries" => i.promote_secondaries = true,
+        "lvs_sync_daemon_interface" => cx.d.invalid(
+            c.span(),
+            format!("({name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon (holdfast does not implement the IPVS sync daemon)"),
+        ),
+        _ => cx.unknown(c, UNSUPPORTED),
+    }
+}
+
+/// keepalived's post-parse adjustments (`vrrp_complete_instance`).
+fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, version_set: bool) {
+    let name = i.name.clone();
+    if i.vrid == 0 {
+        cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) the virtual router id must be set"));
+    }
+    if i.state == InitState::Master && !priority_set {
+        i.priority = 255;
+    }
+    let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
+    if v6 && !version_set {
+        i.version = 3;
+    } else if v6 && i.version == 2 {
+        cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) cannot use IPv6 with VRRP version 2; setting version 3"));
+        i.version = 3;
+    }
+    if i.nopreempt && i.priority == 255 {
+        cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) nopreempt is incompatible with priority 255. resetting nopreempt"));
+        i.nopreempt = false;
+    }
+    if i.version == 2 {
+        let us = i.advert_int.as_micros();
+        if us % 1_000_000 != 0 {
+            cx.d.push_unlined(
+                Class::Invalid,
+                Some(n.span()),
+                format!("({name}) VRRPv2 advertisement interval {}.{:06}s must be an integer. rounding", us / 1_000_000, us % 1_000_000),
+            );
+            let secs = ((us + 500_000) / 1_000_000).max(1) as u64;
+            i.advert_int = Duration::from_secs(secs);
+        }
+        if let Some(a) = &i.auth {
+            if a.auth_type == AuthType::Ah && i.state == InitState::Master {
+                cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) Initial state master is incompatible with AH authentication - clearing"));
+                i.state = InitState::Backup;
+            }
+        }
+    } else {
+        let us = i.advert_int.as_micros();
+        if us % 10_000 != 0 {
+            cx.d.push_unlined(
+                Class::Invalid,
+                Some(n.span()),
+                format!("({name}) VRRPv3 advertisement interval {}.{:06}s must be in units of 10ms - rounding", us / 1_000_000, us % 1_000_000),
+            );
+            let cs = ((us + 5_000) / 10_000).max(1) as u64;
+            i.advert_int = Duration::from_millis(cs * 10);
+        }
+        if i.advert_int > Duration::from_millis(40_950) {
+            cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) VRRPv3 advertisement interval too large; using 40.95s"));
+            i.advert_int = Duration::from_millis(40_950);
+        }
+        if i.auth.is_some() {
+            cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) authentication is not supported with VRRPv3 - ignoring"));
+            i.auth = None;
+        }
+    }
+}
+
+fn auth(cx: &mut Cx<'_>, n: &Node, name: &str) -> Option<Auth> {
+    let mut t = None;
+    let mut pass = None;
+    for c in cx.block(n) {
+        cx.no_block(c);
+        match c.key.text.as_str() {
+            "auth_type" => match c.args.first().map(|w| w.text.as_str()) {
+                Some("PASS") => t = Some(AuthType::Pass),
+                Some("AH") => t = Some(AuthType::Ah),
+                _ => cx.d.invalid(arg_span(c), format!("({name}) unknown authentication type '{}'", c.args.first().map_or("", |w| w.text.as_str()))),
+            },
+            "auth_pass" => pass = cx.string(c),
+            _ => cx.unknown(c, &[]),
+        }
+    }
+    match (t, pass) {
+        (Some(auth_type), Some(pass)) => Some(Auth { auth_type, pass }),
+        (Some(auth_type), None) => Some(Auth { auth_type, pass: String::new() }),
+        (None, _) => None,
+    }
+}
+
+fn unicast_peers(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<UnicastPeer>) {
+    for c in cx.block(n) {
+        let Some(addr) = cx.ip(&c.key) else { continue };
+        let mut p = UnicastPeer { addr, min_ttl: None, max_ttl: None };
+        let mut k = 0;
+        while k < c.args.len() {
+            let opt = c.args[k].text.as_str();
+            let val = c.args.get(k + 1);
+            match (opt, val) {
+                ("min_ttl", Some(v)) => p.min_ttl = cx.int_word(v, "min_ttl", 0, 255).map(|v| v as u8),
+                ("max_ttl", Some(v)) => p.max_ttl = cx.int_word(v, "max_ttl", 0, 255).map(|v| v as u8),
+                _ => cx.d.invalid(c.args[k].span, format!("unicast_peer: unknown option '{opt}'")),
+            }
+            k += 2;
+        }
+        out.push(p);
+    }
+}
+
+/// `virtual_ipaddress { IP[/MASK] [brd …] [dev …] [scope …] [label …] … }`.
+fn vips(cx: &mut Cx<'_>, n: &Node, name: &str, out: &mut Vec<Vip>) {
+    for c in cx.block(n) {
+        if let Some(v) = vip(cx, c, name) {
+            if let Some(first) = out.first() {
+                if first.addr.is_ipv4() != v.addr.is_ipv4() && n.key.text == "virtual_ipaddress" {
+                    cx.d.invalid(c.span(), format!("({name}): address family must match VRRP instance [{}] - ignoring", v.addr));
+                    continue;
+                }
+            }
+            out.push(v);
+        }
+    }
+}
+
+fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
+    let (addr_s, prefix_s) = match c.key.text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (c.key.text.as_str(), None),
+    };
+    let Ok(addr) = addr_s.parse::<IpAddr>() else {
+        cx.d.invalid(c.span(), format!("VRRP parsed invalid IP {}. skipping IP...", c.key.text));
+        return None;
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix_s.map(str::parse::<u8>) {
+        None => max,
+        Some(Ok(p)) if p <= max => p,
+        Some(_) => {
+            cx.d.invalid(c.span(), format!("VRRP parsed invalid IP {}. skipping IP...", c.key.text));
+            return None;
+        }
+    };
+    let _ = name;
+    let mut v = Vip {
+        addr,
+        prefix,
+        brd: None,
+        dev: None,
+        scope: None,
+        label: None,
+        peer: None,
+        flags: Vec::new(),
+        preferred_lft: None,
+        origin: origin(c),
+    };
+    let mut k = 0;
+    while k < c.args.len() {
+        let w = &c.args[k];
+        let val = c.args.get(k + 1);
+        let takes_value = matches!(w.text.as_str(), "brd" | "broadcast" | "dev" | "scope" | "label" | "peer" | "preferred_lft");
+        if takes_value && val.is_none() {
+            cx.d.invalid(w.span, format!("'{}' needs a value", w.text));
+            break;
+        }
+        match (w.text.as_str(), val) {
+            ("brd" | "broadcast", Some(b)) => v.brd = Some(b.text.clone()),
+            ("dev", Some(d)) => v.dev = Some(d.text.clone()),
+            ("scope", Some(s)) => {
+                if matches!(s.text.as_str(), "site" | "link" | "host" | "nowhere" | "global") || s.text.parse::<u8>().is_ok() {
+                    v.scope = Some(s.text.clone());
+                } else {
+                    cx.d.invalid(s.span, format!("Invalid scope '{}' specified for {} - ignoring", s.text, c.key.text));
+                }
+            }
+            ("label", Some(l)) => v.label = Some(l.text.clone()),
+            ("peer", Some(p)) => v.peer = cx.ip(p),
+            ("preferred_lft", Some(p)) => v.preferred_lft = Some(p.text.clone()),
+            ("home" | "-nodad" | "nodad" | "mngtmpaddr" | "noprefixroute" | "autojoin" | "no_track", _) => {
+                v.flags.push(w.text.clone());
+                k += 1;
+                continue;
+            }
+            ("use_vmac", _) => {
+                cx.d.push(Class::Unsupported, Some(w.span), "unsupported: VIP option 'use_vmac' is not implemented by holdfast");
+                k += 1;
+                continue;
+            }
+            _ => {
+                cx.d.invalid(w.span, format!("Unknown configuration entry '{}' for ip address - ignoring", w.text));
+                k += 1;
+                continue;
+            }
+        }
+        k += 2;
+    }
+    Some(v)
+}
+
+pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
+    let name = cx.string(n)?;
+    let mut g = SyncGroup { name, origin: origin(n), ..Default::default() };
+    for c in cx.block(n) {
+        if track::tracking_key(cx, c, &mut g.track) {
+            continue;
+        }
+        match c.key.text.as_str() {
+            "group" => {
+                for m in cx.block(c) {
+                    g.members.push(m.key.text.clone());
+                    for extra in &m.args {
+                        g.members.push(extra.text.clone());
+                    }
+                }
+            }
+            "sync_group_tracking_weight" | "global_tracking" => {
+                if c.key.text == "global_tracking" {
+                    cx.deprecated(c, "sync_group_tracking_weight");
+                }
+                g.tracking_weight = true;
+            }
+            _ => {
+                if !notify_key(cx, c, &mut g.notify) {
+                    cx.unknown(c, &["smtp_alert", "notify_priority_changes", "track_bfd", "notify_deleted"]);
+                }
+            }
+        }
+    }
+    Some(g)
+}

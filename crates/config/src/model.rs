@@ -1,0 +1,902 @@
+//! The typed configuration: what a keepalived.conf means, with keepalived 2.2's defaults applied.
+//!
+//! Keyword names survive in field names where they are keepalived's (`virtual_router_id` →
+//! `vrid` is the one abbreviation). Source locations are kept in [`Origin`] fields, which compare
+//! equal whatever they hold, so `parse(print(c)) == c` compares meaning, not layout.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::span::Span;
+
+/// Where an item was declared. Always equal to any other `Origin`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin(pub Option<Span>);
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
+}
+
+impl Eq for Origin {}
+
+/// A whole configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    /// `global_defs`.
+    pub global: Global,
+    /// `vrrp_script` blocks.
+    pub scripts: Vec<VrrpScript>,
+    /// `track_file` (old name `vrrp_track_file`) blocks.
+    pub track_files: Vec<TrackFile>,
+    /// `vrrp_track_process` blocks.
+    pub track_processes: Vec<TrackProcess>,
+    /// `vrrp_instance` blocks.
+    pub instances: Vec<VrrpInstance>,
+    /// `vrrp_sync_group` blocks.
+    pub sync_groups: Vec<SyncGroup>,
+    /// `virtual_server_group` blocks.
+    pub vs_groups: Vec<VsGroup>,
+    /// `virtual_server` blocks.
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+/// `user [[:]group]` for scripts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpec {
+    /// User name.
+    pub user: String,
+    /// Group name, if given.
+    pub group: Option<String>,
+}
+
+/// A script to run: the command line exactly as configured (split by the runner) and its user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The command string (quotes already removed).
+    pub cmd: String,
+    /// `user [group]`, else the default script user.
+    pub user: Option<UserSpec>,
+}
+
+/// `dataplane proxy|nft|ipvs|auto` (holdfast extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataPlane {
+    /// Userspace TCP proxy.
+    Proxy,
+    /// nftables NAT/DSR.
+    Nft,
+    /// Kernel IPVS, as keepalived.
+    Ipvs,
+    /// IPVS when the kernel has it, otherwise the proxy.
+    Auto,
+}
+
+/// GARP / unsolicited-NA timing; `None` means "inherit" (instance → global → keepalived default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Garp {
+    /// `garp_master_delay` (default 5 s).
+    pub master_delay: Option<Duration>,
+    /// `garp_master_repeat` (default 5).
+    pub master_repeat: Option<u32>,
+    /// `garp_master_refresh` (default off).
+    pub master_refresh: Option<Duration>,
+    /// `garp_master_refresh_repeat` (default 1).
+    pub master_refresh_repeat: Option<u32>,
+    /// `garp_lower_prio_delay` (default = master_delay).
+    pub lower_prio_delay: Option<Duration>,
+    /// `garp_lower_prio_repeat` (default = master_repeat).
+    pub lower_prio_repeat: Option<u32>,
+    /// `garp_interval` / `vrrp_garp_interval` (spacing between GARPs).
+    pub interval: Option<Duration>,
+    /// `gna_interval` / `vrrp_gna_interval` (spacing between NAs).
+    pub gna_interval: Option<Duration>,
+}
+
+/// `lvs_timeouts [tcp S] [tcpfin S] [udp S]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LvsTimeouts {
+    /// TCP established.
+    pub tcp: Option<u32>,
+    /// TCP after FIN.
+    pub tcpfin: Option<u32>,
+    /// UDP.
+    pub udp: Option<u32>,
+}
+
+/// `global_defs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Global {
+    /// `router_id`.
+    pub router_id: Option<String>,
+    /// `notification_email { … }`.
+    pub notification_email: Vec<String>,
+    /// `notification_email_from`.
+    pub notification_email_from: Option<String>,
+    /// `smtp_server HOST [PORT]`.
+    pub smtp_server: Option<String>,
+    /// `smtp_connect_timeout`.
+    pub smtp_connect_timeout: Option<Duration>,
+    /// `script_user`.
+    pub script_user: Option<UserSpec>,
+    /// `enable_script_security`.
+    pub enable_script_security: bool,
+    /// `vrrp_version` (default 2).
+    pub vrrp_version: u8,
+    /// `vrrp_mcast_group4` (default 224.0.0.18).
+    pub vrrp_mcast_group4: Ipv4Addr,
+    /// `vrrp_mcast_group6` (default ff02::12).
+    pub vrrp_mcast_group6: Ipv6Addr,
+    /// `vrrp_garp_*` / `vrrp_gna_interval`.
+    pub garp: Garp,
+    /// `vrrp_min_garp`.
+    pub vrrp_min_garp: bool,
+    /// `vrrp_lower_prio_no_advert`.
+    pub lower_prio_no_advert: bool,
+    /// `vrrp_higher_prio_send_advert`.
+    pub higher_prio_send_advert: bool,
+    /// `vrrp_check_unicast_src`.
+    pub check_unicast_src: bool,
+    /// `vrrp_skip_check_adv_addr`.
+    pub skip_check_adv_addr: bool,
+    /// `vrrp_strict`.
+    pub strict: bool,
+    /// `vrrp_startup_delay`.
+    pub startup_delay: Option<Duration>,
+    /// `dynamic_interfaces`.
+    pub dynamic_interfaces: bool,
+    /// `max_auto_priority [N]` (bare keyword = 99).
+    pub max_auto_priority: Option<i32>,
+    /// `vrrp_rt_priority`.
+    pub vrrp_rt_priority: Option<u32>,
+    /// `checker_rt_priority`.
+    pub checker_rt_priority: Option<u32>,
+    /// `vrrp_no_swap`.
+    pub vrrp_no_swap: bool,
+    /// `checker_no_swap`.
+    pub checker_no_swap: bool,
+    /// `lvs_flush`.
+    pub lvs_flush: bool,
+    /// `lvs_flush_on_stop` (old `lvs_flush_onstop`).
+    pub lvs_flush_on_stop: bool,
+    /// `lvs_timeouts`.
+    pub lvs_timeouts: Option<LvsTimeouts>,
+    /// `notify_fifo`.
+    pub notify_fifo: Option<Command>,
+    /// `vrrp_notify_fifo`.
+    pub vrrp_notify_fifo: Option<Command>,
+    /// `lvs_notify_fifo`.
+    pub lvs_notify_fifo: Option<Command>,
+    /// `v3_checksum_as_v2`.
+    pub v3_checksum_as_v2: bool,
+    /// `checker_log_all_failures`.
+    pub checker_log_all_failures: bool,
+    /// `startup_script`.
+    pub startup_script: Option<Command>,
+    /// `startup_script_timeout` (default 10 s).
+    pub startup_script_timeout: Option<Duration>,
+    /// `shutdown_script`.
+    pub shutdown_script: Option<Command>,
+    /// `shutdown_script_timeout` (default 10 s).
+    pub shutdown_script_timeout: Option<Duration>,
+    /// `dataplane` (holdfast).
+    pub dataplane: Option<DataPlane>,
+    /// `control_socket PATH` (holdfast).
+    pub control_socket: Option<String>,
+    /// `metrics_listen ADDR:PORT` (holdfast).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+impl Default for Global {
+    /// keepalived's global defaults.
+    fn default() -> Self {
+        Global {
+            router_id: None,
+            notification_email: Vec::new(),
+            notification_email_from: None,
+            smtp_server: None,
+            smtp_connect_timeout: None,
+            script_user: None,
+            enable_script_security: false,
+            vrrp_version: 2,
+            vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
+            vrrp_mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
+            garp: Garp::default(),
+            vrrp_min_garp: false,
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
+            check_unicast_src: false,
+            skip_check_adv_addr: false,
+            strict: false,
+            startup_delay: None,
+            dynamic_interfaces: false,
+            max_auto_priority: None,
+            vrrp_rt_priority: None,
+            checker_rt_priority: None,
+            vrrp_no_swap: false,
+            checker_no_swap: false,
+            lvs_flush: false,
+            lvs_flush_on_stop: false,
+            lvs_timeouts: None,
+            notify_fifo: None,
+            vrrp_notify_fifo: None,
+            lvs_notify_fifo: None,
+            v3_checksum_as_v2: false,
+            checker_log_all_failures: false,
+            startup_script: None,
+            startup_script_timeout: None,
+            shutdown_script: None,
+            shutdown_script_timeout: None,
+            dataplane: None,
+            control_socket: None,
+            metrics_listen: None,
+            origin: Origin::default(),
+        }
+    }
+}
+
+/// What a `vrrp_script` runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptKind {
+    /// `script "…"`: a command.
+    Command(String),
+    /// A native checker block in place of `script` (holdfast extension).
+    Checker(Box<Checker>),
+}
+
+/// `vrrp_script NAME { … }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpScript {
+    /// Name.
+    pub name: String,
+    /// What to run; `None` if neither a script nor a checker was given (keepalived removes it).
+    pub kind: Option<ScriptKind>,
+    /// `interval` (default 1 s).
+    pub interval: Duration,
+    /// `timeout` (default: the interval).
+    pub timeout: Option<Duration>,
+    /// `weight` (default 0).
+    pub weight: i32,
+    /// `weight … reverse`.
+    pub reverse: bool,
+    /// `rise` (default 1).
+    pub rise: u32,
+    /// `fall` (default 1).
+    pub fall: u32,
+    /// `user`.
+    pub user: Option<UserSpec>,
+    /// `init_fail`.
+    pub init_fail: bool,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// `track_file NAME { … }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackFile {
+    /// Name.
+    pub name: String,
+    /// `file`.
+    pub file: String,
+    /// `weight` (default 1).
+    pub weight: i32,
+    /// `weight … reverse`.
+    pub reverse: bool,
+    /// `init_file [VALUE] [overwrite]`.
+    pub init_file: Option<(i64, bool)>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// `vrrp_track_process NAME { … }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackProcess {
+    /// Name.
+    pub name: String,
+    /// `process NAME [ARGS…]`: the process name.
+    pub process: String,
+    /// The arguments after the name, if any.
+    pub args: Vec<String>,
+    /// `param_match initial|partial`.
+    pub param_match: Option<String>,
+    /// `weight` (default 0).
+    pub weight: i32,
+    /// `weight … reverse`.
+    pub reverse: bool,
+    /// `quorum` (default 1).
+    pub quorum: u32,
+    /// `quorum_max`.
+    pub quorum_max: Option<u32>,
+    /// `fork_delay`.
+    pub fork_delay: Option<Duration>,
+    /// `terminate_delay`.
+    pub terminate_delay: Option<Duration>,
+    /// `delay` (sets both).
+    pub delay: Option<Duration>,
+    /// `full_command`.
+    pub full_command: bool,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// `state MASTER|BACKUP`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitState {
+    /// `state MASTER`.
+    Master,
+    /// `state BACKUP` (default).
+    Backup,
+}
+
+/// `authentication { auth_type …; auth_pass … }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// `PASS` or `AH`.
+    pub auth_type: AuthType,
+    /// `auth_pass` (only the first 8 bytes go on the wire).
+    pub pass: String,
+}
+
+/// VRRPv2 authentication type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthType {
+    /// Simple text password (type 1).
+    Pass,
+    /// IPsec AH (type 2).
+    Ah,
+}
+
+/// `unicast_peer` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnicastPeer {
+    /// Address.
+    pub addr: IpAddr,
+    /// `min_ttl`.
+    pub min_ttl: Option<u8>,
+    /// `max_ttl`.
+    pub max_ttl: Option<u8>,
+}
+
+/// A `virtual_ipaddress` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    /// Address.
+    pub addr: IpAddr,
+    /// Prefix length (default /32 or /128).
+    pub prefix: u8,
+    /// `brd IP|+|-`.
+    pub brd: Option<String>,
+    /// `dev IF` (default: the instance's interface).
+    pub dev: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `label`.
+    pub label: Option<String>,
+    /// `peer`.
+    pub peer: Option<IpAddr>,
+    /// Flags: `home`, `-nodad`, `mngtmpaddr`, `noprefixroute`, `autojoin`, `no_track`.
+    pub flags: Vec<String>,
+    /// `preferred_lft N|forever`.
+    pub preferred_lft: Option<String>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// A `track_interface` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackIf {
+    /// Interface name.
+    pub name: String,
+    /// `weight N` (0 = FAULT when down).
+    pub weight: i32,
+    /// `reverse`.
+    pub reverse: bool,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// A `track_script` / `track_file` / `track_process` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackRef {
+    /// The tracker's name.
+    pub name: String,
+    /// `weight N` overriding the tracker's own.
+    pub weight: Option<i32>,
+    /// `reverse` / `noreverse`.
+    pub reverse: Option<bool>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// Trackers attached to an instance or a sync group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// `track_interface`.
+    pub interfaces: Vec<TrackIf>,
+    /// `track_script`.
+    pub scripts: Vec<TrackRef>,
+    /// `track_file`.
+    pub files: Vec<TrackRef>,
+    /// `track_process`.
+    pub processes: Vec<TrackRef>,
+}
+
+/// `notify_*` scripts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// `notify_master`.
+    pub master: Option<Command>,
+    /// `notify_backup`.
+    pub backup: Option<Command>,
+    /// `notify_fault`.
+    pub fault: Option<Command>,
+    /// `notify_stop`.
+    pub stop: Option<Command>,
+    /// `notify` (generic, with 4 appended arguments).
+    pub generic: Option<Command>,
+    /// `notify_master_rx_lower_pri`.
+    pub master_rx_lower_pri: Option<Command>,
+}
+
+/// `vrrp_instance NAME { … }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpInstance {
+    /// Name.
+    pub name: String,
+    /// `state` (default BACKUP).
+    pub state: InitState,
+    /// `interface`.
+    pub interface: Option<String>,
+    /// Where `interface` was given.
+    pub interface_at: Origin,
+    /// `virtual_router_id` (mandatory, 1-255).
+    pub vrid: u8,
+    /// `priority` (default 100; 255 if `state MASTER` and no priority).
+    pub priority: u8,
+    /// `advert_int` (default 1 s).
+    pub advert_int: Duration,
+    /// `version` (default `vrrp_version`; IPv6 ⇒ 3).
+    pub version: u8,
+    /// `nopreempt`.
+    pub nopreempt: bool,
+    /// `preempt_delay` (0-1000 s).
+    pub preempt_delay: Option<Duration>,
+    /// `unicast_peer { … }`.
+    pub unicast_peers: Vec<UnicastPeer>,
+    /// `unicast_src_ip`.
+    pub unicast_src_ip: Option<IpAddr>,
+    /// `mcast_src_ip`.
+    pub mcast_src_ip: Option<IpAddr>,
+    /// `unicast_ttl` (default 255).
+    pub unicast_ttl: Option<u8>,
+    /// `check_unicast_src`.
+    pub check_unicast_src: bool,
+    /// `unicast_fault_no_peer`.
+    pub unicast_fault_no_peer: bool,
+    /// `authentication`.
+    pub auth: Option<Auth>,
+    /// `virtual_ipaddress`.
+    pub vips: Vec<Vip>,
+    /// `virtual_ipaddress_excluded`.
+    pub excluded_vips: Vec<Vip>,
+    /// `track_*`.
+    pub track: Tracking,
+    /// `dont_track_primary`.
+    pub dont_track_primary: bool,
+    /// `accept` / `no_accept` (`None` = keepalived's default: accept unless strict).
+    pub accept: Option<bool>,
+    /// `skip_check_adv_addr`.
+    pub skip_check_adv_addr: Option<bool>,
+    /// `strict_mode`.
+    pub strict_mode: Option<bool>,
+    /// `garp_*` overrides.
+    pub garp: Garp,
+    /// `lower_prio_no_advert`.
+    pub lower_prio_no_advert: Option<bool>,
+    /// `higher_prio_send_advert`.
+    pub higher_prio_send_advert: Option<bool>,
+    /// `notify_*`.
+    pub notify: Notify,
+    /// `promote_secondaries`.
+    pub promote_secondaries: bool,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// `vrrp_sync_group NAME { … }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// Name.
+    pub name: String,
+    /// `group { VI_1 VI_2 }`.
+    pub members: Vec<String>,
+    /// `track_*`.
+    pub track: Tracking,
+    /// `notify_*`.
+    pub notify: Notify,
+    /// `sync_group_tracking_weight`.
+    pub tracking_weight: bool,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// One `virtual_server_group` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VsGroupEntry {
+    /// `IP[-LAST][/PREFIX] PORT`.
+    Addr {
+        /// First address.
+        addr: IpAddr,
+        /// `-N`: last value of the final octet/hextet of a range.
+        range_end: Option<u16>,
+        /// `/N`.
+        prefix: Option<u8>,
+        /// Port.
+        port: u16,
+    },
+    /// `fwmark N [inet|inet6]`.
+    Fwmark {
+        /// Mark.
+        mark: u32,
+        /// Family, if given.
+        family: Option<String>,
+    },
+}
+
+/// `virtual_server_group NAME { … }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsGroup {
+    /// Name.
+    pub name: String,
+    /// Entries.
+    pub entries: Vec<VsGroupEntry>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// What a `virtual_server` is keyed on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VsKey {
+    /// `IP PORT`.
+    Addr(IpAddr, u16),
+    /// `fwmark N`.
+    Fwmark(u32),
+    /// `group NAME`.
+    Group(String),
+}
+
+/// `lvs_method` / `lb_kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LvsMethod {
+    /// NAT (Masq), the default.
+    Nat,
+    /// Direct routing.
+    Dr,
+    /// IP tunnelling.
+    Tun,
+}
+
+/// `protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// TCP (default).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+/// Timing keys that cascade virtual_server → real_server → checker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckTiming {
+    /// `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `retry` (old `nb_get_retry` in HTTP/SSL_GET).
+    pub retry: Option<u32>,
+    /// `delay_before_retry`.
+    pub delay_before_retry: Option<Duration>,
+    /// `warmup`.
+    pub warmup: Option<Duration>,
+    /// `delay_loop` (real_server and checker level only; the virtual server's is separate).
+    pub delay_loop: Option<Duration>,
+}
+
+/// `virtual_server … { … }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualServer {
+    /// Address, fwmark or group.
+    pub key: VsKey,
+    /// `delay_loop` (default 60 s).
+    pub delay_loop: Duration,
+    /// `lvs_sched` / `lb_algo` (default `wlc`).
+    pub lvs_sched: String,
+    /// `lvs_method` / `lb_kind` (default NAT).
+    pub lvs_method: LvsMethod,
+    /// `protocol` (default TCP).
+    pub protocol: Protocol,
+    /// `persistence_timeout [S]` (no value ⇒ 360).
+    pub persistence_timeout: Option<u32>,
+    /// `persistence_granularity`.
+    pub persistence_granularity: Option<String>,
+    /// `ha_suspend`.
+    pub ha_suspend: bool,
+    /// `virtualhost` (default for HTTP checkers).
+    pub virtualhost: Option<String>,
+    /// `alpha`.
+    pub alpha: bool,
+    /// `omega`.
+    pub omega: bool,
+    /// `quorum` (default 1).
+    pub quorum: u32,
+    /// `hysteresis` (default 0).
+    pub hysteresis: u32,
+    /// `quorum_up`.
+    pub quorum_up: Option<Command>,
+    /// `quorum_down`.
+    pub quorum_down: Option<Command>,
+    /// `sorry_server IP [PORT]`.
+    pub sorry_server: Option<(IpAddr, Option<u16>)>,
+    /// `sorry_server_inhibit`.
+    pub sorry_server_inhibit: bool,
+    /// `sorry_server_lvs_method`.
+    pub sorry_server_lvs_method: Option<LvsMethod>,
+    /// `inhibit_on_failure`.
+    pub inhibit_on_failure: bool,
+    /// Cascading checker timing.
+    pub timing: CheckTiming,
+    /// `dataplane` (holdfast).
+    pub dataplane: Option<DataPlane>,
+    /// `real_server` blocks.
+    pub real_servers: Vec<RealServer>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// `real_server IP [PORT] { … }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealServer {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port (default: the virtual server's).
+    pub port: Option<u16>,
+    /// `weight` (default 1).
+    pub weight: i32,
+    /// `lvs_method`.
+    pub lvs_method: Option<LvsMethod>,
+    /// `notify_up`.
+    pub notify_up: Option<Command>,
+    /// `notify_down`.
+    pub notify_down: Option<Command>,
+    /// `uthreshold`.
+    pub uthreshold: Option<u32>,
+    /// `lthreshold`.
+    pub lthreshold: Option<u32>,
+    /// `inhibit_on_failure` (default: the virtual server's).
+    pub inhibit_on_failure: Option<bool>,
+    /// `alpha`.
+    pub alpha: Option<bool>,
+    /// Cascading checker timing.
+    pub timing: CheckTiming,
+    /// `readmit manual` (holdfast).
+    pub readmit_manual: bool,
+    /// Checker blocks.
+    pub checkers: Vec<Checker>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// Keys every checker has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckerCommon {
+    /// `connect_ip`.
+    pub connect_ip: Option<IpAddr>,
+    /// `connect_port`.
+    pub connect_port: Option<u16>,
+    /// `bindto`.
+    pub bindto: Option<IpAddr>,
+    /// `bind_port`.
+    pub bind_port: Option<u16>,
+    /// `bind_if`.
+    pub bind_if: Option<String>,
+    /// `fwmark`.
+    pub fwmark: Option<u32>,
+    /// Cascading timing.
+    pub timing: CheckTiming,
+    /// `alpha`.
+    pub alpha: Option<bool>,
+    /// `log_all_failures`.
+    pub log_all_failures: Option<bool>,
+}
+
+/// An HTTP_GET/SSL_GET `url { … }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Url {
+    /// `path`.
+    pub path: String,
+    /// `digest` (MD5 hex).
+    pub digest: Option<String>,
+    /// `status_code` ranges (default 200-299).
+    pub status_codes: Vec<(u16, u16)>,
+    /// `virtualhost`.
+    pub virtualhost: Option<String>,
+}
+
+/// HTTP_GET / SSL_GET.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// `url` blocks.
+    pub urls: Vec<Url>,
+    /// `http_protocol 1.0|1.0C|1.1`.
+    pub http_protocol: Option<String>,
+    /// `virtualhost`.
+    pub virtualhost: Option<String>,
+    /// `enable_sni`.
+    pub enable_sni: bool,
+    /// `sni_name`.
+    pub sni_name: Option<String>,
+    /// `fast_recovery`.
+    pub fast_recovery: bool,
+}
+
+/// MISC_CHECK.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MiscCheck {
+    /// `misc_path`.
+    pub path: String,
+    /// `misc_timeout`.
+    pub timeout: Option<Duration>,
+    /// `misc_dynamic`.
+    pub dynamic: bool,
+    /// `user`.
+    pub user: Option<UserSpec>,
+}
+
+/// MYSQL_CHECK (holdfast extension).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MysqlCheck {
+    /// `user`.
+    pub user: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `credentials_file` (root-only file with user and password).
+    pub credentials_file: Option<String>,
+    /// `database`.
+    pub database: Option<String>,
+    /// `query` (default `SELECT 1`).
+    pub query: Option<String>,
+    /// `require_writable`.
+    pub require_writable: bool,
+    /// `require_read_only`.
+    pub require_read_only: bool,
+    /// `max_replication_lag SECS`.
+    pub max_replication_lag: Option<Duration>,
+    /// `tls`.
+    pub tls: bool,
+    /// `tls_ca`.
+    pub tls_ca: Option<String>,
+}
+
+/// The kind of a checker block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckerKind {
+    /// TCP_CHECK.
+    Tcp,
+    /// HTTP_GET.
+    Http(HttpCheck),
+    /// SSL_GET.
+    Ssl(HttpCheck),
+    /// MISC_CHECK.
+    Misc(MiscCheck),
+    /// SMTP_CHECK.
+    Smtp {
+        /// `helo_name`.
+        helo_name: Option<String>,
+    },
+    /// DNS_CHECK.
+    Dns {
+        /// `type` (default SOA).
+        qtype: Option<String>,
+        /// `name` (default `.`).
+        name: Option<String>,
+    },
+    /// UDP_CHECK.
+    Udp {
+        /// `payload` hex.
+        payload: Option<String>,
+        /// `require_reply [HEX]`.
+        require_reply: Option<String>,
+        /// `min_reply_length`.
+        min_reply_length: Option<u32>,
+        /// `max_reply_length`.
+        max_reply_length: Option<u32>,
+    },
+    /// PING_CHECK.
+    Ping,
+    /// FILE_CHECK.
+    File {
+        /// `track_file`.
+        track_file: String,
+        /// `dynamic`.
+        dynamic: bool,
+        /// `weight`.
+        weight: Option<i32>,
+        /// `reverse`.
+        reverse: bool,
+    },
+    /// MYSQL_CHECK (holdfast).
+    Mysql(MysqlCheck),
+}
+
+impl CheckerKind {
+    /// The block keyword.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            CheckerKind::Tcp => "TCP_CHECK",
+            CheckerKind::Http(_) => "HTTP_GET",
+            CheckerKind::Ssl(_) => "SSL_GET",
+            CheckerKind::Misc(_) => "MISC_CHECK",
+            CheckerKind::Smtp { .. } => "SMTP_CHECK",
+            CheckerKind::Dns { .. } => "DNS_CHECK",
+            CheckerKind::Udp { .. } => "UDP_CHECK",
+            CheckerKind::Ping => "PING_CHECK",
+            CheckerKind::File { .. } => "FILE_CHECK",
+            CheckerKind::Mysql(_) => "MYSQL_CHECK",
+        }
+    }
+}
+
+/// A checker block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checker {
+    /// Kind and kind-specific keys.
+    pub kind: CheckerKind,
+    /// Common keys.
+    pub common: CheckerCommon,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// Effective checker timing after the cascade, with keepalived 2.2's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EffectiveTiming {
+    /// Seconds between checks.
+    pub delay_loop: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Retries before declaring failure.
+    pub retry: u32,
+    /// Delay between retries.
+    pub delay_before_retry: Duration,
+    /// Maximum random delay before the first check (`None` = random up to delay_loop).
+    pub warmup: Option<Duration>,
+}
+
+impl Checker {
+    /// Timing for this checker: its own keys, else the real server's, else the virtual
+    /// server's, else keepalived's per-checker defaults (§1.10: retry 1, DNS 3, MISC 0;
+    /// delay_before_retry 1, HTTP/SSL 3, DNS = delay_loop; connect_timeout 5).
+    pub fn effective_timing(&self, rs: &RealServer, vs: &VirtualServer) -> EffectiveTiming {
+        let pick = |f: fn(&CheckTiming) -> Option<Duration>| {
+            f(&self.common.timing).or(f(&rs.timing)).or(f(&vs.timing))
+        };
+        let delay_loop = pick(|t| t.delay_loop).unwrap_or(vs.delay_loop);
+        let retry = self.common.timing.retry.or(rs.timing.retry).or(vs.timing.retry);
+        let (def_retry, def_dbr) = match self.kind {
+            CheckerKind::Dns { .. } => (3, delay_loop),
+            CheckerKind::Misc(_) => (0, Duration::from_secs(1)),
+            CheckerKind::Http(_) | CheckerKind::Ssl(_) => (1, Duration::from_secs(3)),
+            _ => (1, Duration::from_secs(1)),
+        };
+        EffectiveTiming {
+            delay_loop,
+            connect_timeout: pick(|t| t.connect_timeout).unwrap_or(Duration::from_secs(5)),
+            retry: retry.unwrap_or(def_retry),
+            delay_before_retry: pick(|t| t.delay_before_retry).unwrap_or(def_dbr),
+            warmup: pick(|t| t.warmup),
+        }
+    }
+}
