@@ -82,6 +82,13 @@ impl Diagnostics {
         }
     }
 
+    /// Removes the most recent finding if it has this class and span.
+    pub fn retract(&mut self, class: Class, span: Span) {
+        if self.items.last().is_some_and(|d| d.class == class && d.span == Some(span)) {
+            self.items.pop();
+        }
+    }
+
     /// Records an error of class [`Class::Invalid`] at `span`.
     pub fn invalid(&mut self, span: Span, message: impl Into<String>) {
         self.push(Class::Invalid, Some(span), message);

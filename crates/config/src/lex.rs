@@ -406,7 +406,7 @@ impl<'a> Lexer<'a> {
                         self.diags.push(
                             Class::Invalid,
                             Some(m.span(id, i, i + c.len_utf8(), line_end)),
-                            "non-breaking space (U+00A0) used as whitespace: keepalived reads it as part of a keyword ('Unknown keyword') and skips this line; holdfast treats it as a space",
+                            "non-breaking space (U+00A0) read as a space; keepalived reads it as part of the keyword and skips this line (Unknown keyword)",
                         );
                     }
                     flush(&mut word, &mut self.out);

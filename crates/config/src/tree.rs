@@ -22,6 +22,8 @@ pub struct Node {
     pub args: Vec<Word>,
     /// The `{ … }` block, if the statement has one.
     pub block: Option<Vec<Node>>,
+    /// The closing `}` of the block (keepalived reports end-of-block findings there).
+    pub close: Option<Span>,
 }
 
 impl Node {
@@ -39,8 +41,7 @@ impl Node {
 /// Builds the tree; reports stray and missing braces in keepalived's words.
 pub fn parse(tokens: &[Token], diags: &mut Diagnostics) -> Vec<Node> {
     let mut p = Parser { toks: tokens, pos: 0, diags };
-    let nodes = p.seq(None);
-    nodes
+    p.seq(None).0
 }
 
 struct Parser<'a> {
@@ -51,7 +52,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     /// Statements until the `}` closing `open` (consumed) or the end of input.
-    fn seq(&mut self, open: Option<Span>) -> Vec<Node> {
+    fn seq(&mut self, open: Option<Span>) -> (Vec<Node>, Option<Span>) {
         let mut nodes: Vec<Node> = Vec::new();
         // Whether the last statement ended at a line end (so a `{` on the next line opens it).
         let mut last_ended_line = false;
@@ -63,7 +64,7 @@ impl Parser<'_> {
                 TokKind::Close => {
                     self.pos += 1;
                     if open.is_some() {
-                        return nodes;
+                        return (nodes, Some(tok.span));
                     }
                     self.diags.push(Class::Syntax, Some(tok.span), "Extra '}' found");
                 }
@@ -71,7 +72,9 @@ impl Parser<'_> {
                     self.pos += 1;
                     match nodes.last_mut() {
                         Some(last) if last.block.is_none() && last_ended_line => {
-                            last.block = Some(self.seq(Some(tok.span)));
+                            let (b, close) = self.seq(Some(tok.span));
+                            last.block = Some(b);
+                            last.close = close;
                         }
                         _ => {
                             self.diags.push(Class::Syntax, Some(tok.span), "Unexpected '{' - ignoring");
@@ -89,12 +92,14 @@ impl Parser<'_> {
                         args.push(Word { text: t.text.clone(), span: t.span });
                         self.pos += 1;
                     }
-                    let mut node = Node { key, args, block: None };
+                    let mut node = Node { key, args, block: None, close: None };
                     last_ended_line = true;
                     match self.toks.get(self.pos).map(|t| (t.kind, t.span)) {
                         Some((TokKind::Open, span)) => {
                             self.pos += 1;
-                            node.block = Some(self.seq(Some(span)));
+                            let (b, close) = self.seq(Some(span));
+                            node.block = Some(b);
+                            node.close = close;
                             last_ended_line = false;
                         }
                         Some((TokKind::Close, _)) => last_ended_line = false,
@@ -111,7 +116,7 @@ impl Parser<'_> {
                 "There are 1 missing '}'s or extra '{'s (block opened here is never closed)",
             );
         }
-        nodes
+        (nodes, None)
     }
 }
 

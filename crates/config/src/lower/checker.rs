@@ -63,7 +63,8 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
     let (mut payload, mut require_reply, mut min_len, mut max_len) = (None, None, None, None);
     let (mut track_file, mut dynamic, mut weight, mut reverse) = (String::new(), false, None, false);
     for c in cx.block(n) {
-        if kw != Kw::Http && kw != Kw::Ssl || c.key.text != "url" {
+        let takes_block = matches!((kw, c.key.text.as_str()), (Kw::Http | Kw::Ssl, "url") | (Kw::Smtp, "host"));
+        if !takes_block {
             cx.no_block(c);
         }
         // keepalived: nb_get_retry is an HTTP_GET/SSL_GET synonym of retry only; elsewhere it is

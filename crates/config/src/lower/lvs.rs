@@ -115,6 +115,11 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 }
             }
             "lvs_method" | "lb_kind" => vs.lvs_method = method(cx, c).unwrap_or(vs.lvs_method),
+            "protocol" if matches!(vs.key, VsKey::Fwmark(_)) => cx.d.push_unlined(
+                Class::Invalid,
+                Some(c.span()),
+                format!("Warning: Virtual server {}: protocol specified for fwmark - protocol will be ignored", vs_name(&vs.key)),
+            ),
             "protocol" => match c.args.first().map(|w| w.text.as_str()) {
                 Some("TCP") => vs.protocol = Protocol::Tcp,
                 Some("UDP") => vs.protocol = Protocol::Udp,

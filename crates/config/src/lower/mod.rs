@@ -101,6 +101,11 @@ impl Cx<'_> {
     /// Reports a keyword that does not belong here.
     pub(crate) fn unknown(&mut self, n: &Node, unsupported: &[&str]) {
         let k = &n.key.text;
+        // Lowerers check `no_block` before matching; an unrecognised keyword's block is
+        // skipped with it, so that complaint does not apply.
+        if n.block.is_some() {
+            self.d.retract(Class::Syntax, n.span());
+        }
         if unsupported.contains(&k.as_str()) || k.ends_with("_rcv_bufs") || k.ends_with("_rcv_bufs_force") {
             self.d.push(
                 Class::Unsupported,

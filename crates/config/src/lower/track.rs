@@ -60,7 +60,7 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
         }
     }
     if s.kind.is_none() {
-        cx.d.invalid(n.span(), format!("No script set for vrrp_script {} - removing", s.name));
+        cx.d.invalid(n.close.unwrap_or(n.span()), format!("No script set for vrrp_script {} - removing", s.name));
         return None;
     }
     Some(s)

@@ -1,0 +1,46 @@
+//! The Linux host as `holdfast-config` sees it: interfaces, users, file modes, `$PATH`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use holdfast_config::validate::{Host, Stat};
+
+/// Reads `/sys/class/net`, `/etc/passwd` and file metadata.
+#[derive(Debug, Default)]
+pub struct LinuxHost;
+
+impl Host for LinuxHost {
+    fn interface_exists(&self, name: &str) -> bool {
+        !name.contains('/') && Path::new("/sys/class/net").join(name).exists()
+    }
+
+    fn user(&self, name: &str) -> Option<(u32, u32)> {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|l| {
+            let mut f = l.split(':');
+            if f.next()? != name {
+                return None;
+            }
+            let _pw = f.next()?;
+            let uid = f.next()?.parse().ok()?;
+            let gid = f.next()?.parse().ok()?;
+            Some((uid, gid))
+        })
+    }
+
+    fn stat(&self, path: &Path) -> Option<Stat> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stat { uid: m.uid(), gid: m.gid(), mode: m.mode(), is_dir: m.is_dir() })
+    }
+
+    fn path_dirs(&self) -> Vec<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
+        std::env::split_paths(&path).collect()
+    }
+}
+
+/// keepalived's default config-id: the host name up to the first dot.
+pub fn short_hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    name.trim().split('.').next().unwrap_or("").to_string()
+}
