@@ -61,7 +61,10 @@ pub struct Diagnostics {
 impl Diagnostics {
     /// `strict` turns unknown and unsupported keywords into errors.
     pub fn new(strict: bool) -> Self {
-        Diagnostics { items: Vec::new(), strict }
+        Diagnostics {
+            items: Vec::new(),
+            strict,
+        }
     }
 
     /// Records a finding.
@@ -71,7 +74,13 @@ impl Diagnostics {
             Class::Unknown | Class::Unsupported | Class::Note => Severity::Warning,
             _ => Severity::Error,
         };
-        self.items.push(Diagnostic { severity, class, span, message: message.into(), keepalived_lined: span.is_some() });
+        self.items.push(Diagnostic {
+            severity,
+            class,
+            span,
+            message: message.into(),
+            keepalived_lined: span.is_some(),
+        });
     }
 
     /// Records a finding with a location that `keepalived -t` reports without a line number.
@@ -84,7 +93,11 @@ impl Diagnostics {
 
     /// Removes the most recent finding if it has this class and span.
     pub fn retract(&mut self, class: Class, span: Span) {
-        if self.items.last().is_some_and(|d| d.class == class && d.span == Some(span)) {
+        if self
+            .items
+            .last()
+            .is_some_and(|d| d.class == class && d.span == Some(span))
+        {
             self.items.pop();
         }
     }
@@ -147,15 +160,32 @@ pub fn render(map: &SourceMap, d: &Diagnostic) -> String {
     };
     let file = map.file(span.file);
     let (line, col) = file.line_col(span.lo);
-    let _ = writeln!(out, "{}:{}:{}: {sev}: {}", file.path.display(), line, col, d.message);
+    let _ = writeln!(
+        out,
+        "{}:{}:{}: {sev}: {}",
+        file.path.display(),
+        line,
+        col,
+        d.message
+    );
     let text = file.line_text(line);
     let (_, end_col) = file.line_col(span.hi.max(span.lo));
     let (end_line, _) = file.line_col(span.hi.max(span.lo));
-    let width = if end_line == line { end_col.saturating_sub(col).max(1) } else { 1 };
+    let width = if end_line == line {
+        end_col.saturating_sub(col).max(1)
+    } else {
+        1
+    };
     let gutter = line.to_string().len();
     let _ = writeln!(out, "{:gutter$} |", "");
     let _ = writeln!(out, "{line} | {}", text.replace('\t', " "));
-    let _ = writeln!(out, "{:gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width));
+    let _ = writeln!(
+        out,
+        "{:gutter$} | {}{}",
+        "",
+        " ".repeat(col - 1),
+        "^".repeat(width)
+    );
     let mut from = file.included_from;
     while let Some(inc) = from {
         let _ = writeln!(out, "{:gutter$} = included from {}", "", map.locate(inc));
@@ -175,10 +205,22 @@ mod tests {
         let inc = map.add(
             "/etc/x.conf".into(),
             "vrrp_instance A {\n  prioirty 5\n}\n".into(),
-            Some(Span { file: main, lo: 0, hi: 14 }),
+            Some(Span {
+                file: main,
+                lo: 0,
+                hi: 14,
+            }),
         );
         let mut d = Diagnostics::new(false);
-        d.push(Class::Unknown, Some(Span { file: inc, lo: 20, hi: 28 }), "Unknown keyword 'prioirty'");
+        d.push(
+            Class::Unknown,
+            Some(Span {
+                file: inc,
+                lo: 20,
+                hi: 28,
+            }),
+            "Unknown keyword 'prioirty'",
+        );
         let text = render(&map, &d.items()[0]);
         assert_eq!(
             text,
@@ -188,14 +230,26 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_keepalived_2_2_7() {
-        let mk = |class| Diagnostic { severity: Severity::Error, class, span: None, message: String::new(), keepalived_lined: false };
+        let mk = |class| Diagnostic {
+            severity: Severity::Error,
+            class,
+            span: None,
+            message: String::new(),
+            keepalived_lined: false,
+        };
         assert_eq!(exit_code(&[], false), 0);
         assert_eq!(exit_code(&[mk(Class::Note)], false), 0);
         assert_eq!(exit_code(&[mk(Class::Unsupported)], false), 0);
         assert_eq!(exit_code(&[mk(Class::Unsupported)], true), 5);
         assert_eq!(exit_code(&[mk(Class::Unknown)], false), 5);
-        assert_eq!(exit_code(&[mk(Class::Invalid), mk(Class::Security)], false), 6);
-        assert_eq!(exit_code(&[mk(Class::Security), mk(Class::Fatal)], false), 4);
+        assert_eq!(
+            exit_code(&[mk(Class::Invalid), mk(Class::Security)], false),
+            6
+        );
+        assert_eq!(
+            exit_code(&[mk(Class::Security), mk(Class::Fatal)], false),
+            4
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::model::{Config, RealServer, VirtualServer, Vip, VrrpInstance, VsKey};
+use crate::model::{Config, RealServer, Vip, VirtualServer, VrrpInstance, VsKey};
 
 /// One difference between two configurations.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,14 +80,22 @@ fn vip_key(v: &Vip) -> String {
 
 fn identity(i: &VrrpInstance) -> impl PartialEq + '_ {
     let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
-    (i.vrid, v6, i.interface.as_deref(), i.unicast_peers.is_empty(), i.unicast_src_ip, i.mcast_src_ip)
+    (
+        i.vrid,
+        v6,
+        i.interface.as_deref(),
+        i.unicast_peers.is_empty(),
+        i.unicast_src_ip,
+        i.mcast_src_ip,
+    )
 }
 
 /// Lists the changes from `old` to `new`, instances first, then virtual servers, each in the
 /// new file's order (removals in the old file's order).
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let mut out = Vec::new();
-    let old_i: BTreeMap<&str, &VrrpInstance> = old.instances.iter().map(|i| (i.name.as_str(), i)).collect();
+    let old_i: BTreeMap<&str, &VrrpInstance> =
+        old.instances.iter().map(|i| (i.name.as_str(), i)).collect();
     let new_names: Vec<&str> = new.instances.iter().map(|i| i.name.as_str()).collect();
     for i in &old.instances {
         if !new_names.contains(&i.name.as_str()) {
@@ -106,20 +114,30 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         rest_o.vips.clear();
         rest_n.vips.clear();
         if rest_o != rest_n || o.vips != n.vips {
-            out.push(Change::InstanceChanged { name: n.name.clone(), keeps_state: identity(o) == identity(n) });
+            out.push(Change::InstanceChanged {
+                name: n.name.clone(),
+                keeps_state: identity(o) == identity(n),
+            });
         }
         for v in &old_v {
             if !new_v.contains(v) {
-                out.push(Change::VipRemoved { instance: n.name.clone(), vip: v.clone() });
+                out.push(Change::VipRemoved {
+                    instance: n.name.clone(),
+                    vip: v.clone(),
+                });
             }
         }
         for v in &new_v {
             if !old_v.contains(v) {
-                out.push(Change::VipAdded { instance: n.name.clone(), vip: v.clone() });
+                out.push(Change::VipAdded {
+                    instance: n.name.clone(),
+                    vip: v.clone(),
+                });
             }
         }
     }
-    let old_vs: BTreeMap<&VsKey, &VirtualServer> = old.virtual_servers.iter().map(|v| (&v.key, v)).collect();
+    let old_vs: BTreeMap<&VsKey, &VirtualServer> =
+        old.virtual_servers.iter().map(|v| (&v.key, v)).collect();
     let new_keys: Vec<&VsKey> = new.virtual_servers.iter().map(|v| &v.key).collect();
     for v in &old.virtual_servers {
         if !new_keys.contains(&&v.key) {
@@ -138,25 +156,40 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             out.push(Change::VirtualServerChanged(n.key.clone()));
         }
         let rkey = |r: &RealServer| (r.addr, r.port);
-        let old_rs: BTreeMap<_, &RealServer> = o.real_servers.iter().map(|r| (rkey(r), r)).collect();
+        let old_rs: BTreeMap<_, &RealServer> =
+            o.real_servers.iter().map(|r| (rkey(r), r)).collect();
         let new_rs: Vec<_> = n.real_servers.iter().map(rkey).collect();
         for r in &o.real_servers {
             if !new_rs.contains(&rkey(r)) {
-                out.push(Change::RealServerRemoved { vs: n.key.clone(), rs: rkey(r) });
+                out.push(Change::RealServerRemoved {
+                    vs: n.key.clone(),
+                    rs: rkey(r),
+                });
             }
         }
         for r in &n.real_servers {
             match old_rs.get(&rkey(r)) {
-                None => out.push(Change::RealServerAdded { vs: n.key.clone(), rs: rkey(r) }),
+                None => out.push(Change::RealServerAdded {
+                    vs: n.key.clone(),
+                    rs: rkey(r),
+                }),
                 Some(or) => {
                     if or.weight != r.weight {
-                        out.push(Change::RealServerWeight { vs: n.key.clone(), rs: rkey(r), from: or.weight, to: r.weight });
+                        out.push(Change::RealServerWeight {
+                            vs: n.key.clone(),
+                            rs: rkey(r),
+                            from: or.weight,
+                            to: r.weight,
+                        });
                     }
                     let (mut a, mut b) = ((*or).clone(), r.clone());
                     a.weight = 0;
                     b.weight = 0;
                     if a != b {
-                        out.push(Change::RealServerChanged { vs: n.key.clone(), rs: rkey(r) });
+                        out.push(Change::RealServerChanged {
+                            vs: n.key.clone(),
+                            rs: rkey(r),
+                        });
                     }
                 }
             }

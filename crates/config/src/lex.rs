@@ -80,7 +80,10 @@ struct Mapped {
 impl Mapped {
     fn from_source(text: &str, base: u32) -> Self {
         let origin = (0..text.len() as u32).map(|i| base + i).collect();
-        Mapped { text: text.to_string(), origin }
+        Mapped {
+            text: text.to_string(),
+            origin,
+        }
     }
 
     fn push_str(&mut self, s: &str, origin: u32) {
@@ -92,7 +95,11 @@ impl Mapped {
         let o = |i: usize| self.origin.get(i).copied().unwrap_or(line_end);
         let start = o(lo);
         let end = if hi > lo { o(hi - 1) + 1 } else { start };
-        Span { file, lo: start, hi: end.max(start) }
+        Span {
+            file,
+            lo: start,
+            hi: end.max(start),
+        }
     }
 }
 
@@ -104,7 +111,14 @@ impl<'a> Lexer<'a> {
         diags: &'a mut Diagnostics,
         config_id: &str,
     ) -> Self {
-        Lexer { loader, map, diags, config_id: config_id.to_string(), defs: HashMap::new(), out: Vec::new() }
+        Lexer {
+            loader,
+            map,
+            diags,
+            config_id: config_id.to_string(),
+            defs: HashMap::new(),
+            out: Vec::new(),
+        }
     }
 
     /// Reads the top-level file; `false` if it cannot be read (a fatal diagnostic is recorded).
@@ -119,7 +133,10 @@ impl<'a> Lexer<'a> {
                 self.diags.push(
                     Class::Fatal,
                     None,
-                    format!("Configuration file '{}' cannot be read: {e}", path.display()),
+                    format!(
+                        "Configuration file '{}' cannot be read: {e}",
+                        path.display()
+                    ),
                 );
                 (self.out, false)
             }
@@ -166,7 +183,10 @@ impl<'a> Lexer<'a> {
                         Some(next) => {
                             offset += next.len();
                             value.push('\n');
-                            value.push_str(next.trim_end_matches(['\n', '\r']).trim_start_matches(is_space));
+                            value.push_str(
+                                next.trim_end_matches(['\n', '\r'])
+                                    .trim_start_matches(is_space),
+                            );
                         }
                         None => break,
                     }
@@ -176,7 +196,11 @@ impl<'a> Lexer<'a> {
             }
 
             let mapped = Mapped::from_source(body, body_off as u32);
-            let span_all = Span { file: id, lo: body_off as u32, hi: line_end };
+            let span_all = Span {
+                file: id,
+                lo: body_off as u32,
+                hi: line_end,
+            };
 
             // Repetition: `~SEQ(var,start[,step],end) rest`, `~LST(var,v1,…) rest`.
             if body.starts_with("~SEQ") || body.starts_with("~LST") {
@@ -187,7 +211,14 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn repeat_line(&mut self, id: FileId, mapped: &Mapped, span: Span, line_end: u32, depth: usize) {
+    fn repeat_line(
+        &mut self,
+        id: FileId,
+        mapped: &Mapped,
+        span: Span,
+        line_end: u32,
+        depth: usize,
+    ) {
         let body = &mapped.text;
         let Some(close) = body.find(')') else {
             self.diags.invalid(span, "missing ')' in ~SEQ/~LST");
@@ -209,7 +240,8 @@ impl<'a> Lexer<'a> {
                 let nums: Vec<i64> = match args[1..].iter().map(|a| a.parse::<i64>()).collect() {
                     Ok(n) => n,
                     Err(_) => {
-                        self.diags.invalid(span, format!("invalid {head} arguments"));
+                        self.diags
+                            .invalid(span, format!("invalid {head} arguments"));
                         return;
                     }
                 };
@@ -218,32 +250,44 @@ impl<'a> Lexer<'a> {
                     [s, e] => (*s, if s <= e { 1 } else { -1 }, *e),
                     [s, st, e] => (*s, *st, *e),
                     _ => {
-                        self.diags.invalid(span, format!("invalid {head} arguments"));
+                        self.diags
+                            .invalid(span, format!("invalid {head} arguments"));
                         return;
                     }
                 };
-                if step == 0 || (end - start) / step >= MAX_REPEAT || (end - start).signum() * step.signum() < 0 {
+                if step == 0
+                    || (end - start) / step >= MAX_REPEAT
+                    || (end - start).signum() * step.signum() < 0
+                {
                     self.diags.invalid(span, format!("invalid {head} range"));
                     return;
                 }
                 let mut v = Vec::new();
                 let mut i = start;
                 while (step > 0 && i <= end) || (step < 0 && i >= end) {
-                    v.push(if head == "~SEQx" { format!("{i:x}") } else { i.to_string() });
+                    v.push(if head == "~SEQx" {
+                        format!("{i:x}")
+                    } else {
+                        i.to_string()
+                    });
                     i += step;
                 }
                 (args[0], v)
             }
             "~LST" => (args[0], args[1..].iter().map(|s| s.to_string()).collect()),
             _ => {
-                self.diags.invalid(span, format!("unknown repetition '{head}'"));
+                self.diags
+                    .invalid(span, format!("unknown repetition '{head}'"));
                 return;
             }
         };
         let saved = self.defs.get(var).cloned();
         for v in values {
             self.defs.insert(var.to_string(), v);
-            let m = Mapped { text: rest.text.clone(), origin: rest.origin.clone() };
+            let m = Mapped {
+                text: rest.text.clone(),
+                origin: rest.origin.clone(),
+            };
             self.finish_line(id, m, line_end, depth);
         }
         match saved {
@@ -254,9 +298,17 @@ impl<'a> Lexer<'a> {
 
     fn finish_line(&mut self, id: FileId, mapped: Mapped, line_end: u32, depth: usize) {
         let mapped = self.substitute(id, mapped, 0);
-        if let Some(rest) = mapped.text.strip_prefix("include").filter(|r| r.starts_with(is_space)) {
+        if let Some(rest) = mapped
+            .text
+            .strip_prefix("include")
+            .filter(|r| r.starts_with(is_space))
+        {
             // Include patterns keep their braces and globs: split on whitespace only.
-            let mut toks = vec![Token { kind: TokKind::Word, text: "include".into(), span: mapped.span(id, 0, 7, line_end) }];
+            let mut toks = vec![Token {
+                kind: TokKind::Word,
+                text: "include".into(),
+                span: mapped.span(id, 0, 7, line_end),
+            }];
             let base = mapped.text.len() - rest.len();
             let mut pos = 0;
             for part in rest.split(is_space) {
@@ -269,7 +321,11 @@ impl<'a> Lexer<'a> {
                     }
                     continue;
                 }
-                toks.push(Token { kind: TokKind::Word, text: part.to_string(), span: mapped.span(id, lo, lo + part.len(), line_end) });
+                toks.push(Token {
+                    kind: TokKind::Word,
+                    text: part.to_string(),
+                    span: mapped.span(id, lo, lo + part.len(), line_end),
+                });
             }
             self.include(id, &toks, depth);
             return;
@@ -277,7 +333,15 @@ impl<'a> Lexer<'a> {
         let start = self.out.len();
         self.tokenize(id, &mapped, line_end);
         if self.out.len() > start {
-            self.out.push(Token { kind: TokKind::Eol, text: String::new(), span: Span { file: id, lo: line_end, hi: line_end } });
+            self.out.push(Token {
+                kind: TokKind::Eol,
+                text: String::new(),
+                span: Span {
+                    file: id,
+                    lo: line_end,
+                    hi: line_end,
+                },
+            });
         }
     }
 
@@ -288,14 +352,25 @@ impl<'a> Lexer<'a> {
             return;
         }
         if depth >= MAX_INCLUDE_DEPTH {
-            self.diags.push(Class::Syntax, Some(line_span), "include nesting too deep");
+            self.diags
+                .push(Class::Syntax, Some(line_span), "include nesting too deep");
             return;
         }
-        let base = self.map.file(id).path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = self
+            .map
+            .file(id)
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         for tok in &toks[1..] {
             let mut found = false;
             for pat in expand_braces(&tok.text) {
-                let full = normalize(&if Path::new(&pat).is_absolute() { PathBuf::from(&pat) } else { base.join(&pat) });
+                let full = normalize(&if Path::new(&pat).is_absolute() {
+                    PathBuf::from(&pat)
+                } else {
+                    base.join(&pat)
+                });
                 let matches = self.loader.glob(&full.to_string_lossy());
                 for path in matches {
                     found = true;
@@ -312,13 +387,22 @@ impl<'a> Lexer<'a> {
                             let child = self.map.add(path, text, Some(tok.span));
                             self.lex_file(child, depth + 1);
                         }
-                        Err(e) => self.diags.note(tok.span, format!("cannot read included file '{}': {e}", path.display())),
+                        Err(e) => self.diags.note(
+                            tok.span,
+                            format!("cannot read included file '{}': {e}", path.display()),
+                        ),
                     }
                 }
             }
             if !found {
                 // keepalived: missing include files are silently ignored.
-                self.diags.note(tok.span, format!("include '{}' matches no file (ignored, as keepalived does)", tok.text));
+                self.diags.note(
+                    tok.span,
+                    format!(
+                        "include '{}' matches no file (ignored, as keepalived does)",
+                        tok.text
+                    ),
+                );
             }
         }
     }
@@ -329,7 +413,10 @@ impl<'a> Lexer<'a> {
         if !m.text.contains('$') || depth >= MAX_SUBST_DEPTH {
             return m;
         }
-        let mut out = Mapped { text: String::with_capacity(m.text.len()), origin: Vec::with_capacity(m.origin.len()) };
+        let mut out = Mapped {
+            text: String::with_capacity(m.text.len()),
+            origin: Vec::with_capacity(m.origin.len()),
+        };
         let t = &m.text;
         let b = t.as_bytes();
         let mut i = 0;
@@ -341,7 +428,17 @@ impl<'a> Lexer<'a> {
                     if let Some(rel) = t[i + 2..].find('}') {
                         let inner = &t[i + 2..i + 2 + rel];
                         let val = match self.lookup(id, inner) {
-                            Some(val) => self.substitute(id, Mapped { origin: vec![origin; val.len()], text: val }, depth + 1).text,
+                            Some(val) => {
+                                self.substitute(
+                                    id,
+                                    Mapped {
+                                        origin: vec![origin; val.len()],
+                                        text: val,
+                                    },
+                                    depth + 1,
+                                )
+                                .text
+                            }
                             // keepalived leaves undefined names literal.
                             None => format!("${LIT_OPEN}{inner}{LIT_CLOSE}"),
                         };
@@ -351,16 +448,26 @@ impl<'a> Lexer<'a> {
                         continue;
                     }
                 } else {
-                    let name_len = t[i + 1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(t.len() - i - 1);
+                    let name_len = t[i + 1..]
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(t.len() - i - 1);
                     let after = t[i + 1 + name_len..].chars().next();
-                    if name_len > 0 && after.is_none_or(is_space) {
-                        if let Some(val) = self.defs.get(&t[i + 1..i + 1 + name_len]).cloned() {
-                            let val = self.substitute(id, Mapped { origin: vec![origin; val.len()], text: val }, depth + 1);
-                            out.push_str(&val.text, origin);
-                            i += 1 + name_len;
-                            changed = true;
-                            continue;
-                        }
+                    if name_len > 0
+                        && after.is_none_or(is_space)
+                        && let Some(val) = self.defs.get(&t[i + 1..i + 1 + name_len]).cloned()
+                    {
+                        let val = self.substitute(
+                            id,
+                            Mapped {
+                                origin: vec![origin; val.len()],
+                                text: val,
+                            },
+                            depth + 1,
+                        );
+                        out.push_str(&val.text, origin);
+                        i += 1 + name_len;
+                        changed = true;
+                        continue;
                     }
                 }
             }
@@ -376,8 +483,20 @@ impl<'a> Lexer<'a> {
         let mut parts = inner.split(is_space).filter(|s| !s.is_empty());
         let name = parts.next()?;
         match name {
-            "_PWD" => Some(self.map.file(id).path.parent().map(|p| p.display().to_string()).unwrap_or_default()),
-            "_ENV" => Some(parts.next().and_then(|v| self.loader.env(v)).unwrap_or_default()),
+            "_PWD" => Some(
+                self.map
+                    .file(id)
+                    .path
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            "_ENV" => Some(
+                parts
+                    .next()
+                    .and_then(|v| self.loader.env(v))
+                    .unwrap_or_default(),
+            ),
             "_HASH" => Some(LIT_HASH.into()),
             "_BANG" => Some(LIT_BANG.into()),
             _ => self.defs.get(name).cloned(),
@@ -390,7 +509,11 @@ impl<'a> Lexer<'a> {
         let mut word: Option<(String, usize, usize)> = None;
         let flush = |word: &mut Option<(String, usize, usize)>, out: &mut Vec<Token>| {
             if let Some((text, lo, hi)) = word.take() {
-                out.push(Token { kind: TokKind::Word, text, span: m.span(id, lo, hi, line_end) });
+                out.push(Token {
+                    kind: TokKind::Word,
+                    text,
+                    span: m.span(id, lo, hi, line_end),
+                });
             }
         };
         let mut nbsp_reported = false;
@@ -414,8 +537,16 @@ impl<'a> Lexer<'a> {
                 '#' | '!' => break,
                 '{' | '}' => {
                     flush(&mut word, &mut self.out);
-                    let kind = if c == '{' { TokKind::Open } else { TokKind::Close };
-                    self.out.push(Token { kind, text: String::new(), span: m.span(id, i, i + 1, line_end) });
+                    let kind = if c == '{' {
+                        TokKind::Open
+                    } else {
+                        TokKind::Close
+                    };
+                    self.out.push(Token {
+                        kind,
+                        text: String::new(),
+                        span: m.span(id, i, i + 1, line_end),
+                    });
                 }
                 '"' | '\'' => {
                     let w = word.get_or_insert_with(|| (String::new(), i, i));
@@ -436,7 +567,11 @@ impl<'a> Lexer<'a> {
                         }
                     }
                     if !closed {
-                        self.diags.push(Class::Syntax, Some(m.span(id, i, i + 1, line_end)), "missing closing quote");
+                        self.diags.push(
+                            Class::Syntax,
+                            Some(m.span(id, i, i + 1, line_end)),
+                            "missing closing quote",
+                        );
                     }
                 }
                 c => {
@@ -514,7 +649,10 @@ fn parse_definition(body: &str) -> Option<(&str, &str)> {
     let eq = rest.find('=')?;
     let name = &rest[..eq];
     let valid = !name.is_empty()
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     valid.then(|| (name, rest[eq + 1..].trim_matches(is_space)))
 }
@@ -527,7 +665,8 @@ mod tests {
     fn lex(loader: &MemLoader, id: &str) -> (Vec<String>, Diagnostics, SourceMap) {
         let mut map = SourceMap::default();
         let mut diags = Diagnostics::new(false);
-        let (toks, ok) = Lexer::new(loader, &mut map, &mut diags, id).run(Path::new("/k/main.conf"));
+        let (toks, ok) =
+            Lexer::new(loader, &mut map, &mut diags, id).run(Path::new("/k/main.conf"));
         assert!(ok);
         let words = toks
             .iter()
@@ -547,8 +686,14 @@ mod tests {
 
     #[test]
     fn comments_braces_and_quotes() {
-        assert_eq!(words("a b # c\n! x\nd{e}\n"), ["a", "b", "⏎", "d", "{", "e", "}", "⏎"]);
-        assert_eq!(words("script \"pidof haproxy\"\n"), ["script", "pidof haproxy", "⏎"]);
+        assert_eq!(
+            words("a b # c\n! x\nd{e}\n"),
+            ["a", "b", "⏎", "d", "{", "e", "}", "⏎"]
+        );
+        assert_eq!(
+            words("script \"pidof haproxy\"\n"),
+            ["script", "pidof haproxy", "⏎"]
+        );
         assert_eq!(words("x abcd\" efg \"h\n"), ["x", "abcd efg h", "⏎"]);
         assert_eq!(words("x \"a#b!c\"\n"), ["x", "a#b!c", "⏎"]);
         assert_eq!(words("x 'q\\tz\\x41\\101\\\"'\n"), ["x", "q\tzAA\"", "⏎"]);
@@ -559,15 +704,37 @@ mod tests {
         let l = MemLoader::single("/k/main.conf", "\u{a0}\u{a0}router_id x\n\u{a0}y\n");
         let (w, d, map) = lex(&l, "n");
         assert_eq!(w, ["router_id", "x", "⏎", "y", "⏎"]);
-        let lines: Vec<_> = d.items().iter().filter_map(|d| d.span).map(|s| map.line_of(s)).collect();
+        let lines: Vec<_> = d
+            .items()
+            .iter()
+            .filter_map(|d| d.span)
+            .map(|s| map.line_of(s))
+            .collect();
         assert_eq!(lines, [1, 2]);
         assert_eq!(d.items()[0].class, Class::Invalid);
     }
 
     #[test]
     fn definitions_and_substitution() {
-        let w = words("$IF=eth0\n$PRIO=${BASE}0\n$BASE=10\ninterface $IF\npriority ${PRIO}\nx $IFx ${NOPE} ${_HASH}\n");
-        assert_eq!(w, ["interface", "eth0", "⏎", "priority", "100", "⏎", "x", "$IFx", "${NOPE}", "#", "⏎"]);
+        let w = words(
+            "$IF=eth0\n$PRIO=${BASE}0\n$BASE=10\ninterface $IF\npriority ${PRIO}\nx $IFx ${NOPE} ${_HASH}\n",
+        );
+        assert_eq!(
+            w,
+            [
+                "interface",
+                "eth0",
+                "⏎",
+                "priority",
+                "100",
+                "⏎",
+                "x",
+                "$IFx",
+                "${NOPE}",
+                "#",
+                "⏎"
+            ]
+        );
         assert_eq!(words("a ${_BANG}x\n"), ["a", "!x", "⏎"]);
     }
 
@@ -579,16 +746,28 @@ mod tests {
 
     #[test]
     fn conditional_lines_follow_config_id() {
-        let l = MemLoader::single("/k/main.conf", "@node1 priority 200\n@node2 priority 100\n@^node1 x\n@^node2 y\n");
+        let l = MemLoader::single(
+            "/k/main.conf",
+            "@node1 priority 200\n@node2 priority 100\n@^node1 x\n@^node2 y\n",
+        );
         assert_eq!(lex(&l, "node1").0, ["priority", "200", "⏎", "y", "⏎"]);
         assert_eq!(lex(&l, "node2").0, ["priority", "100", "⏎", "x", "⏎"]);
     }
 
     #[test]
     fn seq_and_lst_repeat_lines() {
-        assert_eq!(words("~SEQ(i,1,3) a$i\n"), ["a1", "⏎", "a2", "⏎", "a3", "⏎"]);
-        assert_eq!(words("~SEQ(i,10,-5,0) ${i}\n"), ["10", "⏎", "5", "⏎", "0", "⏎"]);
-        assert_eq!(words("~LST(n,x,y) v ${n}\n"), ["v", "x", "⏎", "v", "y", "⏎"]);
+        assert_eq!(
+            words("~SEQ(i,1,3) a$i\n"),
+            ["a1", "⏎", "a2", "⏎", "a3", "⏎"]
+        );
+        assert_eq!(
+            words("~SEQ(i,10,-5,0) ${i}\n"),
+            ["10", "⏎", "5", "⏎", "0", "⏎"]
+        );
+        assert_eq!(
+            words("~LST(n,x,y) v ${n}\n"),
+            ["v", "x", "⏎", "v", "y", "⏎"]
+        );
     }
 
     #[test]
@@ -600,13 +779,20 @@ mod tests {
 
     #[test]
     fn include_globs_braces_relative_and_cycles() {
-        let l = MemLoader::single("/k/main.conf", "include conf.d/*.conf\ninclude {x,y}.inc\nz\n")
-            .with("/k/conf.d/b.conf", "b\n")
-            .with("/k/conf.d/a.conf", "a\ninclude ../main.conf\n")
-            .with("/k/y.inc", "y\n");
+        let l = MemLoader::single(
+            "/k/main.conf",
+            "include conf.d/*.conf\ninclude {x,y}.inc\nz\n",
+        )
+        .with("/k/conf.d/b.conf", "b\n")
+        .with("/k/conf.d/a.conf", "a\ninclude ../main.conf\n")
+        .with("/k/y.inc", "y\n");
         let (w, d, map) = lex(&l, "n");
         assert_eq!(w, ["a", "⏎", "b", "⏎", "y", "⏎", "z", "⏎"]);
-        let cycle = d.items().iter().find(|d| d.message.contains("include cycle")).map(|d| d.span);
+        let cycle = d
+            .items()
+            .iter()
+            .find(|d| d.message.contains("include cycle"))
+            .map(|d| d.span);
         let span = cycle.flatten().map(|s| map.locate(s));
         assert_eq!(span.as_deref(), Some("/k/conf.d/a.conf:2:9"));
     }

@@ -56,7 +56,10 @@ impl Loaded {
 
     /// All diagnostics rendered with source lines and carets.
     pub fn render(&self) -> String {
-        self.diagnostics.iter().map(|d| diag::render(&self.sources, d)).collect()
+        self.diagnostics
+            .iter()
+            .map(|d| diag::render(&self.sources, d))
+            .collect()
     }
 }
 
@@ -70,7 +73,8 @@ pub fn load(
 ) -> Loaded {
     let mut sources = SourceMap::default();
     let mut diags = diag::Diagnostics::new(opts.strict);
-    let (tokens, readable) = lex::Lexer::new(loader, &mut sources, &mut diags, &opts.config_id).run(path);
+    let (tokens, readable) =
+        lex::Lexer::new(loader, &mut sources, &mut diags, &opts.config_id).run(path);
     let nodes = tree::parse(&tokens, &mut diags);
     let config = lower::lower(&nodes, &mut diags);
     validate::references(&config, &mut diags);
@@ -80,11 +84,56 @@ pub fn load(
             validate::script_security(&config, host, &mut diags);
         }
     }
-    Loaded { config, diagnostics: diags.into_vec(), sources, readable }
+    Loaded {
+        config,
+        diagnostics: diags.into_vec(),
+        sources,
+        readable,
+    }
 }
 
 /// Parses configuration text held in memory (no includes resolved outside it, no host checks).
 pub fn parse_str(text: &str) -> Loaded {
     let loader = loader::MemLoader::single("/keepalived.conf", text);
-    load(Path::new("/keepalived.conf"), &loader, None, &Options { config_id: String::new(), strict: false })
+    load(
+        Path::new("/keepalived.conf"),
+        &loader,
+        None,
+        &Options {
+            config_id: String::new(),
+            strict: false,
+        },
+    )
+}
+
+/// Bodies of the fuzz targets, callable from ordinary tests (corpus replay, property tests).
+pub mod fuzzing {
+    /// Parses arbitrary bytes as a configuration and checks the invariants: no panic, every
+    /// span inside its file and on a character boundary, and printing then parsing again
+    /// gives the same model.
+    pub fn config_parse(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let loaded = crate::parse_str(&text);
+        for d in &loaded.diagnostics {
+            if let Some(s) = d.span {
+                let f = loaded.sources.file(s.file);
+                assert!(
+                    s.lo <= s.hi && (s.hi as usize) <= f.text.len(),
+                    "span {s:?} outside its file"
+                );
+                assert!(
+                    f.text.is_char_boundary(s.lo as usize)
+                        && f.text.is_char_boundary(s.hi as usize),
+                    "span {s:?} splits a character"
+                );
+                let _ = crate::diag::render(&loaded.sources, d);
+            }
+        }
+        let printed = crate::print::print(&loaded.config);
+        let again = crate::parse_str(&printed);
+        assert_eq!(
+            again.config, loaded.config,
+            "print/parse round trip changed the model:\n{printed}"
+        );
+    }
 }

@@ -27,7 +27,10 @@ impl Loader for FsLoader {
         let Ok(paths) = glob::glob(pattern) else {
             return Vec::new();
         };
-        let mut v: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+        let mut v: Vec<PathBuf> = paths
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
         v.sort();
         v
     }
@@ -63,14 +66,21 @@ impl MemLoader {
 
 impl Loader for MemLoader {
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        self.files.get(path).cloned().ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::ErrorKind::NotFound.into())
     }
 
     fn glob(&self, pattern: &str) -> Vec<PathBuf> {
         let Ok(p) = glob::Pattern::new(pattern) else {
             return Vec::new();
         };
-        self.files.keys().filter(|k| p.matches_path(k)).cloned().collect()
+        self.files
+            .keys()
+            .filter(|k| p.matches_path(k))
+            .cloned()
+            .collect()
     }
 
     fn env(&self, name: &str) -> Option<String> {
@@ -121,7 +131,10 @@ mod tests {
 
     #[test]
     fn braces_expand_like_csh() {
-        assert_eq!(expand_braces("/etc/{a,b}.conf"), vec!["/etc/a.conf", "/etc/b.conf"]);
+        assert_eq!(
+            expand_braces("/etc/{a,b}.conf"),
+            vec!["/etc/a.conf", "/etc/b.conf"]
+        );
         assert_eq!(expand_braces("x{1,{2,3}}y"), vec!["x1y", "x2y", "x3y"]);
         assert_eq!(expand_braces("plain"), vec!["plain"]);
         assert_eq!(expand_braces("open{a,b"), vec!["open{a,b"]);
@@ -129,7 +142,12 @@ mod tests {
 
     #[test]
     fn mem_loader_globs_sorted() {
-        let m = MemLoader::single("/c/b.conf", "").with("/c/a.conf", "").with("/d/x.conf", "");
-        assert_eq!(m.glob("/c/*.conf"), vec![PathBuf::from("/c/a.conf"), PathBuf::from("/c/b.conf")]);
+        let m = MemLoader::single("/c/b.conf", "")
+            .with("/c/a.conf", "")
+            .with("/d/x.conf", "");
+        assert_eq!(
+            m.glob("/c/*.conf"),
+            vec![PathBuf::from("/c/a.conf"), PathBuf::from("/c/b.conf")]
+        );
     }
 }

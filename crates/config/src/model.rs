@@ -884,7 +884,12 @@ impl Checker {
             f(&self.common.timing).or(f(&rs.timing)).or(f(&vs.timing))
         };
         let delay_loop = pick(|t| t.delay_loop).unwrap_or(vs.delay_loop);
-        let retry = self.common.timing.retry.or(rs.timing.retry).or(vs.timing.retry);
+        let retry = self
+            .common
+            .timing
+            .retry
+            .or(rs.timing.retry)
+            .or(vs.timing.retry);
         let (def_retry, def_dbr) = match self.kind {
             CheckerKind::Dns { .. } => (3, delay_loop),
             CheckerKind::Misc(_) => (0, Duration::from_secs(1)),

@@ -9,7 +9,10 @@ use crate::model::*;
 
 /// Prints a whole configuration.
 pub fn print(c: &Config) -> String {
-    let mut p = P { out: String::new(), depth: 0 };
+    let mut p = P {
+        out: String::new(),
+        depth: 0,
+    };
     p.global(&c.global);
     for s in &c.scripts {
         p.script(s);
@@ -19,7 +22,10 @@ pub fn print(c: &Config) -> String {
         p.kv("file", &[&q(&t.file)]);
         p.weight(t.weight, t.reverse);
         if let Some((v, o)) = t.init_file {
-            p.kv("init_file", &[&v.to_string(), if o { "overwrite" } else { "" }]);
+            p.kv(
+                "init_file",
+                &[&v.to_string(), if o { "overwrite" } else { "" }],
+            );
         }
         p.close();
     }
@@ -57,7 +63,12 @@ pub fn print(c: &Config) -> String {
         p.open("virtual_server_group", &[&g.name]);
         for e in &g.entries {
             match e {
-                VsGroupEntry::Addr { addr, range_end, prefix, port } => {
+                VsGroupEntry::Addr {
+                    addr,
+                    range_end,
+                    prefix,
+                    port,
+                } => {
                     let mut s = addr.to_string();
                     if let Some(r) = range_end {
                         if addr.is_ipv6() {
@@ -72,7 +83,10 @@ pub fn print(c: &Config) -> String {
                     p.line(&format!("{s} {port}"));
                 }
                 VsGroupEntry::Fwmark { mark, family } => {
-                    p.kv("fwmark", &[&mark.to_string(), family.as_deref().unwrap_or("")]);
+                    p.kv(
+                        "fwmark",
+                        &[&mark.to_string(), family.as_deref().unwrap_or("")],
+                    );
                 }
             }
         }
@@ -87,7 +101,14 @@ pub fn print(c: &Config) -> String {
 /// Quotes a word if keepalived's tokenizer would otherwise split or alter it.
 pub fn q(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| !(c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '#' | '!' | '{' | '}' | '\\' | '$' | '\u{a0}')))
+        && s.chars().all(|c| {
+            !(c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    '"' | '\'' | '#' | '!' | '{' | '}' | '\\' | '$' | '\u{a0}'
+                ))
+        })
         && !s.starts_with(['@', '~']);
     if plain {
         return s.to_string();
@@ -117,7 +138,9 @@ pub fn timer(d: Duration) -> String {
     if us == 0 {
         d.as_secs().to_string()
     } else {
-        format!("{}.{:06}", d.as_secs(), us).trim_end_matches('0').to_string()
+        format!("{}.{:06}", d.as_secs(), us)
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 
@@ -135,7 +158,11 @@ impl P {
         self.out.push('\n');
     }
     fn open(&mut self, k: &str, args: &[&str]) {
-        let a: Vec<String> = args.iter().filter(|a| !a.is_empty()).map(|a| q(a)).collect();
+        let a: Vec<String> = args
+            .iter()
+            .filter(|a| !a.is_empty())
+            .map(|a| q(a))
+            .collect();
         let sep = if a.is_empty() { "" } else { " " };
         self.line(&format!("{k}{sep}{} {{", a.join(" ")));
         self.depth += 1;
@@ -178,7 +205,10 @@ impl P {
         match u {
             None => String::new(),
             Some(UserSpec { user, group: None }) => q(user),
-            Some(UserSpec { user, group: Some(g) }) => format!("{} {}", q(user), q(g)),
+            Some(UserSpec {
+                user,
+                group: Some(g),
+            }) => format!("{} {}", q(user), q(g)),
         }
     }
     fn cmd(&mut self, k: &str, c: &Option<Command>) {
@@ -187,15 +217,27 @@ impl P {
         }
     }
     fn weight(&mut self, w: i32, reverse: bool) {
-        self.kv("weight", &[&w.to_string(), if reverse { "reverse" } else { "" }]);
+        self.kv(
+            "weight",
+            &[&w.to_string(), if reverse { "reverse" } else { "" }],
+        );
     }
     fn garp(&mut self, g: &Garp, prefix: &str) {
         self.optd(&format!("{prefix}garp_master_delay"), g.master_delay);
         self.optn(&format!("{prefix}garp_master_repeat"), g.master_repeat);
         self.optd(&format!("{prefix}garp_master_refresh"), g.master_refresh);
-        self.optn(&format!("{prefix}garp_master_refresh_repeat"), g.master_refresh_repeat);
-        self.optd(&format!("{prefix}garp_lower_prio_delay"), g.lower_prio_delay);
-        self.optn(&format!("{prefix}garp_lower_prio_repeat"), g.lower_prio_repeat);
+        self.optn(
+            &format!("{prefix}garp_master_refresh_repeat"),
+            g.master_refresh_repeat,
+        );
+        self.optd(
+            &format!("{prefix}garp_lower_prio_delay"),
+            g.lower_prio_delay,
+        );
+        self.optn(
+            &format!("{prefix}garp_lower_prio_repeat"),
+            g.lower_prio_repeat,
+        );
         self.optd(&format!("{prefix}garp_interval"), g.interval);
         self.optd(&format!("{prefix}gna_interval"), g.gna_interval);
     }
@@ -288,13 +330,21 @@ impl P {
         if !t.interfaces.is_empty() {
             self.open("track_interface", &[]);
             for i in &t.interfaces {
-                let w = if i.weight != 0 { format!(" weight {}", i.weight) } else { String::new() };
+                let w = if i.weight != 0 {
+                    format!(" weight {}", i.weight)
+                } else {
+                    String::new()
+                };
                 let r = if i.reverse { " reverse" } else { "" };
                 self.line(&format!("{}{w}{r}", q(&i.name)));
             }
             self.close();
         }
-        for (k, list) in [("track_script", &t.scripts), ("track_file", &t.files), ("track_process", &t.processes)] {
+        for (k, list) in [
+            ("track_script", &t.scripts),
+            ("track_file", &t.files),
+            ("track_process", &t.processes),
+        ] {
             if list.is_empty() {
                 continue;
             }
@@ -326,7 +376,12 @@ impl P {
 
     fn vip(&mut self, v: &Vip) {
         let mut s = format!("{}/{}", v.addr, v.prefix);
-        for (k, val) in [("brd", &v.brd), ("dev", &v.dev), ("scope", &v.scope), ("label", &v.label)] {
+        for (k, val) in [
+            ("brd", &v.brd),
+            ("dev", &v.dev),
+            ("scope", &v.scope),
+            ("label", &v.label),
+        ] {
             if let Some(val) = val {
                 let _ = write!(s, " {k} {}", q(val));
             }
@@ -345,7 +400,14 @@ impl P {
 
     fn instance(&mut self, i: &VrrpInstance) {
         self.open("vrrp_instance", &[&i.name]);
-        self.kv("state", &[if i.state == InitState::Master { "MASTER" } else { "BACKUP" }]);
+        self.kv(
+            "state",
+            &[if i.state == InitState::Master {
+                "MASTER"
+            } else {
+                "BACKUP"
+            }],
+        );
         if let Some(ifn) = &i.interface {
             self.kv("interface", &[&q(ifn)]);
         }
@@ -378,13 +440,23 @@ impl P {
         self.flag("unicast_fault_no_peer", i.unicast_fault_no_peer);
         if let Some(a) = &i.auth {
             self.open("authentication", &[]);
-            self.kv("auth_type", &[if a.auth_type == AuthType::Pass { "PASS" } else { "AH" }]);
+            self.kv(
+                "auth_type",
+                &[if a.auth_type == AuthType::Pass {
+                    "PASS"
+                } else {
+                    "AH"
+                }],
+            );
             if !a.pass.is_empty() {
                 self.kv("auth_pass", &[&q(&a.pass)]);
             }
             self.close();
         }
-        for (k, list) in [("virtual_ipaddress", &i.vips), ("virtual_ipaddress_excluded", &i.excluded_vips)] {
+        for (k, list) in [
+            ("virtual_ipaddress", &i.vips),
+            ("virtual_ipaddress_excluded", &i.excluded_vips),
+        ] {
             if list.is_empty() {
                 continue;
             }
@@ -430,11 +502,16 @@ impl P {
         self.kv("delay_loop", &[&timer(vs.delay_loop)]);
         self.kv("lvs_sched", &[&vs.lvs_sched]);
         self.kv("lvs_method", &[method(vs.lvs_method)]);
-        self.kv("protocol", &[match vs.protocol {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => "SCTP",
-        }]);
+        if !matches!(vs.key, VsKey::Fwmark(_)) {
+            self.kv(
+                "protocol",
+                &[match vs.protocol {
+                    Protocol::Tcp => "TCP",
+                    Protocol::Udp => "UDP",
+                    Protocol::Sctp => "SCTP",
+                }],
+            );
+        }
         self.optn("persistence_timeout", vs.persistence_timeout);
         self.opt("persistence_granularity", &vs.persistence_granularity);
         self.flag("ha_suspend", vs.ha_suspend);
@@ -446,7 +523,13 @@ impl P {
         self.cmd("quorum_up", &vs.quorum_up);
         self.cmd("quorum_down", &vs.quorum_down);
         if let Some((ip, port)) = vs.sorry_server {
-            self.kv("sorry_server", &[&ip.to_string(), &port.map(|p| p.to_string()).unwrap_or_default()]);
+            self.kv(
+                "sorry_server",
+                &[
+                    &ip.to_string(),
+                    &port.map(|p| p.to_string()).unwrap_or_default(),
+                ],
+            );
         }
         self.flag("sorry_server_inhibit", vs.sorry_server_inhibit);
         if let Some(m) = vs.sorry_server_lvs_method {
@@ -486,7 +569,17 @@ impl P {
             self.kv("path", &[&q(&u.path)]);
             self.opt("digest", &u.digest);
             if !u.status_codes.is_empty() {
-                let codes: Vec<String> = u.status_codes.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+                let codes: Vec<String> = u
+                    .status_codes
+                    .iter()
+                    .map(|(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect();
                 self.line(&format!("status_code {}", codes.join(" ")));
             }
             self.opt("virtualhost", &u.virtualhost);
@@ -527,15 +620,28 @@ impl P {
                 self.opt("type", qtype);
                 self.opt("name", name);
             }
-            CheckerKind::Udp { payload, require_reply, min_reply_length, max_reply_length } => {
+            CheckerKind::Udp {
+                payload,
+                require_reply,
+                min_reply_length,
+                max_reply_length,
+            } => {
                 self.opt("payload", payload);
                 if let Some(r) = require_reply {
-                    self.kv("require_reply", &[&if r.is_empty() { String::new() } else { q(r) }]);
+                    self.kv(
+                        "require_reply",
+                        &[&if r.is_empty() { String::new() } else { q(r) }],
+                    );
                 }
                 self.optn("min_reply_length", *min_reply_length);
                 self.optn("max_reply_length", *max_reply_length);
             }
-            CheckerKind::File { track_file, dynamic, weight, reverse } => {
+            CheckerKind::File {
+                track_file,
+                dynamic,
+                weight,
+                reverse,
+            } => {
                 self.kv("track_file", &[&q(track_file)]);
                 self.flag("dynamic", *dynamic);
                 if let Some(w) = weight {

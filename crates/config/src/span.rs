@@ -27,7 +27,11 @@ impl Span {
         if self.file != other.file {
             return self;
         }
-        Span { file: self.file, lo: self.lo.min(other.lo), hi: self.hi.max(other.hi) }
+        Span {
+            file: self.file,
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
     }
 }
 
@@ -48,9 +52,17 @@ impl SourceFile {
     fn new(path: PathBuf, text: String, included_from: Option<Span>) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(
-            text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| (i + 1) as u32),
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| (i + 1) as u32),
         );
-        SourceFile { path, text, line_starts, included_from }
+        SourceFile {
+            path,
+            text,
+            line_starts,
+            included_from,
+        }
     }
 
     /// 1-based line and 1-based column (in characters) of a byte offset.
@@ -71,7 +83,11 @@ impl SourceFile {
         let Some(&start) = self.line_starts.get(line.wrapping_sub(1)) else {
             return "";
         };
-        let end = self.line_starts.get(line).map(|&e| e as usize).unwrap_or(self.text.len());
+        let end = self
+            .line_starts
+            .get(line)
+            .map(|&e| e as usize)
+            .unwrap_or(self.text.len());
         self.text[start as usize..end].trim_end_matches(['\n', '\r'])
     }
 
@@ -110,7 +126,10 @@ impl SourceMap {
 
     /// All files in load order.
     pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
-        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
+        self.files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (FileId(i as u32), f))
     }
 
     /// Whether `path` is already open somewhere up the include chain of `from` (cycle check).
@@ -160,9 +179,27 @@ mod tests {
     fn include_chain_detects_cycles() {
         let mut m = SourceMap::default();
         let a = m.add("/a".into(), "include b\n".into(), None);
-        let inc = Span { file: a, lo: 0, hi: 9 };
+        let inc = Span {
+            file: a,
+            lo: 0,
+            hi: 9,
+        };
         let b = m.add("/b".into(), "".into(), Some(inc));
-        assert!(m.in_chain(Some(Span { file: b, lo: 0, hi: 0 }), Path::new("/a")));
-        assert!(!m.in_chain(Some(Span { file: b, lo: 0, hi: 0 }), Path::new("/c")));
+        assert!(m.in_chain(
+            Some(Span {
+                file: b,
+                lo: 0,
+                hi: 0
+            }),
+            Path::new("/a")
+        ));
+        assert!(!m.in_chain(
+            Some(Span {
+                file: b,
+                lo: 0,
+                hi: 0
+            }),
+            Path::new("/c")
+        ));
     }
 }

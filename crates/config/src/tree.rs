@@ -34,13 +34,19 @@ impl Node {
 
     /// Span from the keyword to the last argument.
     pub fn line_span(&self) -> Span {
-        self.args.last().map_or(self.key.span, |a| self.key.span.to(a.span))
+        self.args
+            .last()
+            .map_or(self.key.span, |a| self.key.span.to(a.span))
     }
 }
 
 /// Builds the tree; reports stray and missing braces in keepalived's words.
 pub fn parse(tokens: &[Token], diags: &mut Diagnostics) -> Vec<Node> {
-    let mut p = Parser { toks: tokens, pos: 0, diags };
+    let mut p = Parser {
+        toks: tokens,
+        pos: 0,
+        diags,
+    };
     p.seq(None).0
 }
 
@@ -66,7 +72,8 @@ impl Parser<'_> {
                     if open.is_some() {
                         return (nodes, Some(tok.span));
                     }
-                    self.diags.push(Class::Syntax, Some(tok.span), "Extra '}' found");
+                    self.diags
+                        .push(Class::Syntax, Some(tok.span), "Extra '}' found");
                 }
                 TokKind::Open => {
                     self.pos += 1;
@@ -77,7 +84,11 @@ impl Parser<'_> {
                             last.close = close;
                         }
                         _ => {
-                            self.diags.push(Class::Syntax, Some(tok.span), "Unexpected '{' - ignoring");
+                            self.diags.push(
+                                Class::Syntax,
+                                Some(tok.span),
+                                "Unexpected '{' - ignoring",
+                            );
                             // Keep the block's contents out of the current section.
                             let _ = self.seq(Some(tok.span));
                         }
@@ -85,14 +96,26 @@ impl Parser<'_> {
                     last_ended_line = false;
                 }
                 TokKind::Word => {
-                    let key = Word { text: tok.text.clone(), span: tok.span };
+                    let key = Word {
+                        text: tok.text.clone(),
+                        span: tok.span,
+                    };
                     self.pos += 1;
                     let mut args = Vec::new();
-                    while let Some(t) = self.toks.get(self.pos).filter(|t| t.kind == TokKind::Word) {
-                        args.push(Word { text: t.text.clone(), span: t.span });
+                    while let Some(t) = self.toks.get(self.pos).filter(|t| t.kind == TokKind::Word)
+                    {
+                        args.push(Word {
+                            text: t.text.clone(),
+                            span: t.span,
+                        });
                         self.pos += 1;
                     }
-                    let mut node = Node { key, args, block: None, close: None };
+                    let mut node = Node {
+                        key,
+                        args,
+                        block: None,
+                        close: None,
+                    };
                     last_ended_line = true;
                     match self.toks.get(self.pos).map(|t| (t.kind, t.span)) {
                         Some((TokKind::Open, span)) => {

@@ -37,7 +37,11 @@ pub struct Stat {
 pub fn references(cfg: &Config, d: &mut Diagnostics) {
     let scripts: HashSet<&str> = cfg.scripts.iter().map(|s| s.name.as_str()).collect();
     let files: HashSet<&str> = cfg.track_files.iter().map(|s| s.name.as_str()).collect();
-    let procs: HashSet<&str> = cfg.track_processes.iter().map(|s| s.name.as_str()).collect();
+    let procs: HashSet<&str> = cfg
+        .track_processes
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     let mut trackers = Vec::new();
     for i in &cfg.instances {
         trackers.push((i.name.as_str(), &i.track));
@@ -48,17 +52,26 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
     for (owner, t) in trackers {
         for r in &t.scripts {
             if !scripts.contains(r.name.as_str()) {
-                d.invalid(span(r.origin.0), format!("({owner}) track script {} not found, ignoring...", r.name));
+                d.invalid(
+                    span(r.origin.0),
+                    format!("({owner}) track script {} not found, ignoring...", r.name),
+                );
             }
         }
         for r in &t.files {
             if !files.contains(r.name.as_str()) {
-                d.invalid(span(r.origin.0), format!("({owner}) track file {} not found, ignoring...", r.name));
+                d.invalid(
+                    span(r.origin.0),
+                    format!("({owner}) track file {} not found, ignoring...", r.name),
+                );
             }
         }
         for r in &t.processes {
             if !procs.contains(r.name.as_str()) {
-                d.invalid(span(r.origin.0), format!("({owner}) track process {} not found, ignoring...", r.name));
+                d.invalid(
+                    span(r.origin.0),
+                    format!("({owner}) track process {} not found, ignoring...", r.name),
+                );
             }
         }
     }
@@ -66,16 +79,25 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
     for g in &cfg.sync_groups {
         for m in &g.members {
             if !instances.contains(m.as_str()) {
-                d.invalid(span(g.origin.0), format!("Virtual router {m} specified in sync group {} doesn't exist - ignoring", g.name));
+                d.invalid(
+                    span(g.origin.0),
+                    format!(
+                        "Virtual router {m} specified in sync group {} doesn't exist - ignoring",
+                        g.name
+                    ),
+                );
             }
         }
     }
     let groups: HashSet<&str> = cfg.vs_groups.iter().map(|g| g.name.as_str()).collect();
     for vs in &cfg.virtual_servers {
-        if let crate::model::VsKey::Group(name) = &vs.key {
-            if !groups.contains(name.as_str()) {
-                d.invalid(span(vs.origin.0), format!("Virtual server group {name} doesn't exist"));
-            }
+        if let crate::model::VsKey::Group(name) = &vs.key
+            && !groups.contains(name.as_str())
+        {
+            d.invalid(
+                span(vs.origin.0),
+                format!("Virtual server group {name} doesn't exist"),
+            );
         }
     }
     // VRID conflicts: one (interface, family, vrid) per multicast domain (keepalived fails
@@ -86,21 +108,35 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
             continue;
         }
         let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
-        let key = (i.interface.as_deref(), v6, !i.unicast_peers.is_empty(), i.vrid);
-        if let Some(other) = seen.insert(key, &i.name) {
-            if i.unicast_peers.is_empty() {
-                d.push_unlined(
-                    Class::Invalid,
-                    i.origin.0,
-                    format!("VRID conflict between {other} and {} IPv{} vrid {}", i.name, if v6 { 6 } else { 4 }, i.vrid),
-                );
-            }
+        let key = (
+            i.interface.as_deref(),
+            v6,
+            !i.unicast_peers.is_empty(),
+            i.vrid,
+        );
+        if let Some(other) = seen.insert(key, &i.name)
+            && i.unicast_peers.is_empty()
+        {
+            d.push_unlined(
+                Class::Invalid,
+                i.origin.0,
+                format!(
+                    "VRID conflict between {other} and {} IPv{} vrid {}",
+                    i.name,
+                    if v6 { 6 } else { 4 },
+                    i.vrid
+                ),
+            );
         }
     }
 }
 
 fn span(s: Option<Span>) -> Span {
-    s.unwrap_or(Span { file: crate::span::FileId(0), lo: 0, hi: 0 })
+    s.unwrap_or(Span {
+        file: crate::span::FileId(0),
+        lo: 0,
+        hi: 0,
+    })
 }
 
 /// Interface existence, as keepalived checks at start; returns whether any was missing (which
@@ -111,29 +147,49 @@ pub fn interfaces(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> bool {
     }
     let mut missing = false;
     for i in &cfg.instances {
-        if let Some(ifname) = &i.interface {
-            if !host.interface_exists(ifname) {
-                missing = true;
-                d.push(Class::Invalid, i.interface_at.0.or(i.origin.0), format!("WARNING - interface {ifname} for vrrp_instance {} doesn't exist", i.name));
-            }
+        if let Some(ifname) = &i.interface
+            && !host.interface_exists(ifname)
+        {
+            missing = true;
+            d.push(
+                Class::Invalid,
+                i.interface_at.0.or(i.origin.0),
+                format!(
+                    "WARNING - interface {ifname} for vrrp_instance {} doesn't exist",
+                    i.name
+                ),
+            );
         }
         for t in &i.track.interfaces {
             if !host.interface_exists(&t.name) {
                 missing = true;
-                d.invalid(span(t.origin.0), format!("({}) tracked interface {} doesn't exist", i.name, t.name));
+                d.invalid(
+                    span(t.origin.0),
+                    format!("({}) tracked interface {} doesn't exist", i.name, t.name),
+                );
             }
         }
         for v in i.vips.iter().chain(&i.excluded_vips) {
-            if let Some(dev) = &v.dev {
-                if !host.interface_exists(dev) {
-                    missing = true;
-                    d.invalid(span(v.origin.0), format!("WARNING - interface {dev} for ip address {} doesn't exist", v.addr));
-                }
+            if let Some(dev) = &v.dev
+                && !host.interface_exists(dev)
+            {
+                missing = true;
+                d.invalid(
+                    span(v.origin.0),
+                    format!(
+                        "WARNING - interface {dev} for ip address {} doesn't exist",
+                        v.addr
+                    ),
+                );
             }
         }
     }
     if missing {
-        d.push(Class::Invalid, None, "Non-existent interface specified in configuration");
+        d.push(
+            Class::Invalid,
+            None,
+            "Non-existent interface specified in configuration",
+        );
     }
     missing
 }
@@ -158,16 +214,29 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
         .collect();
     let mut uses: Vec<Use<'_>> = Vec::new();
     for s in &cfg.scripts {
-        if let Some(ScriptKind::Command(cmd)) = &s.kind {
-            if tracked.contains(s.name.as_str()) {
-                uses.push(Use { what: format!("vrrp_script {}", s.name), cmd, user: s.user.as_ref(), span: s.origin.0, track_script: Some(&s.name) });
-            }
+        if let Some(ScriptKind::Command(cmd)) = &s.kind
+            && tracked.contains(s.name.as_str())
+        {
+            uses.push(Use {
+                what: format!("vrrp_script {}", s.name),
+                cmd,
+                user: s.user.as_ref(),
+                span: s.origin.0,
+                track_script: Some(&s.name),
+            });
         }
     }
     let mut commands: Vec<(String, &Command, Option<Span>)> = Vec::new();
     for i in &cfg.instances {
         let n = &i.notify;
-        for (k, c) in [("notify_master", &n.master), ("notify_backup", &n.backup), ("notify_fault", &n.fault), ("notify_stop", &n.stop), ("notify", &n.generic), ("notify_master_rx_lower_pri", &n.master_rx_lower_pri)] {
+        for (k, c) in [
+            ("notify_master", &n.master),
+            ("notify_backup", &n.backup),
+            ("notify_fault", &n.fault),
+            ("notify_stop", &n.stop),
+            ("notify", &n.generic),
+            ("notify_master_rx_lower_pri", &n.master_rx_lower_pri),
+        ] {
             if let Some(c) = c {
                 commands.push((format!("({}) {k}", i.name), c, i.origin.0));
             }
@@ -175,50 +244,90 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
     }
     for g in &cfg.sync_groups {
         let n = &g.notify;
-        for (k, c) in [("notify_master", &n.master), ("notify_backup", &n.backup), ("notify_fault", &n.fault), ("notify_stop", &n.stop), ("notify", &n.generic)] {
+        for (k, c) in [
+            ("notify_master", &n.master),
+            ("notify_backup", &n.backup),
+            ("notify_fault", &n.fault),
+            ("notify_stop", &n.stop),
+            ("notify", &n.generic),
+        ] {
             if let Some(c) = c {
                 commands.push((format!("VRRP_Group({}) {k}", g.name), c, g.origin.0));
             }
         }
     }
     for vs in &cfg.virtual_servers {
-        for (k, c) in [("quorum_up", &vs.quorum_up), ("quorum_down", &vs.quorum_down)] {
+        for (k, c) in [
+            ("quorum_up", &vs.quorum_up),
+            ("quorum_down", &vs.quorum_down),
+        ] {
             if let Some(c) = c {
                 commands.push((k.to_string(), c, vs.origin.0));
             }
         }
         for rs in &vs.real_servers {
-            for (k, c) in [("notify_up", &rs.notify_up), ("notify_down", &rs.notify_down)] {
+            for (k, c) in [
+                ("notify_up", &rs.notify_up),
+                ("notify_down", &rs.notify_down),
+            ] {
                 if let Some(c) = c {
                     commands.push((k.to_string(), c, rs.origin.0));
                 }
             }
             for chk in &rs.checkers {
                 if let crate::model::CheckerKind::Misc(m) = &chk.kind {
-                    uses.push(Use { what: "MISC_CHECK".into(), cmd: &m.path, user: m.user.as_ref(), span: chk.origin.0, track_script: None });
+                    uses.push(Use {
+                        what: "MISC_CHECK".into(),
+                        cmd: &m.path,
+                        user: m.user.as_ref(),
+                        span: chk.origin.0,
+                        track_script: None,
+                    });
                 }
             }
         }
     }
     for (what, c, span) in commands {
-        uses.push(Use { what, cmd: &c.cmd, user: c.user.as_ref(), span, track_script: None });
+        uses.push(Use {
+            what,
+            cmd: &c.cmd,
+            user: c.user.as_ref(),
+            span,
+            track_script: None,
+        });
     }
     if uses.is_empty() {
         return;
     }
     let secure = cfg.global.enable_script_security;
-    let default_user = cfg.global.script_user.as_ref().map(|u| u.user.clone()).or_else(|| host.user("keepalived_script").map(|_| "keepalived_script".to_string())).unwrap_or_else(|| "root".to_string());
+    let default_user = cfg
+        .global
+        .script_user
+        .as_ref()
+        .map(|u| u.user.clone())
+        .or_else(|| {
+            host.user("keepalived_script")
+                .map(|_| "keepalived_script".to_string())
+        })
+        .unwrap_or_else(|| "root".to_string());
     if secure && cfg.global.script_user.is_none() && host.user("keepalived_script").is_none() {
         d.note(span(cfg.global.origin.0), "default user 'keepalived_script' for script execution does not exist - scripts run as root");
     }
     let mut insecure = 0;
     let mut enabled = 0;
     for u in &uses {
-        let user = u.user.map(|u| u.user.clone()).unwrap_or_else(|| default_user.clone());
+        let user = u
+            .user
+            .map(|u| u.user.clone())
+            .unwrap_or_else(|| default_user.clone());
         let uid = match host.user(&user) {
             Some((uid, _)) => uid,
             None => {
-                d.push_unlined(Class::Invalid, u.span, format!("Unable to set user {user} for {} - disabling", u.what));
+                d.push_unlined(
+                    Class::Invalid,
+                    u.span,
+                    format!("Unable to set user {user} for {} - disabling", u.what),
+                );
                 continue;
             }
         };
@@ -229,12 +338,23 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
         } else if prog.contains('/') {
             Some(PathBuf::from(prog))
         } else {
-            host.path_dirs().into_iter().map(|d| d.join(prog)).find(|p| host.stat(p).is_some_and(|s| !s.is_dir))
+            host.path_dirs()
+                .into_iter()
+                .map(|d| d.join(prog))
+                .find(|p| host.stat(p).is_some_and(|s| !s.is_dir))
         };
         let Some(path) = path.filter(|p| host.stat(p).is_some()) else {
             match u.track_script {
-                Some(name) => d.push_unlined(Class::Invalid, u.span, format!("Disabling track script {name} since not found/accessible")),
-                None => d.push_unlined(Class::Note, u.span, format!("Cannot find script {prog} in path ({}) - disabling", u.what)),
+                Some(name) => d.push_unlined(
+                    Class::Invalid,
+                    u.span,
+                    format!("Disabling track script {name} since not found/accessible"),
+                ),
+                None => d.push_unlined(
+                    Class::Note,
+                    u.span,
+                    format!("Cannot find script {prog} in path ({}) - disabling", u.what),
+                ),
             }
             continue;
         };
@@ -243,8 +363,19 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
             insecure += 1;
             if secure {
                 match u.track_script {
-                    Some(name) => d.push_unlined(Class::Invalid, u.span, format!("Disabling track script {name} due to insecure")),
-                    None => d.push_unlined(Class::Invalid, u.span, format!("Unsafe permissions found for script '{}' - disabling.", u.cmd)),
+                    Some(name) => d.push_unlined(
+                        Class::Invalid,
+                        u.span,
+                        format!("Disabling track script {name} due to insecure"),
+                    ),
+                    None => d.push_unlined(
+                        Class::Invalid,
+                        u.span,
+                        format!(
+                            "Unsafe permissions found for script '{}' - disabling.",
+                            u.cmd
+                        ),
+                    ),
                 }
                 continue;
             }
@@ -252,7 +383,11 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
         enabled += 1;
     }
     if !secure && enabled > 0 {
-        let extra = if insecure > 0 { " There are insecure scripts." } else { "" };
+        let extra = if insecure > 0 {
+            " There are insecure scripts."
+        } else {
+            ""
+        };
         d.push(Class::Security, None, format!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.{extra}"));
     }
 }
@@ -265,7 +400,10 @@ fn program(cmd: &str) -> &str {
             let q = &cmd[..1];
             cmd[1..].split(q).next().unwrap_or("")
         }
-        _ => cmd.split(|c: char| c.is_ascii_whitespace()).next().unwrap_or(""),
+        _ => cmd
+            .split(|c: char| c.is_ascii_whitespace())
+            .next()
+            .unwrap_or(""),
     }
 }
 
@@ -279,7 +417,8 @@ fn path_is_safe(host: &dyn Host, path: &Path) -> bool {
         }
         let Some(st) = host.stat(p) else { return false };
         let sticky = st.is_dir && st.mode & 0o1000 != 0;
-        if st.uid != 0 || (st.mode & 0o020 != 0 && st.gid != 0) || (st.mode & 0o002 != 0 && !sticky) {
+        if st.uid != 0 || (st.mode & 0o020 != 0 && st.gid != 0) || (st.mode & 0o002 != 0 && !sticky)
+        {
             return false;
         }
         cur = p.parent();

@@ -30,11 +30,17 @@ impl Host for LinuxHost {
 
     fn stat(&self, path: &Path) -> Option<Stat> {
         let m = std::fs::metadata(path).ok()?;
-        Some(Stat { uid: m.uid(), gid: m.gid(), mode: m.mode(), is_dir: m.is_dir() })
+        Some(Stat {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode(),
+            is_dir: m.is_dir(),
+        })
     }
 
     fn path_dirs(&self) -> Vec<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
         std::env::split_paths(&path).collect()
     }
 }

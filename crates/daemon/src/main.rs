@@ -25,7 +25,11 @@ enum Command {
     /// 4 cannot run, 5 errors, 6 script security violation (keepalived 2.2.7's codes).
     CheckConfig {
         /// Configuration file.
-        #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf")]
+        #[arg(
+            short = 'f',
+            long = "use-file",
+            default_value = "/etc/keepalived/keepalived.conf"
+        )]
         file: PathBuf,
         /// Treat unknown and unsupported keywords as errors.
         #[arg(long)]
@@ -42,13 +46,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file, strict, config_id, dump_conf } => {
-            let opts = Options { config_id: config_id.unwrap_or_else(host::short_hostname), strict };
+        Command::CheckConfig {
+            file,
+            strict,
+            config_id,
+            dump_conf,
+        } => {
+            let opts = Options {
+                config_id: config_id.unwrap_or_else(host::short_hostname),
+                strict,
+            };
             let loaded = load(&file, &FsLoader, Some(&host::LinuxHost), &opts);
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(loaded.render().as_bytes());
             if dump_conf && loaded.readable {
-                let _ = std::io::stdout().lock().write_all(print(&loaded.config).as_bytes());
+                let _ = std::io::stdout()
+                    .lock()
+                    .write_all(print(&loaded.config).as_bytes());
             }
             ExitCode::from(loaded.exit_code(strict))
         }

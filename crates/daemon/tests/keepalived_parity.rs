@@ -4,6 +4,8 @@
 //!
 //! Needs the `keepalived` binary (`scripts/test` installs it); fails when it is missing.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failure should stop the run
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,21 +26,28 @@ fn keepalived(path: &Path) -> Outcome {
         .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("keepalived must be installed (scripts/test installs it): {e}"));
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     let mut lines = BTreeSet::new();
     for part in text.split("Line ").skip(1) {
         let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
-        if part[digits.len()..].starts_with(')') {
-            if let Ok(n) = digits.parse() {
-                lines.insert(n);
-            }
+        if part[digits.len()..].starts_with(')')
+            && let Ok(n) = digits.parse()
+        {
+            lines.insert(n);
         }
     }
-    Outcome { exit: out.status.code().unwrap_or(255) as u8, lines }
+    Outcome {
+        exit: out.status.code().unwrap_or(255) as u8,
+        lines,
+    }
 }
 
 fn holdfast(path: &Path) -> Outcome {
-    let opts = Options { config_id: "holdfast-parity".into(), strict: false };
+    let opts = Options {
+        config_id: "holdfast-parity".into(),
+        strict: false,
+    };
     let loaded = load(path, &FsLoader, Some(&LinuxHost), &opts);
     let lines = loaded
         .diagnostics
@@ -47,25 +56,39 @@ fn holdfast(path: &Path) -> Outcome {
         .filter_map(|d| d.span)
         .map(|s| loaded.sources.line_of(s))
         .collect();
-    Outcome { exit: loaded.exit_code(false), lines }
+    Outcome {
+        exit: loaded.exit_code(false),
+        lines,
+    }
 }
 
 /// `name | keepalived-only lines | holdfast-only lines | keepalived exit/holdfast exit | why`.
 fn deviations() -> BTreeMap<String, (String, String, String)> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity-deviations.txt"))
-        .expect("parity-deviations.txt");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity-deviations.txt"),
+    )
+    .expect("parity-deviations.txt");
     let mut m = BTreeMap::new();
-    for l in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for l in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let f: Vec<&str> = l.split('|').map(str::trim).collect();
         assert_eq!(f.len(), 5, "bad deviation line: {l}");
         assert!(!f[4].is_empty(), "a deviation needs a reason: {l}");
-        m.insert(f[0].to_string(), (f[1].to_string(), f[2].to_string(), f[3].to_string()));
+        m.insert(
+            f[0].to_string(),
+            (f[1].to_string(), f[2].to_string(), f[3].to_string()),
+        );
     }
     m
 }
 
 fn join(s: &BTreeSet<usize>) -> String {
-    s.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+    s.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn compare(files: &[PathBuf]) {
@@ -73,13 +96,23 @@ fn compare(files: &[PathBuf]) {
     let dev = deviations();
     let mut failures = Vec::new();
     for f in files {
-        let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let (k, h) = (keepalived(f), holdfast(f));
         let k_only = join(&k.lines.difference(&h.lines).copied().collect());
         let h_only = join(&h.lines.difference(&k.lines).copied().collect());
-        let exits = if k.exit == h.exit { "=".to_string() } else { format!("{}/{}", k.exit, h.exit) };
+        let exits = if k.exit == h.exit {
+            "=".to_string()
+        } else {
+            format!("{}/{}", k.exit, h.exit)
+        };
         let actual = (k_only, h_only, exits);
-        let expected = dev.get(&name).cloned().unwrap_or_else(|| (String::new(), String::new(), "=".into()));
+        let expected = dev
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| (String::new(), String::new(), "=".into()));
         if actual != expected {
             failures.push(format!(
                 "{name}: keepalived exit {} lines [{}], holdfast exit {} lines [{}]; difference {actual:?}, documented {expected:?}",
@@ -90,15 +123,26 @@ fn compare(files: &[PathBuf]) {
             ));
         }
     }
-    assert!(failures.is_empty(), "check-config disagrees with keepalived -t:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "check-config disagrees with keepalived -t:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn seed_configs_match_keepalived() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).expect("fixtures").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     files.sort();
-    assert_eq!(files.len(), 8, "one fixture per keepalived.conf in the seeds");
+    assert_eq!(
+        files.len(),
+        8,
+        "one fixture per keepalived.conf in the seeds"
+    );
     compare(&files);
 }
 
@@ -108,7 +152,10 @@ fn debian_samples_match_keepalived() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{} missing (install keepalived): {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("keepalived.conf.")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("keepalived.conf."))
+        })
         .collect();
     files.sort();
     compare(&files);

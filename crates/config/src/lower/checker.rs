@@ -61,9 +61,13 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
     let mut mysql = MysqlCheck::default();
     let (mut helo, mut qtype, mut qname) = (None, None, None);
     let (mut payload, mut require_reply, mut min_len, mut max_len) = (None, None, None, None);
-    let (mut track_file, mut dynamic, mut weight, mut reverse) = (String::new(), false, None, false);
+    let (mut track_file, mut dynamic, mut weight, mut reverse) =
+        (String::new(), false, None, false);
     for c in cx.block(n) {
-        let takes_block = matches!((kw, c.key.text.as_str()), (Kw::Http | Kw::Ssl, "url") | (Kw::Smtp, "host"));
+        let takes_block = matches!(
+            (kw, c.key.text.as_str()),
+            (Kw::Http | Kw::Ssl, "url") | (Kw::Smtp, "host")
+        );
         if !takes_block {
             cx.no_block(c);
         }
@@ -105,7 +109,10 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             (Kw::Smtp, "host") => cx.unknown(c, &["host"]),
             (Kw::Dns, "type") => {
                 if let Some(w) = cx.arg(c, 0) {
-                    if matches!(w.text.as_str(), "A" | "NS" | "CNAME" | "SOA" | "MX" | "TXT" | "AAAA") {
+                    if matches!(
+                        w.text.as_str(),
+                        "A" | "NS" | "CNAME" | "SOA" | "MX" | "TXT" | "AAAA"
+                    ) {
                         qtype = Some(w.text.clone());
                     } else {
                         cx.d.invalid(w.span, format!("DNS_CHECK: unknown type '{}'", w.text));
@@ -114,7 +121,9 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             }
             (Kw::Dns, "name") => qname = cx.string(c),
             (Kw::Udp, "payload") => payload = cx.string(c),
-            (Kw::Udp, "require_reply") => require_reply = Some(c.args.first().map(|w| w.text.clone()).unwrap_or_default()),
+            (Kw::Udp, "require_reply") => {
+                require_reply = Some(c.args.first().map(|w| w.text.clone()).unwrap_or_default())
+            }
             (Kw::Udp, "min_reply_length") => min_len = cx.count(c, 0, 65535),
             (Kw::Udp, "max_reply_length") => max_len = cx.count(c, 0, 65535),
             (Kw::File, "track_file") => track_file = cx.string(c).unwrap_or_default(),
@@ -130,10 +139,23 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             (Kw::Mysql, "query") => mysql.query = cx.string(c),
             (Kw::Mysql, "require_writable") => mysql.require_writable = true,
             (Kw::Mysql, "require_read_only") => mysql.require_read_only = true,
-            (Kw::Mysql, "max_replication_lag") => mysql.max_replication_lag = cx.timer(c, 0, 86400 * 365),
+            (Kw::Mysql, "max_replication_lag") => {
+                mysql.max_replication_lag = cx.timer(c, 0, 86400 * 365)
+            }
             (Kw::Mysql, "tls") => mysql.tls = cx.boolean(c),
             (Kw::Mysql, "tls_ca") => mysql.tls_ca = cx.string(c),
-            (Kw::Http | Kw::Ssl, _) => cx.unknown(c, &["tls_compliant", "regex", "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset"]),
+            (Kw::Http | Kw::Ssl, _) => cx.unknown(
+                c,
+                &[
+                    "tls_compliant",
+                    "regex",
+                    "regex_no_match",
+                    "regex_options",
+                    "regex_stack",
+                    "regex_min_offset",
+                    "regex_max_offset",
+                ],
+            ),
             _ => cx.unknown(c, &[]),
         }
     }
@@ -143,30 +165,53 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
         Kw::Ssl => CheckerKind::Ssl(http),
         Kw::Misc => {
             if misc.path.is_empty() {
-                cx.d.invalid(n.span(), "MISC_CHECK: misc_path is missing - ignoring checker");
+                cx.d.invalid(
+                    n.span(),
+                    "MISC_CHECK: misc_path is missing - ignoring checker",
+                );
                 return None;
             }
             CheckerKind::Misc(misc)
         }
         Kw::Smtp => CheckerKind::Smtp { helo_name: helo },
         Kw::Dns => CheckerKind::Dns { qtype, name: qname },
-        Kw::Udp => CheckerKind::Udp { payload, require_reply, min_reply_length: min_len, max_reply_length: max_len },
+        Kw::Udp => CheckerKind::Udp {
+            payload,
+            require_reply,
+            min_reply_length: min_len,
+            max_reply_length: max_len,
+        },
         Kw::Ping => CheckerKind::Ping,
         Kw::File => {
             if track_file.is_empty() {
-                cx.d.invalid(n.span(), "FILE_CHECK: track_file is missing - ignoring checker");
+                cx.d.invalid(
+                    n.span(),
+                    "FILE_CHECK: track_file is missing - ignoring checker",
+                );
                 return None;
             }
-            CheckerKind::File { track_file, dynamic, weight, reverse }
+            CheckerKind::File {
+                track_file,
+                dynamic,
+                weight,
+                reverse,
+            }
         }
         Kw::Mysql => {
             if mysql.require_writable && mysql.require_read_only {
-                cx.d.invalid(n.span(), "MYSQL_CHECK: require_writable and require_read_only exclude each other");
+                cx.d.invalid(
+                    n.span(),
+                    "MYSQL_CHECK: require_writable and require_read_only exclude each other",
+                );
             }
             CheckerKind::Mysql(mysql)
         }
     };
-    Some(Checker { kind, common, origin: origin(n) })
+    Some(Checker {
+        kind,
+        common,
+        origin: origin(n),
+    })
 }
 
 fn url(cx: &mut Cx<'_>, n: &Node) -> Option<Url> {
@@ -181,12 +226,28 @@ fn url(cx: &mut Cx<'_>, n: &Node) -> Option<Url> {
                 for w in &c.args {
                     let (lo, hi) = w.text.split_once('-').unwrap_or((&w.text, &w.text));
                     match (lo.parse::<u16>(), hi.parse::<u16>()) {
-                        (Ok(lo), Ok(hi)) if (100..=599).contains(&lo) && (lo..=599).contains(&hi) => u.status_codes.push((lo, hi)),
-                        _ => cx.d.invalid(w.span, format!("invalid status_code '{}'", w.text)),
+                        (Ok(lo), Ok(hi))
+                            if (100..=599).contains(&lo) && (lo..=599).contains(&hi) =>
+                        {
+                            u.status_codes.push((lo, hi))
+                        }
+                        _ => {
+                            cx.d.invalid(w.span, format!("invalid status_code '{}'", w.text))
+                        }
                     }
                 }
             }
-            _ => cx.unknown(c, &["regex", "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset"]),
+            _ => cx.unknown(
+                c,
+                &[
+                    "regex",
+                    "regex_no_match",
+                    "regex_options",
+                    "regex_stack",
+                    "regex_min_offset",
+                    "regex_max_offset",
+                ],
+            ),
         }
     }
     if u.path.is_empty() {

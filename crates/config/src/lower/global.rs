@@ -7,30 +7,101 @@ use crate::model::{DataPlane, Garp, Global, LvsTimeouts};
 use crate::tree::Node;
 
 const UNSUPPORTED: &[&str] = &[
-    "vrrp_iptables", "vrrp_ipsets", "nftables", "nftables_priority", "nftables_counters",
-    "nftables_ifindex", "nftables_ipvs", "disable_local_igmp", "enable_snmp_vrrp",
-    "enable_snmp_checker", "enable_snmp_rfc", "enable_snmp_rfcv2", "enable_snmp_rfcv3",
-    "enable_snmp_keepalived", "enable_traps", "snmp_socket", "enable_dbus", "dbus_service_name",
-    "dbus_no_interface_name", "reload_check_config", "reload_time_file", "reload_repeat",
-    "reload_file", "vrrp_down_timer_adverts", "vrrp_owner_ignore_adverts", "log_unknown_vrids",
-    "vmac_prefix", "vmac_addr_prefix", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier", "umask",
-    "random_seed", "rs_init_notifies", "linkbeat_use_polling", "namespace_with_ipsets",
-    "process_names", "process_name", "vrrp_process_name", "checker_process_name",
-    "bfd_process_name", "tmp_config_directory", "config_save_dir", "data_use_instance",
-    "json_version", "use_symlink_paths", "lvs_sync_daemon", "lvs_sync_daemon_interface",
-    "vrrp_priority", "checker_priority", "bfd_priority", "bfd_rt_priority", "bfd_no_swap",
-    "vrrp_rlimit_rttime", "checker_rlimit_rttime", "bfd_rlimit_rttime", "vrrp_rlimit_rtime",
-    "checker_rlimit_rtime", "bfd_rlimit_rtime", "vrrp_cpu_affinity", "checker_cpu_affinity",
-    "bfd_cpu_affinity", "min_auto_priority_delay", "default_interface", "vrrp_garp_extra_if",
-    "notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script",
-    "fifo_write_vrrp_states_on_reload", "vrrp_notify_priority_changes", "net_namespace",
-    "net_namespace_ipvs", "instance", "use_pid_dir", "child_wait_time", "smtp_helo_name",
-    "smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker", "no_email_faults", "vrrp_netlink_monitor_rcv_bufs",
-    "lvs_netlink_cmd_rcv_bufs", "lvs_netlink_monitor_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs",
-    "process_monitor_rcv_bufs", "vrrp_startup_delay_after_boot", "vrrp_delay_after_boot",
-    "script_security", "vmac_garp_intvl", "vrrp_track_process_max_processes",
-    "dynamic_interfaces_allow_if_changes", "snmp_vrrp_stats_update_interval",
-    "snmp_rfc_stats_update_interval", "iproute_usr_dir", "iproute_etc_dir", "max_auto_priority_delay",
+    "vrrp_iptables",
+    "vrrp_ipsets",
+    "nftables",
+    "nftables_priority",
+    "nftables_counters",
+    "nftables_ifindex",
+    "nftables_ipvs",
+    "disable_local_igmp",
+    "enable_snmp_vrrp",
+    "enable_snmp_checker",
+    "enable_snmp_rfc",
+    "enable_snmp_rfcv2",
+    "enable_snmp_rfcv3",
+    "enable_snmp_keepalived",
+    "enable_traps",
+    "snmp_socket",
+    "enable_dbus",
+    "dbus_service_name",
+    "dbus_no_interface_name",
+    "reload_check_config",
+    "reload_time_file",
+    "reload_repeat",
+    "reload_file",
+    "vrrp_down_timer_adverts",
+    "vrrp_owner_ignore_adverts",
+    "log_unknown_vrids",
+    "vmac_prefix",
+    "vmac_addr_prefix",
+    "vrrp_rx_bufs_policy",
+    "vrrp_rx_bufs_multiplier",
+    "umask",
+    "random_seed",
+    "rs_init_notifies",
+    "linkbeat_use_polling",
+    "namespace_with_ipsets",
+    "process_names",
+    "process_name",
+    "vrrp_process_name",
+    "checker_process_name",
+    "bfd_process_name",
+    "tmp_config_directory",
+    "config_save_dir",
+    "data_use_instance",
+    "json_version",
+    "use_symlink_paths",
+    "lvs_sync_daemon",
+    "lvs_sync_daemon_interface",
+    "vrrp_priority",
+    "checker_priority",
+    "bfd_priority",
+    "bfd_rt_priority",
+    "bfd_no_swap",
+    "vrrp_rlimit_rttime",
+    "checker_rlimit_rttime",
+    "bfd_rlimit_rttime",
+    "vrrp_rlimit_rtime",
+    "checker_rlimit_rtime",
+    "bfd_rlimit_rtime",
+    "vrrp_cpu_affinity",
+    "checker_cpu_affinity",
+    "bfd_cpu_affinity",
+    "min_auto_priority_delay",
+    "default_interface",
+    "vrrp_garp_extra_if",
+    "notify_fifo_script",
+    "vrrp_notify_fifo_script",
+    "lvs_notify_fifo_script",
+    "fifo_write_vrrp_states_on_reload",
+    "vrrp_notify_priority_changes",
+    "net_namespace",
+    "net_namespace_ipvs",
+    "instance",
+    "use_pid_dir",
+    "child_wait_time",
+    "smtp_helo_name",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+    "no_email_faults",
+    "vrrp_netlink_monitor_rcv_bufs",
+    "lvs_netlink_cmd_rcv_bufs",
+    "lvs_netlink_monitor_rcv_bufs",
+    "vrrp_netlink_cmd_rcv_bufs",
+    "process_monitor_rcv_bufs",
+    "vrrp_startup_delay_after_boot",
+    "vrrp_delay_after_boot",
+    "script_security",
+    "vmac_garp_intvl",
+    "vrrp_track_process_max_processes",
+    "dynamic_interfaces_allow_if_changes",
+    "snmp_vrrp_stats_update_interval",
+    "snmp_rfc_stats_update_interval",
+    "iproute_usr_dir",
+    "iproute_etc_dir",
+    "max_auto_priority_delay",
 ];
 
 pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
@@ -42,7 +113,8 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "router_id" => g.router_id = cx.string(n),
             "notification_email" => {
                 let b = cx.block(n);
-                g.notification_email.extend(b.iter().map(|e| e.key.text.clone()));
+                g.notification_email
+                    .extend(b.iter().map(|e| e.key.text.clone()));
             }
             "notification_email_from" => g.notification_email_from = cx.string(n),
             "smtp_server" => {
@@ -81,7 +153,11 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "vrrp_startup_delay" => g.startup_delay = cx.timer(n, 0, 3600),
             "dynamic_interfaces" => g.dynamic_interfaces = true,
             "max_auto_priority" => {
-                g.max_auto_priority = if n.args.is_empty() { Some(99) } else { cx.int(n, 0, -1, 99).map(|v| v as i32) }
+                g.max_auto_priority = if n.args.is_empty() {
+                    Some(99)
+                } else {
+                    cx.int(n, 0, -1, 99).map(|v| v as i32)
+                }
             }
             "vrrp_rt_priority" => g.vrrp_rt_priority = cx.count(n, 1, 99),
             "checker_rt_priority" => g.checker_rt_priority = cx.count(n, 1, 99),
@@ -110,7 +186,10 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 if let Some(w) = cx.arg(n, 0) {
                     match w.text.parse::<SocketAddr>() {
                         Ok(a) => g.metrics_listen = Some(a),
-                        Err(_) => cx.d.invalid(w.span, format!("metrics_listen '{}' is not ADDR:PORT", w.text)),
+                        Err(_) => cx.d.invalid(
+                            w.span,
+                            format!("metrics_listen '{}' is not ADDR:PORT", w.text),
+                        ),
                     }
                 }
             }
@@ -150,7 +229,10 @@ pub(super) fn dataplane(cx: &mut Cx<'_>, n: &Node) -> Option<DataPlane> {
         "ipvs" => Some(DataPlane::Ipvs),
         "auto" => Some(DataPlane::Auto),
         other => {
-            cx.d.invalid(w.span, format!("dataplane '{other}' is not one of proxy, nft, ipvs, auto"));
+            cx.d.invalid(
+                w.span,
+                format!("dataplane '{other}' is not one of proxy, nft, ipvs, auto"),
+            );
             None
         }
     }
@@ -166,7 +248,10 @@ fn lvs_timeouts(cx: &mut Cx<'_>, n: &Node) -> Option<LvsTimeouts> {
             "tcpfin" => &mut t.tcpfin,
             "udp" => &mut t.udp,
             _ => {
-                cx.d.invalid(n.args[i].span, format!("lvs_timeouts: unknown option '{key}'"));
+                cx.d.invalid(
+                    n.args[i].span,
+                    format!("lvs_timeouts: unknown option '{key}'"),
+                );
                 i += 1;
                 continue;
             }
@@ -175,7 +260,9 @@ fn lvs_timeouts(cx: &mut Cx<'_>, n: &Node) -> Option<LvsTimeouts> {
             Some(v) => {
                 *slot = cx.int_word(v, key, 1, 86400 * 31).map(|v| v as u32);
             }
-            None => cx.d.invalid(n.args[i].span, format!("lvs_timeouts: {key} needs a value")),
+            None => {
+                cx.d.invalid(n.args[i].span, format!("lvs_timeouts: {key} needs a value"))
+            }
         }
         i += 2;
     }

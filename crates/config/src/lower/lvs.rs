@@ -11,8 +11,20 @@ use crate::model::{
 use crate::tree::Node;
 
 const VS_UNSUPPORTED: &[&str] = &[
-    "hashed", "ops", "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port",
-    "mh-fallback", "snmp_name", "ip_family", "smtp_alert", "persistence_engine", "lvs_tun_type",
+    "hashed",
+    "ops",
+    "flag-1",
+    "flag-2",
+    "flag-3",
+    "sh-port",
+    "sh-fallback",
+    "mh-port",
+    "mh-fallback",
+    "snmp_name",
+    "ip_family",
+    "smtp_alert",
+    "persistence_engine",
+    "lvs_tun_type",
 ];
 
 const SCHEDULERS: &[&str] = &[
@@ -39,7 +51,11 @@ fn method(cx: &mut Cx<'_>, n: &Node) -> Option<LvsMethod> {
         "DR" => Some(LvsMethod::Dr),
         "TUN" => {
             if n.args.len() > 1 {
-                cx.d.push(Class::Unsupported, Some(n.args[1].span), "unsupported: TUN tunnel options are not implemented by holdfast");
+                cx.d.push(
+                    Class::Unsupported,
+                    Some(n.args[1].span),
+                    "unsupported: TUN tunnel options are not implemented by holdfast",
+                );
             }
             Some(LvsMethod::Tun)
         }
@@ -63,7 +79,10 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             VsKey::Addr(ip, port)
         }
         None => {
-            cx.d.invalid(n.span(), "virtual_server requires IP PORT, fwmark N or group NAME");
+            cx.d.invalid(
+                n.span(),
+                "virtual_server requires IP PORT, fwmark N or group NAME",
+            );
             return None;
         }
     };
@@ -153,7 +172,13 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         }
     }
     if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
-        cx.d.note(n.span(), format!("Virtual server {} has no real servers - ignoring", vs_name(&vs.key)));
+        cx.d.note(
+            n.span(),
+            format!(
+                "Virtual server {} has no real servers - ignoring",
+                vs_name(&vs.key)
+            ),
+        );
     }
     Some(vs)
 }
@@ -212,7 +237,9 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
             "readmit" => match c.args.first().map(|w| w.text.as_str()) {
                 Some("manual") => rs.readmit_manual = true,
                 Some("auto") => rs.readmit_manual = false,
-                _ => cx.d.invalid(arg_span(c), "readmit must be 'manual' or 'auto'"),
+                _ => {
+                    cx.d.invalid(arg_span(c), "readmit must be 'manual' or 'auto'")
+                }
             },
             _ => cx.unknown(c, &["smtp_alert", "virtualhost", "BFD_CHECK"]),
         }
@@ -222,11 +249,18 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
 
 pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
     let name = cx.string(n)?;
-    let mut g = VsGroup { name, entries: Vec::new(), origin: origin(n) };
+    let mut g = VsGroup {
+        name,
+        entries: Vec::new(),
+        origin: origin(n),
+    };
     for c in cx.block(n) {
         if c.key.text == "fwmark" {
             if let Some(m) = cx.int(c, 0, 0, i64::from(u32::MAX)) {
-                g.entries.push(VsGroupEntry::Fwmark { mark: m as u32, family: c.args.get(1).map(|w| w.text.clone()) });
+                g.entries.push(VsGroupEntry::Fwmark {
+                    mark: m as u32,
+                    family: c.args.get(1).map(|w| w.text.clone()),
+                });
             }
             continue;
         }
@@ -238,18 +272,30 @@ pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
         // `10.0.0.1-10` ranges vary the last octet (IPv4) or hextet (IPv6).
         let (addr_s, range_end) = match base.rsplit_once('-') {
             Some((a, e)) if a.parse::<IpAddr>().is_ok() => {
-                let end = if a.contains(':') { u16::from_str_radix(e, 16).ok() } else { e.parse::<u16>().ok() };
+                let end = if a.contains(':') {
+                    u16::from_str_radix(e, 16).ok()
+                } else {
+                    e.parse::<u16>().ok()
+                };
                 (a, end)
             }
             _ => (base, None),
         };
         let Ok(addr) = addr_s.parse::<IpAddr>() else {
-            cx.d.invalid(c.span(), format!("virtual_server_group {}: invalid address '{text}'", g.name));
+            cx.d.invalid(
+                c.span(),
+                format!("virtual_server_group {}: invalid address '{text}'", g.name),
+            );
             continue;
         };
         let Some(pw) = cx.arg(c, 0) else { continue };
         let Some(port) = cx.port(pw) else { continue };
-        g.entries.push(VsGroupEntry::Addr { addr, range_end, prefix, port });
+        g.entries.push(VsGroupEntry::Addr {
+            addr,
+            range_end,
+            prefix,
+            port,
+        });
     }
     Some(g)
 }

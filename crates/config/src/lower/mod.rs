@@ -106,14 +106,21 @@ impl Cx<'_> {
         if n.block.is_some() {
             self.d.retract(Class::Syntax, n.span());
         }
-        if unsupported.contains(&k.as_str()) || k.ends_with("_rcv_bufs") || k.ends_with("_rcv_bufs_force") {
+        if unsupported.contains(&k.as_str())
+            || k.ends_with("_rcv_bufs")
+            || k.ends_with("_rcv_bufs_force")
+        {
             self.d.push(
                 Class::Unsupported,
                 Some(n.span()),
                 format!("unsupported: keepalived keyword '{k}' is recognised but not implemented by holdfast"),
             );
         } else {
-            self.d.push(Class::Unknown, Some(n.span()), format!("Unknown keyword '{k}'"));
+            self.d.push(
+                Class::Unknown,
+                Some(n.span()),
+                format!("Unknown keyword '{k}'"),
+            );
         }
     }
 
@@ -125,7 +132,10 @@ impl Cx<'_> {
                 self.d.push(
                     Class::Syntax,
                     Some(n.span()),
-                    format!("Missing '{{' at beginning of configuration block '{}'", n.key.text),
+                    format!(
+                        "Missing '{{' at beginning of configuration block '{}'",
+                        n.key.text
+                    ),
                 );
                 &[]
             }
@@ -136,7 +146,8 @@ impl Cx<'_> {
     pub(crate) fn arg<'n>(&mut self, n: &'n Node, i: usize) -> Option<&'n Word> {
         let w = n.args.get(i);
         if w.is_none() {
-            self.d.invalid(n.line_span(), format!("{} requires a value", n.key.text));
+            self.d
+                .invalid(n.line_span(), format!("{} requires a value", n.key.text));
         }
         w
     }
@@ -157,11 +168,15 @@ impl Cx<'_> {
         match w.text.parse::<i64>() {
             Ok(v) if (lo..=hi).contains(&v) => Some(v),
             Ok(_) => {
-                self.d.invalid(w.span, format!("{what} '{}' out of range [{lo}, {hi}]", w.text));
+                self.d.invalid(
+                    w.span,
+                    format!("{what} '{}' out of range [{lo}, {hi}]", w.text),
+                );
                 None
             }
             Err(_) => {
-                self.d.invalid(w.span, format!("{what} '{}' is not a valid number", w.text));
+                self.d
+                    .invalid(w.span, format!("{what} '{}' is not a valid number", w.text));
                 None
             }
         }
@@ -178,11 +193,17 @@ impl Cx<'_> {
         match parse_timer(&w.text) {
             Some(d) if d.as_secs() <= max_secs => Some(d),
             Some(_) => {
-                self.d.invalid(w.span, format!("{} '{}' out of range [0, {max_secs}]", n.key.text, w.text));
+                self.d.invalid(
+                    w.span,
+                    format!("{} '{}' out of range [0, {max_secs}]", n.key.text, w.text),
+                );
                 None
             }
             None => {
-                self.d.invalid(w.span, format!("{} '{}' is not a valid time in seconds", n.key.text, w.text));
+                self.d.invalid(
+                    w.span,
+                    format!("{} '{}' is not a valid time in seconds", n.key.text, w.text),
+                );
                 None
             }
         }
@@ -195,7 +216,13 @@ impl Cx<'_> {
             Some(w) => match parse_bool(&w.text) {
                 Some(b) => b,
                 None => {
-                    self.d.invalid(w.span, format!("{} '{}' is not a valid boolean (on|off|true|false|yes|no)", n.key.text, w.text));
+                    self.d.invalid(
+                        w.span,
+                        format!(
+                            "{} '{}' is not a valid boolean (on|off|true|false|yes|no)",
+                            n.key.text, w.text
+                        ),
+                    );
                     true
                 }
             },
@@ -207,7 +234,8 @@ impl Cx<'_> {
         match IpAddr::from_str(&w.text) {
             Ok(a) => Some(a),
             Err(_) => {
-                self.d.invalid(w.span, format!("invalid IP address '{}'", w.text));
+                self.d
+                    .invalid(w.span, format!("invalid IP address '{}'", w.text));
                 None
             }
         }
@@ -228,12 +256,21 @@ impl Cx<'_> {
     pub(crate) fn command(&mut self, n: &Node) -> Option<Command> {
         let cmd = self.string(n)?;
         if cmd.is_empty() {
-            self.d.invalid(n.line_span(), format!("{} has an empty command", n.key.text));
+            self.d.invalid(
+                n.line_span(),
+                format!("{} has an empty command", n.key.text),
+            );
             return None;
         }
         let user = user_spec(&n.args[1..]);
         if n.args.len() > 3 {
-            self.d.invalid(n.args[3].span, format!("{}: too many arguments (quote the command line)", n.key.text));
+            self.d.invalid(
+                n.args[3].span,
+                format!(
+                    "{}: too many arguments (quote the command line)",
+                    n.key.text
+                ),
+            );
         }
         Some(Command { cmd, user })
     }
@@ -241,13 +278,20 @@ impl Cx<'_> {
     /// Reports a block on a keyword that takes none.
     pub(crate) fn no_block(&mut self, n: &Node) {
         if n.block.is_some() {
-            self.d.push(Class::Syntax, Some(n.span()), format!("'{}' does not take a block", n.key.text));
+            self.d.push(
+                Class::Syntax,
+                Some(n.span()),
+                format!("'{}' does not take a block", n.key.text),
+            );
         }
     }
 
     /// Records a deprecated synonym (no exit-code effect).
     pub(crate) fn deprecated(&mut self, n: &Node, instead: &str) {
-        self.d.note(n.span(), format!("'{}' is deprecated; use '{instead}'", n.key.text));
+        self.d.note(
+            n.span(),
+            format!("'{}' is deprecated; use '{instead}'", n.key.text),
+        );
     }
 }
 
@@ -258,7 +302,11 @@ pub(crate) fn user_spec(words: &[Word]) -> Option<UserSpec> {
         Some((u, g)) => (u.to_string(), Some(g.to_string())),
         None => (user.text.clone(), None),
     };
-    let group = inline_group.or_else(|| words.get(1).map(|g| g.text.trim_start_matches(':').to_string()));
+    let group = inline_group.or_else(|| {
+        words
+            .get(1)
+            .map(|g| g.text.trim_start_matches(':').to_string())
+    });
     Some(UserSpec { user, group })
 }
 
@@ -308,7 +356,10 @@ mod tests {
         assert_eq!(parse_timer("0.000001"), Some(Duration::from_micros(1)));
         assert_eq!(parse_timer("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_timer(".5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_timer("1.2345678"), Some(Duration::from_micros(1_234_567)));
+        assert_eq!(
+            parse_timer("1.2345678"),
+            Some(Duration::from_micros(1_234_567))
+        );
         assert_eq!(parse_timer("x"), None);
         assert_eq!(parse_timer("-1"), None);
         assert_eq!(parse_timer("."), None);
@@ -316,7 +367,14 @@ mod tests {
 
     #[test]
     fn bools_accept_keepalived_spellings() {
-        for (s, v) in [("on", true), ("YES", true), ("true", true), ("off", false), ("no", false), ("False", false)] {
+        for (s, v) in [
+            ("on", true),
+            ("YES", true),
+            ("true", true),
+            ("off", false),
+            ("no", false),
+            ("False", false),
+        ] {
             assert_eq!(parse_bool(s), Some(v), "{s}");
         }
         assert_eq!(parse_bool("1"), None);

@@ -13,7 +13,10 @@ fn weight(cx: &mut Cx<'_>, n: &Node, lo: i64, hi: i64) -> (Option<i32>, bool) {
         None => false,
         Some("reverse") => true,
         Some(_) => {
-            cx.d.invalid(n.args[1].span, format!("{}: expected 'reverse' after the weight", n.key.text));
+            cx.d.invalid(
+                n.args[1].span,
+                format!("{}: expected 'reverse' after the weight", n.key.text),
+            );
             false
         }
     };
@@ -60,7 +63,10 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
         }
     }
     if s.kind.is_none() {
-        cx.d.invalid(n.close.unwrap_or(n.span()), format!("No script set for vrrp_script {} - removing", s.name));
+        cx.d.invalid(
+            n.close.unwrap_or(n.span()),
+            format!("No script set for vrrp_script {} - removing", s.name),
+        );
         return None;
     }
     Some(s)
@@ -71,7 +77,14 @@ pub(super) fn file(cx: &mut Cx<'_>, n: &Node) -> Option<TrackFile> {
         cx.deprecated(n, "track_file");
     }
     let name = cx.string(n)?;
-    let mut t = TrackFile { name, file: String::new(), weight: 1, reverse: false, init_file: None, origin: origin(n) };
+    let mut t = TrackFile {
+        name,
+        file: String::new(),
+        weight: 1,
+        reverse: false,
+        init_file: None,
+        origin: origin(n),
+    };
     for c in cx.block(n) {
         cx.no_block(c);
         match c.key.text.as_str() {
@@ -97,7 +110,10 @@ pub(super) fn file(cx: &mut Cx<'_>, n: &Node) -> Option<TrackFile> {
         }
     }
     if t.file.is_empty() {
-        cx.d.invalid(n.span(), format!("No file set for track_file {} - removing", t.name));
+        cx.d.invalid(
+            n.span(),
+            format!("No file set for track_file {} - removing", t.name),
+        );
         return None;
     }
     Some(t)
@@ -132,7 +148,10 @@ pub(super) fn process(cx: &mut Cx<'_>, n: &Node) -> Option<TrackProcess> {
                     if w.text == "initial" || w.text == "partial" {
                         t.param_match = Some(w.text.clone());
                     } else {
-                        cx.d.invalid(w.span, format!("param_match '{}' is not initial or partial", w.text));
+                        cx.d.invalid(
+                            w.span,
+                            format!("param_match '{}' is not initial or partial", w.text),
+                        );
                     }
                 }
             }
@@ -151,7 +170,13 @@ pub(super) fn process(cx: &mut Cx<'_>, n: &Node) -> Option<TrackProcess> {
         }
     }
     if t.process.is_empty() {
-        cx.d.invalid(n.span(), format!("No process set for vrrp_track_process {} - removing", t.name));
+        cx.d.invalid(
+            n.span(),
+            format!(
+                "No process set for vrrp_track_process {} - removing",
+                t.name
+            ),
+        );
         return None;
     }
     Some(t)
@@ -160,7 +185,12 @@ pub(super) fn process(cx: &mut Cx<'_>, n: &Node) -> Option<TrackProcess> {
 /// `track_interface { IF [weight N] [reverse] }`.
 pub(super) fn interfaces(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<TrackIf>) {
     for c in cx.block(n) {
-        let mut t = TrackIf { name: c.key.text.clone(), weight: 0, reverse: false, origin: origin(c) };
+        let mut t = TrackIf {
+            name: c.key.text.clone(),
+            weight: 0,
+            reverse: false,
+            origin: origin(c),
+        };
         let mut i = 0;
         while i < c.args.len() {
             match c.args[i].text.as_str() {
@@ -177,7 +207,10 @@ pub(super) fn interfaces(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<TrackIf>) {
                     i += 1;
                 }
                 other => {
-                    cx.d.invalid(c.args[i].span, format!("track_interface: unknown option '{other}'"));
+                    cx.d.invalid(
+                        c.args[i].span,
+                        format!("track_interface: unknown option '{other}'"),
+                    );
                     i += 1;
                 }
             }
@@ -189,7 +222,12 @@ pub(super) fn interfaces(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<TrackIf>) {
 /// `track_script|track_file|track_process { NAME [weight N] [reverse|noreverse] }`.
 pub(super) fn refs(cx: &mut Cx<'_>, n: &Node, range: i64, out: &mut Vec<TrackRef>) {
     for c in cx.block(n) {
-        let mut t = TrackRef { name: c.key.text.clone(), weight: None, reverse: None, origin: origin(c) };
+        let mut t = TrackRef {
+            name: c.key.text.clone(),
+            weight: None,
+            reverse: None,
+            origin: origin(c),
+        };
         let mut i = 0;
         while i < c.args.len() {
             match c.args[i].text.as_str() {
@@ -210,7 +248,10 @@ pub(super) fn refs(cx: &mut Cx<'_>, n: &Node, range: i64, out: &mut Vec<TrackRef
                     i += 1;
                 }
                 other => {
-                    cx.d.invalid(c.args[i].span, format!("{}: unknown option '{other}'", n.key.text));
+                    cx.d.invalid(
+                        c.args[i].span,
+                        format!("{}: unknown option '{other}'", n.key.text),
+                    );
                     i += 1;
                 }
             }

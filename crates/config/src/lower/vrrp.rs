@@ -6,18 +6,38 @@ use std::time::Duration;
 use super::{Cx, arg_span, global, origin, track};
 use crate::diag::Class;
 use crate::model::{
-    Origin, Auth, AuthType, Garp, Global, InitState, Notify, SyncGroup, Tracking, UnicastPeer, Vip,
+    Auth, AuthType, Garp, Global, InitState, Notify, Origin, SyncGroup, Tracking, UnicastPeer, Vip,
     VrrpInstance,
 };
 use crate::tree::Node;
 
 const UNSUPPORTED: &[&str] = &[
-    "use_vmac", "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "virtual_routes",
-    "virtual_rules", "track_bfd", "smtp_alert", "notify_priority_changes", "notify_deleted",
-    "down_timer_adverts", "timer_expired_backup", "thread_timer_expired", "owner_ignore_adverts",
-    "mcast_dst_ip", "track_src_ip", "old_unicast_checksum", "vrf", "no_virtual_ipaddress",
-    "garp_extra_if", "native_ipv6", "debug", "linkbeat_use_polling", "kernel_rx_buf_size",
-    "vmac_garp_intvl", "kernel_rx_buf_size",
+    "use_vmac",
+    "use_vmac_addr",
+    "vmac_xmit_base",
+    "use_ipvlan",
+    "virtual_routes",
+    "virtual_rules",
+    "track_bfd",
+    "smtp_alert",
+    "notify_priority_changes",
+    "notify_deleted",
+    "down_timer_adverts",
+    "timer_expired_backup",
+    "thread_timer_expired",
+    "owner_ignore_adverts",
+    "mcast_dst_ip",
+    "track_src_ip",
+    "old_unicast_checksum",
+    "vrf",
+    "no_virtual_ipaddress",
+    "garp_extra_if",
+    "native_ipv6",
+    "debug",
+    "linkbeat_use_polling",
+    "kernel_rx_buf_size",
+    "vmac_garp_intvl",
+    "kernel_rx_buf_size",
 ];
 
 /// Tries the `notify*` keywords; returns whether `n` was one.
@@ -82,7 +102,9 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
             "unicast_peer" => unicast_peers(cx, c, &mut i.unicast_peers),
             _ => {
                 cx.no_block(c);
-                if notify_key(cx, c, &mut i.notify) || global::garp_key(cx, c, &c.key.text, &mut i.garp, "") {
+                if notify_key(cx, c, &mut i.notify)
+                    || global::garp_key(cx, c, &c.key.text, &mut i.garp, "")
+                {
                     continue;
                 }
                 scalar(cx, c, &mut i, &mut priority_set, &mut version_set);
@@ -93,7 +115,13 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
     Some(i)
 }
 
-fn scalar(cx: &mut Cx<'_>, c: &Node, i: &mut VrrpInstance, priority_set: &mut bool, version_set: &mut bool) {
+fn scalar(
+    cx: &mut Cx<'_>,
+    c: &Node,
+    i: &mut VrrpInstance,
+    priority_set: &mut bool,
+    version_set: &mut bool,
+) {
     let name = i.name.clone();
     match c.key.text.as_str() {
         "state" => match c.args.first().map(|w| w.text.as_str()) {
@@ -166,7 +194,11 @@ fn scalar(cx: &mut Cx<'_>, c: &Node, i: &mut VrrpInstance, priority_set: &mut bo
 fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, version_set: bool) {
     let name = i.name.clone();
     if i.vrid == 0 {
-        cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) the virtual router id must be set"));
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!("({name}) the virtual router id must be set"),
+        );
     }
     if i.state == InitState::Master && !priority_set {
         i.priority = 255;
@@ -175,33 +207,46 @@ fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, v
     if v6 && !version_set {
         i.version = 3;
     } else if v6 && i.version == 2 {
-        cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) cannot use IPv6 with VRRP version 2; setting version 3"));
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!("({name}) cannot use IPv6 with VRRP version 2; setting version 3"),
+        );
         i.version = 3;
     }
     if i.nopreempt && i.priority == 255 {
-        cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) nopreempt is incompatible with priority 255. resetting nopreempt"));
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!("({name}) nopreempt is incompatible with priority 255. resetting nopreempt"),
+        );
         i.nopreempt = false;
     }
     if i.version == 2 {
         let us = i.advert_int.as_micros();
-        if us % 1_000_000 != 0 {
+        if !us.is_multiple_of(1_000_000) {
             cx.d.push_unlined(
                 Class::Invalid,
                 Some(n.span()),
-                format!("({name}) VRRPv2 advertisement interval {}.{:06}s must be an integer. rounding", us / 1_000_000, us % 1_000_000),
+                format!(
+                    "({name}) VRRPv2 advertisement interval {}.{:06}s must be an integer. rounding",
+                    us / 1_000_000,
+                    us % 1_000_000
+                ),
             );
             let secs = ((us + 500_000) / 1_000_000).max(1) as u64;
             i.advert_int = Duration::from_secs(secs);
         }
-        if let Some(a) = &i.auth {
-            if a.auth_type == AuthType::Ah && i.state == InitState::Master {
-                cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) Initial state master is incompatible with AH authentication - clearing"));
-                i.state = InitState::Backup;
-            }
+        if let Some(a) = &i.auth
+            && a.auth_type == AuthType::Ah
+            && i.state == InitState::Master
+        {
+            cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) Initial state master is incompatible with AH authentication - clearing"));
+            i.state = InitState::Backup;
         }
     } else {
         let us = i.advert_int.as_micros();
-        if us % 10_000 != 0 {
+        if !us.is_multiple_of(10_000) {
             cx.d.push_unlined(
                 Class::Invalid,
                 Some(n.span()),
@@ -211,11 +256,19 @@ fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, v
             i.advert_int = Duration::from_millis(cs * 10);
         }
         if i.advert_int > Duration::from_millis(40_950) {
-            cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) VRRPv3 advertisement interval too large; using 40.95s"));
+            cx.d.push_unlined(
+                Class::Invalid,
+                Some(n.span()),
+                format!("({name}) VRRPv3 advertisement interval too large; using 40.95s"),
+            );
             i.advert_int = Duration::from_millis(40_950);
         }
         if i.auth.is_some() {
-            cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) authentication is not supported with VRRPv3 - ignoring"));
+            cx.d.push_unlined(
+                Class::Invalid,
+                Some(n.span()),
+                format!("({name}) authentication is not supported with VRRPv3 - ignoring"),
+            );
             i.auth = None;
         }
     }
@@ -230,7 +283,13 @@ fn auth(cx: &mut Cx<'_>, n: &Node, name: &str) -> Option<Auth> {
             "auth_type" => match c.args.first().map(|w| w.text.as_str()) {
                 Some("PASS") => t = Some(AuthType::Pass),
                 Some("AH") => t = Some(AuthType::Ah),
-                _ => cx.d.invalid(arg_span(c), format!("({name}) unknown authentication type '{}'", c.args.first().map_or("", |w| w.text.as_str()))),
+                _ => cx.d.invalid(
+                    arg_span(c),
+                    format!(
+                        "({name}) unknown authentication type '{}'",
+                        c.args.first().map_or("", |w| w.text.as_str())
+                    ),
+                ),
             },
             "auth_pass" => pass = cx.string(c),
             _ => cx.unknown(c, &[]),
@@ -238,7 +297,10 @@ fn auth(cx: &mut Cx<'_>, n: &Node, name: &str) -> Option<Auth> {
     }
     match (t, pass) {
         (Some(auth_type), Some(pass)) => Some(Auth { auth_type, pass }),
-        (Some(auth_type), None) => Some(Auth { auth_type, pass: String::new() }),
+        (Some(auth_type), None) => Some(Auth {
+            auth_type,
+            pass: String::new(),
+        }),
         (None, _) => None,
     }
 }
@@ -246,15 +308,26 @@ fn auth(cx: &mut Cx<'_>, n: &Node, name: &str) -> Option<Auth> {
 fn unicast_peers(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<UnicastPeer>) {
     for c in cx.block(n) {
         let Some(addr) = cx.ip(&c.key) else { continue };
-        let mut p = UnicastPeer { addr, min_ttl: None, max_ttl: None };
+        let mut p = UnicastPeer {
+            addr,
+            min_ttl: None,
+            max_ttl: None,
+        };
         let mut k = 0;
         while k < c.args.len() {
             let opt = c.args[k].text.as_str();
             let val = c.args.get(k + 1);
             match (opt, val) {
-                ("min_ttl", Some(v)) => p.min_ttl = cx.int_word(v, "min_ttl", 0, 255).map(|v| v as u8),
-                ("max_ttl", Some(v)) => p.max_ttl = cx.int_word(v, "max_ttl", 0, 255).map(|v| v as u8),
-                _ => cx.d.invalid(c.args[k].span, format!("unicast_peer: unknown option '{opt}'")),
+                ("min_ttl", Some(v)) => {
+                    p.min_ttl = cx.int_word(v, "min_ttl", 0, 255).map(|v| v as u8)
+                }
+                ("max_ttl", Some(v)) => {
+                    p.max_ttl = cx.int_word(v, "max_ttl", 0, 255).map(|v| v as u8)
+                }
+                _ => cx.d.invalid(
+                    c.args[k].span,
+                    format!("unicast_peer: unknown option '{opt}'"),
+                ),
             }
             k += 2;
         }
@@ -266,11 +339,18 @@ fn unicast_peers(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<UnicastPeer>) {
 fn vips(cx: &mut Cx<'_>, n: &Node, name: &str, out: &mut Vec<Vip>) {
     for c in cx.block(n) {
         if let Some(v) = vip(cx, c, name) {
-            if let Some(first) = out.first() {
-                if first.addr.is_ipv4() != v.addr.is_ipv4() && n.key.text == "virtual_ipaddress" {
-                    cx.d.invalid(c.span(), format!("({name}): address family must match VRRP instance [{}] - ignoring", v.addr));
-                    continue;
-                }
+            if let Some(first) = out.first()
+                && first.addr.is_ipv4() != v.addr.is_ipv4()
+                && n.key.text == "virtual_ipaddress"
+            {
+                cx.d.invalid(
+                    c.span(),
+                    format!(
+                        "({name}): address family must match VRRP instance [{}] - ignoring",
+                        v.addr
+                    ),
+                );
+                continue;
             }
             out.push(v);
         }
@@ -283,7 +363,10 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
         None => (c.key.text.as_str(), None),
     };
     let Ok(addr) = addr_s.parse::<IpAddr>() else {
-        cx.d.invalid(c.span(), format!("VRRP parsed invalid IP {}. skipping IP...", c.key.text));
+        cx.d.invalid(
+            c.span(),
+            format!("VRRP parsed invalid IP {}. skipping IP...", c.key.text),
+        );
         return None;
     };
     let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -291,7 +374,10 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
         None => max,
         Some(Ok(p)) if p <= max => p,
         Some(_) => {
-            cx.d.invalid(c.span(), format!("VRRP parsed invalid IP {}. skipping IP...", c.key.text));
+            cx.d.invalid(
+                c.span(),
+                format!("VRRP parsed invalid IP {}. skipping IP...", c.key.text),
+            );
             return None;
         }
     };
@@ -312,7 +398,10 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
     while k < c.args.len() {
         let w = &c.args[k];
         let val = c.args.get(k + 1);
-        let takes_value = matches!(w.text.as_str(), "brd" | "broadcast" | "dev" | "scope" | "label" | "peer" | "preferred_lft");
+        let takes_value = matches!(
+            w.text.as_str(),
+            "brd" | "broadcast" | "dev" | "scope" | "label" | "peer" | "preferred_lft"
+        );
         if takes_value && val.is_none() {
             cx.d.invalid(w.span, format!("'{}' needs a value", w.text));
             break;
@@ -321,27 +410,51 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
             ("brd" | "broadcast", Some(b)) => v.brd = Some(b.text.clone()),
             ("dev", Some(d)) => v.dev = Some(d.text.clone()),
             ("scope", Some(s)) => {
-                if matches!(s.text.as_str(), "site" | "link" | "host" | "nowhere" | "global") || s.text.parse::<u8>().is_ok() {
+                if matches!(
+                    s.text.as_str(),
+                    "site" | "link" | "host" | "nowhere" | "global"
+                ) || s.text.parse::<u8>().is_ok()
+                {
                     v.scope = Some(s.text.clone());
                 } else {
-                    cx.d.invalid(s.span, format!("Invalid scope '{}' specified for {} - ignoring", s.text, c.key.text));
+                    cx.d.invalid(
+                        s.span,
+                        format!(
+                            "Invalid scope '{}' specified for {} - ignoring",
+                            s.text, c.key.text
+                        ),
+                    );
                 }
             }
             ("label", Some(l)) => v.label = Some(l.text.clone()),
             ("peer", Some(p)) => v.peer = cx.ip(p),
             ("preferred_lft", Some(p)) => v.preferred_lft = Some(p.text.clone()),
-            ("home" | "-nodad" | "nodad" | "mngtmpaddr" | "noprefixroute" | "autojoin" | "no_track", _) => {
+            (
+                "home" | "-nodad" | "nodad" | "mngtmpaddr" | "noprefixroute" | "autojoin"
+                | "no_track",
+                _,
+            ) => {
                 v.flags.push(w.text.clone());
                 k += 1;
                 continue;
             }
             ("use_vmac", _) => {
-                cx.d.push(Class::Unsupported, Some(w.span), "unsupported: VIP option 'use_vmac' is not implemented by holdfast");
+                cx.d.push(
+                    Class::Unsupported,
+                    Some(w.span),
+                    "unsupported: VIP option 'use_vmac' is not implemented by holdfast",
+                );
                 k += 1;
                 continue;
             }
             _ => {
-                cx.d.invalid(w.span, format!("Unknown configuration entry '{}' for ip address - ignoring", w.text));
+                cx.d.invalid(
+                    w.span,
+                    format!(
+                        "Unknown configuration entry '{}' for ip address - ignoring",
+                        w.text
+                    ),
+                );
                 k += 1;
                 continue;
             }
@@ -353,7 +466,11 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
 
 pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
     let name = cx.string(n)?;
-    let mut g = SyncGroup { name, origin: origin(n), ..Default::default() };
+    let mut g = SyncGroup {
+        name,
+        origin: origin(n),
+        ..Default::default()
+    };
     for c in cx.block(n) {
         if track::tracking_key(cx, c, &mut g.track) {
             continue;
@@ -375,7 +492,15 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
             }
             _ => {
                 if !notify_key(cx, c, &mut g.notify) {
-                    cx.unknown(c, &["smtp_alert", "notify_priority_changes", "track_bfd", "notify_deleted"]);
+                    cx.unknown(
+                        c,
+                        &[
+                            "smtp_alert",
+                            "notify_priority_changes",
+                            "track_bfd",
+                            "notify_deleted",
+                        ],
+                    );
                 }
             }
         }

@@ -1,0 +1,113 @@
+//! Golden tests: each `tests/golden/*.conf` → its rendered diagnostics and the printed
+//! effective configuration, compared with `*.expected` (regenerate with
+//! `HOLDFAST_UPDATE_EXPECT=1 cargo test -p holdfast-config --test golden`). Every case also
+//! round-trips: parsing the printed configuration gives the same model, with no diagnostics.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failure should stop the run
+
+use std::path::{Path, PathBuf};
+
+use holdfast_config::loader::FsLoader;
+use holdfast_config::{Options, load, parse_str, print::print};
+
+fn cases() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("tests/golden")
+        .expect("tests/golden")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn render(path: &Path) -> String {
+    let loaded = load(
+        path,
+        &FsLoader,
+        None,
+        &Options {
+            config_id: "node1".into(),
+            strict: false,
+        },
+    );
+    format!(
+        "exit {}\n{}--- effective configuration ---\n{}",
+        loaded.exit_code(false),
+        loaded.render(),
+        print(&loaded.config)
+    )
+}
+
+#[test]
+fn golden_cases_match_expectations() {
+    let cases = cases();
+    assert!(cases.len() >= 4, "golden cases missing");
+    let mut failed = Vec::new();
+    for case in cases {
+        let actual = render(&case);
+        let expected_path = case.with_extension("expected");
+        if std::env::var_os("HOLDFAST_UPDATE_EXPECT").is_some() {
+            std::fs::write(&expected_path, &actual).expect("write expectation");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if actual != expected {
+            failed.push(format!("{}:\n{actual}", case.display()));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "golden mismatch (HOLDFAST_UPDATE_EXPECT=1 to accept):\n{}",
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn printed_configurations_parse_back_to_the_same_model() {
+    let mut fixtures = cases();
+    let seeds = Path::new("../daemon/tests/fixtures/seeds");
+    fixtures.extend(
+        std::fs::read_dir(seeds)
+            .expect("seed fixtures")
+            .filter_map(|e| e.ok().map(|e| e.path())),
+    );
+    for case in fixtures {
+        let first = load(
+            &case,
+            &FsLoader,
+            None,
+            &Options {
+                config_id: "node1".into(),
+                strict: false,
+            },
+        );
+        let text = print(&first.config);
+        let again = parse_str(&text);
+        assert_eq!(
+            again.config,
+            first.config,
+            "{}: round trip changed the model:\n{text}",
+            case.display()
+        );
+        let errors: Vec<_> = again
+            .diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .collect();
+        let unexpected: Vec<_> = errors
+            .iter()
+            .filter(|m| {
+                !m.contains("VRID conflict")
+                    && !m.contains("virtual router id must be set")
+                    && !m.contains("not found, ignoring")
+                    && !m.contains("doesn't exist")
+                    && !m.contains("no real servers")
+            })
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "{}: printed config has diagnostics {unexpected:?}\n{text}",
+            case.display()
+        );
+    }
+}
