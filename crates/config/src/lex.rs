@@ -220,12 +220,12 @@ impl<'a> Lexer<'a> {
         depth: usize,
     ) {
         let body = &mapped.text;
-        let Some(close) = body.find(')') else {
-            self.diags.invalid(span, "missing ')' in ~SEQ/~LST");
-            return;
-        };
         let Some(open) = body.find('(') else {
             self.diags.invalid(span, "missing '(' in ~SEQ/~LST");
+            return;
+        };
+        let Some(close) = body[open..].find(')').map(|c| c + open) else {
+            self.diags.invalid(span, "missing ')' in ~SEQ/~LST");
             return;
         };
         let head = &body[..open];
@@ -312,9 +312,11 @@ impl<'a> Lexer<'a> {
             let base = mapped.text.len() - rest.len();
             let mut pos = 0;
             for part in rest.split(is_space) {
-                let lo = base + pos;
+                let mut lo = base + pos;
                 pos += part.len() + 1;
-                let part = part.trim_matches(['"', '\'']);
+                let unquoted = part.trim_start_matches(['"', '\'']);
+                lo += part.len() - unquoted.len();
+                let part = unquoted.trim_end_matches(['"', '\'']);
                 if part.is_empty() || part.starts_with(['#', '!']) {
                     if part.starts_with(['#', '!']) {
                         break;

@@ -114,8 +114,10 @@ pub struct Global {
     pub notification_email: Vec<String>,
     /// `notification_email_from`.
     pub notification_email_from: Option<String>,
-    /// `smtp_server HOST [PORT]`.
+    /// `smtp_server HOST [PORT]`: the host.
     pub smtp_server: Option<String>,
+    /// `smtp_server HOST [PORT]`: the port (default 25).
+    pub smtp_port: Option<u16>,
     /// `smtp_connect_timeout`.
     pub smtp_connect_timeout: Option<Duration>,
     /// `script_user`.
@@ -198,6 +200,7 @@ impl Default for Global {
             notification_email: Vec::new(),
             notification_email_from: None,
             smtp_server: None,
+            smtp_port: None,
             smtp_connect_timeout: None,
             script_user: None,
             enable_script_security: false,

@@ -254,8 +254,8 @@ impl P {
         }
         self.opt("notification_email_from", &g.notification_email_from);
         if let Some(s) = &g.smtp_server {
-            let parts: Vec<String> = s.split(' ').map(q).collect();
-            self.line(&format!("smtp_server {}", parts.join(" ")));
+            let port = g.smtp_port.map(|p| p.to_string()).unwrap_or_default();
+            self.kv("smtp_server", &[&q(s), &port]);
         }
         self.optd("smtp_connect_timeout", g.smtp_connect_timeout);
         if g.script_user.is_some() {

@@ -118,10 +118,11 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             }
             "notification_email_from" => g.notification_email_from = cx.string(n),
             "smtp_server" => {
-                g.smtp_server = cx.string(n).map(|s| match n.args.get(1) {
-                    Some(p) => format!("{s} {}", p.text),
-                    None => s,
-                })
+                g.smtp_server = cx.string(n);
+                g.smtp_port = n.args.get(1).and_then(|w| cx.port(w));
+                if let Some(extra) = n.args.get(2) {
+                    cx.d.invalid(extra.span, "smtp_server takes HOST [PORT]");
+                }
             }
             "smtp_connect_timeout" => g.smtp_connect_timeout = cx.timer(n, 0, 86400),
             "script_user" => match user_spec(&n.args) {
