@@ -197,3 +197,117 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_str;
+
+    const BASE: &str = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n priority 100\n virtual_ipaddress {\n  10.0.0.100/24\n }\n}\nvrrp_instance VI_2 {\n interface eth0\n virtual_router_id 52\n}\nvirtual_server 10.0.0.100 3306 {\n real_server 10.0.0.1 3306 {\n  weight 1\n }\n real_server 10.0.0.2 3306 {\n  weight 1\n }\n}\n";
+
+    fn changes(old: &str, new: &str) -> Vec<Change> {
+        diff(&parse_str(old).config, &parse_str(new).config)
+    }
+
+    #[test]
+    fn identical_configs_have_no_changes() {
+        assert_eq!(changes(BASE, BASE), vec![]);
+    }
+
+    #[test]
+    fn adding_a_vip_keeps_the_instance_state() {
+        let new = BASE.replace("  10.0.0.100/24\n", "  10.0.0.100/24\n  10.0.0.101/24\n");
+        assert_eq!(
+            changes(BASE, &new),
+            vec![
+                Change::InstanceChanged {
+                    name: "VI_1".into(),
+                    keeps_state: true
+                },
+                Change::VipAdded {
+                    instance: "VI_1".into(),
+                    vip: "10.0.0.101/24".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn changing_the_vrid_loses_the_state() {
+        let new = BASE.replace("virtual_router_id 51", "virtual_router_id 61");
+        assert_eq!(
+            changes(BASE, &new),
+            vec![Change::InstanceChanged {
+                name: "VI_1".into(),
+                keeps_state: false
+            }]
+        );
+    }
+
+    #[test]
+    fn priority_change_keeps_state() {
+        let new = BASE.replace("priority 100", "priority 90");
+        assert_eq!(
+            changes(BASE, &new),
+            vec![Change::InstanceChanged {
+                name: "VI_1".into(),
+                keeps_state: true
+            }]
+        );
+    }
+
+    #[test]
+    fn instances_added_and_removed() {
+        let new = BASE.replace("vrrp_instance VI_2", "vrrp_instance VI_3");
+        assert_eq!(
+            changes(BASE, &new),
+            vec![
+                Change::InstanceRemoved("VI_2".into()),
+                Change::InstanceAdded("VI_3".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn real_server_weight_add_and_remove() {
+        let vs = VsKey::Addr("10.0.0.100".parse().unwrap(), 3306);
+        let new = BASE
+            .replace(
+                " real_server 10.0.0.2 3306 {\n  weight 1\n }\n",
+                " real_server 10.0.0.3 3306 {\n  weight 1\n }\n",
+            )
+            .replace(
+                "real_server 10.0.0.1 3306 {\n  weight 1",
+                "real_server 10.0.0.1 3306 {\n  weight 5",
+            );
+        assert_eq!(
+            changes(BASE, &new),
+            vec![
+                Change::RealServerRemoved {
+                    vs: vs.clone(),
+                    rs: ("10.0.0.2".parse().unwrap(), Some(3306))
+                },
+                Change::RealServerWeight {
+                    vs: vs.clone(),
+                    rs: ("10.0.0.1".parse().unwrap(), Some(3306)),
+                    from: 1,
+                    to: 5
+                },
+                Change::RealServerAdded {
+                    vs,
+                    rs: ("10.0.0.3".parse().unwrap(), Some(3306))
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn scheduler_change_is_a_virtual_server_change() {
+        let new = BASE.replace(
+            "virtual_server 10.0.0.100 3306 {\n",
+            "virtual_server 10.0.0.100 3306 {\n lb_algo rr\n",
+        );
+        let vs = VsKey::Addr("10.0.0.100".parse().unwrap(), 3306);
+        assert_eq!(changes(BASE, &new), vec![Change::VirtualServerChanged(vs)]);
+    }
+}

@@ -299,7 +299,7 @@ impl Cx<'_> {
 pub(crate) fn user_spec(words: &[Word]) -> Option<UserSpec> {
     let user = words.first()?;
     let (user, inline_group) = match user.text.split_once(':') {
-        Some((u, g)) => (u.to_string(), Some(g.to_string())),
+        Some((u, g)) => (u.to_string(), Some(g.trim_start_matches(':').to_string())),
         None => (user.text.clone(), None),
     };
     let group = inline_group.or_else(|| {
