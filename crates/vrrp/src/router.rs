@@ -1,1 +1,1001 @@
-//! Placeholder replaced below.
+//! The virtual router: one `vrrp_instance`, sans-IO, with keepalived 2.2's semantics
+//! (reference/keepalived.md §2.4-§2.6).
+//!
+//! Contract (quinn's): feed inputs with [`VirtualRouter::handle`], call
+//! [`VirtualRouter::handle_timeout`] when [`VirtualRouter::poll_timeout`] passes, and drain
+//! [`VirtualRouter::poll_output`] after each call, carrying the outputs out in order.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::time::Instant;
+use crate::wire::{
+    AdvertRepr, Auth, ChecksumForm, Family, HEADER_LEN, IpPair, Packet, Version, WireError,
+};
+
+/// GARP / unsolicited-NA policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GarpTiming {
+    /// Delay before the second burst after becoming MASTER (`garp_master_delay`, 5 s).
+    pub master_delay: Duration,
+    /// Announcements per burst (`garp_master_repeat`, 5).
+    pub master_repeat: u32,
+    /// Periodic refresh while MASTER (`garp_master_refresh`, off).
+    pub master_refresh: Option<Duration>,
+    /// Announcements per refresh (`garp_master_refresh_repeat`, 1).
+    pub master_refresh_repeat: u32,
+    /// Delay of the second burst after a lower-priority advert (`garp_lower_prio_delay`).
+    pub lower_prio_delay: Duration,
+    /// Announcements per lower-priority burst (`garp_lower_prio_repeat`).
+    pub lower_prio_repeat: u32,
+}
+
+impl Default for GarpTiming {
+    fn default() -> Self {
+        GarpTiming {
+            master_delay: Duration::from_secs(5),
+            master_repeat: 5,
+            master_refresh: None,
+            master_refresh_repeat: 1,
+            lower_prio_delay: Duration::from_secs(5),
+            lower_prio_repeat: 5,
+        }
+    }
+}
+
+/// A unicast peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Address adverts go to and may come from.
+    pub addr: IpAddr,
+    /// Lowest accepted TTL/hop limit from this peer.
+    pub min_ttl: Option<u8>,
+    /// Highest accepted TTL/hop limit.
+    pub max_ttl: Option<u8>,
+}
+
+/// A tracker (script, interface, file, process) as the router weighs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracker {
+    /// 0: failure means FAULT; > 0 added while up; < 0 added while down.
+    pub weight: i32,
+    /// Swap which state applies the weight (or, for weight 0, FAULT while up).
+    pub reverse: bool,
+}
+
+/// Everything a router needs to know; the daemon maps the configuration onto it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Instance name, for log lines.
+    pub name: String,
+    /// Virtual router id (1-255).
+    pub vrid: u8,
+    /// Protocol version.
+    pub version: Version,
+    /// Address family.
+    pub family: Family,
+    /// Configured priority (1-255).
+    pub priority: u8,
+    /// Advertisement interval.
+    pub advert_int: Duration,
+    /// `state MASTER` (only effective at priority 255).
+    pub init_master: bool,
+    /// `nopreempt`.
+    pub nopreempt: bool,
+    /// `preempt_delay` (zero: none).
+    pub preempt_delay: Duration,
+    /// Advertised VIPs.
+    pub vips: Vec<IpAddr>,
+    /// v2 authentication.
+    pub auth: Auth,
+    /// Unicast peers; empty means multicast.
+    pub unicast_peers: Vec<Peer>,
+    /// Accept unicast adverts only from the peers.
+    pub check_unicast_src: bool,
+    /// Multicast group.
+    pub mcast_group: IpAddr,
+    /// GARP timing.
+    pub garp: GarpTiming,
+    /// `lower_prio_no_advert`.
+    pub lower_prio_no_advert: bool,
+    /// `higher_prio_send_advert`.
+    pub higher_prio_send_advert: bool,
+    /// `skip_check_adv_addr`.
+    pub skip_check_adv_addr: bool,
+    /// Checksum form sent for v3 over IPv4 (keepalived: pseudo-header).
+    pub v3_checksum: ChecksumForm,
+    /// Advert intervals in the master-down interval (3).
+    pub down_timer_adverts: u32,
+    /// Trackers, addressed by index in [`Input::Tracker`].
+    pub trackers: Vec<Tracker>,
+    /// `vrrp_startup_delay`.
+    pub startup_delay: Duration,
+}
+
+impl RouterConfig {
+    /// A configuration with keepalived's defaults for the rest.
+    pub fn new(name: &str, vrid: u8, priority: u8, vips: Vec<IpAddr>) -> RouterConfig {
+        let family = vips.first().map_or(Family::V4, |a| Family::of(*a));
+        RouterConfig {
+            name: name.to_string(),
+            vrid,
+            version: if family == Family::V6 { Version::V3 } else { Version::V2 },
+            family,
+            priority,
+            advert_int: Duration::from_secs(1),
+            init_master: false,
+            nopreempt: false,
+            preempt_delay: Duration::ZERO,
+            vips,
+            auth: Auth::None,
+            unicast_peers: Vec::new(),
+            check_unicast_src: false,
+            mcast_group: match family {
+                Family::V4 => IpAddr::V4(crate::wire::MCAST_V4),
+                Family::V6 => IpAddr::V6(crate::wire::MCAST_V6),
+            },
+            garp: GarpTiming::default(),
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
+            skip_check_adv_addr: false,
+            v3_checksum: ChecksumForm::PseudoHeader,
+            down_timer_adverts: 3,
+            trackers: Vec::new(),
+            startup_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// VRRP states (keepalived adds FAULT to the RFC's three).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not started, or stopped.
+    Init,
+    /// Listening for the master.
+    Backup,
+    /// Owning the VIPs and advertising.
+    Master,
+    /// A tracked resource failed.
+    Fault,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        })
+    }
+}
+
+/// Why the state changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Start-up.
+    Init,
+    /// The master-down timer expired.
+    MasterDown,
+    /// Priority 255 with `state MASTER` at start-up.
+    Owner,
+    /// A higher-priority (or tie-winning) advert arrived.
+    HigherPriority,
+    /// A tracker, the link or the address failed.
+    Fault,
+    /// Recovered from FAULT.
+    Recovered,
+    /// The sync group moved this member.
+    Sync,
+    /// Administrative stop.
+    Stop,
+}
+
+/// Sync-group commands to a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncCmd {
+    /// Become MASTER now (another member did).
+    Master,
+    /// Leave MASTER (another member did).
+    Backup,
+    /// Another member is in FAULT.
+    Fault,
+    /// No member is in FAULT any more.
+    ClearFault,
+}
+
+/// Inputs.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// A received VRRP message (the IP payload) with its IP header facts.
+    Advert {
+        /// IP source.
+        src: IpAddr,
+        /// IP destination.
+        dst: IpAddr,
+        /// TTL / hop limit.
+        ttl: u8,
+        /// VRRP bytes.
+        payload: &'a [u8],
+    },
+    /// The instance's interface went up (true) or down.
+    Link(bool),
+    /// The address adverts are sent from (unicast_src_ip, or the interface's primary).
+    SourceAddr(Option<IpAddr>),
+    /// A tracker's result.
+    Tracker {
+        /// Index into [`RouterConfig::trackers`].
+        index: usize,
+        /// Whether it succeeds.
+        up: bool,
+    },
+    /// Start (from INIT).
+    Start,
+    /// Stop: priority-0 advert if MASTER, VIPs removed.
+    Stop,
+    /// From the sync group.
+    Sync(SyncCmd),
+}
+
+/// A dropped advertisement's reason: one keepalived counter each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Drop {
+    /// Too short or too long.
+    Length,
+    /// TTL/hop limit not 255 (multicast) or out of range (unicast).
+    Ttl,
+    /// Version differs from ours.
+    Version,
+    /// v2 auth type invalid.
+    InvalidAuthType,
+    /// v2 auth type differs from ours.
+    AuthTypeMismatch,
+    /// v2 password wrong.
+    AuthFailure,
+    /// v2 interval differs from ours.
+    Interval,
+    /// Type is not advertisement.
+    Type,
+    /// Checksum wrong.
+    Checksum,
+    /// Multicast when unicast was expected or the reverse.
+    Addressing,
+    /// Address count differs (keepalived 2.2 drops).
+    AddressCount,
+    /// Address list differs (keepalived 2.2 drops).
+    AddressList,
+    /// Unicast source not a configured peer.
+    NotPeer,
+    /// Another VRID (demultiplexing error upstream).
+    Vrid,
+}
+
+/// Counters: keepalived's `/tmp/keepalived.stats` plus per-reason drops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Adverts accepted.
+    pub adverts_received: u64,
+    /// Adverts sent (one per advert event, whatever the number of peers).
+    pub adverts_sent: u64,
+    /// Transitions to MASTER.
+    pub became_master: u64,
+    /// Transitions out of MASTER.
+    pub released_master: u64,
+    /// Priority-0 adverts received.
+    pub priority_zero_received: u64,
+    /// Priority-0 adverts sent.
+    pub priority_zero_sent: u64,
+    /// Drops by reason.
+    pub drops: Vec<(Drop, u64)>,
+}
+
+impl Stats {
+    /// Drops counted for `reason`.
+    pub fn dropped(&self, reason: Drop) -> u64 {
+        self.drops.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+    }
+
+    fn drop(&mut self, reason: Drop) {
+        match self.drops.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.drops.push((reason, 1)),
+        }
+    }
+}
+
+/// Log events, printed with keepalived 2.2's exact wording by `Display`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Log {
+    /// `(%s) Entering MASTER STATE` etc.; `init` adds ` (init)`.
+    Entering(String, State, bool),
+    /// `(%s) Receive advertisement timeout` (-D).
+    ReceiveTimeout(String),
+    /// `(%s) Received advert from %s with lower priority %d, ours %d[, forcing new election]`.
+    LowerPriority(String, IpAddr, u8, u8, bool),
+    /// `(%s) Master received advert from %s with higher priority %d, ours %d`.
+    HigherPriority(String, IpAddr, u8, u8),
+    /// `(%s) Master received advert from %s with same priority %d but higher IP address than ours`.
+    SamePriorityHigherIp(String, IpAddr, u8),
+    /// `(%s) received lower priority (%d) advert from %s - discarding`.
+    Discarding(String, u8, IpAddr),
+    /// `(%s) Backup received priority 0 advertisement` (-D).
+    BackupPrio0(String),
+    /// `(%s) Master received priority 0 message` (-D).
+    MasterPrio0(String),
+    /// `(%s) sent 0 priority` (-D).
+    SentPrio0(String),
+    /// `(%s) Changing effective priority from %d to %d`.
+    EffectivePriority(String, u8, u8),
+    /// `(%s) setting VIPs.` (-D).
+    SettingVips(String),
+    /// `(%s) removing VIPs.` (-D).
+    RemovingVips(String),
+    /// `(%s) WARNING - equal priority advert received from remote host with our IP address.`
+    EqualPriorityOurIp(String),
+    /// Two owners.
+    TwoOwners(String, IpAddr),
+    /// A dropped advert, in keepalived's words for that reason.
+    Dropped(String, Drop, String),
+}
+
+impl Log {
+    /// Whether keepalived logs this only with `-D` (`--log-detail`).
+    pub fn detail(&self) -> bool {
+        matches!(
+            self,
+            Log::ReceiveTimeout(_)
+                | Log::BackupPrio0(_)
+                | Log::MasterPrio0(_)
+                | Log::SentPrio0(_)
+                | Log::SettingVips(_)
+                | Log::RemovingVips(_)
+        )
+    }
+}
+
+impl fmt::Display for Log {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Log::Entering(n, s, init) => write!(f, "({n}) Entering {s} STATE{}", if *init { " (init)" } else { "" }),
+            Log::ReceiveTimeout(n) => write!(f, "({n}) Receive advertisement timeout"),
+            Log::LowerPriority(n, a, p, o, force) => write!(
+                f,
+                "({n}) Received advert from {a} with lower priority {p}, ours {o}{}",
+                if *force { ", forcing new election" } else { "" }
+            ),
+            Log::HigherPriority(n, a, p, o) => write!(f, "({n}) Master received advert from {a} with higher priority {p}, ours {o}"),
+            Log::SamePriorityHigherIp(n, a, p) => write!(f, "({n}) Master received advert from {a} with same priority {p} but higher IP address than ours"),
+            Log::Discarding(n, p, a) => write!(f, "({n}) received lower priority ({p}) advert from {a} - discarding"),
+            Log::BackupPrio0(n) => write!(f, "({n}) Backup received priority 0 advertisement"),
+            Log::MasterPrio0(n) => write!(f, "({n}) Master received priority 0 message"),
+            Log::SentPrio0(n) => write!(f, "({n}) sent 0 priority"),
+            Log::EffectivePriority(n, a, b) => write!(f, "({n}) Changing effective priority from {a} to {b}"),
+            Log::SettingVips(n) => write!(f, "({n}) setting VIPs."),
+            Log::RemovingVips(n) => write!(f, "({n}) removing VIPs."),
+            Log::EqualPriorityOurIp(n) => write!(f, "({n}) WARNING - equal priority advert received from remote host with our IP address."),
+            Log::TwoOwners(n, a) => write!(f, "({n}) CONFIGURATION ERROR: local instance and {a} are both configured as address owner, please resolve"),
+            Log::Dropped(n, _, text) => write!(f, "({n}) {text}"),
+        }
+    }
+}
+
+/// Outputs, to be carried out in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send these VRRP bytes to `dst` (TTL/hop limit 255, or `unicast_ttl`).
+    Send {
+        /// Multicast group or unicast peer.
+        dst: IpAddr,
+        /// VRRP message.
+        payload: Vec<u8>,
+    },
+    /// Install the VIPs.
+    AddVips,
+    /// Remove the VIPs.
+    RemoveVips,
+    /// Send `count` gratuitous ARPs / unsolicited NAs for every VIP.
+    Announce {
+        /// Rounds.
+        count: u32,
+    },
+    /// The state changed: run notify scripts (after any VIP change above).
+    StateChanged {
+        /// Old state.
+        from: State,
+        /// New state.
+        to: State,
+        /// Why.
+        reason: Reason,
+    },
+    /// A lower-priority advert arrived while MASTER (`notify_master_rx_lower_pri`).
+    MasterRxLowerPri,
+    /// A log line.
+    Log(Log),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GarpKind {
+    Master,
+    LowerPrio,
+}
+
+/// One VRRP instance.
+#[derive(Debug)]
+pub struct VirtualRouter {
+    cfg: RouterConfig,
+    state: State,
+    src: Option<IpAddr>,
+    link_up: bool,
+    tracker_up: Vec<bool>,
+    group_fault: bool,
+    effective: u8,
+    owner_reduced: bool,
+    master_adv_int: Duration,
+    master_addr: Option<IpAddr>,
+    advert_at: Option<Instant>,
+    down_at: Option<Instant>,
+    preempt_since: Option<Instant>,
+    garp_at: Option<(Instant, GarpKind)>,
+    refresh_at: Option<Instant>,
+    out: VecDeque<Output>,
+    stats: Stats,
+    peer_forms: Vec<(IpAddr, ChecksumForm)>,
+}
+
+impl VirtualRouter {
+    /// A router in INIT. `seed` is reserved for randomised behaviour (none in keepalived 2.2).
+    pub fn new(cfg: RouterConfig, _now: Instant, _seed: u64) -> VirtualRouter {
+        let n = cfg.trackers.len();
+        let master_adv_int = cfg.advert_int;
+        let mut r = VirtualRouter {
+            cfg,
+            state: State::Init,
+            src: None,
+            link_up: true,
+            tracker_up: vec![true; n],
+            group_fault: false,
+            effective: 0,
+            owner_reduced: false,
+            master_adv_int,
+            master_addr: None,
+            advert_at: None,
+            down_at: None,
+            preempt_since: None,
+            garp_at: None,
+            refresh_at: None,
+            out: VecDeque::new(),
+            stats: Stats::default(),
+            peer_forms: Vec::new(),
+        };
+        r.effective = r.compute_priority();
+        r
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+    /// Effective priority (configured priority adjusted by trackers).
+    pub fn effective_priority(&self) -> u8 {
+        self.effective
+    }
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// The configuration.
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+    /// The last master seen (BACKUP) or our own address (MASTER).
+    pub fn master_addr(&self) -> Option<IpAddr> {
+        if self.state == State::Master { self.src } else { self.master_addr }
+    }
+    /// Which checksum form a peer was last seen using (v3 over IPv4).
+    pub fn peer_checksum_form(&self, peer: IpAddr) -> Option<ChecksumForm> {
+        self.peer_forms.iter().find(|(a, _)| *a == peer).map(|(_, f)| *f)
+    }
+
+    /// The next deadline, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.advert_at, self.down_at, self.garp_at.map(|(t, _)| t), self.refresh_at].into_iter().flatten().min()
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Advert { src, dst, ttl, payload } => self.on_advert(now, src, dst, ttl, payload),
+            Input::Link(up) => {
+                self.link_up = up;
+                self.reevaluate(now);
+            }
+            Input::SourceAddr(a) => {
+                self.src = a;
+                self.reevaluate(now);
+            }
+            Input::Tracker { index, up } => {
+                if let Some(t) = self.tracker_up.get_mut(index) {
+                    *t = up;
+                }
+                self.reevaluate(now);
+            }
+            Input::Start => self.start(now),
+            Input::Stop => self.stop(now),
+            Input::Sync(cmd) => self.on_sync(now, cmd),
+        }
+    }
+
+    /// Fires due timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.down_at.is_some_and(|t| t <= now) {
+            self.down_at = None;
+            if self.state == State::Backup {
+                self.log(Log::ReceiveTimeout(self.cfg.name.clone()));
+                self.become_master(now, Reason::MasterDown);
+            }
+        }
+        if self.advert_at.is_some_and(|t| t <= now) {
+            self.advert_at = None;
+            if self.state == State::Master {
+                self.send_advert(self.effective);
+                self.advert_at = Some(now + self.cfg.advert_int);
+            }
+        }
+        if let Some((t, kind)) = self.garp_at {
+            if t <= now {
+                self.garp_at = None;
+                if self.state == State::Master {
+                    let count = match kind {
+                        GarpKind::Master => self.cfg.garp.master_repeat,
+                        GarpKind::LowerPrio => self.cfg.garp.lower_prio_repeat,
+                    };
+                    self.out.push_back(Output::Announce { count });
+                }
+            }
+        }
+        if self.refresh_at.is_some_and(|t| t <= now) {
+            self.refresh_at = None;
+            if let (State::Master, Some(every)) = (self.state, self.cfg.garp.master_refresh) {
+                self.out.push_back(Output::Announce { count: self.cfg.garp.master_refresh_repeat });
+                self.refresh_at = Some(now + every);
+            }
+        }
+    }
+
+    fn log(&mut self, l: Log) {
+        self.out.push_back(Output::Log(l));
+    }
+
+    /// keepalived's weighting: the effective priority, clamped to 1..254; 255 never moves.
+    fn compute_priority(&self) -> u8 {
+        if self.cfg.priority == 255 {
+            return if self.owner_reduced { 254 } else { 255 };
+        }
+        let mut p = i32::from(self.cfg.priority);
+        for (t, up) in self.cfg.trackers.iter().zip(&self.tracker_up) {
+            let active = if t.reverse { !up } else { *up };
+            if t.weight > 0 && active {
+                p += t.weight;
+            } else if t.weight < 0 && !active {
+                p += t.weight;
+            }
+        }
+        p.clamp(1, 254) as u8
+    }
+
+    /// Whether something this instance tracks puts it in FAULT.
+    fn own_fault(&self) -> bool {
+        let tracker_fault = self
+            .cfg
+            .trackers
+            .iter()
+            .zip(&self.tracker_up)
+            .any(|(t, up)| t.weight == 0 && (if t.reverse { *up } else { !*up }));
+        tracker_fault || !self.link_up || self.src.is_none()
+    }
+
+    fn skew(&self) -> Duration {
+        let p = u64::from(256 - u32::from(self.effective).min(255)) as u128;
+        match self.cfg.version {
+            Version::V2 => Duration::from_micros((p * 1_000_000 / 256) as u64),
+            Version::V3 => Duration::from_micros((p * self.master_adv_int.as_micros() / 256) as u64),
+        }
+    }
+
+    fn master_down_interval(&self) -> Duration {
+        self.master_adv_int * self.cfg.down_timer_adverts + self.skew()
+    }
+
+    fn start(&mut self, now: Instant) {
+        if self.state != State::Init {
+            return;
+        }
+        self.effective = self.compute_priority();
+        if self.own_fault() || self.group_fault {
+            self.set_state(State::Fault, Reason::Init, true);
+            return;
+        }
+        if self.cfg.priority == 255 && self.cfg.init_master {
+            self.become_master(now, Reason::Owner);
+            return;
+        }
+        self.set_state(State::Backup, Reason::Init, true);
+        self.master_adv_int = self.cfg.advert_int;
+        self.down_at = Some(now + self.master_down_interval() + self.cfg.startup_delay);
+        if !self.cfg.preempt_delay.is_zero() {
+            self.preempt_since = Some(now);
+        }
+    }
+
+    fn stop(&mut self, _now: Instant) {
+        if self.state == State::Master {
+            self.send_advert(0);
+            self.log(Log::SentPrio0(self.cfg.name.clone()));
+            self.log(Log::RemovingVips(self.cfg.name.clone()));
+            self.out.push_back(Output::RemoveVips);
+            self.stats.released_master += 1;
+        }
+        self.clear_timers();
+        let from = self.state;
+        self.state = State::Init;
+        self.out.push_back(Output::StateChanged { from, to: State::Init, reason: Reason::Stop });
+    }
+
+    fn clear_timers(&mut self) {
+        self.advert_at = None;
+        self.down_at = None;
+        self.garp_at = None;
+        self.refresh_at = None;
+    }
+
+    fn set_state(&mut self, to: State, reason: Reason, init: bool) {
+        let from = self.state;
+        self.state = to;
+        self.log(Log::Entering(self.cfg.name.clone(), to, init));
+        self.out.push_back(Output::StateChanged { from, to, reason });
+    }
+
+    fn become_master(&mut self, now: Instant, reason: Reason) {
+        // keepalived: the advert goes first, then the log line, the VIPs and the GARPs.
+        self.send_advert(self.effective);
+        let from = self.state;
+        self.state = State::Master;
+        self.log(Log::Entering(self.cfg.name.clone(), State::Master, false));
+        self.log(Log::SettingVips(self.cfg.name.clone()));
+        self.out.push_back(Output::AddVips);
+        self.out.push_back(Output::Announce { count: self.cfg.garp.master_repeat });
+        self.out.push_back(Output::StateChanged { from, to: State::Master, reason });
+        self.stats.became_master += 1;
+        self.down_at = None;
+        self.preempt_since = None;
+        self.advert_at = Some(now + self.cfg.advert_int);
+        self.garp_at = (!self.cfg.garp.master_delay.is_zero()).then(|| (now + self.cfg.garp.master_delay, GarpKind::Master));
+        self.refresh_at = self.cfg.garp.master_refresh.map(|d| now + d);
+    }
+
+    fn leave_master(&mut self, now: Instant, to: State, reason: Reason) {
+        if to == State::Fault {
+            // keepalived: a master going to FAULT tells the others first.
+            self.send_advert(0);
+            self.log(Log::SentPrio0(self.cfg.name.clone()));
+        }
+        self.clear_timers();
+        self.state = to;
+        self.log(Log::Entering(self.cfg.name.clone(), to, false));
+        self.log(Log::RemovingVips(self.cfg.name.clone()));
+        self.out.push_back(Output::RemoveVips);
+        self.out.push_back(Output::StateChanged { from: State::Master, to, reason });
+        self.stats.released_master += 1;
+        if to == State::Backup {
+            self.down_at = Some(now + self.master_down_interval());
+        }
+    }
+
+    /// Re-evaluates priority and fault after a tracker, link or address change.
+    fn reevaluate(&mut self, now: Instant) {
+        let p = self.compute_priority();
+        if p != self.effective {
+            self.log(Log::EffectivePriority(self.cfg.name.clone(), self.effective, p));
+            self.effective = p;
+        }
+        if self.state == State::Init {
+            return;
+        }
+        let fault = self.own_fault() || self.group_fault;
+        match (self.state, fault) {
+            (State::Master, true) => self.leave_master(now, State::Fault, Reason::Fault),
+            (State::Backup, true) => {
+                self.clear_timers();
+                self.set_state(State::Fault, Reason::Fault, false);
+            }
+            (State::Fault, false) => {
+                if self.cfg.priority == 255 && self.cfg.init_master {
+                    self.become_master(now, Reason::Recovered);
+                } else {
+                    self.set_state(State::Backup, Reason::Recovered, false);
+                    self.master_adv_int = self.cfg.advert_int;
+                    self.down_at = Some(now + self.master_down_interval());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, now: Instant, cmd: SyncCmd) {
+        match cmd {
+            SyncCmd::Master => {
+                if self.state == State::Backup {
+                    self.become_master(now, Reason::Sync);
+                }
+            }
+            SyncCmd::Backup => {
+                if self.state == State::Master {
+                    self.leave_master(now, State::Backup, Reason::Sync);
+                }
+            }
+            SyncCmd::Fault => {
+                self.group_fault = true;
+                self.reevaluate(now);
+            }
+            SyncCmd::ClearFault => {
+                self.group_fault = false;
+                self.reevaluate(now);
+            }
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let Some(src) = self.src else { return };
+        let repr = AdvertRepr {
+            version: self.cfg.version,
+            vrid: self.cfg.vrid,
+            priority,
+            interval_cs: (self.cfg.advert_int.as_millis() / 10).min(4095) as u16,
+            addrs: self.cfg.vips.clone(),
+            auth: if self.cfg.version == Version::V2 { self.cfg.auth } else { Auth::None },
+        };
+        let dsts: Vec<IpAddr> = if self.cfg.unicast_peers.is_empty() {
+            vec![self.cfg.mcast_group]
+        } else {
+            self.cfg.unicast_peers.iter().map(|p| p.addr).collect()
+        };
+        let form = match (self.cfg.version, self.cfg.family) {
+            (Version::V3, Family::V6) => ChecksumForm::PseudoHeader,
+            (Version::V3, Family::V4) => self.cfg.v3_checksum,
+            (Version::V2, _) => ChecksumForm::MessageOnly,
+        };
+        for dst in dsts {
+            let payload = repr.to_bytes(form, &IpPair { src, dst });
+            self.out.push_back(Output::Send { dst, payload });
+        }
+        self.stats.adverts_sent += 1;
+        if priority == 0 {
+            self.stats.priority_zero_sent += 1;
+        }
+    }
+
+    fn dropped(&mut self, reason: Drop, text: String) {
+        self.stats.drop(reason);
+        self.log(Log::Dropped(self.cfg.name.clone(), reason, text));
+    }
+
+    /// keepalived's `vrrp_check_packet` order (reference §2.6), then the state machine.
+    fn on_advert(&mut self, now: Instant, src: IpAddr, dst: IpAddr, ttl: u8, payload: &[u8]) {
+        let family = self.cfg.family;
+        let unicast = !self.cfg.unicast_peers.is_empty();
+        if payload.len() < HEADER_LEN {
+            self.dropped(Drop::Length, "IPv4 VRRP packet too short".to_string());
+            return;
+        }
+        let p = Packet::new_unchecked(payload);
+        if p.vrid() != self.cfg.vrid {
+            self.stats.drop(Drop::Vrid);
+            return;
+        }
+        if let Err(e) = p.check_len(family) {
+            match e {
+                WireError::Version(v) => self.dropped(Drop::Version, format!("wrong version. Received {v} and expect {}", self.cfg.version.number())),
+                _ => {
+                    let expect = match self.cfg.version {
+                        Version::V2 => HEADER_LEN + 4 * usize::from(p.count()) + 8,
+                        Version::V3 => HEADER_LEN + family_len(family) * usize::from(p.count()),
+                    };
+                    self.dropped(Drop::Length, format!("vrrp packet too short/long, length {} and expect {expect}", payload.len()));
+                }
+            }
+            return;
+        }
+        // TTL: multicast must be 255; unicast only checked against min/max_ttl.
+        if !unicast {
+            if ttl != 255 {
+                self.dropped(Drop::Ttl, format!("invalid TTL/HL. Received {ttl} and expect 255"));
+                return;
+            }
+        } else if let Some(peer) = self.cfg.unicast_peers.iter().find(|p| p.addr == src) {
+            let lo = peer.min_ttl.unwrap_or(0);
+            let hi = peer.max_ttl.unwrap_or(255);
+            if ttl < lo || ttl > hi {
+                self.dropped(Drop::Ttl, format!("TTL/HL {ttl} not in range {lo} - {hi}"));
+                return;
+            }
+        }
+        if p.version() != self.cfg.version.number() {
+            self.dropped(Drop::Version, format!("wrong version. Received {} and expect {}", p.version(), self.cfg.version.number()));
+            return;
+        }
+        if self.cfg.version == Version::V2 {
+            let t = p.auth_type();
+            if t > 2 {
+                self.dropped(Drop::InvalidAuthType, format!("Invalid auth type: {t}"));
+                return;
+            }
+            if t != self.cfg.auth.type_number() {
+                self.dropped(Drop::AuthTypeMismatch, format!("received a {t} auth, expecting {}!", self.cfg.auth.type_number()));
+                return;
+            }
+            if let Auth::Pass(ours) = self.cfg.auth {
+                // Constant-time comparison.
+                let diff = ours.iter().zip(p.auth_data()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                if diff != 0 {
+                    self.dropped(Drop::AuthFailure, "received an invalid passwd!".to_string());
+                    return;
+                }
+            }
+            let ours = self.cfg.advert_int.as_secs();
+            if u64::from(p.adver_int_secs()) != ours {
+                self.dropped(Drop::Interval, format!("advertisement interval mismatch mine={ours} sec rcv'd={} sec", p.adver_int_secs()));
+                return;
+            }
+        }
+        if p.kind() != 1 {
+            self.dropped(Drop::Type, "Invalid packet type".to_string());
+            return;
+        }
+        let ips = IpPair { src, dst };
+        let Some(form) = p.verify_checksum(family, &ips) else {
+            self.dropped(Drop::Checksum, format!("Invalid VRRPv{} checksum", self.cfg.version.number()));
+            return;
+        };
+        let dst_mcast = dst.is_multicast();
+        if dst_mcast == unicast {
+            let (e, r) = if unicast { ("un", "mult") } else { ("mult", "un") };
+            self.dropped(Drop::Addressing, format!("Expected {e}icast packet but received {r}icast packet"));
+            return;
+        }
+        let Ok((adv, _)) = AdvertRepr::parse(&p, family, &ips) else {
+            self.dropped(Drop::Checksum, format!("Invalid VRRPv{} checksum", self.cfg.version.number()));
+            return;
+        };
+        match self.peer_forms.iter_mut().find(|(a, _)| *a == src) {
+            Some(e) => e.1 = form,
+            None => self.peer_forms.push((src, form)),
+        }
+        // keepalived 2.2 drops adverts whose VIP count or list differs.
+        if adv.addrs.len() != self.cfg.vips.len() {
+            self.dropped(
+                Drop::AddressCount,
+                format!("received an unexpected ip number count {}, expected {}!", adv.addrs.len(), self.cfg.vips.len()),
+            );
+            return;
+        }
+        let same_master = self.master_addr == Some(src);
+        if !(self.cfg.skip_check_adv_addr && same_master) {
+            if let Some(missing) = self.cfg.vips.iter().find(|v| !adv.addrs.contains(v)) {
+                self.dropped(
+                    Drop::AddressList,
+                    format!("ip address associated with VRID {} not present in MASTER advert: {missing}", self.cfg.vrid),
+                );
+                return;
+            }
+        }
+        let peer_check = self.cfg.check_unicast_src
+            || self.cfg.unicast_peers.iter().any(|p| p.min_ttl.is_some() || p.max_ttl.is_some());
+        if unicast && peer_check && !self.cfg.unicast_peers.iter().any(|p| p.addr == src) {
+            self.dropped(Drop::NotPeer, format!("unicast source address {src} not a unicast peer"));
+            return;
+        }
+        self.stats.adverts_received += 1;
+        if adv.priority == 0 {
+            self.stats.priority_zero_received += 1;
+        }
+        self.on_valid_advert(now, src, &adv);
+    }
+
+    fn on_valid_advert(&mut self, now: Instant, src: IpAddr, adv: &AdvertRepr) {
+        let name = self.cfg.name.clone();
+        let ours = self.effective;
+        match self.state {
+            State::Backup => {
+                if adv.priority == 0 {
+                    self.log(Log::BackupPrio0(name));
+                    self.down_at = Some(now + self.skew());
+                    return;
+                }
+                let preempt_blocked = self.preempt_since.is_some_and(|t| now < t + self.cfg.preempt_delay);
+                if adv.priority >= ours || self.cfg.nopreempt || preempt_blocked {
+                    if self.cfg.version == Version::V3 && adv.interval_cs > 0 {
+                        // RFC 5798 §6.4.2: a backup adopts the master's interval.
+                        self.master_adv_int = Duration::from_millis(u64::from(adv.interval_cs) * 10);
+                    }
+                    self.master_addr = Some(src);
+                    self.down_at = Some(now + self.master_down_interval());
+                } else {
+                    if !self.cfg.preempt_delay.is_zero() && self.preempt_since.is_none() {
+                        // keepalived: the delay starts when a lower-priority master is seen.
+                        self.preempt_since = Some(now);
+                        self.master_addr = Some(src);
+                        self.down_at = Some(now + self.master_down_interval());
+                        return;
+                    }
+                    self.log(Log::Discarding(name, adv.priority, src));
+                }
+            }
+            State::Master => {
+                if adv.priority == 0 {
+                    self.log(Log::MasterPrio0(name));
+                    self.send_advert(ours);
+                    self.advert_at = Some(now + self.cfg.advert_int);
+                    return;
+                }
+                let our_addr = self.src;
+                if adv.priority == 255 && self.cfg.priority == 255 && !self.owner_reduced {
+                    self.log(Log::TwoOwners(name.clone(), src));
+                    // keepalived: the owner with the lower address steps down to 254.
+                    if our_addr.is_some_and(|a| a < src) {
+                        self.owner_reduced = true;
+                        let p = self.compute_priority();
+                        self.log(Log::EffectivePriority(name.clone(), self.effective, p));
+                        self.effective = p;
+                    }
+                }
+                let ours = self.effective;
+                let higher = adv.priority > ours || (adv.priority == ours && our_addr.is_some_and(|a| src > a));
+                if higher {
+                    if adv.priority > ours {
+                        self.log(Log::HigherPriority(name, src, adv.priority, ours));
+                    } else {
+                        self.log(Log::SamePriorityHigherIp(name, src, adv.priority));
+                    }
+                    if self.cfg.higher_prio_send_advert {
+                        self.send_advert(ours);
+                    }
+                    if self.cfg.version == Version::V3 && adv.interval_cs > 0 {
+                        self.master_adv_int = Duration::from_millis(u64::from(adv.interval_cs) * 10);
+                    }
+                    self.master_addr = Some(src);
+                    self.leave_master(now, State::Backup, Reason::HigherPriority);
+                } else if adv.priority == ours && our_addr == Some(src) {
+                    self.log(Log::EqualPriorityOurIp(name));
+                } else {
+                    // keepalived (RFC 9568): answer a lower-priority master at once.
+                    let force = !self.cfg.lower_prio_no_advert;
+                    self.log(Log::LowerPriority(name, src, adv.priority, ours, force));
+                    if force {
+                        self.send_advert(ours);
+                        self.advert_at = Some(now + self.cfg.advert_int);
+                    }
+                    self.out.push_back(Output::Announce { count: self.cfg.garp.lower_prio_repeat });
+                    if !self.cfg.garp.lower_prio_delay.is_zero() {
+                        self.garp_at = Some((now + self.cfg.garp.lower_prio_delay, GarpKind::LowerPrio));
+                    }
+                    self.out.push_back(Output::MasterRxLowerPri);
+                }
+            }
+            State::Init | State::Fault => {}
+        }
+    }
+}
+
+fn family_len(f: Family) -> usize {
+    match f {
+        Family::V4 => 4,
+        Family::V6 => 16,
+    }
+}
