@@ -91,6 +91,10 @@ impl Loader for MemLoader {
 /// csh-style brace expansion: `a{b,c}d` → `abd`, `acd`; nested braces work; an unmatched brace
 /// is kept literally.
 pub fn expand_braces(s: &str) -> Vec<String> {
+    // Bounds recursion and output size; no real include pattern comes near.
+    if s.matches('{').count() > 16 {
+        return vec![s.to_string()];
+    }
     let bytes = s.as_bytes();
     let Some(open) = s.find('{') else {
         return vec![s.to_string()];
@@ -138,6 +142,8 @@ mod tests {
         assert_eq!(expand_braces("x{1,{2,3}}y"), vec!["x1y", "x2y", "x3y"]);
         assert_eq!(expand_braces("plain"), vec!["plain"]);
         assert_eq!(expand_braces("open{a,b"), vec!["open{a,b"]);
+        let deep = format!("{}x{}", "{".repeat(5000), "}".repeat(5000));
+        assert_eq!(expand_braces(&deep), vec![deep.clone()]);
     }
 
     #[test]

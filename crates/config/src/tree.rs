@@ -46,19 +46,60 @@ pub fn parse(tokens: &[Token], diags: &mut Diagnostics) -> Vec<Node> {
         toks: tokens,
         pos: 0,
         diags,
+        depth: 0,
     };
     p.seq(None).0
 }
+
+/// Deeper nesting than any real configuration; bounds the parser's recursion.
+const MAX_DEPTH: usize = 32;
 
 struct Parser<'a> {
     toks: &'a [Token],
     pos: usize,
     diags: &'a mut Diagnostics,
+    depth: usize,
 }
 
 impl Parser<'_> {
     /// Statements until the `}` closing `open` (consumed) or the end of input.
     fn seq(&mut self, open: Option<Span>) -> (Vec<Node>, Option<Span>) {
+        if open.is_some() && self.depth >= MAX_DEPTH {
+            return self.skip_block(open);
+        }
+        self.depth += 1;
+        let r = self.seq_inner(open);
+        self.depth -= 1;
+        r
+    }
+
+    /// Skips a too-deep block without recursing, reporting it once.
+    fn skip_block(&mut self, open: Option<Span>) -> (Vec<Node>, Option<Span>) {
+        if let Some(span) = open {
+            self.diags.push(
+                Class::Syntax,
+                Some(span),
+                format!("blocks nested deeper than {MAX_DEPTH} levels - skipping this block"),
+            );
+        }
+        let mut level = 1usize;
+        while let Some(tok) = self.toks.get(self.pos) {
+            self.pos += 1;
+            match tok.kind {
+                TokKind::Open => level += 1,
+                TokKind::Close => {
+                    level -= 1;
+                    if level == 0 {
+                        return (Vec::new(), Some(tok.span));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (Vec::new(), None)
+    }
+
+    fn seq_inner(&mut self, open: Option<Span>) -> (Vec<Node>, Option<Span>) {
         let mut nodes: Vec<Node> = Vec::new();
         // Whether the last statement ended at a line end (so a `{` on the next line opens it).
         let mut last_ended_line = false;
@@ -192,6 +233,22 @@ mod tests {
         assert_eq!(msgs.len(), 2);
         assert!(msgs[0].starts_with("Extra '}'"));
         assert!(msgs[1].starts_with("There are 1 missing"));
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded_not_a_stack_overflow() {
+        let text = format!("a {}\nb\n", "{".repeat(200_000));
+        let (n, d) = tree(&text);
+        assert_eq!(
+            n.len(),
+            1,
+            "everything after the too-deep block is inside it"
+        );
+        assert!(
+            d.items()
+                .iter()
+                .any(|d| d.message.starts_with("blocks nested deeper"))
+        );
     }
 
     #[test]

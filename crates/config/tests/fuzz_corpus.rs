@@ -6,7 +6,7 @@
 #[test]
 fn config_parse_corpus_replays_cleanly() {
     let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/config_parse");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/config_parse");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz corpus") {
         let path = entry.expect("corpus entry").path();

@@ -10,3 +10,89 @@ pub mod time;
 pub mod wire;
 
 pub use time::Instant;
+
+/// Bodies of the fuzz targets, callable from ordinary tests.
+pub mod fuzzing {
+    use std::net::IpAddr;
+
+    use crate::router::{Input, RouterConfig, VirtualRouter};
+    use crate::time::Instant;
+    use crate::wire::{AdvertRepr, ChecksumForm, Family, IpPair, Packet};
+
+    fn split(data: &[u8]) -> (Family, IpPair, &[u8]) {
+        let v6 = data.first().is_some_and(|b| b & 1 == 1);
+        let ips = if v6 {
+            IpPair {
+                src: IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1]),
+                dst: IpAddr::from([0xff02, 0, 0, 0, 0, 0, 0, 0x12]),
+            }
+        } else {
+            IpPair {
+                src: IpAddr::from([10, 0, 0, 1]),
+                dst: IpAddr::from([224, 0, 0, 18]),
+            }
+        };
+        (
+            if v6 { Family::V6 } else { Family::V4 },
+            ips,
+            data.get(1..).unwrap_or(&[]),
+        )
+    }
+
+    /// Parsing arbitrary bytes never panics; whatever parses re-emits byte for byte.
+    pub fn vrrp_roundtrip(data: &[u8]) {
+        let (family, ips, bytes) = split(data);
+        let p = Packet::new_unchecked(bytes);
+        if let Ok((repr, form)) = AdvertRepr::parse(&p, family, &ips) {
+            assert_eq!(repr.buffer_len(), bytes.len());
+            assert_eq!(
+                repr.to_bytes(form, &ips),
+                bytes,
+                "re-emit differs for {repr:?}"
+            );
+        }
+    }
+
+    /// A router fed arbitrary bytes as adverts (and time passing) never panics.
+    pub fn vrrp_parse(data: &[u8]) {
+        let (family, ips, bytes) = split(data);
+        let vip = if family == Family::V6 {
+            IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 1])
+        } else {
+            IpAddr::from([10, 0, 0, 100])
+        };
+        let mut r = VirtualRouter::new(
+            RouterConfig::new(
+                "F",
+                bytes.get(1).copied().unwrap_or(1).max(1),
+                100,
+                vec![vip],
+            ),
+            Instant::ZERO,
+            0,
+        );
+        let mine = if family == Family::V6 {
+            IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 2])
+        } else {
+            IpAddr::from([10, 0, 0, 2])
+        };
+        r.handle(Instant::ZERO, Input::SourceAddr(Some(mine)));
+        r.handle(Instant::ZERO, Input::Start);
+        let mut now = Instant::ZERO;
+        for chunk in bytes.chunks(64) {
+            r.handle(
+                now,
+                Input::Advert {
+                    src: ips.src,
+                    dst: ips.dst,
+                    ttl: 255,
+                    payload: chunk,
+                },
+            );
+            now = now + std::time::Duration::from_millis(700);
+            r.handle_timeout(now);
+            while r.poll_output().is_some() {}
+        }
+        let _ = ChecksumForm::PseudoHeader;
+    }
+}

@@ -121,7 +121,11 @@ impl RouterConfig {
         RouterConfig {
             name: name.to_string(),
             vrid,
-            version: if family == Family::V6 { Version::V3 } else { Version::V2 },
+            version: if family == Family::V6 {
+                Version::V3
+            } else {
+                Version::V2
+            },
             family,
             priority,
             advert_int: Duration::from_secs(1),
@@ -294,7 +298,10 @@ pub struct Stats {
 impl Stats {
     /// Drops counted for `reason`.
     pub fn dropped(&self, reason: Drop) -> u64 {
-        self.drops.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.drops
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
 
     fn drop(&mut self, reason: Drop) {
@@ -358,24 +365,45 @@ impl Log {
 impl fmt::Display for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Log::Entering(n, s, init) => write!(f, "({n}) Entering {s} STATE{}", if *init { " (init)" } else { "" }),
+            Log::Entering(n, s, init) => write!(
+                f,
+                "({n}) Entering {s} STATE{}",
+                if *init { " (init)" } else { "" }
+            ),
             Log::ReceiveTimeout(n) => write!(f, "({n}) Receive advertisement timeout"),
             Log::LowerPriority(n, a, p, o, force) => write!(
                 f,
                 "({n}) Received advert from {a} with lower priority {p}, ours {o}{}",
                 if *force { ", forcing new election" } else { "" }
             ),
-            Log::HigherPriority(n, a, p, o) => write!(f, "({n}) Master received advert from {a} with higher priority {p}, ours {o}"),
-            Log::SamePriorityHigherIp(n, a, p) => write!(f, "({n}) Master received advert from {a} with same priority {p} but higher IP address than ours"),
-            Log::Discarding(n, p, a) => write!(f, "({n}) received lower priority ({p}) advert from {a} - discarding"),
+            Log::HigherPriority(n, a, p, o) => write!(
+                f,
+                "({n}) Master received advert from {a} with higher priority {p}, ours {o}"
+            ),
+            Log::SamePriorityHigherIp(n, a, p) => write!(
+                f,
+                "({n}) Master received advert from {a} with same priority {p} but higher IP address than ours"
+            ),
+            Log::Discarding(n, p, a) => write!(
+                f,
+                "({n}) received lower priority ({p}) advert from {a} - discarding"
+            ),
             Log::BackupPrio0(n) => write!(f, "({n}) Backup received priority 0 advertisement"),
             Log::MasterPrio0(n) => write!(f, "({n}) Master received priority 0 message"),
             Log::SentPrio0(n) => write!(f, "({n}) sent 0 priority"),
-            Log::EffectivePriority(n, a, b) => write!(f, "({n}) Changing effective priority from {a} to {b}"),
+            Log::EffectivePriority(n, a, b) => {
+                write!(f, "({n}) Changing effective priority from {a} to {b}")
+            }
             Log::SettingVips(n) => write!(f, "({n}) setting VIPs."),
             Log::RemovingVips(n) => write!(f, "({n}) removing VIPs."),
-            Log::EqualPriorityOurIp(n) => write!(f, "({n}) WARNING - equal priority advert received from remote host with our IP address."),
-            Log::TwoOwners(n, a) => write!(f, "({n}) CONFIGURATION ERROR: local instance and {a} are both configured as address owner, please resolve"),
+            Log::EqualPriorityOurIp(n) => write!(
+                f,
+                "({n}) WARNING - equal priority advert received from remote host with our IP address."
+            ),
+            Log::TwoOwners(n, a) => write!(
+                f,
+                "({n}) CONFIGURATION ERROR: local instance and {a} are both configured as address owner, please resolve"
+            ),
             Log::Dropped(n, _, text) => write!(f, "({n}) {text}"),
         }
     }
@@ -491,16 +519,31 @@ impl VirtualRouter {
     }
     /// The last master seen (BACKUP) or our own address (MASTER).
     pub fn master_addr(&self) -> Option<IpAddr> {
-        if self.state == State::Master { self.src } else { self.master_addr }
+        if self.state == State::Master {
+            self.src
+        } else {
+            self.master_addr
+        }
     }
     /// Which checksum form a peer was last seen using (v3 over IPv4).
     pub fn peer_checksum_form(&self, peer: IpAddr) -> Option<ChecksumForm> {
-        self.peer_forms.iter().find(|(a, _)| *a == peer).map(|(_, f)| *f)
+        self.peer_forms
+            .iter()
+            .find(|(a, _)| *a == peer)
+            .map(|(_, f)| *f)
     }
 
     /// The next deadline, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.advert_at, self.down_at, self.garp_at.map(|(t, _)| t), self.refresh_at].into_iter().flatten().min()
+        [
+            self.advert_at,
+            self.down_at,
+            self.garp_at.map(|(t, _)| t),
+            self.refresh_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next output.
@@ -511,7 +554,12 @@ impl VirtualRouter {
     /// Handles one input.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
         match input {
-            Input::Advert { src, dst, ttl, payload } => self.on_advert(now, src, dst, ttl, payload),
+            Input::Advert {
+                src,
+                dst,
+                ttl,
+                payload,
+            } => self.on_advert(now, src, dst, ttl, payload),
             Input::Link(up) => {
                 self.link_up = up;
                 self.reevaluate(now);
@@ -548,22 +596,24 @@ impl VirtualRouter {
                 self.advert_at = Some(now + self.cfg.advert_int);
             }
         }
-        if let Some((t, kind)) = self.garp_at {
-            if t <= now {
-                self.garp_at = None;
-                if self.state == State::Master {
-                    let count = match kind {
-                        GarpKind::Master => self.cfg.garp.master_repeat,
-                        GarpKind::LowerPrio => self.cfg.garp.lower_prio_repeat,
-                    };
-                    self.out.push_back(Output::Announce { count });
-                }
+        if let Some((t, kind)) = self.garp_at
+            && t <= now
+        {
+            self.garp_at = None;
+            if self.state == State::Master {
+                let count = match kind {
+                    GarpKind::Master => self.cfg.garp.master_repeat,
+                    GarpKind::LowerPrio => self.cfg.garp.lower_prio_repeat,
+                };
+                self.out.push_back(Output::Announce { count });
             }
         }
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = None;
             if let (State::Master, Some(every)) = (self.state, self.cfg.garp.master_refresh) {
-                self.out.push_back(Output::Announce { count: self.cfg.garp.master_refresh_repeat });
+                self.out.push_back(Output::Announce {
+                    count: self.cfg.garp.master_refresh_repeat,
+                });
                 self.refresh_at = Some(now + every);
             }
         }
@@ -581,9 +631,8 @@ impl VirtualRouter {
         let mut p = i32::from(self.cfg.priority);
         for (t, up) in self.cfg.trackers.iter().zip(&self.tracker_up) {
             let active = if t.reverse { !up } else { *up };
-            if t.weight > 0 && active {
-                p += t.weight;
-            } else if t.weight < 0 && !active {
+            // keepalived: a positive weight counts while up, a negative one while down.
+            if (t.weight > 0 && active) || (t.weight < 0 && !active) {
                 p += t.weight;
             }
         }
@@ -605,7 +654,9 @@ impl VirtualRouter {
         let p = u64::from(256 - u32::from(self.effective).min(255)) as u128;
         match self.cfg.version {
             Version::V2 => Duration::from_micros((p * 1_000_000 / 256) as u64),
-            Version::V3 => Duration::from_micros((p * self.master_adv_int.as_micros() / 256) as u64),
+            Version::V3 => {
+                Duration::from_micros((p * self.master_adv_int.as_micros() / 256) as u64)
+            }
         }
     }
 
@@ -645,7 +696,11 @@ impl VirtualRouter {
         self.clear_timers();
         let from = self.state;
         self.state = State::Init;
-        self.out.push_back(Output::StateChanged { from, to: State::Init, reason: Reason::Stop });
+        self.out.push_back(Output::StateChanged {
+            from,
+            to: State::Init,
+            reason: Reason::Stop,
+        });
     }
 
     fn clear_timers(&mut self) {
@@ -659,7 +714,8 @@ impl VirtualRouter {
         let from = self.state;
         self.state = to;
         self.log(Log::Entering(self.cfg.name.clone(), to, init));
-        self.out.push_back(Output::StateChanged { from, to, reason });
+        self.out
+            .push_back(Output::StateChanged { from, to, reason });
     }
 
     fn become_master(&mut self, now: Instant, reason: Reason) {
@@ -670,13 +726,20 @@ impl VirtualRouter {
         self.log(Log::Entering(self.cfg.name.clone(), State::Master, false));
         self.log(Log::SettingVips(self.cfg.name.clone()));
         self.out.push_back(Output::AddVips);
-        self.out.push_back(Output::Announce { count: self.cfg.garp.master_repeat });
-        self.out.push_back(Output::StateChanged { from, to: State::Master, reason });
+        self.out.push_back(Output::Announce {
+            count: self.cfg.garp.master_repeat,
+        });
+        self.out.push_back(Output::StateChanged {
+            from,
+            to: State::Master,
+            reason,
+        });
         self.stats.became_master += 1;
         self.down_at = None;
         self.preempt_since = None;
         self.advert_at = Some(now + self.cfg.advert_int);
-        self.garp_at = (!self.cfg.garp.master_delay.is_zero()).then(|| (now + self.cfg.garp.master_delay, GarpKind::Master));
+        self.garp_at = (!self.cfg.garp.master_delay.is_zero())
+            .then(|| (now + self.cfg.garp.master_delay, GarpKind::Master));
         self.refresh_at = self.cfg.garp.master_refresh.map(|d| now + d);
     }
 
@@ -691,7 +754,11 @@ impl VirtualRouter {
         self.log(Log::Entering(self.cfg.name.clone(), to, false));
         self.log(Log::RemovingVips(self.cfg.name.clone()));
         self.out.push_back(Output::RemoveVips);
-        self.out.push_back(Output::StateChanged { from: State::Master, to, reason });
+        self.out.push_back(Output::StateChanged {
+            from: State::Master,
+            to,
+            reason,
+        });
         self.stats.released_master += 1;
         if to == State::Backup {
             self.down_at = Some(now + self.master_down_interval());
@@ -702,7 +769,11 @@ impl VirtualRouter {
     fn reevaluate(&mut self, now: Instant) {
         let p = self.compute_priority();
         if p != self.effective {
-            self.log(Log::EffectivePriority(self.cfg.name.clone(), self.effective, p));
+            self.log(Log::EffectivePriority(
+                self.cfg.name.clone(),
+                self.effective,
+                p,
+            ));
             self.effective = p;
         }
         if self.state == State::Init {
@@ -759,7 +830,11 @@ impl VirtualRouter {
             priority,
             interval_cs: (self.cfg.advert_int.as_millis() / 10).min(4095) as u16,
             addrs: self.cfg.vips.clone(),
-            auth: if self.cfg.version == Version::V2 { self.cfg.auth } else { Auth::None },
+            auth: if self.cfg.version == Version::V2 {
+                self.cfg.auth
+            } else {
+                Auth::None
+            },
         };
         let dsts: Vec<IpAddr> = if self.cfg.unicast_peers.is_empty() {
             vec![self.cfg.mcast_group]
@@ -801,13 +876,25 @@ impl VirtualRouter {
         }
         if let Err(e) = p.check_len(family) {
             match e {
-                WireError::Version(v) => self.dropped(Drop::Version, format!("wrong version. Received {v} and expect {}", self.cfg.version.number())),
+                WireError::Version(v) => self.dropped(
+                    Drop::Version,
+                    format!(
+                        "wrong version. Received {v} and expect {}",
+                        self.cfg.version.number()
+                    ),
+                ),
                 _ => {
                     let expect = match self.cfg.version {
                         Version::V2 => HEADER_LEN + 4 * usize::from(p.count()) + 8,
                         Version::V3 => HEADER_LEN + family_len(family) * usize::from(p.count()),
                     };
-                    self.dropped(Drop::Length, format!("vrrp packet too short/long, length {} and expect {expect}", payload.len()));
+                    self.dropped(
+                        Drop::Length,
+                        format!(
+                            "vrrp packet too short/long, length {} and expect {expect}",
+                            payload.len()
+                        ),
+                    );
                 }
             }
             return;
@@ -815,7 +902,10 @@ impl VirtualRouter {
         // TTL: multicast must be 255; unicast only checked against min/max_ttl.
         if !unicast {
             if ttl != 255 {
-                self.dropped(Drop::Ttl, format!("invalid TTL/HL. Received {ttl} and expect 255"));
+                self.dropped(
+                    Drop::Ttl,
+                    format!("invalid TTL/HL. Received {ttl} and expect 255"),
+                );
                 return;
             }
         } else if let Some(peer) = self.cfg.unicast_peers.iter().find(|p| p.addr == src) {
@@ -827,7 +917,14 @@ impl VirtualRouter {
             }
         }
         if p.version() != self.cfg.version.number() {
-            self.dropped(Drop::Version, format!("wrong version. Received {} and expect {}", p.version(), self.cfg.version.number()));
+            self.dropped(
+                Drop::Version,
+                format!(
+                    "wrong version. Received {} and expect {}",
+                    p.version(),
+                    self.cfg.version.number()
+                ),
+            );
             return;
         }
         if self.cfg.version == Version::V2 {
@@ -837,12 +934,21 @@ impl VirtualRouter {
                 return;
             }
             if t != self.cfg.auth.type_number() {
-                self.dropped(Drop::AuthTypeMismatch, format!("received a {t} auth, expecting {}!", self.cfg.auth.type_number()));
+                self.dropped(
+                    Drop::AuthTypeMismatch,
+                    format!(
+                        "received a {t} auth, expecting {}!",
+                        self.cfg.auth.type_number()
+                    ),
+                );
                 return;
             }
             if let Auth::Pass(ours) = self.cfg.auth {
                 // Constant-time comparison.
-                let diff = ours.iter().zip(p.auth_data()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                let diff = ours
+                    .iter()
+                    .zip(p.auth_data())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
                 if diff != 0 {
                     self.dropped(Drop::AuthFailure, "received an invalid passwd!".to_string());
                     return;
@@ -850,7 +956,13 @@ impl VirtualRouter {
             }
             let ours = self.cfg.advert_int.as_secs();
             if u64::from(p.adver_int_secs()) != ours {
-                self.dropped(Drop::Interval, format!("advertisement interval mismatch mine={ours} sec rcv'd={} sec", p.adver_int_secs()));
+                self.dropped(
+                    Drop::Interval,
+                    format!(
+                        "advertisement interval mismatch mine={ours} sec rcv'd={} sec",
+                        p.adver_int_secs()
+                    ),
+                );
                 return;
             }
         }
@@ -860,17 +972,30 @@ impl VirtualRouter {
         }
         let ips = IpPair { src, dst };
         let Some(form) = p.verify_checksum(family, &ips) else {
-            self.dropped(Drop::Checksum, format!("Invalid VRRPv{} checksum", self.cfg.version.number()));
+            self.dropped(
+                Drop::Checksum,
+                format!("Invalid VRRPv{} checksum", self.cfg.version.number()),
+            );
             return;
         };
         let dst_mcast = dst.is_multicast();
         if dst_mcast == unicast {
-            let (e, r) = if unicast { ("un", "mult") } else { ("mult", "un") };
-            self.dropped(Drop::Addressing, format!("Expected {e}icast packet but received {r}icast packet"));
+            let (e, r) = if unicast {
+                ("un", "mult")
+            } else {
+                ("mult", "un")
+            };
+            self.dropped(
+                Drop::Addressing,
+                format!("Expected {e}icast packet but received {r}icast packet"),
+            );
             return;
         }
         let Ok((adv, _)) = AdvertRepr::parse(&p, family, &ips) else {
-            self.dropped(Drop::Checksum, format!("Invalid VRRPv{} checksum", self.cfg.version.number()));
+            self.dropped(
+                Drop::Checksum,
+                format!("Invalid VRRPv{} checksum", self.cfg.version.number()),
+            );
             return;
         };
         match self.peer_forms.iter_mut().find(|(a, _)| *a == src) {
@@ -881,13 +1006,19 @@ impl VirtualRouter {
         if adv.addrs.len() != self.cfg.vips.len() {
             self.dropped(
                 Drop::AddressCount,
-                format!("received an unexpected ip number count {}, expected {}!", adv.addrs.len(), self.cfg.vips.len()),
+                format!(
+                    "received an unexpected ip number count {}, expected {}!",
+                    adv.addrs.len(),
+                    self.cfg.vips.len()
+                ),
             );
             return;
         }
         let same_master = self.master_addr == Some(src);
-        if !(self.cfg.skip_check_adv_addr && same_master) {
-            if let Some(missing) = self.cfg.vips.iter().find(|v| !adv.addrs.contains(v)) {
+        if !(self.cfg.skip_check_adv_addr && same_master)
+            && let Some(missing) = self.cfg.vips.iter().find(|v| !adv.addrs.contains(v))
+        {
+            {
                 self.dropped(
                     Drop::AddressList,
                     format!("ip address associated with VRID {} not present in MASTER advert: {missing}", self.cfg.vrid),
@@ -896,9 +1027,16 @@ impl VirtualRouter {
             }
         }
         let peer_check = self.cfg.check_unicast_src
-            || self.cfg.unicast_peers.iter().any(|p| p.min_ttl.is_some() || p.max_ttl.is_some());
+            || self
+                .cfg
+                .unicast_peers
+                .iter()
+                .any(|p| p.min_ttl.is_some() || p.max_ttl.is_some());
         if unicast && peer_check && !self.cfg.unicast_peers.iter().any(|p| p.addr == src) {
-            self.dropped(Drop::NotPeer, format!("unicast source address {src} not a unicast peer"));
+            self.dropped(
+                Drop::NotPeer,
+                format!("unicast source address {src} not a unicast peer"),
+            );
             return;
         }
         self.stats.adverts_received += 1;
@@ -918,11 +1056,14 @@ impl VirtualRouter {
                     self.down_at = Some(now + self.skew());
                     return;
                 }
-                let preempt_blocked = self.preempt_since.is_some_and(|t| now < t + self.cfg.preempt_delay);
+                let preempt_blocked = self
+                    .preempt_since
+                    .is_some_and(|t| now < t + self.cfg.preempt_delay);
                 if adv.priority >= ours || self.cfg.nopreempt || preempt_blocked {
                     if self.cfg.version == Version::V3 && adv.interval_cs > 0 {
                         // RFC 5798 §6.4.2: a backup adopts the master's interval.
-                        self.master_adv_int = Duration::from_millis(u64::from(adv.interval_cs) * 10);
+                        self.master_adv_int =
+                            Duration::from_millis(u64::from(adv.interval_cs) * 10);
                     }
                     self.master_addr = Some(src);
                     self.down_at = Some(now + self.master_down_interval());
@@ -956,7 +1097,8 @@ impl VirtualRouter {
                     }
                 }
                 let ours = self.effective;
-                let higher = adv.priority > ours || (adv.priority == ours && our_addr.is_some_and(|a| src > a));
+                let higher = adv.priority > ours
+                    || (adv.priority == ours && our_addr.is_some_and(|a| src > a));
                 if higher {
                     if adv.priority > ours {
                         self.log(Log::HigherPriority(name, src, adv.priority, ours));
@@ -967,7 +1109,8 @@ impl VirtualRouter {
                         self.send_advert(ours);
                     }
                     if self.cfg.version == Version::V3 && adv.interval_cs > 0 {
-                        self.master_adv_int = Duration::from_millis(u64::from(adv.interval_cs) * 10);
+                        self.master_adv_int =
+                            Duration::from_millis(u64::from(adv.interval_cs) * 10);
                     }
                     self.master_addr = Some(src);
                     self.leave_master(now, State::Backup, Reason::HigherPriority);
@@ -981,9 +1124,12 @@ impl VirtualRouter {
                         self.send_advert(ours);
                         self.advert_at = Some(now + self.cfg.advert_int);
                     }
-                    self.out.push_back(Output::Announce { count: self.cfg.garp.lower_prio_repeat });
+                    self.out.push_back(Output::Announce {
+                        count: self.cfg.garp.lower_prio_repeat,
+                    });
                     if !self.cfg.garp.lower_prio_delay.is_zero() {
-                        self.garp_at = Some((now + self.cfg.garp.lower_prio_delay, GarpKind::LowerPrio));
+                        self.garp_at =
+                            Some((now + self.cfg.garp.lower_prio_delay, GarpKind::LowerPrio));
                     }
                     self.out.push_back(Output::MasterRxLowerPri);
                 }

@@ -24,7 +24,9 @@ pub enum GroupEvent {
 impl fmt::Display for GroupEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GroupEvent::Syncing(g, s) => write!(f, "VRRP_Group({g}) Syncing instances to {s} state"),
+            GroupEvent::Syncing(g, s) => {
+                write!(f, "VRRP_Group({g}) Syncing instances to {s} state")
+            }
         }
     }
 }
@@ -32,7 +34,11 @@ impl fmt::Display for GroupEvent {
 impl SyncGroup {
     /// A group of `members` instances, all in INIT.
     pub fn new(name: &str, members: usize) -> SyncGroup {
-        SyncGroup { name: name.to_string(), states: vec![State::Init; members], faulted: vec![false; members] }
+        SyncGroup {
+            name: name.to_string(),
+            states: vec![State::Init; members],
+            faulted: vec![false; members],
+        }
     }
 
     /// The group's state: MASTER if any member is, else FAULT if any is, else BACKUP/INIT.
@@ -51,7 +57,12 @@ impl SyncGroup {
     /// Member `i` changed state because of something of its own (`by_sync` false) or because
     /// this group told it to (`by_sync` true). Returns the commands for the other members and
     /// the group event, if any.
-    pub fn on_change(&mut self, i: usize, to: State, by_sync: bool) -> (Vec<(usize, SyncCmd)>, Option<GroupEvent>) {
+    pub fn on_change(
+        &mut self,
+        i: usize,
+        to: State,
+        by_sync: bool,
+    ) -> (Vec<(usize, SyncCmd)>, Option<GroupEvent>) {
         let Some(prev) = self.states.get(i).copied() else {
             return (Vec::new(), None);
         };
@@ -69,11 +80,19 @@ impl SyncGroup {
                 event = Some(GroupEvent::Syncing(self.name.clone(), State::Fault));
             }
             State::Master => {
-                cmds.extend(others(i).filter(|&j| self.states[j] == State::Backup).map(|j| (j, SyncCmd::Master)));
+                cmds.extend(
+                    others(i)
+                        .filter(|&j| self.states[j] == State::Backup)
+                        .map(|j| (j, SyncCmd::Master)),
+                );
                 event = Some(GroupEvent::Syncing(self.name.clone(), State::Master));
             }
             State::Backup if prev == State::Master => {
-                cmds.extend(others(i).filter(|&j| self.states[j] == State::Master).map(|j| (j, SyncCmd::Backup)));
+                cmds.extend(
+                    others(i)
+                        .filter(|&j| self.states[j] == State::Master)
+                        .map(|j| (j, SyncCmd::Backup)),
+                );
                 event = Some(GroupEvent::Syncing(self.name.clone(), State::Backup));
             }
             State::Backup if prev == State::Fault => {
@@ -103,10 +122,16 @@ mod tests {
         }
         let (cmds, ev) = g.on_change(1, State::Fault, false);
         assert_eq!(cmds, vec![(0, SyncCmd::Fault), (2, SyncCmd::Fault)]);
-        assert_eq!(ev.map(|e| e.to_string()).as_deref(), Some("VRRP_Group(G1) Syncing instances to FAULT state"));
+        assert_eq!(
+            ev.map(|e| e.to_string()).as_deref(),
+            Some("VRRP_Group(G1) Syncing instances to FAULT state")
+        );
         assert_eq!(g.state(), State::Fault);
         let (cmds, _) = g.on_change(1, State::Backup, false);
-        assert_eq!(cmds, vec![(0, SyncCmd::ClearFault), (2, SyncCmd::ClearFault)]);
+        assert_eq!(
+            cmds,
+            vec![(0, SyncCmd::ClearFault), (2, SyncCmd::ClearFault)]
+        );
     }
 
     #[test]

@@ -298,7 +298,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
             (3, Family::V4) => &[ChecksumForm::PseudoHeader, ChecksumForm::MessageOnly],
             _ => &[ChecksumForm::MessageOnly],
         };
-        forms.iter().copied().find(|&f| checksum(b, f, Some(ips)) == field)
+        forms
+            .iter()
+            .copied()
+            .find(|&f| checksum(b, f, Some(ips)) == field)
     }
 }
 
@@ -402,7 +405,17 @@ impl AdvertRepr {
             }
             Version::V3 => (p.max_adver_int_cs(), Auth::None),
         };
-        Ok((AdvertRepr { version, vrid: p.vrid(), priority: p.priority(), interval_cs, addrs, auth }, form))
+        Ok((
+            AdvertRepr {
+                version,
+                vrid: p.vrid(),
+                priority: p.priority(),
+                interval_cs,
+                addrs,
+                auth,
+            },
+            form,
+        ))
     }
 
     /// The family of the addresses (IPv4 when there are none).
@@ -421,7 +434,12 @@ impl AdvertRepr {
 
     /// Writes the advertisement and its checksum into a buffer of [`AdvertRepr::buffer_len`]
     /// bytes. v2 always uses the message-only checksum.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>, form: ChecksumForm, ips: &IpPair) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        p: &mut Packet<T>,
+        form: ChecksumForm,
+        ips: &IpPair,
+    ) {
         p.set_version_kind(self.version.number(), 1);
         p.set_vrid(self.vrid);
         p.set_priority(self.priority);
@@ -454,7 +472,11 @@ impl AdvertRepr {
                 b[at..at + AUTH_LEN].copy_from_slice(&self.auth.data());
             }
         }
-        let form = if self.version == Version::V2 { ChecksumForm::MessageOnly } else { form };
+        let form = if self.version == Version::V2 {
+            ChecksumForm::MessageOnly
+        } else {
+            form
+        };
         p.set_checksum_field(0);
         p.fill_checksum(form, ips);
     }

@@ -43,8 +43,18 @@ fn frame(name: &str) -> Frame {
         0x86dd => {
             let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
             assert_eq!(ip[6], PROTO_VRRP);
-            let a = |o: usize| IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[o..o + 16]).unwrap()));
-            Frame { src: a(8), dst: a(24), ttl: ip[7], tos: (u16::from_be_bytes([ip[0], ip[1]]) >> 4) as u8, payload: ip[40..40 + plen].to_vec() }
+            let a = |o: usize| {
+                IpAddr::V6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(&ip[o..o + 16]).unwrap(),
+                ))
+            };
+            Frame {
+                src: a(8),
+                dst: a(24),
+                ttl: ip[7],
+                tos: (u16::from_be_bytes([ip[0], ip[1]]) >> 4) as u8,
+                payload: ip[40..40 + plen].to_vec(),
+            }
         }
         other => panic!("unexpected ethertype {other:#x}"),
     }
@@ -62,19 +72,106 @@ struct Expect {
 }
 
 const CASES: &[Expect] = &[
-    Expect { file: "vrrp-v2-advert.pcap", version: Version::V2, vrid: 51, priority: 100, interval_cs: 100, addrs: &["10.99.0.100"], auth: Auth::None, form: ChecksumForm::MessageOnly },
-    Expect { file: "vrrp-v2-lb2-takeover-advert.pcap", version: Version::V2, vrid: 51, priority: 90, interval_cs: 100, addrs: &["10.99.0.100"], auth: Auth::None, form: ChecksumForm::MessageOnly },
-    Expect { file: "vrrp-v2-pass-advert.pcap", version: Version::V2, vrid: 51, priority: 255, interval_cs: 100, addrs: &["10.99.1.100"], auth: Auth::Pass(*b"1234\0\0\0\0"), form: ChecksumForm::MessageOnly },
-    Expect { file: "vrrp-v2-prio0.pcap", version: Version::V2, vrid: 51, priority: 0, interval_cs: 100, addrs: &["10.99.0.100"], auth: Auth::None, form: ChecksumForm::MessageOnly },
-    Expect { file: "vrrp-v3-advert.pcap", version: Version::V3, vrid: 51, priority: 100, interval_cs: 10, addrs: &["10.99.0.100"], auth: Auth::None, form: ChecksumForm::PseudoHeader },
-    Expect { file: "vrrp-v3-lb2-takeover-advert.pcap", version: Version::V3, vrid: 51, priority: 90, interval_cs: 10, addrs: &["10.99.0.100"], auth: Auth::None, form: ChecksumForm::PseudoHeader },
-    Expect { file: "vrrp-v3-prio0.pcap", version: Version::V3, vrid: 51, priority: 0, interval_cs: 10, addrs: &["10.99.0.100"], auth: Auth::None, form: ChecksumForm::PseudoHeader },
-    Expect { file: "vrrp-v3-unicast-advert.pcap", version: Version::V3, vrid: 53, priority: 255, interval_cs: 10, addrs: &["10.99.1.101"], auth: Auth::None, form: ChecksumForm::PseudoHeader },
-    Expect { file: "vrrp-v3-ipv6-advert.pcap", version: Version::V3, vrid: 52, priority: 255, interval_cs: 10, addrs: &["fd99::100"], auth: Auth::None, form: ChecksumForm::PseudoHeader },
+    Expect {
+        file: "vrrp-v2-advert.pcap",
+        version: Version::V2,
+        vrid: 51,
+        priority: 100,
+        interval_cs: 100,
+        addrs: &["10.99.0.100"],
+        auth: Auth::None,
+        form: ChecksumForm::MessageOnly,
+    },
+    Expect {
+        file: "vrrp-v2-lb2-takeover-advert.pcap",
+        version: Version::V2,
+        vrid: 51,
+        priority: 90,
+        interval_cs: 100,
+        addrs: &["10.99.0.100"],
+        auth: Auth::None,
+        form: ChecksumForm::MessageOnly,
+    },
+    Expect {
+        file: "vrrp-v2-pass-advert.pcap",
+        version: Version::V2,
+        vrid: 51,
+        priority: 255,
+        interval_cs: 100,
+        addrs: &["10.99.1.100"],
+        auth: Auth::Pass(*b"1234\0\0\0\0"),
+        form: ChecksumForm::MessageOnly,
+    },
+    Expect {
+        file: "vrrp-v2-prio0.pcap",
+        version: Version::V2,
+        vrid: 51,
+        priority: 0,
+        interval_cs: 100,
+        addrs: &["10.99.0.100"],
+        auth: Auth::None,
+        form: ChecksumForm::MessageOnly,
+    },
+    Expect {
+        file: "vrrp-v3-advert.pcap",
+        version: Version::V3,
+        vrid: 51,
+        priority: 100,
+        interval_cs: 10,
+        addrs: &["10.99.0.100"],
+        auth: Auth::None,
+        form: ChecksumForm::PseudoHeader,
+    },
+    Expect {
+        file: "vrrp-v3-lb2-takeover-advert.pcap",
+        version: Version::V3,
+        vrid: 51,
+        priority: 90,
+        interval_cs: 10,
+        addrs: &["10.99.0.100"],
+        auth: Auth::None,
+        form: ChecksumForm::PseudoHeader,
+    },
+    Expect {
+        file: "vrrp-v3-prio0.pcap",
+        version: Version::V3,
+        vrid: 51,
+        priority: 0,
+        interval_cs: 10,
+        addrs: &["10.99.0.100"],
+        auth: Auth::None,
+        form: ChecksumForm::PseudoHeader,
+    },
+    Expect {
+        file: "vrrp-v3-unicast-advert.pcap",
+        version: Version::V3,
+        vrid: 53,
+        priority: 255,
+        interval_cs: 10,
+        addrs: &["10.99.1.101"],
+        auth: Auth::None,
+        form: ChecksumForm::PseudoHeader,
+    },
+    Expect {
+        file: "vrrp-v3-ipv6-advert.pcap",
+        version: Version::V3,
+        vrid: 52,
+        priority: 255,
+        interval_cs: 10,
+        addrs: &["fd99::100"],
+        auth: Auth::None,
+        form: ChecksumForm::PseudoHeader,
+    },
 ];
 
 fn ctx(f: &Frame) -> (Family, IpPair) {
-    (Family::of(f.src), IpPair { src: f.src, dst: f.dst })
+    (
+        Family::of(f.src),
+        IpPair {
+            src: f.src,
+            dst: f.dst,
+        },
+    )
 }
 
 #[test]
@@ -135,7 +232,14 @@ fn parse_captured_packets() {
         let addrs: Vec<IpAddr> = c.addrs.iter().map(|a| a.parse().unwrap()).collect();
         assert_eq!(
             repr,
-            AdvertRepr { version: c.version, vrid: c.vrid, priority: c.priority, interval_cs: c.interval_cs, addrs, auth: c.auth },
+            AdvertRepr {
+                version: c.version,
+                vrid: c.vrid,
+                priority: c.priority,
+                interval_cs: c.interval_cs,
+                addrs,
+                auth: c.auth
+            },
             "{}",
             c.file
         );
@@ -148,7 +252,8 @@ fn emit_reproduces_captured_packets_byte_for_byte() {
     for c in CASES {
         let f = frame(c.file);
         let (family, ips) = ctx(&f);
-        let (repr, form) = AdvertRepr::parse(&Packet::new_unchecked(&f.payload[..]), family, &ips).unwrap();
+        let (repr, form) =
+            AdvertRepr::parse(&Packet::new_unchecked(&f.payload[..]), family, &ips).unwrap();
         assert_eq!(repr.buffer_len(), f.payload.len());
         assert_eq!(repr.to_bytes(form, &ips), f.payload, "{}", c.file);
     }
@@ -158,10 +263,12 @@ fn emit_reproduces_captured_packets_byte_for_byte() {
 fn v3_ipv4_message_only_checksum_is_accepted_and_recognised() {
     let f = frame("vrrp-v3-advert.pcap");
     let (family, ips) = ctx(&f);
-    let (repr, _) = AdvertRepr::parse(&Packet::new_unchecked(&f.payload[..]), family, &ips).unwrap();
+    let (repr, _) =
+        AdvertRepr::parse(&Packet::new_unchecked(&f.payload[..]), family, &ips).unwrap();
     let bytes = repr.to_bytes(ChecksumForm::MessageOnly, &ips);
     assert_ne!(bytes, f.payload);
-    let (again, form) = AdvertRepr::parse(&Packet::new_unchecked(&bytes[..]), family, &ips).unwrap();
+    let (again, form) =
+        AdvertRepr::parse(&Packet::new_unchecked(&bytes[..]), family, &ips).unwrap();
     assert_eq!((again, form), (repr, ChecksumForm::MessageOnly));
 }
 
@@ -171,17 +278,38 @@ fn damaged_packets_are_rejected_with_a_reason() {
     let (family, ips) = ctx(&f);
     let mut bad = f.payload.clone();
     bad[7] ^= 1;
-    assert_eq!(AdvertRepr::parse(&Packet::new_unchecked(&bad[..]), family, &ips), Err(WireError::Checksum));
-    assert_eq!(Packet::new_checked(&f.payload[..10], family).err(), Some(WireError::Truncated));
+    assert_eq!(
+        AdvertRepr::parse(&Packet::new_unchecked(&bad[..]), family, &ips),
+        Err(WireError::Checksum)
+    );
+    assert_eq!(
+        Packet::new_checked(&f.payload[..10], family).err(),
+        Some(WireError::Truncated)
+    );
     let mut long = f.payload.clone();
     long.push(0);
-    assert_eq!(Packet::new_checked(&long[..], family).err(), Some(WireError::TooLong));
+    assert_eq!(
+        Packet::new_checked(&long[..], family).err(),
+        Some(WireError::TooLong)
+    );
     let mut ty = f.payload.clone();
     ty[0] = 0x22;
-    assert_eq!(AdvertRepr::parse(&Packet::new_unchecked(&ty[..]), family, &ips), Err(WireError::Type(2)));
+    assert_eq!(
+        AdvertRepr::parse(&Packet::new_unchecked(&ty[..]), family, &ips),
+        Err(WireError::Type(2))
+    );
     let mut ver = f.payload.clone();
     ver[0] = 0x41;
-    assert_eq!(Packet::new_checked(&ver[..], family).err(), Some(WireError::Version(4)));
-    let v6 = IpPair { src: "fe80::1".parse().unwrap(), dst: "ff02::12".parse().unwrap() };
-    assert_eq!(AdvertRepr::parse(&Packet::new_unchecked(&f.payload[..]), Family::V6, &v6), Err(WireError::Family));
+    assert_eq!(
+        Packet::new_checked(&ver[..], family).err(),
+        Some(WireError::Version(4))
+    );
+    let v6 = IpPair {
+        src: "fe80::1".parse().unwrap(),
+        dst: "ff02::12".parse().unwrap(),
+    };
+    assert_eq!(
+        AdvertRepr::parse(&Packet::new_unchecked(&f.payload[..]), Family::V6, &v6),
+        Err(WireError::Family)
+    );
 }

@@ -29,7 +29,11 @@ struct H {
 
 impl H {
     fn with(cfg: RouterConfig) -> H {
-        let mut h = H { r: VirtualRouter::new(cfg, Instant::ZERO, 1), now: Instant::ZERO, out: Vec::new() };
+        let mut h = H {
+            r: VirtualRouter::new(cfg, Instant::ZERO, 1),
+            now: Instant::ZERO,
+            out: Vec::new(),
+        };
         h.input(Input::SourceAddr(Some(ip(ME))));
         h.input(Input::Start);
         h
@@ -66,7 +70,16 @@ impl H {
     }
 
     fn logs(&mut self) -> Vec<String> {
-        self.take().into_iter().filter_map(|o| if let Output::Log(l) = o { Some(l.to_string()) } else { None }).collect()
+        self.take()
+            .into_iter()
+            .filter_map(|o| {
+                if let Output::Log(l) = o {
+                    Some(l.to_string())
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     fn sends(&self) -> Vec<(IpAddr, AdvertRepr)> {
@@ -75,8 +88,16 @@ impl H {
             .iter()
             .filter_map(|o| match o {
                 Output::Send { dst, payload } => {
-                    let ips = IpPair { src: ip(ME), dst: *dst };
-                    Some((*dst, AdvertRepr::parse(&Packet::new_unchecked(&payload[..]), cfg.family, &ips).unwrap().0))
+                    let ips = IpPair {
+                        src: ip(ME),
+                        dst: *dst,
+                    };
+                    Some((
+                        *dst,
+                        AdvertRepr::parse(&Packet::new_unchecked(&payload[..]), cfg.family, &ips)
+                            .unwrap()
+                            .0,
+                    ))
                 }
                 _ => None,
             })
@@ -94,7 +115,10 @@ impl H {
             auth: cfg.auth,
         };
         f(&mut a);
-        let dst = cfg.unicast_peers.first().map_or(cfg.mcast_group, |_| ip(ME));
+        let dst = cfg
+            .unicast_peers
+            .first()
+            .map_or(cfg.mcast_group, |_| ip(ME));
         a.to_bytes(ChecksumForm::PseudoHeader, &IpPair { src: ip(src), dst })
     }
 
@@ -105,14 +129,29 @@ impl H {
 
     fn raw(&mut self, src: &str, ttl: u8, payload: &[u8]) {
         let cfg = self.r.config();
-        let dst = if cfg.unicast_peers.is_empty() { cfg.mcast_group } else { ip(ME) };
-        self.input(Input::Advert { src: ip(src), dst, ttl, payload });
+        let dst = if cfg.unicast_peers.is_empty() {
+            cfg.mcast_group
+        } else {
+            ip(ME)
+        };
+        self.input(Input::Advert {
+            src: ip(src),
+            dst,
+            ttl,
+            payload,
+        });
     }
 
     fn state_changes(&self) -> Vec<(State, State, Reason)> {
         self.out
             .iter()
-            .filter_map(|o| if let Output::StateChanged { from, to, reason } = o { Some((*from, *to, *reason)) } else { None })
+            .filter_map(|o| {
+                if let Output::StateChanged { from, to, reason } = o {
+                    Some((*from, *to, *reason))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 }
@@ -123,7 +162,8 @@ fn cfg(priority: u8) -> RouterConfig {
 
 /// Master-down interval for v2 with a 1 s interval: 3 s + (256 − p)/256 s.
 fn down(priority: u8) -> Duration {
-    Duration::from_secs(3) + Duration::from_micros(u64::from(256 - u32::from(priority)) * 1_000_000 / 256)
+    Duration::from_secs(3)
+        + Duration::from_micros(u64::from(256 - u32::from(priority)) * 1_000_000 / 256)
 }
 
 // ---- §2.5: state machine ----
@@ -132,7 +172,7 @@ fn down(priority: u8) -> Duration {
 fn owner_with_state_master_becomes_master_at_start() {
     let mut c = cfg(255);
     c.init_master = true;
-    let mut h = H::with(c);
+    let h = H::with(c);
     assert_eq!(h.r.state(), State::Master);
     assert!(h.out.contains(&Output::AddVips));
 }
@@ -159,12 +199,25 @@ fn backup_times_out_after_three_intervals_plus_skew_and_becomes_master_in_keepal
     h.advance(Duration::from_micros(1));
     let out = h.take();
     assert!(matches!(out[0], Output::Log(Log::ReceiveTimeout(_))));
-    assert!(matches!(out[1], Output::Send { .. }), "advert first: {out:?}");
-    assert_eq!(out[2], Output::Log(Log::Entering("VI_1".into(), State::Master, false)));
+    assert!(
+        matches!(out[1], Output::Send { .. }),
+        "advert first: {out:?}"
+    );
+    assert_eq!(
+        out[2],
+        Output::Log(Log::Entering("VI_1".into(), State::Master, false))
+    );
     assert_eq!(out[3], Output::Log(Log::SettingVips("VI_1".into())));
     assert_eq!(out[4], Output::AddVips);
     assert_eq!(out[5], Output::Announce { count: 5 });
-    assert_eq!(out[6], Output::StateChanged { from: State::Backup, to: State::Master, reason: Reason::MasterDown });
+    assert_eq!(
+        out[6],
+        Output::StateChanged {
+            from: State::Backup,
+            to: State::Master,
+            reason: Reason::MasterDown
+        }
+    );
     assert_eq!(down(100), Duration::from_micros(3_609_375));
 }
 
@@ -173,7 +226,10 @@ fn backup_takes_over_within_skew_after_a_priority_zero_advert() {
     let mut h = H::new(100);
     h.advance(ms(1000));
     h.advert("10.0.0.1", 0);
-    assert!(h.logs().contains(&"(VI_1) Backup received priority 0 advertisement".to_string()));
+    assert!(
+        h.logs()
+            .contains(&"(VI_1) Backup received priority 0 advertisement".to_string())
+    );
     h.advance(ms(609));
     assert_eq!(h.r.state(), State::Backup);
     h.advance(ms(1));
@@ -202,7 +258,10 @@ fn backup_discards_a_lower_priority_advert_and_preempts_at_expiry() {
     h.take();
     h.advance(ms(1000));
     h.advert("10.0.0.1", 50);
-    assert_eq!(h.logs(), ["(VI_1) received lower priority (50) advert from 10.0.0.1 - discarding"]);
+    assert_eq!(
+        h.logs(),
+        ["(VI_1) received lower priority (50) advert from 10.0.0.1 - discarding"]
+    );
     h.advance(down(100) - ms(1000));
     assert_eq!(h.r.state(), State::Master);
 }
@@ -246,7 +305,11 @@ fn master_sends_an_advert_every_interval() {
     h.advance(ms(10_000));
     let sends = h.sends();
     assert_eq!(sends.len(), 10);
-    assert!(sends.iter().all(|(d, a)| *d == ip("224.0.0.18") && a.priority == 255));
+    assert!(
+        sends
+            .iter()
+            .all(|(d, a)| *d == ip("224.0.0.18") && a.priority == 255)
+    );
 }
 
 #[test]
@@ -271,9 +334,17 @@ fn master_yields_to_a_higher_priority_and_removes_its_vips() {
     h.advert("10.0.0.1", 150);
     assert_eq!(h.r.state(), State::Backup);
     assert!(h.out.contains(&Output::RemoveVips));
-    assert_eq!(h.state_changes(), [(State::Master, State::Backup, Reason::HigherPriority)]);
+    assert_eq!(
+        h.state_changes(),
+        [(State::Master, State::Backup, Reason::HigherPriority)]
+    );
     let logs = h.logs();
-    assert!(logs.contains(&"(VI_1) Master received advert from 10.0.0.1 with higher priority 150, ours 100".to_string()));
+    assert!(
+        logs.contains(
+            &"(VI_1) Master received advert from 10.0.0.1 with higher priority 150, ours 100"
+                .to_string()
+        )
+    );
     assert!(logs.contains(&"(VI_1) Entering BACKUP STATE".to_string()));
     assert_eq!(h.r.stats().released_master, 1);
 }
@@ -306,7 +377,9 @@ fn lower_prio_no_advert_keeps_a_master_quiet_on_a_lower_priority_advert() {
     h.take();
     h.advert("10.0.0.1", 50);
     assert!(h.sends().is_empty());
-    assert!(h.logs().contains(&"(VI_1) Received advert from 10.0.0.1 with lower priority 50, ours 100".to_string()));
+    assert!(h.logs().contains(
+        &"(VI_1) Received advert from 10.0.0.1 with lower priority 50, ours 100".to_string()
+    ));
 }
 
 #[test]
@@ -330,46 +403,77 @@ fn of_two_owners_the_lower_address_steps_down_to_254() {
     h.advert("10.0.0.9", 255);
     assert_eq!(h.r.effective_priority(), 254);
     assert_eq!(h.r.state(), State::Backup);
-    assert!(h.logs().iter().any(|l| l.contains("both configured as address owner")));
+    assert!(
+        h.logs()
+            .iter()
+            .any(|l| l.contains("both configured as address owner"))
+    );
 }
 
 #[test]
 fn a_failing_weight_zero_tracker_faults_a_master_after_a_priority_zero_advert() {
     let mut c = cfg(100);
-    c.trackers = vec![Tracker { weight: 0, reverse: false }];
+    c.trackers = vec![Tracker {
+        weight: 0,
+        reverse: false,
+    }];
     let mut h = H::with(c);
     h.advance(down(100));
     h.take();
-    h.input(Input::Tracker { index: 0, up: false });
+    h.input(Input::Tracker {
+        index: 0,
+        up: false,
+    });
     assert_eq!(h.r.state(), State::Fault);
     assert_eq!(h.sends()[0].1.priority, 0);
     assert!(h.out.contains(&Output::RemoveVips));
-    assert_eq!(h.state_changes(), [(State::Master, State::Fault, Reason::Fault)]);
+    assert_eq!(
+        h.state_changes(),
+        [(State::Master, State::Fault, Reason::Fault)]
+    );
 }
 
 #[test]
 fn recovery_from_fault_goes_to_backup_not_master() {
     let mut c = cfg(100);
-    c.trackers = vec![Tracker { weight: 0, reverse: false }];
+    c.trackers = vec![Tracker {
+        weight: 0,
+        reverse: false,
+    }];
     let mut h = H::with(c);
-    h.input(Input::Tracker { index: 0, up: false });
+    h.input(Input::Tracker {
+        index: 0,
+        up: false,
+    });
     assert_eq!(h.r.state(), State::Fault);
     h.take();
     h.input(Input::Tracker { index: 0, up: true });
     assert_eq!(h.r.state(), State::Backup);
-    assert_eq!(h.state_changes(), [(State::Fault, State::Backup, Reason::Recovered)]);
+    assert_eq!(
+        h.state_changes(),
+        [(State::Fault, State::Backup, Reason::Recovered)]
+    );
 }
 
 #[test]
 fn a_weight_zero_tracker_down_at_start_enters_fault_init() {
     let mut c = cfg(100);
-    c.trackers = vec![Tracker { weight: 0, reverse: true }];
+    c.trackers = vec![Tracker {
+        weight: 0,
+        reverse: true,
+    }];
     let mut r = VirtualRouter::new(c, Instant::ZERO, 0);
     r.handle(Instant::ZERO, Input::SourceAddr(Some(ip(ME))));
     // `weight 0 reverse`: FAULT while the tracker is up (trackers start up).
     r.handle(Instant::ZERO, Input::Start);
     assert_eq!(r.state(), State::Fault);
-    let first = std::iter::from_fn(|| r.poll_output()).find_map(|o| if let Output::Log(l) = o { Some(l.to_string()) } else { None });
+    let first = std::iter::from_fn(|| r.poll_output()).find_map(|o| {
+        if let Output::Log(l) = o {
+            Some(l.to_string())
+        } else {
+            None
+        }
+    });
     assert_eq!(first.as_deref(), Some("(VI_1) Entering FAULT STATE (init)"));
 }
 
@@ -377,29 +481,59 @@ fn a_weight_zero_tracker_down_at_start_enters_fault_init() {
 fn tracker_weights_follow_keepalived_signs_reverse_and_clamping() {
     let mut c = cfg(100);
     c.trackers = vec![
-        Tracker { weight: 20, reverse: false },
-        Tracker { weight: -30, reverse: false },
-        Tracker { weight: 10, reverse: true },
-        Tracker { weight: -200, reverse: false },
+        Tracker {
+            weight: 20,
+            reverse: false,
+        },
+        Tracker {
+            weight: -30,
+            reverse: false,
+        },
+        Tracker {
+            weight: 10,
+            reverse: true,
+        },
+        Tracker {
+            weight: -200,
+            reverse: false,
+        },
     ];
     let mut h = H::with(c);
     // All up: +20, -30 not applied, reverse +10 not applied, -200 not applied.
     assert_eq!(h.r.effective_priority(), 120);
-    h.input(Input::Tracker { index: 1, up: false });
+    h.input(Input::Tracker {
+        index: 1,
+        up: false,
+    });
     assert_eq!(h.r.effective_priority(), 90);
-    h.input(Input::Tracker { index: 2, up: false });
+    h.input(Input::Tracker {
+        index: 2,
+        up: false,
+    });
     assert_eq!(h.r.effective_priority(), 100);
-    h.input(Input::Tracker { index: 3, up: false });
+    h.input(Input::Tracker {
+        index: 3,
+        up: false,
+    });
     assert_eq!(h.r.effective_priority(), 1, "clamped to 1");
-    assert!(h.logs().contains(&"(VI_1) Changing effective priority from 100 to 1".to_string()));
+    assert!(
+        h.logs()
+            .contains(&"(VI_1) Changing effective priority from 100 to 1".to_string())
+    );
 }
 
 #[test]
 fn an_owners_priority_is_never_adjusted() {
     let mut c = cfg(255);
-    c.trackers = vec![Tracker { weight: -50, reverse: false }];
+    c.trackers = vec![Tracker {
+        weight: -50,
+        reverse: false,
+    }];
     let mut h = H::with(c);
-    h.input(Input::Tracker { index: 0, up: false });
+    h.input(Input::Tracker {
+        index: 0,
+        up: false,
+    });
     assert_eq!(h.r.effective_priority(), 255);
 }
 
@@ -461,7 +595,18 @@ fn an_equal_priority_advert_from_our_own_address_is_warned_about() {
 #[test]
 fn unicast_mode_sends_one_advert_to_each_peer() {
     let mut c = cfg(100);
-    c.unicast_peers = vec![Peer { addr: ip("10.0.0.1"), min_ttl: None, max_ttl: None }, Peer { addr: ip("10.0.0.3"), min_ttl: None, max_ttl: None }];
+    c.unicast_peers = vec![
+        Peer {
+            addr: ip("10.0.0.1"),
+            min_ttl: None,
+            max_ttl: None,
+        },
+        Peer {
+            addr: ip("10.0.0.3"),
+            min_ttl: None,
+            max_ttl: None,
+        },
+    ];
     let mut h = H::with(c);
     h.advance(down(100));
     let dsts: Vec<IpAddr> = h.sends().into_iter().map(|(d, _)| d).collect();
@@ -472,7 +617,12 @@ fn unicast_mode_sends_one_advert_to_each_peer() {
 // ---- §2.6: receive checks, in keepalived's order ----
 
 fn dropped(h: &mut H, reason: Drop) -> String {
-    assert_eq!(h.r.stats().dropped(reason), 1, "{reason:?}: {:?}", h.r.stats());
+    assert_eq!(
+        h.r.stats().dropped(reason),
+        1,
+        "{reason:?}: {:?}",
+        h.r.stats()
+    );
     h.logs().last().cloned().unwrap_or_default()
 }
 
@@ -481,7 +631,10 @@ fn a_truncated_or_padded_packet_is_dropped_as_a_length_error() {
     let mut h = H::new(100);
     let b = h.advert_bytes("10.0.0.1", 100, |_| {});
     h.raw("10.0.0.1", 255, &b[..b.len() - 1]);
-    assert_eq!(dropped(&mut h, Drop::Length), "(VI_1) vrrp packet too short/long, length 19 and expect 20");
+    assert_eq!(
+        dropped(&mut h, Drop::Length),
+        "(VI_1) vrrp packet too short/long, length 19 and expect 20"
+    );
 }
 
 #[test]
@@ -489,19 +642,29 @@ fn a_multicast_advert_with_ttl_below_255_is_dropped() {
     let mut h = H::new(100);
     let b = h.advert_bytes("10.0.0.1", 100, |_| {});
     h.raw("10.0.0.1", 254, &b);
-    assert_eq!(dropped(&mut h, Drop::Ttl), "(VI_1) invalid TTL/HL. Received 254 and expect 255");
+    assert_eq!(
+        dropped(&mut h, Drop::Ttl),
+        "(VI_1) invalid TTL/HL. Received 254 and expect 255"
+    );
 }
 
 #[test]
 fn a_unicast_advert_ttl_is_only_checked_against_min_and_max_ttl() {
     let mut c = cfg(100);
-    c.unicast_peers = vec![Peer { addr: ip("10.0.0.1"), min_ttl: Some(250), max_ttl: None }];
+    c.unicast_peers = vec![Peer {
+        addr: ip("10.0.0.1"),
+        min_ttl: Some(250),
+        max_ttl: None,
+    }];
     let mut h = H::with(c);
     let b = h.advert_bytes("10.0.0.1", 100, |_| {});
     h.raw("10.0.0.1", 251, &b);
     assert_eq!(h.r.stats().adverts_received, 1);
     h.raw("10.0.0.1", 64, &b);
-    assert_eq!(dropped(&mut h, Drop::Ttl), "(VI_1) TTL/HL 64 not in range 250 - 255");
+    assert_eq!(
+        dropped(&mut h, Drop::Ttl),
+        "(VI_1) TTL/HL 64 not in range 250 - 255"
+    );
 }
 
 #[test]
@@ -514,7 +677,10 @@ fn a_wrong_version_is_dropped() {
     // A v3 packet is 8 bytes shorter; keepalived checks the version after the length
     // computed from the packet's own version.
     h.raw("10.0.0.1", 255, &b);
-    assert_eq!(dropped(&mut h, Drop::Version), "(VI_1) wrong version. Received 3 and expect 2");
+    assert_eq!(
+        dropped(&mut h, Drop::Version),
+        "(VI_1) wrong version. Received 3 and expect 2"
+    );
 }
 
 #[test]
@@ -524,14 +690,23 @@ fn v2_authentication_type_and_password_are_checked() {
     let mut h = H::with(c);
     let none = h.advert_bytes("10.0.0.1", 100, |a| a.auth = Auth::None);
     h.raw("10.0.0.1", 255, &none);
-    assert_eq!(dropped(&mut h, Drop::AuthTypeMismatch), "(VI_1) received a 0 auth, expecting 1!");
+    assert_eq!(
+        dropped(&mut h, Drop::AuthTypeMismatch),
+        "(VI_1) received a 0 auth, expecting 1!"
+    );
     let wrong = h.advert_bytes("10.0.0.1", 100, |a| a.auth = Auth::pass("secret98"));
     h.raw("10.0.0.1", 255, &wrong);
-    assert_eq!(dropped(&mut h, Drop::AuthFailure), "(VI_1) received an invalid passwd!");
+    assert_eq!(
+        dropped(&mut h, Drop::AuthFailure),
+        "(VI_1) received an invalid passwd!"
+    );
     let mut bad_type = h.advert_bytes("10.0.0.1", 100, |_| {});
     bad_type[4] = 7;
     h.raw("10.0.0.1", 255, &bad_type);
-    assert_eq!(dropped(&mut h, Drop::InvalidAuthType), "(VI_1) Invalid auth type: 7");
+    assert_eq!(
+        dropped(&mut h, Drop::InvalidAuthType),
+        "(VI_1) Invalid auth type: 7"
+    );
     let good = h.advert_bytes("10.0.0.1", 100, |_| {});
     h.raw("10.0.0.1", 255, &good);
     assert_eq!(h.r.stats().adverts_received, 1);
@@ -542,7 +717,10 @@ fn a_v2_interval_mismatch_is_dropped() {
     let mut h = H::new(100);
     let b = h.advert_bytes("10.0.0.1", 100, |a| a.interval_cs = 200);
     h.raw("10.0.0.1", 255, &b);
-    assert_eq!(dropped(&mut h, Drop::Interval), "(VI_1) advertisement interval mismatch mine=1 sec rcv'd=2 sec");
+    assert_eq!(
+        dropped(&mut h, Drop::Interval),
+        "(VI_1) advertisement interval mismatch mine=1 sec rcv'd=2 sec"
+    );
 }
 
 #[test]
@@ -560,7 +738,10 @@ fn a_bad_checksum_is_dropped() {
     let mut b = h.advert_bytes("10.0.0.1", 100, |_| {});
     b[6] ^= 0xff;
     h.raw("10.0.0.1", 255, &b);
-    assert_eq!(dropped(&mut h, Drop::Checksum), "(VI_1) Invalid VRRPv2 checksum");
+    assert_eq!(
+        dropped(&mut h, Drop::Checksum),
+        "(VI_1) Invalid VRRPv2 checksum"
+    );
 }
 
 #[test]
@@ -569,21 +750,49 @@ fn a_v3_ipv4_advert_with_a_message_only_checksum_is_accepted_and_remembered() {
     c.version = Version::V3;
     let mut h = H::with(c);
     let cfgc = h.r.config().clone();
-    let a = AdvertRepr { version: Version::V3, vrid: 51, priority: 100, interval_cs: 100, addrs: cfgc.vips.clone(), auth: Auth::None };
-    let b = a.to_bytes(ChecksumForm::MessageOnly, &IpPair { src: ip("10.0.0.1"), dst: cfgc.mcast_group });
+    let a = AdvertRepr {
+        version: Version::V3,
+        vrid: 51,
+        priority: 100,
+        interval_cs: 100,
+        addrs: cfgc.vips.clone(),
+        auth: Auth::None,
+    };
+    let b = a.to_bytes(
+        ChecksumForm::MessageOnly,
+        &IpPair {
+            src: ip("10.0.0.1"),
+            dst: cfgc.mcast_group,
+        },
+    );
     h.raw("10.0.0.1", 255, &b);
     assert_eq!(h.r.stats().adverts_received, 1);
-    assert_eq!(h.r.peer_checksum_form(ip("10.0.0.1")), Some(ChecksumForm::MessageOnly));
+    assert_eq!(
+        h.r.peer_checksum_form(ip("10.0.0.1")),
+        Some(ChecksumForm::MessageOnly)
+    );
 }
 
 #[test]
 fn a_multicast_advert_in_unicast_mode_is_dropped() {
     let mut c = cfg(100);
-    c.unicast_peers = vec![Peer { addr: ip("10.0.0.1"), min_ttl: None, max_ttl: None }];
+    c.unicast_peers = vec![Peer {
+        addr: ip("10.0.0.1"),
+        min_ttl: None,
+        max_ttl: None,
+    }];
     let mut h = H::with(c);
     let a = h.advert_bytes("10.0.0.1", 100, |_| {});
-    h.input(Input::Advert { src: ip("10.0.0.1"), dst: ip("224.0.0.18"), ttl: 255, payload: &a });
-    assert_eq!(dropped(&mut h, Drop::Addressing), "(VI_1) Expected unicast packet but received multicast packet");
+    h.input(Input::Advert {
+        src: ip("10.0.0.1"),
+        dst: ip("224.0.0.18"),
+        ttl: 255,
+        payload: &a,
+    });
+    assert_eq!(
+        dropped(&mut h, Drop::Addressing),
+        "(VI_1) Expected unicast packet but received multicast packet"
+    );
 }
 
 #[test]
@@ -591,7 +800,10 @@ fn keepalived_2_2_drops_an_advert_with_another_address_count() {
     let mut h = H::new(100);
     let b = h.advert_bytes("10.0.0.1", 100, |a| a.addrs.push(ip("10.0.0.101")));
     h.raw("10.0.0.1", 255, &b);
-    assert_eq!(dropped(&mut h, Drop::AddressCount), "(VI_1) received an unexpected ip number count 2, expected 1!");
+    assert_eq!(
+        dropped(&mut h, Drop::AddressCount),
+        "(VI_1) received an unexpected ip number count 2, expected 1!"
+    );
 }
 
 #[test]
@@ -607,21 +819,36 @@ fn keepalived_2_2_drops_an_advert_with_another_address_list_unless_skipped_for_t
     );
     h.advert("10.0.0.1", 100);
     h.raw("10.0.0.1", 255, &b);
-    assert_eq!(h.r.stats().adverts_received, 2, "same master: list check skipped");
+    assert_eq!(
+        h.r.stats().adverts_received,
+        2,
+        "same master: list check skipped"
+    );
 }
 
 #[test]
 fn unicast_sources_are_checked_only_with_check_unicast_src() {
-    let peers = vec![Peer { addr: ip("10.0.0.1"), min_ttl: None, max_ttl: None }];
+    let peers = vec![Peer {
+        addr: ip("10.0.0.1"),
+        min_ttl: None,
+        max_ttl: None,
+    }];
     let mut c = cfg(100);
     c.unicast_peers = peers.clone();
     let mut h = H::with(c.clone());
     h.advert("10.0.0.7", 100);
-    assert_eq!(h.r.stats().adverts_received, 1, "default: any source accepted");
+    assert_eq!(
+        h.r.stats().adverts_received,
+        1,
+        "default: any source accepted"
+    );
     c.check_unicast_src = true;
     let mut h = H::with(c);
     h.advert("10.0.0.7", 100);
-    assert_eq!(dropped(&mut h, Drop::NotPeer), "(VI_1) unicast source address 10.0.0.7 not a unicast peer");
+    assert_eq!(
+        dropped(&mut h, Drop::NotPeer),
+        "(VI_1) unicast source address 10.0.0.7 not a unicast peer"
+    );
 }
 
 #[test]
