@@ -387,7 +387,6 @@ impl Sim {
             if trace && let Output::Log(l) = &o {
                 eprintln!("{:?} R{r}: {l}", self.now);
             }
-            }
             match o {
                 Output::Send { dst, payload } => sends.push((dst, payload)),
                 Output::AddVips => self.nodes[r].vips = true,
