@@ -1,7 +1,7 @@
 //! Time as the core sees it.
 //!
-//! DESIGN.md sketches `std::time::Instant`; a pure core cannot create one (only
-//! `Instant::now()` can), which would make deterministic simulation impossible. So the core
+//! DESIGN.md sketches `std::time::Instant`; a pure core cannot create one (only reading the
+//! clock can), which would make deterministic simulation impossible. So the core
 //! uses this monotonic instant — microseconds since an epoch the driver chooses (the daemon:
 //! its start) — and the daemon maps `std::time::Instant` onto it.
 
