@@ -241,6 +241,10 @@ pub enum Input<'a> {
     Stop,
     /// From the sync group.
     Sync(SyncCmd),
+    /// A reloaded configuration for this instance. keepalived keeps the running state when
+    /// VRID, version and family are unchanged (a MASTER stays MASTER, no VIP flap); the caller
+    /// replaces the router otherwise.
+    Reload(&'a RouterConfig),
 }
 
 /// A dropped advertisement's reason: one keepalived counter each.
@@ -439,6 +443,13 @@ pub enum Output {
     },
     /// A lower-priority advert arrived while MASTER (`notify_master_rx_lower_pri`).
     MasterRxLowerPri,
+    /// A reload changed the VIPs of a MASTER: install `added`, remove `removed`.
+    VipsChanged {
+        /// New VIPs.
+        added: Vec<IpAddr>,
+        /// Dropped VIPs.
+        removed: Vec<IpAddr>,
+    },
     /// A log line.
     Log(Log),
 }
@@ -577,7 +588,48 @@ impl VirtualRouter {
             Input::Start => self.start(now),
             Input::Stop => self.stop(now),
             Input::Sync(cmd) => self.on_sync(now, cmd),
+            Input::Reload(cfg) => self.reload(now, cfg),
         }
+    }
+
+    /// Whether a reload to `cfg` can keep this router's state (keepalived's rule).
+    pub fn can_reload(&self, cfg: &RouterConfig) -> bool {
+        cfg.vrid == self.cfg.vrid
+            && cfg.version == self.cfg.version
+            && cfg.family == self.cfg.family
+    }
+
+    fn reload(&mut self, now: Instant, cfg: &RouterConfig) {
+        if !self.can_reload(cfg) {
+            return;
+        }
+        let added: Vec<IpAddr> = cfg
+            .vips
+            .iter()
+            .filter(|v| !self.cfg.vips.contains(v))
+            .copied()
+            .collect();
+        let removed: Vec<IpAddr> = self
+            .cfg
+            .vips
+            .iter()
+            .filter(|v| !cfg.vips.contains(v))
+            .copied()
+            .collect();
+        let mut up = std::mem::take(&mut self.tracker_up);
+        up.resize(cfg.trackers.len(), true);
+        self.tracker_up = up;
+        self.cfg = cfg.clone();
+        if self.state == State::Master && (!added.is_empty() || !removed.is_empty()) {
+            self.out.push_back(Output::VipsChanged { added, removed });
+            self.out.push_back(Output::Announce {
+                count: self.cfg.garp.master_repeat,
+            });
+        }
+        if self.state == State::Master {
+            self.advert_at = Some(now + self.cfg.advert_int);
+        }
+        self.reevaluate(now);
     }
 
     /// Fires due timers.

@@ -614,6 +614,33 @@ fn unicast_mode_sends_one_advert_to_each_peer() {
     assert_eq!(h.r.stats().adverts_sent, 1);
 }
 
+#[test]
+fn a_reload_keeps_a_master_master_and_diffs_its_vips() {
+    let mut h = master(100);
+    let mut c = h.r.config().clone();
+    c.vips = vec![ip(VIP), ip("10.0.0.101")];
+    c.priority = 120;
+    h.input(Input::Reload(&c));
+    assert_eq!(h.r.state(), State::Master);
+    assert!(h.out.contains(&Output::VipsChanged {
+        added: vec![ip("10.0.0.101")],
+        removed: vec![]
+    }));
+    assert!(!h.out.contains(&Output::RemoveVips));
+    assert_eq!(h.r.effective_priority(), 120);
+    h.take();
+    h.advance(ms(1000));
+    assert_eq!(h.sends()[0].1.addrs.len(), 2);
+}
+
+#[test]
+fn a_reload_that_changes_the_vrid_is_refused_for_the_caller_to_replace_the_router() {
+    let h = master(100);
+    let mut c = h.r.config().clone();
+    c.vrid = 52;
+    assert!(!h.r.can_reload(&c));
+}
+
 // ---- §2.6: receive checks, in keepalived's order ----
 
 fn dropped(h: &mut H, reason: Drop) -> String {
