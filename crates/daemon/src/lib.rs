@@ -1,3 +1,6 @@
-//! holdfast: library side of the `holdfast` binary (host glue shared with tests).
+//! holdfast: library side of the `holdfast` binary.
 
 pub mod host;
+pub mod plan;
+pub mod run;
+pub mod script;

@@ -1,0 +1,381 @@
+//! The configuration model mapped onto what `holdfast run` drives: one [`InstancePlan`] per
+//! `vrrp_instance`, with its router configuration, VIPs, notify scripts and trackers.
+//! Everything the daemon does not implement yet is listed in [`Plan::unsupported`] so it is
+//! logged at start, never silently dropped.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use holdfast_config::model::{
+    AuthType, Checker, CheckerKind, Config, InitState, Notify, ScriptKind, VrrpInstance,
+};
+use holdfast_vrrp::router::{GarpTiming, Peer, RouterConfig, Tracker};
+use holdfast_vrrp::wire::{Auth, ChecksumForm, Family, Version};
+
+/// A VIP with the interface it goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedVip {
+    /// Address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Interface name.
+    pub dev: String,
+    /// Broadcast (`brd`), IPv4 only; `+` computes it from the prefix.
+    pub brd: Option<std::net::Ipv4Addr>,
+    /// Label.
+    pub label: Option<String>,
+    /// Scope.
+    pub scope: Option<String>,
+    /// `noprefixroute`.
+    pub noprefixroute: bool,
+}
+
+/// What a tracker watches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrackerKind {
+    /// `track_interface`: the link state of an interface.
+    Interface(String),
+    /// A `vrrp_script` with a command.
+    Script(String),
+    /// A `vrrp_script` with a native TCP check.
+    Tcp {
+        /// Address to connect to.
+        addr: std::net::SocketAddr,
+        /// Connect timeout.
+        timeout: Duration,
+    },
+}
+
+/// A tracker of one instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackerPlan {
+    /// `vrrp_script` name or interface name, for log lines.
+    pub name: String,
+    /// What to watch.
+    pub kind: TrackerKind,
+    /// How often.
+    pub interval: Duration,
+    /// Script timeout.
+    pub timeout: Duration,
+    /// Consecutive successes to go up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+    /// Start failed (`init_fail`).
+    pub init_fail: bool,
+}
+
+/// One instance as the daemon runs it.
+#[derive(Clone, Debug)]
+pub struct InstancePlan {
+    /// Instance name.
+    pub name: String,
+    /// Interface adverts use.
+    pub ifname: String,
+    /// The sans-IO router's configuration; tracker `i` is `trackers[i]`.
+    pub router: RouterConfig,
+    /// VIPs and excluded VIPs.
+    pub vips: Vec<PlannedVip>,
+    /// `unicast_src_ip` / `mcast_src_ip`.
+    pub src: Option<IpAddr>,
+    /// TTL of unicast adverts.
+    pub unicast_ttl: u8,
+    /// Notify scripts.
+    pub notify: Notify,
+    /// Trackers, in router index order.
+    pub trackers: Vec<TrackerPlan>,
+}
+
+/// The whole run plan.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Instances.
+    pub instances: Vec<InstancePlan>,
+    /// What the configuration asks for that `holdfast run` does not do yet, one line each.
+    pub unsupported: Vec<String>,
+}
+
+fn garp(g: &holdfast_config::model::Garp, global: &holdfast_config::model::Garp) -> GarpTiming {
+    let d = GarpTiming::default();
+    let master_delay = g
+        .master_delay
+        .or(global.master_delay)
+        .unwrap_or(d.master_delay);
+    let master_repeat = g
+        .master_repeat
+        .or(global.master_repeat)
+        .unwrap_or(d.master_repeat);
+    GarpTiming {
+        master_delay,
+        master_repeat,
+        master_refresh: g
+            .master_refresh
+            .or(global.master_refresh)
+            .filter(|d| !d.is_zero()),
+        master_refresh_repeat: g
+            .master_refresh_repeat
+            .or(global.master_refresh_repeat)
+            .unwrap_or(d.master_refresh_repeat),
+        lower_prio_delay: g
+            .lower_prio_delay
+            .or(global.lower_prio_delay)
+            .unwrap_or(master_delay),
+        lower_prio_repeat: g
+            .lower_prio_repeat
+            .or(global.lower_prio_repeat)
+            .unwrap_or(master_repeat),
+    }
+}
+
+fn broadcast(addr: IpAddr, prefix: u8, brd: Option<&str>) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V4(a) = addr else { return None };
+    match brd {
+        None | Some("-") => None,
+        Some("+") => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
+            Some((u32::from(a) | !mask).into())
+        }
+        Some(s) => s.parse().ok(),
+    }
+}
+
+/// Maps the configuration.
+pub fn build(cfg: &Config) -> Plan {
+    let mut plan = Plan::default();
+    let un = &mut plan.unsupported;
+    if !cfg.virtual_servers.is_empty() {
+        un.push(format!(
+            "{} virtual_server block(s): health checks and load balancing are not implemented by holdfast run yet; only VRRP runs",
+            cfg.virtual_servers.len()
+        ));
+    }
+    if !cfg.sync_groups.is_empty() {
+        un.push("vrrp_sync_group: members run as independent instances (sync groups are not wired into holdfast run yet)".into());
+    }
+    for inst in &cfg.instances {
+        match instance(cfg, inst, un) {
+            Some(p) => plan.instances.push(p),
+            None => un.push(format!("({}) not started", inst.name)),
+        }
+    }
+    plan
+}
+
+fn instance(cfg: &Config, i: &VrrpInstance, un: &mut Vec<String>) -> Option<InstancePlan> {
+    let name = &i.name;
+    let Some(ifname) = i.interface.clone() else {
+        un.push(format!(
+            "({name}) has no interface (unicast without interface is not implemented)"
+        ));
+        return None;
+    };
+    if i.vrid == 0 {
+        return None;
+    }
+    let family = i.vips.first().map_or(Family::V4, |v| Family::of(v.addr));
+    if family == Family::V6 {
+        un.push(format!(
+            "({name}) IPv6 VRRP is not implemented by holdfast run yet"
+        ));
+        return None;
+    }
+    let auth = match &i.auth {
+        Some(a) if a.auth_type == AuthType::Pass => Auth::pass(&a.pass),
+        Some(_) => {
+            un.push(format!("({name}) AH authentication is not implemented"));
+            return None;
+        }
+        None => Auth::None,
+    };
+    let mut router = RouterConfig::new(
+        name,
+        i.vrid,
+        i.priority,
+        i.vips.iter().map(|v| v.addr).collect(),
+    );
+    router.version = if i.version == 3 {
+        Version::V3
+    } else {
+        Version::V2
+    };
+    router.family = family;
+    router.advert_int = i.advert_int;
+    router.init_master = i.state == InitState::Master;
+    router.nopreempt = i.nopreempt;
+    router.preempt_delay = i.preempt_delay.unwrap_or(Duration::ZERO);
+    router.auth = auth;
+    router.unicast_peers = i
+        .unicast_peers
+        .iter()
+        .map(|p| Peer {
+            addr: p.addr,
+            min_ttl: p.min_ttl,
+            max_ttl: p.max_ttl,
+        })
+        .collect();
+    router.check_unicast_src = i.check_unicast_src;
+    router.mcast_group = IpAddr::V4(cfg.global.vrrp_mcast_group4);
+    router.garp = garp(&i.garp, &cfg.global.garp);
+    router.lower_prio_no_advert = i
+        .lower_prio_no_advert
+        .unwrap_or(cfg.global.lower_prio_no_advert);
+    router.higher_prio_send_advert = i
+        .higher_prio_send_advert
+        .unwrap_or(cfg.global.higher_prio_send_advert);
+    router.skip_check_adv_addr = i
+        .skip_check_adv_addr
+        .unwrap_or(cfg.global.skip_check_adv_addr);
+    router.v3_checksum = if cfg.global.v3_checksum_as_v2 {
+        ChecksumForm::MessageOnly
+    } else {
+        ChecksumForm::PseudoHeader
+    };
+    router.startup_delay = cfg.global.startup_delay.unwrap_or(Duration::ZERO);
+
+    let mut trackers = Vec::new();
+    let mut weights = Vec::new();
+    for t in &i.track.interfaces {
+        trackers.push(TrackerPlan {
+            name: t.name.clone(),
+            kind: TrackerKind::Interface(t.name.clone()),
+            interval: Duration::from_millis(100),
+            timeout: Duration::ZERO,
+            rise: 1,
+            fall: 1,
+            init_fail: false,
+        });
+        weights.push(Tracker {
+            weight: t.weight,
+            reverse: t.reverse,
+        });
+    }
+    for r in &i.track.scripts {
+        let Some(s) = cfg.scripts.iter().find(|s| s.name == r.name) else {
+            continue;
+        };
+        let kind = match &s.kind {
+            Some(ScriptKind::Command(c)) => TrackerKind::Script(c.clone()),
+            Some(ScriptKind::Checker(c)) => match tcp_target(c) {
+                Some(k) => k,
+                None => {
+                    un.push(format!("({name}) vrrp_script {}: only TCP_CHECK is implemented as a native tracker; not tracked", s.name));
+                    continue;
+                }
+            },
+            None => continue,
+        };
+        if s.user.as_ref().is_some_and(|u| u.user != "root") {
+            un.push(format!("({name}) vrrp_script {}: running scripts as another user is not implemented; it runs as the daemon's user", s.name));
+        }
+        trackers.push(TrackerPlan {
+            name: s.name.clone(),
+            kind,
+            interval: s.interval,
+            timeout: s.timeout.unwrap_or(s.interval),
+            rise: s.rise,
+            fall: s.fall,
+            init_fail: s.init_fail,
+        });
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(s.weight),
+            reverse: r.reverse.unwrap_or(s.reverse),
+        });
+    }
+    if !i.track.files.is_empty() || !i.track.processes.is_empty() {
+        un.push(format!("({name}) track_file / track_process are not implemented by holdfast run yet; not tracked"));
+    }
+    router.trackers = weights;
+
+    let vips = i
+        .vips
+        .iter()
+        .chain(&i.excluded_vips)
+        .filter(|v| v.addr.is_ipv4())
+        .map(|v| PlannedVip {
+            addr: v.addr,
+            prefix: v.prefix,
+            dev: v.dev.clone().unwrap_or_else(|| ifname.clone()),
+            brd: broadcast(v.addr, v.prefix, v.brd.as_deref()),
+            label: v.label.clone(),
+            scope: v.scope.clone(),
+            noprefixroute: v.flags.iter().any(|f| f == "noprefixroute"),
+        })
+        .collect();
+    Some(InstancePlan {
+        name: name.clone(),
+        ifname,
+        router,
+        vips,
+        src: i.unicast_src_ip.or(i.mcast_src_ip),
+        unicast_ttl: i.unicast_ttl.unwrap_or(255),
+        notify: i.notify.clone(),
+        trackers,
+    })
+}
+
+fn tcp_target(c: &Checker) -> Option<TrackerKind> {
+    if c.kind != CheckerKind::Tcp {
+        return None;
+    }
+    let ip = c.common.connect_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let port = c.common.connect_port?;
+    Some(TrackerKind::Tcp {
+        addr: std::net::SocketAddr::new(ip, port),
+        timeout: c
+            .common
+            .timing
+            .connect_timeout
+            .unwrap_or(Duration::from_secs(5)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_004_maps_to_a_router_with_a_weighted_script_tracker() {
+        let text = "vrrp_script chk_service {\n script \"/etc/keepalived/check_service.sh\"\n interval 2\n weight -20\n fall 2\n}\nvrrp_instance VI_1 {\n state MASTER\n interface enp0s3\n virtual_router_id 51\n priority 100\n authentication {\n  auth_type PASS\n  auth_pass 1234\n }\n virtual_ipaddress {\n  192.168.0.20/24\n }\n track_script {\n  chk_service\n }\n}\n";
+        let cfg = holdfast_config::parse_str(text).config;
+        let plan = build(&cfg);
+        assert!(plan.unsupported.is_empty(), "{:?}", plan.unsupported);
+        let p = &plan.instances[0];
+        assert_eq!(p.router.priority, 100);
+        assert!(p.router.init_master);
+        assert_eq!(p.router.auth, Auth::pass("1234"));
+        assert_eq!(
+            p.router.trackers,
+            vec![Tracker {
+                weight: -20,
+                reverse: false
+            }]
+        );
+        assert_eq!(p.trackers[0].fall, 2);
+        assert_eq!(p.trackers[0].interval, Duration::from_secs(2));
+        assert_eq!(p.vips[0].dev, "enp0s3");
+        assert_eq!(p.vips[0].prefix, 24);
+    }
+
+    #[test]
+    fn broadcast_plus_is_computed_from_the_prefix() {
+        assert_eq!(
+            broadcast("10.1.2.3".parse().unwrap(), 24, Some("+")),
+            Some("10.1.2.255".parse().unwrap())
+        );
+        assert_eq!(broadcast("10.1.2.3".parse().unwrap(), 24, Some("-")), None);
+    }
+
+    #[test]
+    fn virtual_servers_are_reported_as_not_run() {
+        let cfg = holdfast_config::parse_str(
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n",
+        )
+        .config;
+        assert_eq!(build(&cfg).unsupported.len(), 1);
+    }
+}

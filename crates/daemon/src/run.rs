@@ -1,0 +1,491 @@
+//! `holdfast run`: one driver task per VRRP instance over the sans-IO router, on real Linux
+//! networking (raw sockets, rtnetlink VIPs, gratuitous ARP), with trackers, notify scripts and
+//! keepalived's signals and log lines.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_sys::garp::Garp;
+use holdfast_sys::iface;
+use holdfast_sys::vip::Handle;
+use holdfast_sys::vip::{self, VipSpec};
+use holdfast_sys::vrrp_socket::VrrpSocketV4;
+use holdfast_vrrp::Instant;
+use holdfast_vrrp::router::{Input, Log, Output, State, VirtualRouter};
+use tokio::sync::{mpsc, watch};
+
+use crate::plan::{InstancePlan, TrackerKind, TrackerPlan};
+
+/// How to log.
+#[derive(Clone, Copy, Debug)]
+pub struct Logger {
+    /// `-D`: also the lines keepalived logs only with `--log-detail`.
+    pub detail: bool,
+}
+
+impl Logger {
+    /// A line from the VRRP side, with keepalived's syslog ident.
+    pub fn vrrp(&self, msg: &str) {
+        eprintln!("Keepalived_vrrp[{}]: {msg}", std::process::id());
+    }
+
+    /// A line from the parent process.
+    pub fn main(&self, msg: &str) {
+        eprintln!("Keepalived[{}]: {msg}", std::process::id());
+    }
+
+    fn router(&self, l: &Log) {
+        if !l.detail() || self.detail {
+            self.vrrp(&l.to_string());
+        }
+    }
+}
+
+/// Options of `holdfast run`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Log detail (`-D`).
+    pub detail: bool,
+    /// `-V`: leave VIPs in place on exit.
+    pub keep_vips: bool,
+    /// Pid files (`-p`, `-r`).
+    pub pid_files: Vec<PathBuf>,
+}
+
+/// Runs the plan until SIGTERM/SIGINT.
+pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()> {
+    let log = Logger {
+        detail: opts.detail,
+    };
+    for u in &plan.unsupported {
+        log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
+    }
+    for p in &opts.pid_files {
+        std::fs::write(p, format!("{}\n", std::process::id()))?;
+    }
+    let nl = vip::connect()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for inst in plan.instances {
+        let (nl, stop_rx) = (nl.clone(), stop_rx.clone());
+        let keep = opts.keep_vips;
+        tasks.push(tokio::spawn(async move {
+            let name = inst.name.clone();
+            if let Err(e) = instance(inst, nl, stop_rx, log, keep).await {
+                log.vrrp(&format!("({name}) stopped on error: {e:#}"));
+            }
+        }));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    log.main("Stopping");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    for p in &opts.pid_files {
+        let _ = std::fs::remove_file(p);
+    }
+    log.main("Stopped");
+    Ok(())
+}
+
+struct Io {
+    plan: InstancePlan,
+    sock: Arc<VrrpSocketV4>,
+    garp: Garp,
+    nl: Handle,
+    src: Option<IpAddr>,
+    log: Logger,
+    ifindexes: Vec<u32>,
+}
+
+impl Io {
+    fn specs(&self) -> Vec<VipSpec> {
+        self.plan
+            .vips
+            .iter()
+            .zip(&self.ifindexes)
+            .map(|(v, &ifindex)| VipSpec {
+                addr: v.addr,
+                prefix: v.prefix,
+                ifindex,
+                brd: v.brd,
+                label: v.label.clone(),
+                scope: v.scope.clone(),
+                noprefixroute: v.noprefixroute,
+            })
+            .collect()
+    }
+
+    async fn add_vips(&self, only: Option<&[IpAddr]>) {
+        for s in self
+            .specs()
+            .iter()
+            .filter(|s| only.is_none_or(|o| o.contains(&s.addr)))
+        {
+            if let Err(e) = vip::add(&self.nl, s).await {
+                self.log.vrrp(&format!(
+                    "({}) cannot add VIP {}/{}: {e}",
+                    self.plan.name, s.addr, s.prefix
+                ));
+            }
+        }
+    }
+
+    async fn remove_vips(&self, only: Option<&[IpAddr]>) {
+        for s in self
+            .specs()
+            .iter()
+            .filter(|s| only.is_none_or(|o| o.contains(&s.addr)))
+        {
+            if let Err(e) = vip::del(&self.nl, s).await {
+                self.log.vrrp(&format!(
+                    "({}) cannot remove VIP {}/{}: {e}",
+                    self.plan.name, s.addr, s.prefix
+                ));
+            }
+        }
+    }
+
+    fn announce(&self, count: u32) {
+        let v4: Vec<std::net::Ipv4Addr> = self
+            .plan
+            .vips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) if v.dev == self.plan.ifname => Some(a),
+                _ => None,
+            })
+            .collect();
+        for a in &v4 {
+            if self.log.detail {
+                self.log.vrrp(&format!(
+                    "({}) Sending/queueing gratuitous ARPs on {} for {a}",
+                    self.plan.name, self.plan.ifname
+                ));
+            }
+        }
+        for _ in 0..count {
+            for a in &v4 {
+                if let Err(e) = self.garp.send(*a) {
+                    self.log.vrrp(&format!(
+                        "({}) gratuitous ARP on {} for {a} failed: {e}",
+                        self.plan.name, self.plan.ifname
+                    ));
+                } else if self.log.detail {
+                    self.log.vrrp(&format!(
+                        "Sending gratuitous ARP on {} for {a}",
+                        self.plan.ifname
+                    ));
+                }
+            }
+        }
+    }
+
+    fn notify(&self, state: State, priority: u8) {
+        let n = &self.plan.notify;
+        let (specific, word) = match state {
+            State::Master => (&n.master, "MASTER"),
+            State::Backup => (&n.backup, "BACKUP"),
+            State::Fault => (&n.fault, "FAULT"),
+            State::Init => (&n.stop, "STOP"),
+        };
+        let mut cmds = Vec::new();
+        if let Some(c) = specific {
+            cmds.push(c.cmd.clone());
+        }
+        if let Some(g) = &n.generic {
+            // keepalived: the generic script gets INSTANCE, name, state, priority appended.
+            cmds.push(format!(
+                "{} INSTANCE {} {word} {priority}",
+                g.cmd,
+                shell_quote(&self.plan.name)
+            ));
+        }
+        if cmds.is_empty() {
+            return;
+        }
+        let (name, log) = (self.plan.name.clone(), self.log);
+        // keepalived runs them asynchronously, the specific one first.
+        tokio::spawn(async move {
+            for c in cmds {
+                if let Err(e) = crate::script::run_once(&c, Duration::from_secs(60)).await {
+                    log.vrrp(&format!("({name}) notify script '{c}' failed: {e}"));
+                }
+            }
+        });
+    }
+
+    async fn execute(&self, out: Output, router: &VirtualRouter) {
+        match out {
+            Output::Send { dst, payload } => {
+                let (Some(IpAddr::V4(src)), IpAddr::V4(dst)) = (self.src, dst) else {
+                    return;
+                };
+                if let Err(e) = self.sock.send(src, dst, &payload) {
+                    self.log.vrrp(&format!(
+                        "({}) Cant send advert to {dst} ({e})",
+                        self.plan.name
+                    ));
+                }
+            }
+            Output::AddVips => self.add_vips(None).await,
+            Output::RemoveVips => self.remove_vips(None).await,
+            Output::VipsChanged { added, removed } => {
+                self.remove_vips(Some(&removed)).await;
+                self.add_vips(Some(&added)).await;
+            }
+            Output::Announce { count } => self.announce(count),
+            Output::StateChanged { to, .. } => self.notify(to, router.effective_priority()),
+            Output::MasterRxLowerPri => {
+                if let Some(c) = &self.plan.notify.master_rx_lower_pri {
+                    let (cmd, log, name) = (c.cmd.clone(), self.log, self.plan.name.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = crate::script::run_once(&cmd, Duration::from_secs(60)).await
+                        {
+                            log.vrrp(&format!("({name}) notify script '{cmd}' failed: {e}"));
+                        }
+                    });
+                }
+            }
+            Output::Log(l) => self.log.router(&l),
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+async fn instance(
+    plan: InstancePlan,
+    nl: Handle,
+    mut stop: watch::Receiver<bool>,
+    log: Logger,
+    keep_vips: bool,
+) -> anyhow::Result<()> {
+    let epoch = std::time::Instant::now();
+    let now = move || Instant::from_epoch(epoch.elapsed());
+    let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
+    let ifindex = iface::index(&plan.ifname)?;
+    let mac = iface::mac(&plan.ifname)?;
+    let unicast = !plan.router.unicast_peers.is_empty();
+    let group = match plan.router.mcast_group {
+        IpAddr::V4(g) if !unicast => Some(g),
+        _ => None,
+    };
+    let sock = Arc::new(VrrpSocketV4::open(
+        &plan.ifname,
+        ifindex,
+        group,
+        plan.unicast_ttl,
+    )?);
+    let garp = Garp::open(ifindex, mac)?;
+    let ifindexes = plan
+        .vips
+        .iter()
+        .map(|v| iface::index(&v.dev))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
+    let src = match plan.src {
+        Some(s) => Some(s),
+        None => vip::primary_v4(&nl, ifindex, &vip_addrs).await?,
+    };
+    let mut io = Io {
+        plan: plan.clone(),
+        sock: sock.clone(),
+        garp,
+        nl,
+        src,
+        log,
+        ifindexes,
+    };
+    // keepalived: VIPs left over from a crash are removed at start.
+    if log.detail {
+        log.vrrp(&format!("({}) removing VIPs.", plan.name));
+    }
+    io.remove_vips(None).await;
+
+    let mut router = VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
+    router.handle(now(), Input::SourceAddr(src));
+    router.handle(
+        now(),
+        Input::Link(iface::is_up(&plan.ifname).unwrap_or(false)),
+    );
+
+    // Packets: a blocking reader thread feeding the driver.
+    let (pkt_tx, mut pkt_rx) = mpsc::channel(256);
+    {
+        let sock = sock.clone();
+        let name = plan.name.clone();
+        std::thread::Builder::new()
+            .name(format!("vrrp-rx-{name}"))
+            .spawn(move || {
+                while !pkt_tx.is_closed() {
+                    match sock.recv() {
+                        Ok(Some(p)) => {
+                            if pkt_tx.blocking_send(p).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            log.vrrp(&format!("({name}) receive error: {e}"));
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                }
+            })?;
+    }
+
+    // Trackers and the instance's own link.
+    let (trk_tx, mut trk_rx) = mpsc::channel::<(Option<usize>, bool)>(64);
+    for (i, t) in plan.trackers.iter().enumerate() {
+        if t.init_fail {
+            router.handle(
+                now(),
+                Input::Tracker {
+                    index: i,
+                    up: false,
+                },
+            );
+        }
+        tokio::spawn(tracker(i, t.clone(), trk_tx.clone(), log));
+    }
+    tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
+
+    router.handle(now(), Input::Start);
+    loop {
+        while let Some(o) = router.poll_output() {
+            io.execute(o, &router).await;
+        }
+        let deadline = router.poll_timeout().map(to_tokio);
+        tokio::select! {
+            Some(p) = pkt_rx.recv() => {
+                router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
+            }
+            Some((index, up)) = trk_rx.recv() => {
+                match index {
+                    Some(index) => router.handle(now(), Input::Tracker { index, up }),
+                    None => router.handle(now(), Input::Link(up)),
+                }
+            }
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                router.handle_timeout(now());
+            }
+            _ = stop.changed() => {
+                if keep_vips {
+                    // `-V`: leave the VIPs and say nothing.
+                    break;
+                }
+                router.handle(now(), Input::Stop);
+                while let Some(o) = router.poll_output() {
+                    io.execute(o, &router).await;
+                }
+                break;
+            }
+        }
+        io.src = io.src.or(src);
+    }
+    drop(pkt_rx);
+    Ok(())
+}
+
+/// Polls an interface's operational state (sysfs) every 100 ms and reports changes.
+async fn link_watch(ifname: String, tx: mpsc::Sender<(Option<usize>, bool)>) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let up = iface::is_up(&ifname).unwrap_or(false);
+        if last != Some(up) {
+            last = Some(up);
+            if tx.send((None, up)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results
+/// with keepalived's log lines.
+async fn tracker(
+    index: usize,
+    t: TrackerPlan,
+    tx: mpsc::Sender<(Option<usize>, bool)>,
+    log: Logger,
+) {
+    let mut up = !t.init_fail;
+    let mut streak = 0u32;
+    let mut last_status: Option<i32> = None;
+    let mut tick = tokio::time::interval(t.interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (ok, status, how) = match &t.kind {
+            TrackerKind::Interface(name) => {
+                (iface::is_up(name).unwrap_or(false), None, String::new())
+            }
+            TrackerKind::Tcp { addr, timeout } => {
+                let ok = matches!(
+                    tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(addr)).await,
+                    Ok(Ok(_))
+                );
+                (ok, None, String::new())
+            }
+            TrackerKind::Script(cmd) => match crate::script::run_once(cmd, t.timeout).await {
+                Ok(code) => {
+                    if last_status != Some(code) && last_status.is_some() {
+                        log.vrrp(&format!("Script `{}` now returning {code}", t.name));
+                    }
+                    last_status = Some(code);
+                    (code == 0, Some(code), format!("exited with status {code}"))
+                }
+                Err(crate::script::ScriptError::TimedOut) => (false, None, "timed_out".into()),
+                Err(crate::script::ScriptError::Signal(s)) => {
+                    (false, None, format!("due to signal {s}"))
+                }
+                Err(crate::script::ScriptError::Spawn(e)) => {
+                    (false, None, format!("cannot run: {e}"))
+                }
+            },
+        };
+        if ok == up {
+            streak = 0;
+            continue;
+        }
+        streak += 1;
+        let need = if ok { t.rise } else { t.fall };
+        if streak < need.max(1) {
+            continue;
+        }
+        streak = 0;
+        up = ok;
+        if let TrackerKind::Script(_) | TrackerKind::Tcp { .. } = t.kind {
+            if ok {
+                log.vrrp(&format!("VRRP_Script({}) succeeded", t.name));
+            } else if how == "timed_out" {
+                log.vrrp(&format!("VRRP_Script({}) timed_out", t.name));
+            } else if status.is_some() || how.starts_with("due") {
+                log.vrrp(&format!("VRRP_Script({}) failed ({how})", t.name));
+            } else {
+                log.vrrp(&format!("VRRP_Script({}) failed", t.name));
+            }
+        } else if let TrackerKind::Interface(name) = &t.kind {
+            log.vrrp(&format!(
+                "Netlink reports {name} {}",
+                if ok { "up" } else { "down" }
+            ));
+        }
+        if tx.send((Some(index), up)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Running scripts as keepalived does: directly when the program is an executable file,
+//! otherwise through `/bin/sh -c` (this is how `script "</dev/tcp/127.0.0.1/3306"` works);
+//! in a process group of its own, killed (SIGTERM, then SIGKILL 2 s later) on timeout; with
+//! IFS, LD_PRELOAD and LD_LIBRARY_PATH removed from the environment.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// Why a script did not report an exit status.
+#[derive(Debug)]
+pub enum ScriptError {
+    /// It ran past its timeout and was killed.
+    TimedOut,
+    /// It was killed by this signal.
+    Signal(i32),
+    /// It could not be started.
+    Spawn(std::io::Error),
+}
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScriptError::TimedOut => f.write_str("timed out"),
+            ScriptError::Signal(s) => write!(f, "killed by signal {s}"),
+            ScriptError::Spawn(e) => write!(f, "cannot start: {e}"),
+        }
+    }
+}
+
+/// Splits a command line on whitespace, honouring single and double quotes.
+pub fn split(cmd: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in cmd.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_ascii_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Where `prog` resolves: itself if it has a slash, else the first match on `$PATH`.
+pub fn resolve(prog: &str) -> Option<PathBuf> {
+    if prog.contains('/') {
+        let p = PathBuf::from(prog);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| executable(p))
+}
+
+/// Runs `cmd` once; returns its exit status.
+pub async fn run_once(cmd: &str, timeout: Duration) -> Result<i32, ScriptError> {
+    let words = split(cmd);
+    let mut command = match words.first().and_then(|w| resolve(w)) {
+        Some(prog) => {
+            let mut c = tokio::process::Command::new(prog);
+            c.args(&words[1..]);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(cmd);
+            c
+        }
+    };
+    command
+        .env_remove("IFS")
+        .env_remove("LD_PRELOAD")
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(ScriptError::Spawn)?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    match tokio::time::timeout(timeout.max(Duration::from_millis(1)), child.wait()).await {
+        Ok(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(c), _) => Ok(c),
+                (None, Some(s)) => Err(ScriptError::Signal(s)),
+                (None, None) => Err(ScriptError::Signal(0)),
+            }
+        }
+        Ok(Err(e)) => Err(ScriptError::Spawn(e)),
+        Err(_) => {
+            if let Some(pg) = pgid {
+                let _ = killpg(pg, Signal::SIGTERM);
+                if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = killpg(pg, Signal::SIGKILL);
+                    let _ = child.wait().await;
+                }
+            }
+            Err(ScriptError::TimedOut)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_honours_quotes() {
+        assert_eq!(
+            split("/bin/echo 'a b' \"c\" d"),
+            ["/bin/echo", "a b", "c", "d"]
+        );
+        assert_eq!(split("pidof haproxy"), ["pidof", "haproxy"]);
+        assert_eq!(split("x ''"), ["x", ""]);
+    }
+
+    #[tokio::test]
+    async fn exit_status_direct_and_through_the_shell() {
+        assert_eq!(
+            run_once("/bin/sh -c 'exit 3'", Duration::from_secs(5))
+                .await
+                .ok(),
+            Some(3)
+        );
+        // Not a path to an executable: run by /bin/sh -c, as keepalived does.
+        assert_eq!(
+            run_once("exit 4", Duration::from_secs(5)).await.ok(),
+            Some(4)
+        );
+        assert_eq!(run_once("true", Duration::from_secs(5)).await.ok(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_hanging_script_is_killed_with_its_process_group() {
+        let start = std::time::Instant::now();
+        let r = run_once("sleep 30 & sleep 30", Duration::from_millis(200)).await;
+        assert!(matches!(r, Err(ScriptError::TimedOut)), "{r:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,91 @@
+//! Gratuitous ARP over AF_PACKET, as keepalived sends it: an Ethernet broadcast ARP *request*
+//! with sender and target IP both the VIP and target MAC ff:ff:ff:ff:ff:ff (captured from
+//! keepalived 2.2.7: `garp-v2-lb2.pcap`).
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+const ETH_P_ARP: u16 = 0x0806;
+
+/// The 42-byte frame.
+pub fn frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+    f[14..22].copy_from_slice(&[0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip.octets());
+    f[32..38].copy_from_slice(&[0xff; 6]);
+    f[38..42].copy_from_slice(&ip.octets());
+    f
+}
+
+/// An AF_PACKET socket for one interface.
+pub struct Garp {
+    sock: Socket,
+    addr: SockAddr,
+    mac: [u8; 6],
+}
+
+impl Garp {
+    /// Opens the socket for interface `ifindex` with hardware address `mac`.
+    pub fn open(ifindex: u32, mac: [u8; 6]) -> io::Result<Garp> {
+        let proto = socket2::Protocol::from(i32::from(ETH_P_ARP.to_be()));
+        let sock = Socket::new(Domain::PACKET, Type::RAW, Some(proto))?;
+        Ok(Garp {
+            sock,
+            addr: link_addr(ifindex)?,
+            mac,
+        })
+    }
+
+    /// Sends one gratuitous ARP for `ip`.
+    pub fn send(&self, ip: Ipv4Addr) -> io::Result<()> {
+        self.sock.send_to(&frame(self.mac, ip), &self.addr)?;
+        Ok(())
+    }
+}
+
+#[allow(unsafe_code)]
+fn link_addr(ifindex: u32) -> io::Result<SockAddr> {
+    let index = i32::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex"))?;
+    // SAFETY: the closure fills a zeroed sockaddr_storage with a valid sockaddr_ll (family
+    // AF_PACKET, protocol, interface index, broadcast hardware address) and reports its size,
+    // which is smaller than sockaddr_storage.
+    let ((), addr) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            let ll = storage.cast::<libc::sockaddr_ll>();
+            (*ll).sll_family = libc::AF_PACKET as u16;
+            (*ll).sll_protocol = ETH_P_ARP.to_be();
+            (*ll).sll_ifindex = index;
+            (*ll).sll_halen = 6;
+            (*ll).sll_addr = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0];
+            *len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            Ok(())
+        })
+    }?;
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_matches_keepalived_capture() {
+        // garp-v2-lb2.pcap: 10.99.0.100 from 02:99:00:00:00:0c.
+        let expected: [u8; 42] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x99, 0x00, 0x00, 0x00, 0x0c, 0x08, 0x06,
+            0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x99, 0x00, 0x00, 0x00, 0x0c,
+            0x0a, 0x63, 0x00, 0x64, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0a, 0x63, 0x00, 0x64,
+        ];
+        assert_eq!(
+            frame([0x02, 0x99, 0, 0, 0, 0x0c], Ipv4Addr::new(10, 99, 0, 100)),
+            expected
+        );
+    }
+}

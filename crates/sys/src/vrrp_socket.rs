@@ -1,0 +1,170 @@
+//! VRRP over IPv4 raw sockets (protocol 112).
+//!
+//! Sending uses `IP_HDRINCL`, as keepalived does, so the source address, TTL 255 and TOS 0xc0
+//! are exactly ours. Receiving uses a second raw socket bound to the interface and joined to
+//! the multicast group; the kernel hands us the IP header, which carries the TTL to check.
+
+use std::io;
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+
+/// IP protocol number of VRRP.
+const PROTO_VRRP: i32 = 112;
+
+/// A received VRRP packet with the IP header facts the router checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// IP source.
+    pub src: IpAddr,
+    /// IP destination.
+    pub dst: IpAddr,
+    /// TTL.
+    pub ttl: u8,
+    /// The VRRP message (IP payload, Ethernet padding removed using the IP total length).
+    pub payload: Vec<u8>,
+}
+
+/// One instance's VRRP sockets on one interface.
+pub struct VrrpSocketV4 {
+    send: Socket,
+    recv: Socket,
+    ttl: u8,
+    id: AtomicU16,
+}
+
+impl VrrpSocketV4 {
+    /// Opens the sockets on `ifname` (index `ifindex`), joining `group` unless unicast.
+    pub fn open(
+        ifname: &str,
+        ifindex: u32,
+        group: Option<Ipv4Addr>,
+        unicast_ttl: u8,
+    ) -> io::Result<VrrpSocketV4> {
+        let proto = Some(Protocol::from(PROTO_VRRP));
+        let send = Socket::new(Domain::IPV4, Type::RAW, proto)?;
+        send.set_header_included_v4(true)?;
+        send.bind_device(Some(ifname.as_bytes()))?;
+        send.set_multicast_loop_v4(false)?;
+        let recv = Socket::new(Domain::IPV4, Type::RAW, proto)?;
+        recv.bind_device(Some(ifname.as_bytes()))?;
+        if let Some(g) = group {
+            recv.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(ifindex))?;
+        }
+        recv.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(VrrpSocketV4 {
+            send,
+            recv,
+            ttl: unicast_ttl,
+            id: AtomicU16::new(1),
+        })
+    }
+
+    /// Sends a VRRP message from `src` to `dst` (TTL 255 to the multicast group; the
+    /// configured unicast TTL to a peer).
+    pub fn send(&self, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> io::Result<()> {
+        let total = 20 + payload.len();
+        let mut pkt = Vec::with_capacity(total);
+        let ttl = if dst.is_multicast() { 255 } else { self.ttl };
+        let id = self.id.fetch_add(1, Ordering::Relaxed);
+        pkt.extend_from_slice(&[0x45, 0xc0]);
+        pkt.extend_from_slice(&(total as u16).to_be_bytes());
+        pkt.extend_from_slice(&id.to_be_bytes());
+        pkt.extend_from_slice(&[0, 0, ttl, PROTO_VRRP as u8, 0, 0]);
+        pkt.extend_from_slice(&src.octets());
+        pkt.extend_from_slice(&dst.octets());
+        let sum = ipv4_checksum(&pkt);
+        pkt[10..12].copy_from_slice(&sum.to_be_bytes());
+        pkt.extend_from_slice(payload);
+        let to = SocketAddr::V4(SocketAddrV4::new(dst, 0));
+        self.send.send_to(&pkt, &to.into())?;
+        Ok(())
+    }
+
+    /// Waits up to the read timeout (200 ms) for a packet; `Ok(None)` on timeout or on a
+    /// packet too short to be IPv4.
+    pub fn recv(&self) -> io::Result<Option<Received>> {
+        let mut buf = [0u8; 2048];
+        let n = match (&self.recv).read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(parse_ipv4(&buf[..n]))
+    }
+}
+
+/// Splits an IPv4 packet into the facts VRRP needs; `None` if it is not a plausible IPv4
+/// VRRP packet (the router counts what it can parse).
+pub fn parse_ipv4(b: &[u8]) -> Option<Received> {
+    if b.len() < 20 || b[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(b[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([b[2], b[3]]));
+    if ihl < 20 || b.len() < ihl || b[9] != PROTO_VRRP as u8 {
+        return None;
+    }
+    // keepalived: tolerate Ethernet padding by trusting the IP total length when shorter.
+    let end = if total >= ihl && total <= b.len() {
+        total
+    } else {
+        b.len()
+    };
+    Some(Received {
+        src: IpAddr::V4(Ipv4Addr::new(b[12], b[13], b[14], b[15])),
+        dst: IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19])),
+        ttl: b[8],
+        payload: b[ihl..end].to_vec(),
+    })
+}
+
+fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut acc: u32 = 0;
+    for c in h.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_captured_v2_advert_ip_header() {
+        // From vrrp-v2-advert.pcap (IP header onwards), plus 6 bytes of Ethernet padding.
+        let mut b = vec![
+            0x45, 0xc0, 0x00, 0x28, 0x00, 0x02, 0x00, 0x00, 0xff, 0x70, 0xd0, 0x23, 0x0a, 0x63,
+            0x00, 0x0b, 0xe0, 0x00, 0x00, 0x12, 0x21, 0x33, 0x64, 0x01, 0x00, 0x01, 0x70, 0x03,
+            0x0a, 0x63, 0x00, 0x64, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(
+            ipv4_checksum(&b[..20]),
+            0,
+            "captured header checksum verifies"
+        );
+        b.extend_from_slice(&[0; 6]);
+        let r = parse_ipv4(&b).expect("ipv4");
+        assert_eq!(r.src, IpAddr::V4(Ipv4Addr::new(10, 99, 0, 11)));
+        assert_eq!(r.dst, IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)));
+        assert_eq!(r.ttl, 255);
+        assert_eq!(r.payload.len(), 20);
+        assert_eq!(parse_ipv4(&b[..10]), None);
+    }
+}
