@@ -163,7 +163,11 @@ mod tests {
     #[tokio::test]
     async fn a_hanging_script_is_killed_with_its_process_group() {
         let start = std::time::Instant::now();
-        let r = run_once("/bin/sh -c 'sleep 30 & sleep 30'", Duration::from_millis(200)).await;
+        let r = run_once(
+            "/bin/sh -c 'sleep 30 & sleep 30'",
+            Duration::from_millis(200),
+        )
+        .await;
         assert!(matches!(r, Err(ScriptError::TimedOut)), "{r:?}");
         assert!(start.elapsed() < Duration::from_secs(5));
     }

@@ -1,0 +1,175 @@
+//! End to end, as root, in namespaces the test creates: real `holdfast run` processes (and
+//! Debian's keepalived 2.2.7 as a peer) electing a master and moving the VIP.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
+
+mod netns;
+
+use std::time::Duration;
+
+use netns::{Lab, conf};
+
+const VIP: &str = "10.77.0.100/24";
+const SEC: Duration = Duration::from_secs(1);
+
+#[test]
+fn the_higher_priority_holdfast_becomes_master_and_hands_over_on_sigterm() {
+    let mut lab = Lab::new(2);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    assert!(lab.has(1, VIP) && !lab.has(2, VIP));
+    // Graceful stop: priority 0, the backup takes over after Skew_Time (0.61 s at 100).
+    n1.signal("TERM");
+    let stopped = n1.wait_for("(VI_1) sent 0 priority", 5 * SEC);
+    n2.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
+    let took = n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    assert!(
+        took.duration_since(stopped) < Duration::from_millis(1500),
+        "handover took {:?}",
+        took.duration_since(stopped)
+    );
+    assert!(n1.wait_exit(5 * SEC));
+    assert!(
+        lab.has(2, VIP) && !lab.has(1, VIP),
+        "{:?} {:?}",
+        lab.addrs(1),
+        lab.addrs(2)
+    );
+}
+
+#[test]
+fn a_killed_master_is_taken_over_within_the_master_down_interval() {
+    let mut lab = Lab::new(2);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let killed = std::time::Instant::now();
+    n1.signal("KILL");
+    let took = n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // 3 × 1 s + (256 − 100)/256 s = 3.61 s from the last advert heard.
+    assert!(
+        took.duration_since(killed) < Duration::from_millis(3900),
+        "took {:?}",
+        took.duration_since(killed)
+    );
+    assert!(lab.has(2, VIP));
+}
+
+#[test]
+fn a_failing_weighted_track_script_moves_the_vip_and_recovery_moves_it_back() {
+    let mut lab = Lab::new(2);
+    let flag = lab.file("healthy", "");
+    let script = format!(
+        "vrrp_script chk {{\n    script \"/usr/bin/test -e {}\"\n    interval 0.2\n    fall 2\n    rise 2\n    weight -60\n}}\n",
+        flag.display()
+    );
+    let c1 = format!(
+        "{script}{}",
+        conf(
+            150,
+            "    track_script {\n        chk\n    }",
+            "    enable_script_security\n    script_user root"
+        )
+    );
+    let mut n1 = lab.holdfast(1, &c1);
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    std::fs::remove_file(&flag).unwrap();
+    n1.wait_for("VRRP_Script(chk) failed (exited with status 1)", 5 * SEC);
+    n1.wait_for("(VI_1) Changing effective priority from 150 to 90", 5 * SEC);
+    // keepalived: the lower-priority master forces a new election; the backup (100) preempts.
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+    assert!(lab.has(2, VIP) && !lab.has(1, VIP));
+    std::fs::write(&flag, "").unwrap();
+    n1.wait_for("VRRP_Script(chk) succeeded", 5 * SEC);
+    n2.wait_for("with higher priority 150, ours 100", 10 * SEC);
+    assert!(
+        lab.has(1, VIP) || {
+            n1.wait_for("(VI_1) setting VIPs.", 5 * SEC);
+            lab.has(1, VIP)
+        }
+    );
+}
+
+#[test]
+fn link_down_enters_fault_and_recovery_goes_through_backup() {
+    let mut lab = Lab::new(2);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    lab.exec(1, &["ip", "link", "set", "eth0", "down"]);
+    n1.wait_for("(VI_1) Entering FAULT STATE", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    lab.exec(1, &["ip", "link", "set", "eth0", "up"]);
+    let back = n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+    let master = n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(master > back, "recovery must go through BACKUP");
+}
+
+fn interop(holdfast_prio: u8, keepalived_prio: u8, extra: &str) {
+    let mut lab = Lab::new(2);
+    let c = |p| {
+        let c = conf(p, extra, "");
+        // VRRPv3 has no authentication.
+        if extra.contains("version 3") {
+            c.replace(
+                "    authentication {\n        auth_type PASS\n        auth_pass 1234\n    }\n",
+                "",
+            )
+        } else {
+            c
+        }
+    };
+    let mut ka = lab.keepalived(1, &c(keepalived_prio));
+    let mut hf = lab.holdfast(2, &c(holdfast_prio));
+    let (master, backup, master_node, backup_node) = if keepalived_prio > holdfast_prio {
+        (&mut ka, &mut hf, 1, 2)
+    } else {
+        (&mut hf, &mut ka, 2, 1)
+    };
+    master.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    backup.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
+    // A few adverts both ways, then hand over on SIGTERM.
+    std::thread::sleep(3 * SEC);
+    assert!(lab.has(master_node, VIP) && !lab.has(backup_node, VIP));
+    master.signal("TERM");
+    backup.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    assert!(master.wait_exit(10 * SEC));
+    assert!(lab.has(backup_node, VIP));
+    for p in [&mut ka, &mut hf] {
+        let log = p.log();
+        for bad in [
+            "checksum",
+            "passwd",
+            "auth",
+            "wrong version",
+            "interval mismatch",
+            "ip number count",
+            "not present in",
+        ] {
+            assert!(!log.contains(bad), "log mentions {bad:?}:\n{log}");
+        }
+    }
+}
+
+#[test]
+fn keepalived_master_and_holdfast_backup_interoperate_v2_with_pass() {
+    interop(100, 150, "");
+}
+
+#[test]
+fn holdfast_master_and_keepalived_backup_interoperate_v2_with_pass() {
+    interop(150, 100, "");
+}
+
+#[test]
+fn keepalived_and_holdfast_interoperate_over_vrrpv3_both_ways() {
+    interop(100, 150, "    version 3");
+    interop(150, 100, "    version 3");
+}

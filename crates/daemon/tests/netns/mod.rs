@@ -1,0 +1,349 @@
+//! A test harness of network namespaces this test creates: a bridge in a "switch" namespace
+//! and N nodes, each with `eth0` on 10.77.0.N/24 (addresses exist only inside these
+//! namespaces). Processes started here are killed by PID and the namespaces deleted on drop.
+//! Names carry the test process id and a counter, so parallel and leftover runs never collide.
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)] // shared by several test files
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The namespaces of one test.
+pub struct Lab {
+    /// Name prefix.
+    pub prefix: String,
+    /// Number of nodes.
+    pub nodes: usize,
+    dir: PathBuf,
+    procs: Vec<u32>,
+}
+
+impl Lab {
+    /// Creates the switch and `nodes` nodes. Panics (fails the test) unless run as root.
+    pub fn new(nodes: usize) -> Lab {
+        assert!(
+            nix_is_root(),
+            "end-to-end tests need root (scripts/test runs them as root)"
+        );
+        let prefix = format!(
+            "hf{}x{}",
+            std::process::id() % 100_000,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            prefix: prefix.clone(),
+            nodes,
+            dir,
+            procs: Vec::new(),
+        };
+        let sw = lab.ns(0);
+        sh(&["ip", "netns", "add", &sw]);
+        sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+        for n in 1..=nodes {
+            let ns = lab.ns(n);
+            sh(&["ip", "netns", "add", &ns]);
+            let v = format!("v{n}");
+            sh(&[
+                "ip", "-n", &sw, "link", "add", &v, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ]);
+            sh(&["ip", "-n", &sw, "link", "set", &v, "master", "br0", "up"]);
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.77.0.{n}/24"),
+                "dev",
+                "eth0",
+            ]);
+            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+
+    /// Namespace name of node `n` (0 = the switch).
+    pub fn ns(&self, n: usize) -> String {
+        if n == 0 {
+            format!("{}-sw", self.prefix)
+        } else {
+            format!("{}-n{n}", self.prefix)
+        }
+    }
+
+    /// A file in this test's directory.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Starts `holdfast run` on node `n` with this configuration.
+    pub fn holdfast(&mut self, n: usize, conf: &str) -> Proc {
+        let path = self.file(&format!("n{n}.conf"), conf);
+        let bin = env!("CARGO_BIN_EXE_holdfast");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(n),
+                bin,
+                "run",
+                "-n",
+                "-l",
+                "-D",
+                "-f",
+            ])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn holdfast");
+        self.track(child, &format!("holdfast@n{n}"))
+    }
+
+    /// Starts Debian's keepalived on node `n` (VRRP only) with this configuration.
+    pub fn keepalived(&mut self, n: usize, conf: &str) -> Proc {
+        let path = self.file(&format!("n{n}-ka.conf"), conf);
+        let pid = |s: &str| self.dir.join(format!("n{n}-{s}.pid"));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(n),
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+            ])
+            .arg(&path)
+            .arg("-p")
+            .arg(pid("main"))
+            .arg("-r")
+            .arg(pid("vrrp"))
+            .arg("-c")
+            .arg(pid("check"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keepalived (install it: scripts/test does)");
+        self.track(child, &format!("keepalived@n{n}"))
+    }
+
+    fn track(&mut self, mut child: Child, name: &str) -> Proc {
+        self.procs.push(child.id());
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Proc {
+            child,
+            rx,
+            lines: Vec::new(),
+            name: name.to_string(),
+        }
+    }
+
+    /// IPv4 addresses on node `n`'s eth0.
+    pub fn addrs(&self, n: usize) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns(n), "-4", "-o", "addr", "show", "dev", "eth0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "inet")
+                    .nth(1)
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Whether node `n` holds `vip` (as `a.b.c.d/len`).
+    pub fn has(&self, n: usize, vip: &str) -> bool {
+        self.addrs(n).iter().any(|a| a == vip)
+    }
+
+    /// Runs a command inside node `n`.
+    pub fn exec(&self, n: usize, args: &[&str]) {
+        let mut v = vec!["ip", "netns", "exec"];
+        let ns = self.ns(n);
+        v.push(&ns);
+        v.extend_from_slice(args);
+        sh(&v);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for &pid in &self.procs {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+        }
+        // `ip netns exec` children (the daemons) die with the namespace's last process;
+        // kill anything still inside our namespaces by PID too.
+        for n in 0..=self.nodes {
+            if let Ok(out) = Command::new("ip")
+                .args(["netns", "pids", &self.ns(n)])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).output();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for n in 0..=self.nodes {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(n)])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A started daemon and its log lines.
+pub struct Proc {
+    child: Child,
+    rx: mpsc::Receiver<(Instant, String)>,
+    /// Every line read so far.
+    pub lines: Vec<(Instant, String)>,
+    name: String,
+}
+
+impl Proc {
+    /// Waits (at most `timeout`) for a line containing `pat`, returning when it was logged.
+    pub fn wait_for(&mut self, pat: &str, timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        if let Some((t, _)) = self.lines.iter().find(|(_, l)| l.contains(pat)) {
+            return *t;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((t, line)) => {
+                    let hit = line.contains(pat);
+                    self.lines.push((t, line));
+                    if hit {
+                        return t;
+                    }
+                }
+                Err(_) => {
+                    let log = self.log();
+                    panic!(
+                        "{}: no line containing {pat:?} within {timeout:?}; log:\n{log}",
+                        self.name
+                    )
+                }
+            }
+        }
+    }
+
+    /// Reads what is available now without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(l) = self.rx.try_recv() {
+            self.lines.push(l);
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&mut self) -> String {
+        self.drain();
+        self.lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Lines after `since` that contain `pat`.
+    pub fn count(&mut self, pat: &str) -> usize {
+        self.drain();
+        self.lines.iter().filter(|(_, l)| l.contains(pat)).count()
+    }
+
+    /// Sends a signal to the daemon (the child of `ip netns exec`, which execs it).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .output();
+    }
+
+    /// Waits for the process to exit (bounded).
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// A VRRP instance configuration for node tests.
+pub fn conf(priority: u8, extra: &str, global: &str) -> String {
+    format!(
+        "global_defs {{\n{global}\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int 1\n    authentication {{\n        auth_type PASS\n        auth_pass 1234\n    }}\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n{extra}\n}}\n"
+    )
+}
