@@ -47,6 +47,41 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The failover lab: network namespaces with two load balancers (HAProxy + holdfast), a
+    /// MariaDB server and a client writing through the VIP every 100 ms; injects failures and
+    /// reports the client-visible gap, lost writes and VIP move times. Needs root.
+    Lab {
+        /// Scenarios (default: all): graceful-stop, kill-9, node-crash, proxy-dies.
+        scenarios: Vec<String>,
+        /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
+        #[arg(long, value_parser = ["keepalived"])]
+        peer: Option<String>,
+        /// Also run the same scenarios with keepalived on both nodes and print ratios.
+        #[arg(long)]
+        compare: bool,
+        /// VRRPv3 with 0.1 s adverts (default: VRRPv2, 1 s, as the seeds).
+        #[arg(long)]
+        fast: bool,
+        /// Repeat each scenario N times and report min/median/max gaps.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Machine-readable results.
+        #[arg(long)]
+        json: bool,
+        /// Seconds the client writes per run.
+        #[arg(long, default_value_t = 12)]
+        duration_s: u64,
+    },
+    /// (internal) The lab's client write loop, run inside the client namespace.
+    #[command(hide = true)]
+    LabClient {
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 12)]
+        duration_s: u64,
+    },
     /// Run the daemon (VRRP today) in the foreground, like `keepalived -n`.
     Run {
         /// Configuration file.
@@ -106,6 +141,38 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse_from(keepalived_args(std::env::args().collect()));
     match cli.command {
+        Command::Lab {
+            scenarios,
+            peer,
+            compare,
+            fast,
+            repeat,
+            json,
+            duration_s,
+        } => lab(scenarios, peer, compare, fast, repeat, json, duration_s),
+        Command::LabClient {
+            host,
+            interval_ms,
+            duration_s,
+        } => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("lab-client: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            rt.block_on(holdfast_lab::client::run(
+                &host,
+                std::time::Duration::from_millis(interval_ms),
+                std::time::Duration::from_secs(duration_s),
+                std::time::Duration::from_millis(1000),
+            ));
+            ExitCode::SUCCESS
+        }
         Command::Run {
             file,
             dont_fork: _,
@@ -173,5 +240,133 @@ fn main() -> ExitCode {
             }
             ExitCode::from(loaded.exit_code(strict))
         }
+    }
+}
+
+fn lab(
+    names: Vec<String>,
+    peer: Option<String>,
+    compare: bool,
+    fast: bool,
+    repeat: usize,
+    json: bool,
+    duration_s: u64,
+) -> ExitCode {
+    use holdfast_lab::lab::{self as l, Scenario};
+    use holdfast_lab::services::{self, Daemon};
+    if !holdfast_lab::netns::is_root() {
+        eprintln!("holdfast lab: run as root (it creates network namespaces)");
+        return ExitCode::from(1);
+    }
+    let mut scenarios = Vec::new();
+    for n in &names {
+        match Scenario::parse(n) {
+            Some(s) => scenarios.push(s),
+            None => {
+                eprintln!(
+                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies)"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if scenarios.is_empty() {
+        scenarios = Scenario::ALL.to_vec();
+    }
+    if let Err(e) = services::install_packages() {
+        eprintln!("holdfast lab: {e}");
+        return ExitCode::from(1);
+    }
+    let bin = std::env::current_exe().unwrap_or_else(|_| "holdfast".into());
+    let lb2 = if peer.is_some() {
+        Daemon::Keepalived
+    } else {
+        Daemon::Holdfast
+    };
+    let mut runs = vec![(
+        format!(
+            "holdfast (lb1) / {} (lb2)",
+            if peer.is_some() {
+                "keepalived"
+            } else {
+                "holdfast"
+            }
+        ),
+        Daemon::Holdfast,
+        lb2,
+    )];
+    if compare {
+        runs.push((
+            "keepalived (lb1) / keepalived (lb2)".to_string(),
+            Daemon::Keepalived,
+            Daemon::Keepalived,
+        ));
+    }
+    let mut all_ok = true;
+    let mut medians: Vec<Vec<std::time::Duration>> = Vec::new();
+    for (title, d1, d2) in runs {
+        let opts = l::Options {
+            bin: bin.clone(),
+            lb1: d1,
+            lb2: d2,
+            fast,
+            duration: std::time::Duration::from_secs(duration_s),
+        };
+        let mut outcomes = Vec::new();
+        let mut meds = Vec::new();
+        for &s in &scenarios {
+            let mut gaps = Vec::new();
+            for _ in 0..repeat.max(1) {
+                match l::run(&opts, s) {
+                    Ok(o) => {
+                        all_ok &= o.lost.is_empty();
+                        gaps.push(o.gap);
+                        outcomes.push(o);
+                    }
+                    Err(e) => {
+                        eprintln!("holdfast lab: {} failed: {e}", s.name());
+                        all_ok = false;
+                    }
+                }
+            }
+            gaps.sort();
+            if !gaps.is_empty() {
+                if repeat > 1 {
+                    eprintln!(
+                        "{title}: {} gap min {:.2} s median {:.2} s max {:.2} s",
+                        s.name(),
+                        gaps[0].as_secs_f64(),
+                        gaps[gaps.len() / 2].as_secs_f64(),
+                        gaps[gaps.len() - 1].as_secs_f64()
+                    );
+                }
+                meds.push(gaps[gaps.len() / 2]);
+            }
+        }
+        if json {
+            println!("{}", l::json(&title, &outcomes));
+        } else {
+            println!("{}", l::report(&title, &outcomes));
+        }
+        medians.push(meds);
+    }
+    if compare && medians.len() == 2 && !json {
+        println!("median gap ratio holdfast/keepalived (below 1 = holdfast better):");
+        for (i, s) in scenarios.iter().enumerate() {
+            if let (Some(h), Some(k)) = (medians[0].get(i), medians[1].get(i)) {
+                println!(
+                    "  {:<15} {:.2} s / {:.2} s = {:.2}",
+                    s.name(),
+                    h.as_secs_f64(),
+                    k.as_secs_f64(),
+                    h.as_secs_f64() / k.as_secs_f64().max(1e-3)
+                );
+            }
+        }
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

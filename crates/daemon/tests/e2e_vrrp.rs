@@ -3,18 +3,22 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
 
-mod netns;
+use holdfast_lab::netns;
 
 use std::time::Duration;
 
-use netns::{Lab, conf};
+use netns::conf;
+
+fn lab(n: usize) -> netns::Lab {
+    netns::Lab::new(n).with_bin(env!("CARGO_BIN_EXE_holdfast").into())
+}
 
 const VIP: &str = "10.77.0.100/24";
 const SEC: Duration = Duration::from_secs(1);
 
 #[test]
 fn the_higher_priority_holdfast_becomes_master_and_hands_over_on_sigterm() {
-    let mut lab = Lab::new(2);
+    let mut lab = lab(2);
     let mut n1 = lab.holdfast(1, &conf(150, "", ""));
     let mut n2 = lab.holdfast(2, &conf(100, "", ""));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
@@ -41,7 +45,7 @@ fn the_higher_priority_holdfast_becomes_master_and_hands_over_on_sigterm() {
 
 #[test]
 fn a_killed_master_is_taken_over_within_the_master_down_interval() {
-    let mut lab = Lab::new(2);
+    let mut lab = lab(2);
     let mut n1 = lab.holdfast(1, &conf(150, "", ""));
     let mut n2 = lab.holdfast(2, &conf(100, "", ""));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
@@ -60,7 +64,7 @@ fn a_killed_master_is_taken_over_within_the_master_down_interval() {
 
 #[test]
 fn a_failing_weighted_track_script_moves_the_vip_and_recovery_moves_it_back() {
-    let mut lab = Lab::new(2);
+    let mut lab = lab(2);
     let flag = lab.file("healthy", "");
     let script = format!(
         "vrrp_script chk {{\n    script \"/usr/bin/test -e {}\"\n    interval 0.2\n    fall 2\n    rise 2\n    weight -60\n}}\n",
@@ -98,7 +102,7 @@ fn a_failing_weighted_track_script_moves_the_vip_and_recovery_moves_it_back() {
 
 #[test]
 fn link_down_enters_fault_and_recovery_goes_through_backup() {
-    let mut lab = Lab::new(2);
+    let mut lab = lab(2);
     let mut n1 = lab.holdfast(1, &conf(150, "", ""));
     let mut n2 = lab.holdfast(2, &conf(100, "", ""));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
@@ -113,7 +117,7 @@ fn link_down_enters_fault_and_recovery_goes_through_backup() {
 }
 
 fn interop(holdfast_prio: u8, keepalived_prio: u8, extra: &str) {
-    let mut lab = Lab::new(2);
+    let mut lab = lab(2);
     let c = |p| {
         let c = conf(p, extra, "");
         // VRRPv3 has no authentication.

@@ -1,9 +1,12 @@
-//! A test harness of network namespaces this test creates: a bridge in a "switch" namespace
-//! and N nodes, each with `eth0` on 10.77.0.N/24 (addresses exist only inside these
-//! namespaces). Processes started here are killed by PID and the namespaces deleted on drop.
-//! Names carry the test process id and a counter, so parallel and leftover runs never collide.
+//! Network namespaces the lab (or a test) creates: a bridge in a "switch" namespace and named
+//! nodes, each with `eth0` on `SUBNET.HOST/24` (addresses exist only inside these namespaces).
+//! Processes started here are killed by PID and the namespaces deleted on drop. Names carry
+//! the process id and a counter, so parallel and leftover runs never collide.
+//!
+//! A harness failure is a test or lab failure, so setup errors panic with the command that
+//! failed.
 
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)] // shared by several test files
+#![allow(clippy::expect_used, clippy::unwrap_used)] // harness: a failed setup must stop the run
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -34,14 +37,22 @@ pub struct Lab {
     pub nodes: usize,
     dir: PathBuf,
     procs: Vec<u32>,
+    names: Vec<String>,
+    bin: PathBuf,
 }
 
 impl Lab {
-    /// Creates the switch and `nodes` nodes. Panics (fails the test) unless run as root.
+    /// Creates the switch and nodes `n1..nN` on 10.77.0.N/24. Panics unless run as root.
     pub fn new(nodes: usize) -> Lab {
+        let hosts: Vec<(String, u8)> = (1..=nodes).map(|n| (format!("n{n}"), n as u8)).collect();
+        Lab::with_hosts("10.77.0", &hosts)
+    }
+
+    /// Creates the switch and one node per `(name, host)` on `subnet.host/24`.
+    pub fn with_hosts(subnet: &str, hosts: &[(String, u8)]) -> Lab {
         assert!(
-            nix_is_root(),
-            "end-to-end tests need root (scripts/test runs them as root)"
+            is_root(),
+            "network namespaces need root (scripts/test and the lab run as root)"
         );
         let prefix = format!(
             "hf{}x{}",
@@ -50,17 +61,21 @@ impl Lab {
         );
         let dir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&dir).unwrap();
+        let names = hosts.iter().map(|(n, _)| n.clone()).collect();
         let lab = Lab {
             prefix: prefix.clone(),
-            nodes,
+            nodes: hosts.len(),
             dir,
             procs: Vec::new(),
+            names,
+            bin: PathBuf::from("holdfast"),
         };
         let sw = lab.ns(0);
         sh(&["ip", "netns", "add", &sw]);
         sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
         sh(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
-        for n in 1..=nodes {
+        for (i, (_, host)) in hosts.iter().enumerate() {
+            let n = i + 1;
             let ns = lab.ns(n);
             sh(&["ip", "netns", "add", &ns]);
             let v = format!("v{n}");
@@ -75,7 +90,7 @@ impl Lab {
                 &ns,
                 "addr",
                 "add",
-                &format!("10.77.0.{n}/24"),
+                &format!("{subnet}.{host}/24"),
                 "dev",
                 "eth0",
             ]);
@@ -85,12 +100,50 @@ impl Lab {
         lab
     }
 
+    /// Uses `bin` as the holdfast binary.
+    pub fn with_bin(mut self, bin: PathBuf) -> Lab {
+        self.bin = bin;
+        self
+    }
+
+    /// Node number of a named node.
+    pub fn node(&self, name: &str) -> usize {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// The switch-side interface of node `n` (down = the node's cable is cut).
+    pub fn cable(&self, n: usize) -> String {
+        format!("v{n}")
+    }
+
+    /// The lab's working directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Starts a program inside node `n`, tracking its output lines.
+    pub fn spawn(&mut self, n: usize, name: &str, args: &[&str]) -> Proc {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(n)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        self.track(child, name)
+    }
+
     /// Namespace name of node `n` (0 = the switch).
     pub fn ns(&self, n: usize) -> String {
         if n == 0 {
             format!("{}-sw", self.prefix)
         } else {
-            format!("{}-n{n}", self.prefix)
+            format!("{}-{}", self.prefix, self.names[n - 1])
         }
     }
 
@@ -104,19 +157,10 @@ impl Lab {
     /// Starts `holdfast run` on node `n` with this configuration.
     pub fn holdfast(&mut self, n: usize, conf: &str) -> Proc {
         let path = self.file(&format!("n{n}.conf"), conf);
-        let bin = env!("CARGO_BIN_EXE_holdfast");
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(n),
-                bin,
-                "run",
-                "-n",
-                "-l",
-                "-D",
-                "-f",
-            ])
+            .args(["netns", "exec", &self.ns(n)])
+            .arg(&self.bin)
+            .args(["run", "-n", "-l", "-D", "-f"])
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -213,6 +257,15 @@ impl Lab {
         self.addrs(n).iter().any(|a| a == vip)
     }
 
+    /// Runs a command in the switch namespace.
+    pub fn exec_switch(&self, args: &[&str]) {
+        let mut v = vec!["ip", "netns", "exec"];
+        let ns = self.ns(0);
+        v.push(&ns);
+        v.extend_from_slice(args);
+        sh(&v);
+    }
+
     /// Runs a command inside node `n`.
     pub fn exec(&self, n: usize, args: &[&str]) {
         let mut v = vec!["ip", "netns", "exec"];
@@ -250,7 +303,8 @@ impl Drop for Lab {
     }
 }
 
-fn nix_is_root() -> bool {
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -319,6 +373,11 @@ impl Proc {
     pub fn count(&mut self, pat: &str) -> usize {
         self.drain();
         self.lines.iter().filter(|(_, l)| l.contains(pat)).count()
+    }
+
+    /// The process id (`ip netns exec` execs the program, so it is the program's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a signal to the daemon (the child of `ip netns exec`, which execs it).

@@ -1,0 +1,283 @@
+//! The failover lab: lb1/lb2 (HAProxy + holdfast or keepalived), db1 (MariaDB), a client
+//! writing through the VIP every 100 ms; one injected failure per run; a timeline and a table.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::client::{Attempt, longest_gap, now_us};
+use crate::netns::{Lab, Proc};
+use crate::services::{self, Daemon};
+
+/// The injected failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// SIGTERM to the master's daemon (priority 0 handover).
+    Graceful,
+    /// SIGKILL to the master's daemon.
+    Kill9,
+    /// The master's cable is cut (its link on the switch goes down).
+    Crash,
+    /// The local proxy on the master dies; the tracker must move the VIP.
+    ProxyDies,
+}
+
+impl Scenario {
+    /// All scenarios, in report order.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Graceful,
+        Scenario::Kill9,
+        Scenario::Crash,
+        Scenario::ProxyDies,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Graceful => "graceful-stop",
+            Scenario::Kill9 => "kill-9",
+            Scenario::Crash => "node-crash",
+            Scenario::ProxyDies => "proxy-dies",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// Lab options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The holdfast binary.
+    pub bin: PathBuf,
+    /// Daemon on lb1 (the first master).
+    pub lb1: Daemon,
+    /// Daemon on lb2 (the node taking over).
+    pub lb2: Daemon,
+    /// VRRPv3 with 0.1 s adverts instead of v2 with 1 s.
+    pub fast: bool,
+    /// How long the client writes.
+    pub duration: Duration,
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Longest time without an acknowledged write.
+    pub gap: Duration,
+    /// Attempts that failed or timed out.
+    pub failed: usize,
+    /// Acknowledged writes.
+    pub acked: usize,
+    /// Rows stored in the database afterwards.
+    pub stored: usize,
+    /// Acknowledged writes missing from the database (must be empty).
+    pub lost: Vec<u64>,
+    /// From the failure to lb2 entering MASTER.
+    pub vip_move: Option<Duration>,
+    /// From the failure to lb2's first gratuitous ARP.
+    pub garp: Option<Duration>,
+    /// Timeline lines, relative to the failure.
+    pub timeline: Vec<String>,
+}
+
+const HOSTS: [(&str, u8); 5] = [
+    ("lb1", 11),
+    ("lb2", 12),
+    ("db1", 21),
+    ("db2", 22),
+    ("client", 31),
+];
+const VIP: &str = "10.88.0.100";
+
+fn daemon(lab: &mut Lab, n: usize, d: Daemon, prio: u8, fast: bool) -> Proc {
+    let conf = services::lb_conf(d, prio, &format!("{VIP}/24"), fast);
+    match d {
+        Daemon::Holdfast => lab.holdfast(n, &conf),
+        Daemon::Keepalived => lab.keepalived(n, &conf),
+    }
+}
+
+/// Runs one scenario in a fresh topology (cleaned up on return).
+pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
+    let hosts: Vec<(String, u8)> = HOSTS.iter().map(|(n, h)| (n.to_string(), *h)).collect();
+    let mut lab = Lab::with_hosts("10.88.0", &hosts).with_bin(opts.bin.clone());
+    let (lb1, lb2, db1, client) = (
+        lab.node("lb1"),
+        lab.node("lb2"),
+        lab.node("db1"),
+        lab.node("client"),
+    );
+    let _db = services::mariadb(&mut lab, db1)?;
+    let proxy1 = services::haproxy(&mut lab, lb1, "10.88.0.21");
+    let _proxy2 = services::haproxy(&mut lab, lb2, "10.88.0.21");
+    let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.fast);
+    d1.wait_for("(VI_1) Entering MASTER STATE", Duration::from_secs(20));
+    let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast);
+    d2.wait_for("(VI_1) Entering BACKUP STATE", Duration::from_secs(20));
+    let bin = opts.bin.display().to_string();
+    let secs = opts.duration.as_secs().to_string();
+    let mut cl = lab.spawn(
+        client,
+        "client",
+        &[
+            &bin,
+            "lab-client",
+            "--host",
+            VIP,
+            "--interval-ms",
+            "100",
+            "--duration-s",
+            &secs,
+        ],
+    );
+    cl.wait_for("\"acked\"", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(3));
+    let (inject_at, inject_us) = (Instant::now(), now_us());
+    match scenario {
+        Scenario::Graceful => d1.signal("TERM"),
+        Scenario::Kill9 => d1.signal("KILL"),
+        Scenario::Crash => lab.exec_switch(&["ip", "link", "set", &lab.cable(lb1), "down"]),
+        Scenario::ProxyDies => proxy1.signal("KILL"),
+    }
+    let took = d2.wait_for("(VI_1) Entering MASTER STATE", Duration::from_secs(20));
+    let vip_move = took.checked_duration_since(inject_at);
+    let garp = d2
+        .lines
+        .iter()
+        .find(|(t, l)| *t >= took && l.contains("Sending gratuitous ARP on"))
+        .map(|(t, _)| t.saturating_duration_since(inject_at))
+        .or_else(|| {
+            d2.wait_for("Sending gratuitous ARP on", Duration::from_secs(2));
+            d2.lines
+                .iter()
+                .find(|(t, l)| *t >= took && l.contains("Sending gratuitous ARP on"))
+                .map(|(t, _)| t.saturating_duration_since(inject_at))
+        });
+    if !cl.wait_exit(opts.duration + Duration::from_secs(30)) {
+        return Err("client did not finish".into());
+    }
+    let attempts: Vec<Attempt> = cl.log().lines().filter_map(Attempt::parse).collect();
+    let stored_text = services::sql(
+        &services::mariadb_socket(&lab, db1),
+        "SELECT id FROM lab.t ORDER BY id",
+    )?;
+    let stored: Vec<u64> = stored_text
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let lost: Vec<u64> = attempts
+        .iter()
+        .filter(|a| a.acked_us.is_some() && stored.binary_search(&a.id).is_err())
+        .map(|a| a.id)
+        .collect();
+    let rel = |us: u64| (us as i64 - inject_us as i64) as f64 / 1e6;
+    let mut timeline = vec![format!(
+        "{:+8.3}s  failure injected: {}",
+        0.0,
+        scenario.name()
+    )];
+    let first_fail = attempts
+        .iter()
+        .find(|a| a.sent_us >= inject_us.saturating_sub(1_000_000) && a.acked_us.is_none());
+    if let Some(f) = first_fail {
+        timeline.push(format!(
+            "{:+8.3}s  first failed write (row {})",
+            rel(f.sent_us),
+            f.id
+        ));
+    }
+    if let Some(v) = vip_move {
+        timeline.push(format!(
+            "{:+8.3}s  lb2 Entering MASTER STATE",
+            v.as_secs_f64()
+        ));
+    }
+    if let Some(g) = garp {
+        timeline.push(format!(
+            "{:+8.3}s  lb2 first gratuitous ARP",
+            g.as_secs_f64()
+        ));
+    }
+    if let Some(r) = attempts.iter().find(|a| {
+        a.sent_us > inject_us && a.acked_us.is_some() && first_fail.is_some_and(|f| a.id > f.id)
+    }) {
+        timeline.push(format!(
+            "{:+8.3}s  first write acknowledged again (row {})",
+            rel(r.acked_us.unwrap_or(r.sent_us)),
+            r.id
+        ));
+    }
+    Ok(Outcome {
+        scenario,
+        gap: longest_gap(&attempts),
+        failed: attempts.iter().filter(|a| a.acked_us.is_none()).count(),
+        acked: attempts.iter().filter(|a| a.acked_us.is_some()).count(),
+        stored: stored.len(),
+        lost,
+        vip_move,
+        garp,
+        timeline,
+    })
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+}
+
+/// The human report: timelines, then one table row per outcome.
+pub fn report(title: &str, outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "== {title}");
+    for o in outcomes {
+        let _ = writeln!(s, "-- {}", o.scenario.name());
+        for l in &o.timeline {
+            let _ = writeln!(s, "   {l}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{:<15} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9} {:>9}",
+        "scenario", "gap", "failed", "acked", "stored", "lost", "vip-move", "garp"
+    );
+    for o in outcomes {
+        let _ = writeln!(
+            s,
+            "{:<15} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9} {:>9}",
+            o.scenario.name(),
+            format!("{:.2} s", o.gap.as_secs_f64()),
+            o.failed,
+            o.acked,
+            o.stored,
+            o.lost.len(),
+            secs(o.vip_move),
+            secs(o.garp)
+        );
+    }
+    s
+}
+
+/// One JSON object per outcome.
+pub fn json(title: &str, outcomes: &[Outcome]) -> String {
+    let rows: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "run": title,
+                "scenario": o.scenario.name(),
+                "gap_s": o.gap.as_secs_f64(),
+                "failed": o.failed,
+                "acked": o.acked,
+                "stored": o.stored,
+                "lost": o.lost,
+                "vip_move_s": o.vip_move.map(|d| d.as_secs_f64()),
+                "garp_s": o.garp.map(|d| d.as_secs_f64()),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}

@@ -1,0 +1,205 @@
+//! Services the lab runs inside its namespaces: MariaDB, HAProxy, and the configurations of
+//! the load-balancer nodes (holdfast or keepalived).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::netns::{Lab, Proc};
+
+/// Debian packages the lab needs.
+pub const PACKAGES: &[&str] = &[
+    "mariadb-server",
+    "mariadb-client",
+    "haproxy",
+    "keepalived",
+    "iproute2",
+];
+
+/// Installs the missing Debian packages without starting their services.
+pub fn install_packages() -> Result<(), String> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| !String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(true)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("lab: installing {}", missing.join(" "));
+    // Keep Debian from starting mariadb/haproxy/keepalived in the root namespace.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let had_policy = policy.exists();
+    if !had_policy {
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n").map_err(|e| e.to_string())?;
+        let _ = Command::new("chmod")
+            .args(["+x", "/usr/sbin/policy-rc.d"])
+            .status();
+    }
+    let ok = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+        && Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if !had_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("apt-get install {} failed", missing.join(" ")))
+    }
+}
+
+/// A MariaDB server in node `n`, with database `lab`, table `t` and user `lab`/`lab`.
+pub fn mariadb(lab: &mut Lab, n: usize) -> Result<Proc, String> {
+    let dir = lab.dir().join(format!("mariadb-{n}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let d = dir.display().to_string();
+    let out = Command::new("mariadb-install-db")
+        .args([
+            "--no-defaults",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ])
+        .arg(format!("--datadir={d}/data"))
+        .output()
+        .map_err(|e| format!("mariadb-install-db: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let sock = format!("{d}/sock");
+    let args = [
+        "mariadbd".to_string(),
+        "--no-defaults".into(),
+        "--user=root".into(),
+        format!("--datadir={d}/data"),
+        format!("--socket={sock}"),
+        format!("--pid-file={d}/pid"),
+        format!("--log-error={d}/error.log"),
+        "--port=3306".into(),
+        "--bind-address=0.0.0.0".into(),
+        "--skip-name-resolve".into(),
+        "--innodb-buffer-pool-size=32M".into(),
+        "--innodb-flush-log-at-trx-commit=1".into(),
+        "--max-connections=500".into(),
+    ];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = lab.spawn(n, &format!("mariadb@{n}"), &argv);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = Command::new("mariadb-admin")
+            .args(["--no-defaults", &format!("--socket={sock}"), "ping"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "MariaDB in node {n} did not start: see {d}/error.log"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sql(
+        &sock,
+        "CREATE DATABASE lab; CREATE TABLE lab.t (id INT PRIMARY KEY, at TIMESTAMP(3) DEFAULT CURRENT_TIMESTAMP(3)); CREATE USER 'lab'@'%' IDENTIFIED BY 'lab'; GRANT ALL ON lab.* TO 'lab'@'%';",
+    )?;
+    Ok(p)
+}
+
+/// Runs SQL over the server's socket; returns its tab-separated output.
+pub fn sql(sock: &str, q: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            &format!("--socket={sock}"),
+            "-N",
+            "-B",
+            "-e",
+            q,
+        ])
+        .output()
+        .map_err(|e| format!("mariadb client: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "SQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// The socket path of node `n`'s MariaDB.
+pub fn mariadb_socket(lab: &Lab, n: usize) -> String {
+    lab.dir()
+        .join(format!("mariadb-{n}/sock"))
+        .display()
+        .to_string()
+}
+
+/// HAProxy in node `n` forwarding TCP 3306 to `backend`.
+pub fn haproxy(lab: &mut Lab, n: usize, backend: &str) -> Proc {
+    let cfg = format!(
+        "global\n    maxconn 2000\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 60s\n    timeout server 60s\nlisten mysql\n    bind 0.0.0.0:3306\n    server db {backend}:3306 check inter 500ms\n"
+    );
+    let path = lab.file(&format!("haproxy-{n}.cfg"), &cfg);
+    let p = path.display().to_string();
+    lab.spawn(n, &format!("haproxy@{n}"), &["haproxy", "-db", "-f", &p])
+}
+
+/// What the load-balancer nodes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    /// holdfast with native tracking of the local proxy.
+    Holdfast,
+    /// Debian's keepalived 2.2.7 with a script check, as the seeds do.
+    Keepalived,
+}
+
+/// The lab's keepalived.conf, modelled on seed 004: one VIP, PASS authentication, a tracker on
+/// the local proxy weighted to move the VIP when the proxy dies.
+pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool) -> String {
+    let (version, advert) = if fast {
+        ("    version 3\n", "0.1")
+    } else {
+        ("", "1")
+    };
+    let auth = if fast {
+        ""
+    } else {
+        "    authentication {\n        auth_type PASS\n        auth_pass 1234\n    }\n"
+    };
+    let check = match daemon {
+        // holdfast: native TCP check, no fork, 100 ms interval.
+        Daemon::Holdfast => {
+            "vrrp_script chk_proxy {\n    TCP_CHECK {\n        connect_ip 127.0.0.1\n        connect_port 3306\n        connect_timeout 0.1\n    }\n    interval 0.1\n    fall 2\n    rise 2\n    weight -60\n}\n"
+        }
+        // keepalived: the seeds' script check (bash /dev/tcp), 1 s interval.
+        Daemon::Keepalived => {
+            "vrrp_script chk_proxy {\n    script \"</dev/tcp/127.0.0.1/3306\"\n    interval 1\n    timeout 1\n    fall 2\n    rise 2\n    weight -60\n}\n"
+        }
+    };
+    format!(
+        "global_defs {{\n    router_id lb{priority}\n    enable_script_security\n    script_user root\n}}\n{check}vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n{version}{auth}    virtual_ipaddress {{\n        {vip}\n    }}\n    track_script {{\n        chk_proxy\n    }}\n}}\n"
+    )
+}
