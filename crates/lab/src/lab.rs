@@ -95,7 +95,8 @@ const HOSTS: [(&str, u8); 5] = [
 const VIP: &str = "10.88.0.100";
 
 fn daemon(lab: &mut Lab, n: usize, d: Daemon, prio: u8, fast: bool) -> Proc {
-    let conf = services::lb_conf(d, prio, &format!("{VIP}/24"), fast);
+    let script = services::check_script(lab);
+    let conf = services::lb_conf(d, prio, &format!("{VIP}/24"), fast, &script);
     match d {
         Daemon::Holdfast => lab.holdfast(n, &conf),
         Daemon::Keepalived => lab.keepalived(n, &conf),
@@ -116,9 +117,9 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
     let proxy1 = services::haproxy(&mut lab, lb1, "10.88.0.21");
     let _proxy2 = services::haproxy(&mut lab, lb2, "10.88.0.21");
     let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.fast);
-    d1.wait_for("(VI_1) Entering MASTER STATE", Duration::from_secs(20));
+    d1.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
     let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast);
-    d2.wait_for("(VI_1) Entering BACKUP STATE", Duration::from_secs(20));
+    d2.expect_line("(VI_1) Entering BACKUP STATE", Duration::from_secs(20))?;
     let bin = opts.bin.display().to_string();
     let secs = opts.duration.as_secs().to_string();
     let mut cl = lab.spawn(
@@ -135,7 +136,7 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
             &secs,
         ],
     );
-    cl.wait_for("\"acked\"", Duration::from_secs(20));
+    cl.expect_line("\"acked\"", Duration::from_secs(20))?;
     std::thread::sleep(Duration::from_secs(3));
     let (inject_at, inject_us) = (Instant::now(), now_us());
     match scenario {
@@ -144,7 +145,7 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         Scenario::Crash => lab.exec_switch(&["ip", "link", "set", &lab.cable(lb1), "down"]),
         Scenario::ProxyDies => proxy1.signal("KILL"),
     }
-    let took = d2.wait_for("(VI_1) Entering MASTER STATE", Duration::from_secs(20));
+    let took = d2.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
     let vip_move = took.checked_duration_since(inject_at);
     let garp = d2
         .lines
@@ -152,7 +153,7 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         .find(|(t, l)| *t >= took && l.contains("Sending gratuitous ARP on"))
         .map(|(t, _)| t.saturating_duration_since(inject_at))
         .or_else(|| {
-            d2.wait_for("Sending gratuitous ARP on", Duration::from_secs(2));
+            d2.try_wait_for("Sending gratuitous ARP on", Duration::from_secs(2))?;
             d2.lines
                 .iter()
                 .find(|(t, l)| *t >= took && l.contains("Sending gratuitous ARP on"))

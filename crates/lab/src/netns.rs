@@ -325,6 +325,34 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Waits (at most `timeout`) for a line containing `pat`; `None` on timeout.
+    pub fn try_wait_for(&mut self, pat: &str, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        if let Some((t, _)) = self.lines.iter().find(|(_, l)| l.contains(pat)) {
+            return Some(*t);
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (t, line) = self.rx.recv_timeout(left).ok()?;
+            let hit = line.contains(pat);
+            self.lines.push((t, line));
+            if hit {
+                return Some(t);
+            }
+        }
+    }
+
+    /// Like [`Proc::try_wait_for`], but the error names the process and shows its log.
+    pub fn expect_line(&mut self, pat: &str, timeout: Duration) -> Result<Instant, String> {
+        match self.try_wait_for(pat, timeout) {
+            Some(t) => Ok(t),
+            None => {
+                let log = self.log();
+                Err(format!("{}: no line containing {pat:?} within {timeout:?}; log:\n{log}", self.name))
+            }
+        }
+    }
+
     /// Waits (at most `timeout`) for a line containing `pat`, returning when it was logged.
     pub fn wait_for(&mut self, pat: &str, timeout: Duration) -> Instant {
         let deadline = Instant::now() + timeout;

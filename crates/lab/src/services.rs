@@ -157,6 +157,13 @@ pub fn mariadb_socket(lab: &Lab, n: usize) -> String {
         .to_string()
 }
 
+/// Writes the lab's proxy check script (root-owned, mode 0755, so script security accepts it).
+pub fn check_script(lab: &Lab) -> String {
+    let p = lab.file("chk_proxy.sh", "#!/bin/bash\n# Exit 0 when the local proxy accepts a TCP connection.\nexec 3<>/dev/tcp/127.0.0.1/3306\n");
+    let _ = Command::new("chmod").args(["0755"]).arg(&p).status();
+    p.display().to_string()
+}
+
 /// HAProxy in node `n` forwarding TCP 3306 to `backend`.
 pub fn haproxy(lab: &mut Lab, n: usize, backend: &str) -> Proc {
     let cfg = format!(
@@ -178,7 +185,7 @@ pub enum Daemon {
 
 /// The lab's keepalived.conf, modelled on seed 004: one VIP, PASS authentication, a tracker on
 /// the local proxy weighted to move the VIP when the proxy dies.
-pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool) -> String {
+pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool, check_script: &str) -> String {
     let (version, advert) = if fast {
         ("    version 3\n", "0.1")
     } else {
@@ -189,15 +196,13 @@ pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool) -> String {
     } else {
         "    authentication {\n        auth_type PASS\n        auth_pass 1234\n    }\n"
     };
-    let check = match daemon {
+    let check: &str = match daemon {
         // holdfast: native TCP check, no fork, 100 ms interval.
         Daemon::Holdfast => {
             "vrrp_script chk_proxy {\n    TCP_CHECK {\n        connect_ip 127.0.0.1\n        connect_port 3306\n        connect_timeout 0.1\n    }\n    interval 0.1\n    fall 2\n    rise 2\n    weight -60\n}\n"
         }
-        // keepalived: the seeds' script check (bash /dev/tcp), 1 s interval.
-        Daemon::Keepalived => {
-            "vrrp_script chk_proxy {\n    script \"</dev/tcp/127.0.0.1/3306\"\n    interval 1\n    timeout 1\n    fall 2\n    rise 2\n    weight -60\n}\n"
-        }
+        // keepalived: a script check as the seeds have (a bash /dev/tcp probe), 1 s interval.
+        Daemon::Keepalived => &format!("vrrp_script chk_proxy {{\n    script \"{check_script}\"\n    interval 1\n    timeout 1\n    fall 2\n    rise 2\n    weight -60\n}}\n"),
     };
     format!(
         "global_defs {{\n    router_id lb{priority}\n    enable_script_security\n    script_user root\n}}\n{check}vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n{version}{auth}    virtual_ipaddress {{\n        {vip}\n    }}\n    track_script {{\n        chk_proxy\n    }}\n}}\n"
