@@ -1,5 +1,6 @@
 //! holdfast: library side of the `holdfast` binary.
 
+pub mod guardian;
 pub mod host;
 pub mod plan;
 pub mod run;

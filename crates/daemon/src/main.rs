@@ -72,6 +72,10 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         duration_s: u64,
     },
+    /// (internal) The crash guardian `run` starts: sends priority 0 and removes the VIPs if
+    /// the daemon dies without a clean exit.
+    #[command(hide = true)]
+    Guardian,
     /// (internal) The lab's client write loop, run inside the client namespace.
     #[command(hide = true)]
     LabClient {
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
             json,
             duration_s,
         } => lab(scenarios, peer, compare, fast, repeat, json, duration_s),
+        Command::Guardian => holdfast::guardian::main(),
         Command::LabClient {
             host,
             interval_ms,

@@ -66,14 +66,28 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
     let nl = vip::connect()?;
+    let guardian = if opts.keep_vips {
+        None
+    } else {
+        match std::env::current_exe().and_then(|exe| crate::guardian::Guardian::spawn(&exe)) {
+            Ok(g) => Some(Arc::new(g)),
+            Err(e) => {
+                log.main(&format!(
+                    "WARNING - cannot start the guardian (no last words on a crash): {e}"
+                ));
+                None
+            }
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for inst in plan.instances {
         let (nl, stop_rx) = (nl.clone(), stop_rx.clone());
         let keep = opts.keep_vips;
+        let guardian = guardian.clone();
         tasks.push(tokio::spawn(async move {
             let name = inst.name.clone();
-            if let Err(e) = instance(inst, nl, stop_rx, log, keep).await {
+            if let Err(e) = instance(inst, nl, stop_rx, log, keep, guardian).await {
                 log.vrrp(&format!("({name}) stopped on error: {e:#}"));
             }
         }));
@@ -89,6 +103,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(g) = guardian {
+        g.dismiss();
+    }
     for p in &opts.pid_files {
         let _ = std::fs::remove_file(p);
     }
@@ -97,6 +114,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
 }
 
 struct Io {
+    last_words: Vec<(IpAddr, Vec<u8>)>,
     plan: InstancePlan,
     sock: Arc<VrrpSocketV4>,
     garp: Garp,
@@ -260,6 +278,14 @@ impl Io {
     }
 }
 
+fn adverts_changed(now: &[(IpAddr, Vec<u8>)], last: &mut Vec<(IpAddr, Vec<u8>)>) -> bool {
+    if now == last.as_slice() {
+        return false;
+    }
+    *last = now.to_vec();
+    true
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -270,6 +296,7 @@ async fn instance(
     mut stop: watch::Receiver<bool>,
     log: Logger,
     keep_vips: bool,
+    guardian: Option<Arc<crate::guardian::Guardian>>,
 ) -> anyhow::Result<()> {
     let epoch = std::time::Instant::now();
     let now = move || Instant::from_epoch(epoch.elapsed());
@@ -299,6 +326,7 @@ async fn instance(
         None => vip::primary_v4(&nl, ifindex, &vip_addrs).await?,
     };
     let mut io = Io {
+        last_words: Vec::new(),
         plan: plan.clone(),
         sock: sock.clone(),
         garp,
@@ -362,10 +390,33 @@ async fn instance(
     tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
 
     router.handle(now(), Input::Start);
+    let mut was_master = false;
     loop {
         while let Some(o) = router.poll_output() {
             io.execute(o, &router).await;
         }
+        let is_master = router.state() == State::Master;
+        if let Some(g) = &guardian
+            && (is_master != was_master || is_master)
+        {
+            // Last words for a crash: priority 0 and VIP removal while MASTER, nothing otherwise.
+            let (adverts, vips) = if is_master {
+                (router.adverts(0), io.specs())
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            if is_master != was_master || adverts_changed(&adverts, &mut io.last_words) {
+                g.update(&crate::guardian::LastWords {
+                    instance: &plan.name,
+                    ifname: &plan.ifname,
+                    ifindex,
+                    src: io.src,
+                    adverts,
+                    vips,
+                });
+            }
+        }
+        was_master = is_master;
         let deadline = router.poll_timeout().map(to_tokio);
         tokio::select! {
             Some(p) = pkt_rx.recv() => {

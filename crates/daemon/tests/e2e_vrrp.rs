@@ -44,7 +44,7 @@ fn the_higher_priority_holdfast_becomes_master_and_hands_over_on_sigterm() {
 }
 
 #[test]
-fn a_killed_master_is_taken_over_within_the_master_down_interval() {
+fn a_killed_master_leaves_last_words_through_its_guardian() {
     let mut lab = lab(2);
     let mut n1 = lab.holdfast(1, &conf(150, "", ""));
     let mut n2 = lab.holdfast(2, &conf(100, "", ""));
@@ -52,12 +52,38 @@ fn a_killed_master_is_taken_over_within_the_master_down_interval() {
     n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
     let killed = std::time::Instant::now();
     n1.signal("KILL");
+    // The guardian sends priority 0 and removes the VIP, as keepalived's VRRP child does.
+    n1.wait_for("(VI_1) removing VIPs.", 5 * SEC);
+    n2.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
+    let took = n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(
+        took.duration_since(killed) < Duration::from_millis(1500),
+        "took {:?}",
+        took.duration_since(killed)
+    );
+    assert!(
+        lab.has(2, VIP) && !lab.has(1, VIP),
+        "{:?} {:?}",
+        lab.addrs(1),
+        lab.addrs(2)
+    );
+}
+
+#[test]
+fn a_master_whose_cable_is_cut_is_taken_over_within_the_master_down_interval() {
+    let mut lab = lab(2);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let cut = std::time::Instant::now();
+    lab.exec_switch(&["ip", "link", "set", &lab.cable(1), "down"]);
     let took = n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     // 3 × 1 s + (256 − 100)/256 s = 3.61 s from the last advert heard.
     assert!(
-        took.duration_since(killed) < Duration::from_millis(3900),
+        took.duration_since(cut) < Duration::from_millis(3900),
         "took {:?}",
-        took.duration_since(killed)
+        took.duration_since(cut)
     );
     assert!(lab.has(2, VIP));
 }

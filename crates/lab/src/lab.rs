@@ -145,7 +145,18 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         Scenario::Crash => lab.exec_switch(&["ip", "link", "set", &lab.cable(lb1), "down"]),
         Scenario::ProxyDies => proxy1.signal("KILL"),
     }
-    let took = d2.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
+    let took = d2
+        .try_wait_for_after(
+            "(VI_1) Entering MASTER STATE",
+            Some(inject_at),
+            Duration::from_secs(20),
+        )
+        .ok_or_else(|| {
+            format!(
+                "lb2 did not become MASTER after the failure; log:\n{}",
+                d2.log()
+            )
+        })?;
     let vip_move = took.checked_duration_since(inject_at);
     let garp = d2
         .lines

@@ -327,14 +327,25 @@ pub struct Proc {
 impl Proc {
     /// Waits (at most `timeout`) for a line containing `pat`; `None` on timeout.
     pub fn try_wait_for(&mut self, pat: &str, timeout: Duration) -> Option<Instant> {
+        self.try_wait_for_after(pat, None, timeout)
+    }
+
+    /// Like [`Proc::try_wait_for`], counting only lines logged at or after `since`.
+    pub fn try_wait_for_after(
+        &mut self,
+        pat: &str,
+        since: Option<Instant>,
+        timeout: Duration,
+    ) -> Option<Instant> {
         let deadline = Instant::now() + timeout;
-        if let Some((t, _)) = self.lines.iter().find(|(_, l)| l.contains(pat)) {
+        let fresh = |t: &Instant| since.is_none_or(|s| *t >= s);
+        if let Some((t, _)) = self.lines.iter().find(|(t, l)| fresh(t) && l.contains(pat)) {
             return Some(*t);
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let (t, line) = self.rx.recv_timeout(left).ok()?;
-            let hit = line.contains(pat);
+            let hit = fresh(&t) && line.contains(pat);
             self.lines.push((t, line));
             if hit {
                 return Some(t);
@@ -348,7 +359,10 @@ impl Proc {
             Some(t) => Ok(t),
             None => {
                 let log = self.log();
-                Err(format!("{}: no line containing {pat:?} within {timeout:?}; log:\n{log}", self.name))
+                Err(format!(
+                    "{}: no line containing {pat:?} within {timeout:?}; log:\n{log}",
+                    self.name
+                ))
             }
         }
     }

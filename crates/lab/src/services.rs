@@ -202,7 +202,9 @@ pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool, check_script
             "vrrp_script chk_proxy {\n    TCP_CHECK {\n        connect_ip 127.0.0.1\n        connect_port 3306\n        connect_timeout 0.1\n    }\n    interval 0.1\n    fall 2\n    rise 2\n    weight -60\n}\n"
         }
         // keepalived: a script check as the seeds have (a bash /dev/tcp probe), 1 s interval.
-        Daemon::Keepalived => &format!("vrrp_script chk_proxy {{\n    script \"{check_script}\"\n    interval 1\n    timeout 1\n    fall 2\n    rise 2\n    weight -60\n}}\n"),
+        Daemon::Keepalived => &format!(
+            "vrrp_script chk_proxy {{\n    script \"{check_script}\"\n    interval 1\n    timeout 1\n    fall 2\n    rise 2\n    weight -60\n}}\n"
+        ),
     };
     format!(
         "global_defs {{\n    router_id lb{priority}\n    enable_script_security\n    script_user root\n}}\n{check}vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n{version}{auth}    virtual_ipaddress {{\n        {vip}\n    }}\n    track_script {{\n        chk_proxy\n    }}\n}}\n"

@@ -874,8 +874,13 @@ impl VirtualRouter {
         }
     }
 
-    fn send_advert(&mut self, priority: u8) {
-        let Some(src) = self.src else { return };
+    /// The adverts this router would send now with `priority`: one per destination (the
+    /// multicast group, or each unicast peer). A guardian process keeps the priority-0 set to
+    /// send if the daemon dies (keepalived's VRRP child does the same when its parent dies).
+    pub fn adverts(&self, priority: u8) -> Vec<(IpAddr, Vec<u8>)> {
+        let Some(src) = self.src else {
+            return Vec::new();
+        };
         let repr = AdvertRepr {
             version: self.cfg.version,
             vrid: self.cfg.vrid,
@@ -898,8 +903,17 @@ impl VirtualRouter {
             (Version::V3, Family::V4) => self.cfg.v3_checksum,
             (Version::V2, _) => ChecksumForm::MessageOnly,
         };
-        for dst in dsts {
-            let payload = repr.to_bytes(form, &IpPair { src, dst });
+        dsts.into_iter()
+            .map(|dst| (dst, repr.to_bytes(form, &IpPair { src, dst })))
+            .collect()
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let adverts = self.adverts(priority);
+        if adverts.is_empty() {
+            return;
+        }
+        for (dst, payload) in adverts {
             self.out.push_back(Output::Send { dst, payload });
         }
         self.stats.adverts_sent += 1;

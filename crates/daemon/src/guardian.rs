@@ -1,0 +1,190 @@
+//! Last words: a small guardian process that outlives the daemon's death.
+//!
+//! keepalived's VRRP child sends priority-0 adverts and removes the VIPs when its parent dies;
+//! holdfast is one process, so `holdfast run` starts `holdfast guardian` with a pipe. The daemon
+//! tells it, per instance, what to do if it dies while MASTER (the priority-0 adverts, the
+//! VIPs). On a clean exit the daemon says so; if the pipe closes without that (kill -9, a
+//! crash), the guardian sends the adverts and removes the VIPs, then exits.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+
+use holdfast_sys::vip::{self, VipSpec};
+use holdfast_sys::vrrp_socket::VrrpSocketV4;
+
+/// The daemon's end.
+pub struct Guardian {
+    stdin: Mutex<Option<ChildStdin>>,
+    child: Mutex<Child>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// What to do for one instance if the daemon dies now.
+pub struct LastWords<'a> {
+    /// Instance name.
+    pub instance: &'a str,
+    /// Interface the adverts go out on.
+    pub ifname: &'a str,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Advert source address.
+    pub src: Option<IpAddr>,
+    /// Priority-0 adverts by destination; empty when not MASTER.
+    pub adverts: Vec<(IpAddr, Vec<u8>)>,
+    /// VIPs to remove; empty when not MASTER.
+    pub vips: Vec<VipSpec>,
+}
+
+impl Guardian {
+    /// Starts `exe guardian`.
+    pub fn spawn(exe: &std::path::Path) -> std::io::Result<Guardian> {
+        use std::os::unix::process::CommandExt;
+        // Its own process group: a terminal's Ctrl-C reaches the daemon (which shuts down
+        // cleanly and dismisses the guardian), not the guardian.
+        let mut child = Command::new(exe)
+            .arg("guardian")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        Ok(Guardian {
+            stdin: Mutex::new(stdin),
+            child: Mutex::new(child),
+        })
+    }
+
+    fn send(&self, line: &str) {
+        if let Ok(mut g) = self.stdin.lock()
+            && let Some(s) = g.as_mut()
+        {
+            let _ = writeln!(s, "{line}");
+            let _ = s.flush();
+        }
+    }
+
+    /// Records an instance's last words (replacing earlier ones).
+    pub fn update(&self, w: &LastWords<'_>) {
+        let adverts: Vec<serde_json::Value> = w
+            .adverts
+            .iter()
+            .map(|(d, p)| serde_json::json!({"dst": d.to_string(), "payload": hex(p)}))
+            .collect();
+        let vips: Vec<serde_json::Value> =
+            w.vips.iter().map(|v| serde_json::json!({"addr": v.addr.to_string(), "prefix": v.prefix, "ifindex": v.ifindex})).collect();
+        let line = serde_json::json!({
+            "instance": w.instance,
+            "ifname": w.ifname,
+            "ifindex": w.ifindex,
+            "src": w.src.map(|s| s.to_string()),
+            "adverts": adverts,
+            "vips": vips,
+        });
+        self.send(&line.to_string());
+    }
+
+    /// A clean exit: the guardian leaves without acting.
+    pub fn dismiss(&self) {
+        self.send("{\"exit\":true}");
+        if let Ok(mut g) = self.stdin.lock() {
+            g.take();
+        }
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The guardian process: reads last words until the pipe closes, then acts unless dismissed.
+pub fn main() -> std::process::ExitCode {
+    let mut words: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["exit"].as_bool() == Some(true) {
+            return std::process::ExitCode::SUCCESS;
+        }
+        if let Some(name) = v["instance"].as_str() {
+            words.insert(name.to_string(), v);
+        }
+    }
+    // The daemon died without a clean exit.
+    let pid = std::process::id();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    for (name, w) in &words {
+        let adverts = w["adverts"].as_array().cloned().unwrap_or_default();
+        let vips = w["vips"].as_array().cloned().unwrap_or_default();
+        if adverts.is_empty() && vips.is_empty() {
+            continue;
+        }
+        let (Some(ifname), Some(ifindex)) = (w["ifname"].as_str(), w["ifindex"].as_u64()) else {
+            continue;
+        };
+        let src = w["src"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok());
+        if let (Ok(sock), Some(src)) = (VrrpSocketV4::open(ifname, ifindex as u32, None, 255), src)
+        {
+            for a in &adverts {
+                let dst = a["dst"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok());
+                let payload = a["payload"].as_str().and_then(unhex);
+                if let (Some(dst), Some(p)) = (dst, payload) {
+                    let _ = sock.send(src, dst, &p);
+                }
+            }
+            eprintln!("Keepalived_vrrp[{pid}]: ({name}) sent 0 priority");
+        }
+        if let Ok(rt) = &rt {
+            rt.block_on(async {
+                let Ok(h) = vip::connect() else { return };
+                for v in &vips {
+                    let spec = VipSpec {
+                        addr: v["addr"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                        prefix: v["prefix"].as_u64().unwrap_or(32) as u8,
+                        ifindex: v["ifindex"].as_u64().unwrap_or(0) as u32,
+                        brd: None,
+                        label: None,
+                        scope: None,
+                        noprefixroute: false,
+                    };
+                    let _ = vip::del(&h, &spec).await;
+                }
+            });
+            eprintln!("Keepalived_vrrp[{pid}]: ({name}) removing VIPs.");
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let b = [0x21, 0x33, 0x00, 0xff];
+        assert_eq!(hex(&b), "213300ff");
+        assert_eq!(unhex("213300ff"), Some(b.to_vec()));
+        assert_eq!(unhex("2g"), None);
+    }
+}
