@@ -50,12 +50,13 @@ pub struct LastWords<'a> {
 
 impl Guardian {
     /// Starts `exe guardian`.
-    pub fn spawn(exe: &std::path::Path) -> std::io::Result<Guardian> {
+    pub fn spawn(exe: &std::path::Path, detail: bool) -> std::io::Result<Guardian> {
         use std::os::unix::process::CommandExt;
         // Its own process group: a terminal's Ctrl-C reaches the daemon (which shuts down
         // cleanly and dismisses the guardian), not the guardian.
         let mut child = Command::new(exe)
             .arg("guardian")
+            .args(detail.then_some("--detail"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -110,7 +111,8 @@ impl Guardian {
 }
 
 /// The guardian process: reads last words until the pipe closes, then acts unless dismissed.
-pub fn main() -> std::process::ExitCode {
+/// With `detail`, logs when it is armed for an instance (-D).
+pub fn main(detail: bool) -> std::process::ExitCode {
     let mut words: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
@@ -122,6 +124,18 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::SUCCESS;
         }
         if let Some(name) = v["instance"].as_str() {
+            let armed = v["adverts"].as_array().is_some_and(|a| !a.is_empty());
+            if detail {
+                let what = if armed {
+                    "armed: priority 0 and VIP removal if the daemon dies"
+                } else {
+                    "disarmed"
+                };
+                eprintln!(
+                    "Keepalived_vrrp[{}]: ({name}) guardian {what}",
+                    std::process::id()
+                );
+            }
             words.insert(name.to_string(), v);
         }
     }

@@ -75,7 +75,11 @@ enum Command {
     /// (internal) The crash guardian `run` starts: sends priority 0 and removes the VIPs if
     /// the daemon dies without a clean exit.
     #[command(hide = true)]
-    Guardian,
+    Guardian {
+        /// Log arming and disarming.
+        #[arg(long)]
+        detail: bool,
+    },
     /// (internal) The lab's client write loop, run inside the client namespace.
     #[command(hide = true)]
     LabClient {
@@ -154,7 +158,7 @@ fn main() -> ExitCode {
             json,
             duration_s,
         } => lab(scenarios, peer, compare, fast, repeat, json, duration_s),
-        Command::Guardian => holdfast::guardian::main(),
+        Command::Guardian { detail } => holdfast::guardian::main(detail),
         Command::LabClient {
             host,
             interval_ms,

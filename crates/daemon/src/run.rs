@@ -69,7 +69,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     let guardian = if opts.keep_vips {
         None
     } else {
-        match std::env::current_exe().and_then(|exe| crate::guardian::Guardian::spawn(&exe)) {
+        match std::env::current_exe()
+            .and_then(|exe| crate::guardian::Guardian::spawn(&exe, opts.detail))
+        {
             Ok(g) => Some(Arc::new(g)),
             Err(e) => {
                 log.main(&format!(
