@@ -211,3 +211,57 @@ fn keepalived_and_holdfast_interoperate_over_vrrpv3_both_ways() {
     interop(100, 150, "    version 3");
     interop(150, 100, "    version 3");
 }
+
+fn unicast(me: u8, peer: u8) -> String {
+    format!("    unicast_src_ip 10.77.0.{me}\n    unicast_peer {{\n        10.77.0.{peer}\n    }}")
+}
+
+#[test]
+fn unicast_peers_elect_and_hand_over_including_with_keepalived() {
+    let mut lab = lab(2);
+    let mut n1 = lab.holdfast(1, &conf(150, &unicast(1, 2), ""));
+    let mut n2 = lab.keepalived(2, &conf(100, &unicast(2, 1), ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
+    std::thread::sleep(3 * SEC);
+    assert!(lab.has(1, VIP) && !lab.has(2, VIP), "keepalived must hear holdfast's unicast adverts");
+    n1.signal("TERM");
+    n2.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    // holdfast comes back as backup with the higher priority and preempts keepalived.
+    let mut n1 = lab.holdfast(1, &conf(150, &unicast(1, 2), ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+    for log in [n1.log(), n2.log()] {
+        for bad in ["checksum", "passwd", "not a unicast peer", "Expected"] {
+            assert!(!log.contains(bad), "log mentions {bad:?}:\n{log}");
+        }
+    }
+}
+
+#[test]
+fn nopreempt_keeps_the_current_master_when_a_higher_priority_node_returns() {
+    let mut lab = lab(2);
+    let mut n2 = lab.holdfast(2, &conf(100, "    nopreempt", ""));
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n1 = lab.holdfast(1, &conf(150, "    nopreempt", ""));
+    n1.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    // Well past the master-down interval: n1 accepted n2's lower-priority adverts.
+    std::thread::sleep(5 * SEC);
+    assert_eq!(n1.count("Entering MASTER STATE"), 0, "{}", n1.log());
+    assert!(lab.has(2, VIP));
+}
+
+#[test]
+fn preempt_delay_postpones_a_higher_priority_takeover() {
+    let mut lab = lab(2);
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let started = std::time::Instant::now();
+    let mut n1 = lab.holdfast(1, &conf(150, "    preempt_delay 6", ""));
+    let took = n1.wait_for("(VI_1) Entering MASTER STATE", 20 * SEC);
+    let after = took.duration_since(started);
+    // Without the delay it would preempt after ~3.4 s; with it, not before 6 s.
+    assert!(after >= Duration::from_secs(6), "preempted after {after:?}");
+    n2.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+}
