@@ -193,22 +193,20 @@ fn main() -> ExitCode {
             config_id,
             dont_release_vrrp,
         } => {
-            let opts = Options {
-                config_id: config_id.unwrap_or_else(host::short_hostname),
-                strict: false,
+            let config_id = config_id.unwrap_or_else(host::short_hostname);
+            let plan = match holdfast::run::load_plan(&file, &config_id) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("holdfast: {e}");
+                    return ExitCode::from(1);
+                }
             };
-            let loaded = load(&file, &FsLoader, Some(&host::LinuxHost), &opts);
-            let _ = std::io::stderr()
-                .lock()
-                .write_all(loaded.render().as_bytes());
-            if !loaded.readable || loaded.exit_code(false) == 4 {
-                return ExitCode::from(1);
-            }
-            let plan = holdfast::plan::build(&loaded.config);
             let run_opts = holdfast::run::RunOptions {
                 detail: log_detail,
                 keep_vips: dont_release_vrrp,
                 pid_files: pid.into_iter().chain(vrrp_pid).collect(),
+                file,
+                config_id,
             };
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

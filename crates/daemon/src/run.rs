@@ -14,7 +14,7 @@ use holdfast_sys::vip::{self, VipSpec};
 use holdfast_sys::vrrp_socket::VrrpSocketV4;
 use holdfast_vrrp::Instant;
 use holdfast_vrrp::router::{Input, Log, Output, State, VirtualRouter};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::plan::{InstancePlan, TrackerKind, TrackerPlan};
 
@@ -52,6 +52,52 @@ pub struct RunOptions {
     pub keep_vips: bool,
     /// Pid files (`-p`, `-r`).
     pub pid_files: Vec<PathBuf>,
+    /// The configuration file (re-read on SIGHUP).
+    pub file: PathBuf,
+    /// Config-id for `@ID` lines.
+    pub config_id: String,
+}
+
+/// Commands from the supervisor to an instance driver.
+#[derive(Debug)]
+pub enum Ctl {
+    /// Stop: priority 0, VIPs removed (unless `-V`).
+    Stop,
+    /// Apply a reloaded plan for this instance (same VRID, family, interface).
+    Reload(Box<InstancePlan>),
+}
+
+/// Loads and plans the configuration, printing its diagnostics; `Err` when it cannot run.
+pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan::Plan, String> {
+    use holdfast_config::loader::FsLoader;
+    let opts = holdfast_config::Options {
+        config_id: config_id.to_string(),
+        strict: false,
+    };
+    let loaded = holdfast_config::load(file, &FsLoader, Some(&crate::host::LinuxHost), &opts);
+    eprint!("{}", loaded.render());
+    if !loaded.readable || loaded.exit_code(false) == 4 {
+        return Err(format!("configuration {} cannot run", file.display()));
+    }
+    Ok(crate::plan::build(&loaded.config))
+}
+
+fn spawn_instance(
+    inst: InstancePlan,
+    nl: &Handle,
+    log: Logger,
+    keep: bool,
+    guardian: &Option<Arc<crate::guardian::Guardian>>,
+) -> (mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(4);
+    let (nl, guardian) = (nl.clone(), guardian.clone());
+    let task = tokio::spawn(async move {
+        let name = inst.name.clone();
+        if let Err(e) = instance(inst, nl, rx, log, keep, guardian).await {
+            log.vrrp(&format!("({name}) stopped on error: {e:#}"));
+        }
+    });
+    (tx, task)
 }
 
 /// Runs the plan until SIGTERM/SIGINT.
@@ -81,28 +127,40 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             }
         }
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let mut running: Vec<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)> =
+        Vec::new();
     for inst in plan.instances {
-        let (nl, stop_rx) = (nl.clone(), stop_rx.clone());
-        let keep = opts.keep_vips;
-        let guardian = guardian.clone();
-        tasks.push(tokio::spawn(async move {
-            let name = inst.name.clone();
-            if let Err(e) = instance(inst, nl, stop_rx, log, keep, guardian).await {
-                log.vrrp(&format!("({name}) stopped on error: {e:#}"));
-            }
-        }));
+        let (tx, task) = spawn_instance(inst.clone(), &nl, log, opts.keep_vips, &guardian);
+        running.push((inst, tx, task));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                log.main("Reloading");
+                match load_plan(&opts.file, &opts.config_id) {
+                    Err(e) => log.main(&format!("Reload failed, keeping the running configuration: {e}")),
+                    Ok(new) => {
+                        for u in &new.unsupported {
+                            log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
+                        }
+                        running = reload(running, new.instances, &nl, log, opts.keep_vips, &guardian).await;
+                        log.main("Reload finished");
+                    }
+                }
+            }
+        }
     }
     log.main("Stopping");
-    let _ = stop_tx.send(true);
-    for t in tasks {
+    for (_, tx, _) in &running {
+        let _ = tx.send(Ctl::Stop).await;
+    }
+    for (_, _, t) in running {
         let _ = t.await;
     }
     if let Some(g) = guardian {
@@ -113,6 +171,55 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     log.main("Stopped");
     Ok(())
+}
+
+/// keepalived's reload: an instance whose VRID, family, interface and addressing are unchanged
+/// keeps its state (a MASTER stays MASTER, VIPs are diffed); others are stopped and started.
+async fn reload(
+    running: Vec<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)>,
+    wanted: Vec<InstancePlan>,
+    nl: &Handle,
+    log: Logger,
+    keep: bool,
+    guardian: &Option<Arc<crate::guardian::Guardian>>,
+) -> Vec<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)> {
+    let mut old: Vec<Option<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)>> =
+        running.into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    for new in wanted {
+        let found = old
+            .iter()
+            .position(|o| o.as_ref().is_some_and(|(p, _, _)| p.name == new.name));
+        match found.and_then(|i| old[i].take()) {
+            Some((p, tx, task))
+                if p.ifname == new.ifname
+                    && p.router.vrid == new.router.vrid
+                    && p.router.version == new.router.version
+                    && p.router.family == new.router.family
+                    && p.router.unicast_peers.is_empty() == new.router.unicast_peers.is_empty()
+                    && p.src == new.src =>
+            {
+                let _ = tx.send(Ctl::Reload(Box::new(new.clone()))).await;
+                out.push((new, tx, task));
+            }
+            Some((_, tx, task)) => {
+                let _ = tx.send(Ctl::Stop).await;
+                let _ = task.await;
+                let (tx, task) = spawn_instance(new.clone(), nl, log, keep, guardian);
+                out.push((new, tx, task));
+            }
+            None => {
+                let (tx, task) = spawn_instance(new.clone(), nl, log, keep, guardian);
+                out.push((new, tx, task));
+            }
+        }
+    }
+    for (p, tx, task) in old.into_iter().flatten() {
+        log.vrrp(&format!("({}) removed by reload", p.name));
+        let _ = tx.send(Ctl::Stop).await;
+        let _ = task.await;
+    }
+    out
 }
 
 struct Io {
@@ -295,7 +402,7 @@ fn shell_quote(s: &str) -> String {
 async fn instance(
     plan: InstancePlan,
     nl: Handle,
-    mut stop: watch::Receiver<bool>,
+    mut ctl: mpsc::Receiver<Ctl>,
     log: Logger,
     keep_vips: bool,
     guardian: Option<Arc<crate::guardian::Guardian>>,
@@ -387,8 +494,8 @@ async fn instance(
                 },
             );
         }
-        tokio::spawn(tracker(i, t.clone(), trk_tx.clone(), log));
     }
+    let mut tracker_tasks = start_trackers(&plan.trackers, &trk_tx, log);
     tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
 
     router.handle(now(), Input::Start);
@@ -433,22 +540,52 @@ async fn instance(
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 router.handle_timeout(now());
             }
-            _ = stop.changed() => {
-                if keep_vips {
-                    // `-V`: leave the VIPs and say nothing.
-                    break;
+            c = ctl.recv() => {
+                match c {
+                    Some(Ctl::Reload(new)) => {
+                        let new = *new;
+                        router.handle(now(), Input::Reload(&new.router));
+                        for t in tracker_tasks.drain(..) {
+                            t.abort();
+                        }
+                        tracker_tasks = start_trackers(&new.trackers, &trk_tx, log);
+                        io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
+                        // VipsChanged from the router is applied against the new plan.
+                        io.plan = new;
+                    }
+                    Some(Ctl::Stop) | None => {
+                        for t in tracker_tasks.drain(..) {
+                            t.abort();
+                        }
+                        if keep_vips {
+                            // `-V`: leave the VIPs and say nothing.
+                            break;
+                        }
+                        router.handle(now(), Input::Stop);
+                        while let Some(o) = router.poll_output() {
+                            io.execute(o, &router).await;
+                        }
+                        break;
+                    }
                 }
-                router.handle(now(), Input::Stop);
-                while let Some(o) = router.poll_output() {
-                    io.execute(o, &router).await;
-                }
-                break;
             }
         }
         io.src = io.src.or(src);
     }
     drop(pkt_rx);
     Ok(())
+}
+
+fn start_trackers(
+    trackers: &[TrackerPlan],
+    tx: &mpsc::Sender<(Option<usize>, bool)>,
+    log: Logger,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    trackers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| tokio::spawn(tracker(i, t.clone(), tx.clone(), log)))
+        .collect()
 }
 
 /// Polls an interface's operational state (sysfs) every 100 ms and reports changes.

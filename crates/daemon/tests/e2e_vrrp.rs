@@ -224,7 +224,10 @@ fn unicast_peers_elect_and_hand_over_including_with_keepalived() {
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n2.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
     std::thread::sleep(3 * SEC);
-    assert!(lab.has(1, VIP) && !lab.has(2, VIP), "keepalived must hear holdfast's unicast adverts");
+    assert!(
+        lab.has(1, VIP) && !lab.has(2, VIP),
+        "keepalived must hear holdfast's unicast adverts"
+    );
     n1.signal("TERM");
     n2.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
     n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
@@ -264,4 +267,57 @@ fn preempt_delay_postpones_a_higher_priority_takeover() {
     // Without the delay it would preempt after ~3.4 s; with it, not before 6 s.
     assert!(after >= Duration::from_secs(6), "preempted after {after:?}");
     n2.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+}
+
+#[test]
+fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config() {
+    let mut lab = lab(2);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let two = |p| {
+        conf(p, "", "").replace(
+            "        10.77.0.100/24\n",
+            "        10.77.0.100/24\n        10.77.0.101/24\n",
+        )
+    };
+    lab.file("n1.conf", &two(150));
+    lab.file("n2.conf", &two(100));
+    let masters_before = n1.count("Entering MASTER STATE");
+    let removals_before = n1.count("removing VIPs.");
+    n1.signal("HUP");
+    n2.signal("HUP");
+    n1.wait_for("Reload finished", 5 * SEC);
+    n2.wait_for("Reload finished", 5 * SEC);
+    // Adverts now carry two addresses on both sides; let several go by.
+    std::thread::sleep(3 * SEC);
+    assert!(
+        lab.has(1, VIP) && lab.has(1, "10.77.0.101/24"),
+        "{:?}",
+        lab.addrs(1)
+    );
+    assert!(
+        !lab.has(2, VIP) && !lab.has(2, "10.77.0.101/24"),
+        "{:?}",
+        lab.addrs(2)
+    );
+    assert_eq!(
+        n1.count("Entering MASTER STATE"),
+        masters_before,
+        "the master must not flap:\n{}",
+        n1.log()
+    );
+    assert_eq!(
+        n1.count("removing VIPs."),
+        removals_before,
+        "no VIP was removed:\n{}",
+        n1.log()
+    );
+    assert_eq!(n2.count("Entering MASTER STATE"), 0, "{}", n2.log());
+    // A configuration that cannot be read keeps the running one.
+    std::fs::remove_file(lab.dir().join("n1.conf")).unwrap();
+    n1.signal("HUP");
+    n1.wait_for("Reload failed, keeping the running configuration", 5 * SEC);
+    assert!(lab.has(1, VIP) && lab.has(1, "10.77.0.101/24"));
 }
