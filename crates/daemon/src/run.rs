@@ -127,8 +127,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             }
         }
     };
-    let mut running: Vec<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)> =
-        Vec::new();
+    let mut running: Vec<Running> = Vec::new();
     for inst in plan.instances {
         let (tx, task) = spawn_instance(inst.clone(), &nl, log, opts.keep_vips, &guardian);
         running.push((inst, tx, task));
@@ -173,18 +172,20 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     Ok(())
 }
 
+/// A running instance: its plan, its control channel, its task.
+type Running = (InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>);
+
 /// keepalived's reload: an instance whose VRID, family, interface and addressing are unchanged
 /// keeps its state (a MASTER stays MASTER, VIPs are diffed); others are stopped and started.
 async fn reload(
-    running: Vec<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)>,
+    running: Vec<Running>,
     wanted: Vec<InstancePlan>,
     nl: &Handle,
     log: Logger,
     keep: bool,
     guardian: &Option<Arc<crate::guardian::Guardian>>,
-) -> Vec<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)> {
-    let mut old: Vec<Option<(InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>)>> =
-        running.into_iter().map(Some).collect();
+) -> Vec<Running> {
+    let mut old: Vec<Option<Running>> = running.into_iter().map(Some).collect();
     let mut out = Vec::new();
     for new in wanted {
         let found = old
