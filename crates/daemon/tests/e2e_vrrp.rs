@@ -9,6 +9,15 @@ use std::time::Duration;
 
 use netns::conf;
 
+/// Two holdfast nodes, priorities 150 and 100, started and settled (n1 MASTER, n2 BACKUP).
+fn pair(lab: &mut netns::Lab) -> (netns::Proc, netns::Proc) {
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    (n1, n2)
+}
+
 fn lab(n: usize) -> netns::Lab {
     netns::Lab::new(n).with_bin(env!("CARGO_BIN_EXE_holdfast").into())
 }
@@ -19,10 +28,7 @@ const SEC: Duration = Duration::from_secs(1);
 #[test]
 fn the_higher_priority_holdfast_becomes_master_and_hands_over_on_sigterm() {
     let mut lab = lab(2);
-    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
-    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
-    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
-    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let (mut n1, mut n2) = pair(&mut lab);
     assert!(lab.has(1, VIP) && !lab.has(2, VIP));
     // Graceful stop: priority 0, the backup takes over after Skew_Time (0.61 s at 100).
     n1.signal("TERM");
@@ -80,10 +86,7 @@ fn a_killed_master_leaves_last_words_through_its_guardian() {
 #[test]
 fn a_master_whose_cable_is_cut_is_taken_over_within_the_master_down_interval() {
     let mut lab = lab(2);
-    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
-    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
-    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
-    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let (_n1, mut n2) = pair(&mut lab);
     let cut = std::time::Instant::now();
     lab.exec_switch(&["ip", "link", "set", &lab.cable(1), "down"]);
     let took = n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
@@ -137,10 +140,7 @@ fn a_failing_weighted_track_script_moves_the_vip_and_recovery_moves_it_back() {
 #[test]
 fn link_down_enters_fault_and_recovery_goes_through_backup() {
     let mut lab = lab(2);
-    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
-    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
-    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
-    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let (mut n1, mut n2) = pair(&mut lab);
     lab.exec(1, &["ip", "link", "set", "eth0", "down"]);
     n1.wait_for("(VI_1) Entering FAULT STATE", 5 * SEC);
     n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
@@ -272,10 +272,7 @@ fn preempt_delay_postpones_a_higher_priority_takeover() {
 #[test]
 fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config() {
     let mut lab = lab(2);
-    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
-    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
-    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
-    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let (mut n1, mut n2) = pair(&mut lab);
     let two = |p| {
         conf(p, "", "").replace(
             "        10.77.0.100/24\n",
