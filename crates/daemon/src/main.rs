@@ -123,6 +123,9 @@ enum Command {
         /// Do not remove VIPs on exit.
         #[arg(short = 'V', long = "dont-release-vrrp")]
         dont_release_vrrp: bool,
+        /// Directory for the SIGUSR1/SIGUSR2 files keepalived.data and keepalived.stats.
+        #[arg(long, default_value = "/tmp")]
+        data_dir: PathBuf,
     },
     /// Check a configuration like `keepalived -t`: diagnostics on stderr; exit 0 ok,
     /// 4 cannot run, 5 errors, 6 script security violation (keepalived 2.2.7's codes).
@@ -192,6 +195,7 @@ fn main() -> ExitCode {
             vrrp_pid,
             config_id,
             dont_release_vrrp,
+            data_dir,
         } => {
             let config_id = config_id.unwrap_or_else(host::short_hostname);
             let plan = match holdfast::run::load_plan(&file, &config_id) {
@@ -207,6 +211,7 @@ fn main() -> ExitCode {
                 pid_files: pid.into_iter().chain(vrrp_pid).collect(),
                 file,
                 config_id,
+                data_dir,
             };
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub file: PathBuf,
     /// Config-id for `@ID` lines.
     pub config_id: String,
+    /// Where SIGUSR1/SIGUSR2 write `keepalived.data` / `keepalived.stats` (keepalived: /tmp).
+    pub data_dir: PathBuf,
 }
 
 /// Commands from the supervisor to an instance driver.
@@ -82,18 +84,26 @@ pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan:
     Ok(crate::plan::build(&loaded.config))
 }
 
+/// What every instance driver shares.
+#[derive(Clone)]
+struct Shared {
+    nl: Handle,
+    log: Logger,
+    keep_vips: bool,
+    guardian: Option<Arc<crate::guardian::Guardian>>,
+    status: Arc<std::sync::Mutex<crate::dump::Table>>,
+}
+
 fn spawn_instance(
     inst: InstancePlan,
-    nl: &Handle,
-    log: Logger,
-    keep: bool,
-    guardian: &Option<Arc<crate::guardian::Guardian>>,
+    sh: &Shared,
 ) -> (mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4);
-    let (nl, guardian) = (nl.clone(), guardian.clone());
+    let sh = sh.clone();
+    let log = sh.log;
     let task = tokio::spawn(async move {
         let name = inst.name.clone();
-        if let Err(e) = instance(inst, nl, rx, log, keep, guardian).await {
+        if let Err(e) = instance(inst, rx, sh).await {
             log.vrrp(&format!("({name}) stopped on error: {e:#}"));
         }
     });
@@ -127,19 +137,30 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             }
         }
     };
+    let sh = Shared {
+        nl,
+        log,
+        keep_vips: opts.keep_vips,
+        guardian: guardian.clone(),
+        status: Arc::default(),
+    };
     let mut running: Vec<Running> = Vec::new();
     for inst in plan.instances {
-        let (tx, task) = spawn_instance(inst.clone(), &nl, log, opts.keep_vips, &guardian);
+        let (tx, task) = spawn_instance(inst.clone(), &sh);
         running.push((inst, tx, task));
     }
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = usr1.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.data"), crate::dump::data),
+            _ = usr2.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.stats"), crate::dump::stats),
             _ = hup.recv() => {
                 log.main("Reloading");
                 match load_plan(&opts.file, &opts.config_id) {
@@ -148,7 +169,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         for u in &new.unsupported {
                             log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
                         }
-                        running = reload(running, new.instances, &nl, log, opts.keep_vips, &guardian).await;
+                        running = reload(running, new.instances, &sh).await;
                         log.main("Reload finished");
                     }
                 }
@@ -177,14 +198,8 @@ type Running = (InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>);
 
 /// keepalived's reload: an instance whose VRID, family, interface and addressing are unchanged
 /// keeps its state (a MASTER stays MASTER, VIPs are diffed); others are stopped and started.
-async fn reload(
-    running: Vec<Running>,
-    wanted: Vec<InstancePlan>,
-    nl: &Handle,
-    log: Logger,
-    keep: bool,
-    guardian: &Option<Arc<crate::guardian::Guardian>>,
-) -> Vec<Running> {
+async fn reload(running: Vec<Running>, wanted: Vec<InstancePlan>, sh: &Shared) -> Vec<Running> {
+    let log = sh.log;
     let mut old: Vec<Option<Running>> = running.into_iter().map(Some).collect();
     let mut out = Vec::new();
     for new in wanted {
@@ -206,11 +221,11 @@ async fn reload(
             Some((_, tx, task)) => {
                 let _ = tx.send(Ctl::Stop).await;
                 let _ = task.await;
-                let (tx, task) = spawn_instance(new.clone(), nl, log, keep, guardian);
+                let (tx, task) = spawn_instance(new.clone(), sh);
                 out.push((new, tx, task));
             }
             None => {
-                let (tx, task) = spawn_instance(new.clone(), nl, log, keep, guardian);
+                let (tx, task) = spawn_instance(new.clone(), sh);
                 out.push((new, tx, task));
             }
         }
@@ -219,8 +234,22 @@ async fn reload(
         log.vrrp(&format!("({}) removed by reload", p.name));
         let _ = tx.send(Ctl::Stop).await;
         let _ = task.await;
+        if let Ok(mut t) = sh.status.lock() {
+            t.remove(&p.name);
+        }
     }
     out
+}
+
+fn dump_file(sh: &Shared, path: &std::path::Path, render: fn(&crate::dump::Table) -> String) {
+    let text = match sh.status.lock() {
+        Ok(t) => render(&t),
+        Err(_) => return,
+    };
+    if let Err(e) = std::fs::write(path, text) {
+        sh.log
+            .main(&format!("cannot write {}: {e}", path.display()));
+    }
 }
 
 struct Io {
@@ -402,12 +431,10 @@ fn shell_quote(s: &str) -> String {
 
 async fn instance(
     plan: InstancePlan,
-    nl: Handle,
     mut ctl: mpsc::Receiver<Ctl>,
-    log: Logger,
-    keep_vips: bool,
-    guardian: Option<Arc<crate::guardian::Guardian>>,
+    sh: Shared,
 ) -> anyhow::Result<()> {
+    let (nl, log, keep_vips, guardian) = (sh.nl.clone(), sh.log, sh.keep_vips, sh.guardian.clone());
     let epoch = std::time::Instant::now();
     let now = move || Instant::from_epoch(epoch.elapsed());
     let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
@@ -527,6 +554,28 @@ async fn instance(
             }
         }
         was_master = is_master;
+        if let Ok(mut t) = sh.status.lock() {
+            t.insert(
+                io.plan.name.clone(),
+                crate::dump::Status {
+                    ifname: io.plan.ifname.clone(),
+                    vrid: io.plan.router.vrid,
+                    version: io.plan.router.version.number(),
+                    state: router.state(),
+                    priority: io.plan.router.priority,
+                    effective: router.effective_priority(),
+                    advert_int: io.plan.router.advert_int.as_secs_f64(),
+                    master: router.master_addr(),
+                    vips: io
+                        .plan
+                        .vips
+                        .iter()
+                        .map(|v| format!("{}/{} dev {}", v.addr, v.prefix, v.dev))
+                        .collect(),
+                    stats: router.stats().clone(),
+                },
+            );
+        }
         let deadline = router.poll_timeout().map(to_tokio);
         tokio::select! {
             Some(p) = pkt_rx.recv() => {

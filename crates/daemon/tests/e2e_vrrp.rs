@@ -318,3 +318,36 @@ fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config(
     n1.wait_for("Reload failed, keeping the running configuration", 5 * SEC);
     assert!(lab.has(1, VIP) && lab.has(1, "10.77.0.101/24"));
 }
+
+/// Waits (bounded) for a file the daemon writes on a signal, and returns its text.
+fn wait_file(path: &std::path::Path, must_contain: &str) -> String {
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && t.contains(must_contain)
+        {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never contained {must_contain:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigusr1_and_sigusr2_write_keepalived_style_data_and_stats_files() {
+    let mut lab = lab(1);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n1.signal("USR1");
+    let data = wait_file(&lab.dir().join("keepalived.data"), "State = MASTER");
+    assert!(data.contains(" VRRP Instance = VI_1\n"), "{data}");
+    assert!(data.contains("   Effective priority = 150\n"), "{data}");
+    assert!(data.contains("   Master router = 10.77.0.1\n"), "{data}");
+    n1.signal("USR2");
+    let stats = wait_file(&lab.dir().join("keepalived.stats"), "VRRP Instance: VI_1");
+    assert!(stats.contains("  Became master: 1\n"), "{stats}");
+}
