@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn files_have_the_lines_users_grep() {
         let mut t = Table::new();
-        let stats = Stats {
+        let counters = Stats {
             adverts_sent: 7,
             became_master: 1,
             ..Stats::default()
@@ -135,7 +135,7 @@ mod tests {
                 advert_int: 1.0,
                 master: Some("10.0.0.1".parse().unwrap()),
                 vips: vec!["10.0.0.100/24".into()],
-                stats,
+                stats: counters,
             },
         );
         let d = data(&t);
