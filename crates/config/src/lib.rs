@@ -46,6 +46,8 @@ pub struct Loaded {
     pub sources: SourceMap,
     /// Whether the top-level file could be read.
     pub readable: bool,
+    /// `vrrp_script`s keepalived would disable at start (not found, or insecure).
+    pub disabled_scripts: Vec<String>,
 }
 
 impl Loaded {
@@ -78,10 +80,11 @@ pub fn load(
     let nodes = tree::parse(&tokens, &mut diags);
     let config = lower::lower(&nodes, &mut diags);
     validate::references(&config, &mut diags);
+    let mut disabled_scripts = Vec::new();
     if let Some(host) = host {
         let fatal = validate::interfaces(&config, host, &mut diags);
         if !fatal && readable {
-            validate::script_security(&config, host, &mut diags);
+            disabled_scripts = validate::script_security(&config, host, &mut diags);
         }
     }
     Loaded {
@@ -89,6 +92,7 @@ pub fn load(
         diagnostics: diags.into_vec(),
         sources,
         readable,
+        disabled_scripts,
     }
 }
 

@@ -203,8 +203,10 @@ struct Use<'a> {
     track_script: Option<&'a str>,
 }
 
-/// keepalived's script security rules (reference §1.9).
-pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
+/// keepalived's script security rules (reference §1.9). Returns the `vrrp_script`s keepalived
+/// would disable (not found, or insecure under `enable_script_security`).
+pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> Vec<String> {
+    let mut disabled = Vec::new();
     let tracked: HashSet<&str> = cfg
         .instances
         .iter()
@@ -297,7 +299,7 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
         });
     }
     if uses.is_empty() {
-        return;
+        return disabled;
     }
     let secure = cfg.global.enable_script_security;
     let default_user = cfg
@@ -345,11 +347,14 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
         };
         let Some(path) = path.filter(|p| host.stat(p).is_some()) else {
             match u.track_script {
-                Some(name) => d.push_unlined(
-                    Class::Invalid,
-                    u.span,
-                    format!("Disabling track script {name} since not found/accessible"),
-                ),
+                Some(name) => {
+                    disabled.push(name.to_string());
+                    d.push_unlined(
+                        Class::Invalid,
+                        u.span,
+                        format!("Disabling track script {name} since not found/accessible"),
+                    )
+                }
                 None => d.push_unlined(
                     Class::Note,
                     u.span,
@@ -363,11 +368,14 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
             insecure += 1;
             if secure {
                 match u.track_script {
-                    Some(name) => d.push_unlined(
-                        Class::Invalid,
-                        u.span,
-                        format!("Disabling track script {name} due to insecure"),
-                    ),
+                    Some(name) => {
+                        disabled.push(name.to_string());
+                        d.push_unlined(
+                            Class::Invalid,
+                            u.span,
+                            format!("Disabling track script {name} due to insecure"),
+                        )
+                    }
                     None => d.push_unlined(
                         Class::Invalid,
                         u.span,
@@ -390,6 +398,7 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) {
         };
         d.push(Class::Security, None, format!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.{extra}"));
     }
+    disabled
 }
 
 /// The program part of a command line (first word, honouring simple quotes).

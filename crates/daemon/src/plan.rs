@@ -144,8 +144,8 @@ fn broadcast(addr: IpAddr, prefix: u8, brd: Option<&str>) -> Option<std::net::Ip
     }
 }
 
-/// Maps the configuration.
-pub fn build(cfg: &Config) -> Plan {
+/// Maps the configuration; `disabled` names the `vrrp_script`s script security turned off.
+pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
     let mut plan = Plan::default();
     let un = &mut plan.unsupported;
     if !cfg.virtual_servers.is_empty() {
@@ -158,7 +158,7 @@ pub fn build(cfg: &Config) -> Plan {
         un.push("vrrp_sync_group: members run as independent instances (sync groups are not wired into holdfast run yet)".into());
     }
     for inst in &cfg.instances {
-        match instance(cfg, inst, un) {
+        match instance(cfg, inst, un, disabled) {
             Some(p) => plan.instances.push(p),
             None => un.push(format!("({}) not started", inst.name)),
         }
@@ -166,7 +166,12 @@ pub fn build(cfg: &Config) -> Plan {
     plan
 }
 
-fn instance(cfg: &Config, i: &VrrpInstance, un: &mut Vec<String>) -> Option<InstancePlan> {
+fn instance(
+    cfg: &Config,
+    i: &VrrpInstance,
+    un: &mut Vec<String>,
+    disabled: &[String],
+) -> Option<InstancePlan> {
     let name = &i.name;
     let Some(ifname) = i.interface.clone() else {
         un.push(format!(
@@ -258,6 +263,11 @@ fn instance(cfg: &Config, i: &VrrpInstance, un: &mut Vec<String>) -> Option<Inst
         let Some(s) = cfg.scripts.iter().find(|s| s.name == r.name) else {
             continue;
         };
+        if disabled.contains(&s.name) {
+            // keepalived: a script disabled by script security is not tracked (check-config
+            // and the start-up diagnostics say why).
+            continue;
+        }
         let kind = match &s.kind {
             Some(ScriptKind::Command(c)) => TrackerKind::Script(c.clone()),
             Some(ScriptKind::Checker(c)) => match tcp_target(c) {
@@ -342,7 +352,7 @@ mod tests {
     fn seed_004_maps_to_a_router_with_a_weighted_script_tracker() {
         let text = "vrrp_script chk_service {\n script \"/etc/keepalived/check_service.sh\"\n interval 2\n weight -20\n fall 2\n}\nvrrp_instance VI_1 {\n state MASTER\n interface enp0s3\n virtual_router_id 51\n priority 100\n authentication {\n  auth_type PASS\n  auth_pass 1234\n }\n virtual_ipaddress {\n  192.168.0.20/24\n }\n track_script {\n  chk_service\n }\n}\n";
         let cfg = holdfast_config::parse_str(text).config;
-        let plan = build(&cfg);
+        let plan = build(&cfg, &[]);
         assert!(plan.unsupported.is_empty(), "{:?}", plan.unsupported);
         let p = &plan.instances[0];
         assert_eq!(p.router.priority, 100);
@@ -362,6 +372,16 @@ mod tests {
     }
 
     #[test]
+    fn scripts_disabled_by_script_security_are_not_tracked() {
+        let text = "vrrp_script chk {\n script \"/x\"\n weight -20\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n  10.0.0.1\n }\n track_script {\n  chk\n }\n}\n";
+        let cfg = holdfast_config::parse_str(text).config;
+        assert_eq!(build(&cfg, &[]).instances[0].trackers.len(), 1);
+        let p = build(&cfg, &["chk".to_string()]);
+        assert!(p.instances[0].trackers.is_empty());
+        assert!(p.instances[0].router.trackers.is_empty());
+    }
+
+    #[test]
     fn broadcast_plus_is_computed_from_the_prefix() {
         assert_eq!(
             broadcast("10.1.2.3".parse().unwrap(), 24, Some("+")),
@@ -376,6 +396,6 @@ mod tests {
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n",
         )
         .config;
-        assert_eq!(build(&cfg).unsupported.len(), 1);
+        assert_eq!(build(&cfg, &[]).unsupported.len(), 1);
     }
 }

@@ -81,7 +81,7 @@ pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan:
     if !loaded.readable || loaded.exit_code(false) == 4 {
         return Err(format!("configuration {} cannot run", file.display()));
     }
-    Ok(crate::plan::build(&loaded.config))
+    Ok(crate::plan::build(&loaded.config, &loaded.disabled_scripts))
 }
 
 /// What every instance driver shares.
