@@ -51,7 +51,7 @@ enum Command {
     /// MariaDB server and a client writing through the VIP every 100 ms; injects failures and
     /// reports the client-visible gap, lost writes and VIP move times. Needs root.
     Lab {
-        /// Scenarios (default: all): graceful-stop, kill-9, node-crash, proxy-dies.
+        /// Scenarios (default: all): graceful-stop, kill-9, node-crash, proxy-dies, partition-heal.
         scenarios: Vec<String>,
         /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
         #[arg(long, value_parser = ["keepalived"])]
@@ -276,7 +276,7 @@ fn lab(
             Some(s) => scenarios.push(s),
             None => {
                 eprintln!(
-                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies)"
+                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal)"
                 );
                 return ExitCode::from(2);
             }

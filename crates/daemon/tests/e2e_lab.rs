@@ -23,6 +23,7 @@ fn every_lab_scenario_moves_the_vip_and_loses_no_acknowledged_write() {
         (Scenario::Kill9, 4.5),
         (Scenario::Crash, 4.5),
         (Scenario::ProxyDies, 5.0),
+        (Scenario::SplitBrain, 4.5),
     ];
     for (s, bound) in bounds {
         let o = run(&opts, s).unwrap_or_else(|e| panic!("{}: {e}", s.name()));

@@ -20,15 +20,19 @@ pub enum Scenario {
     Crash,
     /// The local proxy on the master dies; the tracker must move the VIP.
     ProxyDies,
+    /// lb1 and lb2 stop hearing each other for 6 s (both still reach the client and the
+    /// database): both become MASTER, then the partition heals and one MASTER remains.
+    SplitBrain,
 }
 
 impl Scenario {
     /// All scenarios, in report order.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Graceful,
         Scenario::Kill9,
         Scenario::Crash,
         Scenario::ProxyDies,
+        Scenario::SplitBrain,
     ];
 
     /// The command-line name.
@@ -38,6 +42,7 @@ impl Scenario {
             Scenario::Kill9 => "kill-9",
             Scenario::Crash => "node-crash",
             Scenario::ProxyDies => "proxy-dies",
+            Scenario::SplitBrain => "partition-heal",
         }
     }
 
@@ -144,6 +149,20 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         Scenario::Kill9 => d1.signal("KILL"),
         Scenario::Crash => lab.exec_switch(&["ip", "link", "set", &lab.cable(lb1), "down"]),
         Scenario::ProxyDies => proxy1.signal("KILL"),
+        // Isolated bridge ports do not forward to each other, only to the others.
+        Scenario::SplitBrain => {
+            for n in [lb1, lb2] {
+                lab.exec_switch(&[
+                    "bridge",
+                    "link",
+                    "set",
+                    "dev",
+                    &lab.cable(n),
+                    "isolated",
+                    "on",
+                ]);
+            }
+        }
     }
     let took = d2
         .try_wait_for_after(
@@ -158,6 +177,45 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
             )
         })?;
     let vip_move = took.checked_duration_since(inject_at);
+    let mut healed = None;
+    if scenario == Scenario::SplitBrain {
+        std::thread::sleep(
+            (inject_at + Duration::from_secs(6)).saturating_duration_since(Instant::now()),
+        );
+        for n in [lb1, lb2] {
+            lab.exec_switch(&[
+                "bridge",
+                "link",
+                "set",
+                "dev",
+                &lab.cable(n),
+                "isolated",
+                "off",
+            ]);
+        }
+        let heal_at = Instant::now();
+        let back = d2
+            .try_wait_for_after(
+                "(VI_1) Entering BACKUP STATE",
+                Some(heal_at),
+                Duration::from_secs(10),
+            )
+            .ok_or_else(|| format!("after the heal lb2 stayed MASTER; log:\n{}", d2.log()))?;
+        if d1
+            .try_wait_for_after(
+                "(VI_1) Entering BACKUP STATE",
+                Some(inject_at),
+                Duration::from_millis(1),
+            )
+            .is_some()
+        {
+            return Err("lb1 left MASTER during the partition".into());
+        }
+        healed = Some((
+            heal_at.saturating_duration_since(inject_at),
+            back.saturating_duration_since(inject_at),
+        ));
+    }
     let garp = d2
         .lines
         .iter()
@@ -215,6 +273,13 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
             g.as_secs_f64()
         ));
     }
+    if let Some((heal, back)) = healed {
+        timeline.push(format!("{:+8.3}s  partition healed", heal.as_secs_f64()));
+        timeline.push(format!(
+            "{:+8.3}s  lb2 Entering BACKUP STATE (one MASTER again)",
+            back.as_secs_f64()
+        ));
+    }
     if let Some(r) = attempts.iter().find(|a| {
         a.sent_us > inject_us && a.acked_us.is_some() && first_fail.is_some_and(|f| a.id > f.id)
     }) {
@@ -224,6 +289,17 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
             r.id
         ));
     }
+    // Lines are "+S.SSSs  what": order them by time.
+    timeline.sort_by(|a, b| {
+        let t = |l: &str| {
+            l.trim()
+                .split('s')
+                .next()
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        t(a).total_cmp(&t(b))
+    });
     Ok(Outcome {
         scenario,
         gap: longest_gap(&attempts),
