@@ -87,11 +87,24 @@ pub struct InstancePlan {
     pub trackers: Vec<TrackerPlan>,
 }
 
+/// A `vrrp_sync_group`.
+#[derive(Clone, Debug)]
+pub struct GroupPlan {
+    /// Group name.
+    pub name: String,
+    /// Member instance names.
+    pub members: Vec<String>,
+    /// Group notify scripts.
+    pub notify: Notify,
+}
+
 /// The whole run plan.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     /// Instances.
     pub instances: Vec<InstancePlan>,
+    /// Sync groups.
+    pub groups: Vec<GroupPlan>,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
 }
@@ -154,8 +167,19 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
             cfg.virtual_servers.len()
         ));
     }
-    if !cfg.sync_groups.is_empty() {
-        un.push("vrrp_sync_group: members run as independent instances (sync groups are not wired into holdfast run yet)".into());
+    for g in &cfg.sync_groups {
+        if !g.track.interfaces.is_empty()
+            || !g.track.scripts.is_empty()
+            || !g.track.files.is_empty()
+            || !g.track.processes.is_empty()
+        {
+            un.push(format!("VRRP_Group({}): trackers on a sync group are not implemented; track them on the member instances", g.name));
+        }
+        plan.groups.push(GroupPlan {
+            name: g.name.clone(),
+            members: g.members.clone(),
+            notify: g.notify.clone(),
+        });
     }
     for inst in &cfg.instances {
         match instance(cfg, inst, un, disabled) {

@@ -67,6 +67,8 @@ pub enum Ctl {
     Stop,
     /// Apply a reloaded plan for this instance (same VRID, family, interface).
     Reload(Box<InstancePlan>),
+    /// A sync-group command.
+    Sync(holdfast_vrrp::router::SyncCmd),
 }
 
 /// Loads and plans the configuration, printing its diagnostics; `Err` when it cannot run.
@@ -87,11 +89,88 @@ pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan:
 /// What every instance driver shares.
 #[derive(Clone)]
 struct Shared {
-    nl: Handle,
     log: Logger,
     keep_vips: bool,
     guardian: Option<Arc<crate::guardian::Guardian>>,
     status: Arc<std::sync::Mutex<crate::dump::Table>>,
+    /// State changes to the supervisor (for sync groups): instance, new state, whether a
+    /// group command caused it.
+    events: mpsc::UnboundedSender<(String, State, bool)>,
+}
+
+/// The sync groups the supervisor drives.
+struct Groups {
+    groups: Vec<(crate::plan::GroupPlan, holdfast_vrrp::sync::SyncGroup)>,
+}
+
+impl Groups {
+    fn new(plans: &[crate::plan::GroupPlan]) -> Groups {
+        Groups {
+            groups: plans
+                .iter()
+                .map(|g| {
+                    (
+                        g.clone(),
+                        holdfast_vrrp::sync::SyncGroup::new(&g.name, g.members.len()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Feeds a member's state change; returns the commands for other members by name.
+    fn on_change(
+        &mut self,
+        name: &str,
+        to: State,
+        by_sync: bool,
+        log: Logger,
+    ) -> Vec<(String, holdfast_vrrp::router::SyncCmd)> {
+        let mut out = Vec::new();
+        for (plan, group) in &mut self.groups {
+            let Some(i) = plan.members.iter().position(|m| m == name) else {
+                continue;
+            };
+            let before = group.state();
+            let (cmds, event) = group.on_change(i, to, by_sync);
+            if let Some(e) = event {
+                log.vrrp(&e.to_string());
+            }
+            out.extend(
+                cmds.into_iter()
+                    .filter_map(|(j, c)| plan.members.get(j).map(|m| (m.clone(), c))),
+            );
+            let after = group.state();
+            if before != after {
+                group_notify(&plan.name, &plan.notify, after, log);
+            }
+        }
+        out
+    }
+}
+
+fn group_notify(name: &str, n: &holdfast_config::model::Notify, state: State, log: Logger) {
+    let (specific, word) = match state {
+        State::Master => (&n.master, "MASTER"),
+        State::Backup => (&n.backup, "BACKUP"),
+        State::Fault => (&n.fault, "FAULT"),
+        State::Init => (&n.stop, "STOP"),
+    };
+    let mut cmds: Vec<String> = specific.iter().map(|c| c.cmd.clone()).collect();
+    if let Some(g) = &n.generic {
+        // keepalived: groups pass priority 0.
+        cmds.push(format!("{} GROUP {} {word} 0", g.cmd, shell_quote(name)));
+    }
+    let name = name.to_string();
+    tokio::spawn(async move {
+        for c in cmds {
+            if let Err(e) = crate::script::run_once(&c, Duration::from_secs(60)).await {
+                log.vrrp(&format!(
+                    "VRRP_Group({name}) notify script '{c}' failed: {e}"
+                ));
+            }
+        }
+    });
 }
 
 fn spawn_instance(
@@ -121,7 +200,6 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     for p in &opts.pid_files {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
-    let nl = vip::connect()?;
     let guardian = if opts.keep_vips {
         None
     } else {
@@ -137,13 +215,15 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             }
         }
     };
+    let (events, mut events_rx) = mpsc::unbounded_channel();
     let sh = Shared {
-        nl,
         log,
         keep_vips: opts.keep_vips,
         guardian: guardian.clone(),
         status: Arc::default(),
+        events,
     };
+    let mut groups = Groups::new(&plan.groups);
     let mut running: Vec<Running> = Vec::new();
     for inst in plan.instances {
         let (tx, task) = spawn_instance(inst.clone(), &sh);
@@ -159,6 +239,13 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            Some((name, to, by_sync)) = events_rx.recv() => {
+                for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
+                    if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
+                        let _ = tx.send(Ctl::Sync(cmd)).await;
+                    }
+                }
+            }
             _ = usr1.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.data"), crate::dump::data),
             _ = usr2.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.stats"), crate::dump::stats),
             _ = hup.recv() => {
@@ -170,6 +257,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
                         }
                         running = reload(running, new.instances, &sh).await;
+                        groups = Groups::new(&new.groups);
                         log.main("Reload finished");
                     }
                 }
@@ -261,6 +349,7 @@ struct Io {
     src: Option<IpAddr>,
     log: Logger,
     ifindexes: Vec<u32>,
+    events: mpsc::UnboundedSender<(String, State, bool)>,
 }
 
 impl Io {
@@ -400,7 +489,14 @@ impl Io {
                 self.add_vips(Some(&added)).await;
             }
             Output::Announce { count } => self.announce(count),
-            Output::StateChanged { to, .. } => self.notify(to, router.effective_priority()),
+            Output::StateChanged { to, reason, .. } => {
+                self.notify(to, router.effective_priority());
+                let _ = self.events.send((
+                    self.plan.name.clone(),
+                    to,
+                    reason == holdfast_vrrp::router::Reason::Sync,
+                ));
+            }
             Output::MasterRxLowerPri => {
                 if let Some(c) = &self.plan.notify.master_rx_lower_pri {
                     let (cmd, log, name) = (c.cmd.clone(), self.log, self.plan.name.clone());
@@ -434,7 +530,10 @@ async fn instance(
     mut ctl: mpsc::Receiver<Ctl>,
     sh: Shared,
 ) -> anyhow::Result<()> {
-    let (nl, log, keep_vips, guardian) = (sh.nl.clone(), sh.log, sh.keep_vips, sh.guardian.clone());
+    let (log, keep_vips, guardian) = (sh.log, sh.keep_vips, sh.guardian.clone());
+    // One netlink socket per instance: the kernel refuses a second dump in flight on the
+    // same socket (EBUSY), and instances work concurrently.
+    let nl = vip::connect()?;
     let epoch = std::time::Instant::now();
     let now = move || Instant::from_epoch(epoch.elapsed());
     let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
@@ -471,6 +570,7 @@ async fn instance(
         src,
         log,
         ifindexes,
+        events: sh.events.clone(),
     };
     // keepalived: VIPs left over from a crash are removed at start.
     if log.detail {
@@ -592,6 +692,7 @@ async fn instance(
             }
             c = ctl.recv() => {
                 match c {
+                    Some(Ctl::Sync(cmd)) => router.handle(now(), Input::Sync(cmd)),
                     Some(Ctl::Reload(new)) => {
                         let new = *new;
                         router.handle(now(), Input::Reload(&new.router));

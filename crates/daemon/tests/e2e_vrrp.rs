@@ -351,3 +351,63 @@ fn sigusr1_and_sigusr2_write_keepalived_style_data_and_stats_files() {
     let stats = wait_file(&lab.dir().join("keepalived.stats"), "VRRP Instance: VI_1");
     assert!(stats.contains("  Became master: 1\n"), "{stats}");
 }
+
+fn group_conf(priority: u8, flag: Option<&std::path::Path>) -> String {
+    let (script, track) = match flag {
+        Some(f) => (
+            format!(
+                "vrrp_script chk {{\n    script \"/usr/bin/test -e {}\"\n    interval 0.2\n}}\n",
+                f.display()
+            ),
+            "    track_script {\n        chk\n    }\n",
+        ),
+        None => (String::new(), ""),
+    };
+    let inst = |name: &str, vrid: u8, vip: &str, track: &str| {
+        format!(
+            "vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id {vrid}\n    priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {vip}\n    }}\n{track}}}\n"
+        )
+    };
+    format!(
+        "global_defs {{\n    enable_script_security\n    script_user root\n}}\n{script}{}{}vrrp_sync_group G1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n",
+        inst("VI_1", 51, "10.77.0.100/24", ""),
+        inst("VI_2", 52, "10.77.0.101/24", track)
+    )
+}
+
+#[test]
+fn a_sync_group_moves_all_members_when_one_faults() {
+    let mut lab = lab(2);
+    let flag = lab.file("healthy", "");
+    let mut n1 = lab.holdfast(1, &group_conf(150, Some(&flag)));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n1.wait_for("(VI_2) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &group_conf(100, None));
+    n2.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
+    std::thread::sleep(2 * SEC);
+    assert!(lab.has(1, VIP) && lab.has(1, "10.77.0.101/24"));
+    // VI_2's weight-0 tracker fails: VI_2 goes to FAULT and the group takes VI_1 with it.
+    std::fs::remove_file(&flag).unwrap();
+    n1.wait_for("(VI_2) Entering FAULT STATE", 5 * SEC);
+    n1.wait_for("VRRP_Group(G1) Syncing instances to FAULT state", 5 * SEC);
+    n1.wait_for("(VI_1) Entering FAULT STATE", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_2) Entering MASTER STATE", 10 * SEC);
+    assert!(
+        lab.has(2, VIP) && lab.has(2, "10.77.0.101/24"),
+        "{:?}",
+        lab.addrs(2)
+    );
+    assert!(
+        !lab.has(1, VIP) && !lab.has(1, "10.77.0.101/24"),
+        "{:?}",
+        lab.addrs(1)
+    );
+    // Recovery: both members back through BACKUP, then n1 (150) preempts both.
+    std::fs::write(&flag, "").unwrap();
+    let t = n1.wait_for("VRRP_Script(chk) succeeded", 5 * SEC);
+    n1.try_wait_for_after("(VI_1) Entering MASTER STATE", Some(t), 10 * SEC)
+        .expect("VI_1 back to MASTER");
+    n1.try_wait_for_after("(VI_2) Entering MASTER STATE", Some(t), 10 * SEC)
+        .expect("VI_2 back to MASTER");
+}

@@ -469,6 +469,7 @@ pub struct VirtualRouter {
     link_up: bool,
     tracker_up: Vec<bool>,
     group_fault: bool,
+    recovering_by_sync: bool,
     effective: u8,
     owner_reduced: bool,
     master_adv_int: Duration,
@@ -495,6 +496,7 @@ impl VirtualRouter {
             link_up: true,
             tracker_up: vec![true; n],
             group_fault: false,
+            recovering_by_sync: false,
             effective: 0,
             owner_reduced: false,
             master_adv_int,
@@ -831,18 +833,35 @@ impl VirtualRouter {
         if self.state == State::Init {
             return;
         }
-        let fault = self.own_fault() || self.group_fault;
+        let own = self.own_fault();
+        let fault = own || self.group_fault;
+        // A fault (or a recovery) the sync group caused is reported as such, so the group does
+        // not mistake it for this member's own.
+        let (fault_reason, recover_reason) = if own {
+            (Reason::Fault, Reason::Recovered)
+        } else if self.group_fault {
+            (Reason::Sync, Reason::Recovered)
+        } else {
+            (
+                Reason::Fault,
+                if self.recovering_by_sync {
+                    Reason::Sync
+                } else {
+                    Reason::Recovered
+                },
+            )
+        };
         match (self.state, fault) {
-            (State::Master, true) => self.leave_master(now, State::Fault, Reason::Fault),
+            (State::Master, true) => self.leave_master(now, State::Fault, fault_reason),
             (State::Backup, true) => {
                 self.clear_timers();
-                self.set_state(State::Fault, Reason::Fault, false);
+                self.set_state(State::Fault, fault_reason, false);
             }
             (State::Fault, false) => {
                 if self.cfg.priority == 255 && self.cfg.init_master {
-                    self.become_master(now, Reason::Recovered);
+                    self.become_master(now, recover_reason);
                 } else {
-                    self.set_state(State::Backup, Reason::Recovered, false);
+                    self.set_state(State::Backup, recover_reason, false);
                     self.master_adv_int = self.cfg.advert_int;
                     self.down_at = Some(now + self.master_down_interval());
                 }
@@ -869,7 +888,9 @@ impl VirtualRouter {
             }
             SyncCmd::ClearFault => {
                 self.group_fault = false;
+                self.recovering_by_sync = true;
                 self.reevaluate(now);
+                self.recovering_by_sync = false;
             }
         }
     }

@@ -895,3 +895,30 @@ fn an_advert_for_another_vrid_is_ignored_silently() {
     assert_eq!(h.r.stats().dropped(Drop::Vrid), 1);
     assert!(h.logs().is_empty());
 }
+
+#[test]
+fn a_fault_forced_by_the_sync_group_is_reported_as_sync_and_cleared_by_it() {
+    let mut h = master(100);
+    h.input(Input::Sync(SyncCmd::Fault));
+    assert_eq!(h.r.state(), State::Fault);
+    assert_eq!(
+        h.state_changes(),
+        [(State::Master, State::Fault, Reason::Sync)]
+    );
+    h.take();
+    h.input(Input::Sync(SyncCmd::ClearFault));
+    assert_eq!(h.r.state(), State::Backup);
+    assert_eq!(
+        h.state_changes(),
+        [(State::Fault, State::Backup, Reason::Sync)]
+    );
+}
+
+#[test]
+fn a_sync_master_command_takes_a_backup_to_master_at_once() {
+    let mut h = H::new(100);
+    h.take();
+    h.input(Input::Sync(SyncCmd::Master));
+    assert_eq!(h.r.state(), State::Master);
+    assert!(h.out.contains(&Output::AddVips));
+}
