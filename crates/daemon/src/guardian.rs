@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
 use holdfast_sys::vip::{self, VipSpec};
-use holdfast_sys::vrrp_socket::VrrpSocketV4;
+use holdfast_sys::vrrp_socket::{VrrpSocket, VrrpSocketV4, VrrpSocketV6};
 
 /// The daemon's end.
 pub struct Guardian {
@@ -153,11 +153,19 @@ pub fn main(detail: bool) -> std::process::ExitCode {
         let (Some(ifname), Some(ifindex)) = (w["ifname"].as_str(), w["ifindex"].as_u64()) else {
             continue;
         };
-        let src = w["src"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok());
-        if let (Ok(sock), Some(src)) = (VrrpSocketV4::open(ifname, ifindex as u32, None, 255), src)
-        {
+        let src = w["src"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+        let sock = match src {
+            Some(IpAddr::V4(_)) => VrrpSocketV4::open(ifname, ifindex as u32, None, 255)
+                .map(VrrpSocket::V4)
+                .ok(),
+            Some(IpAddr::V6(ll)) => VrrpSocketV6::open(ifname, ifindex as u32, ll, None)
+                .map(VrrpSocket::V6)
+                .ok(),
+            None => None,
+        };
+        if let (Some(sock), Some(src)) = (sock, src) {
             for a in &adverts {
-                let dst = a["dst"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok());
+                let dst = a["dst"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
                 let payload = a["payload"].as_str().and_then(unhex);
                 if let (Some(dst), Some(p)) = (dst, payload) {
                     let _ = sock.send(src, dst, &p);
@@ -180,6 +188,7 @@ pub fn main(detail: bool) -> std::process::ExitCode {
                         label: None,
                         scope: None,
                         noprefixroute: false,
+                        nodad: false,
                     };
                     let _ = vip::del(&h, &spec).await;
                 }

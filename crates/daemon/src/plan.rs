@@ -29,6 +29,8 @@ pub struct PlannedVip {
     pub scope: Option<String>,
     /// `noprefixroute`.
     pub noprefixroute: bool,
+    /// `-nodad` / `nodad` (IPv6).
+    pub nodad: bool,
 }
 
 /// What a tracker watches.
@@ -207,12 +209,6 @@ fn instance(
         return None;
     }
     let family = i.vips.first().map_or(Family::V4, |v| Family::of(v.addr));
-    if family == Family::V6 {
-        un.push(format!(
-            "({name}) IPv6 VRRP is not implemented by holdfast run yet"
-        ));
-        return None;
-    }
     let auth = match &i.auth {
         Some(a) if a.auth_type == AuthType::Pass => Auth::pass(&a.pass),
         Some(_) => {
@@ -248,7 +244,10 @@ fn instance(
         })
         .collect();
     router.check_unicast_src = i.check_unicast_src;
-    router.mcast_group = IpAddr::V4(cfg.global.vrrp_mcast_group4);
+    router.mcast_group = match family {
+        Family::V4 => IpAddr::V4(cfg.global.vrrp_mcast_group4),
+        Family::V6 => IpAddr::V6(cfg.global.vrrp_mcast_group6),
+    };
     router.garp = garp(&i.garp, &cfg.global.garp);
     router.lower_prio_no_advert = i
         .lower_prio_no_advert
@@ -329,7 +328,6 @@ fn instance(
         .vips
         .iter()
         .chain(&i.excluded_vips)
-        .filter(|v| v.addr.is_ipv4())
         .map(|v| PlannedVip {
             addr: v.addr,
             prefix: v.prefix,
@@ -338,6 +336,7 @@ fn instance(
             label: v.label.clone(),
             scope: v.scope.clone(),
             noprefixroute: v.flags.iter().any(|f| f == "noprefixroute"),
+            nodad: v.flags.iter().any(|f| f == "-nodad" || f == "nodad"),
         })
         .collect();
     Some(InstancePlan {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use holdfast_sys::garp::Garp;
+use holdfast_sys::garp::{Announcer, Garp, Unsolicited};
 use holdfast_sys::iface;
 use holdfast_sys::vip::Handle;
 use holdfast_sys::vip::{self, VipSpec};
-use holdfast_sys::vrrp_socket::VrrpSocketV4;
+use holdfast_sys::vrrp_socket::{VrrpSocket, VrrpSocketV4, VrrpSocketV6};
 use holdfast_vrrp::Instant;
 use holdfast_vrrp::router::{Input, Log, Output, State, VirtualRouter};
 use tokio::sync::mpsc;
@@ -343,8 +343,8 @@ fn dump_file(sh: &Shared, path: &std::path::Path, render: fn(&crate::dump::Table
 struct Io {
     last_words: Vec<(IpAddr, Vec<u8>)>,
     plan: InstancePlan,
-    sock: Arc<VrrpSocketV4>,
-    garp: Garp,
+    sock: Arc<VrrpSocket>,
+    announcer: Announcer,
     nl: Handle,
     src: Option<IpAddr>,
     log: Logger,
@@ -366,6 +366,7 @@ impl Io {
                 label: v.label.clone(),
                 scope: v.scope.clone(),
                 noprefixroute: v.noprefixroute,
+                nodad: v.nodad,
             })
             .collect()
     }
@@ -401,35 +402,41 @@ impl Io {
     }
 
     fn announce(&self, count: u32) {
-        let v4: Vec<std::net::Ipv4Addr> = self
+        let addrs: Vec<IpAddr> = self
             .plan
             .vips
             .iter()
-            .filter_map(|v| match v.addr {
-                IpAddr::V4(a) if v.dev == self.plan.ifname => Some(a),
-                _ => None,
-            })
+            .filter(|v| v.dev == self.plan.ifname)
+            .map(|v| v.addr)
             .collect();
-        for a in &v4 {
+        let what = if matches!(self.announcer, Announcer::Arp(_)) {
+            "gratuitous ARPs"
+        } else {
+            "Unsolicited Neighbour Adverts"
+        };
+        for a in &addrs {
             if self.log.detail {
                 self.log.vrrp(&format!(
-                    "({}) Sending/queueing gratuitous ARPs on {} for {a}",
+                    "({}) Sending/queueing {what} on {} for {a}",
                     self.plan.name, self.plan.ifname
                 ));
             }
         }
         for _ in 0..count {
-            for a in &v4 {
-                if let Err(e) = self.garp.send(*a) {
+            for a in &addrs {
+                if let Err(e) = self.announcer.send(*a) {
                     self.log.vrrp(&format!(
-                        "({}) gratuitous ARP on {} for {a} failed: {e}",
+                        "({}) announcing {a} on {} failed: {e}",
                         self.plan.name, self.plan.ifname
                     ));
                 } else if self.log.detail {
-                    self.log.vrrp(&format!(
-                        "Sending gratuitous ARP on {} for {a}",
-                        self.plan.ifname
-                    ));
+                    let one = if a.is_ipv4() {
+                        "gratuitous ARP"
+                    } else {
+                        "Unsolicited Neighbour Advert"
+                    };
+                    self.log
+                        .vrrp(&format!("Sending {one} on {} for {a}", self.plan.ifname));
                 }
             }
         }
@@ -472,7 +479,7 @@ impl Io {
     async fn execute(&self, out: Output, router: &VirtualRouter) {
         match out {
             Output::Send { dst, payload } => {
-                let (Some(IpAddr::V4(src)), IpAddr::V4(dst)) = (self.src, dst) else {
+                let Some(src) = self.src else {
                     return;
                 };
                 if let Err(e) = self.sock.send(src, dst, &payload) {
@@ -540,32 +547,56 @@ async fn instance(
     let ifindex = iface::index(&plan.ifname)?;
     let mac = iface::mac(&plan.ifname)?;
     let unicast = !plan.router.unicast_peers.is_empty();
-    let group = match plan.router.mcast_group {
-        IpAddr::V4(g) if !unicast => Some(g),
-        _ => None,
-    };
-    let sock = Arc::new(VrrpSocketV4::open(
-        &plan.ifname,
-        ifindex,
-        group,
-        plan.unicast_ttl,
-    )?);
-    let garp = Garp::open(ifindex, mac)?;
     let ifindexes = plan
         .vips
         .iter()
         .map(|v| iface::index(&v.dev))
         .collect::<std::io::Result<Vec<_>>>()?;
     let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
-    let src = match plan.src {
-        Some(s) => Some(s),
-        None => vip::primary_v4(&nl, ifindex, &vip_addrs).await?,
+    let (sock, announcer, src) = match plan.router.mcast_group {
+        IpAddr::V4(g) => {
+            let src = match plan.src {
+                Some(s) => Some(s),
+                None => vip::primary_v4(&nl, ifindex, &vip_addrs).await?,
+            };
+            let sock = VrrpSocketV4::open(
+                &plan.ifname,
+                ifindex,
+                (!unicast).then_some(g),
+                plan.unicast_ttl,
+            )?;
+            (
+                VrrpSocket::V4(sock),
+                Announcer::Arp(Garp::open(ifindex, mac)?),
+                src,
+            )
+        }
+        IpAddr::V6(g) => {
+            let src = match plan.src {
+                Some(s) => Some(s),
+                None => vip::link_local_v6(&nl, ifindex).await?,
+            };
+            let Some(IpAddr::V6(ll)) = src else {
+                anyhow::bail!(
+                    "({}) no IPv6 link-local address on {}",
+                    plan.name,
+                    plan.ifname
+                );
+            };
+            let sock = VrrpSocketV6::open(&plan.ifname, ifindex, ll, (!unicast).then_some(g))?;
+            (
+                VrrpSocket::V6(sock),
+                Announcer::Na(Unsolicited::open(&plan.ifname, ifindex, mac, ll)?),
+                src,
+            )
+        }
     };
+    let sock = Arc::new(sock);
     let mut io = Io {
         last_words: Vec::new(),
         plan: plan.clone(),
         sock: sock.clone(),
-        garp,
+        announcer,
         nl,
         src,
         log,

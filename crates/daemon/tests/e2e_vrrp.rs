@@ -411,3 +411,49 @@ fn a_sync_group_moves_all_members_when_one_faults() {
     n1.try_wait_for_after("(VI_2) Entering MASTER STATE", Some(t), 10 * SEC)
         .expect("VI_2 back to MASTER");
 }
+
+const VIP6: &str = "fd77::100/64";
+
+fn conf6(priority: u8) -> String {
+    format!(
+        "vrrp_instance VI_6 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 61\n    priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP6}\n    }}\n}}\n"
+    )
+}
+
+#[test]
+fn ipv6_vrrpv3_elects_hands_over_and_interoperates_with_keepalived() {
+    let mut lab = lab(2);
+    let mut n1 = lab.holdfast(1, &conf6(150));
+    let mut n2 = lab.keepalived(2, &conf6(100));
+    n1.wait_for("(VI_6) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_6) Entering BACKUP STATE", 10 * SEC);
+    n1.wait_for(
+        "Sending Unsolicited Neighbour Advert on eth0 for fd77::100",
+        5 * SEC,
+    );
+    std::thread::sleep(3 * SEC);
+    assert!(
+        lab.has(1, VIP6) && !lab.has(2, VIP6),
+        "{:?} {:?}",
+        lab.addrs(1),
+        lab.addrs(2)
+    );
+    n1.signal("TERM");
+    n2.wait_for("(VI_6) Entering MASTER STATE", 5 * SEC);
+    assert!(n1.wait_exit(5 * SEC));
+    // holdfast returns as the higher priority and preempts keepalived.
+    let mut n1 = lab.holdfast(1, &conf6(150));
+    n1.wait_for("(VI_6) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_6) Entering BACKUP STATE", 5 * SEC);
+    assert!(lab.has(1, VIP6));
+    for log in [n1.log(), n2.log()] {
+        for bad in [
+            "checksum",
+            "wrong version",
+            "ip number count",
+            "not present in",
+        ] {
+            assert!(!log.contains(bad), "log mentions {bad:?}:\n{log}");
+        }
+    }
+}

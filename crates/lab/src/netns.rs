@@ -78,6 +78,14 @@ impl Lab {
             let n = i + 1;
             let ns = lab.ns(n);
             sh(&["ip", "netns", "add", &ns]);
+            // No duplicate address detection: link-local addresses are usable at once (VRRPv3
+            // over IPv6 sends from them) and VIPs are not tentative.
+            for knob in [
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.accept_dad=0",
+            ] {
+                sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", knob]);
+            }
             let v = format!("v{n}");
             sh(&[
                 "ip", "-n", &sw, "link", "add", &v, "type", "veth", "peer", "name", "eth0",
@@ -237,17 +245,17 @@ impl Lab {
         }
     }
 
-    /// IPv4 addresses on node `n`'s eth0.
+    /// IPv4 and IPv6 addresses on node `n`'s eth0.
     pub fn addrs(&self, n: usize) -> Vec<String> {
         let out = Command::new("ip")
-            .args(["-n", &self.ns(n), "-4", "-o", "addr", "show", "dev", "eth0"])
+            .args(["-n", &self.ns(n), "-o", "addr", "show", "dev", "eth0"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
                 l.split_whitespace()
-                    .skip_while(|w| *w != "inet")
+                    .skip_while(|w| *w != "inet" && *w != "inet6")
                     .nth(1)
                     .map(str::to_string)
             })

@@ -71,6 +71,75 @@ fn link_addr(ifindex: u32) -> io::Result<SockAddr> {
     Ok(addr)
 }
 
+/// Unsolicited neighbour advertisements (RFC 4861 §7.2.6), as keepalived sends them for IPv6
+/// VIPs: to ff02::1 with the Override flag and the target link-layer address option.
+pub struct Unsolicited {
+    sock: Socket,
+    ifindex: u32,
+    mac: [u8; 6],
+}
+
+/// The ICMPv6 NA message (the kernel fills the checksum on ICMPv6 raw sockets).
+pub fn na_message(mac: [u8; 6], target: std::net::Ipv6Addr) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    m[0] = 136;
+    // Flags: Override.
+    m[4] = 0x20;
+    m[8..24].copy_from_slice(&target.octets());
+    m[24] = 2; // target link-layer address
+    m[25] = 1; // 8 bytes
+    m[26..32].copy_from_slice(&mac);
+    m
+}
+
+impl Unsolicited {
+    /// Opens an ICMPv6 socket on `ifname`, sending from `src` (link-local).
+    pub fn open(
+        ifname: &str,
+        ifindex: u32,
+        mac: [u8; 6],
+        src: std::net::Ipv6Addr,
+    ) -> io::Result<Unsolicited> {
+        let sock = Socket::new(Domain::IPV6, Type::RAW, Some(socket2::Protocol::ICMPV6))?;
+        sock.bind_device(Some(ifname.as_bytes()))?;
+        sock.set_multicast_hops_v6(255)?;
+        sock.set_multicast_if_v6(ifindex)?;
+        sock.bind(
+            &std::net::SocketAddr::V6(std::net::SocketAddrV6::new(src, 0, 0, ifindex)).into(),
+        )?;
+        Ok(Unsolicited { sock, ifindex, mac })
+    }
+
+    /// Sends one unsolicited NA for `target`.
+    pub fn send(&self, target: std::net::Ipv6Addr) -> io::Result<()> {
+        let all_nodes = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        let to =
+            std::net::SocketAddr::V6(std::net::SocketAddrV6::new(all_nodes, 0, 0, self.ifindex));
+        self.sock
+            .send_to(&na_message(self.mac, target), &to.into())?;
+        Ok(())
+    }
+}
+
+/// Gratuitous ARPs (IPv4) or unsolicited NAs (IPv6) for an instance's interface.
+pub enum Announcer {
+    /// IPv4.
+    Arp(Garp),
+    /// IPv6.
+    Na(Unsolicited),
+}
+
+impl Announcer {
+    /// Announces `addr` once; addresses of the other family are skipped.
+    pub fn send(&self, addr: std::net::IpAddr) -> io::Result<()> {
+        match (self, addr) {
+            (Announcer::Arp(g), std::net::IpAddr::V4(a)) => g.send(a),
+            (Announcer::Na(n), std::net::IpAddr::V6(a)) => n.send(a),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

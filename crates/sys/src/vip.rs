@@ -25,6 +25,8 @@ pub struct VipSpec {
     pub scope: Option<String>,
     /// `noprefixroute`.
     pub noprefixroute: bool,
+    /// `-nodad` (IPv6).
+    pub nodad: bool,
 }
 
 /// A netlink handle with its connection task running on the current tokio runtime.
@@ -118,6 +120,15 @@ pub async fn list(handle: &Handle, ifindex: u32) -> io::Result<Vec<(IpAddr, u8, 
         }
     }
     Ok(out)
+}
+
+/// The first IPv6 link-local address of an interface (VRRPv3 over IPv6 sends from it).
+pub async fn link_local_v6(handle: &Handle, ifindex: u32) -> io::Result<Option<IpAddr>> {
+    Ok(list(handle, ifindex)
+        .await?
+        .into_iter()
+        .find(|(a, _, _)| matches!(a, IpAddr::V6(v) if v.is_unicast_link_local()))
+        .map(|(a, _, _)| a))
 }
 
 /// The primary IPv4 address of an interface, skipping `exclude` (our own VIPs).

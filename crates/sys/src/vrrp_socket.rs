@@ -142,6 +142,134 @@ fn ipv4_checksum(h: &[u8]) -> u16 {
     !(acc as u16)
 }
 
+/// One instance's VRRPv3 sockets over IPv6 on one interface. The kernel gives raw IPv6
+/// sockets only the payload, so the destination address and the hop limit come from
+/// `IPV6_PKTINFO` / `IPV6_HOPLIMIT` control messages.
+pub struct VrrpSocketV6 {
+    send: Socket,
+    recv: Socket,
+    ifindex: u32,
+}
+
+impl VrrpSocketV6 {
+    /// Opens the sockets on `ifname` (index `ifindex`), sending from `src` (link-local),
+    /// joining `group` unless unicast.
+    pub fn open(
+        ifname: &str,
+        ifindex: u32,
+        src: std::net::Ipv6Addr,
+        group: Option<std::net::Ipv6Addr>,
+    ) -> io::Result<VrrpSocketV6> {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let proto = Some(Protocol::from(PROTO_VRRP));
+        let send = Socket::new(Domain::IPV6, Type::RAW, proto)?;
+        send.bind_device(Some(ifname.as_bytes()))?;
+        send.set_multicast_hops_v6(255)?;
+        send.set_unicast_hops_v6(255)?;
+        send.set_multicast_loop_v6(false)?;
+        send.set_multicast_if_v6(ifindex)?;
+        send.set_tclass_v6(0xc0)?;
+        send.bind(&SocketAddr::V6(std::net::SocketAddrV6::new(src, 0, 0, ifindex)).into())?;
+        let recv = Socket::new(Domain::IPV6, Type::RAW, proto)?;
+        recv.bind_device(Some(ifname.as_bytes()))?;
+        if let Some(g) = group {
+            recv.join_multicast_v6(&g, ifindex)?;
+        }
+        setsockopt(&recv, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        setsockopt(&recv, sockopt::Ipv6RecvHopLimit, &true).map_err(io::Error::from)?;
+        recv.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(VrrpSocketV6 {
+            send,
+            recv,
+            ifindex,
+        })
+    }
+
+    /// Sends a VRRP message (checksum already computed with the pseudo-header).
+    pub fn send(&self, dst: std::net::Ipv6Addr, payload: &[u8]) -> io::Result<()> {
+        let scope = if dst.is_unicast_link_local() || dst.is_multicast() {
+            self.ifindex
+        } else {
+            0
+        };
+        let to = SocketAddr::V6(std::net::SocketAddrV6::new(dst, 0, 0, scope));
+        self.send.send_to(payload, &to.into())?;
+        Ok(())
+    }
+
+    /// Waits up to the read timeout for a packet.
+    pub fn recv(&self) -> io::Result<Option<Received>> {
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
+        let mut buf = [0u8; 2048];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+        let msg = match recvmsg::<SockaddrIn6>(
+            self.recv.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        ) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (mut dst, mut hop) = (None, None);
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                match c {
+                    ControlMessageOwned::Ipv6PacketInfo(info) => {
+                        dst = Some(std::net::Ipv6Addr::from(info.ipi6_addr.s6_addr))
+                    }
+                    ControlMessageOwned::Ipv6HopLimit(h) => hop = Some(h),
+                    _ => {}
+                }
+            }
+        }
+        let (Some(src), Some(dst), Some(hop)) = (msg.address.map(|a| a.ip()), dst, hop) else {
+            return Ok(None);
+        };
+        let n = msg.bytes;
+        Ok(Some(Received {
+            src: IpAddr::V6(src),
+            dst: IpAddr::V6(dst),
+            ttl: u8::try_from(hop).unwrap_or(0),
+            payload: buf[..n].to_vec(),
+        }))
+    }
+}
+
+/// An instance's VRRP sockets, IPv4 or IPv6.
+pub enum VrrpSocket {
+    /// IPv4 (VRRPv2 or v3).
+    V4(VrrpSocketV4),
+    /// IPv6 (VRRPv3).
+    V6(VrrpSocketV6),
+}
+
+impl VrrpSocket {
+    /// Sends from `src` to `dst`; the families must match the socket's.
+    pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
+        match (self, src, dst) {
+            (VrrpSocket::V4(s), IpAddr::V4(src), IpAddr::V4(dst)) => s.send(src, dst, payload),
+            (VrrpSocket::V6(s), IpAddr::V6(_), IpAddr::V6(dst)) => s.send(dst, payload),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "address family does not match the socket",
+            )),
+        }
+    }
+
+    /// Waits up to 200 ms for a packet.
+    pub fn recv(&self) -> io::Result<Option<Received>> {
+        match self {
+            VrrpSocket::V4(s) => s.recv(),
+            VrrpSocket::V6(s) => s.recv(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
