@@ -145,6 +145,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn neighbour_advert_has_override_flag_target_and_lladdr_option() {
+        let m = na_message([2, 0x99, 0, 0, 1, 0x0a], "fd99::100".parse().unwrap());
+        assert_eq!(&m[..8], &[136, 0, 0, 0, 0x20, 0, 0, 0]);
+        assert_eq!(
+            &m[8..24],
+            &"fd99::100".parse::<std::net::Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(&m[24..], &[2, 1, 2, 0x99, 0, 0, 1, 0x0a]);
+    }
+
+    #[test]
     fn frame_matches_keepalived_capture() {
         // garp-v2-lb2.pcap: 10.99.0.100 from 02:99:00:00:00:0c.
         let expected: [u8; 42] = [
