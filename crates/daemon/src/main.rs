@@ -102,7 +102,7 @@ enum Command {
         /// Stay in the foreground (always the case; accepted for keepalived's command line).
         #[arg(short = 'n', long = "dont-fork")]
         dont_fork: bool,
-        /// Log to the console (stderr; always the case today).
+        /// Log to the console (stderr) as well as to syslog.
         #[arg(short = 'l', long = "log-console")]
         log_console: bool,
         /// Detailed logging: also the lines keepalived logs only with -D.
@@ -117,6 +117,15 @@ enum Command {
         /// VRRP pid file (holdfast is one process: same pid).
         #[arg(short = 'r', long = "vrrp_pid")]
         vrrp_pid: Option<PathBuf>,
+        /// Checkers pid file (holdfast is one process: same pid).
+        #[arg(short = 'c', long = "checkers_pid")]
+        checkers_pid: Option<PathBuf>,
+        /// Syslog facility: 0-7 (local0-7), local0-7, daemon (default) or user.
+        #[arg(short = 'S', long = "log-facility", default_value = "daemon")]
+        log_facility: String,
+        /// Do not log to syslog.
+        #[arg(short = 'G', long = "no-syslog")]
+        no_syslog: bool,
         /// Config-id for `@ID` lines (default: the short host name).
         #[arg(short = 'i', long = "config-id")]
         config_id: Option<String>,
@@ -188,11 +197,14 @@ fn main() -> ExitCode {
         Command::Run {
             file,
             dont_fork: _,
-            log_console: _,
+            log_console,
             log_detail,
             vrrp: _,
             pid,
             vrrp_pid,
+            checkers_pid,
+            log_facility,
+            no_syslog,
             config_id,
             dont_release_vrrp,
             data_dir,
@@ -205,10 +217,25 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            let Some(facility) = holdfast::logging::parse_facility(&log_facility) else {
+                eprintln!(
+                    "holdfast: invalid log facility '{log_facility}' (0-7, local0-7, daemon, user)"
+                );
+                return ExitCode::from(2);
+            };
             let run_opts = holdfast::run::RunOptions {
+                log: holdfast::logging::Logger {
+                    detail: log_detail,
+                    console: log_console,
+                    facility: (!no_syslog).then_some(facility),
+                },
                 detail: log_detail,
                 keep_vips: dont_release_vrrp,
-                pid_files: pid.into_iter().chain(vrrp_pid).collect(),
+                pid_files: pid
+                    .into_iter()
+                    .chain(vrrp_pid)
+                    .chain(checkers_pid)
+                    .collect(),
                 file,
                 config_id,
                 data_dir,

@@ -13,39 +13,18 @@ use holdfast_sys::vip::Handle;
 use holdfast_sys::vip::{self, VipSpec};
 use holdfast_sys::vrrp_socket::{VrrpSocket, VrrpSocketV4, VrrpSocketV6};
 use holdfast_vrrp::Instant;
-use holdfast_vrrp::router::{Input, Log, Output, State, VirtualRouter};
+use holdfast_vrrp::router::{Input, Output, State, VirtualRouter};
 use tokio::sync::mpsc;
 
 use crate::plan::{InstancePlan, TrackerKind, TrackerPlan};
 
-/// How to log.
-#[derive(Clone, Copy, Debug)]
-pub struct Logger {
-    /// `-D`: also the lines keepalived logs only with `--log-detail`.
-    pub detail: bool,
-}
-
-impl Logger {
-    /// A line from the VRRP side, with keepalived's syslog ident.
-    pub fn vrrp(&self, msg: &str) {
-        eprintln!("Keepalived_vrrp[{}]: {msg}", std::process::id());
-    }
-
-    /// A line from the parent process.
-    pub fn main(&self, msg: &str) {
-        eprintln!("Keepalived[{}]: {msg}", std::process::id());
-    }
-
-    fn router(&self, l: &Log) {
-        if !l.detail() || self.detail {
-            self.vrrp(&l.to_string());
-        }
-    }
-}
+pub use crate::logging::Logger;
 
 /// Options of `holdfast run`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// Logging (`-l`, `-D`, `-S`, `-G`).
+    pub log: Logger,
     /// Log detail (`-D`).
     pub detail: bool,
     /// `-V`: leave VIPs in place on exit.
@@ -191,9 +170,7 @@ fn spawn_instance(
 
 /// Runs the plan until SIGTERM/SIGINT.
 pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()> {
-    let log = Logger {
-        detail: opts.detail,
-    };
+    let log = opts.log;
     for u in &plan.unsupported {
         log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
     }
