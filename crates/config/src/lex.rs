@@ -59,6 +59,9 @@ fn unliteral(c: char) -> char {
     }
 }
 const MAX_SUBST_DEPTH: usize = 16;
+/// Longest line substitution may produce (keeps a self-multiplying definition from eating
+/// memory).
+const MAX_EXPANDED: usize = 1 << 20;
 const MAX_REPEAT: i64 = 10_000;
 
 /// Preprocessor state for one load.
@@ -69,6 +72,10 @@ pub struct Lexer<'a> {
     config_id: String,
     defs: HashMap<String, String>,
     out: Vec<Token>,
+    /// Names being substituted right now (a name inside its own value stays literal).
+    expanding: Vec<String>,
+    /// Whether the current line has already been reported for runaway substitution.
+    reported: bool,
 }
 
 /// A line being built: text plus, for every byte, the source offset it came from.
@@ -118,6 +125,8 @@ impl<'a> Lexer<'a> {
             config_id: config_id.to_string(),
             defs: HashMap::new(),
             out: Vec::new(),
+            expanding: Vec::new(),
+            reported: false,
         }
     }
 
@@ -412,6 +421,9 @@ impl<'a> Lexer<'a> {
     /// `$NAME` (followed by whitespace or end) and `${NAME}` / `${NAME args}` substitution,
     /// recursive; unknown names stay literal.
     fn substitute(&mut self, id: FileId, m: Mapped, depth: usize) -> Mapped {
+        if depth == 0 {
+            self.reported = false;
+        }
         if !m.text.contains('$') || depth >= MAX_SUBST_DEPTH {
             return m;
         }
@@ -424,14 +436,55 @@ impl<'a> Lexer<'a> {
         let mut i = 0;
         let mut changed = false;
         while i < b.len() {
+            if out.text.len() > MAX_EXPANDED {
+                self.runaway(
+                    id,
+                    m.origin[0],
+                    "substitution makes this line longer than 1 MiB - truncated",
+                );
+                break;
+            }
             if b[i] == b'$' {
                 let origin = m.origin[i];
-                if b.get(i + 1) == Some(&b'{') {
-                    if let Some(rel) = t[i + 2..].find('}') {
-                        let inner = &t[i + 2..i + 2 + rel];
-                        let val = match self.lookup(id, inner) {
-                            Some(val) => {
-                                self.substitute(
+                // `${NAME args}` or `$NAME` followed by whitespace or the end.
+                let (name, consumed) = if b.get(i + 1) == Some(&b'{') {
+                    match t[i + 2..].find('}') {
+                        Some(rel) => (Some(&t[i + 2..i + 2 + rel]), 3 + rel),
+                        None => (None, 0),
+                    }
+                } else {
+                    let len = t[i + 1..]
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(t.len() - i - 1);
+                    let after = t[i + 1 + len..].chars().next();
+                    if len > 0
+                        && after.is_none_or(is_space)
+                        && self.defs.contains_key(&t[i + 1..i + 1 + len])
+                    {
+                        (Some(&t[i + 1..i + 1 + len]), 1 + len)
+                    } else {
+                        (None, 0)
+                    }
+                };
+                if let Some(inner) = name {
+                    let key = inner.split(is_space).next().unwrap_or("").to_string();
+                    let braced = b.get(i + 1) == Some(&b'{');
+                    let val = if self.expanding.contains(&key) {
+                        // A definition that uses itself stays literal instead of growing.
+                        self.runaway(
+                            id,
+                            origin,
+                            &format!("${key} is used inside its own definition - left unexpanded"),
+                        );
+                        None
+                    } else {
+                        self.lookup(id, inner)
+                    };
+                    let text = match val {
+                        Some(val) => {
+                            self.expanding.push(key);
+                            let v = self
+                                .substitute(
                                     id,
                                     Mapped {
                                         origin: vec![origin; val.len()],
@@ -439,38 +492,18 @@ impl<'a> Lexer<'a> {
                                     },
                                     depth + 1,
                                 )
-                                .text
-                            }
-                            // keepalived leaves undefined names literal.
-                            None => format!("${LIT_OPEN}{inner}{LIT_CLOSE}"),
-                        };
-                        out.push_str(&val, origin);
-                        i += 3 + rel;
-                        changed = true;
-                        continue;
-                    }
-                } else {
-                    let name_len = t[i + 1..]
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        .unwrap_or(t.len() - i - 1);
-                    let after = t[i + 1 + name_len..].chars().next();
-                    if name_len > 0
-                        && after.is_none_or(is_space)
-                        && let Some(val) = self.defs.get(&t[i + 1..i + 1 + name_len]).cloned()
-                    {
-                        let val = self.substitute(
-                            id,
-                            Mapped {
-                                origin: vec![origin; val.len()],
-                                text: val,
-                            },
-                            depth + 1,
-                        );
-                        out.push_str(&val.text, origin);
-                        i += 1 + name_len;
-                        changed = true;
-                        continue;
-                    }
+                                .text;
+                            self.expanding.pop();
+                            v
+                        }
+                        // keepalived leaves undefined names literal.
+                        None if braced => format!("${LIT_OPEN}{inner}{LIT_CLOSE}"),
+                        None => format!("${inner}"),
+                    };
+                    out.push_str(&text, origin);
+                    i += consumed;
+                    changed = true;
+                    continue;
                 }
             }
             let ch_len = t[i..].chars().next().map_or(1, char::len_utf8);
@@ -479,6 +512,20 @@ impl<'a> Lexer<'a> {
             i += ch_len;
         }
         if changed { out } else { m }
+    }
+
+    fn runaway(&mut self, id: FileId, at: u32, msg: &str) {
+        if !self.reported {
+            self.reported = true;
+            self.diags.invalid(
+                Span {
+                    file: id,
+                    lo: at,
+                    hi: at + 1,
+                },
+                msg.to_string(),
+            );
+        }
     }
 
     fn lookup(&self, id: FileId, inner: &str) -> Option<String> {
@@ -738,6 +785,21 @@ mod tests {
             ]
         );
         assert_eq!(words("a ${_BANG}x\n"), ["a", "!x", "⏎"]);
+    }
+
+    #[test]
+    fn a_self_referencing_definition_stays_literal_and_is_reported() {
+        let l = MemLoader::single("/k/main.conf", "$A=x ${A} ${A}\n$B=$A\na ${A}\nb $B\n");
+        let (w, d, _) = lex(&l, "n");
+        assert_eq!(
+            w,
+            ["a", "x", "${A}", "${A}", "⏎", "b", "x", "${A}", "${A}", "⏎"]
+        );
+        assert!(
+            d.items()
+                .iter()
+                .any(|d| d.message.contains("used inside its own definition"))
+        );
     }
 
     #[test]
