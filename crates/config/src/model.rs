@@ -444,6 +444,22 @@ pub struct Notify {
     pub master_rx_lower_pri: Option<Command>,
 }
 
+impl Notify {
+    /// Every configured script with its keyword.
+    pub fn commands(&self) -> impl Iterator<Item = (&'static str, &Command)> {
+        [
+            ("notify_master", &self.master),
+            ("notify_backup", &self.backup),
+            ("notify_fault", &self.fault),
+            ("notify_stop", &self.stop),
+            ("notify", &self.generic),
+            ("notify_master_rx_lower_pri", &self.master_rx_lower_pri),
+        ]
+        .into_iter()
+        .filter_map(|(k, c)| c.as_ref().map(|c| (k, c)))
+    }
+}
+
 /// `vrrp_instance NAME { … }`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VrrpInstance {

@@ -230,32 +230,13 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> Ve
     }
     let mut commands: Vec<(String, &Command, Option<Span>)> = Vec::new();
     for i in &cfg.instances {
-        let n = &i.notify;
-        for (k, c) in [
-            ("notify_master", &n.master),
-            ("notify_backup", &n.backup),
-            ("notify_fault", &n.fault),
-            ("notify_stop", &n.stop),
-            ("notify", &n.generic),
-            ("notify_master_rx_lower_pri", &n.master_rx_lower_pri),
-        ] {
-            if let Some(c) = c {
-                commands.push((format!("({}) {k}", i.name), c, i.origin.0));
-            }
+        for (k, c) in i.notify.commands() {
+            commands.push((format!("({}) {k}", i.name), c, i.origin.0));
         }
     }
     for g in &cfg.sync_groups {
-        let n = &g.notify;
-        for (k, c) in [
-            ("notify_master", &n.master),
-            ("notify_backup", &n.backup),
-            ("notify_fault", &n.fault),
-            ("notify_stop", &n.stop),
-            ("notify", &n.generic),
-        ] {
-            if let Some(c) = c {
-                commands.push((format!("VRRP_Group({}) {k}", g.name), c, g.origin.0));
-            }
+        for (k, c) in g.notify.commands() {
+            commands.push((format!("VRRP_Group({}) {k}", g.name), c, g.origin.0));
         }
     }
     for vs in &cfg.virtual_servers {

@@ -108,6 +108,21 @@ fn daemon(lab: &mut Lab, n: usize, d: Daemon, prio: u8, fast: bool) -> Proc {
     }
 }
 
+/// Isolated bridge ports do not forward to each other, only to the other ports.
+fn isolate(lab: &Lab, nodes: &[usize], on: bool) {
+    for &n in nodes {
+        lab.exec_switch(&[
+            "bridge",
+            "link",
+            "set",
+            "dev",
+            &lab.cable(n),
+            "isolated",
+            if on { "on" } else { "off" },
+        ]);
+    }
+}
+
 /// Runs one scenario in a fresh topology (cleaned up on return).
 pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
     let hosts: Vec<(String, u8)> = HOSTS.iter().map(|(n, h)| (n.to_string(), *h)).collect();
@@ -151,17 +166,7 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         Scenario::ProxyDies => proxy1.signal("KILL"),
         // Isolated bridge ports do not forward to each other, only to the others.
         Scenario::SplitBrain => {
-            for n in [lb1, lb2] {
-                lab.exec_switch(&[
-                    "bridge",
-                    "link",
-                    "set",
-                    "dev",
-                    &lab.cable(n),
-                    "isolated",
-                    "on",
-                ]);
-            }
+            isolate(&lab, &[lb1, lb2], true);
         }
     }
     let took = d2
@@ -182,17 +187,7 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         std::thread::sleep(
             (inject_at + Duration::from_secs(6)).saturating_duration_since(Instant::now()),
         );
-        for n in [lb1, lb2] {
-            lab.exec_switch(&[
-                "bridge",
-                "link",
-                "set",
-                "dev",
-                &lab.cable(n),
-                "isolated",
-                "off",
-            ]);
-        }
+        isolate(&lab, &[lb1, lb2], false);
         let heal_at = Instant::now();
         let back = d2
             .try_wait_for_after(
