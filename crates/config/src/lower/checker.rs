@@ -5,6 +5,18 @@ use super::{Cx, arg_span, lvs, origin, user_spec};
 use crate::model::{Checker, CheckerCommon, CheckerKind, HttpCheck, MiscCheck, MysqlCheck, Url};
 use crate::tree::Node;
 
+/// HTTP_GET/SSL_GET keywords keepalived has and holdfast does not implement (`url` takes the
+/// regex ones, the checker all of them).
+const HTTP_UNSUPPORTED: &[&str] = &[
+    "tls_compliant",
+    "regex",
+    "regex_no_match",
+    "regex_options",
+    "regex_stack",
+    "regex_min_offset",
+    "regex_max_offset",
+];
+
 /// The checker kinds by block keyword.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kw {
@@ -144,18 +156,7 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             }
             (Kw::Mysql, "tls") => mysql.tls = cx.boolean(c),
             (Kw::Mysql, "tls_ca") => mysql.tls_ca = cx.string(c),
-            (Kw::Http | Kw::Ssl, _) => cx.unknown(
-                c,
-                &[
-                    "tls_compliant",
-                    "regex",
-                    "regex_no_match",
-                    "regex_options",
-                    "regex_stack",
-                    "regex_min_offset",
-                    "regex_max_offset",
-                ],
-            ),
+            (Kw::Http | Kw::Ssl, _) => cx.unknown(c, HTTP_UNSUPPORTED),
             _ => cx.unknown(c, &[]),
         }
     }
@@ -237,17 +238,7 @@ fn url(cx: &mut Cx<'_>, n: &Node) -> Option<Url> {
                     }
                 }
             }
-            _ => cx.unknown(
-                c,
-                &[
-                    "regex",
-                    "regex_no_match",
-                    "regex_options",
-                    "regex_stack",
-                    "regex_min_offset",
-                    "regex_max_offset",
-                ],
-            ),
+            _ => cx.unknown(c, &HTTP_UNSUPPORTED[1..]),
         }
     }
     if u.path.is_empty() {
