@@ -457,3 +457,43 @@ fn ipv6_vrrpv3_elects_hands_over_and_interoperates_with_keepalived() {
         }
     }
 }
+
+#[test]
+fn gratuitous_arps_and_neighbour_adverts_are_seen_on_the_bridge() {
+    let mut lab = lab(2);
+    // tcpdump in the switch namespace, on the bridge both nodes hang off.
+    let mut arp = lab.spawn(
+        0,
+        "tcpdump-arp",
+        &["tcpdump", "-l", "-n", "-e", "-i", "br0", "arp"],
+    );
+    arp.wait_for("listening on br0", 10 * SEC);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // keepalived's form (as captured from 2.2.7): a broadcast request, target MAC all ones,
+    // sender and target IP both the VIP; garp_master_repeat (5) of them.
+    let garp = "> ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.77.0.100 (ff:ff:ff:ff:ff:ff) tell 10.77.0.100";
+    arp.wait_for(garp, 5 * SEC);
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while arp.count(garp) < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(arp.count(garp) >= 5, "{}", arp.log());
+    let mut na = lab.spawn(
+        0,
+        "tcpdump-na",
+        &[
+            "tcpdump",
+            "-l",
+            "-n",
+            "-i",
+            "br0",
+            "icmp6 and ip6[40] == 136",
+        ],
+    );
+    na.wait_for("listening on br0", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf6(150));
+    n2.wait_for("(VI_6) Entering MASTER STATE", 10 * SEC);
+    na.wait_for("neighbor advertisement, tgt is fd77::100", 5 * SEC);
+    assert!(na.log().contains("ff02::1"), "{}", na.log());
+}
