@@ -7,3 +7,4 @@ pub mod logging;
 pub mod plan;
 pub mod run;
 pub mod script;
+pub mod track_file;

@@ -40,6 +40,13 @@ pub enum TrackerKind {
     Interface(String),
     /// A `vrrp_script` with a command.
     Script(String),
+    /// A `track_file`: a number in a file.
+    File {
+        /// Path.
+        path: std::path::PathBuf,
+        /// `init_file VALUE [overwrite]`.
+        init: Option<(i64, bool)>,
+    },
     /// A `vrrp_script` with a native TCP check.
     Tcp {
         /// Address to connect to.
@@ -319,8 +326,31 @@ fn instance(
             reverse: r.reverse.unwrap_or(s.reverse),
         });
     }
-    if !i.track.files.is_empty() || !i.track.processes.is_empty() {
-        un.push(format!("({name}) track_file / track_process are not implemented by holdfast run yet; not tracked"));
+    for r in &i.track.files {
+        let Some(f) = cfg.track_files.iter().find(|f| f.name == r.name) else {
+            continue;
+        };
+        trackers.push(TrackerPlan {
+            name: f.name.clone(),
+            kind: TrackerKind::File {
+                path: f.file.clone().into(),
+                init: f.init_file,
+            },
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            rise: 1,
+            fall: 1,
+            init_fail: false,
+        });
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(f.weight),
+            reverse: r.reverse.unwrap_or(f.reverse),
+        });
+    }
+    if !i.track.processes.is_empty() {
+        un.push(format!(
+            "({name}) track_process is not implemented by holdfast run yet; not tracked"
+        ));
     }
     router.trackers = weights;
 

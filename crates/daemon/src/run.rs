@@ -619,7 +619,7 @@ async fn instance(
     }
 
     // Trackers and the instance's own link.
-    let (trk_tx, mut trk_rx) = mpsc::channel::<(Option<usize>, bool)>(64);
+    let (trk_tx, mut trk_rx) = mpsc::channel::<TrackEv>(64);
     for (i, t) in plan.trackers.iter().enumerate() {
         if t.init_fail {
             router.handle(
@@ -689,10 +689,11 @@ async fn instance(
             Some(p) = pkt_rx.recv() => {
                 router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
             }
-            Some((index, up)) = trk_rx.recv() => {
-                match index {
-                    Some(index) => router.handle(now(), Input::Tracker { index, up }),
-                    None => router.handle(now(), Input::Link(up)),
+            Some(ev) = trk_rx.recv() => {
+                match ev {
+                    TrackEv::Up(index, up) => router.handle(now(), Input::Tracker { index, up }),
+                    TrackEv::Value(index, value) => router.handle(now(), Input::TrackerValue { index, value }),
+                    TrackEv::Link(up) => router.handle(now(), Input::Link(up)),
                 }
             }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
@@ -735,9 +736,20 @@ async fn instance(
     Ok(())
 }
 
+/// What trackers report to an instance driver.
+#[derive(Debug, Clone, Copy)]
+pub enum TrackEv {
+    /// Tracker `i` went up or down.
+    Up(usize, bool),
+    /// Value tracker `i` read a value (`track_file`).
+    Value(usize, i64),
+    /// The instance's own interface went up or down.
+    Link(bool),
+}
+
 fn start_trackers(
     trackers: &[TrackerPlan],
-    tx: &mpsc::Sender<(Option<usize>, bool)>,
+    tx: &mpsc::Sender<TrackEv>,
     log: Logger,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     trackers
@@ -748,7 +760,7 @@ fn start_trackers(
 }
 
 /// Polls an interface's operational state (sysfs) every 100 ms and reports changes.
-async fn link_watch(ifname: String, tx: mpsc::Sender<(Option<usize>, bool)>) {
+async fn link_watch(ifname: String, tx: mpsc::Sender<TrackEv>) {
     let mut last = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -756,7 +768,7 @@ async fn link_watch(ifname: String, tx: mpsc::Sender<(Option<usize>, bool)>) {
         let up = iface::is_up(&ifname).unwrap_or(false);
         if last != Some(up) {
             last = Some(up);
-            if tx.send((None, up)).await.is_err() {
+            if tx.send(TrackEv::Link(up)).await.is_err() {
                 return;
             }
         }
@@ -765,12 +777,10 @@ async fn link_watch(ifname: String, tx: mpsc::Sender<(Option<usize>, bool)>) {
 
 /// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results
 /// with keepalived's log lines.
-async fn tracker(
-    index: usize,
-    t: TrackerPlan,
-    tx: mpsc::Sender<(Option<usize>, bool)>,
-    log: Logger,
-) {
+async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: Logger) {
+    if let TrackerKind::File { path, init } = &t.kind {
+        return crate::track_file::watch(index, path.clone(), *init, tx, log).await;
+    }
     let mut up = !t.init_fail;
     let mut streak = 0u32;
     let mut last_status: Option<i32> = None;
@@ -779,6 +789,8 @@ async fn tracker(
     loop {
         tick.tick().await;
         let (ok, status, how) = match &t.kind {
+            // Handled by the file watcher above.
+            TrackerKind::File { .. } => return,
             TrackerKind::Interface(name) => {
                 (iface::is_up(name).unwrap_or(false), None, String::new())
             }
@@ -833,7 +845,7 @@ async fn tracker(
                 if ok { "up" } else { "down" }
             ));
         }
-        if tx.send((Some(index), up)).await.is_err() {
+        if tx.send(TrackEv::Up(index, up)).await.is_err() {
             return;
         }
     }

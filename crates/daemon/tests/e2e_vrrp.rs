@@ -497,3 +497,28 @@ fn gratuitous_arps_and_neighbour_adverts_are_seen_on_the_bridge() {
     na.wait_for("neighbor advertisement, tgt is fd77::100", 5 * SEC);
     assert!(na.log().contains("ff02::1"), "{}", na.log());
 }
+
+#[test]
+fn a_track_file_value_moves_the_priority_without_polling() {
+    let mut lab = lab(2);
+    let file = lab.dir().join("weight");
+    let track = format!(
+        "track_file tf {{\n    file \"{}\"\n    weight -10\n    init_file 0 overwrite\n}}\n",
+        file.display()
+    );
+    let c1 = format!(
+        "{track}{}",
+        conf(150, "    track_file {\n        tf\n    }", "")
+    );
+    let mut n1 = lab.holdfast(1, &c1);
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    // 150 - 6 × 10 = 90 < 100: the backup preempts.
+    std::fs::write(&file, "6\n").unwrap();
+    n1.wait_for("(VI_1) Changing effective priority from 150 to 90", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    std::fs::write(&file, "0\n").unwrap();
+    n1.wait_for("(VI_1) Changing effective priority from 90 to 150", 5 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
+}

@@ -235,6 +235,14 @@ pub enum Input<'a> {
         /// Whether it succeeds.
         up: bool,
     },
+    /// A value tracker's reading (`track_file`): value × weight (negated with `reverse`) is
+    /// added to the priority; with weight 0 any non-zero value means FAULT.
+    TrackerValue {
+        /// Index into [`RouterConfig::trackers`].
+        index: usize,
+        /// The number read.
+        value: i64,
+    },
     /// Start (from INIT).
     Start,
     /// Stop: priority-0 advert if MASTER, VIPs removed.
@@ -468,6 +476,8 @@ pub struct VirtualRouter {
     src: Option<IpAddr>,
     link_up: bool,
     tracker_up: Vec<bool>,
+    /// Values of value trackers (`track_file`); `None` for up/down trackers.
+    tracker_value: Vec<Option<i64>>,
     group_fault: bool,
     recovering_by_sync: bool,
     effective: u8,
@@ -495,6 +505,7 @@ impl VirtualRouter {
             src: None,
             link_up: true,
             tracker_up: vec![true; n],
+            tracker_value: vec![None; n],
             group_fault: false,
             recovering_by_sync: false,
             effective: 0,
@@ -587,6 +598,12 @@ impl VirtualRouter {
                 }
                 self.reevaluate(now);
             }
+            Input::TrackerValue { index, value } => {
+                if let Some(t) = self.tracker_value.get_mut(index) {
+                    *t = Some(value);
+                }
+                self.reevaluate(now);
+            }
             Input::Start => self.start(now),
             Input::Stop => self.stop(now),
             Input::Sync(cmd) => self.on_sync(now, cmd),
@@ -618,6 +635,7 @@ impl VirtualRouter {
             .filter(|v| !cfg.vips.contains(v))
             .copied()
             .collect();
+        self.tracker_value.resize(cfg.trackers.len(), None);
         let mut up = std::mem::take(&mut self.tracker_up);
         up.resize(cfg.trackers.len(), true);
         self.tracker_up = up;
@@ -683,7 +701,11 @@ impl VirtualRouter {
             return if self.owner_reduced { 254 } else { 255 };
         }
         let mut p = i32::from(self.cfg.priority);
-        for (t, up) in self.cfg.trackers.iter().zip(&self.tracker_up) {
+        for (i, (t, up)) in self.cfg.trackers.iter().zip(&self.tracker_up).enumerate() {
+            if let Some(v) = self.tracker_value.get(i).copied().flatten() {
+                p = p.saturating_add(value_adjust(t, v));
+                continue;
+            }
             let active = if t.reverse { !up } else { *up };
             // keepalived: a positive weight counts while up, a negative one while down.
             if (t.weight > 0 && active) || (t.weight < 0 && !active) {
@@ -700,7 +722,15 @@ impl VirtualRouter {
             .trackers
             .iter()
             .zip(&self.tracker_up)
-            .any(|(t, up)| t.weight == 0 && (if t.reverse { *up } else { !*up }));
+            .enumerate()
+            .any(|(i, (t, up))| {
+                match self.tracker_value.get(i).copied().flatten() {
+                    // keepalived track_file: weight 0 faults on any non-zero value; otherwise
+                    // value × weight below -253 faults.
+                    Some(v) => (t.weight == 0 && v != 0) || value_adjust(t, v) < -253,
+                    None => t.weight == 0 && (if t.reverse { *up } else { !*up }),
+                }
+            });
         tracker_fault || !self.link_up || self.src.is_none()
     }
 
@@ -1224,6 +1254,17 @@ impl VirtualRouter {
             State::Init | State::Fault => {}
         }
     }
+}
+
+/// A value tracker's priority adjustment.
+fn value_adjust(t: &Tracker, v: i64) -> i32 {
+    let w = if t.reverse {
+        -i64::from(t.weight)
+    } else {
+        i64::from(t.weight)
+    };
+    v.saturating_mul(w)
+        .clamp(i64::from(i32::MIN / 2), i64::from(i32::MAX / 2)) as i32
 }
 
 fn family_len(f: Family) -> usize {

@@ -922,3 +922,33 @@ fn a_sync_master_command_takes_a_backup_to_master_at_once() {
     assert_eq!(h.r.state(), State::Master);
     assert!(h.out.contains(&Output::AddVips));
 }
+
+#[test]
+fn a_track_file_value_times_its_weight_moves_the_priority_and_weight_zero_faults() {
+    let mut c = cfg(100);
+    c.trackers = vec![
+        Tracker {
+            weight: -10,
+            reverse: false,
+        },
+        Tracker {
+            weight: 0,
+            reverse: false,
+        },
+    ];
+    let mut h = H::with(c);
+    h.input(Input::TrackerValue { index: 0, value: 3 });
+    assert_eq!(h.r.effective_priority(), 70);
+    h.input(Input::TrackerValue { index: 0, value: 0 });
+    assert_eq!(h.r.effective_priority(), 100);
+    h.input(Input::TrackerValue { index: 1, value: 0 });
+    assert_eq!(h.r.state(), State::Backup);
+    h.input(Input::TrackerValue { index: 1, value: 1 });
+    assert_eq!(h.r.state(), State::Fault);
+    h.input(Input::TrackerValue { index: 1, value: 0 });
+    h.input(Input::TrackerValue {
+        index: 0,
+        value: 30,
+    });
+    assert_eq!(h.r.state(), State::Fault, "-300 is below -253");
+}
