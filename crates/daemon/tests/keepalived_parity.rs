@@ -113,7 +113,17 @@ fn compare(files: &[PathBuf]) {
             .get(&name)
             .cloned()
             .unwrap_or_else(|| (String::new(), String::new(), "=".into()));
-        if actual != expected {
+        // Documented line differences may shrink on a host with more interfaces (both tools
+        // check the host), so each side must be a subset of what is documented; exit codes
+        // must match exactly.
+        let within = |got: &str, doc: &str| {
+            got.split_whitespace()
+                .all(|l| doc.split_whitespace().any(|d| d == l))
+        };
+        if !(within(&actual.0, &expected.0)
+            && within(&actual.1, &expected.1)
+            && actual.2 == expected.2)
+        {
             failures.push(format!(
                 "{name}: keepalived exit {} lines [{}], holdfast exit {} lines [{}]; difference {actual:?}, documented {expected:?}",
                 k.exit,
