@@ -522,3 +522,31 @@ fn a_track_file_value_moves_the_priority_without_polling() {
     n1.wait_for("(VI_1) Changing effective priority from 90 to 150", 5 * SEC);
     n2.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
 }
+
+#[test]
+fn notify_scripts_run_after_the_vips_are_set_with_keepalived_arguments() {
+    let mut lab = lab(1);
+    let seen = lab.dir().join("seen");
+    let args = lab.dir().join("args");
+    let extra = format!(
+        "    notify_master \"/bin/sh -c 'ip -o addr show dev eth0 > {}'\"\n    notify \"/bin/sh -c 'echo \\\"$@\\\" > {}' notify\"",
+        seen.display(),
+        args.display()
+    );
+    let mut n1 = lab.holdfast(
+        1,
+        &conf(
+            150,
+            &extra,
+            "    enable_script_security\n    script_user root",
+        ),
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let addrs = wait_file(&seen, "10.77.0.100/24");
+    assert!(
+        addrs.contains("10.77.0.100/24"),
+        "notify_master ran before the VIP was set: {addrs}"
+    );
+    let a = wait_file(&args, "INSTANCE");
+    assert_eq!(a.trim(), "INSTANCE VI_1 MASTER 150");
+}
