@@ -550,3 +550,26 @@ fn notify_scripts_run_after_the_vips_are_set_with_keepalived_arguments() {
     let a = wait_file(&args, "INSTANCE");
     assert_eq!(a.trim(), "INSTANCE VI_1 MASTER 150");
 }
+
+#[test]
+fn with_three_nodes_the_next_highest_priority_takes_over() {
+    let mut lab = lab(3);
+    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf(120, "", ""));
+    let mut n3 = lab.holdfast(3, &conf(100, "", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    n3.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    n1.signal("TERM");
+    // Both backups see priority 0; 120's skew (0.53 s) beats 100's (0.61 s).
+    n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    n3.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
+    std::thread::sleep(2 * SEC);
+    // Even if a loaded host let 100's timer fire first, the election settles on 120.
+    assert!(
+        lab.has(2, VIP) && !lab.has(3, VIP),
+        "{:?} {:?}",
+        lab.addrs(2),
+        lab.addrs(3)
+    );
+}
