@@ -248,7 +248,7 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
 }
 
 pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
-    let name = cx.string(n)?;
+    let name = cx.name(n)?;
     let mut g = VsGroup {
         name,
         entries: Vec::new(),

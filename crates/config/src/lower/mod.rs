@@ -152,6 +152,19 @@ impl Cx<'_> {
         w
     }
 
+    /// A block's name (first argument), which must not be empty.
+    pub(crate) fn name(&mut self, n: &Node) -> Option<String> {
+        let name = self.string(n)?;
+        if name.is_empty() {
+            self.d.invalid(
+                n.line_span(),
+                format!("{} needs a non-empty name", n.key.text),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
     /// The first argument as a string.
     pub(crate) fn string(&mut self, n: &Node) -> Option<String> {
         self.arg(n, 0).map(|w| w.text.clone())

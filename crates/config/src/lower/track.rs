@@ -24,7 +24,7 @@ fn weight(cx: &mut Cx<'_>, n: &Node, lo: i64, hi: i64) -> (Option<i32>, bool) {
 }
 
 pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
-    let name = cx.string(n)?;
+    let name = cx.name(n)?;
     let mut s = VrrpScript {
         name,
         kind: None,
@@ -76,7 +76,7 @@ pub(super) fn file(cx: &mut Cx<'_>, n: &Node) -> Option<TrackFile> {
     if n.key.text == "vrrp_track_file" {
         cx.deprecated(n, "track_file");
     }
-    let name = cx.string(n)?;
+    let name = cx.name(n)?;
     let mut t = TrackFile {
         name,
         file: String::new(),
@@ -120,7 +120,7 @@ pub(super) fn file(cx: &mut Cx<'_>, n: &Node) -> Option<TrackFile> {
 }
 
 pub(super) fn process(cx: &mut Cx<'_>, n: &Node) -> Option<TrackProcess> {
-    let name = cx.string(n)?;
+    let name = cx.name(n)?;
     let mut t = TrackProcess {
         name,
         process: String::new(),

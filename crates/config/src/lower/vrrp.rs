@@ -56,7 +56,7 @@ fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify) -> bool {
 }
 
 pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInstance> {
-    let name = cx.string(n)?;
+    let name = cx.name(n)?;
     let mut i = VrrpInstance {
         name: name.clone(),
         state: InitState::Backup,
@@ -468,7 +468,7 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
 }
 
 pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
-    let name = cx.string(n)?;
+    let name = cx.name(n)?;
     let mut g = SyncGroup {
         name,
         origin: origin(n),
