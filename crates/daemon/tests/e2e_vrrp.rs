@@ -18,6 +18,16 @@ fn pair(lab: &mut netns::Lab) -> (netns::Proc, netns::Proc) {
     (n1, n2)
 }
 
+/// The VIP is on node `holder` and not on node `other`.
+fn assert_vip_only_on(lab: &netns::Lab, holder: usize, other: usize) {
+    assert!(
+        lab.has(holder, VIP) && !lab.has(other, VIP),
+        "VIP expected only on n{holder}: n{holder} {:?}, n{other} {:?}",
+        lab.addrs(holder),
+        lab.addrs(other)
+    );
+}
+
 fn lab(n: usize) -> netns::Lab {
     netns::Lab::new(n).with_bin(env!("CARGO_BIN_EXE_holdfast").into())
 }
@@ -41,12 +51,7 @@ fn the_higher_priority_holdfast_becomes_master_and_hands_over_on_sigterm() {
         took.duration_since(stopped)
     );
     assert!(n1.wait_exit(5 * SEC));
-    assert!(
-        lab.has(2, VIP) && !lab.has(1, VIP),
-        "{:?} {:?}",
-        lab.addrs(1),
-        lab.addrs(2)
-    );
+    assert_vip_only_on(&lab, 2, 1);
 }
 
 #[test]
@@ -75,12 +80,7 @@ fn a_killed_master_leaves_last_words_through_its_guardian() {
         "took {:?}",
         took.duration_since(killed)
     );
-    assert!(
-        lab.has(2, VIP) && !lab.has(1, VIP),
-        "{:?} {:?}",
-        lab.addrs(1),
-        lab.addrs(2)
-    );
+    assert_vip_only_on(&lab, 2, 1);
 }
 
 #[test]
