@@ -759,20 +759,29 @@ fn start_trackers(
         .collect()
 }
 
-/// Polls an interface's operational state (sysfs) every 100 ms and reports changes.
+/// Reports the instance's own link state: once now (sysfs), then on every rtnetlink link
+/// notification (no polling).
 async fn link_watch(ifname: String, tx: mpsc::Sender<TrackEv>) {
-    let mut last = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        let up = iface::is_up(&ifname).unwrap_or(false);
-        if last != Some(up) {
-            last = Some(up);
-            if tx.send(TrackEv::Link(up)).await.is_err() {
-                return;
-            }
+    let _ = tx
+        .send(TrackEv::Link(iface::is_up(&ifname).unwrap_or(false)))
+        .await;
+    let mut rx = netlink_link_events(&ifname);
+    while let Some(up) = rx.recv().await {
+        if tx.send(TrackEv::Link(up)).await.is_err() {
+            return;
         }
     }
+}
+
+/// Link up/down changes of `ifname` from rtnetlink notifications.
+fn netlink_link_events(ifname: &str) -> mpsc::Receiver<bool> {
+    let (ltx, lrx) = mpsc::channel(8);
+    if let Ok(ifindex) = iface::index(ifname) {
+        tokio::spawn(async move {
+            let _ = holdfast_sys::link::watch(ifindex, ltx).await;
+        });
+    }
+    lrx
 }
 
 /// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results
@@ -780,6 +789,27 @@ async fn link_watch(ifname: String, tx: mpsc::Sender<TrackEv>) {
 async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: Logger) {
     if let TrackerKind::File { path, init } = &t.kind {
         return crate::track_file::watch(index, path.clone(), *init, tx, log).await;
+    }
+    if let TrackerKind::Interface(name) = &t.kind {
+        // keepalived: `Netlink reports IF up|down`; weight/FAULT applied by the router.
+        let mut up = iface::is_up(name).unwrap_or(false);
+        if tx.send(TrackEv::Up(index, up)).await.is_err() {
+            return;
+        }
+        let mut rx = netlink_link_events(name);
+        while let Some(now_up) = rx.recv().await {
+            if now_up != up {
+                up = now_up;
+                log.vrrp(&format!(
+                    "Netlink reports {name} {}",
+                    if up { "up" } else { "down" }
+                ));
+                if tx.send(TrackEv::Up(index, up)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        return;
     }
     let mut up = !t.init_fail;
     let mut streak = 0u32;
@@ -789,11 +819,8 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
     loop {
         tick.tick().await;
         let (ok, status, how) = match &t.kind {
-            // Handled by the file watcher above.
-            TrackerKind::File { .. } => return,
-            TrackerKind::Interface(name) => {
-                (iface::is_up(name).unwrap_or(false), None, String::new())
-            }
+            // Event-driven above.
+            TrackerKind::File { .. } | TrackerKind::Interface(_) => return,
             TrackerKind::Tcp { addr, timeout } => {
                 let ok = matches!(
                     tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(addr)).await,
@@ -829,21 +856,14 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
         }
         streak = 0;
         up = ok;
-        if let TrackerKind::Script(_) | TrackerKind::Tcp { .. } = t.kind {
-            if ok {
-                log.vrrp(&format!("VRRP_Script({}) succeeded", t.name));
-            } else if how == "timed_out" {
-                log.vrrp(&format!("VRRP_Script({}) timed_out", t.name));
-            } else if status.is_some() || how.starts_with("due") {
-                log.vrrp(&format!("VRRP_Script({}) failed ({how})", t.name));
-            } else {
-                log.vrrp(&format!("VRRP_Script({}) failed", t.name));
-            }
-        } else if let TrackerKind::Interface(name) = &t.kind {
-            log.vrrp(&format!(
-                "Netlink reports {name} {}",
-                if ok { "up" } else { "down" }
-            ));
+        if ok {
+            log.vrrp(&format!("VRRP_Script({}) succeeded", t.name));
+        } else if how == "timed_out" {
+            log.vrrp(&format!("VRRP_Script({}) timed_out", t.name));
+        } else if status.is_some() || how.starts_with("due") {
+            log.vrrp(&format!("VRRP_Script({}) failed ({how})", t.name));
+        } else {
+            log.vrrp(&format!("VRRP_Script({}) failed", t.name));
         }
         if tx.send(TrackEv::Up(index, up)).await.is_err() {
             return;

@@ -573,3 +573,35 @@ fn with_three_nodes_the_next_highest_priority_takes_over() {
         lab.addrs(3)
     );
 }
+
+#[test]
+fn a_weighted_track_interface_follows_netlink_link_events() {
+    let mut lab = lab(2);
+    lab.exec(
+        1,
+        &[
+            "ip", "link", "add", "t0", "type", "veth", "peer", "name", "t1",
+        ],
+    );
+    lab.exec(1, &["ip", "link", "set", "t0", "up"]);
+    lab.exec(1, &["ip", "link", "set", "t1", "up"]);
+    let mut n1 = lab.holdfast(
+        1,
+        &conf(
+            150,
+            "    track_interface {\n        t0 weight -60\n    }",
+            "",
+        ),
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    // The peer end going down takes t0's carrier away.
+    lab.exec(1, &["ip", "link", "set", "t1", "down"]);
+    n1.wait_for("Netlink reports t0 down", 5 * SEC);
+    n1.wait_for("(VI_1) Changing effective priority from 150 to 90", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    lab.exec(1, &["ip", "link", "set", "t1", "up"]);
+    n1.wait_for("Netlink reports t0 up", 5 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
+}

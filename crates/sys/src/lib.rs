@@ -6,5 +6,6 @@
 
 pub mod garp;
 pub mod iface;
+pub mod link;
 pub mod vip;
 pub mod vrrp_socket;
