@@ -129,6 +129,20 @@ impl Groups {
 }
 
 fn group_notify(name: &str, n: &holdfast_config::model::Notify, state: State, log: Logger) {
+    // keepalived: groups pass priority 0.
+    let cmds = notify_commands(n, state, "GROUP", name, 0);
+    spawn_scripts(cmds, format!("VRRP_Group({name})"), log);
+}
+
+/// The notify scripts for entering `state`: the specific one, then the generic `notify` with
+/// keepalived's four arguments appended (`INSTANCE|GROUP name state priority`).
+fn notify_commands(
+    n: &holdfast_config::model::Notify,
+    state: State,
+    kind: &str,
+    name: &str,
+    priority: u8,
+) -> Vec<String> {
     let (specific, word) = match state {
         State::Master => (&n.master, "MASTER"),
         State::Backup => (&n.backup, "BACKUP"),
@@ -137,16 +151,25 @@ fn group_notify(name: &str, n: &holdfast_config::model::Notify, state: State, lo
     };
     let mut cmds: Vec<String> = specific.iter().map(|c| c.cmd.clone()).collect();
     if let Some(g) = &n.generic {
-        // keepalived: groups pass priority 0.
-        cmds.push(format!("{} GROUP {} {word} 0", g.cmd, shell_quote(name)));
+        cmds.push(format!(
+            "{} {kind} {} {word} {priority}",
+            g.cmd,
+            shell_quote(name)
+        ));
     }
-    let name = name.to_string();
+    cmds
+}
+
+/// Runs scripts one after the other off the driver (keepalived runs notify scripts
+/// asynchronously), logging failures under `who`.
+fn spawn_scripts(cmds: Vec<String>, who: String, log: Logger) {
+    if cmds.is_empty() {
+        return;
+    }
     tokio::spawn(async move {
         for c in cmds {
             if let Err(e) = crate::script::run_once(&c, Duration::from_secs(60)).await {
-                log.vrrp(&format!(
-                    "VRRP_Group({name}) notify script '{c}' failed: {e}"
-                ));
+                log.vrrp(&format!("{who} notify script '{c}' failed: {e}"));
             }
         }
     });
@@ -420,37 +443,14 @@ impl Io {
     }
 
     fn notify(&self, state: State, priority: u8) {
-        let n = &self.plan.notify;
-        let (specific, word) = match state {
-            State::Master => (&n.master, "MASTER"),
-            State::Backup => (&n.backup, "BACKUP"),
-            State::Fault => (&n.fault, "FAULT"),
-            State::Init => (&n.stop, "STOP"),
-        };
-        let mut cmds = Vec::new();
-        if let Some(c) = specific {
-            cmds.push(c.cmd.clone());
-        }
-        if let Some(g) = &n.generic {
-            // keepalived: the generic script gets INSTANCE, name, state, priority appended.
-            cmds.push(format!(
-                "{} INSTANCE {} {word} {priority}",
-                g.cmd,
-                shell_quote(&self.plan.name)
-            ));
-        }
-        if cmds.is_empty() {
-            return;
-        }
-        let (name, log) = (self.plan.name.clone(), self.log);
-        // keepalived runs them asynchronously, the specific one first.
-        tokio::spawn(async move {
-            for c in cmds {
-                if let Err(e) = crate::script::run_once(&c, Duration::from_secs(60)).await {
-                    log.vrrp(&format!("({name}) notify script '{c}' failed: {e}"));
-                }
-            }
-        });
+        let cmds = notify_commands(
+            &self.plan.notify,
+            state,
+            "INSTANCE",
+            &self.plan.name,
+            priority,
+        );
+        spawn_scripts(cmds, format!("({})", self.plan.name), self.log);
     }
 
     async fn execute(&self, out: Output, router: &VirtualRouter) {
@@ -482,15 +482,14 @@ impl Io {
                 ));
             }
             Output::MasterRxLowerPri => {
-                if let Some(c) = &self.plan.notify.master_rx_lower_pri {
-                    let (cmd, log, name) = (c.cmd.clone(), self.log, self.plan.name.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = crate::script::run_once(&cmd, Duration::from_secs(60)).await
-                        {
-                            log.vrrp(&format!("({name}) notify script '{cmd}' failed: {e}"));
-                        }
-                    });
-                }
+                let cmds = self
+                    .plan
+                    .notify
+                    .master_rx_lower_pri
+                    .iter()
+                    .map(|c| c.cmd.clone())
+                    .collect();
+                spawn_scripts(cmds, format!("({})", self.plan.name), self.log);
             }
             Output::Log(l) => self.log.router(&l),
         }

@@ -349,13 +349,7 @@ impl Sim {
                                         .map(|&x| self.nodes[x].router.effective_priority())
                                         .max()
                                         .unwrap_or(1);
-                                    let int = self.cfgs[0].advert_int;
-                                    let skew = match self.cfgs[0].version {
-                                        Version::V2 => Duration::from_micros(
-                                            u64::from(256 - u32::from(best)) * 1_000_000 / 256,
-                                        ),
-                                        Version::V3 => int * (256 - u32::from(best)) / 256,
-                                    };
+                                    let skew = self.skew(best);
                                     let deadline = t
                                         + skew
                                         + self.net.max_delay
@@ -452,6 +446,17 @@ impl Sim {
         comps
     }
 
+    /// Skew_Time of a router with priority `prio` (RFC 5798 §6.1).
+    fn skew(&self, prio: u8) -> Duration {
+        let int = self.cfgs[0].advert_int;
+        match self.cfgs[0].version {
+            Version::V2 => {
+                Duration::from_micros(u64::from(256 - u32::from(prio)) * 1_000_000 / 256)
+            }
+            Version::V3 => int * (256 - u32::from(prio)) / 256,
+        }
+    }
+
     /// The longest a component may go without exactly one master: the best router's master-
     /// down interval plus the largest delay, with drift and loss slack.
     fn bound(&self, comp: &[usize]) -> Duration {
@@ -461,12 +466,7 @@ impl Sim {
             .max()
             .unwrap_or(1);
         let int = self.cfgs[0].advert_int;
-        let skew = match self.cfgs[0].version {
-            Version::V2 => {
-                Duration::from_micros(u64::from(256 - u32::from(best)) * 1_000_000 / 256)
-            }
-            Version::V3 => int * (256 - u32::from(best)) / 256,
-        };
+        let skew = self.skew(best);
         let base = int * 3 + skew + self.net.max_delay * 2 + Duration::from_millis(2);
         let drift = base * 2 / 1000;
         // With loss, an election can need a few more adverts to be heard.
