@@ -483,6 +483,9 @@ pub struct VrrpInstance {
     pub nopreempt: bool,
     /// `preempt_delay` (0-1000 s).
     pub preempt_delay: Option<Duration>,
+    /// `preempt_fast` (holdfast extension): a backup that hears a lower-priority master
+    /// takes over after Skew_Time instead of waiting out the Master_Down_Interval.
+    pub preempt_fast: bool,
     /// `unicast_peer { … }`.
     pub unicast_peers: Vec<UnicastPeer>,
     /// `unicast_src_ip`.

@@ -418,6 +418,7 @@ impl P {
         self.kv("advert_int", &[&timer(i.advert_int)]);
         self.kv("version", &[&i.version.to_string()]);
         self.flag("nopreempt", i.nopreempt);
+        self.flag("preempt_fast", i.preempt_fast);
         self.optd("preempt_delay", i.preempt_delay);
         if !i.unicast_peers.is_empty() {
             self.open("unicast_peer", &[]);

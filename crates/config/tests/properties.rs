@@ -80,6 +80,7 @@ const WORDS: &[&str] = &[
     "sorry_server",
     "nopreempt",
     "preempt_delay",
+    "preempt_fast",
     "track_file",
     "file",
     "vrrp_track_process",

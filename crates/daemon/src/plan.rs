@@ -240,6 +240,7 @@ fn instance(
     router.init_master = i.state == InitState::Master;
     router.nopreempt = i.nopreempt;
     router.preempt_delay = i.preempt_delay.unwrap_or(Duration::ZERO);
+    router.preempt_fast = i.preempt_fast;
     router.auth = auth;
     router.unicast_peers = i
         .unicast_peers

@@ -197,16 +197,21 @@ pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool, check_script
         "    authentication {\n        auth_type PASS\n        auth_pass 1234\n    }\n"
     };
     let check: &str = match daemon {
-        // holdfast: native TCP check, no fork, 100 ms interval.
+        // holdfast: native TCP check, no fork, 50 ms interval.
         Daemon::Holdfast => {
-            "vrrp_script chk_proxy {\n    TCP_CHECK {\n        connect_ip 127.0.0.1\n        connect_port 3306\n        connect_timeout 0.1\n    }\n    interval 0.1\n    fall 2\n    rise 2\n    weight -60\n}\n"
+            "vrrp_script chk_proxy {\n    TCP_CHECK {\n        connect_ip 127.0.0.1\n        connect_port 3306\n        connect_timeout 0.1\n    }\n    interval 0.05\n    fall 2\n    rise 2\n    weight -60\n}\n"
         }
         // keepalived: a script check as the seeds have (a bash /dev/tcp probe), 1 s interval.
         Daemon::Keepalived => &format!(
             "vrrp_script chk_proxy {{\n    script \"{check_script}\"\n    interval 1\n    timeout 1\n    fall 2\n    rise 2\n    weight -60\n}}\n"
         ),
     };
+    // holdfast: a backup hearing the degraded master takes over after Skew_Time.
+    let preempt = match daemon {
+        Daemon::Holdfast => "    preempt_fast\n",
+        Daemon::Keepalived => "",
+    };
     format!(
-        "global_defs {{\n    router_id lb{priority}\n    enable_script_security\n    script_user root\n}}\n{check}vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n{version}{auth}    virtual_ipaddress {{\n        {vip}\n    }}\n    track_script {{\n        chk_proxy\n    }}\n}}\n"
+        "global_defs {{\n    router_id lb{priority}\n    enable_script_security\n    script_user root\n}}\n{check}vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n{version}{preempt}{auth}    virtual_ipaddress {{\n        {vip}\n    }}\n    track_script {{\n        chk_proxy\n    }}\n}}\n"
     )
 }

@@ -45,6 +45,8 @@ pub struct Scenario {
     pub drift_ppm: u32,
     /// Simulated duration.
     pub duration: Duration,
+    /// Every router runs with holdfast's `preempt_fast`.
+    pub preempt_fast: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,6 +146,7 @@ impl Sim {
             let mut c = RouterConfig::new(&format!("R{i}"), 51, prio, vec![vip]);
             c.version = version;
             c.family = Family::V4;
+            c.preempt_fast = s.preempt_fast;
             cfgs.push(c.clone());
             let drift = i64::from(s.drift_ppm);
             nodes.push(Node {

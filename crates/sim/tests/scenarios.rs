@@ -66,6 +66,7 @@ fn clean_network_with_crashes_stops_and_partitions() {
             events: 8,
             drift_ppm: 0,
             duration: Duration::from_secs(80),
+            preempt_fast: false,
         },
         "clean_network_with_crashes_stops_and_partitions",
     );
@@ -81,6 +82,7 @@ fn lossy_jittery_duplicating_network_with_clock_drift() {
             events: 8,
             drift_ppm: 500,
             duration: Duration::from_secs(80),
+            preempt_fast: false,
         },
         "lossy_jittery_duplicating_network_with_clock_drift",
     );
@@ -96,7 +98,24 @@ fn a_silent_master_crash_is_taken_over_within_the_down_interval() {
             events: 3,
             drift_ppm: 0,
             duration: Duration::from_secs(60),
+            preempt_fast: false,
         },
         "a_silent_master_crash_is_taken_over_within_the_down_interval",
+    );
+}
+
+#[test]
+fn preempt_fast_on_a_lossy_network_with_crashes_and_partitions() {
+    run(
+        &Scenario {
+            name: "preempt-fast",
+            routers: 2..=5,
+            net: net(0.05, 0.05, 50),
+            events: 8,
+            drift_ppm: 500,
+            duration: Duration::from_secs(80),
+            preempt_fast: true,
+        },
+        "preempt_fast_on_a_lossy_network_with_crashes_and_partitions",
     );
 }

@@ -86,6 +86,10 @@ pub struct RouterConfig {
     pub nopreempt: bool,
     /// `preempt_delay` (zero: none).
     pub preempt_delay: Duration,
+    /// `preempt_fast` (holdfast extension): a preempting backup that hears a lower-priority
+    /// master takes over after Skew_Time rather than the Master_Down_Interval. The skew lets
+    /// the highest of several backups go first, so the others hear it and stay.
+    pub preempt_fast: bool,
     /// Advertised VIPs.
     pub vips: Vec<IpAddr>,
     /// v2 authentication.
@@ -132,6 +136,7 @@ impl RouterConfig {
             init_master: false,
             nopreempt: false,
             preempt_delay: Duration::ZERO,
+            preempt_fast: false,
             vips,
             auth: Auth::None,
             unicast_peers: Vec::new(),
@@ -339,6 +344,8 @@ pub enum Log {
     SamePriorityHigherIp(String, IpAddr, u8),
     /// `(%s) received lower priority (%d) advert from %s - discarding`.
     Discarding(String, u8, IpAddr),
+    /// holdfast's `preempt_fast`: `(%s) received lower priority (%d) advert from %s - preempting`.
+    FastPreempt(String, u8, IpAddr),
     /// `(%s) Backup received priority 0 advertisement` (-D).
     BackupPrio0(String),
     /// `(%s) Master received priority 0 message` (-D).
@@ -399,6 +406,10 @@ impl fmt::Display for Log {
             Log::Discarding(n, p, a) => write!(
                 f,
                 "({n}) received lower priority ({p}) advert from {a} - discarding"
+            ),
+            Log::FastPreempt(n, p, a) => write!(
+                f,
+                "({n}) received lower priority ({p}) advert from {a} - preempting"
             ),
             Log::BackupPrio0(n) => write!(f, "({n}) Backup received priority 0 advertisement"),
             Log::MasterPrio0(n) => write!(f, "({n}) Master received priority 0 message"),
@@ -858,7 +869,14 @@ impl VirtualRouter {
                 self.effective,
                 p,
             ));
+            let lowered = p < self.effective;
             self.effective = p;
+            if lowered && self.cfg.preempt_fast && self.state == State::Master {
+                // preempt_fast: say so at once, so a preempting backup need not wait for the
+                // next advert interval.
+                self.send_advert(p);
+                self.advert_at = Some(now + self.cfg.advert_int);
+            }
         }
         if self.state == State::Init {
             return;
@@ -1190,6 +1208,14 @@ impl VirtualRouter {
                         self.preempt_since = Some(now);
                         self.master_addr = Some(src);
                         self.down_at = Some(now + self.master_down_interval());
+                        return;
+                    }
+                    if self.cfg.preempt_fast {
+                        let at = now + self.skew();
+                        if self.down_at.is_none_or(|d| d > at) {
+                            self.log(Log::FastPreempt(name, adv.priority, src));
+                            self.down_at = Some(at);
+                        }
                         return;
                     }
                     self.log(Log::Discarding(name, adv.priority, src));

@@ -267,6 +267,72 @@ fn backup_discards_a_lower_priority_advert_and_preempts_at_expiry() {
 }
 
 #[test]
+fn preempt_fast_backup_takes_over_a_lower_priority_master_after_skew_time() {
+    let mut c = cfg(100);
+    c.preempt_fast = true;
+    let mut h = H::with(c);
+    h.advance(ms(1000));
+    h.advert("10.0.0.1", 150);
+    h.advance(ms(1000));
+    h.take();
+    h.advert("10.0.0.1", 50);
+    assert_eq!(
+        h.logs(),
+        ["(VI_1) received lower priority (50) advert from 10.0.0.1 - preempting"]
+    );
+    // Skew_Time for priority 100 at 1 s: (256 - 100) / 256 s = 609 ms.
+    h.advance(ms(600));
+    assert_eq!(h.r.state(), State::Backup);
+    h.advance(ms(20));
+    assert_eq!(h.r.state(), State::Master);
+}
+
+#[test]
+fn preempt_fast_master_announces_a_lowered_priority_at_once() {
+    let mut c = cfg(150);
+    c.preempt_fast = true;
+    c.trackers = vec![Tracker {
+        weight: -60,
+        reverse: false,
+    }];
+    let mut h = H::with(c);
+    h.advance(down(150) + ms(10));
+    assert_eq!(h.r.state(), State::Master);
+    h.advance(ms(500));
+    h.take();
+    h.input(Input::Tracker {
+        index: 0,
+        up: false,
+    });
+    let sent: Vec<u8> = h
+        .take()
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { payload, .. } => Some(payload[2]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [90],
+        "one advert at the new priority, before the interval"
+    );
+}
+
+#[test]
+fn preempt_fast_does_not_override_nopreempt() {
+    let mut c = cfg(200);
+    c.nopreempt = true;
+    c.preempt_fast = true;
+    let mut h = H::with(c);
+    for _ in 0..10 {
+        h.advance(ms(1000));
+        h.advert("10.0.0.1", 100);
+    }
+    assert_eq!(h.r.state(), State::Backup);
+}
+
+#[test]
 fn nopreempt_backup_accepts_a_lower_priority_master() {
     let mut c = cfg(200);
     c.nopreempt = true;

@@ -68,6 +68,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         version: g.vrrp_version,
         nopreempt: false,
         preempt_delay: None,
+        preempt_fast: false,
         unicast_peers: Vec::new(),
         unicast_src_ip: None,
         mcast_src_ip: None,
@@ -169,6 +170,7 @@ fn scalar(
         "nopreempt" => i.nopreempt = true,
         "preempt" => {}
         "preempt_delay" => i.preempt_delay = cx.timer(c, 0, 1000),
+        "preempt_fast" => i.preempt_fast = true,
         "unicast_src_ip" => i.unicast_src_ip = cx.ip_arg(c, 0),
         "mcast_src_ip" => i.mcast_src_ip = cx.ip_arg(c, 0),
         "unicast_ttl" => i.unicast_ttl = cx.int(c, 0, 1, 255).map(|v| v as u8),
