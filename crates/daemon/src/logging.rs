@@ -1,9 +1,12 @@
 //! Log lines with keepalived's idents: `Keepalived[PID]` for the parent's lines and
 //! `Keepalived_vrrp[PID]` for VRRP's, to syslog (`/dev/log`, facility `-S`, default daemon)
-//! unless `-G`, and to stderr with `-l` (or when syslog is unreachable).
+//! unless `-G`, to stderr with `-l` (or when syslog is unreachable), and with `-g` to log
+//! files named as keepalived names them.
 
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use holdfast_vrrp::router::Log;
 
@@ -28,6 +31,69 @@ fn syslog() -> Option<&'static UnixDatagram> {
             Some(s)
         })
         .as_ref()
+}
+
+struct LogFiles {
+    main: std::fs::File,
+    vrrp: std::fs::File,
+}
+
+static LOG_FILES: OnceLock<Mutex<LogFiles>> = OnceLock::new();
+
+/// keepalived's file name for a process's log: relative names live in `/tmp`, and a process
+/// tag goes before the extension (`keepalived.log` → `/tmp/keepalived_vrrp.log`).
+pub fn log_file_name(name: &Path, prog: Option<&str>) -> PathBuf {
+    let full = if name.is_absolute() {
+        name.to_path_buf()
+    } else {
+        Path::new("/tmp").join(name)
+    };
+    let Some(prog) = prog else { return full };
+    let stem = full
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let file = match full.extension() {
+        Some(e) => format!("{stem}_{prog}.{}", e.to_string_lossy()),
+        None => format!("{stem}_{prog}"),
+    };
+    full.with_file_name(file)
+}
+
+/// `-g FILE`: opens (appending) the main and the VRRP log files. Each line is written with
+/// one `write` as it is logged (keepalived buffers unless `--flush-log-file`; a crash should
+/// not lose the lines that explain it).
+pub fn open_log_file(name: &Path) -> std::io::Result<()> {
+    let open = |p: PathBuf| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+    };
+    let files = LogFiles {
+        main: open(log_file_name(name, None))?,
+        vrrp: open(log_file_name(name, Some("vrrp")))?,
+    };
+    let _ = LOG_FILES.set(Mutex::new(files));
+    Ok(())
+}
+
+/// A log file line as keepalived writes it: `Sun Nov 22 02:55:01.123456789 2026: message`,
+/// in the zone of `t`.
+pub fn file_line<Tz: chrono::TimeZone>(t: chrono::DateTime<Tz>, msg: &str) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    format!("{}: {msg}", t.format("%a %b %d %T%.9f %Y"))
+}
+
+fn to_file(vrrp: bool, msg: &str) {
+    let Some(files) = LOG_FILES.get() else { return };
+    let Ok(mut f) = files.lock() else { return };
+    let line = format!("{}\n", file_line(chrono::Local::now(), msg));
+    let w = if vrrp { &mut f.vrrp } else { &mut f.main };
+    let _ = w.write_all(line.as_bytes());
 }
 
 /// Parses keepalived's `-S` argument: `0`-`7` (local0-7) or a facility name.
@@ -68,6 +134,7 @@ impl Logger {
         if self.console || !sent {
             eprintln!("{ident}[{pid}]: {msg}");
         }
+        to_file(ident == "Keepalived_vrrp", msg);
     }
 
     /// A line from the VRRP side.
@@ -101,6 +168,28 @@ mod tests {
         assert_eq!(
             syslog_line(23, "Keepalived", 1, "Stopping"),
             "<190>Keepalived[1]: Stopping"
+        );
+    }
+
+    #[test]
+    fn log_files_are_named_and_stamped_like_keepalived_s() {
+        assert_eq!(
+            log_file_name(Path::new("keepalived.log"), Some("vrrp")),
+            Path::new("/tmp/keepalived_vrrp.log")
+        );
+        assert_eq!(
+            log_file_name(Path::new("/var/log/ka.log"), None),
+            Path::new("/var/log/ka.log")
+        );
+        assert_eq!(
+            log_file_name(Path::new("/var/log/ka"), Some("vrrp")),
+            Path::new("/var/log/ka_vrrp")
+        );
+        // 2026-11-22 02:55:01.5 UTC was a Sunday.
+        let t = chrono::DateTime::from_timestamp(1_795_316_101, 500_000_000).unwrap();
+        assert_eq!(
+            file_line(t, "(VI_1) Entering MASTER STATE"),
+            "Sun Nov 22 02:55:01.500000000 2026: (VI_1) Entering MASTER STATE"
         );
     }
 

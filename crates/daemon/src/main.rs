@@ -126,6 +126,14 @@ enum Command {
         /// Do not log to syslog.
         #[arg(short = 'G', long = "no-syslog")]
         no_syslog: bool,
+        /// Also log to FILE (default /tmp/keepalived.log); VRRP lines go to FILE's name with
+        /// `_vrrp` before the extension, as keepalived's VRRP process writes them.
+        #[arg(short = 'g', long = "log-file", num_args = 0..=1, require_equals = true,
+              default_missing_value = "keepalived.log")]
+        log_file: Option<PathBuf>,
+        /// Accepted for keepalived's command line: holdfast writes every log file line at once.
+        #[arg(long = "flush-log-file")]
+        flush_log_file: bool,
         /// Config-id for `@ID` lines (default: the short host name).
         #[arg(short = 'i', long = "config-id")]
         config_id: Option<String>,
@@ -205,10 +213,18 @@ fn main() -> ExitCode {
             checkers_pid,
             log_facility,
             no_syslog,
+            log_file,
+            flush_log_file: _,
             config_id,
             dont_release_vrrp,
             data_dir,
         } => {
+            if let Some(f) = &log_file
+                && let Err(e) = holdfast::logging::open_log_file(f)
+            {
+                eprintln!("holdfast: cannot open log file: {e}");
+                return ExitCode::from(1);
+            }
             let config_id = config_id.unwrap_or_else(host::short_hostname);
             let plan = match holdfast::run::load_plan(&file, &config_id) {
                 Ok(p) => p,

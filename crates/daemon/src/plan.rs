@@ -38,8 +38,13 @@ pub struct PlannedVip {
 pub enum TrackerKind {
     /// `track_interface`: the link state of an interface.
     Interface(String),
-    /// A `vrrp_script` with a command.
-    Script(String),
+    /// A `vrrp_script` with a command, run as `user` (else the default script user).
+    Script {
+        /// The command line.
+        cmd: String,
+        /// `user USER [GROUP]` of the `vrrp_script`, else `script_user`.
+        user: Option<holdfast_config::model::UserSpec>,
+    },
     /// A `track_file`: a number in a file.
     File {
         /// Path.
@@ -92,6 +97,8 @@ pub struct InstancePlan {
     pub unicast_ttl: u8,
     /// Notify scripts.
     pub notify: Notify,
+    /// `script_user`: whom scripts without their own `user` run as.
+    pub script_user: Option<holdfast_config::model::UserSpec>,
     /// Trackers, in router index order.
     pub trackers: Vec<TrackerPlan>,
 }
@@ -105,6 +112,8 @@ pub struct GroupPlan {
     pub members: Vec<String>,
     /// Group notify scripts.
     pub notify: Notify,
+    /// `script_user`.
+    pub script_user: Option<holdfast_config::model::UserSpec>,
 }
 
 /// The whole run plan.
@@ -188,6 +197,7 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
             name: g.name.clone(),
             members: g.members.clone(),
             notify: g.notify.clone(),
+            script_user: cfg.global.script_user.clone(),
         });
     }
     for inst in &cfg.instances {
@@ -300,7 +310,10 @@ fn instance(
             continue;
         }
         let kind = match &s.kind {
-            Some(ScriptKind::Command(c)) => TrackerKind::Script(c.clone()),
+            Some(ScriptKind::Command(c)) => TrackerKind::Script {
+                cmd: c.clone(),
+                user: s.user.clone().or_else(|| cfg.global.script_user.clone()),
+            },
             Some(ScriptKind::Checker(c)) => match tcp_target(c) {
                 Some(k) => k,
                 None => {
@@ -310,9 +323,6 @@ fn instance(
             },
             None => continue,
         };
-        if s.user.as_ref().is_some_and(|u| u.user != "root") {
-            un.push(format!("({name}) vrrp_script {}: running scripts as another user is not implemented; it runs as the daemon's user", s.name));
-        }
         trackers.push(TrackerPlan {
             name: s.name.clone(),
             kind,
@@ -378,6 +388,7 @@ fn instance(
         src: i.unicast_src_ip.or(i.mcast_src_ip),
         unicast_ttl: i.unicast_ttl.unwrap_or(255),
         notify: i.notify.clone(),
+        script_user: cfg.global.script_user.clone(),
         trackers,
     })
 }

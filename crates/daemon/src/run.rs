@@ -121,55 +121,74 @@ impl Groups {
             );
             let after = group.state();
             if before != after {
-                group_notify(&plan.name, &plan.notify, after, log);
+                group_notify(plan, after, log);
             }
         }
         out
     }
 }
 
-fn group_notify(name: &str, n: &holdfast_config::model::Notify, state: State, log: Logger) {
+fn group_notify(plan: &crate::plan::GroupPlan, state: State, log: Logger) {
     // keepalived: groups pass priority 0.
-    let cmds = notify_commands(n, state, "GROUP", name, 0);
-    spawn_scripts(cmds, format!("VRRP_Group({name})"), log);
+    let cmds = notify_commands(&plan.notify, state, "GROUP", &plan.name, 0);
+    spawn_scripts(
+        cmds,
+        plan.script_user.clone(),
+        format!("VRRP_Group({})", plan.name),
+        log,
+    );
 }
 
 /// The notify scripts for entering `state`: the specific one, then the generic `notify` with
-/// keepalived's four arguments appended (`INSTANCE|GROUP name state priority`).
+/// keepalived's four arguments (`INSTANCE|GROUP name STATE priority`).
 fn notify_commands(
     n: &holdfast_config::model::Notify,
     state: State,
     kind: &str,
     name: &str,
     priority: u8,
-) -> Vec<String> {
+) -> Vec<holdfast_config::model::Command> {
     let (specific, word) = match state {
         State::Master => (&n.master, "MASTER"),
         State::Backup => (&n.backup, "BACKUP"),
         State::Fault => (&n.fault, "FAULT"),
         State::Init => (&n.stop, "STOP"),
     };
-    let mut cmds: Vec<String> = specific.iter().map(|c| c.cmd.clone()).collect();
+    let mut cmds: Vec<_> = specific.iter().cloned().collect();
     if let Some(g) = &n.generic {
-        cmds.push(format!(
-            "{} {kind} {} {word} {priority}",
-            g.cmd,
-            shell_quote(name)
-        ));
+        cmds.push(holdfast_config::model::Command {
+            cmd: format!("{} {kind} {} {word} {priority}", g.cmd, shell_quote(name)),
+            user: g.user.clone(),
+        });
     }
     cmds
 }
 
 /// Runs scripts one after the other off the driver (keepalived runs notify scripts
-/// asynchronously), logging failures under `who`.
-fn spawn_scripts(cmds: Vec<String>, who: String, log: Logger) {
+/// asynchronously), each as its own user or `script_user`, logging failures under `who`.
+fn spawn_scripts(
+    cmds: Vec<holdfast_config::model::Command>,
+    script_user: Option<holdfast_config::model::UserSpec>,
+    who: String,
+    log: Logger,
+) {
     if cmds.is_empty() {
         return;
     }
     tokio::spawn(async move {
         for c in cmds {
-            if let Err(e) = crate::script::run_once(&c, Duration::from_secs(60)).await {
-                log.vrrp(&format!("{who} notify script '{c}' failed: {e}"));
+            let run_as = match crate::script::run_as(c.user.as_ref(), script_user.as_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    log.vrrp(&format!(
+                        "{who} {e} for notify script '{}' - skipping",
+                        c.cmd
+                    ));
+                    continue;
+                }
+            };
+            if let Err(e) = crate::script::run_once(&c.cmd, Duration::from_secs(60), run_as).await {
+                log.vrrp(&format!("{who} notify script '{}' failed: {e}", c.cmd));
             }
         }
     });
@@ -450,7 +469,12 @@ impl Io {
             &self.plan.name,
             priority,
         );
-        spawn_scripts(cmds, format!("({})", self.plan.name), self.log);
+        spawn_scripts(
+            cmds,
+            self.plan.script_user.clone(),
+            format!("({})", self.plan.name),
+            self.log,
+        );
     }
 
     async fn execute(&self, out: Output, router: &VirtualRouter) {
@@ -487,9 +511,14 @@ impl Io {
                     .notify
                     .master_rx_lower_pri
                     .iter()
-                    .map(|c| c.cmd.clone())
+                    .cloned()
                     .collect();
-                spawn_scripts(cmds, format!("({})", self.plan.name), self.log);
+                spawn_scripts(
+                    cmds,
+                    self.plan.script_user.clone(),
+                    format!("({})", self.plan.name),
+                    self.log,
+                );
             }
             Output::Log(l) => self.log.router(&l),
         }
@@ -813,6 +842,17 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
     let mut up = !t.init_fail;
     let mut streak = 0u32;
     let mut last_status: Option<i32> = None;
+    let run_as = match &t.kind {
+        TrackerKind::Script { user, .. } => match crate::script::run_as(user.as_ref(), None) {
+            Ok(r) => r,
+            Err(e) => {
+                // check-config reports this too; keepalived disables the script.
+                log.vrrp(&format!("{e} for VRRP_Script({}) - disabling", t.name));
+                return;
+            }
+        },
+        _ => None,
+    };
     let mut tick = tokio::time::interval(t.interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -827,22 +867,24 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
                 );
                 (ok, None, String::new())
             }
-            TrackerKind::Script(cmd) => match crate::script::run_once(cmd, t.timeout).await {
-                Ok(code) => {
-                    if last_status != Some(code) && last_status.is_some() {
-                        log.vrrp(&format!("Script `{}` now returning {code}", t.name));
+            TrackerKind::Script { cmd, .. } => {
+                match crate::script::run_once(cmd, t.timeout, run_as).await {
+                    Ok(code) => {
+                        if last_status != Some(code) && last_status.is_some() {
+                            log.vrrp(&format!("Script `{}` now returning {code}", t.name));
+                        }
+                        last_status = Some(code);
+                        (code == 0, Some(code), format!("exited with status {code}"))
                     }
-                    last_status = Some(code);
-                    (code == 0, Some(code), format!("exited with status {code}"))
+                    Err(crate::script::ScriptError::TimedOut) => (false, None, "timed_out".into()),
+                    Err(crate::script::ScriptError::Signal(s)) => {
+                        (false, None, format!("due to signal {s}"))
+                    }
+                    Err(crate::script::ScriptError::Spawn(e)) => {
+                        (false, None, format!("cannot run: {e}"))
+                    }
                 }
-                Err(crate::script::ScriptError::TimedOut) => (false, None, "timed_out".into()),
-                Err(crate::script::ScriptError::Signal(s)) => {
-                    (false, None, format!("due to signal {s}"))
-                }
-                Err(crate::script::ScriptError::Spawn(e)) => {
-                    (false, None, format!("cannot run: {e}"))
-                }
-            },
+            }
         };
         if ok == up {
             streak = 0;

@@ -11,6 +11,47 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+/// The user and group a script runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// Whom a script runs as, decided as keepalived decides: its own `user USER [GROUP]`, else
+/// `global_defs { script_user }`, else the user `keepalived_script` if it exists, else the
+/// daemon's own user (`None`). Without a group, the user's primary group.
+pub fn run_as(
+    own: Option<&holdfast_config::model::UserSpec>,
+    default: Option<&holdfast_config::model::UserSpec>,
+) -> Result<Option<RunAs>, String> {
+    use nix::unistd::{Group, User};
+    let (name, group) = match own.or(default) {
+        Some(u) => (u.user.clone(), u.group.clone()),
+        None => match User::from_name("keepalived_script") {
+            Ok(Some(_)) => ("keepalived_script".to_string(), None),
+            _ => return Ok(None),
+        },
+    };
+    let user = match User::from_name(&name) {
+        Ok(Some(u)) => u,
+        _ => return Err(format!("Unable to set user {name}")),
+    };
+    let gid = match group {
+        Some(g) => match Group::from_name(&g) {
+            Ok(Some(g)) => g.gid.as_raw(),
+            _ => return Err(format!("Unable to set group {g}")),
+        },
+        None => user.gid.as_raw(),
+    };
+    Ok(Some(RunAs {
+        uid: user.uid.as_raw(),
+        gid,
+    }))
+}
+
 /// Why a script did not report an exit status.
 #[derive(Debug)]
 pub enum ScriptError {
@@ -79,7 +120,11 @@ pub fn resolve(prog: &str) -> Option<PathBuf> {
 }
 
 /// Runs `cmd` once; returns its exit status.
-pub async fn run_once(cmd: &str, timeout: Duration) -> Result<i32, ScriptError> {
+pub async fn run_once(
+    cmd: &str,
+    timeout: Duration,
+    run_as: Option<RunAs>,
+) -> Result<i32, ScriptError> {
     let words = split(cmd);
     let mut command = match words.first().and_then(|w| resolve(w)) {
         Some(prog) => {
@@ -102,6 +147,10 @@ pub async fn run_once(cmd: &str, timeout: Duration) -> Result<i32, ScriptError> 
         .stderr(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(r) = run_as {
+        // Group first: once the user is not root it may no longer change its group.
+        command.gid(r.gid).uid(r.uid);
+    }
     let mut child = command.spawn().map_err(ScriptError::Spawn)?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     match tokio::time::timeout(timeout.max(Duration::from_millis(1)), child.wait()).await {
@@ -147,17 +196,68 @@ mod tests {
     #[tokio::test]
     async fn exit_status_direct_and_through_the_shell() {
         assert_eq!(
-            run_once("/bin/sh -c 'exit 3'", Duration::from_secs(5))
+            run_once("/bin/sh -c 'exit 3'", Duration::from_secs(5), None)
                 .await
                 .ok(),
             Some(3)
         );
         // Not a path to an executable: run by /bin/sh -c, as keepalived does.
         assert_eq!(
-            run_once("exit 4", Duration::from_secs(5)).await.ok(),
+            run_once("exit 4", Duration::from_secs(5), None).await.ok(),
             Some(4)
         );
-        assert_eq!(run_once("true", Duration::from_secs(5)).await.ok(), Some(0));
+        assert_eq!(
+            run_once("true", Duration::from_secs(5), None).await.ok(),
+            Some(0)
+        );
+    }
+
+    fn spec(user: &str, group: Option<&str>) -> holdfast_config::model::UserSpec {
+        holdfast_config::model::UserSpec {
+            user: user.into(),
+            group: group.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn run_as_prefers_the_scripts_own_user_then_script_user() {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let root = spec("root", None);
+        let own = run_as(Some(&spec("nobody", None)), Some(&root)).unwrap();
+        assert_eq!(
+            own,
+            Some(RunAs {
+                uid: nobody.uid.as_raw(),
+                gid: nobody.gid.as_raw()
+            })
+        );
+        assert_eq!(
+            run_as(None, Some(&root)).unwrap(),
+            Some(RunAs { uid: 0, gid: 0 })
+        );
+        let with_group = run_as(Some(&spec("nobody", Some("root"))), None).unwrap();
+        assert_eq!(with_group.map(|r| r.gid), Some(0));
+        assert!(run_as(Some(&spec("no-such-user-holdfast", None)), None).is_err());
+        assert!(run_as(Some(&spec("nobody", Some("no-such-group-holdfast"))), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_script_runs_as_the_user_it_is_given() {
+        if !nix::unistd::Uid::effective().is_root() {
+            panic!("this test runs as root (it changes user)");
+        }
+        let nobody = run_as(Some(&spec("nobody", None)), None).unwrap();
+        let uid = nobody.map(|r| r.uid).unwrap();
+        let check = format!("/bin/sh -c 'test $(id -u) = {uid}'");
+        assert_eq!(
+            run_once(&check, Duration::from_secs(5), nobody).await.ok(),
+            Some(0)
+        );
+        // The same check as the daemon's own user fails, so the test can tell them apart.
+        assert_eq!(
+            run_once(&check, Duration::from_secs(5), None).await.ok(),
+            Some(1)
+        );
     }
 
     #[tokio::test]
@@ -166,6 +266,7 @@ mod tests {
         let r = run_once(
             "/bin/sh -c 'sleep 30 & sleep 30'",
             Duration::from_millis(200),
+            None,
         )
         .await;
         assert!(matches!(r, Err(ScriptError::TimedOut)), "{r:?}");

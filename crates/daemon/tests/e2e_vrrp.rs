@@ -551,6 +551,41 @@ fn notify_scripts_run_after_the_vips_are_set_with_keepalived_arguments() {
     assert_eq!(a.trim(), "INSTANCE VI_1 MASTER 150");
 }
 
+/// One node whose `vrrp_script` (weight 0: failure means FAULT) succeeds only when run as
+/// `nobody`; `global` sets script_user.
+fn run_as_conf(uid: u32, global: &str) -> String {
+    format!(
+        "global_defs {{\n    enable_script_security\n{global}\n}}\nvrrp_script chk_uid {{\n    script \"/bin/sh -c 'test $(id -u) = {uid}'\"\n    interval 0.2\n    fall 1\n    rise 1\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n    track_script {{\n        chk_uid\n    }}\n}}\n"
+    )
+}
+
+#[test]
+fn scripts_run_as_script_user_and_lines_go_to_the_log_file() {
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let uid = nobody.uid.as_raw();
+    let mut lab = lab(1);
+    let log = lab.dir().join("ka.log");
+    let g = format!("-g={}", log.display());
+    let mut n1 = lab.holdfast_with(1, &run_as_conf(uid, "    script_user nobody"), &[&g]);
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // -g: VRRP lines in ka_vrrp.log, with keepalived's timestamp layout.
+    let vrrp_log = lab.dir().join("ka_vrrp.log");
+    let text = wait_file(&vrrp_log, "(VI_1) Entering MASTER STATE");
+    let line = text
+        .lines()
+        .find(|l| l.ends_with("(VI_1) Entering MASTER STATE"))
+        .unwrap();
+    assert!(
+        line.split(": ").next().is_some_and(|t| t.len() == 34),
+        "{line}"
+    );
+    n1.signal("TERM");
+    assert!(n1.wait_exit(5 * SEC));
+    // The same script as root fails, so MASTER above means it ran as nobody.
+    let mut n1 = lab.holdfast(1, &run_as_conf(uid, "    script_user root"));
+    n1.wait_for("(VI_1) Entering FAULT STATE", 10 * SEC);
+}
+
 #[test]
 fn with_three_nodes_the_next_highest_priority_takes_over() {
     let mut lab = lab(3);

@@ -164,6 +164,11 @@ impl Lab {
 
     /// Starts `holdfast run` on node `n` with this configuration.
     pub fn holdfast(&mut self, n: usize, conf: &str) -> Proc {
+        self.holdfast_with(n, conf, &[])
+    }
+
+    /// Starts `holdfast run` on node `n` with extra command-line arguments.
+    pub fn holdfast_with(&mut self, n: usize, conf: &str, args: &[&str]) -> Proc {
         let path = self.file(&format!("n{n}.conf"), conf);
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(n)])
@@ -172,6 +177,7 @@ impl Lab {
             .arg(&self.dir)
             .arg("-f")
             .arg(&path)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
