@@ -78,8 +78,9 @@ pub fn load(
     let (tokens, readable) =
         lex::Lexer::new(loader, &mut sources, &mut diags, &opts.config_id).run(path);
     let nodes = tree::parse(&tokens, &mut diags);
-    let config = lower::lower(&nodes, &mut diags);
+    let mut config = lower::lower(&nodes, &mut diags);
     validate::references(&config, &mut diags);
+    validate::sync_group_tracking(&mut config, &mut diags);
     let mut disabled_scripts = Vec::new();
     if let Some(host) = host {
         let fatal = validate::interfaces(&config, host, &mut diags);

@@ -131,6 +131,198 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
     }
 }
 
+/// keepalived's rules for weights in sync groups and on address owners, applied as it applies
+/// them (and reported with its messages): a member of a sync group without
+/// `sync_group_tracking_weight`, and an instance with priority 255, cannot have weighted
+/// trackers — a weighted interface becomes unweighted (an owner stops tracking it), a
+/// weighted script is dropped, a track file with the default weight becomes unweighted and
+/// one with an explicit weight is dropped. A sync group's own trackers lose their weights when
+/// a member is an address owner.
+pub fn sync_group_tracking(cfg: &mut Config, d: &mut Diagnostics) {
+    let script_weight: HashMap<String, i32> = cfg
+        .scripts
+        .iter()
+        .map(|s| (s.name.clone(), s.weight))
+        .collect();
+    let file_weight: HashMap<String, i32> = cfg
+        .track_files
+        .iter()
+        .map(|f| (f.name.clone(), f.weight))
+        .collect();
+    let proc_weight: HashMap<String, i32> = cfg
+        .track_processes
+        .iter()
+        .map(|p| (p.name.clone(), p.weight))
+        .collect();
+    let groups = cfg.sync_groups.clone();
+    for i in &mut cfg.instances {
+        if let Some(own) = i.interface.clone() {
+            let name = i.name.clone();
+            let at = i.origin.0;
+            i.track.interfaces.retain(|t| {
+                if t.name != own {
+                    return true;
+                }
+                d.push_unlined(
+                    Class::Invalid,
+                    at,
+                    format!("({name}) Ignoring track_interface {own} since own interface"),
+                );
+                false
+            });
+        }
+        let sync = groups
+            .iter()
+            .any(|g| !g.tracking_weight && g.members.contains(&i.name));
+        let owner = i.priority == 255;
+        if !sync && !owner {
+            continue;
+        }
+        let why = if sync { "SYNC group" } else { "address_owner" };
+        let name = i.name.clone();
+        let at = i.origin.0;
+        i.track.interfaces.retain_mut(|t| {
+            if t.weight == 0 {
+                return true;
+            }
+            if sync {
+                d.push_unlined(
+                    Class::Invalid,
+                    at,
+                    format!(
+                        "({name}) ignoring {} tracked interface weight due to SYNC group",
+                        t.name
+                    ),
+                );
+                t.weight = 0;
+                true
+            } else {
+                d.push_unlined(
+                    Class::Invalid,
+                    at,
+                    format!(
+                        "({name}) ignoring {} tracked interface due to address owner",
+                        t.name
+                    ),
+                );
+                false
+            }
+        });
+        i.track.scripts.retain(|r| {
+            let w = r
+                .weight
+                .unwrap_or_else(|| script_weight.get(&r.name).copied().unwrap_or(0));
+            if w == 0 {
+                return true;
+            }
+            d.push_unlined(
+                Class::Invalid,
+                at,
+                format!(
+                    "({name}) ignoring tracked script {} with weights due to {why}",
+                    r.name
+                ),
+            );
+            false
+        });
+        i.track.files.retain_mut(|r| {
+            let w = r
+                .weight
+                .unwrap_or_else(|| file_weight.get(&r.name).copied().unwrap_or(1));
+            match w {
+                0 => true,
+                1 => {
+                    d.push_unlined(
+                        Class::Invalid,
+                        at,
+                        format!(
+                            "({name}) ignoring weight from tracked file {} due to {why}. specify weight 0",
+                            r.name
+                        ),
+                    );
+                    r.weight = Some(0);
+                    true
+                }
+                w => {
+                    d.push_unlined(
+                        Class::Invalid,
+                        at,
+                        format!(
+                            "({name}) ignoring tracked file {} with weight {w} due to {why}",
+                            r.name
+                        ),
+                    );
+                    false
+                }
+            }
+        });
+    }
+    let owners: HashSet<String> = cfg
+        .instances
+        .iter()
+        .filter(|i| i.priority == 255)
+        .map(|i| i.name.clone())
+        .collect();
+    for g in &mut cfg.sync_groups {
+        let has_owner = g.members.iter().any(|m| owners.contains(m));
+        let gname = g.name.clone();
+        let at = g.origin.0;
+        let clear = |d: &mut Diagnostics, kind: &str, what: &str, verb: &str| {
+            d.push_unlined(
+                Class::Invalid,
+                at,
+                format!("({gname}) Cannot have weighted track {kind} '{what}' with member having priority 255 - {verb}"),
+            );
+        };
+        for t in g.track.scripts.iter_mut().filter(|_| has_owner) {
+            let w = t
+                .weight
+                .unwrap_or_else(|| script_weight.get(&t.name).copied().unwrap_or(0));
+            if w != 0 {
+                clear(d, "script", &t.name, "clearing weight");
+                t.weight = Some(0);
+            }
+        }
+        for t in g.track.files.iter_mut().filter(|_| has_owner) {
+            let w = t
+                .weight
+                .unwrap_or_else(|| file_weight.get(&t.name).copied().unwrap_or(1));
+            if w != 0 {
+                clear(d, "file", &t.name, "setting weight 0");
+                t.weight = Some(0);
+            }
+        }
+        for t in g.track.processes.iter_mut().filter(|_| has_owner) {
+            let w = t
+                .weight
+                .unwrap_or_else(|| proc_weight.get(&t.name).copied().unwrap_or(0));
+            if w != 0 {
+                clear(d, "process", &t.name, "setting weight 0");
+                t.weight = Some(0);
+            }
+        }
+        for t in &mut g.track.interfaces {
+            if has_owner && t.weight != 0 {
+                clear(d, "interface", &t.name, "clearing weight");
+                t.weight = 0;
+            }
+            for m in cfg.instances.iter().filter(|i| g.members.contains(&i.name)) {
+                let own = m.interface.as_deref() == Some(t.name.as_str()) && !m.dont_track_primary;
+                if own || m.track.interfaces.iter().any(|x| x.name == t.name) {
+                    d.push_unlined(
+                        Class::Invalid,
+                        m.origin.0,
+                        format!(
+                            "({}) track_interface {} is configured on VRRP instance and sync group. Remove vrrp instance or sync group config",
+                            m.name, t.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn span(s: Option<Span>) -> Span {
     s.unwrap_or(Span {
         file: crate::span::FileId(0),

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use holdfast_config::model::{
-    AuthType, Checker, CheckerKind, Config, InitState, Notify, ScriptKind, VrrpInstance,
+    AuthType, Checker, CheckerKind, Config, InitState, Notify, ScriptKind, Tracking, VrrpInstance,
 };
 use holdfast_vrrp::router::{GarpTiming, Peer, RouterConfig, Tracker};
 use holdfast_vrrp::wire::{Auth, ChecksumForm, Family, Version};
@@ -186,13 +186,6 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         ));
     }
     for g in &cfg.sync_groups {
-        if !g.track.interfaces.is_empty()
-            || !g.track.scripts.is_empty()
-            || !g.track.files.is_empty()
-            || !g.track.processes.is_empty()
-        {
-            un.push(format!("VRRP_Group({}): trackers on a sync group are not implemented; track them on the member instances", g.name));
-        }
         plan.groups.push(GroupPlan {
             name: g.name.clone(),
             members: g.members.clone(),
@@ -283,9 +276,10 @@ fn instance(
     };
     router.startup_delay = cfg.global.startup_delay.unwrap_or(Duration::ZERO);
 
+    let track = with_group_trackers(cfg, i);
     let mut trackers = Vec::new();
     let mut weights = Vec::new();
-    for t in &i.track.interfaces {
+    for t in &track.interfaces {
         trackers.push(TrackerPlan {
             name: t.name.clone(),
             kind: TrackerKind::Interface(t.name.clone()),
@@ -300,7 +294,7 @@ fn instance(
             reverse: t.reverse,
         });
     }
-    for r in &i.track.scripts {
+    for r in &track.scripts {
         let Some(s) = cfg.scripts.iter().find(|s| s.name == r.name) else {
             continue;
         };
@@ -337,7 +331,7 @@ fn instance(
             reverse: r.reverse.unwrap_or(s.reverse),
         });
     }
-    for r in &i.track.files {
+    for r in &track.files {
         let Some(f) = cfg.track_files.iter().find(|f| f.name == r.name) else {
             continue;
         };
@@ -358,7 +352,7 @@ fn instance(
             reverse: r.reverse.unwrap_or(f.reverse),
         });
     }
-    if !i.track.processes.is_empty() {
+    if !track.processes.is_empty() {
         un.push(format!(
             "({name}) track_process is not implemented by holdfast run yet; not tracked"
         ));
@@ -391,6 +385,51 @@ fn instance(
         script_user: cfg.global.script_user.clone(),
         trackers,
     })
+}
+
+/// The instance's trackers plus those of the sync groups it belongs to, as keepalived adds
+/// them: a group tracker the instance also has replaces the instance's weight unless that is
+/// 0; a group's `track_interface` on the instance's own interface adds nothing (the own link
+/// already faults the instance).
+fn with_group_trackers(cfg: &Config, i: &VrrpInstance) -> Tracking {
+    let mut track = i.track.clone();
+    for g in cfg
+        .sync_groups
+        .iter()
+        .filter(|g| g.members.contains(&i.name))
+    {
+        for t in &g.track.interfaces {
+            if i.interface.as_deref() == Some(t.name.as_str()) && !i.dont_track_primary {
+                continue;
+            }
+            match track.interfaces.iter_mut().find(|x| x.name == t.name) {
+                Some(x) if x.weight != 0 => {
+                    x.weight = t.weight;
+                    x.reverse = t.reverse;
+                }
+                Some(_) => {}
+                None => track.interfaces.push(t.clone()),
+            }
+        }
+        let refs = [
+            (&g.track.scripts, &mut track.scripts),
+            (&g.track.files, &mut track.files),
+            (&g.track.processes, &mut track.processes),
+        ];
+        for (from, into) in refs {
+            for t in from {
+                match into.iter_mut().find(|x| x.name == t.name) {
+                    Some(x) if x.weight != Some(0) => {
+                        x.weight = t.weight;
+                        x.reverse = t.reverse;
+                    }
+                    Some(_) => {}
+                    None => into.push(t.clone()),
+                }
+            }
+        }
+    }
+    track
 }
 
 fn tcp_target(c: &Checker) -> Option<TrackerKind> {
@@ -444,6 +483,34 @@ mod tests {
         let p = build(&cfg, &["chk".to_string()]);
         assert!(p.instances[0].trackers.is_empty());
         assert!(p.instances[0].router.trackers.is_empty());
+    }
+
+    #[test]
+    fn sync_group_trackers_are_added_to_every_member() {
+        let text = "vrrp_script chk {\n script \"/x\"\n}\nvrrp_sync_group G {\n group {\n  A\n  B\n }\n track_script {\n  chk weight -30\n }\n track_interface {\n  eth0\n  eth1 weight 5\n }\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n }\n}\nvrrp_instance B {\n interface eth2\n virtual_router_id 2\n virtual_ipaddress {\n  10.0.0.2\n }\n}\n";
+        let cfg = holdfast_config::parse_str(text).config;
+        let plan = build(&cfg, &[]);
+        assert!(plan.unsupported.is_empty(), "{:?}", plan.unsupported);
+        let names = |p: &InstancePlan| {
+            p.trackers
+                .iter()
+                .zip(&p.router.trackers)
+                .map(|(t, w)| (t.name.clone(), w.weight))
+                .collect::<Vec<_>>()
+        };
+        // A's own interface is eth0: the group's eth0 adds nothing there.
+        assert_eq!(
+            names(&plan.instances[0]),
+            [("eth1".to_string(), 5), ("chk".to_string(), -30)]
+        );
+        assert_eq!(
+            names(&plan.instances[1]),
+            [
+                ("eth0".to_string(), 0),
+                ("eth1".to_string(), 5),
+                ("chk".to_string(), -30)
+            ]
+        );
     }
 
     #[test]

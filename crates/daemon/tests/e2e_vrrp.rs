@@ -353,6 +353,11 @@ fn sigusr1_and_sigusr2_write_keepalived_style_data_and_stats_files() {
 }
 
 fn group_conf(priority: u8, flag: Option<&std::path::Path>) -> String {
+    group_conf_with(priority, flag, false)
+}
+
+/// `on_group`: the tracker sits on the sync group with weight -60 instead of on VI_2.
+fn group_conf_with(priority: u8, flag: Option<&std::path::Path>, on_group: bool) -> String {
     let (script, track) = match flag {
         Some(f) => (
             format!(
@@ -368,10 +373,15 @@ fn group_conf(priority: u8, flag: Option<&std::path::Path>) -> String {
             "vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id {vrid}\n    priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {vip}\n    }}\n{track}}}\n"
         )
     };
+    let (member_track, group_track) = if on_group && !track.is_empty() {
+        ("", "    track_script {\n        chk weight -60\n    }\n")
+    } else {
+        (track, "")
+    };
     format!(
-        "global_defs {{\n    enable_script_security\n    script_user root\n}}\n{script}{}{}vrrp_sync_group G1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n",
+        "global_defs {{\n    enable_script_security\n    script_user root\n}}\n{script}{}{}vrrp_sync_group G1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n{group_track}}}\n",
         inst("VI_1", 51, "10.77.0.100/24", ""),
-        inst("VI_2", 52, "10.77.0.101/24", track)
+        inst("VI_2", 52, "10.77.0.101/24", member_track)
     )
 }
 
@@ -410,6 +420,30 @@ fn a_sync_group_moves_all_members_when_one_faults() {
         .expect("VI_1 back to MASTER");
     n1.try_wait_for_after("(VI_2) Entering MASTER STATE", Some(t), 10 * SEC)
         .expect("VI_2 back to MASTER");
+}
+
+#[test]
+fn a_weighted_sync_group_tracker_lowers_every_member() {
+    let mut lab = lab(2);
+    let flag = lab.file("healthy", "");
+    let mut n1 = lab.holdfast(1, &group_conf_with(150, Some(&flag), true));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n1.wait_for("(VI_2) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &group_conf(100, None));
+    n2.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
+    // The group's script fails: both members drop to 90 and n2 (100) preempts both.
+    std::fs::remove_file(&flag).unwrap();
+    n1.wait_for("(VI_1) Changing effective priority from 150 to 90", 5 * SEC);
+    n1.wait_for("(VI_2) Changing effective priority from 150 to 90", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_2) Entering MASTER STATE", 10 * SEC);
+    n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+    n1.wait_for("(VI_2) Entering BACKUP STATE", 5 * SEC);
+    assert!(
+        lab.has(2, VIP) && lab.has(2, "10.77.0.101/24"),
+        "{:?}",
+        lab.addrs(2)
+    );
 }
 
 const VIP6: &str = "fd77::100/64";
