@@ -8,3 +8,4 @@ pub mod plan;
 pub mod run;
 pub mod script;
 pub mod track_file;
+pub mod track_process;

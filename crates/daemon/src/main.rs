@@ -143,6 +143,11 @@ enum Command {
         /// Directory for the SIGUSR1/SIGUSR2 files keepalived.data and keepalived.stats.
         #[arg(long, default_value = "/tmp")]
         data_dir: PathBuf,
+        /// Network namespace in which to open the kernel's process-event socket for
+        /// track_process when holdfast runs in another one (the proc connector answers only
+        /// in the initial namespace; default /proc/1/ns/net).
+        #[arg(long)]
+        proc_events_netns: Option<PathBuf>,
     },
     /// Check a configuration like `keepalived -t`: diagnostics on stderr; exit 0 ok,
     /// 4 cannot run, 5 errors, 6 script security violation (keepalived 2.2.7's codes).
@@ -218,7 +223,9 @@ fn main() -> ExitCode {
             config_id,
             dont_release_vrrp,
             data_dir,
+            proc_events_netns,
         } => {
+            holdfast::track_process::set_events_netns(proc_events_netns);
             if let Some(f) = &log_file
                 && let Err(e) = holdfast::logging::open_log_file(f)
             {

@@ -52,6 +52,8 @@ pub enum TrackerKind {
         /// `init_file VALUE [overwrite]`.
         init: Option<(i64, bool)>,
     },
+    /// A `vrrp_track_process`: whether the matching processes make a quorum.
+    Process(crate::track_process::Spec),
     /// A `vrrp_script` with a native TCP check.
     Tcp {
         /// Address to connect to.
@@ -352,10 +354,23 @@ fn instance(
             reverse: r.reverse.unwrap_or(f.reverse),
         });
     }
-    if !track.processes.is_empty() {
-        un.push(format!(
-            "({name}) track_process is not implemented by holdfast run yet; not tracked"
-        ));
+    for r in &track.processes {
+        let Some(p) = cfg.track_processes.iter().find(|p| p.name == r.name) else {
+            continue;
+        };
+        trackers.push(TrackerPlan {
+            name: p.name.clone(),
+            kind: TrackerKind::Process(crate::track_process::Spec::from_config(p)),
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            rise: 1,
+            fall: 1,
+            init_fail: false,
+        });
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(p.weight),
+            reverse: r.reverse.unwrap_or(p.reverse),
+        });
     }
     router.trackers = weights;
 

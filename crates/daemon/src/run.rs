@@ -818,6 +818,9 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
     if let TrackerKind::File { path, init } = &t.kind {
         return crate::track_file::watch(index, path.clone(), *init, tx, log).await;
     }
+    if let TrackerKind::Process(spec) = &t.kind {
+        return crate::track_process::watch(index, t.name.clone(), spec.clone(), tx, log).await;
+    }
     if let TrackerKind::Interface(name) = &t.kind {
         // keepalived: `Netlink reports IF up|down`; weight/FAULT applied by the router.
         let mut up = iface::is_up(name).unwrap_or(false);
@@ -859,7 +862,9 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
         tick.tick().await;
         let (ok, status, how) = match &t.kind {
             // Event-driven above.
-            TrackerKind::File { .. } | TrackerKind::Interface(_) => return,
+            TrackerKind::File { .. } | TrackerKind::Interface(_) | TrackerKind::Process(_) => {
+                return;
+            }
             TrackerKind::Tcp { addr, timeout } => {
                 let ok = matches!(
                     tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(addr)).await,

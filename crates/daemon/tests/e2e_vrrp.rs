@@ -446,6 +446,56 @@ fn a_weighted_sync_group_tracker_lowers_every_member() {
     );
 }
 
+/// A process with a name no other test uses: a copy of `sleep` called `name`.
+fn named_sleeper(lab: &netns::Lab, name: &str) -> std::process::Child {
+    let bin = lab.dir().join(name);
+    if !bin.exists() {
+        std::fs::copy("/bin/sleep", &bin).unwrap();
+    }
+    std::process::Command::new(&bin).arg("600").spawn().unwrap()
+}
+
+#[test]
+fn track_process_follows_process_events_without_polling() {
+    let mut lab = lab(2);
+    let name = format!("hfp{}", std::process::id() % 1_000_000);
+    let mut proc1 = named_sleeper(&lab, &name);
+    let track = format!("vrrp_track_process chk_proc {{\n    process {name}\n    weight -60\n}}\n");
+    let conf1 = track.clone()
+        + &conf(
+            150,
+            "    preempt_fast\n    track_process {\n        chk_proc\n    }",
+            "",
+        );
+    // The proc connector answers in the initial network namespace only: point holdfast at
+    // this test's own (the root) one for that socket.
+    let netns = format!("/proc/{}/ns/net", std::process::id());
+    let mut n1 = lab.holdfast_with(1, &conf1, &["--proc-events-netns", &netns]);
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf(100, "    preempt_fast", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    // The process dies: quorum lost at once (a rescan would take up to a second), 150 → 90,
+    // and n2 (preempt_fast) takes over.
+    proc1.kill().unwrap();
+    let killed = std::time::Instant::now();
+    proc1.wait().unwrap();
+    let lost = n1.wait_for("Quorum lost for tracked process chk_proc", 5 * SEC);
+    assert!(
+        lost.saturating_duration_since(killed) < Duration::from_millis(400),
+        "quorum loss seen after {:?}",
+        lost.saturating_duration_since(killed)
+    );
+    n1.wait_for("(VI_1) Changing effective priority from 150 to 90", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    // It starts again: quorum gained, n1 preempts back.
+    let mut proc2 = named_sleeper(&lab, &name);
+    let gained = n1.wait_for("Quorum gained for tracked process chk_proc", 5 * SEC);
+    n1.try_wait_for_after("(VI_1) Entering MASTER STATE", Some(gained), 10 * SEC)
+        .expect("n1 back to MASTER");
+    proc2.kill().unwrap();
+    proc2.wait().unwrap();
+}
+
 const VIP6: &str = "fd77::100/64";
 
 fn conf6(priority: u8) -> String {

@@ -7,5 +7,6 @@
 pub mod garp;
 pub mod iface;
 pub mod link;
+pub mod proc_events;
 pub mod vip;
 pub mod vrrp_socket;
