@@ -661,6 +661,10 @@ async fn instance(
     }
     let mut tracker_tasks = start_trackers(&plan.trackers, &trk_tx, log);
     tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
+    if plan.src.is_none() {
+        // The advert source is the interface's primary address: follow it.
+        tokio::spawn(addr_watch(ifindex, trk_tx.clone()));
+    }
 
     router.handle(now(), Input::Start);
     let mut was_master = false;
@@ -722,6 +726,26 @@ async fn instance(
                     TrackEv::Up(index, up) => router.handle(now(), Input::Tracker { index, up }),
                     TrackEv::Value(index, value) => router.handle(now(), Input::TrackerValue { index, value }),
                     TrackEv::Link(up) => router.handle(now(), Input::Link(up)),
+                    TrackEv::Addr(c) => {
+                        if vip_addrs.contains(&c.addr) {
+                            continue;
+                        }
+                        if log.detail {
+                            log.vrrp(&if c.added {
+                                format!("Assigned address {} for interface {}", c.addr, plan.ifname)
+                            } else {
+                                format!("Deassigned address {} from interface {}", c.addr, plan.ifname)
+                            });
+                        }
+                        let now_src = match plan.router.mcast_group {
+                            IpAddr::V4(_) => vip::primary_v4(&io.nl, ifindex, &vip_addrs).await,
+                            IpAddr::V6(_) => vip::link_local_v6(&io.nl, ifindex).await,
+                        };
+                        if let Ok(a) = now_src && a != io.src {
+                            io.src = a;
+                            router.handle(now(), Input::SourceAddr(a));
+                        }
+                    }
                 }
             }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
@@ -758,7 +782,6 @@ async fn instance(
                 }
             }
         }
-        io.src = io.src.or(src);
     }
     drop(pkt_rx);
     Ok(())
@@ -773,6 +796,8 @@ pub enum TrackEv {
     Value(usize, i64),
     /// The instance's own interface went up or down.
     Link(bool),
+    /// An address came or went on the instance's interface.
+    Addr(holdfast_sys::link::AddrChange),
 }
 
 fn start_trackers(
@@ -799,6 +824,20 @@ async fn link_watch(ifname: String, tx: mpsc::Sender<TrackEv>) {
             return;
         }
     }
+}
+
+/// Address changes on the instance's interface, from rtnetlink notifications.
+async fn addr_watch(ifindex: u32, tx: mpsc::Sender<TrackEv>) {
+    let (atx, mut arx) = mpsc::channel(16);
+    let task = tokio::spawn(async move {
+        let _ = holdfast_sys::link::watch_addresses(ifindex, atx).await;
+    });
+    while let Some(c) = arx.recv().await {
+        if tx.send(TrackEv::Addr(c)).await.is_err() {
+            break;
+        }
+    }
+    task.abort();
 }
 
 /// Link up/down changes of `ifname` from rtnetlink notifications.

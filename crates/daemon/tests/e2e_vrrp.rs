@@ -138,6 +138,31 @@ fn a_failing_weighted_track_script_moves_the_vip_and_recovery_moves_it_back() {
 }
 
 #[test]
+fn the_advert_source_follows_the_interface_s_primary_address() {
+    let mut lab = lab(2);
+    let (mut n1, mut n2) = pair(&mut lab);
+    // No address to send from: FAULT, and the backup takes over.
+    lab.exec(
+        1,
+        &["ip", "addr", "flush", "dev", "eth0", "scope", "global"],
+    );
+    let fault = n1.wait_for("(VI_1) Entering FAULT STATE", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // A new primary address: back through BACKUP, and n1 (150) preempts from it.
+    lab.exec(1, &["ip", "addr", "add", "10.77.0.61/24", "dev", "eth0"]);
+    let back = n1
+        .try_wait_for_after("(VI_1) Entering BACKUP STATE", Some(fault), 5 * SEC)
+        .expect("n1 BACKUP after the new address");
+    n1.try_wait_for_after("(VI_1) Entering MASTER STATE", Some(back), 10 * SEC)
+        .expect("n1 MASTER again");
+    n2.wait_for(
+        "(VI_1) Master received advert from 10.77.0.61 with higher priority 150, ours 100",
+        5 * SEC,
+    );
+    assert_vip_only_on(&lab, 1, 2);
+}
+
+#[test]
 fn link_down_enters_fault_and_recovery_goes_through_backup() {
     let mut lab = lab(2);
     let (mut n1, mut n2) = pair(&mut lab);

@@ -1,4 +1,5 @@
-//! Link state over rtnetlink: the kernel's RTM_NEWLINK notifications for one interface,
+//! Link state and addresses over rtnetlink: the kernel's RTM_NEWLINK / RTM_NEWADDR / RTM_DELADDR
+//! notifications for one interface; link state
 //! reported as up (IFF_UP and IFF_RUNNING, as keepalived judges) or down. No polling.
 
 use std::io;
@@ -44,6 +45,64 @@ pub async fn watch(ifindex: u32, tx: mpsc::Sender<bool>) -> io::Result<()> {
             if tx.send(up).await.is_err() {
                 break;
             }
+        }
+    }
+    task.abort();
+    Ok(())
+}
+
+/// An address appearing on or leaving an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrChange {
+    /// The address.
+    pub addr: std::net::IpAddr,
+    /// Added (true) or removed.
+    pub added: bool,
+}
+
+/// Subscribes to address notifications (IPv4 and IPv6) and forwards those of `ifindex` to
+/// `tx`. Returns when `tx` is closed.
+pub async fn watch_addresses(ifindex: u32, tx: mpsc::Sender<AddrChange>) -> io::Result<()> {
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+    let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
+    let groups =
+        rtnetlink::constants::RTMGRP_IPV4_IFADDR | rtnetlink::constants::RTMGRP_IPV6_IFADDR;
+    conn.socket_mut()
+        .socket_mut()
+        .bind(&netlink_sys::SocketAddr::new(0, groups))?;
+    let task = tokio::spawn(conn);
+    let addr_of = |m: &AddressMessage| {
+        m.attributes
+            .iter()
+            .find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            })
+            .or_else(|| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            })
+    };
+    while let Some((msg, _)) = messages.next().await {
+        let change = match &msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m))
+                if m.header.index == ifindex =>
+            {
+                addr_of(m).map(|addr| AddrChange { addr, added: true })
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m))
+                if m.header.index == ifindex =>
+            {
+                addr_of(m).map(|addr| AddrChange { addr, added: false })
+            }
+            _ => None,
+        };
+        if let Some(c) = change
+            && tx.send(c).await.is_err()
+        {
+            break;
         }
     }
     task.abort();
