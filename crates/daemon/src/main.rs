@@ -111,6 +111,10 @@ enum Command {
         /// Run only the VRRP subsystem (the only one `run` has today).
         #[arg(short = 'P', long = "vrrp")]
         vrrp: bool,
+        /// Run only the checker subsystem (virtual_server health checks): refused until
+        /// holdfast runs virtual servers, so a keepalived unit using -C fails loudly.
+        #[arg(short = 'C', long = "check", conflicts_with = "vrrp")]
+        check: bool,
         /// Main pid file.
         #[arg(short = 'p', long = "pid")]
         pid: Option<PathBuf>,
@@ -213,6 +217,7 @@ fn main() -> ExitCode {
             log_console,
             log_detail,
             vrrp: _,
+            check,
             pid,
             vrrp_pid,
             checkers_pid,
@@ -225,6 +230,12 @@ fn main() -> ExitCode {
             data_dir,
             proc_events_netns,
         } => {
+            if check {
+                eprintln!(
+                    "holdfast: -C (checkers only): holdfast run does not run virtual_server health checks yet; nothing to run"
+                );
+                return ExitCode::from(1);
+            }
             holdfast::track_process::set_events_netns(proc_events_netns);
             if let Some(f) = &log_file
                 && let Err(e) = holdfast::logging::open_log_file(f)

@@ -54,13 +54,17 @@ pub enum TrackerKind {
     },
     /// A `vrrp_track_process`: whether the matching processes make a quorum.
     Process(crate::track_process::Spec),
-    /// A `vrrp_script` with a native TCP check.
-    Tcp {
-        /// Address to connect to.
-        addr: std::net::SocketAddr,
-        /// Connect timeout.
-        timeout: Duration,
-    },
+    /// A `vrrp_script` with a native checker block (no fork).
+    Native(NativeProbe),
+}
+
+/// A native checker run in-process by a `vrrp_script`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NativeProbe {
+    /// `TCP_CHECK`.
+    Tcp(holdfast_check::probe::TcpProbe),
+    /// `HTTP_GET`.
+    Http(holdfast_check::probe::HttpProbe),
 }
 
 /// A tracker of one instance.
@@ -103,6 +107,8 @@ pub struct InstancePlan {
     pub script_user: Option<holdfast_config::model::UserSpec>,
     /// Trackers, in router index order.
     pub trackers: Vec<TrackerPlan>,
+    /// `dont_track_primary`: the instance's own link going down does not fault it.
+    pub dont_track_primary: bool,
 }
 
 /// A `vrrp_sync_group`.
@@ -310,10 +316,13 @@ fn instance(
                 cmd: c.clone(),
                 user: s.user.clone().or_else(|| cfg.global.script_user.clone()),
             },
-            Some(ScriptKind::Checker(c)) => match tcp_target(c) {
-                Some(k) => k,
-                None => {
-                    un.push(format!("({name}) vrrp_script {}: only TCP_CHECK is implemented as a native tracker; not tracked", s.name));
+            Some(ScriptKind::Checker(c)) => match native_probe(c) {
+                Ok(p) => TrackerKind::Native(p),
+                Err(why) => {
+                    un.push(format!(
+                        "({name}) vrrp_script {}: {why}; not tracked",
+                        s.name
+                    ));
                     continue;
                 }
             },
@@ -399,6 +408,7 @@ fn instance(
         notify: i.notify.clone(),
         script_user: cfg.global.script_user.clone(),
         trackers,
+        dont_track_primary: i.dont_track_primary,
     })
 }
 
@@ -447,20 +457,60 @@ fn with_group_trackers(cfg: &Config, i: &VrrpInstance) -> Tracking {
     track
 }
 
-fn tcp_target(c: &Checker) -> Option<TrackerKind> {
-    if c.kind != CheckerKind::Tcp {
-        return None;
-    }
+/// A native checker of a `vrrp_script`: it checks the local host unless `connect_ip` says
+/// otherwise (there is no real server to default to).
+fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
     let ip = c.common.connect_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let port = c.common.connect_port?;
-    Some(TrackerKind::Tcp {
-        addr: std::net::SocketAddr::new(ip, port),
-        timeout: c
-            .common
-            .timing
-            .connect_timeout
-            .unwrap_or(Duration::from_secs(5)),
-    })
+    let timeout = c
+        .common
+        .timing
+        .connect_timeout
+        .unwrap_or(Duration::from_secs(5));
+    let bind = c
+        .common
+        .bindto
+        .map(|b| std::net::SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
+    match &c.kind {
+        CheckerKind::Tcp => {
+            let port = c
+                .common
+                .connect_port
+                .ok_or("TCP_CHECK needs connect_port")?;
+            Ok(NativeProbe::Tcp(holdfast_check::probe::TcpProbe {
+                addr: std::net::SocketAddr::new(ip, port),
+                bind,
+                timeout,
+            }))
+        }
+        CheckerKind::Http(h) => {
+            use holdfast_check::probe::{HttpProbe, HttpVersion, UrlCheck};
+            if h.urls.is_empty() {
+                return Err("HTTP_GET needs a url block".into());
+            }
+            Ok(NativeProbe::Http(HttpProbe {
+                addr: std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
+                bind,
+                timeout,
+                urls: h
+                    .urls
+                    .iter()
+                    .map(|u| UrlCheck {
+                        path: u.path.clone(),
+                        status: u.status_codes.clone(),
+                        digest: u.digest.clone(),
+                        virtualhost: u.virtualhost.clone(),
+                    })
+                    .collect(),
+                virtualhost: h.virtualhost.clone(),
+                version: match h.http_protocol.as_deref() {
+                    Some("1.1") => HttpVersion::Http11,
+                    Some("1.0C") => HttpVersion::Http10Close,
+                    _ => HttpVersion::Http10,
+                },
+            }))
+        }
+        _ => Err("only TCP_CHECK and HTTP_GET run as native trackers (MYSQL_CHECK comes with the MySQL work)".into()),
+    }
 }
 
 #[cfg(test)]

@@ -618,7 +618,7 @@ async fn instance(
     router.handle(now(), Input::SourceAddr(src));
     router.handle(
         now(),
-        Input::Link(iface::is_up(&plan.ifname).unwrap_or(false)),
+        Input::Link(plan.dont_track_primary || iface::is_up(&plan.ifname).unwrap_or(false)),
     );
 
     // Packets: a blocking reader thread feeding the driver.
@@ -660,7 +660,9 @@ async fn instance(
         }
     }
     let mut tracker_tasks = start_trackers(&plan.trackers, &trk_tx, log);
-    tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
+    if !plan.dont_track_primary {
+        tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
+    }
     if plan.src.is_none() {
         // The advert source is the interface's primary address: follow it.
         tokio::spawn(addr_watch(ifindex, trk_tx.clone()));
@@ -899,17 +901,20 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let (ok, status, how) = match &t.kind {
+        let (ok, how) = match &t.kind {
             // Event-driven above.
             TrackerKind::File { .. } | TrackerKind::Interface(_) | TrackerKind::Process(_) => {
                 return;
             }
-            TrackerKind::Tcp { addr, timeout } => {
-                let ok = matches!(
-                    tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(addr)).await,
-                    Ok(Ok(_))
-                );
-                (ok, None, String::new())
+            TrackerKind::Native(probe) => {
+                let r = match probe {
+                    crate::plan::NativeProbe::Tcp(p) => holdfast_check::probe::tcp(p).await,
+                    crate::plan::NativeProbe::Http(p) => holdfast_check::probe::http(p).await,
+                };
+                match r {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e.to_string()),
+                }
             }
             TrackerKind::Script { cmd, .. } => {
                 match crate::script::run_once(cmd, t.timeout, run_as).await {
@@ -918,14 +923,14 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
                             log.vrrp(&format!("Script `{}` now returning {code}", t.name));
                         }
                         last_status = Some(code);
-                        (code == 0, Some(code), format!("exited with status {code}"))
+                        (code == 0, format!("exited with status {code}"))
                     }
-                    Err(crate::script::ScriptError::TimedOut) => (false, None, "timed_out".into()),
+                    Err(crate::script::ScriptError::TimedOut) => (false, "timed_out".into()),
                     Err(crate::script::ScriptError::Signal(s)) => {
-                        (false, None, format!("due to signal {s}"))
+                        (false, format!("due to signal {s}"))
                     }
                     Err(crate::script::ScriptError::Spawn(e)) => {
-                        (false, None, format!("cannot run: {e}"))
+                        (false, format!("cannot run: {e}"))
                     }
                 }
             }
@@ -945,10 +950,10 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
             log.vrrp(&format!("VRRP_Script({}) succeeded", t.name));
         } else if how == "timed_out" {
             log.vrrp(&format!("VRRP_Script({}) timed_out", t.name));
-        } else if status.is_some() || how.starts_with("due") {
-            log.vrrp(&format!("VRRP_Script({}) failed ({how})", t.name));
-        } else {
+        } else if how.is_empty() {
             log.vrrp(&format!("VRRP_Script({}) failed", t.name));
+        } else {
+            log.vrrp(&format!("VRRP_Script({}) failed ({how})", t.name));
         }
         if tx.send(TrackEv::Up(index, up)).await.is_err() {
             return;

@@ -167,12 +167,27 @@ fn link_down_enters_fault_and_recovery_goes_through_backup() {
     let mut lab = lab(2);
     let (mut n1, mut n2) = pair(&mut lab);
     lab.exec(1, &["ip", "link", "set", "eth0", "down"]);
-    n1.wait_for("(VI_1) Entering FAULT STATE", 5 * SEC);
+    let fault = n1.wait_for("(VI_1) Entering FAULT STATE", 5 * SEC);
     n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     lab.exec(1, &["ip", "link", "set", "eth0", "up"]);
-    let back = n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
-    let master = n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
-    assert!(master > back, "recovery must go through BACKUP");
+    let back = n1
+        .try_wait_for_after("(VI_1) Entering BACKUP STATE", Some(fault), 5 * SEC)
+        .expect("recovery goes through BACKUP");
+    n1.try_wait_for_after("(VI_1) Entering MASTER STATE", Some(back), 10 * SEC)
+        .expect("and then MASTER");
+}
+
+#[test]
+fn dont_track_primary_keeps_an_instance_out_of_fault_on_link_down() {
+    let mut lab = lab(2);
+    let mut n1 = lab.holdfast(1, &conf(150, "    dont_track_primary", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf(100, "", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    lab.exec(1, &["ip", "link", "set", "eth0", "down"]);
+    // n2 stops hearing n1 and takes over after the down interval; n1 never faulted.
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert_eq!(n1.count("Entering FAULT STATE"), 0, "{}", n1.log());
 }
 
 fn interop(holdfast_prio: u8, keepalived_prio: u8, extra: &str) {
@@ -469,6 +484,38 @@ fn a_weighted_sync_group_tracker_lowers_every_member() {
         "{:?}",
         lab.addrs(2)
     );
+}
+
+#[test]
+fn a_native_http_get_tracker_moves_the_vip_when_the_page_fails() {
+    let mut lab = lab(2);
+    // HAProxy as a local web page: 200 "ok" on 127.0.0.1:8080.
+    let web = lab.file(
+        "web.cfg",
+        "defaults\n    mode http\n    timeout client 5s\n    timeout connect 1s\n    timeout server 5s\nfrontend web\n    bind 127.0.0.1:8080\n    http-request return status 200 content-type text/plain string ok\n",
+    );
+    let page = lab.spawn(
+        1,
+        "haproxy-web",
+        &["haproxy", "-db", "-f", web.to_str().unwrap()],
+    );
+    let check = "vrrp_script chk_http {\n    HTTP_GET {\n        connect_port 8080\n        connect_timeout 0.5\n        url {\n            path /health\n            status_code 200\n            digest 444bcb3a3fcf8389296c49467f27e1d6\n        }\n    }\n    interval 0.1\n    fall 2\n    rise 2\n    weight -60\n}\n";
+    let conf1 = check.to_string()
+        + &conf(
+            150,
+            "    preempt_fast\n    track_script {\n        chk_http\n    }",
+            "",
+        );
+    let mut n1 = lab.holdfast(1, &conf1);
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf(100, "    preempt_fast", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    assert_eq!(n1.count("VRRP_Script(chk_http) failed"), 0, "{}", n1.log());
+    page.signal("KILL");
+    n1.wait_for("VRRP_Script(chk_http) failed (connection failed", 5 * SEC);
+    n1.wait_for("(VI_1) Changing effective priority from 150 to 90", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    assert_vip_only_on(&lab, 2, 1);
 }
 
 /// A process with a name no other test uses: a copy of `sleep` called `name`.

@@ -1,0 +1,232 @@
+//! HTTP_GET: for every `url`, a GET on a fresh connection; the status must be in the
+//! accepted ranges (default 200-299) and, when a digest is given, the body's MD5 must match.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use md5::{Digest, Md5};
+
+use super::{ProbeError, connect};
+
+/// `http_protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// `1.0` (keepalived's default).
+    #[default]
+    Http10,
+    /// `1.0C`: HTTP/1.0 with `Connection: close`.
+    Http10Close,
+    /// `1.1` (with `Connection: close`).
+    Http11,
+}
+
+/// One `url { … }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UrlCheck {
+    /// `path`.
+    pub path: String,
+    /// `status_code` ranges; empty: 200-299.
+    pub status: Vec<(u16, u16)>,
+    /// `digest`: MD5 of the body, hex.
+    pub digest: Option<String>,
+    /// `virtualhost` of this url.
+    pub virtualhost: Option<String>,
+}
+
+/// What an HTTP_GET checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpProbe {
+    /// `connect_ip`:`connect_port`.
+    pub addr: SocketAddr,
+    /// `bindto`:`bind_port`.
+    pub bind: Option<SocketAddr>,
+    /// `connect_timeout`: bounds each request from connect to the end of the body.
+    pub timeout: Duration,
+    /// The urls, all of which must pass.
+    pub urls: Vec<UrlCheck>,
+    /// The checker's `virtualhost` (a url's own wins).
+    pub virtualhost: Option<String>,
+    /// `http_protocol`.
+    pub version: HttpVersion,
+}
+
+/// Runs every url in turn; the first failure is returned.
+pub async fn http(p: &HttpProbe) -> Result<(), ProbeError> {
+    for u in &p.urls {
+        match tokio::time::timeout(p.timeout, one(p, u)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ProbeError::Timeout(p.timeout)),
+        }
+    }
+    Ok(())
+}
+
+/// keepalived's Host header: the virtual host, else the address, with the port unless 80.
+fn host(p: &HttpProbe, u: &UrlCheck) -> String {
+    let name = match u.virtualhost.as_ref().or(p.virtualhost.as_ref()) {
+        Some(v) => v.clone(),
+        None if p.addr.is_ipv6() => format!("[{}]", p.addr.ip()),
+        None => p.addr.ip().to_string(),
+    };
+    if p.addr.port() == 80 {
+        name
+    } else {
+        format!("{name}:{}", p.addr.port())
+    }
+}
+
+async fn one(p: &HttpProbe, u: &UrlCheck) -> Result<(), ProbeError> {
+    let stream = connect(p.addr, p.bind, p.timeout).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ProbeError::Http(e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let mut req = hyper::Request::get(if u.path.is_empty() { "/" } else { &u.path })
+        .header(hyper::header::HOST, host(p, u))
+        .header(hyper::header::USER_AGENT, "KeepAliveClient");
+    req = match p.version {
+        HttpVersion::Http10 => req.version(hyper::Version::HTTP_10),
+        HttpVersion::Http10Close => req
+            .version(hyper::Version::HTTP_10)
+            .header(hyper::header::CONNECTION, "close"),
+        HttpVersion::Http11 => req
+            .version(hyper::Version::HTTP_11)
+            .header(hyper::header::CONNECTION, "close"),
+    };
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ProbeError::Http(e.to_string()))?;
+    let result = async {
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ProbeError::Http(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let ok = if u.status.is_empty() {
+            (200..=299).contains(&status)
+        } else {
+            u.status
+                .iter()
+                .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+        };
+        if !ok {
+            return Err(ProbeError::Status(status));
+        }
+        if let Some(want) = &u.digest {
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ProbeError::Http(e.to_string()))?
+                .to_bytes();
+            let got = format!("{:x}", Md5::digest(&body));
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(ProbeError::Digest { got });
+            }
+        }
+        Ok(())
+    }
+    .await;
+    conn.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-connection-at-a-time HTTP server answering `status` and `body`, recording the
+    /// request heads it saw.
+    async fn server(
+        status: u16,
+        body: &'static str,
+    ) -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let _ = tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .await;
+                let resp = format!(
+                    "HTTP/1.0 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        (addr, rx)
+    }
+
+    fn probe(addr: SocketAddr, urls: Vec<UrlCheck>) -> HttpProbe {
+        HttpProbe {
+            addr,
+            bind: None,
+            timeout: Duration::from_secs(2),
+            urls,
+            virtualhost: None,
+            version: HttpVersion::Http10,
+        }
+    }
+
+    #[tokio::test]
+    async fn status_ranges_digest_and_host_header() {
+        let (addr, mut seen) = server(200, "hello").await;
+        let url = |status: Vec<(u16, u16)>, digest: Option<&str>| UrlCheck {
+            path: "/health".into(),
+            status,
+            digest: digest.map(Into::into),
+            virtualhost: None,
+        };
+        assert!(http(&probe(addr, vec![url(vec![], None)])).await.is_ok());
+        let head = seen.recv().await.unwrap();
+        assert!(head.starts_with("GET /health HTTP/1.0\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("host: 127.0.0.1:{}", addr.port())),
+            "{head}"
+        );
+        assert!(matches!(
+            http(&probe(addr, vec![url(vec![(300, 399)], None)])).await,
+            Err(ProbeError::Status(200))
+        ));
+        // md5("hello")
+        let good = "5d41402abc4b2a76b9719d911017c592";
+        assert!(
+            http(&probe(addr, vec![url(vec![], Some(good))]))
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            http(&probe(addr, vec![url(vec![], Some("00"))])).await,
+            Err(ProbeError::Digest { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_server_error_and_a_silent_server_fail() {
+        let (addr, _seen) = server(503, "").await;
+        let u = UrlCheck {
+            path: "/".into(),
+            ..UrlCheck::default()
+        };
+        assert!(matches!(
+            http(&probe(addr, vec![u.clone()])).await,
+            Err(ProbeError::Status(503))
+        ));
+        // Accepts and never answers: the timeout bounds the probe.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = l.local_addr().unwrap();
+        let mut p = probe(silent, vec![u]);
+        p.timeout = Duration::from_millis(200);
+        assert!(matches!(http(&p).await, Err(ProbeError::Timeout(_))));
+        drop(l);
+    }
+}

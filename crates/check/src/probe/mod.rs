@@ -1,0 +1,70 @@
+//! Async probes. Each is bounded by its timeout and reports why it failed, in words close to
+//! keepalived's log lines.
+
+mod http;
+mod tcp;
+
+pub use http::{HttpProbe, HttpVersion, UrlCheck, http};
+pub use tcp::{TcpProbe, tcp};
+
+use std::time::Duration;
+
+/// Why a probe failed.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The connection failed (refused, unreachable, reset).
+    Connect(std::io::Error),
+    /// Nothing within the timeout.
+    Timeout(Duration),
+    /// The HTTP status was outside the accepted ranges.
+    Status(u16),
+    /// The body's MD5 digest differed.
+    Digest {
+        /// The digest of what was received (lower-case hex).
+        got: String,
+    },
+    /// The HTTP exchange failed.
+    Http(String),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Connect(e) => write!(f, "connection failed: {e}"),
+            ProbeError::Timeout(d) => write!(f, "timeout after {:.3} s", d.as_secs_f64()),
+            ProbeError::Status(s) => write!(f, "HTTP status code error ({s})"),
+            ProbeError::Digest { got } => write!(f, "MD5 digest error (got {got})"),
+            ProbeError::Http(e) => write!(f, "HTTP error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+/// Connects to `addr` (from `bind` if given) within `timeout`.
+pub(crate) async fn connect(
+    addr: std::net::SocketAddr,
+    bind: Option<std::net::SocketAddr>,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ProbeError> {
+    let sock = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(ProbeError::Connect)?;
+    if let Some(b) = bind {
+        // A checker may bind an address that is not (yet) local, as keepalived allows.
+        let s = socket2::SockRef::from(&sock);
+        match b {
+            std::net::SocketAddr::V4(_) => s.set_freebind_v4(true),
+            std::net::SocketAddr::V6(_) => s.set_freebind_v6(true),
+        }
+        .map_err(ProbeError::Connect)?;
+        sock.bind(b).map_err(ProbeError::Connect)?;
+    }
+    match tokio::time::timeout(timeout, sock.connect(addr)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(ProbeError::Connect(e)),
+        Err(_) => Err(ProbeError::Timeout(timeout)),
+    }
+}
