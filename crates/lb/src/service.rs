@@ -90,10 +90,15 @@ pub enum Event {
     SorryRemoved(SocketAddr),
 }
 
+/// keepalived's way of writing a TCP service address: `[IP]:tcp:PORT`.
+pub fn trio(a: &SocketAddr) -> String {
+    format!("[{}]:tcp:{}", a.ip(), a.port())
+}
+
 impl Event {
-    /// keepalived's log line for this event of virtual service `vs` (as `IP:PORT`).
+    /// keepalived's log line for this event of virtual service `vs` (as [`trio`] writes it).
     pub fn line(&self, vs: &str) -> String {
-        let rs = |a: &SocketAddr| format!("[{}]:{}", a.ip(), a.port());
+        let rs = trio;
         match self {
             Event::Added(a) => format!("Adding service {} to VS {vs}", rs(a)),
             Event::Removed(a) => format!("Removing service {} from VS {vs}", rs(a)),
@@ -315,8 +320,8 @@ mod tests {
         );
         assert_eq!(weights(&s), [(1, 0)]);
         assert_eq!(
-            Event::Disabled(addr(1)).line("10.0.0.100:3306"),
-            "Disabling service [10.0.0.1]:3306 of VS 10.0.0.100:3306"
+            Event::Disabled(addr(1)).line("[10.0.0.100]:tcp:3306"),
+            "Disabling service [10.0.0.1]:tcp:3306 of VS [10.0.0.100]:tcp:3306"
         );
     }
 

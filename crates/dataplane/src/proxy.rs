@@ -1,0 +1,629 @@
+//! The userspace L4 proxy: one listener per TCP service, bound with `IP_FREEBIND` so a BACKUP
+//! can listen on the VIP before it owns it. Each connection is scheduled (persistence first),
+//! connected with a timeout — a refused or silent server is skipped for the next — and relayed
+//! both ways with half-close and an idle timeout. A destination at weight 0 takes no new
+//! connections and keeps its established ones; a destination removed from the table has its
+//! connections closed, as IPVS expires them.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use holdfast_lb::sched::{Dest, Flow, Scheduler};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::{
+    DataPlane, DataPlaneError, DestStats, ServiceKey, ServiceSpec, ServiceStats, ServiceTable,
+};
+
+struct DestState {
+    stats: DestStats,
+    /// Set to true when the destination leaves the table: its connections close.
+    removed: watch::Sender<bool>,
+}
+
+struct Inner {
+    spec: ServiceSpec,
+    sched: Scheduler,
+    dests: Vec<DestState>,
+    /// Client (masked) → (server, expiry).
+    persist: HashMap<IpAddr, (SocketAddr, Instant)>,
+}
+
+struct Service {
+    inner: Mutex<Inner>,
+}
+
+impl Service {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the counts inconsistent in a way that
+        // matters more than stopping the service would.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Running {
+    svc: Arc<Service>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+/// The proxy data plane. `apply` must be called from within a tokio runtime.
+#[derive(Default)]
+pub struct ProxyPlane {
+    running: HashMap<ServiceKey, Running>,
+}
+
+impl ProxyPlane {
+    /// An empty plane.
+    pub fn new() -> ProxyPlane {
+        ProxyPlane::default()
+    }
+}
+
+impl Drop for ProxyPlane {
+    fn drop(&mut self) {
+        for (_, r) in self.running.drain() {
+            stop(r);
+        }
+    }
+}
+
+fn stop(r: Running) {
+    r.listener.abort();
+    for d in &r.svc.lock().dests {
+        let _ = d.removed.send(true);
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    match addr {
+        SocketAddr::V4(_) => s.set_freebind_v4(true)?,
+        SocketAddr::V6(_) => {
+            s.set_freebind_v6(true)?;
+            s.set_only_v6(true)?;
+        }
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
+}
+
+fn dest_state(addr: SocketAddr, weight: u32) -> DestState {
+    DestState {
+        stats: DestStats {
+            addr: Some(addr),
+            weight,
+            ..DestStats::default()
+        },
+        removed: watch::channel(false).0,
+    }
+}
+
+impl DataPlane for ProxyPlane {
+    fn apply(&mut self, wanted: &ServiceTable) -> Result<(), Vec<DataPlaneError>> {
+        let mut errors = Vec::new();
+        let keep: Vec<ServiceKey> = wanted.iter().map(|s| s.key).collect();
+        let gone: Vec<ServiceKey> = self
+            .running
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .copied()
+            .collect();
+        for k in gone {
+            if let Some(r) = self.running.remove(&k) {
+                stop(r);
+            }
+        }
+        for spec in wanted {
+            if let Some(r) = self.running.get(&spec.key) {
+                update(&mut r.svc.lock(), spec);
+                continue;
+            }
+            let listener = match bind(spec.key.addr) {
+                Ok(l) => l,
+                Err(error) => {
+                    errors.push(DataPlaneError {
+                        key: spec.key,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let svc = Arc::new(Service {
+                inner: Mutex::new(Inner {
+                    sched: Scheduler::new(spec.sched, spec.flags),
+                    dests: spec
+                        .dests
+                        .iter()
+                        .map(|d| dest_state(d.addr, d.weight))
+                        .collect(),
+                    persist: HashMap::new(),
+                    spec: spec.clone(),
+                }),
+            });
+            let task = tokio::spawn(accept_loop(listener, svc.clone()));
+            self.running.insert(
+                spec.key,
+                Running {
+                    svc,
+                    listener: task,
+                },
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn stats(&self) -> Vec<ServiceStats> {
+        let mut out: Vec<ServiceStats> = self
+            .running
+            .values()
+            .map(|r| {
+                let i = r.svc.lock();
+                ServiceStats {
+                    key: i.spec.key,
+                    sched: i.spec.sched,
+                    persistence: i.spec.persistence,
+                    dests: i.dests.iter().map(|d| d.stats).collect(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|s| s.key);
+        out
+    }
+}
+
+/// A changed spec for a running service: weights updated in place (counts kept), new
+/// destinations added, removed ones closed.
+fn update(i: &mut Inner, spec: &ServiceSpec) {
+    if i.spec.sched != spec.sched || i.spec.flags != spec.flags {
+        i.sched = Scheduler::new(spec.sched, spec.flags);
+    }
+    let mut old: Vec<DestState> = std::mem::take(&mut i.dests);
+    for d in &spec.dests {
+        match old.iter().position(|o| o.stats.addr == Some(d.addr)) {
+            Some(p) => {
+                let mut s = old.swap_remove(p);
+                s.stats.weight = d.weight;
+                i.dests.push(s);
+            }
+            None => i.dests.push(dest_state(d.addr, d.weight)),
+        }
+    }
+    for gone in old {
+        let _ = gone.removed.send(true);
+    }
+    i.spec = spec.clone();
+}
+
+async fn accept_loop(listener: TcpListener, svc: Arc<Service>) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                tokio::spawn(serve(svc.clone(), client, peer));
+            }
+            // Out of descriptors and the like: pause rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn masked(ip: IpAddr, prefix: Option<u8>) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let p = u32::from(prefix.unwrap_or(32).min(32));
+            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let p = u32::from(prefix.unwrap_or(128).min(128));
+            let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+/// Chooses a destination not in `tried`, counts the connection on it and returns its address
+/// and removal watch.
+fn choose(
+    svc: &Service,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tried: &[SocketAddr],
+) -> Option<(SocketAddr, watch::Receiver<bool>)> {
+    let mut i = svc.lock();
+    let now = Instant::now();
+    let key = masked(peer.ip(), i.spec.persistence_prefix);
+    let sticky = i
+        .persistence_target(key, now)
+        .filter(|a| !tried.contains(a));
+    let idx = match sticky.and_then(|a| i.dests.iter().position(|d| d.stats.addr == Some(a))) {
+        Some(p) if i.dests[p].stats.weight > 0 => p,
+        _ => {
+            let pool: Vec<Dest> = i
+                .dests
+                .iter()
+                .map(|d| {
+                    let addr = d.stats.addr.unwrap_or(local);
+                    Dest {
+                        addr,
+                        weight: if tried.contains(&addr) {
+                            0
+                        } else {
+                            d.stats.weight
+                        },
+                        active: d.stats.active,
+                        inactive: d.stats.inactive,
+                        overloaded: false,
+                    }
+                })
+                .collect();
+            let flow = Flow {
+                src: peer,
+                dst: local,
+            };
+            i.sched.pick(&pool, &flow)?
+        }
+    };
+    let d = &mut i.dests[idx];
+    d.stats.active += 1;
+    d.stats.conns += 1;
+    let addr = d.stats.addr?;
+    let rx = d.removed.subscribe();
+    if let Some(t) = i.spec.persistence {
+        i.persist.insert(key, (addr, now + t));
+    }
+    Some((addr, rx))
+}
+
+impl Inner {
+    fn persistence_target(&mut self, key: IpAddr, now: Instant) -> Option<SocketAddr> {
+        self.spec.persistence?;
+        match self.persist.get(&key) {
+            Some((a, until)) if *until > now => Some(*a),
+            Some(_) => {
+                self.persist.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn with_dest(&mut self, addr: SocketAddr, f: impl FnOnce(&mut DestStats)) {
+        if let Some(d) = self.dests.iter_mut().find(|d| d.stats.addr == Some(addr)) {
+            f(&mut d.stats);
+        }
+    }
+}
+
+async fn serve(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
+    let Ok(local) = client.local_addr() else {
+        return;
+    };
+    let (connect_timeout, idle) = {
+        let i = svc.lock();
+        (i.spec.connect_timeout, i.spec.idle_timeout)
+    };
+    let mut tried = Vec::new();
+    let (backend, addr, removed) = loop {
+        let Some((addr, removed)) = choose(&svc, peer, local, &tried) else {
+            // No server may take it: the client sees the connection closed.
+            return;
+        };
+        match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(b)) => break (b, addr, removed),
+            _ => {
+                svc.lock().with_dest(addr, |d| {
+                    d.active = d.active.saturating_sub(1);
+                });
+                tried.push(addr);
+            }
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = backend.set_nodelay(true);
+    relay(&svc, client, backend, addr, removed, idle).await;
+}
+
+/// When the connection last moved data, in ms since `start`.
+struct Clock<'a> {
+    start: Instant,
+    last: &'a AtomicU64,
+}
+
+impl Clock<'_> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+}
+
+/// One direction: copies until EOF or error, then half-closes the other side.
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    svc: &Service,
+    addr: SocketAddr,
+    clock: &Clock<'_>,
+    to_server: bool,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        clock.touch();
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        svc.lock().with_dest(addr, |d| {
+            if to_server {
+                d.bytes_in += n as u64;
+            } else {
+                d.bytes_out += n as u64;
+            }
+        });
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Copies both ways until both sides are done, the destination is removed, or nothing moved
+/// for `idle`. Counts the connection active until one side finishes, then inactive.
+async fn relay(
+    svc: &Service,
+    client: TcpStream,
+    backend: TcpStream,
+    addr: SocketAddr,
+    mut removed: watch::Receiver<bool>,
+    idle: Duration,
+) {
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let (cr, cw) = client.into_split();
+    let (br, bw) = backend.into_split();
+    let clock = Clock { start, last: &last };
+    let up = pump(cr, bw, svc, addr, &clock, true);
+    let down = pump(br, cw, svc, addr, &clock, false);
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    let mut half = false;
+    let idle_check = async {
+        loop {
+            tokio::time::sleep(idle.min(Duration::from_secs(1))).await;
+            if clock.idle_for() >= idle {
+                return;
+            }
+        }
+    };
+    tokio::pin!(idle_check);
+    while !(up_done && down_done) {
+        tokio::select! {
+            _ = &mut up, if !up_done => up_done = true,
+            _ = &mut down, if !down_done => down_done = true,
+            r = removed.wait_for(|gone| *gone) => {
+                if r.is_ok() {
+                    break;
+                }
+            }
+            _ = &mut idle_check => break,
+        }
+        if !half && (up_done || down_done) && !(up_done && down_done) {
+            half = true;
+            svc.lock().with_dest(addr, |d| {
+                d.active = d.active.saturating_sub(1);
+                d.inactive += 1;
+            });
+        }
+    }
+    svc.lock().with_dest(addr, |d| {
+        if half {
+            d.inactive = d.inactive.saturating_sub(1);
+        } else {
+            d.active = d.active.saturating_sub(1);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DestSpec;
+    use holdfast_lb::sched::{HashFlags, Kind};
+
+    /// A backend that writes `tag` and then echoes.
+    async fn backend(tag: &'static str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let _ = s.write_all(tag.as_bytes()).await;
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, task)
+    }
+
+    fn spec(vip: SocketAddr, sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
+        ServiceSpec {
+            key: ServiceKey { addr: vip },
+            sched,
+            flags: HashFlags::default(),
+            persistence: None,
+            persistence_prefix: None,
+            dests: dests
+                .iter()
+                .map(|(addr, weight)| DestSpec {
+                    addr: *addr,
+                    weight: *weight,
+                })
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    async fn free_port() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    }
+
+    async fn hello(vip: SocketAddr) -> String {
+        let mut s = TcpStream::connect(vip).await.unwrap();
+        let mut buf = [0u8; 1];
+        s.read_exact(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn round_robin_through_the_proxy_and_weight_zero_drains() {
+        let (a, _ta) = backend("a").await;
+        let (b, _tb) = backend("b").await;
+        let vip = free_port().await;
+        let mut plane = ProxyPlane::new();
+        plane
+            .apply(&vec![spec(vip, Kind::Rr, &[(a, 1), (b, 1)])])
+            .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(hello(vip).await);
+        }
+        assert_eq!(seen, ["a", "b", "a", "b"]);
+        // b at weight 0: new connections go to a; an established one to b stays open.
+        let mut held = TcpStream::connect(vip).await.unwrap();
+        let mut tag = [0u8; 1];
+        held.read_exact(&mut tag).await.unwrap();
+        let held_on = tag[0];
+        plane
+            .apply(&vec![spec(vip, Kind::Rr, &[(a, 1), (b, 0)])])
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(hello(vip).await, "a");
+        }
+        held.write_all(b"x").await.unwrap();
+        let mut echo = [0u8; 1];
+        held.read_exact(&mut echo).await.unwrap();
+        assert_eq!(
+            &echo, b"x",
+            "the established connection (on {held_on}) survives"
+        );
+        let st = plane.stats();
+        let total: u64 = st[0].dests.iter().map(|d| d.conns).sum();
+        assert_eq!(total, 8);
+        assert_eq!(st[0].dests.iter().map(|d| d.active).sum::<u32>(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusing_server_is_skipped_and_a_removed_one_loses_its_connections() {
+        let (a, _ta) = backend("a").await;
+        let dead = free_port().await; // nothing listens
+        let vip = free_port().await;
+        let mut plane = ProxyPlane::new();
+        plane
+            .apply(&vec![spec(vip, Kind::Rr, &[(dead, 1), (a, 1)])])
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(hello(vip).await, "a");
+        }
+        let mut held = TcpStream::connect(vip).await.unwrap();
+        let mut tag = [0u8; 1];
+        held.read_exact(&mut tag).await.unwrap();
+        // a leaves the table (removal, not inhibit): its connection is closed.
+        plane
+            .apply(&vec![spec(vip, Kind::Rr, &[(dead, 1)])])
+            .unwrap();
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), held.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .unwrap();
+        assert_eq!(n, 0);
+        // Nothing can take a new connection: it is closed without data.
+        let mut s = TcpStream::connect(vip).await.unwrap();
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_connection_is_closed_and_a_half_closed_one_still_answers() {
+        let (a, _ta) = backend("a").await;
+        let vip = free_port().await;
+        let mut s = spec(vip, Kind::Rr, &[(a, 1)]);
+        s.idle_timeout = Duration::from_millis(300);
+        let mut plane = ProxyPlane::new();
+        plane.apply(&vec![s]).unwrap();
+        // Half close: the client stops sending; the server's answer still arrives.
+        let mut c = TcpStream::connect(vip).await.unwrap();
+        c.write_all(b"q").await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut got))
+            .await
+            .expect("closed in time")
+            .unwrap();
+        assert_eq!(got, b"aq");
+        // Idle: nothing either way for 300 ms and the proxy closes it.
+        let mut idle = TcpStream::connect(vip).await.unwrap();
+        let start = Instant::now();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf))
+            .await
+            .expect("closed by the idle timeout")
+            .unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(250));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn persistence_keeps_a_client_on_its_server() {
+        let (a, _ta) = backend("a").await;
+        let (b, _tb) = backend("b").await;
+        let vip = free_port().await;
+        let mut s = spec(vip, Kind::Rr, &[(a, 1), (b, 1)]);
+        s.persistence = Some(Duration::from_secs(60));
+        let mut plane = ProxyPlane::new();
+        plane.apply(&vec![s]).unwrap();
+        let first = hello(vip).await;
+        for _ in 0..4 {
+            assert_eq!(hello(vip).await, first);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_can_listen_on_an_address_it_does_not_have() {
+        // TEST-NET-3: not configured anywhere; IP_FREEBIND lets the listener exist.
+        let vip: SocketAddr = "203.0.113.77:3306".parse().unwrap();
+        let mut plane = ProxyPlane::new();
+        plane.apply(&vec![spec(vip, Kind::Wlc, &[])]).unwrap();
+        assert_eq!(plane.stats().len(), 1);
+        plane.apply(&Vec::new()).unwrap();
+        assert!(plane.stats().is_empty());
+    }
+}
