@@ -4,6 +4,7 @@ pub mod dump;
 pub mod guardian;
 pub mod host;
 pub mod logging;
+pub mod lvs;
 pub mod plan;
 pub mod run;
 pub mod script;

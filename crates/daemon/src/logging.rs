@@ -36,6 +36,7 @@ fn syslog() -> Option<&'static UnixDatagram> {
 struct LogFiles {
     main: std::fs::File,
     vrrp: std::fs::File,
+    check: std::fs::File,
 }
 
 static LOG_FILES: OnceLock<Mutex<LogFiles>> = OnceLock::new();
@@ -74,6 +75,7 @@ pub fn open_log_file(name: &Path) -> std::io::Result<()> {
     let files = LogFiles {
         main: open(log_file_name(name, None))?,
         vrrp: open(log_file_name(name, Some("vrrp")))?,
+        check: open(log_file_name(name, Some("healthcheckers")))?,
     };
     let _ = LOG_FILES.set(Mutex::new(files));
     Ok(())
@@ -88,11 +90,15 @@ where
     format!("{}: {msg}", t.format("%a %b %d %T%.9f %Y"))
 }
 
-fn to_file(vrrp: bool, msg: &str) {
+fn to_file(ident: &str, msg: &str) {
     let Some(files) = LOG_FILES.get() else { return };
     let Ok(mut f) = files.lock() else { return };
     let line = format!("{}\n", file_line(chrono::Local::now(), msg));
-    let w = if vrrp { &mut f.vrrp } else { &mut f.main };
+    let w = match ident {
+        "Keepalived_vrrp" => &mut f.vrrp,
+        "Keepalived_healthcheckers" => &mut f.check,
+        _ => &mut f.main,
+    };
     let _ = w.write_all(line.as_bytes());
 }
 
@@ -134,12 +140,17 @@ impl Logger {
         if self.console || !sent {
             eprintln!("{ident}[{pid}]: {msg}");
         }
-        to_file(ident == "Keepalived_vrrp", msg);
+        to_file(ident, msg);
     }
 
     /// A line from the VRRP side.
     pub fn vrrp(&self, msg: &str) {
         self.emit("Keepalived_vrrp", msg);
+    }
+
+    /// A line from the checkers (virtual servers).
+    pub fn check(&self, msg: &str) {
+        self.emit("Keepalived_healthcheckers", msg);
     }
 
     /// A line from the parent process.

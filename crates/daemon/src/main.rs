@@ -108,11 +108,10 @@ enum Command {
         /// Detailed logging: also the lines keepalived logs only with -D.
         #[arg(short = 'D', long = "log-detail")]
         log_detail: bool,
-        /// Run only the VRRP subsystem (the only one `run` has today).
+        /// Run only the VRRP subsystem (no virtual servers).
         #[arg(short = 'P', long = "vrrp")]
         vrrp: bool,
-        /// Run only the checker subsystem (virtual_server health checks): refused until
-        /// holdfast runs virtual servers, so a keepalived unit using -C fails loudly.
+        /// Run only the checker subsystem (virtual servers: health checks and the data plane).
         #[arg(short = 'C', long = "check", conflicts_with = "vrrp")]
         check: bool,
         /// Main pid file.
@@ -216,7 +215,7 @@ fn main() -> ExitCode {
             dont_fork: _,
             log_console,
             log_detail,
-            vrrp: _,
+            vrrp,
             check,
             pid,
             vrrp_pid,
@@ -230,12 +229,6 @@ fn main() -> ExitCode {
             data_dir,
             proc_events_netns,
         } => {
-            if check {
-                eprintln!(
-                    "holdfast: -C (checkers only): holdfast run does not run virtual_server health checks yet; nothing to run"
-                );
-                return ExitCode::from(1);
-            }
             holdfast::track_process::set_events_netns(proc_events_netns);
             if let Some(f) = &log_file
                 && let Err(e) = holdfast::logging::open_log_file(f)
@@ -273,6 +266,8 @@ fn main() -> ExitCode {
                 file,
                 config_id,
                 data_dir,
+                vrrp: !check,
+                checkers: !vrrp,
             };
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -131,6 +131,8 @@ pub struct Plan {
     pub instances: Vec<InstancePlan>,
     /// Sync groups.
     pub groups: Vec<GroupPlan>,
+    /// Virtual servers.
+    pub virtual_servers: Vec<crate::lvs::VsPlan>,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
 }
@@ -187,12 +189,7 @@ fn broadcast(addr: IpAddr, prefix: u8, brd: Option<&str>) -> Option<std::net::Ip
 pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
     let mut plan = Plan::default();
     let un = &mut plan.unsupported;
-    if !cfg.virtual_servers.is_empty() {
-        un.push(format!(
-            "{} virtual_server block(s): health checks and load balancing are not implemented by holdfast run yet; only VRRP runs",
-            cfg.virtual_servers.len()
-        ));
-    }
+    plan.virtual_servers = crate::lvs::build(cfg, un);
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),
@@ -588,11 +585,13 @@ mod tests {
     }
 
     #[test]
-    fn virtual_servers_are_reported_as_not_run() {
+    fn virtual_servers_are_planned() {
         let cfg = holdfast_config::parse_str(
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n",
         )
         .config;
-        assert_eq!(build(&cfg, &[]).unsupported.len(), 1);
+        let p = build(&cfg, &[]);
+        assert!(p.unsupported.is_empty(), "{:?}", p.unsupported);
+        assert_eq!(p.virtual_servers.len(), 1);
     }
 }

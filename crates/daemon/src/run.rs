@@ -37,6 +37,10 @@ pub struct RunOptions {
     pub config_id: String,
     /// Where SIGUSR1/SIGUSR2 write `keepalived.data` / `keepalived.stats` (keepalived: /tmp).
     pub data_dir: PathBuf,
+    /// Run the VRRP instances (not with `-C`).
+    pub vrrp: bool,
+    /// Run the virtual servers (not with `-P`).
+    pub checkers: bool,
 }
 
 /// Commands from the supervisor to an instance driver.
@@ -244,7 +248,19 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     };
     let mut groups = Groups::new(&plan.groups);
     let mut running: Vec<Running> = Vec::new();
-    for inst in plan.instances {
+    let planes = Arc::new(crate::lvs::Planes::new());
+    let mut vs_plans = if opts.checkers {
+        plan.virtual_servers
+    } else {
+        Vec::new()
+    };
+    let mut vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
+    let instances = if opts.vrrp {
+        plan.instances
+    } else {
+        Vec::new()
+    };
+    for inst in instances {
         let (tx, task) = spawn_instance(inst.clone(), &sh);
         running.push((inst, tx, task));
     }
@@ -275,8 +291,25 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         for u in &new.unsupported {
                             log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
                         }
-                        running = reload(running, new.instances, &sh).await;
-                        groups = Groups::new(&new.groups);
+                        if opts.vrrp {
+                            running = reload(running, new.instances, &sh).await;
+                            groups = Groups::new(&new.groups);
+                        }
+                        if opts.checkers {
+                            // Checkers restart; the data plane is handed the new table, so
+                            // established connections to servers that stay are kept.
+                            for t in vs_tasks.drain(..) {
+                                t.abort();
+                            }
+                            let gone: Vec<_> = vs_plans
+                                .iter()
+                                .filter(|o| !new.virtual_servers.iter().any(|n| n.spec.key == o.spec.key))
+                                .cloned()
+                                .collect();
+                            crate::lvs::clear(&gone, &planes, log);
+                            vs_plans = new.virtual_servers;
+                            vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
+                        }
                         log.main("Reload finished");
                     }
                 }
@@ -284,6 +317,13 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         }
     }
     log.main("Stopping");
+    for t in vs_tasks.drain(..) {
+        t.abort();
+    }
+    for p in &vs_plans {
+        log.check(&format!("Removing Virtual Server {}", p.name()));
+    }
+    crate::lvs::clear(&vs_plans, &planes, log);
     for (_, tx, _) in &running {
         let _ = tx.send(Ctl::Stop).await;
     }

@@ -282,6 +282,19 @@ impl Lab {
         sh(&v);
     }
 
+    /// Runs a command inside node `n` and returns its standard output (empty if it failed
+    /// to start).
+    pub fn output(&self, n: usize, args: &[&str]) -> String {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(n)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     /// Runs a command inside node `n`.
     pub fn exec(&self, n: usize, args: &[&str]) {
         let mut v = vec!["ip", "netns", "exec"];

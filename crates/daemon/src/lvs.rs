@@ -1,0 +1,694 @@
+//! Virtual servers: keepalived's checker process, on holdfast's proxy data plane. Each real
+//! server's checkers run as tasks over the pure [`CheckerState`]; a real server is alive iff
+//! all its checkers are up; each virtual server's [`Service`] turns that into the wanted table
+//! (inhibit vs removal, quorum, sorry server) and the data plane is given the whole table
+//! after every change. Log lines are keepalived's (`Keepalived_healthcheckers`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use holdfast_check::probe::{HttpProbe, HttpVersion, TcpProbe, UrlCheck};
+use holdfast_check::state::{CheckerConfig, CheckerState, Flip};
+use holdfast_config::model::{
+    Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
+};
+use holdfast_dataplane::proxy::ProxyPlane;
+use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
+use holdfast_lb::sched::{HashFlags, Kind};
+use holdfast_lb::service::{Event, RealServer, Service, ServiceConfig, trio};
+use tokio::sync::mpsc;
+
+use crate::logging::Logger;
+
+/// What a checker probes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    /// TCP_CHECK.
+    Tcp(TcpProbe),
+    /// HTTP_GET.
+    Http(HttpProbe),
+    /// MISC_CHECK.
+    Misc {
+        /// `misc_path`.
+        cmd: String,
+        /// `misc_timeout` (default: delay_loop).
+        timeout: Duration,
+        /// `misc_dynamic`.
+        dynamic: bool,
+        /// `user`.
+        user: Option<UserSpec>,
+    },
+}
+
+/// One checker of a real server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckPlan {
+    /// The probe.
+    pub probe: Probe,
+    /// Timing.
+    pub cfg: CheckerConfig,
+}
+
+/// One real server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RsPlan {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// `weight`.
+    pub weight: u32,
+    /// `inhibit_on_failure`.
+    pub inhibit: bool,
+    /// `alpha`: starts down.
+    pub alpha: bool,
+    /// `notify_up`.
+    pub notify_up: Option<Command>,
+    /// `notify_down`.
+    pub notify_down: Option<Command>,
+    /// Checkers; none means always alive.
+    pub checkers: Vec<CheckPlan>,
+}
+
+/// One virtual server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VsPlan {
+    /// The wanted service without destinations.
+    pub spec: ServiceSpec,
+    /// Quorum and sorry server.
+    pub service: ServiceConfig,
+    /// Real servers.
+    pub servers: Vec<RsPlan>,
+    /// `quorum_up`.
+    pub quorum_up: Option<Command>,
+    /// `quorum_down`.
+    pub quorum_down: Option<Command>,
+    /// `ha_suspend`: probe only while the virtual address is local.
+    pub ha_suspend: bool,
+    /// `script_user`.
+    pub script_user: Option<UserSpec>,
+}
+
+impl VsPlan {
+    /// keepalived's name for it: `[IP]:tcp:PORT`.
+    pub fn name(&self) -> String {
+        trio(&self.spec.key.addr)
+    }
+}
+
+/// A persistence_granularity mask (`255.255.255.0`) or prefix length as a prefix length.
+fn granularity(s: &str) -> Option<u8> {
+    if let Ok(n) = s.parse::<u8>() {
+        return Some(n);
+    }
+    let m: std::net::Ipv4Addr = s.parse().ok()?;
+    let bits = u32::from(m);
+    (bits.leading_ones() + bits.trailing_zeros() == 32).then_some(bits.leading_ones() as u8)
+}
+
+/// Maps the configuration's virtual servers; what cannot run goes to `un`.
+pub fn build(cfg: &Config, un: &mut Vec<String>) -> Vec<VsPlan> {
+    let mut out = Vec::new();
+    for vs in &cfg.virtual_servers {
+        match plan_vs(cfg, vs, un) {
+            Ok(p) => out.push(p),
+            Err(why) => un.push(why),
+        }
+    }
+    out
+}
+
+fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsPlan, String> {
+    let addr = match &vs.key {
+        VsKey::Addr(ip, port) => SocketAddr::new(*ip, *port),
+        VsKey::Fwmark(m) => {
+            return Err(format!(
+                "virtual_server fwmark {m}: needs a kernel data plane (IPVS or nftables), not built yet; not run"
+            ));
+        }
+        VsKey::Group(g) => {
+            return Err(format!(
+                "virtual_server group {g}: groups are not run by the proxy data plane yet; not run"
+            ));
+        }
+    };
+    let name = trio(&addr);
+    if vs.protocol != Protocol::Tcp {
+        return Err(format!(
+            "virtual_server {name}: only TCP is proxied (UDP/SCTP need a kernel data plane); not run"
+        ));
+    }
+    let plane = vs.dataplane.or(cfg.global.dataplane);
+    match plane {
+        None
+        | Some(holdfast_config::model::DataPlane::Proxy)
+        | Some(holdfast_config::model::DataPlane::Auto) => {}
+        Some(p) => {
+            return Err(format!(
+                "virtual_server {name}: dataplane {p:?} is not built yet; not run (use dataplane proxy or auto)"
+            ));
+        }
+    }
+    let sched = Kind::parse(&vs.lvs_sched).ok_or_else(|| {
+        format!(
+            "virtual_server {name}: scheduler '{}' is not implemented; not run",
+            vs.lvs_sched
+        )
+    })?;
+    if vs.lvs_method != LvsMethod::Nat {
+        un.push(format!(
+            "virtual_server {name}: lvs_method {:?} — the proxy data plane forwards as NAT (the real servers see the proxy as the client)",
+            vs.lvs_method
+        ));
+    }
+    let mut servers = Vec::new();
+    for rs in &vs.real_servers {
+        let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(addr.port()));
+        let mut checkers = Vec::new();
+        for c in &rs.checkers {
+            match check_plan(c, rs, vs, rs_addr) {
+                Ok(p) => checkers.push(p),
+                Err(why) => un.push(format!(
+                    "real_server {} of VS {name}: {why}; that checker is not run",
+                    trio(&rs_addr)
+                )),
+            }
+        }
+        if rs.readmit_manual {
+            un.push(format!(
+                "real_server {} of VS {name}: readmit manual comes with the control socket; it readmits automatically",
+                trio(&rs_addr)
+            ));
+        }
+        servers.push(RsPlan {
+            addr: rs_addr,
+            weight: u32::try_from(rs.weight).unwrap_or(0),
+            inhibit: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
+            alpha: rs.alpha.unwrap_or(vs.alpha),
+            notify_up: rs.notify_up.clone(),
+            notify_down: rs.notify_down.clone(),
+            checkers,
+        });
+    }
+    let sorry = vs
+        .sorry_server
+        .map(|(ip, port)| SocketAddr::new(ip, port.unwrap_or(addr.port())));
+    Ok(VsPlan {
+        spec: ServiceSpec {
+            key: ServiceKey { addr },
+            sched,
+            flags: HashFlags::default(),
+            persistence: vs
+                .persistence_timeout
+                .map(|s| Duration::from_secs(u64::from(s))),
+            persistence_prefix: vs.persistence_granularity.as_deref().and_then(granularity),
+            dests: Vec::new(),
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(900),
+        },
+        service: ServiceConfig {
+            quorum: vs.quorum,
+            hysteresis: vs.hysteresis,
+            sorry_server: sorry,
+            sorry_server_inhibit: vs.sorry_server_inhibit,
+        },
+        servers,
+        quorum_up: vs.quorum_up.clone(),
+        quorum_down: vs.quorum_down.clone(),
+        ha_suspend: vs.ha_suspend,
+        script_user: cfg.global.script_user.clone(),
+    })
+}
+
+fn check_plan(
+    c: &Checker,
+    rs: &holdfast_config::model::RealServer,
+    vs: &VirtualServer,
+    rs_addr: SocketAddr,
+) -> Result<CheckPlan, String> {
+    let t = c.effective_timing(rs, vs);
+    let cfg = CheckerConfig {
+        delay_loop: t.delay_loop,
+        retry: t.retry,
+        delay_before_retry: t.delay_before_retry,
+        warmup: t.warmup,
+        alpha: c.common.alpha.or(rs.alpha).unwrap_or(vs.alpha),
+        rise: 1,
+    };
+    let target = SocketAddr::new(
+        c.common.connect_ip.unwrap_or(rs_addr.ip()),
+        c.common.connect_port.unwrap_or(rs_addr.port()),
+    );
+    let bind = c
+        .common
+        .bindto
+        .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
+    let probe = match &c.kind {
+        CheckerKind::Tcp => Probe::Tcp(TcpProbe {
+            addr: target,
+            bind,
+            timeout: t.connect_timeout,
+        }),
+        CheckerKind::Http(h) => Probe::Http(HttpProbe {
+            addr: target,
+            bind,
+            timeout: t.connect_timeout,
+            urls: h
+                .urls
+                .iter()
+                .map(|u| UrlCheck {
+                    path: u.path.clone(),
+                    status: u.status_codes.clone(),
+                    digest: u.digest.clone(),
+                    virtualhost: u.virtualhost.clone(),
+                })
+                .collect(),
+            virtualhost: h.virtualhost.clone().or(vs.virtualhost.clone()),
+            version: match h.http_protocol.as_deref() {
+                Some("1.1") => HttpVersion::Http11,
+                Some("1.0C") => HttpVersion::Http10Close,
+                _ => HttpVersion::Http10,
+            },
+        }),
+        CheckerKind::Misc(m) => Probe::Misc {
+            cmd: m.path.clone(),
+            timeout: m.timeout.unwrap_or(t.delay_loop),
+            dynamic: m.dynamic,
+            user: m.user.clone(),
+        },
+        other => {
+            return Err(format!(
+                "{} is not implemented",
+                match other {
+                    CheckerKind::Ssl(_) => "SSL_GET",
+                    CheckerKind::Smtp { .. } => "SMTP_CHECK",
+                    CheckerKind::Dns { .. } => "DNS_CHECK",
+                    CheckerKind::Udp { .. } => "UDP_CHECK",
+                    _ => "this checker",
+                }
+            ));
+        }
+    };
+    Ok(CheckPlan { probe, cfg })
+}
+
+/// A checker's report to its virtual server.
+#[derive(Debug)]
+enum CheckEv {
+    /// Checker `ck` of real server `rs` came up or went down.
+    State { rs: usize, ck: usize, up: bool },
+    /// MISC_CHECK with misc_dynamic set a weight (`None`: configured weight).
+    Weight { rs: usize, weight: Option<u32> },
+}
+
+/// The wanted table of every virtual server, handed whole to the data plane.
+pub struct Planes {
+    wanted: Mutex<BTreeMap<ServiceKey, ServiceSpec>>,
+    proxy: Mutex<ProxyPlane>,
+}
+
+impl Planes {
+    /// An empty proxy plane.
+    pub fn new() -> Planes {
+        Planes {
+            wanted: Mutex::new(BTreeMap::new()),
+            proxy: Mutex::new(ProxyPlane::new()),
+        }
+    }
+
+    fn set(&self, spec: Option<ServiceSpec>, key: ServiceKey, log: Logger) {
+        let table: Vec<ServiceSpec> = {
+            let Ok(mut w) = self.wanted.lock() else {
+                return;
+            };
+            match spec {
+                Some(s) => w.insert(key, s),
+                None => w.remove(&key),
+            };
+            w.values().cloned().collect()
+        };
+        if let Ok(mut p) = self.proxy.lock()
+            && let Err(errs) = p.apply(&table)
+        {
+            for e in errs {
+                log.check(&format!("Cannot set up {e}"));
+            }
+        }
+    }
+
+    /// Live counts for status.
+    pub fn stats(&self) -> Vec<holdfast_dataplane::ServiceStats> {
+        self.proxy.lock().map(|p| p.stats()).unwrap_or_default()
+    }
+}
+
+impl Default for Planes {
+    fn default() -> Planes {
+        Planes::new()
+    }
+}
+
+/// Runs every virtual server until the returned handles are aborted.
+pub fn start(
+    plans: Vec<VsPlan>,
+    planes: Arc<Planes>,
+    log: Logger,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    plans
+        .into_iter()
+        .map(|p| tokio::spawn(run_vs(p, planes.clone(), log)))
+        .collect()
+}
+
+/// Removes the virtual servers' services from the data plane.
+pub fn clear(plans: &[VsPlan], planes: &Planes, log: Logger) {
+    for p in plans {
+        planes.set(None, p.spec.key, log);
+    }
+}
+
+fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
+    let mut spec = plan.spec.clone();
+    spec.dests = svc
+        .wanted()
+        .iter()
+        .map(|d| DestSpec {
+            addr: d.addr,
+            weight: d.weight,
+        })
+        .collect();
+    spec
+}
+
+async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
+    let name = plan.name();
+    let servers = plan
+        .servers
+        .iter()
+        .map(|r| RealServer {
+            addr: r.addr,
+            weight: r.weight,
+            inhibit_on_failure: r.inhibit,
+            alive: !r.alpha || r.checkers.is_empty(),
+            dynamic_weight: None,
+        })
+        .collect();
+    let mut svc = Service::new(plan.service.clone(), servers);
+    if !svc.quorum_up() {
+        log.check(&format!("Starting with quorum down for VS {name}"));
+    }
+    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
+    let (tx, mut rx) = mpsc::channel(64);
+    let mut ups: Vec<Vec<bool>> = plan
+        .servers
+        .iter()
+        .map(|r| vec![!r.alpha; r.checkers.len()])
+        .collect();
+    let mut tasks = Vec::new();
+    for (ri, rs) in plan.servers.iter().enumerate() {
+        for (ci, ck) in rs.checkers.iter().enumerate() {
+            log.check(&format!(
+                "Activating healthchecker for service {} for VS {name}",
+                trio(&rs.addr)
+            ));
+            let suspend = plan.ha_suspend.then_some(plan.spec.key.addr.ip());
+            let ctx = CheckCtx {
+                rs: ri,
+                ck: ci,
+                label: trio(&rs.addr),
+                vs: name.clone(),
+                suspend,
+                script_user: plan.script_user.clone(),
+                seed: (ri as u64) << 32 | ci as u64,
+            };
+            tasks.push(tokio::spawn(checker(ctx, ck.clone(), tx.clone(), log)));
+        }
+    }
+    drop(tx);
+    let _guard = AbortOnDrop(tasks);
+    while let Some(ev) = rx.recv().await {
+        let events = match ev {
+            CheckEv::State { rs, ck, up } => {
+                if let Some(u) = ups.get_mut(rs).and_then(|v| v.get_mut(ck)) {
+                    *u = up;
+                }
+                let alive = ups.get(rs).is_some_and(|v| v.iter().all(|u| *u));
+                let before = svc.servers().get(rs).map(|s| s.alive);
+                let ev = svc.set_alive(rs, alive);
+                if before != Some(alive)
+                    && let Some(r) = plan.servers.get(rs)
+                {
+                    let cmd = if alive { &r.notify_up } else { &r.notify_down };
+                    run_script(cmd.clone(), plan.script_user.clone(), log);
+                }
+                ev
+            }
+            CheckEv::Weight { rs, weight } => svc.set_dynamic_weight(rs, weight),
+        };
+        for e in &events {
+            log.check(&e.line(&name));
+            match e {
+                Event::QuorumGained { .. } => {
+                    run_script(plan.quorum_up.clone(), plan.script_user.clone(), log)
+                }
+                Event::QuorumLost { .. } => {
+                    run_script(plan.quorum_down.clone(), plan.script_user.clone(), log)
+                }
+                _ => {}
+            }
+        }
+        if !events.is_empty() {
+            planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
+        }
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn run_script(cmd: Option<Command>, script_user: Option<UserSpec>, log: Logger) {
+    let Some(c) = cmd else { return };
+    tokio::spawn(async move {
+        let run_as = match crate::script::run_as(c.user.as_ref(), script_user.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                log.check(&format!("{e} for script '{}' - skipping", c.cmd));
+                return;
+            }
+        };
+        if let Err(e) = crate::script::run_once(&c.cmd, Duration::from_secs(60), run_as).await {
+            log.check(&format!("script '{}' failed: {e}", c.cmd));
+        }
+    });
+}
+
+struct CheckCtx {
+    rs: usize,
+    ck: usize,
+    label: String,
+    vs: String,
+    suspend: Option<IpAddr>,
+    script_user: Option<UserSpec>,
+    seed: u64,
+}
+
+/// Whether `ip` is an address of this host (`ha_suspend`): binding it succeeds only then.
+fn is_local(ip: IpAddr) -> bool {
+    std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// The outcome of one probe: up or not, and a MISC_CHECK dynamic weight.
+struct Outcome {
+    ok: bool,
+    weight: Option<Option<u32>>,
+    detail: String,
+}
+
+async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
+    let plain = |r: Result<(), holdfast_check::probe::ProbeError>| Outcome {
+        ok: r.is_ok(),
+        weight: None,
+        detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
+    };
+    match p {
+        Probe::Tcp(t) => plain(holdfast_check::probe::tcp(t).await),
+        Probe::Http(h) => plain(holdfast_check::probe::http(h).await),
+        Probe::Misc {
+            cmd,
+            timeout,
+            dynamic,
+            user,
+        } => {
+            let run_as = match crate::script::run_as(user.as_ref(), ctx.script_user.as_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Outcome {
+                        ok: false,
+                        weight: None,
+                        detail: e,
+                    };
+                }
+            };
+            match crate::script::run_once(cmd, *timeout, run_as).await {
+                // keepalived misc_dynamic: 0 up (configured weight), 1 down, 2-255 up with
+                // weight exit-2.
+                Ok(0) => Outcome {
+                    ok: true,
+                    weight: dynamic.then_some(None),
+                    detail: String::new(),
+                },
+                Ok(code) if *dynamic && code >= 2 => Outcome {
+                    ok: true,
+                    weight: Some(Some(u32::try_from(code - 2).unwrap_or(0))),
+                    detail: String::new(),
+                },
+                Ok(code) => Outcome {
+                    ok: false,
+                    weight: None,
+                    detail: format!("exited with status {code}"),
+                },
+                Err(crate::script::ScriptError::TimedOut) => Outcome {
+                    ok: false,
+                    weight: None,
+                    detail: "timed out".into(),
+                },
+                Err(e) => Outcome {
+                    ok: false,
+                    weight: None,
+                    detail: e.to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// keepalived's lines for a checker coming up and going down.
+fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
+    let rs = &ctx.label;
+    match (p, flip) {
+        (Probe::Tcp(_), Flip::Up) => format!("TCP connection to {rs} success."),
+        (Probe::Http(_), Flip::Up) => format!("Remote Web server {rs} succeed on service."),
+        (Probe::Misc { cmd, .. }, Flip::Up) => {
+            format!("Misc check for [{rs} VS {}] by [{cmd}] succeeded.", ctx.vs)
+        }
+        (Probe::Misc { cmd, .. }, Flip::Down { .. }) => {
+            if detail == "timed out" {
+                format!("Misc check for [{rs} VS {}] by [{cmd}] timed out.", ctx.vs)
+            } else {
+                format!(
+                    "Misc check for [{rs} VS {}] by [{cmd}] failed ({detail}).",
+                    ctx.vs
+                )
+            }
+        }
+        (p, Flip::Down { retries }) => {
+            let kind = if matches!(p, Probe::Tcp(_)) {
+                "TCP_CHECK"
+            } else {
+                "HTTP_CHECK"
+            };
+            if retries > 0 {
+                format!("{kind} on service {rs} failed after {retries} retries.")
+            } else {
+                format!("{kind} on service {rs} failed.")
+            }
+        }
+    }
+}
+
+async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log: Logger) {
+    let epoch = tokio::time::Instant::now();
+    let now = || epoch.elapsed();
+    let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
+    let mut last_weight: Option<Option<u32>> = None;
+    loop {
+        tokio::time::sleep_until(epoch + st.next_due()).await;
+        if ctx.suspend.is_some_and(|ip| !is_local(ip)) {
+            // ha_suspend: not the node holding the virtual address; look again later.
+            tokio::time::sleep(plan.cfg.delay_loop.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        let out = probe_once(&plan.probe, &ctx).await;
+        if let Some(flip) = st.observe(now(), out.ok) {
+            log.check(&flip_line(&plan.probe, &ctx, flip, &out.detail));
+            let up = matches!(flip, Flip::Up);
+            let ev = CheckEv::State {
+                rs: ctx.rs,
+                ck: ctx.ck,
+                up,
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        if let Some(w) = out.weight
+            && last_weight != Some(w)
+        {
+            last_weight = Some(w);
+            if tx
+                .send(CheckEv::Weight {
+                    rs: ctx.rs,
+                    weight: w,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_000_balances_both_replicas_with_tcp_checks() {
+        let text = "virtual_server 192.168.0.100 3306 {\n delay_loop 2\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 192.168.0.11 3306 {\n  weight 1\n  TCP_CHECK {\n   connect_timeout 3\n  }\n }\n real_server 192.168.0.12 3306 {\n  weight 2\n  inhibit_on_failure\n  MISC_CHECK {\n   misc_path \"/bin/true\"\n  }\n }\n}\n";
+        let cfg = holdfast_config::parse_str(text).config;
+        let mut un = Vec::new();
+        let plans = build(&cfg, &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        let p = &plans[0];
+        assert_eq!(p.name(), "[192.168.0.100]:tcp:3306");
+        assert_eq!(p.spec.sched, Kind::Rr);
+        assert_eq!(p.servers[1].weight, 2);
+        assert!(p.servers[1].inhibit);
+        match &p.servers[0].checkers[0].probe {
+            Probe::Tcp(t) => {
+                assert_eq!(t.addr, "192.168.0.11:3306".parse().unwrap());
+                assert_eq!(t.timeout, Duration::from_secs(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p.servers[0].checkers[0].cfg.delay_loop,
+            Duration::from_secs(2)
+        );
+        assert!(matches!(p.servers[1].checkers[0].probe, Probe::Misc { .. }));
+    }
+
+    #[test]
+    fn what_the_proxy_cannot_run_is_reported() {
+        let text = "virtual_server fwmark 1 {\n real_server 10.0.0.1 80 {\n }\n}\nvirtual_server 10.0.0.9 53 {\n protocol UDP\n real_server 10.0.0.1 53 {\n }\n}\nvirtual_server 10.0.0.9 80 {\n lb_algo twos\n real_server 10.0.0.1 80 {\n }\n}\n";
+        let cfg = holdfast_config::parse_str(text).config;
+        let mut un = Vec::new();
+        assert!(build(&cfg, &mut un).is_empty());
+        assert_eq!(un.len(), 3, "{un:?}");
+    }
+
+    #[test]
+    fn granularity_accepts_masks_and_prefixes() {
+        assert_eq!(granularity("255.255.255.0"), Some(24));
+        assert_eq!(granularity("16"), Some(16));
+        assert_eq!(granularity("255.0.255.0"), None);
+    }
+}

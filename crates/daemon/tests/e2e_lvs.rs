@@ -1,0 +1,142 @@
+//! Virtual servers end to end (as root, in namespaces the test creates): holdfast holds the
+//! VIP, checks two web servers and balances TCP across them with its own proxy; failures
+//! remove or inhibit a server with keepalived's log lines, and recovery brings it back.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
+
+use std::time::Duration;
+
+use holdfast_lab::netns;
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// A web server on node `n` answering every request with `body`.
+fn web(lab: &mut netns::Lab, n: usize, body: &str) -> netns::Proc {
+    let cfg = lab.file(
+        &format!("web{n}.cfg"),
+        &format!(
+            "defaults\n    mode http\n    timeout client 5s\n    timeout connect 1s\n    timeout server 5s\nfrontend web\n    bind 0.0.0.0:80\n    http-request return status 200 content-type text/plain string {body}\n"
+        ),
+    );
+    lab.spawn(
+        n,
+        &format!("web{n}"),
+        &["haproxy", "-db", "-f", cfg.to_str().unwrap()],
+    )
+}
+
+/// One HTTP request through the VIP from the client node; the body, or "" when refused.
+fn get(lab: &netns::Lab) -> String {
+    let out = lab.output(
+        4,
+        &[
+            "timeout",
+            "3",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/10.77.0.100/80 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+        ],
+    );
+    out.rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn bodies(lab: &netns::Lab, n: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|_| get(lab)).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+const CONF: &str = "global_defs {
+    enable_script_security
+    script_user root
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    virtual_ipaddress {
+        10.77.0.100/24
+    }
+}
+virtual_server 10.77.0.100 80 {
+    delay_loop 0.5
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.77.0.2 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 0.5
+            retry 1
+            delay_before_retry 0.2
+        }
+    }
+    real_server 10.77.0.3 80 {
+        weight 1
+        inhibit_on_failure
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 0.5
+            retry 1
+            delay_before_retry 0.2
+        }
+    }
+}
+";
+
+#[test]
+fn the_proxy_balances_checked_servers_and_follows_their_failures() {
+    let mut lab = netns::Lab::new(4).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let web2 = web(&mut lab, 2, "web2");
+    let web3 = web(&mut lab, 3, "web3");
+    let mut lb = lab.holdfast(1, CONF);
+    lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.3]:tcp:80 for VS [10.77.0.100]:tcp:80",
+        5 * SEC,
+    );
+    // Round robin over both.
+    assert_eq!(bodies(&lab, 4), ["web2", "web3"]);
+
+    // web3 (HTTP_GET, inhibit_on_failure) dies: disabled, new connections go to web2.
+    web3.signal("KILL");
+    lb.wait_for(
+        "HTTP_CHECK on service [10.77.0.3]:tcp:80 failed after 1 retries.",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "Disabling service [10.77.0.3]:tcp:80 of VS [10.77.0.100]:tcp:80",
+        5 * SEC,
+    );
+    assert_eq!(bodies(&lab, 4), ["web2"]);
+
+    // web2 (TCP_CHECK, no inhibit) dies too: removed; nothing answers.
+    web2.signal("KILL");
+    lb.wait_for(
+        "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.100]:tcp:80",
+        5 * SEC,
+    );
+    assert_eq!(get(&lab), "");
+
+    // web3 comes back: enabled, and it serves again.
+    let _web3 = web(&mut lab, 3, "web3");
+    lb.wait_for(
+        "Remote Web server [10.77.0.3]:tcp:80 succeed on service.",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "Enabling service [10.77.0.3]:tcp:80 of VS [10.77.0.100]:tcp:80",
+        5 * SEC,
+    );
+    assert_eq!(bodies(&lab, 3), ["web3"]);
+}
