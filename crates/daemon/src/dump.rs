@@ -31,6 +31,8 @@ pub struct Status {
     pub vips: Vec<String>,
     /// Counters.
     pub stats: Stats,
+    /// When the instance entered its current state.
+    pub since: std::time::SystemTime,
 }
 
 /// The status table, by instance name.
@@ -136,6 +138,7 @@ mod tests {
                 master: Some("10.0.0.1".parse().unwrap()),
                 vips: vec!["10.0.0.100/24".into()],
                 stats: counters,
+                since: std::time::SystemTime::UNIX_EPOCH,
             },
         );
         let d = data(&t);

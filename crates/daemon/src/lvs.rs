@@ -445,6 +445,10 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             }
             CheckEv::Weight { rs, weight } => svc.set_dynamic_weight(rs, weight),
         };
+        if !events.is_empty() {
+            // The table first, then the lines: whoever reads the log sees the table changed.
+            planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
+        }
         for e in &events {
             log.check(&e.line(&name));
             match e {
@@ -456,9 +460,6 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 }
                 _ => {}
             }
-        }
-        if !events.is_empty() {
-            planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
         }
     }
 }
@@ -559,6 +560,11 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
                     weight: None,
                     detail: "timed out".into(),
                 },
+                Err(crate::script::ScriptError::Signal(sig)) => Outcome {
+                    ok: false,
+                    weight: None,
+                    detail: format!("due to signal {sig}"),
+                },
                 Err(e) => Outcome {
                     ok: false,
                     weight: None,
@@ -569,23 +575,40 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
     }
 }
 
+/// The program of a MISC_CHECK command line, as keepalived names it in log lines.
+fn script_name(cmd: &str) -> String {
+    crate::script::split(cmd)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
 /// keepalived's lines for a checker coming up and going down.
 fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
     let rs = &ctx.label;
     match (p, flip) {
         (Probe::Tcp(_), Flip::Up) => format!("TCP connection to {rs} success."),
         (Probe::Http(_), Flip::Up) => format!("Remote Web server {rs} succeed on service."),
-        (Probe::Misc { cmd, .. }, Flip::Up) => {
-            format!("Misc check for [{rs} VS {}] by [{cmd}] succeeded.", ctx.vs)
-        }
-        (Probe::Misc { cmd, .. }, Flip::Down { .. }) => {
+        (Probe::Misc { cmd, .. }, Flip::Up) => format!(
+            "Misc check for [{rs} VS {}] by [{}] succeeded.",
+            ctx.vs,
+            script_name(cmd)
+        ),
+        (Probe::Misc { cmd, .. }, Flip::Down { retries }) => {
+            let tries = match retries {
+                0 => " with retry disabled".to_string(),
+                1 => " after 1 retry".to_string(),
+                n => format!(" after {n} retries"),
+            };
+            let head = format!(
+                "Misc check for [{rs} VS {}] by [{}]",
+                ctx.vs,
+                script_name(cmd)
+            );
             if detail == "timed out" {
-                format!("Misc check for [{rs} VS {}] by [{cmd}] timed out.", ctx.vs)
+                format!("{head} timed out{tries}.")
             } else {
-                format!(
-                    "Misc check for [{rs} VS {}] by [{cmd}] failed ({detail}).",
-                    ctx.vs
-                )
+                format!("{head} failed{tries} ({detail}).")
             }
         }
         (p, Flip::Down { retries }) => {

@@ -51,7 +51,9 @@ enum Command {
     /// MariaDB server and a client writing through the VIP every 100 ms; injects failures and
     /// reports the client-visible gap, lost writes and VIP move times. Needs root.
     Lab {
-        /// Scenarios (default: all): graceful-stop, kill-9, node-crash, proxy-dies, partition-heal.
+        /// Scenarios (default: all VRRP ones): graceful-stop, kill-9, node-crash, proxy-dies,
+        /// partition-heal; `balance` runs the load-balancing scenario (holdfast's proxy in
+        /// front of two MariaDB servers, one killed and restarted).
         scenarios: Vec<String>,
         /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
         #[arg(long, value_parser = ["keepalived"])]
@@ -152,6 +154,20 @@ enum Command {
         #[arg(long)]
         proc_events_netns: Option<PathBuf>,
     },
+    /// Show the running daemon's VRRP instances (state, priorities, master, since when) and
+    /// virtual servers, over its control socket.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// The virtual servers exactly as `ipvsadm -Ln` lays them out (Forward shows `Masq`
+        /// for the proxy data plane).
+        #[arg(long)]
+        lvs: bool,
+        /// The daemon's control socket (global_defs control_socket).
+        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Check a configuration like `keepalived -t`: diagnostics on stderr; exit 0 ok,
     /// 4 cannot run, 5 errors, 6 script security violation (keepalived 2.2.7's codes).
     CheckConfig {
@@ -187,6 +203,24 @@ fn main() -> ExitCode {
             duration_s,
         } => lab(scenarios, peer, compare, fast, repeat, json, duration_s),
         Command::Guardian { detail } => holdfast::guardian::main(detail),
+        Command::Status { json, lvs, socket } => {
+            match holdfast::control::request(&socket, "status") {
+                Ok(v) => {
+                    if json {
+                        println!("{v}");
+                    } else if lvs {
+                        print!("{}", holdfast::control::render_lvs(&v));
+                    } else {
+                        print!("{}", holdfast::control::render(&v));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("holdfast status: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::LabClient {
             host,
             interval_ms,
@@ -327,18 +361,19 @@ fn lab(
         return ExitCode::from(1);
     }
     let mut scenarios = Vec::new();
-    for n in &names {
+    let balance = names.iter().any(|n| n == "balance");
+    for n in names.iter().filter(|n| *n != "balance") {
         match Scenario::parse(n) {
             Some(s) => scenarios.push(s),
             None => {
                 eprintln!(
-                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal)"
+                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal, balance)"
                 );
                 return ExitCode::from(2);
             }
         }
     }
-    if scenarios.is_empty() {
+    if scenarios.is_empty() && !balance {
         scenarios = Scenario::ALL.to_vec();
     }
     if let Err(e) = services::install_packages() {
@@ -346,6 +381,40 @@ fn lab(
         return ExitCode::from(1);
     }
     let bin = std::env::current_exe().unwrap_or_else(|_| "holdfast".into());
+    if balance {
+        let opts = l::Options {
+            bin: bin.clone(),
+            lb1: Daemon::Holdfast,
+            lb2: Daemon::Holdfast,
+            fast,
+            duration: std::time::Duration::from_secs(duration_s),
+        };
+        let mut outcomes = Vec::new();
+        let mut ok = true;
+        for inhibit in [false, true] {
+            match holdfast_lab::balance::run(&opts, inhibit) {
+                Ok(o) => {
+                    ok &= o.lost.is_empty() && o.removed.is_some() && o.readmitted.is_some();
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    eprintln!("holdfast lab: balance failed: {e}");
+                    ok = false;
+                }
+            }
+        }
+        print!("{}", holdfast_lab::balance::report(&outcomes));
+        if scenarios.is_empty() {
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
+        if !ok {
+            return ExitCode::from(1);
+        }
+    }
     let lb2 = if peer.is_some() {
         Daemon::Keepalived
     } else {

@@ -133,6 +133,8 @@ pub struct Plan {
     pub groups: Vec<GroupPlan>,
     /// Virtual servers.
     pub virtual_servers: Vec<crate::lvs::VsPlan>,
+    /// `control_socket` (default [`crate::control::DEFAULT_SOCKET`]).
+    pub control_socket: Option<String>,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
 }
@@ -190,6 +192,12 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
     let mut plan = Plan::default();
     let un = &mut plan.unsupported;
     plan.virtual_servers = crate::lvs::build(cfg, un);
+    plan.control_socket = cfg.global.control_socket.clone();
+    if let Some(m) = cfg.global.metrics_listen {
+        un.push(format!(
+            "metrics_listen {m}: the metrics endpoint is not built yet"
+        ));
+    }
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),

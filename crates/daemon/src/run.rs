@@ -255,6 +255,24 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         Vec::new()
     };
     let mut vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
+    let control_path = crate::control::socket_path(plan.control_socket.as_deref());
+    let control = match crate::control::serve(
+        &control_path,
+        crate::control::Sources {
+            vrrp: sh.status.clone(),
+            planes: planes.clone(),
+        },
+        log,
+    ) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log.main(&format!(
+                "WARNING - cannot open the control socket {}: {e} (holdfast status will not answer)",
+                control_path.display()
+            ));
+            None
+        }
+    };
     let instances = if opts.vrrp {
         plan.instances
     } else {
@@ -335,6 +353,10 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     for p in &opts.pid_files {
         let _ = std::fs::remove_file(p);
+    }
+    if let Some(c) = control {
+        c.abort();
+        let _ = std::fs::remove_file(&control_path);
     }
     log.main("Stopped");
     Ok(())
@@ -710,6 +732,8 @@ async fn instance(
 
     router.handle(now(), Input::Start);
     let mut was_master = false;
+    let mut last_state = router.state();
+    let mut since = std::time::SystemTime::now();
     loop {
         while let Some(o) = router.poll_output() {
             io.execute(o, &router).await;
@@ -736,6 +760,10 @@ async fn instance(
             }
         }
         was_master = is_master;
+        if router.state() != last_state {
+            last_state = router.state();
+            since = std::time::SystemTime::now();
+        }
         if let Ok(mut t) = sh.status.lock() {
             t.insert(
                 io.plan.name.clone(),
@@ -755,6 +783,7 @@ async fn instance(
                         .map(|v| format!("{}/{} dev {}", v.addr, v.prefix, v.dev))
                         .collect(),
                     stats: router.stats().clone(),
+                    since,
                 },
             );
         }

@@ -50,3 +50,39 @@ fn every_lab_scenario_moves_the_vip_and_loses_no_acknowledged_write() {
         assert!(o.garp.is_some(), "{}: no gratuitous ARP logged", s.name());
     }
 }
+
+#[test]
+fn the_balance_scenario_takes_db2_out_and_back_without_losing_writes() {
+    let opts = Options {
+        bin: env!("CARGO_BIN_EXE_holdfast").into(),
+        lb1: Daemon::Holdfast,
+        lb2: Daemon::Holdfast,
+        fast: false,
+        duration: Duration::from_secs(12),
+    };
+    for inhibit in [false, true] {
+        let o = holdfast_lab::balance::run(&opts, inhibit).unwrap_or_else(|e| panic!("{e}"));
+        assert!(o.lost.is_empty(), "acknowledged writes lost: {:?}", o.lost);
+        assert!(
+            o.acked > 20 && o.stored >= o.acked,
+            "acked {} stored {}",
+            o.acked,
+            o.stored
+        );
+        // MISC_CHECK every 0.5 s, retry 0: out within a couple of checks.
+        let out = o.removed.expect("db2 taken out").as_secs_f64();
+        assert!(out < 5.0, "db2 taken out after {out:.2} s");
+        assert!(o.readmitted.is_some(), "db2 not readmitted");
+        let db2 = format!("  -> {:<28} Masq    ", "10.88.0.22:3306");
+        if inhibit {
+            assert!(
+                o.lvs_failed.contains(&format!("{db2}0 ")),
+                "{}",
+                o.lvs_failed
+            );
+        } else {
+            assert!(!o.lvs_failed.contains("10.88.0.22"), "{}", o.lvs_failed);
+        }
+        assert!(o.lvs_back.contains(&format!("{db2}100 ")), "{}", o.lvs_back);
+    }
+}

@@ -44,6 +44,23 @@ fn get(lab: &netns::Lab) -> String {
         .to_string()
 }
 
+/// `holdfast status` against the daemon's control socket.
+fn status(socket: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("status")
+        .arg("-s")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn bodies(lab: &netns::Lab, n: usize) -> Vec<String> {
     let mut v: Vec<String> = (0..n).map(|_| get(lab)).collect();
     v.sort();
@@ -54,6 +71,7 @@ fn bodies(lab: &netns::Lab, n: usize) -> Vec<String> {
 const CONF: &str = "global_defs {
     enable_script_security
     script_user root
+    control_socket CONTROL
 }
 vrrp_instance VI_1 {
     state MASTER
@@ -99,7 +117,8 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
     let mut lab = netns::Lab::new(4).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
     let web2 = web(&mut lab, 2, "web2");
     let web3 = web(&mut lab, 3, "web3");
-    let mut lb = lab.holdfast(1, CONF);
+    let control = lab.dir().join("control.sock");
+    let mut lb = lab.holdfast(1, &CONF.replace("CONTROL", control.to_str().unwrap()));
     lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     lb.wait_for(
         "Activating healthchecker for service [10.77.0.3]:tcp:80 for VS [10.77.0.100]:tcp:80",
@@ -107,6 +126,27 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
     );
     // Round robin over both.
     assert_eq!(bodies(&lab, 4), ["web2", "web3"]);
+    // holdfast status --lvs: ipvsadm's layout, both servers at weight 1, 2 connections each.
+    let lvs = status(&control, &["--lvs"]);
+    assert!(
+        lvs.contains("TCP  10.77.0.100:80 rr\n  -> 10.77.0.2:80                 Masq    1      0          0         \n  -> 10.77.0.3:80                 Masq    1      0          0         \n"),
+        "{lvs}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&status(&control, &["--json"])).unwrap();
+    assert_eq!(json["instances"][0]["state"], "MASTER");
+    let conns: u64 = json["services"][0]["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(conns, 4);
+    // The socket is for root only.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&control).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // web3 (HTTP_GET, inhibit_on_failure) dies: disabled, new connections go to web2.
     web3.signal("KILL");
@@ -139,4 +179,11 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
         5 * SEC,
     );
     assert_eq!(bodies(&lab, 3), ["web3"]);
+    // web2 is removed (no inhibit): not listed; web3 is back at weight 1.
+    let lvs = status(&control, &["--lvs"]);
+    assert!(!lvs.contains("10.77.0.2:80"), "{lvs}");
+    assert!(
+        lvs.contains("  -> 10.77.0.3:80                 Masq    1 "),
+        "{lvs}"
+    );
 }

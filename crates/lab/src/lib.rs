@@ -1,6 +1,7 @@
 //! holdfast-lab: the failover lab (`holdfast lab`) and the namespace harness the end-to-end
 //! tests share with it.
 
+pub mod balance;
 pub mod client;
 pub mod lab;
 pub mod netns;

@@ -85,6 +85,18 @@ pub fn mariadb(lab: &mut Lab, n: usize) -> Result<Proc, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    let p = mariadb_start(lab, n)?;
+    sql(
+        &mariadb_socket(lab, n),
+        "CREATE DATABASE lab; CREATE TABLE lab.t (id INT PRIMARY KEY, at TIMESTAMP(3) DEFAULT CURRENT_TIMESTAMP(3)); CREATE USER 'lab'@'%' IDENTIFIED BY 'lab'; GRANT ALL ON lab.* TO 'lab'@'%';",
+    )?;
+    Ok(p)
+}
+
+/// Starts (or restarts) node `n`'s MariaDB on its existing data directory and waits until it
+/// answers.
+pub fn mariadb_start(lab: &mut Lab, n: usize) -> Result<Proc, String> {
+    let d = lab.dir().join(format!("mariadb-{n}")).display().to_string();
     let sock = format!("{d}/sock");
     let args = [
         "mariadbd".to_string(),
@@ -111,7 +123,7 @@ pub fn mariadb(lab: &mut Lab, n: usize) -> Result<Proc, String> {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if ok {
-            break;
+            return Ok(p);
         }
         if Instant::now() > deadline {
             return Err(format!(
@@ -120,11 +132,6 @@ pub fn mariadb(lab: &mut Lab, n: usize) -> Result<Proc, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    sql(
-        &sock,
-        "CREATE DATABASE lab; CREATE TABLE lab.t (id INT PRIMARY KEY, at TIMESTAMP(3) DEFAULT CURRENT_TIMESTAMP(3)); CREATE USER 'lab'@'%' IDENTIFIED BY 'lab'; GRANT ALL ON lab.* TO 'lab'@'%';",
-    )?;
-    Ok(p)
 }
 
 /// Runs SQL over the server's socket; returns its tab-separated output.

@@ -1,0 +1,327 @@
+//! The control socket: a Unix stream socket, mode 0600, answering one JSON request per line
+//! (`{"command":"status"}`) with one JSON line, only to root or the daemon's own user.
+//! `holdfast status` is its client; `--lvs` renders the services as `ipvsadm -Ln` does.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::logging::Logger;
+
+/// Where the daemon listens unless `control_socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/holdfast/control.sock";
+
+/// Longest request line accepted.
+const MAX_REQUEST: usize = 4096;
+
+/// What the control socket reports from.
+#[derive(Clone)]
+pub struct Sources {
+    /// The VRRP instances' status table.
+    pub vrrp: Arc<std::sync::Mutex<crate::dump::Table>>,
+    /// The data plane.
+    pub planes: Arc<crate::lvs::Planes>,
+}
+
+/// Binds the socket (replacing a stale one) with mode 0600 and serves it until aborted.
+pub fn serve(
+    path: &Path,
+    src: Sources,
+    log: Logger,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if m.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let me = nix::unistd::Uid::effective().as_raw();
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let allowed = stream
+                .peer_cred()
+                .is_ok_and(|c| c.uid() == 0 || c.uid() == me);
+            if !allowed {
+                log.main(
+                    "control socket: request from a user other than root or the daemon's - refused",
+                );
+                continue;
+            }
+            let src = src.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, src)).await;
+            });
+        }
+    }))
+}
+
+async fn answer(stream: tokio::net::UnixStream, src: Sources) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = Vec::new();
+    let mut r = tokio::io::BufReader::new(r).take(MAX_REQUEST as u64 + 1);
+    r.read_until(b'\n', &mut line).await?;
+    let reply = if line.len() > MAX_REQUEST {
+        json!({"error": "request too long"})
+    } else {
+        handle(&line, &src)
+    };
+    let mut out = reply.to_string();
+    out.push('\n');
+    w.write_all(out.as_bytes()).await?;
+    w.shutdown().await
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Answers one request.
+pub fn handle(line: &[u8], src: &Sources) -> Value {
+    let req: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return json!({"error": format!("bad request: {e}")}),
+    };
+    match req.get("command").and_then(Value::as_str) {
+        Some("status") => status(src),
+        Some(other) => json!({"error": format!("unknown command '{other}'")}),
+        None => json!({"error": "bad request: no \"command\""}),
+    }
+}
+
+fn status(src: &Sources) -> Value {
+    let instances: Vec<Value> = src
+        .vrrp
+        .lock()
+        .map(|t| {
+            t.iter()
+                .map(|(name, s)| {
+                    json!({
+                        "name": name,
+                        "interface": s.ifname,
+                        "vrid": s.vrid,
+                        "state": s.state.to_string(),
+                        "priority": s.priority,
+                        "effective_priority": s.effective,
+                        "master": s.master.map(|a| a.to_string()),
+                        "since": s.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                        "vips": s.vips,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let services: Vec<Value> = src
+        .planes
+        .stats()
+        .iter()
+        .map(|s| {
+            json!({
+                "protocol": "TCP",
+                "address": s.key.addr.to_string(),
+                "scheduler": s.sched.name(),
+                "persistence": s.persistence.map(|d| d.as_secs()),
+                "forward": "Masq",
+                "destinations": s.dests.iter().map(|d| json!({
+                    "address": d.addr.map(|a| a.to_string()),
+                    "weight": d.weight,
+                    "active": d.active,
+                    "inactive": d.inactive,
+                    "connections": d.conns,
+                    "bytes_in": d.bytes_in,
+                    "bytes_out": d.bytes_out,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"instances": instances, "services": services})
+}
+
+/// Sends one request and returns the reply.
+pub fn request(path: &Path, command: &str) -> Result<Value, String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut req = json!({ "command": command }).to_string();
+    req.push('\n');
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&line).map_err(|e| format!("bad reply: {e}"))?;
+    match v.get("error").and_then(Value::as_str) {
+        Some(e) => Err(e.to_string()),
+        None => Ok(v),
+    }
+}
+
+/// `addr:port`, IPv6 in brackets, as ipvsadm -n writes it.
+fn ipvs_addr(a: &str) -> String {
+    match a.parse::<std::net::SocketAddr>() {
+        Ok(std::net::SocketAddr::V6(v)) => format!("[{}]:{}", v.ip(), v.port()),
+        Ok(v) => v.to_string(),
+        Err(_) => a.to_string(),
+    }
+}
+
+/// The services in `ipvsadm -Ln`'s layout (sorted, as ipvsadm sorts them).
+pub fn render_lvs(status: &Value) -> String {
+    let mut out = String::from(
+        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+    );
+    let mut services: Vec<&Value> = status["services"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    services.sort_by_key(|s| s["address"].as_str().unwrap_or("").to_string());
+    for s in services {
+        let mut line = format!(
+            "{:<4} {} {}",
+            s["protocol"].as_str().unwrap_or("TCP"),
+            ipvs_addr(s["address"].as_str().unwrap_or("")),
+            s["scheduler"].as_str().unwrap_or("")
+        );
+        if let Some(p) = s["persistence"].as_u64() {
+            line.push_str(&format!(" persistent {p}"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        let mut dests: Vec<&Value> = s["destinations"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        dests.sort_by_key(|d| d["address"].as_str().unwrap_or("").to_string());
+        for d in dests {
+            out.push_str(&format!(
+                "  -> {:<28} {:<7} {:<6} {:<10} {:<10}\n",
+                ipvs_addr(d["address"].as_str().unwrap_or("")),
+                s["forward"].as_str().unwrap_or("Masq"),
+                d["weight"].as_u64().unwrap_or(0),
+                d["active"].as_u64().unwrap_or(0),
+                d["inactive"].as_u64().unwrap_or(0),
+            ));
+        }
+    }
+    out
+}
+
+/// The human status view.
+pub fn render(status: &Value) -> String {
+    let mut out = String::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let instances = status["instances"].as_array().cloned().unwrap_or_default();
+    out.push_str("VRRP instances\n");
+    if instances.is_empty() {
+        out.push_str("  (none)\n");
+    } else {
+        out.push_str(&format!(
+            "  {:<16} {:<7} {:>4} {:>9}  {:<20} {}\n",
+            "NAME", "STATE", "PRIO", "EFFECTIVE", "MASTER", "SINCE"
+        ));
+    }
+    for i in &instances {
+        let since = now.saturating_sub(i["since"].as_u64().unwrap_or(now));
+        out.push_str(&format!(
+            "  {:<16} {:<7} {:>4} {:>9}  {:<20} {}s ago\n",
+            i["name"].as_str().unwrap_or(""),
+            i["state"].as_str().unwrap_or(""),
+            i["priority"].as_u64().unwrap_or(0),
+            i["effective_priority"].as_u64().unwrap_or(0),
+            i["master"].as_str().unwrap_or("-"),
+            since
+        ));
+    }
+    let services = status["services"].as_array().cloned().unwrap_or_default();
+    out.push_str("Virtual servers\n");
+    if services.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for s in &services {
+        out.push_str(&format!(
+            "  {} {}{}\n",
+            ipvs_addr(s["address"].as_str().unwrap_or("")),
+            s["scheduler"].as_str().unwrap_or(""),
+            s["persistence"]
+                .as_u64()
+                .map(|p| format!(" persistent {p}"))
+                .unwrap_or_default()
+        ));
+        for d in s["destinations"].as_array().cloned().unwrap_or_default() {
+            out.push_str(&format!(
+                "    -> {:<28} weight {:<3} active {:<5} inactive {:<5} connections {}\n",
+                ipvs_addr(d["address"].as_str().unwrap_or("")),
+                d["weight"].as_u64().unwrap_or(0),
+                d["active"].as_u64().unwrap_or(0),
+                d["inactive"].as_u64().unwrap_or(0),
+                d["connections"].as_u64().unwrap_or(0),
+            ));
+        }
+    }
+    out
+}
+
+/// The socket path the configuration names, or the default.
+pub fn socket_path(cfg: Option<&str>) -> PathBuf {
+    PathBuf::from(cfg.unwrap_or(DEFAULT_SOCKET))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lvs_rendering_follows_ipvsadm() {
+        let v = json!({"services": [{
+            "protocol": "TCP", "address": "10.0.0.100:3306", "scheduler": "wlc",
+            "persistence": 360, "forward": "Masq",
+            "destinations": [
+                {"address": "10.0.0.12:3306", "weight": 0, "active": 0, "inactive": 0},
+                {"address": "10.0.0.11:3306", "weight": 1, "active": 12, "inactive": 3}
+            ]
+        }]});
+        assert_eq!(
+            render_lvs(&v),
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n  \
+             -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  10.0.0.100:3306 wlc persistent 360\n  \
+             -> 10.0.0.11:3306               Masq    1      12         3         \n  \
+             -> 10.0.0.12:3306               Masq    0      0          0         \n"
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_clear_errors() {
+        let src = Sources {
+            vrrp: Arc::default(),
+            planes: Arc::new(crate::lvs::Planes::new()),
+        };
+        assert!(
+            handle(b"not json", &src)["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("bad request")
+        );
+        assert_eq!(
+            handle(br#"{"command":"reboot"}"#, &src)["error"],
+            "unknown command 'reboot'"
+        );
+        let ok = handle(br#"{"command":"status"}"#, &src);
+        assert!(ok["instances"].as_array().unwrap().is_empty());
+    }
+}
