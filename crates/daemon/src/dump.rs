@@ -27,6 +27,8 @@ pub struct Status {
     pub advert_int: f64,
     /// Current master's address.
     pub master: Option<IpAddr>,
+    /// Current master's priority.
+    pub master_priority: Option<u8>,
     /// VIPs.
     pub vips: Vec<String>,
     /// Counters.
@@ -50,6 +52,9 @@ pub fn data(t: &Table) -> String {
             "   Master router = {}",
             st.master.map_or("(none)".into(), |a| a.to_string())
         );
+        if let Some(p) = st.master_priority {
+            let _ = writeln!(s, "   Master priority = {p}");
+        }
         let _ = writeln!(s, "   Interface = {}", st.ifname);
         let _ = writeln!(s, "   Virtual Router ID = {}", st.vrid);
         let _ = writeln!(s, "   Priority = {}", st.priority);
@@ -136,6 +141,7 @@ mod tests {
                 effective: 140,
                 advert_int: 1.0,
                 master: Some("10.0.0.1".parse().unwrap()),
+                master_priority: Some(140),
                 vips: vec!["10.0.0.100/24".into()],
                 stats: counters,
                 since: std::time::SystemTime::UNIX_EPOCH,
@@ -145,7 +151,7 @@ mod tests {
         assert!(d.contains(" VRRP Instance = VI_1\n"));
         assert!(d.contains("   State = MASTER\n"));
         assert!(d.contains("   Effective priority = 140\n"));
-        assert!(d.contains("   Master router = 10.0.0.1\n"));
+        assert!(d.contains("   Master router = 10.0.0.1\n   Master priority = 140\n"));
         let s = stats(&t);
         assert!(s.starts_with("VRRP Instance: VI_1\n  Advertisements:\n    Received: 0\n    Sent: 7\n  Became master: 1\n"));
     }

@@ -776,6 +776,7 @@ async fn instance(
                     effective: router.effective_priority(),
                     advert_int: io.plan.router.advert_int.as_secs_f64(),
                     master: router.master_addr(),
+                    master_priority: router.master_priority(),
                     vips: io
                         .plan
                         .vips

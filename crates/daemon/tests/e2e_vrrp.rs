@@ -163,6 +163,52 @@ fn the_advert_source_follows_the_interface_s_primary_address() {
 }
 
 #[test]
+fn a_weight_smaller_than_the_priority_gap_does_not_move_the_vip() {
+    let mut lab = lab(2);
+    let (small, big) = (lab.file("small-ok", ""), lab.file("big-ok", ""));
+    let script = |name: &str, flag: &std::path::Path, weight: i32| {
+        format!(
+            "vrrp_script {name} {{\n    script \"/usr/bin/test -e {}\"\n    interval 0.2\n    weight {weight}\n}}\n",
+            flag.display()
+        )
+    };
+    let c1 = script("small", &small, -20)
+        + &script("big", &big, -40)
+        + &conf(
+            150,
+            "    track_script {\n        small\n        big\n    }",
+            "    enable_script_security\n    script_user root",
+        );
+    let mut n1 = lab.holdfast(1, &c1);
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let mut n2 = lab.holdfast(2, &conf(100, "    preempt_fast", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    // -20: 130 is still above 100. n2 (preempt_fast, so it would act on the first advert)
+    // accepts n1's adverts at 130 and stays BACKUP.
+    std::fs::remove_file(&small).unwrap();
+    n1.wait_for(
+        "(VI_1) Changing effective priority from 150 to 130",
+        5 * SEC,
+    );
+    let data = lab.dir().join("keepalived.data");
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    loop {
+        let _ = std::fs::remove_file(&data);
+        n2.signal("USR1");
+        let text = wait_file(&data, "VRRP Instance");
+        if text.contains("Master priority = 130") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+    }
+    assert_eq!(n2.count("Entering MASTER STATE"), 0, "{}", n2.log());
+    // Another -40: 90 is below 100 and the VIP moves.
+    std::fs::remove_file(&big).unwrap();
+    n1.wait_for("(VI_1) Changing effective priority from 130 to 90", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+}
+
+#[test]
 fn link_down_enters_fault_and_recovery_goes_through_backup() {
     let mut lab = lab(2);
     let (mut n1, mut n2) = pair(&mut lab);

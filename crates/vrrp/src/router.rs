@@ -495,6 +495,7 @@ pub struct VirtualRouter {
     owner_reduced: bool,
     master_adv_int: Duration,
     master_addr: Option<IpAddr>,
+    master_prio: Option<u8>,
     advert_at: Option<Instant>,
     down_at: Option<Instant>,
     preempt_since: Option<Instant>,
@@ -523,6 +524,7 @@ impl VirtualRouter {
             owner_reduced: false,
             master_adv_int,
             master_addr: None,
+            master_prio: None,
             advert_at: None,
             down_at: None,
             preempt_since: None,
@@ -558,6 +560,14 @@ impl VirtualRouter {
             self.src
         } else {
             self.master_addr
+        }
+    }
+    /// The priority in the last accepted master's advert (BACKUP) or our own (MASTER).
+    pub fn master_priority(&self) -> Option<u8> {
+        if self.state == State::Master {
+            Some(self.effective)
+        } else {
+            self.master_prio
         }
     }
     /// Which checksum form a peer was last seen using (v3 over IPv4).
@@ -1201,12 +1211,14 @@ impl VirtualRouter {
                             Duration::from_millis(u64::from(adv.interval_cs) * 10);
                     }
                     self.master_addr = Some(src);
+                    self.master_prio = Some(adv.priority);
                     self.down_at = Some(now + self.master_down_interval());
                 } else {
                     if !self.cfg.preempt_delay.is_zero() && self.preempt_since.is_none() {
                         // keepalived: the delay starts when a lower-priority master is seen.
                         self.preempt_since = Some(now);
                         self.master_addr = Some(src);
+                        self.master_prio = Some(adv.priority);
                         self.down_at = Some(now + self.master_down_interval());
                         return;
                     }
@@ -1256,6 +1268,7 @@ impl VirtualRouter {
                             Duration::from_millis(u64::from(adv.interval_cs) * 10);
                     }
                     self.master_addr = Some(src);
+                    self.master_prio = Some(adv.priority);
                     self.leave_master(now, State::Backup, Reason::HigherPriority);
                 } else if adv.priority == ours && our_addr == Some(src) {
                     self.log(Log::EqualPriorityOurIp(name));
