@@ -49,19 +49,59 @@ impl Service {
 
 struct Running {
     svc: Arc<Service>,
-    listener: tokio::task::JoinHandle<()>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// The proxy data plane. `apply` must be called from within a tokio runtime.
+/// A proxy worker: a thread running a single-threaded runtime. Each worker accepts on its
+/// own SO_REUSEPORT listener and serves the connections it accepted, so a connection never
+/// hops between threads (HAProxy's thread model).
+struct Worker {
+    handle: tokio::runtime::Handle,
+    /// Dropping it ends the worker's thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Worker {
+    fn spawn(i: usize) -> std::io::Result<Worker> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Worker {
+            handle,
+            _stop: stop,
+        })
+    }
+}
+
+/// The proxy data plane, with its own worker threads (one per CPU, at most 4).
 #[derive(Default)]
 pub struct ProxyPlane {
     running: HashMap<ServiceKey, Running>,
+    workers: Vec<Worker>,
 }
 
 impl ProxyPlane {
-    /// An empty plane.
+    /// An empty plane; its worker threads start with the first service.
     pub fn new() -> ProxyPlane {
         ProxyPlane::default()
+    }
+
+    fn workers(&mut self) -> std::io::Result<&[Worker]> {
+        if self.workers.is_empty() {
+            self.workers = (0..listeners())
+                .map(Worker::spawn)
+                .collect::<std::io::Result<_>>()?;
+        }
+        Ok(&self.workers)
     }
 }
 
@@ -74,16 +114,25 @@ impl Drop for ProxyPlane {
 }
 
 fn stop(r: Running) {
-    r.listener.abort();
+    for l in &r.listeners {
+        l.abort();
+    }
     for d in &r.svc.lock().dests {
         let _ = d.removed.send(true);
     }
+}
+
+/// Listening sockets per service: one per CPU (at most 4), sharing the port through
+/// SO_REUSEPORT so the kernel spreads new connections over as many accept loops.
+fn listeners() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
     match addr {
         SocketAddr::V4(_) => s.set_freebind_v4(true)?,
         SocketAddr::V6(_) => {
@@ -128,7 +177,25 @@ impl DataPlane for ProxyPlane {
                 update(&mut r.svc.lock(), spec);
                 continue;
             }
-            let listener = match bind(spec.key.addr) {
+            let workers: Vec<tokio::runtime::Handle> = match self.workers() {
+                Ok(w) => w.iter().map(|w| w.handle.clone()).collect(),
+                Err(error) => {
+                    errors.push(DataPlaneError {
+                        key: spec.key,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            // Sockets are registered with the worker's reactor, so they are made there.
+            let bound: std::io::Result<Vec<TcpListener>> = workers
+                .iter()
+                .map(|h| {
+                    let _enter = h.enter();
+                    bind(spec.key.addr)
+                })
+                .collect();
+            let bound = match bound {
                 Ok(l) => l,
                 Err(error) => {
                     errors.push(DataPlaneError {
@@ -150,14 +217,12 @@ impl DataPlane for ProxyPlane {
                     spec: spec.clone(),
                 }),
             });
-            let task = tokio::spawn(accept_loop(listener, svc.clone()));
-            self.running.insert(
-                spec.key,
-                Running {
-                    svc,
-                    listener: task,
-                },
-            );
+            let listeners = bound
+                .into_iter()
+                .zip(&workers)
+                .map(|(l, h)| h.spawn(accept_loop(l, svc.clone())))
+                .collect();
+            self.running.insert(spec.key, Running { svc, listeners });
         }
         if errors.is_empty() {
             Ok(())
@@ -309,12 +374,18 @@ impl Inner {
 }
 
 async fn serve(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
-    let Ok(local) = client.local_addr() else {
-        return;
-    };
-    let (connect_timeout, idle) = {
+    let (connect_timeout, idle, vip) = {
         let i = svc.lock();
-        (i.spec.connect_timeout, i.spec.idle_timeout)
+        (i.spec.connect_timeout, i.spec.idle_timeout, i.spec.key.addr)
+    };
+    // The service address, unless the listener is a wildcard (then ask the socket).
+    let local = if vip.ip().is_unspecified() {
+        match client.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        }
+    } else {
+        vip
     };
     let mut tried = Vec::new();
     let (backend, addr, removed) = loop {
@@ -355,7 +426,9 @@ impl Clock<'_> {
     }
 }
 
-/// One direction: copies until EOF or error, then half-closes the other side.
+/// One direction: copies until EOF or error, then half-closes the other side. Bytes are
+/// counted locally and added to the destination's totals at the end (one lock per
+/// direction, not per read).
 async fn pump(
     mut r: tokio::net::tcp::OwnedReadHalf,
     mut w: tokio::net::tcp::OwnedWriteHalf,
@@ -364,9 +437,12 @@ async fn pump(
     clock: &Clock<'_>,
     to_server: bool,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Capacity, not zeroed memory: read_buf fills the spare capacity.
+    let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
+    let mut total = 0u64;
     loop {
-        let n = match r.read(&mut buf).await {
+        buf.clear();
+        let n = match r.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -374,15 +450,20 @@ async fn pump(
         if w.write_all(&buf[..n]).await.is_err() {
             break;
         }
-        svc.lock().with_dest(addr, |d| {
-            if to_server {
-                d.bytes_in += n as u64;
-            } else {
-                d.bytes_out += n as u64;
-            }
-        });
+        total += n as u64;
+        if buf.capacity() == n && n < 64 * 1024 {
+            // A full read: a bulk transfer, give it a larger buffer.
+            buf.reserve(n);
+        }
     }
     let _ = w.shutdown().await;
+    svc.lock().with_dest(addr, |d| {
+        if to_server {
+            d.bytes_in += total;
+        } else {
+            d.bytes_out += total;
+        }
+    });
 }
 
 /// Copies both ways until both sides are done, the destination is removed, or nothing moved
@@ -407,10 +488,12 @@ async fn relay(
     let mut half = false;
     let idle_check = async {
         loop {
-            tokio::time::sleep(idle.min(Duration::from_secs(1))).await;
-            if clock.idle_for() >= idle {
+            // Sleep exactly until the connection would have been idle long enough.
+            let quiet = clock.idle_for();
+            if quiet >= idle {
                 return;
             }
+            tokio::time::sleep(idle - quiet).await;
         }
     };
     tokio::pin!(idle_check);
