@@ -187,3 +187,93 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
         "{lvs}"
     );
 }
+
+const QUORUM_CONF: &str = "virtual_server 10.77.0.1 80 {
+    delay_loop 0.5
+    lb_algo wrr
+    persistence_timeout 60
+    quorum 2
+    hysteresis 0
+    sorry_server 10.77.0.4 80
+    real_server 10.77.0.2 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 0.5
+            retry 0
+        }
+    }
+    real_server 10.77.0.3 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 0.5
+            retry 0
+        }
+    }
+}
+";
+
+/// One HTTP request to 10.77.0.1:80 from node 5.
+fn get_from(lab: &netns::Lab, node: usize) -> String {
+    let out = lab.output(
+        node,
+        &[
+            "timeout",
+            "3",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/10.77.0.1/80 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+        ],
+    );
+    out.rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn persistence_quorum_and_the_sorry_server() {
+    let mut lab = netns::Lab::new(5).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let web2 = web(&mut lab, 2, "web2");
+    let _web3 = web(&mut lab, 3, "web3");
+    let _sorry = web(&mut lab, 4, "sorry");
+    // The service address is the lb node's own address: no VRRP needed.
+    let mut lb = lab.holdfast(1, QUORUM_CONF);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.3]:tcp:80 for VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    // Persistence: one client keeps its server (once the web servers answer).
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    let first = loop {
+        let b = get_from(&lab, 5);
+        if !b.is_empty() || std::time::Instant::now() > deadline {
+            break b;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(first == "web2" || first == "web3", "{first:?}");
+    for _ in 0..4 {
+        assert_eq!(get_from(&lab, 5), first);
+    }
+    // Quorum 2 of weight: one server down loses it; the sorry server takes every client.
+    web2.signal("KILL");
+    lb.wait_for("Lost quorum 2-0=2 > 1 for VS [10.77.0.1]:tcp:80", 5 * SEC);
+    lb.wait_for(
+        "Adding sorry server [10.77.0.4]:tcp:80 to VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    assert_eq!(get_from(&lab, 5), "sorry");
+    // web2 back: quorum regained, the sorry server leaves.
+    let _web2 = web(&mut lab, 2, "web2");
+    lb.wait_for(
+        "Gained quorum 2+0=2 <= 2 for VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "Removing sorry server [10.77.0.4]:tcp:80 from VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    let again = get_from(&lab, 5);
+    assert!(again == "web2" || again == "web3", "{again:?}");
+}
