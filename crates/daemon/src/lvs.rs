@@ -9,7 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use holdfast_check::probe::{HttpProbe, HttpVersion, TcpProbe, UrlCheck};
+use holdfast_check::probe::{
+    DnsProbe, HttpProbe, HttpVersion, PingProbe, SmtpProbe, TcpProbe, Tls, UdpProbe, UrlCheck,
+};
 use holdfast_check::state::{CheckerConfig, CheckerState, Flip};
 use holdfast_config::model::{
     Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
@@ -27,8 +29,16 @@ use crate::logging::Logger;
 pub enum Probe {
     /// TCP_CHECK.
     Tcp(TcpProbe),
-    /// HTTP_GET.
+    /// HTTP_GET, or SSL_GET when `tls` is set.
     Http(HttpProbe),
+    /// UDP_CHECK.
+    Udp(UdpProbe),
+    /// PING_CHECK.
+    Ping(PingProbe),
+    /// SMTP_CHECK.
+    Smtp(SmtpProbe),
+    /// DNS_CHECK.
+    Dns(DnsProbe),
     /// MISC_CHECK.
     Misc {
         /// `misc_path`.
@@ -249,26 +259,82 @@ fn check_plan(
             bind,
             timeout: t.connect_timeout,
         }),
-        CheckerKind::Http(h) => Probe::Http(HttpProbe {
-            addr: target,
+        CheckerKind::Http(h) | CheckerKind::Ssl(h) => {
+            let tls = matches!(c.kind, CheckerKind::Ssl(_)).then(|| Tls {
+                sni: h.sni_name.clone().or_else(|| {
+                    h.enable_sni
+                        .then(|| h.virtualhost.clone().or(vs.virtualhost.clone()))
+                        .flatten()
+                }),
+            });
+            Probe::Http(HttpProbe {
+                addr: target,
+                bind,
+                timeout: t.connect_timeout,
+                urls: h
+                    .urls
+                    .iter()
+                    .map(|u| UrlCheck {
+                        path: u.path.clone(),
+                        status: u.status_codes.clone(),
+                        digest: u.digest.clone(),
+                        virtualhost: u.virtualhost.clone(),
+                    })
+                    .collect(),
+                virtualhost: h.virtualhost.clone().or(vs.virtualhost.clone()),
+                version: match h.http_protocol.as_deref() {
+                    Some("1.1") => HttpVersion::Http11,
+                    Some("1.0C") => HttpVersion::Http10Close,
+                    _ => HttpVersion::Http10,
+                },
+                tls,
+            })
+        }
+        CheckerKind::Udp {
+            payload,
+            require_reply,
+            min_reply_length,
+            max_reply_length,
+        } => {
+            let bytes = |h: &Option<String>, what: &str| -> Result<Option<Vec<u8>>, String> {
+                match h {
+                    None => Ok(None),
+                    Some(h) => holdfast_check::probe::hex(h)
+                        .map(Some)
+                        .ok_or_else(|| format!("UDP_CHECK {what} '{h}' is not hex")),
+                }
+            };
+            Probe::Udp(UdpProbe {
+                addr: target,
+                bind,
+                timeout: t.connect_timeout,
+                payload: bytes(payload, "payload")?.unwrap_or_default(),
+                require_reply: bytes(require_reply, "require_reply")?,
+                min_len: min_reply_length.map(|n| n as usize),
+                max_len: max_reply_length.map(|n| n as usize),
+            })
+        }
+        CheckerKind::Ping => Probe::Ping(PingProbe {
+            addr: target.ip(),
+            timeout: t.connect_timeout,
+        }),
+        CheckerKind::Smtp { helo_name } => Probe::Smtp(SmtpProbe {
+            addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(25)),
             bind,
             timeout: t.connect_timeout,
-            urls: h
-                .urls
-                .iter()
-                .map(|u| UrlCheck {
-                    path: u.path.clone(),
-                    status: u.status_codes.clone(),
-                    digest: u.digest.clone(),
-                    virtualhost: u.virtualhost.clone(),
-                })
-                .collect(),
-            virtualhost: h.virtualhost.clone().or(vs.virtualhost.clone()),
-            version: match h.http_protocol.as_deref() {
-                Some("1.1") => HttpVersion::Http11,
-                Some("1.0C") => HttpVersion::Http10Close,
-                _ => HttpVersion::Http10,
+            helo: helo_name
+                .clone()
+                .unwrap_or_else(crate::host::short_hostname),
+        }),
+        CheckerKind::Dns { qtype, name } => Probe::Dns(DnsProbe {
+            addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(53)),
+            timeout: t.connect_timeout,
+            qtype: match qtype {
+                None => 6,
+                Some(q) => holdfast_check::probe::qtype(q)
+                    .ok_or_else(|| format!("DNS_CHECK type '{q}' is not supported"))?,
             },
+            name: name.clone().unwrap_or_else(|| ".".into()),
         }),
         CheckerKind::Misc(m) => Probe::Misc {
             cmd: m.path.clone(),
@@ -276,18 +342,8 @@ fn check_plan(
             dynamic: m.dynamic,
             user: m.user.clone(),
         },
-        other => {
-            return Err(format!(
-                "{} is not implemented",
-                match other {
-                    CheckerKind::Ssl(_) => "SSL_GET",
-                    CheckerKind::Smtp { .. } => "SMTP_CHECK",
-                    CheckerKind::Dns { .. } => "DNS_CHECK",
-                    CheckerKind::Udp { .. } => "UDP_CHECK",
-                    _ => "this checker",
-                }
-            ));
-        }
+        CheckerKind::File { .. } => return Err("FILE_CHECK is not implemented".into()),
+        _ => return Err("this checker is not implemented".into()),
     };
     Ok(CheckPlan { probe, cfg })
 }
@@ -505,6 +561,12 @@ fn is_local(ip: IpAddr) -> bool {
     std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
+/// A sequence number for ICMP echoes and DNS ids.
+fn next_seq() -> u16 {
+    static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The outcome of one probe: up or not, and a MISC_CHECK dynamic weight.
 struct Outcome {
     ok: bool,
@@ -521,6 +583,13 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
     match p {
         Probe::Tcp(t) => plain(holdfast_check::probe::tcp(t).await),
         Probe::Http(h) => plain(holdfast_check::probe::http(h).await),
+        Probe::Udp(u) => plain(holdfast_check::probe::udp(u).await),
+        Probe::Ping(q) => {
+            let id = (ctx.seed as u16) ^ (std::process::id() as u16);
+            plain(holdfast_check::probe::ping(q, id, next_seq()).await)
+        }
+        Probe::Smtp(m) => plain(holdfast_check::probe::smtp(m).await),
+        Probe::Dns(d) => plain(holdfast_check::probe::dns(d, next_seq()).await),
         Probe::Misc {
             cmd,
             timeout,
@@ -611,11 +680,23 @@ fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
                 format!("{head} failed{tries} ({detail}).")
             }
         }
+        (Probe::Udp(_), Flip::Up) => format!("UDP connection to {rs} success."),
+        (Probe::Ping(_), Flip::Up) => format!("ICMP connection to {rs} success."),
+        (Probe::Smtp(_), Flip::Up) => format!("Remote SMTP server {rs} succeed on service."),
+        (Probe::Dns(_), Flip::Up) => format!("DNS_CHECK ({rs}) succeeded."),
+        (Probe::Dns(_), Flip::Down { .. }) => format!("DNS_CHECK ({rs}) failed: {detail}."),
+        (Probe::Ping(_), Flip::Down { retries }) if retries > 0 => format!(
+            "ICMP CHECK on service {rs} of {} failed after {retries} retries.",
+            ctx.vs
+        ),
+        (Probe::Ping(_), Flip::Down { .. }) => format!("ICMP CHECK on service {rs} failed."),
         (p, Flip::Down { retries }) => {
-            let kind = if matches!(p, Probe::Tcp(_)) {
-                "TCP_CHECK"
-            } else {
-                "HTTP_CHECK"
+            let kind = match p {
+                Probe::Tcp(_) => "TCP_CHECK",
+                Probe::Http(h) if h.tls.is_some() => "SSL_CHECK",
+                Probe::Udp(_) => "UDP_CHECK",
+                Probe::Smtp(_) => "SMTP_CHECK",
+                _ => "HTTP_CHECK",
             };
             if retries > 0 {
                 format!("{kind} on service {rs} failed after {retries} retries.")

@@ -512,6 +512,7 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
                     Some("1.0C") => HttpVersion::Http10Close,
                     _ => HttpVersion::Http10,
                 },
+                tls: None,
             }))
         }
         _ => Err("only TCP_CHECK and HTTP_GET run as native trackers (MYSQL_CHECK comes with the MySQL work)".into()),

@@ -277,3 +277,96 @@ fn persistence_quorum_and_the_sorry_server() {
     let again = get_from(&lab, 5);
     assert!(again == "web2" || again == "web3", "{again:?}");
 }
+
+const CHECKERS_CONF: &str = "virtual_server 10.77.0.1 80 {
+    delay_loop 0.5
+    lb_algo rr
+    alpha
+    real_server 10.77.0.2 80 {
+        SSL_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_port 443
+            connect_timeout 1
+            retry 0
+        }
+        PING_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+    real_server 10.77.0.3 80 {
+        UDP_CHECK {
+            connect_port 5000
+            payload 6869
+            require_reply 6869
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+";
+
+#[test]
+fn ssl_ping_and_udp_checkers_against_real_servers() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    // A TLS web server with a self-signed certificate on n2, a UDP echo on n3.
+    let pem = lab.dir().join("web.pem");
+    let key = lab.dir().join("web.key");
+    let crt = lab.dir().join("web.crt");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=web",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let both = std::fs::read_to_string(&crt).unwrap() + &std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    let cfg = lab.file(
+        "tls.cfg",
+        &format!(
+            "defaults\n    mode http\n    timeout client 5s\n    timeout connect 1s\n    timeout server 5s\nfrontend web\n    bind 0.0.0.0:443 ssl crt {}\n    http-request return status 200 content-type text/plain string tls\n",
+            pem.display()
+        ),
+    );
+    let _tls = lab.spawn(2, "tls", &["haproxy", "-db", "-f", cfg.to_str().unwrap()]);
+    let echo = lab.spawn(
+        3,
+        "udp-echo",
+        &["socat", "UDP4-RECVFROM:5000,fork", "EXEC:/bin/cat"],
+    );
+    let mut lb = lab.holdfast(1, CHECKERS_CONF);
+    // alpha: every checker starts down and reports its first success.
+    lb.wait_for(
+        "Remote Web server [10.77.0.2]:tcp:80 succeed on service.",
+        10 * SEC,
+    );
+    lb.wait_for("ICMP connection to [10.77.0.2]:tcp:80 success.", 10 * SEC);
+    lb.wait_for("UDP connection to [10.77.0.3]:tcp:80 success.", 10 * SEC);
+    lb.wait_for(
+        "Adding service [10.77.0.3]:tcp:80 to VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    // The UDP echo stops: port unreachable.
+    echo.signal("KILL");
+    lb.wait_for("UDP_CHECK on service [10.77.0.3]:tcp:80 failed.", 5 * SEC);
+    lb.wait_for(
+        "Removing service [10.77.0.3]:tcp:80 from VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    // n2's cable is cut: no echo reply, no TLS.
+    lab.exec_switch(&["ip", "link", "set", &lab.cable(2), "down"]);
+    lb.wait_for("ICMP CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
+    lb.wait_for("SSL_CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
+}

@@ -1,11 +1,19 @@
 //! Async probes. Each is bounded by its timeout and reports why it failed, in words close to
 //! keepalived's log lines.
 
+mod dns;
 mod http;
+mod ping;
+mod smtp;
 mod tcp;
+mod udp;
 
-pub use http::{HttpProbe, HttpVersion, UrlCheck, http};
+pub use dns::{DnsProbe, dns, qtype};
+pub use http::{HttpProbe, HttpVersion, Tls, UrlCheck, http};
+pub use ping::{PingProbe, ping};
+pub use smtp::{SmtpProbe, smtp};
 pub use tcp::{TcpProbe, tcp};
+pub use udp::{UdpProbe, hex, udp};
 
 use std::time::Duration;
 
@@ -25,6 +33,8 @@ pub enum ProbeError {
     },
     /// The HTTP exchange failed.
     Http(String),
+    /// The server answered, but not as required.
+    Reply(String),
 }
 
 impl std::fmt::Display for ProbeError {
@@ -35,6 +45,7 @@ impl std::fmt::Display for ProbeError {
             ProbeError::Status(s) => write!(f, "HTTP status code error ({s})"),
             ProbeError::Digest { got } => write!(f, "MD5 digest error (got {got})"),
             ProbeError::Http(e) => write!(f, "HTTP error: {e}"),
+            ProbeError::Reply(e) => write!(f, "unexpected reply: {e}"),
         }
     }
 }
