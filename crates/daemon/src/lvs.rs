@@ -361,6 +361,9 @@ enum CheckEv {
 pub struct Planes {
     wanted: Mutex<BTreeMap<ServiceKey, ServiceSpec>>,
     proxy: Mutex<ProxyPlane>,
+    /// Whether each real server was alive, kept across reloads so a server known dead is
+    /// not put back in the table while its checkers start again.
+    alive: Mutex<std::collections::HashMap<(ServiceKey, SocketAddr), bool>>,
 }
 
 impl Planes {
@@ -369,6 +372,7 @@ impl Planes {
         Planes {
             wanted: Mutex::new(BTreeMap::new()),
             proxy: Mutex::new(ProxyPlane::new()),
+            alive: Mutex::default(),
         }
     }
 
@@ -410,6 +414,18 @@ pub fn start(
     planes: Arc<Planes>,
     log: Logger,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    if !plans.is_empty() {
+        let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
+        log.check(&format!(
+            "Using the proxy data plane for {} virtual server(s) (dataplane auto/proxy: {})",
+            plans.len(),
+            if ipvs {
+                "the kernel has IPVS, but holdfast's IPVS plane is not built yet"
+            } else {
+                "the kernel has no IPVS"
+            }
+        ));
+    }
     plans
         .into_iter()
         .map(|p| tokio::spawn(run_vs(p, planes.clone(), log)))
@@ -438,14 +454,33 @@ fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
 
 async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     let name = plan.name();
+    let known = |addr: SocketAddr| -> Option<bool> {
+        planes
+            .alive
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(plan.spec.key, addr)).copied())
+    };
+    // Each checker starts up unless alpha — or as its server was before a reload.
+    let mut ups: Vec<Vec<bool>> = plan
+        .servers
+        .iter()
+        .map(|r| {
+            r.checkers
+                .iter()
+                .map(|c| known(r.addr).unwrap_or(!c.cfg.alpha))
+                .collect()
+        })
+        .collect();
     let servers = plan
         .servers
         .iter()
-        .map(|r| RealServer {
+        .zip(&ups)
+        .map(|(r, u)| RealServer {
             addr: r.addr,
             weight: r.weight,
             inhibit_on_failure: r.inhibit,
-            alive: !r.alpha || r.checkers.is_empty(),
+            alive: u.iter().all(|x| *x),
             dynamic_weight: None,
         })
         .collect();
@@ -455,11 +490,6 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     }
     planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
     let (tx, mut rx) = mpsc::channel(64);
-    let mut ups: Vec<Vec<bool>> = plan
-        .servers
-        .iter()
-        .map(|r| vec![!r.alpha; r.checkers.len()])
-        .collect();
     let mut tasks = Vec::new();
     for (ri, rs) in plan.servers.iter().enumerate() {
         for (ci, ck) in rs.checkers.iter().enumerate() {
@@ -477,7 +507,9 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 script_user: plan.script_user.clone(),
                 seed: (ri as u64) << 32 | ci as u64,
             };
-            tasks.push(tokio::spawn(checker(ctx, ck.clone(), tx.clone(), log)));
+            let mut ck = ck.clone();
+            ck.cfg.alpha = !ups[ri][ci];
+            tasks.push(tokio::spawn(checker(ctx, ck, tx.clone(), log)));
         }
     }
     drop(tx);
@@ -490,6 +522,9 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 }
                 let alive = ups.get(rs).is_some_and(|v| v.iter().all(|u| *u));
                 let before = svc.servers().get(rs).map(|s| s.alive);
+                if let (Some(r), Ok(mut m)) = (plan.servers.get(rs), planes.alive.lock()) {
+                    m.insert((plan.spec.key, r.addr), alive);
+                }
                 let ev = svc.set_alive(rs, alive);
                 if before != Some(alive)
                     && let Some(r) = plan.servers.get(rs)

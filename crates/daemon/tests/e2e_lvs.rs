@@ -159,6 +159,16 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
         5 * SEC,
     );
     assert_eq!(bodies(&lab, 4), ["web2"]);
+    // A reload restarts the checkers but does not put the dead server back meanwhile.
+    lb.signal("HUP");
+    lb.wait_for("Reload finished", 5 * SEC);
+    let lvs = status(&control, &["--lvs"]);
+    assert!(
+        lvs.contains(&format!("  -> {:<28} Masq    0 ", "10.77.0.3:80")),
+        "{lvs}"
+    );
+    assert_eq!(bodies(&lab, 4), ["web2"]);
+    assert_eq!(lb.count("Enabling service [10.77.0.3]"), 0, "{}", lb.log());
 
     // web2 (TCP_CHECK, no inhibit) dies too: removed; nothing answers.
     web2.signal("KILL");
