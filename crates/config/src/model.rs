@@ -646,6 +646,9 @@ pub struct VirtualServer {
     pub persistence_granularity: Option<String>,
     /// `ha_suspend`.
     pub ha_suspend: bool,
+    /// `proxy_protocol` (holdfast extension): the proxy data plane sends a PROXY protocol v2
+    /// header to the real servers, so they see the client's address.
+    pub proxy_protocol: bool,
     /// `virtualhost` (default for HTTP checkers).
     pub virtualhost: Option<String>,
     /// `alpha`.

@@ -81,6 +81,7 @@ const WORDS: &[&str] = &[
     "nopreempt",
     "preempt_delay",
     "preempt_fast",
+    "proxy_protocol",
     "track_file",
     "file",
     "vrrp_track_process",

@@ -215,6 +215,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             dests: Vec::new(),
             connect_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(900),
+            proxy_protocol: vs.proxy_protocol,
         },
         service: ServiceConfig {
             quorum: vs.quorum,

@@ -221,6 +221,7 @@ fn main() {
                 }],
                 connect_timeout: Duration::from_secs(1),
                 idle_timeout: Duration::from_secs(60),
+                proxy_protocol: false,
             }])
             .expect("proxy listens");
         plane

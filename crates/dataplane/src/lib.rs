@@ -45,6 +45,8 @@ pub struct ServiceSpec {
     pub connect_timeout: Duration,
     /// A connection with no traffic either way for this long is closed.
     pub idle_timeout: Duration,
+    /// Send a PROXY protocol v2 header to the destination first.
+    pub proxy_protocol: bool,
 }
 
 /// The whole wanted table.

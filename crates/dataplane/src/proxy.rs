@@ -373,10 +373,44 @@ impl Inner {
     }
 }
 
+/// A PROXY protocol v2 header (PROXY command, TCP) for a client at `src` that connected to
+/// `dst`. An IPv4 client of an IPv6 service is written as IPv6 (v4-mapped).
+pub fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    const SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+    let mut h = SIG.to_vec();
+    h.push(0x21); // version 2, PROXY
+    match (src, dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            h.push(0x11); // TCP over IPv4
+            h.extend_from_slice(&12u16.to_be_bytes());
+            h.extend_from_slice(&s.ip().octets());
+            h.extend_from_slice(&d.ip().octets());
+        }
+        _ => {
+            let v6 = |a: SocketAddr| match a {
+                SocketAddr::V4(v) => v.ip().to_ipv6_mapped(),
+                SocketAddr::V6(v) => *v.ip(),
+            };
+            h.push(0x21); // TCP over IPv6
+            h.extend_from_slice(&36u16.to_be_bytes());
+            h.extend_from_slice(&v6(src).octets());
+            h.extend_from_slice(&v6(dst).octets());
+        }
+    }
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h
+}
+
 async fn serve(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
-    let (connect_timeout, idle, vip) = {
+    let (connect_timeout, idle, vip, proxy_protocol) = {
         let i = svc.lock();
-        (i.spec.connect_timeout, i.spec.idle_timeout, i.spec.key.addr)
+        (
+            i.spec.connect_timeout,
+            i.spec.idle_timeout,
+            i.spec.key.addr,
+            i.spec.proxy_protocol,
+        )
     };
     // The service address, unless the listener is a wildcard (then ask the socket).
     let local = if vip.ip().is_unspecified() {
@@ -394,7 +428,16 @@ async fn serve(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
             return;
         };
         match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(b)) => break (b, addr, removed),
+            Ok(Ok(mut b)) => {
+                if proxy_protocol && b.write_all(&proxy_v2_header(peer, local)).await.is_err() {
+                    svc.lock().with_dest(addr, |d| {
+                        d.active = d.active.saturating_sub(1);
+                    });
+                    tried.push(addr);
+                    continue;
+                }
+                break (b, addr, removed);
+            }
             _ => {
                 svc.lock().with_dest(addr, |d| {
                     d.active = d.active.saturating_sub(1);
@@ -567,6 +610,7 @@ mod tests {
                 .collect(),
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(60),
+            proxy_protocol: false,
         }
     }
 
@@ -682,6 +726,37 @@ mod tests {
             .expect("closed by the idle timeout")
             .unwrap();
         assert!(start.elapsed() >= Duration::from_millis(250));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_proxy_protocol_header_tells_the_server_who_the_client_is() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = l.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = l.accept().await {
+                let mut h = [0u8; 28];
+                let _ = s.read_exact(&mut h).await;
+                let _ = tx.send(h).await;
+                let _ = s.write_all(b"k").await;
+            }
+        });
+        let vip = free_port().await;
+        let mut sp = spec(vip, Kind::Rr, &[(server, 1)]);
+        sp.proxy_protocol = true;
+        let mut plane = ProxyPlane::new();
+        plane.apply(&vec![sp]).unwrap();
+        let mut c = TcpStream::connect(vip).await.unwrap();
+        let me = c.local_addr().unwrap();
+        let mut k = [0u8; 1];
+        c.read_exact(&mut k).await.unwrap();
+        let h = rx.recv().await.unwrap();
+        assert_eq!(&h[..12], b"\r\n\r\n\0\r\nQUIT\n");
+        assert_eq!(&h[12..16], &[0x21, 0x11, 0, 12]);
+        assert_eq!(&h[16..20], &[127, 0, 0, 1]);
+        assert_eq!(u16::from_be_bytes([h[24], h[25]]), me.port());
+        assert_eq!(u16::from_be_bytes([h[26], h[27]]), vip.port());
+        assert_eq!(h.to_vec(), proxy_v2_header(me, vip));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

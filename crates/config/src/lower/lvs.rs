@@ -95,6 +95,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         persistence_timeout: None,
         persistence_granularity: None,
         ha_suspend: false,
+        proxy_protocol: false,
         virtualhost: None,
         alpha: false,
         omega: false,
@@ -151,6 +152,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             }
             "persistence_granularity" => vs.persistence_granularity = cx.string(c),
             "ha_suspend" => vs.ha_suspend = true,
+            "proxy_protocol" => vs.proxy_protocol = true,
             "virtualhost" => vs.virtualhost = cx.string(c),
             "alpha" => vs.alpha = true,
             "omega" => vs.omega = true,
