@@ -171,8 +171,19 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             vs.lvs_method
         ));
     }
+    if vs.omega {
+        un.push(format!(
+            "virtual_server {name}: omega (quorum_down/notify_down at shutdown) is not implemented"
+        ));
+    }
     let mut servers = Vec::new();
     for rs in &vs.real_servers {
+        if rs.uthreshold.is_some() || rs.lthreshold.is_some() {
+            un.push(format!(
+                "real_server {} of VS {name}: uthreshold/lthreshold are not applied by the proxy",
+                trio(&SocketAddr::new(rs.addr, rs.port.unwrap_or(addr.port())))
+            ));
+        }
         let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(addr.port()));
         let mut checkers = Vec::new();
         for c in &rs.checkers {
@@ -268,28 +279,14 @@ fn check_plan(
                         .flatten()
                 }),
             });
-            Probe::Http(HttpProbe {
-                addr: target,
+            Probe::Http(http_probe(
+                h,
+                target,
                 bind,
-                timeout: t.connect_timeout,
-                urls: h
-                    .urls
-                    .iter()
-                    .map(|u| UrlCheck {
-                        path: u.path.clone(),
-                        status: u.status_codes.clone(),
-                        digest: u.digest.clone(),
-                        virtualhost: u.virtualhost.clone(),
-                    })
-                    .collect(),
-                virtualhost: h.virtualhost.clone().or(vs.virtualhost.clone()),
-                version: match h.http_protocol.as_deref() {
-                    Some("1.1") => HttpVersion::Http11,
-                    Some("1.0C") => HttpVersion::Http10Close,
-                    _ => HttpVersion::Http10,
-                },
+                t.connect_timeout,
+                vs.virtualhost.as_ref(),
                 tls,
-            })
+            ))
         }
         CheckerKind::Udp {
             payload,
@@ -347,6 +344,39 @@ fn check_plan(
         _ => return Err("this checker is not implemented".into()),
     };
     Ok(CheckPlan { probe, cfg })
+}
+
+/// An HTTP_GET / SSL_GET probe from its configuration block.
+pub fn http_probe(
+    h: &holdfast_config::model::HttpCheck,
+    addr: SocketAddr,
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+    default_vhost: Option<&String>,
+    tls: Option<Tls>,
+) -> HttpProbe {
+    HttpProbe {
+        addr,
+        bind,
+        timeout,
+        urls: h
+            .urls
+            .iter()
+            .map(|u| UrlCheck {
+                path: u.path.clone(),
+                status: u.status_codes.clone(),
+                digest: u.digest.clone(),
+                virtualhost: u.virtualhost.clone(),
+            })
+            .collect(),
+        virtualhost: h.virtualhost.clone().or(default_vhost.cloned()),
+        version: match h.http_protocol.as_deref() {
+            Some("1.1") => HttpVersion::Http11,
+            Some("1.0C") => HttpVersion::Http10Close,
+            _ => HttpVersion::Http10,
+        },
+        tls,
+    }
 }
 
 /// A checker's report to its virtual server.
@@ -823,6 +853,32 @@ mod tests {
         let mut un = Vec::new();
         assert!(build(&cfg, &mut un).is_empty());
         assert_eq!(un.len(), 3, "{un:?}");
+    }
+
+    #[test]
+    fn the_seeds_virtual_servers_run_on_the_proxy() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
+        for (file, sched, servers) in [
+            ("seed000-dbms.conf", Kind::Dh, 2),
+            ("seed003-lvs1.conf", Kind::Rr, 2),
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let cfg = holdfast_config::parse_str(&text).config;
+            let mut un = Vec::new();
+            let plans = build(&cfg, &mut un);
+            assert_eq!(plans.len(), 1, "{file}: {un:?}");
+            assert_eq!(plans[0].spec.sched, sched, "{file}");
+            assert_eq!(plans[0].servers.len(), servers, "{file}");
+            assert!(
+                plans[0].servers.iter().all(|r| !r.checkers.is_empty()),
+                "{file}"
+            );
+            // Only seed 003's DR is noted: the proxy forwards it as NAT.
+            assert!(
+                un.iter().all(|u| u.contains("lvs_method Dr")),
+                "{file}: {un:?}"
+            );
+        }
     }
 
     #[test]

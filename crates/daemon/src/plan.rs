@@ -488,32 +488,17 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
             }))
         }
         CheckerKind::Http(h) => {
-            use holdfast_check::probe::{HttpProbe, HttpVersion, UrlCheck};
             if h.urls.is_empty() {
                 return Err("HTTP_GET needs a url block".into());
             }
-            Ok(NativeProbe::Http(HttpProbe {
-                addr: std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
+            Ok(NativeProbe::Http(crate::lvs::http_probe(
+                h,
+                std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
                 bind,
                 timeout,
-                urls: h
-                    .urls
-                    .iter()
-                    .map(|u| UrlCheck {
-                        path: u.path.clone(),
-                        status: u.status_codes.clone(),
-                        digest: u.digest.clone(),
-                        virtualhost: u.virtualhost.clone(),
-                    })
-                    .collect(),
-                virtualhost: h.virtualhost.clone(),
-                version: match h.http_protocol.as_deref() {
-                    Some("1.1") => HttpVersion::Http11,
-                    Some("1.0C") => HttpVersion::Http10Close,
-                    _ => HttpVersion::Http10,
-                },
-                tls: None,
-            }))
+                None,
+                None,
+            )))
         }
         _ => Err("only TCP_CHECK and HTTP_GET run as native trackers (MYSQL_CHECK comes with the MySQL work)".into()),
     }

@@ -75,10 +75,7 @@ pub fn answer_ok(id: u16, r: &[u8]) -> Result<(), ProbeError> {
 pub async fn dns(p: &DnsProbe, id: u16) -> Result<(), ProbeError> {
     let q = query(id, &p.name, p.qtype)
         .ok_or_else(|| ProbeError::Reply(format!("bad name {}", p.name)))?;
-    let local = match p.addr {
-        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
-    };
+    let local = super::any_of(p.addr);
     let sock = tokio::net::UdpSocket::bind(local)
         .await
         .map_err(ProbeError::Connect)?;

@@ -52,6 +52,14 @@ impl std::fmt::Display for ProbeError {
 
 impl std::error::Error for ProbeError {}
 
+/// The wildcard address of `addr`'s family, port 0 (a local address for a UDP socket).
+pub(crate) fn any_of(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    match addr {
+        std::net::SocketAddr::V4(_) => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        std::net::SocketAddr::V6(_) => std::net::SocketAddr::from(([0u16; 8], 0)),
+    }
+}
+
 /// Connects to `addr` (from `bind` if given) within `timeout`.
 pub(crate) async fn connect(
     addr: std::net::SocketAddr,

@@ -40,10 +40,7 @@ pub fn hex(s: &str) -> Option<Vec<u8>> {
 
 /// Sends and waits as the probe says.
 pub async fn udp(p: &UdpProbe) -> Result<(), ProbeError> {
-    let local = p.bind.unwrap_or_else(|| match p.addr {
-        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
-    });
+    let local = p.bind.unwrap_or_else(|| super::any_of(p.addr));
     let sock = tokio::net::UdpSocket::bind(local)
         .await
         .map_err(ProbeError::Connect)?;
