@@ -39,6 +39,17 @@ pub enum Probe {
     Smtp(SmtpProbe),
     /// DNS_CHECK.
     Dns(DnsProbe),
+    /// FILE_CHECK: a `track_file`'s value, watched with inotify.
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// `init_file`.
+        init: Option<(i64, bool)>,
+        /// Weight (the checker's, else the track_file's); 0: non-zero means down.
+        weight: i32,
+        /// `reverse`.
+        reverse: bool,
+    },
     /// MISC_CHECK.
     Misc {
         /// `misc_path`.
@@ -187,7 +198,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(addr.port()));
         let mut checkers = Vec::new();
         for c in &rs.checkers {
-            match check_plan(c, rs, vs, rs_addr) {
+            match check_plan(c, rs, vs, rs_addr, &cfg.track_files) {
                 Ok(p) => checkers.push(p),
                 Err(why) => un.push(format!(
                     "real_server {} of VS {name}: {why}; that checker is not run",
@@ -247,6 +258,7 @@ fn check_plan(
     rs: &holdfast_config::model::RealServer,
     vs: &VirtualServer,
     rs_addr: SocketAddr,
+    files: &[holdfast_config::model::TrackFile],
 ) -> Result<CheckPlan, String> {
     let t = c.effective_timing(rs, vs);
     let cfg = CheckerConfig {
@@ -340,7 +352,23 @@ fn check_plan(
             dynamic: m.dynamic,
             user: m.user.clone(),
         },
-        CheckerKind::File { .. } => return Err("FILE_CHECK is not implemented".into()),
+        CheckerKind::File {
+            track_file,
+            weight,
+            reverse,
+            ..
+        } => {
+            let f = files
+                .iter()
+                .find(|f| f.name == *track_file)
+                .ok_or_else(|| format!("FILE_CHECK: track_file {track_file} not found"))?;
+            Probe::File {
+                path: f.file.clone().into(),
+                init: f.init_file,
+                weight: weight.unwrap_or(f.weight),
+                reverse: *reverse || (weight.is_none() && f.reverse),
+            }
+        }
         _ => return Err("this checker is not implemented".into()),
     };
     Ok(CheckPlan { probe, cfg })
@@ -540,6 +568,16 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             };
             let mut ck = ck.clone();
             ck.cfg.alpha = !ups[ri][ci];
+            if let Probe::File { .. } = ck.probe {
+                tasks.push(tokio::spawn(file_checker(
+                    ctx,
+                    ck,
+                    rs.weight,
+                    tx.clone(),
+                    log,
+                )));
+                continue;
+            }
             tasks.push(tokio::spawn(checker(ctx, ck, tx.clone(), log)));
         }
     }
@@ -656,6 +694,12 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
         }
         Probe::Smtp(m) => plain(holdfast_check::probe::smtp(m).await),
         Probe::Dns(d) => plain(holdfast_check::probe::dns(d, next_seq()).await),
+        // Event-driven in file_checker, never probed.
+        Probe::File { .. } => Outcome {
+            ok: true,
+            weight: None,
+            detail: String::new(),
+        },
         Probe::Misc {
             cmd,
             timeout,
@@ -746,6 +790,7 @@ fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
                 format!("{head} failed{tries} ({detail}).")
             }
         }
+        (Probe::File { .. }, Flip::Up) => format!("FILE_CHECK on service {rs} up."),
         (Probe::Udp(_), Flip::Up) => format!("UDP connection to {rs} success."),
         (Probe::Ping(_), Flip::Up) => format!("ICMP connection to {rs} success."),
         (Probe::Smtp(_), Flip::Up) => format!("Remote SMTP server {rs} succeed on service."),
@@ -762,12 +807,86 @@ fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
                 Probe::Http(h) if h.tls.is_some() => "SSL_CHECK",
                 Probe::Udp(_) => "UDP_CHECK",
                 Probe::Smtp(_) => "SMTP_CHECK",
+                Probe::File { .. } => "FILE_CHECK",
                 _ => "HTTP_CHECK",
             };
             if retries > 0 {
                 format!("{kind} on service {rs} failed after {retries} retries.")
             } else {
                 format!("{kind} on service {rs} failed.")
+            }
+        }
+    }
+}
+
+/// FILE_CHECK (keepalived's semantics): with weight 0 a non-zero value (a zero one with
+/// `reverse`) takes the server down; otherwise value × weight (negated with `reverse`) is
+/// added to the server's weight, and a sum at or below -65536 takes it down.
+pub fn file_effect(value: i64, weight: i32, reverse: bool, configured: u32) -> (bool, Option<u32>) {
+    if weight == 0 {
+        return ((value != 0) == reverse, None);
+    }
+    let w = i64::from(weight) * if reverse { -1 } else { 1 };
+    let delta = value.saturating_mul(w);
+    if delta <= -65_536 {
+        return (false, None);
+    }
+    let eff = (i64::from(configured) + delta).clamp(0, i64::from(u32::MAX));
+    (true, Some(eff as u32))
+}
+
+async fn file_checker(
+    ctx: CheckCtx,
+    plan: CheckPlan,
+    configured: u32,
+    tx: mpsc::Sender<CheckEv>,
+    log: Logger,
+) {
+    let probe_kind = plan.probe.clone();
+    let Probe::File {
+        path,
+        init,
+        weight,
+        reverse,
+    } = plan.probe
+    else {
+        return;
+    };
+    let (vtx, mut vrx) = mpsc::channel(8);
+    let watcher = tokio::spawn(crate::track_file::watch(0, path, init, vtx, log));
+    let _guard = AbortOnDrop(vec![watcher]);
+    let mut up = !plan.cfg.alpha;
+    while let Some(ev) = vrx.recv().await {
+        let crate::run::TrackEv::Value(_, value) = ev else {
+            continue;
+        };
+        let (now_up, w) = file_effect(value, weight, reverse, configured);
+        if w.is_some()
+            && tx
+                .send(CheckEv::Weight {
+                    rs: ctx.rs,
+                    weight: w,
+                })
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if now_up != up {
+            up = now_up;
+            let flip = if up {
+                Flip::Up
+            } else {
+                Flip::Down { retries: 0 }
+            };
+            log.check(&flip_line(&probe_kind, &ctx, flip, ""));
+            let ev = CheckEv::State {
+                rs: ctx.rs,
+                ck: ctx.ck,
+                up,
+            };
+            if tx.send(ev).await.is_err() {
+                return;
             }
         }
     }
@@ -879,6 +998,17 @@ mod tests {
                 "{file}: {un:?}"
             );
         }
+    }
+
+    #[test]
+    fn file_check_follows_keepalived_s_weights() {
+        assert_eq!(file_effect(0, 0, false, 5), (true, None));
+        assert_eq!(file_effect(3, 0, false, 5), (false, None));
+        assert_eq!(file_effect(0, 0, true, 5), (false, None));
+        assert_eq!(file_effect(2, 10, false, 5), (true, Some(25)));
+        assert_eq!(file_effect(2, 10, true, 50), (true, Some(30)));
+        assert_eq!(file_effect(-1, 1, false, 5), (true, Some(4)));
+        assert_eq!(file_effect(100_000, -1, false, 5), (false, None));
     }
 
     #[test]

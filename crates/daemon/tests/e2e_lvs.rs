@@ -386,3 +386,29 @@ fn ssl_ping_and_udp_checkers_against_real_servers() {
     lb.wait_for("ICMP CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
     lb.wait_for("SSL_CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
 }
+
+#[test]
+fn file_check_takes_a_server_out_and_back_through_its_file() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let flag = lab.file("maintenance", "0\n");
+    let conf = format!(
+        "track_file maint {{\n    file {}\n    weight 0\n}}\nvirtual_server 10.77.0.1 80 {{\n    delay_loop 1\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        FILE_CHECK {{\n            track_file maint\n        }}\n    }}\n}}\n",
+        flag.display()
+    );
+    let mut lb = lab.holdfast(1, &conf);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.2]:tcp:80 for VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    std::fs::write(&flag, "1\n").unwrap();
+    lb.wait_for("FILE_CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
+    lb.wait_for(
+        "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    std::fs::write(&flag, "0\n").unwrap();
+    lb.wait_for(
+        "Adding service [10.77.0.2]:tcp:80 to VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+}
