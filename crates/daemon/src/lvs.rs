@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holdfast_check::probe::{
-    DnsProbe, HttpProbe, HttpVersion, PingProbe, SmtpProbe, TcpProbe, Tls, UdpProbe, UrlCheck,
+    DnsProbe, HttpProbe, HttpVersion, MysqlChecker, MysqlProbe, PingProbe, SmtpProbe, TcpProbe,
+    Tls, UdpProbe, UrlCheck,
 };
 use holdfast_check::state::{CheckerConfig, CheckerState, Flip};
 use holdfast_config::model::{
@@ -39,6 +40,8 @@ pub enum Probe {
     Smtp(SmtpProbe),
     /// DNS_CHECK.
     Dns(DnsProbe),
+    /// MYSQL_CHECK (holdfast).
+    Mysql(MysqlProbe),
     /// FILE_CHECK: a `track_file`'s value, watched with inotify.
     File {
         /// The file.
@@ -352,6 +355,7 @@ fn check_plan(
             dynamic: m.dynamic,
             user: m.user.clone(),
         },
+        CheckerKind::Mysql(m) => Probe::Mysql(mysql_probe(m, target, t.connect_timeout)?),
         CheckerKind::File {
             track_file,
             weight,
@@ -369,9 +373,49 @@ fn check_plan(
                 reverse: *reverse || (weight.is_none() && f.reverse),
             }
         }
-        _ => return Err("this checker is not implemented".into()),
     };
     Ok(CheckPlan { probe, cfg })
+}
+
+/// A MYSQL_CHECK probe from its configuration block. The password comes from the block or
+/// from `credentials_file` (`user=…` / `password=…` lines, like a my.cnf section), which must
+/// not be readable by group or others.
+pub fn mysql_probe(
+    m: &holdfast_config::model::MysqlCheck,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<MysqlProbe, String> {
+    let (mut user, mut password) = (m.user.clone(), m.password.clone());
+    if let Some(f) = &m.credentials_file {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(f).map_err(|e| format!("credentials_file {f}: {e}"))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(format!(
+                "credentials_file {f} is readable by others (make it mode 0600)"
+            ));
+        }
+        let text = std::fs::read_to_string(f).map_err(|e| format!("credentials_file {f}: {e}"))?;
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                match k.trim() {
+                    "user" => user = Some(v.trim().to_string()),
+                    "password" => password = Some(v.trim().to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(MysqlProbe {
+        addr,
+        timeout,
+        user: user.ok_or("MYSQL_CHECK needs user (or a credentials_file)")?,
+        password,
+        database: m.database.clone(),
+        query: m.query.clone().unwrap_or_else(|| "SELECT 1".into()),
+        require_writable: m.require_writable,
+        require_read_only: m.require_read_only,
+        max_lag: m.max_replication_lag,
+    })
 }
 
 /// An HTTP_GET / SSL_GET probe from its configuration block.
@@ -694,8 +738,8 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
         }
         Probe::Smtp(m) => plain(holdfast_check::probe::smtp(m).await),
         Probe::Dns(d) => plain(holdfast_check::probe::dns(d, next_seq()).await),
-        // Event-driven in file_checker, never probed.
-        Probe::File { .. } => Outcome {
+        // Stateful (a kept session) or event-driven: run by `checker` / `file_checker`.
+        Probe::Mysql(_) | Probe::File { .. } => Outcome {
             ok: true,
             weight: None,
             detail: String::new(),
@@ -791,6 +835,13 @@ fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
             }
         }
         (Probe::File { .. }, Flip::Up) => format!("FILE_CHECK on service {rs} up."),
+        (Probe::Mysql(_), Flip::Up) => format!("MYSQL_CHECK on service {rs} succeeded."),
+        (Probe::Mysql(_), Flip::Down { retries }) if retries > 0 => {
+            format!("MYSQL_CHECK on service {rs} failed after {retries} retries ({detail}).")
+        }
+        (Probe::Mysql(_), Flip::Down { .. }) => {
+            format!("MYSQL_CHECK on service {rs} failed ({detail}).")
+        }
         (Probe::Udp(_), Flip::Up) => format!("UDP connection to {rs} success."),
         (Probe::Ping(_), Flip::Up) => format!("ICMP connection to {rs} success."),
         (Probe::Smtp(_), Flip::Up) => format!("Remote SMTP server {rs} succeed on service."),
@@ -896,6 +947,10 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
     let epoch = tokio::time::Instant::now();
     let now = || epoch.elapsed();
     let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
+    let mut mysql = match &plan.probe {
+        Probe::Mysql(p) => Some(MysqlChecker::new(p.clone())),
+        _ => None,
+    };
     let mut last_weight: Option<Option<u32>> = None;
     loop {
         tokio::time::sleep_until(epoch + st.next_due()).await;
@@ -904,7 +959,17 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
             tokio::time::sleep(plan.cfg.delay_loop.min(Duration::from_secs(1))).await;
             continue;
         }
-        let out = probe_once(&plan.probe, &ctx).await;
+        let out = match mysql.as_mut() {
+            Some(m) => {
+                let r = m.check().await;
+                Outcome {
+                    ok: r.is_ok(),
+                    weight: None,
+                    detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
+                }
+            }
+            None => probe_once(&plan.probe, &ctx).await,
+        };
         if let Some(flip) = st.observe(now(), out.ok) {
             log.check(&flip_line(&plan.probe, &ctx, flip, &out.detail));
             let up = matches!(flip, Flip::Up);

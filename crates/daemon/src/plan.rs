@@ -65,6 +65,8 @@ pub enum NativeProbe {
     Tcp(holdfast_check::probe::TcpProbe),
     /// `HTTP_GET`.
     Http(holdfast_check::probe::HttpProbe),
+    /// `MYSQL_CHECK` (a kept session; role and lag gates).
+    Mysql(holdfast_check::probe::MysqlProbe),
 }
 
 /// A tracker of one instance.
@@ -500,7 +502,12 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
                 None,
             )))
         }
-        _ => Err("only TCP_CHECK and HTTP_GET run as native trackers (MYSQL_CHECK comes with the MySQL work)".into()),
+        CheckerKind::Mysql(m) => Ok(NativeProbe::Mysql(crate::lvs::mysql_probe(
+            m,
+            std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(3306)),
+            timeout,
+        )?)),
+        _ => Err("only TCP_CHECK, HTTP_GET and MYSQL_CHECK run as native trackers".into()),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod dns;
 mod http;
+mod mysql;
 mod ping;
 mod smtp;
 mod tcp;
@@ -10,6 +11,7 @@ mod udp;
 
 pub use dns::{DnsProbe, dns, qtype};
 pub use http::{HttpProbe, HttpVersion, Tls, UrlCheck, http};
+pub use mysql::{MysqlChecker, MysqlProbe, replica_ok};
 pub use ping::{PingProbe, ping};
 pub use smtp::{SmtpProbe, smtp};
 pub use tcp::{TcpProbe, tcp};
@@ -35,6 +37,10 @@ pub enum ProbeError {
     Http(String),
     /// The server answered, but not as required.
     Reply(String),
+    /// The database session failed (connect, authentication, query).
+    Mysql(String),
+    /// The database answered, but its role or lag does not pass the gate.
+    Gate(String),
 }
 
 impl std::fmt::Display for ProbeError {
@@ -46,6 +52,8 @@ impl std::fmt::Display for ProbeError {
             ProbeError::Digest { got } => write!(f, "MD5 digest error (got {got})"),
             ProbeError::Http(e) => write!(f, "HTTP error: {e}"),
             ProbeError::Reply(e) => write!(f, "unexpected reply: {e}"),
+            ProbeError::Mysql(e) => write!(f, "MySQL: {e}"),
+            ProbeError::Gate(e) => write!(f, "{e}"),
         }
     }
 }

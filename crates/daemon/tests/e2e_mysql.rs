@@ -1,0 +1,96 @@
+//! MYSQL_CHECK end to end against real MariaDB servers in namespaces: role gates follow a
+//! promotion without restarting anything, a hanging server times out, a wrong password
+//! fails with a clear line, and checks keep one session per server.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
+
+use std::time::Duration;
+
+use holdfast_lab::{netns, services};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn conf() -> String {
+    let rs = |ip: &str| {
+        format!(
+            "    real_server {ip} 3306 {{\n        MYSQL_CHECK {{\n            user lab\n            password lab\n            require_writable\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n"
+        )
+    };
+    format!(
+        "vrrp_script chk_db {{\n    MYSQL_CHECK {{\n        connect_ip 10.77.0.2\n        user lab\n        password wrong\n        connect_timeout 1\n    }}\n    interval 0.5\n}}\nvrrp_instance VI_1 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n    track_script {{\n        chk_db\n    }}\n}}\nvirtual_server 10.77.0.1 3306 {{\n    delay_loop 0.3\n    lb_algo fo\n{}{}}}\n",
+        rs("10.77.0.2"),
+        rs("10.77.0.3")
+    )
+}
+
+fn sessions(lab: &netns::Lab, n: usize) -> usize {
+    services::sql(
+        &services::mariadb_socket(lab, n),
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'lab'",
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn role_gates_follow_a_promotion_and_failures_are_clear() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let _db2 = services::mariadb(&mut lab, 2).unwrap();
+    let db3 = services::mariadb(&mut lab, 3).unwrap();
+    let (sock2, sock3) = (
+        services::mariadb_socket(&lab, 2),
+        services::mariadb_socket(&lab, 3),
+    );
+    services::sql(&sock3, "SET GLOBAL read_only = 1").unwrap();
+    let mut lb = lab.holdfast(1, &conf());
+    // The read-only server is taken out at its first check, with the reason.
+    lb.wait_for(
+        "MYSQL_CHECK on service [10.77.0.3]:tcp:3306 failed (not writable (read_only=1, innodb_read_only=0)).",
+        10 * SEC,
+    );
+    lb.wait_for(
+        "Removing service [10.77.0.3]:tcp:3306 from VS [10.77.0.1]:tcp:3306",
+        5 * SEC,
+    );
+    // A wrong password fails the native tracker with MariaDB's own words.
+    lb.wait_for("VRRP_Script(chk_db) failed (MySQL: ", 10 * SEC);
+    lb.wait_for("Access denied for user 'lab'", SEC);
+
+    // Promotion by hand: db2 read-only, db3 writable. Writes follow within a check interval.
+    services::sql(&sock2, "SET GLOBAL read_only = 1").unwrap();
+    services::sql(&sock3, "SET GLOBAL read_only = 0").unwrap();
+    lb.wait_for(
+        "Removing service [10.77.0.2]:tcp:3306 from VS [10.77.0.1]:tcp:3306",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "MYSQL_CHECK on service [10.77.0.3]:tcp:3306 succeeded.",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "Adding service [10.77.0.3]:tcp:3306 to VS [10.77.0.1]:tcp:3306",
+        5 * SEC,
+    );
+    // One kept session per checker, not one per check.
+    assert_eq!(sessions(&lab, 3), 1, "sessions on db3");
+
+    // db3 hangs (SIGSTOP): the check times out and takes it out; SIGCONT brings it back.
+    db3.signal("STOP");
+    lb.wait_for(
+        "MYSQL_CHECK on service [10.77.0.3]:tcp:3306 failed (timeout after 1.000 s).",
+        5 * SEC,
+    );
+    let out = lb.wait_for(
+        "Removing service [10.77.0.3]:tcp:3306 from VS [10.77.0.1]:tcp:3306",
+        5 * SEC,
+    );
+    db3.signal("CONT");
+    lb.try_wait_for_after(
+        "Adding service [10.77.0.3]:tcp:3306 to VS [10.77.0.1]:tcp:3306",
+        Some(out),
+        10 * SEC,
+    )
+    .expect("db3 readmitted after SIGCONT");
+}
