@@ -799,6 +799,8 @@ pub struct MysqlCheck {
     pub require_read_only: bool,
     /// `max_replication_lag SECS`.
     pub max_replication_lag: Option<Duration>,
+    /// `rise N`: consecutive passing checks before a server that failed is readmitted.
+    pub rise: Option<u32>,
     /// `tls`.
     pub tls: bool,
     /// `tls_ca`.

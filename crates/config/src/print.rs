@@ -659,6 +659,9 @@ impl P {
                 self.flag("require_writable", x.require_writable);
                 self.flag("require_read_only", x.require_read_only);
                 self.optd("max_replication_lag", x.max_replication_lag);
+                if let Some(r) = x.rise {
+                    self.kv("rise", &[&r.to_string()]);
+                }
                 self.flag("tls", x.tls);
                 self.opt("tls_ca", &x.tls_ca);
             }

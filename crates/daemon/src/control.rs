@@ -77,7 +77,7 @@ async fn answer(stream: tokio::net::UnixStream, src: Sources) -> std::io::Result
     let reply = if line.len() > MAX_REQUEST {
         json!({"error": "request too long"})
     } else {
-        handle(&line, &src)
+        handle(&line, &src).await
     };
     let mut out = reply.to_string();
     out.push('\n');
@@ -87,14 +87,30 @@ async fn answer(stream: tokio::net::UnixStream, src: Sources) -> std::io::Result
 
 use tokio::io::AsyncReadExt as _;
 
-/// Answers one request.
-pub fn handle(line: &[u8], src: &Sources) -> Value {
+/// Answers one request: `{"command":"status"}`, or `{"command":"enable"|"disable",
+/// "vs":"IP:PORT","rs":"IP:PORT"}`.
+pub async fn handle(line: &[u8], src: &Sources) -> Value {
     let req: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => return json!({"error": format!("bad request: {e}")}),
     };
     match req.get("command").and_then(Value::as_str) {
         Some("status") => status(src),
+        Some(c @ ("enable" | "disable")) => {
+            let addr = |k: &str| -> Result<std::net::SocketAddr, String> {
+                let v = req.get(k).and_then(Value::as_str).unwrap_or("");
+                v.parse()
+                    .map_err(|_| format!("bad request: \"{k}\" must be IP:PORT, not '{v}'"))
+            };
+            let (vs, rs) = match (addr("vs"), addr("rs")) {
+                (Ok(v), Ok(r)) => (v, r),
+                (Err(e), _) | (_, Err(e)) => return json!({ "error": e }),
+            };
+            match src.planes.admin(vs, c == "enable", rs).await {
+                Ok(msg) => json!({ "ok": msg }),
+                Err(e) => json!({ "error": e }),
+            }
+        }
         Some(other) => json!({"error": format!("unknown command '{other}'")}),
         None => json!({"error": "bad request: no \"command\""}),
     }
@@ -150,10 +166,15 @@ fn status(src: &Sources) -> Value {
 
 /// Sends one request and returns the reply.
 pub fn request(path: &Path, command: &str) -> Result<Value, String> {
+    request_json(path, &json!({ "command": command }))
+}
+
+/// Sends one JSON request and returns the reply.
+pub fn request_json(path: &Path, req: &Value) -> Result<Value, String> {
     let mut s = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut req = json!({ "command": command }).to_string();
+    let mut req = req.to_string();
     req.push('\n');
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut line = String::new();
@@ -305,23 +326,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn bad_requests_get_clear_errors() {
+    #[tokio::test]
+    async fn bad_requests_get_clear_errors() {
         let src = Sources {
             vrrp: Arc::default(),
             planes: Arc::new(crate::lvs::Planes::new()),
         };
         assert!(
-            handle(b"not json", &src)["error"]
+            handle(b"not json", &src).await["error"]
                 .as_str()
                 .unwrap()
                 .starts_with("bad request")
         );
         assert_eq!(
-            handle(br#"{"command":"reboot"}"#, &src)["error"],
+            handle(br#"{"command":"reboot"}"#, &src).await["error"],
             "unknown command 'reboot'"
         );
-        let ok = handle(br#"{"command":"status"}"#, &src);
+        let ok = handle(br#"{"command":"status"}"#, &src).await;
         assert!(ok["instances"].as_array().unwrap().is_empty());
+        let bad = handle(br#"{"command":"enable","vs":"x","rs":"10.0.0.1:1"}"#, &src).await;
+        assert_eq!(bad["error"], "bad request: \"vs\" must be IP:PORT, not 'x'");
+        let none = handle(
+            br#"{"command":"disable","vs":"10.0.0.100:3306","rs":"10.0.0.1:3306"}"#,
+            &src,
+        )
+        .await;
+        assert_eq!(none["error"], "no virtual server 10.0.0.100:3306");
     }
 }

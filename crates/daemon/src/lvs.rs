@@ -92,6 +92,8 @@ pub struct RsPlan {
     pub notify_down: Option<Command>,
     /// Checkers; none means always alive.
     pub checkers: Vec<CheckPlan>,
+    /// `readmit manual` (holdfast): after a failure it stays out until `holdfast enable`.
+    pub readmit_manual: bool,
 }
 
 /// One virtual server.
@@ -209,12 +211,6 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                 )),
             }
         }
-        if rs.readmit_manual {
-            un.push(format!(
-                "real_server {} of VS {name}: readmit manual comes with the control socket; it readmits automatically",
-                trio(&rs_addr)
-            ));
-        }
         servers.push(RsPlan {
             addr: rs_addr,
             weight: u32::try_from(rs.weight).unwrap_or(0),
@@ -223,6 +219,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             notify_up: rs.notify_up.clone(),
             notify_down: rs.notify_down.clone(),
             checkers,
+            readmit_manual: rs.readmit_manual,
         });
     }
     let sorry = vs
@@ -264,7 +261,7 @@ fn check_plan(
     files: &[holdfast_config::model::TrackFile],
 ) -> Result<CheckPlan, String> {
     let t = c.effective_timing(rs, vs);
-    let cfg = CheckerConfig {
+    let mut cfg = CheckerConfig {
         delay_loop: t.delay_loop,
         retry: t.retry,
         delay_before_retry: t.delay_before_retry,
@@ -355,7 +352,10 @@ fn check_plan(
             dynamic: m.dynamic,
             user: m.user.clone(),
         },
-        CheckerKind::Mysql(m) => Probe::Mysql(mysql_probe(m, target, t.connect_timeout)?),
+        CheckerKind::Mysql(m) => {
+            cfg.rise = m.rise.unwrap_or(1);
+            Probe::Mysql(mysql_probe(m, target, t.connect_timeout)?)
+        }
         CheckerKind::File {
             track_file,
             weight,
@@ -385,6 +385,9 @@ pub fn mysql_probe(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<MysqlProbe, String> {
+    if m.tls || m.tls_ca.is_some() {
+        return Err("MYSQL_CHECK tls/tls_ca are not implemented yet".into());
+    }
     let (mut user, mut password) = (m.user.clone(), m.password.clone());
     if let Some(f) = &m.credentials_file {
         use std::os::unix::fs::PermissionsExt;
@@ -451,6 +454,21 @@ pub fn http_probe(
     }
 }
 
+/// An operator's command for one real server (`holdfast enable|disable VS RS`).
+#[derive(Debug)]
+pub enum Admin {
+    /// Let it back: clears a drain and a `readmit manual` hold.
+    Enable(
+        SocketAddr,
+        tokio::sync::oneshot::Sender<Result<String, String>>,
+    ),
+    /// Drain it: weight 0, established connections kept.
+    Disable(
+        SocketAddr,
+        tokio::sync::oneshot::Sender<Result<String, String>>,
+    ),
+}
+
 /// A checker's report to its virtual server.
 #[derive(Debug)]
 enum CheckEv {
@@ -467,6 +485,8 @@ pub struct Planes {
     /// Whether each real server was alive, kept across reloads so a server known dead is
     /// not put back in the table while its checkers start again.
     alive: Mutex<std::collections::HashMap<(ServiceKey, SocketAddr), bool>>,
+    /// Each running virtual server's operator channel.
+    admin: Mutex<std::collections::HashMap<ServiceKey, mpsc::Sender<Admin>>>,
 }
 
 impl Planes {
@@ -476,6 +496,7 @@ impl Planes {
             wanted: Mutex::new(BTreeMap::new()),
             proxy: Mutex::new(ProxyPlane::new()),
             alive: Mutex::default(),
+            admin: Mutex::default(),
         }
     }
 
@@ -497,6 +518,32 @@ impl Planes {
                 log.check(&format!("Cannot set up {e}"));
             }
         }
+    }
+
+    /// Sends an operator command to the virtual server at `vs` and waits for its answer.
+    pub async fn admin(
+        &self,
+        vs: SocketAddr,
+        enable: bool,
+        rs: SocketAddr,
+    ) -> Result<String, String> {
+        let tx = self
+            .admin
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&ServiceKey { addr: vs }).cloned())
+            .ok_or_else(|| format!("no virtual server {vs}"))?;
+        let (rtx, rrx) = tokio::sync::oneshot::channel();
+        let cmd = if enable {
+            Admin::Enable(rs, rtx)
+        } else {
+            Admin::Disable(rs, rtx)
+        };
+        tx.send(cmd)
+            .await
+            .map_err(|_| format!("virtual server {vs} is stopping"))?;
+        rrx.await
+            .map_err(|_| format!("virtual server {vs} is stopping"))?
     }
 
     /// Live counts for status.
@@ -585,6 +632,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             inhibit_on_failure: r.inhibit,
             alive: u.iter().all(|x| *x),
             dynamic_weight: None,
+            drained: false,
         })
         .collect();
     let mut svc = Service::new(plan.service.clone(), servers);
@@ -593,6 +641,16 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     }
     planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
     let (tx, mut rx) = mpsc::channel(64);
+    let (atx, mut arx) = mpsc::channel::<Admin>(8);
+    if let Ok(mut m) = planes.admin.lock() {
+        m.insert(plan.spec.key, atx);
+    }
+    // `readmit manual`: servers that failed and wait for `holdfast enable`.
+    let mut held: Vec<bool> = plan
+        .servers
+        .iter()
+        .map(|r| r.readmit_manual && known(r.addr) == Some(false))
+        .collect();
     let mut tasks = Vec::new();
     for (ri, rs) in plan.servers.iter().enumerate() {
         for (ci, ck) in rs.checkers.iter().enumerate() {
@@ -627,13 +685,56 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     }
     drop(tx);
     let _guard = AbortOnDrop(tasks);
-    while let Some(ev) = rx.recv().await {
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            Some(cmd) = arx.recv() => {
+                let (enable, addr, reply) = match cmd {
+                    Admin::Enable(a, r) => (true, a, r),
+                    Admin::Disable(a, r) => (false, a, r),
+                };
+                let Some(i) = plan.servers.iter().position(|r| r.addr == addr) else {
+                    let _ = reply.send(Err(format!("no real server {addr} in VS {name}")));
+                    continue;
+                };
+                let mut events = svc.set_drained(i, !enable);
+                if enable && held[i] {
+                    held[i] = false;
+                    let checks_pass = ups[i].iter().all(|u| *u);
+                    events.extend(svc.set_alive(i, checks_pass));
+                }
+                if !events.is_empty() {
+                    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
+                }
+                for e in &events {
+                    log.check(&e.line(&name));
+                }
+                let what = if enable { "enabled" } else { "disabled (draining)" };
+                log.check(&format!("{} of VS {name} {what} by the operator", trio(&addr)));
+                let _ = reply.send(Ok(format!("{} of VS {name} {what}", trio(&addr))));
+                continue;
+            }
+        };
         let events = match ev {
             CheckEv::State { rs, ck, up } => {
                 if let Some(u) = ups.get_mut(rs).and_then(|v| v.get_mut(ck)) {
                     *u = up;
                 }
-                let alive = ups.get(rs).is_some_and(|v| v.iter().all(|u| *u));
+                let checks_pass = ups.get(rs).is_some_and(|v| v.iter().all(|u| *u));
+                let manual = plan.servers.get(rs).is_some_and(|r| r.readmit_manual);
+                if manual && !checks_pass {
+                    held[rs] = true;
+                }
+                if held[rs] && checks_pass {
+                    log.check(&format!(
+                        "{} of VS {name} passes its checks but stays out until `holdfast enable` (readmit manual)",
+                        plan.servers.get(rs).map(|r| trio(&r.addr)).unwrap_or_default()
+                    ));
+                }
+                let alive = checks_pass && !held[rs];
                 let before = svc.servers().get(rs).map(|s| s.alive);
                 if let (Some(r), Ok(mut m)) = (plan.servers.get(rs), planes.alive.lock()) {
                     m.insert((plan.spec.key, r.addr), alive);

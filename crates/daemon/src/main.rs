@@ -168,6 +168,26 @@ enum Command {
         #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Let a real server back in: clears `holdfast disable` and a `readmit manual` hold.
+    Enable {
+        /// The virtual server, IP:PORT.
+        vs: String,
+        /// The real server, IP:PORT.
+        rs: String,
+        /// The daemon's control socket (global_defs control_socket).
+        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Drain a real server on purpose: weight 0, established connections kept.
+    Disable {
+        /// The virtual server, IP:PORT.
+        vs: String,
+        /// The real server, IP:PORT.
+        rs: String,
+        /// The daemon's control socket (global_defs control_socket).
+        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Check a configuration like `keepalived -t`: diagnostics on stderr; exit 0 ok,
     /// 4 cannot run, 5 errors, 6 script security violation (keepalived 2.2.7's codes).
     CheckConfig {
@@ -203,6 +223,8 @@ fn main() -> ExitCode {
             duration_s,
         } => lab(scenarios, peer, compare, fast, repeat, json, duration_s),
         Command::Guardian { detail } => holdfast::guardian::main(detail),
+        Command::Enable { vs, rs, socket } => admin("enable", &vs, &rs, &socket),
+        Command::Disable { vs, rs, socket } => admin("disable", &vs, &rs, &socket),
         Command::Status { json, lvs, socket } => {
             match holdfast::control::request(&socket, "status") {
                 Ok(v) => {
@@ -341,6 +363,21 @@ fn main() -> ExitCode {
                     .write_all(print(&loaded.config).as_bytes());
             }
             ExitCode::from(loaded.exit_code(strict))
+        }
+    }
+}
+
+/// `holdfast enable|disable VS RS` over the control socket.
+fn admin(command: &str, vs: &str, rs: &str, socket: &std::path::Path) -> ExitCode {
+    let req = serde_json::json!({ "command": command, "vs": vs, "rs": rs });
+    match holdfast::control::request_json(socket, &req) {
+        Ok(v) => {
+            println!("{}", v["ok"].as_str().unwrap_or("done"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("holdfast {command}: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -412,3 +412,77 @@ fn file_check_takes_a_server_out_and_back_through_its_file() {
         5 * SEC,
     );
 }
+
+fn admin(socket: &std::path::Path, cmd: &str, rs: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args([cmd, "10.77.0.1:80", rs, "-s"])
+        .arg(socket)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn readmit_manual_holds_a_server_until_enable_and_disable_drains() {
+    let mut lab = netns::Lab::new(5).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let web2 = web(&mut lab, 2, "web2");
+    let _web3 = web(&mut lab, 3, "web3");
+    let control = lab.dir().join("control.sock");
+    let conf = format!(
+        "global_defs {{\n    control_socket {}\n}}\nvirtual_server 10.77.0.1 80 {{\n    delay_loop 0.3\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        readmit manual\n        TCP_CHECK {{\n            connect_timeout 0.5\n            retry 0\n        }}\n    }}\n    real_server 10.77.0.3 80 {{\n        TCP_CHECK {{\n            connect_timeout 0.5\n            retry 0\n        }}\n    }}\n}}\n",
+        control.display()
+    );
+    let mut lb = lab.holdfast(1, &conf);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.3]:tcp:80",
+        5 * SEC,
+    );
+    web2.signal("KILL");
+    lb.wait_for(
+        "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    // Back, but held out: a database that just restarted may be stale.
+    let _web2 = web(&mut lab, 2, "web2");
+    lb.wait_for(
+        "[10.77.0.2]:tcp:80 of VS [10.77.0.1]:tcp:80 passes its checks but stays out until `holdfast enable` (readmit manual)",
+        5 * SEC,
+    );
+    assert!(!status(&control, &["--lvs"]).contains("10.77.0.2:80"));
+    let out = admin(&control, "enable", "10.77.0.2:80");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lb.wait_for(
+        "Adding service [10.77.0.2]:tcp:80 to VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    // Drain web3 on purpose: weight 0, every new request to web2.
+    let out = admin(&control, "disable", "10.77.0.3:80");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lb.wait_for(
+        "Disabling service [10.77.0.3]:tcp:80 of VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    let lvs = status(&control, &["--lvs"]);
+    assert!(
+        lvs.contains(&format!("  -> {:<28} Masq    0 ", "10.77.0.3:80")),
+        "{lvs}"
+    );
+    for _ in 0..3 {
+        assert_eq!(get_from(&lab, 5), "web2");
+    }
+    // A wrong name is a clear error, not a crash.
+    let out = admin(&control, "enable", "10.77.0.9:80");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no real server 10.77.0.9:80"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

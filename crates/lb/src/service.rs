@@ -20,6 +20,8 @@ pub struct RealServer {
     pub alive: bool,
     /// A weight set by a checker (`misc_dynamic`), in place of the configured one.
     pub dynamic_weight: Option<u32>,
+    /// Drained by the operator (`holdfast disable`): weight 0, established connections kept.
+    pub drained: bool,
 }
 
 impl RealServer {
@@ -31,6 +33,7 @@ impl RealServer {
             inhibit_on_failure: false,
             alive: true,
             dynamic_weight: None,
+            drained: false,
         }
     }
 
@@ -160,11 +163,11 @@ impl Service {
         self.quorum_up
     }
 
-    /// Sum of the weights of live servers.
+    /// Sum of the weights of live servers (drained ones do not count).
     pub fn live_weight(&self) -> u64 {
         self.servers
             .iter()
-            .filter(|s| s.alive)
+            .filter(|s| s.alive && !s.drained)
             .map(|s| u64::from(s.effective_weight()))
             .sum()
     }
@@ -195,6 +198,28 @@ impl Service {
                 (true, true) => Event::Enabled(addr),
                 (false, false) => Event::Removed(addr),
                 (false, true) => Event::Disabled(addr),
+            });
+        }
+        ev.extend(self.update_quorum());
+        ev
+    }
+
+    /// The operator drains server `i` (weight 0, connections kept) or lets it back.
+    pub fn set_drained(&mut self, i: usize, drained: bool) -> Vec<Event> {
+        let Some(s) = self.servers.get_mut(i) else {
+            return Vec::new();
+        };
+        if s.drained == drained {
+            return Vec::new();
+        }
+        s.drained = drained;
+        let addr = s.addr;
+        let mut ev = Vec::new();
+        if s.alive && !self.sorry_active() {
+            ev.push(if drained {
+                Event::Disabled(addr)
+            } else {
+                Event::Enabled(addr)
             });
         }
         ev.extend(self.update_quorum());
@@ -262,12 +287,13 @@ impl Service {
         let mut out = Vec::new();
         let sorry = self.sorry_active();
         for s in &self.servers {
-            let weight = if s.alive && !sorry {
+            let weight = if s.alive && !sorry && !s.drained {
                 s.effective_weight()
             } else {
                 0
             };
-            if weight > 0 || s.inhibit_on_failure {
+            // Drained while alive: kept at weight 0 so its connections finish.
+            if weight > 0 || s.inhibit_on_failure || (s.drained && s.alive) {
                 out.push(Dest::new(s.addr, weight));
             }
         }
@@ -366,6 +392,19 @@ mod tests {
             .line("VS1"),
             "Gained quorum 2+1=3 <= 3 for VS VS1"
         );
+    }
+
+    #[test]
+    fn a_drained_server_stays_at_weight_zero_until_let_back() {
+        let mut s = Service::new(
+            ServiceConfig::default(),
+            vec![RealServer::new(addr(1), 5), RealServer::new(addr(2), 5)],
+        );
+        assert_eq!(s.set_drained(0, true), [Event::Disabled(addr(1))]);
+        assert_eq!(weights(&s), [(1, 0), (2, 5)]);
+        assert_eq!(s.live_weight(), 5);
+        assert_eq!(s.set_drained(0, false), [Event::Enabled(addr(1))]);
+        assert_eq!(weights(&s), [(1, 5), (2, 5)]);
     }
 
     #[test]

@@ -154,6 +154,7 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             (Kw::Mysql, "max_replication_lag") => {
                 mysql.max_replication_lag = cx.timer(c, 0, 86400 * 365)
             }
+            (Kw::Mysql, "rise") => mysql.rise = cx.count(c, 1, 1000),
             (Kw::Mysql, "tls") => mysql.tls = cx.boolean(c),
             (Kw::Mysql, "tls_ca") => mysql.tls_ca = cx.string(c),
             (Kw::Http | Kw::Ssl, _) => cx.unknown(c, HTTP_UNSUPPORTED),
