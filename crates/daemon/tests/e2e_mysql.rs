@@ -94,3 +94,64 @@ fn role_gates_follow_a_promotion_and_failures_are_clear() {
     )
     .expect("db3 readmitted after SIGCONT");
 }
+
+#[test]
+fn a_lagging_replica_is_drained_and_readmitted_after_rise_checks() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let _p =
+        services::mariadb_with(&mut lab, 2, &["--log-bin=mysql-bin", "--server-id=2"]).unwrap();
+    let _r =
+        services::mariadb_with(&mut lab, 3, &["--log-bin=mysql-bin", "--server-id=3"]).unwrap();
+    services::replicate(&lab, 2, 3, "10.77.0.2").unwrap();
+    let replica = services::mariadb_socket(&lab, 3);
+    // The monitoring user may read replica status.
+    services::sql(&replica, "GRANT SLAVE MONITOR ON *.* TO 'lab'@'%'").unwrap();
+    services::sql(&replica, "SET GLOBAL read_only = 1").unwrap();
+    let conf = "virtual_server 10.77.0.1 3307 {
+    delay_loop 0.3
+    lb_algo wlc
+    real_server 10.77.0.3 3306 {
+        MYSQL_CHECK {
+            user lab
+            password lab
+            require_read_only
+            max_replication_lag 5
+            rise 3
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+";
+    let mut lb = lab.holdfast(1, conf);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.3]:tcp:3306 for VS [10.77.0.1]:tcp:3307",
+        5 * SEC,
+    );
+    // The replica's SQL thread stops: it is drained, with the reason.
+    services::sql(&replica, "STOP SLAVE SQL_THREAD").unwrap();
+    lb.wait_for(
+        "MYSQL_CHECK on service [10.77.0.3]:tcp:3306 failed (replication not running (IO Yes, SQL No)).",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "Removing service [10.77.0.3]:tcp:3306 from VS [10.77.0.1]:tcp:3307",
+        5 * SEC,
+    );
+    // Caught up again: readmitted only after 3 passing checks (0.3 s apart).
+    services::sql(&replica, "START SLAVE SQL_THREAD").unwrap();
+    let started = std::time::Instant::now();
+    lb.wait_for(
+        "MYSQL_CHECK on service [10.77.0.3]:tcp:3306 succeeded.",
+        10 * SEC,
+    );
+    let back = lb.wait_for(
+        "Adding service [10.77.0.3]:tcp:3306 to VS [10.77.0.1]:tcp:3307",
+        5 * SEC,
+    );
+    assert!(
+        back.saturating_duration_since(started) >= Duration::from_millis(550),
+        "readmitted after {:?}, before 3 checks",
+        back.saturating_duration_since(started)
+    );
+}

@@ -66,6 +66,12 @@ pub fn install_packages() -> Result<(), String> {
 
 /// A MariaDB server in node `n`, with database `lab`, table `t` and user `lab`/`lab`.
 pub fn mariadb(lab: &mut Lab, n: usize) -> Result<Proc, String> {
+    mariadb_with(lab, n, &[])
+}
+
+/// A MariaDB server in node `n` with extra server options (for example `--log-bin` and
+/// `--server-id=N` for replication).
+pub fn mariadb_with(lab: &mut Lab, n: usize, extra: &[&str]) -> Result<Proc, String> {
     let dir = lab.dir().join(format!("mariadb-{n}"));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let d = dir.display().to_string();
@@ -85,6 +91,7 @@ pub fn mariadb(lab: &mut Lab, n: usize) -> Result<Proc, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    std::fs::write(dir.join("extra-args"), extra.join("\n")).map_err(|e| e.to_string())?;
     let p = mariadb_start(lab, n)?;
     sql(
         &mariadb_socket(lab, n),
@@ -113,7 +120,9 @@ pub fn mariadb_start(lab: &mut Lab, n: usize) -> Result<Proc, String> {
         "--innodb-flush-log-at-trx-commit=1".into(),
         "--max-connections=500".into(),
     ];
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let extra = std::fs::read_to_string(format!("{d}/extra-args")).unwrap_or_default();
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(extra.lines().filter(|l| !l.is_empty()));
     let p = lab.spawn(n, &format!("mariadb@{n}"), &argv);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -132,6 +141,30 @@ pub fn mariadb_start(lab: &mut Lab, n: usize) -> Result<Proc, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Makes node `replica`'s MariaDB replicate node `primary`'s (both started with `--log-bin`
+/// and distinct `--server-id`s), from the primary's current position.
+pub fn replicate(
+    lab: &Lab,
+    primary: usize,
+    replica: usize,
+    primary_ip: &str,
+) -> Result<(), String> {
+    let (p, r) = (mariadb_socket(lab, primary), mariadb_socket(lab, replica));
+    sql(
+        &p,
+        "CREATE USER 'repl'@'%' IDENTIFIED BY 'repl'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';",
+    )?;
+    let pos = sql(&p, "SELECT @@GLOBAL.gtid_binlog_pos")?;
+    sql(
+        &r,
+        &format!(
+            "SET GLOBAL gtid_slave_pos = '{}'; CHANGE MASTER TO MASTER_HOST='{primary_ip}', MASTER_USER='repl', MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos; START SLAVE;",
+            pos.trim()
+        ),
+    )?;
+    Ok(())
 }
 
 /// Runs SQL over the server's socket; returns its tab-separated output.

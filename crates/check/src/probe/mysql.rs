@@ -77,15 +77,15 @@ pub fn replica_ok(row: &Row, limit: Duration) -> Result<(), ProbeError> {
     let io = pick("Slave_IO_Running", "Replica_IO_Running").unwrap_or_default();
     let sql = pick("Slave_SQL_Running", "Replica_SQL_Running").unwrap_or_default();
     if io != "Yes" || sql != "Yes" {
-        return Err(ProbeError::Mysql(format!(
+        return Err(ProbeError::Gate(format!(
             "replication not running (IO {io}, SQL {sql})"
         )));
     }
     let lag = pick("Seconds_Behind_Master", "Seconds_Behind_Source")
         .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| ProbeError::Mysql("replication lag unknown".into()))?;
+        .ok_or_else(|| ProbeError::Gate("replication lag unknown".into()))?;
     if Duration::from_secs(lag) > limit {
-        return Err(ProbeError::Mysql(format!(
+        return Err(ProbeError::Gate(format!(
             "replication lag {lag} s above {} s",
             limit.as_secs()
         )));
@@ -167,7 +167,7 @@ impl MysqlChecker {
                     .map_err(db_err)?,
             };
             let row = row.ok_or_else(|| ProbeError::Gate("not a replica".into()))?;
-            replica_ok(&row, limit).map_err(|e| ProbeError::Gate(e.to_string()))?;
+            replica_ok(&row, limit)?;
         }
         Ok(())
     }
