@@ -73,6 +73,11 @@ enum Command {
         /// Seconds the client writes per run.
         #[arg(long, default_value_t = 12)]
         duration_s: u64,
+        /// `proxy`: the holdfast nodes serve `virtual_server VIP 3306` with holdfast's own
+        /// proxy instead of running HAProxy (seed 004 without ProxySQL); `proxy-dies` then
+        /// kills holdfast itself. keepalived nodes keep HAProxy.
+        #[arg(long, value_parser = ["proxy"], conflicts_with = "peer")]
+        dataplane: Option<String>,
     },
     /// (internal) The crash guardian `run` starts: sends priority 0 and removes the VIPs if
     /// the daemon dies without a clean exit.
@@ -221,7 +226,17 @@ fn main() -> ExitCode {
             repeat,
             json,
             duration_s,
-        } => lab(scenarios, peer, compare, fast, repeat, json, duration_s),
+            dataplane,
+        } => lab(
+            scenarios,
+            peer,
+            compare,
+            fast,
+            repeat,
+            json,
+            duration_s,
+            dataplane.is_some(),
+        ),
         Command::Guardian { detail } => holdfast::guardian::main(detail),
         Command::Enable { vs, rs, socket } => admin("enable", &vs, &rs, &socket),
         Command::Disable { vs, rs, socket } => admin("disable", &vs, &rs, &socket),
@@ -390,6 +405,7 @@ fn lab(
     repeat: usize,
     json: bool,
     duration_s: u64,
+    own_proxy: bool,
 ) -> ExitCode {
     use holdfast_lab::lab::{self as l, Scenario};
     use holdfast_lab::services::{self, Daemon};
@@ -425,6 +441,7 @@ fn lab(
             lb2: Daemon::Holdfast,
             fast,
             duration: std::time::Duration::from_secs(duration_s),
+            own_proxy: true,
         };
         let mut outcomes = Vec::new();
         let mut ok = true;
@@ -485,6 +502,7 @@ fn lab(
             lb2: d2,
             fast,
             duration: std::time::Duration::from_secs(duration_s),
+            own_proxy,
         };
         let mut outcomes = Vec::new();
         let mut meds = Vec::new();

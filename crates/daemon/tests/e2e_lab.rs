@@ -15,6 +15,7 @@ fn every_lab_scenario_moves_the_vip_and_loses_no_acknowledged_write() {
         lb2: Daemon::Holdfast,
         fast: false,
         duration: Duration::from_secs(10),
+        own_proxy: false,
     };
     // Bounds: priority-0 handover within skew (0.61 s) + slack; silent loss within the master
     // down interval (3.61 s) + slack; proxy death within detection (0.1 s) + skew, because
@@ -59,6 +60,7 @@ fn the_balance_scenario_takes_db2_out_and_back_without_losing_writes() {
         lb2: Daemon::Holdfast,
         fast: false,
         duration: Duration::from_secs(12),
+        own_proxy: true,
     };
     for inhibit in [false, true] {
         let o = holdfast_lab::balance::run(&opts, inhibit).unwrap_or_else(|e| panic!("{e}"));
@@ -85,4 +87,23 @@ fn the_balance_scenario_takes_db2_out_and_back_without_losing_writes() {
         }
         assert!(o.lvs_back.contains(&format!("{db2}100 ")), "{}", o.lvs_back);
     }
+}
+
+#[test]
+fn with_holdfast_s_own_proxy_a_killed_node_hands_over_without_losing_writes() {
+    let opts = Options {
+        bin: env!("CARGO_BIN_EXE_holdfast").into(),
+        lb1: Daemon::Holdfast,
+        lb2: Daemon::Holdfast,
+        fast: true,
+        duration: Duration::from_secs(8),
+        own_proxy: true,
+    };
+    // proxy-dies with the proxy inside holdfast: holdfast itself is killed; the guardian's
+    // priority 0 hands the VIP over in Skew_Time.
+    let o = run(&opts, Scenario::ProxyDies).unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.lost.is_empty(), "acknowledged writes lost: {:?}", o.lost);
+    assert!(o.acked > 20, "acked {}", o.acked);
+    let moved = o.vip_move.expect("lb2 became master").as_secs_f64();
+    assert!(moved < 1.0, "VIP moved after {moved:.2} s");
 }

@@ -65,6 +65,9 @@ pub struct Options {
     pub fast: bool,
     /// How long the client writes.
     pub duration: Duration,
+    /// holdfast's own proxy (`virtual_server`) instead of HAProxy on nodes running holdfast;
+    /// `proxy-dies` then kills holdfast itself, its proxy's process.
+    pub own_proxy: bool,
 }
 
 /// What one run measured.
@@ -99,9 +102,16 @@ const HOSTS: [(&str, u8); 5] = [
 ];
 const VIP: &str = "10.88.0.100";
 
-fn daemon(lab: &mut Lab, n: usize, d: Daemon, prio: u8, fast: bool) -> Proc {
+fn daemon(lab: &mut Lab, n: usize, d: Daemon, prio: u8, fast: bool, own_proxy: bool) -> Proc {
     let script = services::check_script(lab);
-    let conf = services::lb_conf(d, prio, &format!("{VIP}/24"), fast, &script);
+    let conf = services::lb_conf(
+        d,
+        prio,
+        &format!("{VIP}/24"),
+        fast,
+        &script,
+        own_proxy.then_some("10.88.0.21"),
+    );
     match d {
         Daemon::Holdfast => lab.holdfast(n, &conf),
         Daemon::Keepalived => lab.keepalived(n, &conf),
@@ -134,11 +144,13 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         lab.node("client"),
     );
     let _db = services::mariadb(&mut lab, db1)?;
-    let proxy1 = services::haproxy(&mut lab, lb1, "10.88.0.21");
-    let _proxy2 = services::haproxy(&mut lab, lb2, "10.88.0.21");
-    let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.fast);
+    let own1 = opts.own_proxy && opts.lb1 == Daemon::Holdfast;
+    let own2 = opts.own_proxy && opts.lb2 == Daemon::Holdfast;
+    let proxy1 = (!own1).then(|| services::haproxy(&mut lab, lb1, "10.88.0.21"));
+    let _proxy2 = (!own2).then(|| services::haproxy(&mut lab, lb2, "10.88.0.21"));
+    let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.fast, own1);
     d1.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
-    let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast);
+    let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast, own2);
     d2.expect_line("(VI_1) Entering BACKUP STATE", Duration::from_secs(20))?;
     let bin = opts.bin.display().to_string();
     let secs = opts.duration.as_secs().to_string();
@@ -163,7 +175,11 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         Scenario::Graceful => d1.signal("TERM"),
         Scenario::Kill9 => d1.signal("KILL"),
         Scenario::Crash => lab.exec_switch(&["ip", "link", "set", &lab.cable(lb1), "down"]),
-        Scenario::ProxyDies => proxy1.signal("KILL"),
+        Scenario::ProxyDies => match &proxy1 {
+            Some(p) => p.signal("KILL"),
+            // holdfast's own proxy lives in the holdfast process.
+            None => d1.signal("KILL"),
+        },
         // Isolated bridge ports do not forward to each other, only to the others.
         Scenario::SplitBrain => {
             isolate(&lab, &[lb1, lb2], true);

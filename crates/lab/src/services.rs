@@ -224,8 +224,17 @@ pub enum Daemon {
 }
 
 /// The lab's keepalived.conf, modelled on seed 004: one VIP, PASS authentication, a tracker on
-/// the local proxy weighted to move the VIP when the proxy dies.
-pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool, check_script: &str) -> String {
+/// the local proxy weighted to move the VIP when the proxy dies. With `own_proxy` (holdfast
+/// only) there is no separate proxy to track: holdfast's own proxy serves
+/// `virtual_server VIP 3306` in front of `backend`, in the same process as VRRP.
+pub fn lb_conf(
+    daemon: Daemon,
+    priority: u8,
+    vip: &str,
+    fast: bool,
+    check_script: &str,
+    own_proxy: Option<&str>,
+) -> String {
     let (version, advert) = if fast {
         ("    version 3\n", "0.1")
     } else {
@@ -251,6 +260,12 @@ pub fn lb_conf(daemon: Daemon, priority: u8, vip: &str, fast: bool, check_script
         Daemon::Holdfast => "    preempt_fast\n",
         Daemon::Keepalived => "",
     };
+    if let (Daemon::Holdfast, Some(backend)) = (daemon, own_proxy) {
+        let addr = vip.split('/').next().unwrap_or(vip);
+        return format!(
+            "global_defs {{\n    router_id lb{priority}\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n{version}{preempt}{auth}    virtual_ipaddress {{\n        {vip}\n    }}\n}}\nvirtual_server {addr} 3306 {{\n    delay_loop 1\n    lb_algo wlc\n    real_server {backend} 3306 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n}}\n"
+        );
+    }
     format!(
         "global_defs {{\n    router_id lb{priority}\n    enable_script_security\n    script_user root\n}}\n{check}vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n{version}{preempt}{auth}    virtual_ipaddress {{\n        {vip}\n    }}\n    track_script {{\n        chk_proxy\n    }}\n}}\n"
     )
