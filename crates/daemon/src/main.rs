@@ -227,16 +227,16 @@ fn main() -> ExitCode {
             json,
             duration_s,
             dataplane,
-        } => lab(
-            scenarios,
+        } => lab(LabArgs {
+            names: scenarios,
             peer,
             compare,
             fast,
             repeat,
             json,
             duration_s,
-            dataplane.is_some(),
-        ),
+            own_proxy: dataplane.is_some(),
+        }),
         Command::Guardian { detail } => holdfast::guardian::main(detail),
         Command::Enable { vs, rs, socket } => admin("enable", &vs, &rs, &socket),
         Command::Disable { vs, rs, socket } => admin("disable", &vs, &rs, &socket),
@@ -397,7 +397,8 @@ fn admin(command: &str, vs: &str, rs: &str, socket: &std::path::Path) -> ExitCod
     }
 }
 
-fn lab(
+/// `holdfast lab`'s arguments.
+struct LabArgs {
     names: Vec<String>,
     peer: Option<String>,
     compare: bool,
@@ -406,7 +407,19 @@ fn lab(
     json: bool,
     duration_s: u64,
     own_proxy: bool,
-) -> ExitCode {
+}
+
+fn lab(args: LabArgs) -> ExitCode {
+    let LabArgs {
+        names,
+        peer,
+        compare,
+        fast,
+        repeat,
+        json,
+        duration_s,
+        own_proxy,
+    } = args;
     use holdfast_lab::lab::{self as l, Scenario};
     use holdfast_lab::services::{self, Daemon};
     if !holdfast_lab::netns::is_root() {
