@@ -134,3 +134,24 @@ fn config_id_selects_conditional_lines() {
         );
     }
 }
+
+#[test]
+fn the_documented_example_configurations_are_clean() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "conf") {
+            let out = run(&["check-config", "--strict", "-f", p.to_str().unwrap()]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no examples in {}", dir.display());
+}
