@@ -111,6 +111,8 @@ pub struct VsPlan {
     pub quorum_down: Option<Command>,
     /// `ha_suspend`: probe only while the virtual address is local.
     pub ha_suspend: bool,
+    /// `omega`: at shutdown, run notify_down of the live servers and quorum_down.
+    pub omega: bool,
     /// `script_user`.
     pub script_user: Option<UserSpec>,
 }
@@ -187,11 +189,6 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             vs.lvs_method
         ));
     }
-    if vs.omega {
-        un.push(format!(
-            "virtual_server {name}: omega (quorum_down/notify_down at shutdown) is not implemented"
-        ));
-    }
     let mut servers = Vec::new();
     for rs in &vs.real_servers {
         if rs.uthreshold.is_some() || rs.lthreshold.is_some() {
@@ -249,6 +246,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         quorum_up: vs.quorum_up.clone(),
         quorum_down: vs.quorum_down.clone(),
         ha_suspend: vs.ha_suspend,
+        omega: vs.omega,
         script_user: cfg.global.script_user.clone(),
     })
 }
@@ -780,19 +778,40 @@ impl Drop for AbortOnDrop {
 }
 
 fn run_script(cmd: Option<Command>, script_user: Option<UserSpec>, log: Logger) {
+    tokio::spawn(run_script_now(cmd, script_user, log));
+}
+
+async fn run_script_now(cmd: Option<Command>, script_user: Option<UserSpec>, log: Logger) {
     let Some(c) = cmd else { return };
-    tokio::spawn(async move {
-        let run_as = match crate::script::run_as(c.user.as_ref(), script_user.as_ref()) {
-            Ok(r) => r,
-            Err(e) => {
-                log.check(&format!("{e} for script '{}' - skipping", c.cmd));
-                return;
-            }
-        };
-        if let Err(e) = crate::script::run_once(&c.cmd, Duration::from_secs(60), run_as).await {
-            log.check(&format!("script '{}' failed: {e}", c.cmd));
+    let run_as = match crate::script::run_as(c.user.as_ref(), script_user.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            log.check(&format!("{e} for script '{}' - skipping", c.cmd));
+            return;
         }
-    });
+    };
+    if let Err(e) = crate::script::run_once(&c.cmd, Duration::from_secs(60), run_as).await {
+        log.check(&format!("script '{}' failed: {e}", c.cmd));
+    }
+}
+
+/// `omega` at shutdown: notify_down for every live server and quorum_down for every virtual
+/// server with `omega`, as keepalived runs them when it stops; waited for (60 s each at most).
+pub async fn omega(plans: &[VsPlan], planes: &Planes, log: Logger) {
+    for p in plans.iter().filter(|p| p.omega) {
+        for r in &p.servers {
+            let alive = planes
+                .alive
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&(p.spec.key, r.addr)).copied())
+                .unwrap_or(!r.alpha);
+            if alive {
+                run_script_now(r.notify_down.clone(), p.script_user.clone(), log).await;
+            }
+        }
+        run_script_now(p.quorum_down.clone(), p.script_user.clone(), log).await;
+    }
 }
 
 struct CheckCtx {

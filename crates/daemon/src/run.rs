@@ -342,6 +342,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         log.check(&format!("Removing Virtual Server {}", p.name()));
     }
     crate::lvs::clear(&vs_plans, &planes, log);
+    crate::lvs::omega(&vs_plans, &planes, log).await;
     for (_, tx, _) in &running {
         let _ = tx.send(Ctl::Stop).await;
     }

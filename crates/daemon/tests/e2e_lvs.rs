@@ -486,3 +486,26 @@ fn readmit_manual_holds_a_server_until_enable_and_disable_drains() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn omega_runs_notify_down_and_quorum_down_at_shutdown() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let _web2 = web(&mut lab, 2, "web2");
+    let (down, quorum) = (lab.dir().join("down"), lab.dir().join("quorum"));
+    let conf = format!(
+        "global_defs {{\n    enable_script_security\n    script_user root\n}}\nvirtual_server 10.77.0.1 80 {{\n    delay_loop 0.5\n    omega\n    quorum_down \"/bin/sh -c 'echo q > {}'\"\n    real_server 10.77.0.2 80 {{\n        notify_down \"/bin/sh -c 'echo d > {}'\"\n        TCP_CHECK {{\n            connect_timeout 0.5\n        }}\n    }}\n}}\n",
+        quorum.display(),
+        down.display()
+    );
+    let mut lb = lab.holdfast(1, &conf);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.2]:tcp:80",
+        5 * SEC,
+    );
+    assert!(!down.exists() && !quorum.exists());
+    lb.signal("TERM");
+    assert!(lb.wait_exit(10 * SEC));
+    // The scripts ran before the daemon exited.
+    assert_eq!(std::fs::read_to_string(&down).unwrap().trim(), "d");
+    assert_eq!(std::fs::read_to_string(&quorum).unwrap().trim(), "q");
+}
