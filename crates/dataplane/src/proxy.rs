@@ -479,18 +479,24 @@ async fn pump(
     addr: SocketAddr,
     clock: &Clock<'_>,
     to_server: bool,
-) {
+) -> End {
     // Capacity, not zeroed memory: read_buf fills the spare capacity.
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut total = 0u64;
+    let mut end = End::Eof;
     loop {
         buf.clear();
         let n = match r.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(_) => {
+                end = End::Reset;
+                break;
+            }
             Ok(n) => n,
         };
         clock.touch();
         if w.write_all(&buf[..n]).await.is_err() {
+            end = End::Reset;
             break;
         }
         total += n as u64;
@@ -499,7 +505,12 @@ async fn pump(
             buf.reserve(n);
         }
     }
-    let _ = w.shutdown().await;
+    if end == End::Reset {
+        // Pass an abort on as an abort (RST, no TIME_WAIT left on the proxy), as HAProxy does.
+        let _ = socket2::SockRef::from(w.as_ref()).set_linger(Some(Duration::ZERO));
+    } else {
+        let _ = w.shutdown().await;
+    }
     svc.lock().with_dest(addr, |d| {
         if to_server {
             d.bytes_in += total;
@@ -507,6 +518,16 @@ async fn pump(
             d.bytes_out += total;
         }
     });
+    end
+}
+
+/// How one direction ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The sender finished (FIN): half-close the other side.
+    Eof,
+    /// The connection was reset or broke: close both sides now.
+    Reset,
 }
 
 /// Copies both ways until both sides are done, the destination is removed, or nothing moved
@@ -542,8 +563,18 @@ async fn relay(
     tokio::pin!(idle_check);
     while !(up_done && down_done) {
         tokio::select! {
-            _ = &mut up, if !up_done => up_done = true,
-            _ = &mut down, if !down_done => down_done = true,
+            e = &mut up, if !up_done => {
+                up_done = true;
+                if e == End::Reset {
+                    break;
+                }
+            }
+            e = &mut down, if !down_done => {
+                down_done = true;
+                if e == End::Reset {
+                    break;
+                }
+            }
             r = removed.wait_for(|gone| *gone) => {
                 if r.is_ok() {
                     break;
