@@ -506,8 +506,10 @@ async fn pump(
         }
     }
     if end == End::Reset {
-        // Pass an abort on as an abort (RST, no TIME_WAIT left on the proxy), as HAProxy does.
+        // Pass an abort on as an abort (RST, no TIME_WAIT left on the proxy), as HAProxy does:
+        // linger 0, and no FIN first (dropping a write half would send one).
         let _ = socket2::SockRef::from(w.as_ref()).set_linger(Some(Duration::ZERO));
+        w.forget();
     } else {
         let _ = w.shutdown().await;
     }
@@ -798,6 +800,38 @@ mod tests {
         assert_eq!(u16::from_be_bytes([h[24], h[25]]), me.port());
         assert_eq!(u16::from_be_bytes([h[26], h[27]]), vip.port());
         assert_eq!(h.to_vec(), proxy_v2_header(me, vip));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_abort_reaches_the_server_as_an_abort() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = l.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(b"k").await;
+                let mut b = [0u8; 16];
+                let r = s.read(&mut b).await;
+                let _ = tx.send(r.map_err(|e| e.kind())).await;
+            }
+        });
+        let vip = free_port().await;
+        let mut plane = ProxyPlane::new();
+        plane
+            .apply(&vec![spec(vip, Kind::Rr, &[(server, 1)])])
+            .unwrap();
+        let mut c = TcpStream::connect(vip).await.unwrap();
+        let mut k = [0u8; 1];
+        c.read_exact(&mut k).await.unwrap();
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the server hears of it")
+            .unwrap();
+        assert_eq!(got, Err(std::io::ErrorKind::ConnectionReset));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
