@@ -53,7 +53,8 @@ enum Command {
     Lab {
         /// Scenarios (default: all VRRP ones): graceful-stop, kill-9, node-crash, proxy-dies,
         /// partition-heal; `balance` runs the load-balancing scenario (holdfast's proxy in
-        /// front of two MariaDB servers, one killed and restarted).
+        /// front of two MariaDB servers, one killed and restarted); `roles` the database-roles
+        /// one (primary + replica, writer/reader ports, lag, promotion by hand).
         scenarios: Vec<String>,
         /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
         #[arg(long, value_parser = ["keepalived"])]
@@ -428,18 +429,19 @@ fn lab(args: LabArgs) -> ExitCode {
     }
     let mut scenarios = Vec::new();
     let balance = names.iter().any(|n| n == "balance");
-    for n in names.iter().filter(|n| *n != "balance") {
+    let roles = names.iter().any(|n| n == "roles");
+    for n in names.iter().filter(|n| *n != "balance" && *n != "roles") {
         match Scenario::parse(n) {
             Some(s) => scenarios.push(s),
             None => {
                 eprintln!(
-                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal, balance)"
+                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal, balance, roles)"
                 );
                 return ExitCode::from(2);
             }
         }
     }
-    if scenarios.is_empty() && !balance {
+    if scenarios.is_empty() && !balance && !roles {
         scenarios = Scenario::ALL.to_vec();
     }
     if let Err(e) = services::install_packages() {
@@ -447,6 +449,35 @@ fn lab(args: LabArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     let bin = std::env::current_exe().unwrap_or_else(|_| "holdfast".into());
+    if roles {
+        let opts = l::Options {
+            bin: bin.clone(),
+            lb1: Daemon::Holdfast,
+            lb2: Daemon::Holdfast,
+            fast,
+            duration: std::time::Duration::from_secs(duration_s),
+            own_proxy: true,
+        };
+        match holdfast_lab::roles::run(&opts) {
+            Ok(o) => {
+                print!("{}", holdfast_lab::roles::report(&o));
+                let ok = o.lost.is_empty()
+                    && o.drained.is_some()
+                    && o.readmitted.is_some()
+                    && o.switched.is_some();
+                if !ok {
+                    return ExitCode::from(1);
+                }
+            }
+            Err(e) => {
+                eprintln!("holdfast lab: roles failed: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        if scenarios.is_empty() && !balance {
+            return ExitCode::SUCCESS;
+        }
+    }
     if balance {
         let opts = l::Options {
             bin: bin.clone(),

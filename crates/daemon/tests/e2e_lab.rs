@@ -107,3 +107,33 @@ fn with_holdfast_s_own_proxy_a_killed_node_hands_over_without_losing_writes() {
     let moved = o.vip_move.expect("lb2 became master").as_secs_f64();
     assert!(moved < 1.0, "VIP moved after {moved:.2} s");
 }
+
+#[test]
+fn the_roles_scenario_drains_a_lagging_replica_and_follows_a_promotion() {
+    let opts = Options {
+        bin: env!("CARGO_BIN_EXE_holdfast").into(),
+        lb1: Daemon::Holdfast,
+        lb2: Daemon::Holdfast,
+        fast: false,
+        duration: Duration::from_secs(10),
+        own_proxy: true,
+    };
+    let o = holdfast_lab::roles::run(&opts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.lost.is_empty(), "acknowledged writes lost: {:?}", o.lost);
+    assert!(o.acked > 20, "acked {}", o.acked);
+    assert!(
+        o.drained.is_some_and(|d| d < Duration::from_secs(2)),
+        "{o:?}"
+    );
+    // rise 3 at 0.2 s: not before the third passing check.
+    assert!(
+        o.readmitted
+            .is_some_and(|d| d >= Duration::from_millis(350) && d < Duration::from_secs(5)),
+        "{o:?}"
+    );
+    // One check interval (0.2 s) plus the check itself.
+    assert!(
+        o.switched.is_some_and(|d| d < Duration::from_secs(1)),
+        "{o:?}"
+    );
+}

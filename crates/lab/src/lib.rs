@@ -5,4 +5,5 @@ pub mod balance;
 pub mod client;
 pub mod lab;
 pub mod netns;
+pub mod roles;
 pub mod services;

@@ -1,0 +1,227 @@
+//! The database-roles scenario: db1 is a MariaDB primary, db2 its replica; lb1 runs holdfast
+//! with the VIP and two virtual servers on its own proxy — port 3306 to the single writable
+//! server (MYSQL_CHECK `require_writable`, `fo`), port 3307 to the replica while it is
+//! read-only and within 2 s of lag (`rise 3`). The client writes through VIP:3306 every
+//! 100 ms. The replica's SQL thread is stopped (drained from 3307) and started (readmitted
+//! after three passing checks); then the operator promotes db2 by hand and 3306 follows
+//! without a restart. Every acknowledged write must be stored on db1 or db2.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::client::{Attempt, longest_gap};
+use crate::lab::Options;
+use crate::netns::Lab;
+use crate::services;
+
+/// What the roles run measured.
+#[derive(Clone, Debug)]
+pub struct RolesOutcome {
+    /// From stopping the replica's SQL thread to its removal from 3307.
+    pub drained: Option<Duration>,
+    /// From starting it again to its readmission to 3307.
+    pub readmitted: Option<Duration>,
+    /// From the promotion to db2 being the writer on 3306.
+    pub switched: Option<Duration>,
+    /// Longest time without an acknowledged write (the whole run).
+    pub gap: Duration,
+    /// Failed attempts.
+    pub failed: usize,
+    /// Acknowledged writes.
+    pub acked: usize,
+    /// Distinct rows stored on db1 and db2.
+    pub stored: usize,
+    /// Acknowledged writes stored nowhere (must be empty).
+    pub lost: Vec<u64>,
+}
+
+const HOSTS: [(&str, u8); 5] = [
+    ("lb1", 11),
+    ("lb2", 12),
+    ("db1", 21),
+    ("db2", 22),
+    ("client", 31),
+];
+
+fn check(gate: &str) -> String {
+    format!(
+        "        MYSQL_CHECK {{\n            user lab\n            password lab\n{gate}            connect_timeout 1\n            retry 0\n        }}\n"
+    )
+}
+
+fn conf() -> String {
+    let writer = check("            require_writable\n");
+    let reader = check(
+        "            require_read_only\n            max_replication_lag 2\n            rise 3\n",
+    );
+    format!(
+        "vrrp_instance VI_1 {{
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    virtual_ipaddress {{
+        10.88.0.100/24
+    }}
+}}
+virtual_server 10.88.0.100 3306 {{
+    delay_loop 0.2
+    lb_algo fo
+    real_server 10.88.0.21 3306 {{
+        weight 2
+{writer}    }}
+    real_server 10.88.0.22 3306 {{
+        weight 1
+{writer}    }}
+}}
+virtual_server 10.88.0.100 3307 {{
+    delay_loop 0.2
+    lb_algo wlc
+    real_server 10.88.0.22 3306 {{
+{reader}    }}
+}}
+"
+    )
+}
+
+/// Runs the roles scenario in a fresh topology.
+pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
+    let hosts: Vec<(String, u8)> = HOSTS.iter().map(|(n, h)| (n.to_string(), *h)).collect();
+    let mut lab = Lab::with_hosts("10.88.0", &hosts).with_bin(opts.bin.clone());
+    let (lb1, db1, db2, client) = (
+        lab.node("lb1"),
+        lab.node("db1"),
+        lab.node("db2"),
+        lab.node("client"),
+    );
+    let _p = services::mariadb_with(&mut lab, db1, &["--log-bin=mysql-bin", "--server-id=1"])?;
+    let _r = services::mariadb_with(&mut lab, db2, &["--log-bin=mysql-bin", "--server-id=2"])?;
+    let (s1, s2) = (
+        services::mariadb_socket(&lab, db1),
+        services::mariadb_socket(&lab, db2),
+    );
+    for s in [&s1, &s2] {
+        services::sql(s, "GRANT SLAVE MONITOR ON *.* TO 'lab'@'%'")?;
+    }
+    services::replicate(&lab, db1, db2, "10.88.0.21")?;
+    services::sql(&s2, "SET GLOBAL read_only = 1")?;
+    let mut lb = lab.holdfast(lb1, &conf());
+    lb.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
+    // The replica is read-only, so the writer pool drops it at its first check.
+    lb.expect_line(
+        "Removing service [10.88.0.22]:tcp:3306 from VS [10.88.0.100]:tcp:3306",
+        Duration::from_secs(10),
+    )?;
+    let bin = opts.bin.display().to_string();
+    let secs = opts.duration.as_secs().to_string();
+    let mut cl = lab.spawn(
+        client,
+        "client",
+        &[
+            &bin,
+            "lab-client",
+            "--host",
+            "10.88.0.100",
+            "--interval-ms",
+            "100",
+            "--duration-s",
+            &secs,
+        ],
+    );
+    cl.expect_line("\"acked\"", Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Lag: the replica's SQL thread stops, then starts again.
+    let stopped = Instant::now();
+    services::sql(&s2, "STOP SLAVE SQL_THREAD")?;
+    let drained = lb
+        .try_wait_for_after(
+            "Removing service [10.88.0.22]:tcp:3306 from VS [10.88.0.100]:tcp:3307",
+            Some(stopped),
+            Duration::from_secs(10),
+        )
+        .map(|t| t.saturating_duration_since(stopped));
+    let started = Instant::now();
+    services::sql(&s2, "START SLAVE SQL_THREAD")?;
+    let readmitted = lb
+        .try_wait_for_after(
+            "Adding service [10.88.0.22]:tcp:3306 to VS [10.88.0.100]:tcp:3307",
+            Some(started),
+            Duration::from_secs(10),
+        )
+        .map(|t| t.saturating_duration_since(started));
+
+    // Promotion by hand, as the seeds' operators do it.
+    std::thread::sleep(Duration::from_secs(1));
+    let promoted = Instant::now();
+    services::sql(&s2, "STOP SLAVE; SET GLOBAL read_only = 0")?;
+    services::sql(&s1, "SET GLOBAL read_only = 1")?;
+    let switched = lb
+        .try_wait_for_after(
+            "Adding service [10.88.0.22]:tcp:3306 to VS [10.88.0.100]:tcp:3306",
+            Some(promoted),
+            Duration::from_secs(10),
+        )
+        .map(|t| t.saturating_duration_since(promoted));
+
+    if !cl.wait_exit(opts.duration + Duration::from_secs(30)) {
+        return Err("client did not finish".into());
+    }
+    let attempts: Vec<Attempt> = cl.log().lines().filter_map(Attempt::parse).collect();
+    let mut stored: Vec<u64> = Vec::new();
+    for s in [&s1, &s2] {
+        let text = services::sql(s, "SELECT id FROM lab.t ORDER BY id")?;
+        stored.extend(text.lines().filter_map(|l| l.trim().parse::<u64>().ok()));
+    }
+    stored.sort_unstable();
+    stored.dedup();
+    let lost: Vec<u64> = attempts
+        .iter()
+        .filter(|a| a.acked_us.is_some() && stored.binary_search(&a.id).is_err())
+        .map(|a| a.id)
+        .collect();
+    Ok(RolesOutcome {
+        drained,
+        readmitted,
+        switched,
+        gap: longest_gap(&attempts),
+        failed: attempts.iter().filter(|a| a.acked_us.is_none()).count(),
+        acked: attempts.iter().filter(|a| a.acked_us.is_some()).count(),
+        stored: stored.len(),
+        lost,
+    })
+}
+
+/// The human report.
+pub fn report(o: &RolesOutcome) -> String {
+    let secs = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
+    let mut s = String::from(
+        "== roles: writer on VIP:3306 (require_writable, fo), reader on VIP:3307 (read-only, lag <= 2 s, rise 3)\n",
+    );
+    let _ = writeln!(
+        s,
+        "   replica SQL thread stopped -> drained from 3307 after {}",
+        secs(o.drained)
+    );
+    let _ = writeln!(
+        s,
+        "   started again             -> readmitted to 3307 after {}",
+        secs(o.readmitted)
+    );
+    let _ = writeln!(
+        s,
+        "   db2 promoted by hand       -> writer on 3306 after {}",
+        secs(o.switched)
+    );
+    let _ = writeln!(
+        s,
+        "   client: longest gap {:.2} s, {} failed, {} acked, {} stored, {} lost",
+        o.gap.as_secs_f64(),
+        o.failed,
+        o.acked,
+        o.stored,
+        o.lost.len()
+    );
+    s
+}
