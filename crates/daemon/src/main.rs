@@ -462,6 +462,7 @@ fn lab(args: LabArgs) -> ExitCode {
             Ok(o) => {
                 print!("{}", holdfast_lab::roles::report(&o));
                 let ok = o.lost.is_empty()
+                    && o.restarted_held
                     && o.drained.is_some()
                     && o.readmitted.is_some()
                     && o.switched.is_some();

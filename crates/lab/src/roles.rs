@@ -23,6 +23,8 @@ pub struct RolesOutcome {
     pub readmitted: Option<Duration>,
     /// From the promotion to db2 being the writer on 3306.
     pub switched: Option<Duration>,
+    /// The old primary, restarted (writable again, and stale), was held out of 3306.
+    pub restarted_held: bool,
     /// Longest time without an acknowledged write (the whole run).
     pub gap: Duration,
     /// Failed attempts.
@@ -70,6 +72,7 @@ virtual_server 10.88.0.100 3306 {{
     lb_algo fo
     real_server 10.88.0.21 3306 {{
         weight 2
+        readmit manual
 {writer}    }}
     real_server 10.88.0.22 3306 {{
         weight 1
@@ -95,7 +98,7 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
         lab.node("db2"),
         lab.node("client"),
     );
-    let _p = services::mariadb_with(&mut lab, db1, &["--log-bin=mysql-bin", "--server-id=1"])?;
+    let p1 = services::mariadb_with(&mut lab, db1, &["--log-bin=mysql-bin", "--server-id=1"])?;
     let _r = services::mariadb_with(&mut lab, db2, &["--log-bin=mysql-bin", "--server-id=2"])?;
     let (s1, s2) = (
         services::mariadb_socket(&lab, db1),
@@ -165,6 +168,26 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
         )
         .map(|t| t.saturating_duration_since(promoted));
 
+    // The old primary crashes and restarts: writable again (read_only is not persistent) and
+    // stale. `readmit manual` keeps it out of the writer pool until an operator says so.
+    p1.signal("KILL");
+    let _p1 = services::mariadb_start(&mut lab, db1)?;
+    let back = Instant::now();
+    let restarted_held = lb
+        .try_wait_for_after(
+            "[10.88.0.21]:tcp:3306 of VS [10.88.0.100]:tcp:3306 passes its checks but stays out until `holdfast enable` (readmit manual)",
+            Some(back),
+            Duration::from_secs(10),
+        )
+        .is_some()
+        && lb
+            .try_wait_for_after(
+                "Adding service [10.88.0.21]:tcp:3306 to VS [10.88.0.100]:tcp:3306",
+                Some(back),
+                Duration::from_millis(1),
+            )
+            .is_none();
+
     if !cl.wait_exit(opts.duration + Duration::from_secs(30)) {
         return Err("client did not finish".into());
     }
@@ -185,6 +208,7 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
         drained,
         readmitted,
         switched,
+        restarted_held,
         gap: longest_gap(&attempts),
         failed: attempts.iter().filter(|a| a.acked_us.is_none()).count(),
         acked: attempts.iter().filter(|a| a.acked_us.is_some()).count(),
@@ -211,8 +235,17 @@ pub fn report(o: &RolesOutcome) -> String {
     );
     let _ = writeln!(
         s,
-        "   db2 promoted by hand       -> writer on 3306 after {}",
+        "   db2 promoted by hand      -> writer on 3306 after {}",
         secs(o.switched)
+    );
+    let _ = writeln!(
+        s,
+        "   old primary restarted     -> {}",
+        if o.restarted_held {
+            "held out of 3306 (readmit manual) until holdfast enable"
+        } else {
+            "NOT held out"
+        }
     );
     let _ = writeln!(
         s,
