@@ -383,9 +383,6 @@ pub fn mysql_probe(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<MysqlProbe, String> {
-    if m.tls || m.tls_ca.is_some() {
-        return Err("MYSQL_CHECK tls/tls_ca are not implemented yet".into());
-    }
     let (mut user, mut password) = (m.user.clone(), m.password.clone());
     if let Some(f) = &m.credentials_file {
         use std::os::unix::fs::PermissionsExt;
@@ -416,6 +413,7 @@ pub fn mysql_probe(
         require_writable: m.require_writable,
         require_read_only: m.require_read_only,
         max_lag: m.max_replication_lag,
+        tls: (m.tls || m.tls_ca.is_some()).then(|| m.tls_ca.as_ref().map(Into::into)),
     })
 }
 

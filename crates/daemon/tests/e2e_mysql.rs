@@ -155,3 +155,122 @@ fn a_lagging_replica_is_drained_and_readmitted_after_rise_checks() {
         back.saturating_duration_since(started)
     );
 }
+
+/// A CA and a server certificate for `ip`, in `dir`: (ca.pem, server.pem, server.key).
+fn certs(
+    dir: &std::path::Path,
+    ip: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (ca, cakey, crt, key, csr, ext) = (
+        p("ca.pem"),
+        p("ca.key"),
+        p("server.pem"),
+        p("server.key"),
+        p("server.csr"),
+        p("ext.cnf"),
+    );
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lab-ca",
+        "-keyout",
+        &s(&cakey),
+        "-out",
+        &s(&ca),
+    ]);
+    sh(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=db",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&csr),
+    ]);
+    std::fs::write(&ext, format!("subjectAltName=IP:{ip}\n")).unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca),
+        "-CAkey",
+        &s(&cakey),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &s(&ext),
+        "-out",
+        &s(&crt),
+    ]);
+    (ca, crt, key)
+}
+
+#[test]
+fn mysql_check_over_tls_verifies_the_server_against_tls_ca() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let (ca, crt, key) = certs(lab.dir(), "10.77.0.2");
+    let (c, k) = (
+        format!("--ssl-cert={}", crt.display()),
+        format!("--ssl-key={}", key.display()),
+    );
+    let _db = services::mariadb_with(&mut lab, 2, &[&c, &k]).unwrap();
+    services::sql(
+        &services::mariadb_socket(&lab, 2),
+        "ALTER USER 'lab'@'%' REQUIRE SSL",
+    )
+    .unwrap();
+    let rs = |port: u16, tls: &str, alpha: &str| {
+        format!(
+            "virtual_server 10.77.0.1 {port} {{\n    delay_loop 0.3\n{alpha}    real_server 10.77.0.2 3306 {{\n        MYSQL_CHECK {{\n            user lab\n            password lab\n{tls}            connect_timeout 2\n            retry 0\n        }}\n    }}\n}}\n"
+        )
+    };
+    let conf = rs(
+        3306,
+        &format!("            tls_ca {}\n", ca.display()),
+        "    alpha\n",
+    ) + &rs(3307, "", "");
+    let mut lb = lab.holdfast(1, &conf);
+    // Verified TLS: up. Without TLS the server refuses the user (REQUIRE SSL): stays down.
+    lb.wait_for(
+        "MYSQL_CHECK on service [10.77.0.2]:tcp:3306 succeeded.",
+        10 * SEC,
+    );
+    lb.wait_for(
+        "Adding service [10.77.0.2]:tcp:3306 to VS [10.77.0.1]:tcp:3306",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "Removing service [10.77.0.2]:tcp:3306 from VS [10.77.0.1]:tcp:3307",
+        10 * SEC,
+    );
+    assert!(
+        lb.log().contains("Access denied for user 'lab'"),
+        "{}",
+        lb.log()
+    );
+}

@@ -35,6 +35,9 @@ pub struct MysqlProbe {
     pub require_read_only: bool,
     /// `max_replication_lag`.
     pub max_lag: Option<Duration>,
+    /// `tls`: encrypt the session. With `tls_ca` the server's certificate must chain to it
+    /// (and name the address connected to); without, it is not verified (encryption only).
+    pub tls: Option<Option<std::path::PathBuf>>,
 }
 
 /// A MYSQL_CHECK with its session.
@@ -134,7 +137,17 @@ impl MysqlChecker {
                 .user(Some(p.user.clone()))
                 .pass(p.password.clone())
                 .db_name(p.database.clone())
-                .prefer_socket(false);
+                .prefer_socket(false)
+                .ssl_opts(p.tls.as_ref().map(|ca| {
+                    match ca {
+                        Some(ca) => {
+                            mysql_async::SslOpts::default().with_root_certs(vec![ca.clone().into()])
+                        }
+                        None => mysql_async::SslOpts::default()
+                            .with_danger_accept_invalid_certs(true)
+                            .with_danger_skip_domain_validation(true),
+                    }
+                }));
             self.conn = Some(Conn::new(opts).await.map_err(db_err)?);
         }
         let Some(conn) = self.conn.as_mut() else {
