@@ -47,9 +47,9 @@ pub async fn watch(
             path.display()
         ));
     }
-    let _ = tx.send(TrackEv::Value(index, read(&path))).await;
     // The directory is watched, so a file that is replaced (written elsewhere and renamed)
-    // or created later is seen too.
+    // or created later is seen too. The watch is in place before the first read, so no
+    // change can fall between the two.
     let dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -64,7 +64,11 @@ pub async fn watch(
                 | AddWatchFlags::IN_CREATE
                 | AddWatchFlags::IN_DELETE,
         )?;
-        let mut last = None;
+        let first = read(&path);
+        if tx.blocking_send(TrackEv::Value(index, first)).is_err() {
+            return Ok(());
+        }
+        let mut last = Some(first);
         loop {
             let events = ino.read_events()?;
             if events.iter().any(|e| e.name.as_ref() == name.as_ref()) {
