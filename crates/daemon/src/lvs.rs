@@ -468,8 +468,15 @@ pub enum Admin {
 /// A checker's report to its virtual server.
 #[derive(Debug)]
 enum CheckEv {
-    /// Checker `ck` of real server `rs` came up or went down.
-    State { rs: usize, ck: usize, up: bool },
+    /// Checker `ck` of real server `rs` came up or went down; `gated` when it went down
+    /// because a MYSQL_CHECK gate failed on a healthy session (role or lag): the server is
+    /// then drained (weight 0, connections kept), not removed.
+    State {
+        rs: usize,
+        ck: usize,
+        up: bool,
+        gated: bool,
+    },
     /// MISC_CHECK with misc_dynamic set a weight (`None`: configured weight).
     Weight { rs: usize, weight: Option<u32> },
 }
@@ -681,6 +688,9 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     }
     drop(tx);
     let _guard = AbortOnDrop(tasks);
+    // Per checker: down because of a MYSQL_CHECK gate. Per server: drained by the operator.
+    let mut gates: Vec<Vec<bool>> = ups.iter().map(|u| vec![false; u.len()]).collect();
+    let mut op_drained = vec![false; plan.servers.len()];
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => match ev {
@@ -696,10 +706,12 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     let _ = reply.send(Err(format!("no real server {addr} in VS {name}")));
                     continue;
                 };
-                let mut events = svc.set_drained(i, !enable);
+                op_drained[i] = !enable;
+                let gated = gates[i].iter().any(|g| *g);
+                let mut events = svc.set_drained(i, op_drained[i] || gated);
                 if enable && held[i] {
                     held[i] = false;
-                    let checks_pass = ups[i].iter().all(|u| *u);
+                    let checks_pass = ups[i].iter().zip(&gates[i]).all(|(u, g)| *u || *g);
                     events.extend(svc.set_alive(i, checks_pass));
                 }
                 if !events.is_empty() {
@@ -715,11 +727,21 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             }
         };
         let events = match ev {
-            CheckEv::State { rs, ck, up } => {
+            CheckEv::State { rs, ck, up, gated } => {
                 if let Some(u) = ups.get_mut(rs).and_then(|v| v.get_mut(ck)) {
                     *u = up;
                 }
-                let checks_pass = ups.get(rs).is_some_and(|v| v.iter().all(|u| *u));
+                if let Some(g) = gates.get_mut(rs).and_then(|v| v.get_mut(ck)) {
+                    *g = gated;
+                }
+                // A gate failure leaves the server alive (its session is fine) but drained.
+                let checks_pass = ups
+                    .get(rs)
+                    .zip(gates.get(rs))
+                    .is_some_and(|(u, g)| u.iter().zip(g).all(|(u, g)| *u || *g));
+                let any_gate = gates.get(rs).is_some_and(|g| g.iter().any(|x| *x));
+                let mut drain_events =
+                    svc.set_drained(rs, any_gate || op_drained.get(rs).copied().unwrap_or(false));
                 let manual = plan.servers.get(rs).is_some_and(|r| r.readmit_manual);
                 if manual && !checks_pass {
                     held[rs] = true;
@@ -735,7 +757,9 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 if let (Some(r), Ok(mut m)) = (plan.servers.get(rs), planes.alive.lock()) {
                     m.insert((plan.spec.key, r.addr), alive);
                 }
-                let ev = svc.set_alive(rs, alive);
+                let mut ev = svc.set_alive(rs, alive);
+                drain_events.append(&mut ev);
+                let ev = drain_events;
                 if before != Some(alive)
                     && let Some(r) = plan.servers.get(rs)
                 {
@@ -836,6 +860,8 @@ fn next_seq() -> u16 {
 /// The outcome of one probe: up or not, and a MISC_CHECK dynamic weight.
 struct Outcome {
     ok: bool,
+    /// The failure is a MYSQL_CHECK gate, not a dead server.
+    gated: bool,
     weight: Option<Option<u32>>,
     detail: String,
 }
@@ -843,6 +869,7 @@ struct Outcome {
 async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
     let plain = |r: Result<(), holdfast_check::probe::ProbeError>| Outcome {
         ok: r.is_ok(),
+        gated: false,
         weight: None,
         detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
     };
@@ -859,6 +886,7 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
         // Stateful (a kept session) or event-driven: run by `checker` / `file_checker`.
         Probe::Mysql(_) | Probe::File { .. } => Outcome {
             ok: true,
+            gated: false,
             weight: None,
             detail: String::new(),
         },
@@ -873,6 +901,7 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
                 Err(e) => {
                     return Outcome {
                         ok: false,
+                        gated: false,
                         weight: None,
                         detail: e,
                     };
@@ -883,31 +912,37 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
                 // weight exit-2.
                 Ok(0) => Outcome {
                     ok: true,
+                    gated: false,
                     weight: dynamic.then_some(None),
                     detail: String::new(),
                 },
                 Ok(code) if *dynamic && code >= 2 => Outcome {
                     ok: true,
+                    gated: false,
                     weight: Some(Some(u32::try_from(code - 2).unwrap_or(0))),
                     detail: String::new(),
                 },
                 Ok(code) => Outcome {
                     ok: false,
+                    gated: false,
                     weight: None,
                     detail: format!("exited with status {code}"),
                 },
                 Err(crate::script::ScriptError::TimedOut) => Outcome {
                     ok: false,
+                    gated: false,
                     weight: None,
                     detail: "timed out".into(),
                 },
                 Err(crate::script::ScriptError::Signal(sig)) => Outcome {
                     ok: false,
+                    gated: false,
                     weight: None,
                     detail: format!("due to signal {sig}"),
                 },
                 Err(e) => Outcome {
                     ok: false,
+                    gated: false,
                     weight: None,
                     detail: e.to_string(),
                 },
@@ -1053,6 +1088,7 @@ async fn file_checker(
                 rs: ctx.rs,
                 ck: ctx.ck,
                 up,
+                gated: false,
             };
             if tx.send(ev).await.is_err() {
                 return;
@@ -1082,6 +1118,7 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
                 let r = m.check().await;
                 Outcome {
                     ok: r.is_ok(),
+                    gated: matches!(r, Err(holdfast_check::probe::ProbeError::Gate(_))),
                     weight: None,
                     detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
                 }
@@ -1095,6 +1132,7 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
                 rs: ctx.rs,
                 ck: ctx.ck,
                 up,
+                gated: !up && out.gated,
             };
             if tx.send(ev).await.is_err() {
                 return;

@@ -51,7 +51,7 @@ fn role_gates_follow_a_promotion_and_failures_are_clear() {
         10 * SEC,
     );
     lb.wait_for(
-        "Removing service [10.77.0.3]:tcp:3306 from VS [10.77.0.1]:tcp:3306",
+        "Disabling service [10.77.0.3]:tcp:3306 of VS [10.77.0.1]:tcp:3306",
         5 * SEC,
     );
     // A wrong password fails the native tracker with MariaDB's own words.
@@ -62,7 +62,7 @@ fn role_gates_follow_a_promotion_and_failures_are_clear() {
     services::sql(&sock2, "SET GLOBAL read_only = 1").unwrap();
     services::sql(&sock3, "SET GLOBAL read_only = 0").unwrap();
     lb.wait_for(
-        "Removing service [10.77.0.2]:tcp:3306 from VS [10.77.0.1]:tcp:3306",
+        "Disabling service [10.77.0.2]:tcp:3306 of VS [10.77.0.1]:tcp:3306",
         5 * SEC,
     );
     lb.wait_for(
@@ -70,7 +70,7 @@ fn role_gates_follow_a_promotion_and_failures_are_clear() {
         5 * SEC,
     );
     lb.wait_for(
-        "Adding service [10.77.0.3]:tcp:3306 to VS [10.77.0.1]:tcp:3306",
+        "Enabling service [10.77.0.3]:tcp:3306 of VS [10.77.0.1]:tcp:3306",
         5 * SEC,
     );
     // One kept session per checker, not one per check.
@@ -134,8 +134,9 @@ fn a_lagging_replica_is_drained_and_readmitted_after_rise_checks() {
         "MYSQL_CHECK on service [10.77.0.3]:tcp:3306 failed (replication not running (IO Yes, SQL No)).",
         5 * SEC,
     );
+    // Drained (weight 0, connections kept), not removed: its session is healthy.
     lb.wait_for(
-        "Removing service [10.77.0.3]:tcp:3306 from VS [10.77.0.1]:tcp:3307",
+        "Disabling service [10.77.0.3]:tcp:3306 of VS [10.77.0.1]:tcp:3307",
         5 * SEC,
     );
     // Caught up again: readmitted only after 3 passing checks (0.3 s apart).
@@ -146,7 +147,7 @@ fn a_lagging_replica_is_drained_and_readmitted_after_rise_checks() {
         10 * SEC,
     );
     let back = lb.wait_for(
-        "Adding service [10.77.0.3]:tcp:3306 to VS [10.77.0.1]:tcp:3307",
+        "Enabling service [10.77.0.3]:tcp:3306 of VS [10.77.0.1]:tcp:3307",
         5 * SEC,
     );
     assert!(

@@ -111,9 +111,9 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
     services::sql(&s2, "SET GLOBAL read_only = 1")?;
     let mut lb = lab.holdfast(lb1, &conf());
     lb.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
-    // The replica is read-only, so the writer pool drops it at its first check.
+    // The replica is read-only, so the writer pool drains it at its first check.
     lb.expect_line(
-        "Removing service [10.88.0.22]:tcp:3306 from VS [10.88.0.100]:tcp:3306",
+        "Disabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3306",
         Duration::from_secs(10),
     )?;
     let bin = opts.bin.display().to_string();
@@ -140,7 +140,7 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
     services::sql(&s2, "STOP SLAVE SQL_THREAD")?;
     let drained = lb
         .try_wait_for_after(
-            "Removing service [10.88.0.22]:tcp:3306 from VS [10.88.0.100]:tcp:3307",
+            "Disabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3307",
             Some(stopped),
             Duration::from_secs(10),
         )
@@ -149,7 +149,7 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
     services::sql(&s2, "START SLAVE SQL_THREAD")?;
     let readmitted = lb
         .try_wait_for_after(
-            "Adding service [10.88.0.22]:tcp:3306 to VS [10.88.0.100]:tcp:3307",
+            "Enabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3307",
             Some(started),
             Duration::from_secs(10),
         )
@@ -162,7 +162,7 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
     services::sql(&s1, "SET GLOBAL read_only = 1")?;
     let switched = lb
         .try_wait_for_after(
-            "Adding service [10.88.0.22]:tcp:3306 to VS [10.88.0.100]:tcp:3306",
+            "Enabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3306",
             Some(promoted),
             Duration::from_secs(10),
         )
