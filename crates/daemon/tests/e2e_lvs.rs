@@ -509,3 +509,70 @@ fn omega_runs_notify_down_and_quorum_down_at_shutdown() {
     assert_eq!(std::fs::read_to_string(&down).unwrap().trim(), "d");
     assert_eq!(std::fs::read_to_string(&quorum).unwrap().trim(), "q");
 }
+
+#[test]
+fn smtp_and_dns_checkers_against_real_servers() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    // n2: a minimal SMTP server (greeting, HELO answered 250) behind socat.
+    let smtp = lab.file(
+        "smtp.sh",
+        "#!/bin/bash\nprintf '220 mx ESMTP\\r\\n'\nread -r helo\nprintf '250 hello\\r\\n'\nread -r quit\nprintf '221 bye\\r\\n'\n",
+    );
+    let _ = std::process::Command::new("chmod")
+        .arg("0755")
+        .arg(&smtp)
+        .status();
+    let smtpd = lab.spawn(
+        2,
+        "smtp",
+        &[
+            "socat",
+            "TCP-LISTEN:25,fork,reuseaddr",
+            &format!("EXEC:{}", smtp.display()),
+        ],
+    );
+    // n3: dnsmasq answering for lab.test.
+    let _dns = lab.spawn(
+        3,
+        "dnsmasq",
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=53",
+            "--listen-address=10.77.0.3",
+            "--bind-interfaces",
+            "--address=/lab.test/10.77.0.9",
+            "--pid-file=",
+        ],
+    );
+    let conf = "virtual_server 10.77.0.1 80 {
+    delay_loop 0.3
+    alpha
+    real_server 10.77.0.2 80 {
+        SMTP_CHECK {
+            helo_name lb1
+            connect_timeout 1
+            retry 0
+        }
+    }
+    real_server 10.77.0.3 80 {
+        DNS_CHECK {
+            type A
+            name lab.test
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+";
+    let mut lb = lab.holdfast(1, conf);
+    lb.wait_for(
+        "Remote SMTP server [10.77.0.2]:tcp:80 succeed on service.",
+        10 * SEC,
+    );
+    lb.wait_for("DNS_CHECK ([10.77.0.3]:tcp:80) succeeded.", 10 * SEC);
+    smtpd.signal("KILL");
+    lb.wait_for("SMTP_CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
+}
