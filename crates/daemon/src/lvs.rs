@@ -94,6 +94,10 @@ pub struct RsPlan {
     pub checkers: Vec<CheckPlan>,
     /// `readmit manual` (holdfast): after a failure it stays out until `holdfast enable`.
     pub readmit_manual: bool,
+    /// `uthreshold`.
+    pub upper: Option<u32>,
+    /// `lthreshold`.
+    pub lower: Option<u32>,
 }
 
 /// One virtual server.
@@ -191,12 +195,6 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
     }
     let mut servers = Vec::new();
     for rs in &vs.real_servers {
-        if rs.uthreshold.is_some() || rs.lthreshold.is_some() {
-            un.push(format!(
-                "real_server {} of VS {name}: uthreshold/lthreshold are not applied by the proxy",
-                trio(&SocketAddr::new(rs.addr, rs.port.unwrap_or(addr.port())))
-            ));
-        }
         let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(addr.port()));
         let mut checkers = Vec::new();
         for c in &rs.checkers {
@@ -217,6 +215,8 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             notify_down: rs.notify_down.clone(),
             checkers,
             readmit_manual: rs.readmit_manual,
+            upper: rs.uthreshold,
+            lower: rs.lthreshold,
         });
     }
     let sorry = vs
@@ -597,9 +597,14 @@ fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
     spec.dests = svc
         .wanted()
         .iter()
-        .map(|d| DestSpec {
-            addr: d.addr,
-            weight: d.weight,
+        .map(|d| {
+            let rs = plan.servers.iter().find(|r| r.addr == d.addr);
+            DestSpec {
+                addr: d.addr,
+                weight: d.weight,
+                upper: rs.and_then(|r| r.upper),
+                lower: rs.and_then(|r| r.lower),
+            }
         })
         .collect();
     spec

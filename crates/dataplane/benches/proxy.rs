@@ -218,6 +218,8 @@ fn main() {
                 dests: vec![DestSpec {
                     addr: backend_addr,
                     weight: 1,
+                    upper: None,
+                    lower: None,
                 }],
                 connect_timeout: Duration::from_secs(1),
                 idle_timeout: Duration::from_secs(60),

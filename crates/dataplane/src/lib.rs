@@ -24,6 +24,11 @@ pub struct DestSpec {
     pub addr: SocketAddr,
     /// Weight (0: no new connections, existing ones kept).
     pub weight: u32,
+    /// `uthreshold`: at this many connections (active + inactive) the destination takes no
+    /// more until it falls below `lthreshold` (IPVS: default three quarters of it).
+    pub upper: Option<u32>,
+    /// `lthreshold`.
+    pub lower: Option<u32>,
 }
 
 /// One wanted service.

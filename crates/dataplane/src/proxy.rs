@@ -18,11 +18,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::{
-    DataPlane, DataPlaneError, DestStats, ServiceKey, ServiceSpec, ServiceStats, ServiceTable,
+    DataPlane, DataPlaneError, DestSpec, DestStats, ServiceKey, ServiceSpec, ServiceStats,
+    ServiceTable,
 };
 
 struct DestState {
     stats: DestStats,
+    /// Thresholds and whether the destination is over them (IPVS's OVERLOAD flag).
+    upper: Option<u32>,
+    lower: Option<u32>,
+    overloaded: bool,
     /// Set to true when the destination leaves the table: its connections close.
     removed: watch::Sender<bool>,
 }
@@ -146,13 +151,16 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-fn dest_state(addr: SocketAddr, weight: u32) -> DestState {
+fn dest_state(d: &DestSpec) -> DestState {
     DestState {
         stats: DestStats {
-            addr: Some(addr),
-            weight,
+            addr: Some(d.addr),
+            weight: d.weight,
             ..DestStats::default()
         },
+        upper: d.upper,
+        lower: d.lower,
+        overloaded: false,
         removed: watch::channel(false).0,
     }
 }
@@ -208,11 +216,7 @@ impl DataPlane for ProxyPlane {
             let svc = Arc::new(Service {
                 inner: Mutex::new(Inner {
                     sched: Scheduler::new(spec.sched, spec.flags),
-                    dests: spec
-                        .dests
-                        .iter()
-                        .map(|d| dest_state(d.addr, d.weight))
-                        .collect(),
+                    dests: spec.dests.iter().map(dest_state).collect(),
                     persist: HashMap::new(),
                     spec: spec.clone(),
                 }),
@@ -262,9 +266,11 @@ fn update(i: &mut Inner, spec: &ServiceSpec) {
             Some(p) => {
                 let mut s = old.swap_remove(p);
                 s.stats.weight = d.weight;
+                s.upper = d.upper;
+                s.lower = d.lower;
                 i.dests.push(s);
             }
-            None => i.dests.push(dest_state(d.addr, d.weight)),
+            None => i.dests.push(dest_state(d)),
         }
     }
     for gone in old {
@@ -300,6 +306,21 @@ fn masked(ip: IpAddr, prefix: Option<u8>) -> IpAddr {
     }
 }
 
+/// IPVS's overload flag with hysteresis: set at `upper` connections, cleared below `lower`
+/// (three quarters of `upper` when not given).
+fn overloaded(d: &DestState) -> bool {
+    let Some(upper) = d.upper.filter(|u| *u > 0) else {
+        return false;
+    };
+    let conns = d.stats.active + d.stats.inactive;
+    let lower = d.lower.unwrap_or(upper * 3 / 4);
+    if d.overloaded {
+        conns >= lower
+    } else {
+        conns >= upper
+    }
+}
+
 /// Chooses a destination not in `tried`, counts the connection on it and returns its address
 /// and removal watch.
 fn choose(
@@ -317,6 +338,9 @@ fn choose(
     let idx = match sticky.and_then(|a| i.dests.iter().position(|d| d.stats.addr == Some(a))) {
         Some(p) if i.dests[p].stats.weight > 0 => p,
         _ => {
+            for d in &mut i.dests {
+                d.overloaded = overloaded(d);
+            }
             let pool: Vec<Dest> = i
                 .dests
                 .iter()
@@ -331,7 +355,7 @@ fn choose(
                         },
                         active: d.stats.active,
                         inactive: d.stats.inactive,
-                        overloaded: false,
+                        overloaded: d.overloaded,
                     }
                 })
                 .collect();
@@ -604,7 +628,7 @@ async fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::DestSpec;
+
     use holdfast_lb::sched::{HashFlags, Kind};
 
     /// A backend that writes `tag` and then echoes.
@@ -639,6 +663,8 @@ mod tests {
                 .map(|(addr, weight)| DestSpec {
                     addr: *addr,
                     weight: *weight,
+                    upper: None,
+                    lower: None,
                 })
                 .collect(),
             connect_timeout: Duration::from_secs(1),
@@ -832,6 +858,41 @@ mod tests {
             .expect("the server hears of it")
             .unwrap();
         assert_eq!(got, Err(std::io::ErrorKind::ConnectionReset));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uthreshold_stops_new_connections_until_below_lthreshold() {
+        let (a, _ta) = backend("a").await;
+        let (b, _tb) = backend("b").await;
+        let vip = free_port().await;
+        let mut sp = spec(vip, Kind::Fo, &[(a, 2), (b, 1)]);
+        sp.dests[0].upper = Some(2);
+        sp.dests[0].lower = Some(1);
+        let mut plane = ProxyPlane::new();
+        plane.apply(&vec![sp]).unwrap();
+        // fo prefers a (weight 2) until it holds 2 connections.
+        let mut held = Vec::new();
+        for want in ["a", "a", "b"] {
+            let mut c = TcpStream::connect(vip).await.unwrap();
+            let mut t = [0u8; 1];
+            c.read_exact(&mut t).await.unwrap();
+            assert_eq!(&t, want.as_bytes());
+            held.push(c);
+        }
+        // One of a's closes: 1 left, not below lthreshold 1, still overloaded.
+        drop(held.remove(0));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while plane.stats()[0].dests[0].active > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(hello(vip).await, "b");
+        // Both of a's closed: below lthreshold, a takes new connections again.
+        drop(held.remove(0));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while plane.stats()[0].dests[0].active > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(hello(vip).await, "a");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
