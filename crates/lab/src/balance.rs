@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Attempt, longest_gap, now_us};
 use crate::lab::Options;
-use crate::netns::Lab;
 use crate::services;
 
 /// What the balancing run measured.
@@ -38,14 +37,6 @@ pub struct BalanceOutcome {
     /// `holdfast status --lvs` after readmission.
     pub lvs_back: String,
 }
-
-const HOSTS: [(&str, u8); 5] = [
-    ("lb1", 11),
-    ("lb2", 12),
-    ("db1", 21),
-    ("db2", 22),
-    ("client", 31),
-];
 
 fn conf(check: &Path, control: &Path, inhibit: bool) -> String {
     let inhibit = if inhibit {
@@ -104,14 +95,8 @@ fn lvs(bin: &Path, control: &Path) -> String {
 
 /// Runs the balancing scenario in a fresh topology.
 pub fn run(opts: &Options, inhibit: bool) -> Result<BalanceOutcome, String> {
-    let hosts: Vec<(String, u8)> = HOSTS.iter().map(|(n, h)| (n.to_string(), *h)).collect();
-    let mut lab = Lab::with_hosts("10.88.0", &hosts).with_bin(opts.bin.clone());
-    let (lb1, db1, db2, client) = (
-        lab.node("lb1"),
-        lab.node("db1"),
-        lab.node("db2"),
-        lab.node("client"),
-    );
+    let mut lab = crate::lab::topology(opts);
+    let (lb1, db1, db2) = (lab.node("lb1"), lab.node("db1"), lab.node("db2"));
     let _db1 = services::mariadb(&mut lab, db1)?;
     let db2_proc = services::mariadb(&mut lab, db2)?;
     // Seed 000's check: the mysql client selecting now() on the server.
@@ -126,23 +111,7 @@ pub fn run(opts: &Options, inhibit: bool) -> Result<BalanceOutcome, String> {
     let control = lab.dir().join("control.sock");
     let mut lb = lab.holdfast(lb1, &conf(&check, &control, inhibit));
     lb.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
-    let bin = opts.bin.display().to_string();
-    let secs = opts.duration.as_secs().to_string();
-    let mut cl = lab.spawn(
-        client,
-        "client",
-        &[
-            &bin,
-            "lab-client",
-            "--host",
-            "10.88.0.100",
-            "--interval-ms",
-            "100",
-            "--duration-s",
-            &secs,
-        ],
-    );
-    cl.expect_line("\"acked\"", Duration::from_secs(20))?;
+    let mut cl = crate::lab::start_client(&mut lab, opts)?;
     std::thread::sleep(Duration::from_secs(2));
     let (out_line, back_line) = if inhibit {
         (
@@ -168,24 +137,11 @@ pub fn run(opts: &Options, inhibit: bool) -> Result<BalanceOutcome, String> {
         .try_wait_for_after(back_line, Some(restarted), Duration::from_secs(15))
         .map(|t| t.saturating_duration_since(restarted));
     let lvs_back = lvs(&opts.bin, &control);
-    if !cl.wait_exit(opts.duration + Duration::from_secs(30)) {
-        return Err("client did not finish".into());
-    }
-    let attempts: Vec<Attempt> = cl.log().lines().filter_map(Attempt::parse).collect();
-    let mut stored: Vec<u64> = Vec::new();
-    for n in [db1, db2] {
-        let text = services::sql(
-            &services::mariadb_socket(&lab, n),
-            "SELECT id FROM lab.t ORDER BY id",
-        )?;
-        stored.extend(text.lines().filter_map(|l| l.trim().parse::<u64>().ok()));
-    }
-    stored.sort_unstable();
-    let lost: Vec<u64> = attempts
-        .iter()
-        .filter(|a| a.acked_us.is_some() && stored.binary_search(&a.id).is_err())
-        .map(|a| a.id)
-        .collect();
+    let crate::lab::Writes {
+        attempts,
+        stored,
+        lost,
+    } = crate::lab::finish_client(&lab, opts, &mut cl, &[db1, db2])?;
     let after_kill: Vec<Attempt> = attempts
         .iter()
         .filter(|a| a.sent_us + 1_000_000 >= kill_us)

@@ -93,7 +93,8 @@ pub struct Outcome {
     pub timeline: Vec<String>,
 }
 
-const HOSTS: [(&str, u8); 5] = [
+/// The lab's hosts on 10.88.0.0/24.
+pub(crate) const HOSTS: [(&str, u8); 5] = [
     ("lb1", 11),
     ("lb2", 12),
     ("db1", 21),
@@ -133,27 +134,18 @@ fn isolate(lab: &Lab, nodes: &[usize], on: bool) {
     }
 }
 
-/// Runs one scenario in a fresh topology (cleaned up on return).
-pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
+/// A fresh topology of the lab's hosts.
+pub(crate) fn topology(opts: &Options) -> Lab {
     let hosts: Vec<(String, u8)> = HOSTS.iter().map(|(n, h)| (n.to_string(), *h)).collect();
-    let mut lab = Lab::with_hosts("10.88.0", &hosts).with_bin(opts.bin.clone());
-    let (lb1, lb2, db1, client) = (
-        lab.node("lb1"),
-        lab.node("lb2"),
-        lab.node("db1"),
-        lab.node("client"),
-    );
-    let _db = services::mariadb(&mut lab, db1)?;
-    let own1 = opts.own_proxy && opts.lb1 == Daemon::Holdfast;
-    let own2 = opts.own_proxy && opts.lb2 == Daemon::Holdfast;
-    let proxy1 = (!own1).then(|| services::haproxy(&mut lab, lb1, "10.88.0.21"));
-    let _proxy2 = (!own2).then(|| services::haproxy(&mut lab, lb2, "10.88.0.21"));
-    let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.fast, own1);
-    d1.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
-    let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast, own2);
-    d2.expect_line("(VI_1) Entering BACKUP STATE", Duration::from_secs(20))?;
+    Lab::with_hosts("10.88.0", &hosts).with_bin(opts.bin.clone())
+}
+
+/// Starts the client writing through the VIP every 100 ms and waits for its first
+/// acknowledged write.
+pub(crate) fn start_client(lab: &mut Lab, opts: &Options) -> Result<Proc, String> {
     let bin = opts.bin.display().to_string();
     let secs = opts.duration.as_secs().to_string();
+    let client = lab.node("client");
     let mut cl = lab.spawn(
         client,
         "client",
@@ -169,6 +161,67 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         ],
     );
     cl.expect_line("\"acked\"", Duration::from_secs(20))?;
+    Ok(cl)
+}
+
+/// What the client did and what the databases hold.
+pub(crate) struct Writes {
+    /// Every attempt.
+    pub attempts: Vec<Attempt>,
+    /// Distinct rows stored on the database nodes.
+    pub stored: Vec<u64>,
+    /// Acknowledged rows stored nowhere.
+    pub lost: Vec<u64>,
+}
+
+/// Waits for the client to finish and collects its attempts and the rows stored on the
+/// given database nodes.
+pub(crate) fn finish_client(
+    lab: &Lab,
+    opts: &Options,
+    cl: &mut Proc,
+    dbs: &[usize],
+) -> Result<Writes, String> {
+    if !cl.wait_exit(opts.duration + Duration::from_secs(30)) {
+        return Err("client did not finish".into());
+    }
+    let attempts: Vec<Attempt> = cl.log().lines().filter_map(Attempt::parse).collect();
+    let mut stored: Vec<u64> = Vec::new();
+    for &n in dbs {
+        let text = services::sql(
+            &services::mariadb_socket(lab, n),
+            "SELECT id FROM lab.t ORDER BY id",
+        )?;
+        stored.extend(text.lines().filter_map(|l| l.trim().parse::<u64>().ok()));
+    }
+    stored.sort_unstable();
+    stored.dedup();
+    let lost = attempts
+        .iter()
+        .filter(|a| a.acked_us.is_some() && stored.binary_search(&a.id).is_err())
+        .map(|a| a.id)
+        .collect();
+    Ok(Writes {
+        attempts,
+        stored,
+        lost,
+    })
+}
+
+/// Runs one scenario in a fresh topology (cleaned up on return).
+pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
+    let mut lab = topology(opts);
+    let (lb1, lb2, db1) = (lab.node("lb1"), lab.node("lb2"), lab.node("db1"));
+    let _db = services::mariadb(&mut lab, db1)?;
+    let own1 = opts.own_proxy && opts.lb1 == Daemon::Holdfast;
+    let own2 = opts.own_proxy && opts.lb2 == Daemon::Holdfast;
+    let proxy1 = (!own1).then(|| services::haproxy(&mut lab, lb1, "10.88.0.21"));
+    let _proxy2 = (!own2).then(|| services::haproxy(&mut lab, lb2, "10.88.0.21"));
+    let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.fast, own1);
+    d1.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
+    let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast, own2);
+    d2.expect_line("(VI_1) Entering BACKUP STATE", Duration::from_secs(20))?;
+    let mut cl = start_client(&mut lab, opts)?;
     std::thread::sleep(Duration::from_secs(3));
     let (inject_at, inject_us) = (Instant::now(), now_us());
     match scenario {
@@ -239,23 +292,11 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
                 .find(|(t, l)| *t >= took && l.contains("Sending gratuitous ARP on"))
                 .map(|(t, _)| t.saturating_duration_since(inject_at))
         });
-    if !cl.wait_exit(opts.duration + Duration::from_secs(30)) {
-        return Err("client did not finish".into());
-    }
-    let attempts: Vec<Attempt> = cl.log().lines().filter_map(Attempt::parse).collect();
-    let stored_text = services::sql(
-        &services::mariadb_socket(&lab, db1),
-        "SELECT id FROM lab.t ORDER BY id",
-    )?;
-    let stored: Vec<u64> = stored_text
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    let lost: Vec<u64> = attempts
-        .iter()
-        .filter(|a| a.acked_us.is_some() && stored.binary_search(&a.id).is_err())
-        .map(|a| a.id)
-        .collect();
+    let Writes {
+        attempts,
+        stored,
+        lost,
+    } = finish_client(&lab, opts, &mut cl, &[db1])?;
     let rel = |us: u64| (us as i64 - inject_us as i64) as f64 / 1e6;
     let mut timeline = vec![format!(
         "{:+8.3}s  failure injected: {}",

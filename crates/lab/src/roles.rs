@@ -9,9 +9,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::client::{Attempt, longest_gap};
+use crate::client::longest_gap;
 use crate::lab::Options;
-use crate::netns::Lab;
 use crate::services;
 
 /// What the roles run measured.
@@ -36,14 +35,6 @@ pub struct RolesOutcome {
     /// Acknowledged writes stored nowhere (must be empty).
     pub lost: Vec<u64>,
 }
-
-const HOSTS: [(&str, u8); 5] = [
-    ("lb1", 11),
-    ("lb2", 12),
-    ("db1", 21),
-    ("db2", 22),
-    ("client", 31),
-];
 
 fn check(gate: &str) -> String {
     format!(
@@ -90,14 +81,8 @@ virtual_server 10.88.0.100 3307 {{
 
 /// Runs the roles scenario in a fresh topology.
 pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
-    let hosts: Vec<(String, u8)> = HOSTS.iter().map(|(n, h)| (n.to_string(), *h)).collect();
-    let mut lab = Lab::with_hosts("10.88.0", &hosts).with_bin(opts.bin.clone());
-    let (lb1, db1, db2, client) = (
-        lab.node("lb1"),
-        lab.node("db1"),
-        lab.node("db2"),
-        lab.node("client"),
-    );
+    let mut lab = crate::lab::topology(opts);
+    let (lb1, db1, db2) = (lab.node("lb1"), lab.node("db1"), lab.node("db2"));
     let p1 = services::mariadb_with(&mut lab, db1, &["--log-bin=mysql-bin", "--server-id=1"])?;
     let _r = services::mariadb_with(&mut lab, db2, &["--log-bin=mysql-bin", "--server-id=2"])?;
     let (s1, s2) = (
@@ -116,23 +101,7 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
         "Disabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3306",
         Duration::from_secs(10),
     )?;
-    let bin = opts.bin.display().to_string();
-    let secs = opts.duration.as_secs().to_string();
-    let mut cl = lab.spawn(
-        client,
-        "client",
-        &[
-            &bin,
-            "lab-client",
-            "--host",
-            "10.88.0.100",
-            "--interval-ms",
-            "100",
-            "--duration-s",
-            &secs,
-        ],
-    );
-    cl.expect_line("\"acked\"", Duration::from_secs(20))?;
+    let mut cl = crate::lab::start_client(&mut lab, opts)?;
     std::thread::sleep(Duration::from_secs(1));
 
     // Lag: the replica's SQL thread stops, then starts again.
@@ -188,22 +157,11 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
             )
             .is_none();
 
-    if !cl.wait_exit(opts.duration + Duration::from_secs(30)) {
-        return Err("client did not finish".into());
-    }
-    let attempts: Vec<Attempt> = cl.log().lines().filter_map(Attempt::parse).collect();
-    let mut stored: Vec<u64> = Vec::new();
-    for s in [&s1, &s2] {
-        let text = services::sql(s, "SELECT id FROM lab.t ORDER BY id")?;
-        stored.extend(text.lines().filter_map(|l| l.trim().parse::<u64>().ok()));
-    }
-    stored.sort_unstable();
-    stored.dedup();
-    let lost: Vec<u64> = attempts
-        .iter()
-        .filter(|a| a.acked_us.is_some() && stored.binary_search(&a.id).is_err())
-        .map(|a| a.id)
-        .collect();
+    let crate::lab::Writes {
+        attempts,
+        stored,
+        lost,
+    } = crate::lab::finish_client(&lab, opts, &mut cl, &[db1, db2])?;
     Ok(RolesOutcome {
         drained,
         readmitted,
