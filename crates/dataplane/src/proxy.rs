@@ -145,6 +145,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
             s.set_only_v6(true)?;
         }
     }
+    // Accepted sockets inherit TCP_NODELAY from the listener: one call per service, not per
+    // connection.
+    s.set_tcp_nodelay(true)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(1024)?;
@@ -470,7 +473,6 @@ async fn serve(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
             }
         }
     };
-    let _ = client.set_nodelay(true);
     let _ = backend.set_nodelay(true);
     relay(&svc, client, backend, addr, removed, idle).await;
 }
@@ -893,6 +895,15 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(hello(vip).await, "a");
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay_from_the_listener() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let _c = TcpStream::connect(addr).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        assert!(s.nodelay().unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
