@@ -809,16 +809,10 @@ fn run_script(cmd: Option<Command>, script_user: Option<UserSpec>, log: Logger) 
 }
 
 async fn run_script_now(cmd: Option<Command>, script_user: Option<UserSpec>, log: Logger) {
-    let Some(c) = cmd else { return };
-    let run_as = match crate::script::run_as(c.user.as_ref(), script_user.as_ref()) {
-        Ok(r) => r,
-        Err(e) => {
-            log.check(&format!("{e} for script '{}' - skipping", c.cmd));
-            return;
-        }
-    };
-    if let Err(e) = crate::script::run_once(&c.cmd, Duration::from_secs(60), run_as).await {
-        log.check(&format!("script '{}' failed: {e}", c.cmd));
+    if let Some(c) = cmd
+        && let Err(e) = crate::script::run_notify(&c, script_user.as_ref(), "script").await
+    {
+        log.check(&e);
     }
 }
 

@@ -181,18 +181,10 @@ fn spawn_scripts(
     }
     tokio::spawn(async move {
         for c in cmds {
-            let run_as = match crate::script::run_as(c.user.as_ref(), script_user.as_ref()) {
-                Ok(r) => r,
-                Err(e) => {
-                    log.vrrp(&format!(
-                        "{who} {e} for notify script '{}' - skipping",
-                        c.cmd
-                    ));
-                    continue;
-                }
-            };
-            if let Err(e) = crate::script::run_once(&c.cmd, Duration::from_secs(60), run_as).await {
-                log.vrrp(&format!("{who} notify script '{}' failed: {e}", c.cmd));
+            if let Err(e) =
+                crate::script::run_notify(&c, script_user.as_ref(), "notify script").await
+            {
+                log.vrrp(&format!("{who} {e}"));
             }
         }
     });

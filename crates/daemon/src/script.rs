@@ -179,6 +179,22 @@ pub async fn run_once(
     }
 }
 
+/// Runs a notify-style script (notify_*, notify_up/down, quorum_up/down) as its own user or
+/// `script_user`, bounded to 60 s; the error, if any, is the line to log (`what` names the
+/// script in it, e.g. "notify script").
+pub async fn run_notify(
+    c: &holdfast_config::model::Command,
+    script_user: Option<&holdfast_config::model::UserSpec>,
+    what: &str,
+) -> Result<(), String> {
+    let run_as = run_as(c.user.as_ref(), script_user)
+        .map_err(|e| format!("{e} for {what} '{}' - skipping", c.cmd))?;
+    run_once(&c.cmd, Duration::from_secs(60), run_as)
+        .await
+        .map(drop)
+        .map_err(|e| format!("{what} '{}' failed: {e}", c.cmd))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
