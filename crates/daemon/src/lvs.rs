@@ -865,10 +865,11 @@ struct Outcome {
     detail: String,
 }
 
-async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
+/// Runs one probe. A MYSQL_CHECK keeps its session in `mysql` between calls.
+async fn probe_once(p: &Probe, ctx: &CheckCtx, mysql: &mut Option<MysqlChecker>) -> Outcome {
     let plain = |r: Result<(), holdfast_check::probe::ProbeError>| Outcome {
         ok: r.is_ok(),
-        gated: false,
+        gated: matches!(r, Err(holdfast_check::probe::ProbeError::Gate(_))),
         weight: None,
         detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
     };
@@ -882,12 +883,18 @@ async fn probe_once(p: &Probe, ctx: &CheckCtx) -> Outcome {
         }
         Probe::Smtp(m) => plain(holdfast_check::probe::smtp(m).await),
         Probe::Dns(d) => plain(holdfast_check::probe::dns(d, next_seq()).await),
-        // Stateful (a kept session) or event-driven: run by `checker` / `file_checker`.
-        Probe::Mysql(_) | Probe::File { .. } => Outcome {
-            ok: true,
+        Probe::Mysql(m) => plain(
+            mysql
+                .get_or_insert_with(|| MysqlChecker::new(m.clone()))
+                .check()
+                .await,
+        ),
+        // Event-driven (`file_checker`), never polled: say so rather than pass.
+        Probe::File { .. } => Outcome {
+            ok: false,
             gated: false,
             weight: None,
-            detail: String::new(),
+            detail: "FILE_CHECK follows its file and is not polled".into(),
         },
         Probe::Misc {
             cmd,
@@ -1100,10 +1107,7 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
     let epoch = tokio::time::Instant::now();
     let now = || epoch.elapsed();
     let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
-    let mut mysql = match &plan.probe {
-        Probe::Mysql(p) => Some(MysqlChecker::new(p.clone())),
-        _ => None,
-    };
+    let mut mysql = None;
     let mut last_weight: Option<Option<u32>> = None;
     loop {
         tokio::time::sleep_until(epoch + st.next_due()).await;
@@ -1112,18 +1116,7 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
             tokio::time::sleep(plan.cfg.delay_loop.min(Duration::from_secs(1))).await;
             continue;
         }
-        let out = match mysql.as_mut() {
-            Some(m) => {
-                let r = m.check().await;
-                Outcome {
-                    ok: r.is_ok(),
-                    gated: matches!(r, Err(holdfast_check::probe::ProbeError::Gate(_))),
-                    weight: None,
-                    detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
-                }
-            }
-            None => probe_once(&plan.probe, &ctx).await,
-        };
+        let out = probe_once(&plan.probe, &ctx, &mut mysql).await;
         if let Some(flip) = st.observe(now(), out.ok) {
             log.check(&flip_line(&plan.probe, &ctx, flip, &out.detail));
             let up = matches!(flip, Flip::Up);

@@ -960,12 +960,8 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
         },
         _ => None,
     };
-    let mut mysql = match &t.kind {
-        TrackerKind::Native(crate::plan::NativeProbe::Mysql(p)) => {
-            Some(holdfast_check::probe::MysqlChecker::new(p.clone()))
-        }
-        _ => None,
-    };
+    // A MYSQL_CHECK tracker keeps its session between checks.
+    let mut mysql = None;
     let mut tick = tokio::time::interval(t.interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -976,13 +972,17 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
                 return;
             }
             TrackerKind::Native(probe) => {
-                let r = match (probe, mysql.as_mut()) {
-                    (_, Some(m)) => m.check().await,
-                    (crate::plan::NativeProbe::Tcp(p), None) => holdfast_check::probe::tcp(p).await,
-                    (crate::plan::NativeProbe::Http(p), None) => {
-                        holdfast_check::probe::http(p).await
+                let r = match probe {
+                    crate::plan::NativeProbe::Tcp(p) => holdfast_check::probe::tcp(p).await,
+                    crate::plan::NativeProbe::Http(p) => holdfast_check::probe::http(p).await,
+                    crate::plan::NativeProbe::Mysql(p) => {
+                        mysql
+                            .get_or_insert_with(|| {
+                                holdfast_check::probe::MysqlChecker::new(p.clone())
+                            })
+                            .check()
+                            .await
                     }
-                    (crate::plan::NativeProbe::Mysql(_), None) => Ok(()),
                 };
                 match r {
                     Ok(()) => (true, String::new()),
