@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::logging::Logger;
 
@@ -84,8 +84,6 @@ async fn answer(stream: tokio::net::UnixStream, src: Sources) -> std::io::Result
     w.write_all(out.as_bytes()).await?;
     w.shutdown().await
 }
-
-use tokio::io::AsyncReadExt as _;
 
 /// Answers one request: `{"command":"status"}`, or `{"command":"enable"|"disable",
 /// "vs":"IP:PORT","rs":"IP:PORT"}`.

@@ -98,7 +98,8 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         duration_s: u64,
     },
-    /// Run the daemon (VRRP today) in the foreground, like `keepalived -n`.
+    /// Run the daemon (VRRP instances and virtual servers) in the foreground, like
+    /// `keepalived -n`.
     Run {
         /// Configuration file.
         #[arg(
@@ -398,6 +399,44 @@ fn admin(command: &str, vs: &str, rs: &str, socket: &std::path::Path) -> ExitCod
     }
 }
 
+/// `holdfast lab roles`: prints the report; whether every step happened and no write was lost.
+fn lab_roles(opts: &holdfast_lab::lab::Options) -> bool {
+    match holdfast_lab::roles::run(opts) {
+        Ok(o) => {
+            print!("{}", holdfast_lab::roles::report(&o));
+            o.lost.is_empty()
+                && o.restarted_held
+                && o.drained.is_some()
+                && o.readmitted.is_some()
+                && o.switched.is_some()
+        }
+        Err(e) => {
+            eprintln!("holdfast lab: roles failed: {e}");
+            false
+        }
+    }
+}
+
+/// `holdfast lab balance`, with removal and with inhibit_on_failure.
+fn lab_balance(opts: &holdfast_lab::lab::Options) -> bool {
+    let mut outcomes = Vec::new();
+    let mut ok = true;
+    for inhibit in [false, true] {
+        match holdfast_lab::balance::run(opts, inhibit) {
+            Ok(o) => {
+                ok &= o.lost.is_empty() && o.removed.is_some() && o.readmitted.is_some();
+                outcomes.push(o);
+            }
+            Err(e) => {
+                eprintln!("holdfast lab: balance failed: {e}");
+                ok = false;
+            }
+        }
+    }
+    print!("{}", holdfast_lab::balance::report(&outcomes));
+    ok
+}
+
 /// `holdfast lab`'s arguments.
 struct LabArgs {
     names: Vec<String>,
@@ -449,70 +488,28 @@ fn lab(args: LabArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     let bin = std::env::current_exe().unwrap_or_else(|_| "holdfast".into());
+    // The database scenarios: holdfast with its own proxy on lb1.
+    let db_opts = l::Options {
+        bin: bin.clone(),
+        lb1: Daemon::Holdfast,
+        lb2: Daemon::Holdfast,
+        fast,
+        duration: std::time::Duration::from_secs(duration_s),
+        own_proxy: true,
+    };
+    let mut all_ok = true;
     if roles {
-        let opts = l::Options {
-            bin: bin.clone(),
-            lb1: Daemon::Holdfast,
-            lb2: Daemon::Holdfast,
-            fast,
-            duration: std::time::Duration::from_secs(duration_s),
-            own_proxy: true,
-        };
-        match holdfast_lab::roles::run(&opts) {
-            Ok(o) => {
-                print!("{}", holdfast_lab::roles::report(&o));
-                let ok = o.lost.is_empty()
-                    && o.restarted_held
-                    && o.drained.is_some()
-                    && o.readmitted.is_some()
-                    && o.switched.is_some();
-                if !ok {
-                    return ExitCode::from(1);
-                }
-            }
-            Err(e) => {
-                eprintln!("holdfast lab: roles failed: {e}");
-                return ExitCode::from(1);
-            }
-        }
-        if scenarios.is_empty() && !balance {
-            return ExitCode::SUCCESS;
-        }
+        all_ok &= lab_roles(&db_opts);
     }
     if balance {
-        let opts = l::Options {
-            bin: bin.clone(),
-            lb1: Daemon::Holdfast,
-            lb2: Daemon::Holdfast,
-            fast,
-            duration: std::time::Duration::from_secs(duration_s),
-            own_proxy: true,
+        all_ok &= lab_balance(&db_opts);
+    }
+    if scenarios.is_empty() {
+        return if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
         };
-        let mut outcomes = Vec::new();
-        let mut ok = true;
-        for inhibit in [false, true] {
-            match holdfast_lab::balance::run(&opts, inhibit) {
-                Ok(o) => {
-                    ok &= o.lost.is_empty() && o.removed.is_some() && o.readmitted.is_some();
-                    outcomes.push(o);
-                }
-                Err(e) => {
-                    eprintln!("holdfast lab: balance failed: {e}");
-                    ok = false;
-                }
-            }
-        }
-        print!("{}", holdfast_lab::balance::report(&outcomes));
-        if scenarios.is_empty() {
-            return if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            };
-        }
-        if !ok {
-            return ExitCode::from(1);
-        }
     }
     let lb2 = if peer.is_some() {
         Daemon::Keepalived
@@ -538,7 +535,6 @@ fn lab(args: LabArgs) -> ExitCode {
             Daemon::Keepalived,
         ));
     }
-    let mut all_ok = true;
     let mut medians: Vec<Vec<std::time::Duration>> = Vec::new();
     for (title, d1, d2) in runs {
         let opts = l::Options {
