@@ -7,16 +7,21 @@ use std::time::Duration;
 use holdfast_lab::lab::{Options, Scenario, run};
 use holdfast_lab::services::Daemon;
 
-#[test]
-fn every_lab_scenario_moves_the_vip_and_loses_no_acknowledged_write() {
-    let opts = Options {
+/// Options with holdfast on both load balancers.
+fn holdfast_nodes(fast: bool, secs: u64, own_proxy: bool) -> Options {
+    Options {
         bin: env!("CARGO_BIN_EXE_holdfast").into(),
         lb1: Daemon::Holdfast,
         lb2: Daemon::Holdfast,
-        fast: false,
-        duration: Duration::from_secs(10),
-        own_proxy: false,
-    };
+        fast,
+        duration: Duration::from_secs(secs),
+        own_proxy,
+    }
+}
+
+#[test]
+fn every_lab_scenario_moves_the_vip_and_loses_no_acknowledged_write() {
+    let opts = holdfast_nodes(false, 10, false);
     // Bounds: priority-0 handover within skew (0.61 s) + slack; silent loss within the master
     // down interval (3.61 s) + slack; proxy death within detection (0.1 s) + skew, because
     // the lab's configuration sets `preempt_fast`.
@@ -54,14 +59,7 @@ fn every_lab_scenario_moves_the_vip_and_loses_no_acknowledged_write() {
 
 #[test]
 fn the_balance_scenario_takes_db2_out_and_back_without_losing_writes() {
-    let opts = Options {
-        bin: env!("CARGO_BIN_EXE_holdfast").into(),
-        lb1: Daemon::Holdfast,
-        lb2: Daemon::Holdfast,
-        fast: false,
-        duration: Duration::from_secs(12),
-        own_proxy: true,
-    };
+    let opts = holdfast_nodes(false, 12, true);
     for inhibit in [false, true] {
         let o = holdfast_lab::balance::run(&opts, inhibit).unwrap_or_else(|e| panic!("{e}"));
         assert!(o.lost.is_empty(), "acknowledged writes lost: {:?}", o.lost);
@@ -91,14 +89,7 @@ fn the_balance_scenario_takes_db2_out_and_back_without_losing_writes() {
 
 #[test]
 fn with_holdfast_s_own_proxy_a_killed_node_hands_over_without_losing_writes() {
-    let opts = Options {
-        bin: env!("CARGO_BIN_EXE_holdfast").into(),
-        lb1: Daemon::Holdfast,
-        lb2: Daemon::Holdfast,
-        fast: true,
-        duration: Duration::from_secs(8),
-        own_proxy: true,
-    };
+    let opts = holdfast_nodes(true, 8, true);
     // proxy-dies with the proxy inside holdfast: holdfast itself is killed; the guardian's
     // priority 0 hands the VIP over in Skew_Time.
     let o = run(&opts, Scenario::ProxyDies).unwrap_or_else(|e| panic!("{e}"));
@@ -110,14 +101,7 @@ fn with_holdfast_s_own_proxy_a_killed_node_hands_over_without_losing_writes() {
 
 #[test]
 fn the_roles_scenario_drains_a_lagging_replica_and_follows_a_promotion() {
-    let opts = Options {
-        bin: env!("CARGO_BIN_EXE_holdfast").into(),
-        lb1: Daemon::Holdfast,
-        lb2: Daemon::Holdfast,
-        fast: false,
-        duration: Duration::from_secs(10),
-        own_proxy: true,
-    };
+    let opts = holdfast_nodes(false, 10, true);
     let o = holdfast_lab::roles::run(&opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(o.lost.is_empty(), "acknowledged writes lost: {:?}", o.lost);
     assert!(o.acked > 20, "acked {}", o.acked);
