@@ -88,6 +88,21 @@ pub struct TrackerPlan {
     pub init_fail: bool,
 }
 
+impl TrackerPlan {
+    /// An event-driven tracker (interface, file, process): no interval, no rise/fall.
+    fn event(name: &str, kind: TrackerKind) -> TrackerPlan {
+        TrackerPlan {
+            name: name.to_string(),
+            kind,
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            rise: 1,
+            fall: 1,
+            init_fail: false,
+        }
+    }
+}
+
 /// One instance as the daemon runs it.
 #[derive(Clone, Debug)]
 pub struct InstancePlan {
@@ -295,15 +310,10 @@ fn instance(
     let mut trackers = Vec::new();
     let mut weights = Vec::new();
     for t in &track.interfaces {
-        trackers.push(TrackerPlan {
-            name: t.name.clone(),
-            kind: TrackerKind::Interface(t.name.clone()),
-            interval: Duration::from_millis(100),
-            timeout: Duration::ZERO,
-            rise: 1,
-            fall: 1,
-            init_fail: false,
-        });
+        trackers.push(TrackerPlan::event(
+            &t.name,
+            TrackerKind::Interface(t.name.clone()),
+        ));
         weights.push(Tracker {
             weight: t.weight,
             reverse: t.reverse,
@@ -353,18 +363,13 @@ fn instance(
         let Some(f) = cfg.track_files.iter().find(|f| f.name == r.name) else {
             continue;
         };
-        trackers.push(TrackerPlan {
-            name: f.name.clone(),
-            kind: TrackerKind::File {
+        trackers.push(TrackerPlan::event(
+            &f.name,
+            TrackerKind::File {
                 path: f.file.clone().into(),
                 init: f.init_file,
             },
-            interval: Duration::ZERO,
-            timeout: Duration::ZERO,
-            rise: 1,
-            fall: 1,
-            init_fail: false,
-        });
+        ));
         weights.push(Tracker {
             weight: r.weight.unwrap_or(f.weight),
             reverse: r.reverse.unwrap_or(f.reverse),
@@ -374,15 +379,10 @@ fn instance(
         let Some(p) = cfg.track_processes.iter().find(|p| p.name == r.name) else {
             continue;
         };
-        trackers.push(TrackerPlan {
-            name: p.name.clone(),
-            kind: TrackerKind::Process(crate::track_process::Spec::from_config(p)),
-            interval: Duration::ZERO,
-            timeout: Duration::ZERO,
-            rise: 1,
-            fall: 1,
-            init_fail: false,
-        });
+        trackers.push(TrackerPlan::event(
+            &p.name,
+            TrackerKind::Process(crate::track_process::Spec::from_config(p)),
+        ));
         weights.push(Tracker {
             weight: r.weight.unwrap_or(p.weight),
             reverse: r.reverse.unwrap_or(p.reverse),
