@@ -50,17 +50,7 @@ fn conf(check: &Path, control: &Path, inhibit: bool) -> String {
     script_user root
     control_socket {control}
 }}
-vrrp_instance VI_1 {{
-    state MASTER
-    interface eth0
-    virtual_router_id 51
-    priority 150
-    advert_int 1
-    virtual_ipaddress {{
-        10.88.0.100/24
-    }}
-}}
-virtual_server 10.88.0.100 3306 {{
+{vip}virtual_server 10.88.0.100 3306 {{
     delay_loop 0.5
     lb_algo rr
     protocol TCP
@@ -79,6 +69,7 @@ virtual_server 10.88.0.100 3306 {{
     }}
 }}
 ",
+        vip = crate::lab::VIP_INSTANCE,
         control = control.display(),
         check = check.display()
     )

@@ -134,6 +134,19 @@ fn isolate(lab: &Lab, nodes: &[usize], on: bool) {
     }
 }
 
+/// The single-node VRRP instance holding the VIP, for scenarios with one load balancer.
+pub(crate) const VIP_INSTANCE: &str = "vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    virtual_ipaddress {
+        10.88.0.100/24
+    }
+}
+";
+
 /// A fresh topology of the lab's hosts.
 pub(crate) fn topology(opts: &Options) -> Lab {
     let hosts: Vec<(String, u8)> = HOSTS.iter().map(|(n, h)| (n.to_string(), *h)).collect();

@@ -43,22 +43,13 @@ fn check(gate: &str) -> String {
 }
 
 fn conf() -> String {
+    let vip = crate::lab::VIP_INSTANCE;
     let writer = check("            require_writable\n");
     let reader = check(
         "            require_read_only\n            max_replication_lag 2\n            rise 3\n",
     );
     format!(
-        "vrrp_instance VI_1 {{
-    state MASTER
-    interface eth0
-    virtual_router_id 51
-    priority 150
-    advert_int 1
-    virtual_ipaddress {{
-        10.88.0.100/24
-    }}
-}}
-virtual_server 10.88.0.100 3306 {{
+        "{vip}virtual_server 10.88.0.100 3306 {{
     delay_loop 0.2
     lb_algo fo
     real_server 10.88.0.21 3306 {{
