@@ -50,36 +50,7 @@ enum Command {
     /// The failover lab: network namespaces with two load balancers (HAProxy + holdfast), a
     /// MariaDB server and a client writing through the VIP every 100 ms; injects failures and
     /// reports the client-visible gap, lost writes and VIP move times. Needs root.
-    Lab {
-        /// Scenarios (default: all VRRP ones): graceful-stop, kill-9, node-crash, proxy-dies,
-        /// partition-heal; `balance` runs the load-balancing scenario (holdfast's proxy in
-        /// front of two MariaDB servers, one killed and restarted); `roles` the database-roles
-        /// one (primary + replica, writer/reader ports, lag, promotion by hand).
-        scenarios: Vec<String>,
-        /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
-        #[arg(long, value_parser = ["keepalived"])]
-        peer: Option<String>,
-        /// Also run the same scenarios with keepalived on both nodes and print ratios.
-        #[arg(long)]
-        compare: bool,
-        /// VRRPv3 with 0.1 s adverts (default: VRRPv2, 1 s, as the seeds).
-        #[arg(long)]
-        fast: bool,
-        /// Repeat each scenario N times and report min/median/max gaps.
-        #[arg(long, default_value_t = 1)]
-        repeat: usize,
-        /// Machine-readable results.
-        #[arg(long)]
-        json: bool,
-        /// Seconds the client writes per run.
-        #[arg(long, default_value_t = 12)]
-        duration_s: u64,
-        /// `proxy`: the holdfast nodes serve `virtual_server VIP 3306` with holdfast's own
-        /// proxy instead of running HAProxy (seed 004 without ProxySQL); `proxy-dies` then
-        /// kills holdfast itself. keepalived nodes keep HAProxy.
-        #[arg(long, value_parser = ["proxy"], conflicts_with = "peer")]
-        dataplane: Option<String>,
-    },
+    Lab(LabArgs),
     /// (internal) The crash guardian `run` starts: sends priority 0 and removes the VIPs if
     /// the daemon dies without a clean exit.
     #[command(hide = true)]
@@ -220,25 +191,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse_from(keepalived_args(std::env::args().collect()));
     match cli.command {
-        Command::Lab {
-            scenarios,
-            peer,
-            compare,
-            fast,
-            repeat,
-            json,
-            duration_s,
-            dataplane,
-        } => lab(LabArgs {
-            names: scenarios,
-            peer,
-            compare,
-            fast,
-            repeat,
-            json,
-            duration_s,
-            own_proxy: dataplane.is_some(),
-        }),
+        Command::Lab(args) => lab(args),
         Command::Guardian { detail } => holdfast::guardian::main(detail),
         Command::Enable { vs, rs, socket } => admin("enable", &vs, &rs, &socket),
         Command::Disable { vs, rs, socket } => admin("disable", &vs, &rs, &socket),
@@ -438,28 +391,50 @@ fn lab_balance(opts: &holdfast_lab::lab::Options) -> bool {
 }
 
 /// `holdfast lab`'s arguments.
+#[derive(clap::Args, Debug)]
 struct LabArgs {
-    names: Vec<String>,
+    /// Scenarios (default: all VRRP ones): graceful-stop, kill-9, node-crash, proxy-dies,
+    /// partition-heal; `balance` runs the load-balancing scenario (holdfast's proxy in
+    /// front of two MariaDB servers, one killed and restarted); `roles` the database-roles
+    /// one (primary + replica, writer/reader ports, lag, promotion by hand).
+    scenarios: Vec<String>,
+    /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
+    #[arg(long, value_parser = ["keepalived"])]
     peer: Option<String>,
+    /// Also run the same scenarios with keepalived on both nodes and print ratios.
+    #[arg(long)]
     compare: bool,
+    /// VRRPv3 with 0.1 s adverts (default: VRRPv2, 1 s, as the seeds).
+    #[arg(long)]
     fast: bool,
+    /// Repeat each scenario N times and report min/median/max gaps.
+    #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// Machine-readable results.
+    #[arg(long)]
     json: bool,
+    /// Seconds the client writes per run.
+    #[arg(long, default_value_t = 12)]
     duration_s: u64,
-    own_proxy: bool,
+    /// `proxy`: the holdfast nodes serve `virtual_server VIP 3306` with holdfast's own
+    /// proxy instead of running HAProxy (seed 004 without ProxySQL); `proxy-dies` then
+    /// kills holdfast itself. keepalived nodes keep HAProxy.
+    #[arg(long, value_parser = ["proxy"], conflicts_with = "peer")]
+    dataplane: Option<String>,
 }
 
 fn lab(args: LabArgs) -> ExitCode {
     let LabArgs {
-        names,
+        scenarios: names,
         peer,
         compare,
         fast,
         repeat,
         json,
         duration_s,
-        own_proxy,
+        dataplane,
     } = args;
+    let own_proxy = dataplane.is_some();
     use holdfast_lab::lab::{self as l, Scenario};
     use holdfast_lab::services::{self, Daemon};
     if !holdfast_lab::netns::is_root() {
