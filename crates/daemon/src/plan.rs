@@ -493,7 +493,7 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
             if h.urls.is_empty() {
                 return Err("HTTP_GET needs a url block".into());
             }
-            Ok(NativeProbe::Http(crate::lvs::http_probe(
+            Ok(NativeProbe::Http(crate::probes::http_probe(
                 h,
                 std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
                 bind,
@@ -502,7 +502,7 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
                 None,
             )))
         }
-        CheckerKind::Mysql(m) => Ok(NativeProbe::Mysql(crate::lvs::mysql_probe(
+        CheckerKind::Mysql(m) => Ok(NativeProbe::Mysql(crate::probes::mysql_probe(
             m,
             std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(3306)),
             timeout,
