@@ -576,3 +576,29 @@ fn smtp_and_dns_checkers_against_real_servers() {
     smtpd.signal("KILL");
     lb.wait_for("SMTP_CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
 }
+
+#[test]
+fn dash_p_runs_only_vrrp_and_dash_c_only_the_virtual_servers() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let _web2 = web(&mut lab, 2, "web2");
+    let control = lab.dir().join("control.sock");
+    let conf = CONF.replace("CONTROL", control.to_str().unwrap());
+    // -P: the instance runs, no virtual server is set up.
+    let mut p = lab.holdfast_with(1, &conf, &["-P"]);
+    p.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let json: serde_json::Value = serde_json::from_str(&status(&control, &["--json"])).unwrap();
+    assert!(json["services"].as_array().unwrap().is_empty(), "{json}");
+    assert_eq!(p.count("Activating healthchecker"), 0, "{}", p.log());
+    p.signal("TERM");
+    assert!(p.wait_exit(5 * SEC));
+    // -C: the virtual server runs, no instance.
+    let mut c = lab.holdfast_with(1, &conf, &["-C"]);
+    c.wait_for(
+        "Activating healthchecker for service [10.77.0.2]:tcp:80",
+        5 * SEC,
+    );
+    let json: serde_json::Value = serde_json::from_str(&status(&control, &["--json"])).unwrap();
+    assert_eq!(json["services"].as_array().unwrap().len(), 1, "{json}");
+    assert!(json["instances"].as_array().unwrap().is_empty(), "{json}");
+    assert_eq!(c.count("Entering"), 0, "{}", c.log());
+}
