@@ -18,10 +18,25 @@ fn pair(lab: &mut netns::Lab) -> (netns::Proc, netns::Proc) {
     (n1, n2)
 }
 
+/// Whether `cond` holds within 5 s. "Entering MASTER STATE" is logged before the VIPs are
+/// set (as keepalived does), so address checks right after it must give the kernel a moment.
+fn settles(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The VIP is on node `holder` and not on node `other`.
 fn assert_vip_only_on(lab: &netns::Lab, holder: usize, other: usize) {
     assert!(
-        lab.has(holder, VIP) && !lab.has(other, VIP),
+        settles(|| lab.has(holder, VIP) && !lab.has(other, VIP)),
         "VIP expected only on n{holder}: n{holder} {:?}, n{other} {:?}",
         lab.addrs(holder),
         lab.addrs(other)
@@ -39,7 +54,7 @@ const SEC: Duration = Duration::from_secs(1);
 fn the_higher_priority_holdfast_becomes_master_and_hands_over_on_sigterm() {
     let mut lab = lab(2);
     let (mut n1, mut n2) = pair(&mut lab);
-    assert!(lab.has(1, VIP) && !lab.has(2, VIP));
+    assert!(settles(|| lab.has(1, VIP) && !lab.has(2, VIP)));
     // Graceful stop: priority 0, the backup takes over after Skew_Time (0.61 s at 100).
     n1.signal("TERM");
     let stopped = n1.wait_for("(VI_1) sent 0 priority", 5 * SEC);
@@ -96,7 +111,7 @@ fn a_master_whose_cable_is_cut_is_taken_over_within_the_master_down_interval() {
         "took {:?}",
         took.duration_since(cut)
     );
-    assert!(lab.has(2, VIP));
+    assert!(settles(|| lab.has(2, VIP)));
 }
 
 #[test]
@@ -125,7 +140,7 @@ fn a_failing_weighted_track_script_moves_the_vip_and_recovery_moves_it_back() {
     // keepalived: the lower-priority master forces a new election; the backup (100) preempts.
     n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
-    assert!(lab.has(2, VIP) && !lab.has(1, VIP));
+    assert!(settles(|| lab.has(2, VIP) && !lab.has(1, VIP)));
     std::fs::write(&flag, "").unwrap();
     n1.wait_for("VRRP_Script(chk) succeeded", 5 * SEC);
     n2.wait_for("with higher priority 150, ours 100", 10 * SEC);
@@ -261,11 +276,13 @@ fn interop(holdfast_prio: u8, keepalived_prio: u8, extra: &str) {
     backup.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
     // A few adverts both ways, then hand over on SIGTERM.
     std::thread::sleep(3 * SEC);
-    assert!(lab.has(master_node, VIP) && !lab.has(backup_node, VIP));
+    assert!(settles(
+        || lab.has(master_node, VIP) && !lab.has(backup_node, VIP)
+    ));
     master.signal("TERM");
     backup.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
     assert!(master.wait_exit(10 * SEC));
-    assert!(lab.has(backup_node, VIP));
+    assert!(settles(|| lab.has(backup_node, VIP)));
     for p in [&mut ka, &mut hf] {
         let log = p.log();
         for bad in [
@@ -338,7 +355,7 @@ fn nopreempt_keeps_the_current_master_when_a_higher_priority_node_returns() {
     // Well past the master-down interval: n1 accepted n2's lower-priority adverts.
     std::thread::sleep(5 * SEC);
     assert_eq!(n1.count("Entering MASTER STATE"), 0, "{}", n1.log());
-    assert!(lab.has(2, VIP));
+    assert!(settles(|| lab.has(2, VIP)));
 }
 
 #[test]
@@ -402,7 +419,7 @@ fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config(
     std::fs::remove_file(lab.dir().join("n1.conf")).unwrap();
     n1.signal("HUP");
     n1.wait_for("Reload failed, keeping the running configuration", 5 * SEC);
-    assert!(lab.has(1, VIP) && lab.has(1, "10.77.0.101/24"));
+    assert!(settles(|| lab.has(1, VIP) && lab.has(1, "10.77.0.101/24")));
 }
 
 /// Waits (bounded) for a file the daemon writes on a signal, and returns its text.
@@ -481,7 +498,7 @@ fn a_sync_group_moves_all_members_when_one_faults() {
     let mut n2 = lab.holdfast(2, &group_conf(100, None));
     n2.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
     std::thread::sleep(2 * SEC);
-    assert!(lab.has(1, VIP) && lab.has(1, "10.77.0.101/24"));
+    assert!(settles(|| lab.has(1, VIP) && lab.has(1, "10.77.0.101/24")));
     // VI_2's weight-0 tracker fails: VI_2 goes to FAULT and the group takes VI_1 with it.
     std::fs::remove_file(&flag).unwrap();
     n1.wait_for("(VI_2) Entering FAULT STATE", 5 * SEC);
@@ -490,12 +507,12 @@ fn a_sync_group_moves_all_members_when_one_faults() {
     n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n2.wait_for("(VI_2) Entering MASTER STATE", 10 * SEC);
     assert!(
-        lab.has(2, VIP) && lab.has(2, "10.77.0.101/24"),
+        settles(|| lab.has(2, VIP) && lab.has(2, "10.77.0.101/24")),
         "{:?}",
         lab.addrs(2)
     );
     assert!(
-        !lab.has(1, VIP) && !lab.has(1, "10.77.0.101/24"),
+        settles(|| !lab.has(1, VIP) && !lab.has(1, "10.77.0.101/24")),
         "{:?}",
         lab.addrs(1)
     );
@@ -526,7 +543,7 @@ fn a_weighted_sync_group_tracker_lowers_every_member() {
     n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
     n1.wait_for("(VI_2) Entering BACKUP STATE", 5 * SEC);
     assert!(
-        lab.has(2, VIP) && lab.has(2, "10.77.0.101/24"),
+        settles(|| lab.has(2, VIP) && lab.has(2, "10.77.0.101/24")),
         "{:?}",
         lab.addrs(2)
     );
@@ -647,7 +664,7 @@ fn ipv6_vrrpv3_elects_hands_over_and_interoperates_with_keepalived() {
     let mut n1 = lab.holdfast(1, &conf6(150));
     n1.wait_for("(VI_6) Entering MASTER STATE", 10 * SEC);
     n2.wait_for("(VI_6) Entering BACKUP STATE", 5 * SEC);
-    assert!(lab.has(1, VIP6));
+    assert!(settles(|| lab.has(1, VIP6)));
     for log in [n1.log(), n2.log()] {
         for bad in [
             "checksum",
