@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 const BACKEND: &str = "127.0.0.1:7001";
 const HAPROXY: &str = "127.0.0.1:7002";
 const HOLDFAST: &str = "127.0.0.1:7003";
-const SECS: Duration = Duration::from_secs(2);
-const ROUNDS: usize = 3;
+const SECS: Duration = Duration::from_secs(1);
+const ROUNDS: usize = 5;
 const CONCURRENCY: usize = 32;
 
 /// Echoes whatever it receives (ping-pong, short connections) and swallows bulk uploads.
