@@ -141,14 +141,20 @@ fn status(src: &Sources) -> Value {
         .stats()
         .iter()
         .map(|s| {
+            let (protocol, address) = match s.key {
+                holdfast_dataplane::ServiceKey::Addr { proto, addr } => {
+                    (proto.name(), addr.to_string())
+                }
+                holdfast_dataplane::ServiceKey::Fwmark { mark, .. } => ("FWM", mark.to_string()),
+            };
             json!({
-                "protocol": "TCP",
-                "address": s.key.addr.to_string(),
+                "protocol": protocol,
+                "address": address,
                 "scheduler": s.sched.name(),
                 "persistence": s.persistence.map(|d| d.as_secs()),
-                "forward": "Masq",
                 "destinations": s.dests.iter().map(|d| json!({
                     "address": d.addr.map(|a| a.to_string()),
+                    "forward": d.method.name(),
                     "weight": d.weight,
                     "active": d.active,
                     "inactive": d.inactive,
@@ -226,7 +232,7 @@ pub fn render_lvs(status: &Value) -> String {
             out.push_str(&format!(
                 "  -> {:<28} {:<7} {:<6} {:<10} {:<10}\n",
                 ipvs_addr(d["address"].as_str().unwrap_or("")),
-                s["forward"].as_str().unwrap_or("Masq"),
+                d["forward"].as_str().unwrap_or("Masq"),
                 d["weight"].as_u64().unwrap_or(0),
                 d["active"].as_u64().unwrap_or(0),
                 d["inactive"].as_u64().unwrap_or(0),

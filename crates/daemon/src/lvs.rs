@@ -17,7 +17,8 @@ use holdfast_config::model::{
     Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
 };
 use holdfast_dataplane::proxy::ProxyPlane;
-use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
+use holdfast_dataplane::ipvs::IpvsPlane;
+use holdfast_dataplane::{DataPlane, DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::{HashFlags, Kind};
 use holdfast_lb::service::{Event, RealServer, Service, ServiceConfig, trio};
 use tokio::sync::mpsc;
@@ -97,6 +98,17 @@ pub struct RsPlan {
     pub upper: Option<u32>,
     /// `lthreshold`.
     pub lower: Option<u32>,
+    /// `lvs_method` (the real server's, else the virtual server's).
+    pub method: Forward,
+}
+
+/// Which data plane runs a virtual server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaneKind {
+    /// holdfast's userspace proxy.
+    Proxy,
+    /// The kernel's IPVS.
+    Ipvs,
 }
 
 /// One virtual server.
@@ -104,6 +116,10 @@ pub struct RsPlan {
 pub struct VsPlan {
     /// The wanted service without destinations.
     pub spec: ServiceSpec,
+    /// The data plane that runs it.
+    pub plane: PlaneKind,
+    /// `sorry_server_lvs_method`.
+    pub sorry_method: Forward,
     /// Quorum and sorry server.
     pub service: ServiceConfig,
     /// Real servers.
@@ -121,9 +137,32 @@ pub struct VsPlan {
 }
 
 impl VsPlan {
-    /// keepalived's name for it: `[IP]:tcp:PORT`.
+    /// keepalived's name for it: `[IP]:tcp:PORT`, `FWM N`.
     pub fn name(&self) -> String {
-        trio(&self.spec.key.addr)
+        vs_name(&self.spec.key)
+    }
+}
+
+/// keepalived's name for a virtual server: `[IP]:tcp:PORT` (`udp`, `sctp`), `FWM N`.
+pub fn vs_name(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Addr { proto, addr } => {
+            let t = trio(addr);
+            match proto {
+                Proto::Tcp => t,
+                Proto::Udp => t.replacen(":tcp:", ":udp:", 1),
+                Proto::Sctp => t.replacen(":tcp:", ":sctp:", 1),
+            }
+        }
+        ServiceKey::Fwmark { mark, .. } => format!("FWM {mark}"),
+    }
+}
+
+fn forward(m: LvsMethod) -> Forward {
+    match m {
+        LvsMethod::Nat => Forward::Masq,
+        LvsMethod::Dr => Forward::Route,
+        LvsMethod::Tun => Forward::Tunnel,
     }
 }
 
@@ -150,43 +189,63 @@ pub fn build(cfg: &Config, un: &mut Vec<String>) -> Vec<VsPlan> {
 }
 
 fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsPlan, String> {
-    let addr = match &vs.key {
-        VsKey::Addr(ip, port) => SocketAddr::new(*ip, *port),
-        VsKey::Fwmark(m) => {
-            return Err(format!(
-                "virtual_server fwmark {m}: needs a kernel data plane (IPVS or nftables), not built yet; not run"
-            ));
-        }
+    let proto = match vs.protocol {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+        Protocol::Sctp => Proto::Sctp,
+    };
+    let key = match &vs.key {
+        VsKey::Addr(ip, port) => ServiceKey::Addr {
+            proto,
+            addr: SocketAddr::new(*ip, *port),
+        },
+        VsKey::Fwmark(m) => ServiceKey::Fwmark {
+            mark: *m,
+            // The family of its real servers (keepalived's default: IPv4).
+            v6: vs.real_servers.first().is_some_and(|r| r.addr.is_ipv6()),
+        },
         VsKey::Group(g) => {
             return Err(format!(
-                "virtual_server group {g}: groups are not run by the proxy data plane yet; not run"
+                "virtual_server group {g}: virtual_server_group is not run yet; not run"
             ));
         }
     };
-    let name = trio(&addr);
-    if vs.protocol != Protocol::Tcp {
-        return Err(format!(
-            "virtual_server {name}: only TCP is proxied (UDP/SCTP need a kernel data plane); not run"
-        ));
-    }
-    let plane = vs.dataplane.or(cfg.global.dataplane);
-    match plane {
-        None
-        | Some(holdfast_config::model::DataPlane::Proxy)
-        | Some(holdfast_config::model::DataPlane::Auto) => {}
-        Some(p) => {
+    let name = vs_name(&key);
+    // The port real servers default to (a fwmark service has none: theirs must be given).
+    let vport = key.addr().map_or(0, |a| a.port());
+    let proxyable = proto == Proto::Tcp && key.addr().is_some();
+    let plane = match vs.dataplane.or(cfg.global.dataplane) {
+        Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
+        Some(holdfast_config::model::DataPlane::Proxy) => {
             return Err(format!(
-                "virtual_server {name}: dataplane {p:?} is not built yet; not run (use dataplane proxy or auto)"
+                "virtual_server {name}: the proxy data plane forwards TCP services only (UDP, SCTP and fwmark need dataplane ipvs); not run"
             ));
         }
-    }
+        Some(holdfast_config::model::DataPlane::Ipvs) => PlaneKind::Ipvs,
+        None | Some(holdfast_config::model::DataPlane::Auto) => {
+            if ipvs_available() {
+                PlaneKind::Ipvs
+            } else if proxyable {
+                PlaneKind::Proxy
+            } else {
+                return Err(format!(
+                    "virtual_server {name}: UDP, SCTP and fwmark services need IPVS, which this kernel does not have; not run"
+                ));
+            }
+        }
+        Some(p) => {
+            return Err(format!(
+                "virtual_server {name}: dataplane {p:?} is not built yet; not run (use dataplane proxy, ipvs or auto)"
+            ));
+        }
+    };
     let sched = Kind::parse(&vs.lvs_sched).ok_or_else(|| {
         format!(
             "virtual_server {name}: scheduler '{}' is not implemented; not run",
             vs.lvs_sched
         )
     })?;
-    if vs.lvs_method != LvsMethod::Nat {
+    if plane == PlaneKind::Proxy && vs.lvs_method != LvsMethod::Nat {
         un.push(format!(
             "virtual_server {name}: lvs_method {:?} — the proxy data plane forwards as NAT (the real servers see the proxy as the client)",
             vs.lvs_method
@@ -194,7 +253,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
     }
     let mut servers = Vec::new();
     for rs in &vs.real_servers {
-        let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(addr.port()));
+        let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(vport));
         let mut checkers = Vec::new();
         for c in &rs.checkers {
             match check_plan(c, rs, vs, rs_addr, &cfg.track_files) {
@@ -216,14 +275,17 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             readmit_manual: rs.readmit_manual,
             upper: rs.uthreshold,
             lower: rs.lthreshold,
+            method: forward(rs.lvs_method.unwrap_or(vs.lvs_method)),
         });
     }
     let sorry = vs
         .sorry_server
-        .map(|(ip, port)| SocketAddr::new(ip, port.unwrap_or(addr.port())));
+        .map(|(ip, port)| SocketAddr::new(ip, port.unwrap_or(vport)));
     Ok(VsPlan {
+        plane,
+        sorry_method: forward(vs.sorry_server_lvs_method.unwrap_or(vs.lvs_method)),
         spec: ServiceSpec {
-            key: ServiceKey { addr },
+            key,
             sched,
             flags: HashFlags::default(),
             persistence: vs
@@ -405,10 +467,31 @@ enum CheckEv {
     Weight { rs: usize, weight: Option<u32> },
 }
 
-/// The wanted table of every virtual server, handed whole to the data plane.
+/// Whether the kernel answers for IPVS in this network namespace.
+pub fn ipvs_available() -> bool {
+    holdfast_dataplane::ipvs::available()
+}
+
+/// What the IPVS plane does at start and stop (`global_defs` and the command line).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpvsOptions {
+    /// `lvs_flush`: empty the kernel's table when the plane opens.
+    pub flush: bool,
+    /// `lvs_flush_on_stop`: empty it at stop (every service, not only holdfast's).
+    pub flush_on_stop: bool,
+    /// `-I` / `--dont-release-ipvs`: leave holdfast's services in the kernel at stop.
+    pub keep_on_stop: bool,
+    /// `lvs_timeouts` (tcp, tcpfin, udp; 0 keeps the kernel's).
+    pub timeouts: Option<(u32, u32, u32)>,
+}
+
+/// The wanted table of every virtual server, handed whole to each data plane.
 pub struct Planes {
-    wanted: Mutex<BTreeMap<ServiceKey, ServiceSpec>>,
+    wanted: Mutex<BTreeMap<ServiceKey, (PlaneKind, ServiceSpec)>>,
     proxy: Mutex<ProxyPlane>,
+    /// Opened when the first virtual server on IPVS starts.
+    ipvs: Mutex<Option<IpvsPlane>>,
+    ipvs_options: IpvsOptions,
     /// Whether each real server was alive, kept across reloads so a server known dead is
     /// not put back in the table while its checkers start again.
     alive: Mutex<std::collections::HashMap<(ServiceKey, SocketAddr), bool>>,
@@ -417,32 +500,102 @@ pub struct Planes {
 }
 
 impl Planes {
-    /// An empty proxy plane.
+    /// Empty planes.
     pub fn new() -> Planes {
+        Planes::with_ipvs_options(IpvsOptions::default())
+    }
+
+    /// Empty planes; the IPVS plane, once opened, follows `ipvs_options`.
+    pub fn with_ipvs_options(ipvs_options: IpvsOptions) -> Planes {
         Planes {
             wanted: Mutex::new(BTreeMap::new()),
             proxy: Mutex::new(ProxyPlane::new()),
+            ipvs: Mutex::new(None),
+            ipvs_options,
             alive: Mutex::default(),
             admin: Mutex::default(),
         }
     }
 
-    fn set(&self, spec: Option<ServiceSpec>, key: ServiceKey, log: Logger) {
-        let table: Vec<ServiceSpec> = {
+    fn open_ipvs(&self, log: Logger) -> Option<std::sync::MutexGuard<'_, Option<IpvsPlane>>> {
+        let mut g = self.ipvs.lock().ok()?;
+        if g.is_none() {
+            match IpvsPlane::open() {
+                Ok(mut p) => {
+                    if self.ipvs_options.flush
+                        && let Err(e) = p.flush()
+                    {
+                        log.check(&format!("IPVS: cannot flush the table (lvs_flush): {e}"));
+                    }
+                    if let Some((tcp, tcpfin, udp)) = self.ipvs_options.timeouts
+                        && let Err(e) = p.set_timeouts(tcp, tcpfin, udp)
+                    {
+                        log.check(&format!("IPVS: cannot set lvs_timeouts: {e}"));
+                    }
+                    *g = Some(p);
+                }
+                Err(e) => {
+                    log.check(&format!("IPVS: {e}"));
+                    return None;
+                }
+            }
+        }
+        Some(g)
+    }
+
+    fn set(&self, spec: Option<ServiceSpec>, key: ServiceKey, plane: PlaneKind, log: Logger) {
+        let (proxy, ipvs): (Vec<ServiceSpec>, Vec<ServiceSpec>) = {
             let Ok(mut w) = self.wanted.lock() else {
                 return;
             };
             match spec {
-                Some(s) => w.insert(key, s),
+                Some(s) => w.insert(key, (plane, s)),
                 None => w.remove(&key),
             };
-            w.values().cloned().collect()
+            let pick = |k: PlaneKind| -> Vec<ServiceSpec> {
+                w.values()
+                    .filter(|(p, _)| *p == k)
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            };
+            (pick(PlaneKind::Proxy), pick(PlaneKind::Ipvs))
         };
-        if let Ok(mut p) = self.proxy.lock()
-            && let Err(errs) = p.apply(&table)
-        {
+        let report = |errs: Vec<holdfast_dataplane::DataPlaneError>| {
             for e in errs {
                 log.check(&format!("Cannot set up {e}"));
+            }
+        };
+        if plane == PlaneKind::Proxy
+            && let Ok(mut p) = self.proxy.lock()
+            && let Err(errs) = p.apply(&proxy)
+        {
+            report(errs);
+        }
+        if plane == PlaneKind::Ipvs
+            && let Some(mut g) = self.open_ipvs(log)
+            && let Some(p) = g.as_mut()
+            && let Err(errs) = p.apply(&ipvs)
+        {
+            report(errs);
+        }
+    }
+
+    /// At stop: removes holdfast's services from the kernel (or every service with
+    /// `lvs_flush_on_stop`), unless told to keep them.
+    pub fn release(&self, log: Logger) {
+        let Ok(mut g) = self.ipvs.lock() else {
+            return;
+        };
+        let Some(p) = g.as_mut() else {
+            return;
+        };
+        if self.ipvs_options.flush_on_stop {
+            if let Err(e) = p.flush() {
+                log.check(&format!("IPVS: cannot flush the table (lvs_flush_on_stop): {e}"));
+            }
+        } else if !self.ipvs_options.keep_on_stop {
+            for e in p.release() {
+                log.check(&format!("IPVS: cannot remove {e}"));
             }
         }
     }
@@ -458,7 +611,11 @@ impl Planes {
             .admin
             .lock()
             .ok()
-            .and_then(|m| m.get(&ServiceKey { addr: vs }).cloned())
+            .and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.addr() == Some(vs))
+                    .map(|(_, t)| t.clone())
+            })
             .ok_or_else(|| format!("no virtual server {vs}"))?;
         let (rtx, rrx) = tokio::sync::oneshot::channel();
         let cmd = if enable {
@@ -473,9 +630,16 @@ impl Planes {
             .map_err(|_| format!("virtual server {vs} is stopping"))?
     }
 
-    /// Live counts for status.
+    /// Live counts for status, from every plane.
     pub fn stats(&self) -> Vec<holdfast_dataplane::ServiceStats> {
-        self.proxy.lock().map(|p| p.stats()).unwrap_or_default()
+        let mut out = self.proxy.lock().map(|p| p.stats()).unwrap_or_default();
+        if let Ok(g) = self.ipvs.lock()
+            && let Some(p) = g.as_ref()
+        {
+            out.extend(p.stats());
+        }
+        out.sort_by_key(|s| s.key);
+        out
     }
 }
 
@@ -491,16 +655,21 @@ pub fn start(
     planes: Arc<Planes>,
     log: Logger,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    if !plans.is_empty() {
-        let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
+    let on = |k: PlaneKind| plans.iter().filter(|p| p.plane == k).count();
+    let (proxy, ipvs) = (on(PlaneKind::Proxy), on(PlaneKind::Ipvs));
+    if proxy > 0 {
         log.check(&format!(
-            "Using the proxy data plane for {} virtual server(s) (dataplane auto/proxy: {})",
-            plans.len(),
-            if ipvs {
-                "the kernel has IPVS, but holdfast's IPVS plane is not built yet"
+            "Using the proxy data plane for {proxy} virtual server(s){}",
+            if ipvs_available() {
+                ""
             } else {
-                "the kernel has no IPVS"
+                " (dataplane auto: the kernel has no IPVS)"
             }
+        ));
+    }
+    if ipvs > 0 {
+        log.check(&format!(
+            "Using the IPVS data plane for {ipvs} virtual server(s)"
         ));
     }
     plans
@@ -512,8 +681,20 @@ pub fn start(
 /// Removes the virtual servers' services from the data plane.
 pub fn clear(plans: &[VsPlan], planes: &Planes, log: Logger) {
     for p in plans {
-        planes.set(None, p.spec.key, log);
+        planes.set(None, p.spec.key, p.plane, log);
     }
+}
+
+/// At stop: the proxy's services close; the kernel's are released as configured
+/// ([`Planes::release`]).
+pub fn stop(plans: &[VsPlan], planes: &Planes, log: Logger) {
+    let proxied: Vec<VsPlan> = plans
+        .iter()
+        .filter(|p| p.plane == PlaneKind::Proxy)
+        .cloned()
+        .collect();
+    clear(&proxied, planes, log);
+    planes.release(log);
 }
 
 fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
@@ -528,6 +709,8 @@ fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
                 weight: d.weight,
                 upper: rs.and_then(|r| r.upper),
                 lower: rs.and_then(|r| r.lower),
+                // Not a real server: the sorry server.
+                method: rs.map_or(plan.sorry_method, |r| r.method),
             }
         })
         .collect();
@@ -571,7 +754,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     if !svc.quorum_up() {
         log.check(&format!("Starting with quorum down for VS {name}"));
     }
-    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
+    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
     let (tx, mut rx) = mpsc::channel(64);
     let (atx, mut arx) = mpsc::channel::<Admin>(8);
     if let Ok(mut m) = planes.admin.lock() {
@@ -590,7 +773,10 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 "Activating healthchecker for service {} for VS {name}",
                 trio(&rs.addr)
             ));
-            let suspend = plan.ha_suspend.then_some(plan.spec.key.addr.ip());
+            let suspend = plan
+                .ha_suspend
+                .then_some(plan.spec.key.addr().map(|a| a.ip()))
+                .flatten();
             let ctx = CheckCtx {
                 rs: ri,
                 ck: ci,
@@ -644,7 +830,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     events.extend(svc.set_alive(i, checks_pass));
                 }
                 if !events.is_empty() {
-                    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
+                    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
                 }
                 for e in &events {
                     log.check(&e.line(&name));
@@ -701,7 +887,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
         };
         if !events.is_empty() {
             // The table first, then the lines: whoever reads the log sees the table changed.
-            planes.set(Some(wanted(&plan, &svc)), plan.spec.key, log);
+            planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
         }
         for e in &events {
             log.check(&e.line(&name));

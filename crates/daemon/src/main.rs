@@ -123,6 +123,9 @@ enum Command {
         /// Do not remove VIPs on exit.
         #[arg(short = 'V', long = "dont-release-vrrp")]
         dont_release_vrrp: bool,
+        /// Do not remove holdfast's IPVS services on exit.
+        #[arg(short = 'I', long = "dont-release-ipvs")]
+        dont_release_ipvs: bool,
         /// Directory for the SIGUSR1/SIGUSR2 files keepalived.data and keepalived.stats.
         #[arg(long, default_value = "/tmp")]
         data_dir: PathBuf,
@@ -252,6 +255,7 @@ fn main() -> ExitCode {
             flush_log_file: _,
             config_id,
             dont_release_vrrp,
+            dont_release_ipvs,
             data_dir,
             proc_events_netns,
         } => {
@@ -284,6 +288,7 @@ fn main() -> ExitCode {
                 },
                 detail: log_detail,
                 keep_vips: dont_release_vrrp,
+                keep_ipvs: dont_release_ipvs,
                 pid_files: pid
                     .into_iter()
                     .chain(vrrp_pid)

@@ -152,6 +152,8 @@ pub struct Plan {
     pub virtual_servers: Vec<crate::lvs::VsPlan>,
     /// `control_socket` (default [`crate::control::DEFAULT_SOCKET`]).
     pub control_socket: Option<String>,
+    /// `lvs_flush`, `lvs_flush_on_stop`, `lvs_timeouts` for the IPVS plane.
+    pub ipvs: crate::lvs::IpvsOptions,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
 }
@@ -210,6 +212,18 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
     let un = &mut plan.unsupported;
     plan.virtual_servers = crate::lvs::build(cfg, un);
     plan.control_socket = cfg.global.control_socket.clone();
+    plan.ipvs = crate::lvs::IpvsOptions {
+        flush: cfg.global.lvs_flush,
+        flush_on_stop: cfg.global.lvs_flush_on_stop,
+        keep_on_stop: false,
+        timeouts: cfg.global.lvs_timeouts.as_ref().map(|t| {
+            (
+                t.tcp.unwrap_or(0),
+                t.tcpfin.unwrap_or(0),
+                t.udp.unwrap_or(0),
+            )
+        }),
+    };
     if let Some(m) = cfg.global.metrics_listen {
         un.push(format!(
             "metrics_listen {m}: the metrics endpoint is not built yet"

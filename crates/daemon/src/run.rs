@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub detail: bool,
     /// `-V`: leave VIPs in place on exit.
     pub keep_vips: bool,
+    /// `-I`: leave holdfast's IPVS services in the kernel at exit.
+    pub keep_ipvs: bool,
     /// Pid files (`-p`, `-r`).
     pub pid_files: Vec<PathBuf>,
     /// The configuration file (re-read on SIGHUP).
@@ -240,7 +242,12 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     };
     let mut groups = Groups::new(&plan.groups);
     let mut running: Vec<Running> = Vec::new();
-    let planes = Arc::new(crate::lvs::Planes::new());
+    let planes = Arc::new(crate::lvs::Planes::with_ipvs_options(
+        crate::lvs::IpvsOptions {
+            keep_on_stop: opts.keep_ipvs,
+            ..plan.ipvs.clone()
+        },
+    ));
     let mut vs_plans = if opts.checkers {
         plan.virtual_servers
     } else {
@@ -333,7 +340,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     for p in &vs_plans {
         log.check(&format!("Removing Virtual Server {}", p.name()));
     }
-    crate::lvs::clear(&vs_plans, &planes, log);
+    crate::lvs::stop(&vs_plans, &planes, log);
     crate::lvs::omega(&vs_plans, &planes, log).await;
     for (_, tx, _) in &running {
         let _ = tx.send(Ctl::Stop).await;

@@ -208,9 +208,7 @@ fn main() {
         let mut plane = ProxyPlane::new();
         plane
             .apply(&vec![ServiceSpec {
-                key: ServiceKey {
-                    addr: HOLDFAST.parse().unwrap(),
-                },
+                key: ServiceKey::tcp(HOLDFAST.parse().unwrap()),
                 sched: Kind::Wlc,
                 flags: HashFlags::default(),
                 persistence: None,
@@ -220,6 +218,7 @@ fn main() {
                     weight: 1,
                     upper: None,
                     lower: None,
+                    method: holdfast_dataplane::Forward::Masq,
                 }],
                 connect_timeout: Duration::from_secs(1),
                 idle_timeout: Duration::from_secs(60),

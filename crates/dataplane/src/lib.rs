@@ -1,8 +1,10 @@
 //! holdfast-dataplane: where connections to a virtual service go. A [`DataPlane`] holds the
 //! wanted [`ServiceTable`] — `apply` is declarative and idempotent, so a reload and a recovery
 //! are the same operation — and reports per-destination counts for `holdfast status --lvs`.
-//! [`proxy::ProxyPlane`] is the userspace L4 proxy.
+//! [`proxy::ProxyPlane`] is the userspace L4 proxy; [`ipvs::IpvsPlane`] drives the kernel's
+//! IPVS over generic netlink.
 
+pub mod ipvs;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -10,11 +12,104 @@ use std::time::Duration;
 
 use holdfast_lb::sched::{HashFlags, Kind};
 
-/// A service's identity: protocol and address (TCP only for the proxy).
+/// A service's transport protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    /// Virtual address and port.
-    pub addr: SocketAddr,
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Proto {
+    /// The name `ipvsadm -Ln` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+            Proto::Sctp => "SCTP",
+        }
+    }
+}
+
+/// A service's identity: protocol, address and port, or a firewall mark (kernel planes only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKey {
+    /// `virtual_server IP PORT` with its `protocol`.
+    Addr {
+        /// Protocol.
+        proto: Proto,
+        /// Virtual address and port.
+        addr: SocketAddr,
+    },
+    /// `virtual_server fwmark N`.
+    Fwmark {
+        /// The mark.
+        mark: u32,
+        /// Whether the service is IPv6.
+        v6: bool,
+    },
+}
+
+impl ServiceKey {
+    /// A TCP service.
+    pub fn tcp(addr: SocketAddr) -> ServiceKey {
+        ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr,
+        }
+    }
+
+    /// The service address, if it has one.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            ServiceKey::Addr { addr, .. } => Some(*addr),
+            ServiceKey::Fwmark { .. } => None,
+        }
+    }
+
+    /// Whether the service is IPv6.
+    pub fn is_v6(&self) -> bool {
+        match self {
+            ServiceKey::Addr { addr, .. } => addr.is_ipv6(),
+            ServiceKey::Fwmark { v6, .. } => *v6,
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceKey {
+    /// As `ipvsadm -Ln` names it: `TCP  10.0.0.1:3306`'s protocol and address, `FWM  1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceKey::Addr { proto, addr } => write!(f, "{} {addr}", proto.name()),
+            ServiceKey::Fwmark { mark, .. } => write!(f, "FWM {mark}"),
+        }
+    }
+}
+
+/// How a kernel plane forwards to a destination (`lvs_method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Forward {
+    /// NAT: `Masq`.
+    #[default]
+    Masq,
+    /// Direct routing: `Route`.
+    Route,
+    /// IP-in-IP tunnelling: `Tunnel`.
+    Tunnel,
+}
+
+impl Forward {
+    /// The name `ipvsadm -Ln` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Forward::Masq => "Masq",
+            Forward::Route => "Route",
+            Forward::Tunnel => "Tunnel",
+        }
+    }
 }
 
 /// One destination of a wanted service.
@@ -29,6 +124,8 @@ pub struct DestSpec {
     pub upper: Option<u32>,
     /// `lthreshold`.
     pub lower: Option<u32>,
+    /// Forwarding method (the proxy always forwards as NAT).
+    pub method: Forward,
 }
 
 /// One wanted service.
@@ -64,6 +161,8 @@ pub struct DestStats {
     pub addr: Option<SocketAddr>,
     /// Current weight.
     pub weight: u32,
+    /// Forwarding method.
+    pub method: Forward,
     /// Connections open both ways.
     pub active: u32,
     /// Connections half closed.
@@ -74,6 +173,10 @@ pub struct DestStats {
     pub bytes_in: u64,
     /// Bytes server → client.
     pub bytes_out: u64,
+    /// Packets client → server (kernel planes).
+    pub packets_in: u64,
+    /// Packets server → client (kernel planes).
+    pub packets_out: u64,
 }
 
 /// Live counts of one service.
@@ -100,7 +203,7 @@ pub struct DataPlaneError {
 
 impl std::fmt::Display for DataPlaneError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "service {}: {}", self.key.addr, self.error)
+        write!(f, "service {}: {}", self.key, self.error)
     }
 }
 

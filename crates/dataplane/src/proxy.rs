@@ -193,6 +193,24 @@ impl DataPlane for ProxyPlane {
                 update(&mut r.svc.lock(), spec);
                 continue;
             }
+            let Some(addr) = spec.key.addr().filter(|_| {
+                matches!(
+                    spec.key,
+                    ServiceKey::Addr {
+                        proto: crate::Proto::Tcp,
+                        ..
+                    }
+                )
+            }) else {
+                errors.push(DataPlaneError {
+                    key: spec.key,
+                    error: std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "the proxy forwards TCP services only (UDP, SCTP and fwmark need a kernel plane)",
+                    ),
+                });
+                continue;
+            };
             let workers: Vec<tokio::runtime::Handle> = match self.workers() {
                 Ok(w) => w.iter().map(|w| w.handle.clone()).collect(),
                 Err(error) => {
@@ -208,7 +226,7 @@ impl DataPlane for ProxyPlane {
                 .iter()
                 .map(|h| {
                     let _enter = h.enter();
-                    bind(spec.key.addr)
+                    bind(addr)
                 })
                 .collect();
             let bound = match bound {
@@ -440,9 +458,12 @@ async fn serve(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
         (
             i.spec.connect_timeout,
             i.spec.idle_timeout,
-            i.spec.key.addr,
+            i.spec.key.addr(),
             i.spec.proxy_protocol,
         )
+    };
+    let Some(vip) = vip else {
+        return;
     };
     // The service address, unless the listener is a wildcard (then ask the socket).
     let local = if vip.ip().is_unspecified() {
@@ -770,7 +791,7 @@ mod tests {
 
     fn spec(vip: SocketAddr, sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
         ServiceSpec {
-            key: ServiceKey { addr: vip },
+            key: ServiceKey::tcp(vip),
             sched,
             flags: HashFlags::default(),
             persistence: None,
@@ -782,6 +803,7 @@ mod tests {
                     weight: *weight,
                     upper: None,
                     lower: None,
+                    method: crate::Forward::Masq,
                 })
                 .collect(),
             connect_timeout: Duration::from_secs(1),
