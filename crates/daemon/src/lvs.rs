@@ -16,8 +16,8 @@ use holdfast_check::state::{CheckerConfig, CheckerState, Flip};
 use holdfast_config::model::{
     Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
 };
-use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::ipvs::IpvsPlane;
+use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::{HashFlags, Kind};
 use holdfast_lb::service::{Event, RealServer, Service, ServiceConfig, trio};
@@ -591,7 +591,9 @@ impl Planes {
         };
         if self.ipvs_options.flush_on_stop {
             if let Err(e) = p.flush() {
-                log.check(&format!("IPVS: cannot flush the table (lvs_flush_on_stop): {e}"));
+                log.check(&format!(
+                    "IPVS: cannot flush the table (lvs_flush_on_stop): {e}"
+                ));
             }
         } else if !self.ipvs_options.keep_on_stop {
             for e in p.release() {

@@ -323,7 +323,10 @@ impl DataPlane for IpvsPlane {
         let kernel: BTreeMap<ServiceKey, Service> = match self.table() {
             Ok(t) => t.into_iter().map(|k| (k.service.key, k.service)).collect(),
             Err(e) => {
-                return Err(wanted.iter().map(|s| io_err(s.key, clone_err(&e))).collect());
+                return Err(wanted
+                    .iter()
+                    .map(|s| io_err(s.key, clone_err(&e)))
+                    .collect());
             }
         };
         let keep: BTreeSet<ServiceKey> = wanted.iter().map(|s| s.key).collect();

@@ -418,10 +418,9 @@ pub fn key_attrs(key: &ServiceKey) -> Vec<Attr> {
             Attr::addr(svc::ADDR, addr.ip()),
             Attr::be16(svc::PORT, addr.port()),
         ],
-        ServiceKey::Fwmark { mark, v6 } => vec![
-            Attr::u16(svc::AF, af(*v6)),
-            Attr::u32(svc::FWMARK, *mark),
-        ],
+        ServiceKey::Fwmark { mark, v6 } => {
+            vec![Attr::u16(svc::AF, af(*v6)), Attr::u32(svc::FWMARK, *mark)]
+        }
     }
 }
 
@@ -435,7 +434,10 @@ impl Service {
         f.extend_from_slice(&u32::MAX.to_ne_bytes());
         a.push(Attr::Leaf(svc::FLAGS, f));
         a.push(Attr::u32(svc::TIMEOUT, self.timeout));
-        a.push(Attr::Leaf(svc::NETMASK, self.netmask.to_ne_bytes().to_vec()));
+        a.push(Attr::Leaf(
+            svc::NETMASK,
+            self.netmask.to_ne_bytes().to_vec(),
+        ));
         Attr::Nested(cmd_attr::SERVICE, a)
     }
 
@@ -667,7 +669,9 @@ mod tests {
     fn malformed_attributes_are_errors_not_panics() {
         // A length running past the buffer, a service with no address, an unknown protocol.
         assert!(attrs(&[200, 0, 1, 0, 1, 2]).is_err());
-        assert!(Service::parse(&emit(&[Attr::u16(svc::AF, 2), Attr::u16(svc::PROTOCOL, 6)])).is_err());
+        assert!(
+            Service::parse(&emit(&[Attr::u16(svc::AF, 2), Attr::u16(svc::PROTOCOL, 6)])).is_err()
+        );
         assert!(Service::parse(&emit(&[Attr::u16(svc::PROTOCOL, 99)])).is_err());
         assert!(Dest::parse(&emit(&[Attr::u32(dest::WEIGHT, 1)]), false).is_err());
     }

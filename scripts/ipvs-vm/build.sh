@@ -1,0 +1,151 @@
+#!/bin/bash
+# Builds what the IPVS VM needs: Debian's stock kernel (which has the ip_vs modules; this
+# machine's kernel does not), its ELF vmlinux for a fast PVH boot under QEMU, and a busybox
+# initramfs with the modules, iproute2's ip, ipvsadm and the C libraries a Rust test binary
+# needs. Everything comes from Debian's packages. Idempotent: a second run reuses the cache.
+#
+# Usage: scripts/ipvs-vm/build.sh            (prints the cache directory on its last line)
+# Cache: $HOLDFAST_VM_CACHE (default /var/cache/holdfast-ipvs-vm).
+set -euo pipefail
+
+cache=${HOLDFAST_VM_CACHE:-/var/cache/holdfast-ipvs-vm}
+mkdir -p "$cache"
+cd "$cache"
+
+need=()
+for tool in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio xz:xz-utils \
+    ipvsadm:ipvsadm ip:iproute2 gzip:gzip; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
+done
+# busybox-static specifically: the initramfs has no libc of its own for busybox.
+[ -x /bin/busybox ] && file_is_static=$(ldd /bin/busybox 2>&1 | grep -c "not a dynamic" || true) || file_is_static=0
+[ "${file_is_static:-0}" -ge 1 ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The kernel package linux-image-amd64 points at (downloaded, never installed).
+kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+if [ -z "$kpkg" ]; then
+    echo "ipvs-vm: cannot tell which kernel package linux-image-amd64 depends on" >&2
+    exit 1
+fi
+if ! ls "$kpkg"_*.deb >/dev/null 2>&1; then
+    apt-get download "$kpkg" >/dev/null 2>&1 || { apt-get update -qq && apt-get download "$kpkg" >/dev/null; }
+fi
+deb=$(ls "$kpkg"_*.deb | head -1)
+kroot=$cache/kroot-$kpkg
+if [ ! -d "$kroot/lib/modules" ]; then
+    rm -rf "$kroot.tmp"
+    dpkg-deb -x "$deb" "$kroot.tmp"
+    mv "$kroot.tmp" "$kroot"
+fi
+kver=$(ls "$kroot/lib/modules" | head -1)
+[ -f "$kroot/lib/modules/$kver/modules.dep" ] || busybox depmod -b "$kroot" "$kver"
+
+# vmlinux: the ELF inside the xz-compressed bzImage (PVH boot skips decompressing under
+# emulation, about 3 s a boot).
+if [ ! -s vmlinux ] || [ "$(head -c4 vmlinux | od -An -tx1 | tr -d ' ')" != 7f454c46 ]; then
+    off=$(LC_ALL=C grep -obUaP -m1 '\xfd7zXZ\x00' "$kroot/boot/vmlinuz-$kver" | head -1 | cut -d: -f1)
+    tail -c +$((off + 1)) "$kroot/boot/vmlinuz-$kver" | xz -dc > vmlinux 2>/dev/null || true
+    if [ "$(head -c4 vmlinux | od -An -tx1 | tr -d ' ')" != 7f454c46 ]; then
+        echo "ipvs-vm: could not extract vmlinux from vmlinuz-$kver" >&2
+        exit 1
+    fi
+fi
+
+# The initramfs.
+root=$cache/initramfs
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,host,lib/modules,usr/bin,usr/sbin}
+cp /bin/busybox "$root/bin/busybox"
+for l in sh mount umount mkdir cat echo sleep poweroff modprobe insmod ln ls dmesg \
+    grep sed tr head tail wc kill ps nc cut sync uname hostname true false test seq; do
+    ln -sf busybox "$root/bin/$l"
+done
+
+# Modules: IPVS and its schedulers, conntrack, veth and bridge for namespaces, 9p for the
+# share, with their dependency closure from modules.dep.
+mdir=$kroot/lib/modules/$kver
+want="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
+      ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf nf_conntrack veth bridge ipip
+      crc32c_generic 9p 9pnet_virtio virtio_pci"
+declare -A seen=()
+queue=()
+for m in $want; do
+    p=$(grep -E "/${m}\.ko(\.[a-z]+)?:" "$mdir/modules.dep" | head -1 | cut -d: -f1)
+    [ -n "$p" ] || { echo "ipvs-vm: module $m not in $kver" >&2; exit 1; }
+    queue+=("$p")
+done
+while [ ${#queue[@]} -gt 0 ]; do
+    p=${queue[0]}
+    queue=("${queue[@]:1}")
+    [ -n "${seen[$p]:-}" ] && continue
+    seen[$p]=1
+    for d in $(grep -E "^${p}:" "$mdir/modules.dep" | cut -d: -f2); do
+        queue+=("$d")
+    done
+done
+for p in "${!seen[@]}"; do
+    mkdir -p "$root/lib/modules/$kver/$(dirname "$p")"
+    case $p in
+        *.ko.xz) xz -dc "$mdir/$p" > "$root/lib/modules/$kver/${p%.xz}" ;;
+        *.ko.zst) zstd -dcq "$mdir/$p" > "$root/lib/modules/$kver/${p%.zst}" ;;
+        *) cp "$mdir/$p" "$root/lib/modules/$kver/$p" ;;
+    esac
+done
+cp "$mdir/modules.order" "$mdir/modules.builtin" "$root/lib/modules/$kver/" 2>/dev/null || true
+busybox depmod -b "$root" "$kver"
+
+# Dynamic programs with their libraries, and the usual C libraries for Rust binaries.
+copy_with_libs() {
+    local src=$1 dst=$2
+    mkdir -p "$root/$(dirname "$dst")"
+    cp -L "$src" "$root/$dst"
+    ldd "$src" 2>/dev/null | grep -oE '/[^ ]+\.so[^ ]*' | while read -r lib; do
+        mkdir -p "$root/$(dirname "$lib")"
+        cp -L "$lib" "$root/$lib"
+    done
+}
+copy_with_libs "$(command -v ip)" /sbin/ip
+copy_with_libs "$(command -v ipvsadm)" /sbin/ipvsadm
+for lib in libc.so.6 libm.so.6 libgcc_s.so.1 libdl.so.2 librt.so.1 libpthread.so.0 libutil.so.1; do
+    f=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+    [ -n "$f" ] && mkdir -p "$root/$(dirname "$f")" && cp -L "$f" "$root/$f"
+done
+mkdir -p "$root/lib64"
+cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+export PATH=/opt/bin:/sbin:/usr/sbin:/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs tmp /tmp
+mount -t tmpfs run /run
+mkdir -p /run/netns /var
+ln -s /run /var/run
+dmesg -n 1
+modprobe crc32c_generic
+for m in ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh \
+    ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf nf_conntrack veth bridge ipip; do
+    modprobe $m || echo "ipvs-vm: modprobe $m failed"
+done
+/sbin/ip link set lo up
+modprobe virtio_pci; modprobe 9pnet_virtio; modprobe 9p
+echo
+if mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host /host 2>/dev/null; then
+    cd /host
+    /bin/sh -c '. /host/cmd.sh' > /host/output.txt 2>&1
+    echo $? > /host/rc
+    sync
+else
+    echo "===IPVS-VM no 9p share"
+fi
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > initrd.img
+echo "$cache"
