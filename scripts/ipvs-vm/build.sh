@@ -117,6 +117,10 @@ done
 mkdir -p "$root/lib64"
 cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
 
+# Users for scripts run as script_user (MISC_CHECK, notify).
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+
 cat > "$root/init" <<'INIT'
 #!/bin/sh
 export PATH=/opt/bin:/sbin:/usr/sbin:/bin:/usr/bin

@@ -1,0 +1,366 @@
+//! `holdfast run` on the kernel's IPVS with the seeds' `virtual_server` sections unchanged:
+//! seed 000 (NAT, dh, MISC_CHECK) and seed 003 (DR, rr, inhibit_on_failure, TCP_CHECK). This
+//! machine's kernel has no IPVS, so these tests are ignored in ordinary runs and run inside a
+//! QEMU VM with Debian's kernel by `scripts/ipvs-vm/test` (called from `scripts/test`). The VM
+//! has no network device: the seeds' addresses live only on its bridge and namespaces.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop them
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Busybox's shell runs its own `ip` applet before searching PATH: iproute2's is /sbin/ip.
+const PRELUDE: &str = "ip() { /sbin/ip \"$@\"; }\n";
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("{PRELUDE}{cmd}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn holdfast() -> PathBuf {
+    std::env::var_os("HOLDFAST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_holdfast")))
+}
+
+fn seed(name: &str) -> PathBuf {
+    // In the VM the fixtures are next to the test binary (scripts/ipvs-vm/test puts them).
+    let here = Path::new("/host").join(name);
+    if here.exists() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/seeds")
+        .join(name)
+}
+
+/// `ipvsadm -Ln` with trailing blanks trimmed.
+fn ipvsadm() -> String {
+    sh("ipvsadm -Ln")
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The forwarding method and weight `ipvsadm -Ln` shows for destination `addr`.
+fn dest(table: &str, addr: &str) -> Option<(String, u32)> {
+    table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 4 && f[0] == "->" && f[1] == addr)
+            .then(|| (f[2].to_owned(), f[3].parse().unwrap_or(u32::MAX)))
+    })
+}
+
+/// Waits up to `secs` for `f` to hold, returning the last observation for the message.
+fn until(secs: u64, what: &str, mut f: impl FnMut() -> (bool, String)) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (ok, seen) = f();
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {secs} s; last seen:\n{seen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A real server: a greeting on port 3306 inside namespace `ns`.
+fn listener(ns: &str) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "nc", "-ll", "-p", "3306", "-e", "echo"])
+        .arg(format!("hello from {ns}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// One connection from `client` to `host:3306`: the greeting, or "" when none came.
+fn hello(client: &str, host: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", client, "nc", "-w", "2", host, "3306"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(conf: &Path, tag: &str) -> Daemon {
+        let log = PathBuf::from(format!("/tmp/holdfast-{tag}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(holdfast())
+            .args(["run", "-n", "-l", "-D", "-G", "-C", "-f"])
+            .arg(conf)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    fn wait_log(&self, secs: u64, line: &str) {
+        until(secs, &format!("log line {line:?}"), || {
+            let l = self.log();
+            (l.contains(line), l)
+        });
+    }
+
+    /// One connection from `client` to `vip` greeted by `want`; on failure, the tables and
+    /// the daemon's log.
+    fn expect_hello(&self, client: &str, vip: &str, want: &str) {
+        let got = hello(client, vip);
+        assert_eq!(
+            got,
+            want,
+            "{}\n{}\n{}",
+            ipvsadm(),
+            sh("ipvsadm -Lnc"),
+            self.log()
+        );
+    }
+
+    /// SIGTERM and wait: the daemon releases its services.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "holdfast did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Real servers `reals` (namespace, address) on a bridge whose director side is `director`
+/// (address/prefix), the VIP on the director's loopback, and a client namespace.
+fn topology(director: &str, vip: &str, reals: &[(&str, &str)], client: (&str, &str, bool)) {
+    sh(
+        "ipvsadm -C; for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; ip link del br0 2>/dev/null; true",
+    );
+    let (gw, _) = director.split_once('/').unwrap();
+    let prefix = director.split_once('/').unwrap().1;
+    sh(&format!(
+        "echo 1 > /proc/sys/net/ipv4/ip_forward
+         ip link add br0 type bridge && ip addr add {director} dev br0 && ip link set br0 up
+         ip addr add {vip}/32 dev lo"
+    ));
+    for (ns, addr) in reals {
+        sh(&format!(
+            "ip netns add {ns}
+             ip link add v{ns} type veth peer name eth0 netns {ns}
+             ip link set v{ns} master br0 up
+             ip -n {ns} addr add {addr}/{prefix} dev eth0 && ip -n {ns} link set eth0 up
+             ip -n {ns} link set lo up
+             ip -n {ns} route add default via {gw}
+             ip -n {ns} addr add {vip}/32 dev lo
+             ip netns exec {ns} sh -c 'echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce'"
+        ));
+    }
+    let (cns, caddr, on_bridge) = client;
+    if on_bridge {
+        sh(&format!(
+            "ip netns add {cns}
+             ip link add v{cns} type veth peer name eth0 netns {cns}
+             ip link set v{cns} master br0 up
+             ip -n {cns} addr add {caddr}/{prefix} dev eth0 && ip -n {cns} link set eth0 up
+             ip -n {cns} route add {vip}/32 via {gw}"
+        ));
+    } else {
+        sh(&format!(
+            "ip netns add {cns}
+             ip link add v{cns} type veth peer name eth0 netns {cns}
+             ip addr add 10.0.2.1/24 dev v{cns} && ip link set v{cns} up
+             ip -n {cns} addr add {caddr}/24 dev eth0 && ip -n {cns} link set eth0 up
+             ip -n {cns} route add default via 10.0.2.1"
+        ));
+    }
+}
+
+fn teardown(vip: &str) {
+    let _ = Command::new("sh")
+        .args(["-c", &format!("{PRELUDE}ipvsadm -C; for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; ip link del br0; ip link del vcnat 2>/dev/null; ip addr del {vip}/32 dev lo; true")])
+        .status();
+}
+
+#[test]
+#[ignore = "needs the kernel's IPVS: run by scripts/ipvs-vm/test"]
+fn seed_000_nat_dh_with_misc_check_removes_and_readmits_a_failed_replica() {
+    let vip = "172.21.115.217";
+    topology(
+        "172.21.115.1/24",
+        vip,
+        &[("db218", "172.21.115.218"), ("db215", "172.21.115.215")],
+        ("cnat", "10.0.2.2", false),
+    );
+    // The seed's check script, stood in for by a connect to the server's port.
+    std::fs::create_dir_all("/svc").unwrap();
+    std::fs::write(
+        "/svc/mysql_check.sh",
+        "#!/bin/sh\nexec nc -w 1 \"$1\" 3306 </dev/null >/dev/null 2>&1\n",
+    )
+    .unwrap();
+    sh("chmod 755 /svc/mysql_check.sh");
+    let mut servers = vec![
+        ("db218", "172.21.115.218", listener("db218")),
+        ("db215", "172.21.115.215", listener("db215")),
+    ];
+    let d = Daemon::start(&seed("seed000-dbms.conf"), "seed000");
+    d.wait_log(20, "Using the IPVS data plane for 1 virtual server(s)");
+    until(20, "both replicas in the kernel's table", || {
+        let t = ipvsadm();
+        (
+            t.contains("TCP  172.21.115.217:3306 dh")
+                && dest(&t, "172.21.115.218:3306") == Some(("Masq".into(), 100))
+                && dest(&t, "172.21.115.215:3306") == Some(("Masq".into(), 100)),
+            t,
+        )
+    });
+    // dh hashes the destination address: every connection to the VIP lands on one replica.
+    let first = hello("cnat", vip);
+    assert!(first.starts_with("hello from db"), "{first:?}");
+    for _ in 0..3 {
+        d.expect_hello("cnat", vip, &first);
+    }
+    // Its server dies: MISC_CHECK fails and keepalived's line says it is removed.
+    let i = servers.iter().position(|s| first.ends_with(s.0)).unwrap();
+    let (name, addr, mut child) = servers.remove(i);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let removing = format!("Removing service [{addr}]:tcp:3306 from VS [{vip}]:tcp:3306");
+    d.wait_log(30, &removing);
+    until(10, "the failed replica out of the table", || {
+        let t = ipvsadm();
+        (dest(&t, &format!("{addr}:3306")).is_none(), t)
+    });
+    let other = servers[0].0;
+    for _ in 0..3 {
+        d.expect_hello("cnat", vip, &format!("hello from {other}"));
+    }
+    // It comes back and is readmitted.
+    let back = listener(name);
+    d.wait_log(
+        30,
+        &format!("Adding service [{addr}]:tcp:3306 to VS [{vip}]:tcp:3306"),
+    );
+    until(10, "the replica back in the table", || {
+        let t = ipvsadm();
+        (dest(&t, &format!("{addr}:3306")).is_some(), t)
+    });
+    // Stopping releases holdfast's service.
+    let log = d.stop();
+    assert!(
+        !ipvsadm().contains("172.21.115.217"),
+        "service left behind:\n{}\n{log}",
+        ipvsadm()
+    );
+    drop(back);
+    drop(servers);
+    teardown(vip);
+}
+
+#[test]
+#[ignore = "needs the kernel's IPVS: run by scripts/ipvs-vm/test"]
+fn seed_003_dr_rr_with_inhibit_on_failure_sets_weight_zero() {
+    let vip = "192.168.1.10";
+    topology(
+        "192.168.1.1/24",
+        vip,
+        &[("s201", "192.168.1.201"), ("s202", "192.168.1.202")],
+        ("cdr", "192.168.1.9", true),
+    );
+    let mut s201 = listener("s201");
+    let mut s202 = listener("s202");
+    let d = Daemon::start(&seed("seed003-lvs1.conf"), "seed003");
+    d.wait_log(20, "Using the IPVS data plane for 1 virtual server(s)");
+    until(20, "the seed's service in the kernel", || {
+        let t = ipvsadm();
+        (
+            t.contains("TCP  192.168.1.10:3306 rr")
+                && dest(&t, "192.168.1.201:3306") == Some(("Route".into(), 1))
+                && dest(&t, "192.168.1.202:3306") == Some(("Route".into(), 1)),
+            t,
+        )
+    });
+    // holdfast status --lvs prints the table as ipvsadm -Ln does.
+    let status = Command::new(holdfast())
+        .args(["status", "--lvs"])
+        .output()
+        .unwrap();
+    let status: String = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(status.trim(), ipvsadm().trim());
+    // Direct return: round robin over both, the replies straight from the real servers.
+    let mut got: Vec<String> = (0..4).map(|_| hello("cdr", vip)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "hello from s201",
+            "hello from s201",
+            "hello from s202",
+            "hello from s202"
+        ]
+    );
+    // s201 fails its TCP_CHECK (delay_loop 30, 3 retries 3 s apart): weight 0, not removed.
+    s201.kill().unwrap();
+    s201.wait().unwrap();
+    d.wait_log(
+        60,
+        "Disabling service [192.168.1.201]:tcp:3306 of VS [192.168.1.10]:tcp:3306",
+    );
+    until(10, "weight 0 for the failed server", || {
+        let t = ipvsadm();
+        (
+            dest(&t, "192.168.1.201:3306") == Some(("Route".into(), 0)),
+            t,
+        )
+    });
+    for _ in 0..3 {
+        d.expect_hello("cdr", vip, "hello from s202");
+    }
+    let log = d.stop();
+    assert!(!ipvsadm().contains("192.168.1.10"), "{log}");
+    let _ = s202.kill();
+    let _ = s202.wait();
+    teardown(vip);
+}
