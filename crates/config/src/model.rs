@@ -105,6 +105,29 @@ pub struct LvsTimeouts {
     pub udp: Option<u32>,
 }
 
+/// `lvs_sync_daemon IFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N]
+/// [group IP]`: the kernel's IPVS connection synchronisation, master or backup as the VRRP
+/// instance is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LvsSyncDaemon {
+    /// Interface the sync messages use.
+    pub iface: String,
+    /// The VRRP instance whose state it follows (none: both roles run).
+    pub instance: Option<String>,
+    /// `id` (syncid, 0-255; default 0).
+    pub id: Option<u8>,
+    /// `maxlen`: largest sync message.
+    pub maxlen: Option<u16>,
+    /// `port`: UDP port.
+    pub port: Option<u16>,
+    /// `ttl`: multicast TTL.
+    pub ttl: Option<u8>,
+    /// `group`: multicast group.
+    pub group: Option<IpAddr>,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
 /// `global_defs`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Global {
@@ -164,6 +187,8 @@ pub struct Global {
     pub lvs_flush_on_stop: bool,
     /// `lvs_timeouts`.
     pub lvs_timeouts: Option<LvsTimeouts>,
+    /// `lvs_sync_daemon` (or a vrrp_instance's deprecated `lvs_sync_daemon_interface`).
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `notify_fifo`.
     pub notify_fifo: Option<Command>,
     /// `vrrp_notify_fifo`.
@@ -224,6 +249,7 @@ impl Default for Global {
             lvs_flush: false,
             lvs_flush_on_stop: false,
             lvs_timeouts: None,
+            lvs_sync_daemon: None,
             notify_fifo: None,
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
@@ -524,6 +550,9 @@ pub struct VrrpInstance {
     pub notify: Notify,
     /// `promote_secondaries`.
     pub promote_secondaries: bool,
+    /// `lvs_sync_daemon_interface` (deprecated): this instance drives the IPVS sync daemon
+    /// on that interface, unless `global_defs` has `lvs_sync_daemon`.
+    pub lvs_sync_daemon_interface: Option<String>,
     /// Declaration site.
     pub origin: Origin,
 }

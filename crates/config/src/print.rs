@@ -290,6 +290,26 @@ impl P {
             }
             self.line(&s);
         }
+        if let Some(d) = &g.lvs_sync_daemon {
+            let mut s = format!("lvs_sync_daemon {}", d.iface);
+            if let Some(i) = &d.instance {
+                let _ = write!(s, " inst {i}");
+            }
+            for (k, v) in [
+                ("id", d.id.map(u32::from)),
+                ("maxlen", d.maxlen.map(u32::from)),
+                ("port", d.port.map(u32::from)),
+                ("ttl", d.ttl.map(u32::from)),
+            ] {
+                if let Some(v) = v {
+                    let _ = write!(s, " {k} {v}");
+                }
+            }
+            if let Some(g) = d.group {
+                let _ = write!(s, " group {g}");
+            }
+            self.line(&s);
+        }
         self.cmd("notify_fifo", &g.notify_fifo);
         self.cmd("vrrp_notify_fifo", &g.vrrp_notify_fifo);
         self.cmd("lvs_notify_fifo", &g.lvs_notify_fifo);
@@ -481,6 +501,9 @@ impl P {
         self.boolean("higher_prio_send_advert", i.higher_prio_send_advert);
         self.notify(&i.notify);
         self.flag("promote_secondaries", i.promote_secondaries);
+        if let Some(f) = &i.lvs_sync_daemon_interface {
+            self.line(&format!("lvs_sync_daemon_interface {f}"));
+        }
         self.close();
     }
 

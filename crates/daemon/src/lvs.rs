@@ -16,7 +16,7 @@ use holdfast_check::state::{CheckerConfig, CheckerState, Flip};
 use holdfast_config::model::{
     Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
 };
-use holdfast_dataplane::ipvs::IpvsPlane;
+use holdfast_dataplane::ipvs::{IpvsPlane, SyncDaemon};
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::{HashFlags, Kind};
@@ -483,6 +483,9 @@ pub struct IpvsOptions {
     pub keep_on_stop: bool,
     /// `lvs_timeouts` (tcp, tcpfin, udp; 0 keeps the kernel's).
     pub timeouts: Option<(u32, u32, u32)>,
+    /// `lvs_sync_daemon`: the daemon's settings and the VRRP instance it follows (none:
+    /// both roles run from the start).
+    pub sync: Option<(SyncDaemon, Option<String>)>,
 }
 
 /// The wanted table of every virtual server, handed whole to each data plane.
@@ -580,6 +583,62 @@ impl Planes {
         }
     }
 
+    /// Starts the sync daemons `lvs_sync_daemon` asks for at start: both roles when it names
+    /// no VRRP instance (a named instance's state changes choose the role later).
+    pub fn start_sync(&self, log: Logger) {
+        if let Some((_, None)) = &self.ipvs_options.sync {
+            self.sync_role(None, log);
+        }
+    }
+
+    /// The VRRP instance `instance` entered a state: the sync daemon follows it, master
+    /// with MASTER and backup otherwise (keepalived's ipvs_syncd_master/backup).
+    pub fn vrrp_state(&self, instance: &str, master: bool, log: Logger) {
+        if let Some((_, Some(i))) = &self.ipvs_options.sync
+            && i == instance
+        {
+            self.sync_role(Some(master), log);
+        }
+    }
+
+    /// Runs the sync daemon as master (`Some(true)`), backup (`Some(false)`) or both.
+    fn sync_role(&self, master: Option<bool>, log: Logger) {
+        let Some((d, _)) = &self.ipvs_options.sync else {
+            return;
+        };
+        let Some(mut g) = self.open_ipvs(log) else {
+            return;
+        };
+        let Some(p) = g.as_mut() else {
+            return;
+        };
+        for backup in [false, true] {
+            let run = master.is_none_or(|m| m != backup);
+            let running = p
+                .sync_daemons()
+                .map(|v| v.iter().any(|(b, _, _)| *b == backup))
+                .unwrap_or(false);
+            let role = if backup { "backup" } else { "master" };
+            if run && !running {
+                match p.start_sync_daemon(backup, d) {
+                    Ok(()) => log.check(&format!(
+                        "Starting IPVS {role} sync daemon on {} (syncid {})",
+                        d.iface, d.id
+                    )),
+                    Err(e) => log.check(&format!(
+                        "IPVS: cannot start the {role} sync daemon on {}: {e}",
+                        d.iface
+                    )),
+                }
+            } else if !run && running {
+                match p.stop_sync_daemon(backup) {
+                    Ok(()) => log.check(&format!("Stopping IPVS {role} sync daemon")),
+                    Err(e) => log.check(&format!("IPVS: cannot stop the {role} sync daemon: {e}")),
+                }
+            }
+        }
+    }
+
     /// At stop: removes holdfast's services from the kernel (or every service with
     /// `lvs_flush_on_stop`), unless told to keep them.
     pub fn release(&self, log: Logger) {
@@ -589,6 +648,11 @@ impl Planes {
         let Some(p) = g.as_mut() else {
             return;
         };
+        if self.ipvs_options.sync.is_some() {
+            for backup in [false, true] {
+                let _ = p.stop_sync_daemon(backup);
+            }
+        }
         if self.ipvs_options.flush_on_stop {
             if let Err(e) = p.flush() {
                 log.check(&format!(

@@ -216,6 +216,19 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         flush: cfg.global.lvs_flush,
         flush_on_stop: cfg.global.lvs_flush_on_stop,
         keep_on_stop: false,
+        sync: cfg.global.lvs_sync_daemon.as_ref().map(|d| {
+            (
+                holdfast_dataplane::ipvs::SyncDaemon {
+                    iface: d.iface.clone(),
+                    id: d.id.unwrap_or(0),
+                    maxlen: d.maxlen,
+                    port: d.port,
+                    ttl: d.ttl,
+                    group: d.group,
+                },
+                d.instance.clone(),
+            )
+        }),
         timeouts: cfg.global.lvs_timeouts.as_ref().map(|t| {
             (
                 t.tcp.unwrap_or(0),

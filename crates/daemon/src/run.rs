@@ -254,6 +254,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         Vec::new()
     };
     let mut vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
+    planes.start_sync(log);
     let control_path = crate::control::socket_path(plan.control_socket.as_deref());
     let control = match crate::control::serve(
         &control_path,
@@ -292,6 +293,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             _ = term.recv() => break,
             _ = int.recv() => break,
             Some((name, to, by_sync)) = events_rx.recv() => {
+                planes.vrrp_state(&name, to == State::Master, log);
                 for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
                     if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
                         let _ = tx.send(Ctl::Sync(cmd)).await;

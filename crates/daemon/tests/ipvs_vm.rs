@@ -105,11 +105,16 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// `holdfast run` with its virtual servers only (`-C`), as the seeds' tests need.
     fn start(conf: &Path, tag: &str) -> Daemon {
+        Daemon::start_with(conf, tag, "-C")
+    }
+
+    fn start_with(conf: &Path, tag: &str, only: &str) -> Daemon {
         let log = PathBuf::from(format!("/tmp/holdfast-{tag}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(holdfast())
-            .args(["run", "-n", "-l", "-D", "-G", "-C", "-f"])
+            .args(["run", "-n", "-l", "-D", "-G", only, "-f"])
             .arg(conf)
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -363,4 +368,36 @@ fn seed_003_dr_rr_with_inhibit_on_failure_sets_weight_zero() {
     let _ = s202.kill();
     let _ = s202.wait();
     teardown(vip);
+}
+
+#[test]
+#[ignore = "needs the kernel's IPVS: run by scripts/ipvs-vm/test"]
+fn lvs_sync_daemon_follows_the_vrrp_instance_from_backup_to_master() {
+    sh(
+        "ipvsadm --stop-daemon master 2>/dev/null; ipvsadm --stop-daemon backup 2>/dev/null; ip link del vh0 2>/dev/null; true",
+    );
+    sh("ip link add vh0 type veth peer name vh1
+        ip addr add 10.9.0.1/24 dev vh0
+        ip link set vh1 up && ip link set vh0 up");
+    let conf = Path::new("/tmp/sync.conf");
+    std::fs::write(
+        conf,
+        "global_defs {\n    lvs_sync_daemon vh0 VI_1 id 9\n}\nvrrp_instance VI_1 {\n    state BACKUP\n    interface vh0\n    virtual_router_id 51\n    priority 100\n    advert_int 1\n    virtual_ipaddress {\n        10.9.0.100/24\n    }\n}\n",
+    )
+    .unwrap();
+    let d = Daemon::start_with(conf, "sync", "-P");
+    // BACKUP first: the backup daemon; then, alone on the link, MASTER: the master daemon.
+    d.wait_log(20, "Starting IPVS backup sync daemon on vh0 (syncid 9)");
+    d.wait_log(20, "(VI_1) Entering MASTER STATE");
+    d.wait_log(10, "Starting IPVS master sync daemon on vh0 (syncid 9)");
+    d.wait_log(10, "Stopping IPVS backup sync daemon");
+    let daemons = sh("ipvsadm -L --daemon");
+    assert!(
+        daemons.contains("master sync daemon (mcast=vh0, syncid=9")
+            && !daemons.contains("backup sync daemon"),
+        "{daemons}"
+    );
+    let log = d.stop();
+    assert_eq!(sh("ipvsadm -L --daemon").trim(), "", "{log}");
+    sh("ip link del vh0");
 }

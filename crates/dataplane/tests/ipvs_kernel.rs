@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use holdfast_dataplane::ipvs::IpvsPlane;
+use holdfast_dataplane::ipvs::{IpvsPlane, SyncDaemon};
 use holdfast_dataplane::{
     DataPlane, DestSpec, Forward, Proto, ServiceKey, ServiceSpec, ServiceTable,
 };
@@ -300,10 +300,22 @@ fn timeouts_info_and_the_sync_daemon() {
     // 0 keeps what the kernel has.
     plane.set_timeouts(900, 0, 0).unwrap();
     assert_eq!(plane.timeouts().unwrap(), (900, 60, 300));
-    plane.start_sync_daemon(false, "lo", 5).unwrap();
+    let d = SyncDaemon {
+        iface: "lo".into(),
+        id: 5,
+        maxlen: Some(1400),
+        port: Some(8848),
+        ttl: Some(2),
+        group: Some("224.0.0.99".parse().unwrap()),
+    };
+    plane.start_sync_daemon(false, &d).unwrap();
     let daemons = plane.sync_daemons().unwrap();
     assert_eq!(daemons, vec![(false, "lo".to_owned(), 5)]);
-    assert!(sh("ipvsadm -L --daemon").contains("master sync daemon (mcast=lo, syncid=5"));
+    let listed = sh("ipvsadm -L --daemon");
+    assert!(
+        listed.contains("master sync daemon (mcast=lo, syncid=5, maxlen=1400, group=224.0.0.99, port=8848, ttl=2)"),
+        "{listed}"
+    );
     plane.stop_sync_daemon(false).unwrap();
     assert!(plane.sync_daemons().unwrap().is_empty());
     // Stopping one that does not run is not an error.

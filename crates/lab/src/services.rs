@@ -75,7 +75,12 @@ pub fn mariadb_with(lab: &mut Lab, n: usize, extra: &[&str]) -> Result<Proc, Str
     let dir = lab.dir().join(format!("mariadb-{n}"));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let d = dir.display().to_string();
+    // Its own temporary directory: servers bootstrapping side by side in the shared /tmp
+    // have been seen to lose each other's temporary tables.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
     let out = Command::new("mariadb-install-db")
+        .env("TMPDIR", &tmp)
         .args([
             "--no-defaults",
             "--user=root",
@@ -113,6 +118,7 @@ pub fn mariadb_start(lab: &mut Lab, n: usize) -> Result<Proc, String> {
         format!("--socket={sock}"),
         format!("--pid-file={d}/pid"),
         format!("--log-error={d}/error.log"),
+        format!("--tmpdir={d}/tmp"),
         "--port=3306".into(),
         "--bind-address=0.0.0.0".into(),
         "--skip-name-resolve".into(),

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Cx, user_spec};
-use crate::model::{DataPlane, Garp, Global, LvsTimeouts};
+use crate::model::{DataPlane, Garp, Global, LvsSyncDaemon, LvsTimeouts};
 use crate::tree::Node;
 
 const UNSUPPORTED: &[&str] = &[
@@ -52,7 +52,6 @@ const UNSUPPORTED: &[&str] = &[
     "data_use_instance",
     "json_version",
     "use_symlink_paths",
-    "lvs_sync_daemon",
     "lvs_sync_daemon_interface",
     "vrrp_priority",
     "checker_priority",
@@ -172,6 +171,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 g.lvs_flush_on_stop = true
             }
             "lvs_timeouts" => g.lvs_timeouts = lvs_timeouts(cx, n),
+            "lvs_sync_daemon" => g.lvs_sync_daemon = lvs_sync_daemon(cx, n),
             "notify_fifo" => g.notify_fifo = cx.command(n),
             "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.command(n),
             "lvs_notify_fifo" => g.lvs_notify_fifo = cx.command(n),
@@ -237,6 +237,64 @@ pub(super) fn dataplane(cx: &mut Cx<'_>, n: &Node) -> Option<DataPlane> {
             None
         }
     }
+}
+
+fn lvs_sync_daemon(cx: &mut Cx<'_>, n: &Node) -> Option<LvsSyncDaemon> {
+    let Some(iface) = cx.arg(n, 0) else {
+        cx.d.invalid(n.span(), "lvs_sync_daemon requires an interface");
+        return None;
+    };
+    let mut d = LvsSyncDaemon {
+        iface: iface.text.clone(),
+        instance: None,
+        id: None,
+        maxlen: None,
+        port: None,
+        ttl: None,
+        group: None,
+        origin: super::origin(n),
+    };
+    let mut i = 1;
+    while i < n.args.len() {
+        let w = &n.args[i];
+        let value = n.args.get(i + 1);
+        let key = w.text.as_str();
+        match (key, value) {
+            ("inst", Some(v)) => d.instance = Some(v.text.clone()),
+            ("id", Some(v)) => d.id = cx.int_word(v, key, 0, 255).map(|v| v as u8),
+            ("maxlen", Some(v)) => {
+                d.maxlen = cx.int_word(v, key, 1, 65535 - 20 - 8).map(|v| v as u16)
+            }
+            ("port", Some(v)) => d.port = cx.port(v),
+            ("ttl", Some(v)) => d.ttl = cx.int_word(v, key, 1, 255).map(|v| v as u8),
+            ("group", Some(v)) => match v.text.parse::<IpAddr>() {
+                Ok(a) if a.is_multicast() => d.group = Some(a),
+                _ => cx.d.invalid(
+                    v.span,
+                    format!(
+                        "lvs_sync_daemon group '{}' is not a multicast address",
+                        v.text
+                    ),
+                ),
+            },
+            ("inst" | "id" | "maxlen" | "port" | "ttl" | "group", None) => {
+                cx.d.invalid(w.span, format!("lvs_sync_daemon: {key} needs a value"));
+            }
+            // The instance name may come without `inst`, right after the interface.
+            _ if i == 1 => {
+                d.instance = Some(w.text.clone());
+                i += 1;
+                continue;
+            }
+            _ => {
+                cx.d.invalid(w.span, format!("lvs_sync_daemon: unknown option '{key}'"));
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    Some(d)
 }
 
 fn lvs_timeouts(cx: &mut Cx<'_>, n: &Node) -> Option<LvsTimeouts> {

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::diag::{Class, Diagnostics};
-use crate::model::{Command, Config, Origin, UserSpec};
+use crate::model::{Command, Config, LvsSyncDaemon, Origin, UserSpec};
 use crate::span::Span;
 use crate::tree::{Node, Word};
 
@@ -70,6 +70,24 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
             }
             _ => cx.unknown(n, TOP_UNSUPPORTED),
         }
+    }
+    // A vrrp_instance's deprecated lvs_sync_daemon_interface, unless global_defs says.
+    if cfg.global.lvs_sync_daemon.is_none()
+        && let Some(i) = cfg
+            .instances
+            .iter()
+            .find(|i| i.lvs_sync_daemon_interface.is_some())
+    {
+        cfg.global.lvs_sync_daemon = Some(LvsSyncDaemon {
+            iface: i.lvs_sync_daemon_interface.clone().unwrap_or_default(),
+            instance: Some(i.name.clone()),
+            id: None,
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None,
+            origin: i.origin,
+        });
     }
     cfg
 }
@@ -391,5 +409,60 @@ mod tests {
             assert_eq!(parse_bool(s), Some(v), "{s}");
         }
         assert_eq!(parse_bool("1"), None);
+    }
+
+    #[test]
+    fn lvs_sync_daemon_global_and_the_deprecated_instance_keyword() {
+        let r = crate::parse_str(
+            "global_defs {\n lvs_sync_daemon eth1 VI_1 id 7 maxlen 1400 port 8848 ttl 2 group 224.0.0.81\n}\n",
+        );
+        let d = r.config.global.lvs_sync_daemon.clone().unwrap();
+        assert_eq!(
+            (
+                d.iface.as_str(),
+                d.instance.as_deref(),
+                d.id,
+                d.maxlen,
+                d.port,
+                d.ttl
+            ),
+            (
+                "eth1",
+                Some("VI_1"),
+                Some(7),
+                Some(1400),
+                Some(8848),
+                Some(2)
+            )
+        );
+        assert_eq!(d.group, Some("224.0.0.81".parse().unwrap()));
+        assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+        // `inst` spelled out, and errors named at their word.
+        let r = crate::parse_str(
+            "global_defs {\n lvs_sync_daemon eth1 inst VI_2 id 300 group 10.0.0.1\n}\n",
+        );
+        assert_eq!(
+            r.config
+                .global
+                .lvs_sync_daemon
+                .as_ref()
+                .unwrap()
+                .instance
+                .as_deref(),
+            Some("VI_2")
+        );
+        assert_eq!(r.diagnostics.len(), 2, "{:?}", r.diagnostics);
+        // keepalived's deprecated form inside a vrrp_instance: a warning, and it works.
+        let r = crate::parse_str(
+            "vrrp_instance DB_HA {\n interface eth0\n virtual_router_id 10\n lvs_sync_daemon_interface eth0\n}\n",
+        );
+        let d = r.config.global.lvs_sync_daemon.clone().unwrap();
+        assert_eq!(
+            (d.iface.as_str(), d.instance.as_deref()),
+            ("eth0", Some("DB_HA"))
+        );
+        assert!(r.diagnostics.iter().any(|d| d.message.contains(
+            "(DB_HA) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon"
+        )));
     }
 }

@@ -88,6 +88,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         higher_prio_send_advert: None,
         notify: Notify::default(),
         promote_secondaries: false,
+        lvs_sync_daemon_interface: None,
         origin: origin(n),
     };
     let mut priority_set = false;
@@ -128,12 +129,23 @@ fn scalar(
         "state" => match c.args.first().map(|w| w.text.as_str()) {
             Some("MASTER") => i.state = InitState::Master,
             Some("BACKUP") => i.state = InitState::Backup,
-            _ => cx.d.invalid(arg_span(c), format!("({name}) unknown state '{}', defaulting to BACKUP", c.args.first().map_or("", |w| w.text.as_str()))),
+            _ => cx.d.invalid(
+                arg_span(c),
+                format!(
+                    "({name}) unknown state '{}', defaulting to BACKUP",
+                    c.args.first().map_or("", |w| w.text.as_str())
+                ),
+            ),
         },
         "interface" => {
             if let Some(w) = cx.arg(c, 0) {
                 if w.text == "lo" {
-                    cx.d.invalid(w.span, format!("({name}) cannot use a loopback interface (lo) for vrrp - ignoring"));
+                    cx.d.invalid(
+                        w.span,
+                        format!(
+                            "({name}) cannot use a loopback interface (lo) for vrrp - ignoring"
+                        ),
+                    );
                 } else {
                     i.interface = Some(w.text.clone());
                     i.interface_at = origin(c);
@@ -150,12 +162,18 @@ fn scalar(
                 i.priority = v as u8;
                 *priority_set = true;
             }
-            None => cx.d.note(c.span(), format!("({name}) Priority not valid! must be between 1 & 255. Using default 100")),
+            None => cx.d.note(
+                c.span(),
+                format!("({name}) Priority not valid! must be between 1 & 255. Using default 100"),
+            ),
         },
         "advert_int" => {
             if let Some(d) = cx.timer(c, 0, 255) {
                 if d.is_zero() {
-                    cx.d.invalid(arg_span(c), format!("({name}) Advert interval must be greater than 0 - ignoring"));
+                    cx.d.invalid(
+                        arg_span(c),
+                        format!("({name}) Advert interval must be greater than 0 - ignoring"),
+                    );
                 } else {
                     i.advert_int = d;
                 }
@@ -184,10 +202,13 @@ fn scalar(
         "lower_prio_no_advert" => i.lower_prio_no_advert = Some(cx.boolean(c)),
         "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
         "promote_secondaries" => i.promote_secondaries = true,
-        "lvs_sync_daemon_interface" => cx.d.invalid(
-            c.span(),
-            format!("({name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon (holdfast does not implement the IPVS sync daemon)"),
-        ),
+        "lvs_sync_daemon_interface" => {
+            cx.d.note(
+                c.span(),
+                format!("({name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon"),
+            );
+            i.lvs_sync_daemon_interface = cx.string(c);
+        }
         _ => cx.unknown(c, UNSUPPORTED),
     }
 }

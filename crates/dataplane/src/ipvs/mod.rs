@@ -38,6 +38,23 @@ pub struct KernelService {
     pub dests: Vec<DestEntry>,
 }
 
+/// The kernel's connection sync daemon's settings (`lvs_sync_daemon`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncDaemon {
+    /// Interface.
+    pub iface: String,
+    /// Sync id.
+    pub id: u8,
+    /// Largest message.
+    pub maxlen: Option<u16>,
+    /// UDP port.
+    pub port: Option<u16>,
+    /// Multicast TTL.
+    pub ttl: Option<u8>,
+    /// Multicast group.
+    pub group: Option<std::net::IpAddr>,
+}
+
 /// Whether this kernel (in this network namespace) answers for IPVS.
 pub fn available() -> bool {
     Genl::open().is_ok()
@@ -204,20 +221,34 @@ impl IpvsPlane {
         ))
     }
 
-    /// `lvs_sync_daemon IFACE INSTANCE [id N]`: starts the kernel's connection sync daemon
-    /// as master (`backup` false) or backup.
-    pub fn start_sync_daemon(&mut self, backup: bool, iface: &str, id: u8) -> io::Result<()> {
-        self.genl().exec(
-            Cmd::NewDaemon,
-            vec![Attr::Nested(
-                cmd_attr::DAEMON,
-                vec![
-                    Attr::u32(msg::daemon::STATE, if backup { 2 } else { 1 }),
-                    Attr::string(msg::daemon::MCAST_IFN, iface),
-                    Attr::u32(msg::daemon::SYNC_ID, u32::from(id)),
-                ],
-            )],
-        )
+    /// `lvs_sync_daemon`: starts the kernel's connection sync daemon as master (`backup`
+    /// false) or backup.
+    pub fn start_sync_daemon(&mut self, backup: bool, d: &SyncDaemon) -> io::Result<()> {
+        let mut a = vec![
+            Attr::u32(msg::daemon::STATE, if backup { 2 } else { 1 }),
+            Attr::string(msg::daemon::MCAST_IFN, &d.iface),
+            Attr::u32(msg::daemon::SYNC_ID, u32::from(d.id)),
+        ];
+        if let Some(m) = d.maxlen {
+            a.push(Attr::u16(msg::daemon::SYNC_MAXLEN, m));
+        }
+        match d.group {
+            Some(std::net::IpAddr::V4(g)) => {
+                a.push(Attr::Leaf(msg::daemon::MCAST_GROUP, g.octets().to_vec()));
+            }
+            Some(std::net::IpAddr::V6(g)) => {
+                a.push(Attr::Leaf(msg::daemon::MCAST_GROUP6, g.octets().to_vec()));
+            }
+            None => {}
+        }
+        if let Some(p) = d.port {
+            a.push(Attr::u16(msg::daemon::MCAST_PORT, p));
+        }
+        if let Some(t) = d.ttl {
+            a.push(Attr::Leaf(msg::daemon::MCAST_TTL, vec![t]));
+        }
+        self.genl()
+            .exec(Cmd::NewDaemon, vec![Attr::Nested(cmd_attr::DAEMON, a)])
     }
 
     /// Stops the sync daemon in that role (no error if it was not running).

@@ -107,6 +107,16 @@ pub mod daemon {
     pub const MCAST_IFN: u16 = 2;
     /// Sync id.
     pub const SYNC_ID: u16 = 3;
+    /// Largest sync message (u16).
+    pub const SYNC_MAXLEN: u16 = 4;
+    /// IPv4 multicast group (in_addr).
+    pub const MCAST_GROUP: u16 = 5;
+    /// IPv6 multicast group.
+    pub const MCAST_GROUP6: u16 = 6;
+    /// UDP port (u16).
+    pub const MCAST_PORT: u16 = 7;
+    /// Multicast TTL (u8).
+    pub const MCAST_TTL: u16 = 8;
 }
 
 /// `IPVS_STATS_ATTR_*` (in STATS64, all u64).
