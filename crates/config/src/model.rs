@@ -550,9 +550,6 @@ pub struct VrrpInstance {
     pub notify: Notify,
     /// `promote_secondaries`.
     pub promote_secondaries: bool,
-    /// `lvs_sync_daemon_interface` (deprecated): this instance drives the IPVS sync daemon
-    /// on that interface, unless `global_defs` has `lvs_sync_daemon`.
-    pub lvs_sync_daemon_interface: Option<String>,
     /// Declaration site.
     pub origin: Origin,
 }

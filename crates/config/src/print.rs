@@ -501,9 +501,6 @@ impl P {
         self.boolean("higher_prio_send_advert", i.higher_prio_send_advert);
         self.notify(&i.notify);
         self.flag("promote_secondaries", i.promote_secondaries);
-        if let Some(f) = &i.lvs_sync_daemon_interface {
-            self.line(&format!("lvs_sync_daemon_interface {f}"));
-        }
         self.close();
     }
 

@@ -100,6 +100,39 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
             );
         }
     }
+    // dataplane nft (holdfast): what nftables rules cannot express is refused here, not at
+    // run time.
+    for vs in &cfg.virtual_servers {
+        if vs.dataplane.or(cfg.global.dataplane) != Some(crate::model::DataPlane::Nft) {
+            continue;
+        }
+        let mut why = Vec::new();
+        if !matches!(
+            vs.lvs_sched.as_str(),
+            "rr" | "wrr" | "sh" | "dh" | "mh" | "fo"
+        ) {
+            why.push(format!(
+                "scheduler {} needs live connection counts, which nftables rules cannot see (use rr, wrr, sh, dh, mh or fo, or dataplane ipvs)",
+                vs.lvs_sched
+            ));
+        }
+        if vs.persistence_timeout.is_some() {
+            why.push(
+                "persistence_timeout is not built on dataplane nft yet (use dataplane ipvs)".into(),
+            );
+        }
+        if vs.lvs_method != crate::model::LvsMethod::Nat
+            || vs.real_servers.iter().any(|r| {
+                r.lvs_method
+                    .is_some_and(|m| m != crate::model::LvsMethod::Nat)
+            })
+        {
+            why.push("lvs_method DR/TUN (direct return) is not built on dataplane nft yet; NAT only (use dataplane ipvs)".into());
+        }
+        for w in why {
+            d.push_unlined(Class::Invalid, vs.origin.0, format!("virtual_server: {w}"));
+        }
+    }
     // VRID conflicts: one (interface, family, vrid) per multicast domain (keepalived fails
     // to start on them; `-t` does not report them).
     let mut seen: HashMap<(Option<&str>, bool, bool, u8), &str> = HashMap::new();

@@ -17,6 +17,7 @@ use holdfast_config::model::{
     Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
 };
 use holdfast_dataplane::ipvs::{IpvsPlane, SyncDaemon};
+use holdfast_dataplane::nft::NftPlane;
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::{HashFlags, Kind};
@@ -109,6 +110,8 @@ pub enum PlaneKind {
     Proxy,
     /// The kernel's IPVS.
     Ipvs,
+    /// nftables NAT rules in holdfast's table.
+    Nft,
 }
 
 /// One virtual server.
@@ -221,7 +224,13 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                 "virtual_server {name}: the proxy data plane forwards TCP services only (UDP, SCTP and fwmark need dataplane ipvs); not run"
             ));
         }
-        Some(holdfast_config::model::DataPlane::Ipvs) => PlaneKind::Ipvs,
+        Some(holdfast_config::model::DataPlane::Ipvs) if ipvs_available() => PlaneKind::Ipvs,
+        Some(holdfast_config::model::DataPlane::Ipvs) => {
+            return Err(format!(
+                "virtual_server {name}: dataplane ipvs: the kernel has no IPVS (generic netlink family \"IPVS\" not found; modprobe ip_vs); not run"
+            ));
+        }
+        Some(holdfast_config::model::DataPlane::Nft) => PlaneKind::Nft,
         None | Some(holdfast_config::model::DataPlane::Auto) => {
             if ipvs_available() {
                 PlaneKind::Ipvs
@@ -232,11 +241,6 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                     "virtual_server {name}: UDP, SCTP and fwmark services need IPVS, which this kernel does not have; not run"
                 ));
             }
-        }
-        Some(p) => {
-            return Err(format!(
-                "virtual_server {name}: dataplane {p:?} is not built yet; not run (use dataplane proxy, ipvs or auto)"
-            ));
         }
     };
     let sched = Kind::parse(&vs.lvs_sched).ok_or_else(|| {
@@ -281,7 +285,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
     let sorry = vs
         .sorry_server
         .map(|(ip, port)| SocketAddr::new(ip, port.unwrap_or(vport)));
-    Ok(VsPlan {
+    let plan = VsPlan {
         plane,
         sorry_method: forward(vs.sorry_server_lvs_method.unwrap_or(vs.lvs_method)),
         spec: ServiceSpec {
@@ -309,7 +313,27 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         ha_suspend: vs.ha_suspend,
         omega: vs.omega,
         script_user: cfg.global.script_user.clone(),
-    })
+    };
+    if plane == PlaneKind::Nft {
+        let mut spec = plan.spec.clone();
+        spec.dests = plan
+            .servers
+            .iter()
+            .map(|r| DestSpec {
+                addr: r.addr,
+                weight: r.weight,
+                upper: r.upper,
+                lower: r.lower,
+                method: r.method,
+            })
+            .collect();
+        if let Some(why) = holdfast_dataplane::nft::unsupported(&spec) {
+            return Err(format!(
+                "virtual_server {name}: dataplane nft: {why}; not run"
+            ));
+        }
+    }
+    Ok(plan)
 }
 
 fn check_plan(
@@ -494,6 +518,9 @@ pub struct Planes {
     proxy: Mutex<ProxyPlane>,
     /// Opened when the first virtual server on IPVS starts.
     ipvs: Mutex<Option<IpvsPlane>>,
+    /// Opened (clearing a table a crash left) when the first virtual server on nftables
+    /// starts.
+    nft: Mutex<Option<NftPlane>>,
     ipvs_options: IpvsOptions,
     /// Whether each real server was alive, kept across reloads so a server known dead is
     /// not put back in the table while its checkers start again.
@@ -514,6 +541,7 @@ impl Planes {
             wanted: Mutex::new(BTreeMap::new()),
             proxy: Mutex::new(ProxyPlane::new()),
             ipvs: Mutex::new(None),
+            nft: Mutex::new(None),
             ipvs_options,
             alive: Mutex::default(),
             admin: Mutex::default(),
@@ -547,7 +575,7 @@ impl Planes {
     }
 
     fn set(&self, spec: Option<ServiceSpec>, key: ServiceKey, plane: PlaneKind, log: Logger) {
-        let (proxy, ipvs): (Vec<ServiceSpec>, Vec<ServiceSpec>) = {
+        let (proxy, ipvs, nft): (Vec<ServiceSpec>, Vec<ServiceSpec>, Vec<ServiceSpec>) = {
             let Ok(mut w) = self.wanted.lock() else {
                 return;
             };
@@ -561,7 +589,11 @@ impl Planes {
                     .map(|(_, s)| s.clone())
                     .collect()
             };
-            (pick(PlaneKind::Proxy), pick(PlaneKind::Ipvs))
+            (
+                pick(PlaneKind::Proxy),
+                pick(PlaneKind::Ipvs),
+                pick(PlaneKind::Nft),
+            )
         };
         let report = |errs: Vec<holdfast_dataplane::DataPlaneError>| {
             for e in errs {
@@ -580,6 +612,21 @@ impl Planes {
             && let Err(errs) = p.apply(&ipvs)
         {
             report(errs);
+        }
+        if plane == PlaneKind::Nft
+            && let Ok(mut g) = self.nft.lock()
+        {
+            if g.is_none() {
+                match NftPlane::open(holdfast_dataplane::nft::DEFAULT_TABLE) {
+                    Ok(p) => *g = Some(p),
+                    Err(e) => log.check(&format!("nftables: cannot open table: {e}")),
+                }
+            }
+            if let Some(p) = g.as_mut()
+                && let Err(errs) = p.apply(&nft)
+            {
+                report(errs);
+            }
         }
     }
 
@@ -642,6 +689,13 @@ impl Planes {
     /// At stop: removes holdfast's services from the kernel (or every service with
     /// `lvs_flush_on_stop`), unless told to keep them.
     pub fn release(&self, log: Logger) {
+        if let Ok(mut g) = self.nft.lock()
+            && let Some(p) = g.as_mut()
+            && !self.ipvs_options.keep_on_stop
+            && let Err(e) = p.release()
+        {
+            log.check(&format!("nftables: cannot remove table {}: {e}", p.table()));
+        }
         let Ok(mut g) = self.ipvs.lock() else {
             return;
         };
@@ -704,6 +758,11 @@ impl Planes {
         {
             out.extend(p.stats());
         }
+        if let Ok(g) = self.nft.lock()
+            && let Some(p) = g.as_ref()
+        {
+            out.extend(p.stats());
+        }
         out.sort_by_key(|s| s.key);
         out
     }
@@ -738,6 +797,13 @@ pub fn start(
             "Using the IPVS data plane for {ipvs} virtual server(s)"
         ));
     }
+    let nft = on(PlaneKind::Nft);
+    if nft > 0 {
+        log.check(&format!(
+            "Using the nftables data plane for {nft} virtual server(s) (table inet {})",
+            holdfast_dataplane::nft::DEFAULT_TABLE
+        ));
+    }
     plans
         .into_iter()
         .map(|p| tokio::spawn(run_vs(p, planes.clone(), log)))
@@ -754,6 +820,7 @@ pub fn clear(plans: &[VsPlan], planes: &Planes, log: Logger) {
 /// At stop: the proxy's services close; the kernel's are released as configured
 /// ([`Planes::release`]).
 pub fn stop(plans: &[VsPlan], planes: &Planes, log: Logger) {
+    // The proxy's services close; the kernel planes' are released below as configured.
     let proxied: Vec<VsPlan> = plans
         .iter()
         .filter(|p| p.plane == PlaneKind::Proxy)

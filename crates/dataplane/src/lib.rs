@@ -5,6 +5,7 @@
 //! IPVS over generic netlink.
 
 pub mod ipvs;
+pub mod nft;
 pub mod proxy;
 
 use std::net::SocketAddr;

@@ -395,6 +395,22 @@ fn sh(pool: &[Dest], flow: &Flow, flags: HashFlags) -> Option<usize> {
         .find(|&i| pool[i].available())
 }
 
+/// IPVS sh/dh's table of [`HASH_TABLE_SIZE`] buckets over `pool` (bucket → index in
+/// `pool`): servers take turns, each filling `weight` buckets (at least one). For data planes
+/// that express the hash themselves (nftables).
+pub fn hash_buckets(pool: &[Dest]) -> Vec<usize> {
+    if pool.is_empty() {
+        return Vec::new();
+    }
+    sh_table(pool)
+}
+
+/// mh's Maglev lookup table of [`MH_TABLE_SIZE`] slots (slot → index in `servers`; `None`
+/// when every weight is 0).
+pub fn maglev_buckets(servers: &[(SocketAddr, u32)]) -> Vec<Option<usize>> {
+    maglev_table(servers)
+}
+
 fn sh_table(pool: &[Dest]) -> Vec<usize> {
     let mut table = Vec::with_capacity(HASH_TABLE_SIZE);
     let (mut i, mut taken) = (0, 0u32);

@@ -23,7 +23,10 @@ use crate::tree::{Node, Word};
 /// Lowers a parsed tree. `global_defs` is read first wherever it appears, since instance
 /// defaults depend on it.
 pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
-    let mut cx = Cx { d };
+    let mut cx = Cx {
+        d,
+        sync_daemon_interface: None,
+    };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
         cfg.global.origin = origin(n);
@@ -73,20 +76,17 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
     }
     // A vrrp_instance's deprecated lvs_sync_daemon_interface, unless global_defs says.
     if cfg.global.lvs_sync_daemon.is_none()
-        && let Some(i) = cfg
-            .instances
-            .iter()
-            .find(|i| i.lvs_sync_daemon_interface.is_some())
+        && let Some((iface, instance, origin)) = cx.sync_daemon_interface.take()
     {
         cfg.global.lvs_sync_daemon = Some(LvsSyncDaemon {
-            iface: i.lvs_sync_daemon_interface.clone().unwrap_or_default(),
-            instance: Some(i.name.clone()),
+            iface,
+            instance: Some(instance),
             id: None,
             maxlen: None,
             port: None,
             ttl: None,
             group: None,
-            origin: i.origin,
+            origin,
         });
     }
     cfg
@@ -113,6 +113,9 @@ const TOP_UNSUPPORTED: &[&str] = &[
 /// Lowering context: the diagnostics sink plus value parsers that report in one style.
 pub(crate) struct Cx<'d> {
     pub(crate) d: &'d mut Diagnostics,
+    /// The first vrrp_instance's deprecated `lvs_sync_daemon_interface`: (interface,
+    /// instance), made the global `lvs_sync_daemon` when global_defs has none.
+    pub(crate) sync_daemon_interface: Option<(String, String, Origin)>,
 }
 
 impl Cx<'_> {

@@ -88,7 +88,6 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         higher_prio_send_advert: None,
         notify: Notify::default(),
         promote_secondaries: false,
-        lvs_sync_daemon_interface: None,
         origin: origin(n),
     };
     let mut priority_set = false;
@@ -203,11 +202,17 @@ fn scalar(
         "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
         "promote_secondaries" => i.promote_secondaries = true,
         "lvs_sync_daemon_interface" => {
-            cx.d.note(
+            // keepalived reports it as a configuration error (keepalived -t exits 5) and
+            // still runs the sync daemon it asks for; so does holdfast.
+            cx.d.invalid(
                 c.span(),
                 format!("({name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon"),
             );
-            i.lvs_sync_daemon_interface = cx.string(c);
+            if let Some(f) = cx.string(c)
+                && cx.sync_daemon_interface.is_none()
+            {
+                cx.sync_daemon_interface = Some((f, name.to_string(), super::origin(c)));
+            }
         }
         _ => cx.unknown(c, UNSUPPORTED),
     }

@@ -1,0 +1,149 @@
+//! `dataplane nft` end to end (as root, in namespaces the test creates): seed 000's
+//! addressing and virtual server (NAT, `dh`, MISC_CHECK, weight 100) with holdfast programming
+//! nftables DNAT in the director's namespace, in front of two real MariaDB servers. A client
+//! elsewhere queries through the VIP; a failed server leaves the rule, its return brings it
+//! back, and the table is gone when holdfast stops.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
+
+use std::time::Duration;
+
+use holdfast_lab::{netns, services};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// `SELECT @@server_id` through the VIP from the client node (4): which server answered.
+fn server_id(lab: &netns::Lab) -> String {
+    lab.output(
+        4,
+        &[
+            "mariadb",
+            "--no-defaults",
+            "-h",
+            "172.21.115.217",
+            "-P",
+            "3306",
+            "-ulab",
+            "-plab",
+            "--connect-timeout=3",
+            "-N",
+            "-e",
+            "SELECT @@server_id",
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn seed_000_on_nftables_follows_a_failed_replica_and_leaves_no_table() {
+    let mut lab = netns::Lab::new(4).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    // Seed 000's addresses on the lab's bridge: the director (node 1) holds the virtual
+    // server's address; the replicas are .218 (node 2) and .215 (node 3). NAT: the replicas
+    // answer the client (node 4, 10.77.0.4) through the director, which forwards.
+    for (n, addr) in [
+        (1, "172.21.115.217/24"),
+        (2, "172.21.115.218/24"),
+        (3, "172.21.115.215/24"),
+    ] {
+        lab.exec(n, &["ip", "addr", "add", addr, "dev", "eth0"]);
+    }
+    lab.exec(1, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    lab.exec(1, &["sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0"]);
+    lab.exec(1, &["sysctl", "-qw", "net.ipv4.conf.eth0.send_redirects=0"]);
+    for n in [2, 3] {
+        lab.exec(
+            n,
+            &[
+                "ip",
+                "route",
+                "add",
+                "10.77.0.4/32",
+                "via",
+                "172.21.115.217",
+            ],
+        );
+    }
+    lab.exec(
+        4,
+        &["ip", "route", "add", "172.21.115.0/24", "via", "10.77.0.1"],
+    );
+    let _db2 = services::mariadb_with(&mut lab, 2, &["--server-id=218"]).unwrap();
+    let db3 = services::mariadb_with(&mut lab, 3, &["--server-id=215"]).unwrap();
+    // The seed's check, a script taking the server's address (here: can we connect).
+    let check = lab.file("mysql_check.sh", "#!/bin/bash\nexec 3<>/dev/tcp/$1/3306\n");
+    let _ = std::process::Command::new("chmod")
+        .arg("0755")
+        .arg(&check)
+        .status();
+    let c = check.display();
+    let conf = format!(
+        "global_defs {{\n router_id MARIA_HA\n script_user root\n dataplane nft\n}}\nvirtual_server 172.21.115.217 3306 {{\ndelay_loop 3\nlb_algo dh\nprotocol TCP\nreal_server 172.21.115.218 3306 {{\nweight 100\nMISC_CHECK {{\nmisc_path \"{c} 172.21.115.218\"\nmisc_timeout 3\n}}\n}}\nreal_server 172.21.115.215 3306 {{\nweight 100\nMISC_CHECK {{\nmisc_path \"{c} 172.21.115.215\"\nmisc_timeout 3\n}}\n}}\n}}\n"
+    );
+    let mut lb = lab.holdfast_with(1, &conf, &["-C"]);
+    lb.wait_for(
+        "Using the nftables data plane for 1 virtual server(s) (table inet holdfast)",
+        10 * SEC,
+    );
+    let table = || lab.output(1, &["nft", "list", "table", "inet", "holdfast"]);
+    // The rule is in place once both servers are (they start alive, as in keepalived).
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while !(table().contains("172.21.115.218 . 3306") && table().contains("172.21.115.215 . 3306"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rule:\n{}\n{}",
+            table(),
+            lb.log()
+        );
+        std::thread::sleep(SEC / 10);
+    }
+    // dh: the destination address picks the server; every query lands on the same one.
+    let first = server_id(&lab);
+    assert!(
+        first == "218" || first == "215",
+        "{first:?}\n{}\n{}",
+        table(),
+        lb.log()
+    );
+    for _ in 0..3 {
+        assert_eq!(server_id(&lab), first);
+    }
+    assert!(
+        table().contains("dnat ip to jhash ip daddr mod 256 map"),
+        "{}",
+        table()
+    );
+    // The server that answered fails its check: it is removed and the other answers.
+    let (down, down_addr, other) = if first == "215" {
+        (db3, "172.21.115.215", "218")
+    } else {
+        (_db2, "172.21.115.218", "215")
+    };
+    down.signal("KILL");
+    lb.wait_for(
+        &format!("Removing service [{down_addr}]:tcp:3306 from VS [172.21.115.217]:tcp:3306"),
+        15 * SEC,
+    );
+    assert!(
+        !table().contains(&format!("{down_addr} . 3306")),
+        "{}",
+        table()
+    );
+    for _ in 0..3 {
+        assert_eq!(server_id(&lab), other);
+    }
+    // It comes back: readmitted, and dh's table is what it was, so it answers again.
+    let n = if down_addr == "172.21.115.215" { 3 } else { 2 };
+    let _back = services::mariadb_start(&mut lab, n).unwrap();
+    lb.wait_for(
+        &format!("Adding service [{down_addr}]:tcp:3306 to VS [172.21.115.217]:tcp:3306"),
+        15 * SEC,
+    );
+    assert_eq!(server_id(&lab), first);
+    // Stopping removes holdfast's table.
+    lb.signal("TERM");
+    assert!(lb.wait_exit(10 * SEC), "holdfast did not stop");
+    let tables = lab.output(1, &["nft", "list", "tables"]);
+    assert!(!tables.contains("holdfast"), "{tables}");
+}

@@ -1,0 +1,524 @@
+//! The nftables data plane: NAT in the kernel without IPVS. holdfast owns one `inet` table
+//! (default `holdfast`) with a `nat` chain at prerouting (clients elsewhere) and at output
+//! (clients on this host). Each virtual service is one rule: it matches the service's address,
+//! protocol and port (or its fwmark) and DNATs to a destination picked by an expression the
+//! kernel evaluates per new connection — `numgen inc` over a weighted list for rr/wrr, `jhash`
+//! of the source (sh) or destination (dh) over IPVS's 256-bucket table, `jhash` over the
+//! Maglev table for mh, the heaviest server for fo. Conntrack keeps each connection on its
+//! destination, so a membership change (one atomic `nft` transaction replacing the table's
+//! rules) never moves established connections. The table goes at stop, and a table left by a
+//! crash is removed when the plane opens.
+//!
+//! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf),
+//! persistence and direct return are refused ([`unsupported`]): the kernel's rules cannot
+//! express them.
+
+use std::borrow::Cow;
+use std::io;
+use std::net::SocketAddr;
+
+use holdfast_lb::sched::{self, Dest, Kind};
+use nftables::batch::Batch;
+use nftables::expr::{Expression, JHash, Map, Meta, MetaKey, NamedExpression, NgMode, Numgen};
+use nftables::expr::{Payload, PayloadField, SetItem};
+use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Rule, Table};
+use nftables::stmt::{Match, NAT, NATFamily, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::{
+    DataPlane, DataPlaneError, DestStats, Forward, Proto, ServiceKey, ServiceSpec, ServiceStats,
+    ServiceTable,
+};
+
+/// The default name of holdfast's table.
+pub const DEFAULT_TABLE: &str = "holdfast";
+
+/// Why a service cannot run on nftables, or `None` when it can.
+pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
+    if !matches!(
+        spec.sched,
+        Kind::Rr | Kind::Wrr | Kind::Sh | Kind::Dh | Kind::Mh | Kind::Fo
+    ) {
+        return Some(format!(
+            "scheduler {} needs live connection counts, which nftables rules cannot see (use rr, wrr, sh, dh, mh or fo, or dataplane ipvs)",
+            spec.sched.name()
+        ));
+    }
+    if spec.persistence.is_some() {
+        return Some(
+            "persistence_timeout is not built on nftables yet (use dataplane ipvs)".into(),
+        );
+    }
+    if spec.dests.iter().any(|d| d.method != Forward::Masq) {
+        return Some(
+            "lvs_method DR/TUN (direct return) is not built on nftables yet; NAT only (use dataplane ipvs)"
+                .into(),
+        );
+    }
+    if spec
+        .dests
+        .iter()
+        .any(|d| d.addr.is_ipv6() != spec.key.is_v6())
+    {
+        return Some("real servers must be of the service's address family on nftables".into());
+    }
+    None
+}
+
+/// holdfast's nftables table.
+pub struct NftPlane {
+    table: String,
+    /// The last table applied, for `stats`.
+    applied: ServiceTable,
+}
+
+fn s(v: &str) -> Cow<'static, str> {
+    Cow::Owned(v.to_owned())
+}
+
+fn field(protocol: &str, name: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: s(protocol),
+            field: s(name),
+        },
+    )))
+}
+
+fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
+}
+
+fn target(a: SocketAddr) -> Expression<'static> {
+    Expression::Named(NamedExpression::Concat(vec![
+        Expression::String(s(&a.ip().to_string())),
+        Expression::Number(u32::from(a.port())),
+    ]))
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The destination choice as (key expression, bucket → destination), or a single
+/// destination.
+enum Choice {
+    One(SocketAddr),
+    Buckets(Expression<'static>, Vec<SocketAddr>),
+}
+
+fn choice(spec: &ServiceSpec) -> Option<Choice> {
+    let mut live: Vec<(SocketAddr, u32)> = spec
+        .dests
+        .iter()
+        .filter(|d| d.weight > 0)
+        .map(|d| (d.addr, d.weight))
+        .collect();
+    // Hash tables in address order: they then depend only on who is live, not on the order
+    // servers failed and returned in (a returning server gets its old buckets back). rr, wrr
+    // and fo keep the configuration's order, as IPVS does.
+    if matches!(spec.sched, Kind::Sh | Kind::Dh | Kind::Mh) {
+        live.sort();
+    }
+    if live.is_empty() {
+        return None;
+    }
+    let v6 = spec.key.is_v6();
+    let ipf = if v6 { "ip6" } else { "ip" };
+    let numgen = |n: usize| {
+        Expression::Named(NamedExpression::Numgen(Numgen {
+            mode: NgMode::Inc,
+            ng_mod: u32::try_from(n).unwrap_or(u32::MAX),
+            offset: None,
+        }))
+    };
+    let jhash = |of: Expression<'static>, n: usize| {
+        Expression::Named(NamedExpression::JHash(JHash {
+            hash_mod: u32::try_from(n).unwrap_or(u32::MAX),
+            offset: None,
+            expr: Box::new(of),
+            seed: None,
+        }))
+    };
+    let source = || {
+        if spec.flags.port {
+            Expression::Named(NamedExpression::Concat(vec![
+                field(ipf, "saddr"),
+                field("th", "sport"),
+            ]))
+        } else {
+            field(ipf, "saddr")
+        }
+    };
+    Some(match spec.sched {
+        Kind::Fo => {
+            // The first server of the highest weight.
+            let top = live.iter().map(|(_, w)| *w).max().unwrap_or(0);
+            Choice::One(live.iter().find(|(_, w)| *w == top)?.0)
+        }
+        Kind::Rr => {
+            let list: Vec<SocketAddr> = live.iter().map(|(a, _)| *a).collect();
+            Choice::Buckets(numgen(list.len()), list)
+        }
+        Kind::Wrr => {
+            // Each server weight/gcd times, interleaved as IPVS's wrr does over a cycle.
+            let g = live.iter().fold(0, |g, (_, w)| gcd(g, *w));
+            let mut left: Vec<u32> = live.iter().map(|(_, w)| w / g.max(1)).collect();
+            let mut list = Vec::new();
+            while left.iter().any(|n| *n > 0) {
+                for (i, n) in left.iter_mut().enumerate() {
+                    if *n > 0 {
+                        list.push(live[i].0);
+                        *n -= 1;
+                    }
+                }
+            }
+            Choice::Buckets(numgen(list.len()), list)
+        }
+        Kind::Sh | Kind::Dh => {
+            let pool: Vec<Dest> = live.iter().map(|(a, w)| Dest::new(*a, *w)).collect();
+            let list: Vec<SocketAddr> = sched::hash_buckets(&pool)
+                .into_iter()
+                .map(|i| live[i].0)
+                .collect();
+            let key = if spec.sched == Kind::Sh {
+                source()
+            } else {
+                field(ipf, "daddr")
+            };
+            Choice::Buckets(jhash(key, list.len()), list)
+        }
+        Kind::Mh => {
+            let list: Vec<SocketAddr> = sched::maglev_buckets(&live)
+                .into_iter()
+                .map(|i| i.map(|i| live[i].0))
+                .collect::<Option<_>>()?;
+            Choice::Buckets(jhash(source(), list.len()), list)
+        }
+        _ => return None,
+    })
+}
+
+/// The statements of one service's rule, or `None` when no destination may take new
+/// connections (then packets to the service meet the host, which has no listener).
+fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
+    let v6 = spec.key.is_v6();
+    let mut out = Vec::new();
+    match spec.key {
+        ServiceKey::Addr { proto, addr } => {
+            let l4 = match proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+                Proto::Sctp => "sctp",
+            };
+            out.push(eq(
+                Expression::Named(NamedExpression::Meta(Meta {
+                    key: MetaKey::L4proto,
+                })),
+                Expression::String(s(l4)),
+            ));
+            out.push(eq(
+                field(if v6 { "ip6" } else { "ip" }, "daddr"),
+                Expression::String(s(&addr.ip().to_string())),
+            ));
+            out.push(eq(
+                field("th", "dport"),
+                Expression::Number(u32::from(addr.port())),
+            ));
+        }
+        ServiceKey::Fwmark { mark, .. } => {
+            out.push(eq(
+                Expression::Named(NamedExpression::Meta(Meta {
+                    key: MetaKey::Nfproto,
+                })),
+                Expression::String(s(if v6 { "ipv6" } else { "ipv4" })),
+            ));
+            out.push(eq(
+                Expression::Named(NamedExpression::Meta(Meta { key: MetaKey::Mark })),
+                Expression::Number(mark),
+            ));
+        }
+    }
+    let addr = match choice(spec)? {
+        Choice::One(a) => target(a),
+        Choice::Buckets(key, list) => Expression::Named(NamedExpression::Map(Box::new(Map {
+            key,
+            data: Expression::Named(NamedExpression::Set(
+                list.into_iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        SetItem::Mapping(
+                            Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
+                            target(a),
+                        )
+                    })
+                    .collect(),
+            )),
+        }))),
+    };
+    out.push(Statement::DNAT(Some(NAT {
+        addr: Some(addr),
+        family: Some(if v6 { NATFamily::IP6 } else { NATFamily::IP }),
+        port: None,
+        flags: None,
+    })));
+    Some(out)
+}
+
+fn nft_err(e: nftables::helper::NftablesError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl NftPlane {
+    /// Opens the plane on table `table`, removing what a previous run may have left.
+    pub fn open(table: &str) -> io::Result<NftPlane> {
+        let mut p = NftPlane {
+            table: table.to_owned(),
+            applied: Vec::new(),
+        };
+        p.release()?;
+        Ok(p)
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Removes holdfast's table (at stop; also when opening, after a crash).
+    pub fn release(&mut self) -> io::Result<()> {
+        let mut b = Batch::new();
+        // Adding first makes the deletion valid whether or not the table exists.
+        b.add(NfListObject::Table(self.table_obj()));
+        b.delete(NfListObject::Table(self.table_obj()));
+        nftables::helper::apply_ruleset(&b.to_nftables()).map_err(nft_err)?;
+        self.applied.clear();
+        Ok(())
+    }
+
+    fn table_obj(&self) -> Table<'static> {
+        Table {
+            family: NfFamily::INet,
+            name: s(&self.table),
+            ..Table::default()
+        }
+    }
+
+    fn chain(&self, name: &str, hook: NfHook) -> Chain<'static> {
+        Chain {
+            family: NfFamily::INet,
+            table: s(&self.table),
+            name: s(name),
+            _type: Some(NfChainType::NAT),
+            hook: Some(hook),
+            // dstnat.
+            prio: Some(-100),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }
+    }
+
+    /// The batch making the table hold exactly `wanted`.
+    fn batch(&self, wanted: &ServiceTable) -> Batch<'static> {
+        let mut b = Batch::new();
+        b.add(NfListObject::Table(self.table_obj()));
+        for (name, hook) in [
+            ("prerouting", NfHook::Prerouting),
+            ("output", NfHook::Output),
+        ] {
+            b.add(NfListObject::Chain(self.chain(name, hook)));
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.chain(name, hook))));
+        }
+        for spec in wanted {
+            let Some(expr) = rule(spec) else {
+                continue;
+            };
+            for chain in ["prerouting", "output"] {
+                b.add(NfListObject::Rule(Rule {
+                    family: NfFamily::INet,
+                    table: s(&self.table),
+                    chain: s(chain),
+                    expr: Cow::Owned(expr.clone()),
+                    comment: Some(s(&spec.key.to_string())),
+                    ..Rule::default()
+                }));
+            }
+        }
+        b
+    }
+}
+
+impl DataPlane for NftPlane {
+    fn apply(&mut self, wanted: &ServiceTable) -> Result<(), Vec<DataPlaneError>> {
+        let mut errors = Vec::new();
+        let mut ok: ServiceTable = Vec::new();
+        for spec in wanted {
+            match unsupported(spec) {
+                Some(why) => errors.push(DataPlaneError {
+                    key: spec.key,
+                    error: io::Error::new(io::ErrorKind::Unsupported, why),
+                }),
+                None => ok.push(spec.clone()),
+            }
+        }
+        // One transaction: the table changes all at once or not at all.
+        match nftables::helper::apply_ruleset(&self.batch(&ok).to_nftables()) {
+            Ok(()) => self.applied = ok,
+            Err(e) => {
+                let msg = e.to_string();
+                errors.extend(ok.iter().map(|s| DataPlaneError {
+                    key: s.key,
+                    error: io::Error::other(msg.clone()),
+                }));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The table as applied. nftables keeps no per-destination connection counts (conntrack
+    /// does, per connection): they read 0.
+    fn stats(&self) -> Vec<ServiceStats> {
+        self.applied
+            .iter()
+            .map(|spec| ServiceStats {
+                key: spec.key,
+                sched: spec.sched,
+                persistence: spec.persistence,
+                dests: spec
+                    .dests
+                    .iter()
+                    .map(|d| DestStats {
+                        addr: Some(d.addr),
+                        weight: d.weight,
+                        method: d.method,
+                        ..DestStats::default()
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+impl Drop for NftPlane {
+    fn drop(&mut self) {
+        // Stop is explicit (release); a plane dropped without it leaves the table for the next
+        // start to clear, as after a crash.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DestSpec;
+    use holdfast_lb::sched::HashFlags;
+    use std::time::Duration;
+
+    fn spec(sched: Kind, dests: &[(&str, u32)]) -> ServiceSpec {
+        ServiceSpec {
+            key: ServiceKey::tcp("10.0.0.1:3306".parse().unwrap()),
+            sched,
+            flags: HashFlags::default(),
+            persistence: None,
+            persistence_prefix: None,
+            dests: dests
+                .iter()
+                .map(|(a, w)| DestSpec {
+                    addr: a.parse().unwrap(),
+                    weight: *w,
+                    upper: None,
+                    lower: None,
+                    method: Forward::Masq,
+                })
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            proxy_protocol: false,
+        }
+    }
+
+    fn buckets(spec: &ServiceSpec) -> Vec<SocketAddr> {
+        match choice(spec) {
+            Some(Choice::Buckets(_, l)) => l,
+            Some(Choice::One(a)) => vec![a],
+            None => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn wrr_lists_each_server_by_weight_and_weight_zero_takes_nothing() {
+        let l = buckets(&spec(
+            Kind::Wrr,
+            &[
+                ("10.0.5.2:3306", 200),
+                ("10.0.5.3:3306", 100),
+                ("10.0.5.4:3306", 0),
+            ],
+        ));
+        let a: SocketAddr = "10.0.5.2:3306".parse().unwrap();
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.iter().filter(|x| **x == a).count(), 2);
+        assert!(
+            !l.iter()
+                .any(|x| x.port() == 3306 && x.ip().to_string() == "10.0.5.4")
+        );
+        // No live server: no rule.
+        assert!(rule(&spec(Kind::Rr, &[("10.0.5.2:3306", 0)])).is_none());
+    }
+
+    #[test]
+    fn sh_and_mh_use_ipvs_tables_and_fo_the_heaviest() {
+        let s = spec(Kind::Sh, &[("10.0.5.2:3306", 1), ("10.0.5.3:3306", 3)]);
+        let l = buckets(&s);
+        assert_eq!(l.len(), sched::HASH_TABLE_SIZE);
+        assert_eq!(
+            l.iter()
+                .filter(|a| a.ip().to_string() == "10.0.5.3")
+                .count(),
+            192
+        );
+        let m = buckets(&spec(
+            Kind::Mh,
+            &[("10.0.5.2:3306", 1), ("10.0.5.3:3306", 1)],
+        ));
+        assert_eq!(m.len(), sched::MH_TABLE_SIZE);
+        let f = buckets(&spec(
+            Kind::Fo,
+            &[("10.0.5.2:3306", 1), ("10.0.5.3:3306", 5)],
+        ));
+        assert_eq!(f, vec!["10.0.5.3:3306".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn what_rules_cannot_express_is_refused_with_the_reason() {
+        assert!(unsupported(&spec(Kind::Wlc, &[])).unwrap().contains("wlc"));
+        let mut p = spec(Kind::Rr, &[]);
+        p.persistence = Some(Duration::from_secs(60));
+        assert!(unsupported(&p).unwrap().contains("persistence"));
+        let mut d = spec(Kind::Rr, &[("10.0.5.2:3306", 1)]);
+        d.dests[0].method = Forward::Route;
+        assert!(unsupported(&d).unwrap().contains("DR"));
+        assert!(unsupported(&spec(Kind::Dh, &[("10.0.5.2:3306", 1)])).is_none());
+    }
+
+    #[test]
+    fn the_rule_serialises_as_nft_reads_it() {
+        let r = rule(&spec(
+            Kind::Rr,
+            &[("10.0.5.2:3306", 1), ("10.0.5.3:3306", 1)],
+        ))
+        .unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains(r#"{"dnat":{"addr":{"map":{"key":{"numgen":{"mode":"inc","mod":2}},"data":{"set":[[0,{"concat":["10.0.5.2",3306]}],[1,{"concat":["10.0.5.3",3306]}]]}}},"family":"ip"}}"#),
+            "{json}"
+        );
+    }
+}

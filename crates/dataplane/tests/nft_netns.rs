@@ -1,0 +1,180 @@
+//! The nftables plane against the kernel, as root, in a network namespace each test unshares
+//! for its own thread (nothing reaches the host's namespace): connections through the VIP
+//! reach the destinations the scheduler says, membership changes leave established
+//! connections alone, and the table goes at release and when a crashed run left it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure should stop them
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use holdfast_dataplane::nft::NftPlane;
+use holdfast_dataplane::{DataPlane, DestSpec, Forward, ServiceKey, ServiceSpec};
+use holdfast_lb::sched::{HashFlags, Kind};
+
+/// A private namespace for this thread (and the `nft` it runs), with lo up and the VIP.
+fn netns() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (needs root)");
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &["addr", "add", "10.0.0.1/32", "dev", "lo"],
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    }
+}
+
+/// A server at `addr` that greets each connection with `tag` and then echoes.
+fn server(addr: &str, tag: &'static str) -> SocketAddr {
+    let l = TcpListener::bind(addr).unwrap();
+    let a = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            std::thread::spawn(move || {
+                let _ = c.write_all(tag.as_bytes());
+                let mut b = [0u8; 64];
+                while let Ok(n) = c.read(&mut b) {
+                    if n == 0 || c.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    a
+}
+
+fn hello(vip: &str) -> (String, TcpStream) {
+    let mut s = TcpStream::connect_timeout(&vip.parse().unwrap(), Duration::from_secs(2))
+        .expect("connect through the VIP");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    (String::from_utf8_lossy(&b).into_owned(), s)
+}
+
+fn spec(sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
+    ServiceSpec {
+        key: ServiceKey::tcp("10.0.0.1:3306".parse().unwrap()),
+        sched,
+        flags: HashFlags::default(),
+        persistence: None,
+        persistence_prefix: None,
+        dests: dests
+            .iter()
+            .map(|(addr, weight)| DestSpec {
+                addr: *addr,
+                weight: *weight,
+                upper: None,
+                lower: None,
+                method: Forward::Masq,
+            })
+            .collect(),
+        connect_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(60),
+        proxy_protocol: false,
+    }
+}
+
+fn tables() -> String {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn rr_alternates_and_weight_zero_keeps_established_connections() {
+    netns();
+    let a = server("127.0.0.2:3306", "a");
+    let b = server("127.0.0.3:3306", "b");
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    plane
+        .apply(&vec![spec(Kind::Rr, &[(a, 1), (b, 1)])])
+        .unwrap();
+    let mut seen: Vec<String> = (0..4).map(|_| hello("10.0.0.1:3306").0).collect();
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b"]);
+    // An established connection to a, then a at weight 0: new ones go to b, a's stays.
+    let (mut first, mut kept) = hello("10.0.0.1:3306");
+    if first != "a" {
+        (first, kept) = hello("10.0.0.1:3306");
+    }
+    assert_eq!(first, "a");
+    plane
+        .apply(&vec![spec(Kind::Rr, &[(a, 0), (b, 1)])])
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(hello("10.0.0.1:3306").0, "b");
+    }
+    kept.write_all(b"still").unwrap();
+    let mut back = [0u8; 5];
+    kept.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"still");
+    plane.release().unwrap();
+    assert!(!tables().contains("holdfast_test"), "{}", tables());
+}
+
+#[test]
+fn sh_keeps_a_client_on_one_server_and_wrr_follows_weights() {
+    netns();
+    let a = server("127.0.0.2:3306", "a");
+    let b = server("127.0.0.3:3306", "b");
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    plane
+        .apply(&vec![spec(Kind::Sh, &[(a, 1), (b, 1)])])
+        .unwrap();
+    let first = hello("10.0.0.1:3306").0;
+    for _ in 0..5 {
+        assert_eq!(hello("10.0.0.1:3306").0, first);
+    }
+    plane
+        .apply(&vec![spec(Kind::Wrr, &[(a, 3), (b, 1)])])
+        .unwrap();
+    let seen: Vec<String> = (0..8).map(|_| hello("10.0.0.1:3306").0).collect();
+    assert_eq!(seen.iter().filter(|s| *s == "a").count(), 6, "{seen:?}");
+    plane.release().unwrap();
+}
+
+#[test]
+fn a_table_left_by_a_crash_is_removed_at_open_and_others_are_not_touched() {
+    netns();
+    let st = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"table inet holdfast_test {\n chain x {\n  type nat hook prerouting priority dstnat;\n }\n}\ntable inet someone_else {\n}\n")?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(st.success());
+    assert!(tables().contains("holdfast_test"));
+    let plane = NftPlane::open("holdfast_test").unwrap();
+    let t = tables();
+    assert!(!t.contains("holdfast_test"), "{t}");
+    assert!(t.contains("someone_else"), "{t}");
+    drop(plane);
+}
+
+#[test]
+fn a_refused_scheduler_is_an_error_and_the_rest_of_the_table_applies() {
+    netns();
+    let a = server("127.0.0.2:3306", "a");
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    let mut other = spec(Kind::Wlc, &[(a, 1)]);
+    other.key = ServiceKey::tcp("10.0.0.1:3307".parse().unwrap());
+    let errs = plane
+        .apply(&vec![spec(Kind::Rr, &[(a, 1)]), other])
+        .unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].to_string().contains("wlc"), "{}", errs[0]);
+    assert_eq!(hello("10.0.0.1:3306").0, "a");
+    plane.release().unwrap();
+}
