@@ -22,6 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 const BACKEND: &str = "127.0.0.1:7001";
 const HAPROXY: &str = "127.0.0.1:7002";
 const HOLDFAST: &str = "127.0.0.1:7003";
+/// The same backend through holdfast's nftables plane (DNAT in the output hook).
+const NFT: &str = "127.0.0.1:7004";
 const SECS: Duration = Duration::from_secs(1);
 const ROUNDS: usize = 5;
 const CONCURRENCY: usize = 32;
@@ -227,25 +229,54 @@ fn main() {
             .expect("proxy listens");
         plane
     });
+    let mut nft = holdfast_dataplane::nft::NftPlane::open("holdfast_bench")
+        .expect("nftables (scripts/test installs the nftables package)");
+    let nft_table = vec![ServiceSpec {
+        key: ServiceKey::tcp(NFT.parse().unwrap()),
+        sched: Kind::Rr,
+        flags: HashFlags::default(),
+        persistence: None,
+        persistence_prefix: None,
+        dests: vec![DestSpec {
+            addr: backend_addr,
+            weight: 1,
+            upper: None,
+            lower: None,
+            method: holdfast_dataplane::Forward::Masq,
+        }],
+        connect_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(60),
+        proxy_protocol: false,
+    }];
     let rows = rt.block_on(async {
         tokio::spawn(backend());
         for a in [BACKEND, HAPROXY, HOLDFAST] {
             wait_listening(a).await;
         }
-        // Interleaved rounds, medians: the machine's noise hits all three alike.
-        let mut rounds: [Vec<Row>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        // Interleaved rounds, medians: the machine's noise hits all of them alike. The nft
+        // table exists only during its own rounds: a NAT table turns conntrack on for the
+        // whole namespace, which would slow the others (direct included) too.
+        let mut rounds: [Vec<Row>; 4] = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
-            for (i, a) in [BACKEND, HAPROXY, HOLDFAST].into_iter().enumerate() {
+            for (i, a) in [BACKEND, HAPROXY, HOLDFAST, NFT].into_iter().enumerate() {
+                if a == NFT {
+                    nft.apply(&nft_table).expect("nft table applies");
+                    wait_listening(NFT).await;
+                }
                 rounds[i].push(measure(a).await);
+                if a == NFT {
+                    nft.release().expect("nft table removed");
+                }
             }
         }
         rounds.map(|r| median(&r))
     });
     proxy_rt.block_on(async move { drop(plane) });
+    let _ = nft.release();
     let _ = ha.kill();
     let _ = ha.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    let [d, h, p] = rows;
+    let [d, h, p, n] = rows;
     println!(
         "proxy benchmark (loopback in a private namespace; medians of {ROUNDS} interleaved rounds of {} s; {CONCURRENCY} clients for short connections)",
         SECS.as_secs()
@@ -277,5 +308,24 @@ fn main() {
         p.p99,
         h.p99 - d.p99,
         p.p99 - d.p99
+    );
+    println!();
+    println!(
+        "{:<28} {:>12} {:>12} {:>10}",
+        "nftables NAT (holdfast)", "direct", "nft", "nft/direct"
+    );
+    for (name, dv, nv) in [
+        ("short connections /s", d.short, n.short),
+        ("bulk MB/s", d.bulk, n.bulk),
+        ("64 B round trips /s", d.rr, n.rr),
+    ] {
+        println!("{name:<28} {dv:>12.0} {nv:>12.0} {:>10.2}", nv / dv);
+    }
+    println!(
+        "{:<28} {:>12.0} {:>12.0}   added p99: {:.0} µs",
+        "p99 round trip µs",
+        d.p99,
+        n.p99,
+        n.p99 - d.p99
     );
 }
