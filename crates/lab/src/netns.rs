@@ -105,6 +105,23 @@ impl Lab {
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         }
+        // Each node's link has carrier before anything starts on it: a daemon started on a
+        // link still coming up begins in FAULT, which tests waiting for BACKUP have caught
+        // under load.
+        for n in 1..=lab.nodes {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let out = Command::new("ip")
+                    .args(["-n", &lab.ns(n), "-o", "link", "show", "eth0"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                if out.contains("state UP") || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         lab
     }
 

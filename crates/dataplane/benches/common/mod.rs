@@ -1,0 +1,144 @@
+//! The load generator the data-plane benchmarks share: short connections, bulk upload and
+//! kept-alive round trips against an address, and a backend that answers them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const SECS: Duration = Duration::from_secs(1);
+pub const ROUNDS: usize = 5;
+pub const CONCURRENCY: usize = 32;
+
+/// Echoes whatever it receives (ping-pong, short connections) and swallows bulk uploads.
+pub async fn backend(addr: &str) {
+    let l = TcpListener::bind(addr).await.expect("bind backend");
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            continue;
+        };
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    // Bulk uploads are marked by a first byte 'B': swallow, never echo.
+                    Ok(n) if buf[0] == b'B' || n > 64 => {}
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+pub async fn wait_listening(addr: &str) {
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} never listened");
+}
+
+/// Short connections per second: connect, one byte each way, close.
+pub async fn short_conns(addr: &'static str) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (stop, done) = (stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(mut s) = TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let _ = s.set_nodelay(true);
+                if s.write_all(b"x").await.is_ok() && s.read_exact(&mut b).await.is_ok() {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                // RST on close: 32 clients for seconds would otherwise run out of ports.
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            }
+        }));
+    }
+    tokio::time::sleep(SECS).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / SECS.as_secs_f64()
+}
+
+/// Bulk upload MB/s over one connection.
+pub async fn bulk(addr: &'static str) -> f64 {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let chunk = vec![b'B'; 256 * 1024];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < SECS {
+        s.write_all(&chunk).await.expect("write");
+        sent += chunk.len() as u64;
+    }
+    sent as f64 / 1e6 / start.elapsed().as_secs_f64()
+}
+
+/// Round trips of 64 bytes on a kept-alive connection: (per second, p99 in µs).
+pub async fn ping_pong(addr: &'static str) -> (f64, f64) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let msg = [b'p'; 64];
+    let mut back = [0u8; 64];
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < SECS {
+        let t = Instant::now();
+        s.write_all(&msg).await.expect("write");
+        s.read_exact(&mut back).await.expect("read");
+        lat.push(t.elapsed().as_micros() as f64);
+    }
+    lat.sort_by(f64::total_cmp);
+    let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
+    (lat.len() as f64 / start.elapsed().as_secs_f64(), p99)
+}
+
+pub struct Row {
+    pub short: f64,
+    pub bulk: f64,
+    pub rr: f64,
+    pub p99: f64,
+}
+
+pub async fn measure(addr: &'static str) -> Row {
+    let short = short_conns(addr).await;
+    let bulk = bulk(addr).await;
+    let (rr, p99) = ping_pong(addr).await;
+    Row {
+        short,
+        bulk,
+        rr,
+        p99,
+    }
+}
+
+pub fn median(rows: &[Row]) -> Row {
+    let pick = |f: fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Row {
+        short: pick(|r| r.short),
+        bulk: pick(|r| r.bulk),
+        rr: pick(|r| r.rr),
+        p99: pick(|r| r.p99),
+    }
+}

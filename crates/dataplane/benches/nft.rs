@@ -1,0 +1,200 @@
+//! nftables NAT benchmark, as a director is deployed: a client namespace, a director namespace
+//! that forwards, and a backend namespace, joined by veth pairs (created inside the
+//! namespaces; nothing touches the host's). The same load as the proxy benchmark goes to the
+//! backend directly (routed through the director), through holdfast's proxy on the director,
+//! and through holdfast's nftables DNAT on the director. The nft table exists only during its
+//! own rounds: a NAT table turns conntrack on for the namespace, which would slow the others.
+//!
+//! Needs root and `nft` (`scripts/test` installs nftables).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{ROUNDS, Row, SECS, backend, measure, median, wait_listening};
+use holdfast_dataplane::nft::NftPlane;
+use holdfast_dataplane::proxy::ProxyPlane;
+use holdfast_dataplane::{DataPlane, DestSpec, Forward, ServiceKey, ServiceSpec};
+use holdfast_lb::sched::{HashFlags, Kind};
+
+const BACKEND: &str = "10.201.2.2:7001";
+const NFT_VIP: &str = "10.201.3.1:7001";
+const PROXY_VIP: &str = "10.201.3.1:7002";
+
+/// The three namespaces, deleted when dropped.
+struct Topology {
+    client: String,
+    director: String,
+    backend: String,
+}
+
+fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("ip");
+    assert!(st.success(), "ip {}", args.join(" "));
+}
+
+impl Topology {
+    fn new() -> Topology {
+        let pid = std::process::id();
+        let t = Topology {
+            client: format!("hfnft-c-{pid}"),
+            director: format!("hfnft-d-{pid}"),
+            backend: format!("hfnft-b-{pid}"),
+        };
+        for n in [&t.client, &t.director, &t.backend] {
+            ip(&["netns", "add", n]);
+            ip(&["-n", n, "link", "set", "lo", "up"]);
+        }
+        let (c, d, b) = (&t.client, &t.director, &t.backend);
+        ip(&[
+            "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "c0", "netns", d,
+        ]);
+        ip(&[
+            "-n", b, "link", "add", "eth0", "type", "veth", "peer", "name", "b0", "netns", d,
+        ]);
+        ip(&["-n", c, "addr", "add", "10.201.1.2/24", "dev", "eth0"]);
+        ip(&["-n", d, "addr", "add", "10.201.1.1/24", "dev", "c0"]);
+        ip(&["-n", d, "addr", "add", "10.201.2.1/24", "dev", "b0"]);
+        ip(&["-n", b, "addr", "add", "10.201.2.2/24", "dev", "eth0"]);
+        // The virtual address is the director's own (the proxy listens on it).
+        ip(&["-n", d, "addr", "add", "10.201.3.1/32", "dev", "lo"]);
+        for (n, dev) in [(c, "eth0"), (d, "c0"), (d, "b0"), (b, "eth0")] {
+            ip(&["-n", n, "link", "set", dev, "up"]);
+        }
+        ip(&["-n", c, "route", "add", "default", "via", "10.201.1.1"]);
+        ip(&["-n", b, "route", "add", "default", "via", "10.201.2.1"]);
+        ip(&["netns", "exec", d, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        t
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for n in [&self.client, &self.director, &self.backend] {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Moves the calling thread into namespace `name`.
+fn enter(name: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("namespace file");
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+/// Runs `f` on a thread inside namespace `name` (child processes it starts are there too).
+fn in_ns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(name);
+            f()
+        })
+        .join()
+        .expect("thread in namespace")
+    })
+}
+
+fn runtime(ns: String) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || enter(&ns))
+        .build()
+        .expect("runtime")
+}
+
+fn service(vip: &str) -> ServiceSpec {
+    ServiceSpec {
+        key: ServiceKey::tcp(vip.parse().unwrap()),
+        sched: Kind::Rr,
+        flags: HashFlags::default(),
+        persistence: None,
+        persistence_prefix: None,
+        dests: vec![DestSpec {
+            addr: BACKEND.parse().unwrap(),
+            weight: 1,
+            upper: None,
+            lower: None,
+            method: Forward::Masq,
+        }],
+        connect_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(60),
+        proxy_protocol: false,
+    }
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the nft benchmark needs root: it runs in network namespaces of its own");
+    }
+    let topo = Topology::new();
+    let backend_rt = runtime(topo.backend.clone());
+    backend_rt.spawn(backend(BACKEND));
+    // The director's proxy: its worker threads start in the director's namespace.
+    let proxy = in_ns(&topo.director, || {
+        let mut p = ProxyPlane::new();
+        p.apply(&vec![service(PROXY_VIP)]).expect("proxy listens");
+        p
+    });
+    let mut nft = in_ns(&topo.director, || {
+        NftPlane::open("holdfast_bench").expect("nftables (scripts/test installs nftables)")
+    });
+    // The load generator: this thread and its runtime's workers in the client namespace.
+    enter(&topo.client);
+    let client_rt = runtime(topo.client.clone());
+    let rows = client_rt.block_on(async {
+        wait_listening(BACKEND).await;
+        wait_listening(PROXY_VIP).await;
+        let mut rounds: [Vec<Row>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..ROUNDS {
+            for (i, a) in [BACKEND, PROXY_VIP, NFT_VIP].into_iter().enumerate() {
+                if a == NFT_VIP {
+                    in_ns(&topo.director, || nft.apply(&vec![service(NFT_VIP)]))
+                        .expect("nft table applies");
+                    wait_listening(NFT_VIP).await;
+                }
+                rounds[i].push(measure(a).await);
+                if a == NFT_VIP {
+                    in_ns(&topo.director, || nft.release()).expect("nft table removed");
+                }
+            }
+        }
+        rounds.map(|r| median(&r))
+    });
+    drop(proxy);
+    drop(client_rt);
+    drop(backend_rt);
+    drop(topo);
+    let [d, p, n] = rows;
+    println!(
+        "nftables benchmark (client → director → backend over veth, the director forwarding; medians of {ROUNDS} interleaved rounds of {} s)",
+        SECS.as_secs()
+    );
+    println!(
+        "{:<28} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "", "direct", "proxy", "nft", "proxy/dir", "nft/dir"
+    );
+    for (name, dv, pv, nv) in [
+        ("short connections /s", d.short, p.short, n.short),
+        ("bulk MB/s", d.bulk, p.bulk, n.bulk),
+        ("64 B round trips /s", d.rr, p.rr, n.rr),
+    ] {
+        println!(
+            "{name:<28} {dv:>12.0} {pv:>12.0} {nv:>12.0} {:>10.2} {:>10.2}",
+            pv / dv,
+            nv / dv
+        );
+    }
+    println!(
+        "{:<28} {:>12.0} {:>12.0} {:>12.0}   added p99: proxy {:.0} µs, nft {:.0} µs",
+        "p99 round trip µs",
+        d.p99,
+        p.p99,
+        n.p99,
+        p.p99 - d.p99,
+        n.p99 - d.p99
+    );
+}
