@@ -6,6 +6,7 @@ pub mod guardian;
 pub mod host;
 pub mod logging;
 pub mod lvs;
+pub mod metrics;
 pub mod plan;
 pub mod probes;
 pub mod run;

@@ -750,6 +750,17 @@ impl Planes {
             .map_err(|_| format!("virtual server {vs} is stopping"))?
     }
 
+    /// Whether each real server's checkers are up, as last known.
+    pub fn alive(&self) -> Vec<(ServiceKey, SocketAddr, bool)> {
+        let mut v: Vec<(ServiceKey, SocketAddr, bool)> = self
+            .alive
+            .lock()
+            .map(|m| m.iter().map(|((k, a), up)| (*k, *a, *up)).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     /// Live counts for status, from every plane.
     pub fn stats(&self) -> Vec<holdfast_dataplane::ServiceStats> {
         let mut out = self.proxy.lock().map(|p| p.stats()).unwrap_or_default();

@@ -152,6 +152,8 @@ pub struct Plan {
     pub virtual_servers: Vec<crate::lvs::VsPlan>,
     /// `control_socket` (default [`crate::control::DEFAULT_SOCKET`]).
     pub control_socket: Option<String>,
+    /// `metrics_listen`: where the Prometheus endpoint listens (off when `None`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// `lvs_flush`, `lvs_flush_on_stop`, `lvs_timeouts` for the IPVS plane.
     pub ipvs: crate::lvs::IpvsOptions,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
@@ -237,11 +239,7 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
             )
         }),
     };
-    if let Some(m) = cfg.global.metrics_listen {
-        un.push(format!(
-            "metrics_listen {m}: the metrics endpoint is not built yet"
-        ));
-    }
+    plan.metrics_listen = cfg.global.metrics_listen;
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),

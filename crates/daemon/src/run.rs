@@ -273,6 +273,29 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             None
         }
     };
+    let reloads = Arc::new(std::sync::Mutex::new(crate::metrics::Reloads::default()));
+    let metrics = match plan.metrics_listen {
+        None => None,
+        Some(addr) => match crate::metrics::serve(
+            addr,
+            crate::metrics::Sources {
+                vrrp: sh.status.clone(),
+                planes: planes.clone(),
+                reloads: reloads.clone(),
+            },
+            log,
+        )
+        .await
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log.main(&format!(
+                    "WARNING - cannot listen for metrics on {addr}: {e}"
+                ));
+                None
+            }
+        },
+    };
     let instances = if opts.vrrp {
         plan.instances
     } else {
@@ -305,8 +328,16 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             _ = hup.recv() => {
                 log.main("Reloading");
                 match load_plan(&opts.file, &opts.config_id) {
-                    Err(e) => log.main(&format!("Reload failed, keeping the running configuration: {e}")),
+                    Err(e) => {
+                        log.main(&format!("Reload failed, keeping the running configuration: {e}"));
+                        if let Ok(mut r) = reloads.lock() {
+                            r.record(false);
+                        }
+                    }
                     Ok(new) => {
+                        if let Ok(mut r) = reloads.lock() {
+                            r.record(true);
+                        }
                         for u in &new.unsupported {
                             log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
                         }
@@ -359,6 +390,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     if let Some(c) = control {
         c.abort();
         let _ = std::fs::remove_file(&control_path);
+    }
+    if let Some(m) = metrics {
+        m.abort();
     }
     log.main("Stopped");
     Ok(())

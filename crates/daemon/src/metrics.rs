@@ -1,0 +1,428 @@
+//! The Prometheus endpoint (`global_defs { metrics_listen ADDR:PORT }`, off unless set): the
+//! text exposition format over HTTP/1.1 (hyper) at any path, from the same tables the control
+//! socket reads. No secrets appear: no authentication passwords, no MySQL credentials, only
+//! names, states and counts.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use holdfast_dataplane::{ServiceKey, ServiceStats};
+use holdfast_vrrp::router::{Drop, State};
+use http_body_util::Full;
+use hyper::body::Bytes;
+
+use crate::logging::Logger;
+
+/// Reload outcomes (SIGHUP).
+#[derive(Clone, Debug, Default)]
+pub struct Reloads {
+    /// Reloads attempted.
+    pub total: u64,
+    /// Reloads refused (the running configuration kept).
+    pub failed: u64,
+    /// Whether the last one applied.
+    pub last_ok: Option<bool>,
+    /// When the last one ran (seconds since the epoch).
+    pub last_at: Option<u64>,
+}
+
+impl Reloads {
+    /// Records one reload's outcome.
+    pub fn record(&mut self, ok: bool) {
+        self.total += 1;
+        if !ok {
+            self.failed += 1;
+        }
+        self.last_ok = Some(ok);
+        self.last_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
+    }
+}
+
+/// What the endpoint reads.
+#[derive(Clone)]
+pub struct Sources {
+    /// The VRRP instances' status table.
+    pub vrrp: Arc<Mutex<crate::dump::Table>>,
+    /// The data planes.
+    pub planes: Arc<crate::lvs::Planes>,
+    /// Reloads.
+    pub reloads: Arc<Mutex<Reloads>>,
+}
+
+/// Every drop reason, named for the `reason` label.
+const DROPS: [(Drop, &str); 14] = [
+    (Drop::Length, "length"),
+    (Drop::Ttl, "ttl"),
+    (Drop::Version, "version"),
+    (Drop::InvalidAuthType, "invalid_auth_type"),
+    (Drop::AuthTypeMismatch, "auth_type_mismatch"),
+    (Drop::AuthFailure, "auth_failure"),
+    (Drop::Interval, "interval"),
+    (Drop::Type, "type"),
+    (Drop::Checksum, "checksum"),
+    (Drop::Addressing, "addressing"),
+    (Drop::AddressCount, "address_count"),
+    (Drop::AddressList, "address_list"),
+    (Drop::NotPeer, "not_peer"),
+    (Drop::Vrid, "vrid"),
+];
+
+const STATES: [(State, &str); 4] = [
+    (State::Init, "init"),
+    (State::Backup, "backup"),
+    (State::Master, "master"),
+    (State::Fault, "fault"),
+];
+
+/// A label value, escaped as the exposition format requires.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn vs_label(k: &ServiceKey) -> String {
+    esc(&crate::lvs::vs_name(k))
+}
+
+/// One metric family: HELP, TYPE, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, v: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {v}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// The exposition text.
+pub fn render(
+    vrrp: &crate::dump::Table,
+    services: &[ServiceStats],
+    alive: &[(ServiceKey, SocketAddr, bool)],
+    reloads: &Reloads,
+) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    let inst = |name: &str| format!("instance=\"{}\"", esc(name));
+
+    f.head(
+        "holdfast_vrrp_state",
+        "gauge",
+        "1 for the VRRP instance's current state, 0 for the others.",
+    );
+    for (name, s) in vrrp {
+        for (st, label) in STATES {
+            let l = format!("{},state=\"{label}\"", inst(name));
+            f.sample("holdfast_vrrp_state", &l, u8::from(s.state == st));
+        }
+    }
+    type Of = fn(&crate::dump::Status) -> u64;
+    let gauges: [(&str, &str, Of); 2] = [
+        ("holdfast_vrrp_priority", "Configured priority.", |s| {
+            u64::from(s.priority)
+        }),
+        (
+            "holdfast_vrrp_effective_priority",
+            "Priority after trackers.",
+            |s| u64::from(s.effective),
+        ),
+    ];
+    for (metric, help, get) in gauges {
+        f.head(metric, "gauge", help);
+        for (name, s) in vrrp {
+            f.sample(metric, &inst(name), get(s));
+        }
+    }
+    let counters: [(&str, &str, Of); 6] = [
+        ("holdfast_vrrp_adverts_sent_total", "Adverts sent.", |s| {
+            s.stats.adverts_sent
+        }),
+        (
+            "holdfast_vrrp_adverts_received_total",
+            "Adverts accepted.",
+            |s| s.stats.adverts_received,
+        ),
+        (
+            "holdfast_vrrp_master_transitions_total",
+            "Transitions to MASTER.",
+            |s| s.stats.became_master,
+        ),
+        (
+            "holdfast_vrrp_master_releases_total",
+            "Transitions out of MASTER.",
+            |s| s.stats.released_master,
+        ),
+        (
+            "holdfast_vrrp_priority_zero_received_total",
+            "Priority-0 adverts received (a master leaving).",
+            |s| s.stats.priority_zero_received,
+        ),
+        (
+            "holdfast_vrrp_priority_zero_sent_total",
+            "Priority-0 adverts sent.",
+            |s| s.stats.priority_zero_sent,
+        ),
+    ];
+    for (metric, help, get) in counters {
+        f.head(metric, "counter", help);
+        for (name, s) in vrrp {
+            f.sample(metric, &inst(name), get(s));
+        }
+    }
+    f.head_counter(
+        "holdfast_vrrp_adverts_dropped_total",
+        "Adverts dropped, by keepalived's receive check that refused them.",
+    );
+    for (name, s) in vrrp {
+        for (d, label) in DROPS {
+            let l = format!("{},reason=\"{label}\"", inst(name));
+            f.sample(
+                "holdfast_vrrp_adverts_dropped_total",
+                &l,
+                s.stats.dropped(d),
+            );
+        }
+    }
+
+    let rs = |k: &ServiceKey, a: SocketAddr| {
+        format!("virtual_server=\"{}\",real_server=\"{}\"", vs_label(k), a)
+    };
+    f.head(
+        "holdfast_real_server_up",
+        "gauge",
+        "1 when the real server's checkers are all up.",
+    );
+    for (k, a, up) in alive {
+        f.sample("holdfast_real_server_up", &rs(k, *a), u8::from(*up));
+    }
+    type Get = fn(&holdfast_dataplane::DestStats) -> u64;
+    let dest: [(&str, &str, &str, Get); 7] = [
+        (
+            "holdfast_real_server_weight",
+            "gauge",
+            "Weight in the data plane (0: drained).",
+            |d| u64::from(d.weight),
+        ),
+        (
+            "holdfast_real_server_active_connections",
+            "gauge",
+            "ActiveConn.",
+            |d| u64::from(d.active),
+        ),
+        (
+            "holdfast_real_server_inactive_connections",
+            "gauge",
+            "InActConn.",
+            |d| u64::from(d.inactive),
+        ),
+        (
+            "holdfast_real_server_connections_total",
+            "counter",
+            "Connections scheduled to the real server.",
+            |d| d.conns,
+        ),
+        (
+            "holdfast_real_server_received_bytes_total",
+            "counter",
+            "Bytes from clients to the real server.",
+            |d| d.bytes_in,
+        ),
+        (
+            "holdfast_real_server_sent_bytes_total",
+            "counter",
+            "Bytes from the real server to clients.",
+            |d| d.bytes_out,
+        ),
+        (
+            "holdfast_real_server_packets_total",
+            "counter",
+            "Packets both ways (kernel planes).",
+            |d| d.packets_in + d.packets_out,
+        ),
+    ];
+    for (metric, kind, help, get) in dest {
+        f.head(metric, kind, help);
+        for s in services {
+            for d in &s.dests {
+                if let Some(a) = d.addr {
+                    f.sample(metric, &rs(&s.key, a), get(d));
+                }
+            }
+        }
+    }
+
+    f.head(
+        "holdfast_reloads_total",
+        "counter",
+        "Configuration reloads attempted (SIGHUP).",
+    );
+    f.sample("holdfast_reloads_total", "", reloads.total);
+    f.head(
+        "holdfast_reload_failures_total",
+        "counter",
+        "Reloads refused; the running configuration was kept.",
+    );
+    f.sample("holdfast_reload_failures_total", "", reloads.failed);
+    if let Some(ok) = reloads.last_ok {
+        f.head(
+            "holdfast_reload_last_success",
+            "gauge",
+            "1 when the last reload applied.",
+        );
+        f.sample("holdfast_reload_last_success", "", u8::from(ok));
+    }
+    if let Some(at) = reloads.last_at {
+        f.head(
+            "holdfast_reload_last_timestamp_seconds",
+            "gauge",
+            "When the last reload ran.",
+        );
+        f.sample("holdfast_reload_last_timestamp_seconds", "", at);
+    }
+    out
+}
+
+impl Family<'_> {
+    fn head_counter(&mut self, name: &str, help: &str) {
+        self.head(name, "counter", help);
+    }
+}
+
+/// Binds `addr` and serves the metrics until aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    src: Sources,
+    log: Logger,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    log.main(&format!(
+        "Serving Prometheus metrics on http://{addr}/metrics"
+    ));
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let src = src.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let src = src.clone();
+                    async move {
+                        let body = snapshot(&src);
+                        hyper::Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(body)))
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    }))
+}
+
+fn snapshot(src: &Sources) -> String {
+    let vrrp = src.vrrp.lock().map(|t| t.clone()).unwrap_or_default();
+    let services = src.planes.stats();
+    let alive = src.planes.alive();
+    let reloads = src.reloads.lock().map(|r| r.clone()).unwrap_or_default();
+    render(&vrrp, &services, &alive, &reloads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdfast_dataplane::DestStats;
+    use holdfast_lb::sched::Kind;
+
+    fn status(state: State) -> crate::dump::Status {
+        let mut stats = holdfast_vrrp::router::Stats {
+            adverts_sent: 12,
+            ..Default::default()
+        };
+        stats.drops.push((Drop::AuthFailure, 3));
+        crate::dump::Status {
+            ifname: "eth0".into(),
+            vrid: 51,
+            version: 2,
+            state,
+            priority: 150,
+            effective: 140,
+            advert_int: 1.0,
+            master: None,
+            master_priority: None,
+            vips: vec!["10.0.0.100/24".into()],
+            stats,
+            since: std::time::SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn vrrp_and_real_servers_in_prometheus_text() {
+        let mut t = crate::dump::Table::new();
+        t.insert("VI_\"1\"".into(), status(State::Master));
+        let key = ServiceKey::tcp("10.0.0.100:3306".parse().unwrap());
+        let rs: SocketAddr = "10.0.0.2:3306".parse().unwrap();
+        let svc = ServiceStats {
+            key,
+            sched: Kind::Rr,
+            persistence: None,
+            dests: vec![DestStats {
+                addr: Some(rs),
+                weight: 1,
+                active: 2,
+                conns: 7,
+                bytes_in: 100,
+                ..DestStats::default()
+            }],
+        };
+        let mut r = Reloads::default();
+        r.record(false);
+        let text = render(&t, &[svc], &[(key, rs, true)], &r);
+        for line in [
+            "# TYPE holdfast_vrrp_state gauge",
+            r#"holdfast_vrrp_state{instance="VI_\"1\"",state="master"} 1"#,
+            r#"holdfast_vrrp_state{instance="VI_\"1\"",state="backup"} 0"#,
+            r#"holdfast_vrrp_effective_priority{instance="VI_\"1\""} 140"#,
+            r#"holdfast_vrrp_adverts_sent_total{instance="VI_\"1\""} 12"#,
+            r#"holdfast_vrrp_adverts_dropped_total{instance="VI_\"1\"",reason="auth_failure"} 3"#,
+            r#"holdfast_vrrp_adverts_dropped_total{instance="VI_\"1\"",reason="ttl"} 0"#,
+            r#"holdfast_real_server_up{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 1"#,
+            r#"holdfast_real_server_active_connections{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 2"#,
+            r#"holdfast_real_server_connections_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 7"#,
+            "holdfast_reloads_total 1",
+            "holdfast_reload_failures_total 1",
+            "holdfast_reload_last_success 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        // Every sample line belongs to a family announced before it.
+        let mut typed = std::collections::HashSet::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if !l.starts_with('#') {
+                let name = l.split(['{', ' ']).next().unwrap();
+                assert!(typed.contains(name), "{name} has no TYPE line");
+            }
+        }
+    }
+}
