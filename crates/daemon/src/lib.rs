@@ -11,5 +11,6 @@ pub mod plan;
 pub mod probes;
 pub mod run;
 pub mod script;
+pub mod systemd;
 pub mod track_file;
 pub mod track_process;

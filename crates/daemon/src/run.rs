@@ -307,6 +307,11 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
+    crate::systemd::ready(&format!(
+        "{} VRRP instance(s), {} virtual server(s)",
+        running.len(),
+        vs_plans.len()
+    ));
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
@@ -327,6 +332,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             _ = usr2.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.stats"), crate::dump::stats),
             _ = hup.recv() => {
                 log.main("Reloading");
+                crate::systemd::reloading();
                 match load_plan(&opts.file, &opts.config_id) {
                     Err(e) => {
                         log.main(&format!("Reload failed, keeping the running configuration: {e}"));
@@ -363,10 +369,16 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         log.main("Reload finished");
                     }
                 }
+                crate::systemd::ready(&format!(
+                    "{} VRRP instance(s), {} virtual server(s)",
+                    running.len(),
+                    vs_plans.len()
+                ));
             }
         }
     }
     log.main("Stopping");
+    crate::systemd::stopping();
     for t in vs_tasks.drain(..) {
         t.abort();
     }

@@ -30,6 +30,9 @@ use crate::{
     ServiceTable,
 };
 
+/// jhash's seed for sh, dh and mh.
+const JHASH_SEED: u32 = 0x686f_6c64;
+
 /// The default name of holdfast's table.
 pub const DEFAULT_TABLE: &str = "holdfast";
 
@@ -141,7 +144,9 @@ fn choice(spec: &ServiceSpec) -> Option<Choice> {
             hash_mod: u32::try_from(n).unwrap_or(u32::MAX),
             offset: None,
             expr: Box::new(of),
-            seed: None,
+            // Without a seed the kernel draws one per rule, and every table change would move
+            // hashed clients; a fixed one keeps the mapping across changes and restarts.
+            seed: Some(JHASH_SEED),
         }))
     };
     let source = || {

@@ -131,6 +131,20 @@ fn sh_keeps_a_client_on_one_server_and_wrr_follows_weights() {
     for _ in 0..5 {
         assert_eq!(hello("10.0.0.1:3306").0, first);
     }
+    // Another service added rewrites the table: the hash (and its seed) stays, so the client
+    // stays where it was.
+    let mut other = spec(Kind::Rr, &[(a, 1)]);
+    other.key = ServiceKey::tcp("10.0.0.1:3307".parse().unwrap());
+    for _ in 0..3 {
+        plane
+            .apply(&vec![spec(Kind::Sh, &[(a, 1), (b, 1)]), other.clone()])
+            .unwrap();
+        assert_eq!(hello("10.0.0.1:3306").0, first);
+        plane
+            .apply(&vec![spec(Kind::Sh, &[(a, 1), (b, 1)])])
+            .unwrap();
+        assert_eq!(hello("10.0.0.1:3306").0, first);
+    }
     plane
         .apply(&vec![spec(Kind::Wrr, &[(a, 3), (b, 1)])])
         .unwrap();
