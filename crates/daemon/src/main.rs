@@ -59,6 +59,10 @@ enum Command {
         #[arg(long)]
         detail: bool,
     },
+    /// (packaging) Print the holdfast(8) manual page, generated from this command line, in
+    /// roff.
+    #[command(hide = true)]
+    Man,
     /// (internal) The lab's client write loop, run inside the client namespace.
     #[command(hide = true)]
     LabClient {
@@ -195,6 +199,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(keepalived_args(std::env::args().collect()));
     match cli.command {
         Command::Lab(args) => lab(args),
+        Command::Man => {
+            use clap::CommandFactory;
+            let page = clap_mangen::Man::new(Cli::command()).section("8");
+            match page.render(&mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("holdfast man: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Guardian { detail } => holdfast::guardian::main(detail),
         Command::Enable { vs, rs, socket } => admin("enable", &vs, &rs, &socket),
         Command::Disable { vs, rs, socket } => admin("disable", &vs, &rs, &socket),
