@@ -166,9 +166,83 @@ impl Logger {
     }
 }
 
+/// Dropped-advert lines, rate limited per reason: a flood of bad adverts is counted in full
+/// (the router's counters) but logged as the first [`DropLog::BURST`] lines of each
+/// [`DropLog::WINDOW`], then one line saying how many more there were.
+#[derive(Default)]
+pub struct DropLog {
+    windows: Mutex<std::collections::HashMap<holdfast_vrrp::router::Drop, Window>>,
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl DropLog {
+    /// Lines per reason per window.
+    pub const BURST: u32 = 5;
+    /// The window.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Whether to log this drop now, and how many earlier ones of the same reason went
+    /// unlogged (reported once, when their window has passed).
+    pub fn admit(
+        &self,
+        reason: holdfast_vrrp::router::Drop,
+        now: std::time::Instant,
+    ) -> (bool, Option<u64>) {
+        let Ok(mut m) = self.windows.lock() else {
+            return (true, None);
+        };
+        let w = m.entry(reason).or_insert(Window {
+            start: now,
+            logged: 0,
+            suppressed: 0,
+        });
+        let mut summary = None;
+        if now.duration_since(w.start) >= Self::WINDOW {
+            if w.suppressed > 0 {
+                summary = Some(w.suppressed);
+            }
+            *w = Window {
+                start: now,
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if w.logged < Self::BURST {
+            w.logged += 1;
+            (true, summary)
+        } else {
+            w.suppressed += 1;
+            (false, summary)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drop_lines_are_limited_per_reason_and_the_rest_reported() {
+        use holdfast_vrrp::router::Drop;
+        let d = DropLog::default();
+        let t0 = std::time::Instant::now();
+        let logged = (0..100)
+            .filter(|_| d.admit(Drop::AuthFailure, t0).0)
+            .count();
+        assert_eq!(logged, DropLog::BURST as usize);
+        // Another reason has its own allowance.
+        assert_eq!(d.admit(Drop::Ttl, t0), (true, None));
+        // After the window: logged again, with the count of what was not.
+        let later = t0 + DropLog::WINDOW;
+        assert_eq!(d.admit(Drop::AuthFailure, later), (true, Some(95)));
+        assert_eq!(d.admit(Drop::AuthFailure, later), (true, None));
+    }
 
     #[test]
     fn syslog_lines_carry_priority_ident_and_pid() {

@@ -479,6 +479,8 @@ struct Io {
     log: Logger,
     ifindexes: Vec<u32>,
     events: mpsc::UnboundedSender<(String, State, bool)>,
+    /// Dropped-advert lines, rate limited (the counters count every one).
+    drop_log: crate::logging::DropLog,
 }
 
 impl Io {
@@ -630,7 +632,22 @@ impl Io {
                     self.log,
                 );
             }
-            Output::Log(l) => self.log.router(&l),
+            Output::Log(l) => {
+                if let holdfast_vrrp::router::Log::Dropped(name, reason, _) = &l {
+                    let (now, earlier) = self.drop_log.admit(*reason, std::time::Instant::now());
+                    if let Some(n) = earlier {
+                        self.log.vrrp(&format!(
+                            "({name}) {n} more adverts dropped for the same reason were not logged (rate limit: {} lines per {} s)",
+                            crate::logging::DropLog::BURST,
+                            crate::logging::DropLog::WINDOW.as_secs()
+                        ));
+                    }
+                    if !now {
+                        return;
+                    }
+                }
+                self.log.router(&l)
+            }
         }
     }
 }
@@ -717,6 +734,7 @@ async fn instance(
         log,
         ifindexes,
         events: sh.events.clone(),
+        drop_log: crate::logging::DropLog::default(),
     };
     // keepalived: VIPs left over from a crash are removed at start.
     if log.detail {

@@ -1,0 +1,198 @@
+//! Malformed and hostile adverts end to end (as root, in namespaces the test creates): a node
+//! sends crafted VRRP packets — wrong TTL, wrong password, bad checksum, truncated, an address
+//! count larger than the packet, and a flood of 10 000 a second — at holdfast, which stays
+//! MASTER, counts each class (Prometheus endpoint), logs them in keepalived's words but rate
+//! limited, and spends bounded CPU on the flood.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use holdfast_lab::netns;
+use holdfast_vrrp::wire::{ChecksumForm, checksum};
+
+const SEC: Duration = Duration::from_secs(1);
+
+const CONF: &str = "global_defs {
+    metrics_listen 127.0.0.1:9651
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass good
+    }
+    virtual_ipaddress {
+        10.77.0.100/24
+    }
+}
+";
+
+/// A VRRPv2 advert for VRID 51 from a priority-200 router, as keepalived would send it.
+fn advert(pass: &[u8], count: u8) -> Vec<u8> {
+    let mut m = vec![0x21, 51, 200, count, 1, 1, 0, 0];
+    m.extend_from_slice(&[10, 77, 0, 100]);
+    let mut auth = [0u8; 8];
+    auth[..pass.len()].copy_from_slice(pass);
+    m.extend_from_slice(&auth);
+    let c = checksum(&m, ChecksumForm::MessageOnly, None);
+    m[6..8].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// A raw IPv4 socket in node `n`'s namespace that writes whole packets (header included).
+fn raw_socket(lab: &netns::Lab, n: usize) -> socket2::Socket {
+    let ns = std::fs::File::open(format!("/run/netns/{}", lab.ns(n))).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::RAW,
+                Some(socket2::Protocol::from(112)),
+            )
+            .unwrap();
+            sock.set_header_included_v4(true).unwrap();
+            sock.set_multicast_if_v4(&Ipv4Addr::new(10, 77, 0, 2))
+                .unwrap();
+            sock
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// Sends `payload` to 224.0.0.18 from 10.77.0.2 with `ttl` (the kernel fills length, id and
+/// the header checksum).
+fn send(sock: &socket2::Socket, ttl: u8, payload: &[u8]) {
+    let mut p = vec![0x45, 0xc0, 0, 0, 0, 0, 0, 0, ttl, 112, 0, 0];
+    p.extend_from_slice(&[10, 77, 0, 2]);
+    p.extend_from_slice(&[224, 0, 0, 18]);
+    p.extend_from_slice(payload);
+    let dst = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0);
+    sock.send_to(&p, &dst.into()).unwrap();
+}
+
+fn scrape(lab: &netns::Lab) -> String {
+    lab.output(
+        1,
+        &[
+            "timeout",
+            "3",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9651 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+        ],
+    )
+}
+
+fn dropped(text: &str, reason: &str) -> u64 {
+    let prefix =
+        format!(r#"holdfast_vrrp_adverts_dropped_total{{instance="VI_1",reason="{reason}"}} "#);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the `reason` counter reaches `want`.
+fn counted(lab: &netns::Lab, reason: &str, want: u64) -> String {
+    let deadline = Instant::now() + 10 * SEC;
+    loop {
+        let text = scrape(lab);
+        if dropped(&text, reason) >= want {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{reason}: {} of {want} counted\n{text}",
+            dropped(&text, reason)
+        );
+        std::thread::sleep(SEC / 5);
+    }
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let mut lb = lab.holdfast(1, CONF);
+    lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let sock = raw_socket(&lab, 2);
+    let backups_before = lb.count("Entering BACKUP STATE");
+
+    // Each class, 20 times. Every one would otherwise take the VIP (priority 200 > 150).
+    let good = advert(b"good", 1);
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0xff;
+    let cases: [(&str, u8, Vec<u8>); 5] = [
+        ("ttl", 64, good.clone()),
+        ("auth_failure", 255, advert(b"wrong", 1)),
+        ("checksum", 255, bad_sum),
+        ("length", 255, good[..10].to_vec()),
+        ("length", 255, advert(b"good", 200)),
+    ];
+    let mut want = std::collections::HashMap::new();
+    for (reason, ttl, payload) in &cases {
+        for _ in 0..20 {
+            send(&sock, *ttl, payload);
+        }
+        *want.entry(*reason).or_insert(0) += 20;
+    }
+    for (reason, n) in &want {
+        counted(&lab, reason, *n);
+    }
+    // keepalived's words for them.
+    lb.wait_for("(VI_1) invalid TTL/HL. Received 64 and expect 255", SEC);
+    lb.wait_for("(VI_1) received an invalid passwd!", SEC);
+    lb.wait_for("(VI_1) Invalid VRRPv2 checksum", SEC);
+
+    // A flood: 10 000 a second of wrong-password adverts for 2 s.
+    let pid = lb.pid();
+    let before = cpu(pid);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let bad = advert(b"wrong", 1);
+    while start.elapsed() < 2 * SEC {
+        for _ in 0..100 {
+            send(&sock, 255, &bad);
+        }
+        sent += 100;
+        let due = start + Duration::from_micros(sent * 100);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let text = counted(&lab, "auth_failure", 20 + sent);
+    let used = cpu(pid) - before;
+    let wall = start.elapsed().as_secs_f64();
+    assert!(
+        used < 0.5 * wall,
+        "holdfast used {used:.2} s of CPU for {sent} adverts in {wall:.2} s"
+    );
+    // Logged with a limit: a handful of lines, not one per advert.
+    let lines = lb.count("received an invalid passwd");
+    assert!(lines <= 20, "{lines} lines for {sent} bad adverts");
+    // Nothing changed hands: still MASTER at its own priority.
+    assert!(
+        text.lines()
+            .any(|l| l == r#"holdfast_vrrp_state{instance="VI_1",state="master"} 1"#),
+        "{text}"
+    );
+    assert_eq!(lb.count("Entering BACKUP STATE"), backups_before);
+    eprintln!("flood: {sent} adverts in {wall:.2} s, holdfast CPU {used:.2} s");
+}
