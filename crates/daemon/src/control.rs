@@ -85,7 +85,7 @@ async fn answer(stream: tokio::net::UnixStream, src: Sources) -> std::io::Result
     w.shutdown().await
 }
 
-/// Answers one request: `{"command":"status"}`, or `{"command":"enable"|"disable",
+/// Answers one request: `{"command":"status"|"dump"|"stats"}`, or `{"command":"enable"|"disable",
 /// "vs":"IP:PORT","rs":"IP:PORT"}`.
 pub async fn handle(line: &[u8], src: &Sources) -> Value {
     let req: Value = match serde_json::from_slice(line) {
@@ -94,6 +94,20 @@ pub async fn handle(line: &[u8], src: &Sources) -> Value {
     };
     match req.get("command").and_then(Value::as_str) {
         Some("status") => status(src),
+        // What SIGUSR1 and SIGUSR2 write to keepalived.data and keepalived.stats.
+        Some(c @ ("dump" | "stats")) => {
+            let text = src.vrrp.lock().map(|t| {
+                if c == "dump" {
+                    crate::dump::data(&t)
+                } else {
+                    crate::dump::stats(&t)
+                }
+            });
+            match text {
+                Ok(t) => json!({ "text": t }),
+                Err(_) => json!({"error": "status table unavailable"}),
+            }
+        }
         Some(c @ ("enable" | "disable")) => {
             let addr = |k: &str| -> Result<std::net::SocketAddr, String> {
                 let v = req.get(k).and_then(Value::as_str).unwrap_or("");

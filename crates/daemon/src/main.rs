@@ -153,6 +153,20 @@ enum Command {
         #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Print what keepalived writes to keepalived.data on SIGUSR1 (each instance's state,
+    /// priorities, master, VIPs), from the running daemon.
+    Dump {
+        /// The daemon's control socket (global_defs control_socket).
+        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Print what keepalived writes to keepalived.stats on SIGUSR2 (advert, error and
+    /// transition counters per instance), from the running daemon.
+    Stats {
+        /// The daemon's control socket (global_defs control_socket).
+        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Let a real server back in: clears `holdfast disable` and a `readmit manual` hold.
     Enable {
         /// The virtual server, IP:PORT.
@@ -195,10 +209,37 @@ enum Command {
     },
 }
 
+/// `holdfast dump|stats`: the daemon's text for SIGUSR1/SIGUSR2's files.
+fn text_request(socket: &std::path::Path, command: &str) -> ExitCode {
+    match holdfast::control::request(socket, command) {
+        Ok(v) => match v.get("text").and_then(|t| t.as_str()) {
+            Some(t) => {
+                print!("{t}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "holdfast {command}: {}",
+                    v.get("error")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or("no answer")
+                );
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("holdfast {command}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(keepalived_args(std::env::args().collect()));
     match cli.command {
         Command::Lab(args) => lab(args),
+        Command::Dump { socket } => text_request(&socket, "dump"),
+        Command::Stats { socket } => text_request(&socket, "stats"),
         Command::Man => {
             use clap::CommandFactory;
             let page = clap_mangen::Man::new(Cli::command()).section("8");

@@ -443,7 +443,9 @@ fn wait_file(path: &std::path::Path, must_contain: &str) -> String {
 #[test]
 fn sigusr1_and_sigusr2_write_keepalived_style_data_and_stats_files() {
     let mut lab = lab(1);
-    let mut n1 = lab.holdfast(1, &conf(150, "", ""));
+    let socket = lab.dir().join("control.sock");
+    let global = format!("control_socket {}", socket.display());
+    let mut n1 = lab.holdfast(1, &conf(150, "", &global));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n1.signal("USR1");
     let data = wait_file(&lab.dir().join("keepalived.data"), "State = MASTER");
@@ -453,6 +455,29 @@ fn sigusr1_and_sigusr2_write_keepalived_style_data_and_stats_files() {
     n1.signal("USR2");
     let stats = wait_file(&lab.dir().join("keepalived.stats"), "VRRP Instance: VI_1");
     assert!(stats.contains("  Became master: 1\n"), "{stats}");
+    // `holdfast dump` prints what SIGUSR1 writes; `holdfast stats` has SIGUSR2's layout.
+    let ask = |cmd: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args([cmd, "-s"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(ask("dump"), data);
+    let live = ask("stats");
+    let heads = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.split(':').next().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(heads(&live), heads(&stats), "{live}");
+    assert!(live.contains("  Became master: 1\n"), "{live}");
 }
 
 fn group_conf(priority: u8, flag: Option<&std::path::Path>) -> String {
