@@ -1,0 +1,197 @@
+//! Footprint benchmark: resident memory and CPU of holdfast against keepalived 2.2.7 running
+//! the same 1, 100 and 1 000 VRRPv3 instances at advert_int 0.1 s (10 adverts a second each),
+//! alone on their links so every instance is MASTER and sending. Each daemon runs by itself in
+//! a network namespace this benchmark creates (veth pairs with both ends inside, 250 VRIDs per
+//! link); memory is the sum of VmRSS over the namespace's processes (keepalived's parent and
+//! VRRP child; holdfast and its guardian) after settling, CPU their user+system time over a
+//! measuring window. Prints the figures and holdfast/keepalived ratios.
+//!
+//! Needs root and keepalived (`scripts/test` installs it).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
+
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(3);
+const WINDOW: Duration = Duration::from_secs(5);
+const PER_LINK: usize = 250;
+
+fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("ip");
+    assert!(st.success(), "ip {}", args.join(" "));
+}
+
+/// A namespace with `links` veth pairs (eth0/peer0, eth1/peer1, …), deleted when dropped.
+struct Ns(String);
+
+impl Ns {
+    fn new(tag: &str, links: usize) -> Ns {
+        let name = format!("hfscale-{tag}-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        for i in 0..links {
+            let (a, b) = (format!("eth{i}"), format!("peer{i}"));
+            ip(&[
+                "-n", &name, "link", "add", &a, "type", "veth", "peer", "name", &b,
+            ]);
+            ip(&[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("10.{}.0.1/16", 100 + i),
+                "dev",
+                &a,
+            ]);
+            ip(&["-n", &name, "link", "set", &a, "up"]);
+            ip(&["-n", &name, "link", "set", &b, "up"]);
+        }
+        Ns(name)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.0])
+            .output()
+            .expect("ip netns pids");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `n` VRRPv3 instances at 0.1 s, 250 to a link, one VIP each.
+fn config(n: usize, dir: &std::path::Path) -> String {
+    let mut c = format!(
+        "global_defs {{\n    vrrp_version 3\n    control_socket {}/control.sock\n}}\n",
+        dir.display()
+    );
+    for i in 0..n {
+        let (link, vrid) = (i / PER_LINK, i % PER_LINK + 1);
+        let _ = write!(
+            c,
+            "vrrp_instance VI_{i} {{\n    state BACKUP\n    interface eth{link}\n    virtual_router_id {vrid}\n    priority 100\n    advert_int 0.1\n    virtual_ipaddress {{\n        10.{}.{}.{}/32\n    }}\n}}\n",
+            100 + link,
+            1 + vrid / 200,
+            vrid % 200 + 10
+        );
+    }
+    c
+}
+
+/// (VmRSS kB, user+system seconds) summed over `pids`.
+fn usage(pids: &[u32]) -> (u64, f64) {
+    let mut rss = 0;
+    let mut cpu = 0.0;
+    for pid in pids {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            rss += s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some(i) = s.rfind(") ")
+        {
+            let f: Vec<&str> = s[i + 2..].split_whitespace().collect();
+            let t: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+                + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            cpu += t / 100.0;
+        }
+    }
+    (rss, cpu)
+}
+
+/// Runs one daemon on `n` instances: (RSS MB, CPU % of one core).
+fn measure(daemon: &str, n: usize) -> (f64, f64) {
+    let links = n.div_ceil(PER_LINK).max(1);
+    let ns = Ns::new(daemon, links);
+    let dir = std::env::temp_dir().join(&ns.0);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("scale.conf");
+    std::fs::write(&conf, config(n, &dir)).unwrap();
+    let conf = conf.to_str().unwrap().to_owned();
+    let mut child: Child = match daemon {
+        "holdfast" => Command::new("ip")
+            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_holdfast")])
+            .args(["run", "-n", "-G", "-P", "--data-dir"])
+            .arg(&dir)
+            .args(["-f", &conf])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("holdfast"),
+        _ => Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "keepalived",
+                "-n",
+                "-P",
+                "-f",
+                &conf,
+            ])
+            .arg(format!("--pid={}/ka.pid", dir.display()))
+            .arg(format!("--vrrp_pid={}/ka-vrrp.pid", dir.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keepalived (scripts/test installs it)"),
+    };
+    std::thread::sleep(SETTLE);
+    let pids = ns.pids();
+    let (_, before) = usage(&pids);
+    let start = Instant::now();
+    std::thread::sleep(WINDOW);
+    let (rss, after) = usage(&pids);
+    let secs = start.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+    (rss as f64 / 1024.0, 100.0 * (after - before) / secs)
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the scale benchmark needs root: it runs daemons in network namespaces");
+    }
+    println!(
+        "footprint (VRRPv3, advert_int 0.1 s, every instance MASTER; RSS after {} s, CPU over {} s)",
+        SETTLE.as_secs(),
+        WINDOW.as_secs()
+    );
+    println!(
+        "{:>9} {:>14} {:>14} {:>8} {:>14} {:>14} {:>8}",
+        "instances",
+        "holdfast MB",
+        "keepalived MB",
+        "ratio",
+        "holdfast CPU%",
+        "keepalived CPU%",
+        "ratio"
+    );
+    for n in [1, 100, 1000] {
+        let (hm, hc) = measure("holdfast", n);
+        let (km, kc) = measure("keepalived", n);
+        println!(
+            "{n:>9} {hm:>14.1} {km:>14.1} {:>8.2} {hc:>14.1} {kc:>14.1} {:>8.2}",
+            hm / km,
+            if kc > 0.0 { hc / kc } else { f64::NAN }
+        );
+    }
+}
