@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod plan;
 pub mod probes;
 pub mod run;
+pub mod rx;
 pub mod script;
 pub mod systemd;
 pub mod track_file;

@@ -685,20 +685,38 @@ async fn instance(
         .map(|v| iface::index(&v.dev))
         .collect::<std::io::Result<Vec<_>>>()?;
     let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
-    let (sock, announcer, src) = match plan.router.mcast_group {
+    let vrid = plan.router.vrid;
+    let group = (!unicast).then_some(plan.router.mcast_group);
+    let (sock, mut pkt_rx, _subscription, announcer, src) = match plan.router.mcast_group {
         IpAddr::V4(g) => {
             let src = match plan.src {
                 Some(s) => Some(s),
                 None => vip::primary_v4(&nl, ifindex, &vip_addrs).await?,
             };
-            let sock = VrrpSocketV4::open(
-                &plan.ifname,
-                ifindex,
-                (!unicast).then_some(g),
-                plan.unicast_ttl,
+            let key = crate::rx::Key {
+                ifname: plan.ifname.clone(),
+                group,
+                v6_src: None,
+                unicast_ttl: plan.unicast_ttl,
+            };
+            let (sock, rx, sub) = crate::rx::subscribe(
+                key,
+                vrid,
+                || {
+                    VrrpSocketV4::open(
+                        &plan.ifname,
+                        ifindex,
+                        (!unicast).then_some(g),
+                        plan.unicast_ttl,
+                    )
+                    .map(VrrpSocket::V4)
+                },
+                log,
             )?;
             (
-                VrrpSocket::V4(sock),
+                sock,
+                rx,
+                sub,
                 Announcer::Arp(Garp::open(ifindex, mac)?),
                 src,
             )
@@ -715,15 +733,30 @@ async fn instance(
                     plan.ifname
                 );
             };
-            let sock = VrrpSocketV6::open(&plan.ifname, ifindex, ll, (!unicast).then_some(g))?;
+            let key = crate::rx::Key {
+                ifname: plan.ifname.clone(),
+                group,
+                v6_src: Some(IpAddr::V6(ll)),
+                unicast_ttl: plan.unicast_ttl,
+            };
+            let (sock, rx, sub) = crate::rx::subscribe(
+                key,
+                vrid,
+                || {
+                    VrrpSocketV6::open(&plan.ifname, ifindex, ll, (!unicast).then_some(g))
+                        .map(VrrpSocket::V6)
+                },
+                log,
+            )?;
             (
-                VrrpSocket::V6(sock),
+                sock,
+                rx,
+                sub,
                 Announcer::Na(Unsolicited::open(&plan.ifname, ifindex, mac, ll)?),
                 src,
             )
         }
     };
-    let sock = Arc::new(sock);
     let mut io = Io {
         last_words: Vec::new(),
         plan: plan.clone(),
@@ -749,30 +782,7 @@ async fn instance(
         Input::Link(plan.dont_track_primary || iface::is_up(&plan.ifname).unwrap_or(false)),
     );
 
-    // Packets: a blocking reader thread feeding the driver.
-    let (pkt_tx, mut pkt_rx) = mpsc::channel(256);
-    {
-        let sock = sock.clone();
-        let name = plan.name.clone();
-        std::thread::Builder::new()
-            .name(format!("vrrp-rx-{name}"))
-            .spawn(move || {
-                while !pkt_tx.is_closed() {
-                    match sock.recv() {
-                        Ok(Some(p)) => {
-                            if pkt_tx.blocking_send(p).is_err() {
-                                break;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            log.vrrp(&format!("({name}) receive error: {e}"));
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                    }
-                }
-            })?;
-    }
+    // Packets of this VRID arrive on pkt_rx from the interface's shared reader (crate::rx).
 
     // Trackers and the instance's own link.
     let (trk_tx, mut trk_rx) = mpsc::channel::<TrackEv>(64);
@@ -874,6 +884,13 @@ async fn instance(
                             } else {
                                 format!("Deassigned address {} from interface {}", c.addr, plan.ifname)
                             });
+                        }
+                        // An added address cannot displace a primary (it is secondary or
+                        // comes after it), and only removing the source can lose it: ask the
+                        // kernel only then, not for every VIP another instance sets.
+                        let relevant = if c.added { io.src.is_none() } else { io.src == Some(c.addr) };
+                        if !relevant {
+                            continue;
                         }
                         let now_src = match plan.router.mcast_group {
                             IpAddr::V4(_) => vip::primary_v4(&io.nl, ifindex, &vip_addrs).await,

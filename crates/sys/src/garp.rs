@@ -33,8 +33,9 @@ pub struct Garp {
 impl Garp {
     /// Opens the socket for interface `ifindex` with hardware address `mac`.
     pub fn open(ifindex: u32, mac: [u8; 6]) -> io::Result<Garp> {
-        let proto = socket2::Protocol::from(i32::from(ETH_P_ARP.to_be()));
-        let sock = Socket::new(Domain::PACKET, Type::RAW, Some(proto))?;
+        // Protocol 0: a send-only packet socket. With ETH_P_ARP it would also receive every
+        // ARP frame of every interface, once per VRRP instance.
+        let sock = Socket::new(Domain::PACKET, Type::RAW, Some(socket2::Protocol::from(0)))?;
         Ok(Garp {
             sock,
             addr: link_addr(ifindex)?,
@@ -46,6 +47,34 @@ impl Garp {
     pub fn send(&self, ip: Ipv4Addr) -> io::Result<()> {
         self.sock.send_to(&frame(self.mac, ip), &self.addr)?;
         Ok(())
+    }
+}
+
+/// `ICMP6_FILTER` (netinet/icmp6.h; not in the libc crate).
+const ICMP6_FILTER: libc::c_int = 1;
+
+/// Send-only: an ICMPv6 raw socket would otherwise receive every ICMPv6 message on the
+/// link (neighbour discovery included), once per VRRP instance.
+#[allow(unsafe_code)]
+fn block_all_icmpv6(sock: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // struct icmp6_filter: a bit set per type, 1 = block (RFC 3542 §3.2).
+    let filter = [u32::MAX; 8];
+    // SAFETY: ICMP6_FILTER at IPPROTO_ICMPV6 takes a struct icmp6_filter (eight 32-bit
+    // words); `filter` is one, alive for the call, and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            ICMP6_FILTER,
+            filter.as_ptr().cast(),
+            std::mem::size_of_val(&filter) as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -101,6 +130,7 @@ impl Unsolicited {
         src: std::net::Ipv6Addr,
     ) -> io::Result<Unsolicited> {
         let sock = Socket::new(Domain::IPV6, Type::RAW, Some(socket2::Protocol::ICMPV6))?;
+        block_all_icmpv6(&sock)?;
         sock.bind_device(Some(ifname.as_bytes()))?;
         sock.set_multicast_hops_v6(255)?;
         sock.set_multicast_if_v6(ifindex)?;
