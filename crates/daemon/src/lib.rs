@@ -7,6 +7,7 @@ pub mod host;
 pub mod logging;
 pub mod lvs;
 pub mod metrics;
+pub mod nlhub;
 pub mod plan;
 pub mod probes;
 pub mod run;

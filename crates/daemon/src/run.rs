@@ -983,27 +983,21 @@ async fn link_watch(ifname: String, tx: mpsc::Sender<TrackEv>) {
 
 /// Address changes on the instance's interface, from rtnetlink notifications.
 async fn addr_watch(ifindex: u32, tx: mpsc::Sender<TrackEv>) {
-    let (atx, mut arx) = mpsc::channel(16);
-    let task = tokio::spawn(async move {
-        let _ = holdfast_sys::link::watch_addresses(ifindex, atx).await;
-    });
+    let mut arx = crate::nlhub::addresses(ifindex);
     while let Some(c) = arx.recv().await {
         if tx.send(TrackEv::Addr(c)).await.is_err() {
             break;
         }
     }
-    task.abort();
 }
 
 /// Link up/down changes of `ifname` from rtnetlink notifications.
 fn netlink_link_events(ifname: &str) -> mpsc::Receiver<bool> {
-    let (ltx, lrx) = mpsc::channel(8);
-    if let Ok(ifindex) = iface::index(ifname) {
-        tokio::spawn(async move {
-            let _ = holdfast_sys::link::watch(ifindex, ltx).await;
-        });
+    match iface::index(ifname) {
+        Ok(ifindex) => crate::nlhub::links(ifindex),
+        // No such interface (yet): nothing will be reported.
+        Err(_) => mpsc::channel(1).1,
     }
-    lrx
 }
 
 /// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results

@@ -51,6 +51,35 @@ pub async fn watch(ifindex: u32, tx: mpsc::Sender<bool>) -> io::Result<()> {
     Ok(())
 }
 
+/// Subscribes to link notifications and forwards every interface's state, as (ifindex, up),
+/// to `tx` — one socket for all the instances of a process. Returns when `tx` is closed.
+pub async fn watch_all(tx: mpsc::Sender<(u32, bool)>) -> io::Result<()> {
+    let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
+    conn.socket_mut()
+        .socket_mut()
+        .bind(&netlink_sys::SocketAddr::new(
+            0,
+            rtnetlink::constants::RTMGRP_LINK,
+        ))?;
+    let task = tokio::spawn(conn);
+    while let Some((msg, _)) = messages.next().await {
+        let ev = match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                (l.header.index, is_up(&l))
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                (l.header.index, false)
+            }
+            _ => continue,
+        };
+        if tx.send(ev).await.is_err() {
+            break;
+        }
+    }
+    task.abort();
+    Ok(())
+}
+
 /// An address appearing on or leaving an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrChange {
@@ -63,6 +92,20 @@ pub struct AddrChange {
 /// Subscribes to address notifications (IPv4 and IPv6) and forwards those of `ifindex` to
 /// `tx`. Returns when `tx` is closed.
 pub async fn watch_addresses(ifindex: u32, tx: mpsc::Sender<AddrChange>) -> io::Result<()> {
+    let (all_tx, mut all_rx) = mpsc::channel(64);
+    let task = tokio::spawn(watch_addresses_all(all_tx));
+    while let Some((index, c)) = all_rx.recv().await {
+        if index == ifindex && tx.send(c).await.is_err() {
+            break;
+        }
+    }
+    task.abort();
+    Ok(())
+}
+
+/// Address notifications of every interface, as (ifindex, change) — one socket for all the
+/// instances of a process. Returns when `tx` is closed.
+pub async fn watch_addresses_all(tx: mpsc::Sender<(u32, AddrChange)>) -> io::Result<()> {
     use netlink_packet_route::address::{AddressAttribute, AddressMessage};
     let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
     let groups =
@@ -87,15 +130,11 @@ pub async fn watch_addresses(ifindex: u32, tx: mpsc::Sender<AddrChange>) -> io::
     };
     while let Some((msg, _)) = messages.next().await {
         let change = match &msg.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m))
-                if m.header.index == ifindex =>
-            {
-                addr_of(m).map(|addr| AddrChange { addr, added: true })
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m)) => {
+                addr_of(m).map(|addr| (m.header.index, AddrChange { addr, added: true }))
             }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m))
-                if m.header.index == ifindex =>
-            {
-                addr_of(m).map(|addr| AddrChange { addr, added: false })
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m)) => {
+                addr_of(m).map(|addr| (m.header.index, AddrChange { addr, added: false }))
             }
             _ => None,
         };
