@@ -208,6 +208,25 @@ fn spawn_instance(
     (tx, task)
 }
 
+/// Address dumps in turn: the instances share one rtnetlink request connection
+/// ([`shared_nl`]) and the kernel refuses a second dump in flight on one socket (EBUSY).
+static DUMPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The process's rtnetlink request connection (VIP changes and address dumps), opened on first
+/// use. One per instance cost 72 KiB of buffers each.
+fn shared_nl() -> std::io::Result<Handle> {
+    static NL: std::sync::Mutex<Option<Handle>> = std::sync::Mutex::new(None);
+    let mut g = NL
+        .lock()
+        .map_err(|_| std::io::Error::other("netlink handle poisoned"))?;
+    if let Some(h) = g.as_ref() {
+        return Ok(h.clone());
+    }
+    let h = vip::connect()?;
+    *g = Some(h.clone());
+    Ok(h)
+}
+
 /// Runs the plan until SIGTERM/SIGINT.
 pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()> {
     let log = opts.log;
@@ -523,7 +542,10 @@ impl Io {
             .iter()
             .filter(|s| only.is_none_or(|o| o.contains(&s.addr)))
         {
-            if let Err(e) = vip::del(&self.nl, s).await {
+            let dump = DUMPS.lock().await;
+            let done = vip::del(&self.nl, s).await;
+            drop(dump);
+            if let Err(e) = done {
                 self.log.vrrp(&format!(
                     "({}) cannot remove VIP {}/{}: {e}",
                     self.plan.name, s.addr, s.prefix
@@ -670,9 +692,7 @@ async fn instance(
     sh: Shared,
 ) -> anyhow::Result<()> {
     let (log, keep_vips, guardian) = (sh.log, sh.keep_vips, sh.guardian.clone());
-    // One netlink socket per instance: the kernel refuses a second dump in flight on the
-    // same socket (EBUSY), and instances work concurrently.
-    let nl = vip::connect()?;
+    let nl = shared_nl()?;
     let epoch = std::time::Instant::now();
     let now = move || Instant::from_epoch(epoch.elapsed());
     let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
@@ -691,7 +711,10 @@ async fn instance(
         IpAddr::V4(g) => {
             let src = match plan.src {
                 Some(s) => Some(s),
-                None => vip::primary_v4(&nl, ifindex, &vip_addrs).await?,
+                None => {
+                    let _dump = DUMPS.lock().await;
+                    vip::primary_v4(&nl, ifindex, &vip_addrs).await?
+                }
             };
             let key = crate::rx::Key {
                 ifname: plan.ifname.clone(),
@@ -724,7 +747,10 @@ async fn instance(
         IpAddr::V6(g) => {
             let src = match plan.src {
                 Some(s) => Some(s),
-                None => vip::link_local_v6(&nl, ifindex).await?,
+                None => {
+                    let _dump = DUMPS.lock().await;
+                    vip::link_local_v6(&nl, ifindex).await?
+                }
             };
             let Some(IpAddr::V6(ll)) = src else {
                 anyhow::bail!(
@@ -892,10 +918,12 @@ async fn instance(
                         if !relevant {
                             continue;
                         }
+                        let _dump = DUMPS.lock().await;
                         let now_src = match plan.router.mcast_group {
                             IpAddr::V4(_) => vip::primary_v4(&io.nl, ifindex, &vip_addrs).await,
                             IpAddr::V6(_) => vip::link_local_v6(&io.nl, ifindex).await,
                         };
+                        drop(_dump);
                         if let Ok(a) = now_src && a != io.src {
                             io.src = a;
                             router.handle(now(), Input::SourceAddr(a));
