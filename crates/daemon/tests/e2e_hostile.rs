@@ -35,7 +35,11 @@ vrrp_instance VI_1 {
 
 /// A VRRPv2 advert for VRID 51 from a priority-200 router, as keepalived would send it.
 fn advert(pass: &[u8], count: u8) -> Vec<u8> {
-    let mut m = vec![0x21, 51, 200, count, 1, 1, 0, 0];
+    advert_for(51, pass, count)
+}
+
+fn advert_for(vrid: u8, pass: &[u8], count: u8) -> Vec<u8> {
+    let mut m = vec![0x21, vrid, 200, count, 1, 1, 0, 0];
     m.extend_from_slice(&[10, 77, 0, 100]);
     let mut auth = [0u8; 8];
     auth[..pass.len()].copy_from_slice(pass);
@@ -70,12 +74,15 @@ fn raw_socket(lab: &netns::Lab, n: usize) -> socket2::Socket {
 /// Sends `payload` to 224.0.0.18 from 10.77.0.2 with `ttl` (the kernel fills length, id and
 /// the header checksum).
 fn send(sock: &socket2::Socket, ttl: u8, payload: &[u8]) {
+    send_to(sock, Ipv4Addr::new(224, 0, 0, 18), ttl, payload);
+}
+
+fn send_to(sock: &socket2::Socket, dst: Ipv4Addr, ttl: u8, payload: &[u8]) {
     let mut p = vec![0x45, 0xc0, 0, 0, 0, 0, 0, 0, ttl, 112, 0, 0];
     p.extend_from_slice(&[10, 77, 0, 2]);
-    p.extend_from_slice(&[224, 0, 0, 18]);
+    p.extend_from_slice(&dst.octets());
     p.extend_from_slice(payload);
-    let dst = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0);
-    sock.send_to(&p, &dst.into()).unwrap();
+    sock.send_to(&p, &SocketAddrV4::new(dst, 0).into()).unwrap();
 }
 
 fn scrape(lab: &netns::Lab) -> String {
@@ -156,6 +163,11 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     for (reason, n) in &want {
         counted(&lab, reason, *n);
     }
+    // Another VRID on the link is nobody's here: ignored, counted nowhere, logged nowhere
+    // (keepalived without log_unknown_vrids).
+    for _ in 0..20 {
+        send(&sock, 255, &advert_for(52, b"good", 1));
+    }
     // keepalived's words for them.
     lb.wait_for("(VI_1) invalid TTL/HL. Received 64 and expect 255", SEC);
     lb.wait_for("(VI_1) received an invalid passwd!", SEC);
@@ -195,4 +207,52 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     );
     assert_eq!(lb.count("Entering BACKUP STATE"), backups_before);
     eprintln!("flood: {sent} adverts in {wall:.2} s, holdfast CPU {used:.2} s");
+}
+
+const UNICAST: &str = "vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass good
+    }
+    unicast_peer {
+        10.77.0.3
+    }
+    virtual_ipaddress {
+        10.77.0.100/24
+    }
+}
+";
+
+#[test]
+fn a_unicast_instance_drops_adverts_from_a_host_that_is_not_its_peer() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    // keepalived checks a unicast advert's source against unicast_peer only with
+    // vrrp_check_unicast_src (or peer TTL limits); without it, it accepts it.
+    let conf = format!(
+        "global_defs {{\n    metrics_listen 127.0.0.1:9651\n    vrrp_check_unicast_src\n}}\n{UNICAST}"
+    );
+    let mut lb = lab.holdfast(1, &conf);
+    lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let sock = raw_socket(&lab, 2);
+    // A valid advert with a higher priority, sent straight to the master, from 10.77.0.2,
+    // which is not in unicast_peer: it would take the VIP if it were accepted.
+    for _ in 0..20 {
+        send_to(&sock, Ipv4Addr::new(10, 77, 0, 1), 255, &advert(b"good", 1));
+    }
+    let text = counted(&lab, "not_peer", 20);
+    assert!(
+        text.lines()
+            .any(|l| l == r#"holdfast_vrrp_state{instance="VI_1",state="master"} 1"#),
+        "{text}"
+    );
+    assert_eq!(lb.count("Entering BACKUP STATE"), 1, "only the initial one");
+    lb.wait_for(
+        "(VI_1) unicast source address 10.77.0.2 not a unicast peer",
+        SEC,
+    );
 }
