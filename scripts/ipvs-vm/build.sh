@@ -120,6 +120,9 @@ cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
 # Users for scripts run as script_user (MISC_CHECK, notify).
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+# The IPVS tests change the guest's own namespace (bridge, addresses): they refuse to run
+# anywhere this marker is missing, so never on a host.
+echo "holdfast IPVS test VM" > "$root/etc/holdfast-ipvs-vm"
 
 cat > "$root/init" <<'INIT'
 #!/bin/sh

@@ -14,7 +14,17 @@ use std::time::{Duration, Instant};
 /// Busybox's shell runs its own `ip` applet before searching PATH: iproute2's is /sbin/ip.
 const PRELUDE: &str = "ip() { /sbin/ip \"$@\"; }\n";
 
+/// Refuses to go on outside the IPVS test VM: these tests add a bridge, addresses and routes
+/// to the namespace they run in, which must never be a host's.
+fn in_the_vm() {
+    assert!(
+        std::path::Path::new("/etc/holdfast-ipvs-vm").exists(),
+        "these tests change the network of the machine they run on: run them in the IPVS VM (scripts/ipvs-vm/test), never with --ignored on a host"
+    );
+}
+
 fn sh(cmd: &str) -> String {
+    in_the_vm();
     let out = Command::new("sh")
         .args(["-c", &format!("{PRELUDE}{cmd}")])
         .output()
@@ -219,6 +229,7 @@ fn topology(director: &str, vip: &str, reals: &[(&str, &str)], client: (&str, &s
 }
 
 fn teardown(vip: &str) {
+    in_the_vm();
     let _ = Command::new("sh")
         .args(["-c", &format!("{PRELUDE}ipvsadm -C; for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; ip link del br0; ip link del vcnat 2>/dev/null; ip addr del {vip}/32 dev lo; true")])
         .status();

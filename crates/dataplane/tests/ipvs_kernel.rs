@@ -21,7 +21,17 @@ const WHY: &str = "needs the kernel's IPVS: run by scripts/ipvs-vm/test";
 /// Busybox's shell runs its own `ip` applet before searching PATH: iproute2's is /sbin/ip.
 const PRELUDE: &str = "ip() { /sbin/ip \"$@\"; }\n";
 
+/// Refuses to go on outside the IPVS test VM: these tests add a bridge, addresses and routes
+/// to the namespace they run in, which must never be a host's.
+fn in_the_vm() {
+    assert!(
+        std::path::Path::new("/etc/holdfast-ipvs-vm").exists(),
+        "these tests change the network of the machine they run on: run them in the IPVS VM (scripts/ipvs-vm/test), never with --ignored on a host"
+    );
+}
+
 fn sh(cmd: &str) -> String {
+    in_the_vm();
     let out = Command::new("sh")
         .args(["-c", &format!("{PRELUDE}{cmd}")])
         .output()
