@@ -20,7 +20,7 @@ use holdfast_dataplane::ipvs::{IpvsPlane, SyncDaemon};
 use holdfast_dataplane::nft::NftPlane;
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
-use holdfast_lb::sched::{HashFlags, Kind};
+use holdfast_lb::sched::Kind;
 use holdfast_lb::service::{Event, RealServer, Service, ServiceConfig, trio};
 use tokio::sync::mpsc;
 
@@ -289,17 +289,12 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         plane,
         sorry_method: forward(vs.sorry_server_lvs_method.unwrap_or(vs.lvs_method)),
         spec: ServiceSpec {
-            key,
-            sched,
-            flags: HashFlags::default(),
             persistence: vs
                 .persistence_timeout
                 .map(|s| Duration::from_secs(u64::from(s))),
             persistence_prefix: vs.persistence_granularity.as_deref().and_then(granularity),
-            dests: Vec::new(),
-            connect_timeout: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(900),
             proxy_protocol: vs.proxy_protocol,
+            ..ServiceSpec::new(key, sched, Vec::new())
         },
         service: ServiceConfig {
             quorum: vs.quorum,

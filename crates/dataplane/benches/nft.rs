@@ -12,13 +12,12 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::{ROUNDS, Row, SECS, backend, measure, median, wait_listening};
 use holdfast_dataplane::nft::NftPlane;
 use holdfast_dataplane::proxy::ProxyPlane;
-use holdfast_dataplane::{DataPlane, DestSpec, Forward, ServiceKey, ServiceSpec};
-use holdfast_lb::sched::{HashFlags, Kind};
+use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
+use holdfast_lb::sched::Kind;
 
 const BACKEND: &str = "10.201.2.2:7001";
 const NFT_VIP: &str = "10.201.3.1:7001";
@@ -107,23 +106,8 @@ fn runtime(ns: String) -> tokio::runtime::Runtime {
 }
 
 fn service(vip: &str) -> ServiceSpec {
-    ServiceSpec {
-        key: ServiceKey::tcp(vip.parse().unwrap()),
-        sched: Kind::Rr,
-        flags: HashFlags::default(),
-        persistence: None,
-        persistence_prefix: None,
-        dests: vec![DestSpec {
-            addr: BACKEND.parse().unwrap(),
-            weight: 1,
-            upper: None,
-            lower: None,
-            method: Forward::Masq,
-        }],
-        connect_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(60),
-        proxy_protocol: false,
-    }
+    let dests = vec![DestSpec::new(BACKEND.parse().unwrap(), 1)];
+    ServiceSpec::new(ServiceKey::tcp(vip.parse().unwrap()), Kind::Rr, dests)
 }
 
 fn main() {

@@ -11,13 +11,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::{CONCURRENCY, ROUNDS, Row, SECS, backend, measure, median, wait_listening};
 
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
-use holdfast_lb::sched::{HashFlags, Kind};
+use holdfast_lb::sched::Kind;
 
 const BACKEND: &str = "127.0.0.1:7001";
 const HAPROXY: &str = "127.0.0.1:7002";
@@ -73,23 +72,11 @@ fn main() {
     let plane = proxy_rt.block_on(async {
         let mut plane = ProxyPlane::new();
         plane
-            .apply(&vec![ServiceSpec {
-                key: ServiceKey::tcp(HOLDFAST.parse().unwrap()),
-                sched: Kind::Wlc,
-                flags: HashFlags::default(),
-                persistence: None,
-                persistence_prefix: None,
-                dests: vec![DestSpec {
-                    addr: backend_addr,
-                    weight: 1,
-                    upper: None,
-                    lower: None,
-                    method: holdfast_dataplane::Forward::Masq,
-                }],
-                connect_timeout: Duration::from_secs(1),
-                idle_timeout: Duration::from_secs(60),
-                proxy_protocol: false,
-            }])
+            .apply(&vec![ServiceSpec::new(
+                ServiceKey::tcp(HOLDFAST.parse().unwrap()),
+                Kind::Wlc,
+                vec![DestSpec::new(backend_addr, 1)],
+            )])
             .expect("proxy listens");
         plane
     });

@@ -129,6 +129,19 @@ pub struct DestSpec {
     pub method: Forward,
 }
 
+impl DestSpec {
+    /// A NAT destination without thresholds.
+    pub fn new(addr: SocketAddr, weight: u32) -> DestSpec {
+        DestSpec {
+            addr,
+            weight,
+            upper: None,
+            lower: None,
+            method: Forward::Masq,
+        }
+    }
+}
+
 /// One wanted service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
@@ -150,6 +163,24 @@ pub struct ServiceSpec {
     pub idle_timeout: Duration,
     /// Send a PROXY protocol v2 header to the destination first.
     pub proxy_protocol: bool,
+}
+
+impl ServiceSpec {
+    /// A service with keepalived's defaults: no persistence, no scheduler flags, 3 s to
+    /// connect to a destination, 15 minutes idle, no PROXY header.
+    pub fn new(key: ServiceKey, sched: Kind, dests: Vec<DestSpec>) -> ServiceSpec {
+        ServiceSpec {
+            key,
+            sched,
+            flags: HashFlags::default(),
+            persistence: None,
+            persistence_prefix: None,
+            dests,
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(900),
+            proxy_protocol: false,
+        }
+    }
 }
 
 /// The whole wanted table.

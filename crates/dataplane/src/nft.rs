@@ -423,30 +423,18 @@ impl Drop for NftPlane {
 mod tests {
     use super::*;
     use crate::DestSpec;
-    use holdfast_lb::sched::HashFlags;
     use std::time::Duration;
 
     fn spec(sched: Kind, dests: &[(&str, u32)]) -> ServiceSpec {
-        ServiceSpec {
-            key: ServiceKey::tcp("10.0.0.1:3306".parse().unwrap()),
+        let dests = dests
+            .iter()
+            .map(|(a, w)| DestSpec::new(a.parse().unwrap(), *w))
+            .collect();
+        ServiceSpec::new(
+            ServiceKey::tcp("10.0.0.1:3306".parse().unwrap()),
             sched,
-            flags: HashFlags::default(),
-            persistence: None,
-            persistence_prefix: None,
-            dests: dests
-                .iter()
-                .map(|(a, w)| DestSpec {
-                    addr: a.parse().unwrap(),
-                    weight: *w,
-                    upper: None,
-                    lower: None,
-                    method: Forward::Masq,
-                })
-                .collect(),
-            connect_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(60),
-            proxy_protocol: false,
-        }
+            dests,
+        )
     }
 
     fn buckets(spec: &ServiceSpec) -> Vec<SocketAddr> {

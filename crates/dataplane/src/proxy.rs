@@ -766,7 +766,7 @@ async fn relay(
 mod tests {
     use super::*;
 
-    use holdfast_lb::sched::{HashFlags, Kind};
+    use holdfast_lb::sched::Kind;
     use tokio::io::AsyncReadExt;
 
     /// A backend that writes `tag` and then echoes.
@@ -790,26 +790,8 @@ mod tests {
     }
 
     fn spec(vip: SocketAddr, sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
-        ServiceSpec {
-            key: ServiceKey::tcp(vip),
-            sched,
-            flags: HashFlags::default(),
-            persistence: None,
-            persistence_prefix: None,
-            dests: dests
-                .iter()
-                .map(|(addr, weight)| DestSpec {
-                    addr: *addr,
-                    weight: *weight,
-                    upper: None,
-                    lower: None,
-                    method: crate::Forward::Masq,
-                })
-                .collect(),
-            connect_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(60),
-            proxy_protocol: false,
-        }
+        let dests = dests.iter().map(|(a, w)| DestSpec::new(*a, *w)).collect();
+        ServiceSpec::new(ServiceKey::tcp(vip), sched, dests)
     }
 
     async fn free_port() -> SocketAddr {

@@ -60,17 +60,7 @@ fn dest(addr: &str, weight: u32, method: Forward) -> DestSpec {
 }
 
 fn service(key: ServiceKey, sched: Kind, dests: Vec<DestSpec>) -> ServiceSpec {
-    ServiceSpec {
-        key,
-        sched,
-        flags: HashFlags::default(),
-        persistence: None,
-        persistence_prefix: None,
-        dests,
-        connect_timeout: Duration::from_secs(3),
-        idle_timeout: Duration::from_secs(900),
-        proxy_protocol: false,
-    }
+    ServiceSpec::new(key, sched, dests)
 }
 
 fn tcp(addr: &str) -> ServiceKey {

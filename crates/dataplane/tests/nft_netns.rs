@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use holdfast_dataplane::nft::NftPlane;
-use holdfast_dataplane::{DataPlane, DestSpec, Forward, ServiceKey, ServiceSpec};
-use holdfast_lb::sched::{HashFlags, Kind};
+use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
+use holdfast_lb::sched::Kind;
 
 /// A private namespace for this thread (and the `nft` it runs), with lo up and the VIP.
 fn netns() {
@@ -56,26 +56,12 @@ fn hello(vip: &str) -> (String, TcpStream) {
 }
 
 fn spec(sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
-    ServiceSpec {
-        key: ServiceKey::tcp("10.0.0.1:3306".parse().unwrap()),
+    let dests = dests.iter().map(|(a, w)| DestSpec::new(*a, *w)).collect();
+    ServiceSpec::new(
+        ServiceKey::tcp("10.0.0.1:3306".parse().unwrap()),
         sched,
-        flags: HashFlags::default(),
-        persistence: None,
-        persistence_prefix: None,
-        dests: dests
-            .iter()
-            .map(|(addr, weight)| DestSpec {
-                addr: *addr,
-                weight: *weight,
-                upper: None,
-                lower: None,
-                method: Forward::Masq,
-            })
-            .collect(),
-        connect_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(60),
-        proxy_protocol: false,
-    }
+        dests,
+    )
 }
 
 fn tables() -> String {
