@@ -184,8 +184,9 @@ pub fn render(
             f.sample(metric, &inst(name), get(s));
         }
     }
-    f.head_counter(
+    f.head(
         "holdfast_vrrp_adverts_dropped_total",
+        "counter",
         "Adverts dropped, by keepalived's receive check that refused them.",
     );
     for (name, s) in vrrp {
@@ -295,12 +296,6 @@ pub fn render(
         f.sample("holdfast_reload_last_timestamp_seconds", "", at);
     }
     out
-}
-
-impl Family<'_> {
-    fn head_counter(&mut self, name: &str, help: &str) {
-        self.head(name, "counter", help);
-    }
 }
 
 /// Binds `addr` and serves the metrics until aborted.

@@ -68,7 +68,8 @@ pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
     None
 }
 
-/// holdfast's nftables table.
+/// holdfast's nftables table. Stop is explicit ([`NftPlane::release`]): a plane dropped
+/// without it leaves the table for the next start to clear, as after a crash.
 pub struct NftPlane {
     table: String,
     /// The last table applied, for `stats`.
@@ -409,13 +410,6 @@ impl DataPlane for NftPlane {
                     .collect(),
             })
             .collect()
-    }
-}
-
-impl Drop for NftPlane {
-    fn drop(&mut self) {
-        // Stop is explicit (release); a plane dropped without it leaves the table for the next
-        // start to clear, as after a crash.
     }
 }
 

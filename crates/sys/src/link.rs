@@ -1,5 +1,6 @@
 //! Link state and addresses over rtnetlink: the kernel's RTM_NEWLINK / RTM_NEWADDR / RTM_DELADDR
-//! notifications for one interface; link state
+//! notifications of every interface, one socket each per process (the daemon fans them out by
+//! interface); link state
 //! reported as up (IFF_UP and IFF_RUNNING, as keepalived judges) or down. No polling.
 
 use std::io;
@@ -14,41 +15,6 @@ use tokio::sync::mpsc;
 /// Whether a link message says the interface can carry traffic.
 pub fn is_up(m: &LinkMessage) -> bool {
     m.header.flags.contains(LinkFlags::Up) && m.header.flags.contains(LinkFlags::Running)
-}
-
-/// Subscribes to link notifications and forwards changes of `ifindex`'s state to `tx` (the
-/// current state is not sent; read it once before). Returns when `tx` is closed.
-pub async fn watch(ifindex: u32, tx: mpsc::Sender<bool>) -> io::Result<()> {
-    let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
-    let groups = rtnetlink::constants::RTMGRP_LINK;
-    conn.socket_mut()
-        .socket_mut()
-        .bind(&netlink_sys::SocketAddr::new(0, groups))?;
-    let task = tokio::spawn(conn);
-    let mut last = None;
-    while let Some((msg, _)) = messages.next().await {
-        let up = match msg.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
-                if l.header.index == ifindex =>
-            {
-                is_up(&l)
-            }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l))
-                if l.header.index == ifindex =>
-            {
-                false
-            }
-            _ => continue,
-        };
-        if last != Some(up) {
-            last = Some(up);
-            if tx.send(up).await.is_err() {
-                break;
-            }
-        }
-    }
-    task.abort();
-    Ok(())
 }
 
 /// Subscribes to link notifications and forwards every interface's state, as (ifindex, up),
@@ -87,20 +53,6 @@ pub struct AddrChange {
     pub addr: std::net::IpAddr,
     /// Added (true) or removed.
     pub added: bool,
-}
-
-/// Subscribes to address notifications (IPv4 and IPv6) and forwards those of `ifindex` to
-/// `tx`. Returns when `tx` is closed.
-pub async fn watch_addresses(ifindex: u32, tx: mpsc::Sender<AddrChange>) -> io::Result<()> {
-    let (all_tx, mut all_rx) = mpsc::channel(64);
-    let task = tokio::spawn(watch_addresses_all(all_tx));
-    while let Some((index, c)) = all_rx.recv().await {
-        if index == ifindex && tx.send(c).await.is_err() {
-            break;
-        }
-    }
-    task.abort();
-    Ok(())
 }
 
 /// Address notifications of every interface, as (ifindex, change) — one socket for all the
