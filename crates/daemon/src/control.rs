@@ -85,19 +85,77 @@ async fn answer(stream: tokio::net::UnixStream, src: Sources) -> std::io::Result
     w.shutdown().await
 }
 
-/// Answers one request: `{"command":"status"|"dump"|"stats"}`, or `{"command":"enable"|"disable",
-/// "vs":"IP:PORT","rs":"IP:PORT"}`.
+/// A control request, as one JSON line carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `{"command":"status"}`: instances and services.
+    Status,
+    /// `{"command":"dump"}`: what SIGUSR1 writes to keepalived.data.
+    Dump,
+    /// `{"command":"stats"}`: what SIGUSR2 writes to keepalived.stats.
+    Stats,
+    /// `{"command":"enable"|"disable","vs":"IP:PORT","rs":"IP:PORT"}`.
+    Admin {
+        /// Enable (true) or disable the real server.
+        enable: bool,
+        /// The virtual server.
+        vs: std::net::SocketAddr,
+        /// The real server.
+        rs: std::net::SocketAddr,
+    },
+}
+
+impl Request {
+    /// Parses one request line; the error is the text the reply carries.
+    pub fn parse(line: &[u8]) -> Result<Self, String> {
+        let req: Value = serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))?;
+        match req.get("command").and_then(Value::as_str) {
+            Some("status") => Ok(Self::Status),
+            Some("dump") => Ok(Self::Dump),
+            Some("stats") => Ok(Self::Stats),
+            Some(c @ ("enable" | "disable")) => {
+                let addr = |k: &str| -> Result<std::net::SocketAddr, String> {
+                    let v = req.get(k).and_then(Value::as_str).unwrap_or("");
+                    v.parse()
+                        .map_err(|_| format!("bad request: \"{k}\" must be IP:PORT, not '{v}'"))
+                };
+                Ok(Self::Admin {
+                    enable: c == "enable",
+                    vs: addr("vs")?,
+                    rs: addr("rs")?,
+                })
+            }
+            Some(other) => Err(format!("unknown command '{other}'")),
+            None => Err("bad request: no \"command\"".to_string()),
+        }
+    }
+
+    /// The request as the client sends it.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Status => json!({"command": "status"}),
+            Self::Dump => json!({"command": "dump"}),
+            Self::Stats => json!({"command": "stats"}),
+            Self::Admin { enable, vs, rs } => json!({
+                "command": if *enable { "enable" } else { "disable" },
+                "vs": vs.to_string(),
+                "rs": rs.to_string(),
+            }),
+        }
+    }
+}
+
+/// Answers one request line (see [`Request`]).
 pub async fn handle(line: &[u8], src: &Sources) -> Value {
-    let req: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => return json!({"error": format!("bad request: {e}")}),
+    let req = match Request::parse(line) {
+        Ok(r) => r,
+        Err(e) => return json!({ "error": e }),
     };
-    match req.get("command").and_then(Value::as_str) {
-        Some("status") => status(src),
-        // What SIGUSR1 and SIGUSR2 write to keepalived.data and keepalived.stats.
-        Some(c @ ("dump" | "stats")) => {
+    match req {
+        Request::Status => status(src),
+        Request::Dump | Request::Stats => {
             let text = src.vrrp.lock().map(|t| {
-                if c == "dump" {
+                if req == Request::Dump {
                     crate::dump::data(&t)
                 } else {
                     crate::dump::stats(&t)
@@ -108,23 +166,10 @@ pub async fn handle(line: &[u8], src: &Sources) -> Value {
                 Err(_) => json!({"error": "status table unavailable"}),
             }
         }
-        Some(c @ ("enable" | "disable")) => {
-            let addr = |k: &str| -> Result<std::net::SocketAddr, String> {
-                let v = req.get(k).and_then(Value::as_str).unwrap_or("");
-                v.parse()
-                    .map_err(|_| format!("bad request: \"{k}\" must be IP:PORT, not '{v}'"))
-            };
-            let (vs, rs) = match (addr("vs"), addr("rs")) {
-                (Ok(v), Ok(r)) => (v, r),
-                (Err(e), _) | (_, Err(e)) => return json!({ "error": e }),
-            };
-            match src.planes.admin(vs, c == "enable", rs).await {
-                Ok(msg) => json!({ "ok": msg }),
-                Err(e) => json!({ "error": e }),
-            }
-        }
-        Some(other) => json!({"error": format!("unknown command '{other}'")}),
-        None => json!({"error": "bad request: no \"command\""}),
+        Request::Admin { enable, vs, rs } => match src.planes.admin(vs, enable, rs).await {
+            Ok(msg) => json!({ "ok": msg }),
+            Err(e) => json!({ "error": e }),
+        },
     }
 }
 

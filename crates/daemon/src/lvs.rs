@@ -67,6 +67,24 @@ pub enum Probe {
     },
 }
 
+impl Probe {
+    /// The checker's configuration keyword.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Probe::Tcp(_) => "TCP_CHECK",
+            Probe::Http(h) if h.tls.is_some() => "SSL_GET",
+            Probe::Http(_) => "HTTP_GET",
+            Probe::Udp(_) => "UDP_CHECK",
+            Probe::Ping(_) => "PING_CHECK",
+            Probe::Smtp(_) => "SMTP_CHECK",
+            Probe::Dns(_) => "DNS_CHECK",
+            Probe::Mysql(_) => "MYSQL_CHECK",
+            Probe::File { .. } => "FILE_CHECK",
+            Probe::Misc { .. } => "MISC_CHECK",
+        }
+    }
+}
+
 /// One checker of a real server.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckPlan {
@@ -924,6 +942,15 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 suspend,
                 script_user: plan.script_user.clone(),
                 seed: (ri as u64) << 32 | ci as u64,
+                cell: crate::health::Registry::global().register(
+                    crate::health::Owner::Checker {
+                        vs: name.clone(),
+                        rs: rs.addr,
+                        kind: ck.probe.keyword(),
+                        index: ci,
+                    },
+                    ups[ri][ci],
+                ),
             };
             let mut ck = ck.clone();
             ck.cfg.alpha = !ups[ri][ci];
@@ -1092,6 +1119,8 @@ struct CheckCtx {
     suspend: Option<IpAddr>,
     script_user: Option<UserSpec>,
     seed: u64,
+    /// State and latency for the metrics endpoint.
+    cell: Arc<crate::health::Cell>,
 }
 
 /// Whether `ip` is an address of this host (`ha_suspend`): binding it succeeds only then.
@@ -1319,6 +1348,7 @@ async fn file_checker(
         let crate::run::TrackEv::Value(_, value) = ev else {
             continue;
         };
+        ctx.cell.set_value(value);
         let (now_up, w) = file_effect(value, weight, reverse, configured);
         if w.is_some()
             && tx
@@ -1339,6 +1369,7 @@ async fn file_checker(
                 Flip::Down { retries: 0 }
             };
             log.check(&flip_line(&probe_kind, &ctx, flip, ""));
+            ctx.cell.set_up(up);
             let ev = CheckEv::State {
                 rs: ctx.rs,
                 ck: ctx.ck,
@@ -1365,10 +1396,13 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
             tokio::time::sleep(plan.cfg.delay_loop.min(Duration::from_secs(1))).await;
             continue;
         }
+        let started = std::time::Instant::now();
         let out = probe_once(&plan.probe, &ctx, &mut mysql).await;
+        ctx.cell.probed(out.ok, started.elapsed());
         if let Some(flip) = st.observe(now(), out.ok) {
             log.check(&flip_line(&plan.probe, &ctx, flip, &out.detail));
             let up = matches!(flip, Flip::Up);
+            ctx.cell.set_up(up);
             let ev = CheckEv::State {
                 rs: ctx.rs,
                 ck: ctx.ck,

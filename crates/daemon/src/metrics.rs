@@ -12,6 +12,7 @@ use holdfast_vrrp::router::{Drop, State};
 use http_body_util::Full;
 use hyper::body::Bytes;
 
+use crate::health::{Owner, Snapshot};
 use crate::logging::Logger;
 
 /// Reload outcomes (SIGHUP).
@@ -114,6 +115,7 @@ pub fn render(
     vrrp: &crate::dump::Table,
     services: &[ServiceStats],
     alive: &[(ServiceKey, SocketAddr, bool)],
+    health: &[(Owner, Snapshot)],
     reloads: &Reloads,
 ) -> String {
     let mut out = String::new();
@@ -267,6 +269,8 @@ pub fn render(
         }
     }
 
+    health_families(&mut f, health);
+
     f.head(
         "holdfast_reloads_total",
         "counter",
@@ -296,6 +300,90 @@ pub fn render(
         f.sample("holdfast_reload_last_timestamp_seconds", "", at);
     }
     out
+}
+
+/// Checkers' and trackers' state, probe counts and probe latency (a summary without
+/// quantiles: `_sum` and `_count`).
+fn health_families(f: &mut Family<'_>, health: &[(Owner, Snapshot)]) {
+    let labels = |o: &Owner| match o {
+        Owner::Checker {
+            vs,
+            rs,
+            kind,
+            index,
+        } => format!(
+            "virtual_server=\"{}\",real_server=\"{rs}\",checker=\"{kind}\",index=\"{index}\"",
+            esc(vs)
+        ),
+        Owner::Tracker {
+            instance,
+            name,
+            kind,
+        } => format!(
+            "instance=\"{}\",tracker=\"{}\",kind=\"{kind}\"",
+            esc(instance),
+            esc(name)
+        ),
+    };
+    for (prefix, what) in [
+        ("holdfast_checker", "checker"),
+        ("holdfast_tracker", "tracker"),
+    ] {
+        let mine: Vec<(String, &Snapshot)> = health
+            .iter()
+            .filter(|(o, _)| matches!(o, Owner::Checker { .. }) == (what == "checker"))
+            .map(|(o, s)| (labels(o), s))
+            .collect();
+        let up = format!("{prefix}_up");
+        f.head(
+            &up,
+            "gauge",
+            &format!("1 when the {what} is up (after rise/fall)."),
+        );
+        for (l, s) in &mine {
+            f.sample(&up, l, u8::from(s.up));
+        }
+        let probes = format!("{prefix}_probes_total");
+        f.head(&probes, "counter", &format!("Probes the {what} ran."));
+        for (l, s) in &mine {
+            f.sample(&probes, l, s.probes);
+        }
+        let failures = format!("{prefix}_probe_failures_total");
+        f.head(
+            &failures,
+            "counter",
+            &format!("Probes of the {what} that failed."),
+        );
+        for (l, s) in &mine {
+            f.sample(&failures, l, s.failures);
+        }
+        let dur = format!("{prefix}_probe_duration_seconds");
+        f.head(&dur, "summary", &format!("Time the {what}'s probes took."));
+        for (l, s) in &mine {
+            f.sample(&format!("{dur}_sum"), l, s.sum.as_secs_f64());
+            f.sample(&format!("{dur}_count"), l, s.probes);
+        }
+        let last = format!("{prefix}_last_probe_duration_seconds");
+        f.head(
+            &last,
+            "gauge",
+            &format!("Time the {what}'s last probe took."),
+        );
+        for (l, s) in &mine {
+            f.sample(&last, l, s.last.as_secs_f64());
+        }
+    }
+    let value = "holdfast_track_file_value";
+    f.head(
+        value,
+        "gauge",
+        "The last value read from a track_file (a tracker's or a FILE_CHECK's).",
+    );
+    for (o, s) in health {
+        if let Some(v) = s.value {
+            f.sample(value, &labels(o), v);
+        }
+    }
 }
 
 /// Binds `addr` and serves the metrics until aborted.
@@ -339,7 +427,8 @@ fn snapshot(src: &Sources) -> String {
     let services = src.planes.stats();
     let alive = src.planes.alive();
     let reloads = src.reloads.lock().map(|r| r.clone()).unwrap_or_default();
-    render(&vrrp, &services, &alive, &reloads)
+    let health = crate::health::Registry::global().snapshot();
+    render(&vrrp, &services, &alive, &health, &reloads)
 }
 
 #[cfg(test)]
@@ -391,7 +480,39 @@ mod tests {
         };
         let mut r = Reloads::default();
         r.record(false);
-        let text = render(&t, &[svc], &[(key, rs, true)], &r);
+        let health = [
+            (
+                Owner::Checker {
+                    vs: crate::lvs::vs_name(&key),
+                    rs,
+                    kind: "TCP_CHECK",
+                    index: 0,
+                },
+                Snapshot {
+                    up: true,
+                    probes: 4,
+                    failures: 1,
+                    last: std::time::Duration::from_micros(250),
+                    sum: std::time::Duration::from_millis(3),
+                    value: None,
+                },
+            ),
+            (
+                Owner::Tracker {
+                    instance: "VI_1".into(),
+                    name: "chk_mysql".into(),
+                    kind: "vrrp_script",
+                },
+                Snapshot {
+                    up: false,
+                    probes: 9,
+                    failures: 9,
+                    value: Some(-20),
+                    ..Snapshot::default()
+                },
+            ),
+        ];
+        let text = render(&t, &[svc], &[(key, rs, true)], &health, &r);
         for line in [
             "# TYPE holdfast_vrrp_state gauge",
             r#"holdfast_vrrp_state{instance="VI_\"1\"",state="master"} 1"#,
@@ -406,17 +527,32 @@ mod tests {
             "holdfast_reloads_total 1",
             "holdfast_reload_failures_total 1",
             "holdfast_reload_last_success 0",
+            r#"holdfast_checker_up{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 1"#,
+            r#"holdfast_checker_probe_failures_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 1"#,
+            r#"holdfast_checker_probe_duration_seconds_sum{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 0.003"#,
+            r#"holdfast_checker_probe_duration_seconds_count{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 4"#,
+            r#"holdfast_checker_last_probe_duration_seconds{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 0.00025"#,
+            r#"holdfast_tracker_up{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} 0"#,
+            r#"holdfast_tracker_probes_total{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} 9"#,
+            r#"holdfast_track_file_value{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} -20"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
-        // Every sample line belongs to a family announced before it.
-        let mut typed = std::collections::HashSet::new();
+        // Every sample line belongs to a family announced before it (a summary's samples
+        // carry _sum and _count).
+        let mut typed = std::collections::HashMap::new();
         for l in text.lines() {
             if let Some(rest) = l.strip_prefix("# TYPE ") {
-                typed.insert(rest.split(' ').next().unwrap().to_owned());
+                let mut w = rest.split(' ');
+                typed.insert(w.next().unwrap().to_owned(), w.next().unwrap().to_owned());
             } else if !l.starts_with('#') {
                 let name = l.split(['{', ' ']).next().unwrap();
-                assert!(typed.contains(name), "{name} has no TYPE line");
+                let family = ["_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|f| typed.get(*f).is_some_and(|k| k == "summary"))
+                    .unwrap_or(name);
+                assert!(typed.contains_key(family), "{name} has no TYPE line");
             }
         }
     }

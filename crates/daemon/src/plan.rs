@@ -88,6 +88,18 @@ pub struct TrackerPlan {
     pub init_fail: bool,
 }
 
+impl TrackerKind {
+    /// The configuration block or keyword the tracker comes from.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            TrackerKind::Interface(_) => "track_interface",
+            TrackerKind::Script { .. } | TrackerKind::Native(_) => "vrrp_script",
+            TrackerKind::File { .. } => "track_file",
+            TrackerKind::Process(_) => "vrrp_track_process",
+        }
+    }
+}
+
 impl TrackerPlan {
     /// An event-driven tracker (interface, file, process): no interval, no rise/fall.
     fn event(name: &str, kind: TrackerKind) -> TrackerPlan {

@@ -823,7 +823,8 @@ async fn instance(
             );
         }
     }
-    let mut tracker_tasks = start_trackers(&plan.trackers, &trk_tx, log);
+    let (mut tracker_tasks, mut tracker_cells) =
+        start_trackers(&plan.name, &plan.trackers, &trk_tx, log);
     if !plan.dont_track_primary {
         tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
     }
@@ -897,8 +898,18 @@ async fn instance(
             }
             Some(ev) = trk_rx.recv() => {
                 match ev {
-                    TrackEv::Up(index, up) => router.handle(now(), Input::Tracker { index, up }),
-                    TrackEv::Value(index, value) => router.handle(now(), Input::TrackerValue { index, value }),
+                    TrackEv::Up(index, up) => {
+                        if let Some(c) = tracker_cells.get(index) {
+                            c.set_up(up);
+                        }
+                        router.handle(now(), Input::Tracker { index, up })
+                    }
+                    TrackEv::Value(index, value) => {
+                        if let Some(c) = tracker_cells.get(index) {
+                            c.set_value(value);
+                        }
+                        router.handle(now(), Input::TrackerValue { index, value })
+                    }
                     TrackEv::Link(up) => router.handle(now(), Input::Link(up)),
                     TrackEv::Addr(c) => {
                         if vip_addrs.contains(&c.addr) {
@@ -943,7 +954,8 @@ async fn instance(
                         for t in tracker_tasks.drain(..) {
                             t.abort();
                         }
-                        tracker_tasks = start_trackers(&new.trackers, &trk_tx, log);
+                        (tracker_tasks, tracker_cells) =
+                            start_trackers(&new.name, &new.trackers, &trk_tx, log);
                         io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
                         // VipsChanged from the router is applied against the new plan.
                         io.plan = new;
@@ -983,16 +995,33 @@ pub enum TrackEv {
     Addr(holdfast_sys::link::AddrChange),
 }
 
+/// Starts an instance's trackers; each has a health cell (state, probe latency) that the
+/// instance updates from the trackers' events.
 fn start_trackers(
+    instance: &str,
     trackers: &[TrackerPlan],
     tx: &mpsc::Sender<TrackEv>,
     log: Logger,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Vec<Arc<crate::health::Cell>>,
+) {
     trackers
         .iter()
         .enumerate()
-        .map(|(i, t)| tokio::spawn(tracker(i, t.clone(), tx.clone(), log)))
-        .collect()
+        .map(|(i, t)| {
+            let cell = crate::health::Registry::global().register(
+                crate::health::Owner::Tracker {
+                    instance: instance.to_string(),
+                    name: t.name.clone(),
+                    kind: t.kind.keyword(),
+                },
+                !t.init_fail,
+            );
+            let task = tokio::spawn(tracker(i, t.clone(), cell.clone(), tx.clone(), log));
+            (task, cell)
+        })
+        .unzip()
 }
 
 /// Reports the instance's own link state: once now (sysfs), then on every rtnetlink link
@@ -1030,7 +1059,13 @@ fn netlink_link_events(ifname: &str) -> mpsc::Receiver<bool> {
 
 /// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results
 /// with keepalived's log lines.
-async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: Logger) {
+async fn tracker(
+    index: usize,
+    t: TrackerPlan,
+    cell: Arc<crate::health::Cell>,
+    tx: mpsc::Sender<TrackEv>,
+    log: Logger,
+) {
     if let TrackerKind::File { path, init } = &t.kind {
         return crate::track_file::watch(index, path.clone(), *init, tx, log).await;
     }
@@ -1078,6 +1113,7 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
+        let started = std::time::Instant::now();
         let (ok, how) = match &t.kind {
             // Event-driven above.
             TrackerKind::File { .. } | TrackerKind::Interface(_) | TrackerKind::Process(_) => {
@@ -1120,6 +1156,7 @@ async fn tracker(index: usize, t: TrackerPlan, tx: mpsc::Sender<TrackEv>, log: L
                 }
             }
         };
+        cell.probed(ok, started.elapsed());
         if ok == up {
             streak = 0;
             continue;

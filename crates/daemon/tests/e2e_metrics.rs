@@ -12,6 +12,11 @@ const SEC: Duration = Duration::from_secs(1);
 const CONF: &str = "global_defs {
     metrics_listen 127.0.0.1:9650
 }
+vrrp_script chk_true {
+    script \"/bin/true\"
+    interval 0.5
+    weight -10
+}
 vrrp_instance VI_1 {
     state MASTER
     interface eth0
@@ -24,6 +29,9 @@ vrrp_instance VI_1 {
     }
     virtual_ipaddress {
         10.77.0.100/24
+    }
+    track_script {
+        chk_true
     }
 }
 virtual_server 10.77.0.100 80 {
@@ -94,6 +102,51 @@ fn metrics_show_states_counts_and_reloads_but_no_secrets() {
     until(
         &lab,
         r#"holdfast_real_server_up{virtual_server="[10.77.0.100]:tcp:80",real_server="10.77.0.2:80"} 0"#,
+    );
+    // The checker: down, its probes counted as failures and timed.
+    let text = until(
+        &lab,
+        r#"holdfast_checker_up{virtual_server="[10.77.0.100]:tcp:80",real_server="10.77.0.2:80",checker="TCP_CHECK",index="0"} 0"#,
+    );
+    let value = |t: &str, prefix: &str| -> f64 {
+        t.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{t}"))
+    };
+    let labels = r#"{virtual_server="[10.77.0.100]:tcp:80",real_server="10.77.0.2:80",checker="TCP_CHECK",index="0"} "#;
+    let probes = value(&text, &format!("holdfast_checker_probes_total{labels}"));
+    let failures = value(
+        &text,
+        &format!("holdfast_checker_probe_failures_total{labels}"),
+    );
+    assert!(probes >= 1.0 && failures == probes, "{text}");
+    assert!(
+        value(
+            &text,
+            &format!("holdfast_checker_probe_duration_seconds_sum{labels}")
+        ) > 0.0,
+        "{text}"
+    );
+    // The tracker: up, probed, each probe taking the time of a fork and exec.
+    let text = until(
+        &lab,
+        r#"holdfast_tracker_up{instance="VI_1",tracker="chk_true",kind="vrrp_script"} 1"#,
+    );
+    let t_labels = r#"{instance="VI_1",tracker="chk_true",kind="vrrp_script"} "#;
+    assert!(value(&text, &format!("holdfast_tracker_probes_total{t_labels}")) >= 1.0);
+    assert_eq!(
+        value(
+            &text,
+            &format!("holdfast_tracker_probe_failures_total{t_labels}")
+        ),
+        0.0
+    );
+    assert!(
+        value(
+            &text,
+            &format!("holdfast_tracker_last_probe_duration_seconds{t_labels}")
+        ) > 0.0
     );
     // Adverts go out every half second.
     let sent = |t: &str| -> u64 {
