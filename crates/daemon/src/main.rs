@@ -431,6 +431,21 @@ fn lab_roles(opts: &holdfast_lab::lab::Options) -> bool {
     }
 }
 
+/// `holdfast lab faults`: prints the report; whether every fault healed to one MASTER (the run
+/// stops at the first that did not) and no write was lost.
+fn lab_faults(opts: &holdfast_lab::lab::Options) -> bool {
+    match holdfast_lab::faults::run(opts) {
+        Ok(o) => {
+            print!("{}", holdfast_lab::faults::report(&o));
+            o.lost.is_empty()
+        }
+        Err(e) => {
+            eprintln!("holdfast lab: faults failed: {e}");
+            false
+        }
+    }
+}
+
 /// `holdfast lab balance`, with removal and with inhibit_on_failure.
 fn lab_balance(opts: &holdfast_lab::lab::Options) -> bool {
     let mut outcomes = Vec::new();
@@ -457,7 +472,9 @@ struct LabArgs {
     /// Scenarios (default: all VRRP ones): graceful-stop, kill-9, node-crash, proxy-dies,
     /// partition-heal; `balance` runs the load-balancing scenario (holdfast's proxy in
     /// front of two MariaDB servers, one killed and restarted); `roles` the database-roles
-    /// one (primary + replica, writer/reader ports, lag, promotion by hand).
+    /// one (primary + replica, writer/reader ports, lag, promotion by hand); `faults` the
+    /// fault-injection run (SIGSTOP, kill -9 mid-transition, cable flaps, disk full, hanging
+    /// notify scripts; VRRPv3 at 0.1 s whatever --fast says).
     scenarios: Vec<String>,
     /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
     #[arg(long, value_parser = ["keepalived"])]
@@ -505,18 +522,22 @@ fn lab(args: LabArgs) -> ExitCode {
     let mut scenarios = Vec::new();
     let balance = names.iter().any(|n| n == "balance");
     let roles = names.iter().any(|n| n == "roles");
-    for n in names.iter().filter(|n| *n != "balance" && *n != "roles") {
+    let faults = names.iter().any(|n| n == "faults");
+    for n in names
+        .iter()
+        .filter(|n| !["balance", "roles", "faults"].contains(&n.as_str()))
+    {
         match Scenario::parse(n) {
             Some(s) => scenarios.push(s),
             None => {
                 eprintln!(
-                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal, balance, roles)"
+                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal, balance, roles, faults)"
                 );
                 return ExitCode::from(2);
             }
         }
     }
-    if scenarios.is_empty() && !balance && !roles {
+    if scenarios.is_empty() && !balance && !roles && !faults {
         scenarios = Scenario::ALL.to_vec();
     }
     if let Err(e) = services::install_packages() {
@@ -539,6 +560,12 @@ fn lab(args: LabArgs) -> ExitCode {
     }
     if balance {
         all_ok &= lab_balance(&db_opts);
+    }
+    if faults {
+        all_ok &= lab_faults(&l::Options {
+            duration: std::time::Duration::from_secs(duration_s.max(60)),
+            ..db_opts.clone()
+        });
     }
     if scenarios.is_empty() {
         return if all_ok {

@@ -121,3 +121,20 @@ fn the_roles_scenario_drains_a_lagging_replica_and_follows_a_promotion() {
         "{o:?}"
     );
 }
+
+#[test]
+fn faults_heal_to_one_master_every_time_and_lose_no_acknowledged_write() {
+    let opts = holdfast_nodes(true, 50, false);
+    let o = holdfast_lab::faults::run(&opts).unwrap_or_else(|e| panic!("faults: {e}"));
+    let report = holdfast_lab::faults::report(&o);
+    // SIGSTOP, three kill -9 rounds of two steps, five cable cuts, disk full.
+    assert_eq!(o.steps.len(), 1 + 3 * 2 + 5 + 1, "{report}");
+    assert!(o.lost.is_empty(), "acknowledged writes lost:\n{report}");
+    assert!(o.acked > 100 && o.stored >= o.acked, "{report}");
+    // Every heal settles (one MASTER, stable for a second) well within the time a hanging
+    // notify script would have cost.
+    for st in &o.steps {
+        assert!(st.settled < Duration::from_secs(5), "{report}");
+    }
+    assert!(o.hanging_notifies >= 10, "{report}");
+}

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod client;
+pub mod faults;
 pub mod lab;
 pub mod netns;
 pub mod roles;

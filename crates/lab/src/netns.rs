@@ -322,6 +322,22 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// The processes inside node `n`'s namespace.
+    pub fn pids(&self, n: usize) -> Vec<u32> {
+        Command::new("ip")
+            .args(["netns", "pids", &self.ns(n)])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for &pid in &self.procs {
@@ -330,13 +346,8 @@ impl Drop for Lab {
         // `ip netns exec` children (the daemons) die with the namespace's last process;
         // kill anything still inside our namespaces by PID too.
         for n in 0..=self.nodes {
-            if let Ok(out) = Command::new("ip")
-                .args(["netns", "pids", &self.ns(n)])
-                .output()
-            {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).output();
-                }
+            for pid in self.pids(n) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
             }
         }
         std::thread::sleep(Duration::from_millis(50));
