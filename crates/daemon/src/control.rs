@@ -116,8 +116,12 @@ impl Request {
             Some(c @ ("enable" | "disable")) => {
                 let addr = |k: &str| -> Result<std::net::SocketAddr, String> {
                     let v = req.get(k).and_then(Value::as_str).unwrap_or("");
-                    v.parse()
-                        .map_err(|_| format!("bad request: \"{k}\" must be IP:PORT, not '{v}'"))
+                    v.parse().map_err(|_| {
+                        format!(
+                            "bad request: \"{k}\" must be IP:PORT, not '{}'",
+                            v.escape_debug()
+                        )
+                    })
                 };
                 Ok(Self::Admin {
                     enable: c == "enable",
@@ -125,7 +129,8 @@ impl Request {
                     rs: addr("rs")?,
                 })
             }
-            Some(other) => Err(format!("unknown command '{other}'")),
+            // Echoed escaped: the reply is one line, and so is the client's message.
+            Some(other) => Err(format!("unknown command '{}'", other.escape_debug())),
             None => Err("bad request: no \"command\"".to_string()),
         }
     }
