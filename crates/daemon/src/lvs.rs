@@ -622,7 +622,7 @@ impl Planes {
         if plane == PlaneKind::Ipvs
             && let Some(mut g) = self.open_ipvs(log)
             && let Some(p) = g.as_mut()
-            && let Err(errs) = p.apply(&ipvs)
+            && let Err(errs) = p.apply_changed(&ipvs, key)
         {
             report(errs);
         }

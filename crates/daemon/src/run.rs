@@ -236,6 +236,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     for p in &opts.pid_files {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
+    raise_file_limit(log);
     let guardian = if opts.keep_vips {
         None
     } else {
@@ -993,6 +994,26 @@ pub enum TrackEv {
     Link(bool),
     /// An address came or went on the instance's interface.
     Addr(holdfast_sys::link::AddrChange),
+}
+
+/// Raises the soft limit on open files to the hard one: every checker probe in flight, proxied
+/// connection and script pipe holds descriptors, and the usual soft limit (1 024) is reached
+/// with a few hundred real servers checked at once — probes then fail with EMFILE and healthy
+/// servers are removed. keepalived raises its limit too.
+fn raise_file_limit(log: Logger) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) if log.detail => {
+                log.main(&format!("Open file limit raised from {soft} to {hard}"))
+            }
+            Ok(()) => {}
+            Err(e) => log.main(&format!(
+                "WARNING - cannot raise the open file limit from {soft} to {hard}: {e}"
+            )),
+        },
+        _ => {}
+    }
 }
 
 /// Starts an instance's trackers; each has a health cell (state, probe latency) that the

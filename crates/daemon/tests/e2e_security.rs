@@ -130,3 +130,42 @@ fn passwords_appear_in_no_log_line_and_no_status() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+/// A low soft limit on open files (systemd's default is 1 024) is raised to the hard limit at
+/// start: with hundreds of real servers checked at once, probes would fail with EMFILE and
+/// healthy servers be removed.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let mut lab = netns::Lab::new(1).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let conf = lab.file("n1.conf", &netns::conf(150, "", ""));
+    let data = lab.dir().display().to_string();
+    let mut n1 = lab.spawn(
+        1,
+        "holdfast",
+        &[
+            "prlimit",
+            "--nofile=256:8192",
+            env!("CARGO_BIN_EXE_holdfast"),
+            "run",
+            "-n",
+            "-l",
+            "-D",
+            "--data-dir",
+            &data,
+            "-f",
+            conf.to_str().unwrap(),
+        ],
+    );
+    n1.wait_for("Open file limit raised from 256 to 8192", 5 * SEC);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", n1.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["8192", "8192"],
+        "{line}"
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+}

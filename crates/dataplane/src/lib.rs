@@ -246,6 +246,16 @@ pub trait DataPlane {
     /// Makes the plane hold exactly `wanted`: services added, removed and changed in place
     /// (established connections survive a change that keeps their destination).
     fn apply(&mut self, wanted: &ServiceTable) -> Result<(), Vec<DataPlaneError>>;
+    /// Like [`DataPlane::apply`] when only the service `changed` differs from the last table
+    /// applied (added, changed or removed); a plane may then look at that service alone.
+    fn apply_changed(
+        &mut self,
+        wanted: &ServiceTable,
+        changed: ServiceKey,
+    ) -> Result<(), Vec<DataPlaneError>> {
+        let _ = changed;
+        self.apply(wanted)
+    }
     /// Live counts.
     fn stats(&self) -> Vec<ServiceStats>;
 }

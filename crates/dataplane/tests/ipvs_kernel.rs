@@ -475,3 +475,54 @@ fn tcp_through_the_vip_reaches_the_right_servers_in_nat_and_dr_mode() {
     }
     sh("ipvsadm -C");
 }
+
+#[test]
+#[ignore = "needs the kernel's IPVS: run by scripts/ipvs-vm/test"]
+fn apply_changed_looks_at_the_changed_service_alone() {
+    let mut plane = fresh();
+    let a = service(
+        tcp("10.1.0.1:80"),
+        Kind::Rr,
+        vec![dest("10.2.0.1:80", 1, Forward::Masq)],
+    );
+    let b = service(
+        tcp("10.1.0.2:80"),
+        Kind::Rr,
+        vec![dest("10.2.0.2:80", 1, Forward::Masq)],
+    );
+    // Added one by one, as the daemon's virtual servers start.
+    plane.apply_changed(&vec![a.clone()], a.key).unwrap();
+    plane
+        .apply_changed(&vec![a.clone(), b.clone()], b.key)
+        .unwrap();
+    // b edited by hand; a's server goes to weight 0 and a new one comes.
+    sh("ipvsadm -e -t 10.1.0.2:80 -r 10.2.0.2:80 -m -w 7");
+    let mut a2 = a.clone();
+    a2.dests = vec![
+        dest("10.2.0.1:80", 0, Forward::Masq),
+        dest("10.2.0.3:80", 2, Forward::Masq),
+    ];
+    plane
+        .apply_changed(&vec![a2.clone(), b.clone()], a.key)
+        .unwrap();
+    let listed = ipvsadm();
+    assert!(
+        listed.contains(
+            "TCP  10.1.0.1:80 rr\n  -> 10.2.0.1:80                  Masq    0      0          0\n  -> 10.2.0.3:80                  Masq    2"
+        ),
+        "{listed}"
+    );
+    // b was not looked at: the hand edit stays until b changes or a full apply.
+    assert!(
+        listed.contains("-> 10.2.0.2:80                  Masq    7"),
+        "{listed}"
+    );
+    plane.apply(&vec![a2.clone(), b.clone()]).unwrap();
+    assert!(ipvsadm().contains("-> 10.2.0.2:80                  Masq    1"));
+    // Removing b.
+    plane.apply_changed(&vec![a2], b.key).unwrap();
+    let listed = ipvsadm();
+    assert!(!listed.contains("10.1.0.2:80"), "{listed}");
+    assert!(listed.contains("TCP  10.1.0.1:80 rr"), "{listed}");
+    sh("ipvsadm -C");
+}

@@ -299,6 +299,25 @@ impl IpvsPlane {
         Ok(out)
     }
 
+    /// The kernel's entry for one service, if it has one.
+    fn service(&self, key: &ServiceKey) -> io::Result<Option<Service>> {
+        let raw = match self.genl().get_with(
+            Cmd::GetService,
+            vec![Attr::Nested(cmd_attr::SERVICE, msg::key_attrs(key))],
+        ) {
+            Err(e) if e.raw_os_error() == Some(ESRCH) => return Ok(None),
+            r => r?,
+        };
+        for (kind, nested) in raw {
+            if kind == cmd_attr::SERVICE {
+                let (service, _) = Service::parse(&nested)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                return Ok(Some(service));
+            }
+        }
+        Ok(None)
+    }
+
     fn apply_one(&mut self, spec: &ServiceSpec, kernel: Option<&Service>) -> io::Result<()> {
         let want = service_of(spec);
         self.owned.insert(spec.key);
@@ -383,6 +402,29 @@ impl DataPlane for IpvsPlane {
         } else {
             Err(errors)
         }
+    }
+
+    /// Only `changed` is compared with the kernel (its service and its destinations): with
+    /// thousands of real servers a checker's flip costs one service's dump, not the table's.
+    fn apply_changed(
+        &mut self,
+        wanted: &ServiceTable,
+        changed: ServiceKey,
+    ) -> Result<(), Vec<DataPlaneError>> {
+        let result = match wanted.iter().find(|s| s.key == changed) {
+            Some(spec) => self
+                .service(&changed)
+                .and_then(|kernel| self.apply_one(spec, kernel.as_ref())),
+            None if self.owned.remove(&changed) => match self.genl().exec(
+                Cmd::DelService,
+                vec![Attr::Nested(cmd_attr::SERVICE, msg::key_attrs(&changed))],
+            ) {
+                Err(e) if e.raw_os_error() == Some(ESRCH) => Ok(()),
+                r => r,
+            },
+            None => Ok(()),
+        };
+        result.map_err(|e| vec![io_err(changed, e)])
     }
 
     fn stats(&self) -> Vec<ServiceStats> {

@@ -82,8 +82,13 @@ impl Genl {
 
     /// A request answered by one message (GET_INFO, GET_CONFIG).
     pub fn get(&mut self, cmd: Cmd) -> io::Result<Raw> {
+        self.get_with(cmd, Vec::new())
+    }
+
+    /// A request with attributes answered by one message (GET_SERVICE for one service).
+    pub fn get_with(&mut self, cmd: Cmd, attrs: Vec<Attr>) -> io::Result<Raw> {
         let family = self.family;
-        let msg = GenlMessage::from_payload(IpvsMsg::new(cmd, Vec::new()));
+        let msg = GenlMessage::from_payload(IpvsMsg::new(cmd, attrs));
         self.roundtrip(msg, family, false)?
             .into_iter()
             .next()
