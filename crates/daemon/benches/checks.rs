@@ -78,6 +78,67 @@ fn on_host() {
     cmd.args(["-c", "./checks"]);
     let st = cmd.status().expect("scripts/ipvs-vm/run.sh");
     assert!(st.success(), "the checks benchmark failed in the VM: {st}");
+    native();
+}
+
+/// holdfast alone on this machine's kernel (no IPVS: the proxy plane, whose listeners cost
+/// nothing per check) at 10 000 checks a second, in a namespace of its own.
+fn native() {
+    let servers = 10_000;
+    let ns = format!("hfchecks-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    };
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let path = format!("/run/netns/{ns}");
+    let accepted = std::thread::spawn(move || {
+        let f = std::fs::File::open(path).unwrap();
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        // The accepting thread is created here, so it lives in the namespace too.
+        listener()
+    })
+    .join()
+    .unwrap();
+    let dir = std::env::temp_dir().join(&ns);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("checks.conf");
+    std::fs::write(&conf, config(servers, 1.0)).unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_holdfast")])
+        .args(["run", "-n", "-G", "-C", "--data-dir"])
+        .arg(&dir)
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let cpu = || -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let f: Vec<&str> = s
+            .rsplit_once(") ")
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+            / 100.0
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let (c0, a0, t0) = (cpu(), accepted.load(Ordering::Relaxed), Instant::now());
+    std::thread::sleep(WINDOW);
+    let (c1, a1) = (cpu(), accepted.load(Ordering::Relaxed));
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "on this machine (no IPVS, so holdfast alone on its proxy plane; keepalived's checker exits without IPVS): {servers} servers at delay_loop 1 s: {:.0} checks/s answered, holdfast {:.1} % of one core",
+        (a1 - a0) as f64 / secs,
+        100.0 * (c1 - c0) / secs
+    );
 }
 
 /// A listener on every loopback address at PORT, closing what it accepts, counting.
@@ -174,7 +235,7 @@ fn measure(
                 &conf,
             ])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(format!("/host/{daemon}-{servers}.log")).unwrap())
+            .stderr(Stdio::null())
             .spawn()
             .expect("holdfast"),
         _ => Command::new("/host/ld-linux-x86-64.so.2")
@@ -220,14 +281,13 @@ fn measure(
     let _ = child.kill();
     let _ = child.wait();
     // keepalived's checker child outlives a killed parent for a moment.
-    let _ = Command::new("kill")
-        .arg("-9")
-        .args(
-            std::fs::read_to_string("/tmp/ka-check.pid")
-                .ok()
-                .map(|s| s.trim().to_string()),
-        )
-        .status();
+    if let Ok(pid) = std::fs::read_to_string("/tmp/ka-check.pid") {
+        let _ = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file("/tmp/ka-check.pid");
+    }
     assert!(procs >= 1, "no {daemon} process found");
     std::thread::sleep(Duration::from_secs(1));
     (
@@ -256,7 +316,7 @@ fn in_vm() {
         "keepalived CPU%",
         "ratio"
     );
-    for (servers, delay_loop) in [(1000, 1.0), (10_000, 1.0)] {
+    for (servers, delay_loop) in [(1000, 1.0), (2000, 1.0), (10_000, 1.0)] {
         let (hr, hc, hs) = measure("holdfast", servers, delay_loop, &accepted);
         let (kr, kc, ks) = measure("keepalived", servers, delay_loop, &accepted);
         // CPU per check, so a daemon that fell behind the rate is not flattered.
@@ -267,5 +327,7 @@ fn in_vm() {
             ks.as_secs_f64()
         );
     }
-    println!("ratio: holdfast's CPU per answered check over keepalived's (goal ≤ 1)");
+    println!(
+        "ratio: holdfast's CPU per answered check over keepalived's (goal ≤ 1); the emulated VM answers about 2 500 checks/s at most, so the 10 000 line is an overload"
+    );
 }
