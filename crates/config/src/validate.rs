@@ -116,11 +116,6 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
                 vs.lvs_sched
             ));
         }
-        if vs.persistence_timeout.is_some() {
-            why.push(
-                "persistence_timeout is not built on dataplane nft yet (use dataplane ipvs)".into(),
-            );
-        }
         if vs.lvs_method != crate::model::LvsMethod::Nat
             || vs.real_servers.iter().any(|r| {
                 r.lvs_method

@@ -9,9 +9,16 @@
 //! rules) never moves established connections. The table goes at stop, and a table left by a
 //! crash is removed when the plane opens.
 //!
-//! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf),
-//! persistence and direct return are refused ([`unsupported`]): the kernel's rules cannot
-//! express them.
+//! Persistence (`persistence_timeout`, `persistence_granularity`): one dynamic set per
+//! destination holds the clients (source addresses, masked to the granularity) it serves,
+//! with the persistence timeout; a client found in a live destination's set goes there again
+//! (refreshing its entry), any other is scheduled as usual by a verdict map that jumps to the
+//! chosen destination's chain, which records the client in that destination's set and DNATs.
+//! A destination that leaves (removed, or weight 0) takes its set with it, so its clients are
+//! scheduled afresh. The timeout runs from a client's last new connection.
+//!
+//! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf) and
+//! direct return are refused ([`unsupported`]): the kernel's rules cannot express them.
 
 use std::borrow::Cow;
 use std::io;
@@ -47,11 +54,6 @@ pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
             spec.sched.name()
         ));
     }
-    if spec.persistence.is_some() {
-        return Some(
-            "persistence_timeout is not built on nftables yet (use dataplane ipvs)".into(),
-        );
-    }
     if spec.dests.iter().any(|d| d.method != Forward::Masq) {
         return Some(
             "lvs_method DR/TUN (direct return) is not built on nftables yet; NAT only (use dataplane ipvs)"
@@ -74,6 +76,8 @@ pub struct NftPlane {
     table: String,
     /// The last table applied, for `stats`.
     applied: ServiceTable,
+    /// Persistence sets and destination chains in the table, to remove when unused.
+    objects: std::collections::BTreeSet<String>,
 }
 
 fn s(v: &str) -> Cow<'static, str> {
@@ -209,9 +213,54 @@ fn choice(spec: &ServiceSpec) -> Option<Choice> {
     })
 }
 
-/// The statements of one service's rule, or `None` when no destination may take new
-/// connections (then packets to the service meet the host, which has no listener).
-fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
+/// A name for nftables objects from an address: `10.0.0.2:3306` → `10_0_0_2_3306`.
+fn ident(a: SocketAddr) -> String {
+    format!("{}_{}", a.ip(), a.port())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The persistence set and chain of destination `dest` of service `spec`.
+fn persist_names(spec: &ServiceSpec, dest: SocketAddr) -> (String, String) {
+    let svc = match spec.key {
+        ServiceKey::Addr { proto, addr } => format!("{}_{}", proto.name(), ident(addr)),
+        ServiceKey::Fwmark { mark, v6 } => format!("fwm{mark}{}", if v6 { "_6" } else { "" }),
+    };
+    let d = ident(dest);
+    // The timeout and granularity are the set's own: a change makes a new set rather than an
+    // update the kernel would refuse.
+    let t = spec.persistence.map_or(0, |t| t.as_secs());
+    let m = spec
+        .persistence_prefix
+        .map_or(String::new(), |m| format!("_m{m}"));
+    (format!("p_{svc}_{d}_t{t}{m}"), format!("c_{svc}_{d}"))
+}
+
+/// What persistence remembers of a client: its source address, masked to the granularity.
+fn persist_key(spec: &ServiceSpec) -> Expression<'static> {
+    let v6 = spec.key.is_v6();
+    let saddr = field(if v6 { "ip6" } else { "ip" }, "saddr");
+    let full = if v6 { 128 } else { 32 };
+    let prefix = spec.persistence_prefix.unwrap_or(full).min(full);
+    if prefix == full {
+        return saddr;
+    }
+    let mask = if v6 {
+        let m = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
+        std::net::IpAddr::from(std::net::Ipv6Addr::from(m))
+    } else {
+        let m = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
+        std::net::IpAddr::from(std::net::Ipv4Addr::from(m))
+    };
+    Expression::BinaryOperation(Box::new(nftables::expr::BinaryOperation::AND(
+        saddr,
+        Expression::String(s(&mask.to_string())),
+    )))
+}
+
+/// The statements matching a service's packets.
+fn service_match(spec: &ServiceSpec) -> Vec<Statement<'static>> {
     let v6 = spec.key.is_v6();
     let mut out = Vec::new();
     match spec.key {
@@ -249,8 +298,42 @@ fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
             ));
         }
     }
+    out
+}
+
+/// DNAT to an address:port pair a map gives (`addr` is a map of concatenations), or, with
+/// `port`, to one address and port — nft reads a lone `concat` of constants as an invalid
+/// expression.
+fn dnat(spec: &ServiceSpec, addr: Expression<'static>, port: Option<u16>) -> Statement<'static> {
+    Statement::DNAT(Some(NAT {
+        addr: Some(addr),
+        family: Some(if spec.key.is_v6() {
+            NATFamily::IP6
+        } else {
+            NATFamily::IP
+        }),
+        port: port.map(|p| Expression::Number(u32::from(p))),
+        flags: None,
+    }))
+}
+
+fn dnat_to(spec: &ServiceSpec, a: SocketAddr) -> Statement<'static> {
+    dnat(
+        spec,
+        Expression::String(s(&a.ip().to_string())),
+        Some(a.port()),
+    )
+}
+
+/// The statements of one service's rule, or `None` when no destination may take new
+/// connections (then packets to the service meet the host, which has no listener).
+fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
+    let mut out = service_match(spec);
     let addr = match choice(spec)? {
-        Choice::One(a) => target(a),
+        Choice::One(a) => {
+            out.push(dnat_to(spec, a));
+            return Some(out);
+        }
         Choice::Buckets(key, list) => Expression::Named(NamedExpression::Map(Box::new(Map {
             key,
             data: Expression::Named(NamedExpression::Set(
@@ -266,13 +349,69 @@ fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
             )),
         }))),
     };
-    out.push(Statement::DNAT(Some(NAT {
-        addr: Some(addr),
-        family: Some(if v6 { NATFamily::IP6 } else { NATFamily::IP }),
-        port: None,
-        flags: None,
-    })));
+    out.push(dnat(spec, addr, None));
     Some(out)
+}
+
+/// A persistent service: the rules for its base chains (lookups in each live destination's
+/// set, then the scheduler's choice jumping to the chosen destination's chain) and, per live
+/// destination, its set and chain (name, rule). `None` when no destination is live.
+struct Persistent {
+    base: Vec<Vec<Statement<'static>>>,
+    dests: Vec<(String, String, Vec<Statement<'static>>)>,
+}
+
+fn persistent(spec: &ServiceSpec) -> Option<Persistent> {
+    let jump = |chain: &str| Statement::Jump(nftables::stmt::JumpTarget { target: s(chain) });
+    let key = persist_key(spec);
+    let live: Vec<SocketAddr> = spec
+        .dests
+        .iter()
+        .filter(|d| d.weight > 0)
+        .map(|d| d.addr)
+        .collect();
+    let mut base = Vec::new();
+    let mut dests = Vec::new();
+    for &d in &live {
+        let (set, chain) = persist_names(spec, d);
+        let mut lookup = service_match(spec);
+        lookup.push(eq(key.clone(), Expression::String(s(&format!("@{set}")))));
+        lookup.push(jump(&chain));
+        base.push(lookup);
+        // The service's match again: nft maps a port only after a protocol match.
+        let mut record = service_match(spec);
+        record.push(Statement::Set(nftables::stmt::Set {
+            op: nftables::stmt::SetOp::Update,
+            elem: key.clone(),
+            set: s(&format!("@{set}")),
+        }));
+        record.push(dnat_to(spec, d));
+        dests.push((set, chain, record));
+    }
+    let mut pick = service_match(spec);
+    match choice(spec)? {
+        Choice::One(a) => pick.push(jump(&persist_names(spec, a).1)),
+        Choice::Buckets(k, list) => pick.push(Statement::VerdictMap(nftables::stmt::VerdictMap {
+            key: k,
+            data: Expression::Named(NamedExpression::Set(
+                list.into_iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        SetItem::Mapping(
+                            Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
+                            Expression::Verdict(nftables::expr::Verdict::Jump(
+                                nftables::stmt::JumpTarget {
+                                    target: s(&persist_names(spec, a).1),
+                                },
+                            )),
+                        )
+                    })
+                    .collect(),
+            )),
+        })),
+    }
+    base.push(pick);
+    Some(Persistent { base, dests })
 }
 
 fn nft_err(e: nftables::helper::NftablesError) -> io::Error {
@@ -285,6 +424,7 @@ impl NftPlane {
         let mut p = NftPlane {
             table: table.to_owned(),
             applied: Vec::new(),
+            objects: std::collections::BTreeSet::new(),
         };
         p.release()?;
         Ok(p)
@@ -303,6 +443,7 @@ impl NftPlane {
         b.delete(NfListObject::Table(self.table_obj()));
         nftables::helper::apply_ruleset(&b.to_nftables()).map_err(nft_err)?;
         self.applied.clear();
+        self.objects.clear();
         Ok(())
     }
 
@@ -328,9 +469,61 @@ impl NftPlane {
         }
     }
 
-    /// The batch making the table hold exactly `wanted`.
-    fn batch(&self, wanted: &ServiceTable) -> Batch<'static> {
+    fn rule_in(
+        &self,
+        chain: &str,
+        expr: Vec<Statement<'static>>,
+        spec: &ServiceSpec,
+    ) -> Rule<'static> {
+        Rule {
+            family: NfFamily::INet,
+            table: s(&self.table),
+            chain: s(chain),
+            expr: Cow::Owned(expr),
+            comment: Some(s(&spec.key.to_string())),
+            ..Rule::default()
+        }
+    }
+
+    fn regular_chain(&self, name: &str) -> Chain<'static> {
+        Chain {
+            family: NfFamily::INet,
+            table: s(&self.table),
+            name: s(name),
+            ..Chain::default()
+        }
+    }
+
+    fn set(&self, name: &str, spec: &ServiceSpec) -> nftables::schema::Set<'static> {
+        use nftables::schema::{SetFlag, SetType, SetTypeValue};
+        nftables::schema::Set {
+            family: NfFamily::INet,
+            table: s(&self.table),
+            name: s(name),
+            handle: None,
+            set_type: SetTypeValue::Single(if spec.key.is_v6() {
+                SetType::Ipv6Addr
+            } else {
+                SetType::Ipv4Addr
+            }),
+            policy: None,
+            // nft marks the set dynamic itself (1.0.6 refuses the flag in JSON).
+            flags: Some([SetFlag::Timeout].into_iter().collect()),
+            elem: None,
+            timeout: spec
+                .persistence
+                .map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)),
+            gc_interval: None,
+            size: None,
+            comment: None,
+        }
+    }
+
+    /// The batch making the table hold exactly `wanted`, and the sets and destination chains
+    /// it then holds.
+    fn batch(&self, wanted: &ServiceTable) -> (Batch<'static>, std::collections::BTreeSet<String>) {
         let mut b = Batch::new();
+        let mut objects = std::collections::BTreeSet::new();
         b.add(NfListObject::Table(self.table_obj()));
         for (name, hook) in [
             ("prerouting", NfHook::Prerouting),
@@ -340,21 +533,55 @@ impl NftPlane {
             b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.chain(name, hook))));
         }
         for spec in wanted {
-            let Some(expr) = rule(spec) else {
-                continue;
+            let rules = if spec.persistence.is_some() {
+                let Some(p) = persistent(spec) else {
+                    continue;
+                };
+                for (set, chain, record) in p.dests {
+                    // A set already there keeps its clients: it is not added again (nft made
+                    // it dynamic when a rule first updated it, and the kernel refuses an
+                    // `add` whose flags differ). Its chain's one rule is written afresh.
+                    if !self.objects.contains(&set) {
+                        b.add(NfListObject::Set(Box::new(self.set(&set, spec))));
+                    }
+                    b.add(NfListObject::Chain(self.regular_chain(&chain)));
+                    b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(&chain))));
+                    b.add(NfListObject::Rule(self.rule_in(&chain, record, spec)));
+                    objects.insert(set);
+                    objects.insert(chain);
+                }
+                p.base
+            } else {
+                match rule(spec) {
+                    Some(r) => vec![r],
+                    None => continue,
+                }
             };
             for chain in ["prerouting", "output"] {
-                b.add(NfListObject::Rule(Rule {
-                    family: NfFamily::INet,
-                    table: s(&self.table),
-                    chain: s(chain),
-                    expr: Cow::Owned(expr.clone()),
-                    comment: Some(s(&spec.key.to_string())),
-                    ..Rule::default()
-                }));
+                for r in &rules {
+                    b.add(NfListObject::Rule(self.rule_in(chain, r.clone(), spec)));
+                }
             }
         }
-        b
+        // What is no longer wanted goes, after the rules that used it were flushed above.
+        for gone in self.objects.difference(&objects) {
+            if gone.starts_with("c_") {
+                b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(gone))));
+                b.delete(NfListObject::Chain(self.regular_chain(gone)));
+            }
+        }
+        for gone in self.objects.difference(&objects) {
+            if gone.starts_with("p_") {
+                // The type is irrelevant to a deletion.
+                let any = ServiceSpec::new(
+                    ServiceKey::tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
+                    Kind::Rr,
+                    Vec::new(),
+                );
+                b.delete(NfListObject::Set(Box::new(self.set(gone, &any))));
+            }
+        }
+        (b, objects)
     }
 }
 
@@ -372,8 +599,12 @@ impl DataPlane for NftPlane {
             }
         }
         // One transaction: the table changes all at once or not at all.
-        match nftables::helper::apply_ruleset(&self.batch(&ok).to_nftables()) {
-            Ok(()) => self.applied = ok,
+        let (batch, objects) = self.batch(&ok);
+        match nftables::helper::apply_ruleset(&batch.to_nftables()) {
+            Ok(()) => {
+                self.applied = ok;
+                self.objects = objects;
+            }
             Err(e) => {
                 let msg = e.to_string();
                 errors.extend(ok.iter().map(|s| DataPlaneError {
@@ -488,7 +719,7 @@ mod tests {
         assert!(unsupported(&spec(Kind::Wlc, &[])).unwrap().contains("wlc"));
         let mut p = spec(Kind::Rr, &[]);
         p.persistence = Some(Duration::from_secs(60));
-        assert!(unsupported(&p).unwrap().contains("persistence"));
+        assert!(unsupported(&p).is_none());
         let mut d = spec(Kind::Rr, &[("10.0.5.2:3306", 1)]);
         d.dests[0].method = Forward::Route;
         assert!(unsupported(&d).unwrap().contains("DR"));

@@ -178,3 +178,111 @@ fn a_refused_scheduler_is_an_error_and_the_rest_of_the_table_applies() {
     assert_eq!(hello("10.0.0.1:3306").0, "a");
     plane.release().unwrap();
 }
+
+/// Like `hello`, from the local address `src`.
+fn hello_from(src: &str, vip: &str) -> String {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&src.parse::<SocketAddr>().unwrap().into()).unwrap();
+    s.connect_timeout(
+        &vip.parse::<SocketAddr>().unwrap().into(),
+        Duration::from_secs(2),
+    )
+    .expect("connect through the VIP");
+    let mut s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+#[test]
+fn persistence_keeps_each_client_on_its_server_until_that_server_leaves() {
+    netns();
+    assert!(
+        Command::new("ip")
+            .args(["addr", "add", "10.0.0.9/32", "dev", "lo"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let a = server("127.0.0.2:3306", "a");
+    let b = server("127.0.0.3:3306", "b");
+    let persistent = |dests: &[(SocketAddr, u32)], prefix: Option<u8>| {
+        let mut s = spec(Kind::Rr, dests);
+        s.persistence = Some(Duration::from_secs(60));
+        s.persistence_prefix = prefix;
+        vec![s]
+    };
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    plane.apply(&persistent(&[(a, 1), (b, 1)], None)).unwrap();
+    // rr would alternate; each client keeps the server it got first.
+    let one = hello_from("10.0.0.1:0", "10.0.0.1:3306");
+    let two = hello_from("10.0.0.9:0", "10.0.0.1:3306");
+    assert_ne!(one, two, "rr gives the second client the other server");
+    for _ in 0..4 {
+        assert_eq!(hello_from("10.0.0.1:0", "10.0.0.1:3306"), one);
+        assert_eq!(hello_from("10.0.0.9:0", "10.0.0.1:3306"), two);
+    }
+    // Client one's server drained: it moves, and stays on its new server when the old one
+    // is back (its old entry went with the server).
+    let (drained, other) = if one == "a" {
+        ((a, 0), (b, 1))
+    } else {
+        ((a, 1), (b, 0))
+    };
+    plane.apply(&persistent(&[drained, other], None)).unwrap();
+    let moved = hello_from("10.0.0.1:0", "10.0.0.1:3306");
+    assert_ne!(moved, one);
+    plane.apply(&persistent(&[(a, 1), (b, 1)], None)).unwrap();
+    for _ in 0..4 {
+        assert_eq!(hello_from("10.0.0.1:0", "10.0.0.1:3306"), moved);
+    }
+    // persistence_granularity /24: both clients are one, on whichever server the first got.
+    plane
+        .apply(&persistent(&[(a, 1), (b, 1)], Some(24)))
+        .unwrap();
+    let first = hello_from("10.0.0.9:0", "10.0.0.1:3306");
+    for _ in 0..4 {
+        assert_eq!(hello_from("10.0.0.1:0", "10.0.0.1:3306"), first);
+        assert_eq!(hello_from("10.0.0.9:0", "10.0.0.1:3306"), first);
+    }
+    // Without persistence the sets and chains go, and rr alternates again.
+    plane
+        .apply(&vec![spec(Kind::Rr, &[(a, 1), (b, 1)])])
+        .unwrap();
+    let listed = Command::new("nft")
+        .args(["list", "table", "inet", "holdfast_test"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        !listed.contains("set p_") && !listed.contains("chain c_"),
+        "{listed}"
+    );
+    let mut seen: Vec<String> = (0..4)
+        .map(|_| hello_from("10.0.0.1:0", "10.0.0.1:3306"))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b"]);
+    plane.release().unwrap();
+    assert!(!tables().contains("holdfast_test"), "{}", tables());
+}
+
+#[test]
+fn fo_sends_every_connection_to_the_heaviest_server() {
+    netns();
+    let a = server("127.0.0.2:3306", "a");
+    let b = server("127.0.0.3:3306", "b");
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    plane
+        .apply(&vec![spec(Kind::Fo, &[(a, 1), (b, 5)])])
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(hello("10.0.0.1:3306").0, "b");
+    }
+    plane
+        .apply(&vec![spec(Kind::Fo, &[(a, 1), (b, 0)])])
+        .unwrap();
+    assert_eq!(hello("10.0.0.1:3306").0, "a");
+    plane.release().unwrap();
+}
