@@ -213,6 +213,9 @@ pub struct Global {
     pub control_socket: Option<String>,
     /// `metrics_listen ADDR:PORT` (holdfast).
     pub metrics_listen: Option<SocketAddr>,
+    /// `nft_table NAME` (holdfast): the `inet` table `dataplane nft` owns (default
+    /// `holdfast`).
+    pub nft_table: Option<String>,
     /// Declaration site.
     pub origin: Origin,
 }
@@ -262,6 +265,7 @@ impl Default for Global {
             dataplane: None,
             control_socket: None,
             metrics_listen: None,
+            nft_table: None,
             origin: Origin::default(),
         }
     }

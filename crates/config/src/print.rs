@@ -324,6 +324,7 @@ impl P {
         }
         self.opt("control_socket", &g.control_socket);
         self.optn("metrics_listen", g.metrics_listen);
+        self.opt("nft_table", &g.nft_table);
         self.close();
     }
 

@@ -92,6 +92,8 @@ const WORDS: &[&str] = &[
     "proxy",
     "metrics_listen",
     "127.0.0.1:9100",
+    "nft_table",
+    "lb_nat",
     "\\",
 ];
 

@@ -509,9 +509,9 @@ pub fn ipvs_available() -> bool {
     holdfast_dataplane::ipvs::available()
 }
 
-/// What the IPVS plane does at start and stop (`global_defs` and the command line).
+/// What the kernel planes do at start and stop (`global_defs` and the command line).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IpvsOptions {
+pub struct PlaneOptions {
     /// `lvs_flush`: empty the kernel's table when the plane opens.
     pub flush: bool,
     /// `lvs_flush_on_stop`: empty it at stop (every service, not only holdfast's).
@@ -523,6 +523,17 @@ pub struct IpvsOptions {
     /// `lvs_sync_daemon`: the daemon's settings and the VRRP instance it follows (none:
     /// both roles run from the start).
     pub sync: Option<(SyncDaemon, Option<String>)>,
+    /// `nft_table`: the nftables plane's table (default `holdfast`).
+    pub nft_table: Option<String>,
+}
+
+impl PlaneOptions {
+    /// The nftables plane's table.
+    pub fn nft_table(&self) -> &str {
+        self.nft_table
+            .as_deref()
+            .unwrap_or(holdfast_dataplane::nft::DEFAULT_TABLE)
+    }
 }
 
 /// The wanted table of every virtual server, handed whole to each data plane.
@@ -534,7 +545,7 @@ pub struct Planes {
     /// Opened (clearing a table a crash left) when the first virtual server on nftables
     /// starts.
     nft: Mutex<Option<NftPlane>>,
-    ipvs_options: IpvsOptions,
+    options: PlaneOptions,
     /// Whether each real server was alive, kept across reloads so a server known dead is
     /// not put back in the table while its checkers start again.
     alive: Mutex<std::collections::HashMap<(ServiceKey, SocketAddr), bool>>,
@@ -543,19 +554,24 @@ pub struct Planes {
 }
 
 impl Planes {
-    /// Empty planes.
-    pub fn new() -> Planes {
-        Planes::with_ipvs_options(IpvsOptions::default())
+    /// What the kernel planes were started with.
+    pub fn options(&self) -> &PlaneOptions {
+        &self.options
     }
 
-    /// Empty planes; the IPVS plane, once opened, follows `ipvs_options`.
-    pub fn with_ipvs_options(ipvs_options: IpvsOptions) -> Planes {
+    /// Empty planes.
+    pub fn new() -> Planes {
+        Planes::with_options(PlaneOptions::default())
+    }
+
+    /// Empty planes; the IPVS plane, once opened, follows `options`.
+    pub fn with_options(options: PlaneOptions) -> Planes {
         Planes {
             wanted: Mutex::new(BTreeMap::new()),
             proxy: Mutex::new(ProxyPlane::new()),
             ipvs: Mutex::new(None),
             nft: Mutex::new(None),
-            ipvs_options,
+            options,
             alive: Mutex::default(),
             admin: Mutex::default(),
         }
@@ -566,12 +582,12 @@ impl Planes {
         if g.is_none() {
             match IpvsPlane::open() {
                 Ok(mut p) => {
-                    if self.ipvs_options.flush
+                    if self.options.flush
                         && let Err(e) = p.flush()
                     {
                         log.check(&format!("IPVS: cannot flush the table (lvs_flush): {e}"));
                     }
-                    if let Some((tcp, tcpfin, udp)) = self.ipvs_options.timeouts
+                    if let Some((tcp, tcpfin, udp)) = self.options.timeouts
                         && let Err(e) = p.set_timeouts(tcp, tcpfin, udp)
                     {
                         log.check(&format!("IPVS: cannot set lvs_timeouts: {e}"));
@@ -630,7 +646,7 @@ impl Planes {
             && let Ok(mut g) = self.nft.lock()
         {
             if g.is_none() {
-                match NftPlane::open(holdfast_dataplane::nft::DEFAULT_TABLE) {
+                match NftPlane::open(self.options.nft_table()) {
                     Ok(p) => *g = Some(p),
                     Err(e) => log.check(&format!("nftables: cannot open table: {e}")),
                 }
@@ -646,7 +662,7 @@ impl Planes {
     /// Starts the sync daemons `lvs_sync_daemon` asks for at start: both roles when it names
     /// no VRRP instance (a named instance's state changes choose the role later).
     pub fn start_sync(&self, log: Logger) {
-        if let Some((_, None)) = &self.ipvs_options.sync {
+        if let Some((_, None)) = &self.options.sync {
             self.sync_role(None, log);
         }
     }
@@ -654,7 +670,7 @@ impl Planes {
     /// The VRRP instance `instance` entered a state: the sync daemon follows it, master
     /// with MASTER and backup otherwise (keepalived's ipvs_syncd_master/backup).
     pub fn vrrp_state(&self, instance: &str, master: bool, log: Logger) {
-        if let Some((_, Some(i))) = &self.ipvs_options.sync
+        if let Some((_, Some(i))) = &self.options.sync
             && i == instance
         {
             self.sync_role(Some(master), log);
@@ -663,7 +679,7 @@ impl Planes {
 
     /// Runs the sync daemon as master (`Some(true)`), backup (`Some(false)`) or both.
     fn sync_role(&self, master: Option<bool>, log: Logger) {
-        let Some((d, _)) = &self.ipvs_options.sync else {
+        let Some((d, _)) = &self.options.sync else {
             return;
         };
         let Some(mut g) = self.open_ipvs(log) else {
@@ -704,7 +720,7 @@ impl Planes {
     pub fn release(&self, log: Logger) {
         if let Ok(mut g) = self.nft.lock()
             && let Some(p) = g.as_mut()
-            && !self.ipvs_options.keep_on_stop
+            && !self.options.keep_on_stop
             && let Err(e) = p.release()
         {
             log.check(&format!("nftables: cannot remove table {}: {e}", p.table()));
@@ -715,18 +731,18 @@ impl Planes {
         let Some(p) = g.as_mut() else {
             return;
         };
-        if self.ipvs_options.sync.is_some() {
+        if self.options.sync.is_some() {
             for backup in [false, true] {
                 let _ = p.stop_sync_daemon(backup);
             }
         }
-        if self.ipvs_options.flush_on_stop {
+        if self.options.flush_on_stop {
             if let Err(e) = p.flush() {
                 log.check(&format!(
                     "IPVS: cannot flush the table (lvs_flush_on_stop): {e}"
                 ));
             }
-        } else if !self.ipvs_options.keep_on_stop {
+        } else if !self.options.keep_on_stop {
             for e in p.release() {
                 log.check(&format!("IPVS: cannot remove {e}"));
             }
@@ -825,7 +841,7 @@ pub fn start(
     if nft > 0 {
         log.check(&format!(
             "Using the nftables data plane for {nft} virtual server(s) (table inet {})",
-            holdfast_dataplane::nft::DEFAULT_TABLE
+            planes.options.nft_table()
         ));
     }
     plans

@@ -166,8 +166,9 @@ pub struct Plan {
     pub control_socket: Option<String>,
     /// `metrics_listen`: where the Prometheus endpoint listens (off when `None`).
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// `lvs_flush`, `lvs_flush_on_stop`, `lvs_timeouts` for the IPVS plane.
-    pub ipvs: crate::lvs::IpvsOptions,
+    /// `lvs_flush`, `lvs_flush_on_stop`, `lvs_timeouts`, `lvs_sync_daemon` for the IPVS plane;
+    /// `nft_table` for the nftables plane.
+    pub planes: crate::lvs::PlaneOptions,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
 }
@@ -226,7 +227,7 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
     let un = &mut plan.unsupported;
     plan.virtual_servers = crate::lvs::build(cfg, un);
     plan.control_socket = cfg.global.control_socket.clone();
-    plan.ipvs = crate::lvs::IpvsOptions {
+    plan.planes = crate::lvs::PlaneOptions {
         flush: cfg.global.lvs_flush,
         flush_on_stop: cfg.global.lvs_flush_on_stop,
         keep_on_stop: false,
@@ -250,6 +251,7 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
                 t.udp.unwrap_or(0),
             )
         }),
+        nft_table: cfg.global.nft_table.clone(),
     };
     plan.metrics_listen = cfg.global.metrics_listen;
     for g in &cfg.sync_groups {

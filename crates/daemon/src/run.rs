@@ -262,12 +262,10 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     };
     let mut groups = Groups::new(&plan.groups);
     let mut running: Vec<Running> = Vec::new();
-    let planes = Arc::new(crate::lvs::Planes::with_ipvs_options(
-        crate::lvs::IpvsOptions {
-            keep_on_stop: opts.keep_ipvs,
-            ..plan.ipvs.clone()
-        },
-    ));
+    let planes = Arc::new(crate::lvs::Planes::with_options(crate::lvs::PlaneOptions {
+        keep_on_stop: opts.keep_ipvs,
+        ..plan.planes.clone()
+    }));
     let mut vs_plans = if opts.checkers {
         plan.virtual_servers
     } else {
@@ -370,6 +368,13 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         if opts.vrrp {
                             running = reload(running, new.instances, &sh).await;
                             groups = Groups::new(&new.groups);
+                        }
+                        let wanted = crate::lvs::PlaneOptions {
+                            keep_on_stop: planes.options().keep_on_stop,
+                            ..new.planes.clone()
+                        };
+                        if &wanted != planes.options() {
+                            log.main("WARNING - lvs_flush, lvs_flush_on_stop, lvs_timeouts, lvs_sync_daemon and nft_table take effect at the next start, not on reload");
                         }
                         if opts.checkers {
                             // Checkers restart; the data plane is handed the new table, so

@@ -35,9 +35,9 @@ fn server_id(lab: &netns::Lab) -> String {
     .to_owned()
 }
 
-/// holdfast's table in the director's namespace.
+/// holdfast's table in the director's namespace (`nft_table lb_nat`).
 fn table(lab: &netns::Lab) -> String {
-    lab.output(1, &["nft", "list", "table", "inet", "holdfast"])
+    lab.output(1, &["nft", "list", "table", "inet", "lb_nat"])
 }
 
 /// Waits until `addr` is (or is not) a destination in the table: the log line is written as
@@ -93,11 +93,11 @@ fn seed_000_on_nftables_follows_a_failed_replica_and_leaves_no_table() {
         .status();
     let c = check.display();
     let conf = format!(
-        "global_defs {{\n router_id MARIA_HA\n script_user root\n dataplane nft\n}}\nvirtual_server 172.21.115.217 3306 {{\ndelay_loop 3\nlb_algo dh\nprotocol TCP\nreal_server 172.21.115.218 3306 {{\nweight 100\nMISC_CHECK {{\nmisc_path \"{c} 172.21.115.218\"\nmisc_timeout 3\n}}\n}}\nreal_server 172.21.115.215 3306 {{\nweight 100\nMISC_CHECK {{\nmisc_path \"{c} 172.21.115.215\"\nmisc_timeout 3\n}}\n}}\n}}\n"
+        "global_defs {{\n router_id MARIA_HA\n script_user root\n dataplane nft\n nft_table lb_nat\n}}\nvirtual_server 172.21.115.217 3306 {{\ndelay_loop 3\nlb_algo dh\nprotocol TCP\nreal_server 172.21.115.218 3306 {{\nweight 100\nMISC_CHECK {{\nmisc_path \"{c} 172.21.115.218\"\nmisc_timeout 3\n}}\n}}\nreal_server 172.21.115.215 3306 {{\nweight 100\nMISC_CHECK {{\nmisc_path \"{c} 172.21.115.215\"\nmisc_timeout 3\n}}\n}}\n}}\n"
     );
     let mut lb = lab.holdfast_with(1, &conf, &["-C"]);
     lb.wait_for(
-        "Using the nftables data plane for 1 virtual server(s) (table inet holdfast)",
+        "Using the nftables data plane for 1 virtual server(s) (table inet lb_nat)",
         10 * SEC,
     );
     // The rule is in place once both servers are (they start alive, as in keepalived).
@@ -158,5 +158,5 @@ fn seed_000_on_nftables_follows_a_failed_replica_and_leaves_no_table() {
     lb.signal("TERM");
     assert!(lb.wait_exit(10 * SEC), "holdfast did not stop");
     let tables = lab.output(1, &["nft", "list", "tables"]);
-    assert!(!tables.contains("holdfast"), "{tables}");
+    assert!(!tables.contains("lb_nat"), "{tables}");
 }

@@ -183,6 +183,27 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "shutdown_script_timeout" => g.shutdown_script_timeout = cx.timer(n, 0, 1000),
             "dataplane" => g.dataplane = dataplane(cx, n),
             "control_socket" => g.control_socket = cx.string(n),
+            "nft_table" => {
+                if let Some(w) = cx.arg(n, 0) {
+                    let ok = w.text.len() <= 64
+                        && w.text
+                            .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                        && w.text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if ok {
+                        g.nft_table = Some(w.text.clone());
+                    } else {
+                        cx.d.invalid(
+                            w.span,
+                            format!(
+                                "nft_table '{}' is not a table name (letters, digits and _, not starting with a digit, at most 64)",
+                                w.text
+                            ),
+                        );
+                    }
+                }
+            }
             "metrics_listen" => {
                 if let Some(w) = cx.arg(n, 0) {
                     match w.text.parse::<SocketAddr>() {
