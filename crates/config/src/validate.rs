@@ -116,13 +116,20 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
                 vs.lvs_sched
             ));
         }
-        if vs.lvs_method != crate::model::LvsMethod::Nat
-            || vs.real_servers.iter().any(|r| {
-                r.lvs_method
-                    .is_some_and(|m| m != crate::model::LvsMethod::Nat)
-            })
+        use crate::model::LvsMethod;
+        let methods: Vec<LvsMethod> = vs
+            .real_servers
+            .iter()
+            .map(|r| r.lvs_method.unwrap_or(vs.lvs_method))
+            .collect();
+        if methods.contains(&LvsMethod::Tun) || vs.lvs_method == LvsMethod::Tun {
+            why.push("lvs_method TUN is not built on dataplane nft (use dataplane ipvs)".into());
+        } else if methods.contains(&LvsMethod::Dr) && methods.contains(&LvsMethod::Nat) {
+            why.push("real servers mixing lvs_method DR and NAT in one virtual server are not built on dataplane nft (use dataplane ipvs)".into());
+        } else if methods.contains(&LvsMethod::Dr)
+            && matches!(vs.key, crate::model::VsKey::Fwmark(_))
         {
-            why.push("lvs_method DR/TUN (direct return) is not built on dataplane nft yet; NAT only (use dataplane ipvs)".into());
+            why.push("a fwmark virtual server cannot use lvs_method DR on dataplane nft: direct return is decided at ingress, before the mark is set (use dataplane ipvs)".into());
         }
         for w in why {
             d.push_unlined(Class::Invalid, vs.origin.0, format!("virtual_server: {w}"));

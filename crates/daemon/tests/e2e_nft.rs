@@ -160,3 +160,135 @@ fn seed_000_on_nftables_follows_a_failed_replica_and_leaves_no_table() {
     let tables = lab.output(1, &["nft", "list", "tables"]);
     assert!(!tables.contains("lb_nat"), "{tables}");
 }
+
+/// `SELECT @@server_id` through seed 003's VIP from the client (node 4, on the same link).
+fn server_id_003(lab: &netns::Lab) -> String {
+    lab.output(
+        4,
+        &[
+            "mariadb",
+            "--no-defaults",
+            "-h",
+            "192.168.1.10",
+            "-P",
+            "3306",
+            "-ulab",
+            "-plab",
+            "--connect-timeout=3",
+            "-N",
+            "-e",
+            "SELECT @@server_id",
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+/// Seed 003 unchanged but for `dataplane nft`: its VRRP instance puts the VIP on the director,
+/// its virtual server (DR, rr, inhibit_on_failure, TCP_CHECK) forwards to two MariaDB real
+/// servers holding the VIP on lo, which answer the client directly.
+#[test]
+fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
+    let mut lab = netns::Lab::new(4).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    for (n, addr) in [
+        (1, "192.168.1.1/24"),
+        (2, "192.168.1.201/24"),
+        (3, "192.168.1.202/24"),
+        (4, "192.168.1.9/24"),
+    ] {
+        lab.exec(n, &["ip", "addr", "add", addr, "dev", "eth0"]);
+    }
+    for n in [2, 3] {
+        lab.exec(n, &["ip", "addr", "add", "192.168.1.10/32", "dev", "lo"]);
+        lab.exec(
+            n,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.conf.all.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2",
+            ],
+        );
+    }
+    let db201 = services::mariadb_with(&mut lab, 2, &["--server-id=201"]).unwrap();
+    let _db202 = services::mariadb_with(&mut lab, 3, &["--server-id=202"]).unwrap();
+    let seed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/seeds/seed003-lvs1.conf"
+    ))
+    .unwrap();
+    let control = lab.dir().join("control.sock");
+    let conf = seed.replacen(
+        "   router_id LVS_1\n",
+        &format!(
+            "   router_id LVS_1\n   dataplane nft\n   control_socket {}\n",
+            control.display()
+        ),
+        1,
+    );
+    assert_ne!(conf, seed);
+    let mut lb = lab.holdfast(1, &conf);
+    lb.wait_for(
+        "Using the nftables data plane for 1 virtual server(s) (table inet holdfast)",
+        10 * SEC,
+    );
+    lb.wait_for("(VI_1) Entering MASTER STATE", 15 * SEC);
+    // rr over both real servers, replies straight from them.
+    let mut seen: Vec<String> = (0..4).map(|_| server_id_003(&lab)).collect();
+    seen.sort();
+    assert_eq!(seen, ["201", "201", "202", "202"], "{}", lb.log());
+    let status = |lab: &netns::Lab| {
+        lab.output(
+            1,
+            &[
+                env!("CARGO_BIN_EXE_holdfast"),
+                "status",
+                "--lvs",
+                "-s",
+                control.to_str().unwrap(),
+            ],
+        )
+    };
+    // (Forward, Weight) of a real server in `status --lvs`.
+    let dest = |text: &str, addr: &str| -> Option<(String, String)> {
+        text.lines().find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 4 && w[0] == "->" && w[1] == addr).then(|| (w[2].into(), w[3].into()))
+        })
+    };
+    let route = |w: &str| Some(("Route".to_string(), w.to_string()));
+    assert_eq!(
+        dest(&status(&lab), "192.168.1.201:3306"),
+        route("1"),
+        "{}",
+        status(&lab)
+    );
+    // 201 fails its TCP_CHECK (delay_loop 30, 3 retries 3 s apart): weight 0, not removed.
+    db201.signal("KILL");
+    lb.wait_for(
+        "Disabling service [192.168.1.201]:tcp:3306 of VS [192.168.1.10]:tcp:3306",
+        60 * SEC,
+    );
+    assert_eq!(
+        dest(&status(&lab), "192.168.1.201:3306"),
+        route("0"),
+        "{}",
+        status(&lab)
+    );
+    for _ in 0..3 {
+        assert_eq!(server_id_003(&lab), "202");
+    }
+    // Back: weight 1 again, and rr reaches it.
+    let _back = services::mariadb_start(&mut lab, 2).unwrap();
+    lb.wait_for(
+        "Enabling service [192.168.1.201]:tcp:3306 of VS [192.168.1.10]:tcp:3306",
+        60 * SEC,
+    );
+    let seen: Vec<String> = (0..4).map(|_| server_id_003(&lab)).collect();
+    assert!(seen.iter().any(|s| s == "201"), "{seen:?}");
+    // Stopping removes both of holdfast's tables.
+    lb.signal("TERM");
+    assert!(lb.wait_exit(10 * SEC), "holdfast did not stop");
+    let tables = lab.output(1, &["nft", "list", "tables"]);
+    assert!(!tables.contains("holdfast"), "{tables}");
+}

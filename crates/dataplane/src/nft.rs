@@ -54,9 +54,20 @@ pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
             spec.sched.name()
         ));
     }
-    if spec.dests.iter().any(|d| d.method != Forward::Masq) {
+    if spec.dests.iter().any(|d| d.method == Forward::Tunnel) {
+        return Some("lvs_method TUN is not built on nftables (use dataplane ipvs)".into());
+    }
+    if spec.dests.iter().any(|d| d.method == Forward::Route)
+        && spec.dests.iter().any(|d| d.method != Forward::Route)
+    {
         return Some(
-            "lvs_method DR/TUN (direct return) is not built on nftables yet; NAT only (use dataplane ipvs)"
+            "real servers mixing lvs_method DR and NAT in one virtual server are not built on nftables (use dataplane ipvs)"
+                .into(),
+        );
+    }
+    if is_direct(spec) && matches!(spec.key, ServiceKey::Fwmark { .. }) {
+        return Some(
+            "a fwmark virtual server cannot use lvs_method DR on nftables: direct return is decided at ingress, before the mark is set (use dataplane ipvs)"
                 .into(),
         );
     }
@@ -222,6 +233,25 @@ fn ident(a: SocketAddr) -> String {
 }
 
 /// The persistence set and chain of destination `dest` of service `spec`.
+/// How a service keeps a client (or a connection) on one destination: by persistence in the
+/// `inet` table (DNAT), or by direct return in the `netdev` table (forwarding to the
+/// destination's MAC address through `dev`).
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    Persist,
+    Direct(&'a std::collections::BTreeMap<SocketAddr, String>),
+}
+
+/// The set and chain of destination `dest` of service `spec` in `mode`.
+fn sticky_names(spec: &ServiceSpec, dest: SocketAddr, mode: Mode<'_>) -> (String, String) {
+    if let Mode::Direct(_) = mode {
+        let (_, chain) = persist_names(spec, dest);
+        let set = chain.replacen("c_", "k_", 1);
+        return (set, chain.replacen("c_", "d_", 1));
+    }
+    persist_names(spec, dest)
+}
+
 fn persist_names(spec: &ServiceSpec, dest: SocketAddr) -> (String, String) {
     let svc = match spec.key {
         ServiceKey::Addr { proto, addr } => format!("{}_{}", proto.name(), ident(addr)),
@@ -353,27 +383,54 @@ fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
     Some(out)
 }
 
-/// A persistent service: the rules for its base chains (lookups in each live destination's
-/// set, then the scheduler's choice jumping to the chosen destination's chain) and, per live
-/// destination, its set and chain (name, rule). `None` when no destination is live.
-struct Persistent {
+/// A service that keeps clients or connections on their destination: the rules for its base
+/// chains (lookups in each destination's set, then the scheduler's choice jumping to the
+/// chosen destination's chain) and, per destination, its set and chain (names, rule).
+/// `None` when no destination may take new connections.
+struct Sticky {
     base: Vec<Vec<Statement<'static>>>,
     dests: Vec<(String, String, Vec<Statement<'static>>)>,
 }
 
-fn persistent(spec: &ServiceSpec) -> Option<Persistent> {
+/// The key of a direct-return connection: the client's address and port.
+fn connection_key(spec: &ServiceSpec) -> Expression<'static> {
+    Expression::Named(NamedExpression::Concat(vec![
+        field(if spec.key.is_v6() { "ip6" } else { "ip" }, "saddr"),
+        field("th", "sport"),
+    ]))
+}
+
+/// Forwards the packet unchanged to `dest`'s MAC address on `dev` (LVS's DR).
+fn forward_to(spec: &ServiceSpec, dest: SocketAddr, dev: &str) -> Statement<'static> {
+    Statement::FWD(Some(nftables::stmt::FWD {
+        dev: Some(Expression::String(s(dev))),
+        family: Some(if spec.key.is_v6() {
+            nftables::stmt::FWDFamily::IP6
+        } else {
+            nftables::stmt::FWDFamily::IP
+        }),
+        addr: Some(Expression::String(s(&dest.ip().to_string()))),
+    }))
+}
+
+fn sticky(spec: &ServiceSpec, mode: Mode<'_>) -> Option<Sticky> {
     let jump = |chain: &str| Statement::Jump(nftables::stmt::JumpTarget { target: s(chain) });
-    let key = persist_key(spec);
-    let live: Vec<SocketAddr> = spec
+    let key = match mode {
+        Mode::Persist => persist_key(spec),
+        Mode::Direct(_) => connection_key(spec),
+    };
+    // Persistence forgets a destination that leaves the scheduling; direct return keeps the
+    // connections of a destination at weight 0 (IPVS's quiescent server) until they end.
+    let kept: Vec<SocketAddr> = spec
         .dests
         .iter()
-        .filter(|d| d.weight > 0)
+        .filter(|d| d.weight > 0 || matches!(mode, Mode::Direct(_)))
         .map(|d| d.addr)
         .collect();
     let mut base = Vec::new();
     let mut dests = Vec::new();
-    for &d in &live {
-        let (set, chain) = persist_names(spec, d);
+    for &d in &kept {
+        let (set, chain) = sticky_names(spec, d, mode);
         let mut lookup = service_match(spec);
         lookup.push(eq(key.clone(), Expression::String(s(&format!("@{set}")))));
         lookup.push(jump(&chain));
@@ -385,12 +442,15 @@ fn persistent(spec: &ServiceSpec) -> Option<Persistent> {
             elem: key.clone(),
             set: s(&format!("@{set}")),
         }));
-        record.push(dnat_to(spec, d));
+        record.push(match mode {
+            Mode::Persist => dnat_to(spec, d),
+            Mode::Direct(devs) => forward_to(spec, d, devs.get(&d).map_or("lo", String::as_str)),
+        });
         dests.push((set, chain, record));
     }
     let mut pick = service_match(spec);
     match choice(spec)? {
-        Choice::One(a) => pick.push(jump(&persist_names(spec, a).1)),
+        Choice::One(a) => pick.push(jump(&sticky_names(spec, a, mode).1)),
         Choice::Buckets(k, list) => pick.push(Statement::VerdictMap(nftables::stmt::VerdictMap {
             key: k,
             data: Expression::Named(NamedExpression::Set(
@@ -401,7 +461,7 @@ fn persistent(spec: &ServiceSpec) -> Option<Persistent> {
                             Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
                             Expression::Verdict(nftables::expr::Verdict::Jump(
                                 nftables::stmt::JumpTarget {
-                                    target: s(&persist_names(spec, a).1),
+                                    target: s(&sticky_names(spec, a, mode).1),
                                 },
                             )),
                         )
@@ -411,7 +471,42 @@ fn persistent(spec: &ServiceSpec) -> Option<Persistent> {
         })),
     }
     base.push(pick);
-    Some(Persistent { base, dests })
+    Some(Sticky { base, dests })
+}
+
+/// Whether a service forwards by direct return (every destination DR).
+fn is_direct(spec: &ServiceSpec) -> bool {
+    !spec.dests.is_empty() && spec.dests.iter().all(|d| d.method == Forward::Route)
+}
+
+/// The interface through which `addr` is reached directly (`ip route get`), for direct
+/// return: a destination behind a gateway, or this host's own address, cannot be one.
+pub fn direct_device(addr: std::net::IpAddr) -> io::Result<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "route", "get", &addr.to_string()])
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "no route to real server {addr}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let routes: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let route = routes
+        .get(0)
+        .ok_or_else(|| io::Error::other("ip route get: no route"))?;
+    if route.get("gateway").is_some() {
+        return Err(io::Error::other(format!(
+            "real server {addr} is behind a gateway: direct return needs it on an attached network"
+        )));
+    }
+    match route.get("dev").and_then(serde_json::Value::as_str) {
+        Some("lo") | None => Err(io::Error::other(format!(
+            "real server {addr} is an address of this host: direct return needs another machine"
+        ))),
+        Some(dev) => Ok(dev.to_owned()),
+    }
 }
 
 fn nft_err(e: nftables::helper::NftablesError) -> io::Error {
@@ -439,8 +534,10 @@ impl NftPlane {
     pub fn release(&mut self) -> io::Result<()> {
         let mut b = Batch::new();
         // Adding first makes the deletion valid whether or not the table exists.
-        b.add(NfListObject::Table(self.table_obj()));
-        b.delete(NfListObject::Table(self.table_obj()));
+        for t in [self.table_obj(), self.netdev_table()] {
+            b.add(NfListObject::Table(t.clone()));
+            b.delete(NfListObject::Table(t));
+        }
         nftables::helper::apply_ruleset(&b.to_nftables()).map_err(nft_err)?;
         self.applied.clear();
         self.objects.clear();
@@ -469,6 +566,16 @@ impl NftPlane {
         }
     }
 
+    /// The family of one of holdfast's objects, from its name: the `netdev` table holds
+    /// direct return (`k_` sets, `d_` chains, `in_` ingress chains), the `inet` table the rest.
+    fn family_of(name: &str) -> NfFamily {
+        if name.starts_with("k_") || name.starts_with("d_") || name.starts_with("in_") {
+            NfFamily::NetDev
+        } else {
+            NfFamily::INet
+        }
+    }
+
     fn rule_in(
         &self,
         chain: &str,
@@ -476,7 +583,11 @@ impl NftPlane {
         spec: &ServiceSpec,
     ) -> Rule<'static> {
         Rule {
-            family: NfFamily::INet,
+            family: if chain == "prerouting" || chain == "output" {
+                NfFamily::INet
+            } else {
+                Self::family_of(chain)
+            },
             table: s(&self.table),
             chain: s(chain),
             expr: Cow::Owned(expr),
@@ -487,44 +598,90 @@ impl NftPlane {
 
     fn regular_chain(&self, name: &str) -> Chain<'static> {
         Chain {
-            family: NfFamily::INet,
+            family: Self::family_of(name),
             table: s(&self.table),
             name: s(name),
             ..Chain::default()
         }
     }
 
+    /// The ingress chain of device `dev` in the `netdev` table.
+    fn ingress_chain(&self, dev: &str) -> Chain<'static> {
+        Chain {
+            family: NfFamily::NetDev,
+            table: s(&self.table),
+            name: s(&format!("in_{dev}")),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Ingress),
+            prio: Some(0),
+            dev: Some(s(dev)),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }
+    }
+
+    /// A set of persistent clients (`p_`) or direct-return connections (`k_`).
     fn set(&self, name: &str, spec: &ServiceSpec) -> nftables::schema::Set<'static> {
         use nftables::schema::{SetFlag, SetType, SetTypeValue};
+        let addr = if spec.key.is_v6() {
+            SetType::Ipv6Addr
+        } else {
+            SetType::Ipv4Addr
+        };
+        let direct = Self::family_of(name) == NfFamily::NetDev;
+        let timeout = if direct {
+            // IPVS's defaults for an established TCP connection and for UDP, refreshed by
+            // every packet.
+            match spec.key {
+                ServiceKey::Addr {
+                    proto: Proto::Udp, ..
+                } => 300,
+                _ => 900,
+            }
+        } else {
+            spec.persistence
+                .map_or(1, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX))
+        };
         nftables::schema::Set {
-            family: NfFamily::INet,
+            family: Self::family_of(name),
             table: s(&self.table),
             name: s(name),
             handle: None,
-            set_type: SetTypeValue::Single(if spec.key.is_v6() {
-                SetType::Ipv6Addr
+            set_type: if direct {
+                SetTypeValue::Concatenated(Cow::Owned(vec![addr, SetType::InetService]))
             } else {
-                SetType::Ipv4Addr
-            }),
+                SetTypeValue::Single(addr)
+            },
             policy: None,
             // nft marks the set dynamic itself (1.0.6 refuses the flag in JSON).
             flags: Some([SetFlag::Timeout].into_iter().collect()),
             elem: None,
-            timeout: spec
-                .persistence
-                .map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)),
+            timeout: Some(timeout),
             gc_interval: None,
             size: None,
             comment: None,
         }
     }
 
-    /// The batch making the table hold exactly `wanted`, and the sets and destination chains
-    /// it then holds.
-    fn batch(&self, wanted: &ServiceTable) -> (Batch<'static>, std::collections::BTreeSet<String>) {
+    fn netdev_table(&self) -> Table<'static> {
+        Table {
+            family: NfFamily::NetDev,
+            name: s(&self.table),
+            ..Table::default()
+        }
+    }
+
+    /// The batch making the tables hold exactly `wanted` (`devs`: the interface of each
+    /// direct-return destination), and the sets and chains they then hold.
+    fn batch(
+        &self,
+        wanted: &ServiceTable,
+        devs: &std::collections::BTreeMap<SocketAddr, String>,
+    ) -> (Batch<'static>, std::collections::BTreeSet<String>) {
         let mut b = Batch::new();
         let mut objects = std::collections::BTreeSet::new();
         b.add(NfListObject::Table(self.table_obj()));
+        b.add(NfListObject::Table(self.netdev_table()));
         for (name, hook) in [
             ("prerouting", NfHook::Prerouting),
             ("output", NfHook::Output),
@@ -532,46 +689,73 @@ impl NftPlane {
             b.add(NfListObject::Chain(self.chain(name, hook)));
             b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.chain(name, hook))));
         }
+        // Direct return is decided at the ingress of every interface leading to a real server.
+        let ingress: std::collections::BTreeSet<&String> = wanted
+            .iter()
+            .filter(|w| is_direct(w))
+            .flat_map(|w| w.dests.iter().filter_map(|d| devs.get(&d.addr)))
+            .collect();
+        for dev in &ingress {
+            b.add(NfListObject::Chain(self.ingress_chain(dev)));
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.ingress_chain(dev))));
+            objects.insert(format!("in_{dev}"));
+        }
         for spec in wanted {
-            let rules = if spec.persistence.is_some() {
-                let Some(p) = persistent(spec) else {
-                    continue;
-                };
-                for (set, chain, record) in p.dests {
-                    // A set already there keeps its clients: it is not added again (nft made
-                    // it dynamic when a rule first updated it, and the kernel refuses an
-                    // `add` whose flags differ). Its chain's one rule is written afresh.
-                    if !self.objects.contains(&set) {
-                        b.add(NfListObject::Set(Box::new(self.set(&set, spec))));
+            let direct = is_direct(spec);
+            let (rules, chains): (Vec<Vec<Statement<'static>>>, Vec<String>) =
+                if direct || spec.persistence.is_some() {
+                    let mode = if direct {
+                        Mode::Direct(devs)
+                    } else {
+                        Mode::Persist
+                    };
+                    let Some(p) = sticky(spec, mode) else {
+                        continue;
+                    };
+                    for (set, chain, record) in p.dests {
+                        // A set already there keeps its entries: it is not added again (nft
+                        // made it dynamic when a rule first updated it, and the kernel refuses
+                        // an `add` whose flags differ). Its chain's one rule is written afresh.
+                        if !self.objects.contains(&set) {
+                            b.add(NfListObject::Set(Box::new(self.set(&set, spec))));
+                        }
+                        b.add(NfListObject::Chain(self.regular_chain(&chain)));
+                        b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(&chain))));
+                        b.add(NfListObject::Rule(self.rule_in(&chain, record, spec)));
+                        objects.insert(set);
+                        objects.insert(chain);
                     }
-                    b.add(NfListObject::Chain(self.regular_chain(&chain)));
-                    b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(&chain))));
-                    b.add(NfListObject::Rule(self.rule_in(&chain, record, spec)));
-                    objects.insert(set);
-                    objects.insert(chain);
-                }
-                p.base
-            } else {
-                match rule(spec) {
-                    Some(r) => vec![r],
-                    None => continue,
-                }
-            };
-            for chain in ["prerouting", "output"] {
+                    let chains = if direct {
+                        ingress.iter().map(|d| format!("in_{d}")).collect()
+                    } else {
+                        vec!["prerouting".into(), "output".into()]
+                    };
+                    (p.base, chains)
+                } else {
+                    match rule(spec) {
+                        Some(r) => (vec![r], vec!["prerouting".into(), "output".into()]),
+                        None => continue,
+                    }
+                };
+            for chain in &chains {
                 for r in &rules {
                     b.add(NfListObject::Rule(self.rule_in(chain, r.clone(), spec)));
                 }
             }
         }
-        // What is no longer wanted goes, after the rules that used it were flushed above.
+        // What is no longer wanted goes, after the rules that used it were flushed above:
+        // chains first (a set cannot go while a rule uses it), then sets.
         for gone in self.objects.difference(&objects) {
-            if gone.starts_with("c_") {
+            if let Some(dev) = gone.strip_prefix("in_") {
+                b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.ingress_chain(dev))));
+                b.delete(NfListObject::Chain(self.ingress_chain(dev)));
+            } else if gone.starts_with("c_") || gone.starts_with("d_") {
                 b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(gone))));
                 b.delete(NfListObject::Chain(self.regular_chain(gone)));
             }
         }
         for gone in self.objects.difference(&objects) {
-            if gone.starts_with("p_") {
+            if gone.starts_with("p_") || gone.starts_with("k_") {
                 // The type is irrelevant to a deletion.
                 let any = ServiceSpec::new(
                     ServiceKey::tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
@@ -598,8 +782,30 @@ impl DataPlane for NftPlane {
                 None => ok.push(spec.clone()),
             }
         }
-        // One transaction: the table changes all at once or not at all.
-        let (batch, objects) = self.batch(&ok);
+        // Direct return: each destination's interface, from the routing table.
+        let mut devs = std::collections::BTreeMap::new();
+        ok.retain(|spec| {
+            if !is_direct(spec) {
+                return true;
+            }
+            for d in &spec.dests {
+                match direct_device(d.addr.ip()) {
+                    Ok(dev) => {
+                        devs.insert(d.addr, dev);
+                    }
+                    Err(e) => {
+                        errors.push(DataPlaneError {
+                            key: spec.key,
+                            error: e,
+                        });
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        // One transaction: the tables change all at once or not at all.
+        let (batch, objects) = self.batch(&ok, &devs);
         match nftables::helper::apply_ruleset(&batch.to_nftables()) {
             Ok(()) => {
                 self.applied = ok;
@@ -720,9 +926,15 @@ mod tests {
         let mut p = spec(Kind::Rr, &[]);
         p.persistence = Some(Duration::from_secs(60));
         assert!(unsupported(&p).is_none());
-        let mut d = spec(Kind::Rr, &[("10.0.5.2:3306", 1)]);
+        let mut d = spec(Kind::Rr, &[("10.0.5.2:3306", 1), ("10.0.5.3:3306", 1)]);
         d.dests[0].method = Forward::Route;
-        assert!(unsupported(&d).unwrap().contains("DR"));
+        assert!(unsupported(&d).unwrap().contains("mixing"));
+        d.dests[1].method = Forward::Route;
+        assert!(unsupported(&d).is_none());
+        d.key = ServiceKey::Fwmark { mark: 7, v6: false };
+        assert!(unsupported(&d).unwrap().contains("fwmark"));
+        d.dests[0].method = Forward::Tunnel;
+        assert!(unsupported(&d).unwrap().contains("TUN"));
         assert!(unsupported(&spec(Kind::Dh, &[("10.0.5.2:3306", 1)])).is_none());
     }
 

@@ -286,3 +286,157 @@ fn fo_sends_every_connection_to_the_heaviest_server() {
     assert_eq!(hello("10.0.0.1:3306").0, "a");
     plane.release().unwrap();
 }
+
+/// Named namespaces for a direct-return topology, deleted when dropped: a bridge, the
+/// director, two real servers holding the VIP on lo (not answering ARP for it), a client.
+struct DrLab(String);
+
+impl DrLab {
+    fn new() -> DrLab {
+        let p = format!("hfdr{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        for n in ["br", "d", "r1", "r2", "c"] {
+            ip(&["netns", "add", &format!("{p}-{n}")]);
+            ip(&["-n", &format!("{p}-{n}"), "link", "set", "lo", "up"]);
+        }
+        let br = format!("{p}-br");
+        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        for (i, (n, addr)) in [
+            ("d", "192.168.1.1/24"),
+            ("r1", "192.168.1.201/24"),
+            ("r2", "192.168.1.202/24"),
+            ("c", "192.168.1.9/24"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ns = format!("{p}-{n}");
+            let v = format!("v{i}");
+            ip(&[
+                "-n", &br, "link", "add", &v, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            ip(&["-n", &br, "link", "set", &v, "master", "br0", "up"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "addr", "add", addr, "dev", "eth0"]);
+        }
+        // The director holds the VIP as VRRP would; the real servers hold it on lo.
+        ip(&[
+            "-n",
+            &format!("{p}-d"),
+            "addr",
+            "add",
+            "192.168.1.10/24",
+            "dev",
+            "eth0",
+        ]);
+        for r in ["r1", "r2"] {
+            let ns = format!("{p}-{r}");
+            ip(&["-n", &ns, "addr", "add", "192.168.1.10/32", "dev", "lo"]);
+            let st = Command::new("ip")
+                .args(["netns", "exec", &ns, "sysctl", "-qw"])
+                .args([
+                    "net.ipv4.conf.all.arp_ignore=1",
+                    "net.ipv4.conf.all.arp_announce=2",
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        DrLab(p)
+    }
+
+    /// Runs `f` on a thread inside node `n`'s namespace (its child processes too).
+    fn within<T: Send + 'static>(&self, n: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}-{n}", self.0);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(path).unwrap();
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for DrLab {
+    fn drop(&mut self) {
+        for n in ["br", "d", "r1", "r2", "c"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("{}-{n}", self.0)])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
+    let lab = DrLab::new();
+    // The servers listen on every address (the VIP included) in their namespaces.
+    lab.within("r1", || server("0.0.0.0:3306", "a"));
+    lab.within("r2", || server("0.0.0.0:3306", "b"));
+    let a: SocketAddr = "192.168.1.201:3306".parse().unwrap();
+    let b: SocketAddr = "192.168.1.202:3306".parse().unwrap();
+    let dr = move |wa: u32, wb: u32| {
+        let mut s = spec(Kind::Rr, &[(a, wa), (b, wb)]);
+        s.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
+        for d in &mut s.dests {
+            d.method = holdfast_dataplane::Forward::Route;
+        }
+        vec![s]
+    };
+    let plane = lab.within("d", move || {
+        let mut p = NftPlane::open("holdfast_test").unwrap();
+        p.apply(&dr(1, 1)).unwrap();
+        p
+    });
+    // rr over both; each reply comes straight from the real server (the VIP is its own).
+    let mut seen: Vec<String> = lab.within("c", || {
+        (0..4).map(|_| hello("192.168.1.10:3306").0).collect()
+    });
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b"]);
+    // A connection to a stays while a goes to weight 0; new ones go to b.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
+    let path = format!("/run/netns/{}-c", lab.0);
+    let client = std::thread::spawn(move || {
+        let ns = std::fs::File::open(path).unwrap();
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let (mut first, mut kept) = hello("192.168.1.10:3306");
+        while first != "a" {
+            (first, kept) = hello("192.168.1.10:3306");
+        }
+        done_tx.send(first).unwrap();
+        rx.recv().unwrap();
+        kept.write_all(b"still").unwrap();
+        let mut back = [0u8; 5];
+        kept.read_exact(&mut back).unwrap();
+        done_tx
+            .send(String::from_utf8_lossy(&back).into_owned())
+            .unwrap();
+    });
+    assert_eq!(done_rx.recv().unwrap(), "a");
+    let plane = lab.within("d", move || {
+        let mut p = plane;
+        p.apply(&dr(0, 1)).unwrap();
+        p
+    });
+    let seen: Vec<String> = lab.within("c", || {
+        (0..3).map(|_| hello("192.168.1.10:3306").0).collect()
+    });
+    assert_eq!(seen, ["b", "b", "b"]);
+    tx.send(()).unwrap();
+    assert_eq!(done_rx.recv().unwrap(), "still");
+    client.join().unwrap();
+    // Both tables go at release.
+    let left = lab.within("d", move || {
+        let mut p = plane;
+        p.release().unwrap();
+        tables()
+    });
+    assert!(!left.contains("holdfast_test"), "{left}");
+}
