@@ -1,9 +1,13 @@
-//! nftables NAT benchmark, as a director is deployed: a client namespace, a director namespace
+//! nftables benchmark, as a director is deployed: a client namespace, a director namespace
 //! that forwards, and a backend namespace, joined by veth pairs (created inside the
 //! namespaces; nothing touches the host's). The same load as the proxy benchmark goes to the
 //! backend directly (routed through the director), through holdfast's proxy on the director,
-//! and through holdfast's nftables DNAT on the director. The nft table exists only during its
-//! own rounds: a NAT table turns conntrack on for the namespace, which would slow the others.
+//! through holdfast's nftables DNAT on the director, and by nftables direct return (the
+//! director forwards requests unchanged to the backend, which holds the virtual address on lo;
+//! replies are routed back by the director without NAT, where a real deployment would send
+//! them through its own router). The nft tables exist only during
+//! their own rounds: a NAT table turns conntrack on for the namespace, which would slow the
+//! others.
 //!
 //! Needs root and `nft` (`scripts/test` installs nftables).
 
@@ -22,6 +26,11 @@ use holdfast_lb::sched::Kind;
 const BACKEND: &str = "10.201.2.2:7001";
 const NFT_VIP: &str = "10.201.3.1:7001";
 const PROXY_VIP: &str = "10.201.3.1:7002";
+/// Direct return's virtual address is not the director's: replies come back through it (the
+/// backend's route), and a packet from one of its own addresses would be a martian.
+const DR_VIP: &str = "10.201.4.1:7003";
+/// The backend for direct return: the same port as the virtual service, as DR requires.
+const DR_BACKEND: &str = "10.201.2.2:7003";
 
 /// The three namespaces, deleted when dropped.
 struct Topology {
@@ -66,6 +75,8 @@ impl Topology {
         ip(&["-n", c, "route", "add", "default", "via", "10.201.1.1"]);
         ip(&["-n", b, "route", "add", "default", "via", "10.201.2.1"]);
         ip(&["netns", "exec", d, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // Direct return: the backend accepts the virtual address as its own.
+        ip(&["-n", b, "addr", "add", "10.201.4.1/32", "dev", "lo"]);
         t
     }
 }
@@ -110,6 +121,12 @@ fn service(vip: &str) -> ServiceSpec {
     ServiceSpec::new(ServiceKey::tcp(vip.parse().unwrap()), Kind::Rr, dests)
 }
 
+fn direct_return() -> ServiceSpec {
+    let mut d = DestSpec::new(DR_BACKEND.parse().unwrap(), 1);
+    d.method = holdfast_dataplane::Forward::Route;
+    ServiceSpec::new(ServiceKey::tcp(DR_VIP.parse().unwrap()), Kind::Rr, vec![d])
+}
+
 fn main() {
     if !nix::unistd::Uid::effective().is_root() {
         panic!("the nft benchmark needs root: it runs in network namespaces of its own");
@@ -117,6 +134,7 @@ fn main() {
     let topo = Topology::new();
     let backend_rt = runtime(topo.backend.clone());
     backend_rt.spawn(backend(BACKEND));
+    backend_rt.spawn(backend(DR_VIP));
     // The director's proxy: its worker threads start in the director's namespace.
     let proxy = in_ns(&topo.director, || {
         let mut p = ProxyPlane::new();
@@ -132,16 +150,24 @@ fn main() {
     let rows = client_rt.block_on(async {
         wait_listening(BACKEND).await;
         wait_listening(PROXY_VIP).await;
-        let mut rounds: [Vec<Row>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut rounds: [Vec<Row>; 4] = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
-            for (i, a) in [BACKEND, PROXY_VIP, NFT_VIP].into_iter().enumerate() {
-                if a == NFT_VIP {
-                    in_ns(&topo.director, || nft.apply(&vec![service(NFT_VIP)]))
+            for (i, a) in [BACKEND, PROXY_VIP, NFT_VIP, DR_VIP]
+                .into_iter()
+                .enumerate()
+            {
+                let table = match a {
+                    NFT_VIP => Some(service(NFT_VIP)),
+                    DR_VIP => Some(direct_return()),
+                    _ => None,
+                };
+                if let Some(t) = &table {
+                    in_ns(&topo.director, || nft.apply(&vec![t.clone()]))
                         .expect("nft table applies");
-                    wait_listening(NFT_VIP).await;
+                    wait_listening(a).await;
                 }
                 rounds[i].push(measure(a).await);
-                if a == NFT_VIP {
+                if table.is_some() {
                     in_ns(&topo.director, || nft.release()).expect("nft table removed");
                 }
             }
@@ -152,33 +178,36 @@ fn main() {
     drop(client_rt);
     drop(backend_rt);
     drop(topo);
-    let [d, p, n] = rows;
+    let [d, p, n, r] = rows;
     println!(
         "nftables benchmark (client → director → backend over veth, the director forwarding; medians of {ROUNDS} interleaved rounds of {} s)",
         SECS.as_secs()
     );
     println!(
-        "{:<28} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "", "direct", "proxy", "nft", "proxy/dir", "nft/dir"
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "direct", "proxy", "nft NAT", "nft DR", "proxy/dir", "NAT/dir", "DR/dir"
     );
-    for (name, dv, pv, nv) in [
-        ("short connections /s", d.short, p.short, n.short),
-        ("bulk MB/s", d.bulk, p.bulk, n.bulk),
-        ("64 B round trips /s", d.rr, p.rr, n.rr),
+    for (name, dv, pv, nv, rv) in [
+        ("short connections /s", d.short, p.short, n.short, r.short),
+        ("bulk MB/s", d.bulk, p.bulk, n.bulk, r.bulk),
+        ("64 B round trips /s", d.rr, p.rr, n.rr, r.rr),
     ] {
         println!(
-            "{name:<28} {dv:>12.0} {pv:>12.0} {nv:>12.0} {:>10.2} {:>10.2}",
+            "{name:<28} {dv:>10.0} {pv:>10.0} {nv:>10.0} {rv:>10.0} {:>10.2} {:>10.2} {:>10.2}",
             pv / dv,
-            nv / dv
+            nv / dv,
+            rv / dv
         );
     }
     println!(
-        "{:<28} {:>12.0} {:>12.0} {:>12.0}   added p99: proxy {:.0} µs, nft {:.0} µs",
+        "{:<28} {:>10.0} {:>10.0} {:>10.0} {:>10.0}   added p99: proxy {:.0} µs, NAT {:.0} µs, DR {:.0} µs",
         "p99 round trip µs",
         d.p99,
         p.p99,
         n.p99,
+        r.p99,
         p.p99 - d.p99,
-        n.p99 - d.p99
+        n.p99 - d.p99,
+        r.p99 - d.p99
     );
 }

@@ -17,8 +17,15 @@
 //! A destination that leaves (removed, or weight 0) takes its set with it, so its clients are
 //! scheduled afresh. The timeout runs from a client's last new connection.
 //!
-//! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf) and
-//! direct return are refused ([`unsupported`]): the kernel's rules cannot express them.
+//! Direct return (LVS's DR) uses a second table, `netdev` of the same name, with an ingress
+//! chain on every interface but loopback: per destination, a timed set of the connections it
+//! serves (client address and port, refreshed by every packet) and a chain that records the
+//! connection and forwards the packet unchanged to the destination's MAC address (`fwd ip
+//! to … device …`). Known connections go back to their destination (a weight-0 one keeps
+//! them); new ones are scheduled as above through a verdict map. No conntrack is involved.
+//!
+//! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf), TUN,
+//! DR mixed with NAT, and DR for fwmark services are refused ([`unsupported`]).
 
 use std::borrow::Cow;
 use std::io;
@@ -479,6 +486,35 @@ fn is_direct(spec: &ServiceSpec) -> bool {
     !spec.dests.is_empty() && spec.dests.iter().all(|d| d.method == Forward::Route)
 }
 
+/// This host's interfaces but loopback (`ip link`).
+fn interfaces() -> io::Result<Vec<String>> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "link", "show"])
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip link: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(links
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|l| {
+                    !l.get("flags")
+                        .and_then(serde_json::Value::as_array)
+                        .is_some_and(|f| f.iter().any(|x| x == "LOOPBACK"))
+                })
+                .filter_map(|l| l.get("ifname").and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// The interface through which `addr` is reached directly (`ip route get`), for direct
 /// return: a destination behind a gateway, or this host's own address, cannot be one.
 pub fn direct_device(addr: std::net::IpAddr) -> io::Result<String> {
@@ -672,11 +708,13 @@ impl NftPlane {
     }
 
     /// The batch making the tables hold exactly `wanted` (`devs`: the interface of each
-    /// direct-return destination), and the sets and chains they then hold.
+    /// direct-return destination; `ifaces`: this host's interfaces but loopback), and the
+    /// sets and chains they then hold.
     fn batch(
         &self,
         wanted: &ServiceTable,
         devs: &std::collections::BTreeMap<SocketAddr, String>,
+        ifaces: &[String],
     ) -> (Batch<'static>, std::collections::BTreeSet<String>) {
         let mut b = Batch::new();
         let mut objects = std::collections::BTreeSet::new();
@@ -689,12 +727,13 @@ impl NftPlane {
             b.add(NfListObject::Chain(self.chain(name, hook)));
             b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.chain(name, hook))));
         }
-        // Direct return is decided at the ingress of every interface leading to a real server.
-        let ingress: std::collections::BTreeSet<&String> = wanted
-            .iter()
-            .filter(|w| is_direct(w))
-            .flat_map(|w| w.dests.iter().filter_map(|d| devs.get(&d.addr)))
-            .collect();
+        // Direct return is decided at the ingress of every interface clients may come in by
+        // (IPVS decides at local delivery, whatever the interface): all but loopback.
+        let ingress: std::collections::BTreeSet<&String> = if wanted.iter().any(is_direct) {
+            ifaces.iter().collect()
+        } else {
+            std::collections::BTreeSet::new()
+        };
         for dev in &ingress {
             b.add(NfListObject::Chain(self.ingress_chain(dev)));
             b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.ingress_chain(dev))));
@@ -804,8 +843,29 @@ impl DataPlane for NftPlane {
             }
             true
         });
+        let ifaces = if devs.is_empty() {
+            Vec::new()
+        } else {
+            match interfaces() {
+                Ok(i) => i,
+                Err(e) => {
+                    let msg = e.to_string();
+                    ok.retain(|spec| {
+                        let direct = is_direct(spec);
+                        if direct {
+                            errors.push(DataPlaneError {
+                                key: spec.key,
+                                error: io::Error::other(msg.clone()),
+                            });
+                        }
+                        !direct
+                    });
+                    Vec::new()
+                }
+            }
+        };
         // One transaction: the tables change all at once or not at all.
-        let (batch, objects) = self.batch(&ok, &devs);
+        let (batch, objects) = self.batch(&ok, &devs, &ifaces);
         match nftables::helper::apply_ruleset(&batch.to_nftables()) {
             Ok(()) => {
                 self.applied = ok;

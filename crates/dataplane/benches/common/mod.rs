@@ -40,7 +40,8 @@ pub async fn backend(addr: &str) {
 
 pub async fn wait_listening(addr: &str) {
     for _ in 0..200 {
-        if TcpStream::connect(addr).await.is_ok() {
+        let attempt = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr));
+        if matches!(attempt.await, Ok(Ok(_))) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
