@@ -167,16 +167,28 @@ impl VsPlan {
 /// keepalived's name for a virtual server: `[IP]:tcp:PORT` (`udp`, `sctp`), `FWM N`.
 pub fn vs_name(key: &ServiceKey) -> String {
     match key {
-        ServiceKey::Addr { proto, addr } => {
-            let t = trio(addr);
-            match proto {
-                Proto::Tcp => t,
-                Proto::Udp => t.replacen(":tcp:", ":udp:", 1),
-                Proto::Sctp => t.replacen(":tcp:", ":sctp:", 1),
-            }
-        }
+        ServiceKey::Addr { addr, .. } => trio(addr, proto_of(key)),
         ServiceKey::Fwmark { mark, .. } => format!("FWM {mark}"),
     }
+}
+
+/// The protocol keepalived writes in a virtual server's and its real servers' names (`tcp`
+/// for a fwmark service, as keepalived defaults its service type).
+pub fn proto_of(key: &ServiceKey) -> &'static str {
+    match key {
+        ServiceKey::Addr {
+            proto: Proto::Udp, ..
+        } => "udp",
+        ServiceKey::Addr {
+            proto: Proto::Sctp, ..
+        } => "sctp",
+        _ => "tcp",
+    }
+}
+
+/// keepalived's name for real server `a` of virtual server `key`.
+pub fn rs_name(key: &ServiceKey, a: &SocketAddr) -> String {
+    trio(a, proto_of(key))
 }
 
 fn forward(m: LvsMethod) -> Forward {
@@ -282,7 +294,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                 Ok(p) => checkers.push(p),
                 Err(why) => un.push(format!(
                     "real_server {} of VS {name}: {why}; that checker is not run",
-                    trio(&rs_addr)
+                    rs_name(&key, &rs_addr)
                 )),
             }
         }
@@ -944,7 +956,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
         for (ci, ck) in rs.checkers.iter().enumerate() {
             log.check(&format!(
                 "Activating healthchecker for service {} for VS {name}",
-                trio(&rs.addr)
+                rs_name(&plan.spec.key, &rs.addr)
             ));
             let suspend = plan
                 .ha_suspend
@@ -953,7 +965,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             let ctx = CheckCtx {
                 rs: ri,
                 ck: ci,
-                label: trio(&rs.addr),
+                label: rs_name(&plan.spec.key, &rs.addr),
                 vs: name.clone(),
                 suspend,
                 script_user: plan.script_user.clone(),
@@ -1015,11 +1027,12 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
                 }
                 for e in &events {
-                    log.check(&e.line(&name));
+                    log.check(&e.line(&name, proto_of(&plan.spec.key)));
                 }
                 let what = if enable { "enabled" } else { "disabled (draining)" };
-                log.check(&format!("{} of VS {name} {what} by the operator", trio(&addr)));
-                let _ = reply.send(Ok(format!("{} of VS {name} {what}", trio(&addr))));
+                let rs = rs_name(&plan.spec.key, &addr);
+                log.check(&format!("{rs} of VS {name} {what} by the operator"));
+                let _ = reply.send(Ok(format!("{rs} of VS {name} {what}")));
                 continue;
             }
         };
@@ -1046,7 +1059,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 if held[rs] && checks_pass {
                     log.check(&format!(
                         "{} of VS {name} passes its checks but stays out until `holdfast enable` (readmit manual)",
-                        plan.servers.get(rs).map(|r| trio(&r.addr)).unwrap_or_default()
+                        plan.servers.get(rs).map(|r| rs_name(&plan.spec.key, &r.addr)).unwrap_or_default()
                     ));
                 }
                 let alive = checks_pass && !held[rs];
@@ -1072,7 +1085,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
         }
         for e in &events {
-            log.check(&e.line(&name));
+            log.check(&e.line(&name, proto_of(&plan.spec.key)));
             match e {
                 Event::QuorumGained { .. } => {
                     run_script(plan.quorum_up.clone(), plan.script_user.clone(), log)
@@ -1521,6 +1534,25 @@ mod tests {
         assert_eq!(file_effect(2, 10, true, 50), (true, Some(30)));
         assert_eq!(file_effect(-1, 1, false, 5), (true, Some(4)));
         assert_eq!(file_effect(100_000, -1, false, 5), (false, None));
+    }
+
+    #[test]
+    fn real_servers_are_named_with_their_virtual_server_s_protocol() {
+        let rs: SocketAddr = "10.0.0.2:53".parse().unwrap();
+        let udp = ServiceKey::Addr {
+            proto: Proto::Udp,
+            addr: "10.0.0.100:53".parse().unwrap(),
+        };
+        assert_eq!(vs_name(&udp), "[10.0.0.100]:udp:53");
+        assert_eq!(rs_name(&udp, &rs), "[10.0.0.2]:udp:53");
+        let fwm = ServiceKey::Fwmark { mark: 3, v6: false };
+        assert_eq!(vs_name(&fwm), "FWM 3");
+        assert_eq!(rs_name(&fwm, &rs), "[10.0.0.2]:tcp:53");
+        let v6 = ServiceKey::Addr {
+            proto: Proto::Sctp,
+            addr: "[fd00::1]:80".parse().unwrap(),
+        };
+        assert_eq!(vs_name(&v6), "[fd00::1]:sctp:80");
     }
 
     #[test]

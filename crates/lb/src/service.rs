@@ -93,15 +93,18 @@ pub enum Event {
     SorryRemoved(SocketAddr),
 }
 
-/// keepalived's way of writing a TCP service address: `[IP]:tcp:PORT`.
-pub fn trio(a: &SocketAddr) -> String {
-    format!("[{}]:tcp:{}", a.ip(), a.port())
+/// keepalived's way of writing a service address: `[IP]:tcp:PORT` (`proto` is `tcp`, `udp`
+/// or `sctp`).
+pub fn trio(a: &SocketAddr, proto: &str) -> String {
+    format!("[{}]:{proto}:{}", a.ip(), a.port())
 }
 
 impl Event {
-    /// keepalived's log line for this event of virtual service `vs` (as [`trio`] writes it).
-    pub fn line(&self, vs: &str) -> String {
-        let rs = trio;
+    /// keepalived's log line for this event of virtual service `vs` (as [`trio`] writes it),
+    /// its real servers written with the virtual service's protocol `proto`, as keepalived
+    /// does.
+    pub fn line(&self, vs: &str, proto: &str) -> String {
+        let rs = |a: &SocketAddr| trio(a, proto);
         match self {
             Event::Added(a) => format!("Adding service {} to VS {vs}", rs(a)),
             Event::Removed(a) => format!("Removing service {} from VS {vs}", rs(a)),
@@ -346,7 +349,7 @@ mod tests {
         );
         assert_eq!(weights(&s), [(1, 0)]);
         assert_eq!(
-            Event::Disabled(addr(1)).line("[10.0.0.100]:tcp:3306"),
+            Event::Disabled(addr(1)).line("[10.0.0.100]:tcp:3306", "tcp"),
             "Disabling service [10.0.0.1]:tcp:3306 of VS [10.0.0.100]:tcp:3306"
         );
     }
@@ -389,8 +392,12 @@ mod tests {
                 hysteresis: 1,
                 live: 3
             }
-            .line("VS1"),
+            .line("VS1", "tcp"),
             "Gained quorum 2+1=3 <= 3 for VS VS1"
+        );
+        assert_eq!(
+            Event::Removed(addr(1)).line("[10.0.0.100]:udp:53", "udp"),
+            "Removing service [10.0.0.1]:udp:3306 from VS [10.0.0.100]:udp:53"
         );
     }
 
