@@ -110,33 +110,88 @@ impl Guardian {
     }
 }
 
-/// The guardian process: reads last words until the pipe closes, then acts unless dismissed.
-/// With `detail`, logs when it is armed for an instance (-D).
+/// One instance's last words as the guardian keeps them (compact: a thousand instances are
+/// held for the daemon's whole life).
+struct Words {
+    ifname: String,
+    ifindex: u32,
+    src: Option<IpAddr>,
+    adverts: Vec<(IpAddr, Vec<u8>)>,
+    vips: Vec<(IpAddr, u8, u32)>,
+}
+
+impl Words {
+    fn parse(v: &serde_json::Value) -> Option<Words> {
+        let ip = |x: &serde_json::Value| x.as_str().and_then(|s| s.parse::<IpAddr>().ok());
+        Some(Words {
+            ifname: v["ifname"].as_str()?.to_owned(),
+            ifindex: u32::try_from(v["ifindex"].as_u64()?).ok()?,
+            src: ip(&v["src"]),
+            adverts: v["adverts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|a| Some((ip(&a["dst"])?, unhex(a["payload"].as_str()?)?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            vips: v["vips"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| {
+                            Some((
+                                ip(&v["addr"])?,
+                                u8::try_from(v["prefix"].as_u64()?).ok()?,
+                                u32::try_from(v["ifindex"].as_u64()?).ok()?,
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// `holdfast guardian`: the guardian on its standard input.
 pub fn main(detail: bool) -> std::process::ExitCode {
-    let mut words: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    let stdin = std::io::stdin();
-    for line in stdin.lock().lines() {
+    serve(std::io::stdin().lock(), detail);
+    std::process::ExitCode::SUCCESS
+}
+
+/// The guardian: reads last words until the pipe closes, then acts unless dismissed. With
+/// `detail`, logs when it is armed for an instance (-D).
+fn serve(input: impl BufRead, detail: bool) {
+    let mut words: BTreeMap<String, Words> = BTreeMap::new();
+    for line in input.lines() {
         let Ok(line) = line else { break };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
         if v["exit"].as_bool() == Some(true) {
-            return std::process::ExitCode::SUCCESS;
+            return;
         }
         if let Some(name) = v["instance"].as_str() {
-            let armed = v["adverts"].as_array().is_some_and(|a| !a.is_empty());
+            let Some(w) = Words::parse(&v) else {
+                continue;
+            };
             if detail {
-                let what = if armed {
-                    "armed: priority 0 and VIP removal if the daemon dies"
-                } else {
+                let what = if w.adverts.is_empty() {
                     "disarmed"
+                } else {
+                    "armed: priority 0 and VIP removal if the daemon dies"
                 };
                 eprintln!(
                     "Keepalived_vrrp[{}]: ({name}) guardian {what}",
                     std::process::id()
                 );
             }
-            words.insert(name.to_string(), v);
+            match words.get_mut(name) {
+                Some(old) => *old = w,
+                None => {
+                    words.insert(name.to_owned(), w);
+                }
+            }
         }
     }
     // The daemon died without a clean exit.
@@ -145,45 +200,32 @@ pub fn main(detail: bool) -> std::process::ExitCode {
         .enable_all()
         .build();
     for (name, w) in &words {
-        let adverts = w["adverts"].as_array().cloned().unwrap_or_default();
-        let vips = w["vips"].as_array().cloned().unwrap_or_default();
-        if adverts.is_empty() && vips.is_empty() {
+        if w.adverts.is_empty() && w.vips.is_empty() {
             continue;
         }
-        let (Some(ifname), Some(ifindex)) = (w["ifname"].as_str(), w["ifindex"].as_u64()) else {
-            continue;
-        };
-        let src = w["src"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
-        let sock = match src {
-            Some(IpAddr::V4(_)) => VrrpSocketV4::open(ifname, ifindex as u32, None, 255)
+        let sock = match w.src {
+            Some(IpAddr::V4(_)) => VrrpSocketV4::open(&w.ifname, w.ifindex, None, 255)
                 .map(VrrpSocket::V4)
                 .ok(),
-            Some(IpAddr::V6(ll)) => VrrpSocketV6::open(ifname, ifindex as u32, ll, None)
+            Some(IpAddr::V6(ll)) => VrrpSocketV6::open(&w.ifname, w.ifindex, ll, None)
                 .map(VrrpSocket::V6)
                 .ok(),
             None => None,
         };
-        if let (Some(sock), Some(src)) = (sock, src) {
-            for a in &adverts {
-                let dst = a["dst"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
-                let payload = a["payload"].as_str().and_then(unhex);
-                if let (Some(dst), Some(p)) = (dst, payload) {
-                    let _ = sock.send(src, dst, &p);
-                }
+        if let (Some(sock), Some(src)) = (sock, w.src) {
+            for (dst, p) in &w.adverts {
+                let _ = sock.send(src, *dst, p);
             }
             eprintln!("Keepalived_vrrp[{pid}]: ({name}) sent 0 priority");
         }
         if let Ok(rt) = &rt {
             rt.block_on(async {
                 let Ok(h) = vip::connect() else { return };
-                for v in &vips {
+                for &(addr, prefix, ifindex) in &w.vips {
                     let spec = VipSpec {
-                        addr: v["addr"]
-                            .as_str()
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                        prefix: v["prefix"].as_u64().unwrap_or(32) as u8,
-                        ifindex: v["ifindex"].as_u64().unwrap_or(0) as u32,
+                        addr,
+                        prefix,
+                        ifindex,
                         brd: None,
                         label: None,
                         scope: None,
@@ -196,7 +238,6 @@ pub fn main(detail: bool) -> std::process::ExitCode {
             eprintln!("Keepalived_vrrp[{pid}]: ({name}) removing VIPs.");
         }
     }
-    std::process::ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -235,6 +235,12 @@ fn text_request(socket: &std::path::Path, command: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // The guardian lives as long as the daemon: it goes straight to its loop, without the
+    // command-line parser's code and data in its memory.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("guardian") {
+        return holdfast::guardian::main(args.next().as_deref() == Some("--detail"));
+    }
     let cli = Cli::parse_from(keepalived_args(std::env::args().collect()));
     match cli.command {
         Command::Lab(args) => lab(args),

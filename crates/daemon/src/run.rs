@@ -193,7 +193,7 @@ fn spawn_scripts(
 }
 
 fn spawn_instance(
-    inst: InstancePlan,
+    inst: Arc<InstancePlan>,
     sh: &Shared,
 ) -> (mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4);
@@ -320,7 +320,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         Vec::new()
     };
     for inst in instances {
-        let (tx, task) = spawn_instance(inst.clone(), &sh);
+        let (tx, task) = spawn_instance(Arc::new(inst.clone()), &sh);
         running.push((inst, tx, task));
     }
     use tokio::signal::unix::{SignalKind, signal};
@@ -463,11 +463,11 @@ async fn reload(running: Vec<Running>, wanted: Vec<InstancePlan>, sh: &Shared) -
             Some((_, tx, task)) => {
                 let _ = tx.send(Ctl::Stop).await;
                 let _ = task.await;
-                let (tx, task) = spawn_instance(new.clone(), sh);
+                let (tx, task) = spawn_instance(Arc::new(new.clone()), sh);
                 out.push((new, tx, task));
             }
             None => {
-                let (tx, task) = spawn_instance(new.clone(), sh);
+                let (tx, task) = spawn_instance(Arc::new(new.clone()), sh);
                 out.push((new, tx, task));
             }
         }
@@ -496,7 +496,9 @@ fn dump_file(sh: &Shared, path: &std::path::Path, render: fn(&crate::dump::Table
 
 struct Io {
     last_words: Vec<(IpAddr, Vec<u8>)>,
-    plan: InstancePlan,
+    /// Shared with the instance's task: a plan is large, and a task holding copies of it for
+    /// its whole life costs kilobytes per instance.
+    plan: Arc<InstancePlan>,
     sock: Arc<VrrpSocket>,
     announcer: Announcer,
     nl: Handle,
@@ -693,7 +695,7 @@ fn shell_quote(s: &str) -> String {
 }
 
 async fn instance(
-    plan: InstancePlan,
+    plan: Arc<InstancePlan>,
     mut ctl: mpsc::Receiver<Ctl>,
     sh: Shared,
 ) -> anyhow::Result<()> {
@@ -719,7 +721,9 @@ async fn instance(
                 Some(s) => Some(s),
                 None => {
                     let _dump = DUMPS.lock().await;
-                    vip::primary_v4(&nl, ifindex, &vip_addrs).await?
+                    // Boxed, as the other netlink and I/O futures below: awaited inline they
+                    // would sit in every instance's task for its whole life.
+                    Box::pin(vip::primary_v4(&nl, ifindex, &vip_addrs)).await?
                 }
             };
             let key = crate::rx::Key {
@@ -755,7 +759,7 @@ async fn instance(
                 Some(s) => Some(s),
                 None => {
                     let _dump = DUMPS.lock().await;
-                    vip::link_local_v6(&nl, ifindex).await?
+                    Box::pin(vip::link_local_v6(&nl, ifindex)).await?
                 }
             };
             let Some(IpAddr::V6(ll)) = src else {
@@ -805,7 +809,7 @@ async fn instance(
     if log.detail {
         log.vrrp(&format!("({}) removing VIPs.", plan.name));
     }
-    io.remove_vips(None).await;
+    Box::pin(io.remove_vips(None)).await;
 
     let mut router = VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
     router.handle(now(), Input::SourceAddr(src));
@@ -845,7 +849,7 @@ async fn instance(
     let mut since = std::time::SystemTime::now();
     loop {
         while let Some(o) = router.poll_output() {
-            io.execute(o, &router).await;
+            Box::pin(io.execute(o, &router)).await;
         }
         let is_master = router.state() == State::Master;
         if let Some(g) = &guardian
@@ -937,8 +941,8 @@ async fn instance(
                         }
                         let _dump = DUMPS.lock().await;
                         let now_src = match plan.router.mcast_group {
-                            IpAddr::V4(_) => vip::primary_v4(&io.nl, ifindex, &vip_addrs).await,
-                            IpAddr::V6(_) => vip::link_local_v6(&io.nl, ifindex).await,
+                            IpAddr::V4(_) => Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await,
+                            IpAddr::V6(_) => Box::pin(vip::link_local_v6(&io.nl, ifindex)).await,
                         };
                         drop(_dump);
                         if let Ok(a) = now_src && a != io.src {
@@ -955,7 +959,7 @@ async fn instance(
                 match c {
                     Some(Ctl::Sync(cmd)) => router.handle(now(), Input::Sync(cmd)),
                     Some(Ctl::Reload(new)) => {
-                        let new = *new;
+                        let new: Arc<InstancePlan> = Arc::from(new);
                         router.handle(now(), Input::Reload(&new.router));
                         for t in tracker_tasks.drain(..) {
                             t.abort();
@@ -976,7 +980,7 @@ async fn instance(
                         }
                         router.handle(now(), Input::Stop);
                         while let Some(o) = router.poll_output() {
-                            io.execute(o, &router).await;
+                            Box::pin(io.execute(o, &router)).await;
                         }
                         break;
                     }

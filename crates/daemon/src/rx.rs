@@ -28,7 +28,9 @@ pub struct Key {
     pub unicast_ttl: u8,
 }
 
-type Subscribers = HashMap<u8, Vec<(u64, mpsc::Sender<Received>)>>;
+/// Packets go to subscribers shared: an `Arc` is what each channel slot holds (tokio
+/// allocates slots 32 at a time per channel, and a thousand instances each have one).
+type Subscribers = HashMap<u8, Vec<(u64, mpsc::Sender<Arc<Received>>)>>;
 
 struct Shared {
     sock: Arc<VrrpSocket>,
@@ -70,7 +72,7 @@ pub fn subscribe(
     vrid: u8,
     open: impl FnOnce() -> std::io::Result<VrrpSocket>,
     log: Logger,
-) -> std::io::Result<(Arc<VrrpSocket>, mpsc::Receiver<Received>, Subscription)> {
+) -> std::io::Result<(Arc<VrrpSocket>, mpsc::Receiver<Arc<Received>>, Subscription)> {
     let mut reg = registry()
         .lock()
         .map_err(|_| std::io::Error::other("socket registry poisoned"))?;
@@ -116,6 +118,7 @@ fn reader(
                 // The VRID is the second byte in both versions; a packet too short to have
                 // one is nobody's.
                 Ok(Some(p)) => {
+                    let p = Arc::new(p);
                     let Some(&vrid) = p.payload.get(1) else {
                         continue;
                     };
