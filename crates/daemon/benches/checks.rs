@@ -13,6 +13,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
+mod common;
+
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -115,16 +117,7 @@ fn native() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let cpu = || -> f64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let f: Vec<&str> = s
-            .rsplit_once(") ")
-            .map(|(_, r)| r.split_whitespace().collect())
-            .unwrap_or_default();
-        (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-            / 100.0
-    };
+    let cpu = || common::cpu_seconds(pid);
     std::thread::sleep(Duration::from_secs(5));
     let (c0, a0, t0) = (cpu(), accepted.load(Ordering::Relaxed), Instant::now());
     std::thread::sleep(WINDOW);
@@ -189,23 +182,14 @@ fn cpu_of(what: &str) -> (f64, usize) {
     let mut cpu = 0.0;
     let mut n = 0;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = e.file_name().to_string_lossy().to_string();
-        if pid.parse::<u32>().is_err() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
-        }
+        };
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
-        if !String::from_utf8_lossy(&cmdline).contains(what) {
-            continue;
-        }
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some(i) = s.rfind(") ")
-        {
-            let f: Vec<&str> = s[i + 2..].split_whitespace().collect();
-            let t: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-                + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            cpu += t / 100.0;
+        if String::from_utf8_lossy(&cmdline).contains(what) {
+            cpu += common::cpu_seconds(pid);
             n += 1;
         }
     }

@@ -10,6 +10,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
+mod common;
+
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -93,26 +95,9 @@ fn config(n: usize, dir: &std::path::Path) -> String {
 
 /// (VmRSS kB, user+system seconds) summed over `pids`.
 fn usage(pids: &[u32]) -> (u64, f64) {
-    let mut rss = 0;
-    let mut cpu = 0.0;
-    for pid in pids {
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            rss += s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some(i) = s.rfind(") ")
-        {
-            let f: Vec<&str> = s[i + 2..].split_whitespace().collect();
-            let t: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-                + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            cpu += t / 100.0;
-        }
-    }
-    (rss, cpu)
+    pids.iter().fold((0, 0.0), |(rss, cpu), &pid| {
+        (rss + common::rss_kb(pid), cpu + common::cpu_seconds(pid))
+    })
 }
 
 /// Runs one daemon on `n` instances: (RSS MB, CPU % of one core).

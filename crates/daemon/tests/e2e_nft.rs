@@ -12,15 +12,15 @@ use holdfast_lab::{netns, services};
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// `SELECT @@server_id` through the VIP from the client node (4): which server answered.
-fn server_id(lab: &netns::Lab) -> String {
+/// `SELECT @@server_id` through the VIP `vip` from the client node (4): which server answered.
+fn server_id_at(lab: &netns::Lab, vip: &str) -> String {
     lab.output(
         4,
         &[
             "mariadb",
             "--no-defaults",
             "-h",
-            "172.21.115.217",
+            vip,
             "-P",
             "3306",
             "-ulab",
@@ -33,6 +33,11 @@ fn server_id(lab: &netns::Lab) -> String {
     )
     .trim()
     .to_owned()
+}
+
+/// Through seed 000's virtual server.
+fn server_id(lab: &netns::Lab) -> String {
+    server_id_at(lab, "172.21.115.217")
 }
 
 /// holdfast's table in the director's namespace (`nft_table lb_nat`).
@@ -161,27 +166,9 @@ fn seed_000_on_nftables_follows_a_failed_replica_and_leaves_no_table() {
     assert!(!tables.contains("lb_nat"), "{tables}");
 }
 
-/// `SELECT @@server_id` through seed 003's VIP from the client (node 4, on the same link).
+/// Through seed 003's virtual server (the client is on the same link).
 fn server_id_003(lab: &netns::Lab) -> String {
-    lab.output(
-        4,
-        &[
-            "mariadb",
-            "--no-defaults",
-            "-h",
-            "192.168.1.10",
-            "-P",
-            "3306",
-            "-ulab",
-            "-plab",
-            "--connect-timeout=3",
-            "-N",
-            "-e",
-            "SELECT @@server_id",
-        ],
-    )
-    .trim()
-    .to_owned()
+    server_id_at(lab, "192.168.1.10")
 }
 
 /// Seed 003 unchanged but for `dataplane nft`: its VRRP instance puts the VIP on the director,

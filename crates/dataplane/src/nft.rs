@@ -486,19 +486,25 @@ fn is_direct(spec: &ServiceSpec) -> bool {
     !spec.dests.is_empty() && spec.dests.iter().all(|d| d.method == Forward::Route)
 }
 
-/// This host's interfaces but loopback (`ip link`).
-fn interfaces() -> io::Result<Vec<String>> {
+/// What `ip -j ARGS` prints, parsed.
+fn ip_json(args: &[&str]) -> io::Result<serde_json::Value> {
     let out = std::process::Command::new("ip")
-        .args(["-j", "link", "show"])
+        .arg("-j")
+        .args(args)
         .output()?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
-            "ip link: {}",
+            "ip {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let links: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// This host's interfaces but loopback (`ip link`).
+fn interfaces() -> io::Result<Vec<String>> {
+    let links = ip_json(&["link", "show"])?;
     Ok(links
         .as_array()
         .map(|a| {
@@ -518,17 +524,8 @@ fn interfaces() -> io::Result<Vec<String>> {
 /// The interface through which `addr` is reached directly (`ip route get`), for direct
 /// return: a destination behind a gateway, or this host's own address, cannot be one.
 pub fn direct_device(addr: std::net::IpAddr) -> io::Result<String> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "route", "get", &addr.to_string()])
-        .output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "no route to real server {addr}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let routes: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let routes = ip_json(&["route", "get", &addr.to_string()])
+        .map_err(|e| io::Error::other(format!("no route to real server {addr}: {e}")))?;
     let route = routes
         .get(0)
         .ok_or_else(|| io::Error::other("ip route get: no route"))?;
