@@ -432,6 +432,30 @@ fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
     tx.send(()).unwrap();
     assert_eq!(done_rx.recv().unwrap(), "still");
     client.join().unwrap();
+    // UDP by direct return too: each datagram's flow to one server, the answers from the VIP.
+    // Bound to the VIP: a wildcard UDP socket would answer from the server's own address.
+    lab.within("r1", || udp_server("192.168.1.10:5353", "a"));
+    lab.within("r2", || udp_server("192.168.1.10:5353", "b"));
+    let plane = lab.within("d", move || {
+        let mut p = plane;
+        let mut u = udp(
+            "192.168.1.10:5353",
+            Kind::Rr,
+            &[
+                ("192.168.1.201:5353".parse().unwrap(), 1),
+                ("192.168.1.202:5353".parse().unwrap(), 1),
+            ],
+        );
+        for d in &mut u.dests {
+            d.method = holdfast_dataplane::Forward::Route;
+        }
+        p.apply(&vec![u]).unwrap();
+        p
+    });
+    let mut seen: Vec<String> =
+        lab.within("c", || (0..4).map(|_| ask("192.168.1.10:5353")).collect());
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b"]);
     // Both tables go at release.
     let left = lab.within("d", move || {
         let mut p = plane;
@@ -439,4 +463,59 @@ fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
         tables()
     });
     assert!(!left.contains("holdfast_test"), "{left}");
+}
+
+/// A UDP server at `addr` answering each datagram with `tag`.
+fn udp_server(addr: &str, tag: &'static str) -> SocketAddr {
+    let s = std::net::UdpSocket::bind(addr).unwrap();
+    let a = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 64];
+        while let Ok((_, from)) = s.recv_from(&mut b) {
+            let _ = s.send_to(tag.as_bytes(), from);
+        }
+    });
+    a
+}
+
+/// One datagram to `vip` from a fresh port; the answer must come from `vip` itself (the
+/// socket is connected to it), as a client expects of a service.
+fn ask(vip: &str) -> String {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect(vip).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.send(b"?").unwrap();
+    let mut b = [0u8; 8];
+    let n = s.recv(&mut b).expect("an answer from the VIP");
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
+fn udp(vip: &str, sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
+    let mut s = spec(sched, dests);
+    s.key = ServiceKey::Addr {
+        proto: holdfast_dataplane::Proto::Udp,
+        addr: vip.parse().unwrap(),
+    };
+    s
+}
+
+#[test]
+fn udp_services_are_balanced_by_nat() {
+    netns();
+    let a = udp_server("127.0.0.2:5353", "a");
+    let b = udp_server("127.0.0.3:5353", "b");
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    plane
+        .apply(&vec![udp("10.0.0.1:5353", Kind::Rr, &[(a, 1), (b, 1)])])
+        .unwrap();
+    let mut seen: Vec<String> = (0..4).map(|_| ask("10.0.0.1:5353")).collect();
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b"]);
+    plane
+        .apply(&vec![udp("10.0.0.1:5353", Kind::Rr, &[(a, 0), (b, 1)])])
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(ask("10.0.0.1:5353"), "b");
+    }
+    plane.release().unwrap();
 }
