@@ -363,7 +363,8 @@ fn main() -> ExitCode {
                 checkers: !vrrp,
             };
             let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                // Two workers, or one on a one-CPU machine (two would only contend there).
+                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(2)))
                 .enable_all()
                 .build()
             {
