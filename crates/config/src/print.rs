@@ -291,9 +291,9 @@ impl P {
             self.line(&s);
         }
         if let Some(d) = &g.lvs_sync_daemon {
-            let mut s = format!("lvs_sync_daemon {}", d.iface);
+            let mut s = format!("lvs_sync_daemon {}", q(&d.iface));
             if let Some(i) = &d.instance {
-                let _ = write!(s, " inst {i}");
+                let _ = write!(s, " inst {}", q(i));
             }
             for (k, v) in [
                 ("id", d.id.map(u32::from)),
