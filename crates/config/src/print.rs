@@ -172,8 +172,13 @@ impl P {
         self.line("}");
     }
     /// `k args…` with args already quoted as needed.
+    /// `k ARG…`, each argument quoted if it would not read back as one word.
     fn kv(&mut self, k: &str, args: &[&str]) {
-        let a: Vec<&str> = args.iter().copied().filter(|a| !a.is_empty()).collect();
+        let a: Vec<String> = args
+            .iter()
+            .filter(|a| !a.is_empty())
+            .map(|a| q(a))
+            .collect();
         self.line(&format!("{k} {}", a.join(" ")));
     }
     fn flag(&mut self, k: &str, on: bool) {
