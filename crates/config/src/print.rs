@@ -83,10 +83,9 @@ pub fn print(c: &Config) -> String {
                     p.line(&format!("{s} {port}"));
                 }
                 VsGroupEntry::Fwmark { mark, family } => {
-                    p.kv(
-                        "fwmark",
-                        &[&mark.to_string(), family.as_deref().unwrap_or("")],
-                    );
+                    // The family word as it reads back (a quoted `}` is a word too).
+                    let family = family.as_deref().map(q).unwrap_or_default();
+                    p.kv("fwmark", &[&mark.to_string(), &family]);
                 }
             }
         }
@@ -172,13 +171,8 @@ impl P {
         self.line("}");
     }
     /// `k args…` with args already quoted as needed.
-    /// `k ARG…`, each argument quoted if it would not read back as one word.
     fn kv(&mut self, k: &str, args: &[&str]) {
-        let a: Vec<String> = args
-            .iter()
-            .filter(|a| !a.is_empty())
-            .map(|a| q(a))
-            .collect();
+        let a: Vec<&str> = args.iter().copied().filter(|a| !a.is_empty()).collect();
         self.line(&format!("{k} {}", a.join(" ")));
     }
     fn flag(&mut self, k: &str, on: bool) {
