@@ -362,6 +362,24 @@ fn dnat_to(spec: &ServiceSpec, a: SocketAddr) -> Statement<'static> {
     )
 }
 
+/// The literal map `{ 0: f(first), 1: f(second), … }` from bucket numbers.
+fn buckets(
+    list: Vec<SocketAddr>,
+    f: impl Fn(SocketAddr) -> Expression<'static>,
+) -> Expression<'static> {
+    Expression::Named(NamedExpression::Set(
+        list.into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                SetItem::Mapping(
+                    Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
+                    f(a),
+                )
+            })
+            .collect(),
+    ))
+}
+
 /// The statements of one service's rule, or `None` when no destination may take new
 /// connections (then packets to the service meet the host, which has no listener).
 fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
@@ -373,17 +391,7 @@ fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
         }
         Choice::Buckets(key, list) => Expression::Named(NamedExpression::Map(Box::new(Map {
             key,
-            data: Expression::Named(NamedExpression::Set(
-                list.into_iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        SetItem::Mapping(
-                            Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
-                            target(a),
-                        )
-                    })
-                    .collect(),
-            )),
+            data: buckets(list, target),
         }))),
     };
     out.push(dnat(spec, addr, None));
@@ -460,21 +468,11 @@ fn sticky(spec: &ServiceSpec, mode: Mode<'_>) -> Option<Sticky> {
         Choice::One(a) => pick.push(jump(&sticky_names(spec, a, mode).1)),
         Choice::Buckets(k, list) => pick.push(Statement::VerdictMap(nftables::stmt::VerdictMap {
             key: k,
-            data: Expression::Named(NamedExpression::Set(
-                list.into_iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        SetItem::Mapping(
-                            Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
-                            Expression::Verdict(nftables::expr::Verdict::Jump(
-                                nftables::stmt::JumpTarget {
-                                    target: s(&sticky_names(spec, a, mode).1),
-                                },
-                            )),
-                        )
-                    })
-                    .collect(),
-            )),
+            data: buckets(list, |a| {
+                Expression::Verdict(nftables::expr::Verdict::Jump(nftables::stmt::JumpTarget {
+                    target: s(&sticky_names(spec, a, mode).1),
+                }))
+            }),
         })),
     }
     base.push(pick);
