@@ -26,7 +26,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # The kernel package linux-image-amd64 points at (downloaded, never installed).
-kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+# (Readers here consume their whole input: one that stopped early would kill the writer with
+# SIGPIPE, which `pipefail` turns into this script's failure.)
+kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ && !n++ {print $2}')
 if [ -z "$kpkg" ]; then
     echo "ipvs-vm: cannot tell which kernel package linux-image-amd64 depends on" >&2
     exit 1
@@ -34,20 +36,20 @@ fi
 if ! ls "$kpkg"_*.deb >/dev/null 2>&1; then
     apt-get download "$kpkg" >/dev/null 2>&1 || { apt-get update -qq && apt-get download "$kpkg" >/dev/null; }
 fi
-deb=$(ls "$kpkg"_*.deb | head -1)
+deb=$(ls "$kpkg"_*.deb | sed -n 1p)
 kroot=$cache/kroot-$kpkg
 if [ ! -d "$kroot/lib/modules" ]; then
     rm -rf "$kroot.tmp"
     dpkg-deb -x "$deb" "$kroot.tmp"
     mv "$kroot.tmp" "$kroot"
 fi
-kver=$(ls "$kroot/lib/modules" | head -1)
+kver=$(ls "$kroot/lib/modules" | sed -n 1p)
 [ -f "$kroot/lib/modules/$kver/modules.dep" ] || busybox depmod -b "$kroot" "$kver"
 
 # vmlinux: the ELF inside the xz-compressed bzImage (PVH boot skips decompressing under
 # emulation, about 3 s a boot).
 if [ ! -s vmlinux ] || [ "$(head -c4 vmlinux | od -An -tx1 | tr -d ' ')" != 7f454c46 ]; then
-    off=$(LC_ALL=C grep -obUaP -m1 '\xfd7zXZ\x00' "$kroot/boot/vmlinuz-$kver" | head -1 | cut -d: -f1)
+    off=$(LC_ALL=C grep -obUaP -m1 '\xfd7zXZ\x00' "$kroot/boot/vmlinuz-$kver" | sed -n 1p | cut -d: -f1)
     tail -c +$((off + 1)) "$kroot/boot/vmlinuz-$kver" | xz -dc > vmlinux 2>/dev/null || true
     if [ "$(head -c4 vmlinux | od -An -tx1 | tr -d ' ')" != 7f454c46 ]; then
         echo "ipvs-vm: could not extract vmlinux from vmlinuz-$kver" >&2
@@ -74,7 +76,7 @@ want="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_d
 declare -A seen=()
 queue=()
 for m in $want; do
-    p=$(grep -E "/${m}\.ko(\.[a-z]+)?:" "$mdir/modules.dep" | head -1 | cut -d: -f1)
+    p=$(grep -E "/${m}\.ko(\.[a-z]+)?:" "$mdir/modules.dep" | sed -n 1p | cut -d: -f1)
     [ -n "$p" ] || { echo "ipvs-vm: module $m not in $kver" >&2; exit 1; }
     queue+=("$p")
 done
@@ -111,7 +113,7 @@ copy_with_libs() {
 copy_with_libs "$(command -v ip)" /sbin/ip
 copy_with_libs "$(command -v ipvsadm)" /sbin/ipvsadm
 for lib in libc.so.6 libm.so.6 libgcc_s.so.1 libdl.so.2 librt.so.1 libpthread.so.0 libutil.so.1; do
-    f=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+    f=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !n++ {print $NF}')
     [ -n "$f" ] && mkdir -p "$root/$(dirname "$f")" && cp -L "$f" "$root/$f"
 done
 mkdir -p "$root/lib64"
