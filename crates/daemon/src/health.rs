@@ -119,7 +119,12 @@ impl Registry {
         let cell = Arc::new(Cell::default());
         cell.set_up(up);
         if let Ok(mut v) = self.cells.lock() {
-            v.retain(|(_, w)| w.strong_count() > 0);
+            // Dead cells (a reload's stopped checkers) go when the list has doubled since
+            // they were last swept: scanning at every registration cost O(n²) for 10 000
+            // checkers starting.
+            if v.len() == v.capacity() {
+                v.retain(|(_, w)| w.strong_count() > 0);
+            }
             v.push((owner, Arc::downgrade(&cell)));
         }
         cell

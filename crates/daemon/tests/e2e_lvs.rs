@@ -46,19 +46,10 @@ fn get(lab: &netns::Lab) -> String {
 
 /// `holdfast status` against the daemon's control socket.
 fn status(socket: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .arg("status")
-        .arg("-s")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let args: Vec<&str> = std::iter::once("status")
+        .chain(args.iter().copied())
+        .collect();
+    netns::cli(env!("CARGO_BIN_EXE_holdfast"), socket, &args)
 }
 
 fn bodies(lab: &netns::Lab, n: usize) -> Vec<String> {

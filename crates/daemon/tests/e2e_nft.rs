@@ -224,16 +224,11 @@ fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
     let mut seen: Vec<String> = (0..4).map(|_| server_id_003(&lab)).collect();
     seen.sort();
     assert_eq!(seen, ["201", "201", "202", "202"], "{}", lb.log());
-    let status = |lab: &netns::Lab| {
-        lab.output(
-            1,
-            &[
-                env!("CARGO_BIN_EXE_holdfast"),
-                "status",
-                "--lvs",
-                "-s",
-                control.to_str().unwrap(),
-            ],
+    let status = || {
+        netns::cli(
+            env!("CARGO_BIN_EXE_holdfast"),
+            &control,
+            &["status", "--lvs"],
         )
     };
     // (Forward, Weight) of a real server in `status --lvs`.
@@ -245,10 +240,10 @@ fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
     };
     let route = |w: &str| Some(("Route".to_string(), w.to_string()));
     assert_eq!(
-        dest(&status(&lab), "192.168.1.201:3306"),
+        dest(&status(), "192.168.1.201:3306"),
         route("1"),
         "{}",
-        status(&lab)
+        status()
     );
     // 201 fails its TCP_CHECK (delay_loop 30, 3 retries 3 s apart): weight 0, not removed.
     db201.signal("KILL");
@@ -257,10 +252,10 @@ fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
         60 * SEC,
     );
     assert_eq!(
-        dest(&status(&lab), "192.168.1.201:3306"),
+        dest(&status(), "192.168.1.201:3306"),
         route("0"),
         "{}",
-        status(&lab)
+        status()
     );
     for _ in 0..3 {
         assert_eq!(server_id_003(&lab), "202");

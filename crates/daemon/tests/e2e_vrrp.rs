@@ -456,19 +456,7 @@ fn sigusr1_and_sigusr2_write_keepalived_style_data_and_stats_files() {
     let stats = wait_file(&lab.dir().join("keepalived.stats"), "VRRP Instance: VI_1");
     assert!(stats.contains("  Became master: 1\n"), "{stats}");
     // `holdfast dump` prints what SIGUSR1 writes; `holdfast stats` has SIGUSR2's layout.
-    let ask = |cmd: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .args([cmd, "-s"])
-            .arg(&socket)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ask = |cmd: &str| netns::cli(env!("CARGO_BIN_EXE_holdfast"), &socket, &[cmd]);
     assert_eq!(ask("dump"), data);
     let live = ask("stats");
     let heads = |t: &str| -> Vec<String> {

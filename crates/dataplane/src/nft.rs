@@ -459,7 +459,8 @@ fn sticky(spec: &ServiceSpec, mode: Mode<'_>) -> Option<Sticky> {
         }));
         record.push(match mode {
             Mode::Persist => dnat_to(spec, d),
-            Mode::Direct(devs) => forward_to(spec, d, devs.get(&d).map_or("lo", String::as_str)),
+            // `apply` resolved every direct-return destination's device or refused the service.
+            Mode::Direct(devs) => forward_to(spec, d, devs.get(&d)?),
         });
         dests.push((set, chain, record));
     }

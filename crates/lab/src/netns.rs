@@ -499,6 +499,23 @@ impl Proc {
     }
 }
 
+/// Runs `bin ARGS… -s SOCKET` (a `holdfast` client command against a daemon's control
+/// socket, from the host) and returns its standard output; a failure stops the test.
+pub fn cli(bin: &str, socket: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("-s")
+        .arg(socket)
+        .output()
+        .unwrap_or_else(|e| panic!("{bin} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A VRRP instance configuration for node tests.
 pub fn conf(priority: u8, extra: &str, global: &str) -> String {
     format!(
