@@ -51,7 +51,7 @@ pub enum Ctl {
     /// Stop: priority 0, VIPs removed (unless `-V`).
     Stop,
     /// Apply a reloaded plan for this instance (same VRID, family, interface).
-    Reload(Box<InstancePlan>),
+    Reload(Arc<InstancePlan>),
     /// A sync-group command.
     Sync(holdfast_vrrp::router::SyncCmd),
 }
@@ -195,8 +195,9 @@ fn spawn_scripts(
 fn spawn_instance(
     inst: Arc<InstancePlan>,
     sh: &Shared,
-) -> (mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(4);
+) -> (crate::mailbox::Sender<Ctl>, tokio::task::JoinHandle<()>) {
+    // Commands are few (reload, sync, stop): no bound worth refusing one for.
+    let (tx, rx) = crate::mailbox::mailbox(usize::MAX);
     let sh = sh.clone();
     let log = sh.log;
     let task = tokio::spawn(async move {
@@ -320,7 +321,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         Vec::new()
     };
     for inst in instances {
-        let (tx, task) = spawn_instance(Arc::new(inst.clone()), &sh);
+        let inst = Arc::new(inst);
+        let (tx, task) = spawn_instance(inst.clone(), &sh);
         running.push((inst, tx, task));
     }
     use tokio::signal::unix::{SignalKind, signal};
@@ -342,7 +344,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                 planes.vrrp_state(&name, to == State::Master, log);
                 for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
                     if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
-                        let _ = tx.send(Ctl::Sync(cmd)).await;
+                        tx.push(Ctl::Sync(cmd));
                     }
                 }
             }
@@ -413,7 +415,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     crate::lvs::stop(&vs_plans, &planes, log);
     crate::lvs::omega(&vs_plans, &planes, log).await;
     for (_, tx, _) in &running {
-        let _ = tx.send(Ctl::Stop).await;
+        tx.push(Ctl::Stop);
     }
     for (_, _, t) in running {
         let _ = t.await;
@@ -436,7 +438,12 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
 }
 
 /// A running instance: its plan, its control channel, its task.
-type Running = (InstancePlan, mpsc::Sender<Ctl>, tokio::task::JoinHandle<()>);
+/// The plan is the one the instance's task holds (shared, not copied).
+type Running = (
+    Arc<InstancePlan>,
+    crate::mailbox::Sender<Ctl>,
+    tokio::task::JoinHandle<()>,
+);
 
 /// keepalived's reload: an instance whose VRID, family, interface and addressing are unchanged
 /// keeps its state (a MASTER stays MASTER, VIPs are diffed); others are stopped and started.
@@ -445,6 +452,7 @@ async fn reload(running: Vec<Running>, wanted: Vec<InstancePlan>, sh: &Shared) -
     let mut old: Vec<Option<Running>> = running.into_iter().map(Some).collect();
     let mut out = Vec::new();
     for new in wanted {
+        let new = Arc::new(new);
         let found = old
             .iter()
             .position(|o| o.as_ref().is_some_and(|(p, _, _)| p.name == new.name));
@@ -457,24 +465,24 @@ async fn reload(running: Vec<Running>, wanted: Vec<InstancePlan>, sh: &Shared) -
                     && p.router.unicast_peers.is_empty() == new.router.unicast_peers.is_empty()
                     && p.src == new.src =>
             {
-                let _ = tx.send(Ctl::Reload(Box::new(new.clone()))).await;
+                tx.push(Ctl::Reload(new.clone()));
                 out.push((new, tx, task));
             }
             Some((_, tx, task)) => {
-                let _ = tx.send(Ctl::Stop).await;
+                tx.push(Ctl::Stop);
                 let _ = task.await;
-                let (tx, task) = spawn_instance(Arc::new(new.clone()), sh);
+                let (tx, task) = spawn_instance(new.clone(), sh);
                 out.push((new, tx, task));
             }
             None => {
-                let (tx, task) = spawn_instance(Arc::new(new.clone()), sh);
+                let (tx, task) = spawn_instance(new.clone(), sh);
                 out.push((new, tx, task));
             }
         }
     }
     for (p, tx, task) in old.into_iter().flatten() {
         log.vrrp(&format!("({}) removed by reload", p.name));
-        let _ = tx.send(Ctl::Stop).await;
+        tx.push(Ctl::Stop);
         let _ = task.await;
         if let Ok(mut t) = sh.status.lock() {
             t.remove(&p.name);
@@ -696,7 +704,7 @@ fn shell_quote(s: &str) -> String {
 
 async fn instance(
     plan: Arc<InstancePlan>,
-    mut ctl: mpsc::Receiver<Ctl>,
+    mut ctl: crate::mailbox::Receiver<Ctl>,
     sh: Shared,
 ) -> anyhow::Result<()> {
     let (log, keep_vips, guardian) = (sh.log, sh.keep_vips, sh.guardian.clone());
@@ -811,6 +819,12 @@ async fn instance(
     }
     Box::pin(io.remove_vips(None)).await;
 
+    // The instance's own link and, when the advert source is the interface's primary
+    // address, the interface's addresses: subscribed before the first reading so that no
+    // change falls between the two.
+    let mut links = (!plan.dont_track_primary).then(|| crate::nlhub::links(ifindex));
+    let mut addrs = plan.src.is_none().then(|| crate::nlhub::addresses(ifindex));
+
     let mut router = VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
     router.handle(now(), Input::SourceAddr(src));
     router.handle(
@@ -820,8 +834,7 @@ async fn instance(
 
     // Packets of this VRID arrive on pkt_rx from the interface's shared reader (crate::rx).
 
-    // Trackers and the instance's own link.
-    let (trk_tx, mut trk_rx) = mpsc::channel::<TrackEv>(64);
+    // Trackers report on a channel made only when the instance has some.
     for (i, t) in plan.trackers.iter().enumerate() {
         if t.init_fail {
             router.handle(
@@ -833,20 +846,15 @@ async fn instance(
             );
         }
     }
+    let mut trk: Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)> = None;
     let (mut tracker_tasks, mut tracker_cells) =
-        start_trackers(&plan.name, &plan.trackers, &trk_tx, log);
-    if !plan.dont_track_primary {
-        tokio::spawn(link_watch(plan.ifname.clone(), trk_tx.clone()));
-    }
-    if plan.src.is_none() {
-        // The advert source is the interface's primary address: follow it.
-        tokio::spawn(addr_watch(ifindex, trk_tx.clone()));
-    }
+        start_trackers(&plan.name, &plan.trackers, &mut trk, log);
 
     router.handle(now(), Input::Start);
     let mut was_master = false;
     let mut last_state = router.state();
     let mut since = std::time::SystemTime::now();
+    let mut status_stale = true;
     loop {
         while let Some(o) = router.poll_output() {
             Box::pin(io.execute(o, &router)).await;
@@ -878,35 +886,50 @@ async fn instance(
             since = std::time::SystemTime::now();
         }
         if let Ok(mut t) = sh.status.lock() {
-            t.insert(
-                io.plan.name.clone(),
-                crate::dump::Status {
-                    ifname: io.plan.ifname.clone(),
-                    vrid: io.plan.router.vrid,
-                    version: io.plan.router.version.number(),
-                    state: router.state(),
-                    priority: io.plan.router.priority,
-                    effective: router.effective_priority(),
-                    advert_int: io.plan.router.advert_int.as_secs_f64(),
-                    master: router.master_addr(),
-                    master_priority: router.master_priority(),
-                    vips: io
-                        .plan
-                        .vips
-                        .iter()
-                        .map(|v| format!("{}/{} dev {}", v.addr, v.prefix, v.dev))
-                        .collect(),
-                    stats: router.stats().clone(),
-                    since,
-                },
-            );
+            // Updated in place at every event (ten adverts a second per instance at
+            // advert_int 0.1); the plan's parts are written again only after a reload.
+            match t.get_mut(&io.plan.name) {
+                Some(e) if !status_stale => {
+                    e.state = router.state();
+                    e.effective = router.effective_priority();
+                    e.master = router.master_addr();
+                    e.master_priority = router.master_priority();
+                    e.stats.clone_from(router.stats());
+                    e.since = since;
+                }
+                _ => {
+                    status_stale = false;
+                    t.insert(
+                        io.plan.name.clone(),
+                        crate::dump::Status {
+                            ifname: io.plan.ifname.clone(),
+                            vrid: io.plan.router.vrid,
+                            version: io.plan.router.version.number(),
+                            state: router.state(),
+                            priority: io.plan.router.priority,
+                            effective: router.effective_priority(),
+                            advert_int: io.plan.router.advert_int.as_secs_f64(),
+                            master: router.master_addr(),
+                            master_priority: router.master_priority(),
+                            vips: io
+                                .plan
+                                .vips
+                                .iter()
+                                .map(|v| format!("{}/{} dev {}", v.addr, v.prefix, v.dev))
+                                .collect(),
+                            stats: router.stats().clone(),
+                            since,
+                        },
+                    );
+                }
+            }
         }
         let deadline = router.poll_timeout().map(to_tokio);
         tokio::select! {
             Some(p) = pkt_rx.recv() => {
                 router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
             }
-            Some(ev) = trk_rx.recv() => {
+            Some(ev) = async { match trk.as_mut() { Some((_, rx)) => rx.recv().await, None => std::future::pending().await } } => {
                 match ev {
                     TrackEv::Up(index, up) => {
                         if let Some(c) = tracker_cells.get(index) {
@@ -920,8 +943,19 @@ async fn instance(
                         }
                         router.handle(now(), Input::TrackerValue { index, value })
                     }
-                    TrackEv::Link(up) => router.handle(now(), Input::Link(up)),
-                    TrackEv::Addr(c) => {
+                }
+            }
+            up = crate::nlhub::next(&mut links) => {
+                // Missed changes: read the link afresh.
+                let up = up.unwrap_or_else(|_| iface::is_up(&plan.ifname).unwrap_or(false));
+                router.handle(now(), Input::Link(up));
+            }
+            c = crate::nlhub::next(&mut addrs) => {
+                // An added address cannot displace a primary (it is secondary or comes after
+                // it), and only removing the source can lose it: ask the kernel only then,
+                // not for every VIP another instance sets. Missed changes: ask.
+                let relevant = match c {
+                    Ok(c) => {
                         if vip_addrs.contains(&c.addr) {
                             continue;
                         }
@@ -932,24 +966,22 @@ async fn instance(
                                 format!("Deassigned address {} from interface {}", c.addr, plan.ifname)
                             });
                         }
-                        // An added address cannot displace a primary (it is secondary or
-                        // comes after it), and only removing the source can lose it: ask the
-                        // kernel only then, not for every VIP another instance sets.
-                        let relevant = if c.added { io.src.is_none() } else { io.src == Some(c.addr) };
-                        if !relevant {
-                            continue;
-                        }
-                        let _dump = DUMPS.lock().await;
-                        let now_src = match plan.router.mcast_group {
-                            IpAddr::V4(_) => Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await,
-                            IpAddr::V6(_) => Box::pin(vip::link_local_v6(&io.nl, ifindex)).await,
-                        };
-                        drop(_dump);
-                        if let Ok(a) = now_src && a != io.src {
-                            io.src = a;
-                            router.handle(now(), Input::SourceAddr(a));
-                        }
+                        if c.added { io.src.is_none() } else { io.src == Some(c.addr) }
                     }
+                    Err(_) => true,
+                };
+                if !relevant {
+                    continue;
+                }
+                let _dump = DUMPS.lock().await;
+                let now_src = match plan.router.mcast_group {
+                    IpAddr::V4(_) => Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await,
+                    IpAddr::V6(_) => Box::pin(vip::link_local_v6(&io.nl, ifindex)).await,
+                };
+                drop(_dump);
+                if let Ok(a) = now_src && a != io.src {
+                    io.src = a;
+                    router.handle(now(), Input::SourceAddr(a));
                 }
             }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
@@ -959,16 +991,16 @@ async fn instance(
                 match c {
                     Some(Ctl::Sync(cmd)) => router.handle(now(), Input::Sync(cmd)),
                     Some(Ctl::Reload(new)) => {
-                        let new: Arc<InstancePlan> = Arc::from(new);
                         router.handle(now(), Input::Reload(&new.router));
                         for t in tracker_tasks.drain(..) {
                             t.abort();
                         }
                         (tracker_tasks, tracker_cells) =
-                            start_trackers(&new.name, &new.trackers, &trk_tx, log);
+                            start_trackers(&new.name, &new.trackers, &mut trk, log);
                         io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
                         // VipsChanged from the router is applied against the new plan.
                         io.plan = new;
+                        status_stale = true;
                     }
                     Some(Ctl::Stop) | None => {
                         for t in tracker_tasks.drain(..) {
@@ -999,10 +1031,6 @@ pub enum TrackEv {
     Up(usize, bool),
     /// Value tracker `i` read a value (`track_file`).
     Value(usize, i64),
-    /// The instance's own interface went up or down.
-    Link(bool),
-    /// An address came or went on the instance's interface.
-    Addr(holdfast_sys::link::AddrChange),
 }
 
 /// Raises the soft limit on open files to the hard one: every checker probe in flight, proxied
@@ -1030,12 +1058,16 @@ fn raise_file_limit(log: Logger) {
 fn start_trackers(
     instance: &str,
     trackers: &[TrackerPlan],
-    tx: &mpsc::Sender<TrackEv>,
+    chan: &mut Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)>,
     log: Logger,
 ) -> (
     Vec<tokio::task::JoinHandle<()>>,
     Vec<Arc<crate::health::Cell>>,
 ) {
+    if trackers.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let tx = &chan.get_or_insert_with(|| mpsc::channel(64)).0;
     trackers
         .iter()
         .enumerate()
@@ -1052,39 +1084,6 @@ fn start_trackers(
             (task, cell)
         })
         .unzip()
-}
-
-/// Reports the instance's own link state: once now (sysfs), then on every rtnetlink link
-/// notification (no polling).
-async fn link_watch(ifname: String, tx: mpsc::Sender<TrackEv>) {
-    let _ = tx
-        .send(TrackEv::Link(iface::is_up(&ifname).unwrap_or(false)))
-        .await;
-    let mut rx = netlink_link_events(&ifname);
-    while let Some(up) = rx.recv().await {
-        if tx.send(TrackEv::Link(up)).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Address changes on the instance's interface, from rtnetlink notifications.
-async fn addr_watch(ifindex: u32, tx: mpsc::Sender<TrackEv>) {
-    let mut arx = crate::nlhub::addresses(ifindex);
-    while let Some(c) = arx.recv().await {
-        if tx.send(TrackEv::Addr(c)).await.is_err() {
-            break;
-        }
-    }
-}
-
-/// Link up/down changes of `ifname` from rtnetlink notifications.
-fn netlink_link_events(ifname: &str) -> mpsc::Receiver<bool> {
-    match iface::index(ifname) {
-        Ok(ifindex) => crate::nlhub::links(ifindex),
-        // No such interface (yet): nothing will be reported.
-        Err(_) => mpsc::channel(1).1,
-    }
 }
 
 /// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results
@@ -1104,12 +1103,16 @@ async fn tracker(
     }
     if let TrackerKind::Interface(name) = &t.kind {
         // keepalived: `Netlink reports IF up|down`; weight/FAULT applied by the router.
+        let mut rx = iface::index(name).ok().map(crate::nlhub::links);
         let mut up = iface::is_up(name).unwrap_or(false);
         if tx.send(TrackEv::Up(index, up)).await.is_err() {
             return;
         }
-        let mut rx = netlink_link_events(name);
-        while let Some(now_up) = rx.recv().await {
+        loop {
+            // Missed changes (lagged): read the link afresh.
+            let now_up = crate::nlhub::next(&mut rx)
+                .await
+                .unwrap_or_else(|_| iface::is_up(name).unwrap_or(false));
             if now_up != up {
                 up = now_up;
                 log.vrrp(&format!(
@@ -1121,7 +1124,6 @@ async fn tracker(
                 }
             }
         }
-        return;
     }
     let mut up = !t.init_fail;
     let mut streak = 0u32;

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use holdfast_sys::vrrp_socket::{Received, VrrpSocket};
-use tokio::sync::mpsc;
 
 use crate::logging::Logger;
 
@@ -28,9 +27,8 @@ pub struct Key {
     pub unicast_ttl: u8,
 }
 
-/// Packets go to subscribers shared: an `Arc` is what each channel slot holds (tokio
-/// allocates slots 32 at a time per channel, and a thousand instances each have one).
-type Subscribers = HashMap<u8, Vec<(u64, mpsc::Sender<Arc<Received>>)>>;
+/// Packets go to subscribers shared: an `Arc` is what each mailbox slot holds.
+type Subscribers = HashMap<u8, Vec<(u64, crate::mailbox::Sender<Arc<Received>>)>>;
 
 struct Shared {
     sock: Arc<VrrpSocket>,
@@ -72,7 +70,11 @@ pub fn subscribe(
     vrid: u8,
     open: impl FnOnce() -> std::io::Result<VrrpSocket>,
     log: Logger,
-) -> std::io::Result<(Arc<VrrpSocket>, mpsc::Receiver<Arc<Received>>, Subscription)> {
+) -> std::io::Result<(
+    Arc<VrrpSocket>,
+    crate::mailbox::Receiver<Arc<Received>>,
+    Subscription,
+)> {
     let mut reg = registry()
         .lock()
         .map_err(|_| std::io::Error::other("socket registry poisoned"))?;
@@ -90,7 +92,7 @@ pub fn subscribe(
     };
     reg.retain(|_, w| w.strong_count() > 0);
     drop(reg);
-    let (tx, rx) = mpsc::channel(256);
+    let (tx, rx) = crate::mailbox::mailbox(256);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut subs) = shared.subs.lock() {
         subs.entry(vrid).or_default().push((id, tx));
@@ -127,7 +129,7 @@ fn reader(
                     };
                     for (_, tx) in subs.get(&vrid).into_iter().flatten() {
                         // A full queue (a flood) drops rather than stalls the link's reader.
-                        let _ = tx.try_send(p.clone());
+                        tx.push(p.clone());
                     }
                 }
                 Ok(None) => {}
