@@ -376,7 +376,17 @@ impl<'a> Lexer<'a> {
             .unwrap_or_default();
         for tok in &toks[1..] {
             let mut found = false;
-            for pat in expand_braces(&tok.text) {
+            let Some(patterns) = expand_braces(&tok.text) else {
+                self.diags.invalid(
+                    tok.span,
+                    format!(
+                        "include pattern expands to more than {} names",
+                        crate::loader::MAX_BRACE_EXPANSIONS
+                    ),
+                );
+                continue;
+            };
+            for pat in patterns {
                 let full = normalize(&if Path::new(&pat).is_absolute() {
                     PathBuf::from(&pat)
                 } else {

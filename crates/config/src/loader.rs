@@ -88,16 +88,29 @@ impl Loader for MemLoader {
     }
 }
 
+/// Most names one include pattern may expand to; each is a glob, and nested alternatives
+/// multiply (sixteen braces of ten alternatives each would be 10^16 names).
+pub const MAX_BRACE_EXPANSIONS: usize = 1024;
+
 /// csh-style brace expansion: `a{b,c}d` → `abd`, `acd`; nested braces work; an unmatched brace
-/// is kept literally.
-pub fn expand_braces(s: &str) -> Vec<String> {
-    // Bounds recursion and output size; no real include pattern comes near.
+/// is kept literally. `None` when the pattern expands to more than [`MAX_BRACE_EXPANSIONS`]
+/// names.
+pub fn expand_braces(s: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    expand_into(s, "", &mut out).then_some(out)
+}
+
+/// Appends `prefix` + each expansion of `s` to `out`; false once `out` would pass the limit.
+fn expand_into(s: &str, prefix: &str, out: &mut Vec<String>) -> bool {
+    // Bounds recursion; no real include pattern comes near.
     if s.matches('{').count() > 16 {
-        return vec![s.to_string()];
+        out.push(format!("{prefix}{s}"));
+        return out.len() <= MAX_BRACE_EXPANSIONS;
     }
     let bytes = s.as_bytes();
     let Some(open) = s.find('{') else {
-        return vec![s.to_string()];
+        out.push(format!("{prefix}{s}"));
+        return out.len() <= MAX_BRACE_EXPANSIONS;
     };
     let mut depth = 0usize;
     let mut parts = Vec::new();
@@ -110,13 +123,10 @@ pub fn expand_braces(s: &str) -> Vec<String> {
                 if depth == 0 {
                     parts.push(&s[start..i]);
                     let (pre, post) = (&s[..open], &s[i + 1..]);
-                    let mut out = Vec::new();
-                    for p in parts {
-                        for tail in expand_braces(&format!("{p}{post}")) {
-                            out.push(format!("{pre}{tail}"));
-                        }
-                    }
-                    return out;
+                    let prefix = format!("{prefix}{pre}");
+                    return parts
+                        .into_iter()
+                        .all(|p| expand_into(&format!("{p}{post}"), &prefix, out));
                 }
             }
             b',' if depth == 1 => {
@@ -126,7 +136,8 @@ pub fn expand_braces(s: &str) -> Vec<String> {
             _ => {}
         }
     }
-    vec![s.to_string()]
+    out.push(format!("{prefix}{s}"));
+    out.len() <= MAX_BRACE_EXPANSIONS
 }
 
 #[cfg(test)]
@@ -137,13 +148,40 @@ mod tests {
     fn braces_expand_like_csh() {
         assert_eq!(
             expand_braces("/etc/{a,b}.conf"),
-            vec!["/etc/a.conf", "/etc/b.conf"]
+            Some(vec!["/etc/a.conf".to_string(), "/etc/b.conf".to_string()])
         );
-        assert_eq!(expand_braces("x{1,{2,3}}y"), vec!["x1y", "x2y", "x3y"]);
-        assert_eq!(expand_braces("plain"), vec!["plain"]);
-        assert_eq!(expand_braces("open{a,b"), vec!["open{a,b"]);
+        assert_eq!(
+            expand_braces("x{1,{2,3}}y"),
+            Some(vec!["x1y".into(), "x2y".into(), "x3y".into()])
+        );
+        assert_eq!(
+            expand_braces("a{1,2}b{3,4}"),
+            Some(vec![
+                "a1b3".into(),
+                "a1b4".into(),
+                "a2b3".into(),
+                "a2b4".into()
+            ])
+        );
+        assert_eq!(expand_braces("plain"), Some(vec!["plain".into()]));
+        assert_eq!(expand_braces("open{a,b"), Some(vec!["open{a,b".into()]));
         let deep = format!("{}x{}", "{".repeat(5000), "}".repeat(5000));
-        assert_eq!(expand_braces(&deep), vec![deep.clone()]);
+        assert_eq!(expand_braces(&deep), Some(vec![deep.clone()]));
+    }
+
+    #[test]
+    fn brace_expansion_stops_at_its_limit() {
+        // 4^5 = 1024 names: the limit itself is allowed.
+        let at = "{a,b,c,d}".repeat(5);
+        assert_eq!(
+            expand_braces(&at).map(|v| v.len()),
+            Some(MAX_BRACE_EXPANSIONS)
+        );
+        // Sixteen braces of ten alternatives (10^16 names, found by fuzzing as an
+        // out-of-memory) are refused at once.
+        let huge = "{0,1,2,3,4,5,6,7,8,9}".repeat(16);
+        assert_eq!(expand_braces(&huge), None);
+        assert_eq!(expand_braces(&"{a,b,c,d}".repeat(6)), None);
     }
 
     #[test]

@@ -49,13 +49,21 @@ pub struct LastWords<'a> {
 }
 
 impl Guardian {
-    /// Starts `exe guardian`.
+    /// Starts `holdfast-guardian` from beside `exe` (the daemon's executable), or
+    /// `exe guardian` where there is none.
     pub fn spawn(exe: &std::path::Path, detail: bool) -> std::io::Result<Guardian> {
         use std::os::unix::process::CommandExt;
+        let small = exe.with_file_name("holdfast-guardian");
+        let mut cmd = if small.is_file() {
+            Command::new(small)
+        } else {
+            let mut c = Command::new(exe);
+            c.arg("guardian");
+            c
+        };
         // Its own process group: a terminal's Ctrl-C reaches the daemon (which shuts down
         // cleanly and dismisses the guardian), not the guardian.
-        let mut child = Command::new(exe)
-            .arg("guardian")
+        let mut child = cmd
             .args(detail.then_some("--detail"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -123,7 +123,7 @@ pub struct InstancePlan {
     /// Interface adverts use.
     pub ifname: String,
     /// The sans-IO router's configuration; tracker `i` is `trackers[i]`.
-    pub router: RouterConfig,
+    pub router: std::sync::Arc<RouterConfig>,
     /// VIPs and excluded VIPs.
     pub vips: Vec<PlannedVip>,
     /// `unicast_src_ip` / `mcast_src_ip`.
@@ -447,7 +447,7 @@ fn instance(
     Some(InstancePlan {
         name: name.clone(),
         ifname,
-        router,
+        router: router.into(),
         vips,
         src: i.unicast_src_ip.or(i.mcast_src_ip),
         unicast_ttl: i.unicast_ttl.unwrap_or(255),

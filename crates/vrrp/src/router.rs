@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::time::Instant;
@@ -257,7 +258,7 @@ pub enum Input<'a> {
     /// A reloaded configuration for this instance. keepalived keeps the running state when
     /// VRID, version and family are unchanged (a MASTER stays MASTER, no VIP flap); the caller
     /// replaces the router otherwise.
-    Reload(&'a RouterConfig),
+    Reload(&'a Arc<RouterConfig>),
 }
 
 /// A dropped advertisement's reason: one keepalived counter each.
@@ -482,7 +483,8 @@ enum GarpKind {
 /// One VRRP instance.
 #[derive(Debug)]
 pub struct VirtualRouter {
-    cfg: RouterConfig,
+    /// Shared with the daemon's plan (a thousand instances each held a second copy).
+    cfg: Arc<RouterConfig>,
     state: State,
     src: Option<IpAddr>,
     link_up: bool,
@@ -508,7 +510,8 @@ pub struct VirtualRouter {
 
 impl VirtualRouter {
     /// A router in INIT. `seed` is reserved for randomised behaviour (none in keepalived 2.2).
-    pub fn new(cfg: RouterConfig, _now: Instant, _seed: u64) -> VirtualRouter {
+    pub fn new(cfg: impl Into<Arc<RouterConfig>>, _now: Instant, _seed: u64) -> VirtualRouter {
+        let cfg = cfg.into();
         let n = cfg.trackers.len();
         let master_adv_int = cfg.advert_int;
         let mut r = VirtualRouter {
@@ -593,7 +596,13 @@ impl VirtualRouter {
 
     /// The next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let o = self.out.pop_front();
+        if o.is_none() && self.out.capacity() > 4 {
+            // A transition's burst is over: an advert at a time needs no more (a thousand
+            // routers each kept room for eight).
+            self.out.shrink_to(4);
+        }
+        o
     }
 
     /// Handles one input.
@@ -639,7 +648,7 @@ impl VirtualRouter {
             && cfg.family == self.cfg.family
     }
 
-    fn reload(&mut self, now: Instant, cfg: &RouterConfig) {
+    fn reload(&mut self, now: Instant, cfg: &Arc<RouterConfig>) {
         if !self.can_reload(cfg) {
             return;
         }
@@ -660,7 +669,7 @@ impl VirtualRouter {
         let mut up = std::mem::take(&mut self.tracker_up);
         up.resize(cfg.trackers.len(), true);
         self.tracker_up = up;
-        self.cfg = cfg.clone();
+        self.cfg = Arc::clone(cfg);
         if self.state == State::Master && (!added.is_empty() || !removed.is_empty()) {
             self.out.push_back(Output::VipsChanged { added, removed });
             self.out.push_back(Output::Announce {

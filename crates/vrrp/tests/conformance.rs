@@ -686,7 +686,7 @@ fn a_reload_keeps_a_master_master_and_diffs_its_vips() {
     let mut c = h.r.config().clone();
     c.vips = vec![ip(VIP), ip("10.0.0.101")];
     c.priority = 120;
-    h.input(Input::Reload(&c));
+    h.input(Input::Reload(&std::sync::Arc::new(c)));
     assert_eq!(h.r.state(), State::Master);
     assert!(h.out.contains(&Output::VipsChanged {
         added: vec![ip("10.0.0.101")],
