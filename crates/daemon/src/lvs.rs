@@ -176,13 +176,8 @@ pub fn vs_name(key: &ServiceKey) -> String {
 /// for a fwmark service, as keepalived defaults its service type).
 pub fn proto_of(key: &ServiceKey) -> &'static str {
     match key {
-        ServiceKey::Addr {
-            proto: Proto::Udp, ..
-        } => "udp",
-        ServiceKey::Addr {
-            proto: Proto::Sctp, ..
-        } => "sctp",
-        _ => "tcp",
+        ServiceKey::Addr { proto, .. } => proto.keyword(),
+        ServiceKey::Fwmark { .. } => Proto::Tcp.keyword(),
     }
 }
 

@@ -33,6 +33,15 @@ impl Proto {
             Proto::Sctp => "SCTP",
         }
     }
+
+    /// The name keepalived's configuration and log lines use (`tcp`, `udp`, `sctp`).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
 }
 
 /// A service's identity: protocol, address and port, or a firewall mark (kernel planes only).

@@ -302,11 +302,8 @@ fn service_match(spec: &ServiceSpec) -> Vec<Statement<'static>> {
     let mut out = Vec::new();
     match spec.key {
         ServiceKey::Addr { proto, addr } => {
-            let l4 = match proto {
-                Proto::Tcp => "tcp",
-                Proto::Udp => "udp",
-                Proto::Sctp => "sctp",
-            };
+            // nft's protocol names are keepalived's.
+            let l4 = proto.keyword();
             out.push(eq(
                 Expression::Named(NamedExpression::Meta(Meta {
                     key: MetaKey::L4proto,
