@@ -251,6 +251,7 @@ fn serve(input: impl BufRead, detail: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn hex_round_trips() {
@@ -258,5 +259,55 @@ mod tests {
         assert_eq!(hex(&b), "213300ff");
         assert_eq!(unhex("213300ff"), Some(b.to_vec()));
         assert_eq!(unhex("2g"), None);
+    }
+
+    /// A stand-in executable that records its arguments and reads its input to the end.
+    fn fake(path: &std::path::Path, marker: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(
+            path,
+            format!(
+                "#!/bin/sh\necho \"$0 $*\" > {}\ncat > /dev/null\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Spawns, retrying while another test thread's fork still holds the just-written file
+    /// open (ETXTBSY; only under `cargo test`, which runs tests as threads of one process).
+    fn spawn(exe: &std::path::Path, detail: bool) -> Guardian {
+        for _ in 0..100 {
+            match Guardian::spawn(exe, detail) {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                r => return r.unwrap(),
+            }
+        }
+        panic!("{} stayed busy", exe.display());
+    }
+
+    #[test]
+    fn the_small_guardian_beside_the_daemon_is_preferred_and_the_daemon_is_the_fallback() {
+        let dir = std::env::temp_dir().join(format!("hf-guardian-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (exe, small, marker) = (
+            dir.join("holdfast"),
+            dir.join("holdfast-guardian"),
+            dir.join("started"),
+        );
+        fake(&exe, &marker);
+        // Without the small binary: `holdfast guardian --detail`.
+        spawn(&exe, true).dismiss();
+        let said = std::fs::read_to_string(&marker).unwrap();
+        assert_eq!(said.trim(), format!("{} guardian --detail", exe.display()));
+        // With it: `holdfast-guardian` (the subcommand word is not passed).
+        fake(&small, &marker);
+        spawn(&exe, false).dismiss();
+        let said = std::fs::read_to_string(&marker).unwrap();
+        assert_eq!(said.trim(), small.display().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
