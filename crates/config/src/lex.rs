@@ -678,9 +678,11 @@ fn unescape(
         'x' => take_digits(16, 2, None),
         'c' => chars.next().map(|(k, d)| {
             *end = k + d.len_utf8();
+            let d = unliteral(d);
             char::from_u32((d.to_ascii_uppercase() as u32) ^ 0x40).unwrap_or(d)
         }),
-        other => Some(other),
+        // A stand-in escaped (`\}` closing an undefined `${NAME`) is still its character.
+        other => Some(unliteral(other)),
     };
     if let Some(c) = c {
         out.push(c);
@@ -741,6 +743,15 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         lex(&MemLoader::single("/k/main.conf", text), "node1").0
+    }
+
+    #[test]
+    fn an_escaped_brace_of_an_undefined_name_stays_a_brace() {
+        // Found by fuzzing: `\}` inside quotes closing an undefined `${NAME` kept the
+        // brace's internal stand-in character, so the printed configuration read back
+        // differently.
+        assert_eq!(words("x \"${NOPE\\}\"\n"), ["x", "${NOPE}", "⏎"]);
+        assert_eq!(words("x \"${NOPE\\c}\"\n"), ["x", "${NOPE=", "⏎"]);
     }
 
     #[test]
