@@ -1,21 +1,23 @@
 //! A small queue for an instance's inputs (adverts of its VRID, commands from the
-//! supervisor): a mutex-guarded `VecDeque` and a `Notify`. A tokio channel costs about 1 KB
-//! before its first message (a cache-padded shared part and a first block of 32 slots);
-//! with a thousand instances, two each were 2 MB. This costs about a hundred bytes.
+//! supervisor): a mutex-guarded `VecDeque` and the receiver's waker. A tokio channel costs
+//! about 1 KB before its first message (a cache-padded shared part and a first block of 32
+//! slots); with a thousand instances, two each were 2 MB. This costs about a hundred bytes,
+//! and waiting on it ([`Receiver::poll_recv`]) keeps no state in the waiting task: an
+//! instance's `select!` holds several waits for its whole life.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-
-use tokio::sync::Notify;
+use std::task::{Context, Poll, Waker};
 
 struct Inner<T> {
     queue: VecDeque<T>,
     closed: bool,
+    /// The receiver's waker while it waits.
+    waker: Option<Waker>,
 }
 
 struct Shared<T> {
     inner: Mutex<Inner<T>>,
-    notify: Notify,
     cap: usize,
 }
 
@@ -32,8 +34,8 @@ pub fn mailbox<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
         inner: Mutex::new(Inner {
             queue: VecDeque::new(),
             closed: false,
+            waker: None,
         }),
-        notify: Notify::new(),
         cap,
     });
     (Sender(s.clone()), Receiver(s))
@@ -50,8 +52,11 @@ impl<T> Sender<T> {
             return false;
         }
         g.queue.push_back(v);
+        let waker = g.waker.take();
         drop(g);
-        self.0.notify.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
         true
     }
 
@@ -63,33 +68,45 @@ impl<T> Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        if let Ok(mut g) = self.0.inner.lock() {
+        let waker = self.0.inner.lock().ok().and_then(|mut g| {
             g.closed = true;
+            g.waker.take()
+        });
+        if let Some(w) = waker {
+            w.wake();
         }
-        self.0.notify.notify_one();
     }
 }
 
 impl<T> Receiver<T> {
-    /// The next message; `None` once the sender has gone and the queue is empty. Cancel
-    /// safe (a wake-up meant for a dropped wait is kept for the next one).
-    pub async fn recv(&mut self) -> Option<T> {
-        loop {
-            {
-                let mut g = self.0.inner.lock().ok()?;
-                if let Some(v) = g.queue.pop_front() {
-                    if g.queue.is_empty() && g.queue.capacity() > 8 {
-                        // A burst is over: give back what it made the queue grow to.
-                        g.queue.shrink_to(8);
-                    }
-                    return Some(v);
-                }
-                if g.closed {
-                    return None;
-                }
+    /// The next message, or `Pending` after registering `cx`'s waker; `Ready(None)` once
+    /// the sender has gone and the queue is empty. Only the last waker registered is woken
+    /// (there is one receiver).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let Ok(mut g) = self.0.inner.lock() else {
+            return Poll::Ready(None);
+        };
+        if let Some(v) = g.queue.pop_front() {
+            if g.queue.is_empty() && g.queue.capacity() > 8 {
+                // A burst is over: give back what it made the queue grow to.
+                g.queue.shrink_to(8);
             }
-            self.0.notify.notified().await;
+            return Poll::Ready(Some(v));
         }
+        if g.closed {
+            return Poll::Ready(None);
+        }
+        match &mut g.waker {
+            Some(w) => w.clone_from(cx.waker()),
+            w @ None => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The next message; `None` once the sender has gone and the queue is empty. Cancel
+    /// safe (nothing is taken from the queue until it is returned).
+    pub async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }
 

@@ -362,9 +362,7 @@ fn main() -> ExitCode {
                 vrrp: !check,
                 checkers: !vrrp,
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                // Two workers, or one on a one-CPU machine (two would only contend there).
-                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(2)))
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

@@ -2,7 +2,8 @@
 //! socket for link changes and one for address changes, fanned out by interface index. A
 //! socket per instance cost each instance two netlink connections (72 KiB of buffers each)
 //! and a copy of every notification; a queue per subscriber cost each instance two more
-//! channels. Now each interface has one broadcast ring that its subscribers read from.
+//! channels. Now each interface has one broadcast ring of both kinds of change that its
+//! subscribers read from.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -48,8 +49,19 @@ impl<T: Clone + Send + 'static> Hub<T> {
     }
 }
 
-fn links_hub() -> &'static Hub<bool> {
-    static H: OnceLock<Hub<bool>> = OnceLock::new();
+/// A change on an interface, as its subscribers receive it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The link went up (true) or down.
+    Link(bool),
+    /// An address was added or removed.
+    Addr(AddrChange),
+}
+
+/// One ring per interface for both kinds of change: an instance waiting on one receiver
+/// instead of two keeps about a hundred bytes less in its task, a thousand times over.
+fn hub() -> &'static Hub<Change> {
+    static H: OnceLock<Hub<Change>> = OnceLock::new();
     H.get_or_init(|| {
         tokio::spawn(async {
             let (tx, mut rx) = mpsc::channel(256);
@@ -58,22 +70,15 @@ fn links_hub() -> &'static Hub<bool> {
             let mut last: HashMap<u32, bool> = HashMap::new();
             while let Some((ifindex, up)) = rx.recv().await {
                 if last.insert(ifindex, up) != Some(up) {
-                    links_hub().dispatch(ifindex, up);
+                    hub().dispatch(ifindex, Change::Link(up));
                 }
             }
         });
-        Hub::new(64)
-    })
-}
-
-fn addrs_hub() -> &'static Hub<AddrChange> {
-    static H: OnceLock<Hub<AddrChange>> = OnceLock::new();
-    H.get_or_init(|| {
         tokio::spawn(async {
             let (tx, mut rx) = mpsc::channel(1024);
             tokio::spawn(holdfast_sys::link::watch_addresses_all(tx));
             while let Some((ifindex, c)) = rx.recv().await {
-                addrs_hub().dispatch(ifindex, c);
+                hub().dispatch(ifindex, Change::Addr(c));
             }
         });
         // A thousand instances each adding a VIP on one link notify that many changes at
@@ -82,16 +87,11 @@ fn addrs_hub() -> &'static Hub<AddrChange> {
     })
 }
 
-/// Up/down changes of interface `ifindex` (the current state is not sent: read it after
-/// subscribing). `Lagged` means changes were missed: read the state again.
-pub fn links(ifindex: u32) -> broadcast::Receiver<bool> {
-    links_hub().subscribe(ifindex)
-}
-
-/// Addresses added to or removed from interface `ifindex`. `Lagged` means changes were
-/// missed: read the addresses again.
-pub fn addresses(ifindex: u32) -> broadcast::Receiver<AddrChange> {
-    addrs_hub().subscribe(ifindex)
+/// Link up/down changes and addresses added to or removed from interface `ifindex` (the
+/// current state is not sent: read it after subscribing). `Lagged` means changes were
+/// missed: read the link and the addresses again.
+pub fn changes(ifindex: u32) -> broadcast::Receiver<Change> {
+    hub().subscribe(ifindex)
 }
 
 /// The next item of an optional subscription; never ready when there is none or it has

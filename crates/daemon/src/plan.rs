@@ -130,14 +130,30 @@ pub struct InstancePlan {
     pub src: Option<IpAddr>,
     /// TTL of unicast adverts.
     pub unicast_ttl: u8,
-    /// Notify scripts.
-    pub notify: Notify,
+    /// Notify scripts, `None` when there are none (432 bytes less for each instance
+    /// without; see [`InstancePlan::notify`]).
+    pub notify: Option<Box<Notify>>,
     /// `script_user`: whom scripts without their own `user` run as.
     pub script_user: Option<holdfast_config::model::UserSpec>,
     /// Trackers, in router index order.
     pub trackers: Vec<TrackerPlan>,
     /// `dont_track_primary`: the instance's own link going down does not fault it.
     pub dont_track_primary: bool,
+}
+
+impl InstancePlan {
+    /// The instance's notify scripts (every one `None` when it has none).
+    pub fn notify(&self) -> &Notify {
+        static NONE: Notify = Notify {
+            master: None,
+            backup: None,
+            fault: None,
+            stop: None,
+            generic: None,
+            master_rx_lower_pri: None,
+        };
+        self.notify.as_deref().unwrap_or(&NONE)
+    }
 }
 
 /// A `vrrp_sync_group`.
@@ -451,7 +467,7 @@ fn instance(
         vips,
         src: i.unicast_src_ip.or(i.mcast_src_ip),
         unicast_ttl: i.unicast_ttl.unwrap_or(255),
-        notify: i.notify.clone(),
+        notify: (i.notify != Notify::default()).then(|| Box::new(i.notify.clone())),
         script_user: cfg.global.script_user.clone(),
         trackers,
         dont_track_primary: i.dont_track_primary,

@@ -327,6 +327,12 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
+    // The configuration's parse is over: give its freed pages back.
+    holdfast_sys::mem::release_free_heap();
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        holdfast_sys::mem::release_free_heap();
+    });
     crate::systemd::ready(&format!(
         "{} VRRP instance(s), {} virtual server(s)",
         running.len(),
@@ -396,6 +402,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         log.main("Reload finished");
                     }
                 }
+                holdfast_sys::mem::release_free_heap();
                 crate::systemd::ready(&format!(
                     "{} VRRP instance(s), {} virtual server(s)",
                     running.len(),
@@ -613,7 +620,7 @@ impl Io {
 
     fn notify(&self, state: State, priority: u8) {
         let cmds = notify_commands(
-            &self.plan.notify,
+            self.plan.notify(),
             state,
             "INSTANCE",
             &self.plan.name,
@@ -658,7 +665,7 @@ impl Io {
             Output::MasterRxLowerPri => {
                 let cmds = self
                     .plan
-                    .notify
+                    .notify()
                     .master_rx_lower_pri
                     .iter()
                     .cloned()
@@ -822,8 +829,9 @@ async fn instance(
     // The instance's own link and, when the advert source is the interface's primary
     // address, the interface's addresses: subscribed before the first reading so that no
     // change falls between the two.
-    let mut links = (!plan.dont_track_primary).then(|| crate::nlhub::links(ifindex));
-    let mut addrs = plan.src.is_none().then(|| crate::nlhub::addresses(ifindex));
+    let track_link = !plan.dont_track_primary;
+    let track_src = plan.src.is_none();
+    let mut changes = (track_link || track_src).then(|| crate::nlhub::changes(ifindex));
 
     let mut router = VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
     router.handle(now(), Input::SourceAddr(src));
@@ -855,6 +863,10 @@ async fn instance(
     let mut last_state = router.state();
     let mut since = std::time::SystemTime::now();
     let mut status_stale = true;
+    // One timer for the instance's life, moved to each new deadline (a timer made for
+    // every wait would be registered and dropped ten times a second at advert_int 0.1).
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
     loop {
         while let Some(o) = router.poll_output() {
             Box::pin(io.execute(o, &router)).await;
@@ -925,11 +937,16 @@ async fn instance(
             }
         }
         let deadline = router.poll_timeout().map(to_tokio);
+        if let Some(d) = deadline
+            && d != timer.deadline()
+        {
+            timer.as_mut().reset(d);
+        }
         tokio::select! {
             Some(p) = pkt_rx.recv() => {
                 router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
             }
-            Some(ev) = async { match trk.as_mut() { Some((_, rx)) => rx.recv().await, None => std::future::pending().await } } => {
+            Some(ev) = std::future::poll_fn(|cx| match trk.as_mut() { Some((_, rx)) => rx.poll_recv(cx), None => std::task::Poll::Pending }) => {
                 match ev {
                     TrackEv::Up(index, up) => {
                         if let Some(c) = tracker_cells.get(index) {
@@ -945,17 +962,25 @@ async fn instance(
                     }
                 }
             }
-            up = crate::nlhub::next(&mut links) => {
-                // Missed changes: read the link afresh.
-                let up = up.unwrap_or_else(|_| iface::is_up(&plan.ifname).unwrap_or(false));
-                router.handle(now(), Input::Link(up));
-            }
-            c = crate::nlhub::next(&mut addrs) => {
+            c = crate::nlhub::next(&mut changes) => {
+                use crate::nlhub::Change;
+                if track_link {
+                    match c {
+                        Ok(Change::Link(up)) => router.handle(now(), Input::Link(up)),
+                        // Missed changes: read the link afresh.
+                        Err(_) => router.handle(now(), Input::Link(iface::is_up(&plan.ifname).unwrap_or(false))),
+                        Ok(Change::Addr(_)) => {}
+                    }
+                }
+                if !track_src {
+                    continue;
+                }
                 // An added address cannot displace a primary (it is secondary or comes after
                 // it), and only removing the source can lose it: ask the kernel only then,
                 // not for every VIP another instance sets. Missed changes: ask.
                 let relevant = match c {
-                    Ok(c) => {
+                    Ok(Change::Link(_)) => false,
+                    Ok(Change::Addr(c)) => {
                         if vip_addrs.contains(&c.addr) {
                             continue;
                         }
@@ -984,7 +1009,7 @@ async fn instance(
                     router.handle(now(), Input::SourceAddr(a));
                 }
             }
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+            () = &mut timer, if deadline.is_some() => {
                 router.handle_timeout(now());
             }
             c = ctl.recv() => {
@@ -1103,16 +1128,18 @@ async fn tracker(
     }
     if let TrackerKind::Interface(name) = &t.kind {
         // keepalived: `Netlink reports IF up|down`; weight/FAULT applied by the router.
-        let mut rx = iface::index(name).ok().map(crate::nlhub::links);
+        let mut rx = iface::index(name).ok().map(crate::nlhub::changes);
         let mut up = iface::is_up(name).unwrap_or(false);
         if tx.send(TrackEv::Up(index, up)).await.is_err() {
             return;
         }
         loop {
-            // Missed changes (lagged): read the link afresh.
-            let now_up = crate::nlhub::next(&mut rx)
-                .await
-                .unwrap_or_else(|_| iface::is_up(name).unwrap_or(false));
+            let now_up = match crate::nlhub::next(&mut rx).await {
+                Ok(crate::nlhub::Change::Link(u)) => u,
+                Ok(crate::nlhub::Change::Addr(_)) => continue,
+                // Missed changes (lagged): read the link afresh.
+                Err(_) => iface::is_up(name).unwrap_or(false),
+            };
             if now_up != up {
                 up = now_up;
                 log.vrrp(&format!(

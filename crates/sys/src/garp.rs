@@ -26,7 +26,9 @@ pub fn frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
 /// An AF_PACKET socket for one interface.
 pub struct Garp {
     sock: Socket,
-    addr: SockAddr,
+    /// The destination (a `sockaddr_ll`) is built for each send from the index: kept, it
+    /// is 136 bytes in every instance for a few sends per transition.
+    ifindex: u32,
     mac: [u8; 6],
 }
 
@@ -36,16 +38,15 @@ impl Garp {
         // Protocol 0: a send-only packet socket. With ETH_P_ARP it would also receive every
         // ARP frame of every interface, once per VRRP instance.
         let sock = Socket::new(Domain::PACKET, Type::RAW, Some(socket2::Protocol::from(0)))?;
-        Ok(Garp {
-            sock,
-            addr: link_addr(ifindex)?,
-            mac,
-        })
+        // An index the address cannot hold fails here, not at the first send.
+        link_addr(ifindex)?;
+        Ok(Garp { sock, ifindex, mac })
     }
 
     /// Sends one gratuitous ARP for `ip`.
     pub fn send(&self, ip: Ipv4Addr) -> io::Result<()> {
-        self.sock.send_to(&frame(self.mac, ip), &self.addr)?;
+        self.sock
+            .send_to(&frame(self.mac, ip), &link_addr(self.ifindex)?)?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 pub mod garp;
 pub mod iface;
 pub mod link;
+pub mod mem;
 pub mod proc_events;
 pub mod vip;
 pub mod vrrp_socket;

@@ -597,10 +597,11 @@ impl VirtualRouter {
     /// The next output.
     pub fn poll_output(&mut self) -> Option<Output> {
         let o = self.out.pop_front();
-        if o.is_none() && self.out.capacity() > 4 {
-            // A transition's burst is over: an advert at a time needs no more (a thousand
-            // routers each kept room for eight).
-            self.out.shrink_to(4);
+        if o.is_none() && self.out.capacity() > 0 {
+            // Drained: the queue's room goes back to the allocator (a thousand idle routers
+            // each kept a couple of hundred bytes; taking them again costs less than the
+            // advert's own buffer).
+            self.out = VecDeque::new();
         }
         o
     }
