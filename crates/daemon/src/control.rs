@@ -187,14 +187,14 @@ fn status(src: &Sources) -> Value {
                 .map(|(name, s)| {
                     json!({
                         "name": name,
-                        "interface": s.ifname,
-                        "vrid": s.vrid,
+                        "interface": s.ifname(),
+                        "vrid": s.vrid(),
                         "state": s.state.to_string(),
-                        "priority": s.priority,
+                        "priority": s.priority(),
                         "effective_priority": s.effective,
                         "master": s.master.map(|a| a.to_string()),
                         "since": s.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                        "vips": s.vips,
+                        "vips": s.vips(),
                     })
                 })
                 .collect()

@@ -119,27 +119,27 @@ impl Guardian {
 }
 
 /// One instance's last words as the guardian keeps them (compact: a thousand instances are
-/// held for the daemon's whole life).
+/// held for the daemon's whole life; the interface's name is kept once per interface).
 struct Words {
-    ifname: String,
     ifindex: u32,
     src: Option<IpAddr>,
-    adverts: Vec<(IpAddr, Vec<u8>)>,
-    vips: Vec<(IpAddr, u8, u32)>,
+    adverts: Box<[(IpAddr, Box<[u8]>)]>,
+    vips: Box<[(IpAddr, u8, u32)]>,
 }
 
 impl Words {
     fn parse(v: &serde_json::Value) -> Option<Words> {
         let ip = |x: &serde_json::Value| x.as_str().and_then(|s| s.parse::<IpAddr>().ok());
         Some(Words {
-            ifname: v["ifname"].as_str()?.to_owned(),
             ifindex: u32::try_from(v["ifindex"].as_u64()?).ok()?,
             src: ip(&v["src"]),
             adverts: v["adverts"]
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .filter_map(|a| Some((ip(&a["dst"])?, unhex(a["payload"].as_str()?)?)))
+                        .filter_map(|a| {
+                            Some((ip(&a["dst"])?, unhex(a["payload"].as_str()?)?.into()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -170,7 +170,8 @@ pub fn main(detail: bool) -> std::process::ExitCode {
 /// The guardian: reads last words until the pipe closes, then acts unless dismissed. With
 /// `detail`, logs when it is armed for an instance (-D).
 fn serve(input: impl BufRead, detail: bool) {
-    let mut words: BTreeMap<String, Words> = BTreeMap::new();
+    let mut words: BTreeMap<Box<str>, Words> = BTreeMap::new();
+    let mut ifnames: BTreeMap<u32, Box<str>> = BTreeMap::new();
     for line in input.lines() {
         let Ok(line) = line else { break };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
@@ -180,9 +181,12 @@ fn serve(input: impl BufRead, detail: bool) {
             return;
         }
         if let Some(name) = v["instance"].as_str() {
-            let Some(w) = Words::parse(&v) else {
+            let (Some(w), Some(ifname)) = (Words::parse(&v), v["ifname"].as_str()) else {
                 continue;
             };
+            if ifnames.get(&w.ifindex).is_none_or(|n| **n != *ifname) {
+                ifnames.insert(w.ifindex, ifname.into());
+            }
             if detail {
                 let what = if w.adverts.is_empty() {
                     "disarmed"
@@ -197,7 +201,7 @@ fn serve(input: impl BufRead, detail: bool) {
             match words.get_mut(name) {
                 Some(old) => *old = w,
                 None => {
-                    words.insert(name.to_owned(), w);
+                    words.insert(name.into(), w);
                 }
             }
         }
@@ -211,17 +215,18 @@ fn serve(input: impl BufRead, detail: bool) {
         if w.adverts.is_empty() && w.vips.is_empty() {
             continue;
         }
+        let ifname = ifnames.get(&w.ifindex).map_or("", |n| n);
         let sock = match w.src {
-            Some(IpAddr::V4(_)) => VrrpSocketV4::open(&w.ifname, w.ifindex, None, 255)
+            Some(IpAddr::V4(_)) => VrrpSocketV4::open(ifname, w.ifindex, None, 255)
                 .map(VrrpSocket::V4)
                 .ok(),
-            Some(IpAddr::V6(ll)) => VrrpSocketV6::open(&w.ifname, w.ifindex, ll, None)
+            Some(IpAddr::V6(ll)) => VrrpSocketV6::open(ifname, w.ifindex, ll, None)
                 .map(VrrpSocket::V6)
                 .ok(),
             None => None,
         };
         if let (Some(sock), Some(src)) = (sock, w.src) {
-            for (dst, p) in &w.adverts {
+            for (dst, p) in w.adverts.iter() {
                 let _ = sock.send(src, *dst, p);
             }
             eprintln!("Keepalived_vrrp[{pid}]: ({name}) sent 0 priority");
@@ -229,7 +234,7 @@ fn serve(input: impl BufRead, detail: bool) {
         if let Ok(rt) = &rt {
             rt.block_on(async {
                 let Ok(h) = vip::connect() else { return };
-                for &(addr, prefix, ifindex) in &w.vips {
+                for &(addr, prefix, ifindex) in w.vips.iter() {
                     let spec = VipSpec {
                         addr,
                         prefix,

@@ -136,7 +136,7 @@ pub fn render(
     type Of = fn(&crate::dump::Status) -> u64;
     let gauges: [(&str, &str, Of); 2] = [
         ("holdfast_vrrp_priority", "Configured priority.", |s| {
-            u64::from(s.priority)
+            u64::from(s.priority())
         }),
         (
             "holdfast_vrrp_effective_priority",
@@ -444,16 +444,17 @@ mod tests {
         };
         stats.drops.push((Drop::AuthFailure, 3));
         crate::dump::Status {
-            ifname: "eth0".into(),
-            vrid: 51,
-            version: 2,
+            plan: std::sync::Arc::new(crate::plan::test_instance(
+                "VI_1",
+                "eth0",
+                51,
+                150,
+                "10.0.0.100/24",
+            )),
             state,
-            priority: 150,
             effective: 140,
-            advert_int: 1.0,
             master: None,
             master_priority: None,
-            vips: vec!["10.0.0.100/24".into()],
             stats,
             since: std::time::SystemTime::now(),
         }

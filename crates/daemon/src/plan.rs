@@ -156,6 +156,40 @@ impl InstancePlan {
     }
 }
 
+/// A plain instance for unit tests: VRRPv2, one VIP (`ADDR/PREFIX`) on `ifname`.
+#[cfg(test)]
+pub(crate) fn test_instance(
+    name: &str,
+    ifname: &str,
+    vrid: u8,
+    priority: u8,
+    vip: &str,
+) -> InstancePlan {
+    let (addr, prefix) = vip.split_once('/').expect("ADDR/PREFIX");
+    let addr: IpAddr = addr.parse().expect("address");
+    InstancePlan {
+        name: name.into(),
+        ifname: ifname.into(),
+        router: std::sync::Arc::new(RouterConfig::new(name, vrid, priority, vec![addr])),
+        vips: vec![PlannedVip {
+            addr,
+            prefix: prefix.parse().expect("prefix"),
+            dev: ifname.into(),
+            brd: None,
+            label: None,
+            scope: None,
+            noprefixroute: false,
+            nodad: false,
+        }],
+        src: None,
+        unicast_ttl: 255,
+        notify: None,
+        script_user: None,
+        trackers: Vec::new(),
+        dont_track_primary: false,
+    }
+}
+
 /// A `vrrp_sync_group`.
 #[derive(Clone, Debug)]
 pub struct GroupPlan {

@@ -329,10 +329,6 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     let mut term = signal(SignalKind::terminate())?;
     // The configuration's parse is over: give its freed pages back.
     holdfast_sys::mem::release_free_heap();
-    tokio::spawn(async {
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        holdfast_sys::mem::release_free_heap();
-    });
     crate::systemd::ready(&format!(
         "{} VRRP instance(s), {} virtual server(s)",
         running.len(),
@@ -342,11 +338,22 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     let mut hup = signal(SignalKind::hangup())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
+    // A burst of transitions (the start, a failover) leaves freed pages behind: they go back
+    // once the instances have been quiet for a second.
+    let settle = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(settle);
+    let mut unsettled = false;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            () = &mut settle, if unsettled => {
+                unsettled = false;
+                holdfast_sys::mem::release_free_heap();
+            }
             Some((name, to, by_sync)) = events_rx.recv() => {
+                unsettled = true;
+                settle.as_mut().reset(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
                 planes.vrrp_state(&name, to == State::Master, log);
                 for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
                     if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
@@ -914,21 +921,11 @@ async fn instance(
                     t.insert(
                         io.plan.name.clone(),
                         crate::dump::Status {
-                            ifname: io.plan.ifname.clone(),
-                            vrid: io.plan.router.vrid,
-                            version: io.plan.router.version.number(),
+                            plan: io.plan.clone(),
                             state: router.state(),
-                            priority: io.plan.router.priority,
                             effective: router.effective_priority(),
-                            advert_int: io.plan.router.advert_int.as_secs_f64(),
                             master: router.master_addr(),
                             master_priority: router.master_priority(),
-                            vips: io
-                                .plan
-                                .vips
-                                .iter()
-                                .map(|v| format!("{}/{} dev {}", v.addr, v.prefix, v.dev))
-                                .collect(),
                             stats: router.stats().clone(),
                             since,
                         },
