@@ -1,5 +1,6 @@
-//! A small queue for an instance's inputs (adverts of its VRID, commands from the
-//! supervisor): a mutex-guarded `VecDeque` and the receiver's waker. A tokio channel costs
+//! A small queue for an instance's inputs (adverts of its VRID from the interface's reader,
+//! commands from the supervisor — one queue for both): a mutex-guarded `VecDeque` and the
+//! receiver's waker. A tokio channel costs
 //! about 1 KB before its first message (a cache-padded shared part and a first block of 32
 //! slots); with a thousand instances, two each were 2 MB. This costs about a hundred bytes,
 //! and waiting on it ([`Receiver::poll_recv`]) keeps no state in the waiting task: an
@@ -11,7 +12,10 @@ use std::task::{Context, Poll, Waker};
 
 struct Inner<T> {
     queue: VecDeque<T>,
-    closed: bool,
+    /// Senders alive; the mailbox closes when the last one goes.
+    senders: usize,
+    /// The receiver has gone: pushes are refused.
+    receiver_gone: bool,
     /// The receiver's waker while it waits.
     waker: Option<Waker>,
 }
@@ -21,19 +25,20 @@ struct Shared<T> {
     cap: usize,
 }
 
-/// The sending side; dropping it closes the mailbox (the receiver sees `None` once the
-/// queue is empty).
+/// A sending side (clonable); the mailbox closes when the last one is dropped (the
+/// receiver sees `None` once the queue is empty).
 pub struct Sender<T>(Arc<Shared<T>>);
 
 /// The receiving side.
 pub struct Receiver<T>(Arc<Shared<T>>);
 
-/// A mailbox holding at most `cap` messages.
+/// A mailbox holding at most `cap` messages pushed with [`Sender::push`].
 pub fn mailbox<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     let s = Arc::new(Shared {
         inner: Mutex::new(Inner {
             queue: VecDeque::new(),
-            closed: false,
+            senders: 1,
+            receiver_gone: false,
             waker: None,
         }),
         cap,
@@ -45,10 +50,20 @@ impl<T> Sender<T> {
     /// Queues `v`; false (and `v` dropped) when the mailbox is full or its receiver gone.
     /// Never blocks: callable from the interface's reader thread.
     pub fn push(&self, v: T) -> bool {
+        self.queue(v, self.0.cap)
+    }
+
+    /// Queues `v` even past the capacity (commands, which are few and must not be lost to
+    /// a flood of adverts); false when the receiver has gone.
+    pub fn push_always(&self, v: T) -> bool {
+        self.queue(v, usize::MAX)
+    }
+
+    fn queue(&self, v: T, cap: usize) -> bool {
         let Ok(mut g) = self.0.inner.lock() else {
             return false;
         };
-        if g.closed || g.queue.len() >= self.0.cap || Arc::strong_count(&self.0) < 2 {
+        if g.receiver_gone || g.queue.len() >= cap {
             return false;
         }
         g.queue.push_back(v);
@@ -62,15 +77,24 @@ impl<T> Sender<T> {
 
     /// Whether the receiver has gone.
     pub fn is_closed(&self) -> bool {
-        Arc::strong_count(&self.0) < 2
+        self.0.inner.lock().map_or(true, |g| g.receiver_gone)
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Sender<T> {
+        if let Ok(mut g) = self.0.inner.lock() {
+            g.senders += 1;
+        }
+        Sender(self.0.clone())
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let waker = self.0.inner.lock().ok().and_then(|mut g| {
-            g.closed = true;
-            g.waker.take()
+            g.senders = g.senders.saturating_sub(1);
+            if g.senders == 0 { g.waker.take() } else { None }
         });
         if let Some(w) = waker {
             w.wake();
@@ -80,8 +104,8 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Receiver<T> {
     /// The next message, or `Pending` after registering `cx`'s waker; `Ready(None)` once
-    /// the sender has gone and the queue is empty. Only the last waker registered is woken
-    /// (there is one receiver).
+    /// every sender has gone and the queue is empty. Only the last waker registered is
+    /// woken (there is one receiver).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let Ok(mut g) = self.0.inner.lock() else {
             return Poll::Ready(None);
@@ -93,7 +117,7 @@ impl<T> Receiver<T> {
             }
             return Poll::Ready(Some(v));
         }
-        if g.closed {
+        if g.senders == 0 {
             return Poll::Ready(None);
         }
         match &mut g.waker {
@@ -103,10 +127,21 @@ impl<T> Receiver<T> {
         Poll::Pending
     }
 
-    /// The next message; `None` once the sender has gone and the queue is empty. Cancel
+    /// The next message; `None` once every sender has gone and the queue is empty. Cancel
     /// safe (nothing is taken from the queue until it is returned).
     pub async fn recv(&mut self) -> Option<T> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let dropped = self.0.inner.lock().ok().map(|mut g| {
+            g.receiver_gone = true;
+            std::mem::take(&mut g.queue)
+        });
+        // Queued messages are dropped outside the lock.
+        drop(dropped);
     }
 }
 
@@ -124,6 +159,29 @@ mod tests {
         assert!(tx.push(4));
         assert_eq!(rx.recv().await, Some(2));
         assert_eq!(rx.recv().await, Some(4));
+    }
+
+    #[tokio::test]
+    async fn commands_pass_a_full_queue_and_only_the_last_sender_closes_it() {
+        let (tx, mut rx) = mailbox(1);
+        let reader = tx.clone();
+        assert!(reader.push("advert"));
+        assert!(!reader.push("advert 2"), "full for ordinary pushes");
+        assert!(
+            tx.push_always("stop"),
+            "a command is never refused for room"
+        );
+        drop(tx);
+        assert_eq!(rx.recv().await, Some("advert"));
+        assert_eq!(rx.recv().await, Some("stop"));
+        // The reader's sender is still alive: waiting now must not end the mailbox.
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            rx.poll_recv(&mut cx).is_pending(),
+            "ended while a sender was alive"
+        );
+        drop(reader);
+        assert_eq!(rx.recv().await, None);
     }
 
     #[tokio::test]

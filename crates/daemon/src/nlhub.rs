@@ -26,6 +26,14 @@ impl<T: Clone + Send + 'static> Hub<T> {
         }
     }
 
+    /// Makes `ifindex`'s ring `depth` deep if it does not exist yet.
+    fn reserve(&self, ifindex: u32, depth: usize) {
+        if let Ok(mut s) = self.subs.lock() {
+            s.entry(ifindex)
+                .or_insert_with(|| broadcast::channel(depth).0);
+        }
+    }
+
     fn subscribe(&self, ifindex: u32) -> broadcast::Receiver<T> {
         match self.subs.lock() {
             Ok(mut s) => s
@@ -85,6 +93,18 @@ fn hub() -> &'static Hub<Change> {
         // once.
         Hub::new(1024)
     })
+}
+
+/// Sizes `ifindex`'s ring for an interface that will carry `vips` VIPs (each added and
+/// removed at once by its instance's transitions): twice that, between 64 and 1 024 changes.
+/// Without it a ring is 1 024 deep (49 KB).
+pub fn reserve(ifindex: u32, vips: usize) {
+    let depth = vips
+        .saturating_mul(2)
+        .checked_next_power_of_two()
+        .unwrap_or(1024)
+        .clamp(64, 1024);
+    hub().reserve(ifindex, depth);
 }
 
 /// Link up/down changes and addresses added to or removed from interface `ifindex` (the

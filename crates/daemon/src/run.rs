@@ -56,6 +56,26 @@ pub enum Ctl {
     Sync(holdfast_vrrp::router::SyncCmd),
 }
 
+/// What reaches an instance driver, in one mailbox: adverts of its VRID from the
+/// interface's reader (at most [`ADVERT_QUEUE`] waiting) and the supervisor's commands.
+#[derive(Debug)]
+pub enum Msg {
+    /// A received VRRP packet.
+    Advert(Arc<holdfast_sys::vrrp_socket::Received>),
+    /// A command.
+    Ctl(Ctl),
+}
+
+/// Adverts an instance may have waiting; a flood beyond it is dropped by the reader.
+const ADVERT_QUEUE: usize = 256;
+
+impl crate::mailbox::Sender<Msg> {
+    /// Hands the instance a command (never refused for room, unlike adverts).
+    fn command(&self, c: Ctl) {
+        self.push_always(Msg::Ctl(c));
+    }
+}
+
 /// Loads and plans the configuration, printing its diagnostics; `Err` when it cannot run.
 pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan::Plan, String> {
     use holdfast_config::loader::FsLoader;
@@ -195,15 +215,15 @@ fn spawn_scripts(
 fn spawn_instance(
     inst: Arc<InstancePlan>,
     sh: &Shared,
-) -> (crate::mailbox::Sender<Ctl>, tokio::task::JoinHandle<()>) {
-    // Commands are few (reload, sync, stop): no bound worth refusing one for.
-    let (tx, rx) = crate::mailbox::mailbox(usize::MAX);
+) -> (crate::mailbox::Sender<Msg>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = crate::mailbox::mailbox(ADVERT_QUEUE);
+    let for_reader = tx.clone();
     let sh = sh.clone();
     let log = sh.log;
     let task = tokio::spawn(async move {
-        let name = inst.name.clone();
-        if let Err(e) = instance(inst, rx, sh).await {
-            log.vrrp(&format!("({name}) stopped on error: {e:#}"));
+        let plan = inst.clone();
+        if let Err(e) = instance(inst, rx, for_reader, sh).await {
+            log.vrrp(&format!("({}) stopped on error: {e:#}", plan.name));
         }
     });
     (tx, task)
@@ -320,6 +340,19 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     } else {
         Vec::new()
     };
+    // Each interface's change ring sized for the VIPs it carries.
+    let mut vips_on: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for i in &instances {
+        vips_on.entry(i.ifname.as_str()).or_default();
+        for v in &i.vips {
+            *vips_on.entry(v.dev.as_str()).or_default() += 1;
+        }
+    }
+    for (dev, n) in vips_on {
+        if let Ok(ifindex) = iface::index(dev) {
+            crate::nlhub::reserve(ifindex, n);
+        }
+    }
     for inst in instances {
         let inst = Arc::new(inst);
         let (tx, task) = spawn_instance(inst.clone(), &sh);
@@ -357,7 +390,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                 planes.vrrp_state(&name, to == State::Master, log);
                 for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
                     if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
-                        tx.push(Ctl::Sync(cmd));
+                        tx.command(Ctl::Sync(cmd));
                     }
                 }
             }
@@ -429,7 +462,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     crate::lvs::stop(&vs_plans, &planes, log);
     crate::lvs::omega(&vs_plans, &planes, log).await;
     for (_, tx, _) in &running {
-        tx.push(Ctl::Stop);
+        tx.command(Ctl::Stop);
     }
     for (_, _, t) in running {
         let _ = t.await;
@@ -455,7 +488,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
 /// The plan is the one the instance's task holds (shared, not copied).
 type Running = (
     Arc<InstancePlan>,
-    crate::mailbox::Sender<Ctl>,
+    crate::mailbox::Sender<Msg>,
     tokio::task::JoinHandle<()>,
 );
 
@@ -479,11 +512,11 @@ async fn reload(running: Vec<Running>, wanted: Vec<InstancePlan>, sh: &Shared) -
                     && p.router.unicast_peers.is_empty() == new.router.unicast_peers.is_empty()
                     && p.src == new.src =>
             {
-                tx.push(Ctl::Reload(new.clone()));
+                tx.command(Ctl::Reload(new.clone()));
                 out.push((new, tx, task));
             }
             Some((_, tx, task)) => {
-                tx.push(Ctl::Stop);
+                tx.command(Ctl::Stop);
                 let _ = task.await;
                 let (tx, task) = spawn_instance(new.clone(), sh);
                 out.push((new, tx, task));
@@ -496,7 +529,7 @@ async fn reload(running: Vec<Running>, wanted: Vec<InstancePlan>, sh: &Shared) -
     }
     for (p, tx, task) in old.into_iter().flatten() {
         log.vrrp(&format!("({}) removed by reload", p.name));
-        tx.push(Ctl::Stop);
+        tx.command(Ctl::Stop);
         let _ = task.await;
         if let Ok(mut t) = sh.status.lock() {
             t.remove(&p.name);
@@ -716,334 +749,341 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-async fn instance(
+#[allow(clippy::manual_async_fn)] // see the comment on the block
+fn instance(
     plan: Arc<InstancePlan>,
-    mut ctl: crate::mailbox::Receiver<Ctl>,
+    mut inbox: crate::mailbox::Receiver<Msg>,
+    for_reader: crate::mailbox::Sender<Msg>,
     sh: Shared,
-) -> anyhow::Result<()> {
-    let (log, keep_vips, guardian) = (sh.log, sh.keep_vips, sh.guardian.clone());
-    let nl = shared_nl()?;
-    let epoch = std::time::Instant::now();
-    let now = move || Instant::from_epoch(epoch.elapsed());
-    let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
-    let ifindex = iface::index(&plan.ifname)?;
-    let mac = iface::mac(&plan.ifname)?;
-    let unicast = !plan.router.unicast_peers.is_empty();
-    let ifindexes = plan
-        .vips
-        .iter()
-        .map(|v| iface::index(&v.dev))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
-    let vrid = plan.router.vrid;
-    let group = (!unicast).then_some(plan.router.mcast_group);
-    let (sock, mut pkt_rx, _subscription, announcer, src) = match plan.router.mcast_group {
-        IpAddr::V4(g) => {
-            let src = match plan.src {
-                Some(s) => Some(s),
-                None => {
-                    let _dump = DUMPS.lock().await;
-                    // Boxed, as the other netlink and I/O futures below: awaited inline they
-                    // would sit in every instance's task for its whole life.
-                    Box::pin(vip::primary_v4(&nl, ifindex, &vip_addrs)).await?
-                }
-            };
-            let key = crate::rx::Key {
-                ifname: plan.ifname.clone(),
-                group,
-                v6_src: None,
-                unicast_ttl: plan.unicast_ttl,
-            };
-            let (sock, rx, sub) = crate::rx::subscribe(
-                key,
-                vrid,
-                || {
-                    VrrpSocketV4::open(
-                        &plan.ifname,
-                        ifindex,
-                        (!unicast).then_some(g),
-                        plan.unicast_ttl,
-                    )
-                    .map(VrrpSocket::V4)
-                },
-                log,
-            )?;
-            (
-                sock,
-                rx,
-                sub,
-                Announcer::Arp(Garp::open(ifindex, mac)?),
-                src,
-            )
-        }
-        IpAddr::V6(g) => {
-            let src = match plan.src {
-                Some(s) => Some(s),
-                None => {
-                    let _dump = DUMPS.lock().await;
-                    Box::pin(vip::link_local_v6(&nl, ifindex)).await?
-                }
-            };
-            let Some(IpAddr::V6(ll)) = src else {
-                anyhow::bail!(
-                    "({}) no IPv6 link-local address on {}",
-                    plan.name,
-                    plan.ifname
-                );
-            };
-            let key = crate::rx::Key {
-                ifname: plan.ifname.clone(),
-                group,
-                v6_src: Some(IpAddr::V6(ll)),
-                unicast_ttl: plan.unicast_ttl,
-            };
-            let (sock, rx, sub) = crate::rx::subscribe(
-                key,
-                vrid,
-                || {
-                    VrrpSocketV6::open(&plan.ifname, ifindex, ll, (!unicast).then_some(g))
-                        .map(VrrpSocket::V6)
-                },
-                log,
-            )?;
-            (
-                sock,
-                rx,
-                sub,
-                Announcer::Na(Unsolicited::open(&plan.ifname, ifindex, mac, ll)?),
-                src,
-            )
-        }
-    };
-    let mut io = Io {
-        last_words: Vec::new(),
-        plan: plan.clone(),
-        sock: sock.clone(),
-        announcer,
-        nl,
-        src,
-        log,
-        ifindexes,
-        events: sh.events.clone(),
-        drop_log: crate::logging::DropLog::default(),
-    };
-    // keepalived: VIPs left over from a crash are removed at start.
-    if log.detail {
-        log.vrrp(&format!("({}) removing VIPs.", plan.name));
-    }
-    Box::pin(io.remove_vips(None)).await;
-
-    // The instance's own link and, when the advert source is the interface's primary
-    // address, the interface's addresses: subscribed before the first reading so that no
-    // change falls between the two.
-    let track_link = !plan.dont_track_primary;
-    let track_src = plan.src.is_none();
-    let mut changes = (track_link || track_src).then(|| crate::nlhub::changes(ifindex));
-
-    let mut router = VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
-    router.handle(now(), Input::SourceAddr(src));
-    router.handle(
-        now(),
-        Input::Link(plan.dont_track_primary || iface::is_up(&plan.ifname).unwrap_or(false)),
-    );
-
-    // Packets of this VRID arrive on pkt_rx from the interface's shared reader (crate::rx).
-
-    // Trackers report on a channel made only when the instance has some.
-    for (i, t) in plan.trackers.iter().enumerate() {
-        if t.init_fail {
-            router.handle(
-                now(),
-                Input::Tracker {
-                    index: i,
-                    up: false,
-                },
-            );
-        }
-    }
-    let mut trk: Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)> = None;
-    let (mut tracker_tasks, mut tracker_cells) =
-        start_trackers(&plan.name, &plan.trackers, &mut trk, log);
-
-    router.handle(now(), Input::Start);
-    let mut was_master = false;
-    let mut last_state = router.state();
-    let mut since = std::time::SystemTime::now();
-    let mut status_stale = true;
-    // One timer for the instance's life, moved to each new deadline (a timer made for
-    // every wait would be registered and dropped ten times a second at advert_int 0.1).
-    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
-    tokio::pin!(timer);
-    loop {
-        while let Some(o) = router.poll_output() {
-            Box::pin(io.execute(o, &router)).await;
-        }
-        let is_master = router.state() == State::Master;
-        if let Some(g) = &guardian
-            && (is_master != was_master || is_master)
-        {
-            // Last words for a crash: priority 0 and VIP removal while MASTER, nothing otherwise.
-            let (adverts, vips) = if is_master {
-                (router.adverts(0), io.specs())
-            } else {
-                (Vec::new(), Vec::new())
-            };
-            if is_master != was_master || adverts_changed(&adverts, &mut io.last_words) {
-                g.update(&crate::guardian::LastWords {
-                    instance: &plan.name,
-                    ifname: &plan.ifname,
-                    ifindex,
-                    src: io.src,
-                    adverts,
-                    vips,
-                });
+) -> impl std::future::Future<Output = anyhow::Result<()>> {
+    // An async block rather than an async fn: the arguments live in the task once, not
+    // twice (as captured arguments and again as the body's locals).
+    async move {
+        let (log, keep_vips, guardian) = (sh.log, sh.keep_vips, sh.guardian.clone());
+        let nl = shared_nl()?;
+        let epoch = std::time::Instant::now();
+        let now = move || Instant::from_epoch(epoch.elapsed());
+        let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
+        let ifindex = iface::index(&plan.ifname)?;
+        let mac = iface::mac(&plan.ifname)?;
+        let unicast = !plan.router.unicast_peers.is_empty();
+        let ifindexes = plan
+            .vips
+            .iter()
+            .map(|v| iface::index(&v.dev))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
+        let vrid = plan.router.vrid;
+        let group = (!unicast).then_some(plan.router.mcast_group);
+        let (sock, _subscription, announcer, src) = match plan.router.mcast_group {
+            IpAddr::V4(g) => {
+                let src = match plan.src {
+                    Some(s) => Some(s),
+                    None => {
+                        let _dump = DUMPS.lock().await;
+                        // Boxed, as the other netlink and I/O futures below: awaited inline they
+                        // would sit in every instance's task for its whole life.
+                        Box::pin(vip::primary_v4(&nl, ifindex, &vip_addrs)).await?
+                    }
+                };
+                let key = crate::rx::Key {
+                    ifname: plan.ifname.clone(),
+                    group,
+                    v6_src: None,
+                    unicast_ttl: plan.unicast_ttl,
+                };
+                let (sock, sub) = crate::rx::subscribe(
+                    key,
+                    vrid,
+                    || {
+                        VrrpSocketV4::open(
+                            &plan.ifname,
+                            ifindex,
+                            (!unicast).then_some(g),
+                            plan.unicast_ttl,
+                        )
+                        .map(VrrpSocket::V4)
+                    },
+                    for_reader,
+                    log,
+                )?;
+                (sock, sub, Announcer::Arp(Garp::open(ifindex, mac)?), src)
             }
-        }
-        was_master = is_master;
-        if router.state() != last_state {
-            last_state = router.state();
-            since = std::time::SystemTime::now();
-        }
-        if let Ok(mut t) = sh.status.lock() {
-            // Updated in place at every event (ten adverts a second per instance at
-            // advert_int 0.1); the plan's parts are written again only after a reload.
-            match t.get_mut(&io.plan.name) {
-                Some(e) if !status_stale => {
-                    e.state = router.state();
-                    e.effective = router.effective_priority();
-                    e.master = router.master_addr();
-                    e.master_priority = router.master_priority();
-                    e.stats.clone_from(router.stats());
-                    e.since = since;
-                }
-                _ => {
-                    status_stale = false;
-                    t.insert(
-                        io.plan.name.clone(),
-                        crate::dump::Status {
-                            plan: io.plan.clone(),
-                            state: router.state(),
-                            effective: router.effective_priority(),
-                            master: router.master_addr(),
-                            master_priority: router.master_priority(),
-                            stats: router.stats().clone(),
-                            since,
-                        },
+            IpAddr::V6(g) => {
+                let src = match plan.src {
+                    Some(s) => Some(s),
+                    None => {
+                        let _dump = DUMPS.lock().await;
+                        Box::pin(vip::link_local_v6(&nl, ifindex)).await?
+                    }
+                };
+                let Some(IpAddr::V6(ll)) = src else {
+                    anyhow::bail!(
+                        "({}) no IPv6 link-local address on {}",
+                        plan.name,
+                        plan.ifname
                     );
-                }
+                };
+                let key = crate::rx::Key {
+                    ifname: plan.ifname.clone(),
+                    group,
+                    v6_src: Some(IpAddr::V6(ll)),
+                    unicast_ttl: plan.unicast_ttl,
+                };
+                let (sock, sub) = crate::rx::subscribe(
+                    key,
+                    vrid,
+                    || {
+                        VrrpSocketV6::open(&plan.ifname, ifindex, ll, (!unicast).then_some(g))
+                            .map(VrrpSocket::V6)
+                    },
+                    for_reader,
+                    log,
+                )?;
+                (
+                    sock,
+                    sub,
+                    Announcer::Na(Unsolicited::open(&plan.ifname, ifindex, mac, ll)?),
+                    src,
+                )
+            }
+        };
+        let mut io = Io {
+            last_words: Vec::new(),
+            plan: plan.clone(),
+            sock: sock.clone(),
+            announcer,
+            nl,
+            src,
+            log,
+            ifindexes,
+            events: sh.events.clone(),
+            drop_log: crate::logging::DropLog::default(),
+        };
+        // keepalived: VIPs left over from a crash are removed at start.
+        if log.detail {
+            log.vrrp(&format!("({}) removing VIPs.", plan.name));
+        }
+        Box::pin(io.remove_vips(None)).await;
+
+        // The instance's own link and, when the advert source is the interface's primary
+        // address, the interface's addresses: subscribed before the first reading so that no
+        // change falls between the two.
+        let track_link = !plan.dont_track_primary;
+        let track_src = plan.src.is_none();
+        let mut changes = (track_link || track_src).then(|| crate::nlhub::changes(ifindex));
+
+        let mut router =
+            VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
+        router.handle(now(), Input::SourceAddr(src));
+        router.handle(
+            now(),
+            Input::Link(plan.dont_track_primary || iface::is_up(&plan.ifname).unwrap_or(false)),
+        );
+
+        // Packets of this VRID arrive in the inbox from the interface's shared reader (crate::rx).
+
+        // Trackers report on a channel made only when the instance has some.
+        for (i, t) in plan.trackers.iter().enumerate() {
+            if t.init_fail {
+                router.handle(
+                    now(),
+                    Input::Tracker {
+                        index: i,
+                        up: false,
+                    },
+                );
             }
         }
-        let deadline = router.poll_timeout().map(to_tokio);
-        if let Some(d) = deadline
-            && d != timer.deadline()
-        {
-            timer.as_mut().reset(d);
-        }
-        tokio::select! {
-            Some(p) = pkt_rx.recv() => {
-                router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
+        let mut trk: Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)> = None;
+        let (mut tracker_tasks, mut tracker_cells) =
+            start_trackers(&plan.name, &plan.trackers, &mut trk, log);
+
+        router.handle(now(), Input::Start);
+        let mut was_master = false;
+        let mut last_state = router.state();
+        let mut since = std::time::SystemTime::now();
+        let mut status_stale = true;
+        // One timer for the instance's life, moved to each new deadline (a timer made for
+        // every wait would be registered and dropped ten times a second at advert_int 0.1).
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        loop {
+            while let Some(o) = router.poll_output() {
+                Box::pin(io.execute(o, &router)).await;
             }
-            Some(ev) = std::future::poll_fn(|cx| match trk.as_mut() { Some((_, rx)) => rx.poll_recv(cx), None => std::task::Poll::Pending }) => {
-                match ev {
-                    TrackEv::Up(index, up) => {
-                        if let Some(c) = tracker_cells.get(index) {
-                            c.set_up(up);
-                        }
-                        router.handle(now(), Input::Tracker { index, up })
+            let is_master = router.state() == State::Master;
+            if let Some(g) = &guardian
+                && (is_master != was_master || is_master)
+            {
+                // Last words for a crash: priority 0 and VIP removal while MASTER, nothing otherwise.
+                let (adverts, vips) = if is_master {
+                    (router.adverts(0), io.specs())
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                if is_master != was_master || adverts_changed(&adverts, &mut io.last_words) {
+                    g.update(&crate::guardian::LastWords {
+                        instance: &plan.name,
+                        ifname: &plan.ifname,
+                        ifindex,
+                        src: io.src,
+                        adverts,
+                        vips,
+                    });
+                }
+            }
+            was_master = is_master;
+            if router.state() != last_state {
+                last_state = router.state();
+                since = std::time::SystemTime::now();
+            }
+            if let Ok(mut t) = sh.status.lock() {
+                // Updated in place at every event (ten adverts a second per instance at
+                // advert_int 0.1); the plan's parts are written again only after a reload.
+                match t.get_mut(&io.plan.name) {
+                    Some(e) if !status_stale => {
+                        e.state = router.state();
+                        e.effective = router.effective_priority();
+                        e.master = router.master_addr();
+                        e.master_priority = router.master_priority();
+                        e.stats.clone_from(router.stats());
+                        e.since = since;
                     }
-                    TrackEv::Value(index, value) => {
-                        if let Some(c) = tracker_cells.get(index) {
-                            c.set_value(value);
-                        }
-                        router.handle(now(), Input::TrackerValue { index, value })
+                    _ => {
+                        status_stale = false;
+                        t.insert(
+                            io.plan.name.clone(),
+                            crate::dump::Status {
+                                plan: io.plan.clone(),
+                                state: router.state(),
+                                effective: router.effective_priority(),
+                                master: router.master_addr(),
+                                master_priority: router.master_priority(),
+                                stats: router.stats().clone(),
+                                since,
+                            },
+                        );
                     }
                 }
             }
-            c = crate::nlhub::next(&mut changes) => {
-                use crate::nlhub::Change;
-                if track_link {
-                    match c {
-                        Ok(Change::Link(up)) => router.handle(now(), Input::Link(up)),
-                        // Missed changes: read the link afresh.
-                        Err(_) => router.handle(now(), Input::Link(iface::is_up(&plan.ifname).unwrap_or(false))),
-                        Ok(Change::Addr(_)) => {}
+            let deadline = router.poll_timeout().map(to_tokio);
+            if let Some(d) = deadline
+                && d != timer.deadline()
+            {
+                timer.as_mut().reset(d);
+            }
+            tokio::select! {
+                Some(ev) = std::future::poll_fn(|cx| match trk.as_mut() { Some((_, rx)) => rx.poll_recv(cx), None => std::task::Poll::Pending }) => {
+                    match ev {
+                        TrackEv::Up(index, up) => {
+                            if let Some(c) = tracker_cells.get(index) {
+                                c.set_up(up);
+                            }
+                            router.handle(now(), Input::Tracker { index, up })
+                        }
+                        TrackEv::Value(index, value) => {
+                            if let Some(c) = tracker_cells.get(index) {
+                                c.set_value(value);
+                            }
+                            router.handle(now(), Input::TrackerValue { index, value })
+                        }
                     }
                 }
-                if !track_src {
-                    continue;
+                c = crate::nlhub::next(&mut changes) => {
+                    use crate::nlhub::Change;
+                    if track_link {
+                        match c {
+                            Ok(Change::Link(up)) => router.handle(now(), Input::Link(up)),
+                            // Missed changes: read the link afresh.
+                            Err(_) => router.handle(now(), Input::Link(iface::is_up(&plan.ifname).unwrap_or(false))),
+                            Ok(Change::Addr(_)) => {}
+                        }
+                    }
+                    if !track_src {
+                        continue;
+                    }
+                    // An added address cannot displace a primary (it is secondary or comes after
+                    // it), and only removing the source can lose it: ask the kernel only then,
+                    // not for every VIP another instance sets. Missed changes: ask.
+                    let relevant = match c {
+                        Ok(Change::Link(_)) => false,
+                        Ok(Change::Addr(c)) => {
+                            if vip_addrs.contains(&c.addr) {
+                                continue;
+                            }
+                            if log.detail {
+                                log.vrrp(&if c.added {
+                                    format!("Assigned address {} for interface {}", c.addr, plan.ifname)
+                                } else {
+                                    format!("Deassigned address {} from interface {}", c.addr, plan.ifname)
+                                });
+                            }
+                            if c.added { io.src.is_none() } else { io.src == Some(c.addr) }
+                        }
+                        Err(_) => true,
+                    };
+                    if !relevant {
+                        continue;
+                    }
+                    let _dump = DUMPS.lock().await;
+                    let now_src = match plan.router.mcast_group {
+                        IpAddr::V4(_) => Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await,
+                        IpAddr::V6(_) => Box::pin(vip::link_local_v6(&io.nl, ifindex)).await,
+                    };
+                    drop(_dump);
+                    if let Ok(a) = now_src && a != io.src {
+                        io.src = a;
+                        router.handle(now(), Input::SourceAddr(a));
+                    }
                 }
-                // An added address cannot displace a primary (it is secondary or comes after
-                // it), and only removing the source can lose it: ask the kernel only then,
-                // not for every VIP another instance sets. Missed changes: ask.
-                let relevant = match c {
-                    Ok(Change::Link(_)) => false,
-                    Ok(Change::Addr(c)) => {
-                        if vip_addrs.contains(&c.addr) {
+                () = &mut timer, if deadline.is_some() => {
+                    router.handle_timeout(now());
+                }
+                m = inbox.recv() => {
+                    let c = match m {
+                        Some(Msg::Advert(p)) => {
+                            router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
                             continue;
                         }
-                        if log.detail {
-                            log.vrrp(&if c.added {
-                                format!("Assigned address {} for interface {}", c.addr, plan.ifname)
-                            } else {
-                                format!("Deassigned address {} from interface {}", c.addr, plan.ifname)
-                            });
+                        Some(Msg::Ctl(c)) => Some(c),
+                        None => None,
+                    };
+                    match c {
+                        Some(Ctl::Sync(cmd)) => router.handle(now(), Input::Sync(cmd)),
+                        Some(Ctl::Reload(new)) => {
+                            router.handle(now(), Input::Reload(&new.router));
+                            for t in tracker_tasks.drain(..) {
+                                t.abort();
+                            }
+                            (tracker_tasks, tracker_cells) =
+                                start_trackers(&new.name, &new.trackers, &mut trk, log);
+                            io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
+                            // VipsChanged from the router is applied against the new plan.
+                            io.plan = new;
+                            status_stale = true;
                         }
-                        if c.added { io.src.is_none() } else { io.src == Some(c.addr) }
-                    }
-                    Err(_) => true,
-                };
-                if !relevant {
-                    continue;
-                }
-                let _dump = DUMPS.lock().await;
-                let now_src = match plan.router.mcast_group {
-                    IpAddr::V4(_) => Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await,
-                    IpAddr::V6(_) => Box::pin(vip::link_local_v6(&io.nl, ifindex)).await,
-                };
-                drop(_dump);
-                if let Ok(a) = now_src && a != io.src {
-                    io.src = a;
-                    router.handle(now(), Input::SourceAddr(a));
-                }
-            }
-            () = &mut timer, if deadline.is_some() => {
-                router.handle_timeout(now());
-            }
-            c = ctl.recv() => {
-                match c {
-                    Some(Ctl::Sync(cmd)) => router.handle(now(), Input::Sync(cmd)),
-                    Some(Ctl::Reload(new)) => {
-                        router.handle(now(), Input::Reload(&new.router));
-                        for t in tracker_tasks.drain(..) {
-                            t.abort();
-                        }
-                        (tracker_tasks, tracker_cells) =
-                            start_trackers(&new.name, &new.trackers, &mut trk, log);
-                        io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
-                        // VipsChanged from the router is applied against the new plan.
-                        io.plan = new;
-                        status_stale = true;
-                    }
-                    Some(Ctl::Stop) | None => {
-                        for t in tracker_tasks.drain(..) {
-                            t.abort();
-                        }
-                        if keep_vips {
-                            // `-V`: leave the VIPs and say nothing.
+                        Some(Ctl::Stop) | None => {
+                            for t in tracker_tasks.drain(..) {
+                                t.abort();
+                            }
+                            if keep_vips {
+                                // `-V`: leave the VIPs and say nothing.
+                                break;
+                            }
+                            router.handle(now(), Input::Stop);
+                            while let Some(o) = router.poll_output() {
+                                Box::pin(io.execute(o, &router)).await;
+                            }
                             break;
                         }
-                        router.handle(now(), Input::Stop);
-                        while let Some(o) = router.poll_output() {
-                            Box::pin(io.execute(o, &router)).await;
-                        }
-                        break;
                     }
                 }
             }
         }
+        drop(inbox);
+        Ok(())
     }
-    drop(pkt_rx);
-    Ok(())
 }
 
 /// What trackers report to an instance driver.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use holdfast_sys::vrrp_socket::{Received, VrrpSocket};
+use holdfast_sys::vrrp_socket::VrrpSocket;
 
 use crate::logging::Logger;
 
@@ -28,7 +28,7 @@ pub struct Key {
 }
 
 /// Packets go to subscribers shared: an `Arc` is what each mailbox slot holds.
-type Subscribers = HashMap<u8, Vec<(u64, crate::mailbox::Sender<Arc<Received>>)>>;
+type Subscribers = HashMap<u8, Vec<(u64, crate::mailbox::Sender<crate::run::Msg>)>>;
 
 struct Shared {
     sock: Arc<VrrpSocket>,
@@ -63,18 +63,15 @@ impl Drop for Subscription {
     }
 }
 
-/// Joins the socket for `key` (opening it with `open` if no instance has it yet) for `vrid`:
-/// the socket to send on, the packets of this VRID, and the subscription to hold.
+/// Joins the socket for `key` (opening it with `open` if no instance has it yet) for `vrid`,
+/// whose packets go to `inbox`: returns the socket to send on and the subscription to hold.
 pub fn subscribe(
     key: Key,
     vrid: u8,
     open: impl FnOnce() -> std::io::Result<VrrpSocket>,
+    inbox: crate::mailbox::Sender<crate::run::Msg>,
     log: Logger,
-) -> std::io::Result<(
-    Arc<VrrpSocket>,
-    crate::mailbox::Receiver<Arc<Received>>,
-    Subscription,
-)> {
+) -> std::io::Result<(Arc<VrrpSocket>, Subscription)> {
     let mut reg = registry()
         .lock()
         .map_err(|_| std::io::Error::other("socket registry poisoned"))?;
@@ -92,13 +89,12 @@ pub fn subscribe(
     };
     reg.retain(|_, w| w.strong_count() > 0);
     drop(reg);
-    let (tx, rx) = crate::mailbox::mailbox(256);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut subs) = shared.subs.lock() {
-        subs.entry(vrid).or_default().push((id, tx));
+        subs.entry(vrid).or_default().push((id, inbox));
     }
     let sock = shared.sock.clone();
-    Ok((sock, rx, Subscription { shared, vrid, id }))
+    Ok((sock, Subscription { shared, vrid, id }))
 }
 
 /// The reader thread: reads until the last subscription is gone (checked at least every
@@ -129,7 +125,7 @@ fn reader(
                     };
                     for (_, tx) in subs.get(&vrid).into_iter().flatten() {
                         // A full queue (a flood) drops rather than stalls the link's reader.
-                        tx.push(p.clone());
+                        tx.push(crate::run::Msg::Advert(p.clone()));
                     }
                 }
                 Ok(None) => {}
