@@ -97,7 +97,8 @@ fn hub() -> &'static Hub<Change> {
 
 /// Sizes `ifindex`'s ring for an interface that will carry `vips` VIPs (each added and
 /// removed at once by its instance's transitions): twice that, between 64 and 1 024 changes.
-/// Without it a ring is 1 024 deep (49 KB).
+/// Without it a ring is 1 024 deep (49 KB). A change dispatched before anyone subscribes
+/// drops the ring (nobody listens), and the first subscriber then makes a 1 024-deep one.
 pub fn reserve(ifindex: u32, vips: usize) {
     let depth = vips
         .saturating_mul(2)

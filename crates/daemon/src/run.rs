@@ -360,8 +360,6 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
-    // The configuration's parse is over: give its freed pages back.
-    holdfast_sys::mem::release_free_heap();
     crate::systemd::ready(&format!(
         "{} VRRP instance(s), {} virtual server(s)",
         running.len(),
@@ -371,11 +369,12 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     let mut hup = signal(SignalKind::hangup())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
-    // A burst of transitions (the start, a failover) leaves freed pages behind: they go back
-    // once the instances have been quiet for a second.
-    let settle = tokio::time::sleep(std::time::Duration::ZERO);
+    // A burst of work (the start, a reload, a failover) leaves freed pages behind: they go
+    // back once the instances have been quiet for a second.
+    const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+    let settle = tokio::time::sleep(SETTLE);
     tokio::pin!(settle);
-    let mut unsettled = false;
+    let mut unsettled = true;
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -386,7 +385,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             }
             Some((name, to, by_sync)) = events_rx.recv() => {
                 unsettled = true;
-                settle.as_mut().reset(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+                settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
                 planes.vrrp_state(&name, to == State::Master, log);
                 for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
                     if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
@@ -442,7 +441,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         log.main("Reload finished");
                     }
                 }
-                holdfast_sys::mem::release_free_heap();
+                unsettled = true;
+                settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
                 crate::systemd::ready(&format!(
                     "{} VRRP instance(s), {} virtual server(s)",
                     running.len(),
