@@ -1407,17 +1407,55 @@ async fn file_checker(
     }
 }
 
+/// The most a probe is held back so that probes due close together go out together.
+const SLACK: Duration = Duration::from_millis(50);
+
+/// `due` moved later, by at most a twentieth of the wait and at most [`SLACK`], to the next
+/// step of a grid all checkers share, so that probes due close together start in one turn of
+/// the runtime: one wake-up for many probes instead of one each, as the kernel's timer slack
+/// does for its timers. A probe is never early.
+fn coalesce(due: tokio::time::Instant) -> tokio::time::Instant {
+    static GRID: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let grid = tokio::time::Instant::from_std(*GRID.get_or_init(std::time::Instant::now));
+    coalesce_on(grid, tokio::time::Instant::now(), due)
+}
+
+/// [`coalesce`] on the grid that starts at `grid`, at time `now`.
+fn coalesce_on(
+    grid: tokio::time::Instant,
+    now: tokio::time::Instant,
+    due: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let step = (due.saturating_duration_since(now) / 20)
+        .min(SLACK)
+        .as_nanos();
+    match due.checked_duration_since(grid) {
+        Some(since) if step > 0 => {
+            let n = since.as_nanos().div_ceil(step);
+            let at = u64::try_from(n * step).unwrap_or(u64::MAX);
+            grid + Duration::from_nanos(at)
+        }
+        _ => due,
+    }
+}
+
 async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log: Logger) {
     let epoch = tokio::time::Instant::now();
     let now = || epoch.elapsed();
     let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
     let mut mysql = None;
     let mut last_weight: Option<Option<u32>> = None;
+    // One timer for the checker's life, moved to each due time.
+    let timer = tokio::time::sleep_until(epoch);
+    tokio::pin!(timer);
     loop {
-        tokio::time::sleep_until(epoch + st.next_due()).await;
+        timer.as_mut().reset(coalesce(epoch + st.next_due()));
+        (&mut timer).await;
         if ctx.suspend.is_some_and(|ip| !is_local(ip)) {
             // ha_suspend: not the node holding the virtual address; look again later.
-            tokio::time::sleep(plan.cfg.delay_loop.min(Duration::from_secs(1))).await;
+            let again = plan.cfg.delay_loop.min(Duration::from_secs(1));
+            timer.as_mut().reset(tokio::time::Instant::now() + again);
+            (&mut timer).await;
             continue;
         }
         let started = std::time::Instant::now();
@@ -1458,6 +1496,29 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_due_close_together_share_a_grid_step_and_are_never_early() {
+        let grid = tokio::time::Instant::now();
+        let now = grid + Duration::from_millis(3);
+        let ms = |m: u64| now + Duration::from_millis(m);
+        // A 1 s wait moves to the next 50 ms step: probes due 1 001 and 1 049 ms from now
+        // (1 004 and 1 052 on the grid) go out together at 1 100 on the grid.
+        let a = coalesce_on(grid, now, ms(1001));
+        let b = coalesce_on(grid, now, ms(1049));
+        assert_eq!(a, grid + Duration::from_millis(1050));
+        assert_eq!(coalesce_on(grid, now, ms(1046)), a);
+        assert_eq!(b, grid + Duration::from_millis(1100));
+        // A 100 ms retry moves by at most 5 ms; a due time already past is kept.
+        let r = coalesce_on(grid, now, ms(100));
+        assert!(r >= ms(100) && r <= ms(105), "{r:?}");
+        assert_eq!(coalesce_on(grid, now, ms(0)), ms(0));
+        for m in [1, 7, 99, 250, 999, 5000] {
+            let c = coalesce_on(grid, now, ms(m));
+            assert!(c >= ms(m), "early: {m}");
+            assert!(c <= ms(m) + SLACK, "late by more than the slack: {m}");
+        }
+    }
 
     #[test]
     fn seed_000_balances_both_replicas_with_tcp_checks() {
