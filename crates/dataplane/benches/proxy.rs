@@ -3,6 +3,9 @@
 //! (the benchmark unshares one, so nothing leaves it). Prints each measure and its ratio to
 //! direct, and holdfast against HAProxy.
 //!
+//! HAProxy and holdfast's proxy each run in a process of their own (holdfast's is this
+//! executable again, running the proxy plane with its worker threads as the daemon does).
+//!
 //! Needs root (for the namespace) and `haproxy` on the PATH (`scripts/test` installs it).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
@@ -40,7 +43,36 @@ fn haproxy(dir: &std::path::Path) -> Child {
         .expect("haproxy must be installed (scripts/test installs it)")
 }
 
+/// The argument that makes this executable the proxy's process.
+const PROXY_CHILD: &str = "--holdfast-proxy";
+
+/// The proxy's process: holdfast's proxy plane (its own worker threads, as in the daemon) with
+/// one service, until standard input closes.
+fn proxy_child() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend_addr: SocketAddr = BACKEND.parse().unwrap();
+    let plane = rt.block_on(async {
+        let mut plane = ProxyPlane::new();
+        plane
+            .apply(&vec![ServiceSpec::new(
+                ServiceKey::tcp(HOLDFAST.parse().unwrap()),
+                Kind::Wlc,
+                vec![DestSpec::new(backend_addr, 1)],
+            )])
+            .expect("proxy listens");
+        plane
+    });
+    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    rt.block_on(async move { drop(plane) });
+}
+
 fn main() {
+    if std::env::args().any(|a| a == PROXY_CHILD) {
+        return proxy_child();
+    }
     if !nix::unistd::Uid::effective().is_root() {
         panic!("the proxy benchmark needs root: it runs in a network namespace of its own");
     }
@@ -61,25 +93,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    // holdfast's proxy runs on its own two threads, as HAProxy runs in its own process with
-    // two; the load generator and the backend share the benchmark's runtime.
-    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("proxy runtime");
-    let backend_addr: SocketAddr = BACKEND.parse().unwrap();
-    let plane = proxy_rt.block_on(async {
-        let mut plane = ProxyPlane::new();
-        plane
-            .apply(&vec![ServiceSpec::new(
-                ServiceKey::tcp(HOLDFAST.parse().unwrap()),
-                Kind::Wlc,
-                vec![DestSpec::new(backend_addr, 1)],
-            )])
-            .expect("proxy listens");
-        plane
-    });
+    // holdfast's proxy runs in a process of its own, as HAProxy does and as the daemon runs
+    // it: this executable again, in this namespace, until its standard input closes. The load
+    // generator and the backend share the benchmark's runtime.
+    let mut proxy = Command::new(std::env::current_exe().expect("current_exe"))
+        .arg(PROXY_CHILD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the proxy's process");
     let rows = rt.block_on(async {
         tokio::spawn(backend(BACKEND));
         for a in [BACKEND, HAPROXY, HOLDFAST] {
@@ -94,7 +117,9 @@ fn main() {
         }
         rounds.map(|r| median(&r))
     });
-    proxy_rt.block_on(async move { drop(plane) });
+    // Its standard input closes: the proxy's process ends.
+    drop(proxy.stdin.take());
+    let _ = proxy.wait();
     let _ = ha.kill();
     let _ = ha.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -62,6 +62,9 @@ struct Running {
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// How often a worker's keeper timer fires (see [`Worker::spawn`]).
+const KEEPER: Duration = Duration::from_secs(1);
+
 /// A proxy worker: a thread running a single-threaded runtime. Each worker accepts on its
 /// own SO_REUSEPORT listener and serves the connections it accepted, so a connection never
 /// hops between threads (HAProxy's thread model).
@@ -82,7 +85,20 @@ impl Worker {
             .name(format!("proxy-{i}"))
             .spawn(move || {
                 rt.block_on(async {
-                    let _ = stopped.await;
+                    // A timer always due within a second. A task that arms a timer due before
+                    // every timer the runtime already waits for (a connection's connect
+                    // timeout, when no other is pending) makes tokio wake its own poller
+                    // through its eventfd: a system call and an event per connection. With
+                    // this one pending, a timer a second or more away never does.
+                    let keeper = async {
+                        loop {
+                            tokio::time::sleep(KEEPER).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = keeper => {}
+                    }
                 });
             })?;
         Ok(Worker {
