@@ -2,34 +2,19 @@
  * (IP_VS_SO_*, the interface libipvs falls back to when the kernel has no IPVS generic netlink
  * family) as a kernel with an empty IPVS table would, so that keepalived's checker process
  * runs its health checks on a kernel built without IPVS. Every other socket option goes to
- * libc. Nothing is programmed anywhere: a SET succeeds and is counted, a GET reports no
- * services. The counts are printed to stderr at exit when HOLDFAST_FAKE_IPVS_REPORT is set. */
+ * libc. Nothing is programmed anywhere: a SET succeeds, a GET reports no services. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <linux/ip_vs.h>
 #include <netinet/in.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-static unsigned long sets, gets;
 
 static int is_ipvs(int level, int opt)
 {
 	return level == IPPROTO_IP && opt >= IP_VS_BASE_CTL && opt <= IP_VS_SO_SET_MAX;
-}
-
-static void report(void)
-{
-	fprintf(stderr, "fake_ipvs: %lu sets, %lu gets\n", sets, gets);
-}
-
-__attribute__((constructor)) static void init(void)
-{
-	if (getenv("HOLDFAST_FAKE_IPVS_REPORT"))
-		atexit(report);
 }
 
 int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
@@ -41,7 +26,6 @@ int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 			real = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
 		return real(fd, level, opt, val, len);
 	}
-	gets++;
 	switch (opt) {
 	case IP_VS_SO_GET_VERSION:
 		snprintf(val, *len, "IP Virtual Server version 1.2.1 (size=4096)");
@@ -81,6 +65,5 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 			real = (int (*)(int, int, int, const void *, socklen_t))dlsym(RTLD_NEXT, "setsockopt");
 		return real(fd, level, opt, val, len);
 	}
-	sets++;
 	return 0;
 }
