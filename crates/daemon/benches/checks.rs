@@ -7,9 +7,10 @@
 //! under QEMU software emulation) with real IPVS: it boots the VM, hands it this executable,
 //! holdfast, and keepalived with its shared libraries (run through the dynamic loader from the
 //! 9p share), and prints what the VM printed; the emulated VM answers 1 000 to 2 500 checks a
-//! second depending on the machine, so it compares 500 and 1 000. Then on this machine's kernel at up to 10 000 checks
-//! a second, keepalived with `fake_ipvs.c` preloaded (it answers IPVS's socket options as an
-//! empty table would; a checker only programs IPVS when a server changes state). The figures
+//! second depending on the machine, so it compares 500 and 1 000. Then on this machine's
+//! kernel at up to 10 000 checks a second, keepalived with `fake_ipvs.c` preloaded (it answers
+//! IPVS's socket options as an empty table would; a checker only programs IPVS when a server
+//! changes state). The figures
 //! that count are the ratios, with the checks per second the listener really answered printed
 //! beside them. Each daemon runs alone: settle, then user+system time over a window, summed
 //! over the daemon's process and its descendants (keepalived's parent and checker child).
@@ -211,20 +212,12 @@ fn config(servers: usize) -> String {
 
 /// `pid` and every process descended from it.
 fn tree(pid: u32) -> Vec<u32> {
-    let mut parent = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        // The parent is the second field after the command name, which ends at the last ") ".
-        if let Some(pp) = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-        {
-            parent.push((p, pp));
-        }
-    }
+    let parent: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(|p| Some((p, common::parent(p)?)))
+        .collect();
     let mut all = vec![pid];
     let mut i = 0;
     while i < all.len() {
@@ -313,14 +306,9 @@ fn header(place: &str) {
 
 type Sample = (f64, f64, Duration);
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// One line of the table from rounds of (holdfast, keepalived) samples: the medians.
 fn row(servers: usize, rounds: &[(Sample, Sample)]) {
-    let col = |f: &dyn Fn(&(Sample, Sample)) -> f64| median(rounds.iter().map(f).collect());
+    let col = |f: &dyn Fn(&(Sample, Sample)) -> f64| common::median(rounds.iter().map(f).collect());
     // CPU per check, so a daemon that fell behind the rate is not flattered.
     let per_check = |(rate, cpu, _): &Sample| cpu / rate.max(1.0);
     let ratios: Vec<f64> = rounds
@@ -329,8 +317,7 @@ fn row(servers: usize, rounds: &[(Sample, Sample)]) {
         .collect();
     let ratio = col(&|(h, _)| per_check(h)) / col(&|(_, k)| per_check(k));
     let spread = if ratios.len() > 1 {
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        let (lo, hi) = common::range(&ratios);
         format!(" ({lo:.2}–{hi:.2})")
     } else {
         String::new()

@@ -18,13 +18,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(3);
+const WINDOW: Duration = Duration::from_secs(5);
+const PER_LINK: usize = 250;
 /// Rounds of each daemon at each size.
 const ROUNDS: usize = 3;
 
 /// One round: (RSS MB, CPU %) of holdfast, then of keepalived.
 type Round = ((f64, f64), (f64, f64));
-const WINDOW: Duration = Duration::from_secs(5);
-const PER_LINK: usize = 250;
 
 fn ip(args: &[&str]) {
     let st = Command::new("ip").args(args).status().expect("ip");
@@ -182,16 +182,11 @@ fn main() {
         let rounds: Vec<_> = (0..ROUNDS)
             .map(|_| (measure("holdfast", n), measure("keepalived", n)))
             .collect();
-        let col = |f: &dyn Fn(&Round) -> f64| {
-            let mut v: Vec<f64> = rounds.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
+        let col = |f: &dyn Fn(&Round) -> f64| common::median(rounds.iter().map(f).collect());
         let (hm, km) = (col(&|r| r.0.0), col(&|r| r.1.0));
         let (hc, kc) = (col(&|r| r.0.1), col(&|r| r.1.1));
         let ratios: Vec<f64> = rounds.iter().map(|r| r.0.0 / r.1.0).collect();
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        let (lo, hi) = common::range(&ratios);
         println!(
             "{n:>9} {hm:>14.1} {km:>14.1} {:>8.2} {hc:>14.1} {kc:>14.1} {:>8.2}   memory ratio of the rounds {lo:.2}–{hi:.2}",
             hm / km,
