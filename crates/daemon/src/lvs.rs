@@ -584,6 +584,15 @@ impl Planes {
         }
     }
 
+    /// `lvs_timeouts` for the proxy and nftables planes.
+    fn timeouts(&self) -> holdfast_dataplane::Timeouts {
+        self.options
+            .timeouts
+            .map_or_else(holdfast_dataplane::Timeouts::default, |(tcp, fin, udp)| {
+                holdfast_dataplane::Timeouts::from_secs(tcp, fin, udp)
+            })
+    }
+
     fn open_ipvs(&self, log: Logger) -> Option<std::sync::MutexGuard<'_, Option<IpvsPlane>>> {
         let mut g = self.ipvs.lock().ok()?;
         if g.is_none() {
@@ -625,11 +634,14 @@ impl Planes {
                     .map(|(_, s)| s.clone())
                     .collect()
             };
-            (
-                pick(PlaneKind::Proxy),
-                pick(PlaneKind::Ipvs),
-                pick(PlaneKind::Nft),
-            )
+            // The proxy's idle timeouts are IPVS's `tcp` and `tcpfin` (`lvs_timeouts`).
+            let t = self.timeouts();
+            let mut proxy = pick(PlaneKind::Proxy);
+            for s in &mut proxy {
+                s.idle_timeout = t.tcp.unwrap_or(s.idle_timeout);
+                s.fin_timeout = t.tcpfin.unwrap_or(s.fin_timeout);
+            }
+            (proxy, pick(PlaneKind::Ipvs), pick(PlaneKind::Nft))
         };
         let report = |errs: Vec<holdfast_dataplane::DataPlaneError>| {
             for e in errs {
@@ -653,7 +665,7 @@ impl Planes {
             && let Ok(mut g) = self.nft.lock()
         {
             if g.is_none() {
-                match NftPlane::open(self.options.nft_table()) {
+                match NftPlane::open_with_timeouts(self.options.nft_table(), self.timeouts()) {
                     Ok(p) => *g = Some(p),
                     Err(e) => log.check(&format!("nftables: cannot open table: {e}")),
                 }

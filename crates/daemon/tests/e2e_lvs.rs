@@ -593,3 +593,54 @@ fn dash_p_runs_only_vrrp_and_dash_c_only_the_virtual_servers() {
     assert!(json["instances"].as_array().unwrap().is_empty(), "{json}");
     assert_eq!(c.count("Entering"), 0, "{}", c.log());
 }
+
+/// How many milliseconds `client`, a shell command on node 3 that connects through the
+/// virtual server and waits for the connection to end, ran.
+fn held_ms(lab: &netns::Lab, client: &str) -> u64 {
+    let script =
+        format!("s=$(date +%s%N); {client}; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))");
+    let out = lab.output(3, &["timeout", "20", "bash", "-c", &script]);
+    out.trim()
+        .lines()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no time from the client: {out:?}"))
+}
+
+#[test]
+fn lvs_timeouts_close_quiet_proxied_connections_as_ipvs_expires_them() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    // A server that holds every connection for 30 s and never speaks, even after a FIN.
+    let _held = lab.spawn(
+        2,
+        "holder",
+        &[
+            "socat",
+            "-t",
+            "30",
+            "TCP-LISTEN:80,fork,reuseaddr",
+            "SYSTEM:sleep 30",
+        ],
+    );
+    let conf = "global_defs {\n    lvs_timeouts tcp 3 tcpfin 1\n    dataplane proxy\n}\nvirtual_server 10.77.0.1 80 {\n    delay_loop 1\n    lb_algo rr\n    real_server 10.77.0.2 80 {\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n}\n";
+    let mut lb = lab.holdfast(1, conf);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.2]:tcp:80 for VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    // Both sides open and quiet: closed after `tcp` (IPVS's default would be 15 minutes).
+    let idle = held_ms(
+        &lab,
+        "exec 3<>/dev/tcp/10.77.0.1/80 || exit 9; cat <&3 >/dev/null",
+    );
+    assert!(
+        (2700..6000).contains(&idle),
+        "idle connection held {idle} ms"
+    );
+    // The client finished (FIN) and the server says nothing: closed after `tcpfin`.
+    let fin = held_ms(&lab, "socat -t 30 /dev/null TCP:10.77.0.1:80");
+    assert!(
+        (800..2500).contains(&fin),
+        "half-closed connection held {fin} ms"
+    );
+}

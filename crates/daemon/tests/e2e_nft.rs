@@ -274,3 +274,37 @@ fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
     let tables = lab.output(1, &["nft", "list", "tables"]);
     assert!(!tables.contains("holdfast"), "{tables}");
 }
+
+#[test]
+fn lvs_timeouts_become_conntrack_policies_of_the_nat_rules() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let _web = lab.spawn(
+        2,
+        "web",
+        &["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo up"],
+    );
+    let conf = "global_defs {\n    lvs_timeouts tcp 37 tcpfin 23 udp 41\n    dataplane nft\n    nft_table lb_nat\n}\nvirtual_server 10.77.0.1 80 {\n    delay_loop 1\n    lb_algo rr\n    real_server 10.77.0.2 80 {\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n}\n";
+    let mut lb = lab.holdfast(1, conf);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.2]:tcp:80 for VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while !table(&lab).contains("10.77.0.2 . 80") {
+        assert!(std::time::Instant::now() < deadline, "{}", table(&lab));
+        std::thread::sleep(SEC / 20);
+    }
+    let t = table(&lab);
+    for want in [
+        "ct timeout t_tcp4 {",
+        "established : 37",
+        "fin_wait : 23",
+        "close_wait : 23",
+        "ct timeout t_udp4 {",
+        "unreplied : 41",
+        " replied : 41",
+        "ct timeout set \"t_tcp4\"",
+    ] {
+        assert!(t.contains(want), "no {want:?} in\n{t}");
+    }
+}

@@ -168,15 +168,20 @@ pub struct ServiceSpec {
     pub dests: Vec<DestSpec>,
     /// Time to connect to a destination before trying the next.
     pub connect_timeout: Duration,
-    /// A connection with no traffic either way for this long is closed.
+    /// A connection with no traffic either way for this long is closed (IPVS's `tcp`
+    /// timeout).
     pub idle_timeout: Duration,
+    /// Once one side has finished (FIN), the connection is closed after this long without
+    /// traffic (IPVS's `tcpfin` timeout).
+    pub fin_timeout: Duration,
     /// Send a PROXY protocol v2 header to the destination first.
     pub proxy_protocol: bool,
 }
 
 impl ServiceSpec {
     /// A service with keepalived's defaults: no persistence, no scheduler flags, 3 s to
-    /// connect to a destination, 15 minutes idle, no PROXY header.
+    /// connect to a destination, 15 minutes idle and 2 minutes idle after a FIN (IPVS's
+    /// defaults), no PROXY header.
     pub fn new(key: ServiceKey, sched: Kind, dests: Vec<DestSpec>) -> ServiceSpec {
         ServiceSpec {
             key,
@@ -187,8 +192,38 @@ impl ServiceSpec {
             dests,
             connect_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(900),
+            fin_timeout: Duration::from_secs(120),
             proxy_protocol: false,
         }
+    }
+}
+
+/// `lvs_timeouts`: how long an idle connection is kept, as `ipvsadm --set tcp tcpfin udp`
+/// sets it for IPVS (`None`: the plane's own default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// An established TCP connection.
+    pub tcp: Option<Duration>,
+    /// A TCP connection after a FIN.
+    pub tcpfin: Option<Duration>,
+    /// A UDP flow.
+    pub udp: Option<Duration>,
+}
+
+impl Timeouts {
+    /// From `lvs_timeouts`' seconds, where 0 keeps the default, as for IPVS.
+    pub fn from_secs(tcp: u32, tcpfin: u32, udp: u32) -> Timeouts {
+        let d = |s: u32| (s > 0).then(|| Duration::from_secs(u64::from(s)));
+        Timeouts {
+            tcp: d(tcp),
+            tcpfin: d(tcpfin),
+            udp: d(udp),
+        }
+    }
+
+    /// Whether any timeout is set.
+    pub fn any(&self) -> bool {
+        self.tcp.is_some() || self.tcpfin.is_some() || self.udp.is_some()
     }
 }
 

@@ -41,7 +41,7 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::{
     DataPlane, DataPlaneError, DestStats, Forward, Proto, ServiceKey, ServiceSpec, ServiceStats,
-    ServiceTable,
+    ServiceTable, Timeouts,
 };
 
 /// jhash's seed for sh, dh and mh.
@@ -96,6 +96,10 @@ pub struct NftPlane {
     applied: ServiceTable,
     /// Persistence sets and destination chains in the table, to remove when unused.
     objects: std::collections::BTreeSet<String>,
+    /// `lvs_timeouts`.
+    timeouts: Timeouts,
+    /// Whether the table holds the timeout policies of `timeouts`.
+    policies: bool,
 }
 
 fn s(v: &str) -> Cow<'static, str> {
@@ -545,13 +549,131 @@ fn nft_err(e: nftables::helper::NftablesError) -> io::Error {
 impl NftPlane {
     /// Opens the plane on table `table`, removing what a previous run may have left.
     pub fn open(table: &str) -> io::Result<NftPlane> {
+        NftPlane::open_with_timeouts(table, Timeouts::default())
+    }
+
+    /// [`NftPlane::open`] with `lvs_timeouts`: NAT connections get conntrack timeout
+    /// policies (`tcp` for an established connection, `tcpfin` once a FIN was seen, `udp` for
+    /// UDP flows; what is not set keeps conntrack's own), and direct return's connection sets
+    /// the `tcp` and `udp` timeouts instead of IPVS's defaults. They are fixed for the
+    /// plane's life, as a policy in the kernel cannot change.
+    pub fn open_with_timeouts(table: &str, timeouts: Timeouts) -> io::Result<NftPlane> {
         let mut p = NftPlane {
             table: table.to_owned(),
             applied: Vec::new(),
             objects: std::collections::BTreeSet::new(),
+            timeouts,
+            policies: false,
         };
         p.release()?;
         Ok(p)
+    }
+
+    /// Adds the conntrack timeout policies `lvs_timeouts` asks for (`t_tcp4`, `t_tcp6`,
+    /// `t_udp4`, `t_udp6`), once: the rules of later batches name them. Written in nft's own
+    /// syntax, because the JSON reader of nft 1.0.6 (Debian 12) drops a policy's states and
+    /// its layer 3 protocol. Adding an object that exists changes nothing.
+    fn add_timeout_policies(&mut self) -> io::Result<()> {
+        if self.policies || !self.timeouts.any() {
+            return Ok(());
+        }
+        let secs = |d: std::time::Duration| d.as_secs().max(1);
+        let t = self.timeouts;
+        let mut tcp = Vec::new();
+        if let Some(v) = t.tcp {
+            tcp.push(format!("established: {}", secs(v)));
+        }
+        if let Some(v) = t.tcpfin {
+            // IPVS's FIN_WAIT: after the first FIN, whichever side sent it.
+            tcp.push(format!("fin_wait: {}", secs(v)));
+            tcp.push(format!("close_wait: {}", secs(v)));
+        }
+        let mut udp = Vec::new();
+        if let Some(v) = t.udp {
+            udp.push(format!("unreplied: {}", secs(v)));
+            udp.push(format!("replied: {}", secs(v)));
+        }
+        let table = &self.table;
+        if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("table name '{table}' is not an nft identifier"),
+            ));
+        }
+        let mut script = format!("add table inet {table}\n");
+        for (l4, policy) in [("tcp", tcp), ("udp", udp)] {
+            if policy.is_empty() {
+                continue;
+            }
+            for (l3, v) in [("ip", "4"), ("ip6", "6")] {
+                script.push_str(&format!(
+                    "add ct timeout inet {table} t_{l4}{v} {{ protocol {l4}; l3proto {l3}; policy = {{ {} }}; }}\n",
+                    policy.join(", ")
+                ));
+            }
+        }
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write as _;
+            stdin.write_all(script.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "cannot add the lvs_timeouts policies: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        self.policies = true;
+        Ok(())
+    }
+
+    /// The statements giving a new NAT connection of `spec` its timeout policy.
+    fn timeout_statements(&self, spec: &ServiceSpec) -> Vec<Statement<'static>> {
+        let t = &self.timeouts;
+        let v = if spec.key.is_v6() { "6" } else { "4" };
+        let (tcp, udp) = match spec.key {
+            ServiceKey::Addr {
+                proto: Proto::Tcp, ..
+            } => (true, false),
+            ServiceKey::Addr {
+                proto: Proto::Udp, ..
+            } => (false, true),
+            ServiceKey::Addr { .. } => (false, false),
+            // A mark may gather both; each policy applies only to its own protocol.
+            ServiceKey::Fwmark { .. } => (true, true),
+        };
+        let mut out = Vec::new();
+        if tcp && (t.tcp.is_some() || t.tcpfin.is_some()) {
+            out.push(Statement::CTTimeout(Expression::String(s(&format!(
+                "t_tcp{v}"
+            )))));
+        }
+        if udp && t.udp.is_some() {
+            out.push(Statement::CTTimeout(Expression::String(s(&format!(
+                "t_udp{v}"
+            )))));
+        }
+        out
+    }
+
+    /// `rule` with the timeout statements of `spec` before its DNAT (a rule without one is
+    /// returned as it is).
+    fn with_timeouts(
+        &self,
+        mut rule: Vec<Statement<'static>>,
+        spec: &ServiceSpec,
+    ) -> Vec<Statement<'static>> {
+        if matches!(rule.last(), Some(Statement::DNAT(_))) {
+            let at = rule.len() - 1;
+            rule.splice(at..at, self.timeout_statements(spec));
+        }
+        rule
     }
 
     /// The table's name.
@@ -570,6 +692,7 @@ impl NftPlane {
         nftables::helper::apply_ruleset(&b.to_nftables()).map_err(nft_err)?;
         self.applied.clear();
         self.objects.clear();
+        self.policies = false;
         Ok(())
     }
 
@@ -659,13 +782,16 @@ impl NftPlane {
         };
         let direct = Self::family_of(name) == NfFamily::NetDev;
         let timeout = if direct {
-            // IPVS's defaults for an established TCP connection and for UDP, refreshed by
-            // every packet.
+            // `lvs_timeouts`, or IPVS's defaults for an established TCP connection and for
+            // UDP, refreshed by every packet.
+            let secs = |d: Option<std::time::Duration>, default: u64| {
+                u32::try_from(d.map_or(default, |d| d.as_secs().max(1))).unwrap_or(u32::MAX)
+            };
             match spec.key {
                 ServiceKey::Addr {
                     proto: Proto::Udp, ..
-                } => 300,
-                _ => 900,
+                } => secs(self.timeouts.udp, 300),
+                _ => secs(self.timeouts.tcp, 900),
             }
         } else {
             spec.persistence
@@ -753,6 +879,11 @@ impl NftPlane {
                         }
                         b.add(NfListObject::Chain(self.regular_chain(&chain)));
                         b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(&chain))));
+                        let record = if direct {
+                            record
+                        } else {
+                            self.with_timeouts(record, spec)
+                        };
                         b.add(NfListObject::Rule(self.rule_in(&chain, record, spec)));
                         objects.insert(set);
                         objects.insert(chain);
@@ -765,7 +896,10 @@ impl NftPlane {
                     (p.base, chains)
                 } else {
                     match rule(spec) {
-                        Some(r) => (vec![r], vec!["prerouting".into(), "output".into()]),
+                        Some(r) => (
+                            vec![self.with_timeouts(r, spec)],
+                            vec!["prerouting".into(), "output".into()],
+                        ),
                         None => continue,
                     }
                 };
@@ -857,6 +991,14 @@ impl DataPlane for NftPlane {
                 }
             }
         };
+        if let Err(e) = self.add_timeout_policies() {
+            let msg = e.to_string();
+            errors.extend(ok.iter().map(|s| DataPlaneError {
+                key: s.key,
+                error: io::Error::other(msg.clone()),
+            }));
+            return Err(errors);
+        }
         // One transaction: the tables change all at once or not at all.
         let (batch, objects) = self.batch(&ok, &devs, &ifaces);
         match nftables::helper::apply_ruleset(&batch.to_nftables()) {

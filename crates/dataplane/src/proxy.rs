@@ -1,7 +1,8 @@
 //! The userspace L4 proxy: one listener per TCP service, bound with `IP_FREEBIND` so a BACKUP
 //! can listen on the VIP before it owns it. Each connection is scheduled (persistence first),
 //! connected with a timeout — a refused or silent server is skipped for the next — and relayed
-//! both ways with half-close and an idle timeout. A destination at weight 0 takes no new
+//! both ways with half-close and idle timeouts (one while both sides send, a shorter one once
+//! a side has finished, as IPVS's `tcp` and `tcpfin`). A destination at weight 0 takes no new
 //! connections and keeps its established ones; a destination removed from the table has its
 //! connections closed, as IPVS expires them.
 
@@ -473,7 +474,7 @@ async fn serve(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
         let i = svc.lock();
         (
             i.spec.connect_timeout,
-            i.spec.idle_timeout,
+            (i.spec.idle_timeout, i.spec.fin_timeout),
             i.spec.key.addr(),
             i.spec.proxy_protocol,
         )
@@ -705,15 +706,28 @@ enum End {
     Reset,
 }
 
+/// Sleeps until the connection has moved nothing for `limit`.
+async fn quiet_for(clock: &Clock<'_>, limit: Duration) {
+    loop {
+        // Sleep exactly until the connection would have been idle long enough.
+        let quiet = clock.idle_for();
+        if quiet >= limit {
+            return;
+        }
+        tokio::time::sleep(limit - quiet).await;
+    }
+}
+
 /// Copies both ways until both sides are done, the destination is removed, or nothing moved
-/// for `idle`. Counts the connection active until one side finishes, then inactive.
+/// for `idle.0` (`idle.1` once one side has finished). Counts the connection active until one
+/// side finishes, then inactive.
 async fn relay(
     svc: &Service,
     mut client: TcpStream,
     mut backend: TcpStream,
     addr: SocketAddr,
     mut removed: watch::Receiver<bool>,
-    idle: Duration,
+    (idle, fin): (Duration, Duration),
 ) {
     let start = Instant::now();
     let last = AtomicU64::new(0);
@@ -726,16 +740,7 @@ async fn relay(
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
     let mut half = false;
-    let idle_check = async {
-        loop {
-            // Sleep exactly until the connection would have been idle long enough.
-            let quiet = clock.idle_for();
-            if quiet >= idle {
-                return;
-            }
-            tokio::time::sleep(idle - quiet).await;
-        }
-    };
+    let idle_check = quiet_for(&clock, idle);
     tokio::pin!(idle_check);
     while !(up_done && down_done) {
         tokio::select! {
@@ -760,6 +765,7 @@ async fn relay(
         }
         if !half && (up_done || down_done) && !(up_done && down_done) {
             half = true;
+            idle_check.set(quiet_for(&clock, fin));
             svc.lock().with_dest(addr, |d| {
                 d.active = d.active.saturating_sub(1);
                 d.inactive += 1;
@@ -974,6 +980,50 @@ mod tests {
             .expect("closed by the idle timeout")
             .unwrap();
         assert!(start.elapsed() >= Duration::from_millis(250));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_closed_connection_is_closed_after_the_fin_timeout_and_an_open_one_is_kept() {
+        // A server that greets and then holds every connection, whatever the client does.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(b"h").await;
+                held.push(s);
+            }
+        });
+        let vip = free_port().await;
+        let mut sp = spec(vip, Kind::Rr, &[(server, 1)]);
+        sp.idle_timeout = Duration::from_secs(60);
+        sp.fin_timeout = Duration::from_millis(300);
+        let mut plane = ProxyPlane::new();
+        plane.apply(&vec![sp]).unwrap();
+        let mut open = TcpStream::connect(vip).await.unwrap();
+        let mut half = TcpStream::connect(vip).await.unwrap();
+        let mut h = [0u8; 1];
+        open.read_exact(&mut h).await.unwrap();
+        half.read_exact(&mut h).await.unwrap();
+        half.shutdown().await.unwrap();
+        let start = Instant::now();
+        let mut rest = Vec::new();
+        // The proxy ends it (a FIN or a reset, either ends the read).
+        let ended = tokio::time::timeout(Duration::from_secs(5), half.read_to_end(&mut rest)).await;
+        assert!(
+            ended.is_ok(),
+            "the half-closed connection outlived its fin timeout"
+        );
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(rest.is_empty());
+        // The open one, as quiet for as long, is still relayed.
+        open.write_all(b"?").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_millis(500), open.read(&mut h)).await;
+        assert!(r.is_err(), "the open connection was closed: {r:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -519,3 +519,97 @@ fn udp_services_are_balanced_by_nat() {
     }
     plane.release().unwrap();
 }
+
+/// The seconds left and the state of the namespace's conntrack entries for destination port
+/// `port` (`conntrack -L`: `tcp 6 SECONDS STATE src=…`, UDP has no state).
+fn tracked(proto: &str, port: u16) -> Vec<(u64, String)> {
+    let out = Command::new("conntrack")
+        .args(["-L", "-p", proto, "--dport", &port.to_string()])
+        .output()
+        .expect("conntrack (scripts/test installs the conntrack package)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace().skip(2);
+            let secs = w.next()?.parse().ok()?;
+            let state = w.next().filter(|s| !s.contains('=')).unwrap_or("");
+            Some((secs, state.to_owned()))
+        })
+        .collect()
+}
+
+/// The entry of `port` in `state`, waiting (a bounded number of looks) for it to get there.
+fn entry_in(proto: &str, port: u16, states: &[&str]) -> u64 {
+    for _ in 0..100 {
+        if let Some((secs, _)) = tracked(proto, port)
+            .into_iter()
+            .find(|(_, s)| states.contains(&s.as_str()))
+        {
+            return secs;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "no {proto} entry for port {port} in {states:?}: {:?}",
+        tracked(proto, port)
+    );
+}
+
+#[test]
+fn lvs_timeouts_become_the_conntrack_timeouts_of_nat_connections() {
+    netns();
+    // A server that greets and holds each connection, so a half-closed one stays so.
+    let l = TcpListener::bind("127.0.0.2:3306").unwrap();
+    let a = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut c in l.incoming().flatten() {
+            let _ = c.write_all(b"a");
+            held.push(c);
+        }
+    });
+    let u = udp_server("127.0.0.2:5353", "u");
+    let timeouts = holdfast_dataplane::Timeouts::from_secs(37, 23, 41);
+    let mut plane = NftPlane::open_with_timeouts("holdfast_test", timeouts).unwrap();
+    plane
+        .apply(&vec![
+            spec(Kind::Rr, &[(a, 1)]),
+            udp("10.0.0.1:5353", Kind::Rr, &[(u, 1)]),
+        ])
+        .unwrap();
+    let (tag, c) = hello("10.0.0.1:3306");
+    assert_eq!(tag, "a");
+    // conntrack's own timeouts would be 5 days (established), 2 minutes (after a FIN) and
+    // 30 s or 2 minutes (UDP).
+    let est = entry_in("tcp", 3306, &["ESTABLISHED"]);
+    let ruleset = || {
+        let out = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        (30..=37).contains(&est),
+        "established: {est} s left\n{}",
+        ruleset()
+    );
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let fin = entry_in("tcp", 3306, &["FIN_WAIT", "CLOSE_WAIT"]);
+    assert!((16..=23).contains(&fin), "after the FIN: {fin} s left");
+    assert_eq!(ask("10.0.0.1:5353"), "u");
+    let flow = entry_in("udp", 5353, &[""]);
+    assert!((34..=41).contains(&flow), "UDP: {flow} s left");
+    // Without lvs_timeouts, conntrack keeps its own.
+    drop(c);
+    let mut plain = NftPlane::open("holdfast_test2").unwrap();
+    plain
+        .apply(&vec![udp("10.0.0.1:5354", Kind::Rr, &[(u, 1)])])
+        .unwrap();
+    plane.release().unwrap();
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.send_to(b"?", "10.0.0.1:5354").unwrap();
+    let left = entry_in("udp", 5354, &[""]);
+    assert!(!(34..=41).contains(&left), "{left}");
+    plain.release().unwrap();
+}
