@@ -102,6 +102,8 @@ fn printed_configurations_parse_back_to_the_same_model() {
                     && !m.contains("not found, ignoring")
                     && !m.contains("doesn't exist")
                     && !m.contains("no real servers")
+                    // Printed back as configured; still not acted on.
+                    && !m.starts_with("unsupported:")
                     // Reported about a valid configuration keepalived keeps as it is.
                     && !m.contains("is configured on VRRP instance and sync group")
             })

@@ -57,10 +57,19 @@ fn common_key(cx: &mut Cx<'_>, n: &Node, c: &mut CheckerCommon) -> bool {
         "connect_port" => c.connect_port = cx.arg(n, 0).and_then(|w| cx.port(w)),
         "bindto" => c.bindto = cx.ip_arg(n, 0),
         "bind_port" => c.bind_port = cx.arg(n, 0).and_then(|w| cx.port(w)),
-        "bind_if" => c.bind_if = cx.string(n),
-        "fwmark" => c.fwmark = cx.count(n, 0, i64::from(u32::MAX)),
+        "bind_if" => {
+            cx.not_implemented(n);
+            c.bind_if = cx.string(n)
+        }
+        "fwmark" => {
+            cx.not_implemented(n);
+            c.fwmark = cx.count(n, 0, i64::from(u32::MAX))
+        }
         "alpha" => c.alpha = Some(cx.boolean(n)),
-        "log_all_failures" => c.log_all_failures = Some(cx.boolean(n)),
+        "log_all_failures" => {
+            cx.not_implemented(n);
+            c.log_all_failures = Some(cx.boolean(n))
+        }
         _ => return false,
     }
     true
@@ -112,7 +121,10 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             (Kw::Http | Kw::Ssl, "virtualhost") => http.virtualhost = cx.string(c),
             (Kw::Http | Kw::Ssl, "enable_sni") => http.enable_sni = cx.boolean(c),
             (Kw::Http | Kw::Ssl, "sni_name") => http.sni_name = cx.string(c),
-            (Kw::Http | Kw::Ssl, "fast_recovery") => http.fast_recovery = cx.boolean(c),
+            (Kw::Http | Kw::Ssl, "fast_recovery") => {
+                cx.not_implemented(c);
+                http.fast_recovery = cx.boolean(c)
+            }
             (Kw::Misc, "misc_path") => misc.path = cx.string(c).unwrap_or_default(),
             (Kw::Misc, "misc_timeout") => misc.timeout = cx.timer(c, 0, 86400),
             (Kw::Misc, "misc_dynamic") => misc.dynamic = true,

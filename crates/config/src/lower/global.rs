@@ -103,10 +103,36 @@ const UNSUPPORTED: &[&str] = &[
     "max_auto_priority_delay",
 ];
 
+/// Read into the model (checked, printed back) but not acted on by holdfast.
+const NOT_IMPLEMENTED: &[&str] = &[
+    "notify_fifo",
+    "vrrp_notify_fifo",
+    "lvs_notify_fifo",
+    "startup_script",
+    "startup_script_timeout",
+    "shutdown_script",
+    "shutdown_script_timeout",
+    "checker_log_all_failures",
+    "vrrp_min_garp",
+    "max_auto_priority",
+    "vrrp_rt_priority",
+    "checker_rt_priority",
+    "vrrp_no_swap",
+    "checker_no_swap",
+    "vrrp_strict",
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_connect_timeout",
+];
+
 pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
     for n in block {
         if n.key.text != "notification_email" && n.key.text != "lvs_timeouts" {
             cx.no_block(n);
+        }
+        if NOT_IMPLEMENTED.contains(&n.key.text.as_str()) {
+            cx.not_implemented(n);
         }
         match n.key.text.as_str() {
             "router_id" => g.router_id = cx.string(n),
@@ -236,8 +262,14 @@ pub(super) fn garp_key(cx: &mut Cx<'_>, n: &Node, k: &str, garp: &mut Garp, pref
         "garp_master_refresh_repeat" => garp.master_refresh_repeat = cx.count(n, 0, 255),
         "garp_lower_prio_delay" => garp.lower_prio_delay = cx.timer(n, 0, 86400),
         "garp_lower_prio_repeat" => garp.lower_prio_repeat = cx.count(n, 0, 255),
-        "garp_interval" => garp.interval = cx.timer(n, 0, 1),
-        "gna_interval" => garp.gna_interval = cx.timer(n, 0, 1),
+        "garp_interval" => {
+            cx.not_implemented(n);
+            garp.interval = cx.timer(n, 0, 1)
+        }
+        "gna_interval" => {
+            cx.not_implemented(n);
+            garp.gna_interval = cx.timer(n, 0, 1)
+        }
         _ => return false,
     }
     true

@@ -145,6 +145,19 @@ impl Cx<'_> {
         }
     }
 
+    /// Reports a keyword holdfast reads (its value is checked and printed back) but does not
+    /// act on.
+    pub(crate) fn not_implemented(&mut self, n: &Node) {
+        self.d.push(
+            Class::Unsupported,
+            Some(n.span()),
+            format!(
+                "unsupported: keepalived keyword '{}' is recognised but not implemented by holdfast",
+                n.key.text
+            ),
+        );
+    }
+
     /// The children of a block keyword; reports a missing `{`.
     pub(crate) fn block<'n>(&mut self, n: &'n Node) -> &'n [Node] {
         match &n.block {
@@ -467,5 +480,28 @@ mod tests {
         assert!(r.diagnostics.iter().any(|d| d.message.contains(
             "(DB_HA) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon"
         )));
+    }
+}
+
+#[cfg(test)]
+mod not_implemented_tests {
+    use crate::diag::Class;
+
+    /// Each keyword holdfast reads but does not act on is reported as unsupported on its own
+    /// line, so check-config never lets it pass silently.
+    #[test]
+    fn keywords_read_but_not_acted_on_are_reported_where_they_are() {
+        let text = "global_defs {\n notify_fifo /tmp/f\n vrrp_notify_fifo /tmp/g\n lvs_notify_fifo /tmp/h\n startup_script /bin/true\n startup_script_timeout 3\n shutdown_script /bin/true\n shutdown_script_timeout 3\n checker_log_all_failures\n vrrp_min_garp\n max_auto_priority 10\n vrrp_rt_priority 10\n checker_rt_priority 10\n vrrp_no_swap\n checker_no_swap\n vrrp_strict\n vrrp_garp_interval 0.1\n vrrp_gna_interval 0.1\n notification_email {\n  a@example.com\n }\n notification_email_from b@example.com\n smtp_server 10.0.0.9\n smtp_connect_timeout 5\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n unicast_fault_no_peer\n strict_mode\n promote_secondaries\n virtual_ipaddress {\n  10.0.0.1/24 preferred_lft 0\n  10.0.0.2/32 peer 10.0.0.3\n }\n}\nvirtual_server 10.0.0.1 80 {\n real_server 10.0.0.5 80 {\n  HTTP_GET {\n   url {\n    path /\n   }\n   bind_if eth0\n   fwmark 3\n   log_all_failures\n   fast_recovery\n  }\n }\n}\n";
+        let loaded = crate::parse_str(text);
+        let mut lines: Vec<usize> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.class == Class::Unsupported)
+            .filter_map(|d| d.span.map(|s| loaded.sources.line_of(s)))
+            .collect();
+        lines.sort_unstable();
+        let mut want: Vec<usize> = (2..=19).chain(22..=24).collect();
+        want.extend([29, 30, 31, 33, 34, 43, 44, 45, 46]);
+        assert_eq!(lines, want, "{}", loaded.render());
     }
 }

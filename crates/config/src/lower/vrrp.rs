@@ -192,15 +192,24 @@ fn scalar(
         "mcast_src_ip" => i.mcast_src_ip = cx.ip_arg(c, 0),
         "unicast_ttl" => i.unicast_ttl = cx.int(c, 0, 1, 255).map(|v| v as u8),
         "check_unicast_src" => i.check_unicast_src = true,
-        "unicast_fault_no_peer" => i.unicast_fault_no_peer = true,
+        "unicast_fault_no_peer" => {
+            cx.not_implemented(c);
+            i.unicast_fault_no_peer = true
+        }
         "dont_track_primary" => i.dont_track_primary = true,
         "accept" => i.accept = Some(true),
         "no_accept" => i.accept = Some(false),
         "skip_check_adv_addr" => i.skip_check_adv_addr = Some(cx.boolean(c)),
-        "strict_mode" => i.strict_mode = Some(cx.boolean(c)),
+        "strict_mode" => {
+            cx.not_implemented(c);
+            i.strict_mode = Some(cx.boolean(c))
+        }
         "lower_prio_no_advert" => i.lower_prio_no_advert = Some(cx.boolean(c)),
         "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
-        "promote_secondaries" => i.promote_secondaries = true,
+        "promote_secondaries" => {
+            cx.not_implemented(c);
+            i.promote_secondaries = true
+        }
         "lvs_sync_daemon_interface" => {
             // keepalived reports it as a configuration error (keepalived -t exits 5) and
             // still runs the sync daemon it asks for; so does holdfast.
@@ -458,8 +467,22 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
                 }
             }
             ("label", Some(l)) => v.label = Some(l.text.clone()),
-            ("peer", Some(p)) => v.peer = cx.ip(p),
-            ("preferred_lft", Some(p)) => v.preferred_lft = Some(p.text.clone()),
+            ("peer", Some(p)) => {
+                cx.d.push(
+                    crate::diag::Class::Unsupported,
+                    Some(w.span),
+                    "unsupported: the address option 'peer' is recognised but not implemented by holdfast",
+                );
+                v.peer = cx.ip(p)
+            }
+            ("preferred_lft", Some(p)) => {
+                cx.d.push(
+                    crate::diag::Class::Unsupported,
+                    Some(w.span),
+                    "unsupported: the address option 'preferred_lft' is recognised but not implemented by holdfast",
+                );
+                v.preferred_lft = Some(p.text.clone())
+            }
             (
                 "home" | "-nodad" | "nodad" | "mngtmpaddr" | "noprefixroute" | "autojoin"
                 | "no_track",
