@@ -143,6 +143,17 @@ pub struct Global {
     pub smtp_port: Option<u16>,
     /// `smtp_connect_timeout`.
     pub smtp_connect_timeout: Option<Duration>,
+    /// `smtp_helo_name`.
+    pub smtp_helo_name: Option<String>,
+    /// `smtp_alert [BOOL]`: the default of every `smtp_alert`.
+    pub smtp_alert: Option<bool>,
+    /// `smtp_alert_vrrp [BOOL]`: the default for VRRP instances and sync groups.
+    pub smtp_alert_vrrp: Option<bool>,
+    /// `smtp_alert_checker [BOOL]`: the default for virtual and real servers.
+    pub smtp_alert_checker: Option<bool>,
+    /// `no_checker_emails`: a checker's change sends mail only when its server's state
+    /// changes.
+    pub no_checker_emails: bool,
     /// `script_user`.
     pub script_user: Option<UserSpec>,
     /// `enable_script_security`.
@@ -230,6 +241,11 @@ impl Default for Global {
             smtp_server: None,
             smtp_port: None,
             smtp_connect_timeout: None,
+            smtp_helo_name: None,
+            smtp_alert: None,
+            smtp_alert_vrrp: None,
+            smtp_alert_checker: None,
+            no_checker_emails: false,
             script_user: None,
             enable_script_security: false,
             vrrp_version: 2,
@@ -528,6 +544,8 @@ pub struct VrrpInstance {
     pub check_unicast_src: bool,
     /// `unicast_fault_no_peer`.
     pub unicast_fault_no_peer: bool,
+    /// `smtp_alert [BOOL]`.
+    pub smtp_alert: Option<bool>,
     /// `authentication`.
     pub auth: Option<Auth>,
     /// `virtual_ipaddress`.
@@ -571,6 +589,8 @@ pub struct SyncGroup {
     pub notify: Notify,
     /// `sync_group_tracking_weight`.
     pub tracking_weight: bool,
+    /// `smtp_alert [BOOL]`.
+    pub smtp_alert: Option<bool>,
     /// Declaration site.
     pub origin: Origin,
 }
@@ -701,6 +721,8 @@ pub struct VirtualServer {
     pub sorry_server_lvs_method: Option<LvsMethod>,
     /// `inhibit_on_failure`.
     pub inhibit_on_failure: bool,
+    /// `smtp_alert [BOOL]`.
+    pub smtp_alert: Option<bool>,
     /// Cascading checker timing.
     pub timing: CheckTiming,
     /// `dataplane` (holdfast).
@@ -732,6 +754,8 @@ pub struct RealServer {
     pub lthreshold: Option<u32>,
     /// `inhibit_on_failure` (default: the virtual server's).
     pub inhibit_on_failure: Option<bool>,
+    /// `smtp_alert [BOOL]`.
+    pub smtp_alert: Option<bool>,
     /// `alpha`.
     pub alpha: Option<bool>,
     /// Cascading checker timing.

@@ -57,6 +57,7 @@ pub fn print(c: &Config) -> String {
         p.tracking(&g.track);
         p.notify(&g.notify);
         p.flag("sync_group_tracking_weight", g.tracking_weight);
+        p.boolean("smtp_alert", g.smtp_alert);
         p.close();
     }
     for g in &c.vs_groups {
@@ -257,6 +258,11 @@ impl P {
             self.kv("smtp_server", &[&q(s), &port]);
         }
         self.optd("smtp_connect_timeout", g.smtp_connect_timeout);
+        self.opt("smtp_helo_name", &g.smtp_helo_name);
+        self.boolean("smtp_alert", g.smtp_alert);
+        self.boolean("smtp_alert_vrrp", g.smtp_alert_vrrp);
+        self.boolean("smtp_alert_checker", g.smtp_alert_checker);
+        self.flag("no_checker_emails", g.no_checker_emails);
         if g.script_user.is_some() {
             self.kv("script_user", &[&Self::user(&g.script_user)]);
         }
@@ -496,6 +502,7 @@ impl P {
         }
         self.boolean("skip_check_adv_addr", i.skip_check_adv_addr);
         self.boolean("strict_mode", i.strict_mode);
+        self.boolean("smtp_alert", i.smtp_alert);
         self.garp(&i.garp, "");
         self.boolean("lower_prio_no_advert", i.lower_prio_no_advert);
         self.boolean("higher_prio_send_advert", i.higher_prio_send_advert);
@@ -558,6 +565,7 @@ impl P {
             self.kv("sorry_server_lvs_method", &[method(m)]);
         }
         self.flag("inhibit_on_failure", vs.inhibit_on_failure);
+        self.boolean("smtp_alert", vs.smtp_alert);
         self.timing(&vs.timing);
         if let Some(d) = vs.dataplane {
             self.kv("dataplane", &[dataplane(d)]);
@@ -574,6 +582,7 @@ impl P {
             self.optn("uthreshold", rs.uthreshold);
             self.optn("lthreshold", rs.lthreshold);
             self.boolean("inhibit_on_failure", rs.inhibit_on_failure);
+            self.boolean("smtp_alert", rs.smtp_alert);
             self.boolean("alpha", rs.alpha);
             self.timing(&rs.timing);
             self.flag("readmit manual", rs.readmit_manual);

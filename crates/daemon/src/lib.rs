@@ -7,6 +7,7 @@ pub mod health;
 pub mod host;
 pub mod logging;
 pub mod lvs;
+pub mod mail;
 pub mod mailbox;
 pub mod metrics;
 pub mod nlhub;

@@ -119,6 +119,8 @@ pub struct RsPlan {
     pub lower: Option<u32>,
     /// `lvs_method` (the real server's, else the virtual server's).
     pub method: Forward,
+    /// `smtp_alert`: mail its checkers' changes (on by default, as in keepalived).
+    pub smtp_alert: bool,
 }
 
 /// Which data plane runs a virtual server.
@@ -155,6 +157,10 @@ pub struct VsPlan {
     pub omega: bool,
     /// `script_user`.
     pub script_user: Option<UserSpec>,
+    /// `smtp_alert`: mail quorum changes (off by default, as in keepalived).
+    pub smtp_alert: bool,
+    /// `no_checker_emails`: a checker's change is mailed only when it changes its server.
+    pub no_checker_emails: bool,
 }
 
 impl VsPlan {
@@ -305,6 +311,11 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             upper: rs.uthreshold,
             lower: rs.lthreshold,
             method: forward(rs.lvs_method.unwrap_or(vs.lvs_method)),
+            smtp_alert: rs
+                .smtp_alert
+                .or(cfg.global.smtp_alert_checker)
+                .or(cfg.global.smtp_alert)
+                .unwrap_or(true),
         });
     }
     let sorry = vs
@@ -333,6 +344,12 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         ha_suspend: vs.ha_suspend,
         omega: vs.omega,
         script_user: cfg.global.script_user.clone(),
+        smtp_alert: vs
+            .smtp_alert
+            .or(cfg.global.smtp_alert_checker)
+            .or(cfg.global.smtp_alert)
+            .unwrap_or(false),
+        no_checker_emails: cfg.global.no_checker_emails,
     };
     if plane == PlaneKind::Nft {
         let mut spec = plan.spec.clone();
@@ -1045,7 +1062,9 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
         };
         let events = match ev {
             CheckEv::State { rs, ck, up, gated } => {
+                let mut was_up = up;
                 if let Some(u) = ups.get_mut(rs).and_then(|v| v.get_mut(ck)) {
+                    was_up = *u;
                     *u = up;
                 }
                 if let Some(g) = gates.get_mut(rs).and_then(|v| v.get_mut(ck)) {
@@ -1083,6 +1102,23 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     let cmd = if alive { &r.notify_up } else { &r.notify_down };
                     run_script(cmd.clone(), plan.script_user.clone(), log);
                 }
+                if let Some(r) = plan.servers.get(rs)
+                    && r.smtp_alert
+                    && was_up != up
+                    && (before != Some(alive) || !plan.no_checker_emails)
+                    && let Some(body) = r.checkers.get(ck).and_then(|c| mail_body(&c.probe, up))
+                {
+                    let state = if alive { "UP" } else { "DOWN" };
+                    crate::mail::alert(
+                        crate::mail::From::Checker,
+                        format!(
+                            "Realserver {} of virtual server {name} - {state}",
+                            rs_name(&plan.spec.key, &r.addr)
+                        ),
+                        body,
+                        log,
+                    );
+                }
                 ev
             }
             CheckEv::Weight { rs, weight } => svc.set_dynamic_weight(rs, weight),
@@ -1093,6 +1129,16 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
         }
         for e in &events {
             log.check(&e.line(&name, proto_of(&plan.spec.key)));
+            if plan.smtp_alert
+                && let Some((state, body)) = quorum_mail(e)
+            {
+                crate::mail::alert(
+                    crate::mail::From::Checker,
+                    format!("Virtualserver {name} - {state}"),
+                    body,
+                    log,
+                );
+            }
             match e {
                 Event::QuorumGained { .. } => {
                     run_script(plan.quorum_up.clone(), plan.script_user.clone(), log)
@@ -1103,6 +1149,57 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 _ => {}
             }
         }
+    }
+}
+
+/// The body of the mail for a checker that came up or went down, as keepalived words it
+/// (`None` for FILE_CHECK, which keepalived does not mail).
+fn mail_body(probe: &Probe, up: bool) -> Option<String> {
+    let ok = if up { "succeed" } else { "failed" };
+    Some(match probe {
+        Probe::Tcp(_) => format!("=> TCP CHECK {ok} on service <="),
+        Probe::Http(_) if up => "=> CHECK succeed on service <=".into(),
+        Probe::Http(_) => "=> CHECK failed on service : HTTP request failed <=".into(),
+        Probe::Smtp(_) => format!("=> CHECK {ok} on service <="),
+        Probe::Udp(_) => format!("=> UDP CHECK {ok} on service <="),
+        Probe::Ping(_) => format!("=> ICMP CHECK {ok} on service <="),
+        Probe::Dns(_) => format!("=> DNS_CHECK: {ok} on service <="),
+        Probe::Mysql(_) => format!("=> MYSQL_CHECK {ok} on service <="),
+        Probe::Misc { .. } => format!(
+            "=> MISC CHECK {} on service <=",
+            if up { "succeeded" } else { "failed" }
+        ),
+        Probe::File { .. } => return None,
+    })
+}
+
+/// The state word and body of the mail for a quorum change, as keepalived writes them
+/// (its threshold after the `=`; keepalived prints `+` for a loss too).
+fn quorum_mail(e: &Event) -> Option<(&'static str, String)> {
+    match e {
+        Event::QuorumGained {
+            quorum,
+            hysteresis,
+            live,
+        } => Some((
+            "UP",
+            format!(
+                "=> Gained quorum {quorum}+{hysteresis}={} <= {live} <=",
+                u64::from(*quorum) + u64::from(*hysteresis)
+            ),
+        )),
+        Event::QuorumLost {
+            quorum,
+            hysteresis,
+            live,
+        } => Some((
+            "DOWN",
+            format!(
+                "=> Lost quorum {quorum}+{hysteresis}={} <= {live} <=",
+                i64::from(*quorum) - i64::from(*hysteresis)
+            ),
+        )),
+        _ => None,
     }
 }
 

@@ -139,6 +139,8 @@ pub struct InstancePlan {
     pub trackers: Vec<TrackerPlan>,
     /// `dont_track_primary`: the instance's own link going down does not fault it.
     pub dont_track_primary: bool,
+    /// `smtp_alert` (or `smtp_alert_vrrp` / `smtp_alert` in `global_defs`; off by default).
+    pub smtp_alert: bool,
 }
 
 impl InstancePlan {
@@ -187,6 +189,7 @@ pub(crate) fn test_instance(
         script_user: None,
         trackers: Vec::new(),
         dont_track_primary: false,
+        smtp_alert: false,
     }
 }
 
@@ -201,6 +204,16 @@ pub struct GroupPlan {
     pub notify: Notify,
     /// `script_user`.
     pub script_user: Option<holdfast_config::model::UserSpec>,
+    /// `smtp_alert` (or `smtp_alert_vrrp` / `smtp_alert` in `global_defs`; off by default).
+    pub smtp_alert: bool,
+}
+
+/// Whether a VRRP instance or sync group with `smtp_alert` `own` mails its state changes:
+/// its own setting, else `smtp_alert_vrrp`, else `smtp_alert`, else not (keepalived's order).
+fn vrrp_smtp_alert(cfg: &Config, own: Option<bool>) -> bool {
+    own.or(cfg.global.smtp_alert_vrrp)
+        .or(cfg.global.smtp_alert)
+        .unwrap_or(false)
 }
 
 /// The whole run plan.
@@ -221,6 +234,8 @@ pub struct Plan {
     pub planes: crate::lvs::PlaneOptions,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
+    /// Email alerts (`notification_email`, `smtp_server`), when configured.
+    pub mail: Option<crate::mail::Mailer>,
 }
 
 fn garp(g: &holdfast_config::model::Garp, global: &holdfast_config::model::Garp) -> GarpTiming {
@@ -304,12 +319,14 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         nft_table: cfg.global.nft_table.clone(),
     };
     plan.metrics_listen = cfg.global.metrics_listen;
+    plan.mail = crate::mail::Mailer::from_config(&cfg.global);
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),
             members: g.members.clone(),
             notify: g.notify.clone(),
             script_user: cfg.global.script_user.clone(),
+            smtp_alert: vrrp_smtp_alert(cfg, g.smtp_alert),
         });
     }
     for inst in &cfg.instances {
@@ -505,6 +522,7 @@ fn instance(
         script_user: cfg.global.script_user.clone(),
         trackers,
         dont_track_primary: i.dont_track_primary,
+        smtp_alert: vrrp_smtp_alert(cfg, i.smtp_alert),
     })
 }
 

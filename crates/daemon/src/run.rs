@@ -155,6 +155,10 @@ impl Groups {
 }
 
 fn group_notify(plan: &crate::plan::GroupPlan, state: State, log: Logger) {
+    if plan.smtp_alert {
+        let (what, body) = crate::mail::vrrp_state(&plan.name, true, state);
+        crate::mail::alert(crate::mail::From::Vrrp, what, body, log);
+    }
     // keepalived: groups pass priority 0.
     let cmds = notify_commands(&plan.notify, state, "GROUP", &plan.name, 0);
     spawn_scripts(
@@ -254,6 +258,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     for u in &plan.unsupported {
         log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
     }
+    crate::mail::configure(plan.mail.clone());
     for p in &opts.pid_files {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
@@ -412,6 +417,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         for u in &new.unsupported {
                             log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
                         }
+                        crate::mail::configure(new.mail.clone());
                         if opts.vrrp {
                             running = reload(running, new.instances, &sh).await;
                             groups = Groups::new(&new.groups);
@@ -659,6 +665,10 @@ impl Io {
     }
 
     fn notify(&self, state: State, priority: u8) {
+        if self.plan.smtp_alert {
+            let (what, body) = crate::mail::vrrp_state(&self.plan.name, false, state);
+            crate::mail::alert(crate::mail::From::Vrrp, what, body, self.log);
+        }
         let cmds = notify_commands(
             self.plan.notify(),
             state,

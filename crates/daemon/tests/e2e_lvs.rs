@@ -644,3 +644,108 @@ fn lvs_timeouts_close_quiet_proxied_connections_as_ipvs_expires_them() {
         "half-closed connection held {fin} ms"
     );
 }
+
+/// A minimal SMTP server on node `n`'s address, port 2525, inside its namespace (a thread
+/// moved there): it accepts every command and sends each whole session's transcript (what
+/// the client wrote) down the channel.
+fn smtp_sink(lab: &netns::Lab, n: usize) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns = lab.ns(n);
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind(("0.0.0.0", 2525)).unwrap();
+        ready_tx.send(()).unwrap();
+        for c in l.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut w = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                let mut seen = String::new();
+                let _ = w.write_all(b"220 sink ESMTP\r\n");
+                let mut data = false;
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|k| k > 0) {
+                    seen.push_str(&line);
+                    let reply: &[u8] = if data {
+                        if line == ".\r\n" {
+                            data = false;
+                            b"250 queued\r\n"
+                        } else {
+                            b""
+                        }
+                    } else if line.starts_with("DATA") {
+                        data = true;
+                        b"354 go on\r\n"
+                    } else if line.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                    line.clear();
+                }
+                let _ = tx.send(seen);
+            });
+        }
+    });
+    ready.recv_timeout(5 * SEC).expect("the SMTP sink listens");
+    rx
+}
+
+/// The next session whose transcript contains `subject`, within `within`; header lines
+/// folded by the sender (RFC 5322) are unfolded.
+fn mail_with(rx: &std::sync::mpsc::Receiver<String>, subject: &str, within: Duration) -> String {
+    let deadline = std::time::Instant::now() + within;
+    let mut others = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left).map(|m| m.replace("\r\n ", " ")) {
+            Ok(m) if m.contains(subject) => return m,
+            Ok(m) => others.push(m),
+            Err(_) => panic!("no mail with {subject:?}; got {others:#?}"),
+        }
+    }
+}
+
+#[test]
+fn smtp_alerts_mail_a_new_master_and_a_failed_real_server_as_keepalived() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let mail = smtp_sink(&lab, 3);
+    let web = lab.spawn(
+        2,
+        "web",
+        &["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo up"],
+    );
+    // Seed 003's global_defs (its smtp server on node 3), an instance with smtp_alert, and a
+    // real server that mails by default.
+    let conf = "global_defs {\n   notification_email {\n   \tops@example.com\n   \tdba@example.com\n   }\n   notification_email_from mail@example.com\n   smtp_server 10.77.0.3 2525\n   smtp_connect_timeout 5\n   router_id LVS_1\n}\nvrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    smtp_alert\n    virtual_ipaddress {\n        10.77.0.100/24\n    }\n}\nvirtual_server 10.77.0.100 80 {\n    delay_loop 0.5\n    lb_algo rr\n    real_server 10.77.0.2 80 {\n        TCP_CHECK {\n            connect_timeout 0.5\n        }\n    }\n}\n";
+    let mut lb = lab.holdfast(1, conf);
+    lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let m = mail_with(
+        &mail,
+        "Subject: [LVS_1] VRRP Instance VI_1 - Entering MASTER state\r\n",
+        10 * SEC,
+    );
+    for want in [
+        "MAIL FROM:<mail@example.com>",
+        "RCPT TO:<ops@example.com>",
+        "RCPT TO:<dba@example.com>",
+        "X-Mailer: Keepalived\r\n",
+        "=> VRRP Instance is now owning VRRP VIPs <=\r\n",
+    ] {
+        assert!(m.contains(want), "no {want:?} in\n{m}");
+    }
+    web.signal("KILL");
+    lb.wait_for("TCP_CHECK on service [10.77.0.2]:tcp:80 failed", 5 * SEC);
+    let m = mail_with(
+        &mail,
+        "Subject: [LVS_1] Realserver [10.77.0.2]:tcp:80 of virtual server [10.77.0.100]:tcp:80 - DOWN\r\n",
+        10 * SEC,
+    );
+    assert!(m.contains("=> TCP CHECK failed on service <=\r\n"), "{m}");
+}

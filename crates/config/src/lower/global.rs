@@ -80,10 +80,6 @@ const UNSUPPORTED: &[&str] = &[
     "instance",
     "use_pid_dir",
     "child_wait_time",
-    "smtp_helo_name",
-    "smtp_alert",
-    "smtp_alert_vrrp",
-    "smtp_alert_checker",
     "no_email_faults",
     "vrrp_netlink_monitor_rcv_bufs",
     "lvs_netlink_cmd_rcv_bufs",
@@ -120,10 +116,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "vrrp_no_swap",
     "checker_no_swap",
     "vrrp_strict",
-    "notification_email",
-    "notification_email_from",
-    "smtp_server",
-    "smtp_connect_timeout",
 ];
 
 pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
@@ -150,6 +142,11 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 }
             }
             "smtp_connect_timeout" => g.smtp_connect_timeout = cx.timer(n, 0, 86400),
+            "smtp_helo_name" => g.smtp_helo_name = cx.string(n),
+            "smtp_alert" => g.smtp_alert = Some(cx.boolean(n)),
+            "smtp_alert_vrrp" => g.smtp_alert_vrrp = Some(cx.boolean(n)),
+            "smtp_alert_checker" => g.smtp_alert_checker = Some(cx.boolean(n)),
+            "no_checker_emails" => g.no_checker_emails = cx.boolean(n),
             "script_user" => match user_spec(&n.args) {
                 Some(u) => g.script_user = Some(u),
                 None => cx.d.invalid(n.span(), "script_user requires a user name"),

@@ -22,7 +22,6 @@ const VS_UNSUPPORTED: &[&str] = &[
     "mh-fallback",
     "snmp_name",
     "ip_family",
-    "smtp_alert",
     "persistence_engine",
     "lvs_tun_type",
 ];
@@ -107,6 +106,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         sorry_server_inhibit: false,
         sorry_server_lvs_method: None,
         inhibit_on_failure: false,
+        smtp_alert: None,
         timing: CheckTiming::default(),
         dataplane: None,
         real_servers: Vec::new(),
@@ -169,6 +169,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "sorry_server_inhibit" => vs.sorry_server_inhibit = true,
             "sorry_server_lvs_method" => vs.sorry_server_lvs_method = method(cx, c),
             "inhibit_on_failure" => vs.inhibit_on_failure = cx.boolean(c),
+            "smtp_alert" => vs.smtp_alert = Some(cx.boolean(c)),
             "dataplane" => vs.dataplane = global::dataplane(cx, c),
             _ => cx.unknown(c, VS_UNSUPPORTED),
         }
@@ -210,6 +211,7 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
         uthreshold: None,
         lthreshold: None,
         inhibit_on_failure: None,
+        smtp_alert: None,
         alpha: None,
         timing: CheckTiming::default(),
         readmit_manual: false,
@@ -235,6 +237,7 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
             "uthreshold" => rs.uthreshold = cx.count(c, 0, i64::from(u32::MAX)),
             "lthreshold" => rs.lthreshold = cx.count(c, 0, i64::from(u32::MAX)),
             "inhibit_on_failure" => rs.inhibit_on_failure = Some(cx.boolean(c)),
+            "smtp_alert" => rs.smtp_alert = Some(cx.boolean(c)),
             "alpha" => rs.alpha = Some(cx.boolean(c)),
             "readmit" => match c.args.first().map(|w| w.text.as_str()) {
                 Some("manual") => rs.readmit_manual = true,
@@ -243,7 +246,7 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
                     cx.d.invalid(arg_span(c), "readmit must be 'manual' or 'auto'")
                 }
             },
-            _ => cx.unknown(c, &["smtp_alert", "virtualhost", "BFD_CHECK"]),
+            _ => cx.unknown(c, &["virtualhost", "BFD_CHECK"]),
         }
     }
     Some(rs)

@@ -19,7 +19,6 @@ const UNSUPPORTED: &[&str] = &[
     "virtual_routes",
     "virtual_rules",
     "track_bfd",
-    "smtp_alert",
     "notify_priority_changes",
     "notify_deleted",
     "down_timer_adverts",
@@ -75,6 +74,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         unicast_ttl: None,
         check_unicast_src: g.check_unicast_src,
         unicast_fault_no_peer: false,
+        smtp_alert: None,
         auth: None,
         vips: Vec::new(),
         excluded_vips: Vec::new(),
@@ -185,6 +185,7 @@ fn scalar(
             }
         }
         "nopreempt" => i.nopreempt = true,
+        "smtp_alert" => i.smtp_alert = Some(cx.boolean(c)),
         "preempt" => {}
         "preempt_delay" => i.preempt_delay = cx.timer(c, 0, 1000),
         "preempt_fast" => i.preempt_fast = true,
@@ -544,16 +545,12 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
                 }
                 g.tracking_weight = true;
             }
+            "smtp_alert" => g.smtp_alert = Some(cx.boolean(c)),
             _ => {
                 if !notify_key(cx, c, &mut g.notify) {
                     cx.unknown(
                         c,
-                        &[
-                            "smtp_alert",
-                            "notify_priority_changes",
-                            "track_bfd",
-                            "notify_deleted",
-                        ],
+                        &["notify_priority_changes", "track_bfd", "notify_deleted"],
                     );
                 }
             }
