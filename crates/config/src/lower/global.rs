@@ -116,6 +116,7 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "vrrp_no_swap",
     "checker_no_swap",
     "vrrp_strict",
+    "dynamic_interfaces",
 ];
 
 pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {

@@ -68,7 +68,14 @@ fn method(cx: &mut Cx<'_>, n: &Node) -> Option<LvsMethod> {
 pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer> {
     let key = match n.args.first().map(|w| w.text.as_str()) {
         Some("fwmark") => VsKey::Fwmark(cx.int(n, 1, 0, i64::from(u32::MAX))? as u32),
-        Some("group") => VsKey::Group(cx.arg(n, 1)?.text.clone()),
+        Some("group") => {
+            cx.d.push(
+                crate::diag::Class::Unsupported,
+                Some(n.span()),
+                "unsupported: a virtual_server of a virtual_server_group is recognised but not run by holdfast",
+            );
+            VsKey::Group(cx.arg(n, 1)?.text.clone())
+        }
         Some(_) => {
             let ip = cx.ip_arg(n, 0)?;
             let port = match n.args.get(1) {

@@ -199,7 +199,11 @@ fn scalar(
         }
         "dont_track_primary" => i.dont_track_primary = true,
         "accept" => i.accept = Some(true),
-        "no_accept" => i.accept = Some(false),
+        "no_accept" => {
+            // Refusing traffic to the VIPs needs firewall rules holdfast does not install.
+            cx.not_implemented(c);
+            i.accept = Some(false)
+        }
         "skip_check_adv_addr" => i.skip_check_adv_addr = Some(cx.boolean(c)),
         "strict_mode" => {
             cx.not_implemented(c);
