@@ -92,6 +92,9 @@ pub struct CheckPlan {
     pub probe: Probe,
     /// Timing.
     pub cfg: CheckerConfig,
+    /// `log_all_failures` (or `checker_log_all_failures`): log every failed attempt while
+    /// the checker is up, not only the one that takes it down.
+    pub log_all_failures: bool,
 }
 
 /// One real server.
@@ -291,7 +294,14 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(vport));
         let mut checkers = Vec::new();
         for c in &rs.checkers {
-            match check_plan(c, rs, vs, rs_addr, &cfg.track_files) {
+            match check_plan(
+                c,
+                rs,
+                vs,
+                rs_addr,
+                &cfg.track_files,
+                cfg.global.checker_log_all_failures,
+            ) {
                 Ok(p) => checkers.push(p),
                 Err(why) => un.push(format!(
                     "real_server {} of VS {name}: {why}; that checker is not run",
@@ -379,6 +389,7 @@ fn check_plan(
     vs: &VirtualServer,
     rs_addr: SocketAddr,
     files: &[holdfast_config::model::TrackFile],
+    checker_log_all_failures: bool,
 ) -> Result<CheckPlan, String> {
     let t = c.effective_timing(rs, vs);
     let mut cfg = CheckerConfig {
@@ -494,7 +505,14 @@ fn check_plan(
             }
         }
     };
-    Ok(CheckPlan { probe, cfg })
+    Ok(CheckPlan {
+        probe,
+        cfg,
+        log_all_failures: c
+            .common
+            .log_all_failures
+            .unwrap_or(checker_log_all_failures),
+    })
 }
 
 /// An operator's command for one real server (`holdfast enable|disable VS RS`).
@@ -1377,6 +1395,29 @@ fn script_name(cmd: &str) -> String {
 }
 
 /// keepalived's lines for a checker coming up and going down.
+/// The line `log_all_failures` logs for one failed attempt: keepalived's where it has one.
+fn attempt_line(p: &Probe, ctx: &CheckCtx, detail: &str) -> String {
+    let rs = &ctx.label;
+    match p {
+        Probe::Tcp(_) if detail.starts_with("timeout") => {
+            format!("TCP connection to {rs} timeout.")
+        }
+        Probe::Tcp(_) => format!("TCP connection to {rs} failed."),
+        Probe::Udp(_) => format!("UDP connection to {rs} failed."),
+        Probe::Ping(_) => format!("ICMP connection to {rs} of {} failed.", ctx.vs),
+        Probe::Misc { cmd, .. } => format!(
+            "Misc check for [{rs} VS {}] by [{}] failed.",
+            ctx.vs,
+            script_name(cmd)
+        ),
+        Probe::Http(_) => format!("HTTP_CHECK on service {rs} failed: {detail}."),
+        Probe::Smtp(_) => format!("SMTP_CHECK on service {rs} failed: {detail}."),
+        Probe::Dns(_) => format!("DNS_CHECK on service {rs} failed: {detail}."),
+        Probe::Mysql(_) => format!("MYSQL_CHECK on service {rs} failed: {detail}."),
+        Probe::File { .. } => format!("FILE_CHECK on service {rs} failed: {detail}."),
+    }
+}
+
 fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
     let rs = &ctx.label;
     match (p, flip) {
@@ -1554,6 +1595,8 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
     let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
     let mut mysql = None;
     let mut last_weight: Option<Option<u32>> = None;
+    // Whether a probe has run yet (keepalived logs a first failure as if the checker was up).
+    let mut ran = false;
     // One timer for the checker's life, moved to each due time.
     let timer = tokio::time::sleep_until(epoch);
     tokio::pin!(timer);
@@ -1570,6 +1613,10 @@ async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log:
         let started = std::time::Instant::now();
         let out = probe_once(&plan.probe, &ctx, &mut mysql).await;
         ctx.cell.probed(out.ok, started.elapsed());
+        if !out.ok && plan.log_all_failures && (st.is_up() || !ran) {
+            log.check(&attempt_line(&plan.probe, &ctx, &out.detail));
+        }
+        ran = true;
         if let Some(flip) = st.observe(now(), out.ok) {
             log.check(&flip_line(&plan.probe, &ctx, flip, &out.detail));
             let up = matches!(flip, Flip::Up);

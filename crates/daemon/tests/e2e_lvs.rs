@@ -749,3 +749,29 @@ fn smtp_alerts_mail_a_new_master_and_a_failed_real_server_as_keepalived() {
     );
     assert!(m.contains("=> TCP CHECK failed on service <=\r\n"), "{m}");
 }
+
+#[test]
+fn log_all_failures_logs_every_failed_attempt_while_the_checker_is_up() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    // Nothing listens on node 2: every attempt fails. Two retries: three failed attempts
+    // while the checker is up, then it goes down and the attempts are no longer logged.
+    let conf = "global_defs {\n    checker_log_all_failures\n}\nvirtual_server 10.77.0.1 80 {\n    delay_loop 0.3\n    lb_algo rr\n    real_server 10.77.0.2 80 {\n        TCP_CHECK {\n            connect_timeout 0.5\n            retry 2\n            delay_before_retry 0.1\n        }\n    }\n    real_server 10.77.0.2 81 {\n        TCP_CHECK {\n            connect_timeout 0.5\n            retry 2\n            delay_before_retry 0.1\n            log_all_failures off\n        }\n    }\n}\n";
+    let mut lb = lab.holdfast(1, conf);
+    lb.wait_for(
+        "TCP_CHECK on service [10.77.0.2]:tcp:80 failed after 2 retries.",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "TCP_CHECK on service [10.77.0.2]:tcp:81 failed after 2 retries.",
+        5 * SEC,
+    );
+    lb.wait_for(
+        "Removing service [10.77.0.2]:tcp:81 from VS [10.77.0.1]:tcp:80",
+        5 * SEC,
+    );
+    // A window of three delay_loops with both checkers down, whose failed attempts must not
+    // be logged (there is no event to wait for: the point is that nothing is written).
+    std::thread::sleep(SEC);
+    assert_eq!(lb.count("TCP connection to [10.77.0.2]:tcp:80 failed."), 3);
+    assert_eq!(lb.count("TCP connection to [10.77.0.2]:tcp:81 failed."), 0);
+}

@@ -66,10 +66,7 @@ fn common_key(cx: &mut Cx<'_>, n: &Node, c: &mut CheckerCommon) -> bool {
             c.fwmark = cx.count(n, 0, i64::from(u32::MAX))
         }
         "alpha" => c.alpha = Some(cx.boolean(n)),
-        "log_all_failures" => {
-            cx.not_implemented(n);
-            c.log_all_failures = Some(cx.boolean(n))
-        }
+        "log_all_failures" => c.log_all_failures = Some(cx.boolean(n)),
         _ => return false,
     }
     true

@@ -108,7 +108,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "startup_script_timeout",
     "shutdown_script",
     "shutdown_script_timeout",
-    "checker_log_all_failures",
     "vrrp_min_garp",
     "max_auto_priority",
     "vrrp_rt_priority",

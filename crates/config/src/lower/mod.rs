@@ -501,8 +501,8 @@ mod not_implemented_tests {
             .filter_map(|d| d.span.map(|s| loaded.sources.line_of(s)))
             .collect();
         lines.sort_unstable();
-        let mut want: Vec<usize> = (2..=18).collect();
-        want.extend([29, 30, 31, 33, 34, 43, 44, 45, 46]);
+        let mut want: Vec<usize> = (2..=18).filter(|l| *l != 9).collect();
+        want.extend([29, 30, 31, 33, 34, 43, 44, 46]);
         assert_eq!(lines, want, "{}", loaded.render());
     }
 }
