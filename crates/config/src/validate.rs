@@ -497,6 +497,14 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> Ve
             }
         }
     }
+    for (what, c) in [
+        ("startup_script", &cfg.global.startup_script),
+        ("shutdown_script", &cfg.global.shutdown_script),
+    ] {
+        if let Some(c) = c {
+            commands.push((what.to_string(), c, cfg.global.origin.0));
+        }
+    }
     for (what, c, span) in commands {
         uses.push(Use {
             what,

@@ -236,6 +236,12 @@ pub struct Plan {
     pub unsupported: Vec<String>,
     /// Email alerts (`notification_email`, `smtp_server`), when configured.
     pub mail: Option<crate::mail::Mailer>,
+    /// `startup_script` and its timeout (10 s): run before anything starts.
+    pub startup: Option<(holdfast_config::model::Command, std::time::Duration)>,
+    /// `shutdown_script` and its timeout (10 s): run once everything stopped.
+    pub shutdown: Option<(holdfast_config::model::Command, std::time::Duration)>,
+    /// `script_user`, for the startup and shutdown scripts.
+    pub script_user: Option<holdfast_config::model::UserSpec>,
 }
 
 fn garp(g: &holdfast_config::model::Garp, global: &holdfast_config::model::Garp) -> GarpTiming {
@@ -320,6 +326,18 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
     };
     plan.metrics_listen = cfg.global.metrics_listen;
     plan.mail = crate::mail::Mailer::from_config(&cfg.global);
+    let ten = std::time::Duration::from_secs(10);
+    plan.startup = cfg
+        .global
+        .startup_script
+        .clone()
+        .map(|c| (c, cfg.global.startup_script_timeout.unwrap_or(ten)));
+    plan.shutdown = cfg
+        .global
+        .shutdown_script
+        .clone()
+        .map(|c| (c, cfg.global.shutdown_script_timeout.unwrap_or(ten)));
+    plan.script_user = cfg.global.script_user.clone();
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),

@@ -259,6 +259,10 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
     }
     crate::mail::configure(plan.mail.clone());
+    if let Some((c, t)) = &plan.startup {
+        lifecycle_script("startup script", c, *t, plan.script_user.as_ref(), log).await;
+    }
+    let (shutdown, script_user) = (plan.shutdown.clone(), plan.script_user.clone());
     for p in &opts.pid_files {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
@@ -486,8 +490,45 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     if let Some(m) = metrics {
         m.abort();
     }
+    if let Some((c, t)) = &shutdown {
+        lifecycle_script("shutdown script", c, *t, script_user.as_ref(), log).await;
+    }
     log.main("Stopped");
     Ok(())
+}
+
+/// Runs `startup_script` or `shutdown_script` (`what`) and waits for it, at most `timeout`,
+/// logging as keepalived does.
+async fn lifecycle_script(
+    what: &str,
+    c: &holdfast_config::model::Command,
+    timeout: std::time::Duration,
+    script_user: Option<&holdfast_config::model::UserSpec>,
+    log: Logger,
+) {
+    if log.detail {
+        let prog = crate::script::split(&c.cmd)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let first = what.split(' ').next().unwrap_or(what);
+        log.main(&format!("Running {first} script {prog}"));
+    }
+    let run_as = match crate::script::run_as(c.user.as_ref(), script_user) {
+        Ok(r) => r,
+        Err(e) => {
+            log.main(&format!("{e} for {what} '{}' - skipping", c.cmd));
+            return;
+        }
+    };
+    match crate::script::run_once(&c.cmd, timeout, run_as).await {
+        // keepalived's wording, doubled "script" included.
+        Ok(0) if log.detail => log.main(&format!("{what} script succeeded")),
+        Ok(0) => {}
+        Ok(status) => log.main(&format!("{what} script failed, status {status}")),
+        Err(crate::script::ScriptError::TimedOut) => log.main(&format!("{what} timed out")),
+        Err(e) => log.main(&format!("Call of {what} {} failed: {e}", c.cmd)),
+    }
 }
 
 /// A running instance: its plan, its control channel, its task.

@@ -872,3 +872,34 @@ fn a_weighted_track_interface_follows_netlink_link_events() {
     n1.wait_for("Netlink reports t0 up", 5 * SEC);
     n2.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
 }
+
+#[test]
+fn the_startup_script_runs_to_its_end_before_vrrp_and_the_shutdown_script_after_it() {
+    let mut lab = lab(1);
+    let started = lab.file("started", "");
+    let stopped = lab.file("stopped", "");
+    let _ = std::fs::remove_file(&started);
+    let _ = std::fs::remove_file(&stopped);
+    // The startup script takes a while: VRRP must wait for it. The shutdown script reports
+    // whether the VIP was already gone when it ran.
+    let global = format!(
+        "    startup_script \"/bin/sh -c 'sleep 0.5; touch {}'\"\n    shutdown_script \"/bin/sh -c 'ip -br addr > {}'\"\n    shutdown_script_timeout 5",
+        started.display(),
+        stopped.display()
+    );
+    let mut n1 = lab.holdfast(1, &conf(150, "", &global));
+    n1.wait_for("(VI_1) Entering BACKUP STATE (init)", 10 * SEC);
+    assert!(
+        started.exists(),
+        "VRRP started before the startup script ended"
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n1.signal("TERM");
+    n1.wait_for("Stopped", 10 * SEC);
+    let addrs = std::fs::read_to_string(&stopped).expect("the shutdown script ran");
+    assert!(addrs.contains("eth0"), "{addrs}");
+    assert!(
+        !addrs.contains("10.77.0.100"),
+        "shutdown script ran before the VIP left: {addrs}"
+    );
+}
