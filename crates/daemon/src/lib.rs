@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod dump;
+pub mod fifo;
 pub mod guardian;
 pub mod health;
 pub mod host;

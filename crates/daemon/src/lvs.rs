@@ -1119,6 +1119,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 {
                     let cmd = if alive { &r.notify_up } else { &r.notify_down };
                     run_script(cmd.clone(), plan.script_user.clone(), log);
+                    crate::fifo::real_server(&rs_name(&plan.spec.key, &r.addr), &name, alive);
                 }
                 if let Some(r) = plan.servers.get(rs)
                     && r.smtp_alert
@@ -1156,6 +1157,11 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     body,
                     log,
                 );
+            }
+            match e {
+                Event::QuorumGained { .. } => crate::fifo::virtual_server(&name, true),
+                Event::QuorumLost { .. } => crate::fifo::virtual_server(&name, false),
+                _ => {}
             }
             match e {
                 Event::QuorumGained { .. } => {

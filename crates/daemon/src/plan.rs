@@ -242,6 +242,8 @@ pub struct Plan {
     pub shutdown: Option<(holdfast_config::model::Command, std::time::Duration)>,
     /// `script_user`, for the startup and shutdown scripts.
     pub script_user: Option<holdfast_config::model::UserSpec>,
+    /// `notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo`.
+    pub fifos: crate::fifo::FifoPlan,
 }
 
 fn garp(g: &holdfast_config::model::Garp, global: &holdfast_config::model::Garp) -> GarpTiming {
@@ -338,6 +340,7 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         .clone()
         .map(|c| (c, cfg.global.shutdown_script_timeout.unwrap_or(ten)));
     plan.script_user = cfg.global.script_user.clone();
+    plan.fifos = crate::fifo::FifoPlan::from_config(&cfg.global);
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),

@@ -154,7 +154,18 @@ impl Groups {
     }
 }
 
+/// keepalived's word for a state in notify arguments and FIFO lines.
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Master => "MASTER",
+        State::Backup => "BACKUP",
+        State::Fault => "FAULT",
+        State::Init => "STOP",
+    }
+}
+
 fn group_notify(plan: &crate::plan::GroupPlan, state: State, log: Logger) {
+    crate::fifo::vrrp(&plan.name, true, state_word(state), 0);
     if plan.smtp_alert {
         let (what, body) = crate::mail::vrrp_state(&plan.name, true, state);
         crate::mail::alert(crate::mail::From::Vrrp, what, body, log);
@@ -263,6 +274,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         lifecycle_script("startup script", c, *t, plan.script_user.as_ref(), log).await;
     }
     let (shutdown, script_user) = (plan.shutdown.clone(), plan.script_user.clone());
+    crate::fifo::configure(Some(plan.fifos.clone()), log);
     for p in &opts.pid_files {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
@@ -422,6 +434,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
                         }
                         crate::mail::configure(new.mail.clone());
+                        crate::fifo::configure(Some(new.fifos.clone()), log);
                         if opts.vrrp {
                             running = reload(running, new.instances, &sh).await;
                             groups = Groups::new(&new.groups);
@@ -490,6 +503,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     if let Some(m) = metrics {
         m.abort();
     }
+    crate::fifo::configure(None, log);
     if let Some((c, t)) = &shutdown {
         lifecycle_script("shutdown script", c, *t, script_user.as_ref(), log).await;
     }
@@ -706,6 +720,7 @@ impl Io {
     }
 
     fn notify(&self, state: State, priority: u8) {
+        crate::fifo::vrrp(&self.plan.name, false, state_word(state), priority);
         if self.plan.smtp_alert {
             let (what, body) = crate::mail::vrrp_state(&self.plan.name, false, state);
             crate::mail::alert(crate::mail::From::Vrrp, what, body, self.log);
@@ -754,6 +769,12 @@ impl Io {
                 ));
             }
             Output::MasterRxLowerPri => {
+                crate::fifo::vrrp(
+                    &self.plan.name,
+                    false,
+                    "MASTER_RX_LOWER_PRI",
+                    router.effective_priority(),
+                );
                 let cmds = self
                     .plan
                     .notify()

@@ -775,3 +775,67 @@ fn log_all_failures_logs_every_failed_attempt_while_the_checker_is_up() {
     assert_eq!(lb.count("TCP connection to [10.77.0.2]:tcp:80 failed."), 3);
     assert_eq!(lb.count("TCP connection to [10.77.0.2]:tcp:81 failed."), 0);
 }
+
+#[test]
+fn notify_fifo_carries_keepalived_s_lines_for_instances_and_real_servers() {
+    use std::io::BufRead;
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let dir = lab.dir().to_path_buf();
+    let (all, lvs) = (dir.join("notify.fifo"), dir.join("lvs.fifo"));
+    let web = lab.spawn(
+        2,
+        "web",
+        &["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo up"],
+    );
+    let conf = format!(
+        "global_defs {{\n    notify_fifo {}\n    lvs_notify_fifo {}\n}}\nvrrp_instance VI_1 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n}}\nvirtual_server 10.77.0.100 80 {{\n    delay_loop 0.5\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        TCP_CHECK {{\n            connect_timeout 0.5\n        }}\n    }}\n}}\n",
+        all.display(),
+        lvs.display()
+    );
+    let mut lb = lab.holdfast(1, &conf);
+    lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // holdfast made the FIFOs before starting anything; a reader attaches now.
+    let reader = |path: std::path::PathBuf| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(path).expect("the FIFO exists");
+            for l in std::io::BufReader::new(f).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let (all_rx, lvs_rx) = (reader(all.clone()), reader(lvs.clone()));
+    let next = |rx: &std::sync::mpsc::Receiver<String>, want: &str| {
+        let deadline = std::time::Instant::now() + 10 * SEC;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l == want => return seen,
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("no line {want:?}; saw {seen:?}"),
+            }
+        }
+    };
+    // The FIFO kept what was written before anyone read: the instance's way to MASTER.
+    next(&all_rx, "INSTANCE \"VI_1\" MASTER 150");
+    web.signal("KILL");
+    let rs = "RS [10.77.0.2]:tcp:80 [10.77.0.100]:tcp:80 DOWN";
+    next(&all_rx, rs);
+    // The LVS FIFO has the real server's line and no VRRP line before it.
+    let before = next(&lvs_rx, rs);
+    assert!(
+        before.iter().all(|l| !l.starts_with("INSTANCE")),
+        "{before:?}"
+    );
+    lb.signal("TERM");
+    lb.wait_for("Stopped", 10 * SEC);
+    assert!(
+        !all.exists() && !lvs.exists(),
+        "the FIFOs holdfast made are removed at stop"
+    );
+}

@@ -101,9 +101,6 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Read into the model (checked, printed back) but not acted on by holdfast.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "notify_fifo",
-    "vrrp_notify_fifo",
-    "lvs_notify_fifo",
     "vrrp_min_garp",
     "max_auto_priority",
     "vrrp_rt_priority",
