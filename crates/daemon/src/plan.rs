@@ -246,8 +246,20 @@ pub struct Plan {
     pub fifos: crate::fifo::FifoPlan,
 }
 
-fn garp(g: &holdfast_config::model::Garp, global: &holdfast_config::model::Garp) -> GarpTiming {
-    let d = GarpTiming::default();
+/// An instance's gratuitous ARP timing: its own settings, else `global_defs`' (`vrrp_garp_*`),
+/// else keepalived's defaults — which `vrrp_min_garp` (`min`) turns into one ARP, no second
+/// burst and no refresh, without overriding what `global_defs` sets explicitly.
+fn garp(
+    g: &holdfast_config::model::Garp,
+    global: &holdfast_config::model::Garp,
+    min: bool,
+) -> GarpTiming {
+    let mut d = GarpTiming::default();
+    if min {
+        d.master_delay = std::time::Duration::ZERO;
+        d.master_repeat = 1;
+        d.master_refresh_repeat = 0;
+    }
     let master_delay = g
         .master_delay
         .or(global.master_delay)
@@ -416,7 +428,7 @@ fn instance(
         Family::V4 => IpAddr::V4(cfg.global.vrrp_mcast_group4),
         Family::V6 => IpAddr::V6(cfg.global.vrrp_mcast_group6),
     };
-    router.garp = garp(&i.garp, &cfg.global.garp);
+    router.garp = garp(&i.garp, &cfg.global.garp, cfg.global.vrrp_min_garp);
     router.lower_prio_no_advert = i
         .lower_prio_no_advert
         .unwrap_or(cfg.global.lower_prio_no_advert);
@@ -664,6 +676,28 @@ mod tests {
         assert_eq!(p.trackers[0].interval, Duration::from_secs(2));
         assert_eq!(p.vips[0].dev, "enp0s3");
         assert_eq!(p.vips[0].prefix, 24);
+    }
+
+    #[test]
+    fn vrrp_min_garp_sends_one_arp_without_a_second_burst_unless_told_otherwise() {
+        let inst = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n";
+        let timing = |global: &str| {
+            let cfg =
+                holdfast_config::parse_str(&format!("global_defs {{\n{global}\n}}\n{inst}")).config;
+            build(&cfg, &[]).instances[0].router.garp.clone()
+        };
+        let plain = timing("");
+        assert_eq!(
+            (plain.master_repeat, plain.master_delay),
+            (5, Duration::from_secs(5))
+        );
+        let min = timing(" vrrp_min_garp");
+        assert_eq!(min.master_repeat, 1);
+        assert_eq!(min.master_delay, Duration::ZERO);
+        assert_eq!((min.master_refresh, min.master_refresh_repeat), (None, 0));
+        // What global_defs sets stays set.
+        let set = timing(" vrrp_min_garp\n vrrp_garp_master_repeat 3");
+        assert_eq!((set.master_repeat, set.master_delay), (3, Duration::ZERO));
     }
 
     #[test]

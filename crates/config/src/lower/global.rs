@@ -101,7 +101,6 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Read into the model (checked, printed back) but not acted on by holdfast.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "vrrp_min_garp",
     "max_auto_priority",
     "vrrp_rt_priority",
     "checker_rt_priority",
