@@ -141,6 +141,9 @@ pub struct InstancePlan {
     pub dont_track_primary: bool,
     /// `smtp_alert` (or `smtp_alert_vrrp` / `smtp_alert` in `global_defs`; off by default).
     pub smtp_alert: bool,
+    /// `promote_secondaries`: the interface's `promote_secondaries` sysctl is set while the
+    /// instance runs.
+    pub promote_secondaries: bool,
 }
 
 impl InstancePlan {
@@ -190,6 +193,7 @@ pub(crate) fn test_instance(
         trackers: Vec::new(),
         dont_track_primary: false,
         smtp_alert: false,
+        promote_secondaries: false,
     }
 }
 
@@ -556,6 +560,7 @@ fn instance(
         trackers,
         dont_track_primary: i.dont_track_primary,
         smtp_alert: vrrp_smtp_alert(cfg, i.smtp_alert),
+        promote_secondaries: i.promote_secondaries,
     })
 }
 

@@ -511,6 +511,46 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     Ok(())
 }
 
+/// `promote_secondaries`: sets the interface's sysctl while the instance runs, so removing a
+/// VIP that is the interface's primary address in its subnet does not take the other
+/// addresses of that subnet with it; put back at the end if holdfast changed it (as
+/// keepalived does).
+struct Promote(Option<Arc<InstancePlan>>);
+
+impl Promote {
+    fn path(ifname: &str) -> String {
+        format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries")
+    }
+
+    fn set(plan: &Arc<InstancePlan>, log: Logger) -> Promote {
+        if !plan.promote_secondaries {
+            return Promote(None);
+        }
+        let path = Promote::path(&plan.ifname);
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+            return Promote(None);
+        }
+        match std::fs::write(&path, "1") {
+            Ok(()) => Promote(Some(plan.clone())),
+            Err(e) => {
+                log.vrrp(&format!(
+                    "({}) cannot set promote_secondaries on {}: {e}",
+                    plan.name, plan.ifname
+                ));
+                Promote(None)
+            }
+        }
+    }
+}
+
+impl Drop for Promote {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::write(Promote::path(&p.ifname), "0");
+        }
+    }
+}
+
 /// Runs `startup_script` or `shutdown_script` (`what`) and waits for it, at most `timeout`,
 /// logging as keepalived does.
 async fn lifecycle_script(
@@ -837,6 +877,7 @@ fn instance(
         let now = move || Instant::from_epoch(epoch.elapsed());
         let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
         let ifindex = iface::index(&plan.ifname)?;
+        let _promote = Promote::set(&plan, log);
         let mac = iface::mac(&plan.ifname)?;
         let unicast = !plan.router.unicast_peers.is_empty();
         let ifindexes = plan

@@ -903,3 +903,23 @@ fn the_startup_script_runs_to_its_end_before_vrrp_and_the_shutdown_script_after_
         "shutdown script ran before the VIP left: {addrs}"
     );
 }
+
+#[test]
+fn promote_secondaries_is_set_while_the_instance_runs_and_put_back_after() {
+    let mut lab = lab(1);
+    let sysctl = |lab: &netns::Lab| {
+        lab.output(
+            1,
+            &["cat", "/proc/sys/net/ipv4/conf/eth0/promote_secondaries"],
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(sysctl(&lab), "0");
+    let mut n1 = lab.holdfast(1, &conf(150, "    promote_secondaries", ""));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert_eq!(sysctl(&lab), "1");
+    n1.signal("TERM");
+    n1.wait_for("Stopped", 10 * SEC);
+    assert_eq!(sysctl(&lab), "0");
+}

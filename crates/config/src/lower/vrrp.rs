@@ -211,10 +211,7 @@ fn scalar(
         }
         "lower_prio_no_advert" => i.lower_prio_no_advert = Some(cx.boolean(c)),
         "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
-        "promote_secondaries" => {
-            cx.not_implemented(c);
-            i.promote_secondaries = true
-        }
+        "promote_secondaries" => i.promote_secondaries = true,
         "lvs_sync_daemon_interface" => {
             // keepalived reports it as a configuration error (keepalived -t exits 5) and
             // still runs the sync daemon it asks for; so does holdfast.
