@@ -408,11 +408,16 @@ fn check_plan(
         .common
         .bindto
         .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
+    let opts = holdfast_check::probe::SockOpts {
+        device: c.common.bind_if.clone(),
+        mark: c.common.fwmark,
+    };
     let probe = match &c.kind {
         CheckerKind::Tcp => Probe::Tcp(TcpProbe {
             addr: target,
             bind,
             timeout: t.connect_timeout,
+            opts: opts.clone(),
         }),
         CheckerKind::Http(h) | CheckerKind::Ssl(h) => {
             let tls = matches!(c.kind, CheckerKind::Ssl(_)).then(|| Tls {
@@ -422,14 +427,17 @@ fn check_plan(
                         .flatten()
                 }),
             });
-            Probe::Http(crate::probes::http_probe(
-                h,
-                target,
-                bind,
-                t.connect_timeout,
-                vs.virtualhost.as_ref(),
-                tls,
-            ))
+            Probe::Http(holdfast_check::probe::HttpProbe {
+                opts: opts.clone(),
+                ..crate::probes::http_probe(
+                    h,
+                    target,
+                    bind,
+                    t.connect_timeout,
+                    vs.virtualhost.as_ref(),
+                    tls,
+                )
+            })
         }
         CheckerKind::Udp {
             payload,
@@ -453,11 +461,13 @@ fn check_plan(
                 require_reply: bytes(require_reply, "require_reply")?,
                 min_len: min_reply_length.map(|n| n as usize),
                 max_len: max_reply_length.map(|n| n as usize),
+                opts: opts.clone(),
             })
         }
         CheckerKind::Ping => Probe::Ping(PingProbe {
             addr: target.ip(),
             timeout: t.connect_timeout,
+            opts: opts.clone(),
         }),
         CheckerKind::Smtp { helo_name } => Probe::Smtp(SmtpProbe {
             addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(25)),
@@ -466,6 +476,7 @@ fn check_plan(
             helo: helo_name
                 .clone()
                 .unwrap_or_else(crate::host::short_hostname),
+            opts: opts.clone(),
         }),
         CheckerKind::Dns { qtype, name } => Probe::Dns(DnsProbe {
             addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(53)),
@@ -476,6 +487,7 @@ fn check_plan(
                     .ok_or_else(|| format!("DNS_CHECK type '{q}' is not supported"))?,
             },
             name: name.clone().unwrap_or_else(|| ".".into()),
+            opts: opts.clone(),
         }),
         CheckerKind::Misc(m) => Probe::Misc {
             cmd: m.path.clone(),

@@ -622,6 +622,10 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
         .common
         .bindto
         .map(|b| std::net::SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
+    let opts = holdfast_check::probe::SockOpts {
+        device: c.common.bind_if.clone(),
+        mark: c.common.fwmark,
+    };
     match &c.kind {
         CheckerKind::Tcp => {
             let port = c
@@ -632,20 +636,24 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
                 addr: std::net::SocketAddr::new(ip, port),
                 bind,
                 timeout,
+                opts,
             }))
         }
         CheckerKind::Http(h) => {
             if h.urls.is_empty() {
                 return Err("HTTP_GET needs a url block".into());
             }
-            Ok(NativeProbe::Http(crate::probes::http_probe(
-                h,
-                std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
-                bind,
-                timeout,
-                None,
-                None,
-            )))
+            Ok(NativeProbe::Http(holdfast_check::probe::HttpProbe {
+                opts,
+                ..crate::probes::http_probe(
+                    h,
+                    std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
+                    bind,
+                    timeout,
+                    None,
+                    None,
+                )
+            }))
         }
         CheckerKind::Mysql(m) => Ok(NativeProbe::Mysql(crate::probes::mysql_probe(
             m,

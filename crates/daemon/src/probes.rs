@@ -78,5 +78,6 @@ pub fn http_probe(
             _ => HttpVersion::Http10,
         },
         tls,
+        opts: Default::default(),
     }
 }

@@ -839,3 +839,49 @@ fn notify_fifo_carries_keepalived_s_lines_for_instances_and_real_servers() {
         "the FIFOs holdfast made are removed at stop"
     );
 }
+
+#[test]
+fn bind_if_and_fwmark_reach_the_checkers_sockets() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let _web = lab.spawn(
+        2,
+        "web",
+        &["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo up"],
+    );
+    // The director refuses its own packets marked 7.
+    lab.exec(1, &["nft", "add", "table", "inet", "marks"]);
+    lab.exec(
+        1,
+        &[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "marks",
+            "out",
+            "{ type filter hook output priority 0 ; }",
+        ],
+    );
+    lab.exec(
+        1,
+        &[
+            "nft", "add", "rule", "inet", "marks", "out", "meta", "mark", "7", "reject",
+        ],
+    );
+    let check = |port: u16, opts: &str| {
+        format!(
+            "    real_server 10.77.0.2 {port} {{\n        TCP_CHECK {{\n            connect_port 80\n            connect_timeout 0.5\n{opts}        }}\n    }}\n"
+        )
+    };
+    let conf = format!(
+        "virtual_server 10.77.0.1 80 {{\n    delay_loop 0.5\n    lb_algo rr\n{}{}{}}}\n",
+        check(80, "            fwmark 7\n"),
+        check(81, "            bind_if lo\n"),
+        check(82, "            bind_if eth0\n            fwmark 8\n"),
+    );
+    let mut lb = lab.holdfast(1, &conf);
+    // Marked 7: refused by the rule; bound to lo: no way to the server; eth0 and mark 8: up.
+    lb.wait_for("TCP_CHECK on service [10.77.0.2]:tcp:80 failed", 5 * SEC);
+    lb.wait_for("TCP_CHECK on service [10.77.0.2]:tcp:81 failed", 5 * SEC);
+    assert_eq!(lb.count("[10.77.0.2]:tcp:82 failed"), 0, "{}", lb.log());
+}

@@ -17,6 +17,8 @@ pub struct DnsProbe {
     pub qtype: u16,
     /// `name` (default `.`).
     pub name: String,
+    /// `bind_if`, `fwmark`.
+    pub opts: super::SockOpts,
 }
 
 /// keepalived's `type` names.
@@ -78,6 +80,9 @@ pub async fn dns(p: &DnsProbe, id: u16) -> Result<(), ProbeError> {
     let local = super::any_of(p.addr);
     let sock = tokio::net::UdpSocket::bind(local)
         .await
+        .map_err(ProbeError::Connect)?;
+    p.opts
+        .apply(socket2::SockRef::from(&sock))
         .map_err(ProbeError::Connect)?;
     sock.connect(p.addr).await.map_err(ProbeError::Connect)?;
     sock.send(&q).await.map_err(ProbeError::Connect)?;

@@ -55,6 +55,8 @@ pub struct HttpProbe {
     pub version: HttpVersion,
     /// SSL_GET: TLS, with this SNI name (`sni_name`, or the virtual host with `enable_sni`).
     pub tls: Option<Tls>,
+    /// `bind_if`, `fwmark`.
+    pub opts: super::SockOpts,
 }
 
 /// TLS for SSL_GET.
@@ -151,7 +153,7 @@ fn host(p: &HttpProbe, u: &UrlCheck) -> String {
 }
 
 async fn one(p: &HttpProbe, u: &UrlCheck) -> Result<(), ProbeError> {
-    let stream = connect(p.addr, p.bind, p.timeout).await?;
+    let stream = connect(p.addr, p.bind, &p.opts, p.timeout).await?;
     match &p.tls {
         None => exchange(stream, p, u).await,
         Some(t) => {
@@ -268,6 +270,7 @@ mod tests {
             virtualhost: None,
             version: HttpVersion::Http10,
             tls: None,
+            opts: Default::default(),
         }
     }
 

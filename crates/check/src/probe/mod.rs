@@ -17,6 +17,29 @@ pub use smtp::{SmtpProbe, smtp};
 pub use tcp::{TcpProbe, tcp};
 pub use udp::{UdpProbe, hex, udp};
 
+/// Options a checker sets on its socket before using it: `bind_if` (`SO_BINDTODEVICE`: the
+/// probe leaves by that interface only) and `fwmark` (`SO_MARK`, for policy routing and
+/// firewall rules).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SockOpts {
+    /// `bind_if`.
+    pub device: Option<String>,
+    /// `fwmark`.
+    pub mark: Option<u32>,
+}
+
+impl SockOpts {
+    pub(crate) fn apply(&self, s: socket2::SockRef<'_>) -> std::io::Result<()> {
+        if let Some(d) = &self.device {
+            s.bind_device(Some(d.as_bytes()))?;
+        }
+        if let Some(m) = self.mark {
+            s.set_mark(m)?;
+        }
+        Ok(())
+    }
+}
+
 use std::time::Duration;
 
 /// Why a probe failed.
@@ -68,10 +91,11 @@ pub(crate) fn any_of(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     }
 }
 
-/// Connects to `addr` (from `bind` if given) within `timeout`.
+/// Connects to `addr` (from `bind` if given, with `opts`) within `timeout`.
 pub(crate) async fn connect(
     addr: std::net::SocketAddr,
     bind: Option<std::net::SocketAddr>,
+    opts: &SockOpts,
     timeout: Duration,
 ) -> Result<tokio::net::TcpStream, ProbeError> {
     let sock = match addr {
@@ -79,6 +103,8 @@ pub(crate) async fn connect(
         std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
     }
     .map_err(ProbeError::Connect)?;
+    opts.apply(socket2::SockRef::from(&sock))
+        .map_err(ProbeError::Connect)?;
     if let Some(b) = bind {
         // A checker may bind an address that is not (yet) local, as keepalived allows.
         let s = socket2::SockRef::from(&sock);

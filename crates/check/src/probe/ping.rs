@@ -13,6 +13,8 @@ pub struct PingProbe {
     pub addr: IpAddr,
     /// `connect_timeout`.
     pub timeout: Duration,
+    /// `bind_if`, `fwmark`.
+    pub opts: super::SockOpts,
 }
 
 fn checksum(b: &[u8]) -> u16 {
@@ -67,6 +69,9 @@ fn ping_blocking(p: &PingProbe, id: u16, seq: u16) -> Result<(), ProbeError> {
         (Domain::IPV4, Protocol::ICMPV4)
     };
     let sock = Socket::new(domain, Type::RAW, Some(proto)).map_err(ProbeError::Connect)?;
+    p.opts
+        .apply(socket2::SockRef::from(&sock))
+        .map_err(ProbeError::Connect)?;
     let target = SocketAddr::new(p.addr, 0);
     sock.send_to(&echo_request(v6, id, seq), &target.into())
         .map_err(ProbeError::Connect)?;
@@ -133,6 +138,7 @@ mod tests {
         let p = PingProbe {
             addr: "127.0.0.1".parse().unwrap(),
             timeout: Duration::from_secs(2),
+            opts: Default::default(),
         };
         ping(&p, 0x4242, 1)
             .await

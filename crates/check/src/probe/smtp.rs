@@ -18,6 +18,8 @@ pub struct SmtpProbe {
     pub timeout: Duration,
     /// `helo_name` (keepalived: the host name).
     pub helo: String,
+    /// `bind_if`, `fwmark`.
+    pub opts: super::SockOpts,
 }
 
 /// Reads one (possibly multi-line) SMTP reply and returns its code.
@@ -41,7 +43,7 @@ async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<u16, Pro
 }
 
 async fn exchange(p: &SmtpProbe) -> Result<(), ProbeError> {
-    let stream = connect(p.addr, p.bind, p.timeout).await?;
+    let stream = connect(p.addr, p.bind, &p.opts, p.timeout).await?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let greeting = reply(&mut r).await?;
@@ -96,6 +98,7 @@ mod tests {
             bind: None,
             timeout: Duration::from_secs(2),
             helo: "lb1".into(),
+            opts: Default::default(),
         };
         assert!(smtp(&p(server("250").await)).await.is_ok());
         assert!(matches!(

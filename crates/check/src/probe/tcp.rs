@@ -14,11 +14,13 @@ pub struct TcpProbe {
     pub bind: Option<SocketAddr>,
     /// `connect_timeout`.
     pub timeout: Duration,
+    /// `bind_if`, `fwmark`.
+    pub opts: super::SockOpts,
 }
 
 /// Connects and closes.
 pub async fn tcp(p: &TcpProbe) -> Result<(), ProbeError> {
-    connect(p.addr, p.bind, p.timeout).await.map(drop)
+    connect(p.addr, p.bind, &p.opts, p.timeout).await.map(drop)
 }
 
 #[cfg(test)]
@@ -33,9 +35,27 @@ mod tests {
             addr,
             bind: None,
             timeout: Duration::from_secs(1),
+            opts: Default::default(),
         };
         assert!(tcp(&p).await.is_ok());
         drop(l);
+        assert!(matches!(tcp(&p).await, Err(ProbeError::Connect(_))));
+    }
+
+    #[tokio::test]
+    async fn bind_if_names_the_interface_the_probe_leaves_by() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut p = TcpProbe {
+            addr: l.local_addr().unwrap(),
+            bind: None,
+            timeout: Duration::from_secs(1),
+            opts: super::super::SockOpts {
+                device: Some("lo".into()),
+                mark: Some(3),
+            },
+        };
+        assert!(tcp(&p).await.is_ok());
+        p.opts.device = Some("hf-no-such-if".into());
         assert!(matches!(tcp(&p).await, Err(ProbeError::Connect(_))));
     }
 }

@@ -24,6 +24,8 @@ pub struct UdpProbe {
     pub min_len: Option<usize>,
     /// `max_reply_length`.
     pub max_len: Option<usize>,
+    /// `bind_if`, `fwmark`.
+    pub opts: super::SockOpts,
 }
 
 /// Parses keepalived's hex strings (`payload`, `require_reply`).
@@ -43,6 +45,9 @@ pub async fn udp(p: &UdpProbe) -> Result<(), ProbeError> {
     let local = p.bind.unwrap_or_else(|| super::any_of(p.addr));
     let sock = tokio::net::UdpSocket::bind(local)
         .await
+        .map_err(ProbeError::Connect)?;
+    p.opts
+        .apply(socket2::SockRef::from(&sock))
         .map_err(ProbeError::Connect)?;
     sock.connect(p.addr).await.map_err(ProbeError::Connect)?;
     sock.send(&p.payload).await.map_err(ProbeError::Connect)?;
@@ -82,6 +87,7 @@ mod tests {
             require_reply: require.map(|h| hex(h).unwrap()),
             min_len: None,
             max_len: None,
+            opts: Default::default(),
         }
     }
 

@@ -48,7 +48,7 @@ pub(super) fn checker_kind_keyword(k: &str) -> Option<Kw> {
     })
 }
 
-fn common_key(cx: &mut Cx<'_>, n: &Node, c: &mut CheckerCommon) -> bool {
+fn common_key(cx: &mut Cx<'_>, n: &Node, c: &mut CheckerCommon, kw: Kw) -> bool {
     if lvs::timing_key(cx, n, &mut c.timing) {
         return true;
     }
@@ -57,13 +57,16 @@ fn common_key(cx: &mut Cx<'_>, n: &Node, c: &mut CheckerCommon) -> bool {
         "connect_port" => c.connect_port = cx.arg(n, 0).and_then(|w| cx.port(w)),
         "bindto" => c.bindto = cx.ip_arg(n, 0),
         "bind_port" => c.bind_port = cx.arg(n, 0).and_then(|w| cx.port(w)),
-        "bind_if" => {
-            cx.not_implemented(n);
-            c.bind_if = cx.string(n)
-        }
-        "fwmark" => {
-            cx.not_implemented(n);
-            c.fwmark = cx.count(n, 0, i64::from(u32::MAX))
+        "bind_if" | "fwmark" => {
+            // MYSQL_CHECK's client opens its own socket; MISC_CHECK has none.
+            if matches!(kw, Kw::Mysql | Kw::Misc) {
+                cx.not_implemented(n);
+            }
+            if n.key.text == "bind_if" {
+                c.bind_if = cx.string(n);
+            } else {
+                c.fwmark = cx.count(n, 0, i64::from(u32::MAX));
+            }
         }
         "alpha" => c.alpha = Some(cx.boolean(n)),
         "log_all_failures" => c.log_all_failures = Some(cx.boolean(n)),
@@ -96,7 +99,7 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             common.timing.retry = cx.count(c, 0, i64::from(u32::MAX));
             continue;
         }
-        if kw != Kw::File && common_key(cx, c, &mut common) {
+        if kw != Kw::File && common_key(cx, c, &mut common, kw) {
             continue;
         }
         let k = c.key.text.as_str();
