@@ -244,6 +244,7 @@ fn serve(input: impl BufRead, detail: bool) {
                         scope: None,
                         noprefixroute: false,
                         nodad: false,
+                        extra: Default::default(),
                     };
                     let _ = vip::del(&h, &spec).await;
                 }

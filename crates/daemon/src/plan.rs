@@ -31,6 +31,8 @@ pub struct PlannedVip {
     pub noprefixroute: bool,
     /// `-nodad` / `nodad` (IPv6).
     pub nodad: bool,
+    /// `peer`, `preferred_lft`, `home`, `mngtmpaddr`, `autojoin`.
+    pub extra: holdfast_sys::vip::VipExtra,
 }
 
 /// What a tracker watches.
@@ -185,6 +187,7 @@ pub(crate) fn test_instance(
             scope: None,
             noprefixroute: false,
             nodad: false,
+            extra: Default::default(),
         }],
         src: None,
         unicast_ttl: 255,
@@ -546,6 +549,14 @@ fn instance(
             scope: v.scope.clone(),
             noprefixroute: v.flags.iter().any(|f| f == "noprefixroute"),
             nodad: v.flags.iter().any(|f| f == "-nodad" || f == "nodad"),
+            extra: holdfast_sys::vip::VipExtra {
+                peer: v.peer,
+                // `forever` (or anything not a number of seconds) is the default.
+                preferred_lft: v.preferred_lft.as_deref().and_then(|l| l.parse().ok()),
+                home: v.flags.iter().any(|f| f == "home"),
+                mngtmpaddr: v.flags.iter().any(|f| f == "mngtmpaddr"),
+                autojoin: v.flags.iter().any(|f| f == "autojoin"),
+            },
         })
         .collect();
     Some(InstancePlan {

@@ -681,6 +681,7 @@ impl Io {
                 scope: v.scope.clone(),
                 noprefixroute: v.noprefixroute,
                 nodad: v.nodad,
+                extra: v.extra.clone(),
             })
             .collect()
     }

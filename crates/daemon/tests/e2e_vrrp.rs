@@ -923,3 +923,31 @@ fn promote_secondaries_is_set_while_the_instance_runs_and_put_back_after() {
     n1.wait_for("Stopped", 10 * SEC);
     assert_eq!(sysctl(&lab), "0");
 }
+
+#[test]
+fn vip_options_peer_preferred_lft_and_nodad_reach_the_kernel() {
+    let mut lab = lab(1);
+    let conf = "vrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {\n        10.77.0.100/24 preferred_lft 0\n        10.77.0.101/32 peer 10.77.0.201\n    }\n    virtual_ipaddress_excluded {\n        fd00::100/64 nodad\n    }\n}\n";
+    let mut n1 = lab.holdfast(1, conf);
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let find = |lab: &netns::Lab, local: &str| -> Option<serde_json::Value> {
+        let out = lab.output(1, &["ip", "-j", "addr", "show", "dev", "eth0"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v[0]["addr_info"]
+            .as_array()?
+            .iter()
+            .find(|a| a["local"] == local)
+            .cloned()
+    };
+    assert!(settles(|| find(&lab, "fd00::100").is_some()));
+    let deprecated = find(&lab, "10.77.0.100").expect("VIP");
+    assert_eq!(deprecated["deprecated"], true, "{deprecated}");
+    let p2p = find(&lab, "10.77.0.101").expect("VIP");
+    assert_eq!(p2p["address"], "10.77.0.201", "{p2p}");
+    let v6 = find(&lab, "fd00::100").expect("VIP");
+    assert_eq!(v6["nodad"], true, "{v6}");
+    // They all leave when the instance stops.
+    n1.signal("TERM");
+    n1.wait_for("Stopped", 10 * SEC);
+    assert!(find(&lab, "10.77.0.101").is_none() && find(&lab, "10.77.0.100").is_none());
+}

@@ -27,6 +27,24 @@ pub struct VipSpec {
     pub noprefixroute: bool,
     /// `-nodad` (IPv6).
     pub nodad: bool,
+    /// The rarer options.
+    pub extra: VipExtra,
+}
+
+/// A VIP's rarer options, as `ip address add` takes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VipExtra {
+    /// `peer`: the other end of a point-to-point address.
+    pub peer: Option<IpAddr>,
+    /// `preferred_lft` in seconds (`None`: forever); 0 keeps the address from being chosen
+    /// as a source.
+    pub preferred_lft: Option<u32>,
+    /// `home` (IPv6 mobility).
+    pub home: bool,
+    /// `mngtmpaddr` (IPv6 temporary addresses from this prefix).
+    pub mngtmpaddr: bool,
+    /// `autojoin` (multicast: join the group).
+    pub autojoin: bool,
 }
 
 /// A netlink handle with its connection task running on the current tokio runtime.
@@ -65,9 +83,39 @@ pub async fn add(handle: &Handle, v: &VipSpec) -> io::Result<()> {
     if let Some(l) = &v.label {
         msg.attributes.push(AddressAttribute::Label(l.clone()));
     }
-    if v.noprefixroute {
+    let mut flags = AddressFlags::empty();
+    for (on, f) in [
+        (v.noprefixroute, AddressFlags::Noprefixroute),
+        (v.nodad, AddressFlags::Nodad),
+        (v.extra.home, AddressFlags::Homeaddress),
+        (v.extra.mngtmpaddr, AddressFlags::Managetempaddr),
+        (v.extra.autojoin, AddressFlags::Mcautojoin),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    if !flags.is_empty() {
+        msg.attributes.push(AddressAttribute::Flags(flags));
+    }
+    if let Some(p) = v.extra.peer {
+        // The local address stays `addr`; the address attribute names the peer.
         msg.attributes
-            .push(AddressAttribute::Flags(AddressFlags::Noprefixroute));
+            .retain(|a| !matches!(a, AddressAttribute::Address(_)));
+        msg.attributes.push(AddressAttribute::Address(p));
+        if !msg
+            .attributes
+            .iter()
+            .any(|a| matches!(a, AddressAttribute::Local(_)))
+        {
+            msg.attributes.push(AddressAttribute::Local(v.addr));
+        }
+    }
+    if let Some(lft) = v.extra.preferred_lft {
+        let mut ci = netlink_packet_route::address::CacheInfo::default();
+        ci.ifa_preferred = lft;
+        ci.ifa_valid = u32::MAX;
+        msg.attributes.push(AddressAttribute::CacheInfo(ci));
     }
     req.execute().await.map_err(err)
 }

@@ -469,20 +469,14 @@ fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
                 }
             }
             ("label", Some(l)) => v.label = Some(l.text.clone()),
-            ("peer", Some(p)) => {
-                cx.d.push(
-                    crate::diag::Class::Unsupported,
-                    Some(w.span),
-                    "unsupported: the address option 'peer' is recognised but not implemented by holdfast",
-                );
-                v.peer = cx.ip(p)
-            }
+            ("peer", Some(p)) => v.peer = cx.ip(p),
             ("preferred_lft", Some(p)) => {
-                cx.d.push(
-                    crate::diag::Class::Unsupported,
-                    Some(w.span),
-                    "unsupported: the address option 'preferred_lft' is recognised but not implemented by holdfast",
-                );
+                if p.text != "forever" && p.text.parse::<u32>().is_err() {
+                    cx.d.invalid(
+                        p.span,
+                        format!("preferred_lft '{}' is not 'forever' or seconds", p.text),
+                    );
+                }
                 v.preferred_lft = Some(p.text.clone())
             }
             (
