@@ -164,13 +164,98 @@ pub struct VsPlan {
     pub smtp_alert: bool,
     /// `no_checker_emails`: a checker's change is mailed only when it changes its server.
     pub no_checker_emails: bool,
+    /// `virtual_server group NAME`: the group's name and every service it stands for (the
+    /// first is `spec.key`); each gets the same real servers, checked once.
+    pub group: Option<(String, Vec<ServiceKey>)>,
 }
 
 impl VsPlan {
-    /// keepalived's name for it: `[IP]:tcp:PORT`, `FWM N`.
+    /// keepalived's name for it: `[IP]:tcp:PORT`, `FWM N`, `[GROUP]:0`.
     pub fn name(&self) -> String {
-        vs_name(&self.spec.key)
+        match &self.group {
+            Some((g, _)) => format!("[{g}]:0"),
+            None => vs_name(&self.spec.key),
+        }
     }
+
+    /// The services it runs: its own, or each of its group's.
+    pub fn keys(&self) -> Vec<ServiceKey> {
+        match &self.group {
+            Some((_, keys)) => keys.clone(),
+            None => vec![self.spec.key],
+        }
+    }
+}
+
+/// Most services one `virtual_server_group` may stand for.
+const GROUP_MAX: usize = 4096;
+
+/// The services of `virtual_server_group` `g` for protocol `proto`.
+fn group_keys(
+    g: &holdfast_config::model::VsGroup,
+    proto: Proto,
+) -> Result<Vec<ServiceKey>, String> {
+    use holdfast_config::model::VsGroupEntry;
+    let mut keys = Vec::new();
+    for e in &g.entries {
+        match e {
+            VsGroupEntry::Addr {
+                prefix: Some(_), ..
+            } => {
+                return Err(format!(
+                    "virtual_server_group {}: an ADDRESS/PREFIX entry is not run yet",
+                    g.name
+                ));
+            }
+            VsGroupEntry::Addr {
+                addr,
+                range_end,
+                port,
+                ..
+            } => {
+                // `A.B.C.D-E`: the last octet (hextet for IPv6) from D to E.
+                let addrs: Vec<IpAddr> = match (addr, range_end) {
+                    (_, None) => vec![*addr],
+                    (IpAddr::V4(a), Some(end)) => {
+                        let o = a.octets();
+                        (u16::from(o[3])..=*end)
+                            .filter_map(|l| u8::try_from(l).ok())
+                            .map(|l| IpAddr::from([o[0], o[1], o[2], l]))
+                            .collect()
+                    }
+                    (IpAddr::V6(a), Some(end)) => {
+                        let mut s = a.segments();
+                        (s[7]..=*end)
+                            .map(|l| {
+                                s[7] = l;
+                                IpAddr::from(s)
+                            })
+                            .collect()
+                    }
+                };
+                keys.extend(addrs.into_iter().map(|a| ServiceKey::Addr {
+                    proto,
+                    addr: SocketAddr::new(a, *port),
+                }));
+            }
+            VsGroupEntry::Fwmark { mark, family } => keys.push(ServiceKey::Fwmark {
+                mark: *mark,
+                v6: family.as_deref() == Some("inet6"),
+            }),
+        }
+        if keys.len() > GROUP_MAX {
+            return Err(format!(
+                "virtual_server_group {} stands for more than {GROUP_MAX} services",
+                g.name
+            ));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return Err(format!("virtual_server_group {} is empty", g.name));
+    }
+    Ok(keys)
 }
 
 /// keepalived's name for a virtual server: `[IP]:tcp:PORT` (`udp`, `sctp`), `FWM N`.
@@ -231,6 +316,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         Protocol::Udp => Proto::Udp,
         Protocol::Sctp => Proto::Sctp,
     };
+    let mut group_of: Option<(String, Vec<ServiceKey>)> = None;
     let key = match &vs.key {
         VsKey::Addr(ip, port) => ServiceKey::Addr {
             proto,
@@ -242,15 +328,27 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             v6: vs.real_servers.first().is_some_and(|r| r.addr.is_ipv6()),
         },
         VsKey::Group(g) => {
-            return Err(format!(
-                "virtual_server group {g}: virtual_server_group is not run yet; not run"
-            ));
+            let Some(group) = cfg.vs_groups.iter().find(|x| &x.name == g) else {
+                return Err(format!(
+                    "virtual_server group {g}: no virtual_server_group {g}; not run"
+                ));
+            };
+            let keys = group_keys(group, proto).map_err(|e| format!("{e}; not run"))?;
+            group_of = Some((g.clone(), keys.clone()));
+            keys[0]
         }
     };
-    let name = vs_name(&key);
+    let name = match &group_of {
+        Some((g, _)) => format!("[{g}]:0"),
+        None => vs_name(&key),
+    };
     // The port real servers default to (a fwmark service has none: theirs must be given).
     let vport = key.addr().map_or(0, |a| a.port());
-    let proxyable = proto == Proto::Tcp && key.addr().is_some();
+    let proxyable = group_of
+        .as_ref()
+        .map_or(vec![key], |(_, k)| k.clone())
+        .iter()
+        .all(|k| proto == Proto::Tcp && k.addr().is_some());
     let plane = match vs.dataplane.or(cfg.global.dataplane) {
         Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
         Some(holdfast_config::model::DataPlane::Proxy) => {
@@ -360,6 +458,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             .or(cfg.global.smtp_alert)
             .unwrap_or(false),
         no_checker_emails: cfg.global.no_checker_emails,
+        group: group_of,
     };
     if plane == PlaneKind::Nft {
         let mut spec = plan.spec.clone();
@@ -919,7 +1018,31 @@ pub fn start(
 /// Removes the virtual servers' services from the data plane.
 pub fn clear(plans: &[VsPlan], planes: &Planes, log: Logger) {
     for p in plans {
-        planes.set(None, p.spec.key, p.plane, log);
+        for k in p.keys() {
+            planes.set(None, k, p.plane, log);
+        }
+    }
+}
+
+/// At reload: removes the services of `old` that no plan of `new` runs.
+pub fn clear_gone(old: &[VsPlan], new: &[VsPlan], planes: &Planes, log: Logger) {
+    let kept: std::collections::HashSet<ServiceKey> = new.iter().flat_map(VsPlan::keys).collect();
+    for p in old {
+        for k in p.keys().into_iter().filter(|k| !kept.contains(k)) {
+            planes.set(None, k, p.plane, log);
+        }
+    }
+}
+
+/// Hands the data plane the wanted table of every service of `plan`.
+fn set_wanted(plan: &VsPlan, svc: &Service, planes: &Planes, log: Logger) {
+    let w = wanted(plan, svc);
+    for k in plan.keys() {
+        let spec = ServiceSpec {
+            key: k,
+            ..w.clone()
+        };
+        planes.set(Some(spec), k, plan.plane, log);
     }
 }
 
@@ -993,7 +1116,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     if !svc.quorum_up() {
         log.check(&format!("Starting with quorum down for VS {name}"));
     }
-    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
+    set_wanted(&plan, &svc, &planes, log);
     let (tx, mut rx) = mpsc::channel(64);
     let (atx, mut arx) = mpsc::channel::<Admin>(8);
     if let Ok(mut m) = planes.admin.lock() {
@@ -1078,7 +1201,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     events.extend(svc.set_alive(i, checks_pass));
                 }
                 if !events.is_empty() {
-                    planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
+                    set_wanted(&plan, &svc, &planes, log);
                 }
                 for e in &events {
                     log.check(&e.line(&name, proto_of(&plan.spec.key)));
@@ -1156,7 +1279,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
         };
         if !events.is_empty() {
             // The table first, then the lines: whoever reads the log sees the table changed.
-            planes.set(Some(wanted(&plan, &svc)), plan.spec.key, plan.plane, log);
+            set_wanted(&plan, &svc, &planes, log);
         }
         for e in &events {
             log.check(&e.line(&name, proto_of(&plan.spec.key)));
@@ -1692,6 +1815,38 @@ mod tests {
             assert!(c >= ms(m), "early: {m}");
             assert!(c <= ms(m) + SLACK, "late by more than the slack: {m}");
         }
+    }
+
+    #[test]
+    fn a_virtual_server_group_runs_one_service_per_address_and_mark() {
+        let text = "virtual_server_group G {\n 10.0.0.1-3 80\n 10.0.0.2 80\n fwmark 5\n}\nvirtual_server group G {\n lb_algo rr\n real_server 10.0.1.1 80 {\n  TCP_CHECK {\n   connect_timeout 1\n  }\n }\n}\n";
+        let on_nft = format!("global_defs {{\n dataplane nft\n}}\n{text}");
+        let cfg = holdfast_config::parse_str(&on_nft).config;
+        let mut un = Vec::new();
+        let plans = build(&cfg, &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        let p = &plans[0];
+        assert_eq!(p.name(), "[G]:0");
+        let tcp = |a: &str| ServiceKey::tcp(a.parse().unwrap());
+        let keys = p.keys();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        for k in [tcp("10.0.0.1:80"), tcp("10.0.0.2:80"), tcp("10.0.0.3:80")] {
+            assert!(keys.contains(&k), "{k:?} in {keys:?}");
+        }
+        assert!(keys.contains(&ServiceKey::Fwmark { mark: 5, v6: false }));
+        assert_eq!(p.spec.key, keys[0]);
+        // The proxy cannot run a mark; an unknown group is an error, not a silent nothing.
+        let proxied = format!("global_defs {{\n dataplane proxy\n}}\n{text}");
+        let mut un = Vec::new();
+        assert!(build(&holdfast_config::parse_str(&proxied).config, &mut un).is_empty());
+        assert!(
+            un[0].contains("the proxy data plane forwards TCP services only"),
+            "{un:?}"
+        );
+        let missing = text.replace("virtual_server group G", "virtual_server group H");
+        let mut un = Vec::new();
+        assert!(build(&holdfast_config::parse_str(&missing).config, &mut un).is_empty());
+        assert!(un[0].contains("no virtual_server_group H"), "{un:?}");
     }
 
     #[test]

@@ -452,12 +452,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             for t in vs_tasks.drain(..) {
                                 t.abort();
                             }
-                            let gone: Vec<_> = vs_plans
-                                .iter()
-                                .filter(|o| !new.virtual_servers.iter().any(|n| n.spec.key == o.spec.key))
-                                .cloned()
-                                .collect();
-                            crate::lvs::clear(&gone, &planes, log);
+                            crate::lvs::clear_gone(&vs_plans, &new.virtual_servers, &planes, log);
                             vs_plans = new.virtual_servers;
                             vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
                         }

@@ -885,3 +885,66 @@ fn bind_if_and_fwmark_reach_the_checkers_sockets() {
     lb.wait_for("TCP_CHECK on service [10.77.0.2]:tcp:81 failed", 5 * SEC);
     assert_eq!(lb.count("[10.77.0.2]:tcp:82 failed"), 0, "{}", lb.log());
 }
+
+#[test]
+fn a_virtual_server_group_balances_every_address_and_follows_its_servers() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let web = web(&mut lab, 2, "grouped");
+    lab.exec(1, &["ip", "addr", "add", "10.77.0.101/24", "dev", "eth0"]);
+    let control = lab.dir().join("control.sock");
+    let conf = format!(
+        "global_defs {{\n    control_socket {}\n}}\nvirtual_server_group WEB {{\n    10.77.0.100-101 80\n}}\nvirtual_server group WEB {{\n    delay_loop 0.5\n    lb_algo rr\n    protocol TCP\n    real_server 10.77.0.2 80 {{\n        TCP_CHECK {{\n            connect_timeout 0.5\n        }}\n    }}\n}}\n",
+        control.display()
+    );
+    lab.exec(1, &["ip", "addr", "add", "10.77.0.100/24", "dev", "eth0"]);
+    let get_from = |lab: &netns::Lab, vip: &str| {
+        let script = format!(
+            "exec 3<>/dev/tcp/{vip}/80 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+        );
+        let out = lab.output(3, &["timeout", "3", "bash", "-c", &script]);
+        out.rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    // The web server (HAProxy) answers before holdfast starts checking it.
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while get_from(&lab, "10.77.0.2") != "grouped" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the web server never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut lb = lab.holdfast(1, &conf);
+    lb.wait_for(
+        "Activating healthchecker for service [10.77.0.2]:tcp:80 for VS [WEB]:0",
+        5 * SEC,
+    );
+    assert_eq!(get_from(&lab, "10.77.0.100"), "grouped", "{}", lb.log());
+    assert_eq!(get_from(&lab, "10.77.0.101"), "grouped", "{}", lb.log());
+    let lvs = status(&control, &["--lvs"]);
+    for vip in ["TCP  10.77.0.100:80 rr", "TCP  10.77.0.101:80 rr"] {
+        assert!(lvs.contains(vip), "{lvs}");
+    }
+    // One checker for both services: its server leaves both.
+    web.signal("KILL");
+    lb.wait_for(
+        "Removing service [10.77.0.2]:tcp:80 from VS [WEB]:0",
+        5 * SEC,
+    );
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while status(&control, &["--lvs"]).contains("-> 10.77.0.2:80") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            status(&control, &["--lvs"])
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        lb.count("Activating healthchecker for service [10.77.0.2]:tcp:80"),
+        1
+    );
+}

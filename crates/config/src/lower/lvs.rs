@@ -68,14 +68,7 @@ fn method(cx: &mut Cx<'_>, n: &Node) -> Option<LvsMethod> {
 pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer> {
     let key = match n.args.first().map(|w| w.text.as_str()) {
         Some("fwmark") => VsKey::Fwmark(cx.int(n, 1, 0, i64::from(u32::MAX))? as u32),
-        Some("group") => {
-            cx.d.push(
-                crate::diag::Class::Unsupported,
-                Some(n.span()),
-                "unsupported: a virtual_server of a virtual_server_group is recognised but not run by holdfast",
-            );
-            VsKey::Group(cx.arg(n, 1)?.text.clone())
-        }
+        Some("group") => VsKey::Group(cx.arg(n, 1)?.text.clone()),
         Some(_) => {
             let ip = cx.ip_arg(n, 0)?;
             let port = match n.args.get(1) {
@@ -302,6 +295,13 @@ pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
         };
         let Some(pw) = cx.arg(c, 0) else { continue };
         let Some(port) = cx.port(pw) else { continue };
+        if prefix.is_some() {
+            cx.d.push(
+                crate::diag::Class::Unsupported,
+                Some(c.span()),
+                "unsupported: an ADDRESS/PREFIX entry of a virtual_server_group is recognised but not run by holdfast",
+            );
+        }
         g.entries.push(VsGroupEntry::Addr {
             addr,
             range_end,
