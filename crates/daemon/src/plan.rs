@@ -251,6 +251,9 @@ pub struct Plan {
     pub script_user: Option<holdfast_config::model::UserSpec>,
     /// `notify_fifo`, `vrrp_notify_fifo`, `lvs_notify_fifo`.
     pub fifos: crate::fifo::FifoPlan,
+    /// `vrrp_no_swap`, `checker_no_swap`: keep the process in memory while it runs VRRP
+    /// instances, virtual servers.
+    pub no_swap: (bool, bool),
 }
 
 /// An instance's gratuitous ARP timing: its own settings, else `global_defs`' (`vrrp_garp_*`),
@@ -360,6 +363,7 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         .map(|c| (c, cfg.global.shutdown_script_timeout.unwrap_or(ten)));
     plan.script_user = cfg.global.script_user.clone();
     plan.fifos = crate::fifo::FifoPlan::from_config(&cfg.global);
+    plan.no_swap = (cfg.global.vrrp_no_swap, cfg.global.checker_no_swap);
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),

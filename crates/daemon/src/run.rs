@@ -274,6 +274,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         lifecycle_script("startup script", c, *t, plan.script_user.as_ref(), log).await;
     }
     let (shutdown, script_user) = (plan.shutdown.clone(), plan.script_user.clone());
+    if (opts.vrrp && plan.no_swap.0) || (opts.checkers && plan.no_swap.1) {
+        lock_in_memory(log);
+    }
     crate::fifo::configure(Some(plan.fifos.clone()), log);
     for p in &opts.pid_files {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
@@ -543,6 +546,18 @@ impl Drop for Promote {
         if let Some(p) = &self.0 {
             let _ = std::fs::write(Promote::path(&p.ifname), "0");
         }
+    }
+}
+
+/// `vrrp_no_swap` / `checker_no_swap`: the process's pages stay in memory. Locked as they
+/// are touched (`MCL_ONFAULT`), so thread stacks and buffers are not filled in advance.
+fn lock_in_memory(log: Logger) {
+    use nix::sys::mman::{MlockAllFlags, mlockall};
+    let flags = MlockAllFlags::MCL_CURRENT
+        | MlockAllFlags::MCL_FUTURE
+        | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+    if let Err(e) = mlockall(flags) {
+        log.main(&format!("Unable to lock process in memory - {e}"));
     }
 }
 

@@ -951,3 +951,24 @@ fn vip_options_peer_preferred_lft_and_nodad_reach_the_kernel() {
     n1.wait_for("Stopped", 10 * SEC);
     assert!(find(&lab, "10.77.0.101").is_none() && find(&lab, "10.77.0.100").is_none());
 }
+
+#[test]
+fn vrrp_no_swap_locks_the_daemon_in_memory() {
+    let mut lab = lab(1);
+    let locked_kb = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmLck:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut plain = lab.holdfast(1, &conf(150, "", ""));
+    plain.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert_eq!(locked_kb(plain.pid()), 0);
+    plain.signal("TERM");
+    plain.wait_for("Stopped", 10 * SEC);
+    let mut locked = lab.holdfast(1, &conf(150, "", "    vrrp_no_swap"));
+    locked.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(locked_kb(locked.pid()) > 0, "nothing locked");
+}

@@ -104,8 +104,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "max_auto_priority",
     "vrrp_rt_priority",
     "checker_rt_priority",
-    "vrrp_no_swap",
-    "checker_no_swap",
     "vrrp_strict",
     "dynamic_interfaces",
 ];
