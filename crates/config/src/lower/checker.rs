@@ -121,10 +121,9 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             (Kw::Http | Kw::Ssl, "virtualhost") => http.virtualhost = cx.string(c),
             (Kw::Http | Kw::Ssl, "enable_sni") => http.enable_sni = cx.boolean(c),
             (Kw::Http | Kw::Ssl, "sni_name") => http.sni_name = cx.string(c),
-            (Kw::Http | Kw::Ssl, "fast_recovery") => {
-                cx.not_implemented(c);
-                http.fast_recovery = cx.boolean(c)
-            }
+            // holdfast checks every url in each round, which is what fast_recovery asks of
+            // keepalived (one url per delay_loop otherwise): nothing more to do.
+            (Kw::Http | Kw::Ssl, "fast_recovery") => http.fast_recovery = cx.boolean(c),
             (Kw::Misc, "misc_path") => misc.path = cx.string(c).unwrap_or_default(),
             (Kw::Misc, "misc_timeout") => misc.timeout = cx.timer(c, 0, 86400),
             (Kw::Misc, "misc_dynamic") => misc.dynamic = true,
