@@ -154,6 +154,8 @@ pub struct Global {
     /// `no_checker_emails`: a checker's change sends mail only when its server's state
     /// changes.
     pub no_checker_emails: bool,
+    /// `no_email_faults`: no mail when an instance or group enters FAULT.
+    pub no_email_faults: bool,
     /// `script_user`.
     pub script_user: Option<UserSpec>,
     /// `enable_script_security`.
@@ -246,6 +248,7 @@ impl Default for Global {
             smtp_alert_vrrp: None,
             smtp_alert_checker: None,
             no_checker_emails: false,
+            no_email_faults: false,
             script_user: None,
             enable_script_security: false,
             vrrp_version: 2,

@@ -263,6 +263,7 @@ impl P {
         self.boolean("smtp_alert_vrrp", g.smtp_alert_vrrp);
         self.boolean("smtp_alert_checker", g.smtp_alert_checker);
         self.flag("no_checker_emails", g.no_checker_emails);
+        self.flag("no_email_faults", g.no_email_faults);
         if g.script_user.is_some() {
             self.kv("script_user", &[&Self::user(&g.script_user)]);
         }

@@ -36,6 +36,8 @@ pub struct Mailer {
     pub router_id: String,
     /// `smtp_connect_timeout` (30 s): the bound of each step of the session.
     pub timeout: Duration,
+    /// `no_email_faults`: no mail for entering FAULT.
+    pub no_faults: bool,
 }
 
 impl Mailer {
@@ -63,6 +65,7 @@ impl Mailer {
             timeout: global
                 .smtp_connect_timeout
                 .unwrap_or(Duration::from_secs(30)),
+            no_faults: global.no_email_faults,
         })
     }
 
@@ -176,6 +179,25 @@ pub fn alert(from: From, what: String, body: String, log: Logger) {
     });
 }
 
+/// Mails a VRRP instance's (`group`: a sync group's) new state, unless it is FAULT and
+/// `no_email_faults` is set.
+pub fn vrrp_alert(name: &str, group: bool, state: holdfast_vrrp::router::State, log: Logger) {
+    let quiet = MAILER
+        .read()
+        .ok()
+        .and_then(|m| m.as_ref().map(|m| m.no_faults))
+        .unwrap_or(false);
+    if mails_state(state, quiet) {
+        let (what, body) = vrrp_state(name, group, state);
+        alert(From::Vrrp, what, body, log);
+    }
+}
+
+/// Whether entering `state` is mailed (`no_faults`: `no_email_faults`).
+fn mails_state(state: holdfast_vrrp::router::State, no_faults: bool) -> bool {
+    !(no_faults && state == holdfast_vrrp::router::State::Fault)
+}
+
 /// The subject (after `[router_id] `) and body of a VRRP instance's (`group`: a sync
 /// group's) new state, as keepalived writes them.
 pub fn vrrp_state(
@@ -232,6 +254,7 @@ mod tests {
             to: vec!["ops@example.com".into(), "dba@example.com".into()],
             router_id: "LVS_1".into(),
             timeout: Duration::from_secs(30),
+            no_faults: false,
         }
     }
 
@@ -256,6 +279,22 @@ mod tests {
         );
         let env = m.envelope();
         assert_eq!(env.to().len(), 2);
+    }
+
+    #[test]
+    fn no_email_faults_silences_fault_only() {
+        use holdfast_vrrp::router::State;
+        assert!(mails_state(State::Fault, false));
+        assert!(!mails_state(State::Fault, true));
+        for s in [State::Master, State::Backup, State::Init] {
+            assert!(mails_state(s, true));
+        }
+        let g = holdfast_config::parse_str(
+            "global_defs {\n smtp_server 10.0.0.1\n notification_email {\n  a@example.com\n }\n no_email_faults\n}\n",
+        )
+        .config
+        .global;
+        assert!(Mailer::from_config(&g).is_some_and(|m| m.no_faults));
     }
 
     #[test]

@@ -167,8 +167,7 @@ fn state_word(state: State) -> &'static str {
 fn group_notify(plan: &crate::plan::GroupPlan, state: State, log: Logger) {
     crate::fifo::vrrp(&plan.name, true, state_word(state), 0);
     if plan.smtp_alert {
-        let (what, body) = crate::mail::vrrp_state(&plan.name, true, state);
-        crate::mail::alert(crate::mail::From::Vrrp, what, body, log);
+        crate::mail::vrrp_alert(&plan.name, true, state, log);
     }
     // keepalived: groups pass priority 0.
     let cmds = notify_commands(&plan.notify, state, "GROUP", &plan.name, 0);
@@ -773,8 +772,7 @@ impl Io {
     fn notify(&self, state: State, priority: u8) {
         crate::fifo::vrrp(&self.plan.name, false, state_word(state), priority);
         if self.plan.smtp_alert {
-            let (what, body) = crate::mail::vrrp_state(&self.plan.name, false, state);
-            crate::mail::alert(crate::mail::From::Vrrp, what, body, self.log);
+            crate::mail::vrrp_alert(&self.plan.name, false, state, self.log);
         }
         let cmds = notify_commands(
             self.plan.notify(),

@@ -80,7 +80,6 @@ const UNSUPPORTED: &[&str] = &[
     "instance",
     "use_pid_dir",
     "child_wait_time",
-    "no_email_faults",
     "vrrp_netlink_monitor_rcv_bufs",
     "lvs_netlink_cmd_rcv_bufs",
     "lvs_netlink_monitor_rcv_bufs",
@@ -137,6 +136,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "smtp_alert_vrrp" => g.smtp_alert_vrrp = Some(cx.boolean(n)),
             "smtp_alert_checker" => g.smtp_alert_checker = Some(cx.boolean(n)),
             "no_checker_emails" => g.no_checker_emails = cx.boolean(n),
+            "no_email_faults" => g.no_email_faults = true,
             "script_user" => match user_spec(&n.args) {
                 Some(u) => g.script_user = Some(u),
                 None => cx.d.invalid(n.span(), "script_user requires a user name"),
