@@ -146,6 +146,9 @@ pub struct InstancePlan {
     /// `promote_secondaries`: the interface's `promote_secondaries` sysctl is set while the
     /// instance runs.
     pub promote_secondaries: bool,
+    /// `garp_interval` (IPv4) or `gna_interval` (IPv6), in µs: the gap between two
+    /// announcements of a burst (0: none).
+    pub announce_gap_us: u32,
 }
 
 impl InstancePlan {
@@ -197,6 +200,7 @@ pub(crate) fn test_instance(
         dont_track_primary: false,
         smtp_alert: false,
         promote_secondaries: false,
+        announce_gap_us: 0,
     }
 }
 
@@ -576,6 +580,13 @@ fn instance(
         dont_track_primary: i.dont_track_primary,
         smtp_alert: vrrp_smtp_alert(cfg, i.smtp_alert),
         promote_secondaries: i.promote_secondaries,
+        announce_gap_us: {
+            let gap = match family {
+                Family::V4 => i.garp.interval.or(cfg.global.garp.interval),
+                Family::V6 => i.garp.gna_interval.or(cfg.global.garp.gna_interval),
+            };
+            gap.map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+        },
     })
 }
 

@@ -728,7 +728,7 @@ impl Io {
         }
     }
 
-    fn announce(&self, count: u32) {
+    async fn announce(&self, count: u32) {
         let addrs: Vec<IpAddr> = self
             .plan
             .vips
@@ -749,8 +749,15 @@ impl Io {
                 ));
             }
         }
+        let gap = Duration::from_micros(u64::from(self.plan.announce_gap_us));
+        let mut sent = 0u32;
         for _ in 0..count {
             for a in &addrs {
+                // `garp_interval` / `gna_interval`: spaced, not back to back.
+                if gap > Duration::ZERO && sent > 0 {
+                    tokio::time::sleep(gap).await;
+                }
+                sent += 1;
                 if let Err(e) = self.announcer.send(*a) {
                     self.log.vrrp(&format!(
                         "({}) announcing {a} on {} failed: {e}",
@@ -808,7 +815,8 @@ impl Io {
                 self.remove_vips(Some(&removed)).await;
                 self.add_vips(Some(&added)).await;
             }
-            Output::Announce { count } => self.announce(count),
+            // Boxed: with its timer it would otherwise sit in every instance's task.
+            Output::Announce { count } => Box::pin(self.announce(count)).await,
             Output::StateChanged { to, reason, .. } => {
                 self.notify(to, router.effective_priority());
                 let _ = self.events.send((

@@ -972,3 +972,35 @@ fn vrrp_no_swap_locks_the_daemon_in_memory() {
     locked.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     assert!(locked_kb(locked.pid()) > 0, "nothing locked");
 }
+
+#[test]
+fn vrrp_garp_interval_spaces_the_gratuitous_arps_of_a_burst() {
+    let mut lab = lab(1);
+    let mut arp = lab.spawn(
+        0,
+        "tcpdump-arp",
+        &["tcpdump", "-l", "-n", "-tt", "-e", "-i", "br0", "arp"],
+    );
+    arp.wait_for("listening on br0", 10 * SEC);
+    let global =
+        "    vrrp_garp_interval 0.2\n    vrrp_garp_master_repeat 3\n    vrrp_garp_master_delay 0";
+    let mut n1 = lab.holdfast(1, &conf(150, "", global));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let garp = "Request who-has 10.77.0.100 (ff:ff:ff:ff:ff:ff) tell 10.77.0.100";
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while arp.count(garp) < 3 {
+        assert!(std::time::Instant::now() < deadline, "{}", arp.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let times: Vec<f64> = arp
+        .log()
+        .lines()
+        .filter(|l| l.contains(garp))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(times.len() >= 3, "{times:?}");
+    for w in times.windows(2).take(2) {
+        let gap = w[1] - w[0];
+        assert!((0.18..1.0).contains(&gap), "gap {gap:.3} s in {times:?}");
+    }
+}

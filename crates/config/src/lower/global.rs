@@ -249,14 +249,8 @@ pub(super) fn garp_key(cx: &mut Cx<'_>, n: &Node, k: &str, garp: &mut Garp, pref
         "garp_master_refresh_repeat" => garp.master_refresh_repeat = cx.count(n, 0, 255),
         "garp_lower_prio_delay" => garp.lower_prio_delay = cx.timer(n, 0, 86400),
         "garp_lower_prio_repeat" => garp.lower_prio_repeat = cx.count(n, 0, 255),
-        "garp_interval" => {
-            cx.not_implemented(n);
-            garp.interval = cx.timer(n, 0, 1)
-        }
-        "gna_interval" => {
-            cx.not_implemented(n);
-            garp.gna_interval = cx.timer(n, 0, 1)
-        }
+        "garp_interval" => garp.interval = cx.timer(n, 0, 1),
+        "gna_interval" => garp.gna_interval = cx.timer(n, 0, 1),
         _ => return false,
     }
     true
