@@ -12,8 +12,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -77,25 +76,37 @@ impl Mailer {
         }
     }
 
-    /// The mail for `what` (the subject after `[router_id] `) with `body`.
-    pub fn message(&self, what: &str, body: &str) -> Result<Message, String> {
-        let mailbox = |a: &str| {
-            a.parse::<Mailbox>()
+    /// The envelope and text of the mail for `what` (the subject after `[router_id] `) with
+    /// `body`: keepalived's headers (`Date`, `From`, `Subject`, `X-Mailer: Keepalived`, `To`)
+    /// and its one-line body.
+    pub fn message(&self, what: &str, body: &str) -> Result<(Envelope, String), String> {
+        let address = |a: &str| {
+            a.parse::<Address>()
                 .map_err(|e| format!("invalid email address '{a}': {e}"))
         };
-        let mut m = Message::builder()
-            .from(mailbox(&self.from)?)
-            .subject(format!("[{}] {what}", self.router_id))
-            .header(XMailer);
-        for to in &self.to {
-            m = m.to(mailbox(to)?);
-        }
-        m.body(format!("{body}\r\n")).map_err(|e| e.to_string())
+        let to = self
+            .to
+            .iter()
+            .map(|t| address(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envelope = Envelope::new(Some(address(&self.from)?), to).map_err(|e| e.to_string())?;
+        // No line break may reach the headers from the configuration.
+        let clean = |s: &str| s.replace(['\r', '\n'], " ");
+        let text = format!(
+            "Date: {}\r\nFrom: {}\r\nSubject: [{}] {}\r\nX-Mailer: Keepalived\r\nTo: {}\r\n\r\n{}\r\n",
+            chrono::Local::now().to_rfc2822(),
+            clean(&self.from),
+            clean(&self.router_id),
+            clean(what),
+            clean(&self.to.join(", ")),
+            body
+        );
+        Ok((envelope, text))
     }
 
     /// Sends one alert; the error is the line to log.
     pub async fn send(&self, what: &str, body: &str) -> Result<(), String> {
-        let msg = self
+        let (envelope, text) = self
             .message(what, body)
             .map_err(|e| format!("SMTP alert: {e}"))?;
         let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.server)
@@ -104,7 +115,11 @@ impl Mailer {
             .hello_name(ClientId::Domain(self.helo.clone()))
             .build();
         // A whole session is bounded too: a server trickling its answers cannot hold one.
-        let session = tokio::time::timeout(self.timeout * 8, transport.send(msg)).await;
+        let session = tokio::time::timeout(
+            self.timeout * 8,
+            transport.send_raw(&envelope, text.as_bytes()),
+        )
+        .await;
         let server = self.server_name();
         match session {
             Ok(Ok(_)) => Ok(()),
@@ -121,24 +136,6 @@ impl Mailer {
                 None => Err(format!("SMTP connection ERROR to {server}. ({e})")),
             },
         }
-    }
-}
-
-/// keepalived's `X-Mailer` header.
-#[derive(Clone)]
-struct XMailer;
-
-impl Header for XMailer {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("X-Mailer")
-    }
-
-    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(XMailer)
-    }
-
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), "Keepalived".into())
     }
 }
 
@@ -261,8 +258,7 @@ mod tests {
     #[test]
     fn the_mail_has_keepalived_subject_header_and_body() {
         let (what, body) = vrrp_state("VI_1", false, holdfast_vrrp::router::State::Master);
-        let m = mailer().message(&what, &body).unwrap();
-        let text = String::from_utf8(m.formatted()).unwrap();
+        let (env, text) = mailer().message(&what, &body).unwrap();
         assert!(
             text.contains("Subject: [LVS_1] VRRP Instance VI_1 - Entering MASTER state\r\n"),
             "{text}"
@@ -277,8 +273,13 @@ mod tests {
             text.ends_with("=> VRRP Instance is now owning VRRP VIPs <=\r\n"),
             "{text}"
         );
-        let env = m.envelope();
         assert_eq!(env.to().len(), 2);
+        assert!(text.starts_with("Date: "), "{text}");
+        // A line break in the configuration cannot add a header.
+        let mut m = mailer();
+        m.router_id = "X\r\nBcc: evil@example.com".into();
+        let (_, text) = m.message(&what, &body).unwrap();
+        assert!(!text.contains("\r\nBcc:"), "{text}");
     }
 
     #[test]
