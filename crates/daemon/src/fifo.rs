@@ -150,25 +150,20 @@ pub fn configure(plan: Option<FifoPlan>, log: Logger) {
         return;
     };
     let all = plan.all.as_ref().and_then(|c| Fifo::open(c, "", log));
-    let same = |c: &Option<Command>| matches!((&plan.all, c), (Some(a), Some(b)) if a.cmd == b.cmd);
-    let vrrp = if same(&plan.vrrp) {
-        log.main(&format!(
-            "notify FIFO {} has been specified for global and vrrp FIFO - ignoring vrrp FIFO",
-            plan.all.as_ref().map_or("", |c| c.cmd.as_str())
-        ));
-        None
-    } else {
-        plan.vrrp.as_ref().and_then(|c| Fifo::open(c, "vrrp_", log))
+    // A specific FIFO that is the global one is left out, as keepalived does.
+    let own = |c: &Option<Command>, kind: &str, name: &str| {
+        let c = c.as_ref()?;
+        if plan.all.as_ref().is_some_and(|a| a.cmd == c.cmd) {
+            log.main(&format!(
+                "notify FIFO {} has been specified for global and {name} FIFO - ignoring {name} FIFO",
+                c.cmd
+            ));
+            return None;
+        }
+        Fifo::open(c, kind, log)
     };
-    let lvs = if same(&plan.lvs) {
-        log.main(&format!(
-            "notify FIFO {} has been specified for global and LVS FIFO - ignoring LVS FIFO",
-            plan.all.as_ref().map_or("", |c| c.cmd.as_str())
-        ));
-        None
-    } else {
-        plan.lvs.as_ref().and_then(|c| Fifo::open(c, "lvs_", log))
-    };
+    let vrrp = own(&plan.vrrp, "vrrp_", "vrrp");
+    let lvs = own(&plan.lvs, "lvs_", "LVS");
     *g = Some(Arc::new(Fifos {
         plan,
         all,
