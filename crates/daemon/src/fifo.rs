@@ -172,16 +172,20 @@ pub fn configure(plan: Option<FifoPlan>, log: Logger) {
     }));
 }
 
-fn send(line: &str, vrrp: bool) {
+/// Writes the line `line` makes to the global FIFO and to the VRRP (`vrrp`) or LVS one; the
+/// line is only made when one of them is open.
+fn send(vrrp: bool, line: impl FnOnce() -> String) {
     let Some(f) = FIFOS.read().ok().and_then(|g| g.clone()) else {
         return;
     };
-    if let Some(a) = &f.all {
-        a.write(line);
-    }
     let own = if vrrp { &f.vrrp } else { &f.lvs };
-    if let Some(o) = own {
-        o.write(line);
+    let open: Vec<&Fifo> = f.all.iter().chain(own).collect();
+    if open.is_empty() {
+        return;
+    }
+    let line = line();
+    for fifo in open {
+        fifo.write(&line);
     }
 }
 
@@ -194,19 +198,19 @@ pub fn vrrp_line(name: &str, group: bool, state: &str, priority: u8) -> String {
 
 /// Writes a VRRP line (see [`vrrp_line`]).
 pub fn vrrp(name: &str, group: bool, state: &str, priority: u8) {
-    send(&vrrp_line(name, group, state, priority), true);
+    send(true, || vrrp_line(name, group, state, priority));
 }
 
 /// Writes `RS [rs] [vs] UP|DOWN`.
 pub fn real_server(rs: &str, vs: &str, up: bool) {
     let state = if up { "UP" } else { "DOWN" };
-    send(&format!("RS {rs} {vs} {state}\n"), false);
+    send(false, || format!("RS {rs} {vs} {state}\n"));
 }
 
 /// Writes `VS [vs] UP|DOWN` (its quorum).
 pub fn virtual_server(vs: &str, up: bool) {
     let state = if up { "UP" } else { "DOWN" };
-    send(&format!("VS {vs} {state}\n"), false);
+    send(false, || format!("VS {vs} {state}\n"));
 }
 
 #[cfg(test)]

@@ -172,10 +172,7 @@ pub struct VsPlan {
 impl VsPlan {
     /// keepalived's name for it: `[IP]:tcp:PORT`, `FWM N`, `[GROUP]:0`.
     pub fn name(&self) -> String {
-        match &self.group {
-            Some((g, _)) => format!("[{g}]:0"),
-            None => vs_name(&self.spec.key),
-        }
+        plan_name(&self.spec.key, self.group.as_ref().map(|(g, _)| g.as_str()))
     }
 
     /// The services it runs: its own, or each of its group's.
@@ -184,6 +181,14 @@ impl VsPlan {
             Some((_, keys)) => keys.clone(),
             None => vec![self.spec.key],
         }
+    }
+}
+
+/// keepalived's name for a virtual server, or for the `virtual_server group` `group`.
+fn plan_name(key: &ServiceKey, group: Option<&str>) -> String {
+    match group {
+        Some(g) => format!("[{g}]:0"),
+        None => vs_name(key),
     }
 }
 
@@ -338,17 +343,15 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             keys[0]
         }
     };
-    let name = match &group_of {
-        Some((g, _)) => format!("[{g}]:0"),
-        None => vs_name(&key),
-    };
+    let name = plan_name(&key, group_of.as_ref().map(|(g, _)| g.as_str()));
     // The port real servers default to (a fwmark service has none: theirs must be given).
     let vport = key.addr().map_or(0, |a| a.port());
-    let proxyable = group_of
-        .as_ref()
-        .map_or(vec![key], |(_, k)| k.clone())
-        .iter()
-        .all(|k| proto == Proto::Tcp && k.addr().is_some());
+    // The proxy listens on addresses: a group's every entry must be one.
+    let proxyable = proto == Proto::Tcp
+        && key.addr().is_some()
+        && group_of
+            .as_ref()
+            .is_none_or(|(_, k)| k.iter().all(|k| k.addr().is_some()));
     let plane = match vs.dataplane.or(cfg.global.dataplane) {
         Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
         Some(holdfast_config::model::DataPlane::Proxy) => {
@@ -507,10 +510,7 @@ fn check_plan(
         .common
         .bindto
         .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
-    let opts = holdfast_check::probe::SockOpts {
-        device: c.common.bind_if.clone(),
-        mark: c.common.fwmark,
-    };
+    let opts = crate::probes::sock_opts(&c.common);
     let probe = match &c.kind {
         CheckerKind::Tcp => Probe::Tcp(TcpProbe {
             addr: target,
@@ -526,17 +526,15 @@ fn check_plan(
                         .flatten()
                 }),
             });
-            Probe::Http(holdfast_check::probe::HttpProbe {
-                opts: opts.clone(),
-                ..crate::probes::http_probe(
-                    h,
-                    target,
-                    bind,
-                    t.connect_timeout,
-                    vs.virtualhost.as_ref(),
-                    tls,
-                )
-            })
+            Probe::Http(crate::probes::http_probe(
+                h,
+                target,
+                bind,
+                opts.clone(),
+                t.connect_timeout,
+                vs.virtualhost.as_ref(),
+                tls,
+            ))
         }
         CheckerKind::Udp {
             payload,
@@ -1264,7 +1262,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 {
                     let state = if alive { "UP" } else { "DOWN" };
                     crate::mail::alert(
-                        crate::mail::From::Checker,
+                        crate::mail::Source::Checker,
                         format!(
                             "Realserver {} of virtual server {name} - {state}",
                             rs_name(&plan.spec.key, &r.addr)
@@ -1287,7 +1285,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 && let Some((state, body)) = quorum_mail(e)
             {
                 crate::mail::alert(
-                    crate::mail::From::Checker,
+                    crate::mail::Source::Checker,
                     format!("Virtualserver {name} - {state}"),
                     body,
                     log,

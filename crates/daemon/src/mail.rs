@@ -151,21 +151,29 @@ pub fn configure(mailer: Option<Mailer>) {
 
 /// Which of keepalived's processes an alert comes from (its log lines go there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum From {
+pub enum Source {
     /// VRRP instances and sync groups.
     Vrrp,
     /// Virtual and real servers.
     Checker,
 }
 
+/// The alerts of the running configuration, if any.
+fn current() -> Option<Arc<Mailer>> {
+    MAILER.read().ok().and_then(|m| m.clone())
+}
+
 /// Sends `[router_id] {what}` with `body` in the background, when alerts are configured.
-pub fn alert(from: From, what: String, body: String, log: Logger) {
-    let Some(m) = MAILER.read().ok().and_then(|m| m.clone()) else {
-        return;
-    };
+pub fn alert(from: Source, what: String, body: String, log: Logger) {
+    if let Some(m) = current() {
+        send_in_background(m, from, what, body, log);
+    }
+}
+
+fn send_in_background(m: Arc<Mailer>, from: Source, what: String, body: String, log: Logger) {
     let say = move |line: &str| match from {
-        From::Vrrp => log.vrrp(line),
-        From::Checker => log.check(line),
+        Source::Vrrp => log.vrrp(line),
+        Source::Checker => log.check(line),
     };
     tokio::spawn(async move {
         match m.send(&what, &body).await {
@@ -179,14 +187,11 @@ pub fn alert(from: From, what: String, body: String, log: Logger) {
 /// Mails a VRRP instance's (`group`: a sync group's) new state, unless it is FAULT and
 /// `no_email_faults` is set.
 pub fn vrrp_alert(name: &str, group: bool, state: holdfast_vrrp::router::State, log: Logger) {
-    let quiet = MAILER
-        .read()
-        .ok()
-        .and_then(|m| m.as_ref().map(|m| m.no_faults))
-        .unwrap_or(false);
-    if mails_state(state, quiet) {
+    if let Some(m) = current()
+        && mails_state(state, m.no_faults)
+    {
         let (what, body) = vrrp_state(name, group, state);
-        alert(From::Vrrp, what, body, log);
+        send_in_background(m, Source::Vrrp, what, body, log);
     }
 }
 

@@ -648,10 +648,7 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
         .common
         .bindto
         .map(|b| std::net::SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
-    let opts = holdfast_check::probe::SockOpts {
-        device: c.common.bind_if.clone(),
-        mark: c.common.fwmark,
-    };
+    let opts = crate::probes::sock_opts(&c.common);
     match &c.kind {
         CheckerKind::Tcp => {
             let port = c
@@ -669,17 +666,15 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
             if h.urls.is_empty() {
                 return Err("HTTP_GET needs a url block".into());
             }
-            Ok(NativeProbe::Http(holdfast_check::probe::HttpProbe {
+            Ok(NativeProbe::Http(crate::probes::http_probe(
+                h,
+                std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
+                bind,
                 opts,
-                ..crate::probes::http_probe(
-                    h,
-                    std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
-                    bind,
-                    timeout,
-                    None,
-                    None,
-                )
-            }))
+                timeout,
+                None,
+                None,
+            )))
         }
         CheckerKind::Mysql(m) => Ok(NativeProbe::Mysql(crate::probes::mysql_probe(
             m,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use holdfast_check::probe::{HttpProbe, HttpVersion, MysqlProbe, Tls, UrlCheck};
+use holdfast_check::probe::{HttpProbe, HttpVersion, MysqlProbe, SockOpts, Tls, UrlCheck};
 
 /// A MYSQL_CHECK probe from its configuration block. The password comes from the block or
 /// from `credentials_file` (`user=…` / `password=…` lines, like a my.cnf section), which must
@@ -48,11 +48,20 @@ pub fn mysql_probe(
     })
 }
 
+/// A checker's socket options: `bind_if` and `fwmark`.
+pub fn sock_opts(c: &holdfast_config::model::CheckerCommon) -> SockOpts {
+    SockOpts {
+        device: c.bind_if.clone(),
+        mark: c.fwmark,
+    }
+}
+
 /// An HTTP_GET / SSL_GET probe from its configuration block.
 pub fn http_probe(
     h: &holdfast_config::model::HttpCheck,
     addr: SocketAddr,
     bind: Option<SocketAddr>,
+    opts: SockOpts,
     timeout: Duration,
     default_vhost: Option<&String>,
     tls: Option<Tls>,
@@ -78,6 +87,6 @@ pub fn http_probe(
             _ => HttpVersion::Http10,
         },
         tls,
-        opts: Default::default(),
+        opts,
     }
 }

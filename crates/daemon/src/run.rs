@@ -188,12 +188,13 @@ fn notify_commands(
     name: &str,
     priority: u8,
 ) -> Vec<holdfast_config::model::Command> {
-    let (specific, word) = match state {
-        State::Master => (&n.master, "MASTER"),
-        State::Backup => (&n.backup, "BACKUP"),
-        State::Fault => (&n.fault, "FAULT"),
-        State::Init => (&n.stop, "STOP"),
+    let specific = match state {
+        State::Master => &n.master,
+        State::Backup => &n.backup,
+        State::Fault => &n.fault,
+        State::Init => &n.stop,
     };
+    let word = state_word(state);
     let mut cmds: Vec<_> = specific.iter().cloned().collect();
     if let Some(g) = &n.generic {
         cmds.push(holdfast_config::model::Command {
@@ -270,7 +271,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     crate::mail::configure(plan.mail.clone());
     if let Some((c, t)) = &plan.startup {
-        lifecycle_script("startup script", c, *t, plan.script_user.as_ref(), log).await;
+        lifecycle_script("startup", c, *t, plan.script_user.as_ref(), log).await;
     }
     let (shutdown, script_user) = (plan.shutdown.clone(), plan.script_user.clone());
     if (opts.vrrp && plan.no_swap.0) || (opts.checkers && plan.no_swap.1) {
@@ -502,7 +503,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     crate::fifo::configure(None, log);
     if let Some((c, t)) = &shutdown {
-        lifecycle_script("shutdown script", c, *t, script_user.as_ref(), log).await;
+        lifecycle_script("shutdown", c, *t, script_user.as_ref(), log).await;
     }
     log.main("Stopped");
     Ok(())
@@ -560,22 +561,22 @@ fn lock_in_memory(log: Logger) {
     }
 }
 
-/// Runs `startup_script` or `shutdown_script` (`what`) and waits for it, at most `timeout`,
-/// logging as keepalived does.
+/// Runs `startup_script` or `shutdown_script` (`kind`: `startup`, `shutdown`) and waits for
+/// it, at most `timeout`, logging as keepalived does.
 async fn lifecycle_script(
-    what: &str,
+    kind: &str,
     c: &holdfast_config::model::Command,
     timeout: std::time::Duration,
     script_user: Option<&holdfast_config::model::UserSpec>,
     log: Logger,
 ) {
+    let what = format!("{kind} script");
     if log.detail {
         let prog = crate::script::split(&c.cmd)
             .into_iter()
             .next()
             .unwrap_or_default();
-        let first = what.split(' ').next().unwrap_or(what);
-        log.main(&format!("Running {first} script {prog}"));
+        log.main(&format!("Running {what} {prog}"));
     }
     let run_as = match crate::script::run_as(c.user.as_ref(), script_user) {
         Ok(r) => r,

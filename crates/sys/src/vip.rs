@@ -31,7 +31,7 @@ pub struct VipSpec {
     pub extra: VipExtra,
 }
 
-/// A VIP's rarer options, as `ip address add` takes them.
+/// A VIP's rarer options (keepalived's `virtual_ipaddress` words of the same names).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VipExtra {
     /// `peer`: the other end of a point-to-point address.
