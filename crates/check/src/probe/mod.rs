@@ -91,6 +91,72 @@ pub(crate) fn any_of(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     }
 }
 
+/// A connection [`open`] started: already open, or still opening.
+pub(crate) enum Opening {
+    /// The handshake completed within `connect(2)`, as it does for a server on the same host
+    /// (loopback): nothing to wait for, and no need to register the socket with the poller.
+    Open(socket2::Socket),
+    /// The handshake is under way.
+    Pending(socket2::Socket),
+}
+
+/// Starts a non-blocking connection to `addr` (from `bind` if given, with `opts`).
+pub(crate) fn open(
+    addr: std::net::SocketAddr,
+    bind: Option<std::net::SocketAddr>,
+    opts: &SockOpts,
+) -> Result<Opening, ProbeError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )
+    .map_err(ProbeError::Connect)?;
+    opts.apply(socket2::SockRef::from(&sock))
+        .map_err(ProbeError::Connect)?;
+    if let Some(b) = bind {
+        // A checker may bind an address that is not (yet) local, as keepalived allows.
+        match b {
+            std::net::SocketAddr::V4(_) => sock.set_freebind_v4(true),
+            std::net::SocketAddr::V6(_) => sock.set_freebind_v6(true),
+        }
+        .map_err(ProbeError::Connect)?;
+        sock.bind(&b.into()).map_err(ProbeError::Connect)?;
+    }
+    match sock.connect(&addr.into()) {
+        Ok(()) => Ok(Opening::Open(sock)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            // On loopback the kernel has run the whole handshake before `connect` returns;
+            // a peer address says so (ENOTCONN while the SYN is still out, or after a refusal).
+            if sock.peer_addr().is_ok() {
+                Ok(Opening::Open(sock))
+            } else {
+                Ok(Opening::Pending(sock))
+            }
+        }
+        Err(e) => Err(ProbeError::Connect(e)),
+    }
+}
+
+/// Waits, within `timeout`, for a connection [`open`] left pending: it is open when the
+/// socket turns writable with no error pending (what tokio's own connect does).
+async fn finish(
+    sock: socket2::Socket,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ProbeError> {
+    let stream = tokio::net::TcpStream::from_std(std::net::TcpStream::from(sock))
+        .map_err(ProbeError::Connect)?;
+    match tokio::time::timeout(timeout, stream.writable()).await {
+        Ok(Ok(())) => match stream.take_error() {
+            Ok(None) => Ok(stream),
+            Ok(Some(e)) | Err(e) => Err(ProbeError::Connect(e)),
+        },
+        Ok(Err(e)) => Err(ProbeError::Connect(e)),
+        Err(_) => Err(ProbeError::Timeout(timeout)),
+    }
+}
+
 /// Connects to `addr` (from `bind` if given, with `opts`) within `timeout`.
 pub(crate) async fn connect(
     addr: std::net::SocketAddr,
@@ -98,26 +164,23 @@ pub(crate) async fn connect(
     opts: &SockOpts,
     timeout: Duration,
 ) -> Result<tokio::net::TcpStream, ProbeError> {
-    let sock = match addr {
-        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    match open(addr, bind, opts)? {
+        Opening::Open(s) => tokio::net::TcpStream::from_std(std::net::TcpStream::from(s))
+            .map_err(ProbeError::Connect),
+        Opening::Pending(s) => finish(s, timeout).await,
     }
-    .map_err(ProbeError::Connect)?;
-    opts.apply(socket2::SockRef::from(&sock))
-        .map_err(ProbeError::Connect)?;
-    if let Some(b) = bind {
-        // A checker may bind an address that is not (yet) local, as keepalived allows.
-        let s = socket2::SockRef::from(&sock);
-        match b {
-            std::net::SocketAddr::V4(_) => s.set_freebind_v4(true),
-            std::net::SocketAddr::V6(_) => s.set_freebind_v6(true),
-        }
-        .map_err(ProbeError::Connect)?;
-        sock.bind(b).map_err(ProbeError::Connect)?;
-    }
-    match tokio::time::timeout(timeout, sock.connect(addr)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(ProbeError::Connect(e)),
-        Err(_) => Err(ProbeError::Timeout(timeout)),
+}
+
+/// Whether a connection to `addr` opens within `timeout`, closed at once either way. A
+/// connection open when `connect(2)` returns is closed without ever reaching the poller.
+pub(crate) async fn connects(
+    addr: std::net::SocketAddr,
+    bind: Option<std::net::SocketAddr>,
+    opts: &SockOpts,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    match open(addr, bind, opts)? {
+        Opening::Open(_) => Ok(()),
+        Opening::Pending(s) => finish(s, timeout).await.map(drop),
     }
 }
