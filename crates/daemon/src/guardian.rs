@@ -21,6 +21,7 @@ pub struct Guardian {
     child: Mutex<Child>,
 }
 
+#[cfg(test)]
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -46,6 +47,47 @@ pub struct LastWords<'a> {
     pub adverts: Vec<(IpAddr, Vec<u8>)>,
     /// VIPs to remove; empty when not MASTER.
     pub vips: Vec<VipSpec>,
+}
+
+impl LastWords<'_> {
+    /// The line the guardian reads: written straight into one string (a `serde_json::Value`
+    /// tree cost some thirty allocations a line, a thousand instances' worth of them at start).
+    fn to_json(&self) -> String {
+        use std::fmt::Write as _;
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut line = String::with_capacity(160 + 96 * self.adverts.len());
+        let _ = write!(
+            line,
+            "{{\"instance\":{},\"ifname\":{},\"ifindex\":{},\"src\":",
+            quoted(self.instance),
+            quoted(self.ifname),
+            self.ifindex
+        );
+        let _ = match self.src {
+            Some(a) => write!(line, "\"{a}\""),
+            None => write!(line, "null"),
+        };
+        line.push_str(",\"adverts\":[");
+        for (i, (dst, payload)) in self.adverts.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(line, "{sep}{{\"dst\":\"{dst}\",\"payload\":\"");
+            for b in payload {
+                let _ = write!(line, "{b:02x}");
+            }
+            line.push_str("\"}");
+        }
+        line.push_str("],\"vips\":[");
+        for (i, v) in self.vips.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                line,
+                "{sep}{{\"addr\":\"{}\",\"prefix\":{},\"ifindex\":{}}}",
+                v.addr, v.prefix, v.ifindex
+            );
+        }
+        line.push_str("]}");
+        line
+    }
 }
 
 impl Guardian {
@@ -88,22 +130,7 @@ impl Guardian {
 
     /// Records an instance's last words (replacing earlier ones).
     pub fn update(&self, w: &LastWords<'_>) {
-        let adverts: Vec<serde_json::Value> = w
-            .adverts
-            .iter()
-            .map(|(d, p)| serde_json::json!({"dst": d.to_string(), "payload": hex(p)}))
-            .collect();
-        let vips: Vec<serde_json::Value> =
-            w.vips.iter().map(|v| serde_json::json!({"addr": v.addr.to_string(), "prefix": v.prefix, "ifindex": v.ifindex})).collect();
-        let line = serde_json::json!({
-            "instance": w.instance,
-            "ifname": w.ifname,
-            "ifindex": w.ifindex,
-            "src": w.src.map(|s| s.to_string()),
-            "adverts": adverts,
-            "vips": vips,
-        });
-        self.send(&line.to_string());
+        self.send(&w.to_json());
     }
 
     /// A clean exit: the guardian leaves without acting.
@@ -258,6 +285,60 @@ fn serve(input: impl BufRead, detail: bool) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn last_words_are_read_back_as_written() {
+        let spec = |addr: &str, prefix, ifindex| VipSpec {
+            addr: addr.parse().unwrap(),
+            prefix,
+            ifindex,
+            brd: None,
+            label: None,
+            scope: None,
+            noprefixroute: false,
+            nodad: false,
+            extra: Default::default(),
+        };
+        let w = LastWords {
+            instance: "VI_\"1\\",
+            ifname: "eth0",
+            ifindex: 7,
+            src: Some("10.0.0.1".parse().unwrap()),
+            adverts: vec![
+                ("224.0.0.18".parse().unwrap(), vec![0x31, 0x33, 0x00, 0xff]),
+                ("ff02::12".parse().unwrap(), vec![0x01]),
+            ],
+            vips: vec![spec("10.0.0.100", 24, 7), spec("fd00::1", 64, 8)],
+        };
+        let line = w.to_json();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["instance"].as_str(), Some("VI_\"1\\"));
+        assert_eq!(v["ifname"].as_str(), Some("eth0"));
+        let back = Words::parse(&v).unwrap();
+        assert_eq!(back.ifindex, 7);
+        assert_eq!(back.src, w.src);
+        let adverts: Vec<_> = back.adverts.iter().map(|(d, p)| (*d, p.to_vec())).collect();
+        assert_eq!(adverts, w.adverts);
+        assert_eq!(
+            &*back.vips,
+            &[
+                ("10.0.0.100".parse().unwrap(), 24, 7),
+                ("fd00::1".parse().unwrap(), 64, 8)
+            ]
+        );
+        let none = LastWords {
+            src: None,
+            adverts: Vec::new(),
+            vips: Vec::new(),
+            ..w
+        };
+        let v: serde_json::Value = serde_json::from_str(&none.to_json()).unwrap();
+        let back = Words::parse(&v).unwrap();
+        assert_eq!(
+            (back.src, back.adverts.len(), back.vips.len()),
+            (None, 0, 0)
+        );
+    }
 
     #[test]
     fn hex_round_trips() {

@@ -797,19 +797,21 @@ impl Io {
         );
     }
 
+    fn send(&self, dst: IpAddr, payload: &[u8]) {
+        let Some(src) = self.src else {
+            return;
+        };
+        if let Err(e) = self.sock.send(src, dst, payload) {
+            self.log.vrrp(&format!(
+                "({}) Cant send advert to {dst} ({e})",
+                self.plan.name
+            ));
+        }
+    }
+
     async fn execute(&self, out: Output, router: &VirtualRouter) {
         match out {
-            Output::Send { dst, payload } => {
-                let Some(src) = self.src else {
-                    return;
-                };
-                if let Err(e) = self.sock.send(src, dst, &payload) {
-                    self.log.vrrp(&format!(
-                        "({}) Cant send advert to {dst} ({e})",
-                        self.plan.name
-                    ));
-                }
-            }
+            Output::Send { dst, payload } => self.send(dst, &payload),
             Output::AddVips => self.add_vips(None).await,
             Output::RemoveVips => self.remove_vips(None).await,
             Output::VipsChanged { added, removed } => {
@@ -1041,7 +1043,12 @@ fn instance(
         tokio::pin!(timer);
         loop {
             while let Some(o) = router.poll_output() {
-                Box::pin(io.execute(o, &router)).await;
+                match o {
+                    // Adverts, ten a second at advert_int 0.1, are sent without an async step
+                    // (and its boxed future).
+                    Output::Send { dst, payload } => io.send(dst, &payload),
+                    o => Box::pin(io.execute(o, &router)).await,
+                }
             }
             let is_master = router.state() == State::Master;
             if let Some(g) = &guardian

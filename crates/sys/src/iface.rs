@@ -11,7 +11,27 @@ fn sys(name: &str, file: &str) -> io::Result<String> {
         ));
     }
     let p: PathBuf = ["/sys/class/net", name, file].iter().collect();
-    Ok(std::fs::read_to_string(p)?.trim().to_string())
+    // Read into a small buffer: `read_to_string` would size its buffer by the 4 KiB sysfs
+    // reports for every attribute, and a thousand instances reading a few attributes each at
+    // start left as many 4 KiB holes in the heap between the allocations that stay.
+    let mut buf = [0u8; 256];
+    let mut f = std::fs::File::open(p)?;
+    let mut len = 0;
+    loop {
+        match std::io::Read::read(&mut f, &mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+        if len == buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name}/{file}: longer than {} bytes", buf.len()),
+            ));
+        }
+    }
+    let text = std::str::from_utf8(&buf[..len])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name}/{file}: {e}")))?;
+    Ok(text.trim().to_string())
 }
 
 /// The interface index.
@@ -47,4 +67,31 @@ pub fn mac(name: &str) -> io::Result<[u8; 6]> {
 pub fn is_up(name: &str) -> io::Result<bool> {
     let s = sys(name, "operstate")?;
     Ok(s == "up" || s == "unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_attributes_are_read_from_sysfs() {
+        // Read only: the loopback interface every network namespace has.
+        assert_eq!(index("lo").unwrap(), 1);
+        assert_eq!(mac("lo").unwrap(), [0u8; 6]);
+        // lo's operstate is "unknown", which counts as up (as keepalived takes it).
+        assert!(is_up("lo").unwrap());
+    }
+
+    #[test]
+    fn bad_or_missing_interfaces_are_errors() {
+        assert_eq!(
+            index("../lo").unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(index("").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            index("hf-no-such-if").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
 }
