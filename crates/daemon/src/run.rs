@@ -661,7 +661,10 @@ fn dump_file(sh: &Shared, path: &std::path::Path, render: fn(&crate::dump::Table
 }
 
 struct Io {
-    last_words: Vec<(IpAddr, Vec<u8>)>,
+    /// A digest of the adverts last handed to the guardian (a copy of them, allocated at the
+    /// transition among the transition's short-lived allocations, stranded small chunks in
+    /// the heap between the holes those left).
+    last_words: u64,
     /// Shared with the instance's task: a plan is large, and a task holding copies of it for
     /// its whole life costs kilobytes per instance.
     plan: Arc<InstancePlan>,
@@ -869,11 +872,15 @@ impl Io {
     }
 }
 
-fn adverts_changed(now: &[(IpAddr, Vec<u8>)], last: &mut Vec<(IpAddr, Vec<u8>)>) -> bool {
-    if now == last.as_slice() {
+fn adverts_changed(now: &[(IpAddr, Vec<u8>)], last: &mut u64) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    now.hash(&mut h);
+    let digest = h.finish();
+    if digest == *last {
         return false;
     }
-    *last = now.to_vec();
+    *last = digest;
     true
 }
 
@@ -905,7 +912,6 @@ fn instance(
             .iter()
             .map(|v| iface::index(&v.dev))
             .collect::<std::io::Result<Vec<_>>>()?;
-        let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
         let vrid = plan.router.vrid;
         let group = (!unicast).then_some(plan.router.mcast_group);
         let (sock, _subscription, announcer, src) = match plan.router.mcast_group {
@@ -916,6 +922,7 @@ fn instance(
                         let _dump = DUMPS.lock().await;
                         // Boxed, as the other netlink and I/O futures below: awaited inline they
                         // would sit in every instance's task for its whole life.
+                        let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
                         Box::pin(vip::primary_v4(&nl, ifindex, &vip_addrs)).await?
                     }
                 };
@@ -982,7 +989,7 @@ fn instance(
             }
         };
         let mut io = Io {
-            last_words: Vec::new(),
+            last_words: 0,
             plan: plan.clone(),
             sock: sock.clone(),
             announcer,
@@ -1060,7 +1067,8 @@ fn instance(
                 } else {
                     (Vec::new(), Vec::new())
                 };
-                if is_master != was_master || adverts_changed(&adverts, &mut io.last_words) {
+                let changed = adverts_changed(&adverts, &mut io.last_words);
+                if is_master != was_master || changed {
                     g.update(&crate::guardian::LastWords {
                         instance: &plan.name,
                         ifname: &plan.ifname,
@@ -1147,7 +1155,7 @@ fn instance(
                     let relevant = match c {
                         Ok(Change::Link(_)) => false,
                         Ok(Change::Addr(c)) => {
-                            if vip_addrs.contains(&c.addr) {
+                            if io.plan.vips.iter().any(|v| v.addr == c.addr) {
                                 continue;
                             }
                             if log.detail {
@@ -1166,7 +1174,10 @@ fn instance(
                     }
                     let _dump = DUMPS.lock().await;
                     let now_src = match plan.router.mcast_group {
-                        IpAddr::V4(_) => Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await,
+                        IpAddr::V4(_) => {
+                            let vip_addrs: Vec<IpAddr> = io.plan.vips.iter().map(|v| v.addr).collect();
+                            Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await
+                        }
                         IpAddr::V6(_) => Box::pin(vip::link_local_v6(&io.nl, ifindex)).await,
                     };
                     drop(_dump);

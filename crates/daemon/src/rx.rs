@@ -27,8 +27,60 @@ pub struct Key {
     pub unicast_ttl: u8,
 }
 
+type Inbox = crate::mailbox::Sender<crate::run::Msg>;
+
+/// Each VRID's subscriber, in a table made once with the socket: an instance joining
+/// allocates nothing (a small allocation per instance, made among the short-lived ones of
+/// its start, stayed stranded between their holes in the heap). A second subscriber of a
+/// VRID (rare: an instance and its replacement during a reload) waits in `extra`.
 /// Packets go to subscribers shared: an `Arc` is what each mailbox slot holds.
-type Subscribers = HashMap<u8, Vec<(u64, crate::mailbox::Sender<crate::run::Msg>)>>;
+struct Subscribers {
+    slots: Box<[Option<(u64, Inbox)>]>,
+    extra: Vec<(u8, u64, Inbox)>,
+}
+
+impl Default for Subscribers {
+    fn default() -> Subscribers {
+        Subscribers {
+            slots: (0..256).map(|_| None).collect(),
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl Subscribers {
+    fn add(&mut self, vrid: u8, id: u64, inbox: Inbox) {
+        match &mut self.slots[usize::from(vrid)] {
+            slot @ None => *slot = Some((id, inbox)),
+            Some(_) => self.extra.push((vrid, id, inbox)),
+        }
+    }
+
+    fn remove(&mut self, vrid: u8, id: u64) {
+        let slot = &mut self.slots[usize::from(vrid)];
+        if slot.as_ref().is_some_and(|(i, _)| *i == id) {
+            // The VRID's next subscriber, if any, takes the slot.
+            *slot = self
+                .extra
+                .iter()
+                .position(|(v, _, _)| *v == vrid)
+                .map(|k| self.extra.remove(k))
+                .map(|(_, i, tx)| (i, tx));
+        } else {
+            self.extra.retain(|(v, i, _)| !(*v == vrid && *i == id));
+        }
+    }
+
+    fn of(&self, vrid: u8) -> impl Iterator<Item = &Inbox> {
+        let first = self.slots[usize::from(vrid)].as_ref().map(|(_, tx)| tx);
+        let rest = self
+            .extra
+            .iter()
+            .filter(move |(v, _, _)| *v == vrid)
+            .map(|(_, _, tx)| tx);
+        first.into_iter().chain(rest)
+    }
+}
 
 struct Shared {
     sock: Arc<VrrpSocket>,
@@ -52,13 +104,8 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Ok(mut subs) = self.shared.subs.lock()
-            && let Some(v) = subs.get_mut(&self.vrid)
-        {
-            v.retain(|(id, _)| *id != self.id);
-            if v.is_empty() {
-                subs.remove(&self.vrid);
-            }
+        if let Ok(mut subs) = self.shared.subs.lock() {
+            subs.remove(self.vrid, self.id);
         }
     }
 }
@@ -91,7 +138,7 @@ pub fn subscribe(
     drop(reg);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut subs) = shared.subs.lock() {
-        subs.entry(vrid).or_default().push((id, inbox));
+        subs.add(vrid, id, inbox);
     }
     let sock = shared.sock.clone();
     Ok((sock, Subscription { shared, vrid, id }))
@@ -123,7 +170,7 @@ fn reader(
                     let Ok(subs) = shared.subs.lock() else {
                         return;
                     };
-                    for (_, tx) in subs.get(&vrid).into_iter().flatten() {
+                    for tx in subs.of(vrid) {
                         // A full queue (a flood) drops rather than stalls the link's reader.
                         tx.push(crate::run::Msg::Advert(p.clone()));
                     }
@@ -137,4 +184,54 @@ fn reader(
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(s: &Subscribers, vrid: u8) -> Vec<u64> {
+        let mut v: Vec<u64> = s.slots[usize::from(vrid)]
+            .iter()
+            .map(|(i, _)| *i)
+            .chain(
+                s.extra
+                    .iter()
+                    .filter(|(v, _, _)| *v == vrid)
+                    .map(|(_, i, _)| *i),
+            )
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn a_vrid_keeps_every_subscriber_until_each_leaves() {
+        let (tx, _rx) = crate::mailbox::mailbox(4);
+        let mut s = Subscribers::default();
+        s.add(5, 1, tx.clone());
+        s.add(5, 2, tx.clone());
+        s.add(255, 3, tx.clone());
+        s.add(0, 4, tx.clone());
+        assert_eq!(s.of(5).count(), 2);
+        assert_eq!(
+            (ids(&s, 5), ids(&s, 255), ids(&s, 0)),
+            (vec![1, 2], vec![3], vec![4])
+        );
+        assert_eq!(s.of(6).count(), 0);
+        // The slot's holder leaves: the waiting subscriber takes its place.
+        s.remove(5, 1);
+        assert_eq!(ids(&s, 5), vec![2]);
+        assert!(s.extra.is_empty());
+        // Unknown ids and VRIDs change nothing.
+        s.remove(5, 9);
+        s.remove(7, 2);
+        assert_eq!(ids(&s, 5), vec![2]);
+        s.add(5, 6, tx.clone());
+        s.remove(5, 6);
+        assert_eq!(ids(&s, 5), vec![2]);
+        s.remove(5, 2);
+        assert_eq!(s.of(5).count(), 0);
+        assert_eq!(ids(&s, 255), vec![3]);
+    }
 }
