@@ -171,7 +171,9 @@ impl Logger {
 /// [`DropLog::WINDOW`], then one line saying how many more there were.
 #[derive(Default)]
 pub struct DropLog {
-    windows: Mutex<std::collections::HashMap<holdfast_vrrp::router::Drop, Window>>,
+    /// A window per reason seen (a handful of reasons: a list, smaller in every instance
+    /// than a hash map).
+    windows: Mutex<Vec<(holdfast_vrrp::router::Drop, Window)>>,
 }
 
 #[derive(Clone, Copy)]
@@ -197,11 +199,21 @@ impl DropLog {
         let Ok(mut m) = self.windows.lock() else {
             return (true, None);
         };
-        let w = m.entry(reason).or_insert(Window {
-            start: now,
-            logged: 0,
-            suppressed: 0,
-        });
+        let k = match m.iter().position(|(r, _)| *r == reason) {
+            Some(k) => k,
+            None => {
+                m.push((
+                    reason,
+                    Window {
+                        start: now,
+                        logged: 0,
+                        suppressed: 0,
+                    },
+                ));
+                m.len() - 1
+            }
+        };
+        let w = &mut m[k].1;
         let mut summary = None;
         if now.duration_since(w.start) >= Self::WINDOW {
             if w.suppressed > 0 {

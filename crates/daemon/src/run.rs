@@ -901,8 +901,9 @@ fn instance(
         let (log, keep_vips, guardian) = (sh.log, sh.keep_vips, sh.guardian.clone());
         let nl = shared_nl()?;
         let epoch = std::time::Instant::now();
-        let now = move || Instant::from_epoch(epoch.elapsed());
-        let to_tokio = move |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
+        // By reference: the task holds the epoch once, not once per closure.
+        let now = || Instant::from_epoch(epoch.elapsed());
+        let to_tokio = |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
         let ifindex = iface::index(&plan.ifname)?;
         let _promote = Promote::set(&plan, log);
         let mac = iface::mac(&plan.ifname)?;
@@ -1035,9 +1036,8 @@ fn instance(
                 );
             }
         }
-        let mut trk: Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)> = None;
-        let (mut tracker_tasks, mut tracker_cells) =
-            start_trackers(&plan.name, &plan.trackers, &mut trk, log);
+        let mut trackers: Option<Box<Trackers>> = None;
+        Trackers::restart(&mut trackers, &plan.name, &plan.trackers, log);
 
         router.handle(now(), Input::Start);
         let mut was_master = false;
@@ -1120,16 +1120,16 @@ fn instance(
                 timer.as_mut().reset(d);
             }
             tokio::select! {
-                Some(ev) = std::future::poll_fn(|cx| match trk.as_mut() { Some((_, rx)) => rx.poll_recv(cx), None => std::task::Poll::Pending }) => {
+                Some(ev) = std::future::poll_fn(|cx| match trackers.as_mut().and_then(|t| t.chan.as_mut()) { Some((_, rx)) => rx.poll_recv(cx), None => std::task::Poll::Pending }) => {
                     match ev {
                         TrackEv::Up(index, up) => {
-                            if let Some(c) = tracker_cells.get(index) {
+                            if let Some(c) = trackers.as_ref().and_then(|t| t.cells.get(index)) {
                                 c.set_up(up);
                             }
                             router.handle(now(), Input::Tracker { index, up })
                         }
                         TrackEv::Value(index, value) => {
-                            if let Some(c) = tracker_cells.get(index) {
+                            if let Some(c) = trackers.as_ref().and_then(|t| t.cells.get(index)) {
                                 c.set_value(value);
                             }
                             router.handle(now(), Input::TrackerValue { index, value })
@@ -1202,20 +1202,14 @@ fn instance(
                         Some(Ctl::Sync(cmd)) => router.handle(now(), Input::Sync(cmd)),
                         Some(Ctl::Reload(new)) => {
                             router.handle(now(), Input::Reload(&new.router));
-                            for t in tracker_tasks.drain(..) {
-                                t.abort();
-                            }
-                            (tracker_tasks, tracker_cells) =
-                                start_trackers(&new.name, &new.trackers, &mut trk, log);
+                            Trackers::restart(&mut trackers, &new.name, &new.trackers, log);
                             io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
                             // VipsChanged from the router is applied against the new plan.
                             io.plan = new;
                             status_stale = true;
                         }
                         Some(Ctl::Stop) | None => {
-                            for t in tracker_tasks.drain(..) {
-                                t.abort();
-                            }
+                            Trackers::restart(&mut trackers, &plan.name, &[], log);
                             if keep_vips {
                                 // `-V`: leave the VIPs and say nothing.
                                 break;
@@ -1261,6 +1255,38 @@ fn raise_file_limit(log: Logger) {
             )),
         },
         _ => {}
+    }
+}
+
+/// An instance's running trackers, kept boxed (and only once it has some): most instances
+/// have none, and every instance's task would otherwise carry the room for them.
+#[derive(Default)]
+struct Trackers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    cells: Vec<Arc<crate::health::Cell>>,
+    /// Their reports, made with the first tracker and kept across reloads.
+    chan: Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)>,
+}
+
+impl Trackers {
+    /// Stops the trackers running in `slot` and starts `plans`' (none: only stops them).
+    fn restart(
+        slot: &mut Option<Box<Trackers>>,
+        instance: &str,
+        plans: &[TrackerPlan],
+        log: Logger,
+    ) {
+        if let Some(t) = slot.as_mut() {
+            for task in t.tasks.drain(..) {
+                task.abort();
+            }
+            t.cells.clear();
+        }
+        if plans.is_empty() {
+            return;
+        }
+        let t = slot.get_or_insert_with(Box::default);
+        (t.tasks, t.cells) = start_trackers(instance, plans, &mut t.chan, log);
     }
 }
 
