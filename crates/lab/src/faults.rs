@@ -187,6 +187,13 @@ pub fn run(opts: &Options) -> Result<FaultsOutcome, String> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| now_us() | 1);
+    // A failed run names its seed too, so that its fault times can be repeated.
+    run_seeded(opts, seed).map_err(|e| {
+        format!("{e}\n(seed {seed}: HOLDFAST_LAB_SEED={seed} repeats these fault times)")
+    })
+}
+
+fn run_seeded(opts: &Options, seed: u64) -> Result<FaultsOutcome, String> {
     let mut rng = Rng(seed);
     let mut lab = topology(opts);
     let (lb1, lb2, db1) = (lab.node("lb1"), lab.node("lb2"), lab.node("db1"));
