@@ -638,8 +638,14 @@ fn track_process_follows_process_events_without_polling() {
     // It starts again: quorum gained, n1 preempts back.
     let mut proc2 = named_sleeper(&lab, &name);
     let gained = n1.wait_for("Quorum gained for tracked process chk_proc", 5 * SEC);
-    n1.try_wait_for_after("(VI_1) Entering MASTER STATE", Some(gained), 10 * SEC)
-        .expect("n1 back to MASTER");
+    if n1
+        .try_wait_for_after("(VI_1) Entering MASTER STATE", Some(gained), 10 * SEC)
+        .is_none()
+    {
+        let (l1, l2) = (n1.log(), n2.log());
+        let _ = proc2.kill();
+        panic!("n1 not back to MASTER\n-- n1:\n{l1}\n-- n2:\n{l2}");
+    }
     proc2.kill().unwrap();
     proc2.wait().unwrap();
 }
