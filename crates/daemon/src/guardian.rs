@@ -21,9 +21,12 @@ pub struct Guardian {
     child: Mutex<Child>,
 }
 
-#[cfg(test)]
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// Appends `b` in lower-case hex to `out`.
+fn push_hex(out: &mut String, b: &[u8]) {
+    use std::fmt::Write as _;
+    for x in b {
+        let _ = write!(out, "{x:02x}");
+    }
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -71,9 +74,7 @@ impl LastWords<'_> {
         for (i, (dst, payload)) in self.adverts.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(line, "{sep}{{\"dst\":\"{dst}\",\"payload\":\"");
-            for b in payload {
-                let _ = write!(line, "{b:02x}");
-            }
+            push_hex(&mut line, payload);
             line.push_str("\"}");
         }
         line.push_str("],\"vips\":[");
@@ -262,18 +263,7 @@ fn serve(input: impl BufRead, detail: bool) {
             rt.block_on(async {
                 let Ok(h) = vip::connect() else { return };
                 for &(addr, prefix, ifindex) in w.vips.iter() {
-                    let spec = VipSpec {
-                        addr,
-                        prefix,
-                        ifindex,
-                        brd: None,
-                        label: None,
-                        scope: None,
-                        noprefixroute: false,
-                        nodad: false,
-                        extra: Default::default(),
-                    };
-                    let _ = vip::del(&h, &spec).await;
+                    let _ = vip::del(&h, &VipSpec::plain(addr, prefix, ifindex)).await;
                 }
             });
             eprintln!("Keepalived_vrrp[{pid}]: ({name}) removing VIPs.");
@@ -288,17 +278,8 @@ mod tests {
 
     #[test]
     fn last_words_are_read_back_as_written() {
-        let spec = |addr: &str, prefix, ifindex| VipSpec {
-            addr: addr.parse().unwrap(),
-            prefix,
-            ifindex,
-            brd: None,
-            label: None,
-            scope: None,
-            noprefixroute: false,
-            nodad: false,
-            extra: Default::default(),
-        };
+        let spec =
+            |addr: &str, prefix, ifindex| VipSpec::plain(addr.parse().unwrap(), prefix, ifindex);
         let w = LastWords {
             instance: "VI_\"1\\",
             ifname: "eth0",
@@ -343,7 +324,9 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let b = [0x21, 0x33, 0x00, 0xff];
-        assert_eq!(hex(&b), "213300ff");
+        let mut h = String::new();
+        push_hex(&mut h, &b);
+        assert_eq!(h, "213300ff");
         assert_eq!(unhex("213300ff"), Some(b.to_vec()));
         assert_eq!(unhex("2g"), None);
     }

@@ -152,6 +152,11 @@ pub struct InstancePlan {
 }
 
 impl InstancePlan {
+    /// The VIPs' addresses (made when needed: a copy kept by every instance cost memory).
+    pub fn vip_addrs(&self) -> Vec<std::net::IpAddr> {
+        self.vips.iter().map(|v| v.addr).collect()
+    }
+
     /// The instance's notify scripts (every one `None` when it has none).
     pub fn notify(&self) -> &Notify {
         static NONE: Notify = Notify {

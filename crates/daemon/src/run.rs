@@ -923,8 +923,7 @@ fn instance(
                         let _dump = DUMPS.lock().await;
                         // Boxed, as the other netlink and I/O futures below: awaited inline they
                         // would sit in every instance's task for its whole life.
-                        let vip_addrs: Vec<IpAddr> = plan.vips.iter().map(|v| v.addr).collect();
-                        Box::pin(vip::primary_v4(&nl, ifindex, &vip_addrs)).await?
+                        Box::pin(vip::primary_v4(&nl, ifindex, &plan.vip_addrs())).await?
                     }
                 };
                 let key = crate::rx::Key {
@@ -1174,10 +1173,7 @@ fn instance(
                     }
                     let _dump = DUMPS.lock().await;
                     let now_src = match plan.router.mcast_group {
-                        IpAddr::V4(_) => {
-                            let vip_addrs: Vec<IpAddr> = io.plan.vips.iter().map(|v| v.addr).collect();
-                            Box::pin(vip::primary_v4(&io.nl, ifindex, &vip_addrs)).await
-                        }
+                        IpAddr::V4(_) => Box::pin(vip::primary_v4(&io.nl, ifindex, &io.plan.vip_addrs())).await,
                         IpAddr::V6(_) => Box::pin(vip::link_local_v6(&io.nl, ifindex)).await,
                     };
                     drop(_dump);
@@ -1209,7 +1205,7 @@ fn instance(
                             status_stale = true;
                         }
                         Some(Ctl::Stop) | None => {
-                            Trackers::restart(&mut trackers, &plan.name, &[], log);
+                            Trackers::stop(&mut trackers);
                             if keep_vips {
                                 // `-V`: leave the VIPs and say nothing.
                                 break;
@@ -1269,19 +1265,24 @@ struct Trackers {
 }
 
 impl Trackers {
-    /// Stops the trackers running in `slot` and starts `plans`' (none: only stops them).
-    fn restart(
-        slot: &mut Option<Box<Trackers>>,
-        instance: &str,
-        plans: &[TrackerPlan],
-        log: Logger,
-    ) {
+    /// Stops the trackers running in `slot`.
+    fn stop(slot: &mut Option<Box<Trackers>>) {
         if let Some(t) = slot.as_mut() {
             for task in t.tasks.drain(..) {
                 task.abort();
             }
             t.cells.clear();
         }
+    }
+
+    /// Stops the trackers running in `slot` and starts `plans`'.
+    fn restart(
+        slot: &mut Option<Box<Trackers>>,
+        instance: &str,
+        plans: &[TrackerPlan],
+        log: Logger,
+    ) {
+        Trackers::stop(slot);
         if plans.is_empty() {
             return;
         }

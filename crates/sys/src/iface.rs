@@ -11,27 +11,7 @@ fn sys(name: &str, file: &str) -> io::Result<String> {
         ));
     }
     let p: PathBuf = ["/sys/class/net", name, file].iter().collect();
-    // Read into a small buffer: `read_to_string` would size its buffer by the 4 KiB sysfs
-    // reports for every attribute, and a thousand instances reading a few attributes each at
-    // start left as many 4 KiB holes in the heap between the allocations that stay.
-    let mut buf = [0u8; 256];
-    let mut f = std::fs::File::open(p)?;
-    let mut len = 0;
-    loop {
-        match std::io::Read::read(&mut f, &mut buf[len..])? {
-            0 => break,
-            n => len += n,
-        }
-        if len == buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{name}/{file}: longer than {} bytes", buf.len()),
-            ));
-        }
-    }
-    let text = std::str::from_utf8(&buf[..len])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name}/{file}: {e}")))?;
-    Ok(text.trim().to_string())
+    Ok(std::fs::read_to_string(p)?.trim().to_string())
 }
 
 /// The interface index.

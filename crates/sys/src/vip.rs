@@ -31,6 +31,23 @@ pub struct VipSpec {
     pub extra: VipExtra,
 }
 
+impl VipSpec {
+    /// `addr`/`prefix` on `ifindex` without options: all that removing an address needs.
+    pub fn plain(addr: IpAddr, prefix: u8, ifindex: u32) -> VipSpec {
+        VipSpec {
+            addr,
+            prefix,
+            ifindex,
+            brd: None,
+            label: None,
+            scope: None,
+            noprefixroute: false,
+            nodad: false,
+            extra: VipExtra::default(),
+        }
+    }
+}
+
 /// A VIP's rarer options (keepalived's `virtual_ipaddress` words of the same names).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VipExtra {

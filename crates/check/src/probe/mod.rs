@@ -139,14 +139,18 @@ pub(crate) fn open(
     }
 }
 
+/// `sock` as a tokio stream (registered with the poller).
+fn registered(sock: socket2::Socket) -> Result<tokio::net::TcpStream, ProbeError> {
+    tokio::net::TcpStream::from_std(std::net::TcpStream::from(sock)).map_err(ProbeError::Connect)
+}
+
 /// Waits, within `timeout`, for a connection [`open`] left pending: it is open when the
 /// socket turns writable with no error pending (what tokio's own connect does).
 async fn finish(
     sock: socket2::Socket,
     timeout: Duration,
 ) -> Result<tokio::net::TcpStream, ProbeError> {
-    let stream = tokio::net::TcpStream::from_std(std::net::TcpStream::from(sock))
-        .map_err(ProbeError::Connect)?;
+    let stream = registered(sock)?;
     match tokio::time::timeout(timeout, stream.writable()).await {
         Ok(Ok(())) => match stream.take_error() {
             Ok(None) => Ok(stream),
@@ -165,8 +169,7 @@ pub(crate) async fn connect(
     timeout: Duration,
 ) -> Result<tokio::net::TcpStream, ProbeError> {
     match open(addr, bind, opts)? {
-        Opening::Open(s) => tokio::net::TcpStream::from_std(std::net::TcpStream::from(s))
-            .map_err(ProbeError::Connect),
+        Opening::Open(s) => registered(s),
         Opening::Pending(s) => finish(s, timeout).await,
     }
 }
