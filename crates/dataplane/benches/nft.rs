@@ -166,7 +166,7 @@ fn main() {
                         .expect("nft table applies");
                     wait_listening(a).await;
                 }
-                rounds[i].push(measure(a).await);
+                rounds[i].push(measure(a, None).await);
                 if table.is_some() {
                     in_ns(&topo.director, || nft.release()).expect("nft table removed");
                 }

@@ -103,6 +103,7 @@ fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the proxy's process");
+    let (ha_pid, proxy_pid) = (Some(ha.id()), Some(proxy.id()));
     let rows = rt.block_on(async {
         tokio::spawn(backend(BACKEND));
         for a in [BACKEND, HAPROXY, HOLDFAST] {
@@ -111,8 +112,11 @@ fn main() {
         // Interleaved rounds, medians: the machine's noise hits all three alike.
         let mut rounds: [Vec<Row>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
-            for (i, a) in [BACKEND, HAPROXY, HOLDFAST].into_iter().enumerate() {
-                rounds[i].push(measure(a).await);
+            for (i, (a, pid)) in [(BACKEND, None), (HAPROXY, ha_pid), (HOLDFAST, proxy_pid)]
+                .into_iter()
+                .enumerate()
+            {
+                rounds[i].push(measure(a, pid).await);
             }
         }
         rounds.map(|r| median(&r))
@@ -147,6 +151,16 @@ fn main() {
     line("short connections /s", d.short, h.short, p.short);
     line("bulk MB/s", d.bulk, h.bulk, p.bulk);
     line("64 B round trips /s", d.rr, h.rr, p.rr);
+    println!(
+        "{:<28} {:>12} {:>12.1} {:>12.1} {:>10} {:>10} {:>14.2}",
+        "proxy CPU µs per short conn",
+        "",
+        h.short_cpu,
+        p.short_cpu,
+        "",
+        "",
+        h.short_cpu / p.short_cpu
+    );
     println!(
         "{:<28} {:>12.0} {:>12.0} {:>12.0}   added p99: haproxy {:.0} µs, holdfast {:.0} µs",
         "p99 round trip µs",

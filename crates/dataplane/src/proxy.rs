@@ -564,37 +564,42 @@ impl Clock<'_> {
 /// One direction: copies until EOF or error, then half-closes the other side (or, after an
 /// error, arms it to close with an abort). `moved` counts the bytes as they pass, so the
 /// count survives the relay ending this direction early.
+///
+/// Data is read into the worker thread's buffer and written on at once, without an await in
+/// between: a connection owns no buffer while it waits (HAProxy holds two of 16 KiB per
+/// connection). Only what the other side cannot take yet is copied into a buffer of its own
+/// until it has been written.
 async fn pump(
     r: tokio::net::tcp::ReadHalf<'_>,
     mut w: tokio::net::tcp::WriteHalf<'_>,
     clock: &Clock<'_>,
     moved: &AtomicU64,
 ) -> End {
-    let mut buf = vec![0u8; 8 * 1024];
     let mut end = End::Eof;
     loop {
-        let n = match read_some(r.as_ref(), &mut buf).await {
-            Ok(0) => break,
-            Err(_) => {
+        if r.as_ref().readable().await.is_err() {
+            end = End::Reset;
+            break;
+        }
+        let (n, rest) = match SCRATCH.with_borrow_mut(|buf| pass(r.as_ref(), w.as_ref(), buf)) {
+            Passed::Nothing => continue,
+            Passed::Eof => break,
+            Passed::Failed => {
                 end = End::Reset;
                 break;
             }
-            Ok(n) => n,
+            Passed::Data(n, rest) => (n, rest),
         };
         clock.touch();
-        if w.write_all(&buf[..n]).await.is_err() {
+        if !rest.is_empty() && w.write_all(&rest).await.is_err() {
             end = End::Reset;
             break;
         }
         moved.fetch_add(n as u64, Ordering::Relaxed);
-        if buf.len() == n {
-            if n < BULK {
-                // A full read: a bulk transfer, give it a larger buffer.
-                buf.resize(2 * n, 0);
-            } else if let Ok(pipe) = Pipe::new() {
-                // Full reads at the largest buffer: move the rest through a pipe with
-                // splice, never copying it into userspace (HAProxy's splice-auto).
-                drop(buf);
+        if n == BULK {
+            // A read that filled the largest buffer: a bulk transfer. Move the rest through
+            // a pipe with splice, never copying it into userspace (HAProxy's splice-auto).
+            if let Ok(pipe) = Pipe::new() {
                 if pipe
                     .relay(r.as_ref(), w.as_ref(), clock, moved)
                     .await
@@ -616,32 +621,58 @@ async fn pump(
     end
 }
 
-/// Reads what the socket holds into `buf`. A read that leaves room in the buffer has drained
-/// the socket, so it also hands the readiness back to the poller: the next read waits for the
-/// next event instead of making a system call only to hear EAGAIN. (tokio clears readiness
-/// only if no event arrived since it was observed, so data that came during the read is not
-/// missed.)
-async fn read_some(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        s.readable().await?;
-        let room = buf.len();
-        let mut got = None;
-        let read = s.try_io(Interest::READABLE, || {
-            let n = (&*socket2::SockRef::from(s)).read(buf)?;
-            got = Some(n);
-            if n > 0 && n < room {
-                Err(std::io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok(n)
-            }
-        });
-        match (read, got) {
-            (Ok(n), _) => return Ok(n),
-            (Err(_), Some(n)) => return Ok(n),
-            (Err(e), None) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            (Err(e), None) => return Err(e),
+thread_local! {
+    /// The thread's copy buffer (see [`pump`]): borrowed only between a read and the write
+    /// that follows it, never across an await.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; BULK].into_boxed_slice());
+}
+
+/// What one [`pass`] did.
+enum Passed {
+    /// The readiness was stale: nothing to read after all.
+    Nothing,
+    /// The sender finished.
+    Eof,
+    /// Reading or writing failed.
+    Failed,
+    /// Bytes read, and those the writer could not take at once (to write before reading more).
+    Data(usize, Vec<u8>),
+}
+
+/// Reads what `from` holds into `buf` and writes as much of it to `to` as it takes now.
+///
+/// A read that leaves room in the buffer has drained the socket, so it also hands the
+/// readiness back to the poller: the next read waits for the next event instead of making a
+/// system call only to hear EAGAIN. (tokio clears readiness only if no event arrived since it
+/// was observed, so data that came during the read is not missed.)
+fn pass(from: &TcpStream, to: &TcpStream, buf: &mut [u8]) -> Passed {
+    let room = buf.len();
+    let mut got = None;
+    let read = from.try_io(Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(from)).read(buf)?;
+        got = Some(n);
+        if n > 0 && n < room {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    let n = match (read, got) {
+        (_, Some(0)) => return Passed::Eof,
+        (_, Some(n)) => n,
+        (Err(e), None) if e.kind() == std::io::ErrorKind::WouldBlock => return Passed::Nothing,
+        (_, None) => return Passed::Failed,
+    };
+    let mut sent = 0;
+    while sent < n {
+        match to.try_write(&buf[sent..n]) {
+            Ok(m) => sent += m,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return Passed::Failed,
         }
     }
+    Passed::Data(n, buf[sent..n].to_vec())
 }
 
 /// The largest copy buffer; a direction that fills it read after read switches to splice.
@@ -909,6 +940,63 @@ mod tests {
             .expect("closed in time")
             .unwrap_or(0);
         assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn what_the_writer_cannot_take_is_handed_back_in_order() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut src = TcpStream::connect(addr).await.unwrap();
+        let (from, _) = l.accept().await.unwrap();
+        let to = TcpStream::connect(addr).await.unwrap();
+        let (mut sink, _) = l.accept().await.unwrap();
+        // Fill `to` until the kernel takes no more: its reader (`sink`) is not reading.
+        let filler = [0xeeu8; 16 * 1024];
+        let mut filled = 0;
+        to.writable().await.unwrap();
+        loop {
+            match to.try_write(&filler) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
+        src.write_all(&data).await.unwrap();
+        let mut peek = vec![0u8; data.len()];
+        let arrived = async {
+            while from.peek(&mut peek).await.unwrap() < data.len() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), arrived)
+            .await
+            .expect("the data arrives");
+        let mut buf = vec![0u8; BULK];
+        let Passed::Data(n, rest) = pass(&from, &to, &mut buf) else {
+            panic!("no data passed");
+        };
+        assert_eq!(n, data.len(), "one read takes what the socket holds");
+        assert!(!rest.is_empty(), "a full writer takes nothing more");
+        assert_eq!(rest[..], data[n - rest.len()..], "the tail is handed back");
+        // Written after what the writer took, the stream arrives whole and in order.
+        let mut to = to;
+        let mut got = vec![0u8; filled + data.len()];
+        let (wrote, read) = tokio::join!(to.write_all(&rest), sink.read_exact(&mut got));
+        wrote.unwrap();
+        read.unwrap();
+        assert!(got[..filled].iter().all(|&b| b == 0xee));
+        assert!(got[filled..] == data[..], "bytes changed or reordered");
+        // Its sender finishing is an end of stream.
+        src.shutdown().await.unwrap();
+        let end = loop {
+            from.readable().await.unwrap();
+            match pass(&from, &to, &mut buf) {
+                Passed::Nothing => continue,
+                other => break other,
+            }
+        };
+        assert!(matches!(end, Passed::Eof));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,8 +49,20 @@ pub async fn wait_listening(addr: &str) {
     panic!("{addr} never listened");
 }
 
-/// Short connections per second: connect, one byte each way, close.
-pub async fn short_conns(addr: &'static str) -> f64 {
+/// CPU time, in ns, that process `pid`'s threads have run so far (the first field of each
+/// thread's `schedstat`, nanoseconds on a CPU).
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Short connections per second: connect, one byte each way, close. Also the number made.
+pub async fn short_conns(addr: &'static str) -> (f64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -76,7 +88,8 @@ pub async fn short_conns(addr: &'static str) -> f64 {
     for t in tasks {
         let _ = t.await;
     }
-    done.load(Ordering::Relaxed) as f64 / SECS.as_secs_f64()
+    let n = done.load(Ordering::Relaxed);
+    (n as f64 / SECS.as_secs_f64(), n)
 }
 
 /// Bulk upload MB/s over one connection.
@@ -113,17 +126,28 @@ pub async fn ping_pong(addr: &'static str) -> (f64, f64) {
 
 pub struct Row {
     pub short: f64,
+    /// CPU µs the proxy's process spent per short connection (NaN when not measured).
+    pub short_cpu: f64,
     pub bulk: f64,
     pub rr: f64,
     pub p99: f64,
 }
 
-pub async fn measure(addr: &'static str) -> Row {
-    let short = short_conns(addr).await;
+/// The three loads against `addr`; `proxy`, the process serving it, to count its CPU time.
+pub async fn measure(addr: &'static str, proxy: Option<u32>) -> Row {
+    let before = proxy.map(cpu_ns);
+    let (short, made) = short_conns(addr).await;
+    let short_cpu = match (proxy, before) {
+        (Some(pid), Some(b)) if made > 0 => {
+            cpu_ns(pid).saturating_sub(b) as f64 / 1e3 / made as f64
+        }
+        _ => f64::NAN,
+    };
     let bulk = bulk(addr).await;
     let (rr, p99) = ping_pong(addr).await;
     Row {
         short,
+        short_cpu,
         bulk,
         rr,
         p99,
@@ -138,6 +162,7 @@ pub fn median(rows: &[Row]) -> Row {
     };
     Row {
         short: pick(|r| r.short),
+        short_cpu: pick(|r| r.short_cpu),
         bulk: pick(|r| r.bulk),
         rr: pick(|r| r.rr),
         p99: pick(|r| r.p99),
