@@ -19,10 +19,15 @@
 //!
 //! Direct return (LVS's DR) uses a second table, `netdev` of the same name, with an ingress
 //! chain on every interface but loopback: per destination, a timed set of the connections it
-//! serves (client address and port, refreshed by every packet) and a chain that records the
-//! connection and forwards the packet unchanged to the destination's MAC address (`fwd ip
-//! to … device …`). Known connections go back to their destination (a weight-0 one keeps
-//! them); new ones are scheduled as above through a verdict map. No conntrack is involved.
+//! serves (client address and port) and a chain that records the connection and forwards the
+//! packet unchanged to the destination's MAC address (`fwd ip to … device …`). Known
+//! connections go back to their destination (a weight-0 one keeps them); new ones are
+//! scheduled as above through a verdict map. No conntrack is involved. A TCP connection's
+//! entry keeps IPVS's timeouts by what the client's packets say: established (`tcp`, 15 min)
+//! refreshed by every packet, 10 s after a reset, `tcpfin` (2 min) after a FIN — a second set
+//! per destination holds the closing connections so that the client's last ACK does not make
+//! one established again. Every set holds up to [`SET_SIZE`] entries (nft's own default,
+//! 65 535, would refuse new connections once that many had been seen within the timeout).
 //!
 //! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf), TUN,
 //! DR mixed with NAT, and DR for fwmark services are refused ([`unsupported`]).
@@ -401,12 +406,31 @@ fn rule(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
 
 /// A service that keeps clients or connections on their destination: the rules for its base
 /// chains (lookups in each destination's set, then the scheduler's choice jumping to the
-/// chosen destination's chain) and, per destination, its set and chain (names, rule).
+/// chosen destination's chain) and, per destination, its sets, chain and the chain's rules.
 /// `None` when no destination may take new connections.
 struct Sticky {
     base: Vec<Vec<Statement<'static>>>,
-    dests: Vec<(String, String, Vec<Statement<'static>>)>,
+    dests: Vec<StickyDest>,
 }
+
+/// One destination of a [`Sticky`] service.
+struct StickyDest {
+    /// The clients (persistence) or connections (direct return) it serves.
+    set: String,
+    /// The TCP connections it serves that have sent a FIN (direct return).
+    closing: Option<String>,
+    chain: String,
+    rules: Vec<Vec<Statement<'static>>>,
+}
+
+/// How many entries a set of clients or connections may hold. nft gives a set that rules
+/// fill 65 535 when it names no size; once full, a new entry fails, the rule with it, and the
+/// connection is not forwarded at all. IPVS's connection table has no such bound; this one is
+/// far above what a director sees live (an entry costs the kernel about 100 bytes).
+const SET_SIZE: u32 = 1 << 20;
+
+/// Seconds a direct-return TCP connection stays known after a reset: IPVS's CLOSE state.
+const CLOSE_SECS: u32 = 10;
 
 /// The key of a direct-return connection: the client's address and port.
 fn connection_key(spec: &ServiceSpec) -> Expression<'static> {
@@ -429,7 +453,8 @@ fn forward_to(spec: &ServiceSpec, dest: SocketAddr, dev: &str) -> Statement<'sta
     }))
 }
 
-fn sticky(spec: &ServiceSpec, mode: Mode<'_>) -> Option<Sticky> {
+/// `fin`: seconds a direct-return TCP connection stays known after its client's FIN.
+fn sticky(spec: &ServiceSpec, mode: Mode<'_>, fin: u32) -> Option<Sticky> {
     let jump = |chain: &str| Statement::Jump(nftables::stmt::JumpTarget { target: s(chain) });
     let key = match mode {
         Mode::Persist => persist_key(spec),
@@ -451,19 +476,84 @@ fn sticky(spec: &ServiceSpec, mode: Mode<'_>) -> Option<Sticky> {
         lookup.push(eq(key.clone(), Expression::String(s(&format!("@{set}")))));
         lookup.push(jump(&chain));
         base.push(lookup);
-        // The service's match again: nft maps a port only after a protocol match.
-        let mut record = service_match(spec);
-        record.push(Statement::Set(nftables::stmt::Set {
-            op: nftables::stmt::SetOp::Update,
-            elem: key.clone(),
-            set: s(&format!("@{set}")),
-        }));
-        record.push(match mode {
+        let send = match mode {
             Mode::Persist => dnat_to(spec, d),
             // `apply` resolved every direct-return destination's device or refused the service.
             Mode::Direct(devs) => forward_to(spec, d, devs.get(&d)?),
+        };
+        // Refreshes (or adds) this client's or connection's entry in `set`, with the set's
+        // timeout or `timeout`.
+        let update = |set: &str, timeout: Option<u32>| {
+            Statement::Set(nftables::stmt::Set {
+                op: nftables::stmt::SetOp::Update,
+                elem: match timeout {
+                    None => key.clone(),
+                    Some(t) => Expression::Named(NamedExpression::Elem(nftables::expr::Elem {
+                        val: Box::new(key.clone()),
+                        timeout: Some(t),
+                        ..nftables::expr::Elem::default()
+                    })),
+                },
+                set: s(&format!("@{set}")),
+            })
+        };
+        // Each rule starts with the service's match again: nft maps a port only after a
+        // protocol match.
+        let rule = |then: Vec<Statement<'static>>| {
+            let mut r = service_match(spec);
+            r.extend(then);
+            r
+        };
+        let tcp = matches!(
+            spec.key,
+            ServiceKey::Addr {
+                proto: Proto::Tcp,
+                ..
+            }
+        );
+        let (closing, rules) = if matches!(mode, Mode::Direct(_)) && tcp {
+            // TCP by direct return: the director sees the client's packets only, and keeps
+            // IPVS's timeouts by what they say. A reset leaves the connection 10 s; a FIN
+            // leaves it `fin` and puts it in the closing set, where later packets (the client's
+            // last ACK) no longer refresh it; a SYN starts it afresh; anything else refreshes
+            // it to the established timeout (the set's own).
+            let closing = set.replacen("k_", "f_", 1);
+            let flag = |f: &str| {
+                Statement::Match(Match {
+                    left: field("tcp", "flags"),
+                    right: Expression::String(s(f)),
+                    op: Operator::IN,
+                })
+            };
+            let rules = vec![
+                rule(vec![
+                    flag("rst"),
+                    update(&set, Some(CLOSE_SECS)),
+                    send.clone(),
+                ]),
+                rule(vec![
+                    flag("fin"),
+                    update(&set, Some(fin)),
+                    update(&closing, None),
+                    send.clone(),
+                ]),
+                rule(vec![flag("syn"), update(&set, None), send.clone()]),
+                rule(vec![
+                    eq(key.clone(), Expression::String(s(&format!("@{closing}")))),
+                    send.clone(),
+                ]),
+                rule(vec![update(&set, None), send]),
+            ];
+            (Some(closing), rules)
+        } else {
+            (None, vec![rule(vec![update(&set, None), send])])
+        };
+        dests.push(StickyDest {
+            set,
+            closing,
+            chain,
+            rules,
         });
-        dests.push((set, chain, record));
     }
     let mut pick = service_match(spec);
     match choice(spec)? {
@@ -567,6 +657,14 @@ impl NftPlane {
         };
         p.release()?;
         Ok(p)
+    }
+
+    /// Seconds a direct-return TCP connection stays known after its client's FIN:
+    /// `lvs_timeouts`' tcpfin, or IPVS's default (2 minutes).
+    fn fin_secs(&self) -> u32 {
+        self.timeouts.tcpfin.map_or(120, |d| {
+            u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)
+        })
     }
 
     /// Adds the conntrack timeout policies `lvs_timeouts` asks for (`t_tcp4`, `t_tcp6`,
@@ -721,7 +819,7 @@ impl NftPlane {
     /// The family of one of holdfast's objects, from its name: the `netdev` table holds
     /// direct return (`k_` sets, `d_` chains, `in_` ingress chains), the `inet` table the rest.
     fn family_of(name: &str) -> NfFamily {
-        if name.starts_with("k_") || name.starts_with("d_") || name.starts_with("in_") {
+        if ["k_", "f_", "d_", "in_"].iter().any(|p| name.starts_with(p)) {
             NfFamily::NetDev
         } else {
             NfFamily::INet
@@ -781,12 +879,15 @@ impl NftPlane {
             SetType::Ipv4Addr
         };
         let direct = Self::family_of(name) == NfFamily::NetDev;
-        let timeout = if direct {
+        let secs = |d: Option<std::time::Duration>, default: u64| {
+            u32::try_from(d.map_or(default, |d| d.as_secs().max(1))).unwrap_or(u32::MAX)
+        };
+        let timeout = if name.starts_with("f_") {
+            // Closing direct-return connections: `lvs_timeouts`' tcpfin, or IPVS's default.
+            self.fin_secs()
+        } else if direct {
             // `lvs_timeouts`, or IPVS's defaults for an established TCP connection and for
             // UDP, refreshed by every packet.
-            let secs = |d: Option<std::time::Duration>, default: u64| {
-                u32::try_from(d.map_or(default, |d| d.as_secs().max(1))).unwrap_or(u32::MAX)
-            };
             match spec.key {
                 ServiceKey::Addr {
                     proto: Proto::Udp, ..
@@ -813,7 +914,7 @@ impl NftPlane {
             elem: None,
             timeout: Some(timeout),
             gc_interval: None,
-            size: None,
+            size: Some(SET_SIZE),
             comment: None,
         }
     }
@@ -867,25 +968,30 @@ impl NftPlane {
                     } else {
                         Mode::Persist
                     };
-                    let Some(p) = sticky(spec, mode) else {
+                    let Some(p) = sticky(spec, mode, self.fin_secs()) else {
                         continue;
                     };
-                    for (set, chain, record) in p.dests {
+                    for dest in p.dests {
                         // A set already there keeps its entries: it is not added again (nft
                         // made it dynamic when a rule first updated it, and the kernel refuses
-                        // an `add` whose flags differ). Its chain's one rule is written afresh.
-                        if !self.objects.contains(&set) {
-                            b.add(NfListObject::Set(Box::new(self.set(&set, spec))));
+                        // an `add` whose flags differ). Its chain's rules are written afresh.
+                        for set in std::iter::once(dest.set).chain(dest.closing) {
+                            if !self.objects.contains(&set) {
+                                b.add(NfListObject::Set(Box::new(self.set(&set, spec))));
+                            }
+                            objects.insert(set);
                         }
+                        let chain = dest.chain;
                         b.add(NfListObject::Chain(self.regular_chain(&chain)));
                         b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(&chain))));
-                        let record = if direct {
-                            record
-                        } else {
-                            self.with_timeouts(record, spec)
-                        };
-                        b.add(NfListObject::Rule(self.rule_in(&chain, record, spec)));
-                        objects.insert(set);
+                        for rule in dest.rules {
+                            let rule = if direct {
+                                rule
+                            } else {
+                                self.with_timeouts(rule, spec)
+                            };
+                            b.add(NfListObject::Rule(self.rule_in(&chain, rule, spec)));
+                        }
                         objects.insert(chain);
                     }
                     let chains = if direct {
@@ -921,7 +1027,7 @@ impl NftPlane {
             }
         }
         for gone in self.objects.difference(&objects) {
-            if gone.starts_with("p_") || gone.starts_with("k_") {
+            if ["p_", "k_", "f_"].iter().any(|p| gone.starts_with(p)) {
                 // The type is irrelevant to a deletion.
                 let any = ServiceSpec::new(
                     ServiceKey::tcp(SocketAddr::from(([0, 0, 0, 0], 0))),

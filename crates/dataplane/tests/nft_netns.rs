@@ -466,6 +466,113 @@ fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
 }
 
 /// A UDP server at `addr` answering each datagram with `tag`.
+/// Seconds left to the entry of client port `port` in the director's direct-return set
+/// `set` (`None`: no such entry).
+fn dr_entry(lab: &DrLab, set: &str, port: u16) -> Option<u64> {
+    let set = set.to_owned();
+    let out = lab.within("d", move || {
+        Command::new("nft")
+            .args(["-j", "list", "set", "netdev", "holdfast_test", &set])
+            .output()
+            .unwrap()
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = v["nftables"].as_array().unwrap();
+    let elems = list.iter().find_map(|o| o["set"]["elem"].as_array());
+    elems?.iter().find_map(|e| {
+        let e = &e["elem"];
+        (e["val"]["concat"][1].as_u64()? == u64::from(port)).then(|| e["expires"].as_u64())?
+    })
+}
+
+/// Waits (at most 2 s) until `f` holds.
+fn soon(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    f()
+}
+
+#[test]
+fn direct_return_keeps_ipvs_timeouts_by_tcp_state_and_its_table_does_not_fill_at_65535() {
+    let lab = DrLab::new();
+    lab.within("r1", || server("0.0.0.0:3306", "a"));
+    let a: SocketAddr = "192.168.1.201:3306".parse().unwrap();
+    let mut spec = spec(Kind::Rr, &[(a, 1)]);
+    spec.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
+    spec.dests[0].method = holdfast_dataplane::Forward::Route;
+    let plane = lab.within("d", move || {
+        let mut p = NftPlane::open("holdfast_test").unwrap();
+        p.apply(&vec![spec]).unwrap();
+        p
+    });
+    let set = "k_TCP_192_168_1_10_3306_192_168_1_201_3306";
+    let closing = "f_TCP_192_168_1_10_3306_192_168_1_201_3306";
+    // 65 535 connections the director has seen (nft's size for a set without one): new
+    // connections still get through.
+    let elems: Vec<String> = (0..65_535u32)
+        .map(|i| format!("10.9.{}.{} . {}", (i >> 8) & 255, i & 255, 1000 + (i >> 16)))
+        .collect();
+    let fill = format!("add element netdev holdfast_test {set} {{ {} }}\n", elems.join(", "));
+    let filled = lab.within("d", move || {
+        let mut c = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(fill.as_bytes()).unwrap();
+        c.wait().unwrap()
+    });
+    assert!(filled.success());
+    // An open connection: the established timeout (15 minutes).
+    let (tag, open) = lab.within("c", || hello("192.168.1.10:3306"));
+    assert_eq!(tag, "a");
+    let port = open.local_addr().unwrap().port();
+    let left = dr_entry(&lab, set, port).expect("the connection is known");
+    assert!(left > 800, "{left} s left for an open connection");
+    // Reset by the client: 10 s (IPVS's CLOSE).
+    socket2::SockRef::from(&open)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(open);
+    assert!(
+        soon(|| dr_entry(&lab, set, port).is_some_and(|s| s <= 10)),
+        "{:?} s left after a reset",
+        dr_entry(&lab, set, port)
+    );
+    // Closed by the client with a FIN: 2 minutes (tcpfin), and its last ACK, after the
+    // server's FIN, does not make it established again.
+    let port = lab.within("c", || {
+        let (_, mut s) = hello("192.168.1.10:3306");
+        let port = s.local_addr().unwrap().port();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        // The client now holds the connection in TIME_WAIT: its last ACK has gone.
+        let state = format!("sport = :{port}");
+        assert!(soon(|| {
+            let ss = Command::new("ss")
+                .args(["-tnH", "state", "time-wait", &state])
+                .output()
+                .unwrap();
+            !ss.stdout.is_empty()
+        }));
+        port
+    });
+    let left = dr_entry(&lab, set, port).expect("the closing connection is known");
+    assert!((60..=120).contains(&left), "{left} s left after a FIN");
+    assert!(dr_entry(&lab, closing, port).is_some());
+    lab.within("d", move || {
+        let mut p = plane;
+        p.release().unwrap();
+    });
+}
+
 fn udp_server(addr: &str, tag: &'static str) -> SocketAddr {
     let s = std::net::UdpSocket::bind(addr).unwrap();
     let a = s.local_addr().unwrap();
