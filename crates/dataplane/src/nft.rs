@@ -819,7 +819,10 @@ impl NftPlane {
     /// The family of one of holdfast's objects, from its name: the `netdev` table holds
     /// direct return (`k_` sets, `d_` chains, `in_` ingress chains), the `inet` table the rest.
     fn family_of(name: &str) -> NfFamily {
-        if ["k_", "f_", "d_", "in_"].iter().any(|p| name.starts_with(p)) {
+        if ["k_", "f_", "d_", "in_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
             NfFamily::NetDev
         } else {
             NfFamily::INet

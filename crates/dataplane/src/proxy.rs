@@ -44,6 +44,8 @@ struct Inner {
     dests: Vec<DestState>,
     /// Client (masked) → (server, expiry).
     persist: HashMap<IpAddr, (SocketAddr, Instant)>,
+    /// How many entries `persist` kept at its last sweep of expired ones.
+    swept: usize,
 }
 
 struct Service {
@@ -261,6 +263,7 @@ impl DataPlane for ProxyPlane {
                     sched: Scheduler::new(spec.sched, spec.flags),
                     dests: spec.dests.iter().map(dest_state).collect(),
                     persist: HashMap::new(),
+                    swept: 0,
                     spec: spec.clone(),
                 }),
             });
@@ -416,9 +419,19 @@ fn choose(
     let rx = d.removed.subscribe();
     if let Some(t) = i.spec.persistence {
         i.persist.insert(key, (addr, now + t));
+        // A client that never comes back would keep its entry for ever: once the map has
+        // doubled since the last sweep, the expired entries go (amortised O(1) a connection).
+        if i.persist.len() >= (2 * i.swept).max(PERSIST_SWEEP_MIN) {
+            i.persist.retain(|_, (_, until)| *until > now);
+            i.swept = i.persist.len();
+        }
     }
     Some((addr, rx))
 }
+
+/// The persistence table's size below which expired entries are left until their client
+/// returns.
+const PERSIST_SWEEP_MIN: usize = 1024;
 
 impl Inner {
     fn persistence_target(&mut self, key: IpAddr, now: Instant) -> Option<SocketAddr> {
@@ -1239,6 +1252,48 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(hello(vip).await, first);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn persistence_forgets_clients_that_never_come_back() {
+        let a: SocketAddr = "192.0.2.1:3306".parse().unwrap();
+        let vip: SocketAddr = "192.0.2.100:3306".parse().unwrap();
+        let mut s = spec(vip, Kind::Rr, &[(a, 1)]);
+        s.persistence = Some(Duration::from_secs(60));
+        let svc = Service {
+            inner: Mutex::new(Inner {
+                sched: Scheduler::new(s.sched, s.flags),
+                dests: s.dests.iter().map(dest_state).collect(),
+                persist: HashMap::new(),
+                swept: 0,
+                spec: s,
+            }),
+        };
+        let client = |n: u32| SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + n), 40000));
+        // Clients that each come once, a persistence timeout apart: the table holds about
+        // one timeout's worth of them, not every client ever seen.
+        let mut most = 0;
+        for round in 0..10u32 {
+            for n in 0..1000 {
+                assert_eq!(
+                    choose(&svc, client(round * 1000 + n), vip, &[]).map(|c| c.0),
+                    Some(a)
+                );
+            }
+            most = most.max(svc.lock().persist.len());
+            tokio::time::advance(Duration::from_secs(61)).await;
+        }
+        assert!(
+            most <= 2 * PERSIST_SWEEP_MIN,
+            "{most} entries for 1000 live clients"
+        );
+        // A client within its timeout keeps its entry through a sweep.
+        let recent = client(100_000);
+        assert!(choose(&svc, recent, vip, &[]).is_some());
+        for n in 0..2 * PERSIST_SWEEP_MIN as u32 {
+            assert!(choose(&svc, client(200_000 + n), vip, &[]).is_some());
+        }
+        assert!(svc.lock().persist.contains_key(&recent.ip()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

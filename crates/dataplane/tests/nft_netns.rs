@@ -476,7 +476,11 @@ fn dr_entry(lab: &DrLab, set: &str, port: u16) -> Option<u64> {
             .output()
             .unwrap()
     });
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let list = v["nftables"].as_array().unwrap();
     let elems = list.iter().find_map(|o| o["set"]["elem"].as_array());
@@ -518,7 +522,10 @@ fn direct_return_keeps_ipvs_timeouts_by_tcp_state_and_its_table_does_not_fill_at
     let elems: Vec<String> = (0..65_535u32)
         .map(|i| format!("10.9.{}.{} . {}", (i >> 8) & 255, i & 255, 1000 + (i >> 16)))
         .collect();
-    let fill = format!("add element netdev holdfast_test {set} {{ {} }}\n", elems.join(", "));
+    let fill = format!(
+        "add element netdev holdfast_test {set} {{ {} }}\n",
+        elems.join(", ")
+    );
     let filled = lab.within("d", move || {
         let mut c = Command::new("nft")
             .args(["-f", "-"])
