@@ -233,6 +233,21 @@ fn spawn_instance(
 ) -> (crate::mailbox::Sender<Msg>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = crate::mailbox::mailbox(ADVERT_QUEUE);
     let for_reader = tx.clone();
+    // Listed from the start (INIT until its task reports), so that a SIGUSR1 or a `status`
+    // answered before the task's first event still shows every configured instance, as
+    // keepalived's do. A reload's entry for the same name stays until the new task replaces it.
+    if let Ok(mut t) = sh.status.lock() {
+        t.entry(inst.name.clone())
+            .or_insert_with(|| crate::dump::Status {
+                plan: inst.clone(),
+                state: holdfast_vrrp::router::State::Init,
+                effective: inst.router.priority,
+                master: None,
+                master_priority: None,
+                stats: holdfast_vrrp::router::Stats::default(),
+                since: std::time::SystemTime::now(),
+            });
+    }
     let sh = sh.clone();
     let log = sh.log;
     let task = tokio::spawn(async move {
@@ -265,6 +280,16 @@ fn shared_nl() -> std::io::Result<Handle> {
 
 /// Runs the plan until SIGTERM/SIGINT.
 pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()> {
+    // Every signal the daemon answers is caught before anything it does can be seen (its pid
+    // file, the startup script, an instance's first state, the readiness notification). Until
+    // then SIGHUP, SIGUSR1 and SIGUSR2 would kill it (their default action) and SIGTERM would
+    // skip the cleanup; caught, they wait for the main loop.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     let log = opts.log;
     for u in &plan.unsupported {
         log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
@@ -382,17 +407,11 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         let (tx, task) = spawn_instance(inst.clone(), &sh);
         running.push((inst, tx, task));
     }
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
     crate::systemd::ready(&format!(
         "{} VRRP instance(s), {} virtual server(s)",
         running.len(),
         vs_plans.len()
     ));
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
     // A burst of work (the start, a reload, a failover) leaves freed pages behind: they go
     // back once the instances have been quiet for a second.
     const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);

@@ -426,14 +426,15 @@ fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config(
 fn wait_file(path: &std::path::Path, must_contain: &str) -> String {
     let deadline = std::time::Instant::now() + 5 * SEC;
     loop {
-        if let Ok(t) = std::fs::read_to_string(path)
+        let t = std::fs::read_to_string(path);
+        if let Ok(t) = &t
             && t.contains(must_contain)
         {
-            return t;
+            return t.clone();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{} never contained {must_contain:?}",
+            "{} never contained {must_contain:?}; it reads {t:?}",
             path.display()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -908,6 +909,41 @@ fn the_startup_script_runs_to_its_end_before_vrrp_and_the_shutdown_script_after_
         !addrs.contains("10.77.0.100"),
         "shutdown script ran before the VIP left: {addrs}"
     );
+}
+
+#[test]
+fn signals_sent_while_the_startup_script_runs_are_answered_once_running() {
+    let mut lab = lab(1);
+    let running = lab.file("running", "");
+    let go = lab.file("go", "");
+    let _ = std::fs::remove_file(&running);
+    let _ = std::fs::remove_file(&go);
+    // The startup script says it runs, then waits (at most 10 s) for the test to let it end.
+    let global = format!(
+        "    startup_script \"/bin/sh -c 'touch {}; i=0; while [ ! -e {} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done'\"\n    startup_script_timeout 20",
+        running.display(),
+        go.display()
+    );
+    let mut n1 = lab.holdfast(1, &conf(150, "", &global));
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while !running.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the startup script never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The pid file is written and the script runs: signals must not kill the daemon now
+    // (SIGUSR1's default action would).
+    n1.signal("USR1");
+    n1.signal("USR2");
+    std::fs::write(&go, "").unwrap();
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let data = wait_file(&lab.dir().join("keepalived.data"), "VRRP Instance = VI_1");
+    assert!(data.contains("VRRP Instance = VI_1"), "{data}");
+    wait_file(&lab.dir().join("keepalived.stats"), "VRRP Instance: VI_1");
+    n1.signal("TERM");
+    n1.wait_for("Stopped", 10 * SEC);
 }
 
 #[test]
