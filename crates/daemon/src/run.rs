@@ -1067,6 +1067,42 @@ fn instance(
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
         loop {
+            if router.state() != last_state {
+                last_state = router.state();
+                since = std::time::SystemTime::now();
+            }
+            // Before the outputs run: the state shown (`status`, SIGUSR1) is the router's as
+            // soon as it changes, not after the VIPs and the GARP burst of a transition, so
+            // whoever reads "Entering MASTER STATE" and then asks sees MASTER.
+            if let Ok(mut t) = sh.status.lock() {
+                // Updated in place at every event (ten adverts a second per instance at
+                // advert_int 0.1); the plan's parts are written again only after a reload.
+                match t.get_mut(&io.plan.name) {
+                    Some(e) if !status_stale => {
+                        e.state = router.state();
+                        e.effective = router.effective_priority();
+                        e.master = router.master_addr();
+                        e.master_priority = router.master_priority();
+                        e.stats.clone_from(router.stats());
+                        e.since = since;
+                    }
+                    _ => {
+                        status_stale = false;
+                        t.insert(
+                            io.plan.name.clone(),
+                            crate::dump::Status {
+                                plan: io.plan.clone(),
+                                state: router.state(),
+                                effective: router.effective_priority(),
+                                master: router.master_addr(),
+                                master_priority: router.master_priority(),
+                                stats: router.stats().clone(),
+                                since,
+                            },
+                        );
+                    }
+                }
+            }
             while let Some(o) = router.poll_output() {
                 match o {
                     // Adverts, ten a second at advert_int 0.1, are sent without an async step
@@ -1098,39 +1134,6 @@ fn instance(
                 }
             }
             was_master = is_master;
-            if router.state() != last_state {
-                last_state = router.state();
-                since = std::time::SystemTime::now();
-            }
-            if let Ok(mut t) = sh.status.lock() {
-                // Updated in place at every event (ten adverts a second per instance at
-                // advert_int 0.1); the plan's parts are written again only after a reload.
-                match t.get_mut(&io.plan.name) {
-                    Some(e) if !status_stale => {
-                        e.state = router.state();
-                        e.effective = router.effective_priority();
-                        e.master = router.master_addr();
-                        e.master_priority = router.master_priority();
-                        e.stats.clone_from(router.stats());
-                        e.since = since;
-                    }
-                    _ => {
-                        status_stale = false;
-                        t.insert(
-                            io.plan.name.clone(),
-                            crate::dump::Status {
-                                plan: io.plan.clone(),
-                                state: router.state(),
-                                effective: router.effective_priority(),
-                                master: router.master_addr(),
-                                master_priority: router.master_priority(),
-                                stats: router.stats().clone(),
-                                since,
-                            },
-                        );
-                    }
-                }
-            }
             let deadline = router.poll_timeout().map(to_tokio);
             if let Some(d) = deadline
                 && d != timer.deadline()

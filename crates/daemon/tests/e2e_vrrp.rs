@@ -445,7 +445,12 @@ fn wait_file(path: &std::path::Path, must_contain: &str) -> String {
 fn sigusr1_and_sigusr2_write_keepalived_style_data_and_stats_files() {
     let mut lab = lab(1);
     let socket = lab.dir().join("control.sock");
-    let global = format!("control_socket {}", socket.display());
+    // A GARP burst that takes 1.5 s after the transition: the state shown must be MASTER
+    // from the log line on, not from the burst's end.
+    let global = format!(
+        "control_socket {}\n    vrrp_garp_master_repeat 4\n    vrrp_garp_interval 0.5",
+        socket.display()
+    );
     let mut n1 = lab.holdfast(1, &conf(150, "", &global));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n1.signal("USR1");
