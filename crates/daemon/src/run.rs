@@ -679,6 +679,30 @@ fn dump_file(sh: &Shared, path: &std::path::Path, render: fn(&crate::dump::Table
     }
 }
 
+/// Sends one gratuitous ARP / unsolicited NA for `a` (logged as keepalived logs it, or its
+/// failure).
+fn announce_one(announcer: &Announcer, plan: &InstancePlan, log: Logger, a: IpAddr) {
+    if let Err(e) = announcer.send(a) {
+        log.vrrp(&format!(
+            "({}) announcing {a} on {} failed: {e}",
+            plan.name, plan.ifname
+        ));
+    } else if log.detail {
+        let one = if a.is_ipv4() {
+            "gratuitous ARP"
+        } else {
+            "Unsolicited Neighbour Advert"
+        };
+        log.vrrp(&format!("Sending {one} on {} for {a}", plan.ifname));
+    }
+}
+
+impl Drop for Io {
+    fn drop(&mut self) {
+        self.stop_burst();
+    }
+}
+
 struct Io {
     /// A digest of the adverts last handed to the guardian (a copy of them, allocated at the
     /// transition among the transition's short-lived allocations, stranded small chunks in
@@ -688,7 +712,9 @@ struct Io {
     /// its whole life costs kilobytes per instance.
     plan: Arc<InstancePlan>,
     sock: Arc<VrrpSocket>,
-    announcer: Announcer,
+    announcer: Arc<Announcer>,
+    /// A spaced announcement burst in progress ([`Io::announce`]).
+    burst: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     nl: Handle,
     src: Option<IpAddr>,
     log: Logger,
@@ -751,7 +777,13 @@ impl Io {
         }
     }
 
-    async fn announce(&self, count: u32) {
+    /// A burst of `count` gratuitous ARPs / unsolicited NAs for the VIPs on the instance's
+    /// interface. Back to back, they are sent now. Spaced (`vrrp_garp_interval`), they are
+    /// sent by a task of their own, as keepalived queues them: the instance must go on
+    /// sending its adverts meanwhile — a burst of 5 at 1 s would otherwise silence a MASTER
+    /// for longer than its BACKUPs wait before taking over. A new burst replaces one still
+    /// running, and leaving MASTER stops it ([`Io::stop_burst`]).
+    fn announce(&self, count: u32) {
         let addrs: Vec<IpAddr> = self
             .plan
             .vips
@@ -759,7 +791,7 @@ impl Io {
             .filter(|v| v.dev == self.plan.ifname)
             .map(|v| v.addr)
             .collect();
-        let what = if matches!(self.announcer, Announcer::Arp(_)) {
+        let what = if matches!(*self.announcer, Announcer::Arp(_)) {
             "gratuitous ARPs"
         } else {
             "Unsolicited Neighbour Adverts"
@@ -772,30 +804,38 @@ impl Io {
                 ));
             }
         }
+        self.stop_burst();
         let gap = Duration::from_micros(u64::from(self.plan.announce_gap_us));
-        let mut sent = 0u32;
-        for _ in 0..count {
-            for a in &addrs {
-                // `garp_interval` / `gna_interval`: spaced, not back to back.
-                if gap > Duration::ZERO && sent > 0 {
-                    tokio::time::sleep(gap).await;
-                }
-                sent += 1;
-                if let Err(e) = self.announcer.send(*a) {
-                    self.log.vrrp(&format!(
-                        "({}) announcing {a} on {} failed: {e}",
-                        self.plan.name, self.plan.ifname
-                    ));
-                } else if self.log.detail {
-                    let one = if a.is_ipv4() {
-                        "gratuitous ARP"
-                    } else {
-                        "Unsolicited Neighbour Advert"
-                    };
-                    self.log
-                        .vrrp(&format!("Sending {one} on {} for {a}", self.plan.ifname));
+        if gap.is_zero() {
+            for _ in 0..count {
+                for a in &addrs {
+                    announce_one(&self.announcer, &self.plan, self.log, *a);
                 }
             }
+            return;
+        }
+        let (announcer, plan, log) = (self.announcer.clone(), self.plan.clone(), self.log);
+        let burst = tokio::spawn(async move {
+            let mut sent = 0u32;
+            for _ in 0..count {
+                for a in &addrs {
+                    if sent > 0 {
+                        tokio::time::sleep(gap).await;
+                    }
+                    sent += 1;
+                    announce_one(&announcer, &plan, log, *a);
+                }
+            }
+        });
+        if let Ok(mut b) = self.burst.lock() {
+            *b = Some(burst.abort_handle());
+        }
+    }
+
+    /// Stops a spaced burst still running.
+    fn stop_burst(&self) {
+        if let Some(b) = self.burst.lock().ok().and_then(|mut b| b.take()) {
+            b.abort();
         }
     }
 
@@ -835,13 +875,17 @@ impl Io {
         match out {
             Output::Send { dst, payload } => self.send(dst, &payload),
             Output::AddVips => self.add_vips(None).await,
-            Output::RemoveVips => self.remove_vips(None).await,
+            Output::RemoveVips => {
+                // Leaving MASTER: no more announcements of addresses it gives up.
+                self.stop_burst();
+                self.remove_vips(None).await;
+            }
             Output::VipsChanged { added, removed } => {
                 self.remove_vips(Some(&removed)).await;
                 self.add_vips(Some(&added)).await;
             }
             // Boxed: with its timer it would otherwise sit in every instance's task.
-            Output::Announce { count } => Box::pin(self.announce(count)).await,
+            Output::Announce { count } => self.announce(count),
             Output::StateChanged { to, reason, .. } => {
                 self.notify(to, router.effective_priority());
                 let _ = self.events.send((
@@ -1011,7 +1055,8 @@ fn instance(
             last_words: 0,
             plan: plan.clone(),
             sock: sock.clone(),
-            announcer,
+            announcer: Arc::new(announcer),
+            burst: std::sync::Mutex::new(None),
             nl,
             src,
             log,
