@@ -712,7 +712,7 @@ struct Io {
     /// its whole life costs kilobytes per instance.
     plan: Arc<InstancePlan>,
     sock: Arc<VrrpSocket>,
-    announcer: Arc<Announcer>,
+    announcer: Announcer,
     /// A spaced announcement burst in progress ([`Io::announce`]).
     burst: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     nl: Handle,
@@ -791,7 +791,7 @@ impl Io {
             .filter(|v| v.dev == self.plan.ifname)
             .map(|v| v.addr)
             .collect();
-        let what = if matches!(*self.announcer, Announcer::Arp(_)) {
+        let what = if matches!(self.announcer, Announcer::Arp(_)) {
             "gratuitous ARPs"
         } else {
             "Unsolicited Neighbour Adverts"
@@ -806,15 +806,31 @@ impl Io {
         }
         self.stop_burst();
         let gap = Duration::from_micros(u64::from(self.plan.announce_gap_us));
-        if gap.is_zero() {
+        // The burst's task gets a handle of its own on the socket (a descriptor, only for a
+        // spaced burst: an instance keeps no shared copy for it).
+        let own = if gap.is_zero() {
+            None
+        } else {
+            match self.announcer.try_clone() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.log.vrrp(&format!(
+                        "({}) cannot space the announcements on {} ({e}): sending them at once",
+                        self.plan.name, self.plan.ifname
+                    ));
+                    None
+                }
+            }
+        };
+        let Some(announcer) = own else {
             for _ in 0..count {
                 for a in &addrs {
                     announce_one(&self.announcer, &self.plan, self.log, *a);
                 }
             }
             return;
-        }
-        let (announcer, plan, log) = (self.announcer.clone(), self.plan.clone(), self.log);
+        };
+        let (plan, log) = (self.plan.clone(), self.log);
         let burst = tokio::spawn(async move {
             let mut sent = 0u32;
             for _ in 0..count {
@@ -1055,7 +1071,7 @@ fn instance(
             last_words: 0,
             plan: plan.clone(),
             sock: sock.clone(),
-            announcer: Arc::new(announcer),
+            announcer,
             burst: std::sync::Mutex::new(None),
             nl,
             src,
@@ -1123,7 +1139,12 @@ fn instance(
                 // Updated in place at every event (ten adverts a second per instance at
                 // advert_int 0.1); the plan's parts are written again only after a reload.
                 match t.get_mut(&io.plan.name) {
-                    Some(e) if !status_stale => {
+                    Some(e) => {
+                        if status_stale {
+                            // The entry made at spawn, or a reload's: this plan from now on.
+                            status_stale = false;
+                            e.plan = io.plan.clone();
+                        }
                         e.state = router.state();
                         e.effective = router.effective_priority();
                         e.master = router.master_addr();
@@ -1131,7 +1152,7 @@ fn instance(
                         e.stats.clone_from(router.stats());
                         e.since = since;
                     }
-                    _ => {
+                    None => {
                         status_stale = false;
                         t.insert(
                             io.plan.name.clone(),

@@ -43,6 +43,15 @@ impl Garp {
         Ok(Garp { sock, ifindex, mac })
     }
 
+    /// Another handle on the same socket (a duplicated descriptor).
+    pub fn try_clone(&self) -> io::Result<Garp> {
+        Ok(Garp {
+            sock: self.sock.try_clone()?,
+            ifindex: self.ifindex,
+            mac: self.mac,
+        })
+    }
+
     /// Sends one gratuitous ARP for `ip`.
     pub fn send(&self, ip: Ipv4Addr) -> io::Result<()> {
         self.sock
@@ -123,6 +132,15 @@ pub fn na_message(mac: [u8; 6], target: std::net::Ipv6Addr) -> [u8; 32] {
 }
 
 impl Unsolicited {
+    /// Another handle on the same socket (a duplicated descriptor).
+    pub fn try_clone(&self) -> io::Result<Unsolicited> {
+        Ok(Unsolicited {
+            sock: self.sock.try_clone()?,
+            ifindex: self.ifindex,
+            mac: self.mac,
+        })
+    }
+
     /// Opens an ICMPv6 socket on `ifname`, sending from `src` (link-local).
     pub fn open(
         ifname: &str,
@@ -161,6 +179,14 @@ pub enum Announcer {
 }
 
 impl Announcer {
+    /// Another handle on the same socket, for a burst sent by a task of its own.
+    pub fn try_clone(&self) -> io::Result<Announcer> {
+        Ok(match self {
+            Announcer::Arp(g) => Announcer::Arp(g.try_clone()?),
+            Announcer::Na(n) => Announcer::Na(n.try_clone()?),
+        })
+    }
+
     /// Announces `addr` once; addresses of the other family are skipped.
     pub fn send(&self, addr: std::net::IpAddr) -> io::Result<()> {
         match (self, addr) {
