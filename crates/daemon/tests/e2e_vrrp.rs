@@ -1020,24 +1020,31 @@ fn vrrp_no_swap_locks_the_daemon_in_memory() {
     assert!(locked_kb(locked.pid()) > 0, "nothing locked");
 }
 
+/// Eight GARPs a second apart: a 7 s burst, far longer than the 3.6 s a BACKUP waits for an
+/// advert (advert_int 1).
+const SLOW_BURST: &str =
+    "    vrrp_garp_interval 1\n    vrrp_garp_master_repeat 8\n    vrrp_garp_master_delay 0";
+
+const GARP_LINE: &str = "Sending gratuitous ARP on eth0 for 10.77.0.100";
+
+/// Waits (bounded) until `node` has logged `want` GARPs.
+fn wait_garps(node: &mut netns::Proc, want: usize, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while node.count(GARP_LINE) < want {
+        assert!(std::time::Instant::now() < deadline, "{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_spaced_garp_burst_longer_than_the_master_down_interval_does_not_silence_the_master() {
     let mut lab = lab(2);
-    // Eight GARPs a second apart: a 7 s burst, far longer than the 3.6 s a BACKUP waits for
-    // an advert (advert_int 1).
-    let global =
-        "    vrrp_garp_interval 1\n    vrrp_garp_master_repeat 8\n    vrrp_garp_master_delay 0";
-    let mut n1 = lab.holdfast(1, &conf(150, "", global));
+    let mut n1 = lab.holdfast(1, &conf(150, "", SLOW_BURST));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     // n2 starts while n1's burst runs: it hears n1's adverts, or takes over 3.6 s later.
-    let mut n2 = lab.holdfast(2, &conf(100, "", global));
+    let mut n2 = lab.holdfast(2, &conf(100, "", SLOW_BURST));
     n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
-    let garp = "Sending gratuitous ARP on eth0 for 10.77.0.100";
-    let deadline = std::time::Instant::now() + 15 * SEC;
-    while n1.count(garp) < 8 {
-        assert!(std::time::Instant::now() < deadline, "{}", n1.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_garps(&mut n1, 8, 15 * SEC);
     // The burst is over and n1 advertised all along: n2 stayed BACKUP.
     let log2 = n2.log();
     assert!(
@@ -1050,28 +1057,21 @@ fn a_spaced_garp_burst_longer_than_the_master_down_interval_does_not_silence_the
 #[test]
 fn a_master_that_steps_down_stops_its_garp_burst() {
     let mut lab = lab(2);
-    let global =
-        "    vrrp_garp_interval 1\n    vrrp_garp_master_repeat 8\n    vrrp_garp_master_delay 0";
-    let mut n1 = lab.holdfast(1, &conf(150, "", global));
+    let mut n1 = lab.holdfast(1, &conf(150, "", SLOW_BURST));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     // A higher priority takes over within n1's 7 s burst.
-    let mut n2 = lab.holdfast(2, &conf(200, "", global));
+    let mut n2 = lab.holdfast(2, &conf(200, "", SLOW_BURST));
     n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
     // Two seconds of n2's own burst later, n1 has announced nothing since it stepped down.
-    let garp = "Sending gratuitous ARP on eth0 for 10.77.0.100";
-    let deadline = std::time::Instant::now() + 10 * SEC;
-    while n2.count(garp) < 3 {
-        assert!(std::time::Instant::now() < deadline, "{}", n2.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_garps(&mut n2, 3, 10 * SEC);
     let log1 = n1.log();
     let after = log1
         .split("(VI_1) Entering BACKUP STATE\n")
         .nth(1)
         .unwrap_or_default();
     assert!(
-        !after.contains(garp),
+        !after.contains(GARP_LINE),
         "n1 announced after stepping down:\n{log1}"
     );
 }
