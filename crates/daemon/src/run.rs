@@ -900,7 +900,7 @@ impl Io {
                 self.remove_vips(Some(&removed)).await;
                 self.add_vips(Some(&added)).await;
             }
-            // Boxed: with its timer it would otherwise sit in every instance's task.
+            // Not awaited: a spaced burst runs in a task of its own.
             Output::Announce { count } => self.announce(count),
             Output::StateChanged { to, reason, .. } => {
                 self.notify(to, router.effective_priority());

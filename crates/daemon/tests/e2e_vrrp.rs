@@ -888,10 +888,7 @@ fn a_weighted_track_interface_follows_netlink_link_events() {
 #[test]
 fn the_startup_script_runs_to_its_end_before_vrrp_and_the_shutdown_script_after_it() {
     let mut lab = lab(1);
-    let started = lab.file("started", "");
-    let stopped = lab.file("stopped", "");
-    let _ = std::fs::remove_file(&started);
-    let _ = std::fs::remove_file(&stopped);
+    let (started, stopped) = (lab.dir().join("started"), lab.dir().join("stopped"));
     // The startup script takes a while: VRRP must wait for it. The shutdown script reports
     // whether the VIP was already gone when it ran.
     let global = format!(
@@ -919,10 +916,7 @@ fn the_startup_script_runs_to_its_end_before_vrrp_and_the_shutdown_script_after_
 #[test]
 fn signals_sent_while_the_startup_script_runs_are_answered_once_running() {
     let mut lab = lab(1);
-    let running = lab.file("running", "");
-    let go = lab.file("go", "");
-    let _ = std::fs::remove_file(&running);
-    let _ = std::fs::remove_file(&go);
+    let (running, go) = (lab.dir().join("running"), lab.dir().join("go"));
     // The startup script says it runs, then waits (at most 10 s) for the test to let it end.
     let global = format!(
         "    startup_script \"/bin/sh -c 'touch {}; i=0; while [ ! -e {} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done'\"\n    startup_script_timeout 20",
@@ -930,14 +924,7 @@ fn signals_sent_while_the_startup_script_runs_are_answered_once_running() {
         go.display()
     );
     let mut n1 = lab.holdfast(1, &conf(150, "", &global));
-    let deadline = std::time::Instant::now() + 10 * SEC;
-    while !running.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the startup script never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(settles(|| running.exists()), "the startup script never ran");
     // The pid file is written and the script runs: signals must not kill the daemon now
     // (SIGUSR1's default action would).
     n1.signal("USR1");
@@ -946,6 +933,8 @@ fn signals_sent_while_the_startup_script_runs_are_answered_once_running() {
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     let data = wait_file(&lab.dir().join("keepalived.data"), "VRRP Instance = VI_1");
     assert!(data.contains("VRRP Instance = VI_1"), "{data}");
+    // Written when the main loop answered the early signal, well before MASTER.
+    assert!(!data.contains("State = MASTER"), "{data}");
     wait_file(&lab.dir().join("keepalived.stats"), "VRRP Instance: VI_1");
     n1.signal("TERM");
     n1.wait_for("Stopped", 10 * SEC);

@@ -432,6 +432,11 @@ const SET_SIZE: u32 = 1 << 20;
 /// Seconds a direct-return TCP connection stays known after a reset: IPVS's CLOSE state.
 const CLOSE_SECS: u32 = 10;
 
+/// A set timeout in nft's whole seconds: `d` (at least 1 s), or `default` without one.
+fn set_secs(d: Option<std::time::Duration>, default: u64) -> u32 {
+    u32::try_from(d.map_or(default, |d| d.as_secs().max(1))).unwrap_or(u32::MAX)
+}
+
 /// The key of a direct-return connection: the client's address and port.
 fn connection_key(spec: &ServiceSpec) -> Expression<'static> {
     Expression::Named(NamedExpression::Concat(vec![
@@ -662,9 +667,7 @@ impl NftPlane {
     /// Seconds a direct-return TCP connection stays known after its client's FIN:
     /// `lvs_timeouts`' tcpfin, or IPVS's default (2 minutes).
     fn fin_secs(&self) -> u32 {
-        self.timeouts.tcpfin.map_or(120, |d| {
-            u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)
-        })
+        set_secs(self.timeouts.tcpfin, 120)
     }
 
     /// Adds the conntrack timeout policies `lvs_timeouts` asks for (`t_tcp4`, `t_tcp6`,
@@ -817,7 +820,8 @@ impl NftPlane {
     }
 
     /// The family of one of holdfast's objects, from its name: the `netdev` table holds
-    /// direct return (`k_` sets, `d_` chains, `in_` ingress chains), the `inet` table the rest.
+    /// direct return (`k_` and `f_` sets, `d_` chains, `in_` ingress chains), the `inet` table
+    /// the rest.
     fn family_of(name: &str) -> NfFamily {
         if ["k_", "f_", "d_", "in_"]
             .iter()
@@ -873,7 +877,8 @@ impl NftPlane {
         }
     }
 
-    /// A set of persistent clients (`p_`) or direct-return connections (`k_`).
+    /// A set of persistent clients (`p_`), direct-return connections (`k_`) or the closing
+    /// ones among them (`f_`).
     fn set(&self, name: &str, spec: &ServiceSpec) -> nftables::schema::Set<'static> {
         use nftables::schema::{SetFlag, SetType, SetTypeValue};
         let addr = if spec.key.is_v6() {
@@ -882,9 +887,6 @@ impl NftPlane {
             SetType::Ipv4Addr
         };
         let direct = Self::family_of(name) == NfFamily::NetDev;
-        let secs = |d: Option<std::time::Duration>, default: u64| {
-            u32::try_from(d.map_or(default, |d| d.as_secs().max(1))).unwrap_or(u32::MAX)
-        };
         let timeout = if name.starts_with("f_") {
             // Closing direct-return connections: `lvs_timeouts`' tcpfin, or IPVS's default.
             self.fin_secs()
@@ -894,12 +896,11 @@ impl NftPlane {
             match spec.key {
                 ServiceKey::Addr {
                     proto: Proto::Udp, ..
-                } => secs(self.timeouts.udp, 300),
-                _ => secs(self.timeouts.tcp, 900),
+                } => set_secs(self.timeouts.udp, 300),
+                _ => set_secs(self.timeouts.tcp, 900),
             }
         } else {
-            spec.persistence
-                .map_or(1, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX))
+            set_secs(spec.persistence, 1)
         };
         nftables::schema::Set {
             family: Self::family_of(name),

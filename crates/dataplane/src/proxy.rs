@@ -688,7 +688,7 @@ fn pass(from: &TcpStream, to: &TcpStream, buf: &mut [u8]) -> Passed {
     Passed::Data(n, buf[sent..n].to_vec())
 }
 
-/// The largest copy buffer; a direction that fills it read after read switches to splice.
+/// The copy buffer's size; a direction whose read fills it switches to splice.
 const BULK: usize = 64 * 1024;
 
 /// A pipe for splicing one direction of a connection: socket → pipe → socket.
