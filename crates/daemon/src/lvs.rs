@@ -693,9 +693,8 @@ pub struct Planes {
     proxy: Mutex<ProxyPlane>,
     /// Opened when the first virtual server on IPVS starts.
     ipvs: Mutex<Option<IpvsPlane>>,
-    /// Opened (clearing a table a crash left) when the first virtual server on nftables
-    /// starts.
-    nft: Mutex<Option<NftPlane>>,
+    /// The nftables plane, applied on a thread of its own.
+    nft: Arc<NftWorker>,
     options: PlaneOptions,
     /// Whether each real server was alive, kept across reloads so a server known dead is
     /// not put back in the table while its checkers start again.
@@ -721,7 +720,10 @@ impl Planes {
             wanted: Mutex::new(BTreeMap::new()),
             proxy: Mutex::new(ProxyPlane::new()),
             ipvs: Mutex::new(None),
-            nft: Mutex::new(None),
+            nft: Arc::new(NftWorker::new(
+                options.nft_table().to_owned(),
+                timeouts(&options),
+            )),
             options,
             alive: Mutex::default(),
             admin: Mutex::default(),
@@ -730,11 +732,7 @@ impl Planes {
 
     /// `lvs_timeouts` for the proxy and nftables planes.
     fn timeouts(&self) -> holdfast_dataplane::Timeouts {
-        self.options
-            .timeouts
-            .map_or_else(holdfast_dataplane::Timeouts::default, |(tcp, fin, udp)| {
-                holdfast_dataplane::Timeouts::from_secs(tcp, fin, udp)
-            })
+        timeouts(&self.options)
     }
 
     fn open_ipvs(&self, log: Logger) -> Option<std::sync::MutexGuard<'_, Option<IpvsPlane>>> {
@@ -764,7 +762,7 @@ impl Planes {
     }
 
     fn set(&self, spec: Option<ServiceSpec>, key: ServiceKey, plane: PlaneKind, log: Logger) {
-        let (proxy, ipvs, nft): (Vec<ServiceSpec>, Vec<ServiceSpec>, Vec<ServiceSpec>) = {
+        let (proxy, ipvs): (Vec<ServiceSpec>, Vec<ServiceSpec>) = {
             let Ok(mut w) = self.wanted.lock() else {
                 return;
             };
@@ -785,7 +783,11 @@ impl Planes {
                 s.idle_timeout = t.tcp.unwrap_or(s.idle_timeout);
                 s.fin_timeout = t.tcpfin.unwrap_or(s.fin_timeout);
             }
-            (proxy, pick(PlaneKind::Ipvs), pick(PlaneKind::Nft))
+            if plane == PlaneKind::Nft {
+                // Handed over while the lock is held: a later table cannot overtake it.
+                self.nft.hand(pick(PlaneKind::Nft), log);
+            }
+            (proxy, pick(PlaneKind::Ipvs))
         };
         let report = |errs: Vec<holdfast_dataplane::DataPlaneError>| {
             for e in errs {
@@ -804,21 +806,6 @@ impl Planes {
             && let Err(errs) = p.apply_changed(&ipvs, key)
         {
             report(errs);
-        }
-        if plane == PlaneKind::Nft
-            && let Ok(mut g) = self.nft.lock()
-        {
-            if g.is_none() {
-                match NftPlane::open_with_timeouts(self.options.nft_table(), self.timeouts()) {
-                    Ok(p) => *g = Some(p),
-                    Err(e) => log.check(&format!("nftables: cannot open table: {e}")),
-                }
-            }
-            if let Some(p) = g.as_mut()
-                && let Err(errs) = p.apply(&nft)
-            {
-                report(errs);
-            }
         }
     }
 
@@ -881,13 +868,7 @@ impl Planes {
     /// At stop: removes holdfast's services from the kernel (or every service with
     /// `lvs_flush_on_stop`), unless told to keep them.
     pub fn release(&self, log: Logger) {
-        if let Ok(mut g) = self.nft.lock()
-            && let Some(p) = g.as_mut()
-            && !self.options.keep_on_stop
-            && let Err(e) = p.release()
-        {
-            log.check(&format!("nftables: cannot remove table {}: {e}", p.table()));
-        }
+        self.nft.finish(!self.options.keep_on_stop, log);
         let Ok(mut g) = self.ipvs.lock() else {
             return;
         };
@@ -961,10 +942,8 @@ impl Planes {
         {
             out.extend(p.stats());
         }
-        if let Ok(g) = self.nft.lock()
-            && let Some(p) = g.as_ref()
-        {
-            out.extend(p.stats());
+        if let Ok(a) = self.nft.applied.lock() {
+            out.extend(a.iter().cloned());
         }
         out.sort_by_key(|s| s.key);
         out
@@ -974,6 +953,183 @@ impl Planes {
 impl Default for Planes {
     fn default() -> Planes {
         Planes::new()
+    }
+}
+
+impl Drop for Planes {
+    fn drop(&mut self) {
+        self.nft.stop();
+    }
+}
+
+/// `lvs_timeouts` of `options`, as the planes take them.
+fn timeouts(options: &PlaneOptions) -> holdfast_dataplane::Timeouts {
+    options
+        .timeouts
+        .map_or_else(holdfast_dataplane::Timeouts::default, |(tcp, fin, udp)| {
+            holdfast_dataplane::Timeouts::from_secs(tcp, fin, udp)
+        })
+}
+
+/// How long stopping waits for an nftables change under way before removing the table.
+const NFT_FINISH: Duration = Duration::from_secs(30);
+
+/// The nftables plane on a thread of its own. Applying a table runs `nft` (and `ip` for
+/// direct return) and waits for them: on the daemon's single-threaded runtime that would stop
+/// every VRRP instance's adverts meanwhile, long enough with a slow `nft` or a large table
+/// for a BACKUP to take over. The thread applies the newest table handed over: one handed
+/// over while another is applied replaces any still waiting, so none is applied after a newer
+/// one, and a burst of changes costs one apply.
+struct NftWorker {
+    slot: Mutex<NftSlot>,
+    changed: std::sync::Condvar,
+    /// The table as last applied, for status, readable while the next apply runs.
+    applied: Mutex<Vec<holdfast_dataplane::ServiceStats>>,
+    /// Opened (clearing a table a crash left) by the thread's first apply.
+    plane: Mutex<Option<NftPlane>>,
+    table: String,
+    timeouts: holdfast_dataplane::Timeouts,
+}
+
+#[derive(Default)]
+struct NftSlot {
+    /// The newest table not yet applied, and the logger its errors go to.
+    pending: Option<(Vec<ServiceSpec>, Logger)>,
+    /// The thread was started.
+    started: bool,
+    /// The thread is applying a table.
+    busy: bool,
+    /// The thread ends once idle; nothing more is handed over.
+    stop: bool,
+}
+
+impl NftWorker {
+    fn new(table: String, timeouts: holdfast_dataplane::Timeouts) -> NftWorker {
+        NftWorker {
+            slot: Mutex::default(),
+            changed: std::sync::Condvar::new(),
+            applied: Mutex::default(),
+            plane: Mutex::new(None),
+            table,
+            timeouts,
+        }
+    }
+
+    /// Hands the thread the wanted table, starting the thread the first time (in the calling
+    /// thread's network namespace, which `nft` and `ip` then run in).
+    fn hand(self: &Arc<Self>, table: Vec<ServiceSpec>, log: Logger) {
+        let Ok(mut g) = self.slot.lock() else {
+            return;
+        };
+        if g.stop {
+            return;
+        }
+        g.pending = Some((table, log));
+        if !g.started {
+            let me = self.clone();
+            match std::thread::Builder::new()
+                .name("holdfast-nft".into())
+                .spawn(move || me.run())
+            {
+                Ok(_) => g.started = true,
+                Err(e) => {
+                    // No thread: apply here rather than never.
+                    log.check(&format!("nftables: cannot start its thread: {e}"));
+                    let pending = g.pending.take();
+                    drop(g);
+                    if let Some((t, log)) = pending {
+                        self.apply(t, log);
+                    }
+                    return;
+                }
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    fn run(self: Arc<Self>) {
+        loop {
+            let (table, log) = {
+                let Ok(mut g) = self.slot.lock() else {
+                    return;
+                };
+                loop {
+                    if let Some(p) = g.pending.take() {
+                        g.busy = true;
+                        break p;
+                    }
+                    if g.stop {
+                        return;
+                    }
+                    g = match self.changed.wait(g) {
+                        Ok(g) => g,
+                        Err(_) => return,
+                    };
+                }
+            };
+            self.apply(table, log);
+            if let Ok(mut g) = self.slot.lock() {
+                g.busy = false;
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    fn apply(&self, table: Vec<ServiceSpec>, log: Logger) {
+        let Ok(mut g) = self.plane.lock() else {
+            return;
+        };
+        if g.is_none() {
+            match NftPlane::open_with_timeouts(&self.table, self.timeouts) {
+                Ok(p) => *g = Some(p),
+                Err(e) => log.check(&format!("nftables: cannot open table: {e}")),
+            }
+        }
+        let Some(p) = g.as_mut() else {
+            return;
+        };
+        if let Err(errs) = p.apply(&table) {
+            for e in errs {
+                log.check(&format!("Cannot set up {e}"));
+            }
+        }
+        if let Ok(mut a) = self.applied.lock() {
+            *a = p.stats();
+        }
+    }
+
+    /// At stop: waits (a bounded time) for the change under way and any waiting, stops the
+    /// thread, then removes the table if `remove`.
+    fn finish(&self, remove: bool, log: Logger) {
+        if let Ok(g) = self.slot.lock() {
+            let idle = self.changed.wait_timeout_while(g, NFT_FINISH, |s| {
+                s.started && (s.busy || s.pending.is_some())
+            });
+            if let Ok((mut g, t)) = idle {
+                if t.timed_out() {
+                    log.check("nftables: a table change did not finish in time at stop");
+                }
+                g.stop = true;
+            }
+        }
+        self.changed.notify_all();
+        let Ok(mut g) = self.plane.lock() else {
+            return;
+        };
+        if remove
+            && let Some(p) = g.as_mut()
+            && let Err(e) = p.release()
+        {
+            log.check(&format!("nftables: cannot remove table {}: {e}", p.table()));
+        }
+    }
+
+    /// Ends the thread once it is idle.
+    fn stop(&self) {
+        if let Ok(mut g) = self.slot.lock() {
+            g.stop = true;
+        }
+        self.changed.notify_all();
     }
 }
 

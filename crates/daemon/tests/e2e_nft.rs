@@ -239,24 +239,23 @@ fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
         })
     };
     let route = |w: &str| Some(("Route".to_string(), w.to_string()));
-    assert_eq!(
-        dest(&status(), "192.168.1.201:3306"),
-        route("1"),
-        "{}",
-        status()
-    );
+    // The table is applied by the plane's own thread just after the log line: status shows
+    // it once it is in.
+    let settled = |w: &str| {
+        let deadline = std::time::Instant::now() + 5 * SEC;
+        while dest(&status(), "192.168.1.201:3306") != route(w) {
+            assert!(std::time::Instant::now() < deadline, "{}", status());
+            std::thread::sleep(SEC / 20);
+        }
+    };
+    settled("1");
     // 201 fails its TCP_CHECK (delay_loop 30, 3 retries 3 s apart): weight 0, not removed.
     db201.signal("KILL");
     lb.wait_for(
         "Disabling service [192.168.1.201]:tcp:3306 of VS [192.168.1.10]:tcp:3306",
         60 * SEC,
     );
-    assert_eq!(
-        dest(&status(), "192.168.1.201:3306"),
-        route("0"),
-        "{}",
-        status()
-    );
+    settled("0");
     for _ in 0..3 {
         assert_eq!(server_id_003(&lab), "202");
     }
@@ -266,6 +265,7 @@ fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
         "Enabling service [192.168.1.201]:tcp:3306 of VS [192.168.1.10]:tcp:3306",
         60 * SEC,
     );
+    settled("1");
     let seen: Vec<String> = (0..4).map(|_| server_id_003(&lab)).collect();
     assert!(seen.iter().any(|s| s == "201"), "{seen:?}");
     // Stopping removes both of holdfast's tables.
@@ -307,4 +307,91 @@ fn lvs_timeouts_become_conntrack_policies_of_the_nat_rules() {
     ] {
         assert!(t.contains(want), "no {want:?} in\n{t}");
     }
+}
+
+/// A VRRP instance (v3, adverts every 0.2 s) beside a virtual server on nftables whose real
+/// server's MISC_CHECK passes while `flag` exists.
+fn vrrp_and_nft(priority: u8, flag: &std::path::Path) -> String {
+    format!(
+        "global_defs {{\n    script_user root\n    dataplane nft\n    nft_table lb_nat\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    version 3\n    advert_int 0.2\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n}}\nvirtual_server 10.77.0.100 80 {{\n    delay_loop 0.2\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        MISC_CHECK {{\n            misc_path \"test -e {}\"\n        }}\n    }}\n}}\n",
+        flag.display()
+    )
+}
+
+#[test]
+fn a_slow_nft_does_not_stop_the_vrrp_adverts_while_it_applies_a_change() {
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    // n1's `nft` takes 2 s a call: longer than n2's master-down interval (0.72 s).
+    let bin = lab.dir().join("slow-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("nft is installed");
+    let slow = bin.join("nft");
+    std::fs::write(&slow, format!("#!/bin/sh\nsleep 2\nexec {real} \"$@\"\n")).unwrap();
+    let _ = std::process::Command::new("chmod")
+        .arg("0755")
+        .arg(&slow)
+        .status();
+    let flag = lab.file("up", "");
+    let conf = lab.file("n1-slow.conf", &vrrp_and_nft(150, &flag));
+    let path = format!("PATH={}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let exe = env!("CARGO_BIN_EXE_holdfast");
+    let dir = lab.dir().display().to_string();
+    let conf = conf.display().to_string();
+    let mut n1 = lab.spawn(
+        1,
+        "holdfast@n1",
+        &[
+            "env",
+            &path,
+            exe,
+            "run",
+            "-n",
+            "-l",
+            "-D",
+            "--data-dir",
+            &dir,
+            "-f",
+            &conf,
+        ],
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // The first table is in (two slow calls: clearing a leftover table, then the rules).
+    let deadline = std::time::Instant::now() + 15 * SEC;
+    while !table(&lab).contains("10.77.0.2 . 80") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}\n{}",
+            table(&lab),
+            n1.log()
+        );
+        std::thread::sleep(SEC / 10);
+    }
+    let other = lab.dir().join("n2-flag");
+    let mut n2 = lab.holdfast(2, &vrrp_and_nft(100, &other));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    // n1's real server fails: its removal takes one slow call, during which n1 advertises.
+    std::fs::remove_file(&flag).unwrap();
+    n1.wait_for(
+        "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.100]:tcp:80",
+        5 * SEC,
+    );
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while table(&lab).contains("10.77.0.2 . 80") {
+        assert!(std::time::Instant::now() < deadline, "{}", table(&lab));
+        std::thread::sleep(SEC / 20);
+    }
+    let log2 = n2.log();
+    assert!(
+        !log2.contains("(VI_1) Entering MASTER STATE"),
+        "n2 took over while n1 applied its table:\n{log2}\n-- n1:\n{}",
+        n1.log()
+    );
+    // n1 still stops cleanly, removing the table.
+    n1.signal("TERM");
+    assert!(n1.wait_exit(10 * SEC), "holdfast did not stop");
+    let tables = lab.output(1, &["nft", "list", "tables"]);
+    assert!(!tables.contains("lb_nat"), "{tables}\n{}", n1.log());
 }
