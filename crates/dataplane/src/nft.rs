@@ -29,6 +29,11 @@
 //! one established again. Every set holds up to [`SET_SIZE`] entries (nft's own default,
 //! 65 535, would refuse new connections once that many had been seen within the timeout).
 //!
+//! With persistence, direct return also keeps, per live destination, a timed set of its
+//! clients (`q_`, source address masked to the granularity) and a chain (`r_`) that refreshes
+//! the client's entry before the connection's chain: a new connection of a known client goes
+//! back to its destination, any other is scheduled through `r_`.
+//!
 //! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf), TUN,
 //! DR mixed with NAT, and DR for fwmark services are refused ([`unsupported`]).
 
@@ -268,6 +273,13 @@ fn sticky_names(spec: &ServiceSpec, dest: SocketAddr, mode: Mode<'_>) -> (String
     persist_names(spec, dest)
 }
 
+/// The persistence set and chain of direct-return destination `dest` (in the `netdev` table,
+/// beside its connections).
+fn direct_persist_names(spec: &ServiceSpec, dest: SocketAddr) -> (String, String) {
+    let (set, chain) = persist_names(spec, dest);
+    (set.replacen("p_", "q_", 1), chain.replacen("c_", "r_", 1))
+}
+
 fn persist_names(spec: &ServiceSpec, dest: SocketAddr) -> (String, String) {
     let svc = match spec.key {
         ServiceKey::Addr { proto, addr } => format!("{}_{}", proto.name(), ident(addr)),
@@ -415,12 +427,12 @@ struct Sticky {
 
 /// One destination of a [`Sticky`] service.
 struct StickyDest {
-    /// The clients (persistence) or connections (direct return) it serves.
-    set: String,
-    /// The TCP connections it serves that have sent a FIN (direct return).
-    closing: Option<String>,
-    chain: String,
-    rules: Vec<Vec<Statement<'static>>>,
+    /// Its sets: the clients (persistence) or connections (direct return) it serves; for
+    /// direct return, the TCP connections that have sent a FIN, and with persistence the
+    /// clients it serves.
+    sets: Vec<String>,
+    /// Its chains with their rules, each before any chain that jumps to it.
+    chains: Vec<(String, Vec<Vec<Statement<'static>>>)>,
 }
 
 /// How many entries a set of clients or connections may hold. nft gives a set that rules
@@ -473,7 +485,11 @@ fn sticky(spec: &ServiceSpec, mode: Mode<'_>, fin: u32) -> Option<Sticky> {
         .filter(|d| d.weight > 0 || matches!(mode, Mode::Direct(_)))
         .map(|d| d.addr)
         .collect();
+    // Direct return with persistence: a new connection of a client a live destination knows
+    // goes there (through the chain recording the client), before the scheduler is asked.
+    let direct_persist = matches!(mode, Mode::Direct(_)) && spec.persistence.is_some();
     let mut base = Vec::new();
+    let mut remembered = Vec::new();
     let mut dests = Vec::new();
     for &d in &kept {
         let (set, chain) = sticky_names(spec, d, mode);
@@ -553,21 +569,50 @@ fn sticky(spec: &ServiceSpec, mode: Mode<'_>, fin: u32) -> Option<Sticky> {
         } else {
             (None, vec![rule(vec![update(&set, None), send])])
         };
-        dests.push(StickyDest {
-            set,
-            closing,
-            chain,
-            rules,
-        });
+        let mut sets: Vec<String> = std::iter::once(set).chain(closing).collect();
+        let mut chains = vec![(chain.clone(), rules)];
+        let live = spec.dests.iter().any(|x| x.addr == d && x.weight > 0);
+        if direct_persist && live {
+            let (clients, record) = direct_persist_names(spec, d);
+            let mut lookup = service_match(spec);
+            lookup.push(eq(
+                persist_key(spec),
+                Expression::String(s(&format!("@{clients}"))),
+            ));
+            lookup.push(jump(&record));
+            remembered.push(lookup);
+            // Refreshes the client's entry, then the connection's chain records it and
+            // forwards.
+            let mut r = service_match(spec);
+            r.push(Statement::Set(nftables::stmt::Set {
+                op: nftables::stmt::SetOp::Update,
+                elem: persist_key(spec),
+                set: s(&format!("@{clients}")),
+            }));
+            r.push(jump(&chain));
+            chains.push((record, vec![r]));
+            sets.push(clients);
+        }
+        dests.push(StickyDest { sets, chains });
     }
+    base.extend(remembered);
+    // Where the scheduler's choice goes: the destination's chain, or with persistence by
+    // direct return the chain recording the client first.
+    let first = |a: SocketAddr| {
+        if direct_persist {
+            direct_persist_names(spec, a).1
+        } else {
+            sticky_names(spec, a, mode).1
+        }
+    };
     let mut pick = service_match(spec);
     match choice(spec)? {
-        Choice::One(a) => pick.push(jump(&sticky_names(spec, a, mode).1)),
+        Choice::One(a) => pick.push(jump(&first(a))),
         Choice::Buckets(k, list) => pick.push(Statement::VerdictMap(nftables::stmt::VerdictMap {
             key: k,
             data: buckets(list, |a| {
                 Expression::Verdict(nftables::expr::Verdict::Jump(nftables::stmt::JumpTarget {
-                    target: s(&sticky_names(spec, a, mode).1),
+                    target: s(&first(a)),
                 }))
             }),
         })),
@@ -820,10 +865,10 @@ impl NftPlane {
     }
 
     /// The family of one of holdfast's objects, from its name: the `netdev` table holds
-    /// direct return (`k_` and `f_` sets, `d_` chains, `in_` ingress chains), the `inet` table
-    /// the rest.
+    /// direct return (`k_`, `f_` and `q_` sets, `d_` and `r_` chains, `in_` ingress chains),
+    /// the `inet` table the rest.
     fn family_of(name: &str) -> NfFamily {
-        if ["k_", "f_", "d_", "in_"]
+        if ["k_", "f_", "q_", "d_", "r_", "in_"]
             .iter()
             .any(|p| name.starts_with(p))
         {
@@ -877,8 +922,8 @@ impl NftPlane {
         }
     }
 
-    /// A set of persistent clients (`p_`), direct-return connections (`k_`) or the closing
-    /// ones among them (`f_`).
+    /// A set of persistent clients (`p_`, or `q_` for direct return), direct-return
+    /// connections (`k_`) or the closing ones among them (`f_`).
     fn set(&self, name: &str, spec: &ServiceSpec) -> nftables::schema::Set<'static> {
         use nftables::schema::{SetFlag, SetType, SetTypeValue};
         let addr = if spec.key.is_v6() {
@@ -886,7 +931,9 @@ impl NftPlane {
         } else {
             SetType::Ipv4Addr
         };
-        let direct = Self::family_of(name) == NfFamily::NetDev;
+        // Direct return's connection sets are keyed by client address and port; persistence
+        // sets (`p_`, and `q_` beside direct return's connections) by client address.
+        let direct = Self::family_of(name) == NfFamily::NetDev && !name.starts_with("q_");
         let timeout = if name.starts_with("f_") {
             // Closing direct-return connections: `lvs_timeouts`' tcpfin, or IPVS's default.
             self.fin_secs()
@@ -978,25 +1025,26 @@ impl NftPlane {
                     for dest in p.dests {
                         // A set already there keeps its entries: it is not added again (nft
                         // made it dynamic when a rule first updated it, and the kernel refuses
-                        // an `add` whose flags differ). Its chain's rules are written afresh.
-                        for set in std::iter::once(dest.set).chain(dest.closing) {
+                        // an `add` whose flags differ). Its chains' rules are written afresh.
+                        for set in dest.sets {
                             if !self.objects.contains(&set) {
                                 b.add(NfListObject::Set(Box::new(self.set(&set, spec))));
                             }
                             objects.insert(set);
                         }
-                        let chain = dest.chain;
-                        b.add(NfListObject::Chain(self.regular_chain(&chain)));
-                        b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(&chain))));
-                        for rule in dest.rules {
-                            let rule = if direct {
-                                rule
-                            } else {
-                                self.with_timeouts(rule, spec)
-                            };
-                            b.add(NfListObject::Rule(self.rule_in(&chain, rule, spec)));
+                        for (chain, rules) in dest.chains {
+                            b.add(NfListObject::Chain(self.regular_chain(&chain)));
+                            b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(&chain))));
+                            for rule in rules {
+                                let rule = if direct {
+                                    rule
+                                } else {
+                                    self.with_timeouts(rule, spec)
+                                };
+                                b.add(NfListObject::Rule(self.rule_in(&chain, rule, spec)));
+                            }
+                            objects.insert(chain);
                         }
-                        objects.insert(chain);
                     }
                     let chains = if direct {
                         ingress.iter().map(|d| format!("in_{d}")).collect()
@@ -1025,13 +1073,13 @@ impl NftPlane {
             if let Some(dev) = gone.strip_prefix("in_") {
                 b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.ingress_chain(dev))));
                 b.delete(NfListObject::Chain(self.ingress_chain(dev)));
-            } else if gone.starts_with("c_") || gone.starts_with("d_") {
+            } else if ["c_", "d_", "r_"].iter().any(|p| gone.starts_with(p)) {
                 b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(gone))));
                 b.delete(NfListObject::Chain(self.regular_chain(gone)));
             }
         }
         for gone in self.objects.difference(&objects) {
-            if ["p_", "k_", "f_"].iter().any(|p| gone.starts_with(p)) {
+            if ["p_", "k_", "f_", "q_"].iter().any(|p| gone.starts_with(p)) {
                 // The type is irrelevant to a deletion.
                 let any = ServiceSpec::new(
                     ServiceKey::tcp(SocketAddr::from(([0, 0, 0, 0], 0))),

@@ -64,6 +64,15 @@ fn spec(sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
     )
 }
 
+/// What holdfast's direct-return table holds.
+fn netdev_table() -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "netdev", "holdfast_test"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn tables() -> String {
     let out = Command::new("nft")
         .args(["list", "tables"])
@@ -463,6 +472,83 @@ fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
         tables()
     });
     assert!(!left.contains("holdfast_test"), "{left}");
+}
+
+#[test]
+fn direct_return_with_persistence_keeps_a_client_on_its_server_until_it_leaves() {
+    let lab = DrLab::new();
+    lab.within("r1", || server("0.0.0.0:3306", "a"));
+    lab.within("r2", || server("0.0.0.0:3306", "b"));
+    let a: SocketAddr = "192.168.1.201:3306".parse().unwrap();
+    let b: SocketAddr = "192.168.1.202:3306".parse().unwrap();
+    let dr = move |wa: u32, wb: u32, persistence: Option<u64>| {
+        let mut s = spec(Kind::Rr, &[(a, wa), (b, wb)]);
+        s.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
+        s.persistence = persistence.map(Duration::from_secs);
+        for d in &mut s.dests {
+            d.method = holdfast_dataplane::Forward::Route;
+        }
+        vec![s]
+    };
+    let plane = lab.within("d", move || {
+        let mut p = NftPlane::open("holdfast_test").unwrap();
+        p.apply(&dr(1, 1, Some(60))).unwrap();
+        p
+    });
+    // rr would alternate; the client's new connections all go where its first went.
+    let seen: Vec<String> = lab.within("c", || {
+        (0..5).map(|_| hello("192.168.1.10:3306").0).collect()
+    });
+    let first = seen[0].clone();
+    assert!(seen.iter().all(|s| *s == first), "{seen:?}");
+    // Its server leaves (weight 0): the client is scheduled afresh, and stays there.
+    let (wa, wb) = if first == "a" { (0, 1) } else { (1, 0) };
+    let plane = lab.within("d", move || {
+        let mut p = plane;
+        p.apply(&dr(wa, wb, Some(60))).unwrap();
+        p
+    });
+    let seen: Vec<String> = lab.within("c", || {
+        (0..3).map(|_| hello("192.168.1.10:3306").0).collect()
+    });
+    assert!(seen.iter().all(|s| *s != first), "{seen:?}");
+    // Back at weight 1, the client stays on its new server; without persistence rr
+    // alternates again and the persistence sets and chains are gone.
+    let plane = lab.within("d", move || {
+        let mut p = plane;
+        p.apply(&dr(1, 1, Some(60))).unwrap();
+        p
+    });
+    let again: Vec<String> = lab.within("c", || {
+        (0..3).map(|_| hello("192.168.1.10:3306").0).collect()
+    });
+    assert_eq!(again, seen);
+    let (plane, left) = lab.within("d", move || {
+        let mut p = plane;
+        p.apply(&dr(1, 1, Some(60))).unwrap();
+        let with = netdev_table();
+        p.apply(&dr(1, 1, None)).unwrap();
+        (p, (with, netdev_table()))
+    });
+    assert!(
+        left.0.contains("set q_") && left.0.contains("chain r_"),
+        "{}",
+        left.0
+    );
+    assert!(
+        !left.1.contains("set q_") && !left.1.contains("chain r_"),
+        "{}",
+        left.1
+    );
+    let mut seen: Vec<String> = lab.within("c", || {
+        (0..4).map(|_| hello("192.168.1.10:3306").0).collect()
+    });
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b"]);
+    lab.within("d", move || {
+        let mut p = plane;
+        p.release().unwrap();
+    });
 }
 
 /// A UDP server at `addr` answering each datagram with `tag`.
