@@ -100,11 +100,50 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
             );
         }
     }
+    // proxy_protocol (holdfast): only a proxy sends the header. A kernel plane forwards the
+    // client's packets as they are, so asking for one there is refused, not ignored.
+    for vs in &cfg.virtual_servers {
+        if !vs.proxy_protocol {
+            continue;
+        }
+        let plane = vs.dataplane.or(cfg.global.dataplane);
+        let why = if matches!(vs.key, crate::model::VsKey::Fwmark(_))
+            || vs.protocol != crate::model::Protocol::Tcp
+        {
+            Some("proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only".to_string())
+        } else {
+            match plane {
+                Some(p @ (crate::model::DataPlane::Nft | crate::model::DataPlane::Ipvs)) => {
+                    Some(format!(
+                        "proxy_protocol: dataplane {} forwards the client's packets unchanged and cannot send a PROXY header (use dataplane proxy, or auto)",
+                        if p == crate::model::DataPlane::Nft {
+                            "nft"
+                        } else {
+                            "ipvs"
+                        }
+                    ))
+                }
+                _ => None,
+            }
+        };
+        if let Some(w) = why {
+            d.push_unlined(Class::Invalid, vs.origin.0, format!("virtual_server: {w}"));
+        }
+    }
     // dataplane nft (holdfast): what nftables rules cannot express is refused here, not at
     // run time.
     for vs in &cfg.virtual_servers {
         if vs.dataplane.or(cfg.global.dataplane) != Some(crate::model::DataPlane::Nft) {
             continue;
+        }
+        for rs in &vs.real_servers {
+            if rs.uthreshold.is_some() || rs.lthreshold.is_some() {
+                d.push_unlined(
+                    Class::Invalid,
+                    rs.origin.0,
+                    "real_server: uthreshold and lthreshold need live connection counts, which nftables rules cannot see (use dataplane ipvs or proxy)",
+                );
+            }
         }
         let mut why = Vec::new();
         if !matches!(

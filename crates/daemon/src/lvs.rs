@@ -353,6 +353,16 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             .as_ref()
             .is_none_or(|(_, k)| k.iter().all(|k| k.addr().is_some()));
     let plane = match vs.dataplane.or(cfg.global.dataplane) {
+        _ if vs.proxy_protocol && !proxyable => {
+            return Err(format!(
+                "virtual_server {name}: proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only; not run"
+            ));
+        }
+        Some(holdfast_config::model::DataPlane::Ipvs) if vs.proxy_protocol => {
+            return Err(format!(
+                "virtual_server {name}: proxy_protocol: dataplane ipvs forwards the client's packets unchanged and cannot send a PROXY header; not run"
+            ));
+        }
         Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
         Some(holdfast_config::model::DataPlane::Proxy) => {
             return Err(format!(
@@ -366,6 +376,10 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             ));
         }
         Some(holdfast_config::model::DataPlane::Nft) => PlaneKind::Nft,
+        // A PROXY header is sent by the proxy only.
+        None | Some(holdfast_config::model::DataPlane::Auto) if vs.proxy_protocol && proxyable => {
+            PlaneKind::Proxy
+        }
         None | Some(holdfast_config::model::DataPlane::Auto) => {
             if ipvs_available() {
                 PlaneKind::Ipvs

@@ -155,3 +155,73 @@ fn the_documented_example_configurations_are_clean() {
     }
     assert!(seen > 0, "no examples in {}", dir.display());
 }
+
+/// A virtual server on `plane` with `vs` and `rs` lines added.
+fn lvs(plane: &str, vs: &str, rs: &str) -> String {
+    format!(
+        "global_defs {{\n    dataplane {plane}\n}}\nvirtual_server 10.0.0.1 80 {{\n    lb_algo rr\n{vs}    real_server 10.0.0.2 80 {{\n{rs}        TCP_CHECK {{\n        }}\n    }}\n}}\n"
+    )
+}
+
+#[test]
+fn what_a_data_plane_cannot_do_is_refused_with_its_line_not_ignored() {
+    let check = |name: &str, text: &str| -> (Option<i32>, String) {
+        let p = write(name, text);
+        let out = run(&["check-config", "-f", p.to_str().unwrap()]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (name, text, line, want) in [
+        (
+            "nft-wlc.conf",
+            lvs("nft", "", "").replace("lb_algo rr", "lb_algo wlc"),
+            4,
+            "virtual_server: scheduler wlc needs live connection counts",
+        ),
+        (
+            "nft-threshold.conf",
+            lvs("nft", "", "        uthreshold 100\n"),
+            6,
+            "real_server: uthreshold and lthreshold need live connection counts",
+        ),
+        (
+            "nft-proxy-protocol.conf",
+            lvs("nft", "    proxy_protocol\n", ""),
+            4,
+            "proxy_protocol: dataplane nft forwards the client's packets unchanged",
+        ),
+        (
+            "ipvs-proxy-protocol.conf",
+            lvs("ipvs", "    proxy_protocol\n", ""),
+            4,
+            "proxy_protocol: dataplane ipvs forwards the client's packets unchanged",
+        ),
+        (
+            "udp-proxy-protocol.conf",
+            lvs("auto", "    protocol UDP\n    proxy_protocol\n", ""),
+            4,
+            "proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only",
+        ),
+    ] {
+        let (code, err) = check(name, &text);
+        assert_eq!(code, Some(5), "{name}: {err}");
+        assert!(err.contains(&format!("{name}:{line}:")), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    // What the planes can do passes: thresholds on IPVS, PROXY headers with auto (the proxy).
+    for (name, text) in [
+        (
+            "ipvs-threshold.conf",
+            lvs("ipvs", "", "        uthreshold 100\n"),
+        ),
+        (
+            "auto-proxy-protocol.conf",
+            lvs("auto", "    proxy_protocol\n", ""),
+        ),
+    ] {
+        let (code, err) = check(name, &text);
+        assert_eq!(code, Some(0), "{name}: {err}");
+    }
+}

@@ -412,3 +412,26 @@ fn lvs_sync_daemon_follows_the_vrrp_instance_from_backup_to_master() {
     assert_eq!(sh("ipvsadm -L --daemon").trim(), "", "{log}");
     sh("ip link del vh0");
 }
+
+#[test]
+#[ignore = "needs the kernel's IPVS: run by scripts/ipvs-vm/test"]
+fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy() {
+    let conf = Path::new("/tmp/auto.conf");
+    std::fs::write(
+        conf,
+        "virtual_server 10.9.1.1 80 {\n    lb_algo rr\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
+    )
+    .unwrap();
+    let d = Daemon::start(conf, "auto");
+    d.wait_log(20, "Using the IPVS data plane for 1 virtual server(s)");
+    d.wait_log(5, "Using the proxy data plane for 1 virtual server(s)");
+    // Only the first is in the kernel: the PROXY header needs the proxy.
+    until(10, "the IPVS service in the kernel's table", || {
+        let t = ipvsadm();
+        (t.contains("TCP  10.9.1.1:80 rr"), t)
+    });
+    let t = ipvsadm();
+    assert!(!t.contains("10.9.1.1:3306"), "{t}\n{}", d.log());
+    let log = d.stop();
+    assert!(!ipvsadm().contains("10.9.1.1"), "{log}");
+}

@@ -71,6 +71,22 @@ pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
             spec.sched.name()
         ));
     }
+    if spec
+        .dests
+        .iter()
+        .any(|d| d.upper.is_some() || d.lower.is_some())
+    {
+        return Some(
+            "uthreshold and lthreshold need live connection counts, which nftables rules cannot see (use dataplane ipvs or proxy)"
+                .into(),
+        );
+    }
+    if spec.proxy_protocol {
+        return Some(
+            "proxy_protocol: nftables forwards the client's packets unchanged and cannot send a PROXY header (use dataplane proxy)"
+                .into(),
+        );
+    }
     if spec.dests.iter().any(|d| d.method == Forward::Tunnel) {
         return Some("lvs_method TUN is not built on nftables (use dataplane ipvs)".into());
     }
