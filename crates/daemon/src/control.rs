@@ -157,7 +157,7 @@ pub async fn handle(line: &[u8], src: &Sources) -> Value {
         Err(e) => return json!({ "error": e }),
     };
     match req {
-        Request::Status => status(src),
+        Request::Status => status(src, src.planes.stats_off_runtime().await),
         Request::Dump | Request::Stats => {
             let text = src.vrrp.lock().map(|t| {
                 if req == Request::Dump {
@@ -178,7 +178,7 @@ pub async fn handle(line: &[u8], src: &Sources) -> Value {
     }
 }
 
-fn status(src: &Sources) -> Value {
+fn status(src: &Sources, services: Vec<holdfast_dataplane::ServiceStats>) -> Value {
     let instances: Vec<Value> = src
         .vrrp
         .lock()
@@ -200,9 +200,7 @@ fn status(src: &Sources) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let services: Vec<Value> = src
-        .planes
-        .stats()
+    let services: Vec<Value> = services
         .iter()
         .map(|s| {
             let (protocol, address) = match s.key {

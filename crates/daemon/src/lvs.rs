@@ -948,7 +948,17 @@ impl Planes {
         v
     }
 
-    /// Live counts for status, from every plane.
+    /// [`Planes::stats`] on a blocking thread: the nftables plane's counts run `nft` and
+    /// read conntrack, which the daemon's runtime must not wait for.
+    pub async fn stats_off_runtime(self: &Arc<Self>) -> Vec<holdfast_dataplane::ServiceStats> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.stats())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Live counts for status, from every plane (blocking: see
+    /// [`Planes::stats_off_runtime`]).
     pub fn stats(&self) -> Vec<holdfast_dataplane::ServiceStats> {
         let mut out = self.proxy.lock().map(|p| p.stats()).unwrap_or_default();
         if let Ok(g) = self.ipvs.lock()
@@ -956,9 +966,18 @@ impl Planes {
         {
             out.extend(p.stats());
         }
-        if let Ok(a) = self.nft.applied.lock() {
-            out.extend(a.iter().cloned());
+        let mut nft = self
+            .nft
+            .applied
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        // The connection counts, read from the kernel (conntrack, direct return's sets): they
+        // stay 0 when it cannot be read.
+        if !nft.is_empty() {
+            let _ = holdfast_dataplane::nft::count_connections(&self.nft.table, &mut nft);
         }
+        out.extend(nft);
         out.sort_by_key(|s| s.key);
         out
     }

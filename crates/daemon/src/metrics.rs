@@ -407,7 +407,7 @@ pub async fn serve(
                 let svc = hyper::service::service_fn(move |_req| {
                     let src = src.clone();
                     async move {
-                        let body = snapshot(&src);
+                        let body = snapshot(&src).await;
                         hyper::Response::builder()
                             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
                             .body(Full::new(Bytes::from(body)))
@@ -422,9 +422,9 @@ pub async fn serve(
     }))
 }
 
-fn snapshot(src: &Sources) -> String {
+async fn snapshot(src: &Sources) -> String {
+    let services = src.planes.stats_off_runtime().await;
     let vrrp = src.vrrp.lock().map(|t| t.clone()).unwrap_or_default();
-    let services = src.planes.stats();
     let alive = src.planes.alive();
     let reloads = src.reloads.lock().map(|r| r.clone()).unwrap_or_default();
     let health = crate::health::Registry::global().snapshot();

@@ -249,6 +249,22 @@ fn seed_003_direct_return_on_nftables_sets_a_failed_server_to_weight_zero() {
         }
     };
     settled("1");
+    // The four queries' connections, closed by their clients, are each server's InActConn
+    // (read from direct return's connection sets), as `ipvsadm -Ln` counts them.
+    let conns = |text: &str, addr: &str| -> Option<(String, String)> {
+        text.lines().find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 6 && w[0] == "->" && w[1] == addr).then(|| (w[4].into(), w[5].into()))
+        })
+    };
+    for rs in ["192.168.1.201:3306", "192.168.1.202:3306"] {
+        assert_eq!(
+            conns(&status(), rs),
+            Some(("0".to_string(), "2".to_string())),
+            "{}",
+            status()
+        );
+    }
     // 201 fails its TCP_CHECK (delay_loop 30, 3 retries 3 s apart): weight 0, not removed.
     db201.signal("KILL");
     lb.wait_for(

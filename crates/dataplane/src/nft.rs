@@ -698,6 +698,123 @@ pub fn direct_device(addr: std::net::IpAddr) -> io::Result<String> {
     }
 }
 
+/// Fills in each destination's ActiveConn and InActConn in `stats` (the table as applied on
+/// `table`) from the kernel, as IPVS counts them: NAT connections from conntrack (established
+/// TCP is active, any other state and every UDP flow inactive), direct return's from its
+/// connection sets (a connection whose client has sent a FIN, in the closing set, is
+/// inactive). A fwmark service's connections are found by their real server alone.
+pub fn count_connections(table: &str, stats: &mut [ServiceStats]) -> io::Result<()> {
+    let direct = |s: &ServiceStats| {
+        !s.dests.is_empty() && s.dests.iter().all(|d| d.method == Forward::Route)
+    };
+    if stats.iter().any(|s| !direct(s)) {
+        let flows = crate::conntrack::dump()?;
+        for s in stats.iter_mut().filter(|s| !direct(s)) {
+            for d in &mut s.dests {
+                let Some(addr) = d.addr else {
+                    continue;
+                };
+                let mine = flows.iter().filter(|f| {
+                    f.from == addr
+                        && match s.key {
+                            ServiceKey::Addr { proto, addr: vip } => {
+                                f.proto == proto && f.to == vip
+                            }
+                            ServiceKey::Fwmark { .. } => true,
+                        }
+                });
+                let (active, inactive) = mine.fold((0u32, 0u32), |(a, i), f| {
+                    if f.established {
+                        (a.saturating_add(1), i)
+                    } else {
+                        (a, i.saturating_add(1))
+                    }
+                });
+                d.active = active;
+                d.inactive = inactive;
+            }
+        }
+    }
+    if stats.iter().any(direct) {
+        let listed = list_netdev_table(table)?;
+        let sets = set_elements(&listed);
+        for s in stats.iter_mut().filter(|s| direct(s)) {
+            let spec = ServiceSpec::new(s.key, s.sched, Vec::new());
+            for d in &mut s.dests {
+                let Some(addr) = d.addr else {
+                    continue;
+                };
+                let (_, chain) = persist_names(&spec, addr);
+                let open = sets.get(&chain.replacen("c_", "k_", 1));
+                let closing = sets.get(&chain.replacen("c_", "f_", 1));
+                let (mut active, mut inactive) = (0u32, 0u32);
+                for e in open.into_iter().flatten() {
+                    if closing.is_some_and(|c| c.contains(e)) {
+                        inactive = inactive.saturating_add(1);
+                    } else {
+                        active = active.saturating_add(1);
+                    }
+                }
+                d.active = active;
+                d.inactive = inactive;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `nft -j list table netdev TABLE`, parsed.
+fn list_netdev_table(table: &str) -> io::Result<serde_json::Value> {
+    let out = std::process::Command::new("nft")
+        .args(["-j", "list", "table", "netdev", table])
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "nft list table netdev {table}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Each set's elements (their keys, as nft prints them) by set name.
+fn set_elements(
+    listed: &serde_json::Value,
+) -> std::collections::HashMap<String, std::collections::HashSet<String>> {
+    let mut out = std::collections::HashMap::new();
+    let objects = listed
+        .get("nftables")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for o in objects {
+        let Some(set) = o.get("set") else {
+            continue;
+        };
+        let Some(name) = set.get("name").and_then(serde_json::Value::as_str) else {
+            continue;
+        };
+        // An element with a timeout is `{"elem": {"val": KEY, "expires": …}}`, one without
+        // is KEY itself.
+        let keys = set
+            .get("elem")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        e.get("elem")
+                            .and_then(|x| x.get("val"))
+                            .unwrap_or(e)
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(name.to_owned(), keys);
+    }
+    out
+}
+
 fn nft_err(e: nftables::helper::NftablesError) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -1195,8 +1312,8 @@ impl DataPlane for NftPlane {
         }
     }
 
-    /// The table as applied. nftables keeps no per-destination connection counts (conntrack
-    /// does, per connection): they read 0.
+    /// The table as applied, with connection counts at 0: [`count_connections`] reads them
+    /// from the kernel (blocking).
     fn stats(&self) -> Vec<ServiceStats> {
         self.applied
             .iter()

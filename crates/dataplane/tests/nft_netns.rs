@@ -551,6 +551,108 @@ fn direct_return_with_persistence_keeps_a_client_on_its_server_until_it_leaves()
     });
 }
 
+/// (ActiveConn, InActConn) of each destination of the one service of `plane`, counted from
+/// the kernel.
+fn counts(plane: &NftPlane) -> Vec<(SocketAddr, u32, u32)> {
+    let mut stats = plane.stats();
+    holdfast_dataplane::nft::count_connections(plane.table(), &mut stats).unwrap();
+    stats[0]
+        .dests
+        .iter()
+        .map(|d| (d.addr.unwrap(), d.active, d.inactive))
+        .collect()
+}
+
+#[test]
+fn nat_connections_are_counted_per_server_from_conntrack() {
+    netns();
+    let a = server("127.0.0.2:3306", "a");
+    let b = server("127.0.0.3:3306", "b");
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    plane
+        .apply(&vec![spec(Kind::Rr, &[(a, 1), (b, 1)])])
+        .unwrap();
+    assert_eq!(counts(&plane), [(a, 0, 0), (b, 0, 0)]);
+    // rr: a, b, a, all kept open.
+    let mut open: Vec<(String, TcpStream)> = (0..3).map(|_| hello("10.0.0.1:3306")).collect();
+    let mut to: Vec<&str> = open.iter().map(|(t, _)| t.as_str()).collect();
+    to.sort();
+    assert_eq!(to, ["a", "a", "b"]);
+    assert_eq!(counts(&plane), [(a, 2, 0), (b, 1, 0)]);
+    // One of a's closes: it leaves ESTABLISHED (TIME_WAIT, still tracked) and is inactive.
+    let at = open.iter().position(|(t, _)| t == "a").unwrap();
+    let (_, mut gone) = open.remove(at);
+    gone.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = gone.read_to_end(&mut rest);
+    drop(gone);
+    assert!(
+        soon(|| counts(&plane) == [(a, 1, 1), (b, 1, 0)]),
+        "{:?}",
+        counts(&plane)
+    );
+    plane.release().unwrap();
+}
+
+#[test]
+fn direct_return_connections_are_counted_per_server_from_its_sets() {
+    let lab = DrLab::new();
+    lab.within("r1", || server("0.0.0.0:3306", "a"));
+    lab.within("r2", || server("0.0.0.0:3306", "b"));
+    let a: SocketAddr = "192.168.1.201:3306".parse().unwrap();
+    let b: SocketAddr = "192.168.1.202:3306".parse().unwrap();
+    let mut s = spec(Kind::Fo, &[(a, 2), (b, 1)]);
+    s.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
+    for d in &mut s.dests {
+        d.method = holdfast_dataplane::Forward::Route;
+    }
+    let (plane, before) = lab.within("d", move || {
+        let mut p = NftPlane::open("holdfast_test").unwrap();
+        p.apply(&vec![s]).unwrap();
+        let c = counts(&p);
+        (p, c)
+    });
+    assert_eq!(before, [(a, 0, 0), (b, 0, 0)]);
+    // fo: two connections to a, kept open, then one closed by its client (a FIN).
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let path = format!("/run/netns/{}-c", lab.0);
+    let client = std::thread::spawn(move || {
+        let ns = std::fs::File::open(path).unwrap();
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let (t1, kept) = hello("192.168.1.10:3306");
+        let (t2, mut closed) = hello("192.168.1.10:3306");
+        assert_eq!((t1.as_str(), t2.as_str()), ("a", "a"));
+        done_tx.send(()).unwrap();
+        rx.recv().unwrap();
+        closed.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = closed.read_to_end(&mut rest);
+        done_tx.send(()).unwrap();
+        rx.recv().unwrap();
+        drop(kept);
+    });
+    done_rx.recv().unwrap();
+    let (plane, open) = lab.within("d", move || {
+        let c = counts(&plane);
+        (plane, c)
+    });
+    assert_eq!(open, [(a, 2, 0), (b, 0, 0)]);
+    tx.send(()).unwrap();
+    done_rx.recv().unwrap();
+    let (plane, after) = lab.within("d", move || {
+        let c = counts(&plane);
+        (plane, c)
+    });
+    assert_eq!(after, [(a, 1, 1), (b, 0, 0)]);
+    tx.send(()).unwrap();
+    client.join().unwrap();
+    lab.within("d", move || {
+        let mut p = plane;
+        p.release().unwrap();
+    });
+}
+
 /// A UDP server at `addr` answering each datagram with `tag`.
 /// Seconds left to the entry of client port `port` in the director's direct-return set
 /// `set` (`None`: no such entry).
