@@ -26,7 +26,7 @@
 //! entry keeps IPVS's timeouts by what the client's packets say: established (`tcp`, 15 min)
 //! refreshed by every packet, 10 s after a reset, `tcpfin` (2 min) after a FIN — a second set
 //! per destination holds the closing connections so that the client's last ACK does not make
-//! one established again. Every set holds up to [`SET_SIZE`] entries (nft's own default,
+//! one established again. Every set holds up to `SET_SIZE` (1 048 576) entries (nft's own default,
 //! 65 535, would refuse new connections once that many had been seen within the timeout).
 //!
 //! With persistence, direct return also keeps, per live destination, a timed set of its
