@@ -7,9 +7,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple, Protocol,
     Tuple,
@@ -47,48 +45,14 @@ pub fn dump() -> io::Result<Vec<Flow>> {
         NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
         ConntrackMessage::Get(Vec::new()),
     );
-    let mut nl = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(ask));
-    nl.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    nl.header.sequence_number = 1;
-    nl.finalize();
-    let mut buf = vec![0u8; nl.buffer_len()];
-    nl.serialize(&mut buf);
-    sock.send(&buf, 0)?;
-    let mut out = Vec::new();
-    loop {
-        let (data, _) = sock.recv_from_full()?;
-        if data.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "conntrack dump ended early",
-            ));
-        }
-        let mut off = 0;
-        while off < data.len() {
-            let reply = NetlinkMessage::<NetfilterMessage>::deserialize(&data[off..])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let len = usize::try_from(reply.header.length).unwrap_or(0);
-            if len == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "netlink message of length 0",
-                ));
-            }
-            off += (len + 3) & !3;
-            match reply.payload {
-                NetlinkPayload::InnerMessage(m) => {
-                    if let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = m.inner
-                        && let Some(f) = flow(&attrs)
-                    {
-                        out.push(f);
-                    }
-                }
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => return Ok(out),
-                _ => {}
-            }
-        }
-    }
+    crate::nl::send(&sock, ask, NLM_F_REQUEST | NLM_F_DUMP, 1)?;
+    Ok(crate::nl::replies::<NetfilterMessage>(&sock, 1, true)?
+        .into_iter()
+        .filter_map(|m| match m.inner {
+            NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) => flow(&attrs),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The addresses and ports of a tuple, and its protocol number.

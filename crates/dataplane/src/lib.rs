@@ -7,6 +7,7 @@
 mod conntrack;
 pub mod ipvs;
 pub mod nft;
+mod nl;
 pub mod proxy;
 
 use std::net::SocketAddr;

@@ -81,8 +81,9 @@ fn tables() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn rr_alternates_and_weight_zero_keeps_established_connections() {
+/// In a namespace of this thread's own: servers "a" (127.0.0.2) and "b" (127.0.0.3) at port
+/// 3306, and the plane with rr over both behind 10.0.0.1:3306.
+fn rr_over_two() -> (SocketAddr, SocketAddr, NftPlane) {
     netns();
     let a = server("127.0.0.2:3306", "a");
     let b = server("127.0.0.3:3306", "b");
@@ -90,6 +91,12 @@ fn rr_alternates_and_weight_zero_keeps_established_connections() {
     plane
         .apply(&vec![spec(Kind::Rr, &[(a, 1), (b, 1)])])
         .unwrap();
+    (a, b, plane)
+}
+
+#[test]
+fn rr_alternates_and_weight_zero_keeps_established_connections() {
+    let (a, b, mut plane) = rr_over_two();
     let mut seen: Vec<String> = (0..4).map(|_| hello("10.0.0.1:3306").0).collect();
     seen.sort();
     assert_eq!(seen, ["a", "a", "b", "b"]);
@@ -381,22 +388,32 @@ impl Drop for DrLab {
     }
 }
 
+/// The DR lab's real servers: "a" on r1 (192.168.1.201) and "b" on r2 (.202), each
+/// listening on every address (the VIP included) at port 3306.
+fn dr_servers(lab: &DrLab) -> (SocketAddr, SocketAddr) {
+    lab.within("r1", || server("0.0.0.0:3306", "a"));
+    lab.within("r2", || server("0.0.0.0:3306", "b"));
+    (
+        "192.168.1.201:3306".parse().unwrap(),
+        "192.168.1.202:3306".parse().unwrap(),
+    )
+}
+
+/// A direct-return service on the DR lab's VIP, port 3306.
+fn dr_spec(sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
+    let mut s = spec(sched, dests);
+    s.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
+    for d in &mut s.dests {
+        d.method = holdfast_dataplane::Forward::Route;
+    }
+    s
+}
+
 #[test]
 fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
     let lab = DrLab::new();
-    // The servers listen on every address (the VIP included) in their namespaces.
-    lab.within("r1", || server("0.0.0.0:3306", "a"));
-    lab.within("r2", || server("0.0.0.0:3306", "b"));
-    let a: SocketAddr = "192.168.1.201:3306".parse().unwrap();
-    let b: SocketAddr = "192.168.1.202:3306".parse().unwrap();
-    let dr = move |wa: u32, wb: u32| {
-        let mut s = spec(Kind::Rr, &[(a, wa), (b, wb)]);
-        s.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
-        for d in &mut s.dests {
-            d.method = holdfast_dataplane::Forward::Route;
-        }
-        vec![s]
-    };
+    let (a, b) = dr_servers(&lab);
+    let dr = move |wa: u32, wb: u32| vec![dr_spec(Kind::Rr, &[(a, wa), (b, wb)])];
     let plane = lab.within("d", move || {
         let mut p = NftPlane::open("holdfast_test").unwrap();
         p.apply(&dr(1, 1)).unwrap();
@@ -477,17 +494,10 @@ fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
 #[test]
 fn direct_return_with_persistence_keeps_a_client_on_its_server_until_it_leaves() {
     let lab = DrLab::new();
-    lab.within("r1", || server("0.0.0.0:3306", "a"));
-    lab.within("r2", || server("0.0.0.0:3306", "b"));
-    let a: SocketAddr = "192.168.1.201:3306".parse().unwrap();
-    let b: SocketAddr = "192.168.1.202:3306".parse().unwrap();
+    let (a, b) = dr_servers(&lab);
     let dr = move |wa: u32, wb: u32, persistence: Option<u64>| {
-        let mut s = spec(Kind::Rr, &[(a, wa), (b, wb)]);
-        s.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
+        let mut s = dr_spec(Kind::Rr, &[(a, wa), (b, wb)]);
         s.persistence = persistence.map(Duration::from_secs);
-        for d in &mut s.dests {
-            d.method = holdfast_dataplane::Forward::Route;
-        }
         vec![s]
     };
     let plane = lab.within("d", move || {
@@ -565,13 +575,7 @@ fn counts(plane: &NftPlane) -> Vec<(SocketAddr, u32, u32)> {
 
 #[test]
 fn nat_connections_are_counted_per_server_from_conntrack() {
-    netns();
-    let a = server("127.0.0.2:3306", "a");
-    let b = server("127.0.0.3:3306", "b");
-    let mut plane = NftPlane::open("holdfast_test").unwrap();
-    plane
-        .apply(&vec![spec(Kind::Rr, &[(a, 1), (b, 1)])])
-        .unwrap();
+    let (a, b, mut plane) = rr_over_two();
     assert_eq!(counts(&plane), [(a, 0, 0), (b, 0, 0)]);
     // rr: a, b, a, all kept open.
     let mut open: Vec<(String, TcpStream)> = (0..3).map(|_| hello("10.0.0.1:3306")).collect();
@@ -597,15 +601,8 @@ fn nat_connections_are_counted_per_server_from_conntrack() {
 #[test]
 fn direct_return_connections_are_counted_per_server_from_its_sets() {
     let lab = DrLab::new();
-    lab.within("r1", || server("0.0.0.0:3306", "a"));
-    lab.within("r2", || server("0.0.0.0:3306", "b"));
-    let a: SocketAddr = "192.168.1.201:3306".parse().unwrap();
-    let b: SocketAddr = "192.168.1.202:3306".parse().unwrap();
-    let mut s = spec(Kind::Fo, &[(a, 2), (b, 1)]);
-    s.key = ServiceKey::tcp("192.168.1.10:3306".parse().unwrap());
-    for d in &mut s.dests {
-        d.method = holdfast_dataplane::Forward::Route;
-    }
+    let (a, b) = dr_servers(&lab);
+    let s = dr_spec(Kind::Fo, &[(a, 2), (b, 1)]);
     let (plane, before) = lab.within("d", move || {
         let mut p = NftPlane::open("holdfast_test").unwrap();
         p.apply(&vec![s]).unwrap();

@@ -7,8 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    Emitable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload, NetlinkSerializable,
+    Emitable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkSerializable,
 };
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
@@ -110,41 +109,8 @@ impl Genl {
             msg.set_resolved_family_id(family);
         }
         self.seq = self.seq.wrapping_add(1);
-        let mut nl = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
-        nl.header.flags = NLM_F_REQUEST | NLM_F_ACK | if dump { NLM_F_DUMP } else { 0 };
-        nl.header.sequence_number = self.seq;
-        nl.finalize();
-        let mut buf = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut buf);
-        self.sock.send(&buf, 0)?;
-        let mut out = Vec::new();
-        loop {
-            let (data, _) = self.sock.recv_from_full()?;
-            let mut off = 0;
-            while off < data.len() {
-                let reply = NetlinkMessage::<GenlMessage<F>>::deserialize(&data[off..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = usize::try_from(reply.header.length).unwrap_or(0);
-                if len == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "netlink message of length 0",
-                    ));
-                }
-                off += (len + 3) & !3;
-                if reply.header.sequence_number != self.seq {
-                    // A late answer to an earlier request that timed out.
-                    continue;
-                }
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    // The ACK: the request is complete (a dump ends with Done first).
-                    NetlinkPayload::Error(_) => return Ok(out),
-                    NetlinkPayload::Done(_) if dump => return Ok(out),
-                    _ => {}
-                }
-            }
-        }
+        let flags = NLM_F_REQUEST | NLM_F_ACK | if dump { NLM_F_DUMP } else { 0 };
+        crate::nl::send(&self.sock, msg, flags, self.seq)?;
+        crate::nl::replies(&self.sock, self.seq, dump)
     }
 }
