@@ -162,6 +162,16 @@ fn main() {
         h.short_cpu / p.short_cpu
     );
     println!(
+        "{:<28} {:>12.1} {:>12.1} {:>12.1} {:>10} {:>10} {:>14.2}",
+        "clients+backend CPU µs/conn",
+        d.short_own_cpu,
+        h.short_own_cpu,
+        p.short_own_cpu,
+        "",
+        "",
+        h.short_own_cpu / p.short_own_cpu
+    );
+    println!(
         "{:<28} {:>12.0} {:>12.0} {:>12.0}   added p99: haproxy {:.0} µs, holdfast {:.0} µs",
         "p99 round trip µs",
         d.p99,

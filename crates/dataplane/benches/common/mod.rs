@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const SECS: Duration = Duration::from_secs(1);
-pub const ROUNDS: usize = 5;
+pub const ROUNDS: usize = 11;
 pub const CONCURRENCY: usize = 32;
 
 /// Echoes whatever it receives (ping-pong, short connections) and swallows bulk uploads.
@@ -128,6 +128,8 @@ pub struct Row {
     pub short: f64,
     /// CPU µs the proxy's process spent per short connection (NaN when not measured).
     pub short_cpu: f64,
+    /// CPU µs this process (the clients and the backend) spent per short connection.
+    pub short_own_cpu: f64,
     pub bulk: f64,
     pub rr: f64,
     pub p99: f64,
@@ -136,7 +138,13 @@ pub struct Row {
 /// The three loads against `addr`; `proxy`, the process serving it, to count its CPU time.
 pub async fn measure(addr: &'static str, proxy: Option<u32>) -> Row {
     let before = proxy.map(cpu_ns);
+    let own = cpu_ns(std::process::id());
     let (short, made) = short_conns(addr).await;
+    let short_own_cpu = if made > 0 {
+        cpu_ns(std::process::id()).saturating_sub(own) as f64 / 1e3 / made as f64
+    } else {
+        f64::NAN
+    };
     let short_cpu = match (proxy, before) {
         (Some(pid), Some(b)) if made > 0 => {
             cpu_ns(pid).saturating_sub(b) as f64 / 1e3 / made as f64
@@ -148,6 +156,7 @@ pub async fn measure(addr: &'static str, proxy: Option<u32>) -> Row {
     Row {
         short,
         short_cpu,
+        short_own_cpu,
         bulk,
         rr,
         p99,
@@ -163,6 +172,7 @@ pub fn median(rows: &[Row]) -> Row {
     Row {
         short: pick(|r| r.short),
         short_cpu: pick(|r| r.short_cpu),
+        short_own_cpu: pick(|r| r.short_own_cpu),
         bulk: pick(|r| r.bulk),
         rr: pick(|r| r.rr),
         p99: pick(|r| r.p99),
