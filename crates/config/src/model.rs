@@ -805,6 +805,84 @@ pub struct Url {
     pub status_codes: Vec<(u16, u16)>,
     /// `virtualhost`.
     pub virtualhost: Option<String>,
+    /// `regex` with its `regex_*` settings.
+    pub regex: Option<UrlRegex>,
+}
+
+/// A url's `regex`: the body must (or with `regex_no_match`, must not) match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UrlRegex {
+    /// The pattern (PCRE2's syntax in keepalived; holdfast's engine is Rust's `regex`, which
+    /// has no look-around or backreferences: such a pattern is refused).
+    pub pattern: String,
+    /// `regex_no_match`.
+    pub no_match: bool,
+    /// `regex_options`, as written (those holdfast implements; see [`REGEX_OPTIONS`]).
+    pub options: Vec<String>,
+    /// `regex_min_offset`: a match must start at or after this byte of the body.
+    pub min_offset: Option<usize>,
+    /// `regex_max_offset`: a match must start at or before this byte.
+    pub max_offset: Option<usize>,
+}
+
+/// keepalived's `regex_options` holdfast implements: those that change what matches
+/// (`caseless`, `multiline`, `dotall`, `extended`, `ungreedy`, `utf` and `ucp` for Unicode
+/// classes, `firstline`, `dollar_endonly`) and those that only tune PCRE2's compiler or
+/// forbid constructs (accepted, no effect on the result).
+pub const REGEX_OPTIONS: &[&str] = &[
+    "caseless",
+    "multiline",
+    "dotall",
+    "extended",
+    "ungreedy",
+    "utf",
+    "ucp",
+    "firstline",
+    "dollar_endonly",
+    "auto_callout",
+    "dupnames",
+    "never_ucp",
+    "never_utf",
+    "never_backslash_c",
+    "no_auto_capture",
+    "no_auto_possess",
+    "no_dotstar_anchor",
+    "no_start_optimize",
+    "alt_verbnames",
+    "use_offset_limit",
+];
+
+/// keepalived's `regex_options` holdfast does not implement (PCRE2 behaviours Rust's engine
+/// has no switch for).
+pub const REGEX_OPTIONS_UNSUPPORTED: &[&str] = &[
+    "allow_empty_class",
+    "alt_bsux",
+    "alt_circumflex",
+    "match_unset_backref",
+];
+
+impl UrlRegex {
+    /// Whether option `o` was given.
+    pub fn has(&self, o: &str) -> bool {
+        self.options.iter().any(|x| x == o)
+    }
+
+    /// The compiled pattern, as the HTTP check matches it against the body's bytes: without
+    /// `utf`/`ucp` classes are ASCII and `.` any byte, as PCRE2 without UTF.
+    pub fn compile(&self) -> Result<regex::bytes::Regex, String> {
+        regex::bytes::RegexBuilder::new(&self.pattern)
+            .case_insensitive(self.has("caseless"))
+            .multi_line(self.has("multiline"))
+            .dot_matches_new_line(self.has("dotall"))
+            .ignore_whitespace(self.has("extended"))
+            .swap_greed(self.has("ungreedy"))
+            .unicode(self.has("utf") || self.has("ucp"))
+            .build()
+            .map_err(|e| match e {
+                regex::Error::Syntax(s) => s,
+                e => e.to_string(),
+            })
+    }
 }
 
 /// HTTP_GET / SSL_GET.

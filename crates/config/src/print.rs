@@ -615,6 +615,15 @@ impl P {
                 self.line(&format!("status_code {}", codes.join(" ")));
             }
             self.opt("virtualhost", &u.virtualhost);
+            if let Some(r) = &u.regex {
+                self.kv("regex", &[&q(&r.pattern)]);
+                self.flag("regex_no_match", r.no_match);
+                if !r.options.is_empty() {
+                    self.line(&format!("regex_options {}", r.options.join(" ")));
+                }
+                self.optn("regex_min_offset", r.min_offset);
+                self.optn("regex_max_offset", r.max_offset);
+            }
             self.close();
         }
         self.opt("http_protocol", &h.http_protocol);

@@ -94,6 +94,14 @@ const WORDS: &[&str] = &[
     "127.0.0.1:9100",
     "nft_table",
     "lb_nat",
+    "regex",
+    "regex_no_match",
+    "regex_options",
+    "caseless",
+    "firstline",
+    "regex_min_offset",
+    "regex_max_offset",
+    "(a|b)+$",
     "\\",
 ];
 

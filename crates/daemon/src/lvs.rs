@@ -548,7 +548,7 @@ fn check_plan(
                 t.connect_timeout,
                 vs.virtualhost.as_ref(),
                 tls,
-            ))
+            )?)
         }
         CheckerKind::Udp {
             payload,

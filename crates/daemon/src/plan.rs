@@ -679,7 +679,7 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
                 timeout,
                 None,
                 None,
-            )))
+            )?))
         }
         CheckerKind::Mysql(m) => Ok(NativeProbe::Mysql(crate::probes::mysql_probe(
             m,

@@ -65,21 +65,35 @@ pub fn http_probe(
     timeout: Duration,
     default_vhost: Option<&String>,
     tls: Option<Tls>,
-) -> HttpProbe {
-    HttpProbe {
+) -> Result<HttpProbe, String> {
+    let mut urls = Vec::new();
+    for u in &h.urls {
+        let regex = match &u.regex {
+            None => None,
+            Some(r) => Some(holdfast_check::probe::RegexCheck {
+                re: r
+                    .compile()
+                    .map_err(|e| format!("url {}: invalid regex '{}': {e}", u.path, r.pattern))?,
+                no_match: r.no_match,
+                min: r.min_offset.unwrap_or(0),
+                max: r.max_offset,
+                firstline: r.has("firstline"),
+                dollar_endonly: r.has("dollar_endonly") || r.has("multiline"),
+            }),
+        };
+        urls.push(UrlCheck {
+            path: u.path.clone(),
+            status: u.status_codes.clone(),
+            digest: u.digest.clone(),
+            virtualhost: u.virtualhost.clone(),
+            regex,
+        });
+    }
+    Ok(HttpProbe {
         addr,
         bind,
         timeout,
-        urls: h
-            .urls
-            .iter()
-            .map(|u| UrlCheck {
-                path: u.path.clone(),
-                status: u.status_codes.clone(),
-                digest: u.digest.clone(),
-                virtualhost: u.virtualhost.clone(),
-            })
-            .collect(),
+        urls,
         virtualhost: h.virtualhost.clone().or(default_vhost.cloned()),
         version: match h.http_protocol.as_deref() {
             Some("1.1") => HttpVersion::Http11,
@@ -88,5 +102,5 @@ pub fn http_probe(
         },
         tls,
         opts,
-    }
+    })
 }

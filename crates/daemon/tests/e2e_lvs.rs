@@ -94,6 +94,8 @@ virtual_server 10.77.0.100 80 {
             url {
                 path /
                 status_code 200
+                regex \"^web[0-9]$\"
+                regex_options caseless
             }
             connect_timeout 0.5
             retry 1

@@ -36,7 +36,69 @@ pub struct UrlCheck {
     pub digest: Option<String>,
     /// `virtualhost` of this url.
     pub virtualhost: Option<String>,
+    /// `regex`: what the body must (or must not) match.
+    pub regex: Option<RegexCheck>,
 }
+
+/// A url's `regex` (keepalived's semantics): the body matches when the pattern is found
+/// starting between `min` and `max` (bytes into the body); the check passes when that is
+/// what `no_match` does not ask for.
+#[derive(Clone, Debug)]
+pub struct RegexCheck {
+    /// The compiled pattern (`holdfast_config::model::UrlRegex::compile`).
+    pub re: regex::bytes::Regex,
+    /// `regex_no_match`: the check passes when the body does not match.
+    pub no_match: bool,
+    /// `regex_min_offset`.
+    pub min: usize,
+    /// `regex_max_offset`.
+    pub max: Option<usize>,
+    /// `firstline`: the match must start in the body's first line.
+    pub firstline: bool,
+    /// `$` without `multiline` also matches before a final newline, as in PCRE2, unless
+    /// `dollar_endonly` (Rust's `$` is end-only).
+    pub dollar_endonly: bool,
+}
+
+impl PartialEq for RegexCheck {
+    fn eq(&self, o: &RegexCheck) -> bool {
+        self.re.as_str() == o.re.as_str()
+            && (
+                self.no_match,
+                self.min,
+                self.max,
+                self.firstline,
+                self.dollar_endonly,
+            ) == (o.no_match, o.min, o.max, o.firstline, o.dollar_endonly)
+    }
+}
+
+impl Eq for RegexCheck {}
+
+impl RegexCheck {
+    /// Whether `body` matches (before `no_match` is applied).
+    pub fn matches(&self, body: &[u8]) -> bool {
+        let found = |text: &[u8]| -> bool {
+            if self.min > text.len() {
+                return false;
+            }
+            let Some(m) = self.re.find_at(text, self.min) else {
+                return false;
+            };
+            let first_line_end = text.iter().position(|b| *b == b'\n').unwrap_or(text.len());
+            self.max.is_none_or(|max| m.start() <= max)
+                && (!self.firstline || m.start() <= first_line_end)
+        };
+        if found(body) {
+            return true;
+        }
+        // PCRE2's `$` also matches before a final newline; Rust's only at the very end.
+        !self.dollar_endonly && body.last() == Some(&b'\n') && found(&body[..body.len() - 1])
+    }
+}
+
+/// How much of a body a regex is matched against (the MD5 digest covers all of it).
+pub const REGEX_BODY_LIMIT: usize = 4 << 20;
 
 /// What an HTTP_GET checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,17 +273,34 @@ where
         if !ok {
             return Err(ProbeError::Status(status));
         }
+        if u.digest.is_none() && u.regex.is_none() {
+            return Ok(());
+        }
+        // The body, streamed: all of it through MD5, the first REGEX_BODY_LIMIT bytes kept
+        // for the regex.
+        let mut md5 = Md5::new();
+        let mut kept = Vec::new();
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ProbeError::Http(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                md5.update(&data);
+                if u.regex.is_some() && kept.len() < REGEX_BODY_LIMIT {
+                    let room = REGEX_BODY_LIMIT - kept.len();
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+        }
         if let Some(want) = &u.digest {
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ProbeError::Http(e.to_string()))?
-                .to_bytes();
-            let got = format!("{:x}", Md5::digest(&body));
+            let got = format!("{:x}", md5.finalize());
             if !got.eq_ignore_ascii_case(want) {
                 return Err(ProbeError::Digest { got });
             }
+        }
+        if let Some(r) = &u.regex
+            && r.matches(&kept) == r.no_match
+        {
+            return Err(ProbeError::Regex);
         }
         Ok(())
     }
@@ -282,6 +361,7 @@ mod tests {
             status,
             digest: digest.map(Into::into),
             virtualhost: None,
+            regex: None,
         };
         assert!(http(&probe(addr, vec![url(vec![], None)])).await.is_ok());
         let head = seen.recv().await.unwrap();
@@ -378,5 +458,107 @@ mod tests {
         p.tls = None;
         p.timeout = Duration::from_millis(500);
         assert!(http(&p).await.is_err());
+    }
+
+    fn rx(pattern: &str) -> RegexCheck {
+        RegexCheck {
+            re: regex::bytes::RegexBuilder::new(pattern)
+                .unicode(false)
+                .build()
+                .unwrap(),
+            no_match: false,
+            min: 0,
+            max: None,
+            firstline: false,
+            dollar_endonly: false,
+        }
+    }
+
+    #[test]
+    fn a_regex_matches_where_keepalived_s_would() {
+        // `$` before a final newline, as PCRE2's; not with dollar_endonly.
+        assert!(rx(r"\d+ UP$").matches(b"node 3 UP\n"));
+        let end_only = RegexCheck {
+            dollar_endonly: true,
+            ..rx(r"\d+ UP$")
+        };
+        assert!(!end_only.matches(b"node 3 UP\n"));
+        assert!(end_only.matches(b"node 3 UP"));
+        // The match must start between the offsets.
+        let body = b"0123456789 UP";
+        assert!(
+            RegexCheck {
+                min: 11,
+                ..rx("UP")
+            }
+            .matches(body)
+        );
+        assert!(
+            !RegexCheck {
+                min: 12,
+                ..rx("UP")
+            }
+            .matches(body)
+        );
+        assert!(
+            RegexCheck {
+                max: Some(11),
+                ..rx("UP")
+            }
+            .matches(body)
+        );
+        assert!(
+            !RegexCheck {
+                max: Some(10),
+                ..rx("UP")
+            }
+            .matches(body)
+        );
+        assert!(!RegexCheck { min: 99, ..rx("") }.matches(body));
+        // firstline: only a match starting in the first line counts.
+        assert!(
+            !RegexCheck {
+                firstline: true,
+                ..rx("UP")
+            }
+            .matches(b"status\nUP")
+        );
+        assert!(
+            RegexCheck {
+                firstline: true,
+                ..rx("UP")
+            }
+            .matches(b"UP\nstatus")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_body_must_match_the_url_s_regex_or_not_with_regex_no_match() {
+        let (addr, _seen) = server(200, "proxysql: ONLINE\n").await;
+        let url = |r: RegexCheck| UrlCheck {
+            path: "/".into(),
+            regex: Some(r),
+            ..UrlCheck::default()
+        };
+        assert!(http(&probe(addr, vec![url(rx("ONLINE$"))])).await.is_ok());
+        assert!(matches!(
+            http(&probe(addr, vec![url(rx("OFFLINE"))])).await,
+            Err(ProbeError::Regex)
+        ));
+        let not = |p: &str| RegexCheck {
+            no_match: true,
+            ..rx(p)
+        };
+        assert!(http(&probe(addr, vec![url(not("OFFLINE"))])).await.is_ok());
+        assert!(matches!(
+            http(&probe(addr, vec![url(not("ONLINE"))])).await,
+            Err(ProbeError::Regex)
+        ));
+        // With a digest too: both are checked on the one body.
+        let both = UrlCheck {
+            digest: Some(format!("{:x}", Md5::digest(b"proxysql: ONLINE\n"))),
+            ..url(rx("ONLINE"))
+        };
+        assert!(http(&probe(addr, vec![both])).await.is_ok());
     }
 }

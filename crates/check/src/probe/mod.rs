@@ -10,7 +10,7 @@ mod tcp;
 mod udp;
 
 pub use dns::{DnsProbe, dns, qtype};
-pub use http::{HttpProbe, HttpVersion, Tls, UrlCheck, http};
+pub use http::{HttpProbe, HttpVersion, RegexCheck, Tls, UrlCheck, http};
 pub use mysql::{MysqlChecker, MysqlProbe, replica_ok};
 pub use ping::{PingProbe, ping};
 pub use smtp::{SmtpProbe, smtp};
@@ -56,6 +56,8 @@ pub enum ProbeError {
         /// The digest of what was received (lower-case hex).
         got: String,
     },
+    /// The body did not match the url's `regex` (or matched it with `regex_no_match`).
+    Regex,
     /// The HTTP exchange failed.
     Http(String),
     /// The server answered, but not as required.
@@ -73,6 +75,7 @@ impl std::fmt::Display for ProbeError {
             ProbeError::Timeout(d) => write!(f, "timeout after {:.3} s", d.as_secs_f64()),
             ProbeError::Status(s) => write!(f, "HTTP status code error ({s})"),
             ProbeError::Digest { got } => write!(f, "MD5 digest error (got {got})"),
+            ProbeError::Regex => write!(f, "Regex match failed"),
             ProbeError::Http(e) => write!(f, "HTTP error: {e}"),
             ProbeError::Reply(e) => write!(f, "unexpected reply: {e}"),
             ProbeError::Mysql(e) => write!(f, "MySQL: {e}"),

@@ -2,20 +2,17 @@
 //! PING_CHECK, FILE_CHECK and holdfast's MYSQL_CHECK.
 
 use super::{Cx, arg_span, lvs, origin, user_spec};
-use crate::model::{Checker, CheckerCommon, CheckerKind, HttpCheck, MiscCheck, MysqlCheck, Url};
+use crate::diag::Class;
+use crate::model::{
+    Checker, CheckerCommon, CheckerKind, HttpCheck, MiscCheck, MysqlCheck, REGEX_OPTIONS,
+    REGEX_OPTIONS_UNSUPPORTED, Url, UrlRegex,
+};
 use crate::tree::Node;
 
-/// HTTP_GET/SSL_GET keywords keepalived has and holdfast does not implement (`url` takes the
-/// regex ones, the checker all of them).
-const HTTP_UNSUPPORTED: &[&str] = &[
-    "tls_compliant",
-    "regex",
-    "regex_no_match",
-    "regex_options",
-    "regex_stack",
-    "regex_min_offset",
-    "regex_max_offset",
-];
+/// HTTP_GET/SSL_GET keywords keepalived has and holdfast does not implement, in the checker
+/// and in `url` (`regex_stack` sizes PCRE2's JIT stack, which holdfast's engine has not).
+const HTTP_UNSUPPORTED: &[&str] = &["tls_compliant"];
+const URL_UNSUPPORTED: &[&str] = &["tls_compliant", "regex_stack"];
 
 /// The checker kinds by block keyword.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +226,8 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
 
 fn url(cx: &mut Cx<'_>, n: &Node) -> Option<Url> {
     let mut u = Url::default();
+    let mut regex: Option<UrlRegex> = None;
+    let mut pattern_at = None;
     for c in cx.block(n) {
         cx.no_block(c);
         match c.key.text.as_str() {
@@ -250,7 +249,91 @@ fn url(cx: &mut Cx<'_>, n: &Node) -> Option<Url> {
                     }
                 }
             }
-            _ => cx.unknown(c, &HTTP_UNSUPPORTED[1..]),
+            "regex" => match (c.args.len(), c.args.first()) {
+                (1, Some(w)) => {
+                    let r = regex.get_or_insert_with(UrlRegex::default);
+                    if !r.pattern.is_empty() {
+                        cx.d.invalid(
+                            w.span,
+                            format!(
+                                "Duplicate regex specified - replacing {} with {}",
+                                r.pattern, w.text
+                            ),
+                        );
+                    }
+                    r.pattern = w.text.clone();
+                    pattern_at = Some(w.span);
+                }
+                _ => {
+                    cx.d.invalid(arg_span(c), "regex missing or too many fields")
+                }
+            },
+            "regex_no_match" => regex.get_or_insert_with(UrlRegex::default).no_match = true,
+            "regex_options" => {
+                for w in &c.args {
+                    let o = w.text.as_str();
+                    if REGEX_OPTIONS.contains(&o) {
+                        regex
+                            .get_or_insert_with(UrlRegex::default)
+                            .options
+                            .push(o.to_owned());
+                    } else if REGEX_OPTIONS_UNSUPPORTED.contains(&o) {
+                        cx.d.push(
+                            Class::Unsupported,
+                            Some(w.span),
+                            format!("unsupported: regex option '{o}' is recognised but not implemented by holdfast"),
+                        );
+                    } else {
+                        cx.d.invalid(w.span, format!("Unknown regex option '{o}'"));
+                    }
+                }
+            }
+            k @ ("regex_min_offset" | "regex_max_offset") => {
+                let v = cx.int(c, 0, 0, i64::from(u32::MAX)).map(|v| v as usize);
+                let r = regex.get_or_insert_with(UrlRegex::default);
+                if k == "regex_min_offset" {
+                    r.min_offset = v;
+                } else {
+                    r.max_offset = v;
+                }
+            }
+            _ => cx.unknown(c, URL_UNSUPPORTED),
+        }
+    }
+    if let Some(r) = regex {
+        if r.pattern.is_empty() {
+            cx.d.invalid(arg_span(n), "regex parameters specified without regex");
+        } else if let (Some(lo), Some(hi)) = (r.min_offset, r.max_offset)
+            && lo > hi
+        {
+            cx.d.invalid(
+                arg_span(n),
+                format!("regex min offset {lo} > regex_max_offset {hi} - ignoring"),
+            );
+            u.regex = Some(UrlRegex {
+                min_offset: None,
+                max_offset: None,
+                ..r
+            });
+        } else {
+            u.regex = Some(r);
+        }
+        if let (Some(r), Some(at)) = (&u.regex, pattern_at)
+            && let Err(e) = r.compile()
+        {
+            cx.d.invalid(
+                at,
+                format!(
+                    "Invalid regex: '{}': {} (holdfast matches with Rust's regex engine: no look-around, no backreferences)",
+                    r.pattern,
+                    e.lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .trim_start_matches("error: ")
+                ),
+            );
+            u.regex = None;
         }
     }
     if u.path.is_empty() {
@@ -258,4 +341,110 @@ fn url(cx: &mut Cx<'_>, n: &Node) -> Option<Url> {
         return None;
     }
     Some(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diag::Class;
+    use crate::model::CheckerKind;
+
+    fn url_block(lines: &str) -> String {
+        format!(
+            "virtual_server 10.0.0.1 80 {{\n real_server 10.0.0.5 80 {{\n  HTTP_GET {{\n   url {{\n    path /status\n{lines}   }}\n  }}\n }}\n}}\n"
+        )
+    }
+
+    /// (class, line, message) of every finding.
+    fn findings(text: &str) -> Vec<(Class, usize, String)> {
+        let loaded = crate::parse_str(text);
+        loaded
+            .diagnostics
+            .iter()
+            .map(|d| {
+                (
+                    d.class,
+                    d.span.map_or(0, |s| loaded.sources.line_of(s)),
+                    d.message.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_url_regex_is_read_with_its_options_and_offsets() {
+        let text = url_block(
+            "    regex \"\\\\d+ UP$\"\n    regex_no_match\n    regex_options caseless firstline\n    regex_min_offset 2\n    regex_max_offset 100\n",
+        );
+        let loaded = crate::parse_str(&text);
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
+        let CheckerKind::Http(h) =
+            &loaded.config.virtual_servers[0].real_servers[0].checkers[0].kind
+        else {
+            panic!("not HTTP_GET");
+        };
+        let r = h.urls[0].regex.as_ref().expect("the regex");
+        assert_eq!(r.pattern, "\\d+ UP$");
+        assert!(r.no_match);
+        assert_eq!(r.options, ["caseless", "firstline"]);
+        assert_eq!((r.min_offset, r.max_offset), (Some(2), Some(100)));
+        let re = r.compile().expect("compiles");
+        assert!(re.is_match(b"12 up"));
+        // The printed configuration reads back the same.
+        let printed = crate::print::print(&loaded.config);
+        let again = crate::parse_str(&printed);
+        assert_eq!(
+            again.config.virtual_servers, loaded.config.virtual_servers,
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn what_holdfast_cannot_match_is_an_error_or_unsupported_on_its_word() {
+        let f = findings(&url_block(
+            "    regex \"(?<=a)b\"\n    regex_options alt_bsux nonsense\n    regex_stack 10 20\n",
+        ));
+        let has = |class: Class, line: usize, text: &str| {
+            f.iter()
+                .any(|(c, l, m)| *c == class && *l == line && m.contains(text))
+        };
+        assert!(
+            has(Class::Invalid, 6, "Invalid regex: '(?<=a)b': look-around"),
+            "{f:?}"
+        );
+        assert!(
+            has(Class::Unsupported, 7, "regex option 'alt_bsux'"),
+            "{f:?}"
+        );
+        assert!(
+            has(Class::Invalid, 7, "Unknown regex option 'nonsense'"),
+            "{f:?}"
+        );
+        assert!(has(Class::Unsupported, 8, "'regex_stack'"), "{f:?}");
+    }
+
+    #[test]
+    fn keepalived_s_regex_complaints_are_kept() {
+        let f = findings(&url_block("    regex_no_match\n"));
+        assert!(
+            f.iter()
+                .any(|(c, _, m)| *c == Class::Invalid
+                    && m == "regex parameters specified without regex"),
+            "{f:?}"
+        );
+        let text = url_block("    regex ok\n    regex_min_offset 10\n    regex_max_offset 5\n");
+        let f = findings(&text);
+        assert!(
+            f.iter()
+                .any(|(_, _, m)| m == "regex min offset 10 > regex_max_offset 5 - ignoring"),
+            "{f:?}"
+        );
+        let loaded = crate::parse_str(&text);
+        let CheckerKind::Http(h) =
+            &loaded.config.virtual_servers[0].real_servers[0].checkers[0].kind
+        else {
+            panic!("not HTTP_GET");
+        };
+        let r = h.urls[0].regex.as_ref().expect("the regex stays");
+        assert_eq!((r.min_offset, r.max_offset), (None, None));
+    }
 }
