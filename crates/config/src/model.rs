@@ -689,6 +689,12 @@ pub struct VirtualServer {
     pub delay_loop: Duration,
     /// `lvs_sched` / `lb_algo` (default `wlc`).
     pub lvs_sched: String,
+    /// `sh-port` / `mh-port` / `flag-2`: the hashing schedulers hash the client's port too
+    /// (IPVS's SCHED2 flag).
+    pub sched_port: bool,
+    /// `sh-fallback` / `mh-fallback` / `flag-1`: a hashed server that cannot take the
+    /// connection passes it to another (IPVS's SCHED1 flag).
+    pub sched_fallback: bool,
     /// `lvs_method` / `lb_kind` (default NAT).
     pub lvs_method: LvsMethod,
     /// `protocol` (default TCP).

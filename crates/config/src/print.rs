@@ -530,6 +530,22 @@ impl P {
         self.depth += 1;
         self.kv("delay_loop", &[&timer(vs.delay_loop)]);
         self.kv("lvs_sched", &[&vs.lvs_sched]);
+        // After the scheduler, which the named forms are read against.
+        let named = matches!(vs.lvs_sched.as_str(), "sh" | "mh");
+        if vs.sched_port {
+            self.line(&if named {
+                format!("{}-port", vs.lvs_sched)
+            } else {
+                "flag-2".into()
+            });
+        }
+        if vs.sched_fallback {
+            self.line(&if named {
+                format!("{}-fallback", vs.lvs_sched)
+            } else {
+                "flag-1".into()
+            });
+        }
         self.kv("lvs_method", &[method(vs.lvs_method)]);
         if !matches!(vs.key, VsKey::Fwmark(_)) {
             self.kv(

@@ -150,6 +150,40 @@ impl Request {
     }
 }
 
+/// A service's scheduler flags as `ipvsadm -Ln` names them: `sh-fallback`/`sh-port` for sh,
+/// `mh-fallback`/`mh-port` for mh, `flag-1`/`flag-2` otherwise.
+fn sched_flags(sched: holdfast_lb::sched::Kind, f: holdfast_lb::sched::HashFlags) -> Vec<String> {
+    let named = matches!(
+        sched,
+        holdfast_lb::sched::Kind::Sh | holdfast_lb::sched::Kind::Mh
+    );
+    let mut out = Vec::new();
+    for (on, what, raw) in [
+        (f.fallback, "fallback", "flag-1"),
+        (f.port, "port", "flag-2"),
+    ] {
+        if on {
+            out.push(if named {
+                format!("{}-{what}", sched.name())
+            } else {
+                raw.to_string()
+            });
+        }
+    }
+    out
+}
+
+/// A persistence granularity as `ipvsadm -Ln` prints it: an IPv4 mask, an IPv6 prefix length.
+fn mask(v6: bool, prefix: u8) -> String {
+    if v6 {
+        prefix.to_string()
+    } else {
+        let p = u32::from(prefix.min(32));
+        let m = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+        std::net::Ipv4Addr::from(m).to_string()
+    }
+}
+
 /// Answers one request line (see [`Request`]).
 pub async fn handle(line: &[u8], src: &Sources) -> Value {
     let req = match Request::parse(line) {
@@ -213,7 +247,9 @@ fn status(src: &Sources, services: Vec<holdfast_dataplane::ServiceStats>) -> Val
                 "protocol": protocol,
                 "address": address,
                 "scheduler": s.sched.name(),
+                "flags": sched_flags(s.sched, s.flags),
                 "persistence": s.persistence.map(|d| d.as_secs()),
+                "persistence_mask": s.persistence_prefix.map(|p| mask(s.key.is_v6(), p)),
                 "destinations": s.dests.iter().map(|d| json!({
                     "address": d.addr.map(|a| a.to_string()),
                     "forward": d.method.name(),
@@ -280,8 +316,18 @@ pub fn render_lvs(status: &Value) -> String {
             ipvs_addr(s["address"].as_str().unwrap_or("")),
             s["scheduler"].as_str().unwrap_or("")
         );
+        let flags: Vec<&str> = s["flags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !flags.is_empty() {
+            line.push_str(&format!(" ({})", flags.join(",")));
+        }
         if let Some(p) = s["persistence"].as_u64() {
             line.push_str(&format!(" persistent {p}"));
+            if let Some(m) = s["persistence_mask"].as_str() {
+                line.push_str(&format!(" mask {m}"));
+            }
         }
         out.push_str(&line);
         out.push('\n');
@@ -375,7 +421,8 @@ mod tests {
     fn lvs_rendering_follows_ipvsadm() {
         let v = json!({"services": [{
             "protocol": "TCP", "address": "10.0.0.100:3306", "scheduler": "wlc",
-            "persistence": 360, "forward": "Masq",
+            "persistence": 360, "forward": "Masq", "flags": ["flag-2"],
+            "persistence_mask": "255.255.255.0",
             "destinations": [
                 {"address": "10.0.0.12:3306", "weight": 0, "active": 0, "inactive": 0},
                 {"address": "10.0.0.11:3306", "weight": 1, "active": 12, "inactive": 3}
@@ -386,10 +433,25 @@ mod tests {
             "IP Virtual Server version 1.2.1 (size=4096)\n\
              Prot LocalAddress:Port Scheduler Flags\n  \
              -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
-             TCP  10.0.0.100:3306 wlc persistent 360\n  \
+             TCP  10.0.0.100:3306 wlc (flag-2) persistent 360 mask 255.255.255.0\n  \
              -> 10.0.0.11:3306               Masq    1      12         3         \n  \
              -> 10.0.0.12:3306               Masq    0      0          0         \n"
         );
+    }
+
+    #[test]
+    fn scheduler_flags_are_named_as_ipvsadm_names_them() {
+        use holdfast_lb::sched::{HashFlags, Kind};
+        let both = HashFlags {
+            port: true,
+            fallback: true,
+        };
+        assert_eq!(sched_flags(Kind::Sh, both), ["sh-fallback", "sh-port"]);
+        assert_eq!(sched_flags(Kind::Mh, both), ["mh-fallback", "mh-port"]);
+        assert_eq!(sched_flags(Kind::Rr, both), ["flag-1", "flag-2"]);
+        assert!(sched_flags(Kind::Sh, HashFlags::default()).is_empty());
+        assert_eq!(mask(false, 24), "255.255.255.0");
+        assert_eq!(mask(true, 64), "64");
     }
 
     #[tokio::test]

@@ -454,6 +454,10 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                 .persistence_timeout
                 .map(|s| Duration::from_secs(u64::from(s))),
             persistence_prefix: vs.persistence_granularity.as_deref().and_then(granularity),
+            flags: holdfast_lb::sched::HashFlags {
+                port: vs.sched_port,
+                fallback: vs.sched_fallback,
+            },
             proxy_protocol: vs.proxy_protocol,
             ..ServiceSpec::new(key, sched, Vec::new())
         },

@@ -469,7 +469,9 @@ mod tests {
         let svc = ServiceStats {
             key,
             sched: Kind::Rr,
+            flags: Default::default(),
             persistence: None,
+            persistence_prefix: None,
             dests: vec![DestStats {
                 addr: Some(rs),
                 weight: 1,

@@ -419,19 +419,28 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
     let conf = Path::new("/tmp/auto.conf");
     std::fs::write(
         conf,
-        "virtual_server 10.9.1.1 80 {\n    lb_algo rr\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
+        "global_defs {\n    control_socket /tmp/auto.sock\n}\nvirtual_server 10.9.1.1 80 {\n    lb_algo sh\n    sh-port\n    sh-fallback\n    persistence_timeout 50\n    persistence_granularity 255.255.255.0\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
     )
     .unwrap();
     let d = Daemon::start(conf, "auto");
     d.wait_log(20, "Using the IPVS data plane for 1 virtual server(s)");
     d.wait_log(5, "Using the proxy data plane for 1 virtual server(s)");
     // Only the first is in the kernel: the PROXY header needs the proxy.
+    // The scheduler flags and the persistence mask are in the kernel, and `holdfast status
+    // --lvs` prints the service's line as ipvsadm does.
+    let line = "TCP  10.9.1.1:80 sh (sh-fallback,sh-port) persistent 50 mask 255.255.255.0";
     until(10, "the IPVS service in the kernel's table", || {
         let t = ipvsadm();
-        (t.contains("TCP  10.9.1.1:80 rr"), t)
+        (t.contains(line), t)
     });
     let t = ipvsadm();
     assert!(!t.contains("10.9.1.1:3306"), "{t}\n{}", d.log());
+    let out = Command::new(holdfast())
+        .args(["status", "--lvs", "-s", "/tmp/auto.sock"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains(line), "{status}\n{t}");
     let log = d.stop();
     assert!(!ipvsadm().contains("10.9.1.1"), "{log}");
 }

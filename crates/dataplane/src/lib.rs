@@ -264,8 +264,12 @@ pub struct ServiceStats {
     pub key: ServiceKey,
     /// Scheduler.
     pub sched: Kind,
+    /// Scheduler flags.
+    pub flags: HashFlags,
     /// Persistence.
     pub persistence: Option<Duration>,
+    /// Persistence granularity as a prefix length (`None`: the whole address).
+    pub persistence_prefix: Option<u8>,
     /// Destinations in table order.
     pub dests: Vec<DestStats>,
 }

@@ -1320,7 +1320,9 @@ impl DataPlane for NftPlane {
             .map(|spec| ServiceStats {
                 key: spec.key,
                 sched: spec.sched,
+                flags: spec.flags,
                 persistence: spec.persistence,
+                persistence_prefix: spec.persistence.and(spec.persistence_prefix),
                 dests: spec
                     .dests
                     .iter()

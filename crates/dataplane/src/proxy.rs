@@ -290,7 +290,9 @@ impl DataPlane for ProxyPlane {
                 ServiceStats {
                     key: i.spec.key,
                     sched: i.spec.sched,
+                    flags: i.spec.flags,
                     persistence: i.spec.persistence,
+                    persistence_prefix: i.spec.persistence.and(i.spec.persistence_prefix),
                     dests: i.dests.iter().map(|d| d.stats).collect(),
                 }
             })

@@ -13,13 +13,7 @@ use crate::tree::Node;
 const VS_UNSUPPORTED: &[&str] = &[
     "hashed",
     "ops",
-    "flag-1",
-    "flag-2",
     "flag-3",
-    "sh-port",
-    "sh-fallback",
-    "mh-port",
-    "mh-fallback",
     "snmp_name",
     "ip_family",
     "persistence_engine",
@@ -89,6 +83,8 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         key,
         delay_loop: Duration::from_secs(60),
         lvs_sched: "wlc".into(),
+        sched_port: false,
+        sched_fallback: false,
         lvs_method: LvsMethod::Nat,
         protocol: Protocol::Tcp,
         persistence_timeout: None,
@@ -132,6 +128,23 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     } else {
                         cx.d.invalid(w.span, format!("Unknown LVS scheduler '{}'", w.text));
                     }
+                }
+            }
+            "flag-1" => vs.sched_fallback = true,
+            "flag-2" => vs.sched_port = true,
+            // As keepalived: read against the scheduler set so far.
+            k @ ("sh-port" | "sh-fallback" | "mh-port" | "mh-fallback") => {
+                if k[..2] == vs.lvs_sched {
+                    if k.ends_with("port") {
+                        vs.sched_port = true;
+                    } else {
+                        vs.sched_fallback = true;
+                    }
+                } else {
+                    cx.d.invalid(
+                        c.key.span,
+                        format!("{k} only applies to sh scheduler - ignoring"),
+                    );
                 }
             }
             "lvs_method" | "lb_kind" => vs.lvs_method = method(cx, c).unwrap_or(vs.lvs_method),
@@ -310,4 +323,47 @@ pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
         });
     }
     Some(g)
+}
+
+#[cfg(test)]
+mod tests {
+    fn vs(lines: &str) -> String {
+        format!("virtual_server 10.0.0.1 80 {{\n{lines} real_server 10.0.0.5 80 {{\n }}\n}}\n")
+    }
+
+    #[test]
+    fn scheduler_flags_are_read_against_the_scheduler_set_before_them() {
+        let loaded = crate::parse_str(&vs(" lb_algo sh\n sh-port\n sh-fallback\n"));
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
+        let v = &loaded.config.virtual_servers[0];
+        assert!(v.sched_port && v.sched_fallback);
+        // Printed after the scheduler, they read back the same.
+        let printed = crate::print::print(&loaded.config);
+        assert!(
+            printed.contains("lvs_sched sh\n    sh-port\n    sh-fallback\n"),
+            "{printed}"
+        );
+        let again = crate::parse_str(&printed);
+        assert_eq!(again.config.virtual_servers, loaded.config.virtual_servers);
+        // Before `lb_algo sh`, or with another scheduler: keepalived's complaint, ignored.
+        for text in [vs(" sh-port\n lb_algo sh\n"), vs(" lb_algo mh\n sh-port\n")] {
+            let loaded = crate::parse_str(&text);
+            assert!(!loaded.config.virtual_servers[0].sched_port);
+            assert!(
+                loaded
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.message == "sh-port only applies to sh scheduler - ignoring"),
+                "{}",
+                loaded.render()
+            );
+        }
+        // flag-1 and flag-2 whatever the scheduler; mh's own names with mh.
+        let loaded = crate::parse_str(&vs(" lb_algo rr\n flag-1\n flag-2\n"));
+        let v = &loaded.config.virtual_servers[0];
+        assert!(v.sched_port && v.sched_fallback, "{}", loaded.render());
+        let loaded = crate::parse_str(&vs(" lb_algo mh\n mh-port\n"));
+        let v = &loaded.config.virtual_servers[0];
+        assert!(v.sched_port && !v.sched_fallback, "{}", loaded.render());
+    }
 }

@@ -437,8 +437,25 @@ impl DataPlane for IpvsPlane {
             .map(|k| ServiceStats {
                 key: k.service.key,
                 sched: Kind::parse(&k.service.sched).unwrap_or(Kind::Wlc),
+                flags: holdfast_lb::sched::HashFlags {
+                    fallback: k.service.flags & flag::SCHED1 != 0,
+                    port: k.service.flags & flag::SCHED2 != 0,
+                },
                 persistence: (k.service.flags & flag::PERSISTENT != 0)
                     .then(|| Duration::from_secs(u64::from(k.service.timeout))),
+                persistence_prefix: {
+                    // The kernel holds an IPv6 prefix length, an IPv4 mask in network order.
+                    let p = if k.service.key.is_v6() {
+                        u8::try_from(k.service.netmask.min(128)).unwrap_or(128)
+                    } else {
+                        u8::try_from(
+                            u32::from_be_bytes(k.service.netmask.to_ne_bytes()).count_ones(),
+                        )
+                        .unwrap_or(32)
+                    };
+                    let full = if k.service.key.is_v6() { 128 } else { 32 };
+                    (p < full && k.service.flags & flag::PERSISTENT != 0).then_some(p)
+                },
                 dests: k
                     .dests
                     .iter()
