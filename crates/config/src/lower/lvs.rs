@@ -187,6 +187,19 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             _ => cx.unknown(c, VS_UNSUPPORTED),
         }
     }
+    // keepalived 2.2.7 gives an address service without `protocol` UDP ("no protocol set -
+    // defaulting to UDP", an error); holdfast gives it TCP, and says so.
+    if !matches!(vs.key, VsKey::Fwmark(_))
+        && !n.block.iter().flatten().any(|c| c.key.text == "protocol")
+    {
+        cx.d.note(
+            n.span(),
+            format!(
+                "Virtual server {}: no protocol set - holdfast uses TCP (keepalived 2.2.7 defaults to UDP and reports an error; add 'protocol TCP' to be explicit)",
+                vs_name(&vs.key)
+            ),
+        );
+    }
     if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
         cx.d.note(
             n.span(),
@@ -328,7 +341,9 @@ pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
 #[cfg(test)]
 mod tests {
     fn vs(lines: &str) -> String {
-        format!("virtual_server 10.0.0.1 80 {{\n{lines} real_server 10.0.0.5 80 {{\n }}\n}}\n")
+        format!(
+            "virtual_server 10.0.0.1 80 {{\n protocol TCP\n{lines} real_server 10.0.0.5 80 {{\n }}\n}}\n"
+        )
     }
 
     #[test]
@@ -365,5 +380,32 @@ mod tests {
         let loaded = crate::parse_str(&vs(" lb_algo mh\n mh-port\n"));
         let v = &loaded.config.virtual_servers[0];
         assert!(v.sched_port && !v.sched_fallback, "{}", loaded.render());
+    }
+
+    #[test]
+    fn a_service_without_protocol_is_tcp_and_the_difference_from_keepalived_is_noted() {
+        let loaded = crate::parse_str(
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.5 80 {\n }\n}\nvirtual_server fwmark 3 {\n real_server 10.0.0.5 80 {\n }\n}\n",
+        );
+        assert_eq!(
+            loaded.config.virtual_servers[0].protocol,
+            crate::model::Protocol::Tcp
+        );
+        let notes: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.class == crate::diag::Class::Note)
+            .map(|d| d.message.as_str())
+            .collect();
+        // The address service only: a fwmark service has no protocol of its own.
+        assert_eq!(
+            notes,
+            [
+                "Virtual server [10.0.0.1]:tcp:80: no protocol set - holdfast uses TCP (keepalived 2.2.7 defaults to UDP and reports an error; add 'protocol TCP' to be explicit)"
+            ],
+            "{}",
+            loaded.render()
+        );
+        assert_eq!(crate::diag::exit_code(&loaded.diagnostics, false), 0);
     }
 }
