@@ -325,11 +325,11 @@ fn lvs_timeouts_become_conntrack_policies_of_the_nat_rules() {
     }
 }
 
-/// A VRRP instance (v3, adverts every 0.2 s) beside a virtual server on nftables whose real
+/// A VRRP instance (v3, adverts every 0.5 s) beside a virtual server on nftables whose real
 /// server's MISC_CHECK passes while `flag` exists.
 fn vrrp_and_nft(priority: u8, flag: &std::path::Path) -> String {
     format!(
-        "global_defs {{\n    script_user root\n    dataplane nft\n    nft_table lb_nat\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    version 3\n    advert_int 0.2\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n}}\nvirtual_server 10.77.0.100 80 {{\n    delay_loop 0.2\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        MISC_CHECK {{\n            misc_path \"test -e {}\"\n        }}\n    }}\n}}\n",
+        "global_defs {{\n    script_user root\n    dataplane nft\n    nft_table lb_nat\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    version 3\n    advert_int 0.5\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n}}\nvirtual_server 10.77.0.100 80 {{\n    delay_loop 0.2\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        MISC_CHECK {{\n            misc_path \"test -e {}\"\n        }}\n    }}\n}}\n",
         flag.display()
     )
 }
@@ -337,7 +337,7 @@ fn vrrp_and_nft(priority: u8, flag: &std::path::Path) -> String {
 #[test]
 fn a_slow_nft_does_not_stop_the_vrrp_adverts_while_it_applies_a_change() {
     let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
-    // n1's `nft` takes 2 s a call: longer than n2's master-down interval (0.72 s).
+    // n1's `nft` takes 4 s a call: longer than twice n2's master-down interval (1.8 s).
     let bin = lab.dir().join("slow-bin");
     std::fs::create_dir_all(&bin).unwrap();
     let real = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
@@ -345,7 +345,7 @@ fn a_slow_nft_does_not_stop_the_vrrp_adverts_while_it_applies_a_change() {
         .find(|p| std::path::Path::new(p).exists())
         .expect("nft is installed");
     let slow = bin.join("nft");
-    std::fs::write(&slow, format!("#!/bin/sh\nsleep 2\nexec {real} \"$@\"\n")).unwrap();
+    std::fs::write(&slow, format!("#!/bin/sh\nsleep 4\nexec {real} \"$@\"\n")).unwrap();
     let _ = std::process::Command::new("chmod")
         .arg("0755")
         .arg(&slow)
@@ -375,7 +375,7 @@ fn a_slow_nft_does_not_stop_the_vrrp_adverts_while_it_applies_a_change() {
     );
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     // The first table is in (two slow calls: clearing a leftover table, then the rules).
-    let deadline = std::time::Instant::now() + 15 * SEC;
+    let deadline = std::time::Instant::now() + 25 * SEC;
     while !table(&lab).contains("10.77.0.2 . 80") {
         assert!(
             std::time::Instant::now() < deadline,
@@ -394,7 +394,7 @@ fn a_slow_nft_does_not_stop_the_vrrp_adverts_while_it_applies_a_change() {
         "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.100]:tcp:80",
         5 * SEC,
     );
-    let deadline = std::time::Instant::now() + 10 * SEC;
+    let deadline = std::time::Instant::now() + 15 * SEC;
     while table(&lab).contains("10.77.0.2 . 80") {
         assert!(std::time::Instant::now() < deadline, "{}", table(&lab));
         std::thread::sleep(SEC / 20);
