@@ -695,6 +695,8 @@ pub struct VirtualServer {
     /// `sh-fallback` / `mh-fallback` / `flag-1`: a hashed server that cannot take the
     /// connection passes it to another (IPVS's SCHED1 flag).
     pub sched_fallback: bool,
+    /// `ops`: one-packet scheduling (UDP services, or fwmark).
+    pub ops: bool,
     /// `lvs_method` / `lb_kind` (default NAT).
     pub lvs_method: LvsMethod,
     /// `protocol` (default TCP).

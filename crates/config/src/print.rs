@@ -530,6 +530,7 @@ impl P {
         self.depth += 1;
         self.kv("delay_loop", &[&timer(vs.delay_loop)]);
         self.kv("lvs_sched", &[&vs.lvs_sched]);
+        self.flag("ops", vs.ops);
         // After the scheduler, which the named forms are read against.
         let named = matches!(vs.lvs_sched.as_str(), "sh" | "mh");
         if vs.sched_port {

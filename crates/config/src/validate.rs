@@ -136,6 +136,13 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
         if vs.dataplane.or(cfg.global.dataplane) != Some(crate::model::DataPlane::Nft) {
             continue;
         }
+        if vs.ops {
+            d.push_unlined(
+                Class::Invalid,
+                vs.origin.0,
+                "virtual_server: ops (one-packet scheduling) is not built on dataplane nft (use dataplane ipvs)",
+            );
+        }
         for rs in &vs.real_servers {
             if rs.uthreshold.is_some() || rs.lthreshold.is_some() {
                 d.push_unlined(

@@ -250,6 +250,7 @@ fn status(src: &Sources, services: Vec<holdfast_dataplane::ServiceStats>) -> Val
                 "flags": sched_flags(s.sched, s.flags),
                 "persistence": s.persistence.map(|d| d.as_secs()),
                 "persistence_mask": s.persistence_prefix.map(|p| mask(s.key.is_v6(), p)),
+                "ops": s.one_packet,
                 "destinations": s.dests.iter().map(|d| json!({
                     "address": d.addr.map(|a| a.to_string()),
                     "forward": d.method.name(),
@@ -328,6 +329,9 @@ pub fn render_lvs(status: &Value) -> String {
             if let Some(m) = s["persistence_mask"].as_str() {
                 line.push_str(&format!(" mask {m}"));
             }
+        }
+        if s["ops"].as_bool() == Some(true) {
+            line.push_str(" ops");
         }
         out.push_str(&line);
         out.push('\n');
@@ -422,7 +426,7 @@ mod tests {
         let v = json!({"services": [{
             "protocol": "TCP", "address": "10.0.0.100:3306", "scheduler": "wlc",
             "persistence": 360, "forward": "Masq", "flags": ["flag-2"],
-            "persistence_mask": "255.255.255.0",
+            "persistence_mask": "255.255.255.0", "ops": true,
             "destinations": [
                 {"address": "10.0.0.12:3306", "weight": 0, "active": 0, "inactive": 0},
                 {"address": "10.0.0.11:3306", "weight": 1, "active": 12, "inactive": 3}
@@ -433,7 +437,7 @@ mod tests {
             "IP Virtual Server version 1.2.1 (size=4096)\n\
              Prot LocalAddress:Port Scheduler Flags\n  \
              -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
-             TCP  10.0.0.100:3306 wlc (flag-2) persistent 360 mask 255.255.255.0\n  \
+             TCP  10.0.0.100:3306 wlc (flag-2) persistent 360 mask 255.255.255.0 ops\n  \
              -> 10.0.0.11:3306               Masq    1      12         3         \n  \
              -> 10.0.0.12:3306               Masq    0      0          0         \n"
         );

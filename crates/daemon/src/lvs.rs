@@ -459,6 +459,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                 fallback: vs.sched_fallback,
             },
             proxy_protocol: vs.proxy_protocol,
+            one_packet: vs.ops,
             ..ServiceSpec::new(key, sched, Vec::new())
         },
         service: ServiceConfig {

@@ -472,6 +472,7 @@ mod tests {
             flags: Default::default(),
             persistence: None,
             persistence_prefix: None,
+            one_packet: false,
             dests: vec![DestStats {
                 addr: Some(rs),
                 weight: 1,

@@ -193,6 +193,12 @@ fn what_a_data_plane_cannot_do_is_refused_with_its_line_not_ignored() {
             "proxy_protocol: dataplane nft forwards the client's packets unchanged",
         ),
         (
+            "nft-ops.conf",
+            lvs("nft", "    protocol UDP\n    ops\n", ""),
+            4,
+            "ops (one-packet scheduling) is not built on dataplane nft",
+        ),
+        (
             "ipvs-proxy-protocol.conf",
             lvs("ipvs", "    proxy_protocol\n", ""),
             4,

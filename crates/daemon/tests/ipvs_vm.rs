@@ -419,11 +419,11 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
     let conf = Path::new("/tmp/auto.conf");
     std::fs::write(
         conf,
-        "global_defs {\n    control_socket /tmp/auto.sock\n}\nvirtual_server 10.9.1.1 80 {\n    lb_algo sh\n    sh-port\n    sh-fallback\n    persistence_timeout 50\n    persistence_granularity 255.255.255.0\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
+        "global_defs {\n    control_socket /tmp/auto.sock\n}\nvirtual_server 10.9.1.1 80 {\n    lb_algo sh\n    sh-port\n    sh-fallback\n    persistence_timeout 50\n    persistence_granularity 255.255.255.0\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n}\nvirtual_server 10.9.1.1 53 {\n    protocol UDP\n    ops\n    real_server 10.9.1.2 53 {\n        weight 1\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
     )
     .unwrap();
     let d = Daemon::start(conf, "auto");
-    d.wait_log(20, "Using the IPVS data plane for 1 virtual server(s)");
+    d.wait_log(20, "Using the IPVS data plane for 2 virtual server(s)");
     d.wait_log(5, "Using the proxy data plane for 1 virtual server(s)");
     // Only the first is in the kernel: the PROXY header needs the proxy.
     // The scheduler flags and the persistence mask are in the kernel, and `holdfast status
@@ -441,6 +441,9 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(status.contains(line), "{status}\n{t}");
+    let udp = "UDP  10.9.1.1:53 wlc ops";
+    assert!(t.contains(udp), "{t}");
+    assert!(status.contains(udp), "{status}\n{t}");
     let log = d.stop();
     assert!(!ipvsadm().contains("10.9.1.1"), "{log}");
 }

@@ -178,6 +178,8 @@ pub struct ServiceSpec {
     pub fin_timeout: Duration,
     /// Send a PROXY protocol v2 header to the destination first.
     pub proxy_protocol: bool,
+    /// `ops`: one-packet scheduling (each UDP datagram scheduled on its own; IPVS only).
+    pub one_packet: bool,
 }
 
 impl ServiceSpec {
@@ -196,6 +198,7 @@ impl ServiceSpec {
             idle_timeout: Duration::from_secs(900),
             fin_timeout: Duration::from_secs(120),
             proxy_protocol: false,
+            one_packet: false,
         }
     }
 }
@@ -270,6 +273,8 @@ pub struct ServiceStats {
     pub persistence: Option<Duration>,
     /// Persistence granularity as a prefix length (`None`: the whole address).
     pub persistence_prefix: Option<u8>,
+    /// `ops`: one-packet scheduling.
+    pub one_packet: bool,
     /// Destinations in table order.
     pub dests: Vec<DestStats>,
 }

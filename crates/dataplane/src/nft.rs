@@ -81,6 +81,11 @@ pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
                 .into(),
         );
     }
+    if spec.one_packet {
+        return Some(
+            "ops (one-packet scheduling) is not built on nftables (use dataplane ipvs)".into(),
+        );
+    }
     if spec.proxy_protocol {
         return Some(
             "proxy_protocol: nftables forwards the client's packets unchanged and cannot send a PROXY header (use dataplane proxy)"
@@ -1323,6 +1328,7 @@ impl DataPlane for NftPlane {
                 flags: spec.flags,
                 persistence: spec.persistence,
                 persistence_prefix: spec.persistence.and(spec.persistence_prefix),
+                one_packet: false,
                 dests: spec
                     .dests
                     .iter()

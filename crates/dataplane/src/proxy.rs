@@ -293,6 +293,7 @@ impl DataPlane for ProxyPlane {
                     flags: i.spec.flags,
                     persistence: i.spec.persistence,
                     persistence_prefix: i.spec.persistence.and(i.spec.persistence_prefix),
+                    one_packet: false,
                     dests: i.dests.iter().map(|d| d.stats).collect(),
                 }
             })

@@ -12,7 +12,6 @@ use crate::tree::Node;
 
 const VS_UNSUPPORTED: &[&str] = &[
     "hashed",
-    "ops",
     "flag-3",
     "snmp_name",
     "ip_family",
@@ -85,6 +84,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         lvs_sched: "wlc".into(),
         sched_port: false,
         sched_fallback: false,
+        ops: false,
         lvs_method: LvsMethod::Nat,
         protocol: Protocol::Tcp,
         persistence_timeout: None,
@@ -130,6 +130,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     }
                 }
             }
+            "ops" => vs.ops = true,
             "flag-1" => vs.sched_fallback = true,
             "flag-2" => vs.sched_port = true,
             // As keepalived: read against the scheduler set so far.
@@ -199,6 +200,18 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 vs_name(&vs.key)
             ),
         );
+    }
+    // As keepalived: one-packet scheduling is for UDP (or a fwmark).
+    if vs.ops && !matches!(vs.key, VsKey::Fwmark(_)) && vs.protocol != Protocol::Udp {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!(
+                "Virtual server {}: one packet scheduling requires UDP - resetting",
+                vs_name(&vs.key)
+            ),
+        );
+        vs.ops = false;
     }
     if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
         cx.d.note(
@@ -380,6 +393,24 @@ mod tests {
         let loaded = crate::parse_str(&vs(" lb_algo mh\n mh-port\n"));
         let v = &loaded.config.virtual_servers[0];
         assert!(v.sched_port && !v.sched_fallback, "{}", loaded.render());
+    }
+
+    #[test]
+    fn ops_is_read_for_udp_and_reset_with_keepalived_s_complaint_otherwise() {
+        let text = "virtual_server 10.0.0.1 53 {\n ops\n protocol UDP\n real_server 10.0.0.5 53 {\n }\n}\n";
+        let loaded = crate::parse_str(text);
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
+        assert!(loaded.config.virtual_servers[0].ops);
+        let again = crate::parse_str(&crate::print::print(&loaded.config));
+        assert_eq!(again.config.virtual_servers, loaded.config.virtual_servers);
+        let loaded = crate::parse_str(&vs(" ops\n"));
+        assert!(!loaded.config.virtual_servers[0].ops);
+        assert!(
+            loaded.diagnostics.iter().any(|d| d.message
+                == "Virtual server [10.0.0.1]:tcp:80: one packet scheduling requires UDP - resetting"),
+            "{}",
+            loaded.render()
+        );
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub fn service_of(spec: &ServiceSpec) -> Service {
     if spec.flags.port {
         flags |= flag::SCHED2;
     }
+    if spec.one_packet {
+        flags |= flag::ONEPACKET;
+    }
     let timeout = match spec.persistence {
         Some(t) => {
             flags |= flag::PERSISTENT;
@@ -443,6 +446,7 @@ impl DataPlane for IpvsPlane {
                 },
                 persistence: (k.service.flags & flag::PERSISTENT != 0)
                     .then(|| Duration::from_secs(u64::from(k.service.timeout))),
+                one_packet: k.service.flags & flag::ONEPACKET != 0,
                 persistence_prefix: {
                     // The kernel holds an IPv6 prefix length, an IPv4 mask in network order.
                     let p = if k.service.key.is_v6() {

@@ -142,6 +142,8 @@ pub mod flag {
     pub const PERSISTENT: u32 = 0x1;
     /// Set by the kernel on hashed services.
     pub const HASHED: u32 = 0x2;
+    /// One-packet scheduling (`ops`).
+    pub const ONEPACKET: u32 = 0x4;
     /// Scheduler flag 1 (sh-fallback, mh-fallback).
     pub const SCHED1: u32 = 0x8;
     /// Scheduler flag 2 (sh-port, mh-port).
