@@ -17,7 +17,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{ROUNDS, Row, SECS, backend, measure, median, wait_listening};
+use common::{ROUNDS, Row, SECS, backend, measure, median, paired, wait_listening};
 use holdfast_dataplane::nft::NftPlane;
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
@@ -174,8 +174,16 @@ fn main() {
                 }
             }
         }
-        rounds.map(|r| median(&r))
+        // NAT and direct return over the direct round beside them.
+        let pairs = [
+            paired(&rounds[2], &rounds[0], |r| r.short),
+            paired(&rounds[2], &rounds[0], |r| r.bulk),
+            paired(&rounds[3], &rounds[0], |r| r.short),
+            paired(&rounds[3], &rounds[0], |r| r.bulk),
+        ];
+        (rounds.map(|r| median(&r)), pairs)
     });
+    let (rows, pairs) = rows;
     drop(proxy);
     drop(client_rt);
     drop(backend_rt);
@@ -217,6 +225,10 @@ fn main() {
             av / dv
         );
     }
+    println!(
+        "{:<28} each round over its direct round, median: NAT short {:.2}, bulk {:.2}; DR short {:.2}, bulk {:.2}",
+        "per-round ratios", pairs[0], pairs[1], pairs[2], pairs[3]
+    );
     println!(
         "{:<28} {:>10.0} {:>10.0} {:>10.0} {:>10.0}   added p99: proxy {:.0} µs, NAT {:.0} µs, DR {:.0} µs",
         "p99 round trip µs",

@@ -15,7 +15,7 @@ mod common;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use common::{CONCURRENCY, ROUNDS, Row, SECS, backend, measure, median, wait_listening};
+use common::{CONCURRENCY, ROUNDS, Row, SECS, backend, measure, median, paired, wait_listening};
 
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
@@ -119,8 +119,15 @@ fn main() {
                 rounds[i].push(measure(a, pid).await);
             }
         }
-        rounds.map(|r| median(&r))
+        // holdfast over HAProxy round by round: short connections, bulk, round trips.
+        let pairs = [
+            paired(&rounds[2], &rounds[1], |r| r.short),
+            paired(&rounds[2], &rounds[1], |r| r.bulk),
+            paired(&rounds[2], &rounds[1], |r| r.rr),
+        ];
+        (rounds.map(|r| median(&r)), pairs)
     });
+    let (rows, pairs) = rows;
     // Its standard input closes: the proxy's process ends.
     drop(proxy.stdin.take());
     let _ = proxy.wait();
@@ -151,6 +158,10 @@ fn main() {
     line("short connections /s", d.short, h.short, p.short);
     line("bulk MB/s", d.bulk, h.bulk, p.bulk);
     line("64 B round trips /s", d.rr, h.rr, p.rr);
+    println!(
+        "{:<28} holdfast/haproxy of each round, median: short connections {:.2}, bulk {:.2}, round trips {:.2}",
+        "per-round ratios", pairs[0], pairs[1], pairs[2]
+    );
     println!(
         "{:<28} {:>12} {:>12.1} {:>12.1} {:>10} {:>10} {:>14.2}",
         "proxy CPU µs per short conn",

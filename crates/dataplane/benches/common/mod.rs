@@ -163,6 +163,15 @@ pub async fn measure(addr: &'static str, proxy: Option<u32>) -> Row {
     }
 }
 
+/// The median of the per-round ratios `of[i] / to[i]` of one measure: each round's value
+/// over the baseline measured beside it in the same round, which the machine's drift between
+/// rounds does not move as it moves the ratio of two medians.
+pub fn paired(of: &[Row], to: &[Row], f: fn(&Row) -> f64) -> f64 {
+    let mut v: Vec<f64> = of.iter().zip(to).map(|(a, b)| f(a) / f(b)).collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 pub fn median(rows: &[Row]) -> Row {
     let pick = |f: fn(&Row) -> f64| {
         let mut v: Vec<f64> = rows.iter().map(f).collect();
