@@ -697,6 +697,9 @@ pub struct VirtualServer {
     pub sched_fallback: bool,
     /// `ops`: one-packet scheduling (UDP services, or fwmark).
     pub ops: bool,
+    /// `ip_family inet|inet6`: `Some(true)` for IPv6 (a fwmark service's family; an address
+    /// service's must agree with its address).
+    pub ip_family_v6: Option<bool>,
     /// `lvs_method` / `lb_kind` (default NAT).
     pub lvs_method: LvsMethod,
     /// `protocol` (default TCP).

@@ -531,6 +531,13 @@ impl P {
         self.kv("delay_loop", &[&timer(vs.delay_loop)]);
         self.kv("lvs_sched", &[&vs.lvs_sched]);
         self.flag("ops", vs.ops);
+        if let Some(v6) = vs.ip_family_v6 {
+            self.line(if v6 {
+                "ip_family inet6"
+            } else {
+                "ip_family inet"
+            });
+        }
         // After the scheduler, which the named forms are read against.
         let named = matches!(vs.lvs_sched.as_str(), "sh" | "mh");
         if vs.sched_port {

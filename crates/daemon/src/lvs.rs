@@ -329,8 +329,10 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         },
         VsKey::Fwmark(m) => ServiceKey::Fwmark {
             mark: *m,
-            // The family of its real servers (keepalived's default: IPv4).
-            v6: vs.real_servers.first().is_some_and(|r| r.addr.is_ipv6()),
+            // `ip_family`, else the family of its real servers (keepalived's default: IPv4).
+            v6: vs
+                .ip_family_v6
+                .unwrap_or_else(|| vs.real_servers.first().is_some_and(|r| r.addr.is_ipv6())),
         },
         VsKey::Group(g) => {
             let Some(group) = cfg.vs_groups.iter().find(|x| &x.name == g) else {
@@ -2027,6 +2029,12 @@ mod tests {
         }
         assert!(keys.contains(&ServiceKey::Fwmark { mark: 5, v6: false }));
         assert_eq!(p.spec.key, keys[0]);
+        // A mark's family: `ip_family`, even with no real server to take it from.
+        let v6 = "global_defs {\n dataplane nft\n}\nvirtual_server fwmark 7 {\n ip_family inet6\n lb_algo rr\n sorry_server 2001:db8::9 80\n}\n";
+        let mut un = Vec::new();
+        let plans = build(&holdfast_config::parse_str(v6).config, &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        assert_eq!(plans[0].spec.key, ServiceKey::Fwmark { mark: 7, v6: true });
         // The proxy cannot run a mark; an unknown group is an error, not a silent nothing.
         let proxied = format!("global_defs {{\n dataplane proxy\n}}\n{text}");
         let mut un = Vec::new();

@@ -14,7 +14,6 @@ const VS_UNSUPPORTED: &[&str] = &[
     "hashed",
     "flag-3",
     "snmp_name",
-    "ip_family",
     "persistence_engine",
     "lvs_tun_type",
 ];
@@ -85,6 +84,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         sched_port: false,
         sched_fallback: false,
         ops: false,
+        ip_family_v6: None,
         lvs_method: LvsMethod::Nat,
         protocol: Protocol::Tcp,
         persistence_timeout: None,
@@ -131,6 +131,22 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 }
             }
             "ops" => vs.ops = true,
+            "ip_family" => match c.args.first().map(|w| (w, w.text.as_str())) {
+                Some((w, f @ ("inet" | "inet6"))) => {
+                    let v6 = f == "inet6";
+                    match vs.key {
+                        VsKey::Addr(ip, _) if ip.is_ipv6() != v6 => cx.d.invalid(
+                            w.span,
+                            format!(
+                                "Virtual server specified family {f} conflicts with server family"
+                            ),
+                        ),
+                        _ => vs.ip_family_v6 = Some(v6),
+                    }
+                }
+                Some((w, f)) => cx.d.invalid(w.span, format!("unknown address family {f}")),
+                None => cx.d.invalid(arg_span(c), "ip_family needs inet or inet6"),
+            },
             "flag-1" => vs.sched_fallback = true,
             "flag-2" => vs.sched_port = true,
             // As keepalived: read against the scheduler set so far.
@@ -411,6 +427,32 @@ mod tests {
             "{}",
             loaded.render()
         );
+    }
+
+    #[test]
+    fn ip_family_sets_a_mark_s_family_and_must_agree_with_an_address() {
+        let loaded = crate::parse_str(
+            "virtual_server fwmark 7 {\n ip_family inet6\n real_server 2001:db8::5 80 {\n }\n}\n",
+        );
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
+        assert_eq!(loaded.config.virtual_servers[0].ip_family_v6, Some(true));
+        let again = crate::parse_str(&crate::print::print(&loaded.config));
+        assert_eq!(again.config.virtual_servers, loaded.config.virtual_servers);
+        for (line, want) in [
+            (
+                " ip_family inet6\n",
+                "Virtual server specified family inet6 conflicts with server family",
+            ),
+            (" ip_family ipx\n", "unknown address family ipx"),
+        ] {
+            let loaded = crate::parse_str(&vs(line));
+            assert_eq!(loaded.config.virtual_servers[0].ip_family_v6, None);
+            assert!(
+                loaded.diagnostics.iter().any(|d| d.message == want),
+                "{}",
+                loaded.render()
+            );
+        }
     }
 
     #[test]
