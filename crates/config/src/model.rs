@@ -654,6 +654,41 @@ pub enum LvsMethod {
     Tun,
 }
 
+/// The options of `lvs_method TUN`: `type ipip|gue|gre`, `port N` (GUE), `nocsum|csum|remcsum`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tunnel {
+    /// `type`.
+    pub kind: TunnelType,
+    /// `port` (GUE only).
+    pub port: u16,
+    /// The checksum option.
+    pub csum: TunnelCsum,
+}
+
+/// A tunnel's encapsulation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TunnelType {
+    /// IP in IP (the default).
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation.
+    Gue,
+    /// GRE.
+    Gre,
+}
+
+/// A tunnel's checksum option.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TunnelCsum {
+    /// `nocsum` (the default).
+    #[default]
+    NoCsum,
+    /// `csum`.
+    Csum,
+    /// `remcsum`.
+    RemCsum,
+}
+
 /// `protocol`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -702,6 +737,8 @@ pub struct VirtualServer {
     pub ip_family_v6: Option<bool>,
     /// `lvs_method` / `lb_kind` (default NAT).
     pub lvs_method: LvsMethod,
+    /// `lvs_method TUN …`'s options (`None`: IPIP without checksum).
+    pub tunnel: Option<Tunnel>,
     /// `protocol` (default TCP).
     pub protocol: Protocol,
     /// `persistence_timeout [S]` (no value ⇒ 360).
@@ -733,6 +770,8 @@ pub struct VirtualServer {
     pub sorry_server_inhibit: bool,
     /// `sorry_server_lvs_method`.
     pub sorry_server_lvs_method: Option<LvsMethod>,
+    /// `sorry_server_lvs_method TUN …`'s options.
+    pub sorry_server_tunnel: Option<Tunnel>,
     /// `inhibit_on_failure`.
     pub inhibit_on_failure: bool,
     /// `smtp_alert [BOOL]`.
@@ -758,6 +797,8 @@ pub struct RealServer {
     pub weight: i32,
     /// `lvs_method`.
     pub lvs_method: Option<LvsMethod>,
+    /// `lvs_method TUN …`'s options.
+    pub tunnel: Option<Tunnel>,
     /// `notify_up`.
     pub notify_up: Option<Command>,
     /// `notify_down`.

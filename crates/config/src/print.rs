@@ -99,6 +99,30 @@ pub fn print(c: &Config) -> String {
 }
 
 /// Quotes a word if keepalived's tokenizer would otherwise split or alter it.
+/// A method with its tunnel options, as `lvs_method` takes them.
+fn with_tunnel(m: &str, t: Option<crate::model::Tunnel>) -> String {
+    use crate::model::{TunnelCsum, TunnelType};
+    let Some(t) = t else {
+        return m.to_string();
+    };
+    let kind = match t.kind {
+        TunnelType::Ipip => "ipip",
+        TunnelType::Gue => "gue",
+        TunnelType::Gre => "gre",
+    };
+    let port = if t.port == 0 {
+        String::new()
+    } else {
+        format!(" port {}", t.port)
+    };
+    let csum = match t.csum {
+        TunnelCsum::NoCsum => "nocsum",
+        TunnelCsum::Csum => "csum",
+        TunnelCsum::RemCsum => "remcsum",
+    };
+    format!("{m} type {kind}{port} {csum}")
+}
+
 pub fn q(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().all(|c| {
@@ -554,7 +578,10 @@ impl P {
                 "flag-1".into()
             });
         }
-        self.kv("lvs_method", &[method(vs.lvs_method)]);
+        self.kv(
+            "lvs_method",
+            &[&with_tunnel(method(vs.lvs_method), vs.tunnel)],
+        );
         if !matches!(vs.key, VsKey::Fwmark(_)) {
             self.kv(
                 "protocol",
@@ -587,7 +614,10 @@ impl P {
         }
         self.flag("sorry_server_inhibit", vs.sorry_server_inhibit);
         if let Some(m) = vs.sorry_server_lvs_method {
-            self.kv("sorry_server_lvs_method", &[method(m)]);
+            self.kv(
+                "sorry_server_lvs_method",
+                &[&with_tunnel(method(m), vs.sorry_server_tunnel)],
+            );
         }
         self.flag("inhibit_on_failure", vs.inhibit_on_failure);
         self.boolean("smtp_alert", vs.smtp_alert);
@@ -600,7 +630,7 @@ impl P {
             self.open("real_server", &[&rs.addr.to_string(), &port]);
             self.kv("weight", &[&rs.weight.to_string()]);
             if let Some(m) = rs.lvs_method {
-                self.kv("lvs_method", &[method(m)]);
+                self.kv("lvs_method", &[&with_tunnel(method(m), rs.tunnel)]);
             }
             self.cmd("notify_up", &rs.notify_up);
             self.cmd("notify_down", &rs.notify_down);

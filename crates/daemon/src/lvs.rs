@@ -122,6 +122,8 @@ pub struct RsPlan {
     pub lower: Option<u32>,
     /// `lvs_method` (the real server's, else the virtual server's).
     pub method: Forward,
+    /// Its tunnel options, with `lvs_method TUN`.
+    pub tunnel: holdfast_dataplane::Tunnel,
     /// `smtp_alert`: mail its checkers' changes (on by default, as in keepalived).
     pub smtp_alert: bool,
 }
@@ -146,6 +148,8 @@ pub struct VsPlan {
     pub plane: PlaneKind,
     /// `sorry_server_lvs_method`.
     pub sorry_method: Forward,
+    /// `sorry_server_lvs_method TUN …`'s options.
+    pub sorry_tunnel: holdfast_dataplane::Tunnel,
     /// Quorum and sorry server.
     pub service: ServiceConfig,
     /// Real servers.
@@ -283,6 +287,27 @@ pub fn proto_of(key: &ServiceKey) -> &'static str {
 /// keepalived's name for real server `a` of virtual server `key`.
 pub fn rs_name(key: &ServiceKey, a: &SocketAddr) -> String {
     trio(a, proto_of(key))
+}
+
+/// A configured tunnel as IPVS takes it (`IP_VS_CONN_F_TUNNEL_TYPE_*`,
+/// `IP_VS_TUNNEL_ENCAP_FLAG_*`).
+fn tunnel(t: Option<holdfast_config::model::Tunnel>) -> holdfast_dataplane::Tunnel {
+    use holdfast_config::model::{TunnelCsum, TunnelType};
+    t.map_or_else(holdfast_dataplane::Tunnel::default, |t| {
+        holdfast_dataplane::Tunnel {
+            kind: match t.kind {
+                TunnelType::Ipip => 0,
+                TunnelType::Gue => 1,
+                TunnelType::Gre => 2,
+            },
+            port: t.port,
+            flags: match t.csum {
+                TunnelCsum::NoCsum => 0,
+                TunnelCsum::Csum => 1,
+                TunnelCsum::RemCsum => 2,
+            },
+        }
+    })
 }
 
 fn forward(m: LvsMethod) -> Forward {
@@ -438,6 +463,13 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             upper: rs.uthreshold,
             lower: rs.lthreshold,
             method: forward(rs.lvs_method.unwrap_or(vs.lvs_method)),
+            // The real server's own `lvs_method` brings its options; otherwise the virtual
+            // server's.
+            tunnel: tunnel(if rs.lvs_method.is_some() {
+                rs.tunnel
+            } else {
+                vs.tunnel
+            }),
             smtp_alert: rs
                 .smtp_alert
                 .or(cfg.global.smtp_alert_checker)
@@ -451,6 +483,11 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
     let plan = VsPlan {
         plane,
         sorry_method: forward(vs.sorry_server_lvs_method.unwrap_or(vs.lvs_method)),
+        sorry_tunnel: tunnel(if vs.sorry_server_lvs_method.is_some() {
+            vs.sorry_server_tunnel
+        } else {
+            vs.tunnel
+        }),
         spec: ServiceSpec {
             persistence: vs
                 .persistence_timeout
@@ -495,6 +532,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                 upper: r.upper,
                 lower: r.lower,
                 method: r.method,
+                tunnel: r.tunnel,
             })
             .collect();
         if let Some(why) = holdfast_dataplane::nft::unsupported(&spec) {
@@ -1267,6 +1305,7 @@ fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
                 lower: rs.and_then(|r| r.lower),
                 // Not a real server: the sorry server.
                 method: rs.map_or(plan.sorry_method, |r| r.method),
+                tunnel: rs.map_or(plan.sorry_tunnel, |r| r.tunnel),
             }
         })
         .collect();

@@ -419,7 +419,7 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
     let conf = Path::new("/tmp/auto.conf");
     std::fs::write(
         conf,
-        "global_defs {\n    control_socket /tmp/auto.sock\n}\nvirtual_server 10.9.1.1 80 {\n    lb_algo sh\n    sh-port\n    sh-fallback\n    persistence_timeout 50\n    persistence_granularity 255.255.255.0\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n}\nvirtual_server 10.9.1.1 53 {\n    protocol UDP\n    ops\n    real_server 10.9.1.2 53 {\n        weight 1\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
+        "global_defs {\n    control_socket /tmp/auto.sock\n}\nvirtual_server 10.9.1.1 80 {\n    lb_algo sh\n    sh-port\n    sh-fallback\n    persistence_timeout 50\n    persistence_granularity 255.255.255.0\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n    real_server 10.9.1.3 80 {\n        lvs_method TUN type gue port 6080 csum\n    }\n}\nvirtual_server 10.9.1.1 53 {\n    protocol UDP\n    ops\n    real_server 10.9.1.2 53 {\n        weight 1\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
     )
     .unwrap();
     let d = Daemon::start(conf, "auto");
@@ -441,6 +441,15 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(status.contains(line), "{status}\n{t}");
+    // The GUE tunnel's type, port and checksum option are in the kernel.
+    let tun = sh("ipvsadm -Ln --tun-info");
+    assert!(
+        tun.lines().any(|l| l.contains("10.9.1.3:80")
+            && l.contains("Tunnel")
+            && l.contains("gue")
+            && l.contains("6080")),
+        "{tun}"
+    );
     let udp = "UDP  10.9.1.1:53 wlc ops";
     assert!(t.contains(udp), "{t}");
     assert!(status.contains(udp), "{status}\n{t}");

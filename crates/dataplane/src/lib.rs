@@ -138,6 +138,20 @@ pub struct DestSpec {
     pub lower: Option<u32>,
     /// Forwarding method (the proxy always forwards as NAT).
     pub method: Forward,
+    /// With [`Forward::Tunnel`]: the encapsulation (IPVS; default IPIP).
+    pub tunnel: Tunnel,
+}
+
+/// `lvs_method TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`: IPVS's tunnel
+/// encapsulation of a destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tunnel {
+    /// `IP_VS_CONN_F_TUNNEL_TYPE_*`: 0 IPIP, 1 GUE, 2 GRE.
+    pub kind: u8,
+    /// GUE's UDP port (0 otherwise).
+    pub port: u16,
+    /// `IP_VS_TUNNEL_ENCAP_FLAG_*`: 0 no checksum, 1 checksum, 2 remote checksum.
+    pub flags: u16,
 }
 
 impl DestSpec {
@@ -149,6 +163,7 @@ impl DestSpec {
             upper: None,
             lower: None,
             method: Forward::Masq,
+            tunnel: Tunnel::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ fn dest(addr: &str, weight: u32, method: Forward) -> DestSpec {
         upper: None,
         lower: None,
         method,
+        tunnel: Default::default(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `virtual_server`, `virtual_server_group`, `real_server`.
 
 use std::net::IpAddr;
+
+use crate::model::{Tunnel, TunnelCsum, TunnelType};
 use std::time::Duration;
 
 use super::{Cx, arg_span, checker, global, origin};
@@ -35,26 +37,97 @@ pub(super) fn timing_key(cx: &mut Cx<'_>, n: &Node, t: &mut CheckTiming) -> bool
     true
 }
 
-fn method(cx: &mut Cx<'_>, n: &Node) -> Option<LvsMethod> {
+/// `lvs_method NAT|DR|TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`, read as
+/// keepalived reads it: the method is taken first, and a bad tunnel option is reported and
+/// leaves the tunnel at its defaults (IPIP, no checksum).
+fn method(cx: &mut Cx<'_>, n: &Node) -> Option<(LvsMethod, Option<Tunnel>)> {
     let w = cx.arg(n, 0)?;
-    match w.text.as_str() {
-        "NAT" => Some(LvsMethod::Nat),
-        "DR" => Some(LvsMethod::Dr),
-        "TUN" => {
-            if n.args.len() > 1 {
-                cx.d.push(
-                    Class::Unsupported,
-                    Some(n.args[1].span),
-                    "unsupported: TUN tunnel options are not implemented by holdfast",
-                );
-            }
-            Some(LvsMethod::Tun)
-        }
+    let m = match w.text.as_str() {
+        "NAT" => LvsMethod::Nat,
+        "DR" => LvsMethod::Dr,
+        "TUN" => LvsMethod::Tun,
         other => {
             cx.d.invalid(w.span, format!("Unknown LVS method '{other}'"));
-            None
+            return None;
         }
+    };
+    if n.args.len() < 2 {
+        return Some((m, None));
     }
+    let mut t = Tunnel::default();
+    let mut port = None;
+    let mut i = 1;
+    while i < n.args.len() {
+        let o = &n.args[i];
+        let next = n.args.get(i + 1);
+        match o.text.as_str() {
+            "type" => {
+                t.kind = match next.map(|w| w.text.as_str()) {
+                    Some("ipip") => TunnelType::Ipip,
+                    Some("gue") => TunnelType::Gue,
+                    Some("gre") => TunnelType::Gre,
+                    Some(k) => {
+                        cx.d.invalid(
+                            next.map_or(o.span, |w| w.span),
+                            format!("Unknown tunnel type {k}"),
+                        );
+                        return Some((m, None));
+                    }
+                    None => {
+                        cx.d.invalid(o.span, "Missing tunnel type");
+                        return Some((m, None));
+                    }
+                };
+                i += 1;
+            }
+            "port" => {
+                match next.map(|w| (w, w.text.parse::<u16>())) {
+                    Some((_, Ok(p))) if p > 0 => port = Some(p),
+                    Some((w, _)) => {
+                        cx.d.invalid(w.span, format!("Invalid gue tunnel port {}", w.text));
+                        return Some((m, None));
+                    }
+                    None => {
+                        cx.d.invalid(o.span, "Missing port for gue tunnel");
+                        return Some((m, None));
+                    }
+                }
+                i += 1;
+            }
+            "nocsum" => t.csum = TunnelCsum::NoCsum,
+            "csum" => t.csum = TunnelCsum::Csum,
+            "remcsum" => t.csum = TunnelCsum::RemCsum,
+            other => {
+                cx.d.invalid(o.span, format!("Invalid tunnel option {other}"));
+                return Some((m, None));
+            }
+        }
+        i += 1;
+    }
+    if (t.kind == TunnelType::Gue) != port.is_some() {
+        cx.d.invalid(
+            arg_span(n),
+            "gue tunnels require port, otherwise cannot have port.",
+        );
+        return Some((m, None));
+    }
+    if t.kind == TunnelType::Ipip && t.csum != TunnelCsum::NoCsum {
+        cx.d.invalid(arg_span(n), "ipip tunnels do not support checksum option.");
+        return Some((m, None));
+    }
+    if t.kind == TunnelType::Gre && t.csum == TunnelCsum::RemCsum {
+        cx.d.invalid(
+            arg_span(n),
+            "gre tunnels do not support remote checksum option.",
+        );
+        return Some((m, None));
+    }
+    if m != LvsMethod::Tun {
+        cx.d.invalid(arg_span(n), "tunnel options need lvs_method TUN");
+        return Some((m, None));
+    }
+    t.port = port.unwrap_or(0);
+    Some((m, Some(t)))
 }
 
 pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer> {
@@ -86,6 +159,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         ops: false,
         ip_family_v6: None,
         lvs_method: LvsMethod::Nat,
+        tunnel: None,
         protocol: Protocol::Tcp,
         persistence_timeout: None,
         persistence_granularity: None,
@@ -101,6 +175,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         sorry_server: None,
         sorry_server_inhibit: false,
         sorry_server_lvs_method: None,
+        sorry_server_tunnel: None,
         inhibit_on_failure: false,
         smtp_alert: None,
         timing: CheckTiming::default(),
@@ -164,7 +239,12 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     );
                 }
             }
-            "lvs_method" | "lb_kind" => vs.lvs_method = method(cx, c).unwrap_or(vs.lvs_method),
+            "lvs_method" | "lb_kind" => {
+                if let Some((m, t)) = method(cx, c) {
+                    vs.lvs_method = m;
+                    vs.tunnel = t;
+                }
+            }
             "protocol" if matches!(vs.key, VsKey::Fwmark(_)) => cx.d.push_unlined(
                 Class::Invalid,
                 Some(c.span()),
@@ -197,7 +277,12 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 }
             }
             "sorry_server_inhibit" => vs.sorry_server_inhibit = true,
-            "sorry_server_lvs_method" => vs.sorry_server_lvs_method = method(cx, c),
+            "sorry_server_lvs_method" => {
+                if let Some((m, t)) = method(cx, c) {
+                    vs.sorry_server_lvs_method = Some(m);
+                    vs.sorry_server_tunnel = t;
+                }
+            }
             "inhibit_on_failure" => vs.inhibit_on_failure = cx.boolean(c),
             "smtp_alert" => vs.smtp_alert = Some(cx.boolean(c)),
             "dataplane" => vs.dataplane = global::dataplane(cx, c),
@@ -261,6 +346,7 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
         port,
         weight: 1,
         lvs_method: None,
+        tunnel: None,
         notify_up: None,
         notify_down: None,
         uthreshold: None,
@@ -286,7 +372,12 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
         }
         match c.key.text.as_str() {
             "weight" => rs.weight = cx.int(c, 0, 0, 65535).map_or(1, |v| v as i32),
-            "lvs_method" | "lb_kind" => rs.lvs_method = method(cx, c),
+            "lvs_method" | "lb_kind" => {
+                if let Some((m, t)) = method(cx, c) {
+                    rs.lvs_method = Some(m);
+                    rs.tunnel = t;
+                }
+            }
             "notify_up" => rs.notify_up = cx.command(c),
             "notify_down" => rs.notify_down = cx.command(c),
             "uthreshold" => rs.uthreshold = cx.count(c, 0, i64::from(u32::MAX)),
@@ -427,6 +518,69 @@ mod tests {
             "{}",
             loaded.render()
         );
+    }
+
+    #[test]
+    fn tunnel_options_are_read_with_keepalived_s_rules() {
+        use crate::model::{LvsMethod, Tunnel, TunnelCsum, TunnelType};
+        let text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.5 80 {\n  lvs_method TUN type gue port 6080 csum\n }\n real_server 10.0.0.6 80 {\n  lvs_method TUN\n }\n}\n";
+        let loaded = crate::parse_str(text);
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
+        let rs = &loaded.config.virtual_servers[0].real_servers;
+        assert_eq!(rs[0].lvs_method, Some(LvsMethod::Tun));
+        assert_eq!(
+            rs[0].tunnel,
+            Some(Tunnel {
+                kind: TunnelType::Gue,
+                port: 6080,
+                csum: TunnelCsum::Csum
+            })
+        );
+        assert_eq!(rs[1].tunnel, None);
+        let printed = crate::print::print(&loaded.config);
+        assert!(
+            printed.contains("lvs_method TUN type gue port 6080 csum"),
+            "{printed}"
+        );
+        let again = crate::parse_str(&printed);
+        assert_eq!(again.config.virtual_servers, loaded.config.virtual_servers);
+        // keepalived's complaints; the method stays TUN with the default tunnel.
+        for (opts, want) in [
+            (
+                "type gue",
+                "gue tunnels require port, otherwise cannot have port.",
+            ),
+            (
+                "type ipip port 5",
+                "gue tunnels require port, otherwise cannot have port.",
+            ),
+            (
+                "type ipip csum",
+                "ipip tunnels do not support checksum option.",
+            ),
+            (
+                "type gre remcsum",
+                "gre tunnels do not support remote checksum option.",
+            ),
+            ("type vxlan", "Unknown tunnel type vxlan"),
+            ("mtu 1400", "Invalid tunnel option mtu"),
+        ] {
+            let text = format!(
+                "virtual_server 10.0.0.1 80 {{\n protocol TCP\n real_server 10.0.0.5 80 {{\n  lvs_method TUN {opts}\n }}\n}}\n"
+            );
+            let loaded = crate::parse_str(&text);
+            let rs = &loaded.config.virtual_servers[0].real_servers[0];
+            assert_eq!(
+                (rs.lvs_method, rs.tunnel),
+                (Some(LvsMethod::Tun), None),
+                "{opts}"
+            );
+            assert!(
+                loaded.diagnostics.iter().any(|d| d.message == want),
+                "{opts}: {}",
+                loaded.render()
+            );
+        }
     }
 
     #[test]

@@ -112,6 +112,11 @@ fn dests_of(spec: &ServiceSpec) -> BTreeMap<SocketAddr, Dest> {
                     weight: d.weight,
                     upper: d.upper.unwrap_or(0),
                     lower: d.lower.unwrap_or(0),
+                    tunnel: if d.method == crate::Forward::Tunnel {
+                        d.tunnel
+                    } else {
+                        crate::Tunnel::default()
+                    },
                 },
             )
         })

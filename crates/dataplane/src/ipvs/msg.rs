@@ -97,6 +97,9 @@ mod dest {
     pub const INACT_CONNS: u16 = 8;
     pub const STATS64: u16 = 12;
     pub const ADDR_FAMILY: u16 = 11;
+    pub const TUN_TYPE: u16 = 13;
+    pub const TUN_PORT: u16 = 14;
+    pub const TUN_FLAGS: u16 = 15;
 }
 
 /// `IPVS_DAEMON_ATTR_*`.
@@ -166,6 +169,11 @@ impl Attr {
     /// A native-endian u32.
     pub fn u32(kind: u16, v: u32) -> Attr {
         Attr::Leaf(kind, v.to_ne_bytes().to_vec())
+    }
+
+    /// A u8.
+    pub fn u8(kind: u16, v: u8) -> Attr {
+        Attr::Leaf(kind, vec![v])
     }
 
     /// A native-endian u16.
@@ -252,6 +260,10 @@ fn get_u32(raw: &Raw, kind: u16) -> Option<u32> {
         .try_into()
         .ok()
         .map(u32::from_ne_bytes)
+}
+
+fn get_u8(raw: &Raw, kind: u16) -> Option<u8> {
+    find(raw, kind)?.first().copied()
 }
 
 fn get_u16(raw: &Raw, kind: u16) -> Option<u16> {
@@ -394,6 +406,8 @@ pub struct Dest {
     pub upper: u32,
     /// Lower threshold (0: none).
     pub lower: u32,
+    /// The tunnel's encapsulation (meaningful with [`Forward::Tunnel`]).
+    pub tunnel: crate::Tunnel,
 }
 
 /// A dumped destination with its live counts.
@@ -542,7 +556,23 @@ impl Dest {
                 Attr::u32(dest::WEIGHT, self.weight),
                 Attr::u32(dest::U_THRESH, self.upper),
                 Attr::u32(dest::L_THRESH, self.lower),
-            ],
+            ]
+            .into_iter()
+            // Only a tunnel other than the default IPIP: kernels before 5.3 know no such
+            // attribute.
+            .chain(
+                (self.method == Forward::Tunnel && self.tunnel != crate::Tunnel::default())
+                    .then(|| {
+                        [
+                            Attr::u8(dest::TUN_TYPE, self.tunnel.kind),
+                            Attr::be16(dest::TUN_PORT, self.tunnel.port),
+                            Attr::u16(dest::TUN_FLAGS, self.tunnel.flags),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect(),
         )
     }
 
@@ -577,6 +607,15 @@ impl Dest {
                 weight: get_u32(&raw, dest::WEIGHT).unwrap_or(0),
                 upper: get_u32(&raw, dest::U_THRESH).unwrap_or(0),
                 lower: get_u32(&raw, dest::L_THRESH).unwrap_or(0),
+                tunnel: if method == Forward::Tunnel {
+                    crate::Tunnel {
+                        kind: get_u8(&raw, dest::TUN_TYPE).unwrap_or(0),
+                        port: get_be16(&raw, dest::TUN_PORT).unwrap_or(0),
+                        flags: get_u16(&raw, dest::TUN_FLAGS).unwrap_or(0),
+                    }
+                } else {
+                    crate::Tunnel::default()
+                },
             },
             active: get_u32(&raw, dest::ACTIVE_CONNS).unwrap_or(0),
             inactive: get_u32(&raw, dest::INACT_CONNS).unwrap_or(0),
@@ -640,22 +679,41 @@ mod tests {
             weight: 3,
             upper: 100,
             lower: 50,
+            tunnel: crate::Tunnel::default(),
         };
         let b = emit(&[d.attr()]);
         let back = Dest::parse(&b[4..], true).unwrap();
         assert_eq!(back.dest, d);
-        let b = emit(&[Dest {
+        // A GUE tunnel with checksums keeps its encapsulation both ways; the default IPIP
+        // sends no tunnel attribute at all (kernels before 5.3 have none).
+        let gue = Dest {
             addr: "192.0.2.9:3306".parse().unwrap(),
             method: Forward::Tunnel,
             weight: 0,
             upper: 0,
             lower: 0,
-        }
-        .attr()]);
-        assert_eq!(
-            Dest::parse(&b[4..], false).unwrap().dest.method,
-            Forward::Tunnel
+            tunnel: crate::Tunnel {
+                kind: 1,
+                port: 6080,
+                flags: 1,
+            },
+        };
+        let b = emit(&[gue.attr()]);
+        assert_eq!(Dest::parse(&b[4..], false).unwrap().dest, gue);
+        let ipip = Dest {
+            tunnel: crate::Tunnel::default(),
+            ..gue
+        };
+        let b = emit(&[ipip.attr()]);
+        let Attr::Nested(_, inner) = ipip.attr() else {
+            panic!("a nested attribute");
+        };
+        assert!(
+            !inner
+                .iter()
+                .any(|a| matches!(a, Attr::Leaf(k, _) if *k == dest::TUN_TYPE))
         );
+        assert_eq!(Dest::parse(&b[4..], false).unwrap().dest, ipip);
     }
 
     #[test]
