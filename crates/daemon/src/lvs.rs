@@ -789,11 +789,6 @@ impl Planes {
         }
     }
 
-    /// `lvs_timeouts` for the proxy and nftables planes.
-    fn timeouts(&self) -> holdfast_dataplane::Timeouts {
-        timeouts(&self.options)
-    }
-
     fn open_ipvs(&self, log: Logger) -> Option<std::sync::MutexGuard<'_, Option<IpvsPlane>>> {
         let mut g = self.ipvs.lock().ok()?;
         if g.is_none() {
@@ -836,7 +831,7 @@ impl Planes {
                     .collect()
             };
             // The proxy's idle timeouts are IPVS's `tcp` and `tcpfin` (`lvs_timeouts`).
-            let t = self.timeouts();
+            let t = timeouts(&self.options);
             let mut proxy = pick(PlaneKind::Proxy);
             for s in &mut proxy {
                 s.idle_timeout = t.tcp.unwrap_or(s.idle_timeout);

@@ -288,10 +288,17 @@ enum Mode<'a> {
 fn sticky_names(spec: &ServiceSpec, dest: SocketAddr, mode: Mode<'_>) -> (String, String) {
     if let Mode::Direct(_) = mode {
         let (_, chain) = persist_names(spec, dest);
-        let set = chain.replacen("c_", "k_", 1);
-        return (set, chain.replacen("c_", "d_", 1));
+        let (open, _) = connection_sets(spec, dest);
+        return (open, chain.replacen("c_", "d_", 1));
     }
     persist_names(spec, dest)
+}
+
+/// The sets of direct-return destination `dest`: the connections it serves (`k_`) and the
+/// TCP connections among them whose client has sent a FIN (`f_`).
+fn connection_sets(spec: &ServiceSpec, dest: SocketAddr) -> (String, String) {
+    let (_, chain) = persist_names(spec, dest);
+    (chain.replacen("c_", "k_", 1), chain.replacen("c_", "f_", 1))
 }
 
 /// The persistence set and chain of direct-return destination `dest` (in the `netdev` table,
@@ -559,7 +566,7 @@ fn sticky(spec: &ServiceSpec, mode: Mode<'_>, fin: u32) -> Option<Sticky> {
             // leaves it `fin` and puts it in the closing set, where later packets (the client's
             // last ACK) no longer refresh it; a SYN starts it afresh; anything else refreshes
             // it to the established timeout (the set's own).
-            let closing = set.replacen("k_", "f_", 1);
+            let (_, closing) = connection_sets(spec, d);
             let flag = |f: &str| {
                 Statement::Match(Match {
                     left: field("tcp", "flags"),
@@ -644,18 +651,32 @@ fn sticky(spec: &ServiceSpec, mode: Mode<'_>, fin: u32) -> Option<Sticky> {
 
 /// Whether a service forwards by direct return (every destination DR).
 fn is_direct(spec: &ServiceSpec) -> bool {
-    !spec.dests.is_empty() && spec.dests.iter().all(|d| d.method == Forward::Route)
+    route_only(spec.dests.iter().map(|d| d.method))
+}
+
+/// Whether there is at least one method and every one is DR.
+fn route_only(methods: impl IntoIterator<Item = Forward>) -> bool {
+    let mut any = false;
+    methods.into_iter().all(|m| {
+        any = true;
+        m == Forward::Route
+    }) && any
 }
 
 /// What `ip -j ARGS` prints, parsed.
 fn ip_json(args: &[&str]) -> io::Result<serde_json::Value> {
-    let out = std::process::Command::new("ip")
+    json_of("ip", args)
+}
+
+/// What `PROGRAM -j ARGS` prints (`ip`, `nft`), parsed.
+fn json_of(program: &str, args: &[&str]) -> io::Result<serde_json::Value> {
+    let out = std::process::Command::new(program)
         .arg("-j")
         .args(args)
         .output()?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
-            "ip {}: {}",
+            "{program} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )));
@@ -709,9 +730,7 @@ pub fn direct_device(addr: std::net::IpAddr) -> io::Result<String> {
 /// connection sets (a connection whose client has sent a FIN, in the closing set, is
 /// inactive). A fwmark service's connections are found by their real server alone.
 pub fn count_connections(table: &str, stats: &mut [ServiceStats]) -> io::Result<()> {
-    let direct = |s: &ServiceStats| {
-        !s.dests.is_empty() && s.dests.iter().all(|d| d.method == Forward::Route)
-    };
+    let direct = |s: &ServiceStats| route_only(s.dests.iter().map(|d| d.method));
     if stats.iter().any(|s| !direct(s)) {
         let flows = crate::conntrack::dump()?;
         for s in stats.iter_mut().filter(|s| !direct(s)) {
@@ -741,7 +760,7 @@ pub fn count_connections(table: &str, stats: &mut [ServiceStats]) -> io::Result<
         }
     }
     if stats.iter().any(direct) {
-        let listed = list_netdev_table(table)?;
+        let listed = json_of("nft", &["list", "table", "netdev", table])?;
         let sets = set_elements(&listed);
         for s in stats.iter_mut().filter(|s| direct(s)) {
             let spec = ServiceSpec::new(s.key, s.sched, Vec::new());
@@ -749,9 +768,8 @@ pub fn count_connections(table: &str, stats: &mut [ServiceStats]) -> io::Result<
                 let Some(addr) = d.addr else {
                     continue;
                 };
-                let (_, chain) = persist_names(&spec, addr);
-                let open = sets.get(&chain.replacen("c_", "k_", 1));
-                let closing = sets.get(&chain.replacen("c_", "f_", 1));
+                let (open, closing) = connection_sets(&spec, addr);
+                let (open, closing) = (sets.get(&open), sets.get(&closing));
                 let (mut active, mut inactive) = (0u32, 0u32);
                 for e in open.into_iter().flatten() {
                     if closing.is_some_and(|c| c.contains(e)) {
@@ -766,20 +784,6 @@ pub fn count_connections(table: &str, stats: &mut [ServiceStats]) -> io::Result<
         }
     }
     Ok(())
-}
-
-/// `nft -j list table netdev TABLE`, parsed.
-fn list_netdev_table(table: &str) -> io::Result<serde_json::Value> {
-    let out = std::process::Command::new("nft")
-        .args(["-j", "list", "table", "netdev", table])
-        .output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "nft list table netdev {table}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Each set's elements (their keys, as nft prints them) by set name.
