@@ -178,9 +178,7 @@ fn mask(v6: bool, prefix: u8) -> String {
     if v6 {
         prefix.to_string()
     } else {
-        let p = u32::from(prefix.min(32));
-        let m = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-        std::net::Ipv4Addr::from(m).to_string()
+        holdfast_dataplane::prefix_mask(false, prefix).to_string()
     }
 }
 

@@ -142,6 +142,18 @@ pub struct DestSpec {
     pub tunnel: Tunnel,
 }
 
+/// The netmask of a prefix length (persistence granularity): `prefix` leading ones, at most
+/// the family's width (32 or 128).
+pub fn prefix_mask(v6: bool, prefix: u8) -> std::net::IpAddr {
+    if v6 {
+        let p = u32::from(prefix.min(128));
+        std::net::Ipv6Addr::from(u128::MAX.checked_shl(128 - p).unwrap_or(0)).into()
+    } else {
+        let p = u32::from(prefix.min(32));
+        std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - p).unwrap_or(0)).into()
+    }
+}
+
 /// `lvs_method TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`: IPVS's tunnel
 /// encapsulation of a destination.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

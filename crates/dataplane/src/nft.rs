@@ -332,13 +332,7 @@ fn persist_key(spec: &ServiceSpec) -> Expression<'static> {
     if prefix == full {
         return saddr;
     }
-    let mask = if v6 {
-        let m = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
-        std::net::IpAddr::from(std::net::Ipv6Addr::from(m))
-    } else {
-        let m = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
-        std::net::IpAddr::from(std::net::Ipv4Addr::from(m))
-    };
+    let mask = crate::prefix_mask(v6, prefix);
     Expression::BinaryOperation(Box::new(nftables::expr::BinaryOperation::AND(
         saddr,
         Expression::String(s(&mask.to_string())),

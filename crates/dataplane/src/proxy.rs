@@ -341,17 +341,10 @@ async fn accept_loop(listener: TcpListener, svc: Arc<Service>) {
 }
 
 fn masked(ip: IpAddr, prefix: Option<u8>) -> IpAddr {
-    match ip {
-        IpAddr::V4(a) => {
-            let p = u32::from(prefix.unwrap_or(32).min(32));
-            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-            IpAddr::V4((u32::from(a) & mask).into())
-        }
-        IpAddr::V6(a) => {
-            let p = u32::from(prefix.unwrap_or(128).min(128));
-            let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
-            IpAddr::V6((u128::from(a) & mask).into())
-        }
+    match (ip, crate::prefix_mask(ip.is_ipv6(), prefix.unwrap_or(128))) {
+        (IpAddr::V4(a), IpAddr::V4(m)) => IpAddr::V4((u32::from(a) & u32::from(m)).into()),
+        (IpAddr::V6(a), IpAddr::V6(m)) => IpAddr::V6((u128::from(a) & u128::from(m)).into()),
+        _ => ip,
     }
 }
 

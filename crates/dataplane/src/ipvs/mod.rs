@@ -87,9 +87,10 @@ pub fn service_of(spec: &ServiceSpec) -> Service {
         u32::from(spec.persistence_prefix.unwrap_or(128).min(128))
     } else {
         // The mask as an IPv4 address, in network order (ipvsadm's -M).
-        let p = u32::from(spec.persistence_prefix.unwrap_or(32).min(32));
-        let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-        u32::from_ne_bytes(mask.to_be_bytes())
+        match crate::prefix_mask(false, spec.persistence_prefix.unwrap_or(32)) {
+            std::net::IpAddr::V4(m) => u32::from_ne_bytes(m.octets()),
+            std::net::IpAddr::V6(_) => u32::MAX,
+        }
     };
     Service {
         key: spec.key,
