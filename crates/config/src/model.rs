@@ -229,6 +229,9 @@ pub struct Global {
     /// `nft_table NAME` (holdfast): the `inet` table `dataplane nft` owns (default
     /// `holdfast`).
     pub nft_table: Option<String>,
+    /// `nft_flowtable on|off` (holdfast): whether `dataplane nft` offloads established NAT
+    /// connections to a flowtable where the kernel has one (default on).
+    pub nft_flowtable: Option<bool>,
     /// Declaration site.
     pub origin: Origin,
 }
@@ -285,6 +288,7 @@ impl Default for Global {
             control_socket: None,
             metrics_listen: None,
             nft_table: None,
+            nft_flowtable: None,
             origin: Origin::default(),
         }
     }

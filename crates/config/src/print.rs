@@ -355,6 +355,9 @@ impl P {
         self.opt("control_socket", &g.control_socket);
         self.optn("metrics_listen", g.metrics_listen);
         self.opt("nft_table", &g.nft_table);
+        if let Some(on) = g.nft_flowtable {
+            self.kv("nft_flowtable", &[if on { "on" } else { "off" }]);
+        }
         self.close();
     }
 

@@ -17,7 +17,7 @@ use holdfast_config::model::{
     Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
 };
 use holdfast_dataplane::ipvs::{IpvsPlane, SyncDaemon};
-use holdfast_dataplane::nft::NftPlane;
+use holdfast_dataplane::nft::{FastPath, NftPlane};
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::Kind;
@@ -735,6 +735,9 @@ pub struct PlaneOptions {
     pub sync: Option<(SyncDaemon, Option<String>)>,
     /// `nft_table`: the nftables plane's table (default `holdfast`).
     pub nft_table: Option<String>,
+    /// `nft_flowtable off`: established NAT connections stay on conntrack's path (by default
+    /// they go to a flowtable where the kernel has one).
+    pub nft_flowtable_off: bool,
 }
 
 impl PlaneOptions {
@@ -782,6 +785,7 @@ impl Planes {
             nft: Arc::new(NftWorker::new(
                 options.nft_table().to_owned(),
                 timeouts(&options),
+                !options.nft_flowtable_off,
             )),
             options,
             alive: Mutex::default(),
@@ -1062,6 +1066,8 @@ struct NftWorker {
     plane: Mutex<Option<NftPlane>>,
     table: String,
     timeouts: holdfast_dataplane::Timeouts,
+    /// `nft_flowtable`.
+    flowtable: bool,
 }
 
 #[derive(Default)]
@@ -1077,7 +1083,7 @@ struct NftSlot {
 }
 
 impl NftWorker {
-    fn new(table: String, timeouts: holdfast_dataplane::Timeouts) -> NftWorker {
+    fn new(table: String, timeouts: holdfast_dataplane::Timeouts, flowtable: bool) -> NftWorker {
         NftWorker {
             slot: Mutex::default(),
             changed: std::sync::Condvar::new(),
@@ -1085,6 +1091,7 @@ impl NftWorker {
             plane: Mutex::new(None),
             table,
             timeouts,
+            flowtable,
         }
     }
 
@@ -1154,17 +1161,24 @@ impl NftWorker {
         };
         if g.is_none() {
             match NftPlane::open_with_timeouts(&self.table, self.timeouts) {
-                Ok(p) => *g = Some(p),
+                Ok(mut p) => {
+                    p.set_flowtable(self.flowtable);
+                    *g = Some(p);
+                }
                 Err(e) => log.check(&format!("nftables: cannot open table: {e}")),
             }
         }
         let Some(p) = g.as_mut() else {
             return;
         };
+        let before = p.fast_path().clone();
         if let Err(errs) = p.apply(&table) {
             for e in errs {
                 log.check(&format!("Cannot set up {e}"));
             }
+        }
+        if let Some(line) = fast_path_news(&before, p.fast_path()) {
+            log.check(&line);
         }
         if let Ok(mut a) = self.applied.lock() {
             *a = p.stats();
@@ -1203,6 +1217,20 @@ impl NftWorker {
             g.stop = true;
         }
         self.changed.notify_all();
+    }
+}
+
+/// What to log when the nftables plane's flowtable fast path went from `before` to `now`.
+fn fast_path_news(before: &FastPath, now: &FastPath) -> Option<String> {
+    match now {
+        FastPath::On(devs) if !matches!(before, FastPath::On(_)) => Some(format!(
+            "nftables: established NAT connections are offloaded to a flowtable (on {})",
+            devs.join(", ")
+        )),
+        FastPath::Unavailable(why) if !matches!(before, FastPath::Unavailable(_)) => Some(format!(
+            "nftables: the kernel has no flowtable ({why}): NAT connections stay on conntrack's path"
+        )),
+        _ => None,
     }
 }
 

@@ -466,7 +466,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             ..new.planes.clone()
                         };
                         if &wanted != planes.options() {
-                            log.main("WARNING - lvs_flush, lvs_flush_on_stop, lvs_timeouts, lvs_sync_daemon and nft_table take effect at the next start, not on reload");
+                            log.main("WARNING - lvs_flush, lvs_flush_on_stop, lvs_timeouts, lvs_sync_daemon, nft_table and nft_flowtable take effect at the next start, not on reload");
                         }
                         if opts.checkers {
                             // Checkers restart; the data plane is handed the new table, so

@@ -134,6 +134,30 @@ fn seed_000_on_nftables_follows_a_failed_replica_and_leaves_no_table() {
         "{}",
         table(&lab)
     );
+    // The flowtable fast path: logged either way, and in the table only where it is on.
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    let offloaded = loop {
+        let log = lb.log();
+        if log.contains(
+            "nftables: established NAT connections are offloaded to a flowtable (on eth0)",
+        ) {
+            break true;
+        }
+        if log.contains("nftables: the kernel has no flowtable (") {
+            break false;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fast path line:\n{log}"
+        );
+        std::thread::sleep(SEC / 10);
+    };
+    assert_eq!(
+        table(&lab).contains("flow add @ft"),
+        offloaded,
+        "{}",
+        table(&lab)
+    );
     // The server that answered fails its check: it is removed and the other answers.
     let (down, down_addr, other) = if first == "215" {
         (db3, "172.21.115.215", "218")

@@ -34,6 +34,16 @@
 //! the client's entry before the connection's chain: a new connection of a known client goes
 //! back to its destination, any other is scheduled through `r_`.
 //!
+//! Established NAT connections take the kernel's flowtable fast path where the kernel has one
+//! (`nf_flow_table`; `nft_flowtable off` turns it off): a flowtable `ft` on every interface but
+//! loopback and a `forward` chain that offloads each of holdfast's NAT connections (matched by
+//! its original destination, the service) once conntrack has seen it established. Its
+//! packets are then NATed and sent on from the ingress hook, without conntrack's per-packet
+//! work or the forwarding path; a FIN or RST gives the connection back to conntrack. This
+//! also means they skip every table's forward hook, as IPVS's do in part. A kernel without it
+//! answers the first attempt with an error, and the plane runs on without
+//! ([`NftPlane::fast_path`] says which).
+//!
 //! Schedulers that need live connection counts (lc, wlc, sed, nq, lblc, lblcr, ovf), TUN,
 //! DR mixed with NAT, and DR for fwmark services are refused ([`unsupported`]).
 
@@ -43,10 +53,10 @@ use std::net::SocketAddr;
 
 use holdfast_lb::sched::{self, Dest, Kind};
 use nftables::batch::Batch;
+use nftables::expr::{CT, CTDir, Payload, PayloadField, SetItem};
 use nftables::expr::{Expression, JHash, Map, Meta, MetaKey, NamedExpression, NgMode, Numgen};
-use nftables::expr::{Payload, PayloadField, SetItem};
-use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Rule, Table};
-use nftables::stmt::{Match, NAT, NATFamily, Operator, Statement};
+use nftables::schema::{Chain, FlowTable, FlushObject, NfCmd, NfListObject, Rule, Table};
+use nftables::stmt::{Flow, Match, NAT, NATFamily, Operator, SetOp, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::{
@@ -119,6 +129,76 @@ pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
     None
 }
 
+/// The flowtable fast path of NAT connections, as far as the plane knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FastPath {
+    /// Turned off (`nft_flowtable off`).
+    Off,
+    /// Wanted; no NAT service has needed it yet.
+    Wanted,
+    /// In the table, on these interfaces.
+    On(Vec<String>),
+    /// The kernel refused the flowtable: its answer.
+    Unavailable(String),
+}
+
+/// The flowtable's name in holdfast's `inet` table.
+const FLOWTABLE: &str = "ft";
+
+/// The statements of one NAT service's rule in the `forward` chain offloading its
+/// connections to the flowtable, matched by what conntrack recorded of their original
+/// direction (every packet of the connection, either way, carries it): the service's
+/// protocol, address and port, or for a fwmark service the mark with a DNAT done (only the
+/// client's packets carry the mark). `None` for SCTP, which the flowtable cannot carry.
+fn offload(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
+    let ct = |key: &str, dir: Option<CTDir>| {
+        Expression::Named(NamedExpression::CT(CT {
+            key: s(key),
+            family: None,
+            dir,
+        }))
+    };
+    let v6 = spec.key.is_v6();
+    let mut out = Vec::new();
+    match spec.key {
+        ServiceKey::Addr {
+            proto: Proto::Sctp, ..
+        } => return None,
+        ServiceKey::Addr { proto, addr } => {
+            out.push(eq(
+                Expression::Named(NamedExpression::Meta(Meta {
+                    key: MetaKey::L4proto,
+                })),
+                Expression::String(s(proto.keyword())),
+            ));
+            out.push(eq(
+                ct(
+                    if v6 { "ip6 daddr" } else { "ip daddr" },
+                    Some(CTDir::Original),
+                ),
+                Expression::String(s(&addr.ip().to_string())),
+            ));
+            out.push(eq(
+                ct("proto-dst", Some(CTDir::Original)),
+                Expression::Number(u32::from(addr.port())),
+            ));
+        }
+        ServiceKey::Fwmark { .. } => {
+            out = service_match(spec);
+            out.push(Statement::Match(Match {
+                left: ct("status", None),
+                right: Expression::String(s("dnat")),
+                op: Operator::IN,
+            }));
+        }
+    }
+    out.push(Statement::Flow(Flow {
+        op: SetOp::Add,
+        flowtable: s(&format!("@{FLOWTABLE}")),
+    }));
+    Some(out)
+}
+
 /// holdfast's nftables table. Stop is explicit ([`NftPlane::release`]): a plane dropped
 /// without it leaves the table for the next start to clear, as after a crash.
 pub struct NftPlane {
@@ -131,6 +211,8 @@ pub struct NftPlane {
     timeouts: Timeouts,
     /// Whether the table holds the timeout policies of `timeouts`.
     policies: bool,
+    /// The flowtable fast path of NAT connections.
+    fast: FastPath,
 }
 
 fn s(v: &str) -> Cow<'static, str> {
@@ -818,8 +900,43 @@ fn set_elements(
     out
 }
 
-fn nft_err(e: nftables::helper::NftablesError) -> io::Error {
-    io::Error::other(e.to_string())
+/// Runs `nft ARGS -f -` on `input`; a refusal is an error carrying what nft said (the
+/// `nftables` crate's helper lets nft's message go to our standard error and keeps none).
+fn nft_input(args: &[&str], input: &str) -> io::Result<()> {
+    let mut child = std::process::Command::new("nft")
+        .args(args)
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    // nft's JSON reader places every error at `internal:0:0-0:`, which tells nothing.
+    let said: Vec<&str> = said
+        .lines()
+        .map(|l| l.trim_start_matches("internal:0:0-0: ").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    Err(io::Error::other(if said.is_empty() {
+        format!("nft failed ({})", out.status)
+    } else {
+        said.join("; ")
+    }))
+}
+
+/// Applies `batch` as one nft transaction.
+fn apply_batch(batch: Batch<'_>) -> io::Result<()> {
+    let json = serde_json::to_string(&batch.to_nftables())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    nft_input(&["-j"], &json)
 }
 
 impl NftPlane {
@@ -840,6 +957,7 @@ impl NftPlane {
             objects: std::collections::BTreeSet::new(),
             timeouts,
             policies: false,
+            fast: FastPath::Wanted,
         };
         p.release()?;
         Ok(p)
@@ -894,23 +1012,8 @@ impl NftPlane {
                 ));
             }
         }
-        let mut child = std::process::Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use std::io::Write as _;
-            stdin.write_all(script.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "cannot add the lvs_timeouts policies: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        nft_input(&[], &script)
+            .map_err(|e| io::Error::other(format!("cannot add the lvs_timeouts policies: {e}")))?;
         self.policies = true;
         Ok(())
     }
@@ -958,6 +1061,64 @@ impl NftPlane {
         rule
     }
 
+    /// Turns the flowtable fast path of NAT connections on (the default) or off, from the
+    /// next apply on.
+    pub fn set_flowtable(&mut self, on: bool) {
+        self.fast = match (on, &self.fast) {
+            (false, _) => FastPath::Off,
+            (true, FastPath::Off) => FastPath::Wanted,
+            (true, f) => f.clone(),
+        };
+    }
+
+    /// Where the flowtable fast path stands.
+    pub fn fast_path(&self) -> &FastPath {
+        &self.fast
+    }
+
+    /// The flowtable on `devs`.
+    fn flowtable(&self, devs: &[String]) -> FlowTable<'static> {
+        FlowTable {
+            family: NfFamily::INet,
+            table: s(&self.table),
+            name: s(FLOWTABLE),
+            handle: None,
+            hook: Some(NfHook::Ingress),
+            prio: Some(0),
+            dev: Some(Cow::Owned(devs.iter().map(|d| s(d)).collect())),
+        }
+    }
+
+    /// The `forward` chain offloading NAT connections to the flowtable.
+    fn forward_chain(&self) -> Chain<'static> {
+        Chain {
+            family: NfFamily::INet,
+            table: s(&self.table),
+            name: s("forward"),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Forward),
+            prio: Some(0),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }
+    }
+
+    /// Settles whether the fast path can be on for a table whose NAT services are `nat` and
+    /// this host's interfaces but loopback `ifaces`: the first time it is wanted, the kernel
+    /// is asked for the flowtable alone, and a refusal is kept (and no more asked).
+    fn settle_fast_path(&mut self, nat: bool, ifaces: &[String]) {
+        if !nat || ifaces.is_empty() || self.fast != FastPath::Wanted {
+            return;
+        }
+        let mut b = Batch::new();
+        b.add(NfListObject::Table(self.table_obj()));
+        b.add(NfListObject::FlowTable(self.flowtable(ifaces)));
+        self.fast = match apply_batch(b) {
+            Ok(()) => FastPath::On(ifaces.to_vec()),
+            Err(e) => FastPath::Unavailable(e.to_string()),
+        };
+    }
+
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
@@ -971,10 +1132,13 @@ impl NftPlane {
             b.add(NfListObject::Table(t.clone()));
             b.delete(NfListObject::Table(t));
         }
-        nftables::helper::apply_ruleset(&b.to_nftables()).map_err(nft_err)?;
+        apply_batch(b)?;
         self.applied.clear();
         self.objects.clear();
         self.policies = false;
+        if let FastPath::On(_) = self.fast {
+            self.fast = FastPath::Wanted;
+        }
         Ok(())
     }
 
@@ -1021,7 +1185,7 @@ impl NftPlane {
         spec: &ServiceSpec,
     ) -> Rule<'static> {
         Rule {
-            family: if chain == "prerouting" || chain == "output" {
+            family: if ["prerouting", "output", "forward"].contains(&chain) {
                 NfFamily::INet
             } else {
                 Self::family_of(chain)
@@ -1133,6 +1297,20 @@ impl NftPlane {
         ] {
             b.add(NfListObject::Chain(self.chain(name, hook)));
             b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.chain(name, hook))));
+        }
+        // The fast path, once on, stays in the table: its devices follow the interfaces (an
+        // `add` registers new ones; the kernel drops those that go), its rules the services.
+        if let FastPath::On(_) = self.fast {
+            if !ifaces.is_empty() {
+                b.add(NfListObject::FlowTable(self.flowtable(ifaces)));
+            }
+            b.add(NfListObject::Chain(self.forward_chain()));
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.forward_chain())));
+            for spec in wanted.iter().filter(|s| !is_direct(s)) {
+                if let Some(r) = offload(spec) {
+                    b.add(NfListObject::Rule(self.rule_in("forward", r, spec)));
+                }
+            }
         }
         // Direct return is decided at the ingress of every interface clients may come in by
         // (IPVS decides at local delivery, whatever the interface): all but loopback.
@@ -1264,7 +1442,9 @@ impl DataPlane for NftPlane {
             }
             true
         });
-        let ifaces = if devs.is_empty() {
+        let nat = ok.iter().any(|s| !is_direct(s));
+        let fast = nat && matches!(self.fast, FastPath::Wanted | FastPath::On(_));
+        let ifaces = if devs.is_empty() && !fast {
             Vec::new()
         } else {
             match interfaces() {
@@ -1293,12 +1473,18 @@ impl DataPlane for NftPlane {
             }));
             return Err(errors);
         }
+        self.settle_fast_path(nat, &ifaces);
         // One transaction: the tables change all at once or not at all.
         let (batch, objects) = self.batch(&ok, &devs, &ifaces);
-        match nftables::helper::apply_ruleset(&batch.to_nftables()) {
+        match apply_batch(batch) {
             Ok(()) => {
                 self.applied = ok;
                 self.objects = objects;
+                if let FastPath::On(devs) = &mut self.fast
+                    && !ifaces.is_empty()
+                {
+                    devs.clone_from(&ifaces);
+                }
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -1428,6 +1614,31 @@ mod tests {
         d.dests[0].method = Forward::Tunnel;
         assert!(unsupported(&d).unwrap().contains("TUN"));
         assert!(unsupported(&spec(Kind::Dh, &[("10.0.5.2:3306", 1)])).is_none());
+    }
+
+    #[test]
+    fn the_fast_path_offloads_each_nat_service_by_its_original_destination() {
+        let r = offload(&spec(Kind::Rr, &[("10.0.5.2:3306", 1)])).unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        // As `nft -j list` prints `meta l4proto tcp ct original ip daddr 10.0.0.1 ct original
+        // proto-dst 3306 flow add @ft`.
+        assert_eq!(
+            json,
+            r#"[{"match":{"left":{"meta":{"key":"l4proto"}},"right":"tcp","op":"=="}},{"match":{"left":{"ct":{"key":"ip daddr","dir":"original"}},"right":"10.0.0.1","op":"=="}},{"match":{"left":{"ct":{"key":"proto-dst","dir":"original"}},"right":3306,"op":"=="}},{"flow":{"op":"add","flowtable":"@ft"}}]"#
+        );
+        let mut mark = spec(Kind::Rr, &[("10.0.5.2:3306", 1)]);
+        mark.key = ServiceKey::Fwmark { mark: 7, v6: true };
+        let json = serde_json::to_string(&offload(&mark).unwrap()).unwrap();
+        assert!(
+            json.contains(r#"{"match":{"left":{"meta":{"key":"mark"}},"right":7,"op":"=="}},{"match":{"left":{"ct":{"key":"status"}},"right":"dnat","op":"in"}}"#),
+            "{json}"
+        );
+        let mut sctp = spec(Kind::Rr, &[("10.0.5.2:3306", 1)]);
+        sctp.key = ServiceKey::Addr {
+            proto: Proto::Sctp,
+            addr: "10.0.0.1:3306".parse().unwrap(),
+        };
+        assert!(offload(&sctp).is_none());
     }
 
     #[test]

@@ -309,7 +309,10 @@ struct DrLab(String);
 
 impl DrLab {
     fn new() -> DrLab {
-        let p = format!("hfdr{}", std::process::id());
+        // Unique per lab: tests may run as threads of one process (cargo test).
+        static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = format!("hfdr{}x{n}", std::process::id());
         let ip = |args: &[&str]| {
             let st = Command::new("ip").args(args).status().unwrap();
             assert!(st.success(), "ip {args:?}");
@@ -911,4 +914,93 @@ fn lvs_timeouts_become_the_conntrack_timeouts_of_nat_connections() {
     let left = entry_in("udp", 5354, &[""]);
     assert!(!(34..=41).contains(&left), "{left}");
     plain.release().unwrap();
+}
+
+/// Whether this kernel takes a flowtable (`nf_flow_table`), asked of `nft` directly in a
+/// scratch table of the calling thread's namespace, on interface `dev`.
+fn kernel_has_flowtable(dev: &str) -> bool {
+    let ok = Command::new("nft")
+        .arg(format!(
+            "add table inet hf_probe; add flowtable inet hf_probe f {{ hook ingress priority 0; devices = {{ {dev} }}; }}"
+        ))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", "hf_probe"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    ok
+}
+
+fn inet_table() -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", "holdfast_test"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn nat_takes_the_flowtable_fast_path_where_the_kernel_has_one_and_runs_without_it_elsewhere() {
+    use holdfast_dataplane::nft::FastPath;
+    netns();
+    let st = Command::new("ip")
+        .args(["link", "add", "t0", "type", "veth", "peer", "name", "t1"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let has = kernel_has_flowtable("t0");
+    let a = server("127.0.0.2:3306", "a");
+    let mut plane = NftPlane::open("holdfast_test").unwrap();
+    assert_eq!(plane.fast_path(), &FastPath::Wanted);
+    plane.apply(&vec![spec(Kind::Rr, &[(a, 1)])]).unwrap();
+    let table = inet_table();
+    match plane.fast_path() {
+        FastPath::On(devs) => {
+            assert!(has, "the plane says On where nft cannot add a flowtable");
+            let mut devs = devs.clone();
+            devs.sort();
+            assert_eq!(devs, ["t0", "t1"]);
+            assert!(table.contains("flowtable ft"), "{table}");
+            assert!(
+                table.contains(
+                    "ct original ip daddr 10.0.0.1 ct original proto-dst 3306 flow add @ft"
+                ),
+                "{table}"
+            );
+        }
+        FastPath::Unavailable(why) => {
+            assert!(
+                !has,
+                "the plane gave up a flowtable the kernel takes: {why}"
+            );
+            assert!(!why.is_empty());
+            assert!(
+                !table.contains("flowtable") && !table.contains("forward"),
+                "{table}"
+            );
+        }
+        other => panic!("the fast path was not settled: {other:?}"),
+    }
+    // NAT works either way, and a second apply keeps what was settled.
+    let settled = plane.fast_path().clone();
+    assert_eq!(hello("10.0.0.1:3306").0, "a");
+    plane.apply(&vec![spec(Kind::Rr, &[(a, 1)])]).unwrap();
+    assert_eq!(plane.fast_path(), &settled);
+    assert_eq!(hello("10.0.0.1:3306").0, "a");
+    plane.release().unwrap();
+    // Turned off (`nft_flowtable off`): neither the flowtable nor its chain.
+    let mut off = NftPlane::open("holdfast_test").unwrap();
+    off.set_flowtable(false);
+    off.apply(&vec![spec(Kind::Rr, &[(a, 1)])]).unwrap();
+    assert_eq!(off.fast_path(), &FastPath::Off);
+    let table = inet_table();
+    assert!(
+        !table.contains("flowtable") && !table.contains("forward"),
+        "{table}"
+    );
+    assert_eq!(hello("10.0.0.1:3306").0, "a");
+    off.release().unwrap();
 }

@@ -217,6 +217,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                     }
                 }
             }
+            "nft_flowtable" => g.nft_flowtable = Some(cx.boolean(n)),
             "metrics_listen" => {
                 if let Some(w) = cx.arg(n, 0) {
                     match w.text.parse::<SocketAddr>() {
