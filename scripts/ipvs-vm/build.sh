@@ -1,8 +1,9 @@
 #!/bin/bash
 # Builds what the IPVS VM needs: Debian's stock kernel (which has the ip_vs modules; this
 # machine's kernel does not), its ELF vmlinux for a fast PVH boot under QEMU, and a busybox
-# initramfs with the modules, iproute2's ip, ipvsadm and the C libraries a Rust test binary
-# needs. Everything comes from Debian's packages. Idempotent: a second run reuses the cache.
+# initramfs with the modules, iproute2's ip, ipvsadm, nft, conntrack and the C libraries a Rust
+# test binary needs. (The nftables plane's flowtable tests run there too: this machine's kernel
+# has no nf_flow_table either.) Everything comes from Debian's packages. Idempotent: a second run reuses the cache.
 #
 # Usage: scripts/ipvs-vm/build.sh            (prints the cache directory on its last line)
 # Cache: $HOLDFAST_VM_CACHE (default /var/cache/holdfast-ipvs-vm).
@@ -14,7 +15,7 @@ cd "$cache"
 
 need=()
 for tool in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio xz:xz-utils \
-    ipvsadm:ipvsadm ip:iproute2 gzip:gzip; do
+    ipvsadm:ipvsadm ip:iproute2 gzip:gzip nft:nftables conntrack:conntrack; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 # busybox-static specifically: the initramfs has no libc of its own for busybox.
@@ -67,11 +68,13 @@ for l in sh mount umount mkdir cat echo sleep poweroff modprobe insmod ln ls dme
     ln -sf busybox "$root/bin/$l"
 done
 
-# Modules: IPVS and its schedulers, conntrack, veth and bridge for namespaces, 9p for the
-# share, with their dependency closure from modules.dep.
+# Modules: IPVS and its schedulers, conntrack, nftables with NAT and the flowtable, veth and
+# bridge for namespaces, 9p for the share, with their dependency closure from modules.dep.
 mdir=$kroot/lib/modules/$kver
 want="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
       ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf nf_conntrack veth bridge ipip
+      nf_tables nft_chain_nat nft_nat nft_ct nft_numgen nft_hash nft_fwd_netdev nf_flow_table
+      nf_flow_table_inet nft_flow_offload nf_conntrack_netlink
       crc32c_generic 9p 9pnet_virtio virtio_pci"
 declare -A seen=()
 queue=()
@@ -112,6 +115,8 @@ copy_with_libs() {
 }
 copy_with_libs "$(command -v ip)" /sbin/ip
 copy_with_libs "$(command -v ipvsadm)" /sbin/ipvsadm
+copy_with_libs "$(command -v nft)" /usr/sbin/nft
+copy_with_libs "$(command -v conntrack)" /usr/sbin/conntrack
 for lib in libc.so.6 libm.so.6 libgcc_s.so.1 libdl.so.2 librt.so.1 libpthread.so.0 libutil.so.1; do
     f=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !n++ {print $NF}')
     [ -n "$f" ] && mkdir -p "$root/$(dirname "$f")" && cp -L "$f" "$root/$f"
@@ -132,6 +137,9 @@ export PATH=/opt/bin:/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
+# nft -f - reads /dev/stdin, which devtmpfs does not make.
+ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
 mkdir -p /run/netns /var
@@ -139,7 +147,9 @@ ln -s /run /var/run
 dmesg -n 1
 modprobe crc32c_generic
 for m in ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh \
-    ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf nf_conntrack veth bridge ipip; do
+    ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf nf_conntrack veth bridge ipip \
+    nf_tables nft_chain_nat nft_nat nft_ct nft_numgen nft_hash nft_fwd_netdev nf_flow_table \
+    nf_flow_table_inet nft_flow_offload nf_conntrack_netlink; do
     modprobe $m || echo "ipvs-vm: modprobe $m failed"
 done
 /sbin/ip link set lo up
