@@ -64,7 +64,7 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,host,lib/modules,usr/bin,usr/sbin}
 cp /bin/busybox "$root/bin/busybox"
 for l in sh mount umount mkdir cat echo sleep poweroff modprobe insmod ln ls dmesg \
-    grep sed tr head tail wc kill ps nc cut sync uname hostname true false test seq; do
+    grep sed tr head tail wc kill ps nc cut sync uname hostname true false test seq sysctl; do
     ln -sf busybox "$root/bin/$l"
 done
 

@@ -9,16 +9,24 @@
 //! their own rounds: a NAT table turns conntrack on for the namespace, which would slow the
 //! others.
 //!
+//! Established NAT connections take the flowtable fast path where the kernel has one; this
+//! machine's kernel has none. So the benchmark then boots the test VM (`scripts/ipvs-vm`:
+//! Debian's kernel, which has it, under QEMU software emulation, one CPU) and runs there
+//! again: direct, NAT on conntrack's path alone (`nft_flowtable off`) and NAT with the
+//! flowtable, in the same topology and rounds. Everything in the VM is emulated alike, so only
+//! its ratios mean something.
+//!
 //! Needs root and `nft` (`scripts/test` installs nftables).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{ROUNDS, Row, SECS, backend, measure, median, paired, wait_listening};
-use holdfast_dataplane::nft::NftPlane;
+use holdfast_dataplane::nft::{FastPath, NftPlane};
 use holdfast_dataplane::proxy::ProxyPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::Kind;
@@ -127,10 +135,110 @@ fn direct_return() -> ServiceSpec {
     ServiceSpec::new(ServiceKey::tcp(DR_VIP.parse().unwrap()), Kind::Rr, vec![d])
 }
 
+/// Present only inside the test VM (`scripts/ipvs-vm/build.sh` writes it).
+const MARKER: &str = "/etc/holdfast-ipvs-vm";
+/// Rounds inside the slow VM.
+const VM_ROUNDS: usize = 5;
+
 fn main() {
     if !nix::unistd::Uid::effective().is_root() {
         panic!("the nft benchmark needs root: it runs in network namespaces of its own");
     }
+    if Path::new(MARKER).exists() {
+        return in_vm();
+    }
+    on_host();
+    let me = std::env::current_exe().unwrap();
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ipvs-vm/run.sh");
+    let st = Command::new(run)
+        .args(["--timeout", "900", "--put"])
+        .arg(format!("{}:nft_bench", me.display()))
+        .args(["-c", "./nft_bench --bench"])
+        .status()
+        .expect("scripts/ipvs-vm/run.sh");
+    assert!(st.success(), "the nft benchmark failed in the VM: {st}");
+}
+
+/// Inside the VM: direct, NAT on conntrack's path alone, NAT with the flowtable.
+fn in_vm() {
+    let topo = Topology::new();
+    let backend_rt = runtime(topo.backend.clone());
+    backend_rt.spawn(backend(BACKEND));
+    let mut nft = in_ns(&topo.director, || {
+        NftPlane::open("holdfast_bench").expect("nftables in the VM")
+    });
+    enter(&topo.client);
+    let client_rt = runtime(topo.client.clone());
+    let mut fast = FastPath::Wanted;
+    let rounds = client_rt.block_on(async {
+        wait_listening(BACKEND).await;
+        let mut rounds: [Vec<Row>; 3] = Default::default();
+        for _ in 0..VM_ROUNDS {
+            for (i, flowtable) in [None, Some(false), Some(true)].into_iter().enumerate() {
+                if let Some(on) = flowtable {
+                    in_ns(&topo.director, || {
+                        nft.set_flowtable(on);
+                        nft.apply(&vec![service(NFT_VIP)])
+                    })
+                    .expect("nft table applies");
+                    if on {
+                        fast = nft.fast_path().clone();
+                    }
+                    wait_listening(NFT_VIP).await;
+                }
+                let addr = if flowtable.is_some() { NFT_VIP } else { BACKEND };
+                rounds[i].push(measure(addr, None).await);
+                if flowtable.is_some() {
+                    in_ns(&topo.director, || nft.release()).expect("nft table removed");
+                }
+            }
+        }
+        rounds
+    });
+    drop(client_rt);
+    drop(backend_rt);
+    drop(topo);
+    assert!(
+        matches!(fast, FastPath::On(_)),
+        "the VM's kernel has nf_flow_table, yet the fast path is {fast:?}"
+    );
+    let pairs = |i: usize, f: fn(&Row) -> f64| paired(&rounds[i], &rounds[0], f);
+    let [d, ct, ft] = rounds.each_ref().map(|r| median(r));
+    println!(
+        "nftables in the VM (Debian's kernel, with nf_flow_table, under software emulation, 1 CPU; medians of {VM_ROUNDS} interleaved rounds of {} s; only the ratios mean something)",
+        SECS.as_secs()
+    );
+    println!(
+        "{:<28} {:>10} {:>12} {:>12} {:>12} {:>12}",
+        "", "direct", "NAT ct only", "NAT + flow", "ct only/dir", "+ flow/dir"
+    );
+    for (name, f) in [
+        ("short connections /s", (|r: &Row| r.short) as fn(&Row) -> f64),
+        ("bulk MB/s", |r: &Row| r.bulk),
+        ("64 B round trips /s", |r: &Row| r.rr),
+    ] {
+        println!(
+            "{name:<28} {:>10.0} {:>12.0} {:>12.0} {:>12.2} {:>12.2}",
+            f(&d),
+            f(&ct),
+            f(&ft),
+            f(&ct) / f(&d),
+            f(&ft) / f(&d)
+        );
+    }
+    println!(
+        "{:<28} each round over its direct round, median: ct only short {:.2}, bulk {:.2}; + flow short {:.2}, bulk {:.2}",
+        "per-round ratios",
+        pairs(1, |r| r.short),
+        pairs(1, |r| r.bulk),
+        pairs(2, |r| r.short),
+        pairs(2, |r| r.bulk)
+    );
+}
+
+/// On this machine's kernel: direct, the proxy, nft NAT (with the fast path if the kernel
+/// has it) and direct return.
+fn on_host() {
     let topo = Topology::new();
     let backend_rt = runtime(topo.backend.clone());
     backend_rt.spawn(backend(BACKEND));
@@ -184,6 +292,12 @@ fn main() {
         (rounds.map(|r| median(&r)), pairs)
     });
     let (rows, pairs) = rows;
+    let fast = in_ns(&topo.director, || {
+        let _ = nft.apply(&vec![service(NFT_VIP)]);
+        let f = nft.fast_path().clone();
+        let _ = nft.release();
+        f
+    });
     drop(proxy);
     drop(client_rt);
     drop(backend_rt);
@@ -192,6 +306,14 @@ fn main() {
     println!(
         "nftables benchmark (client → director → backend over veth, the director forwarding; medians of {ROUNDS} interleaved rounds of {} s)",
         SECS.as_secs()
+    );
+    println!(
+        "NAT's flowtable fast path here: {}",
+        match fast {
+            FastPath::On(_) => "on".to_owned(),
+            FastPath::Unavailable(why) => format!("unavailable ({why})"),
+            other => format!("{other:?}"),
+        }
     );
     println!(
         "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
