@@ -186,7 +186,11 @@ fn in_vm() {
                     }
                     wait_listening(NFT_VIP).await;
                 }
-                let addr = if flowtable.is_some() { NFT_VIP } else { BACKEND };
+                let addr = if flowtable.is_some() {
+                    NFT_VIP
+                } else {
+                    BACKEND
+                };
                 rounds[i].push(measure(addr, None).await);
                 if flowtable.is_some() {
                     in_ns(&topo.director, || nft.release()).expect("nft table removed");
@@ -213,7 +217,10 @@ fn in_vm() {
         "", "direct", "NAT ct only", "NAT + flow", "ct only/dir", "+ flow/dir"
     );
     for (name, f) in [
-        ("short connections /s", (|r: &Row| r.short) as fn(&Row) -> f64),
+        (
+            "short connections /s",
+            (|r: &Row| r.short) as fn(&Row) -> f64,
+        ),
         ("bulk MB/s", |r: &Row| r.bulk),
         ("64 B round trips /s", |r: &Row| r.rr),
     ] {

@@ -237,7 +237,10 @@ fn established_nat_connections_are_offloaded_and_still_carry_their_data() {
     drop(s);
     let tables = lab.within("hfvm-d", move || {
         plane.release().unwrap();
-        let out = Command::new("nft").args(["list", "tables"]).output().unwrap();
+        let out = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     });
     assert!(!tables.contains("holdfast_vm"), "{tables}");
