@@ -808,30 +808,31 @@ pub fn direct_device(addr: std::net::IpAddr) -> io::Result<String> {
 pub fn count_connections(table: &str, stats: &mut [ServiceStats]) -> io::Result<()> {
     let direct = |s: &ServiceStats| route_only(s.dests.iter().map(|d| d.method));
     if stats.iter().any(|s| !direct(s)) {
-        let flows = crate::conntrack::dump()?;
+        // One pass over the table (it may hold hundreds of thousands of connections):
+        // (active, inactive) by service and server, and by server alone for fwmark services.
+        let mut by_service = std::collections::HashMap::new();
+        let mut by_server = std::collections::HashMap::new();
+        for f in crate::conntrack::dump()? {
+            let tally = |c: &mut (u32, u32)| {
+                if f.established {
+                    c.0 = c.0.saturating_add(1);
+                } else {
+                    c.1 = c.1.saturating_add(1);
+                }
+            };
+            tally(by_service.entry((f.proto, f.to, f.from)).or_default());
+            tally(by_server.entry(f.from).or_default());
+        }
         for s in stats.iter_mut().filter(|s| !direct(s)) {
             for d in &mut s.dests {
                 let Some(addr) = d.addr else {
                     continue;
                 };
-                let mine = flows.iter().filter(|f| {
-                    f.from == addr
-                        && match s.key {
-                            ServiceKey::Addr { proto, addr: vip } => {
-                                f.proto == proto && f.to == vip
-                            }
-                            ServiceKey::Fwmark { .. } => true,
-                        }
-                });
-                let (active, inactive) = mine.fold((0u32, 0u32), |(a, i), f| {
-                    if f.established {
-                        (a.saturating_add(1), i)
-                    } else {
-                        (a, i.saturating_add(1))
-                    }
-                });
-                d.active = active;
-                d.inactive = inactive;
+                let counted = match s.key {
+                    ServiceKey::Addr { proto, addr: vip } => by_service.get(&(proto, vip, addr)),
+                    ServiceKey::Fwmark { .. } => by_server.get(&addr),
+                };
+                (d.active, d.inactive) = counted.copied().unwrap_or_default();
             }
         }
     }
