@@ -170,3 +170,16 @@ fn debian_samples_match_keepalived() {
     files.sort();
     compare(&files);
 }
+
+/// Cases found to differ once, kept so they stay alike (`tests/fixtures/parity`).
+#[test]
+fn edge_cases_match_keepalived() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    compare(&files);
+}

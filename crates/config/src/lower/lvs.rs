@@ -123,7 +123,11 @@ fn method(cx: &mut Cx<'_>, n: &Node) -> Option<(LvsMethod, Option<Tunnel>)> {
         return Some((m, None));
     }
     if m != LvsMethod::Tun {
-        cx.d.invalid(arg_span(n), "tunnel options need lvs_method TUN");
+        // keepalived takes them and hands them to IPVS, which uses them only to tunnel.
+        cx.d.note(
+            arg_span(n),
+            "tunnel options have no effect without lvs_method TUN (keepalived accepts them; IPVS uses them only for tunnelling)",
+        );
         return Some((m, None));
     }
     t.port = port.unwrap_or(0);
@@ -578,6 +582,31 @@ mod tests {
             assert!(
                 loaded.diagnostics.iter().any(|d| d.message == want),
                 "{opts}: {}",
+                loaded.render()
+            );
+        }
+        // On NAT or DR keepalived takes them (`-t` exits 0) and IPVS ignores them: a note.
+        for method in ["NAT", "DR"] {
+            let text = format!(
+                "virtual_server 10.0.0.1 80 {{\n protocol TCP\n real_server 10.0.0.5 80 {{\n  lvs_method {method} type gue port 6080\n }}\n}}\n"
+            );
+            let loaded = crate::parse_str(&text);
+            let rs = &loaded.config.virtual_servers[0].real_servers[0];
+            assert_eq!(rs.tunnel, None, "{method}");
+            assert_eq!(
+                crate::diag::exit_code(&loaded.diagnostics, false),
+                0,
+                "{}",
+                loaded.render()
+            );
+            assert!(
+                loaded
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.class == crate::diag::Class::Note
+                        && d.message
+                            .starts_with("tunnel options have no effect without lvs_method TUN")),
+                "{}",
                 loaded.render()
             );
         }
