@@ -40,80 +40,10 @@ const DR_VIP: &str = "10.201.4.1:7003";
 /// The backend for direct return: the same port as the virtual service, as DR requires.
 const DR_BACKEND: &str = "10.201.2.2:7003";
 
-/// The three namespaces, deleted when dropped.
-struct Topology {
-    client: String,
-    director: String,
-    backend: String,
-}
+#[path = "../tests/support/director.rs"]
+mod director;
 
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("ip");
-    assert!(st.success(), "ip {}", args.join(" "));
-}
-
-impl Topology {
-    fn new() -> Topology {
-        let pid = std::process::id();
-        let t = Topology {
-            client: format!("hfnft-c-{pid}"),
-            director: format!("hfnft-d-{pid}"),
-            backend: format!("hfnft-b-{pid}"),
-        };
-        for n in [&t.client, &t.director, &t.backend] {
-            ip(&["netns", "add", n]);
-            ip(&["-n", n, "link", "set", "lo", "up"]);
-        }
-        let (c, d, b) = (&t.client, &t.director, &t.backend);
-        ip(&[
-            "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "c0", "netns", d,
-        ]);
-        ip(&[
-            "-n", b, "link", "add", "eth0", "type", "veth", "peer", "name", "b0", "netns", d,
-        ]);
-        ip(&["-n", c, "addr", "add", "10.201.1.2/24", "dev", "eth0"]);
-        ip(&["-n", d, "addr", "add", "10.201.1.1/24", "dev", "c0"]);
-        ip(&["-n", d, "addr", "add", "10.201.2.1/24", "dev", "b0"]);
-        ip(&["-n", b, "addr", "add", "10.201.2.2/24", "dev", "eth0"]);
-        // The virtual address is the director's own (the proxy listens on it).
-        ip(&["-n", d, "addr", "add", "10.201.3.1/32", "dev", "lo"]);
-        for (n, dev) in [(c, "eth0"), (d, "c0"), (d, "b0"), (b, "eth0")] {
-            ip(&["-n", n, "link", "set", dev, "up"]);
-        }
-        ip(&["-n", c, "route", "add", "default", "via", "10.201.1.1"]);
-        ip(&["-n", b, "route", "add", "default", "via", "10.201.2.1"]);
-        ip(&["netns", "exec", d, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        // Direct return: the backend accepts the virtual address as its own.
-        ip(&["-n", b, "addr", "add", "10.201.4.1/32", "dev", "lo"]);
-        t
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for n in [&self.client, &self.director, &self.backend] {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-/// Moves the calling thread into namespace `name`.
-fn enter(name: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("namespace file");
-    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// Runs `f` on a thread inside namespace `name` (child processes it starts are there too).
-fn in_ns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter(name);
-            f()
-        })
-        .join()
-        .expect("thread in namespace")
-    })
-}
+use director::{Director, enter, in_ns, ip};
 
 fn runtime(ns: String) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -161,7 +91,7 @@ fn main() {
 
 /// Inside the VM: direct, NAT on conntrack's path alone, NAT with the flowtable.
 fn in_vm() {
-    let topo = Topology::new();
+    let topo = Director::new(&format!("hfnft-{}", std::process::id()));
     let backend_rt = runtime(topo.backend.clone());
     backend_rt.spawn(backend(BACKEND));
     let mut nft = in_ns(&topo.director, || {
@@ -246,7 +176,17 @@ fn in_vm() {
 /// On this machine's kernel: direct, the proxy, nft NAT (with the fast path if the kernel
 /// has it) and direct return.
 fn on_host() {
-    let topo = Topology::new();
+    let topo = Director::new(&format!("hfnft-{}", std::process::id()));
+    // Direct return: the backend accepts the virtual address as its own.
+    ip(&[
+        "-n",
+        &topo.backend,
+        "addr",
+        "add",
+        "10.201.4.1/32",
+        "dev",
+        "lo",
+    ]);
     let backend_rt = runtime(topo.backend.clone());
     backend_rt.spawn(backend(BACKEND));
     backend_rt.spawn(backend(DR_VIP));

@@ -23,96 +23,34 @@ fn in_the_vm() {
     );
 }
 
-/// iproute2's `ip` (busybox's shell would run its own applet first).
-fn ip(args: &[&str]) {
-    let st = Command::new("/sbin/ip").args(args).status().unwrap();
-    assert!(st.success(), "ip {}", args.join(" "));
+#[path = "support/director.rs"]
+mod director;
+
+use director::{Director, in_ns};
+
+/// The benchmark's topology in the VM: the client reaches the VIP 10.201.3.1 through the
+/// director.
+fn lab() -> Director {
+    in_the_vm();
+    Director::new("hfvm")
 }
 
-/// A client, a director that forwards and a backend, joined by veth pairs (as the nft
-/// benchmark's): the client reaches the VIP 10.201.3.1 through the director.
-struct Lab;
-
-const NAMES: [&str; 3] = ["hfvm-c", "hfvm-d", "hfvm-b"];
-
-impl Lab {
-    fn up() -> Lab {
-        in_the_vm();
-        for n in NAMES {
-            let _ = Command::new("/sbin/ip")
-                .args(["netns", "del", n])
-                .stderr(std::process::Stdio::null())
-                .status();
-            ip(&["netns", "add", n]);
-            ip(&["-n", n, "link", "set", "lo", "up"]);
-        }
-        let [c, d, b] = NAMES;
-        ip(&[
-            "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "c0", "netns", d,
-        ]);
-        ip(&[
-            "-n", b, "link", "add", "eth0", "type", "veth", "peer", "name", "b0", "netns", d,
-        ]);
-        ip(&["-n", c, "addr", "add", "10.201.1.2/24", "dev", "eth0"]);
-        ip(&["-n", d, "addr", "add", "10.201.1.1/24", "dev", "c0"]);
-        ip(&["-n", d, "addr", "add", "10.201.2.1/24", "dev", "b0"]);
-        ip(&["-n", b, "addr", "add", "10.201.2.2/24", "dev", "eth0"]);
-        ip(&["-n", d, "addr", "add", "10.201.3.1/32", "dev", "lo"]);
-        for (n, dev) in [(c, "eth0"), (d, "c0"), (d, "b0"), (b, "eth0")] {
-            ip(&["-n", n, "link", "set", dev, "up"]);
-        }
-        ip(&["-n", c, "route", "add", "default", "via", "10.201.1.1"]);
-        ip(&["-n", b, "route", "add", "default", "via", "10.201.2.1"]);
-        // (No sysctl in the VM: /proc/sys/net is the namespace's own.)
-        ip(&[
-            "netns",
-            "exec",
-            d,
-            "sh",
-            "-c",
-            "echo 1 > /proc/sys/net/ipv4/ip_forward",
-        ]);
-        Lab
-    }
-
-    /// Runs `f` on a thread inside namespace `n` (its child processes too).
-    fn within<T: Send + 'static>(&self, n: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{n}");
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
-    /// The director's conntrack entries of connections from client port `port`.
-    fn tracked(&self, port: u16) -> String {
-        self.within("hfvm-d", move || {
-            let out = Command::new("conntrack")
-                .args(["-L", "-p", "tcp", "--sport", &port.to_string()])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for n in NAMES {
-            let _ = Command::new("/sbin/ip")
-                .args(["netns", "del", n])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
+/// The director's conntrack entries of connections from client port `port`.
+fn tracked(lab: &Director, port: u16) -> String {
+    in_ns(&lab.director, || {
+        let out = Command::new("conntrack")
+            .args(["-L", "-p", "tcp", "--sport", &port.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
 }
 
 /// An echo server on the backend, port 7001.
-fn echo(lab: &Lab) {
-    let l = lab.within("hfvm-b", || TcpListener::bind("10.201.2.2:7001").unwrap());
+fn echo(lab: &Director) {
+    let l = in_ns(&lab.backend, || {
+        TcpListener::bind("10.201.2.2:7001").unwrap()
+    });
     std::thread::spawn(move || {
         for c in l.incoming() {
             let Ok(mut c) = c else { continue };
@@ -137,8 +75,8 @@ fn nat() -> ServiceSpec {
 }
 
 /// A connection from the client to the VIP.
-fn connect(lab: &Lab) -> TcpStream {
-    let s = lab.within("hfvm-c", || {
+fn connect(lab: &Director) -> TcpStream {
+    let s = in_ns(&lab.client, || {
         TcpStream::connect_timeout(&"10.201.3.1:7001".parse().unwrap(), Duration::from_secs(5))
             .expect("connect through the VIP")
     });
@@ -172,9 +110,9 @@ fn soon(mut f: impl FnMut() -> bool) -> bool {
 #[test]
 #[ignore = "needs a kernel with nf_flow_table: run by scripts/ipvs-vm/test"]
 fn established_nat_connections_are_offloaded_and_still_carry_their_data() {
-    let lab = Lab::up();
+    let lab = lab();
     echo(&lab);
-    let mut plane = lab.within("hfvm-d", || {
+    let mut plane = in_ns(&lab.director, || {
         let mut p = NftPlane::open("holdfast_vm").expect("nftables");
         p.apply(&vec![nat()]).expect("the NAT service applies");
         p
@@ -194,14 +132,14 @@ fn established_nat_connections_are_offloaded_and_still_carry_their_data() {
     round_trips(&mut s, 3);
     // Offloaded once conntrack saw it established, NATed to the backend.
     assert!(
-        soon(|| lab.tracked(port).contains("[OFFLOAD]")),
+        soon(|| tracked(&lab, port).contains("[OFFLOAD]")),
         "{}",
-        lab.tracked(port)
+        tracked(&lab, port)
     );
     assert!(
-        lab.tracked(port).contains("src=10.201.2.2"),
+        tracked(&lab, port).contains("src=10.201.2.2"),
         "{}",
-        lab.tracked(port)
+        tracked(&lab, port)
     );
     // The flowtable now carries the packets, both ways, rewritten as conntrack would.
     round_trips(&mut s, 20);
@@ -212,13 +150,13 @@ fn established_nat_connections_are_offloaded_and_still_carry_their_data() {
     assert!(rest.is_empty());
     drop(s);
     assert!(
-        soon(|| !lab.tracked(port).contains("[OFFLOAD]")),
+        soon(|| !tracked(&lab, port).contains("[OFFLOAD]")),
         "{}",
-        lab.tracked(port)
+        tracked(&lab, port)
     );
 
     // `nft_flowtable off`: the same service, no offload.
-    let mut plane = lab.within("hfvm-d", move || {
+    let mut plane = in_ns(&lab.director, move || {
         plane.release().unwrap();
         let mut p = NftPlane::open("holdfast_vm").expect("nftables");
         p.set_flowtable(false);
@@ -229,13 +167,13 @@ fn established_nat_connections_are_offloaded_and_still_carry_their_data() {
     let mut s = connect(&lab);
     let port = s.local_addr().unwrap().port();
     round_trips(&mut s, 5);
-    let entry = lab.tracked(port);
+    let entry = tracked(&lab, port);
     assert!(
         entry.contains("ESTABLISHED") && !entry.contains("[OFFLOAD]"),
         "{entry}"
     );
     drop(s);
-    let tables = lab.within("hfvm-d", move || {
+    let tables = in_ns(&lab.director, move || {
         plane.release().unwrap();
         let out = Command::new("nft")
             .args(["list", "tables"])
