@@ -74,7 +74,7 @@ mdir=$kroot/lib/modules/$kver
 want="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
       ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf nf_conntrack veth bridge ipip
       nf_tables nft_chain_nat nft_nat nft_ct nft_numgen nft_hash nft_fwd_netdev nf_flow_table
-      nf_flow_table_inet nft_flow_offload nf_conntrack_netlink
+      nf_flow_table_inet nft_flow_offload nf_conntrack_netlink ip_vs_pe_sip
       crc32c_generic 9p 9pnet_virtio virtio_pci"
 declare -A seen=()
 queue=()
@@ -149,7 +149,7 @@ modprobe crc32c_generic
 for m in ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh \
     ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf nf_conntrack veth bridge ipip \
     nf_tables nft_chain_nat nft_nat nft_ct nft_numgen nft_hash nft_fwd_netdev nf_flow_table \
-    nf_flow_table_inet nft_flow_offload nf_conntrack_netlink; do
+    nf_flow_table_inet nft_flow_offload nf_conntrack_netlink ip_vs_pe_sip; do
     modprobe $m || echo "ipvs-vm: modprobe $m failed"
 done
 /sbin/ip link set lo up

@@ -749,6 +749,9 @@ pub struct VirtualServer {
     pub persistence_timeout: Option<u32>,
     /// `persistence_granularity`.
     pub persistence_granularity: Option<String>,
+    /// `persistence_engine NAME`: an IPVS persistence engine (`sip`: persistence by SIP
+    /// Call-ID); keepalived keeps at most 15 characters.
+    pub persistence_engine: Option<String>,
     /// `ha_suspend`.
     pub ha_suspend: bool,
     /// `proxy_protocol` (holdfast extension): the proxy data plane sends a PROXY protocol v2

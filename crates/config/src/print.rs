@@ -597,6 +597,7 @@ impl P {
         }
         self.optn("persistence_timeout", vs.persistence_timeout);
         self.opt("persistence_granularity", &vs.persistence_granularity);
+        self.opt("persistence_engine", &vs.persistence_engine);
         self.flag("ha_suspend", vs.ha_suspend);
         self.flag("proxy_protocol", vs.proxy_protocol);
         self.opt("virtualhost", &vs.virtualhost);

@@ -130,6 +130,28 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
             d.push_unlined(Class::Invalid, vs.origin.0, format!("virtual_server: {w}"));
         }
     }
+    // persistence_engine: persistence engines (`sip`) are IPVS modules; the proxy and
+    // nftables have none, so asking for one there is refused, not ignored.
+    for vs in &cfg.virtual_servers {
+        let Some(pe) = &vs.persistence_engine else {
+            continue;
+        };
+        let why = if vs.proxy_protocol {
+            format!(
+                "virtual_server: persistence_engine {pe}: persistence engines are IPVS's and proxy_protocol needs the proxy data plane: not both"
+            )
+        } else {
+            let plane = match vs.dataplane.or(cfg.global.dataplane) {
+                Some(crate::model::DataPlane::Nft) => "nft",
+                Some(crate::model::DataPlane::Proxy) => "proxy",
+                _ => continue,
+            };
+            format!(
+                "virtual_server: persistence_engine {pe}: persistence engines are IPVS's (dataplane {plane} has none; use dataplane ipvs or auto)"
+            )
+        };
+        d.push_unlined(Class::Invalid, vs.origin.0, why);
+    }
     // dataplane nft (holdfast): what nftables rules cannot express is refused here, not at
     // run time.
     for vs in &cfg.virtual_servers {

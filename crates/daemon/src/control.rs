@@ -249,6 +249,7 @@ fn status(src: &Sources, services: Vec<holdfast_dataplane::ServiceStats>) -> Val
                 "persistence": s.persistence.map(|d| d.as_secs()),
                 "persistence_mask": s.persistence_prefix.map(|p| mask(s.key.is_v6(), p)),
                 "ops": s.one_packet,
+                "persistence_engine": s.persistence_engine,
                 "destinations": s.dests.iter().map(|d| json!({
                     "address": d.addr.map(|a| a.to_string()),
                     "forward": d.method.name(),
@@ -326,6 +327,9 @@ pub fn render_lvs(status: &Value) -> String {
             line.push_str(&format!(" persistent {p}"));
             if let Some(m) = s["persistence_mask"].as_str() {
                 line.push_str(&format!(" mask {m}"));
+            }
+            if let Some(pe) = s["persistence_engine"].as_str() {
+                line.push_str(&format!(" pe {pe}"));
             }
         }
         if s["ops"].as_bool() == Some(true) {
@@ -438,6 +442,16 @@ mod tests {
              TCP  10.0.0.100:3306 wlc (flag-2) persistent 360 mask 255.255.255.0 ops\n  \
              -> 10.0.0.11:3306               Masq    1      12         3         \n  \
              -> 10.0.0.12:3306               Masq    0      0          0         \n"
+        );
+        // A persistence engine follows the persistence, as in ipvsadm.
+        let v = json!({"services": [{
+            "protocol": "UDP", "address": "10.0.0.100:5060", "scheduler": "rr",
+            "persistence": 60, "persistence_engine": "sip", "flags": [], "destinations": []
+        }]});
+        assert!(
+            render_lvs(&v).contains("\nUDP  10.0.0.100:5060 rr persistent 60 pe sip\n"),
+            "{}",
+            render_lvs(&v)
         );
     }
 

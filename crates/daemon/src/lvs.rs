@@ -380,6 +380,11 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             .as_ref()
             .is_none_or(|(_, k)| k.iter().all(|k| k.addr().is_some()));
     let plane = match vs.dataplane.or(cfg.global.dataplane) {
+        _ if vs.proxy_protocol && vs.persistence_engine.is_some() => {
+            return Err(format!(
+                "virtual_server {name}: proxy_protocol needs the proxy data plane and persistence_engine needs IPVS: not both; not run"
+            ));
+        }
         _ if vs.proxy_protocol && !proxyable => {
             return Err(format!(
                 "virtual_server {name}: proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only; not run"
@@ -388,6 +393,28 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
         Some(holdfast_config::model::DataPlane::Ipvs) if vs.proxy_protocol => {
             return Err(format!(
                 "virtual_server {name}: proxy_protocol: dataplane ipvs forwards the client's packets unchanged and cannot send a PROXY header; not run"
+            ));
+        }
+        // Persistence engines are IPVS modules.
+        Some(
+            p @ (holdfast_config::model::DataPlane::Proxy | holdfast_config::model::DataPlane::Nft),
+        ) if vs.persistence_engine.is_some() => {
+            return Err(format!(
+                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's (dataplane {} has none); not run",
+                vs.persistence_engine.as_deref().unwrap_or(""),
+                if p == holdfast_config::model::DataPlane::Nft {
+                    "nft"
+                } else {
+                    "proxy"
+                }
+            ));
+        }
+        None | Some(holdfast_config::model::DataPlane::Auto)
+            if vs.persistence_engine.is_some() && !ipvs_available() =>
+        {
+            return Err(format!(
+                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's, which this kernel does not have; not run",
+                vs.persistence_engine.as_deref().unwrap_or("")
             ));
         }
         Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
@@ -499,6 +526,7 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
             },
             proxy_protocol: vs.proxy_protocol,
             one_packet: vs.ops,
+            persistence_engine: vs.persistence_engine.clone(),
             ..ServiceSpec::new(key, sched, Vec::new())
         },
         service: ServiceConfig {

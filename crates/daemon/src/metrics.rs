@@ -473,6 +473,7 @@ mod tests {
             persistence: None,
             persistence_prefix: None,
             one_packet: false,
+            persistence_engine: None,
             dests: vec![DestStats {
                 addr: Some(rs),
                 weight: 1,

@@ -419,11 +419,11 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
     let conf = Path::new("/tmp/auto.conf");
     std::fs::write(
         conf,
-        "global_defs {\n    control_socket /tmp/auto.sock\n}\nvirtual_server 10.9.1.1 80 {\n    lb_algo sh\n    sh-port\n    sh-fallback\n    persistence_timeout 50\n    persistence_granularity 255.255.255.0\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n    real_server 10.9.1.3 80 {\n        lvs_method TUN type gue port 6080 csum\n    }\n}\nvirtual_server 10.9.1.1 53 {\n    protocol UDP\n    ops\n    real_server 10.9.1.2 53 {\n        weight 1\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
+        "global_defs {\n    control_socket /tmp/auto.sock\n}\nvirtual_server 10.9.1.1 80 {\n    lb_algo sh\n    sh-port\n    sh-fallback\n    persistence_timeout 50\n    persistence_granularity 255.255.255.0\n    real_server 10.9.1.2 80 {\n        TCP_CHECK {\n        }\n    }\n    real_server 10.9.1.3 80 {\n        lvs_method TUN type gue port 6080 csum\n    }\n}\nvirtual_server 10.9.1.1 53 {\n    protocol UDP\n    ops\n    real_server 10.9.1.2 53 {\n        weight 1\n    }\n}\nvirtual_server 10.9.1.1 5060 {\n    protocol UDP\n    lb_algo rr\n    persistence_timeout 60\n    persistence_engine sip\n    real_server 10.9.1.2 5060 {\n        weight 1\n    }\n}\nvirtual_server 10.9.1.1 3306 {\n    proxy_protocol\n    real_server 10.9.1.2 3306 {\n        TCP_CHECK {\n        }\n    }\n}\n",
     )
     .unwrap();
     let d = Daemon::start(conf, "auto");
-    d.wait_log(20, "Using the IPVS data plane for 2 virtual server(s)");
+    d.wait_log(20, "Using the IPVS data plane for 3 virtual server(s)");
     d.wait_log(5, "Using the proxy data plane for 1 virtual server(s)");
     // Only the first is in the kernel: the PROXY header needs the proxy.
     // The scheduler flags and the persistence mask are in the kernel, and `holdfast status
@@ -453,6 +453,18 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
     let udp = "UDP  10.9.1.1:53 wlc ops";
     assert!(t.contains(udp), "{t}");
     assert!(status.contains(udp), "{status}\n{t}");
+    // The SIP persistence engine is in the kernel, shown as ipvsadm shows it.
+    let sip = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("UDP  10.9.1.1:5060 "))
+            .map(str::trim_end)
+            .map(str::to_owned)
+    };
+    assert!(
+        sip(&t).is_some_and(|l| l.contains("persistent 60") && l.contains("pe sip")),
+        "{t}"
+    );
+    assert_eq!(sip(&status), sip(&t), "{status}\n{t}");
     let log = d.stop();
     assert!(!ipvsadm().contains("10.9.1.1"), "{log}");
 }

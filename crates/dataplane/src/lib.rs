@@ -207,6 +207,8 @@ pub struct ServiceSpec {
     pub proxy_protocol: bool,
     /// `ops`: one-packet scheduling (each UDP datagram scheduled on its own; IPVS only).
     pub one_packet: bool,
+    /// `persistence_engine`: an IPVS persistence engine's name (`sip`; IPVS only).
+    pub persistence_engine: Option<String>,
 }
 
 impl ServiceSpec {
@@ -226,6 +228,7 @@ impl ServiceSpec {
             fin_timeout: Duration::from_secs(120),
             proxy_protocol: false,
             one_packet: false,
+            persistence_engine: None,
         }
     }
 }
@@ -302,6 +305,8 @@ pub struct ServiceStats {
     pub persistence_prefix: Option<u8>,
     /// `ops`: one-packet scheduling.
     pub one_packet: bool,
+    /// The persistence engine (IPVS).
+    pub persistence_engine: Option<String>,
     /// Destinations in table order.
     pub dests: Vec<DestStats>,
 }

@@ -96,6 +96,11 @@ pub fn unsupported(spec: &ServiceSpec) -> Option<String> {
             "ops (one-packet scheduling) is not built on nftables (use dataplane ipvs)".into(),
         );
     }
+    if let Some(pe) = &spec.persistence_engine {
+        return Some(format!(
+            "persistence_engine {pe}: persistence engines are IPVS's; nftables has none (use dataplane ipvs)"
+        ));
+    }
     if spec.proxy_protocol {
         return Some(
             "proxy_protocol: nftables forwards the client's packets unchanged and cannot send a PROXY header (use dataplane proxy)"
@@ -1514,6 +1519,7 @@ impl DataPlane for NftPlane {
                 persistence: spec.persistence,
                 persistence_prefix: spec.persistence.and(spec.persistence_prefix),
                 one_packet: false,
+                persistence_engine: None,
                 dests: spec
                     .dests
                     .iter()

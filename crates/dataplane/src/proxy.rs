@@ -208,6 +208,16 @@ impl DataPlane for ProxyPlane {
             }
         }
         for spec in wanted {
+            if let Some(pe) = &spec.persistence_engine {
+                errors.push(DataPlaneError {
+                    key: spec.key,
+                    error: std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        format!("persistence_engine {pe}: persistence engines are IPVS's; the proxy has none"),
+                    ),
+                });
+                continue;
+            }
             if let Some(r) = self.running.get(&spec.key) {
                 update(&mut r.svc.lock(), spec);
                 continue;
@@ -294,6 +304,7 @@ impl DataPlane for ProxyPlane {
                     persistence: i.spec.persistence,
                     persistence_prefix: i.spec.persistence.and(i.spec.persistence_prefix),
                     one_packet: false,
+                    persistence_engine: None,
                     dests: i.dests.iter().map(|d| d.stats).collect(),
                 }
             })

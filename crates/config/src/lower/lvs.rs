@@ -12,13 +12,7 @@ use crate::model::{
 };
 use crate::tree::Node;
 
-const VS_UNSUPPORTED: &[&str] = &[
-    "hashed",
-    "flag-3",
-    "snmp_name",
-    "persistence_engine",
-    "lvs_tun_type",
-];
+const VS_UNSUPPORTED: &[&str] = &["hashed", "flag-3", "snmp_name", "lvs_tun_type"];
 
 const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos",
@@ -167,6 +161,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         protocol: Protocol::Tcp,
         persistence_timeout: None,
         persistence_granularity: None,
+        persistence_engine: None,
         ha_suspend: false,
         proxy_protocol: false,
         virtualhost: None,
@@ -265,6 +260,10 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     if c.args.is_empty() { Some(360) } else { cx.count(c, 1, i64::from(u32::MAX)) }
             }
             "persistence_granularity" => vs.persistence_granularity = cx.string(c),
+            // keepalived copies the name into IPVS's 16-byte field, cutting what is longer.
+            "persistence_engine" => {
+                vs.persistence_engine = cx.string(c).map(|s| s.chars().take(15).collect());
+            }
             "ha_suspend" => vs.ha_suspend = true,
             "proxy_protocol" => vs.proxy_protocol = true,
             "virtualhost" => vs.virtualhost = cx.string(c),
@@ -522,6 +521,52 @@ mod tests {
             "{}",
             loaded.render()
         );
+    }
+
+    #[test]
+    fn persistence_engine_is_read_cut_to_ipvs_s_field_and_refused_off_ipvs() {
+        let loaded = crate::parse_str(&vs(" persistence_timeout 60\n persistence_engine sip\n"));
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
+        let v = &loaded.config.virtual_servers[0];
+        assert_eq!(v.persistence_engine.as_deref(), Some("sip"));
+        let printed = crate::print::print(&loaded.config);
+        assert!(printed.contains("persistence_engine sip"), "{printed}");
+        assert_eq!(
+            crate::parse_str(&printed).config.virtual_servers,
+            loaded.config.virtual_servers
+        );
+        // keepalived copies it into IPVS's 16-byte name: 15 characters and the NUL.
+        let loaded = crate::parse_str(&vs(" persistence_engine abcdefghijklmnopqrst\n"));
+        assert_eq!(
+            loaded.config.virtual_servers[0]
+                .persistence_engine
+                .as_deref(),
+            Some("abcdefghijklmno")
+        );
+        // The proxy and nftables have no engines; nor can a PROXY header go with one.
+        for (extra, want) in [
+            (" dataplane nft\n", "dataplane nft has none"),
+            (" dataplane proxy\n", "dataplane proxy has none"),
+            (
+                " proxy_protocol\n",
+                "proxy_protocol needs the proxy data plane: not both",
+            ),
+        ] {
+            let loaded = crate::parse_str(&vs(&format!(" persistence_engine sip\n{extra}")));
+            assert!(
+                loaded
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.class == crate::diag::Class::Invalid
+                        && d.message
+                            .starts_with("virtual_server: persistence_engine sip: ")
+                        && d.message.contains(want)),
+                "{extra}: {}",
+                loaded.render()
+            );
+        }
+        let loaded = crate::parse_str(&vs(" persistence_engine sip\n dataplane ipvs\n"));
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn service_of(spec: &ServiceSpec) -> Service {
         flags,
         timeout,
         netmask,
+        pe: spec.persistence_engine.clone().unwrap_or_default(),
     }
 }
 
@@ -453,6 +454,7 @@ impl DataPlane for IpvsPlane {
                 persistence: (k.service.flags & flag::PERSISTENT != 0)
                     .then(|| Duration::from_secs(u64::from(k.service.timeout))),
                 one_packet: k.service.flags & flag::ONEPACKET != 0,
+                persistence_engine: Some(k.service.pe.clone()).filter(|p| !p.is_empty()),
                 persistence_prefix: {
                     // The kernel holds an IPv6 prefix length, an IPv4 mask in network order.
                     let p = if k.service.key.is_v6() {

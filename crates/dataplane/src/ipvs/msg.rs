@@ -82,6 +82,7 @@ mod svc {
     pub const TIMEOUT: u16 = 8;
     pub const NETMASK: u16 = 9;
     pub const STATS: u16 = 10;
+    pub const PE_NAME: u16 = 11;
     pub const STATS64: u16 = 12;
 }
 
@@ -376,6 +377,8 @@ pub struct Service {
     pub timeout: u32,
     /// Persistence granularity: for IPv4 the mask as an address, for IPv6 a prefix length.
     pub netmask: u32,
+    /// The persistence engine (`sip`), empty for none.
+    pub pe: String,
 }
 
 /// Counters of a service or destination.
@@ -464,6 +467,10 @@ impl Service {
             svc::NETMASK,
             self.netmask.to_ne_bytes().to_vec(),
         ));
+        // Left out, an edit removes the service's engine (the kernel's `ip_vs_edit_service`).
+        if !self.pe.is_empty() {
+            a.push(Attr::string(svc::PE_NAME, &self.pe));
+        }
         Attr::Nested(cmd_attr::SERVICE, a)
     }
 
@@ -504,6 +511,7 @@ impl Service {
             flags,
             timeout: get_u32(&raw, svc::TIMEOUT).unwrap_or(0),
             netmask: get_u32(&raw, svc::NETMASK).unwrap_or(0),
+            pe: get_string(&raw, svc::PE_NAME).unwrap_or_default(),
         };
         Ok((service, counters(&raw, svc::STATS64, svc::STATS)?))
     }
@@ -642,6 +650,7 @@ mod tests {
             flags: 0,
             timeout: 0,
             netmask: u32::MAX,
+            pe: String::new(),
         };
         let b = emit(&[s.attr()]);
         // Nested SERVICE header: length, type 1 with NLA_F_NESTED (0x8000).
@@ -657,6 +666,8 @@ mod tests {
         assert_eq!(find(&inner, svc::PORT), Some(&[0x0c, 0xea][..]));
         assert_eq!(find(&inner, svc::SCHED_NAME), Some(&b"rr\0"[..]));
         assert_eq!(find(&inner, svc::FLAGS).map(<[u8]>::len), Some(8));
+        // No engine, no attribute (an edit without one removes the engine).
+        assert_eq!(find(&inner, svc::PE_NAME), None);
         // And it reads back.
         let (back, _) = Service::parse(&b[4..]).unwrap();
         assert_eq!(back, s);
@@ -670,8 +681,13 @@ mod tests {
             flags: flag::PERSISTENT | flag::SCHED1,
             timeout: 360,
             netmask: 64,
+            pe: "sip".into(),
         };
         let b = emit(&[s.attr()]);
+        assert_eq!(
+            find(&attrs(&b[4..]).unwrap(), svc::PE_NAME),
+            Some(&b"sip\0"[..])
+        );
         assert_eq!(Service::parse(&b[4..]).unwrap().0, s);
         let d = Dest {
             addr: "[2001:db8::2]:80".parse().unwrap(),
