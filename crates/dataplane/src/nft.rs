@@ -1611,6 +1611,12 @@ mod tests {
         let mut p = spec(Kind::Rr, &[]);
         p.persistence = Some(Duration::from_secs(60));
         assert!(unsupported(&p).is_none());
+        p.persistence_engine = Some("sip".into());
+        assert!(
+            unsupported(&p)
+                .unwrap()
+                .contains("persistence engines are IPVS's")
+        );
         let mut d = spec(Kind::Rr, &[("10.0.5.2:3306", 1), ("10.0.5.3:3306", 1)]);
         d.dests[0].method = Forward::Route;
         assert!(unsupported(&d).unwrap().contains("mixing"));

@@ -880,6 +880,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_persistence_engine_is_refused_and_the_rest_of_the_table_applies() {
+        let (a, _ta) = backend("a").await;
+        let (vip, other) = (free_port().await, free_port().await);
+        let mut sip = spec(vip, Kind::Rr, &[(a, 1)]);
+        sip.persistence_engine = Some("sip".into());
+        let mut plane = ProxyPlane::new();
+        let errs = plane
+            .apply(&vec![sip, spec(other, Kind::Rr, &[(a, 1)])])
+            .unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].key, ServiceKey::tcp(vip));
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("persistence engines are IPVS's")
+        );
+        assert_eq!(hello(other).await, "a");
+        assert!(plane.stats().iter().all(|s| s.key != ServiceKey::tcp(vip)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn round_robin_through_the_proxy_and_weight_zero_drains() {
         let (a, _ta) = backend("a").await;
         let (b, _tb) = backend("b").await;
