@@ -14,6 +14,11 @@ use holdfast_dataplane::nft::NftPlane;
 use holdfast_dataplane::{DataPlane, DestSpec, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::Kind;
 
+// Only its namespace helpers are used here.
+#[allow(dead_code)]
+#[path = "support/director.rs"]
+mod director;
+
 /// A private namespace for this thread (and the `nft` it runs), with lo up and the VIP.
 fn netns() {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (needs root)");
@@ -369,15 +374,8 @@ impl DrLab {
     }
 
     /// Runs `f` on a thread inside node `n`'s namespace (its child processes too).
-    fn within<T: Send + 'static>(&self, n: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}-{n}", self.0);
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
+    fn within<T: Send>(&self, n: &str, f: impl FnOnce() -> T + Send) -> T {
+        director::in_ns(&format!("{}-{n}", self.0), f)
     }
 }
 
