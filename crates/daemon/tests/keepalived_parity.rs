@@ -140,14 +140,22 @@ fn compare(files: &[PathBuf]) {
     );
 }
 
-#[test]
-fn seed_configs_match_keepalived() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
+/// The files of `tests/fixtures/NAME`, sorted.
+fn fixtures(name: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixtures")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn seed_configs_match_keepalived() {
+    let files = fixtures("seeds");
     assert_eq!(
         files.len(),
         8,
@@ -174,12 +182,7 @@ fn debian_samples_match_keepalived() {
 /// Cases found to differ once, kept so they stay alike (`tests/fixtures/parity`).
 #[test]
 fn edge_cases_match_keepalived() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("fixtures")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
+    let files = fixtures("parity");
     assert!(!files.is_empty());
     compare(&files);
 }
