@@ -256,9 +256,10 @@ fn status(src: &Sources, services: Vec<holdfast_dataplane::ServiceStats>) -> Val
                     "weight": d.weight,
                     "active": d.active,
                     "inactive": d.inactive,
-                    "connections": d.conns,
-                    "bytes_in": d.bytes_in,
-                    "bytes_out": d.bytes_out,
+                    // Totals the plane does not keep are null, not 0.
+                    "connections": s.counted.conns.then_some(d.conns),
+                    "bytes_in": s.counted.bytes.then_some(d.bytes_in),
+                    "bytes_out": s.counted.bytes.then_some(d.bytes_out),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -407,7 +408,10 @@ pub fn render(status: &Value) -> String {
                 d["weight"].as_u64().unwrap_or(0),
                 d["active"].as_u64().unwrap_or(0),
                 d["inactive"].as_u64().unwrap_or(0),
-                d["connections"].as_u64().unwrap_or(0),
+                // `-`: the plane does not count them (nftables).
+                d["connections"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
             ));
         }
     }
@@ -452,6 +456,30 @@ mod tests {
             render_lvs(&v).contains("\nUDP  10.0.0.100:5060 rr persistent 60 pe sip\n"),
             "{}",
             render_lvs(&v)
+        );
+    }
+
+    #[test]
+    fn a_total_the_plane_does_not_keep_is_shown_as_such_not_as_zero() {
+        let v = json!({"instances": [], "services": [{
+            "protocol": "TCP", "address": "10.0.0.100:3306", "scheduler": "rr",
+            "destinations": [
+                {"address": "10.0.0.11:3306", "weight": 1, "active": 2, "inactive": 0,
+                 "connections": null},
+                {"address": "10.0.0.12:3306", "weight": 1, "active": 0, "inactive": 1,
+                 "connections": 0}
+            ]
+        }]});
+        let text = render(&v);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("10.0.0.11:3306") && l.ends_with("connections -")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.contains("10.0.0.12:3306") && l.ends_with("connections 0")),
+            "{text}"
         );
     }
 

@@ -214,53 +214,63 @@ pub fn render(
         f.sample("holdfast_real_server_up", &rs(k, *a), u8::from(*up));
     }
     type Get = fn(&holdfast_dataplane::DestStats) -> u64;
-    let dest: [(&str, &str, &str, Get); 7] = [
+    // Whether the service's plane measures the family (a total it does not keep is left out,
+    // not reported as 0).
+    type Measured = fn(&holdfast_dataplane::Counted) -> bool;
+    let dest: [(&str, &str, &str, Get, Measured); 7] = [
         (
             "holdfast_real_server_weight",
             "gauge",
             "Weight in the data plane (0: drained).",
             |d| u64::from(d.weight),
+            |_| true,
         ),
         (
             "holdfast_real_server_active_connections",
             "gauge",
             "ActiveConn.",
             |d| u64::from(d.active),
+            |_| true,
         ),
         (
             "holdfast_real_server_inactive_connections",
             "gauge",
             "InActConn.",
             |d| u64::from(d.inactive),
+            |_| true,
         ),
         (
             "holdfast_real_server_connections_total",
             "counter",
-            "Connections scheduled to the real server.",
+            "Connections scheduled to the real server (proxy and IPVS planes).",
             |d| d.conns,
+            |c| c.conns,
         ),
         (
             "holdfast_real_server_received_bytes_total",
             "counter",
-            "Bytes from clients to the real server.",
+            "Bytes from clients to the real server (proxy and IPVS planes).",
             |d| d.bytes_in,
+            |c| c.bytes,
         ),
         (
             "holdfast_real_server_sent_bytes_total",
             "counter",
-            "Bytes from the real server to clients.",
+            "Bytes from the real server to clients (proxy and IPVS planes).",
             |d| d.bytes_out,
+            |c| c.bytes,
         ),
         (
             "holdfast_real_server_packets_total",
             "counter",
-            "Packets both ways (kernel planes).",
+            "Packets both ways (IPVS plane).",
             |d| d.packets_in + d.packets_out,
+            |c| c.packets,
         ),
     ];
-    for (metric, kind, help, get) in dest {
+    for (metric, kind, help, get, measured) in dest {
         f.head(metric, kind, help);
-        for s in services {
+        for s in services.iter().filter(|s| measured(&s.counted)) {
             for d in &s.dests {
                 if let Some(a) = d.addr {
                     f.sample(metric, &rs(&s.key, a), get(d));
@@ -474,6 +484,11 @@ mod tests {
             persistence_prefix: None,
             one_packet: false,
             persistence_engine: None,
+            counted: holdfast_dataplane::Counted {
+                conns: true,
+                bytes: true,
+                packets: false,
+            },
             dests: vec![DestStats {
                 addr: Some(rs),
                 weight: 1,
@@ -543,6 +558,13 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+        // The proxy keeps no packet counts: the family is announced, no sample is invented.
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("holdfast_real_server_packets_total{")),
+            "{text}"
+        );
         // Every sample line belongs to a family announced before it (a summary's samples
         // carry _sum and _count).
         let mut typed = std::collections::HashMap::new();

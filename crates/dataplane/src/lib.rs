@@ -290,6 +290,27 @@ pub struct DestStats {
     pub packets_out: u64,
 }
 
+/// Which of [`DestStats`]' totals a plane measures; the others read 0 and mean nothing, so
+/// status and metrics leave them out rather than report a zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// `conns`.
+    pub conns: bool,
+    /// `bytes_in` and `bytes_out`.
+    pub bytes: bool,
+    /// `packets_in` and `packets_out`.
+    pub packets: bool,
+}
+
+impl Counted {
+    /// Every total (IPVS).
+    pub const ALL: Counted = Counted {
+        conns: true,
+        bytes: true,
+        packets: true,
+    };
+}
+
 /// Live counts of one service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceStats {
@@ -307,6 +328,8 @@ pub struct ServiceStats {
     pub one_packet: bool,
     /// The persistence engine (IPVS).
     pub persistence_engine: Option<String>,
+    /// Which totals of `dests` the plane measures.
+    pub counted: Counted,
     /// Destinations in table order.
     pub dests: Vec<DestStats>,
 }

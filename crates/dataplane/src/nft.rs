@@ -1520,6 +1520,8 @@ impl DataPlane for NftPlane {
                 persistence_prefix: spec.persistence.and(spec.persistence_prefix),
                 one_packet: false,
                 persistence_engine: None,
+                // nftables keeps no per-server totals (see [`count_connections`]).
+                counted: crate::Counted::default(),
                 dests: spec
                     .dests
                     .iter()

@@ -305,6 +305,12 @@ impl DataPlane for ProxyPlane {
                     persistence_prefix: i.spec.persistence.and(i.spec.persistence_prefix),
                     one_packet: false,
                     persistence_engine: None,
+                    // Connections and bytes; packets are the kernel's.
+                    counted: crate::Counted {
+                        conns: true,
+                        bytes: true,
+                        packets: false,
+                    },
                     dests: i.dests.iter().map(|d| d.stats).collect(),
                 }
             })

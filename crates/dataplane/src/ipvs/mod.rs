@@ -455,6 +455,7 @@ impl DataPlane for IpvsPlane {
                     .then(|| Duration::from_secs(u64::from(k.service.timeout))),
                 one_packet: k.service.flags & flag::ONEPACKET != 0,
                 persistence_engine: Some(k.service.pe.clone()).filter(|p| !p.is_empty()),
+                counted: crate::Counted::ALL,
                 persistence_prefix: {
                     // The kernel holds an IPv6 prefix length, an IPv4 mask in network order.
                     let p = if k.service.key.is_v6() {
