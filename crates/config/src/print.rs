@@ -98,7 +98,6 @@ pub fn print(c: &Config) -> String {
     p.out
 }
 
-/// Quotes a word if keepalived's tokenizer would otherwise split or alter it.
 /// A method with its tunnel options, as `lvs_method` takes them.
 fn with_tunnel(m: &str, t: Option<crate::model::Tunnel>) -> String {
     use crate::model::{TunnelCsum, TunnelType};
@@ -123,6 +122,7 @@ fn with_tunnel(m: &str, t: Option<crate::model::Tunnel>) -> String {
     format!("{m} type {kind}{port} {csum}")
 }
 
+/// Quotes a word if keepalived's tokenizer would otherwise split or alter it.
 pub fn q(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().all(|c| {

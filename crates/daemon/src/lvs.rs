@@ -395,18 +395,12 @@ fn plan_vs(cfg: &Config, vs: &VirtualServer, un: &mut Vec<String>) -> Result<VsP
                 "virtual_server {name}: proxy_protocol: dataplane ipvs forwards the client's packets unchanged and cannot send a PROXY header; not run"
             ));
         }
-        // Persistence engines are IPVS modules.
-        Some(
-            p @ (holdfast_config::model::DataPlane::Proxy | holdfast_config::model::DataPlane::Nft),
-        ) if vs.persistence_engine.is_some() => {
+        // Persistence engines are IPVS modules (nftables refuses them with the rest of what
+        // it cannot do, below).
+        Some(holdfast_config::model::DataPlane::Proxy) if vs.persistence_engine.is_some() => {
             return Err(format!(
-                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's (dataplane {} has none); not run",
-                vs.persistence_engine.as_deref().unwrap_or(""),
-                if p == holdfast_config::model::DataPlane::Nft {
-                    "nft"
-                } else {
-                    "proxy"
-                }
+                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's (dataplane proxy has none); not run",
+                vs.persistence_engine.as_deref().unwrap_or("")
             ));
         }
         None | Some(holdfast_config::model::DataPlane::Auto)

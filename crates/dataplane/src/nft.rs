@@ -170,12 +170,7 @@ fn offload(spec: &ServiceSpec) -> Option<Vec<Statement<'static>>> {
             proto: Proto::Sctp, ..
         } => return None,
         ServiceKey::Addr { proto, addr } => {
-            out.push(eq(
-                Expression::Named(NamedExpression::Meta(Meta {
-                    key: MetaKey::L4proto,
-                })),
-                Expression::String(s(proto.keyword())),
-            ));
+            out.push(l4proto(proto));
             out.push(eq(
                 ct(
                     if v6 { "ip6 daddr" } else { "ip daddr" },
@@ -426,20 +421,23 @@ fn persist_key(spec: &ServiceSpec) -> Expression<'static> {
     )))
 }
 
+/// `meta l4proto PROTO` (nft's protocol names are keepalived's).
+fn l4proto(proto: Proto) -> Statement<'static> {
+    eq(
+        Expression::Named(NamedExpression::Meta(Meta {
+            key: MetaKey::L4proto,
+        })),
+        Expression::String(s(proto.keyword())),
+    )
+}
+
 /// The statements matching a service's packets.
 fn service_match(spec: &ServiceSpec) -> Vec<Statement<'static>> {
     let v6 = spec.key.is_v6();
     let mut out = Vec::new();
     match spec.key {
         ServiceKey::Addr { proto, addr } => {
-            // nft's protocol names are keepalived's.
-            let l4 = proto.keyword();
-            out.push(eq(
-                Expression::Named(NamedExpression::Meta(Meta {
-                    key: MetaKey::L4proto,
-                })),
-                Expression::String(s(l4)),
-            ));
+            out.push(l4proto(proto));
             out.push(eq(
                 field(if v6 { "ip6" } else { "ip" }, "daddr"),
                 Expression::String(s(&addr.ip().to_string())),
@@ -1191,11 +1189,7 @@ impl NftPlane {
         spec: &ServiceSpec,
     ) -> Rule<'static> {
         Rule {
-            family: if ["prerouting", "output", "forward"].contains(&chain) {
-                NfFamily::INet
-            } else {
-                Self::family_of(chain)
-            },
+            family: Self::family_of(chain),
             table: s(&self.table),
             chain: s(chain),
             expr: Cow::Owned(expr),

@@ -69,21 +69,24 @@ fn spec(sched: Kind, dests: &[(SocketAddr, u32)]) -> ServiceSpec {
     )
 }
 
-/// What holdfast's direct-return table holds.
-fn netdev_table() -> String {
-    let out = Command::new("nft")
-        .args(["list", "table", "netdev", "holdfast_test"])
-        .output()
-        .unwrap();
+/// What `nft ARGS` prints.
+fn nft_out(args: &[&str]) -> String {
+    let out = Command::new("nft").args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What holdfast's direct-return table holds.
+fn netdev_table() -> String {
+    nft_out(&["list", "table", "netdev", "holdfast_test"])
+}
+
+/// What holdfast's NAT table holds.
+fn inet_table() -> String {
+    nft_out(&["list", "table", "inet", "holdfast_test"])
+}
+
 fn tables() -> String {
-    let out = Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    nft_out(&["list", "tables"])
 }
 
 /// In a namespace of this thread's own: servers "a" (127.0.0.2) and "b" (127.0.0.3) at port
@@ -930,14 +933,6 @@ fn kernel_has_flowtable(dev: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status();
     ok
-}
-
-fn inet_table() -> String {
-    let out = Command::new("nft")
-        .args(["list", "table", "inet", "holdfast_test"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
