@@ -164,7 +164,7 @@ fn in_vm() {
         );
     }
     println!(
-        "{:<28} each round over its direct round, median: ct only short {:.2}, bulk {:.2}; + flow short {:.2}, bulk {:.2}",
+        "{:<28} each round over its direct round, median (middle half): ct only short {}, bulk {}; + flow short {}, bulk {}",
         "per-round ratios",
         pairs(1, |r| r.short),
         pairs(1, |r| r.bulk),
@@ -295,7 +295,7 @@ fn on_host() {
         );
     }
     println!(
-        "{:<28} each round over its direct round, median: NAT short {:.2}, bulk {:.2}; DR short {:.2}, bulk {:.2}",
+        "{:<28} each round over its direct round, median (middle half): NAT short {}, bulk {}; DR short {}, bulk {}",
         "per-round ratios", pairs[0], pairs[1], pairs[2], pairs[3]
     );
     println!(

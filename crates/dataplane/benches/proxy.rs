@@ -159,7 +159,7 @@ fn main() {
     line("bulk MB/s", d.bulk, h.bulk, p.bulk);
     line("64 B round trips /s", d.rr, h.rr, p.rr);
     println!(
-        "{:<28} holdfast/haproxy of each round, median: short connections {:.2}, bulk {:.2}, round trips {:.2}",
+        "{:<28} holdfast/haproxy of each round, median (middle half): short connections {}, bulk {}, round trips {}",
         "per-round ratios", pairs[0], pairs[1], pairs[2]
     );
     println!(
@@ -171,6 +171,16 @@ fn main() {
         "",
         "",
         h.short_cpu / p.short_cpu
+    );
+    println!(
+        "{:<28} {:>12} {:>12.2} {:>12.2} {:>10} {:>10} {:>14.2}",
+        "proxy sleeps per short conn",
+        "",
+        h.short_sleeps,
+        p.short_sleeps,
+        "",
+        "",
+        h.short_sleeps / p.short_sleeps
     );
     println!(
         "{:<28} {:>12.1} {:>12.1} {:>12.1} {:>10} {:>10} {:>14.2}",

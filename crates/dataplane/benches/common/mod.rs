@@ -61,6 +61,24 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// How often process `pid`'s threads have gone to sleep so far (the sum of their voluntary
+/// context switches): a thread that sleeps must be woken, by a peer paying for it.
+pub fn sleeps(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 /// Short connections per second: connect, one byte each way, close. Also the number made.
 pub async fn short_conns(addr: &'static str) -> (f64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -128,6 +146,8 @@ pub struct Row {
     pub short: f64,
     /// CPU µs the proxy's process spent per short connection (NaN when not measured).
     pub short_cpu: f64,
+    /// Times the proxy's threads went to sleep per short connection (NaN when not measured).
+    pub short_sleeps: f64,
     /// CPU µs this process (the clients and the backend) spent per short connection.
     pub short_own_cpu: f64,
     pub bulk: f64,
@@ -137,7 +157,7 @@ pub struct Row {
 
 /// The three loads against `addr`; `proxy`, the process serving it, to count its CPU time.
 pub async fn measure(addr: &'static str, proxy: Option<u32>) -> Row {
-    let before = proxy.map(cpu_ns);
+    let before = proxy.map(|p| (cpu_ns(p), sleeps(p)));
     let own = cpu_ns(std::process::id());
     let (short, made) = short_conns(addr).await;
     let short_own_cpu = if made > 0 {
@@ -145,17 +165,19 @@ pub async fn measure(addr: &'static str, proxy: Option<u32>) -> Row {
     } else {
         f64::NAN
     };
-    let short_cpu = match (proxy, before) {
-        (Some(pid), Some(b)) if made > 0 => {
-            cpu_ns(pid).saturating_sub(b) as f64 / 1e3 / made as f64
-        }
-        _ => f64::NAN,
+    let (short_cpu, short_sleeps) = match (proxy, before) {
+        (Some(pid), Some((cpu, slept))) if made > 0 => (
+            cpu_ns(pid).saturating_sub(cpu) as f64 / 1e3 / made as f64,
+            sleeps(pid).saturating_sub(slept) as f64 / made as f64,
+        ),
+        _ => (f64::NAN, f64::NAN),
     };
     let bulk = bulk(addr).await;
     let (rr, p99) = ping_pong(addr).await;
     Row {
         short,
         short_cpu,
+        short_sleeps,
         short_own_cpu,
         bulk,
         rr,
@@ -163,13 +185,36 @@ pub async fn measure(addr: &'static str, proxy: Option<u32>) -> Row {
     }
 }
 
-/// The median of the per-round ratios `of[i] / to[i]` of one measure: each round's value
-/// over the baseline measured beside it in the same round, which the machine's drift between
-/// rounds does not move as it moves the ratio of two medians.
-pub fn paired(of: &[Row], to: &[Row], f: fn(&Row) -> f64) -> f64 {
+/// The per-round ratios `of[i] / to[i]` of one measure: each round's value over the baseline
+/// measured beside it in the same round, which the machine's drift between rounds does not
+/// move as it moves the ratio of two medians. Shown as the median and, in brackets, the
+/// middle half of the rounds (first to third quartile).
+pub fn paired(of: &[Row], to: &[Row], f: fn(&Row) -> f64) -> Ratios {
     let mut v: Vec<f64> = of.iter().zip(to).map(|(a, b)| f(a) / f(b)).collect();
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    let at = |q: usize| {
+        v.get((v.len().saturating_sub(1)) * q / 4)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ratios {
+        low: at(1),
+        median: at(2),
+        high: at(3),
+    }
+}
+
+/// See [`paired`].
+pub struct Ratios {
+    pub low: f64,
+    pub median: f64,
+    pub high: f64,
+}
+
+impl std::fmt::Display for Ratios {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} ({:.2}–{:.2})", self.median, self.low, self.high)
+    }
 }
 
 pub fn median(rows: &[Row]) -> Row {
@@ -181,6 +226,7 @@ pub fn median(rows: &[Row]) -> Row {
     Row {
         short: pick(|r| r.short),
         short_cpu: pick(|r| r.short_cpu),
+        short_sleeps: pick(|r| r.short_sleeps),
         short_own_cpu: pick(|r| r.short_own_cpu),
         bulk: pick(|r| r.bulk),
         rr: pick(|r| r.rr),
