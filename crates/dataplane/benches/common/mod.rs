@@ -49,34 +49,36 @@ pub async fn wait_listening(addr: &str) {
     panic!("{addr} never listened");
 }
 
-/// CPU time, in ns, that process `pid`'s threads have run so far (the first field of each
-/// thread's `schedstat`, nanoseconds on a CPU).
-pub fn cpu_ns(pid: u32) -> u64 {
+/// The sum over process `pid`'s threads of a number read from each thread's `file` in
+/// /proc (0 when the process is gone).
+fn threads_sum(pid: u32, file: &str, number: fn(&str) -> Option<u64>) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
     tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join(file)).ok())
+        .filter_map(|s| number(&s))
         .sum()
+}
+
+/// CPU time, in ns, that process `pid`'s threads have run so far (the first field of each
+/// thread's `schedstat`, nanoseconds on a CPU).
+pub fn cpu_ns(pid: u32) -> u64 {
+    threads_sum(pid, "schedstat", |s| {
+        s.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// How often process `pid`'s threads have gone to sleep so far (the sum of their voluntary
 /// context switches): a thread that sleeps must be woken, by a peer paying for it.
 pub fn sleeps(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
+    threads_sum(pid, "status", |s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Short connections per second: connect, one byte each way, close. Also the number made.
