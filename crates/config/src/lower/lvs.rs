@@ -463,6 +463,16 @@ pub(super) fn vs_group(cx: &mut Cx<'_>, n: &Node) -> Option<VsGroup> {
 
 #[cfg(test)]
 mod tests {
+    use crate::diag::Class;
+
+    /// Whether a diagnostic of `class` starts with `start` and also holds `also`.
+    fn said(loaded: &crate::Loaded, class: Class, start: &str, also: &str) -> bool {
+        loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.class == class && d.message.starts_with(start) && d.message.contains(also))
+    }
+
     fn vs(lines: &str) -> String {
         format!(
             "virtual_server 10.0.0.1 80 {{\n protocol TCP\n{lines} real_server 10.0.0.5 80 {{\n }}\n}}\n"
@@ -554,13 +564,12 @@ mod tests {
         ] {
             let loaded = crate::parse_str(&vs(&format!(" persistence_engine sip\n{extra}")));
             assert!(
-                loaded
-                    .diagnostics
-                    .iter()
-                    .any(|d| d.class == crate::diag::Class::Invalid
-                        && d.message
-                            .starts_with("virtual_server: persistence_engine sip: ")
-                        && d.message.contains(want)),
+                said(
+                    &loaded,
+                    Class::Invalid,
+                    "virtual_server: persistence_engine sip: ",
+                    want
+                ),
                 "{extra}: {}",
                 loaded.render()
             );
@@ -645,12 +654,12 @@ mod tests {
                 loaded.render()
             );
             assert!(
-                loaded
-                    .diagnostics
-                    .iter()
-                    .any(|d| d.class == crate::diag::Class::Note
-                        && d.message
-                            .starts_with("tunnel options have no effect without lvs_method TUN")),
+                said(
+                    &loaded,
+                    Class::Note,
+                    "tunnel options have no effect without lvs_method TUN",
+                    ""
+                ),
                 "{}",
                 loaded.render()
             );
@@ -695,7 +704,7 @@ mod tests {
         let notes: Vec<&str> = loaded
             .diagnostics
             .iter()
-            .filter(|d| d.class == crate::diag::Class::Note)
+            .filter(|d| d.class == Class::Note)
             .map(|d| d.message.as_str())
             .collect();
         // The address service only: a fwmark service has no protocol of its own.
