@@ -85,7 +85,7 @@ pub fn load(
     if let Some(host) = host {
         let fatal = validate::interfaces(&config, host, &mut diags);
         if !fatal && readable {
-            disabled_scripts = validate::script_security(&config, host, &mut diags);
+            disabled_scripts = validate::script_security(&mut config, host, &mut diags);
         }
     }
     Loaded {

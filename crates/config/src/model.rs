@@ -511,6 +511,18 @@ impl Notify {
         .into_iter()
         .filter_map(|(k, c)| c.as_ref().map(|c| (k, c)))
     }
+
+    /// Every script slot with its keyword, for checks that disable or rewrite scripts.
+    pub fn slots_mut(&mut self) -> [(&'static str, &mut Option<Command>); 6] {
+        [
+            ("notify_master", &mut self.master),
+            ("notify_backup", &mut self.backup),
+            ("notify_fault", &mut self.fault),
+            ("notify_stop", &mut self.stop),
+            ("notify", &mut self.generic),
+            ("notify_master_rx_lower_pri", &mut self.master_rx_lower_pri),
+        ]
+    }
 }
 
 /// `vrrp_instance NAME { … }`.

@@ -14,10 +14,29 @@ pub trait Host {
     fn interface_exists(&self, name: &str) -> bool;
     /// `(uid, gid)` of a user.
     fn user(&self, name: &str) -> Option<(u32, u32)>;
+    /// The gid of a group.
+    fn group(&self, name: &str) -> Option<u32>;
     /// Metadata of a path (symlinks followed); `None` if it cannot be accessed.
     fn stat(&self, path: &Path) -> Option<Stat>;
+    /// Metadata of a path itself (a final symbolic link not followed).
+    fn lstat(&self, path: &Path) -> Option<Stat>;
+    /// The path with every symbolic link, `.` and `..` resolved (`realpath(3)`).
+    fn realpath(&self, path: &Path) -> Option<PathBuf>;
     /// Directories of `$PATH`, for commands given without a slash.
     fn path_dirs(&self) -> Vec<PathBuf>;
+}
+
+/// What kind of file a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (only from [`Host::lstat`]).
+    Symlink,
+    /// Anything else (device, socket, FIFO).
+    Other,
 }
 
 /// File metadata the security check needs.
@@ -29,8 +48,8 @@ pub struct Stat {
     pub gid: u32,
     /// Permission bits (including setuid/setgid/sticky).
     pub mode: u32,
-    /// Whether it is a directory.
-    pub is_dir: bool,
+    /// What it is.
+    pub kind: FileKind,
 }
 
 /// Checks needing no host.
@@ -489,193 +508,99 @@ pub fn interfaces(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> bool {
     missing
 }
 
-/// A script in use, with where it was configured.
-struct Use<'a> {
-    what: String,
-    cmd: &'a str,
-    user: Option<&'a UserSpec>,
-    span: Option<Span>,
-    track_script: Option<&'a str>,
-}
-
-/// keepalived's script security rules (reference §1.9). Returns the `vrrp_script`s keepalived
-/// would disable (not found, or insecure under `enable_script_security`).
-pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> Vec<String> {
+/// keepalived's script security (reference §1.9, keepalived's `check_script_secure`), applied
+/// to the configuration as keepalived applies it at start:
+/// - a program given without a slash is found on `$PATH`, and every program is resolved to its
+///   real path (`realpath(3)`: symbolic links, `.` and `..`), which is what then runs, so that
+///   a link cannot be pointed elsewhere after the check;
+/// - a script run as root, as group root, or set-uid/set-gid root needs every component of
+///   that real path owned by root and writable by nobody else (a group-writable one only if
+///   the group is root, a world-writable directory only if sticky);
+/// - a script that is missing, not executable for its user, or insecure under
+///   `enable_script_security` is disabled: notify and quorum scripts and `startup_script`s are
+///   removed from the configuration, a `MISC_CHECK` is removed from its real server, and a
+///   `vrrp_script`'s name is returned (its trackers ignore it).
+pub fn script_security(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> Vec<String> {
     let mut disabled = Vec::new();
-    let tracked: HashSet<&str> = cfg
+    let tracked: HashSet<String> = cfg
         .instances
         .iter()
         .map(|i| &i.track)
         .chain(cfg.sync_groups.iter().map(|g| &g.track))
-        .flat_map(|t| t.scripts.iter().map(|r| r.name.as_str()))
+        .flat_map(|t| t.scripts.iter().map(|r| r.name.clone()))
         .collect();
-    let mut uses: Vec<Use<'_>> = Vec::new();
-    for s in &cfg.scripts {
-        if let Some(ScriptKind::Command(cmd)) = &s.kind
+    let default_user = cfg.global.script_user.clone().or_else(|| {
+        host.user("keepalived_script").map(|_| UserSpec {
+            user: "keepalived_script".into(),
+            group: None,
+        })
+    });
+    let secure = cfg.global.enable_script_security;
+    let mut sc = ScriptCheck {
+        host,
+        secure,
+        default_user: default_user.unwrap_or(UserSpec {
+            user: "root".into(),
+            group: None,
+        }),
+        scripts: 0,
+        insecure: 0,
+        any: false,
+    };
+    for s in &mut cfg.scripts {
+        if let Some(ScriptKind::Command(cmd)) = &mut s.kind
             && tracked.contains(s.name.as_str())
         {
-            uses.push(Use {
-                what: format!("vrrp_script {}", s.name),
-                cmd,
-                user: s.user.as_ref(),
-                span: s.origin.0,
-                track_script: Some(&s.name),
+            let what = Script::Track(&s.name);
+            if !sc.check(cmd, s.user.as_ref(), s.origin.0, what, d) {
+                disabled.push(s.name.clone());
+            }
+        }
+    }
+    for i in &mut cfg.instances {
+        let what = format!("({})", i.name);
+        for (k, slot) in i.notify.slots_mut() {
+            sc.command(slot, &format!("{what} {k}"), i.origin.0, d);
+        }
+    }
+    for g in &mut cfg.sync_groups {
+        let what = format!("VRRP_Group({})", g.name);
+        for (k, slot) in g.notify.slots_mut() {
+            sc.command(slot, &format!("{what} {k}"), g.origin.0, d);
+        }
+    }
+    for vs in &mut cfg.virtual_servers {
+        let at = vs.origin.0;
+        sc.command(&mut vs.quorum_up, "quorum_up", at, d);
+        sc.command(&mut vs.quorum_down, "quorum_down", at, d);
+        for rs in &mut vs.real_servers {
+            let at = rs.origin.0;
+            sc.command(&mut rs.notify_up, "notify_up", at, d);
+            sc.command(&mut rs.notify_down, "notify_down", at, d);
+            rs.checkers.retain_mut(|chk| match &mut chk.kind {
+                crate::model::CheckerKind::Misc(m) => {
+                    let user = m.user.clone();
+                    sc.check(&mut m.path, user.as_ref(), chk.origin.0, Script::Misc, d)
+                }
+                _ => true,
             });
         }
     }
-    let mut commands: Vec<(String, &Command, Option<Span>)> = Vec::new();
-    for i in &cfg.instances {
-        for (k, c) in i.notify.commands() {
-            commands.push((format!("({}) {k}", i.name), c, i.origin.0));
-        }
+    let at = cfg.global.origin.0;
+    sc.command(&mut cfg.global.startup_script, "startup_script", at, d);
+    sc.command(&mut cfg.global.shutdown_script, "shutdown_script", at, d);
+    if sc.any
+        && secure
+        && cfg.global.script_user.is_none()
+        && host.user("keepalived_script").is_none()
+    {
+        d.note(
+            span(cfg.global.origin.0),
+            "default user 'keepalived_script' for script execution does not exist - scripts run as root",
+        );
     }
-    for g in &cfg.sync_groups {
-        for (k, c) in g.notify.commands() {
-            commands.push((format!("VRRP_Group({}) {k}", g.name), c, g.origin.0));
-        }
-    }
-    for vs in &cfg.virtual_servers {
-        for (k, c) in [
-            ("quorum_up", &vs.quorum_up),
-            ("quorum_down", &vs.quorum_down),
-        ] {
-            if let Some(c) = c {
-                commands.push((k.to_string(), c, vs.origin.0));
-            }
-        }
-        for rs in &vs.real_servers {
-            for (k, c) in [
-                ("notify_up", &rs.notify_up),
-                ("notify_down", &rs.notify_down),
-            ] {
-                if let Some(c) = c {
-                    commands.push((k.to_string(), c, rs.origin.0));
-                }
-            }
-            for chk in &rs.checkers {
-                if let crate::model::CheckerKind::Misc(m) = &chk.kind {
-                    uses.push(Use {
-                        what: "MISC_CHECK".into(),
-                        cmd: &m.path,
-                        user: m.user.as_ref(),
-                        span: chk.origin.0,
-                        track_script: None,
-                    });
-                }
-            }
-        }
-    }
-    for (what, c) in [
-        ("startup_script", &cfg.global.startup_script),
-        ("shutdown_script", &cfg.global.shutdown_script),
-    ] {
-        if let Some(c) = c {
-            commands.push((what.to_string(), c, cfg.global.origin.0));
-        }
-    }
-    for (what, c, span) in commands {
-        uses.push(Use {
-            what,
-            cmd: &c.cmd,
-            user: c.user.as_ref(),
-            span,
-            track_script: None,
-        });
-    }
-    if uses.is_empty() {
-        return disabled;
-    }
-    let secure = cfg.global.enable_script_security;
-    let default_user = cfg
-        .global
-        .script_user
-        .as_ref()
-        .map(|u| u.user.clone())
-        .or_else(|| {
-            host.user("keepalived_script")
-                .map(|_| "keepalived_script".to_string())
-        })
-        .unwrap_or_else(|| "root".to_string());
-    if secure && cfg.global.script_user.is_none() && host.user("keepalived_script").is_none() {
-        d.note(span(cfg.global.origin.0), "default user 'keepalived_script' for script execution does not exist - scripts run as root");
-    }
-    let mut insecure = 0;
-    let mut enabled = 0;
-    for u in &uses {
-        let user = u
-            .user
-            .map(|u| u.user.clone())
-            .unwrap_or_else(|| default_user.clone());
-        let uid = match host.user(&user) {
-            Some((uid, _)) => uid,
-            None => {
-                d.push_unlined(
-                    Class::Invalid,
-                    u.span,
-                    format!("Unable to set user {user} for {} - disabling", u.what),
-                );
-                continue;
-            }
-        };
-        let prog = program(u.cmd);
-        // keepalived: `</dev/tcp/…` and other non-paths run through /bin/sh -c.
-        let path = if prog.starts_with('<') || prog.is_empty() {
-            Some(PathBuf::from("/bin/sh"))
-        } else if prog.contains('/') {
-            Some(PathBuf::from(prog))
-        } else {
-            host.path_dirs()
-                .into_iter()
-                .map(|d| d.join(prog))
-                .find(|p| host.stat(p).is_some_and(|s| !s.is_dir))
-        };
-        let Some(path) = path.filter(|p| host.stat(p).is_some()) else {
-            match u.track_script {
-                Some(name) => {
-                    disabled.push(name.to_string());
-                    d.push_unlined(
-                        Class::Invalid,
-                        u.span,
-                        format!("Disabling track script {name} since not found/accessible"),
-                    )
-                }
-                None => d.push_unlined(
-                    Class::Note,
-                    u.span,
-                    format!("Cannot find script {prog} in path ({}) - disabling", u.what),
-                ),
-            }
-            continue;
-        };
-        let unsafe_path = uid == 0 && !path_is_safe(host, &path);
-        if unsafe_path {
-            insecure += 1;
-            if secure {
-                match u.track_script {
-                    Some(name) => {
-                        disabled.push(name.to_string());
-                        d.push_unlined(
-                            Class::Invalid,
-                            u.span,
-                            format!("Disabling track script {name} due to insecure"),
-                        )
-                    }
-                    None => d.push_unlined(
-                        Class::Invalid,
-                        u.span,
-                        format!(
-                            "Unsafe permissions found for script '{}' - disabling.",
-                            u.cmd
-                        ),
-                    ),
-                }
-                continue;
-            }
-        }
-        enabled += 1;
-    }
-    if !secure && enabled > 0 {
-        let extra = if insecure > 0 {
+    if !secure && sc.scripts > 0 {
+        let extra = if sc.insecure > 0 {
             " There are insecure scripts."
         } else {
             ""
@@ -683,6 +608,255 @@ pub fn script_security(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> Ve
         d.push(Class::Security, None, format!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.{extra}"));
     }
     disabled
+}
+
+/// Which kind of script is checked (keepalived words its disabling lines by kind).
+#[derive(Clone, Copy)]
+enum Script<'a> {
+    /// A `vrrp_script` a tracker uses.
+    Track(&'a str),
+    /// A `MISC_CHECK`'s `misc_path`.
+    Misc,
+    /// A notify, quorum, startup or shutdown script: the keyword and its owner.
+    Notify(&'a str),
+}
+
+impl Script<'_> {
+    fn what(&self) -> String {
+        match self {
+            Script::Track(name) => format!("vrrp_script {name}"),
+            Script::Misc => "MISC_CHECK".into(),
+            Script::Notify(what) => (*what).to_string(),
+        }
+    }
+}
+
+/// One pass of keepalived's script checks over a configuration.
+struct ScriptCheck<'a> {
+    host: &'a dyn Host,
+    secure: bool,
+    default_user: UserSpec,
+    /// Scripts that run a program (keepalived's `SC_ISSCRIPT`).
+    scripts: usize,
+    /// Of those, how many are insecure.
+    insecure: usize,
+    /// Whether any script was seen at all.
+    any: bool,
+}
+
+impl ScriptCheck<'_> {
+    /// Checks a notify-style slot; empties it when keepalived would not run the script.
+    fn command(
+        &mut self,
+        slot: &mut Option<Command>,
+        what: &str,
+        at: Option<Span>,
+        d: &mut Diagnostics,
+    ) {
+        if let Some(c) = slot {
+            let user = c.user.clone();
+            if !self.check(&mut c.cmd, user.as_ref(), at, Script::Notify(what), d) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Checks one script and rewrites its program to the real path it will run as. `false`
+    /// when keepalived disables it.
+    fn check(
+        &mut self,
+        cmd: &mut String,
+        user: Option<&UserSpec>,
+        at: Option<Span>,
+        script: Script<'_>,
+        d: &mut Diagnostics,
+    ) -> bool {
+        self.any = true;
+        let spec = user.unwrap_or(&self.default_user);
+        let Some((uid, primary)) = self.host.user(&spec.user) else {
+            d.push_unlined(
+                Class::Invalid,
+                at,
+                format!(
+                    "Unable to set user {} for {} - disabling",
+                    spec.user,
+                    script.what()
+                ),
+            );
+            return false;
+        };
+        let gid = match &spec.group {
+            None => primary,
+            Some(g) => match self.host.group(g) {
+                Some(gid) => gid,
+                None => {
+                    d.push_unlined(
+                        Class::Invalid,
+                        at,
+                        format!("Unable to set group {g} for {} - disabling", script.what()),
+                    );
+                    return false;
+                }
+            },
+        };
+        let prog = program(cmd).to_string();
+        // `</dev/tcp/…` opens a file through the shell and executes nothing (keepalived's
+        // SC_SYSTEM); an empty command likewise.
+        if prog.is_empty() || prog.starts_with('<') {
+            return true;
+        }
+        let found = if prog.contains('/') {
+            Some(PathBuf::from(&prog))
+        } else {
+            self.host
+                .path_dirs()
+                .into_iter()
+                .map(|dir| dir.join(&prog))
+                .find(|p| {
+                    self.host
+                        .stat(p)
+                        .is_some_and(|s| s.kind == FileKind::File && executable(&s, uid, gid))
+                })
+        };
+        let resolved = found.and_then(|p| {
+            let real = self.host.realpath(&p)?;
+            let st = self.host.stat(&real)?;
+            Some((real, st))
+        });
+        let Some((real, st)) = resolved else {
+            match script {
+                Script::Track(name) => d.push_unlined(
+                    Class::Invalid,
+                    at,
+                    format!("Disabling track script {name} since not found/accessible"),
+                ),
+                Script::Misc => d.push_unlined(
+                    Class::Note,
+                    at,
+                    format!("Disabling misc script {cmd} since not found/accessible"),
+                ),
+                Script::Notify(what) => d.push_unlined(
+                    Class::Note,
+                    at,
+                    format!("Cannot find script {prog} in path ({what}) - disabling"),
+                ),
+            }
+            return false;
+        };
+        let real_str = real.display().to_string();
+        if !executable(&st, uid, gid) {
+            d.push_unlined(
+                Class::Note,
+                at,
+                format!("WARNING - script '{real_str}' is not executable for uid:gid {uid}:{gid} - disabling."),
+            );
+            return false;
+        }
+        self.scripts += 1;
+        let needs_protection = uid == 0
+            || gid == 0
+            || (st.uid == 0 && st.mode & 0o4100 == 0o4100)
+            || (st.gid == 0 && st.mode & 0o2010 == 0o2010);
+        let verdict = if needs_protection {
+            path_security(self.host, &real)
+        } else {
+            PathVerdict::Safe
+        };
+        let inhibit = match verdict {
+            PathVerdict::Safe => false,
+            PathVerdict::WrongType => {
+                d.push_unlined(
+                    Class::Note,
+                    at,
+                    format!("Wrong file type found in script path '{real_str}'."),
+                );
+                true
+            }
+            PathVerdict::Unsafe => {
+                self.insecure += 1;
+                let tail = if self.secure { " - disabling" } else { "" };
+                d.push_unlined(
+                    Class::Note,
+                    at,
+                    format!("Unsafe permissions found for script '{real_str}'{tail}."),
+                );
+                self.secure
+            }
+        };
+        if inhibit {
+            match script {
+                Script::Track(name) => d.push_unlined(
+                    Class::Invalid,
+                    at,
+                    format!("Disabling track script {name} due to insecure"),
+                ),
+                Script::Misc => d.push_unlined(
+                    Class::Note,
+                    at,
+                    format!("Disabling misc script {cmd} due to insecure"),
+                ),
+                Script::Notify(_) => {}
+            }
+            return false;
+        }
+        if real_str != prog {
+            replace_program(cmd, &real_str);
+        }
+        true
+    }
+}
+
+/// Whether `uid:gid` may execute a file (as keepalived's `is_executable` decides).
+fn executable(st: &Stat, uid: u32, gid: u32) -> bool {
+    if uid == 0 {
+        st.mode & 0o111 != 0
+    } else if uid == st.uid {
+        st.mode & 0o100 != 0
+    } else if gid == st.gid {
+        st.mode & 0o010 != 0
+    } else {
+        st.mode & 0o001 != 0
+    }
+}
+
+/// The outcome of walking a script's real path.
+#[derive(Debug, PartialEq, Eq)]
+enum PathVerdict {
+    Safe,
+    /// A component that is not a directory, or a final one that is not a file.
+    WrongType,
+    /// A component someone other than root can change.
+    Unsafe,
+}
+
+/// Every component of `path` (from `/`), not following symbolic links: each owned by root and
+/// writable by nobody else — group write only with group root, world write only on a sticky
+/// directory.
+fn path_security(host: &dyn Host, path: &Path) -> PathVerdict {
+    let mut parts: Vec<&Path> = path.ancestors().collect();
+    parts.reverse();
+    let last = parts.len().saturating_sub(1);
+    for (i, p) in parts.into_iter().enumerate() {
+        let Some(st) = host.lstat(p) else {
+            return PathVerdict::Unsafe;
+        };
+        let kind_ok = if i < last {
+            st.kind == FileKind::Dir
+        } else {
+            matches!(st.kind, FileKind::File | FileKind::Symlink)
+        };
+        if !kind_ok {
+            return PathVerdict::WrongType;
+        }
+        let writable_check =
+            (st.kind == FileKind::Dir && st.mode & 0o1000 == 0) || st.kind == FileKind::File;
+        if st.uid != 0
+            || (writable_check && ((st.gid != 0 && st.mode & 0o020 != 0) || st.mode & 0o002 != 0))
+        {
+            return PathVerdict::Unsafe;
+        }
+    }
+    PathVerdict::Safe
 }
 
 /// The program part of a command line (first word, honouring simple quotes).
@@ -700,23 +874,31 @@ fn program(cmd: &str) -> &str {
     }
 }
 
-/// Every component root-owned, not group-writable (unless the group is root), not
-/// world-writable (sticky directories excepted).
-fn path_is_safe(host: &dyn Host, path: &Path) -> bool {
-    let mut cur = Some(path);
-    while let Some(p) = cur {
-        if p.as_os_str().is_empty() {
-            break;
-        }
-        let Some(st) = host.stat(p) else { return false };
-        let sticky = st.is_dir && st.mode & 0o1000 != 0;
-        if st.uid != 0 || (st.mode & 0o020 != 0 && st.gid != 0) || (st.mode & 0o002 != 0 && !sticky)
-        {
-            return false;
-        }
-        cur = p.parent();
-    }
-    true
+/// Replaces the program word of a command line (see [`program`]) with `to`, quoting it when
+/// it holds white space or quotes; leaves the command alone when it cannot be quoted.
+fn replace_program(cmd: &mut String, to: &str) {
+    let trimmed = cmd.trim_start();
+    let lead = cmd.len() - trimmed.len();
+    let word_len = match trimmed.as_bytes().first() {
+        Some(q @ (b'"' | b'\'')) => match trimmed[1..].find(*q as char) {
+            Some(end) => end + 2,
+            None => trimmed.len(),
+        },
+        _ => trimmed
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(trimmed.len()),
+    };
+    let quoted = if !to.contains(|c: char| c.is_ascii_whitespace() || c == '\'' || c == '"') {
+        to.to_string()
+    } else if !to.contains('\'') {
+        format!("'{to}'")
+    } else if !to.contains('"') {
+        format!("\"{to}\"")
+    } else {
+        return;
+    };
+    let rest = trimmed[word_len..].to_string();
+    *cmd = format!("{}{quoted}{rest}", &cmd[..lead]);
 }
 
 #[cfg(test)]
@@ -728,5 +910,294 @@ mod tests {
         assert_eq!(program("/sbin/pidof haproxy"), "/sbin/pidof");
         assert_eq!(program("'/my dir/x' a"), "/my dir/x");
         assert_eq!(program("pidof"), "pidof");
+    }
+
+    #[test]
+    fn the_program_word_is_replaced_and_quoted_when_needed() {
+        let mut c = "/usr/local/bin/chk a 'b c'".to_string();
+        replace_program(&mut c, "/opt/real/chk");
+        assert_eq!(c, "/opt/real/chk a 'b c'");
+        let mut c = "'/my dir/x' a".to_string();
+        replace_program(&mut c, "/real dir/x");
+        assert_eq!(c, "'/real dir/x' a");
+        let mut c = "x".to_string();
+        replace_program(&mut c, "/it's/x");
+        assert_eq!(c, "\"/it's/x\"");
+        assert_eq!(program(&c), "/it's/x");
+    }
+
+    /// A file system in memory: `(path, owner, group, mode, kind, link target)`.
+    struct Fake {
+        nodes: HashMap<PathBuf, (Stat, Option<PathBuf>)>,
+        users: HashMap<&'static str, (u32, u32)>,
+    }
+
+    const ROOT_DIR: (u32, u32, u32, FileKind) = (0, 0, 0o755, FileKind::Dir);
+
+    impl Fake {
+        fn new() -> Fake {
+            let mut f = Fake {
+                nodes: HashMap::new(),
+                users: HashMap::from([("root", (0, 0)), ("nobody", (65534, 65534))]),
+            };
+            for d in [
+                "/",
+                "/usr",
+                "/usr/bin",
+                "/usr/local",
+                "/usr/local/bin",
+                "/home",
+            ] {
+                f.add(d, ROOT_DIR);
+            }
+            f.add("/tmp", (0, 0, 0o1777, FileKind::Dir));
+            f.add("/home/user", (1000, 1000, 0o755, FileKind::Dir));
+            f
+        }
+
+        fn add(&mut self, p: &str, (uid, gid, mode, kind): (u32, u32, u32, FileKind)) {
+            let st = Stat {
+                uid,
+                gid,
+                mode,
+                kind,
+            };
+            self.nodes.insert(PathBuf::from(p), (st, None));
+        }
+
+        fn file(&mut self, p: &str, uid: u32, gid: u32, mode: u32) {
+            self.add(p, (uid, gid, mode, FileKind::File));
+        }
+
+        fn link(&mut self, p: &str, owner: u32, to: &str) {
+            let st = Stat {
+                uid: owner,
+                gid: owner,
+                mode: 0o777,
+                kind: FileKind::Symlink,
+            };
+            self.nodes
+                .insert(PathBuf::from(p), (st, Some(PathBuf::from(to))));
+        }
+    }
+
+    impl Host for Fake {
+        fn interface_exists(&self, _: &str) -> bool {
+            true
+        }
+        fn user(&self, name: &str) -> Option<(u32, u32)> {
+            self.users.get(name).copied()
+        }
+        fn group(&self, name: &str) -> Option<u32> {
+            self.users.get(name).map(|u| u.1)
+        }
+        fn stat(&self, path: &Path) -> Option<Stat> {
+            self.nodes.get(&self.realpath(path)?).map(|n| n.0)
+        }
+        fn lstat(&self, path: &Path) -> Option<Stat> {
+            self.nodes.get(path).map(|n| n.0)
+        }
+        fn realpath(&self, path: &Path) -> Option<PathBuf> {
+            let mut cur = PathBuf::from("/");
+            for c in path.components().skip(1) {
+                cur.push(c);
+                for _ in 0..8 {
+                    match self.nodes.get(&cur)? {
+                        (_, Some(to)) => cur = to.clone(),
+                        (_, None) => break,
+                    }
+                }
+            }
+            Some(cur)
+        }
+        fn path_dirs(&self) -> Vec<PathBuf> {
+            vec![PathBuf::from("/usr/bin")]
+        }
+    }
+
+    fn check(host: &Fake, conf: &str) -> crate::Loaded {
+        let loader = crate::loader::MemLoader::single("/k.conf", conf);
+        let opts = crate::Options {
+            config_id: String::new(),
+            strict: false,
+        };
+        crate::load(Path::new("/k.conf"), &loader, Some(host), &opts)
+    }
+
+    fn said(l: &crate::Loaded, text: &str) -> bool {
+        l.diagnostics.iter().any(|d| d.message.contains(text))
+    }
+
+    fn instance(extra: &str) -> String {
+        format!(
+            "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n{extra}\n virtual_ipaddress {{\n  10.0.0.1\n }}\n}}\n"
+        )
+    }
+
+    fn tracked(script: &str, global: &str) -> String {
+        format!(
+            "global_defs {{\n{global}\n}}\nvrrp_script chk {{\n script \"{script}\"\n}}\n{}",
+            instance(" track_script {\n  chk\n }")
+        )
+    }
+
+    const SECURE: &str = " enable_script_security\n script_user root";
+
+    #[test]
+    fn a_link_into_a_directory_a_user_owns_is_insecure() {
+        let mut h = Fake::new();
+        // The file is root's, but its directory is the user's: the user can replace it.
+        h.file("/home/user/chk", 0, 0, 0o755);
+        h.link("/usr/local/bin/chk", 0, "/home/user/chk");
+        let l = check(&h, &tracked("/usr/local/bin/chk", SECURE));
+        assert_eq!(l.disabled_scripts, ["chk"]);
+        assert!(said(
+            &l,
+            "Unsafe permissions found for script '/home/user/chk' - disabling."
+        ));
+        assert!(said(&l, "Disabling track script chk due to insecure"));
+        assert_eq!(l.exit_code(false), 5);
+    }
+
+    #[test]
+    fn a_link_to_a_safe_file_runs_the_real_path() {
+        let mut h = Fake::new();
+        h.file("/usr/bin/chk-real", 0, 0, 0o755);
+        h.link("/usr/local/bin/chk", 0, "/usr/bin/chk-real");
+        let l = check(&h, &tracked("/usr/local/bin/chk --fast", SECURE));
+        assert!(l.disabled_scripts.is_empty(), "{:?}", l.diagnostics);
+        assert_eq!(
+            l.config.scripts[0].kind,
+            Some(ScriptKind::Command("/usr/bin/chk-real --fast".into()))
+        );
+        assert_eq!(l.exit_code(false), 0);
+    }
+
+    #[test]
+    fn a_link_a_user_owns_is_followed_and_its_target_checked() {
+        let mut h = Fake::new();
+        h.file("/usr/bin/chk-real", 0, 0, 0o755);
+        // The user's own link to a safe file: what runs is the safe file, named by its real
+        // path, so re-pointing the link later changes nothing.
+        h.link("/home/user/chk", 1000, "/usr/bin/chk-real");
+        let l = check(&h, &tracked("/home/user/chk", SECURE));
+        assert!(l.disabled_scripts.is_empty(), "{:?}", l.diagnostics);
+        assert_eq!(
+            l.config.scripts[0].kind,
+            Some(ScriptKind::Command("/usr/bin/chk-real".into()))
+        );
+    }
+
+    #[test]
+    fn group_root_needs_the_same_protection_as_user_root() {
+        let mut h = Fake::new();
+        h.file("/tmp/chk", 65534, 65534, 0o755);
+        let as_group_root = " enable_script_security\n script_user nobody root";
+        let l = check(&h, &tracked("/tmp/chk", as_group_root));
+        assert_eq!(l.disabled_scripts, ["chk"]);
+        // As nobody:nobody, the file is nobody's own business.
+        let l = check(
+            &h,
+            &tracked("/tmp/chk", " enable_script_security\n script_user nobody"),
+        );
+        assert!(l.disabled_scripts.is_empty(), "{:?}", l.diagnostics);
+    }
+
+    #[test]
+    fn set_uid_root_programs_need_protection_whoever_runs_them() {
+        let mut h = Fake::new();
+        h.add("/home/user/bin", (1000, 1000, 0o755, FileKind::Dir));
+        h.file("/home/user/bin/chk", 0, 0, 0o4755);
+        let l = check(
+            &h,
+            &tracked(
+                "/home/user/bin/chk",
+                " enable_script_security\n script_user nobody",
+            ),
+        );
+        assert_eq!(l.disabled_scripts, ["chk"]);
+    }
+
+    #[test]
+    fn an_insecure_notify_script_is_removed_and_does_not_change_the_exit_code() {
+        let mut h = Fake::new();
+        h.file("/tmp/notify.sh", 0, 0, 0o777);
+        let conf = format!(
+            "global_defs {{\n{SECURE}\n}}\n{}",
+            instance(" notify_master \"/tmp/notify.sh master\"")
+        );
+        let l = check(&h, &conf);
+        assert_eq!(l.config.instances[0].notify.master, None);
+        assert!(said(
+            &l,
+            "Unsafe permissions found for script '/tmp/notify.sh' - disabling."
+        ));
+        // keepalived -t only logs it (exit 0).
+        assert_eq!(l.exit_code(false), 0);
+    }
+
+    #[test]
+    fn an_insecure_misc_check_is_removed_from_its_real_server() {
+        let mut h = Fake::new();
+        h.file("/home/user/misc", 1000, 1000, 0o755);
+        h.file("/usr/bin/misc-ok", 0, 0, 0o755);
+        let conf = format!(
+            "global_defs {{\n{SECURE}\n}}\nvirtual_server 10.0.0.1 80 {{\n real_server 10.0.0.2 80 {{\n  MISC_CHECK {{\n   misc_path /home/user/misc\n  }}\n  MISC_CHECK {{\n   misc_path \"misc-ok 1\"\n  }}\n }}\n}}\n"
+        );
+        let l = check(&h, &conf);
+        let checkers = &l.config.virtual_servers[0].real_servers[0].checkers;
+        assert_eq!(checkers.len(), 1, "{:?}", l.diagnostics);
+        match &checkers[0].kind {
+            crate::model::CheckerKind::Misc(m) => assert_eq!(m.path, "/usr/bin/misc-ok 1"),
+            k => panic!("{k:?}"),
+        }
+        assert!(said(
+            &l,
+            "Disabling misc script /home/user/misc due to insecure"
+        ));
+    }
+
+    #[test]
+    fn a_script_its_user_cannot_execute_is_disabled() {
+        let mut h = Fake::new();
+        h.file("/usr/bin/chk", 0, 0, 0o744);
+        let l = check(
+            &h,
+            &tracked(
+                "/usr/bin/chk",
+                " enable_script_security\n script_user nobody",
+            ),
+        );
+        assert_eq!(l.disabled_scripts, ["chk"]);
+        assert!(said(
+            &l,
+            "is not executable for uid:gid 65534:65534 - disabling."
+        ));
+    }
+
+    #[test]
+    fn a_redirect_executes_nothing_and_is_no_security_violation() {
+        // keepalived -t exits 0 on this (its SC_SYSTEM): the shell opens a file, no program runs.
+        let l = check(&Fake::new(), &tracked("</dev/tcp/127.0.0.1/3306", ""));
+        assert!(l.disabled_scripts.is_empty());
+        assert_eq!(l.exit_code(false), 0, "{:?}", l.diagnostics);
+        let mut h = Fake::new();
+        h.file("/usr/bin/true", 0, 0, 0o755);
+        let l = check(&h, &tracked("/usr/bin/true", ""));
+        assert_eq!(l.exit_code(false), 6, "{:?}", l.diagnostics);
+    }
+
+    #[test]
+    fn without_script_security_insecure_scripts_run_and_exit_six() {
+        let mut h = Fake::new();
+        h.file("/home/user/chk", 1000, 1000, 0o755);
+        let l = check(&h, &tracked("/home/user/chk", " script_user root"));
+        assert!(l.disabled_scripts.is_empty());
+        assert!(said(
+            &l,
+            "Unsafe permissions found for script '/home/user/chk'."
+        ));
+        assert!(said(&l, "There are insecure scripts."));
+        assert_eq!(l.exit_code(false), 6);
     }
 }

@@ -136,6 +136,8 @@ fn host() {
         hf.args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_holdfast")])
             .args(["run", "-n", "-G", "-C", "--data-dir"])
             .arg(&dir)
+            .arg("-p")
+            .arg(dir.join("holdfast.pid"))
             .arg("-f")
             .arg(&conf);
         let mut ka = Command::new("ip");
@@ -348,6 +350,8 @@ fn in_vm() {
             "-C",
             "--data-dir",
             "/tmp",
+            "-p",
+            "/tmp/holdfast.pid",
             "-f",
             &conf,
         ]);

@@ -120,6 +120,8 @@ fn measure(daemon: &str, n: usize) -> (f64, f64) {
             .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_holdfast")])
             .args(["run", "-n", "-G", "-P", "--data-dir"])
             .arg(&dir)
+            .arg("-p")
+            .arg(dir.join("holdfast.pid"))
             .args(["-f", &conf])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -3,7 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use holdfast_config::validate::{Host, Stat};
+use holdfast_config::validate::{FileKind, Host, Stat};
 
 /// Reads `/sys/class/net`, `/etc/passwd` and file metadata.
 #[derive(Debug, Default)]
@@ -28,20 +28,53 @@ impl Host for LinuxHost {
         })
     }
 
-    fn stat(&self, path: &Path) -> Option<Stat> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(Stat {
-            uid: m.uid(),
-            gid: m.gid(),
-            mode: m.mode(),
-            is_dir: m.is_dir(),
+    fn group(&self, name: &str) -> Option<u32> {
+        let groups = std::fs::read_to_string("/etc/group").ok()?;
+        groups.lines().find_map(|l| {
+            let mut f = l.split(':');
+            if f.next()? != name {
+                return None;
+            }
+            let _pw = f.next()?;
+            f.next()?.parse().ok()
         })
+    }
+
+    fn stat(&self, path: &Path) -> Option<Stat> {
+        std::fs::metadata(path).ok().map(|m| to_stat(&m))
+    }
+
+    fn lstat(&self, path: &Path) -> Option<Stat> {
+        std::fs::symlink_metadata(path).ok().map(|m| to_stat(&m))
+    }
+
+    fn realpath(&self, path: &Path) -> Option<PathBuf> {
+        std::fs::canonicalize(path).ok()
     }
 
     fn path_dirs(&self) -> Vec<PathBuf> {
         let path =
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
         std::env::split_paths(&path).collect()
+    }
+}
+
+fn to_stat(m: &std::fs::Metadata) -> Stat {
+    let t = m.file_type();
+    let kind = if t.is_symlink() {
+        FileKind::Symlink
+    } else if t.is_dir() {
+        FileKind::Dir
+    } else if t.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    Stat {
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode(),
+        kind,
     }
 }
 

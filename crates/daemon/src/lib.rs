@@ -12,6 +12,7 @@ pub mod mail;
 pub mod mailbox;
 pub mod metrics;
 pub mod nlhub;
+pub mod pidfile;
 pub mod plan;
 pub mod probes;
 pub mod run;

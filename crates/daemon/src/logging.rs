@@ -2,11 +2,20 @@
 //! `Keepalived_vrrp[PID]` for VRRP's, to syslog (`/dev/log`, facility `-S`, default daemon)
 //! unless `-G`, to stderr with `-l` (or when syslog is unreachable), and with `-g` to log
 //! files named as keepalived names them.
+//!
+//! Nothing that logs waits for a log reader: a line goes into a bounded queue that a thread of
+//! its own drains to syslog, stderr and the files, whose writes may block (a stalled syslog
+//! daemon or journal). When the queue is full the line is dropped and counted; the writer
+//! thread reports how many were lost as soon as it catches up, and [`dropped`] totals them.
+//! The VRRP path therefore keeps sending adverts while the log is stuck.
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use holdfast_vrrp::router::Log;
 
@@ -129,18 +138,13 @@ impl Logger {
         }
     }
 
-    fn emit(&self, ident: &str, msg: &str) {
-        let pid = std::process::id();
-        let mut sent = false;
-        if let (Some(f), Some(sock)) = (self.facility, syslog()) {
-            sent = sock
-                .send(syslog_line(f, ident, pid, msg).as_bytes())
-                .is_ok();
-        }
-        if self.console || !sent {
-            eprintln!("{ident}[{pid}]: {msg}");
-        }
-        to_file(ident, msg);
+    fn emit(&self, ident: &'static str, msg: &str) {
+        enqueue(Line {
+            ident,
+            msg: msg.to_string(),
+            facility: self.facility,
+            console: self.console,
+        });
     }
 
     /// A line from the VRRP side.
@@ -164,6 +168,154 @@ impl Logger {
             self.vrrp(&l.to_string());
         }
     }
+}
+
+/// One line on its way out.
+struct Line {
+    ident: &'static str,
+    msg: String,
+    facility: Option<u8>,
+    console: bool,
+}
+
+enum Item {
+    Line(Line),
+    /// Answered once every line queued before it is written.
+    Flush(SyncSender<()>),
+}
+
+/// Lines the queue holds; past this, lines are dropped and counted.
+const QUEUE: usize = 4096;
+
+/// A bounded queue of lines and the thread that writes them out through `sink`.
+struct LogQueue {
+    tx: SyncSender<Item>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// Since start.
+    dropped: AtomicU64,
+    /// Not yet reported in a line.
+    unreported: AtomicU64,
+}
+
+impl LogQueue {
+    fn start(capacity: usize, mut sink: impl FnMut(&Line) + Send + 'static) -> Option<LogQueue> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Item>(capacity);
+        let counts = Arc::new(Counts::default());
+        let seen = counts.clone();
+        std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || {
+                while let Ok(item) = rx.recv() {
+                    match item {
+                        Item::Line(l) => {
+                            sink(&l);
+                            let lost = seen.unreported.swap(0, Ordering::Relaxed);
+                            if lost > 0 {
+                                sink(&Line {
+                                    ident: "Keepalived",
+                                    msg: format!(
+                                        "{lost} log lines dropped: the log readers (syslog, stderr, log files) did not keep up"
+                                    ),
+                                    facility: l.facility,
+                                    console: l.console,
+                                });
+                            }
+                        }
+                        Item::Flush(ack) => {
+                            let _ = ack.send(());
+                        }
+                    }
+                }
+            })
+            .ok()?;
+        Some(LogQueue { tx, counts })
+    }
+
+    /// Queues a line without waiting; `false` when it was dropped.
+    fn push(&self, l: Line) -> bool {
+        match self.tx.try_send(Item::Line(l)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counts.unreported.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(TrySendError::Disconnected(Item::Line(l))) => {
+                write_line(&l);
+                true
+            }
+            Err(TrySendError::Disconnected(Item::Flush(_))) => false,
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
+        let mut item = Item::Flush(ack_tx);
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        ack_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+}
+
+static LOG_QUEUE: OnceLock<Option<LogQueue>> = OnceLock::new();
+
+fn log_queue() -> Option<&'static LogQueue> {
+    LOG_QUEUE
+        .get_or_init(|| LogQueue::start(QUEUE, write_line))
+        .as_ref()
+}
+
+/// Log lines lost because the log readers did not keep up, since start.
+pub fn dropped() -> u64 {
+    log_queue().map_or(0, |q| q.counts.dropped.load(Ordering::Relaxed))
+}
+
+fn enqueue(l: Line) {
+    match log_queue() {
+        Some(q) => {
+            q.push(l);
+        }
+        // No writer thread could be started: write here rather than lose the line.
+        None => write_line(&l),
+    }
+}
+
+/// Waits (at most `timeout`) until every line logged so far is written: before the process
+/// exits, so that its last lines are not lost with the queue.
+pub fn flush(timeout: Duration) {
+    if let Some(q) = log_queue() {
+        q.flush(timeout);
+    }
+}
+
+fn write_line(l: &Line) {
+    let pid = std::process::id();
+    let mut sent = false;
+    if let (Some(f), Some(sock)) = (l.facility, syslog()) {
+        sent = sock
+            .send(syslog_line(f, l.ident, pid, &l.msg).as_bytes())
+            .is_ok();
+    }
+    if l.console || !sent {
+        // Not eprintln!, which panics when stderr is gone.
+        let _ = writeln!(std::io::stderr().lock(), "{}[{pid}]: {}", l.ident, l.msg);
+    }
+    to_file(l.ident, &l.msg);
 }
 
 /// Dropped-advert lines, rate limited per reason: a flood of bad adverts is counted in full
@@ -254,6 +406,48 @@ mod tests {
         let later = t0 + DropLog::WINDOW;
         assert_eq!(d.admit(Drop::AuthFailure, later), (true, Some(95)));
         assert_eq!(d.admit(Drop::AuthFailure, later), (true, None));
+    }
+
+    #[test]
+    fn a_stalled_log_reader_drops_and_counts_lines_instead_of_blocking() {
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let (out_tx, out_rx) = std::sync::mpsc::channel::<String>();
+        // The sink stalls until the gate opens, as a syslog daemon that stopped reading.
+        let q = LogQueue::start(8, move |l: &Line| {
+            let _ = gate_rx.recv();
+            let _ = out_tx.send(l.msg.clone());
+        })
+        .unwrap();
+        let line = |i: usize| Line {
+            ident: "Keepalived_vrrp",
+            msg: format!("line {i}"),
+            facility: None,
+            console: false,
+        };
+        // The writer takes one line and stalls on it; eight more fill the queue; the rest
+        // are dropped, and none of the pushes waits.
+        let t0 = Instant::now();
+        let queued = (0..30).filter(|i| q.push(line(*i))).count();
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "a push waited for the reader"
+        );
+        let dropped = q.counts.dropped.load(Ordering::Relaxed);
+        assert_eq!(queued as u64 + dropped, 30);
+        assert!((8..=9).contains(&queued), "{queued} queued");
+        // The reader comes back: every queued line, then how many were lost.
+        for _ in 0..64 {
+            let _ = gate_tx.send(());
+        }
+        assert!(q.flush(Duration::from_secs(5)));
+        let out: Vec<String> = out_rx.try_iter().collect();
+        assert_eq!(out[0], "line 0");
+        assert_eq!(out.len(), queued + 1, "{out:?}");
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with(&format!("{dropped} log lines dropped"))),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -98,7 +98,8 @@ enum Command {
         /// Run only the checker subsystem (virtual servers: health checks and the data plane).
         #[arg(short = 'C', long = "check", conflicts_with = "vrrp")]
         check: bool,
-        /// Main pid file.
+        /// Main pid file (default /run/keepalived.pid, as keepalived's): held locked while
+        /// the daemon runs; a second daemon on it refuses to start.
         #[arg(short = 'p', long = "pid")]
         pid: Option<PathBuf>,
         /// VRRP pid file (holdfast is one process: same pid).
@@ -351,11 +352,12 @@ fn main() -> ExitCode {
                 detail: log_detail,
                 keep_vips: dont_release_vrrp,
                 keep_ipvs: dont_release_ipvs,
-                pid_files: pid
-                    .into_iter()
-                    .chain(vrrp_pid)
-                    .chain(checkers_pid)
-                    .collect(),
+                pid_files: std::iter::once(
+                    pid.unwrap_or_else(|| holdfast::pidfile::DEFAULT.into()),
+                )
+                .chain(vrrp_pid)
+                .chain(checkers_pid)
+                .collect(),
                 file,
                 config_id,
                 data_dir,
@@ -372,7 +374,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match rt.block_on(holdfast::run::run(plan, run_opts)) {
+            let outcome = rt.block_on(holdfast::run::run(plan, run_opts));
+            // The last lines (the stop, a fatal error) are still on their way to the log.
+            holdfast::logging::flush(std::time::Duration::from_secs(2));
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("holdfast: {e:#}");

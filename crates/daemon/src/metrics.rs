@@ -293,6 +293,16 @@ pub fn render(
         "Reloads refused; the running configuration was kept.",
     );
     f.sample("holdfast_reload_failures_total", "", reloads.failed);
+    f.head(
+        "holdfast_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because syslog, stderr or the log files did not keep up.",
+    );
+    f.sample(
+        "holdfast_log_lines_dropped_total",
+        "",
+        crate::logging::dropped(),
+    );
     if let Some(ok) = reloads.last_ok {
         f.head(
             "holdfast_reload_last_success",
@@ -546,6 +556,7 @@ mod tests {
             r#"holdfast_real_server_connections_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 7"#,
             "holdfast_reloads_total 1",
             "holdfast_reload_failures_total 1",
+            "holdfast_log_lines_dropped_total 0",
             "holdfast_reload_last_success 0",
             r#"holdfast_checker_up{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 1"#,
             r#"holdfast_checker_probe_failures_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 1"#,

@@ -291,6 +291,20 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let log = opts.log;
+    // Before anything the daemon changes: a second daemon on the same pid file would take the
+    // first one's VIPs for leftovers and its control socket for its own.
+    let _pid_files = match crate::pidfile::claim(&opts.pid_files, |p| {
+        log.main(&format!("Remove a zombie pid file {}", p.display()))
+    }) {
+        Ok(held) => held,
+        Err(refused @ crate::pidfile::Refused::Running { .. }) => {
+            // keepalived's line and exit status (0).
+            log.main("daemon is already running");
+            log.main(&refused.to_string());
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    };
     for u in &plan.unsupported {
         log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
     }
@@ -303,9 +317,6 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         lock_in_memory(log);
     }
     crate::fifo::configure(Some(plan.fifos.clone()), log);
-    for p in &opts.pid_files {
-        std::fs::write(p, format!("{}\n", std::process::id()))?;
-    }
     raise_file_limit(log);
     let guardian = if opts.keep_vips {
         None
@@ -509,9 +520,6 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     if let Some(g) = guardian {
         g.dismiss();
-    }
-    for p in &opts.pid_files {
-        let _ = std::fs::remove_file(p);
     }
     if let Some(c) = control {
         c.abort();

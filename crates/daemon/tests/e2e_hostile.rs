@@ -256,3 +256,73 @@ fn a_unicast_instance_drops_adverts_from_a_host_that_is_not_its_peer() {
         SEC,
     );
 }
+
+/// A log reader that stops reading — here the daemon's stderr, a pipe shrunk to one page and
+/// never read, as a stalled journal would be — must not stop the adverts: a tracker that
+/// flips every 50 ms writes log lines far past the pipe's size, and the BACKUP beside the
+/// MASTER must never take over while the MASTER's runtime keeps running that tracker.
+#[test]
+fn a_stalled_log_reader_holds_up_neither_adverts_nor_trackers() {
+    use std::process::{Command, Stdio};
+    let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let dir = lab.dir().to_path_buf();
+    let runs = dir.join("runs");
+    let flip = dir.join("flip");
+    let conf = format!(
+        "vrrp_script chk_flip {{\n    script \"/bin/sh -c 'echo >> {r}; if [ -e {f} ]; then rm {f}; exit 1; else touch {f}; fi'\"\n    interval 0.05\n    weight 10\n    rise 1\n    fall 1\n}}\n{}",
+        netns::conf(150, "    track_script {\n        chk_flip\n    }", "")
+            .replace("global_defs {\n\n}\n", ""),
+        r = runs.display(),
+        f = flip.display(),
+    );
+    let conf1 = lab.file("n1-stalled.conf", &conf);
+    let mut n1 = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(1), env!("CARGO_BIN_EXE_holdfast")])
+        .args(["run", "-n", "-l", "-D", "-G", "--data-dir"])
+        .arg(&dir)
+        .arg("-p")
+        .arg(dir.join("n1-stalled.pid"))
+        .arg("-f")
+        .arg(&conf1)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open and never read.
+    let stalled = n1.stderr.take().unwrap();
+    nix::fcntl::fcntl(&stalled, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    let vip = "10.77.0.100/24";
+    assert!(
+        lab.wait_has(1, vip, true, 15 * SEC),
+        "n1 never took the VIP"
+    );
+    let mut n2 = lab.holdfast(2, &netns::conf(100, "", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+    // 300 runs log well over 4 KiB at -D (two lines or more a flip), and take 15 s at
+    // least: several times the 3.6 s after which n2 would take over a silent MASTER.
+    let deadline = Instant::now() + 60 * SEC;
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    while count() < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "n1's tracker stopped after {} runs: its runtime is blocked on the log",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        n2.count("Entering MASTER STATE"),
+        0,
+        "n2 took over from a MASTER whose log reader stalled:\n{}",
+        n2.log()
+    );
+    assert!(lab.has(1, vip));
+    let _ = n1.kill();
+    let _ = n1.wait();
+    drop(stalled);
+}

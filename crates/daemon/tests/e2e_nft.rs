@@ -393,6 +393,8 @@ fn a_slow_nft_does_not_stop_the_vrrp_adverts_while_it_applies_a_change() {
             "-D",
             "--data-dir",
             &dir,
+            "-p",
+            &format!("{dir}/n1.pid"),
             "-f",
             &conf,
         ],

@@ -44,6 +44,127 @@ fn an_unsafe_script_run_as_root_is_refused_and_never_run() {
     assert!(!marker.exists(), "the unsafe script ran");
 }
 
+/// The local-root attack: a root-owned link in a safe directory that points at a file in a
+/// directory another user owns (who can swap the file at will), and a world-writable notify
+/// script. Neither may ever run as root; a safe notify beside them shows that the daemon got as
+/// far as running scripts (the tracker, every 0.2 s, had run many times by then).
+#[test]
+fn a_link_into_a_users_directory_and_an_unsafe_notify_script_never_run() {
+    use std::os::unix::fs::{chown, symlink};
+    let mut lab = netns::Lab::new(1).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let dir = lab.dir().to_path_buf();
+    let userdir = dir.join("userdir");
+    std::fs::create_dir(&userdir).unwrap();
+    chown(&userdir, Some(65534), Some(65534)).unwrap();
+    let linked_ran = dir.join("linked-ran");
+    let target = userdir.join("chk");
+    std::fs::write(
+        &target,
+        format!("#!/bin/sh\ntouch {}\n", linked_ran.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = dir.join("chk-link");
+    symlink(&target, &link).unwrap();
+    let notify_ran = dir.join("notify-ran");
+    let unsafe_notify = script(
+        &lab,
+        "notify-master.sh",
+        &format!("#!/bin/sh\ntouch {}\n", notify_ran.display()),
+        0o777,
+    );
+    let safe_ran = dir.join("safe-notify-ran");
+    let safe_notify = script(
+        &lab,
+        "notify.sh",
+        &format!("#!/bin/sh\necho \"$@\" >> {}\n", safe_ran.display()),
+        0o755,
+    );
+    let conf = format!(
+        "global_defs {{\n    enable_script_security\n    script_user root\n}}\nvrrp_script chk_link {{\n    script \"{}\"\n    interval 0.2\n}}\n{}",
+        link.display(),
+        netns::conf(
+            150,
+            &format!(
+                "    track_script {{\n        chk_link\n    }}\n    notify_master \"{unsafe_notify} master\"\n    notify \"{safe_notify}\""
+            ),
+            ""
+        )
+        .replace("global_defs {\n\n}\n", "")
+    );
+    let mut n1 = lab.holdfast(1, &conf);
+    n1.wait_for("Disabling track script chk_link due to insecure", 5 * SEC);
+    n1.wait_for(
+        &format!(
+            "Unsafe permissions found for script '{}' - disabling.",
+            std::fs::canonicalize(&unsafe_notify).unwrap().display()
+        ),
+        5 * SEC,
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // The safe `notify` runs for MASTER; notify_master would have started with it.
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while !std::fs::read_to_string(&safe_ran).is_ok_and(|t| t.contains("MASTER")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the safe notify script never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(n1.count("VRRP_Script(chk_link)"), 0);
+    assert!(!linked_ran.exists(), "the linked script ran as root");
+    assert!(
+        !notify_ran.exists(),
+        "the world-writable notify script ran as root"
+    );
+}
+
+/// A second daemon on the same pid file refuses to start, as keepalived does, and leaves the
+/// running MASTER its VIP: whether the first daemon is holdfast (which holds the file locked)
+/// or keepalived (which only wrote its pid there).
+#[test]
+fn a_second_daemon_on_the_same_pid_file_refuses_to_start() {
+    let mut lab = netns::Lab::new(1).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let conf = netns::conf(150, "", "");
+    let pid_file = lab.dir().join("n1-holdfast.pid");
+    let mut first = lab.holdfast(1, &conf);
+    first.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(lab.wait_has(1, "10.77.0.100/24", true, 5 * SEC));
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        first.pid().to_string()
+    );
+    let mut second = lab.holdfast(1, &conf);
+    second.wait_for("daemon is already running", 5 * SEC);
+    assert!(second.wait_exit(5 * SEC), "the second daemon kept running");
+    assert_eq!(second.count("removing VIPs"), 0, "{}", second.log());
+    // The first keeps its VIP, its pid file and its place.
+    assert!(
+        lab.has(1, "10.77.0.100/24"),
+        "the second daemon took the VIP"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        first.pid().to_string()
+    );
+    first.signal("TERM");
+    assert!(first.wait_exit(10 * SEC));
+    assert!(!pid_file.exists(), "the pid file outlived the daemon");
+
+    // keepalived takes no lock: its pid in the file is enough.
+    let mut ka = lab.keepalived(1, &conf);
+    ka.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(lab.wait_has(1, "10.77.0.100/24", true, 5 * SEC));
+    let ka_pid = lab.dir().join("n1-main.pid");
+    let mut hf = lab.holdfast_with(1, &conf, &["-p", ka_pid.to_str().unwrap()]);
+    hf.wait_for("daemon is already running", 5 * SEC);
+    assert!(hf.wait_exit(5 * SEC), "holdfast ran beside keepalived");
+    assert!(
+        lab.has(1, "10.77.0.100/24"),
+        "holdfast took keepalived's VIP"
+    );
+}
+
 #[test]
 fn the_control_socket_is_closed_to_other_users() {
     let mut lab = netns::Lab::new(1).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
@@ -152,6 +273,8 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
             "-D",
             "--data-dir",
             &data,
+            "-p",
+            &format!("{data}/n1.pid"),
             "-f",
             conf.to_str().unwrap(),
         ],

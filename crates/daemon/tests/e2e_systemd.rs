@@ -40,6 +40,7 @@ fn ready_reloading_and_stopping_reach_systemd() {
     let conf = lab.file("notify.conf", CONF);
     let env = format!("NOTIFY_SOCKET={}", path.display());
     let bin = env!("CARGO_BIN_EXE_holdfast");
+    let pid = lab.dir().join("holdfast.pid");
     let mut hf = lab.spawn(
         1,
         "holdfast",
@@ -51,6 +52,8 @@ fn ready_reloading_and_stopping_reach_systemd() {
             "--dont-fork",
             "--log-console",
             "--no-syslog",
+            "--pid",
+            pid.to_str().unwrap(),
             "--use-file",
             conf.to_str().unwrap(),
         ],

@@ -192,6 +192,13 @@ impl Lab {
             .arg(&self.bin)
             .args(["run", "-n", "-l", "-D", "--data-dir"])
             .arg(&self.dir)
+            // Each node's own, as each machine has its own /run/keepalived.pid, unless the
+            // caller names one.
+            .args(if args.contains(&"-p") {
+                vec![]
+            } else {
+                vec!["-p".into(), self.dir.join(format!("n{n}-holdfast.pid"))]
+            })
             .arg("-f")
             .arg(&path)
             .args(args)
@@ -288,6 +295,21 @@ impl Lab {
     /// Whether node `n` holds `vip` (as `a.b.c.d/len`).
     pub fn has(&self, n: usize, vip: &str) -> bool {
         self.addrs(n).iter().any(|a| a == vip)
+    }
+
+    /// Waits (at most `timeout`, polling every 20 ms) until node `n` holds `vip` or not, as
+    /// `held` says; whether it got there.
+    pub fn wait_has(&self, n: usize, vip: &str, held: bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.has(n, vip) == held {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs a command in the switch namespace.
