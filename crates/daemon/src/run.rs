@@ -78,17 +78,55 @@ impl crate::mailbox::Sender<Msg> {
 
 /// Loads and plans the configuration, printing its diagnostics; `Err` when it cannot run.
 pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan::Plan, String> {
-    use holdfast_config::loader::FsLoader;
-    let opts = holdfast_config::Options {
-        config_id: config_id.to_string(),
-        strict: false,
-    };
-    let loaded = holdfast_config::load(file, &FsLoader, Some(&crate::host::LinuxHost), &opts);
+    let loaded = load(file, config_id);
     eprint!("{}", loaded.render());
     if !loaded.readable || loaded.exit_code(false) == 4 {
         return Err(format!("configuration {} cannot run", file.display()));
     }
     Ok(crate::plan::build(&loaded.config, &loaded.disabled_scripts))
+}
+
+fn load(file: &std::path::Path, config_id: &str) -> holdfast_config::Loaded {
+    use holdfast_config::loader::FsLoader;
+    let opts = holdfast_config::Options {
+        config_id: config_id.to_string(),
+        strict: false,
+    };
+    holdfast_config::load(file, &FsLoader, Some(&crate::host::LinuxHost), &opts)
+}
+
+/// A configuration read for a reload: its plan, or why the running one is kept.
+pub struct ReloadLoad {
+    /// The plan to apply; `None` when the reload is refused.
+    pub plan: Result<crate::plan::Plan, String>,
+    /// Each diagnostic's first line (`file:line:col: error: message`), to log.
+    pub lines: Vec<String>,
+}
+
+/// Reads the configuration again for SIGHUP (on a blocking thread: parsing must not hold up
+/// adverts). Stricter than a start: a configuration with errors (what `check-config` exits 4 or
+/// 5 on) is refused, so a typo cannot take a VIP or an instance away from a running MASTER.
+pub fn load_for_reload(file: &std::path::Path, config_id: &str) -> ReloadLoad {
+    let loaded = load(file, config_id);
+    let lines: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter_map(|d| {
+            let text = holdfast_config::diag::render(&loaded.sources, d);
+            text.lines().next().map(str::to_string)
+        })
+        .collect();
+    let errors = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == holdfast_config::Severity::Error)
+        .count();
+    let plan = match loaded.exit_code(false) {
+        _ if !loaded.readable => Err(format!("configuration {} cannot be read", file.display())),
+        4 | 5 => Err(format!("{errors} error(s) in {}", file.display())),
+        _ => Ok(crate::plan::build(&loaded.config, &loaded.disabled_scripts)),
+    };
+    ReloadLoad { plan, lines }
 }
 
 /// What every instance driver shares.
@@ -452,7 +490,17 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             _ = hup.recv() => {
                 log.main("Reloading");
                 crate::systemd::reloading();
-                match load_plan(&opts.file, &opts.config_id) {
+                let (file, id) = (opts.file.clone(), opts.config_id.clone());
+                let loaded = tokio::task::spawn_blocking(move || load_for_reload(&file, &id))
+                    .await
+                    .map_err(|e| format!("the configuration reader failed: {e}"))
+                    .and_then(|l| {
+                        for line in &l.lines {
+                            log.main(line);
+                        }
+                        l.plan
+                    });
+                match loaded {
                     Err(e) => {
                         log.main(&format!("Reload failed, keeping the running configuration: {e}"));
                         if let Ok(mut r) = reloads.lock() {

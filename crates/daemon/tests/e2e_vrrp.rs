@@ -420,6 +420,25 @@ fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config(
     n1.signal("HUP");
     n1.wait_for("Reload failed, keeping the running configuration", 5 * SEC);
     assert!(settles(|| lab.has(1, VIP) && lab.has(1, "10.77.0.101/24")));
+    // So does one with errors: an out-of-range VRID would take the instance and its VIPs
+    // away, a mistyped address would leave a MASTER holding one VIP fewer.
+    for bad in [
+        two(150).replace("virtual_router_id 51", "virtual_router_id 300"),
+        two(150).replace("10.77.0.101/24", "10.77.0.1011/24"),
+    ] {
+        lab.file("n1.conf", &bad);
+        let since = std::time::Instant::now();
+        n1.signal("HUP");
+        n1.try_wait_for_after(
+            "Reload failed, keeping the running configuration:",
+            Some(since),
+            5 * SEC,
+        )
+        .unwrap_or_else(|| panic!("the bad reload was not refused:\n{}", n1.log()));
+        assert!(settles(|| lab.has(1, VIP) && lab.has(1, "10.77.0.101/24")));
+        assert_eq!(n1.count("removing VIPs."), removals_before, "{}", n1.log());
+        assert_eq!(n1.count("Reload finished"), 1, "{}", n1.log());
+    }
 }
 
 /// Waits (bounded) for a file the daemon writes on a signal, and returns its text.

@@ -677,8 +677,14 @@ impl VirtualRouter {
                 count: self.cfg.garp.master_repeat,
             });
         }
+        // The next advert stays where it was (a burst of reloads must not silence a MASTER),
+        // unless a shorter interval brings it forward.
         if self.state == State::Master {
-            self.advert_at = Some(now + self.cfg.advert_int);
+            let by_new_interval = now + self.cfg.advert_int;
+            self.advert_at = Some(
+                self.advert_at
+                    .map_or(by_new_interval, |t| t.min(by_new_interval)),
+            );
         }
         self.reevaluate(now);
     }

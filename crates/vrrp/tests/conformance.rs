@@ -700,6 +700,45 @@ fn a_reload_keeps_a_master_master_and_diffs_its_vips() {
 }
 
 #[test]
+fn a_burst_of_reloads_does_not_postpone_the_masters_adverts() {
+    let mut h = master(100);
+    h.take();
+    // A reload every 300 ms for 3 s (a SIGHUP burst): the MASTER still sends on its own
+    // 1 s schedule, so a BACKUP never sees three intervals of silence.
+    let same = std::sync::Arc::new(h.r.config().clone());
+    let mut sent_at = Vec::new();
+    for _ in 0..10 {
+        h.advance(ms(300));
+        h.input(Input::Reload(&same));
+        if !h.sends().is_empty() {
+            sent_at.push(h.now);
+        }
+        h.take();
+    }
+    assert_eq!(h.r.state(), State::Master);
+    assert!(sent_at.len() >= 2, "adverts at {sent_at:?}");
+    let gaps = sent_at.windows(2).map(|w| w[1] - w[0]);
+    // (Seen at 300 ms steps: an advert on time shows up to 300 ms late.)
+    assert!(
+        gaps.clone().all(|g| g <= ms(1300)),
+        "{:?}",
+        gaps.collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_reload_to_a_shorter_advert_interval_takes_effect_at_once() {
+    let mut h = master(100);
+    h.take();
+    h.advance(ms(100));
+    let mut c = h.r.config().clone();
+    c.advert_int = ms(200);
+    h.input(Input::Reload(&std::sync::Arc::new(c)));
+    h.advance(ms(200));
+    assert_eq!(h.sends().len(), 1, "no advert within the new interval");
+}
+
+#[test]
 fn a_reload_that_changes_the_vrid_is_refused_for_the_caller_to_replace_the_router() {
     let h = master(100);
     let mut c = h.r.config().clone();
