@@ -42,6 +42,11 @@ fn is_space(c: char) -> bool {
 }
 
 const MAX_INCLUDE_DEPTH: usize = 32;
+/// Files one load may read through `include`, counting a file included twice twice: a file
+/// that includes another twice, a few levels deep, would otherwise read it exponentially often.
+pub const MAX_INCLUDED_FILES: usize = 4096;
+/// Bytes one load may read through `include`, likewise.
+pub const MAX_INCLUDED_BYTES: usize = 64 << 20;
 /// Stand-ins for characters produced by substitution that must not be read as syntax
 /// (`${_HASH}`, `${_BANG}`, the braces of an undefined `${NAME}`); mapped back in words.
 const LIT_HASH: char = '\u{E023}';
@@ -76,6 +81,8 @@ pub struct Lexer<'a> {
     expanding: Vec<String>,
     /// Whether the current line has already been reported for runaway substitution.
     reported: bool,
+    /// Files and bytes read through `include` so far, and whether the limit was reported.
+    included: (usize, usize, bool),
 }
 
 /// A line being built: text plus, for every byte, the source offset it came from.
@@ -127,6 +134,7 @@ impl<'a> Lexer<'a> {
             out: Vec::new(),
             expanding: Vec::new(),
             reported: false,
+            included: (0, 0, false),
         }
     }
 
@@ -403,8 +411,27 @@ impl<'a> Lexer<'a> {
                         );
                         continue;
                     }
+                    if self.included.0 >= MAX_INCLUDED_FILES
+                        || self.included.1 >= MAX_INCLUDED_BYTES
+                    {
+                        if !self.included.2 {
+                            self.included.2 = true;
+                            self.diags.push(
+                                Class::Syntax,
+                                Some(tok.span),
+                                format!(
+                                    "includes read more than {MAX_INCLUDED_FILES} files or {} MiB in all (a file included repeatedly?) - '{}' and every later include ignored",
+                                    MAX_INCLUDED_BYTES >> 20,
+                                    path.display()
+                                ),
+                            );
+                        }
+                        return;
+                    }
                     match self.loader.read(&path) {
                         Ok(text) => {
+                            self.included.0 += 1;
+                            self.included.1 += text.len();
                             let child = self.map.add(path, text, Some(tok.span));
                             self.lex_file(child, depth + 1);
                         }
@@ -860,6 +887,29 @@ mod tests {
         let mut l = MemLoader::single("/k/main.conf", "a ${_ENV HF} ${_PWD}\n");
         l.env.insert("HF".into(), "val".into());
         assert_eq!(lex(&l, "n").0, ["a", "val", "/k", "⏎"]);
+    }
+
+    #[test]
+    fn a_file_included_exponentially_often_stops_at_the_limit() {
+        // Each level includes the next twice: 2^20 inclusions unbounded.
+        let mut loader = MemLoader::single("/k/main.conf", "include l1.conf\ninclude l1.conf\n");
+        for level in 1..20 {
+            loader = loader.with(
+                &format!("/k/l{level}.conf"),
+                &format!("include l{n}.conf\ninclude l{n}.conf\n", n = level + 1),
+            );
+        }
+        loader = loader.with("/k/l20.conf", "x\n");
+        let (words, d, map) = lex(&loader, "n");
+        let limit: Vec<_> = d
+            .items()
+            .iter()
+            .filter(|d| d.message.starts_with("includes read more than"))
+            .collect();
+        assert_eq!(limit.len(), 1, "{:?}", d.items());
+        assert_eq!(limit[0].class, Class::Syntax);
+        assert!(map.files().count() <= MAX_INCLUDED_FILES + 1);
+        assert!(words.iter().filter(|w| *w == "x").count() > 0);
     }
 
     #[test]
