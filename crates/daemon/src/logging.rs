@@ -318,14 +318,47 @@ fn write_line(l: &Line) {
     to_file(l.ident, &l.msg);
 }
 
-/// Dropped-advert lines, rate limited per reason: a flood of bad adverts is counted in full
-/// (the router's counters) but logged as the first [`DropLog::BURST`] lines of each
-/// [`DropLog::WINDOW`], then one line saying how many more there were.
+/// Which per-packet line a window limits: a drop reason, or another line a received advert
+/// can cause (a flood of valid adverts must not become a flood of log lines either).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketLine {
+    /// An advert dropped for this reason.
+    Drop(holdfast_vrrp::router::Drop),
+    /// Another line, named by its kind.
+    Other(&'static str),
+}
+
+impl From<holdfast_vrrp::router::Drop> for PacketLine {
+    fn from(d: holdfast_vrrp::router::Drop) -> Self {
+        PacketLine::Drop(d)
+    }
+}
+
+impl PacketLine {
+    /// The limited kind of a router log line, if a received packet can cause it.
+    pub fn of(l: &Log) -> Option<PacketLine> {
+        Some(match l {
+            Log::Dropped(_, reason, _) => PacketLine::Drop(*reason),
+            Log::LowerPriority(..) => PacketLine::Other("lower priority"),
+            Log::Discarding(..) => PacketLine::Other("discarding"),
+            Log::FastPreempt(..) => PacketLine::Other("fast preempt"),
+            Log::BackupPrio0(..) => PacketLine::Other("backup priority 0"),
+            Log::MasterPrio0(..) => PacketLine::Other("master priority 0"),
+            Log::EqualPriorityOurIp(..) => PacketLine::Other("our IP"),
+            Log::TwoOwners(..) => PacketLine::Other("two owners"),
+            _ => return None,
+        })
+    }
+}
+
+/// Per-packet lines (dropped adverts, and the lines a valid advert can cause), rate limited
+/// per kind: a flood is counted in full (the router's counters) but logged as the first
+/// [`DropLog::BURST`] lines of each [`DropLog::WINDOW`], then one line saying how many more
+/// there were.
 #[derive(Default)]
 pub struct DropLog {
-    /// A window per reason seen (a handful of reasons: a list, smaller in every instance
-    /// than a hash map).
-    windows: Mutex<Vec<(holdfast_vrrp::router::Drop, Window)>>,
+    /// A window per kind seen (a handful: a list, smaller in every instance than a hash map).
+    windows: Mutex<Vec<(PacketLine, Window)>>,
 }
 
 #[derive(Clone, Copy)]
@@ -345,9 +378,10 @@ impl DropLog {
     /// unlogged (reported once, when their window has passed).
     pub fn admit(
         &self,
-        reason: holdfast_vrrp::router::Drop,
+        reason: impl Into<PacketLine>,
         now: std::time::Instant,
     ) -> (bool, Option<u64>) {
+        let reason = reason.into();
         let Ok(mut m) = self.windows.lock() else {
             return (true, None);
         };

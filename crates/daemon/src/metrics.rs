@@ -294,6 +294,23 @@ pub fn render(
     );
     f.sample("holdfast_reload_failures_total", "", reloads.failed);
     f.head(
+        "holdfast_vrrp_packets_unowned_total",
+        "counter",
+        "VRRP packets the interfaces' readers handed to no instance: too short to carry a VRID, for a VRID no instance has, or dropped because the instance's queue was full (a flood).",
+    );
+    let u = &crate::rx::UNOWNED;
+    for (reason, n) in [
+        ("too_short", &u.too_short),
+        ("unknown_vrid", &u.unknown_vrid),
+        ("queue_full", &u.queue_full),
+    ] {
+        f.sample(
+            "holdfast_vrrp_packets_unowned_total",
+            &format!("reason=\"{reason}\""),
+            n.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+    f.head(
         "holdfast_log_lines_dropped_total",
         "counter",
         "Log lines dropped because syslog, stderr or the log files did not keep up.",
@@ -557,6 +574,7 @@ mod tests {
             "holdfast_reloads_total 1",
             "holdfast_reload_failures_total 1",
             "holdfast_log_lines_dropped_total 0",
+            r#"holdfast_vrrp_packets_unowned_total{reason="unknown_vrid"} 0"#,
             "holdfast_reload_last_success 0",
             r#"holdfast_checker_up{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 1"#,
             r#"holdfast_checker_probe_failures_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 1"#,

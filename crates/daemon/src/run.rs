@@ -988,11 +988,18 @@ impl Io {
                 );
             }
             Output::Log(l) => {
-                if let holdfast_vrrp::router::Log::Dropped(name, reason, _) = &l {
-                    let (now, earlier) = self.drop_log.admit(*reason, std::time::Instant::now());
+                if let Some(kind) = crate::logging::PacketLine::of(&l) {
+                    let (now, earlier) = self.drop_log.admit(kind, std::time::Instant::now());
                     if let Some(n) = earlier {
+                        let what = match kind {
+                            crate::logging::PacketLine::Drop(_) => {
+                                "adverts dropped for the same reason were"
+                            }
+                            crate::logging::PacketLine::Other(_) => "lines like the last were",
+                        };
                         self.log.vrrp(&format!(
-                            "({name}) {n} more adverts dropped for the same reason were not logged (rate limit: {} lines per {} s)",
+                            "({}) {n} more {what} not logged (rate limit: {} lines per {} s)",
+                            self.plan.name,
                             crate::logging::DropLog::BURST,
                             crate::logging::DropLog::WINDOW.as_secs()
                         ));
@@ -1147,7 +1154,8 @@ fn instance(
         // change falls between the two.
         let track_link = !plan.dont_track_primary;
         let track_src = plan.src.is_none();
-        let mut changes = (track_link || track_src).then(|| crate::nlhub::changes(ifindex));
+        // Always: a MASTER also watches for its VIPs being removed by someone else.
+        let mut changes = Some(crate::nlhub::changes(ifindex));
 
         let mut router =
             VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
@@ -1281,6 +1289,22 @@ fn instance(
                 }
                 c = crate::nlhub::next(&mut changes) => {
                     use crate::nlhub::Change;
+                    // One of this MASTER's VIPs on its interface removed from outside (an
+                    // operator, another daemon, a network manager): put it back and announce
+                    // it, rather than advertise an address nobody answers for.
+                    if let Ok(Change::Addr(a)) = &c
+                        && !a.added
+                        && router.state() == State::Master
+                        && let Some(k) = io.plan.vips.iter().position(|v| v.addr == a.addr)
+                        && io.ifindexes.get(k) == Some(&ifindex)
+                    {
+                        if log.detail {
+                            log.vrrp(&format!("Netlink reflector reports IP {} removed from {}", a.addr, plan.ifname));
+                        }
+                        log.vrrp(&format!("({}) VIP {} was removed from {} by someone else - restoring it", plan.name, a.addr, plan.ifname));
+                        io.add_vips(Some(&[a.addr])).await;
+                        io.execute(Output::Announce { count: plan.router.garp.master_repeat }, &router).await;
+                    }
                     if track_link {
                         match c {
                             Ok(Change::Link(up)) => router.handle(now(), Input::Link(up)),
@@ -1333,6 +1357,11 @@ fn instance(
                     let c = match m {
                         Some(Msg::Advert(p)) => {
                             router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
+                            // A flooded inbox is always ready, and this task would never give
+                            // the runtime back: every instance shares one thread, so spend
+                            // tokio's cooperative budget (a yield every 128 adverts) and let
+                            // the others send their adverts on time.
+                            tokio::task::consume_budget().await;
                             continue;
                         }
                         Some(Msg::Ctl(c)) => Some(c),

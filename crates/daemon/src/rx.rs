@@ -144,6 +144,24 @@ pub fn subscribe(
     Ok((sock, Subscription { shared, vrid, id }))
 }
 
+/// Packets the interfaces' readers handed to no instance, since start.
+#[derive(Debug, Default)]
+pub struct Unowned {
+    /// Too short to carry a VRID (0 or 1 byte of VRRP).
+    pub too_short: AtomicU64,
+    /// For a VRID no instance on that interface has.
+    pub unknown_vrid: AtomicU64,
+    /// Dropped because the instance's queue was full (a flood).
+    pub queue_full: AtomicU64,
+}
+
+/// The process's counts of packets handed to no instance.
+pub static UNOWNED: Unowned = Unowned {
+    too_short: AtomicU64::new(0),
+    unknown_vrid: AtomicU64::new(0),
+    queue_full: AtomicU64::new(0),
+};
+
 /// The reader thread: reads until the last subscription is gone (checked at least every
 /// 200 ms, the socket's receive timeout) and hands each packet to its VRID's instances.
 fn reader(
@@ -165,14 +183,22 @@ fn reader(
                 Ok(Some(p)) => {
                     let p = Arc::new(p);
                     let Some(&vrid) = p.payload.get(1) else {
+                        UNOWNED.too_short.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
                     let Ok(subs) = shared.subs.lock() else {
                         return;
                     };
+                    let mut owners = 0;
                     for tx in subs.of(vrid) {
+                        owners += 1;
                         // A full queue (a flood) drops rather than stalls the link's reader.
-                        tx.push(crate::run::Msg::Advert(p.clone()));
+                        if !tx.push(crate::run::Msg::Advert(p.clone())) {
+                            UNOWNED.queue_full.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if owners == 0 {
+                        UNOWNED.unknown_vrid.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Ok(None) => {}

@@ -163,10 +163,30 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     for (reason, n) in &want {
         counted(&lab, reason, *n);
     }
-    // Another VRID on the link is nobody's here: ignored, counted nowhere, logged nowhere
-    // (keepalived without log_unknown_vrids).
+    // Another VRID on the link is nobody's here, and a packet of one byte has no VRID: handed
+    // to no instance and logged nowhere (keepalived without log_unknown_vrids), but counted.
     for _ in 0..20 {
         send(&sock, 255, &advert_for(52, b"good", 1));
+        send(&sock, 255, &[0x21]);
+    }
+    let unowned = |text: &str, reason: &str| -> u64 {
+        let prefix = format!(r#"holdfast_vrrp_packets_unowned_total{{reason="{reason}"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + 10 * SEC;
+    loop {
+        let text = scrape(&lab);
+        if unowned(&text, "unknown_vrid") >= 20 && unowned(&text, "too_short") >= 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "unowned packets not counted:\n{text}"
+        );
+        std::thread::sleep(SEC / 5);
     }
     // keepalived's words for them.
     lb.wait_for("(VI_1) invalid TTL/HL. Received 64 and expect 255", SEC);
@@ -325,4 +345,71 @@ fn a_stalled_log_reader_holds_up_neither_adverts_nor_trackers() {
     let _ = n1.kill();
     let _ = n1.wait();
     drop(stalled);
+}
+
+/// A valid VRRPv2 advert with PASS "good" for `vrid` and VIP `vip`, at `priority`.
+fn advert_prio(vrid: u8, priority: u8, vip: [u8; 4]) -> Vec<u8> {
+    let mut m = vec![0x21, vrid, priority, 1, 1, 1, 0, 0];
+    m.extend_from_slice(&vip);
+    let mut auth = [0u8; 8];
+    auth[..4].copy_from_slice(b"good");
+    m.extend_from_slice(&auth);
+    let c = checksum(&m, ChecksumForm::MessageOnly, None);
+    m[6..8].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// A flood of valid lower-priority adverts for one VRID (as fast as one sender goes, for 8 s)
+/// must not delay another instance's adverts: n3, BACKUP of VI_2 only, never takes over. The
+/// flooded instance answers and logs at a bounded rate, not once per packet.
+#[test]
+fn a_flood_on_one_vrid_neither_silences_another_nor_is_answered_per_packet() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let instance = |name: &str, vrid: u8, prio: u8, vip: &str| {
+        format!(
+            "vrrp_instance {name} {{\n    state BACKUP\n    interface eth0\n    virtual_router_id {vrid}\n    priority {prio}\n    advert_int 1\n    authentication {{\n        auth_type PASS\n        auth_pass good\n    }}\n    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n"
+        )
+    };
+    let both =
+        instance("VI_1", 51, 150, "10.77.0.100/24") + &instance("VI_2", 52, 150, "10.77.0.101/24");
+    let mut n1 = lab.holdfast(1, &both);
+    n1.wait_for_all(
+        &[
+            "(VI_1) Entering MASTER STATE",
+            "(VI_2) Entering MASTER STATE",
+        ],
+        10 * SEC,
+    );
+    let mut n3 = lab.holdfast(3, &instance("VI_2", 52, 100, "10.77.0.101/24"));
+    n3.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
+    let sock = raw_socket(&lab, 2);
+    let flood = advert_prio(51, 100, [10, 77, 0, 100]);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < 8 * SEC && sent < 2_000_000 {
+        send(&sock, 255, &flood);
+        sent += 1;
+    }
+    eprintln!("flood: {sent} lower-priority adverts in 8 s");
+    assert!(
+        sent > 50_000,
+        "the flood was too thin to prove anything: {sent}"
+    );
+    // A second past the flood: anything it delayed has had time to show.
+    let quiet = n3.try_wait_for("(VI_2) Entering MASTER STATE", SEC);
+    assert!(
+        quiet.is_none(),
+        "VI_2's BACKUP took over during a flood on VI_1:\n{}",
+        n3.log()
+    );
+    assert!(lab.has(1, "10.77.0.101/24") && lab.has(1, "10.77.0.100/24"));
+    // Answered (an advert and a GARP burst) and logged a bounded number of times: about once
+    // per advert interval, not once per packet.
+    let answers = n1.count("Received advert from 10.77.0.2 with lower priority 100, ours 150");
+    assert!(
+        (1..=20).contains(&answers),
+        "{answers} lower-priority lines for {sent} adverts"
+    );
+    let garps = n1.count("Sending gratuitous ARP on eth0 for 10.77.0.100");
+    assert!(garps <= 5 * 20 + 10, "{garps} GARPs for {sent} adverts");
 }

@@ -112,10 +112,13 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
     let web3 = web(&mut lab, 3, "web3");
     let control = lab.dir().join("control.sock");
     let mut lb = lab.holdfast(1, &CONF.replace("CONTROL", control.to_str().unwrap()));
-    lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
-    lb.wait_for(
-        "Activating healthchecker for service [10.77.0.3]:tcp:80 for VS [10.77.0.100]:tcp:80",
-        5 * SEC,
+    // The instance and the checkers start side by side.
+    lb.wait_for_all(
+        &[
+            "(VI_1) Entering MASTER STATE",
+            "Activating healthchecker for service [10.77.0.3]:tcp:80 for VS [10.77.0.100]:tcp:80",
+        ],
+        10 * SEC,
     );
     // Round robin over both.
     assert_eq!(bodies(&lab, 4), ["web2", "web3"]);
@@ -148,6 +151,7 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
     );
 
     // web3 (HTTP_GET, inhibit_on_failure) dies: disabled, new connections go to web2.
+    lb.mark();
     web3.signal("KILL");
     lb.wait_for(
         "HTTP_CHECK on service [10.77.0.3]:tcp:80 failed after 1 retries.",
@@ -159,6 +163,7 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
     );
     assert_eq!(bodies(&lab, 4), ["web2"]);
     // A reload restarts the checkers but does not put the dead server back meanwhile.
+    lb.mark();
     lb.signal("HUP");
     lb.wait_for("Reload finished", 5 * SEC);
     let lvs = status(&control, &["--lvs"]);
@@ -170,6 +175,7 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
     assert_eq!(lb.count("Enabling service [10.77.0.3]"), 0, "{}", lb.log());
 
     // web2 (TCP_CHECK, no inhibit) dies too: removed; nothing answers.
+    lb.mark();
     web2.signal("KILL");
     lb.wait_for(
         "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.100]:tcp:80",
@@ -178,6 +184,7 @@ fn the_proxy_balances_checked_servers_and_follows_their_failures() {
     assert_eq!(get(&lab), "");
 
     // web3 comes back: enabled, and it serves again.
+    lb.mark();
     let _web3 = web(&mut lab, 3, "web3");
     lb.wait_for(
         "Remote Web server [10.77.0.3]:tcp:80 succeed on service.",
@@ -356,18 +363,18 @@ fn ssl_ping_and_udp_checkers_against_real_servers() {
         &["socat", "UDP4-RECVFROM:5000,fork", "EXEC:/bin/cat"],
     );
     let mut lb = lab.holdfast(1, CHECKERS_CONF);
-    // alpha: every checker starts down and reports its first success.
-    lb.wait_for(
-        "Remote Web server [10.77.0.2]:tcp:80 succeed on service.",
+    // alpha: every checker starts down and reports its first success, in any order.
+    lb.wait_for_all(
+        &[
+            "Remote Web server [10.77.0.2]:tcp:80 succeed on service.",
+            "ICMP connection to [10.77.0.2]:tcp:80 success.",
+            "UDP connection to [10.77.0.3]:tcp:80 success.",
+            "Adding service [10.77.0.3]:tcp:80 to VS [10.77.0.1]:tcp:80",
+        ],
         10 * SEC,
     );
-    lb.wait_for("ICMP connection to [10.77.0.2]:tcp:80 success.", 10 * SEC);
-    lb.wait_for("UDP connection to [10.77.0.3]:tcp:80 success.", 10 * SEC);
-    lb.wait_for(
-        "Adding service [10.77.0.3]:tcp:80 to VS [10.77.0.1]:tcp:80",
-        5 * SEC,
-    );
     // The UDP echo stops: port unreachable.
+    lb.mark();
     echo.signal("KILL");
     lb.wait_for("UDP_CHECK on service [10.77.0.3]:tcp:80 failed.", 5 * SEC);
     lb.wait_for(
@@ -375,9 +382,15 @@ fn ssl_ping_and_udp_checkers_against_real_servers() {
         5 * SEC,
     );
     // n2's cable is cut: no echo reply, no TLS.
+    lb.mark();
     lab.exec_switch(&["ip", "link", "set", &lab.cable(2), "down"]);
-    lb.wait_for("ICMP CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
-    lb.wait_for("SSL_CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
+    lb.wait_for_all(
+        &[
+            "ICMP CHECK on service [10.77.0.2]:tcp:80 failed.",
+            "SSL_CHECK on service [10.77.0.2]:tcp:80 failed.",
+        ],
+        5 * SEC,
+    );
 }
 
 #[test]
@@ -561,11 +574,14 @@ fn smtp_and_dns_checkers_against_real_servers() {
 }
 ";
     let mut lb = lab.holdfast(1, conf);
-    lb.wait_for(
-        "Remote SMTP server [10.77.0.2]:tcp:80 succeed on service.",
+    lb.wait_for_all(
+        &[
+            "Remote SMTP server [10.77.0.2]:tcp:80 succeed on service.",
+            "DNS_CHECK ([10.77.0.3]:tcp:80) succeeded.",
+        ],
         10 * SEC,
     );
-    lb.wait_for("DNS_CHECK ([10.77.0.3]:tcp:80) succeeded.", 10 * SEC);
+    lb.mark();
     smtpd.signal("KILL");
     lb.wait_for("SMTP_CHECK on service [10.77.0.2]:tcp:80 failed.", 5 * SEC);
 }
@@ -759,16 +775,13 @@ fn log_all_failures_logs_every_failed_attempt_while_the_checker_is_up() {
     // while the checker is up, then it goes down and the attempts are no longer logged.
     let conf = "global_defs {\n    checker_log_all_failures\n}\nvirtual_server 10.77.0.1 80 {\n    delay_loop 0.3\n    lb_algo rr\n    real_server 10.77.0.2 80 {\n        TCP_CHECK {\n            connect_timeout 0.5\n            retry 2\n            delay_before_retry 0.1\n        }\n    }\n    real_server 10.77.0.2 81 {\n        TCP_CHECK {\n            connect_timeout 0.5\n            retry 2\n            delay_before_retry 0.1\n            log_all_failures off\n        }\n    }\n}\n";
     let mut lb = lab.holdfast(1, conf);
-    lb.wait_for(
-        "TCP_CHECK on service [10.77.0.2]:tcp:80 failed after 2 retries.",
-        5 * SEC,
-    );
-    lb.wait_for(
-        "TCP_CHECK on service [10.77.0.2]:tcp:81 failed after 2 retries.",
-        5 * SEC,
-    );
-    lb.wait_for(
-        "Removing service [10.77.0.2]:tcp:81 from VS [10.77.0.1]:tcp:80",
+    // The two checkers run side by side.
+    lb.wait_for_all(
+        &[
+            "TCP_CHECK on service [10.77.0.2]:tcp:80 failed after 2 retries.",
+            "TCP_CHECK on service [10.77.0.2]:tcp:81 failed after 2 retries.",
+            "Removing service [10.77.0.2]:tcp:81 from VS [10.77.0.1]:tcp:80",
+        ],
         5 * SEC,
     );
     // A window of three delay_loops with both checkers down, whose failed attempts must not

@@ -80,7 +80,15 @@ fn metrics_show_states_counts_and_reloads_but_no_secrets() {
         "Serving Prometheus metrics on http://127.0.0.1:9650/metrics",
         5 * SEC,
     );
-    lb.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    // The instance and the checker start side by side; nothing listens on 10.77.0.2:80, so
+    // its check fails and it is taken out.
+    lb.wait_for_all(
+        &[
+            "(VI_1) Entering MASTER STATE",
+            "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.100]:tcp:80",
+        ],
+        10 * SEC,
+    );
     let text = until(
         &lab,
         r#"holdfast_vrrp_state{instance="VI_1",state="master"} 1"#,
@@ -93,11 +101,6 @@ fn metrics_show_states_counts_and_reloads_but_no_secrets() {
         text.lines()
             .any(|l| l == r#"holdfast_vrrp_effective_priority{instance="VI_1"} 150"#),
         "{text}"
-    );
-    // Nothing listens on 10.77.0.2:80: its check fails and it is down.
-    lb.wait_for(
-        "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.100]:tcp:80",
-        10 * SEC,
     );
     until(
         &lab,

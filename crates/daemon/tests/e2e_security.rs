@@ -213,9 +213,11 @@ fn passwords_appear_in_no_log_line_and_no_status() {
         socket.display()
     );
     let mut n1 = lab.holdfast(1, &conf);
-    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
-    n1.wait_for(
-        "MYSQL_CHECK on service [10.77.0.9]:tcp:3306 failed",
+    n1.wait_for_all(
+        &[
+            "(VI_1) Entering MASTER STATE",
+            "MYSQL_CHECK on service [10.77.0.9]:tcp:3306 failed",
+        ],
         10 * SEC,
     );
     for args in [

@@ -271,6 +271,7 @@ impl Lab {
             child,
             rx,
             lines: Vec::new(),
+            cursor: 0,
             name: name.to_string(),
         }
     }
@@ -395,16 +396,32 @@ pub fn is_root() -> bool {
 }
 
 /// A started daemon and its log lines.
+///
+/// Waits read forward, as `expect` does: [`Proc::wait_for`] looks only at lines after its
+/// cursor — the line the previous wait matched, or the point [`Proc::mark`] set — and moves
+/// the cursor past the line it finds. So a wait after an action cannot be satisfied by a line
+/// logged before it (every node logs `Entering BACKUP STATE` at start; a later wait for that
+/// line means a later one).
 pub struct Proc {
     child: Child,
     rx: mpsc::Receiver<(Instant, String)>,
     /// Every line read so far.
     pub lines: Vec<(Instant, String)>,
+    /// Index of the first line a wait may match.
+    cursor: usize,
     name: String,
 }
 
 impl Proc {
-    /// Waits (at most `timeout`) for a line containing `pat`; `None` on timeout.
+    /// Moves the cursor to the end of what has been logged so far: the next wait matches
+    /// only lines logged from now on. Call it before the action whose effect is awaited.
+    pub fn mark(&mut self) {
+        self.drain();
+        self.cursor = self.lines.len();
+    }
+
+    /// Waits (at most `timeout`) for a line after the cursor containing `pat`; `None` on
+    /// timeout (the cursor then stays).
     pub fn try_wait_for(&mut self, pat: &str, timeout: Duration) -> Option<Instant> {
         self.try_wait_for_after(pat, None, timeout)
     }
@@ -418,18 +435,77 @@ impl Proc {
     ) -> Option<Instant> {
         let deadline = Instant::now() + timeout;
         let fresh = |t: &Instant| since.is_none_or(|s| *t >= s);
-        if let Some((t, _)) = self.lines.iter().find(|(t, l)| fresh(t) && l.contains(pat)) {
-            return Some(*t);
-        }
+        let mut i = self.cursor;
         loop {
+            while let Some((t, l)) = self.lines.get(i) {
+                if fresh(t) && l.contains(pat) {
+                    let t = *t;
+                    self.cursor = i + 1;
+                    return Some(t);
+                }
+                i += 1;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            let (t, line) = self.rx.recv_timeout(left).ok()?;
-            let hit = fresh(&t) && line.contains(pat);
-            self.lines.push((t, line));
-            if hit {
-                return Some(t);
+            let line = self.rx.recv_timeout(left).ok()?;
+            self.lines.push(line);
+        }
+    }
+
+    /// Waits (at most `timeout`) until every pattern has a line after the cursor, in any
+    /// order (events that race each other), then moves the cursor past the last of them; the
+    /// error names what is missing and shows the log.
+    pub fn expect_all(&mut self, pats: &[&str], timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let start = self.cursor;
+        let mut found: Vec<Option<usize>> = vec![None; pats.len()];
+        let mut i = start;
+        loop {
+            while let Some((_, l)) = self.lines.get(i) {
+                for (k, p) in pats.iter().enumerate() {
+                    if found[k].is_none() && l.contains(p) {
+                        found[k] = Some(i);
+                    }
+                }
+                i += 1;
+            }
+            if found.iter().all(Option::is_some) {
+                self.cursor = found.iter().flatten().max().map_or(start, |m| m + 1);
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.lines.push(line),
+                Err(_) => {
+                    let missing: Vec<&&str> = pats
+                        .iter()
+                        .zip(&found)
+                        .filter(|(_, f)| f.is_none())
+                        .map(|(p, _)| p)
+                        .collect();
+                    let log = self.log();
+                    return Err(format!(
+                        "{}: no line after line {start} for {missing:?} within {timeout:?}; log:\n{log}",
+                        self.name
+                    ));
+                }
             }
         }
+    }
+
+    /// [`Proc::expect_all`], panicking on failure.
+    pub fn wait_for_all(&mut self, pats: &[&str], timeout: Duration) {
+        if let Err(e) = self.expect_all(pats, timeout) {
+            panic!("{e}");
+        }
+    }
+
+    /// How many lines logged at or after `since` contain `pat` (wherever the cursor is).
+    pub fn count_since(&mut self, pat: &str, since: Instant) -> usize {
+        self.drain();
+        self.lines
+            .iter()
+            .filter(|(t, l)| *t >= since && l.contains(pat))
+            .count()
     }
 
     /// Like [`Proc::try_wait_for`], but the error names the process and shows its log.
@@ -437,40 +513,33 @@ impl Proc {
         match self.try_wait_for(pat, timeout) {
             Some(t) => Ok(t),
             None => {
+                let cursor = self.cursor;
                 let log = self.log();
                 Err(format!(
-                    "{}: no line containing {pat:?} within {timeout:?}; log:\n{log}",
+                    "{}: no line containing {pat:?} after line {cursor} within {timeout:?}; log:\n{log}",
                     self.name
                 ))
             }
         }
     }
 
-    /// Waits (at most `timeout`) for a line containing `pat`, returning when it was logged.
+    /// Waits (at most `timeout`) for a line after the cursor containing `pat`, returning when
+    /// it was logged; panics with the log if none comes.
     pub fn wait_for(&mut self, pat: &str, timeout: Duration) -> Instant {
-        let deadline = Instant::now() + timeout;
-        if let Some((t, _)) = self.lines.iter().find(|(_, l)| l.contains(pat)) {
-            return *t;
+        match self.expect_line(pat, timeout) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
         }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok((t, line)) => {
-                    let hit = line.contains(pat);
-                    self.lines.push((t, line));
-                    if hit {
-                        return t;
-                    }
-                }
-                Err(_) => {
-                    let log = self.log();
-                    panic!(
-                        "{}: no line containing {pat:?} within {timeout:?}; log:\n{log}",
-                        self.name
-                    )
-                }
-            }
-        }
+    }
+
+    /// The lines logged after the cursor (after the line the last wait matched), read up to
+    /// now.
+    pub fn after_cursor(&mut self) -> Vec<String> {
+        self.drain();
+        self.lines[self.cursor.min(self.lines.len())..]
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 
     /// Reads what is available now without waiting.

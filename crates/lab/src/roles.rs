@@ -86,11 +86,14 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
     services::replicate(&lab, db1, db2, "10.88.0.21")?;
     services::sql(&s2, "SET GLOBAL read_only = 1")?;
     let mut lb = lab.holdfast(lb1, &conf());
-    lb.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
-    // The replica is read-only, so the writer pool drains it at its first check.
-    lb.expect_line(
-        "Disabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3306",
-        Duration::from_secs(10),
+    // The instance and the checkers start side by side. The replica is read-only, so the
+    // writer pool drains it at its first check.
+    lb.expect_all(
+        &[
+            "(VI_1) Entering MASTER STATE",
+            "Disabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3306",
+        ],
+        Duration::from_secs(20),
     )?;
     let mut cl = crate::lab::start_client(&mut lab, opts)?;
     std::thread::sleep(Duration::from_secs(1));
@@ -140,13 +143,10 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
             Duration::from_secs(10),
         )
         .is_some()
-        && lb
-            .try_wait_for_after(
-                "Adding service [10.88.0.21]:tcp:3306 to VS [10.88.0.100]:tcp:3306",
-                Some(back),
-                Duration::from_millis(1),
-            )
-            .is_none();
+        && lb.count_since(
+            "Adding service [10.88.0.21]:tcp:3306 to VS [10.88.0.100]:tcp:3306",
+            back,
+        ) == 0;
 
     let crate::lab::Writes {
         attempts,

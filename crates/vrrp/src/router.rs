@@ -309,6 +309,9 @@ pub struct Stats {
     pub priority_zero_received: u64,
     /// Priority-0 adverts sent.
     pub priority_zero_sent: u64,
+    /// Lower-priority adverts a MASTER did not answer, having answered one within the
+    /// advert interval.
+    pub lower_priority_unanswered: u64,
     /// Drops by reason.
     pub drops: Vec<(Drop, u64)>,
 }
@@ -506,7 +509,12 @@ pub struct VirtualRouter {
     out: VecDeque<Output>,
     stats: Stats,
     peer_forms: Vec<(IpAddr, ChecksumForm)>,
+    /// When this MASTER last answered a lower-priority advert.
+    lower_prio_answered: Option<Instant>,
 }
+
+/// Senders whose checksum form a router remembers (a VRRP group has a handful of routers).
+pub const PEER_FORMS: usize = 16;
 
 impl VirtualRouter {
     /// A router in INIT. `seed` is reserved for randomised behaviour (none in keepalived 2.2).
@@ -536,6 +544,7 @@ impl VirtualRouter {
             out: VecDeque::new(),
             stats: Stats::default(),
             peer_forms: Vec::new(),
+            lower_prio_answered: None,
         };
         r.effective = r.compute_priority();
         r
@@ -1159,10 +1168,6 @@ impl VirtualRouter {
             );
             return;
         };
-        match self.peer_forms.iter_mut().find(|(a, _)| *a == src) {
-            Some(e) => e.1 = form,
-            None => self.peer_forms.push((src, form)),
-        }
         // keepalived 2.2 drops adverts whose VIP count or list differs.
         if adv.addrs.len() != self.cfg.vips.len() {
             self.dropped(
@@ -1200,11 +1205,23 @@ impl VirtualRouter {
             );
             return;
         }
+        self.remember_form(src, form);
         self.stats.adverts_received += 1;
         if adv.priority == 0 {
             self.stats.priority_zero_received += 1;
         }
         self.on_valid_advert(now, src, &adv);
+    }
+
+    /// Records a sender's checksum form, for senders whose adverts passed every check: a
+    /// flood from forged sources cannot grow it, and it keeps the [`PEER_FORMS`] most recent.
+    fn remember_form(&mut self, src: IpAddr, form: ChecksumForm) {
+        if let Some(k) = self.peer_forms.iter().position(|(a, _)| *a == src) {
+            self.peer_forms.remove(k);
+        } else if self.peer_forms.len() >= PEER_FORMS {
+            self.peer_forms.remove(0);
+        }
+        self.peer_forms.push((src, form));
     }
 
     fn on_valid_advert(&mut self, now: Instant, src: IpAddr, adv: &AdvertRepr) {
@@ -1289,7 +1306,19 @@ impl VirtualRouter {
                 } else if adv.priority == ours && our_addr == Some(src) {
                     self.log(Log::EqualPriorityOurIp(name));
                 } else {
-                    // keepalived (RFC 9568): answer a lower-priority master at once.
+                    // keepalived (RFC 9568): answer a lower-priority master at once — but at
+                    // most once per advert interval: a flood of such adverts (forged or from a
+                    // confused peer) must not turn into a flood of adverts, GARP bursts,
+                    // notify scripts and log lines. One answer an interval is all a real
+                    // lower-priority master needs to step down.
+                    if self
+                        .lower_prio_answered
+                        .is_some_and(|t| now < t + self.cfg.advert_int)
+                    {
+                        self.stats.lower_priority_unanswered += 1;
+                        return;
+                    }
+                    self.lower_prio_answered = Some(now);
                     let force = !self.cfg.lower_prio_no_advert;
                     self.log(Log::LowerPriority(name, src, adv.priority, ours, force));
                     if force {

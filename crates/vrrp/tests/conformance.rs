@@ -739,6 +739,33 @@ fn a_reload_to_a_shorter_advert_interval_takes_effect_at_once() {
 }
 
 #[test]
+fn a_flood_of_lower_priority_adverts_is_answered_once_an_interval() {
+    let mut h = master(150);
+    h.take();
+    // 1 000 in 100 ms.
+    for _ in 0..1000 {
+        h.advert("10.0.0.1", 100);
+        h.now = h.now + Duration::from_micros(100);
+    }
+    let out = h.take();
+    let count = |f: &dyn Fn(&Output) -> bool| out.iter().filter(|o| f(o)).count();
+    assert_eq!(count(&|o| matches!(o, Output::Send { .. })), 1);
+    assert_eq!(count(&|o| matches!(o, Output::Announce { .. })), 1);
+    assert_eq!(count(&|o| matches!(o, Output::MasterRxLowerPri)), 1);
+    assert_eq!(count(&|o| matches!(o, Output::Log(_))), 1);
+    assert_eq!(h.r.stats().lower_priority_unanswered, 999);
+    assert_eq!(h.r.state(), State::Master);
+    // An interval later the next one is answered again.
+    h.now = h.now + ms(1000);
+    h.advert("10.0.0.1", 100);
+    assert!(
+        h.take()
+            .iter()
+            .any(|o| matches!(o, Output::MasterRxLowerPri))
+    );
+}
+
+#[test]
 fn a_reload_that_changes_the_vrid_is_refused_for_the_caller_to_replace_the_router() {
     let h = master(100);
     let mut c = h.r.config().clone();
@@ -903,6 +930,47 @@ fn a_v3_ipv4_advert_with_a_message_only_checksum_is_accepted_and_remembered() {
         h.r.peer_checksum_form(ip("10.0.0.1")),
         Some(ChecksumForm::MessageOnly)
     );
+}
+
+#[test]
+fn checksum_forms_are_kept_for_valid_senders_only_and_boundedly() {
+    let mut c = cfg(100);
+    c.version = Version::V3;
+    let mut h = H::with(c);
+    let cfgc = h.r.config().clone();
+    let advert = |src: &str, vips: Vec<IpAddr>| {
+        AdvertRepr {
+            version: Version::V3,
+            vrid: 51,
+            priority: 100,
+            interval_cs: 100,
+            addrs: vips,
+            auth: Auth::None,
+        }
+        .to_bytes(
+            ChecksumForm::MessageOnly,
+            &IpPair {
+                src: ip(src),
+                dst: cfgc.mcast_group,
+            },
+        )
+    };
+    // Dropped (wrong address list): not remembered.
+    h.raw("10.0.1.1", 255, &advert("10.0.1.1", vec![ip("10.9.9.9")]));
+    assert_eq!(h.r.peer_checksum_form(ip("10.0.1.1")), None);
+    // A thousand valid senders: the most recent are kept, no more.
+    for i in 0..1000u32 {
+        let src = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+        h.raw(&src, 255, &advert(&src, cfgc.vips.clone()));
+    }
+    let kept = (0..1000u32)
+        .filter(|i| {
+            let src = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+            h.r.peer_checksum_form(ip(&src)).is_some()
+        })
+        .count();
+    assert_eq!(kept, PEER_FORMS);
+    assert!(h.r.peer_checksum_form(ip("10.1.3.250")).is_some());
 }
 
 #[test]
