@@ -232,6 +232,10 @@ pub struct Global {
     /// `nft_flowtable on|off` (holdfast): whether `dataplane nft` offloads established NAT
     /// connections to a flowtable where the kernel has one (default on).
     pub nft_flowtable: Option<bool>,
+    /// `proxy_maxconn N` (holdfast): connections the proxy plane carries at once, over every
+    /// virtual server; past it, accepts pause (HAProxy's `maxconn`). Default: derived from
+    /// the open file limit.
+    pub proxy_maxconn: Option<u32>,
     /// Declaration site.
     pub origin: Origin,
 }
@@ -289,6 +293,7 @@ impl Default for Global {
             metrics_listen: None,
             nft_table: None,
             nft_flowtable: None,
+            proxy_maxconn: None,
             origin: Origin::default(),
         }
     }

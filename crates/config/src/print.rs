@@ -358,6 +358,7 @@ impl P {
         if let Some(on) = g.nft_flowtable {
             self.kv("nft_flowtable", &[if on { "on" } else { "off" }]);
         }
+        self.optn("proxy_maxconn", g.proxy_maxconn);
         self.close();
     }
 

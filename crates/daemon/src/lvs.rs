@@ -760,6 +760,9 @@ pub struct PlaneOptions {
     /// `nft_flowtable off`: established NAT connections stay on conntrack's path (by default
     /// they go to a flowtable where the kernel has one).
     pub nft_flowtable_off: bool,
+    /// `proxy_maxconn` (default: derived from the open file limit, see
+    /// [`holdfast_dataplane::proxy::default_max_connections`]).
+    pub proxy_maxconn: Option<u32>,
 }
 
 impl PlaneOptions {
@@ -802,7 +805,13 @@ impl Planes {
     pub fn with_options(options: PlaneOptions) -> Planes {
         Planes {
             wanted: Mutex::new(BTreeMap::new()),
-            proxy: Mutex::new(ProxyPlane::new()),
+            proxy: Mutex::new(ProxyPlane::with_max_connections(
+                options
+                    .proxy_maxconn
+                    .map_or_else(holdfast_dataplane::proxy::default_max_connections, |n| {
+                        n as usize
+                    }),
+            )),
             ipvs: Mutex::new(None),
             nft: Arc::new(NftWorker::new(
                 options.nft_table().to_owned(),

@@ -423,6 +423,11 @@ fn health_families(f: &mut Family<'_>, health: &[(Owner, Snapshot)]) {
     }
 }
 
+/// Metrics clients served at once.
+pub const CLIENTS: usize = 16;
+/// How long a metrics connection may stay open.
+pub const CLIENT_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Binds `addr` and serves the metrics until aborted.
 pub async fn serve(
     addr: SocketAddr,
@@ -433,9 +438,18 @@ pub async fn serve(
     log.main(&format!(
         "Serving Prometheus metrics on http://{addr}/metrics"
     ));
+    // A scraper needs one connection for milliseconds. Idle or slow clients must not hold
+    // descriptors the VRRP path and the trackers need: at most CLIENTS at once (the rest wait
+    // in the kernel's backlog), one request each, and each connection closed after
+    // CLIENT_TIME whatever it is doing.
+    let clients = std::sync::Arc::new(tokio::sync::Semaphore::new(CLIENTS));
     Ok(tokio::spawn(async move {
         loop {
+            let Ok(permit) = clients.clone().acquire_owned().await else {
+                return;
+            };
             let Ok((stream, _)) = listener.accept().await else {
+                drop(permit);
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
@@ -451,9 +465,13 @@ pub async fn serve(
                     }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .await;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Some(CLIENT_TIME))
+                    .keep_alive(false)
+                    .serve_connection(io, svc);
+                let _ = tokio::time::timeout(CLIENT_TIME, conn).await;
+                drop(permit);
             });
         }
     }))

@@ -357,6 +357,7 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         }),
         nft_table: cfg.global.nft_table.clone(),
         nft_flowtable_off: cfg.global.nft_flowtable == Some(false),
+        proxy_maxconn: cfg.global.proxy_maxconn,
     };
     plan.metrics_listen = cfg.global.metrics_listen;
     plan.mail = crate::mail::Mailer::from_config(&cfg.global);

@@ -413,3 +413,91 @@ fn a_flood_on_one_vrid_neither_silences_another_nor_is_answered_per_packet() {
     let garps = n1.count("Sending gratuitous ARP on eth0 for 10.77.0.100");
     assert!(garps <= 5 * 20 + 10, "{garps} GARPs for {sent} adverts");
 }
+
+/// Clients holding hundreds of connections — through the proxy to a backend that never
+/// answers, and idle on the metrics endpoint — must not use up the descriptors the MASTER's
+/// tracker needs to start its script (here a limit of 160): the proxy stops accepting at its
+/// limit (derived from the file limit), the metrics endpoint serves a few clients at a time
+/// and closes idle ones, and the tracker runs on; the BACKUP never takes over.
+#[test]
+fn held_connections_cannot_starve_the_trackers_of_descriptors() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let dir = lab.dir().to_path_buf();
+    let runs = dir.join("runs");
+    let _holder = lab.spawn(
+        3,
+        "holder",
+        &["socat", "TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:sleep 60"],
+    );
+    let conf = format!(
+        "global_defs {{\n    metrics_listen 10.77.0.1:9652\n    dataplane proxy\n}}\nvrrp_script chk {{\n    script \"/bin/sh -c 'echo >> {runs}'\"\n    interval 0.2\n    weight -60\n    rise 1\n    fall 1\n}}\n{}virtual_server 10.77.0.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    protocol TCP\n    real_server 10.77.0.3 8080 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n}}\n",
+        netns::conf(150, "    track_script {\n        chk\n    }", "")
+            .replace("global_defs {\n\n}\n", ""),
+        runs = runs.display(),
+    );
+    let conf = lab.file("n1-limited.conf", &conf);
+    let data = dir.display().to_string();
+    let mut n1 = lab.spawn(
+        1,
+        "holdfast@n1",
+        &[
+            "prlimit",
+            "--nofile=160:160",
+            env!("CARGO_BIN_EXE_holdfast"),
+            "run",
+            "-n",
+            "-l",
+            "-D",
+            "--data-dir",
+            &data,
+            "-p",
+            &format!("{data}/n1-limited.pid"),
+            "-f",
+            conf.to_str().unwrap(),
+        ],
+    );
+    n1.wait_for_all(
+        &[
+            "(VI_1) Entering MASTER STATE",
+            "Activating healthchecker for service [10.77.0.3]:tcp:8080 for VS [10.77.0.100]:tcp:80",
+        ],
+        15 * SEC,
+    );
+    let mut n2 = lab.holdfast(2, &netns::conf(100, "", ""));
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    // 200 connections through the proxy and 100 to the metrics port (its backlog is 128),
+    // held for 10 s.
+    let hold = "for i in $(seq 200); do exec {a}<>/dev/tcp/10.77.0.100/80 || exit 9; \
+                if [ $i -le 100 ]; then exec {b}<>/dev/tcp/10.77.0.1/9652 || exit 8; fi; \
+                done; echo opened >&2; sleep 10";
+    let mut clients = lab.spawn(3, "clients", &["timeout", "30", "bash", "-c", hold]);
+    if clients.try_wait_for("opened", 20 * SEC).is_none() {
+        panic!(
+            "clients:\n{}\n--- listeners on n1:\n{}",
+            clients.log(),
+            lab.output(1, &["ss", "-ltn"])
+        );
+    }
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // The tracker keeps starting its script while the connections are held: 25 more runs
+    // (5 s at least).
+    let from = count();
+    let deadline = Instant::now() + 20 * SEC;
+    while count() < from + 25 {
+        assert!(
+            Instant::now() < deadline,
+            "the tracker stopped at {} runs:\n{}",
+            count(),
+            n1.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(n1.count("VRRP_Script(chk) failed"), 0, "{}", n1.log());
+    assert_eq!(n1.count("Too many open files"), 0, "{}", n1.log());
+    assert_eq!(n2.count("Entering MASTER STATE"), 0, "{}", n2.log());
+    assert!(lab.has(1, "10.77.0.100/24"));
+}

@@ -112,16 +112,49 @@ impl Worker {
 }
 
 /// The proxy data plane, with its own worker threads (one per CPU, at most 4).
-#[derive(Default)]
 pub struct ProxyPlane {
     running: HashMap<ServiceKey, Running>,
     workers: Vec<Worker>,
+    /// Connections carried at once, over every service: a permit per connection.
+    limit: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for ProxyPlane {
+    fn default() -> Self {
+        ProxyPlane::with_max_connections(default_max_connections())
+    }
+}
+
+/// The default connection limit: what the open file limit leaves, two descriptors a
+/// connection, after a reserve of a quarter of it (at least 256) for everything else the
+/// daemon opens — VRRP sockets, checks, scripts, the control and metrics sockets — so that a
+/// flood of clients can never leave a tracker unable to start its script (HAProxy likewise
+/// derives its `maxconn` from the limit). At least 16.
+pub fn default_max_connections() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    let reserve = (soft / 4).max(256);
+    (soft.saturating_sub(reserve) / 2).max(16)
 }
 
 impl ProxyPlane {
-    /// An empty plane; its worker threads start with the first service.
+    /// An empty plane with the default connection limit; its worker threads start with the
+    /// first service.
     pub fn new() -> ProxyPlane {
         ProxyPlane::default()
+    }
+
+    /// An empty plane carrying at most `max` connections at once; past it, accepts pause and
+    /// new connections wait in the kernel's backlog, as HAProxy does at `maxconn`.
+    pub fn with_max_connections(max: usize) -> ProxyPlane {
+        ProxyPlane {
+            running: HashMap::new(),
+            workers: Vec::new(),
+            limit: Arc::new(tokio::sync::Semaphore::new(
+                max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+        }
     }
 
     fn workers(&mut self) -> std::io::Result<&[Worker]> {
@@ -280,7 +313,7 @@ impl DataPlane for ProxyPlane {
             let listeners = bound
                 .into_iter()
                 .zip(&workers)
-                .map(|(l, h)| h.spawn(accept_loop(l, svc.clone())))
+                .map(|(l, h)| h.spawn(accept_loop(l, svc.clone(), self.limit.clone())))
                 .collect();
             self.running.insert(spec.key, Running { svc, listeners });
         }
@@ -345,14 +378,26 @@ fn update(i: &mut Inner, spec: &ServiceSpec) {
     i.spec = spec.clone();
 }
 
-async fn accept_loop(listener: TcpListener, svc: Arc<Service>) {
+async fn accept_loop(listener: TcpListener, svc: Arc<Service>, limit: Arc<tokio::sync::Semaphore>) {
     loop {
+        // At the limit, stop accepting: new connections wait in the kernel's backlog until
+        // one ends.
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((client, peer)) => {
-                tokio::spawn(serve(svc.clone(), client, peer));
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    serve(svc, client, peer).await;
+                    drop(permit);
+                });
             }
             // Out of descriptors and the like: pause rather than spin.
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => {
+                drop(permit);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }
@@ -904,6 +949,37 @@ mod tests {
         );
         assert_eq!(hello(other).await, "a");
         assert!(plane.stats().iter().all(|s| s.key != ServiceKey::tcp(vip)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_connection_limit_accepts_pause_until_one_ends() {
+        let (a, _ta) = backend("a").await;
+        let vip = free_port().await;
+        let mut plane = ProxyPlane::with_max_connections(2);
+        plane.apply(&vec![spec(vip, Kind::Rr, &[(a, 1)])]).unwrap();
+        // Two connections are carried: each hears the backend's tag.
+        let mut held = Vec::new();
+        let mut tag = [0u8; 1];
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(vip).await.unwrap();
+            s.read_exact(&mut tag).await.unwrap();
+            held.push(s);
+        }
+        // A third waits in the kernel's backlog: connected, but nothing relays it.
+        let mut third = TcpStream::connect(vip).await.unwrap();
+        let waited =
+            tokio::time::timeout(Duration::from_millis(300), third.read_exact(&mut tag)).await;
+        assert!(
+            waited.is_err(),
+            "a third connection was carried past the limit"
+        );
+        // One ends: the third gets its turn.
+        drop(held.pop());
+        tokio::time::timeout(Duration::from_secs(5), third.read_exact(&mut tag))
+            .await
+            .expect("the waiting connection was never carried")
+            .unwrap();
+        assert_eq!(&tag, b"a");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,6 +218,9 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 }
             }
             "nft_flowtable" => g.nft_flowtable = Some(cx.boolean(n)),
+            "proxy_maxconn" => {
+                g.proxy_maxconn = cx.int(n, 0, 1, i64::from(u32::MAX)).map(|v| v as u32);
+            }
             "metrics_listen" => {
                 if let Some(w) = cx.arg(n, 0) {
                     match w.text.parse::<SocketAddr>() {
