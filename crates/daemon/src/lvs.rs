@@ -906,6 +906,14 @@ impl Planes {
         }
     }
 
+    /// Whether this node holds `vips` (an instance entered MASTER, or left it): the proxy
+    /// closes the connections it carries on addresses it no longer holds.
+    pub fn vips_held(&self, vips: &[std::net::IpAddr], held: bool) {
+        if let Ok(mut p) = self.proxy.lock() {
+            p.set_held(vips, held);
+        }
+    }
+
     /// The VRRP instance `instance` entered a state: the sync daemon follows it, master
     /// with MASTER and backup otherwise (keepalived's ipvs_syncd_master/backup).
     pub fn vrrp_state(&self, instance: &str, master: bool, log: Logger) {

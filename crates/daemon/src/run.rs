@@ -479,6 +479,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                 unsettled = true;
                 settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
                 planes.vrrp_state(&name, to == State::Master, log);
+                if let Some((p, _, _)) = running.iter().find(|(p, _, _)| p.name == name) {
+                    planes.vips_held(&p.vip_addrs(), to == State::Master);
+                }
                 for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
                     if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
                         tx.command(Ctl::Sync(cmd));

@@ -963,3 +963,71 @@ fn a_virtual_server_group_balances_every_address_and_follows_its_servers() {
         1
     );
 }
+
+/// A node that loses the VIP closes the connections its proxy still carries on it: their
+/// clients' packets now reach the new MASTER, and each orphan would otherwise hold a server
+/// connection and two descriptors until it timed out.
+#[test]
+fn a_node_that_loses_the_vip_closes_the_connections_it_carried() {
+    let mut lab = netns::Lab::new(4).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let _holder = lab.spawn(
+        4,
+        "holder",
+        &["socat", "TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:sleep 60"],
+    );
+    let conf = |prio: u8| {
+        format!(
+            "global_defs {{\n    dataplane proxy\n}}\n{}virtual_server 10.77.0.100 80 {{\n    delay_loop 1\n    lb_algo rr\n    protocol TCP\n    real_server 10.77.0.4 8080 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n}}\n",
+            netns::conf(prio, "", "").replace("global_defs {\n\n}\n", "")
+        )
+    };
+    let mut n1 = lab.holdfast(1, &conf(150));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(lab.wait_has(1, "10.77.0.100/24", true, 5 * SEC));
+    let carried = |lab: &netns::Lab| {
+        lab.output(
+            1,
+            &[
+                "ss",
+                "-Htn",
+                "state",
+                "established",
+                "dst",
+                "10.77.0.4:8080",
+            ],
+        )
+        .lines()
+        .count()
+    };
+    let _client = lab.spawn(
+        3,
+        "client",
+        &[
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/10.77.0.100/80 && echo connected >&2 && sleep 30",
+        ],
+    );
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while carried(&lab) != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection was never carried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A higher priority takes the VIP: n1's carried connection is closed at once, not after
+    // the 15 idle minutes.
+    n1.mark();
+    let mut n2 = lab.holdfast(2, &conf(200));
+    n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    while carried(&lab) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n1 still carries the orphaned connection"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -50,9 +50,27 @@ struct Inner {
 
 struct Service {
     inner: Mutex<Inner>,
+    /// True while this node does not hold the service's address (its VRRP instance left
+    /// MASTER): the connections it still carries are orphans — their clients' packets now
+    /// reach another node — and are closed at once instead of holding a server connection
+    /// and two descriptors until they time out.
+    released: watch::Sender<bool>,
 }
 
 impl Service {
+    fn new(spec: &ServiceSpec) -> Service {
+        Service {
+            inner: Mutex::new(Inner {
+                sched: Scheduler::new(spec.sched, spec.flags),
+                dests: spec.dests.iter().map(dest_state).collect(),
+                persist: HashMap::new(),
+                swept: 0,
+                spec: spec.clone(),
+            }),
+            released: watch::channel(false).0,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the counts inconsistent in a way that
         // matters more than stopping the service would.
@@ -145,8 +163,22 @@ impl ProxyPlane {
         ProxyPlane::default()
     }
 
+    /// Whether this node holds `addrs` (a VRRP instance's VIPs): when it stops holding them,
+    /// the connections of the services on those addresses are closed (they are orphans: their
+    /// clients now reach another node); when it holds them again, new ones are carried as
+    /// before.
+    pub fn set_held(&mut self, addrs: &[std::net::IpAddr], held: bool) {
+        for r in self.running.values() {
+            let on = r.svc.lock().spec.key.addr().map(|a| a.ip());
+            if on.is_some_and(|ip| addrs.contains(&ip)) {
+                r.svc.released.send_replace(!held);
+            }
+        }
+    }
+
     /// An empty plane carrying at most `max` connections at once; past it, accepts pause and
-    /// new connections wait in the kernel's backlog, as HAProxy does at `maxconn`.
+    /// new connections wait in the kernel's backlog, as HAProxy does at `maxconn` (each of a
+    /// service's accept loops may hold one accepted connection while it waits).
     pub fn with_max_connections(max: usize) -> ProxyPlane {
         ProxyPlane {
             running: HashMap::new(),
@@ -301,15 +333,7 @@ impl DataPlane for ProxyPlane {
                     continue;
                 }
             };
-            let svc = Arc::new(Service {
-                inner: Mutex::new(Inner {
-                    sched: Scheduler::new(spec.sched, spec.flags),
-                    dests: spec.dests.iter().map(dest_state).collect(),
-                    persist: HashMap::new(),
-                    swept: 0,
-                    spec: spec.clone(),
-                }),
-            });
+            let svc = Arc::new(Service::new(spec));
             let listeners = bound
                 .into_iter()
                 .zip(&workers)
@@ -380,13 +404,15 @@ fn update(i: &mut Inner, spec: &ServiceSpec) {
 
 async fn accept_loop(listener: TcpListener, svc: Arc<Service>, limit: Arc<tokio::sync::Semaphore>) {
     loop {
-        // At the limit, stop accepting: new connections wait in the kernel's backlog until
-        // one ends.
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
         match listener.accept().await {
             Ok((client, peer)) => {
+                // At the limit, this loop stops accepting until a connection ends: the next
+                // clients wait in the kernel's backlog. (The permit is taken after the accept:
+                // a loop waiting for one on an empty listener would strand a connection queued
+                // on another listener of the service.)
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    return;
+                };
                 let svc = svc.clone();
                 tokio::spawn(async move {
                     serve(svc, client, peer).await;
@@ -394,10 +420,7 @@ async fn accept_loop(listener: TcpListener, svc: Arc<Service>, limit: Arc<tokio:
                 });
             }
             // Out of descriptors and the like: pause rather than spin.
-            Err(_) => {
-                drop(permit);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
@@ -823,6 +846,19 @@ async fn quiet_for(clock: &Clock<'_>, limit: Duration) {
 /// Copies both ways until both sides are done, the destination is removed, or nothing moved
 /// for `idle.0` (`idle.1` once one side has finished). Counts the connection active until one
 /// side finishes, then inactive.
+/// Returns once the service's address is released after the connection began (a value
+/// current when it began, set by a transition the connection raced, does not count).
+async fn orphaned(released: &mut watch::Receiver<bool>) {
+    loop {
+        if released.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if *released.borrow_and_update() {
+            return;
+        }
+    }
+}
+
 async fn relay(
     svc: &Service,
     mut client: TcpStream,
@@ -844,6 +880,7 @@ async fn relay(
     let mut half = false;
     let idle_check = quiet_for(&clock, idle);
     tokio::pin!(idle_check);
+    let mut released = svc.released.subscribe();
     while !(up_done && down_done) {
         tokio::select! {
             e = &mut up, if !up_done => {
@@ -863,6 +900,7 @@ async fn relay(
                     break;
                 }
             }
+            () = orphaned(&mut released) => break,
             _ = &mut idle_check => break,
         }
         if !half && (up_done || down_done) && !(up_done && down_done) {
@@ -949,6 +987,31 @@ mod tests {
         );
         assert_eq!(hello(other).await, "a");
         assert!(plane.stats().iter().all(|s| s.key != ServiceKey::tcp(vip)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_on_an_address_this_node_released_are_closed() {
+        let (a, _ta) = backend("a").await;
+        let vip = free_port().await;
+        let mut plane = ProxyPlane::new();
+        plane.apply(&vec![spec(vip, Kind::Rr, &[(a, 1)])]).unwrap();
+        let mut held = TcpStream::connect(vip).await.unwrap();
+        let mut byte = [0u8; 1];
+        held.read_exact(&mut byte).await.unwrap();
+        // Another address released: this connection carries on.
+        plane.set_held(&["192.0.2.1".parse().unwrap()], false);
+        held.write_all(b"x").await.unwrap();
+        held.read_exact(&mut byte).await.unwrap();
+        assert_eq!(&byte, b"x");
+        // Its own address released: closed at once.
+        plane.set_held(&[vip.ip()], false);
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), held.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the orphaned connection stayed open");
+        // Held again: new connections are carried as before.
+        plane.set_held(&[vip.ip()], true);
+        assert_eq!(hello(vip).await, "a");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1370,15 +1433,7 @@ mod tests {
         let vip: SocketAddr = "192.0.2.100:3306".parse().unwrap();
         let mut s = spec(vip, Kind::Rr, &[(a, 1)]);
         s.persistence = Some(Duration::from_secs(60));
-        let svc = Service {
-            inner: Mutex::new(Inner {
-                sched: Scheduler::new(s.sched, s.flags),
-                dests: s.dests.iter().map(dest_state).collect(),
-                persist: HashMap::new(),
-                swept: 0,
-                spec: s,
-            }),
-        };
+        let svc = Service::new(&s);
         let client = |n: u32| SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + n), 40000));
         // Clients that each come once, a persistence timeout apart: the table holds about
         // one timeout's worth of them, not every client ever seen.
