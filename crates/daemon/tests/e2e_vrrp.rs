@@ -263,6 +263,7 @@ fn interop(holdfast_prio: u8, keepalived_prio: u8, extra: &str) {
             c
         }
     };
+    let mut dump = lab.vrrp_dump();
     let mut ka = lab.keepalived(1, &c(keepalived_prio));
     let mut hf = lab.holdfast(2, &c(holdfast_prio));
     let (master, backup, master_node, backup_node) = if keepalived_prio > holdfast_prio {
@@ -272,8 +273,14 @@ fn interop(holdfast_prio: u8, keepalived_prio: u8, extra: &str) {
     };
     master.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     backup.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
-    // A few adverts both ways, then hand over on SIGTERM.
-    std::thread::sleep(3 * SEC);
+    // Three adverts from the MASTER seen on the wire after the BACKUP settled, then hand over
+    // on SIGTERM.
+    dump.mark();
+    dump.wait_count(
+        &format!("10.77.0.{master_node} > 224.0.0.18: VRRP"),
+        3,
+        10 * SEC,
+    );
     assert!(settles(
         || lab.has(master_node, VIP) && !lab.has(backup_node, VIP)
     ));
@@ -320,11 +327,14 @@ fn unicast(me: u8, peer: u8) -> String {
 #[test]
 fn unicast_peers_elect_and_hand_over_including_with_keepalived() {
     let mut lab = lab(2);
+    let mut dump = lab.vrrp_dump();
     let mut n1 = lab.holdfast(1, &conf(150, &unicast(1, 2), ""));
     let mut n2 = lab.keepalived(2, &conf(100, &unicast(2, 1), ""));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n2.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
-    std::thread::sleep(3 * SEC);
+    // Three of holdfast's unicast adverts after keepalived settled as BACKUP.
+    dump.mark();
+    dump.wait_count("10.77.0.1 > 10.77.0.2: VRRPv2", 3, 10 * SEC);
     assert!(
         lab.has(1, VIP) && !lab.has(2, VIP),
         "keepalived must hear holdfast's unicast adverts"
@@ -346,12 +356,19 @@ fn unicast_peers_elect_and_hand_over_including_with_keepalived() {
 #[test]
 fn nopreempt_keeps_the_current_master_when_a_higher_priority_node_returns() {
     let mut lab = lab(2);
+    let mut dump = lab.vrrp_dump();
     let mut n2 = lab.holdfast(2, &conf(100, "    nopreempt", ""));
     n2.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     let mut n1 = lab.holdfast(1, &conf(150, "    nopreempt", ""));
     n1.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
-    // Well past the master-down interval: n1 accepted n2's lower-priority adverts.
-    std::thread::sleep(5 * SEC);
+    // Five of n2's lower-priority adverts after n1 started — past n1's master-down interval
+    // (3 × 1 s + skew): n1 accepted them.
+    dump.mark();
+    dump.wait_count(
+        "10.77.0.2 > 224.0.0.18: VRRPv2, Advertisement, vrid 51, prio 100",
+        5,
+        10 * SEC,
+    );
     assert_eq!(n1.count("Entering MASTER STATE"), 0, "{}", n1.log());
     assert!(settles(|| lab.has(2, VIP)));
 }
@@ -373,6 +390,7 @@ fn preempt_delay_postpones_a_higher_priority_takeover() {
 #[test]
 fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config() {
     let mut lab = lab(2);
+    let mut dump = lab.vrrp_dump();
     let (mut n1, mut n2) = pair(&mut lab);
     let two = |p| {
         conf(p, "", "").replace(
@@ -388,8 +406,9 @@ fn sighup_adds_a_vip_without_flapping_and_a_bad_reload_keeps_the_running_config(
     n2.signal("HUP");
     n1.wait_for("Reload finished", 5 * SEC);
     n2.wait_for("Reload finished", 5 * SEC);
-    // Adverts now carry two addresses on both sides; let several go by.
-    std::thread::sleep(3 * SEC);
+    // Adverts now carry two addresses on both sides: three of them pass n2's checks.
+    dump.mark();
+    dump.wait_count("addrs(2): 10.77.0.100,10.77.0.101", 3, 10 * SEC);
     assert!(
         lab.has(1, VIP) && lab.has(1, "10.77.0.101/24"),
         "{:?}",
@@ -538,7 +557,6 @@ fn a_sync_group_moves_all_members_when_one_faults() {
     );
     let mut n2 = lab.holdfast(2, &group_conf(100, None));
     n2.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
-    std::thread::sleep(2 * SEC);
     assert!(settles(|| lab.has(1, VIP) && lab.has(1, "10.77.0.101/24")));
     // VI_2's weight-0 tracker fails: VI_2 goes to FAULT and the group takes VI_1 with it.
     std::fs::remove_file(&flag).unwrap();
@@ -691,6 +709,9 @@ fn track_process_follows_process_events_without_polling() {
     );
     n1.wait_for("(VI_1) Changing effective priority from 150 to 90", 5 * SEC);
     n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    // n1 hears n2's first advert and steps down (before that, a quorum regained would keep it
+    // MASTER: nothing to preempt back from).
+    n1.wait_for("(VI_1) Entering BACKUP STATE", 5 * SEC);
     // It starts again: quorum gained, n1 preempts back.
     let mut proc2 = named_sleeper(&lab, &name);
     let gained = n1.wait_for("Quorum gained for tracked process chk_proc", 5 * SEC);
@@ -717,6 +738,7 @@ fn conf6(priority: u8) -> String {
 #[test]
 fn ipv6_vrrpv3_elects_hands_over_and_interoperates_with_keepalived() {
     let mut lab = lab(2);
+    let mut dump = lab.vrrp_dump();
     let mut n1 = lab.holdfast(1, &conf6(150));
     let mut n2 = lab.keepalived(2, &conf6(100));
     n1.wait_for("(VI_6) Entering MASTER STATE", 10 * SEC);
@@ -725,7 +747,13 @@ fn ipv6_vrrpv3_elects_hands_over_and_interoperates_with_keepalived() {
         "Sending Unsolicited Neighbour Advert on eth0 for fd77::100",
         5 * SEC,
     );
-    std::thread::sleep(3 * SEC);
+    // Three of holdfast's VRRPv3 adverts after keepalived settled as BACKUP.
+    dump.mark();
+    dump.wait_count(
+        "> ff02::12: VRRPv3, Advertisement, vrid 61, prio 150",
+        3,
+        10 * SEC,
+    );
     assert!(
         lab.has(1, VIP6) && !lab.has(2, VIP6),
         "{:?} {:?}",
@@ -883,6 +911,7 @@ fn scripts_run_as_script_user_and_lines_go_to_the_log_file() {
 #[test]
 fn with_three_nodes_the_next_highest_priority_takes_over() {
     let mut lab = lab(3);
+    let mut dump = lab.vrrp_dump();
     let mut n1 = lab.holdfast(1, &conf(150, "", ""));
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     let mut n2 = lab.holdfast(2, &conf(120, "", ""));
@@ -893,8 +922,14 @@ fn with_three_nodes_the_next_highest_priority_takes_over() {
     // Both backups see priority 0; 120's skew (0.53 s) beats 100's (0.61 s).
     n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
     n3.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
-    std::thread::sleep(2 * SEC);
-    // Even if a loaded host let 100's timer fire first, the election settles on 120.
+    // Even if a loaded host let 100's timer fire first, the election settles on 120: two of
+    // its adverts seen after n3's priority-0 line.
+    dump.mark();
+    dump.wait_count(
+        "10.77.0.2 > 224.0.0.18: VRRPv2, Advertisement, vrid 51, prio 120",
+        2,
+        10 * SEC,
+    );
     assert!(
         lab.has(2, VIP) && !lab.has(3, VIP),
         "{:?} {:?}",

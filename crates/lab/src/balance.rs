@@ -103,7 +103,8 @@ pub fn run(opts: &Options, inhibit: bool) -> Result<BalanceOutcome, String> {
     let mut lb = lab.holdfast(lb1, &conf(&check, &control, inhibit));
     lb.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
     let mut cl = crate::lab::start_client(&mut lab, opts)?;
-    std::thread::sleep(Duration::from_secs(2));
+    // A steady state first: 20 more acknowledged writes (2 s).
+    cl.expect_count(crate::lab::ACKED, 20, Duration::from_secs(20))?;
     let (out_line, back_line) = if inhibit {
         (
             "Disabling service [10.88.0.22]:tcp:3306 of VS [10.88.0.100]:tcp:3306",

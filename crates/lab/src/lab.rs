@@ -153,6 +153,9 @@ pub(crate) fn topology(opts: &Options) -> Lab {
     Lab::with_hosts("10.88.0", &hosts).with_bin(opts.bin.clone())
 }
 
+/// What the client's line for an acknowledged write holds (a failed one has no `acked`).
+pub(crate) const ACKED: &str = "\"acked\":";
+
 /// Starts the client writing through the VIP every 100 ms and waits for its first
 /// acknowledged write.
 pub(crate) fn start_client(lab: &mut Lab, opts: &Options) -> Result<Proc, String> {
@@ -173,7 +176,7 @@ pub(crate) fn start_client(lab: &mut Lab, opts: &Options) -> Result<Proc, String
             &secs,
         ],
     );
-    cl.expect_line("\"acked\"", Duration::from_secs(20))?;
+    cl.expect_line(ACKED, Duration::from_secs(20))?;
     Ok(cl)
 }
 
@@ -235,7 +238,8 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
     let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast, own2);
     d2.expect_line("(VI_1) Entering BACKUP STATE", Duration::from_secs(20))?;
     let mut cl = start_client(&mut lab, opts)?;
-    std::thread::sleep(Duration::from_secs(3));
+    // A steady state before the fault: 30 more acknowledged writes (3 s).
+    cl.expect_count(ACKED, 30, Duration::from_secs(20))?;
     let (inject_at, inject_us) = (Instant::now(), now_us());
     match scenario {
         Scenario::Graceful => d1.signal("TERM"),

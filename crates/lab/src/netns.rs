@@ -313,6 +313,27 @@ impl Lab {
         }
     }
 
+    /// Starts tcpdump on the switch's bridge for VRRP packets (`-v`: with their addresses),
+    /// once it listens: adverts seen on the wire are events a test can wait for
+    /// ([`Proc::wait_count`]) where it would otherwise sleep for "a few adverts".
+    pub fn vrrp_dump(&mut self) -> Proc {
+        let mut dump = self.spawn(
+            0,
+            "tcpdump-vrrp",
+            &[
+                "tcpdump",
+                "-l",
+                "-n",
+                "-v",
+                "-i",
+                "br0",
+                "ip proto 112 or ip6 proto 112",
+            ],
+        );
+        dump.wait_for("listening on br0", Duration::from_secs(10));
+        dump
+    }
+
     /// Runs a command in the switch namespace.
     pub fn exec_switch(&self, args: &[&str]) {
         let mut v = vec!["ip", "netns", "exec"];
@@ -448,6 +469,30 @@ impl Proc {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self.rx.recv_timeout(left).ok()?;
             self.lines.push(line);
+        }
+    }
+
+    /// Waits (at most `timeout`) for `n` lines after the cursor containing `pat`, and moves
+    /// the cursor past the last; the error names the process and shows its log.
+    pub fn expect_count(&mut self, pat: &str, n: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        for k in 0..n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.try_wait_for(pat, left).is_none() {
+                let log = self.log();
+                return Err(format!(
+                    "{}: {k} of {n} lines containing {pat:?} within {timeout:?}; log:\n{log}",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Proc::expect_count`], panicking on failure.
+    pub fn wait_count(&mut self, pat: &str, n: usize, timeout: Duration) {
+        if let Err(e) = self.expect_count(pat, n, timeout) {
+            panic!("{e}");
         }
     }
 

@@ -96,7 +96,8 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
         Duration::from_secs(20),
     )?;
     let mut cl = crate::lab::start_client(&mut lab, opts)?;
-    std::thread::sleep(Duration::from_secs(1));
+    // A steady state first: 10 more acknowledged writes (1 s).
+    cl.expect_count(crate::lab::ACKED, 10, Duration::from_secs(20))?;
 
     // Lag: the replica's SQL thread stops, then starts again.
     let stopped = Instant::now();
@@ -118,8 +119,8 @@ pub fn run(opts: &Options) -> Result<RolesOutcome, String> {
         )
         .map(|t| t.saturating_duration_since(started));
 
-    // Promotion by hand, as the seeds' operators do it.
-    std::thread::sleep(Duration::from_secs(1));
+    // Promotion by hand, as the seeds' operators do it, after 10 more acknowledged writes.
+    cl.expect_count(crate::lab::ACKED, 10, Duration::from_secs(20))?;
     let promoted = Instant::now();
     services::sql(&s2, "STOP SLAVE; SET GLOBAL read_only = 0")?;
     services::sql(&s1, "SET GLOBAL read_only = 1")?;
