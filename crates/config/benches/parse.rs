@@ -1,8 +1,9 @@
 //! Parses a generated 5 000-block keepalived.conf with holdfast-config and with `keepalived -t`
 //! in the same run, and prints holdfast's time as a ratio of keepalived's.
 //!
-//! `cargo bench -p holdfast-config --bench parse`. Without keepalived installed it still runs
-//! and prints holdfast's time alone, saying why there is no ratio.
+//! `cargo bench -p holdfast-config --bench parse`. The baseline must run: without keepalived,
+//! or when `keepalived -t` does not read the file through (a non-zero exit), the benchmark
+//! fails instead of printing a figure without its baseline.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failure should stop the run
 
@@ -13,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use holdfast_config::loader::FsLoader;
 use holdfast_config::{Options, load};
+
+#[path = "record.rs"]
+mod record;
+use record::record;
 
 /// 1 000 virtual servers × (1 + 2 real servers + 2 TCP_CHECKs) = 5 000 blocks.
 fn generate() -> String {
@@ -67,31 +72,49 @@ fn main() {
         "holdfast-config parse of 5000 blocks: median {:.2} ms over {runs} runs",
         ours.as_secs_f64() * 1e3
     );
-    let ka: Option<Vec<Duration>> = (0..runs)
+    let ka: Result<Vec<Duration>, String> = (0..runs)
         .map(|_| {
             let t = Instant::now();
             let out = Command::new("keepalived")
                 .args(["-t", "-l", "-f"])
                 .arg(&path)
                 .output()
-                .ok()?;
-            std::hint::black_box(out.status);
-            Some(t.elapsed())
+                .map_err(|e| {
+                    format!(
+                        "keepalived cannot be run ({e}): install it (apt-get install keepalived)"
+                    )
+                })?;
+            let took = t.elapsed();
+            if !out.status.success() {
+                return Err(format!(
+                    "keepalived -t did not accept the file ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(took)
         })
         .collect();
-    match ka {
-        Some(ka) => {
-            let ka = median(ka);
-            println!(
-                "keepalived -t on the same file:       median {:.2} ms over {runs} runs",
-                ka.as_secs_f64() * 1e3
-            );
-            println!(
-                "ratio holdfast/keepalived: {:.3} (below 1 = holdfast faster)",
-                ours.as_secs_f64() / ka.as_secs_f64()
-            );
-        }
-        None => println!("keepalived not installed: no baseline, no ratio"),
-    }
     let _ = std::fs::remove_dir_all(&dir);
+    let ka = match ka {
+        Ok(ka) => median(ka),
+        Err(e) => {
+            eprintln!("bench parse: no baseline, so no figure: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "keepalived -t on the same file:       median {:.2} ms over {runs} runs",
+        ka.as_secs_f64() * 1e3
+    );
+    let ratio = ours.as_secs_f64() / ka.as_secs_f64();
+    println!("ratio holdfast/keepalived: {ratio:.3} (below 1 = holdfast faster)");
+    record(
+        "parse",
+        &[
+            ("holdfast_ms", ours.as_secs_f64() * 1e3),
+            ("keepalived_ms", ka.as_secs_f64() * 1e3),
+            ("ratio", ratio),
+        ],
+    );
 }

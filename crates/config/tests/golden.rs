@@ -42,11 +42,17 @@ fn render(path: &Path) -> String {
 fn golden_cases_match_expectations() {
     let cases = cases();
     assert!(cases.len() >= 4, "golden cases missing");
+    let update = std::env::var_os("HOLDFAST_UPDATE_EXPECT").is_some();
+    // Under CI nothing may rewrite the expectations it checks against.
+    assert!(
+        !(update && std::env::var_os("CI").is_some()),
+        "HOLDFAST_UPDATE_EXPECT is set under CI: the golden files would accept anything"
+    );
     let mut failed = Vec::new();
     for case in cases {
         let actual = render(&case);
         let expected_path = case.with_extension("expected");
-        if std::env::var_os("HOLDFAST_UPDATE_EXPECT").is_some() {
+        if update {
             std::fs::write(&expected_path, &actual).expect("write expectation");
             continue;
         }

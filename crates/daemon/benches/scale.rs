@@ -12,6 +12,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
 mod common;
+#[path = "../../config/benches/record.rs"]
+mod record;
+use record::record;
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -57,6 +60,18 @@ impl Ns {
             ip(&["-n", &name, "link", "set", &b, "up"]);
         }
         Ns(name)
+    }
+
+    /// How many of the benchmark's VIPs (10.100-..., /32) are on the namespace's links.
+    fn vips(&self) -> usize {
+        let out = Command::new("ip")
+            .args(["-n", &self.0, "-4", "-o", "addr", "show"])
+            .output()
+            .expect("ip addr");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("/32"))
+            .count()
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -145,11 +160,34 @@ fn measure(daemon: &str, n: usize) -> (f64, f64) {
             .spawn()
             .expect("keepalived (scripts/test installs it)"),
     };
+    // Nothing is measured of a daemon that is gone (its /proc reads as 0 MB and 0 % CPU) or
+    // that has not made every instance MASTER (one that sends nothing costs nothing): wait
+    // for every VIP (bounded), then SETTLE more for a steady state.
+    let alive = |child: &mut Child, when: &str| {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{daemon} with {n} instances exited {when}: {status}");
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        alive(&mut child, "before its instances were MASTER");
+        let masters = ns.vips();
+        if masters == n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{daemon}: {masters} of {n} instances hold their VIP (MASTER) after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(SETTLE);
+    alive(&mut child, "while settling");
     let pids = ns.pids();
     let (_, before) = usage(&pids);
     let start = Instant::now();
     std::thread::sleep(WINDOW);
+    alive(&mut child, "during the measurement");
     let (rss, after) = usage(&pids);
     let secs = start.elapsed().as_secs_f64();
     let _ = child.kill();
@@ -178,6 +216,7 @@ fn main() {
         "keepalived CPU%",
         "ratio"
     );
+    let mut figures: Vec<(String, f64)> = Vec::new();
     for n in [1, 100, 1000] {
         // Rounds alternate between the daemons; the line gives the medians, and the lowest and
         // highest memory ratio of the rounds.
@@ -189,11 +228,22 @@ fn main() {
         let (hc, kc) = (col(&|r| r.0.1), col(&|r| r.1.1));
         let ratios: Vec<f64> = rounds.iter().map(|r| r.0.0 / r.1.0).collect();
         let (lo, hi) = common::range(&ratios);
+        let cpu_ratio = if kc > 0.0 { hc / kc } else { f64::NAN };
         println!(
-            "{n:>9} {hm:>14.1} {km:>14.1} {:>8.2} {hc:>14.1} {kc:>14.1} {:>8.2}   memory ratio of the rounds {lo:.2}–{hi:.2}",
+            "{n:>9} {hm:>14.1} {km:>14.1} {:>8.2} {hc:>14.1} {kc:>14.1} {cpu_ratio:>8.2}   memory ratio of the rounds {lo:.2}–{hi:.2}",
             hm / km,
-            if kc > 0.0 { hc / kc } else { f64::NAN }
         );
+        for (k, v) in [
+            ("holdfast_mb", hm),
+            ("keepalived_mb", km),
+            ("memory_ratio", hm / km),
+            ("holdfast_cpu_pct", hc),
+            ("keepalived_cpu_pct", kc),
+            ("cpu_ratio", cpu_ratio),
+        ] {
+            figures.push((format!("{n}_{k}"), v));
+        }
     }
     println!("medians of {ROUNDS} rounds alternating between the daemons");
+    record("footprint", &figures);
 }
