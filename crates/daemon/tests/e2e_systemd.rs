@@ -119,6 +119,48 @@ fn the_packaged_unit_runs_holdfast_with_options_it_accepts() {
         "{exec}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The reload runs check-config first: the gate line, run as systemd would run it (with
+    // `$$` as `$`) against this build, fails on a configuration with errors and passes on a
+    // good one.
+    let gate = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecReload="))
+        .find(|l| l.contains("check-config"))
+        .expect("an ExecReload running check-config");
+    let dir = std::env::temp_dir().join(format!("holdfast-reload-gate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.conf");
+    std::fs::write(&good, "global_defs {\n    router_id gate\n}\n").unwrap();
+    let bad = dir.join("bad.conf");
+    std::fs::write(
+        &bad,
+        "vrrp_instance VI_1 {\n    interface lo\n    virtual_router_id 300\n}\n",
+    )
+    .unwrap();
+    let run_gate = |conf: &std::path::Path| {
+        let line = gate
+            .replace("$$", "$")
+            .replace("/usr/sbin/holdfast", env!("CARGO_BIN_EXE_holdfast"))
+            .replace("/etc/keepalived/keepalived.conf", conf.to_str().unwrap());
+        let words: Vec<&str> = line.splitn(3, ' ').collect();
+        assert_eq!(&words[..2], ["/bin/sh", "-c"], "{line}");
+        let script = words[2].trim_matches('\'');
+        std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        !run_gate(&bad),
+        "the reload gate let a configuration with errors through"
+    );
+    assert!(
+        run_gate(&good),
+        "the reload gate refused a good configuration"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     // The capabilities VRRP, addresses and the kernel planes need stay in the bounding set.
     let caps = unit
         .lines()
