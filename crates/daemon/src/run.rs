@@ -254,7 +254,7 @@ fn spawn_scripts(
     if cmds.is_empty() {
         return;
     }
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         for c in cmds {
             if let Err(e) =
                 crate::script::run_notify(&c, script_user.as_ref(), "notify script").await
@@ -263,6 +263,37 @@ fn spawn_scripts(
             }
         }
     });
+    if let Ok(mut p) = NOTIFYING.lock() {
+        p.retain(|t| !t.is_finished());
+        p.push(task);
+    }
+}
+
+/// Notify scripts still running: the daemon waits for them at stop (a script it started
+/// would otherwise be killed with the runtime — notify_stop above all).
+static NOTIFYING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// How long the daemon waits at stop for the notify scripts it started.
+const NOTIFY_AT_STOP: Duration = Duration::from_secs(10);
+
+/// Waits (at most [`NOTIFY_AT_STOP`]) for every notify script started so far.
+async fn notify_scripts_done(log: Logger) {
+    let tasks = NOTIFYING
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default();
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(NOTIFY_AT_STOP, all).await.is_err() {
+        log.vrrp(&format!(
+            "notify scripts still running {} s after stop were ended",
+            NOTIFY_AT_STOP.as_secs()
+        ));
+    }
 }
 
 fn spawn_instance(
@@ -569,6 +600,14 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     for (_, _, t) in running {
         let _ = t.await;
     }
+    // Every member has stopped: the groups stop too (keepalived runs their STOP scripts),
+    // unless -V leaves everything as it is.
+    if opts.vrrp && !opts.keep_vips {
+        for (g, _) in &groups.groups {
+            group_notify(g, State::Init, log);
+        }
+    }
+    notify_scripts_done(log).await;
     if let Some(g) = guardian {
         g.dismiss();
     }

@@ -1205,3 +1205,130 @@ fn a_vip_removed_from_outside_a_master_is_restored() {
     assert_eq!(n2.count("Entering MASTER STATE"), 0, "{}", n2.log());
     assert!(!lab.has(2, VIP));
 }
+
+/// Every notify script — notify_master, notify_backup, notify_fault, notify_stop and the
+/// generic `notify` with keepalived's four arguments, for instances and for their sync group —
+/// through one life: MASTER, FAULT (the group's tracker fails), back to MASTER, stop. The same
+/// configuration and the same expectations run against keepalived 2.2.7 first, so the
+/// expectations are keepalived's, and then against holdfast.
+#[test]
+fn every_notify_script_runs_with_keepalived_s_words_as_keepalived_runs_it() {
+    for daemon in ["keepalived", "holdfast"] {
+        let mut lab = lab(1);
+        let out = lab.dir().join("notified");
+        let flag = lab.file("healthy", "");
+        let o = out.display();
+        let each = |kind: &str| format!("    {kind} \"/bin/sh -c 'echo {kind} >> {o}'\"\n");
+        let all = format!(
+            "{}{}{}{}    notify \"/bin/sh -c 'echo \\\"$*\\\" >> {o}' notify\"\n",
+            each("notify_master"),
+            each("notify_backup"),
+            each("notify_fault"),
+            each("notify_stop")
+        );
+        let inst = |name: &str, vrid: u8, vip: &str| {
+            format!(
+                "vrrp_instance {name} {{\n    state BACKUP\n    interface eth0\n    virtual_router_id {vrid}\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        {vip}\n    }}\n{all}}}\n"
+            )
+        };
+        let conf = format!(
+            "global_defs {{\n    enable_script_security\n    script_user root\n}}\nvrrp_script chk {{\n    script \"/usr/bin/test -e {}\"\n    interval 0.2\n    fall 1\n    rise 1\n}}\n{}{}vrrp_sync_group G1 {{\n    group {{\n        VI_1\n        VI_2\n    }}\n    track_script {{\n        chk\n    }}\n{all}}}\n",
+            flag.display(),
+            inst("VI_1", 51, "10.77.0.100/24"),
+            inst("VI_2", 52, "10.77.0.101/24"),
+        );
+        let mut node = match daemon {
+            "keepalived" => lab.keepalived(1, &conf),
+            _ => lab.holdfast(1, &conf),
+        };
+        // Lines appended since `from`, as a sorted multiset (the scripts run side by side).
+        let lines = |from: usize| -> Vec<String> {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            let mut v: Vec<String> = text.lines().skip(from).map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        let phase = |from: usize, want: &[&str], what: &str| -> usize {
+            let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            let deadline = std::time::Instant::now() + 15 * SEC;
+            loop {
+                let got = lines(from);
+                if got.len() >= want.len() {
+                    assert_eq!(got, want, "{daemon}, {what}");
+                    return from + got.len();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{daemon}, {what}: only {got:?} of {want:?}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        // keepalived runs the BACKUP scripts for the initial BACKUP state too.
+        let mut at = phase(
+            0,
+            &[
+                "notify_backup",
+                "notify_backup",
+                "notify_backup",
+                "INSTANCE VI_1 BACKUP 150",
+                "INSTANCE VI_2 BACKUP 150",
+                "GROUP G1 BACKUP 0",
+                "notify_master",
+                "notify_master",
+                "notify_master",
+                "INSTANCE VI_1 MASTER 150",
+                "INSTANCE VI_2 MASTER 150",
+                "GROUP G1 MASTER 0",
+            ],
+            "start",
+        );
+        std::fs::remove_file(&flag).unwrap();
+        at = phase(
+            at,
+            &[
+                "notify_fault",
+                "notify_fault",
+                "notify_fault",
+                "INSTANCE VI_1 FAULT 150",
+                "INSTANCE VI_2 FAULT 150",
+                "GROUP G1 FAULT 0",
+            ],
+            "tracker failed",
+        );
+        std::fs::write(&flag, "").unwrap();
+        at = phase(
+            at,
+            &[
+                "notify_backup",
+                "notify_backup",
+                "notify_backup",
+                "INSTANCE VI_1 BACKUP 150",
+                "INSTANCE VI_2 BACKUP 150",
+                "GROUP G1 BACKUP 0",
+                "notify_master",
+                "notify_master",
+                "notify_master",
+                "INSTANCE VI_1 MASTER 150",
+                "INSTANCE VI_2 MASTER 150",
+                "GROUP G1 MASTER 0",
+            ],
+            "tracker back",
+        );
+        node.signal("TERM");
+        assert!(node.wait_exit(10 * SEC), "{daemon} did not stop");
+        phase(
+            at,
+            &[
+                "notify_stop",
+                "notify_stop",
+                "notify_stop",
+                "INSTANCE VI_1 STOP 150",
+                "INSTANCE VI_2 STOP 150",
+                "GROUP G1 STOP 0",
+            ],
+            "stop",
+        );
+    }
+}
