@@ -1332,3 +1332,77 @@ fn every_notify_script_runs_with_keepalived_s_words_as_keepalived_runs_it() {
         );
     }
 }
+
+/// SIGINT stops the daemon as SIGTERM does (priority 0, VIPs removed), and a VIP a crashed
+/// daemon left on the interface is removed when the next one starts and is not MASTER.
+#[test]
+fn sigint_hands_over_and_a_leftover_vip_is_removed_at_start() {
+    let mut lab = lab(2);
+    let (mut n1, mut n2) = pair(&mut lab);
+    assert!(lab.wait_has(1, VIP, true, 5 * SEC));
+    n1.signal("INT");
+    n2.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
+    n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    assert!(n1.wait_exit(10 * SEC), "SIGINT did not stop n1");
+    assert!(lab.wait_has(1, VIP, false, 5 * SEC), "{:?}", lab.addrs(1));
+    // What a crashed daemon leaves behind: the VIP on n1 while n2 is MASTER.
+    lab.exec(1, &["ip", "addr", "add", VIP, "dev", "eth0"]);
+    assert!(lab.has(1, VIP));
+    let mut n1 = lab.holdfast(1, &conf(50, "", ""));
+    n1.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    assert!(
+        lab.wait_has(1, VIP, false, 5 * SEC),
+        "the leftover VIP stayed: {:?}",
+        lab.addrs(1)
+    );
+    assert!(lab.has(2, VIP));
+}
+
+/// Installed or linked under the name `keepalived`, the binary takes keepalived's command
+/// line: `-t` checks (with keepalived's exit codes), anything else runs the daemon.
+#[test]
+fn invoked_as_keepalived_the_binary_takes_keepalived_s_command_line() {
+    let mut lab = lab(1);
+    let ka = lab.dir().join("keepalived");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_holdfast"), &ka).unwrap();
+    let bad = lab.file(
+        "bad.conf",
+        "vrrp_instance VI_1 {\n    virtual_router_id 300\n}\n",
+    );
+    let out = std::process::Command::new(&ka)
+        .args(["-t", "-l", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = lab.file("good.conf", &conf(150, "", ""));
+    let pid = lab.dir().join("ka-named.pid");
+    let mut n1 = lab.spawn(
+        1,
+        "keepalived-named",
+        &[
+            ka.to_str().unwrap(),
+            "-n",
+            "-l",
+            "-D",
+            "-f",
+            good.to_str().unwrap(),
+            "-p",
+            pid.to_str().unwrap(),
+        ],
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(lab.wait_has(1, VIP, true, 5 * SEC));
+    assert_eq!(
+        std::fs::read_to_string(&pid).unwrap().trim(),
+        n1.pid().to_string()
+    );
+    n1.signal("TERM");
+    assert!(n1.wait_exit(10 * SEC));
+    assert!(lab.wait_has(1, VIP, false, 5 * SEC));
+}
