@@ -1069,7 +1069,10 @@ fn adverts_changed(now: &[(IpAddr, Vec<u8>)], last: &mut u64) -> bool {
 }
 
 fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    // A single quote closes the quoted part, is given in double quotes, and reopens it: read
+    // the same way by the runner's word splitting (adjacent quoted parts make one word) and
+    // by `/bin/sh -c`, which runs the line when the program is not an executable file.
+    format!("'{}'", s.replace('\'', "'\"'\"'"))
 }
 
 #[allow(clippy::manual_async_fn)] // see the comment on the block
@@ -1666,6 +1669,76 @@ async fn tracker(
         }
         if tx.send(TrackEv::Up(index, up)).await.is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdfast_config::model::{Command, Notify, UserSpec};
+
+    fn cmd(c: &str) -> Option<Command> {
+        Some(Command {
+            cmd: c.into(),
+            user: None,
+        })
+    }
+
+    #[test]
+    fn notify_runs_the_specific_script_then_the_generic_one_with_four_arguments() {
+        let n = Notify {
+            master: cmd("/bin/m"),
+            backup: cmd("/bin/b"),
+            fault: None,
+            stop: cmd("/bin/s"),
+            generic: Some(Command {
+                cmd: "/bin/n x".into(),
+                user: Some(UserSpec {
+                    user: "nobody".into(),
+                    group: None,
+                }),
+            }),
+            ..Notify::default()
+        };
+        let lines = |state, kind, name, prio| -> Vec<String> {
+            notify_commands(&n, state, kind, name, prio)
+                .into_iter()
+                .map(|c| c.cmd)
+                .collect()
+        };
+        assert_eq!(
+            lines(State::Master, "INSTANCE", "VI_1", 150),
+            ["/bin/m", "/bin/n x INSTANCE 'VI_1' MASTER 150"]
+        );
+        assert_eq!(
+            lines(State::Init, "GROUP", "G1", 0),
+            ["/bin/s", "/bin/n x GROUP 'G1' STOP 0"]
+        );
+        // No notify_fault: the generic one alone, as its own user.
+        let fault = notify_commands(&n, State::Fault, "INSTANCE", "VI_1", 90);
+        assert_eq!(fault.len(), 1);
+        assert_eq!(fault[0].cmd, "/bin/n x INSTANCE 'VI_1' FAULT 90");
+        assert_eq!(
+            fault[0].user.as_ref().map(|u| u.user.as_str()),
+            Some("nobody")
+        );
+    }
+
+    #[test]
+    fn a_name_reaches_the_script_as_one_argument_whatever_it_holds() {
+        for name in ["VI_1", "with space", "it's", "a\"b", "$(reboot)", ""] {
+            let line = format!("/bin/n INSTANCE {} MASTER 100", shell_quote(name));
+            let words = crate::script::split(&line);
+            assert_eq!(words.len(), 5, "{name:?} → {line}");
+            assert_eq!(words[2], name, "{line}");
+            // And through /bin/sh -c, the runner's fallback.
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf '%s' {}", shell_quote(name)))
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), name);
         }
     }
 }
