@@ -495,6 +495,11 @@ mod tests {
     fn status(state: State) -> crate::dump::Status {
         let mut stats = holdfast_vrrp::router::Stats {
             adverts_sent: 12,
+            adverts_received: 21,
+            became_master: 3,
+            released_master: 2,
+            priority_zero_received: 4,
+            priority_zero_sent: 5,
             ..Default::default()
         };
         stats.drops.push((Drop::AuthFailure, 3));
@@ -536,10 +541,12 @@ mod tests {
             },
             dests: vec![DestStats {
                 addr: Some(rs),
-                weight: 1,
+                weight: 9,
                 active: 2,
+                inactive: 6,
                 conns: 7,
                 bytes_in: 100,
+                bytes_out: 200,
                 ..DestStats::default()
             }],
         };
@@ -578,7 +585,7 @@ mod tests {
             ),
         ];
         let text = render(&t, &[svc], &[(key, rs, true)], &health, &r);
-        for line in [
+        let expected = [
             "# TYPE holdfast_vrrp_state gauge",
             r#"holdfast_vrrp_state{instance="VI_\"1\"",state="master"} 1"#,
             r#"holdfast_vrrp_state{instance="VI_\"1\"",state="backup"} 0"#,
@@ -602,9 +609,50 @@ mod tests {
             r#"holdfast_tracker_up{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} 0"#,
             r#"holdfast_tracker_probes_total{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} 9"#,
             r#"holdfast_track_file_value{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} -20"#,
-        ] {
+            r#"holdfast_vrrp_priority{instance="VI_\"1\""} 150"#,
+            r#"holdfast_vrrp_adverts_received_total{instance="VI_\"1\""} 21"#,
+            r#"holdfast_vrrp_master_transitions_total{instance="VI_\"1\""} 3"#,
+            r#"holdfast_vrrp_master_releases_total{instance="VI_\"1\""} 2"#,
+            r#"holdfast_vrrp_priority_zero_received_total{instance="VI_\"1\""} 4"#,
+            r#"holdfast_vrrp_priority_zero_sent_total{instance="VI_\"1\""} 5"#,
+            r#"holdfast_real_server_weight{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 9"#,
+            r#"holdfast_real_server_inactive_connections{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 6"#,
+            r#"holdfast_real_server_received_bytes_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 100"#,
+            r#"holdfast_real_server_sent_bytes_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306"} 200"#,
+            r#"holdfast_checker_probes_total{virtual_server="[10.0.0.100]:tcp:3306",real_server="10.0.0.2:3306",checker="TCP_CHECK",index="0"} 4"#,
+            r#"holdfast_tracker_probe_failures_total{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} 9"#,
+            r#"holdfast_tracker_last_probe_duration_seconds{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} 0"#,
+            r#"holdfast_tracker_probe_duration_seconds_count{instance="VI_1",tracker="chk_mysql",kind="vrrp_script"} 9"#,
+        ];
+        for line in expected {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+        // Every family the endpoint announces has a sample checked above (but the proxy's
+        // packet counts, which it does not keep, and the reload timestamp, a clock reading,
+        // checked for presence below): a new metric cannot go out untested.
+        let families: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for f in families {
+            if f == "holdfast_real_server_packets_total"
+                || f == "holdfast_reload_last_timestamp_seconds"
+            {
+                continue;
+            }
+            assert!(
+                expected.iter().any(|l| l
+                    .strip_prefix(f)
+                    .is_some_and(|r| r.starts_with(['{', ' ', '_']))),
+                "family {f} is asserted nowhere"
+            );
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("holdfast_reload_last_timestamp_seconds ")),
+            "{text}"
+        );
         // The proxy keeps no packet counts: the family is announced, no sample is invented.
         assert!(
             !text
