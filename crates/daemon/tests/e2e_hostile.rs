@@ -86,16 +86,7 @@ fn send_to(sock: &socket2::Socket, dst: Ipv4Addr, ttl: u8, payload: &[u8]) {
 }
 
 fn scrape(lab: &netns::Lab) -> String {
-    lab.output(
-        1,
-        &[
-            "timeout",
-            "3",
-            "bash",
-            "-c",
-            "exec 3<>/dev/tcp/127.0.0.1/9651 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
-        ],
-    )
+    lab.http_get(1, "127.0.0.1:9651")
 }
 
 fn dropped(text: &str, reason: &str) -> u64 {

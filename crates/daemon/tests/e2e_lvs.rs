@@ -434,7 +434,7 @@ fn readmit_manual_holds_a_server_until_enable_and_disable_drains() {
     let _web3 = web(&mut lab, 3, "web3");
     let control = lab.dir().join("control.sock");
     let conf = format!(
-        "global_defs {{\n    control_socket {}\n}}\nvirtual_server 10.77.0.1 80 {{\n    delay_loop 0.3\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        readmit manual\n        TCP_CHECK {{\n            connect_timeout 0.5\n            retry 0\n        }}\n    }}\n    real_server 10.77.0.3 80 {{\n        TCP_CHECK {{\n            connect_timeout 0.5\n            retry 0\n        }}\n    }}\n}}\n",
+        "global_defs {{\n    control_socket {}\n    metrics_listen 127.0.0.1:9653\n}}\nvirtual_server 10.77.0.1 80 {{\n    delay_loop 0.3\n    lb_algo rr\n    real_server 10.77.0.2 80 {{\n        readmit manual\n        TCP_CHECK {{\n            connect_timeout 0.5\n            retry 0\n        }}\n    }}\n    real_server 10.77.0.3 80 {{\n        TCP_CHECK {{\n            connect_timeout 0.5\n            retry 0\n        }}\n    }}\n}}\n",
         control.display()
     );
     let mut lb = lab.holdfast(1, &conf);
@@ -453,7 +453,31 @@ fn readmit_manual_holds_a_server_until_enable_and_disable_drains() {
         "[10.77.0.2]:tcp:80 of VS [10.77.0.1]:tcp:80 passes its checks but stays out until `holdfast enable` (readmit manual)",
         5 * SEC,
     );
+    // Held out across check rounds, not just at one look: three more passing checks.
+    let probes = || -> u64 {
+        let prefix = r#"holdfast_checker_probes_total{virtual_server="[10.77.0.1]:tcp:80",real_server="10.77.0.2:80",checker="TCP_CHECK",index="0"} "#;
+        lab.http_get(1, "127.0.0.1:9653")
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let from = probes();
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while probes() < from + 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no more checks of 10.77.0.2"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(!status(&control, &["--lvs"]).contains("10.77.0.2:80"));
+    assert_eq!(
+        lb.count("Adding service [10.77.0.2]:tcp:80"),
+        0,
+        "{}",
+        lb.log()
+    );
     let out = admin(&control, "enable", "10.77.0.2:80");
     assert!(
         out.status.success(),

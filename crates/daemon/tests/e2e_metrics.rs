@@ -48,16 +48,7 @@ virtual_server 10.77.0.100 80 {
 
 /// The exposition text from node 1's loopback.
 fn scrape(lab: &netns::Lab) -> String {
-    lab.output(
-        1,
-        &[
-            "timeout",
-            "3",
-            "bash",
-            "-c",
-            "exec 3<>/dev/tcp/127.0.0.1/9650 && printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && cat <&3",
-        ],
-    )
+    lab.http_get(1, "127.0.0.1:9650")
 }
 
 fn until(lab: &netns::Lab, line: &str) -> String {

@@ -334,6 +334,16 @@ impl Lab {
         dump
     }
 
+    /// `GET /metrics` from node `n` to `addr` (`IP:PORT`, reached from that node), with bash's
+    /// `/dev/tcp` (bounded to 3 s); the whole response, headers included.
+    pub fn http_get(&self, n: usize, addr: &str) -> String {
+        let (ip, port) = addr.rsplit_once(':').unwrap_or((addr, "80"));
+        let script = format!(
+            "exec 3<>/dev/tcp/{ip}/{port} && printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && cat <&3"
+        );
+        self.output(n, &["timeout", "3", "bash", "-c", &script])
+    }
+
     /// Runs a command in the switch namespace.
     pub fn exec_switch(&self, args: &[&str]) {
         let mut v = vec!["ip", "netns", "exec"];
