@@ -3,13 +3,12 @@
 //! Pipeline: [`lex`] (preprocessor and tokenizer, with spans through includes) → [`tree`]
 //! (keyword/argument/block nodes) → [`lower`] (the typed [`model::Config`] with keepalived 2.2's
 //! defaults) → [`validate`] (cross references, host checks, script security). [`print`] writes
-//! a configuration back out and [`diff`] lists what a reload would change.
+//! a configuration back out.
 //!
 //! This crate is pure: no sockets, no clock, no randomness. The file system is reached through
 //! [`loader::Loader`] and the host (interfaces, users, file modes) through [`validate::Host`].
 
 pub mod diag;
-pub mod diff;
 pub mod lex;
 pub mod loader;
 pub mod lower;

@@ -152,6 +152,16 @@ pub struct InstancePlan {
 }
 
 impl InstancePlan {
+    /// Where its router runs, for [`holdfast_vrrp::router::continues`].
+    pub fn placement(&self) -> holdfast_vrrp::router::Placement<'_> {
+        holdfast_vrrp::router::Placement {
+            interface: &self.ifname,
+            source: self.src,
+            unicast_ttl: self.unicast_ttl,
+            config: &self.router,
+        }
+    }
+
     /// The VIPs' addresses (made when needed: a copy kept by every instance cost memory).
     pub fn vip_addrs(&self) -> Vec<std::net::IpAddr> {
         self.vips.iter().map(|v| v.addr).collect()

@@ -733,12 +733,7 @@ async fn reload(running: Vec<Running>, wanted: Vec<InstancePlan>, sh: &Shared) -
             .position(|o| o.as_ref().is_some_and(|(p, _, _)| p.name == new.name));
         match found.and_then(|i| old[i].take()) {
             Some((p, tx, task))
-                if p.ifname == new.ifname
-                    && p.router.vrid == new.router.vrid
-                    && p.router.version == new.router.version
-                    && p.router.family == new.router.family
-                    && p.router.unicast_peers.is_empty() == new.router.unicast_peers.is_empty()
-                    && p.src == new.src =>
+                if holdfast_vrrp::router::continues(&p.placement(), &new.placement()) =>
             {
                 tx.command(Ctl::Reload(new.clone()));
                 out.push((new, tx, task));

@@ -513,6 +513,40 @@ pub struct VirtualRouter {
     lower_prio_answered: Option<Instant>,
 }
 
+/// Where a virtual router runs, besides its [`RouterConfig`]: what [`continues`] compares.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement<'a> {
+    /// The interface it advertises on.
+    pub interface: &'a str,
+    /// Its configured source address (`unicast_src_ip` / `mcast_src_ip`), if any.
+    pub source: Option<IpAddr>,
+    /// `unicast_ttl`.
+    pub unicast_ttl: u8,
+    /// The router's settings.
+    pub config: &'a RouterConfig,
+}
+
+/// Whether, across a reload, the router configured as `new` continues the running `old` one
+/// (its state — MASTER above all — kept, its other settings replaced) or is another router
+/// (the old one stops and the new one starts in INIT). The one rule for it.
+///
+/// keepalived's (`vrrp_exist`): the same interface, VRID and family, both unicast or both
+/// multicast; then, unicast, the same source address, and multicast, the same group. holdfast
+/// also wants the same configured source and `unicast_ttl` in multicast (its socket is bound
+/// to them and is not reopened in place): where keepalived would keep the state through such
+/// a change, holdfast starts the instance afresh.
+pub fn continues(old: &Placement<'_>, new: &Placement<'_>) -> bool {
+    let (o, n) = (old.config, new.config);
+    let unicast = !n.unicast_peers.is_empty();
+    old.interface == new.interface
+        && o.vrid == n.vrid
+        && o.family == n.family
+        && o.unicast_peers.is_empty() != unicast
+        && old.source == new.source
+        && old.unicast_ttl == new.unicast_ttl
+        && (unicast || o.mcast_group == n.mcast_group)
+}
+
 /// Senders whose checksum form a router remembers (a VRRP group has a handful of routers).
 pub const PEER_FORMS: usize = 16;
 
@@ -651,15 +685,11 @@ impl VirtualRouter {
         }
     }
 
-    /// Whether a reload to `cfg` can keep this router's state (keepalived's rule).
-    pub fn can_reload(&self, cfg: &RouterConfig) -> bool {
-        cfg.vrid == self.cfg.vrid
-            && cfg.version == self.cfg.version
-            && cfg.family == self.cfg.family
-    }
-
+    /// A reload to `cfg`, which the caller found to continue this router ([`continues`]):
+    /// the state is kept and the new settings apply.
     fn reload(&mut self, now: Instant, cfg: &Arc<RouterConfig>) {
-        if !self.can_reload(cfg) {
+        if cfg.vrid != self.cfg.vrid || cfg.family != self.cfg.family {
+            // Not this router ([`continues`] says so); the caller replaces it.
             return;
         }
         let added: Vec<IpAddr> = cfg

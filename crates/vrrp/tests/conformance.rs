@@ -766,11 +766,69 @@ fn a_flood_of_lower_priority_adverts_is_answered_once_an_interval() {
 }
 
 #[test]
-fn a_reload_that_changes_the_vrid_is_refused_for_the_caller_to_replace_the_router() {
-    let h = master(100);
+fn a_reload_continues_a_router_by_keepalived_s_rule() {
+    let base = cfg(100);
+    fn at(c: &RouterConfig) -> Placement<'_> {
+        Placement {
+            interface: "eth0",
+            source: None,
+            unicast_ttl: 255,
+            config: c,
+        }
+    }
+    let same = |f: &dyn Fn(&mut RouterConfig)| {
+        let mut c = base.clone();
+        f(&mut c);
+        continues(&at(&base), &at(&c))
+    };
+    // Other settings change in place.
+    assert!(same(&|c| c.priority = 200));
+    assert!(same(&|c| c.vips.push(ip("10.0.0.101"))));
+    assert!(same(&|c| c.advert_int = ms(500)));
+    assert!(same(&|c| c.version = Version::V3));
+    // Another router: another VRID, another multicast group, unicast instead of multicast.
+    assert!(!same(&|c| c.vrid = 52));
+    assert!(!same(&|c| c.mcast_group = ip("224.0.0.19")));
+    assert!(!same(&|c| {
+        c.unicast_peers = vec![Peer {
+            addr: ip("10.0.0.1"),
+            min_ttl: None,
+            max_ttl: None,
+        }]
+    }));
+    // Another interface or source.
+    let moved = Placement {
+        interface: "eth1",
+        ..at(&base)
+    };
+    assert!(!continues(&at(&base), &moved));
+    let sourced = Placement {
+        source: Some(ip(ME)),
+        ..at(&base)
+    };
+    assert!(!continues(&at(&base), &sourced));
+    // In unicast, peers may change; the group means nothing.
+    let mut u1 = base.clone();
+    u1.unicast_peers = vec![Peer {
+        addr: ip("10.0.0.1"),
+        min_ttl: None,
+        max_ttl: None,
+    }];
+    let mut u2 = u1.clone();
+    u2.unicast_peers[0].addr = ip("10.0.0.3");
+    u2.mcast_group = ip("224.0.0.19");
+    assert!(continues(&at(&u1), &at(&u2)));
+}
+
+#[test]
+fn a_reload_to_another_router_leaves_the_running_one_alone() {
+    let mut h = master(100);
+    h.take();
     let mut c = h.r.config().clone();
     c.vrid = 52;
-    assert!(!h.r.can_reload(&c));
+    h.input(Input::Reload(&std::sync::Arc::new(c)));
+    assert_eq!(h.r.config().vrid, 51);
+    assert_eq!(h.r.state(), State::Master);
 }
 
 // ---- §2.6: receive checks, in keepalived's order ----
