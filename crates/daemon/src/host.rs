@@ -11,7 +11,11 @@ pub struct LinuxHost;
 
 impl Host for LinuxHost {
     fn interface_exists(&self, name: &str) -> bool {
-        !name.contains('/') && Path::new("/sys/class/net").join(name).exists()
+        // Asked of the kernel (an ioctl on a socket) rather than of /sys/class/net, which shows
+        // the interfaces of the namespace sysfs was mounted in, not of the calling thread's.
+        !name.is_empty()
+            && !name.contains(['/', '\0'])
+            && nix::net::if_::if_nametoindex(name).is_ok()
     }
 
     fn user(&self, name: &str) -> Option<(u32, u32)> {

@@ -245,6 +245,9 @@ fn vrrp_smtp_alert(cfg: &Config, own: Option<bool>) -> bool {
 /// The whole run plan.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
+    /// The configuration's errors (each message with how often it occurs): a reload that
+    /// brings an error the running configuration does not have is refused.
+    pub errors: std::collections::BTreeMap<String, usize>,
     /// Instances.
     pub instances: Vec<InstancePlan>,
     /// Sync groups.

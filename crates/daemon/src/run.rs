@@ -83,7 +83,37 @@ pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan:
     if !loaded.readable || loaded.exit_code(false) == 4 {
         return Err(format!("configuration {} cannot run", file.display()));
     }
-    Ok(crate::plan::build(&loaded.config, &loaded.disabled_scripts))
+    let mut plan = crate::plan::build(&loaded.config, &loaded.disabled_scripts);
+    plan.errors = errors(&loaded);
+    Ok(plan)
+}
+
+/// The errors of a loaded configuration that lose or change something — a bad value, a
+/// keyword keepalived does not know, broken syntax — by message, with their counts.
+/// (Unsupported keywords, notes and script security are not among them.)
+fn errors(loaded: &holdfast_config::Loaded) -> std::collections::BTreeMap<String, usize> {
+    use holdfast_config::Class;
+    let mut m = std::collections::BTreeMap::new();
+    for d in &loaded.diagnostics {
+        if matches!(
+            d.class,
+            Class::Invalid | Class::Syntax | Class::Unknown | Class::Fatal
+        ) {
+            *m.entry(d.message.clone()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// The errors `new` has that `running` does not (or has fewer times).
+pub fn new_errors<'a>(
+    running: &std::collections::BTreeMap<String, usize>,
+    new: &'a std::collections::BTreeMap<String, usize>,
+) -> Vec<&'a str> {
+    new.iter()
+        .filter(|(m, n)| running.get(*m).is_none_or(|r| r < n))
+        .map(|(m, _)| m.as_str())
+        .collect()
 }
 
 fn load(file: &std::path::Path, config_id: &str) -> holdfast_config::Loaded {
@@ -104,9 +134,16 @@ pub struct ReloadLoad {
 }
 
 /// Reads the configuration again for SIGHUP (on a blocking thread: parsing must not hold up
-/// adverts). Stricter than a start: a configuration with errors (what `check-config` exits 4 or
-/// 5 on) is refused, so a typo cannot take a VIP or an instance away from a running MASTER.
-pub fn load_for_reload(file: &std::path::Path, config_id: &str) -> ReloadLoad {
+/// adverts). Stricter than a start: a configuration that brings an error the running one does
+/// not have (a bad value, an unknown keyword, broken syntax) is refused, so a typo cannot take
+/// a VIP or an instance away from a running MASTER; errors the running configuration already
+/// had (keepalived corrects many — an advert interval rounded, a default scheduler set) do
+/// not stop its reloads.
+pub fn load_for_reload(
+    file: &std::path::Path,
+    config_id: &str,
+    running: &std::collections::BTreeMap<String, usize>,
+) -> ReloadLoad {
     let loaded = load(file, config_id);
     let lines: Vec<String> = loaded
         .diagnostics
@@ -116,15 +153,21 @@ pub fn load_for_reload(file: &std::path::Path, config_id: &str) -> ReloadLoad {
             text.lines().next().map(str::to_string)
         })
         .collect();
-    let errors = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == holdfast_config::Severity::Error)
-        .count();
-    let plan = match loaded.exit_code(false) {
-        _ if !loaded.readable => Err(format!("configuration {} cannot be read", file.display())),
-        4 | 5 => Err(format!("{errors} error(s) in {}", file.display())),
-        _ => Ok(crate::plan::build(&loaded.config, &loaded.disabled_scripts)),
+    let errors = errors(&loaded);
+    let fresh = new_errors(running, &errors);
+    let plan = if !loaded.readable || loaded.exit_code(false) == 4 {
+        Err(format!("configuration {} cannot be read", file.display()))
+    } else if !fresh.is_empty() {
+        Err(format!(
+            "{} new error(s) in {}: {}",
+            fresh.len(),
+            file.display(),
+            fresh.join("; ")
+        ))
+    } else {
+        let mut plan = crate::plan::build(&loaded.config, &loaded.disabled_scripts);
+        plan.errors = errors.clone();
+        Ok(plan)
     };
     ReloadLoad { plan, lines }
 }
@@ -411,6 +454,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         events,
     };
     let mut groups = Groups::new(&plan.groups);
+    let mut config_errors = plan.errors.clone();
     let mut running: Vec<Running> = Vec::new();
     let planes = Arc::new(crate::lvs::Planes::with_options(crate::lvs::PlaneOptions {
         keep_on_stop: opts.keep_ipvs,
@@ -525,7 +569,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                 log.main("Reloading");
                 crate::systemd::reloading();
                 let (file, id) = (opts.file.clone(), opts.config_id.clone());
-                let loaded = tokio::task::spawn_blocking(move || load_for_reload(&file, &id))
+                let running_errors = config_errors.clone();
+                let loaded = tokio::task::spawn_blocking(move || load_for_reload(&file, &id, &running_errors))
                     .await
                     .map_err(|e| format!("the configuration reader failed: {e}"))
                     .and_then(|l| {
@@ -545,6 +590,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         if let Ok(mut r) = reloads.lock() {
                             r.record(true);
                         }
+                        config_errors = new.errors.clone();
                         for u in &new.unsupported {
                             log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
                         }
@@ -1717,6 +1763,30 @@ mod tests {
         assert_eq!(
             fault[0].user.as_ref().map(|u| u.user.as_str()),
             Some("nobody")
+        );
+    }
+
+    #[test]
+    fn a_reload_is_refused_only_for_errors_the_running_configuration_does_not_have() {
+        let set = |v: &[(&str, usize)]| -> std::collections::BTreeMap<String, usize> {
+            v.iter().map(|(m, n)| (m.to_string(), *n)).collect()
+        };
+        let running = set(&[("(VI_1) advert interval rounded", 1)]);
+        // The same correction again: nothing new.
+        assert!(new_errors(&running, &running).is_empty());
+        // Fixed: nothing new either.
+        assert!(new_errors(&running, &set(&[])).is_empty());
+        // A new one, and one more of a kind already there.
+        let new = set(&[
+            ("(VI_1) advert interval rounded", 2),
+            ("virtual_router_id '300' out of range [1, 255]", 1),
+        ]);
+        assert_eq!(
+            new_errors(&running, &new),
+            [
+                "(VI_1) advert interval rounded",
+                "virtual_router_id '300' out of range [1, 255]"
+            ]
         );
     }
 

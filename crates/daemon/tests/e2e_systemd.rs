@@ -120,8 +120,8 @@ fn the_packaged_unit_runs_holdfast_with_options_it_accepts() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The reload runs check-config first: the gate line, run as systemd would run it (with
-    // `$$` as `$`) against this build, fails on a configuration with errors and passes on a
-    // good one.
+    // `$$` as `$`) against this build, fails on a configuration that cannot run and passes on
+    // one with errors keepalived corrects (the daemon judges those against the running one).
     let gate = unit
         .lines()
         .filter_map(|l| l.strip_prefix("ExecReload="))
@@ -131,12 +131,13 @@ fn the_packaged_unit_runs_holdfast_with_options_it_accepts() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.conf");
     std::fs::write(&good, "global_defs {\n    router_id gate\n}\n").unwrap();
-    let bad = dir.join("bad.conf");
+    let corrected = dir.join("corrected.conf");
     std::fs::write(
-        &bad,
-        "vrrp_instance VI_1 {\n    interface lo\n    virtual_router_id 300\n}\n",
+        &corrected,
+        "vrrp_instance VI_1 {\n    virtual_router_id 51\n    advert_int 0.5\n    virtual_ipaddress {\n        10.0.0.1\n    }\n}\n",
     )
     .unwrap();
+    let missing = dir.join("missing.conf");
     let run_gate = |conf: &std::path::Path| {
         let line = gate
             .replace("$$", "$")
@@ -153,12 +154,16 @@ fn the_packaged_unit_runs_holdfast_with_options_it_accepts() {
             .success()
     };
     assert!(
-        !run_gate(&bad),
-        "the reload gate let a configuration with errors through"
+        !run_gate(&missing),
+        "the reload gate let a configuration that cannot run through"
     );
     assert!(
         run_gate(&good),
         "the reload gate refused a good configuration"
+    );
+    assert!(
+        run_gate(&corrected),
+        "the reload gate refused a configuration keepalived corrects"
     );
     let _ = std::fs::remove_dir_all(&dir);
     // The capabilities VRRP, addresses and the kernel planes need stay in the bounding set.

@@ -2,7 +2,12 @@
 //! every sample keepalived ships: same exit code and the same reported line numbers, except
 //! for the deliberate differences listed in `parity-deviations.txt`.
 //!
-//! Needs the `keepalived` binary (`scripts/test` installs it); fails when it is missing.
+//! Both run in one network namespace the test makes, holding `eth0` and `eth1` (a veth pair),
+//! so that each sees the same interfaces whatever the host has: keepalived through `ip netns
+//! exec`, holdfast's checks in a thread that has entered the namespace.
+//!
+//! Needs root and the `keepalived` binary (`scripts/test` installs it); fails when either is
+//! missing.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failure should stop the run
 
@@ -20,9 +25,41 @@ struct Outcome {
     lines: BTreeSet<usize>,
 }
 
-fn keepalived(path: &Path) -> Outcome {
-    let out = Command::new("keepalived")
-        .args(["-t", "-l", "-f"])
+/// A network namespace with `eth0` and `eth1`, removed when dropped.
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Ns {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "hfpar{}x{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip")
+                .args(args)
+                .status()
+                .expect("ip (iproute2)");
+            assert!(st.success(), "ip {args:?} (the parity test needs root)");
+        };
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ]);
+        Ns(name)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn keepalived(ns: &Ns, path: &Path) -> Outcome {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "keepalived", "-t", "-l", "-f"])
         .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("keepalived must be installed (scripts/test installs it): {e}"));
@@ -43,12 +80,21 @@ fn keepalived(path: &Path) -> Outcome {
     }
 }
 
-fn holdfast(path: &Path) -> Outcome {
+fn holdfast(ns: &Ns, path: &Path) -> Outcome {
     let opts = Options {
         config_id: "holdfast-parity".into(),
         strict: false,
     };
-    let loaded = load(path, &FsLoader, Some(&LinuxHost), &opts);
+    // In a thread of its own that enters the namespace, so the host checks see its links.
+    let netns = std::fs::File::open(format!("/run/netns/{}", ns.0)).expect("the namespace");
+    let loaded = std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            load(path, &FsLoader, Some(&LinuxHost), &opts)
+        })
+        .join()
+        .expect("holdfast's checks")
+    });
     let lines = loaded
         .diagnostics
         .iter()
@@ -94,13 +140,14 @@ fn join(s: &BTreeSet<usize>) -> String {
 fn compare(files: &[PathBuf]) {
     assert!(!files.is_empty(), "no files to compare");
     let dev = deviations();
+    let ns = Ns::new();
     let mut failures = Vec::new();
     for f in files {
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let (k, h) = (keepalived(f), holdfast(f));
+        let (k, h) = (keepalived(&ns, f), holdfast(&ns, f));
         let k_only = join(&k.lines.difference(&h.lines).copied().collect());
         let h_only = join(&h.lines.difference(&k.lines).copied().collect());
         let exits = if k.exit == h.exit {
