@@ -107,6 +107,23 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
                 );
             }
         }
+        // keepalived: "for most users a sync group with only one member is a configuration
+        // error".
+        let found = g
+            .members
+            .iter()
+            .filter(|m| instances.contains(m.as_str()))
+            .count();
+        if found == 1 {
+            d.push_unlined(
+                Class::Invalid,
+                g.origin.0,
+                format!(
+                    "Sync group {} has only 1 virtual router(s) - this probably isn't what you want",
+                    g.name
+                ),
+            );
+        }
     }
     let groups: HashSet<&str> = cfg.vs_groups.iter().map(|g| g.name.as_str()).collect();
     for vs in &cfg.virtual_servers {

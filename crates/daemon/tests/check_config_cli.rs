@@ -159,7 +159,7 @@ fn the_documented_example_configurations_are_clean() {
 /// A virtual server on `plane` with `vs` and `rs` lines added.
 fn lvs(plane: &str, vs: &str, rs: &str) -> String {
     format!(
-        "global_defs {{\n    dataplane {plane}\n}}\nvirtual_server 10.0.0.1 80 {{\n    lb_algo rr\n{vs}    real_server 10.0.0.2 80 {{\n{rs}        TCP_CHECK {{\n        }}\n    }}\n}}\n"
+        "global_defs {{\n    dataplane {plane}\n}}\nvirtual_server 10.0.0.1 80 {{\n    lb_algo rr\n    lb_kind NAT\n{vs}    real_server 10.0.0.2 80 {{\n{rs}        TCP_CHECK {{\n        }}\n    }}\n}}\n"
     )
 }
 
@@ -183,7 +183,7 @@ fn what_a_data_plane_cannot_do_is_refused_with_its_line_not_ignored() {
         (
             "nft-threshold.conf",
             lvs("nft", "", "        uthreshold 100\n"),
-            6,
+            7,
             "real_server: uthreshold and lthreshold need live connection counts",
         ),
         (

@@ -869,7 +869,8 @@ fn notify_scripts_run_after_the_vips_are_set_with_keepalived_arguments() {
         addrs.contains("10.77.0.100/24"),
         "notify_master ran before the VIP was set: {addrs}"
     );
-    let a = wait_file(&args, "INSTANCE");
+    // The file holds the last call's arguments: BACKUP (at start) until MASTER's call.
+    let a = wait_file(&args, "MASTER");
     assert_eq!(a.trim(), "INSTANCE VI_1 MASTER 150");
 }
 

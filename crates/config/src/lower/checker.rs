@@ -350,7 +350,7 @@ mod tests {
 
     fn url_block(lines: &str) -> String {
         format!(
-            "virtual_server 10.0.0.1 80 {{\n protocol TCP\n real_server 10.0.0.5 80 {{\n  HTTP_GET {{\n   url {{\n    path /status\n{lines}   }}\n  }}\n }}\n}}\n"
+            "virtual_server 10.0.0.1 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.5 80 {{\n  HTTP_GET {{\n   url {{\n    path /status\n{lines}   }}\n  }}\n }}\n}}\n"
         )
     }
 
@@ -408,18 +408,18 @@ mod tests {
                 .any(|(c, l, m)| *c == class && *l == line && m.contains(text))
         };
         assert!(
-            has(Class::Invalid, 7, "Invalid regex: '(?<=a)b': look-around"),
+            has(Class::Invalid, 9, "Invalid regex: '(?<=a)b': look-around"),
             "{f:?}"
         );
         assert!(
-            has(Class::Unsupported, 8, "regex option 'alt_bsux'"),
+            has(Class::Unsupported, 10, "regex option 'alt_bsux'"),
             "{f:?}"
         );
         assert!(
-            has(Class::Invalid, 8, "Unknown regex option 'nonsense'"),
+            has(Class::Invalid, 10, "Unknown regex option 'nonsense'"),
             "{f:?}"
         );
-        assert!(has(Class::Unsupported, 9, "'regex_stack'"), "{f:?}");
+        assert!(has(Class::Unsupported, 11, "'regex_stack'"), "{f:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `global_defs`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use super::{Cx, user_spec};
 use crate::model::{DataPlane, Garp, Global, LvsSyncDaemon, LvsTimeouts};
@@ -253,8 +254,31 @@ pub(super) fn garp_key(cx: &mut Cx<'_>, n: &Node, k: &str, garp: &mut Garp, pref
         "garp_master_refresh_repeat" => garp.master_refresh_repeat = cx.count(n, 0, 255),
         "garp_lower_prio_delay" => garp.lower_prio_delay = cx.timer(n, 0, 86400),
         "garp_lower_prio_repeat" => garp.lower_prio_repeat = cx.count(n, 0, 255),
-        "garp_interval" => garp.interval = cx.timer(n, 0, 1),
-        "gna_interval" => garp.gna_interval = cx.timer(n, 0, 1),
+        // Global only (`vrrp_garp_interval`): an instance has no such keyword in keepalived
+        // 2.2.7 (a garp_group has), so there it is unknown.
+        "garp_interval" | "gna_interval" if !prefix.is_empty() => {
+            let v = cx.timer(n, 0, 4295);
+            let v = match v {
+                Some(d) if d.is_zero() || d > Duration::from_micros(4_294_967_295) => {
+                    let w = n.args.first().map_or(n.key.span, |w| w.span);
+                    cx.d.invalid(
+                        w,
+                        format!(
+                            "{}{k} '{}' outside range [0.000001, 4294.967295]",
+                            prefix,
+                            n.args.first().map_or("", |w| w.text.as_str())
+                        ),
+                    );
+                    None
+                }
+                v => v,
+            };
+            if k == "garp_interval" {
+                garp.interval = v;
+            } else {
+                garp.gna_interval = v;
+            }
+        }
         _ => return false,
     }
     true

@@ -182,6 +182,9 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         real_servers: Vec::new(),
         origin: origin(n),
     };
+    // Whether a valid scheduler and forwarding method were given (keepalived reports their
+    // absence once the block is read, an invalid one included).
+    let (mut sched_set, mut method_set) = (false, false);
     for c in cx.block(n) {
         if c.key.text == "real_server" {
             if let Some(rs) = real_server(cx, c) {
@@ -194,11 +197,20 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             continue;
         }
         match c.key.text.as_str() {
-            "delay_loop" => vs.delay_loop = cx.timer(c, 0, 86400).unwrap_or(vs.delay_loop),
+            "delay_loop" => match cx.timer(c, 0, 86400) {
+                // keepalived: at least a microsecond.
+                Some(d) if d.is_zero() => cx.d.invalid(
+                    arg_span(c),
+                    "virtual server delay loop '0' invalid - ignoring",
+                ),
+                Some(d) => vs.delay_loop = d,
+                None => {}
+            },
             "lvs_sched" | "lb_algo" => {
                 if let Some(w) = cx.arg(c, 0) {
                     if SCHEDULERS.contains(&w.text.as_str()) {
                         vs.lvs_sched = w.text.clone();
+                        sched_set = true;
                     } else {
                         cx.d.invalid(w.span, format!("Unknown LVS scheduler '{}'", w.text));
                     }
@@ -242,6 +254,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 if let Some((m, t)) = method(cx, c) {
                     vs.lvs_method = m;
                     vs.tunnel = t;
+                    method_set = true;
                 }
             }
             "protocol" if matches!(vs.key, VsKey::Fwmark(_)) => cx.d.push_unlined(
@@ -255,9 +268,10 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 Some("SCTP") => vs.protocol = Protocol::Sctp,
                 _ => cx.d.invalid(arg_span(c), "protocol must be TCP, UDP or SCTP"),
             },
+            // keepalived's range: up to 31 days.
             "persistence_timeout" => {
                 vs.persistence_timeout =
-                    if c.args.is_empty() { Some(360) } else { cx.count(c, 1, i64::from(u32::MAX)) }
+                    if c.args.is_empty() { Some(360) } else { cx.count(c, 1, 2_678_400) }
             }
             "persistence_granularity" => vs.persistence_granularity = cx.string(c),
             // keepalived copies the name into IPVS's 16-byte field, cutting what is longer.
@@ -305,6 +319,31 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             ),
         );
     }
+    // keepalived reports a missing scheduler and a missing forwarding method (one a real
+    // server or the sorry server would take from the service) and sets its default.
+    if !sched_set {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!(
+                "Virtual server {}: no scheduler set, setting default 'wlc'",
+                vs_name(&vs.key)
+            ),
+        );
+    }
+    if !method_set
+        && (vs.real_servers.iter().any(|r| r.lvs_method.is_none())
+            || (vs.sorry_server.is_some() && vs.sorry_server_lvs_method.is_none()))
+    {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!(
+                "Virtual server {}: no forwarding method set, setting default NAT",
+                vs_name(&vs.key)
+            ),
+        );
+    }
     // As keepalived: one-packet scheduling is for UDP (or a fwmark).
     if vs.ops && !matches!(vs.key, VsKey::Fwmark(_)) && vs.protocol != Protocol::Udp {
         cx.d.push_unlined(
@@ -317,14 +356,17 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         );
         vs.ops = false;
     }
+    // keepalived reports it (an error) and drops the service.
     if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
-        cx.d.note(
-            n.span(),
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
             format!(
                 "Virtual server {} has no real servers - ignoring",
                 vs_name(&vs.key)
             ),
         );
+        return None;
     }
     Some(vs)
 }
@@ -475,7 +517,7 @@ mod tests {
 
     fn vs(lines: &str) -> String {
         format!(
-            "virtual_server 10.0.0.1 80 {{\n protocol TCP\n{lines} real_server 10.0.0.5 80 {{\n }}\n}}\n"
+            "virtual_server 10.0.0.1 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n{lines} real_server 10.0.0.5 80 {{\n }}\n}}\n"
         )
     }
 
@@ -517,7 +559,7 @@ mod tests {
 
     #[test]
     fn ops_is_read_for_udp_and_reset_with_keepalived_s_complaint_otherwise() {
-        let text = "virtual_server 10.0.0.1 53 {\n ops\n protocol UDP\n real_server 10.0.0.5 53 {\n }\n}\n";
+        let text = "virtual_server 10.0.0.1 53 {\n lb_algo rr\n lb_kind NAT\n ops\n protocol UDP\n real_server 10.0.0.5 53 {\n }\n}\n";
         let loaded = crate::parse_str(text);
         assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
         assert!(loaded.config.virtual_servers[0].ops);
@@ -581,7 +623,7 @@ mod tests {
     #[test]
     fn tunnel_options_are_read_with_keepalived_s_rules() {
         use crate::model::{LvsMethod, Tunnel, TunnelCsum, TunnelType};
-        let text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.5 80 {\n  lvs_method TUN type gue port 6080 csum\n }\n real_server 10.0.0.6 80 {\n  lvs_method TUN\n }\n}\n";
+        let text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n real_server 10.0.0.5 80 {\n  lvs_method TUN type gue port 6080 csum\n }\n real_server 10.0.0.6 80 {\n  lvs_method TUN\n }\n}\n";
         let loaded = crate::parse_str(text);
         assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
         let rs = &loaded.config.virtual_servers[0].real_servers;
@@ -642,7 +684,7 @@ mod tests {
         // On NAT or DR keepalived takes them (`-t` exits 0) and IPVS ignores them: a note.
         for method in ["NAT", "DR"] {
             let text = format!(
-                "virtual_server 10.0.0.1 80 {{\n protocol TCP\n real_server 10.0.0.5 80 {{\n  lvs_method {method} type gue port 6080\n }}\n}}\n"
+                "virtual_server 10.0.0.1 80 {{\n protocol TCP\n lb_algo rr\n real_server 10.0.0.5 80 {{\n  lvs_method {method} type gue port 6080\n }}\n}}\n"
             );
             let loaded = crate::parse_str(&text);
             let rs = &loaded.config.virtual_servers[0].real_servers[0];
@@ -669,7 +711,7 @@ mod tests {
     #[test]
     fn ip_family_sets_a_mark_s_family_and_must_agree_with_an_address() {
         let loaded = crate::parse_str(
-            "virtual_server fwmark 7 {\n ip_family inet6\n real_server 2001:db8::5 80 {\n }\n}\n",
+            "virtual_server fwmark 7 {\n lb_algo rr\n lb_kind NAT\n ip_family inet6\n real_server 2001:db8::5 80 {\n }\n}\n",
         );
         assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
         assert_eq!(loaded.config.virtual_servers[0].ip_family_v6, Some(true));
@@ -695,7 +737,7 @@ mod tests {
     #[test]
     fn a_service_without_protocol_is_tcp_and_the_difference_from_keepalived_is_noted() {
         let loaded = crate::parse_str(
-            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.5 80 {\n }\n}\nvirtual_server fwmark 3 {\n real_server 10.0.0.5 80 {\n }\n}\n",
+            "virtual_server 10.0.0.1 80 {\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.5 80 {\n }\n}\nvirtual_server fwmark 3 {\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.5 80 {\n }\n}\n",
         );
         assert_eq!(
             loaded.config.virtual_servers[0].protocol,

@@ -113,6 +113,23 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         }
     }
     finish(cx, n, &mut i, priority_set, version_set);
+    // keepalived: VRRPv3 needs a VIP (the instance is dropped); v2 runs without one, but says
+    // it is not sensible.
+    if i.vips.is_empty() {
+        if i.version == 3 {
+            cx.d.push_unlined(
+                Class::Invalid,
+                Some(n.span()),
+                format!("({}) No VIP specified; at least one is required", i.name),
+            );
+            return None;
+        }
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!("({}) No VIP specified; at least one is sensible", i.name),
+        );
+    }
     Some(i)
 }
 
@@ -261,6 +278,25 @@ fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, v
         );
         i.nopreempt = false;
     }
+    // keepalived: an initial MASTER preempts whatever the settings say.
+    if i.state == InitState::Master {
+        if i.nopreempt {
+            cx.d.push_unlined(
+                Class::Invalid,
+                Some(n.span()),
+                format!("({name}) Warning - nopreempt will not work with initial state MASTER - clearing"),
+            );
+            i.nopreempt = false;
+        }
+        if i.preempt_delay.is_some_and(|d| !d.is_zero()) {
+            cx.d.push_unlined(
+                Class::Invalid,
+                Some(n.span()),
+                format!("({name}) Warning - preempt delay will not work with initial state MASTER - clearing"),
+            );
+            i.preempt_delay = None;
+        }
+    }
     if i.version == 2 {
         let us = i.advert_int.as_micros();
         if !us.is_multiple_of(1_000_000) {
@@ -333,7 +369,20 @@ fn auth(cx: &mut Cx<'_>, n: &Node, name: &str) -> Option<Auth> {
                     ),
                 ),
             },
-            "auth_pass" => pass = cx.string(c),
+            "auth_pass" => {
+                pass = cx.string(c);
+                // keepalived keeps the 8 bytes the advert has room for, and says so.
+                if let (Some(p), Some(w)) = (pass.as_mut(), c.args.first())
+                    && p.len() > 8
+                {
+                    cx.d.invalid(w.span, "Truncating auth_pass to 8 characters");
+                    let mut end = 8;
+                    while !p.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    p.truncate(end);
+                }
+            }
             _ => cx.unknown(c, &[]),
         }
     }
