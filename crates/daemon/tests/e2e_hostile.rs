@@ -426,27 +426,7 @@ fn held_connections_cannot_starve_the_trackers_of_descriptors() {
             .replace("global_defs {\n\n}\n", ""),
         runs = runs.display(),
     );
-    let conf = lab.file("n1-limited.conf", &conf);
-    let data = dir.display().to_string();
-    let mut n1 = lab.spawn(
-        1,
-        "holdfast@n1",
-        &[
-            "prlimit",
-            "--nofile=160:160",
-            env!("CARGO_BIN_EXE_holdfast"),
-            "run",
-            "-n",
-            "-l",
-            "-D",
-            "--data-dir",
-            &data,
-            "-p",
-            &format!("{data}/n1-limited.pid"),
-            "-f",
-            conf.to_str().unwrap(),
-        ],
-    );
+    let mut n1 = lab.holdfast_under(1, &conf, &["prlimit", "--nofile=160:160"], &[]);
     n1.wait_for_all(
         &[
             "(VI_1) Entering MASTER STATE",

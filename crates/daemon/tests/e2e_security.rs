@@ -260,27 +260,8 @@ fn passwords_appear_in_no_log_line_and_no_status() {
 #[test]
 fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let mut lab = netns::Lab::new(1).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
-    let conf = lab.file("n1.conf", &netns::conf(150, "", ""));
-    let data = lab.dir().display().to_string();
-    let mut n1 = lab.spawn(
-        1,
-        "holdfast",
-        &[
-            "prlimit",
-            "--nofile=256:8192",
-            env!("CARGO_BIN_EXE_holdfast"),
-            "run",
-            "-n",
-            "-l",
-            "-D",
-            "--data-dir",
-            &data,
-            "-p",
-            &format!("{data}/n1.pid"),
-            "-f",
-            conf.to_str().unwrap(),
-        ],
-    );
+    let conf = netns::conf(150, "", "");
+    let mut n1 = lab.holdfast_under(1, &conf, &["prlimit", "--nofile=256:8192"], &[]);
     n1.wait_for("Open file limit raised from 256 to 8192", 5 * SEC);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", n1.pid())).unwrap();
     let line = limits

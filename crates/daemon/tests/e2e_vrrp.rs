@@ -1249,8 +1249,8 @@ fn every_notify_script_runs_with_keepalived_s_words_as_keepalived_runs_it() {
             v.sort();
             v
         };
-        let phase = |from: usize, want: &[&str], what: &str| -> usize {
-            let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        let phase = |from: usize, want: &[String], what: &str| -> usize {
+            let mut want = want.to_vec();
             want.sort();
             let deadline = std::time::Instant::now() + 15 * SEC;
             loop {
@@ -1266,71 +1266,29 @@ fn every_notify_script_runs_with_keepalived_s_words_as_keepalived_runs_it() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         };
+        // The lines of one transition of both instances and their group: the specific
+        // script three times, the generic one with keepalived's four arguments.
+        let entered = |word: &str| -> Vec<String> {
+            let kind = format!("notify_{}", word.to_lowercase());
+            let mut v = vec![kind.clone(), kind.clone(), kind];
+            v.push(format!("INSTANCE VI_1 {word} 150"));
+            v.push(format!("INSTANCE VI_2 {word} 150"));
+            v.push(format!("GROUP G1 {word} 0"));
+            v
+        };
         // keepalived runs the BACKUP scripts for the initial BACKUP state too.
-        let mut at = phase(
-            0,
-            &[
-                "notify_backup",
-                "notify_backup",
-                "notify_backup",
-                "INSTANCE VI_1 BACKUP 150",
-                "INSTANCE VI_2 BACKUP 150",
-                "GROUP G1 BACKUP 0",
-                "notify_master",
-                "notify_master",
-                "notify_master",
-                "INSTANCE VI_1 MASTER 150",
-                "INSTANCE VI_2 MASTER 150",
-                "GROUP G1 MASTER 0",
-            ],
-            "start",
-        );
+        let mut at = phase(0, &[entered("BACKUP"), entered("MASTER")].concat(), "start");
         std::fs::remove_file(&flag).unwrap();
-        at = phase(
-            at,
-            &[
-                "notify_fault",
-                "notify_fault",
-                "notify_fault",
-                "INSTANCE VI_1 FAULT 150",
-                "INSTANCE VI_2 FAULT 150",
-                "GROUP G1 FAULT 0",
-            ],
-            "tracker failed",
-        );
+        at = phase(at, &entered("FAULT"), "tracker failed");
         std::fs::write(&flag, "").unwrap();
         at = phase(
             at,
-            &[
-                "notify_backup",
-                "notify_backup",
-                "notify_backup",
-                "INSTANCE VI_1 BACKUP 150",
-                "INSTANCE VI_2 BACKUP 150",
-                "GROUP G1 BACKUP 0",
-                "notify_master",
-                "notify_master",
-                "notify_master",
-                "INSTANCE VI_1 MASTER 150",
-                "INSTANCE VI_2 MASTER 150",
-                "GROUP G1 MASTER 0",
-            ],
+            &[entered("BACKUP"), entered("MASTER")].concat(),
             "tracker back",
         );
         node.signal("TERM");
         assert!(node.wait_exit(10 * SEC), "{daemon} did not stop");
-        phase(
-            at,
-            &[
-                "notify_stop",
-                "notify_stop",
-                "notify_stop",
-                "INSTANCE VI_1 STOP 150",
-                "INSTANCE VI_2 STOP 150",
-                "GROUP G1 STOP 0",
-            ],
-            "stop",
-        );
+        phase(at, &entered("STOP"), "stop");
     }
 }
 

@@ -186,9 +186,22 @@ impl Lab {
 
     /// Starts `holdfast run` on node `n` with extra command-line arguments.
     pub fn holdfast_with(&mut self, n: usize, conf: &str, args: &[&str]) -> Proc {
+        self.holdfast_under(n, conf, &[], args)
+    }
+
+    /// Starts `holdfast run` on node `n` through `wrapper` (a command that runs the rest of its
+    /// command line, e.g. `prlimit --nofile=256:256`), with extra command-line arguments.
+    pub fn holdfast_under(
+        &mut self,
+        n: usize,
+        conf: &str,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Proc {
         let path = self.file(&format!("n{n}.conf"), conf);
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(n)])
+            .args(wrapper)
             .arg(&self.bin)
             .args(["run", "-n", "-l", "-D", "--data-dir"])
             .arg(&self.dir)
