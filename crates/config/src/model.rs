@@ -1064,6 +1064,9 @@ pub enum CheckerKind {
         weight: Option<i32>,
         /// `reverse`.
         reverse: bool,
+        /// Where `track_file` was given and where the block closes (keepalived reports a
+        /// track_file it has not read yet at both).
+        at: (Origin, Origin),
     },
     /// MYSQL_CHECK (holdfast).
     Mysql(MysqlCheck),

@@ -741,6 +741,7 @@ impl P {
                 dynamic,
                 weight,
                 reverse,
+                ..
             } => {
                 self.kv("track_file", &[&q(track_file)]);
                 self.flag("dynamic", *dynamic);

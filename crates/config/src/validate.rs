@@ -94,6 +94,37 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
             }
         }
     }
+    // A FILE_CHECK names a track_file keepalived has already read: one defined later in the
+    // same file is not found yet.
+    for vs in &cfg.virtual_servers {
+        for rs in &vs.real_servers {
+            for chk in &rs.checkers {
+                let crate::model::CheckerKind::File {
+                    track_file,
+                    at: (named_at, closed_at),
+                    ..
+                } = &chk.kind
+                else {
+                    continue;
+                };
+                let at = named_at.0.or(chk.origin.0);
+                let before = cfg.track_files.iter().any(|t| {
+                    t.name == *track_file
+                        && match (t.origin.0, at) {
+                            (Some(def), Some(used)) if def.file == used.file => def.lo < used.lo,
+                            _ => true,
+                        }
+                });
+                if !before {
+                    d.invalid(span(at), format!("track_file {track_file} not found"));
+                    d.invalid(
+                        span(closed_at.0.or(at)),
+                        "FILE_CHECK has no track_file specified - ignoring",
+                    );
+                }
+            }
+        }
+    }
     let instances: HashSet<&str> = cfg.instances.iter().map(|i| i.name.as_str()).collect();
     for g in &cfg.sync_groups {
         for m in &g.members {
@@ -539,13 +570,6 @@ pub fn interfaces(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> bool {
 ///   `vrrp_script`'s name is returned (its trackers ignore it).
 pub fn script_security(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> Vec<String> {
     let mut disabled = Vec::new();
-    let tracked: HashSet<String> = cfg
-        .instances
-        .iter()
-        .map(|i| &i.track)
-        .chain(cfg.sync_groups.iter().map(|g| &g.track))
-        .flat_map(|t| t.scripts.iter().map(|r| r.name.clone()))
-        .collect();
     let default_user = cfg.global.script_user.clone().or_else(|| {
         host.user("keepalived_script").map(|_| UserSpec {
             user: "keepalived_script".into(),
@@ -564,10 +588,9 @@ pub fn script_security(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -
         insecure: 0,
         any: false,
     };
+    // Every vrrp_script, used or not: keepalived checks them all.
     for s in &mut cfg.scripts {
-        if let Some(ScriptKind::Command(cmd)) = &mut s.kind
-            && tracked.contains(s.name.as_str())
-        {
+        if let Some(ScriptKind::Command(cmd)) = &mut s.kind {
             let what = Script::Track(&s.name);
             if !sc.check(cmd, s.user.as_ref(), s.origin.0, what, d) {
                 disabled.push(s.name.clone());

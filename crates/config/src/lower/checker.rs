@@ -4,7 +4,7 @@
 use super::{Cx, arg_span, lvs, origin, user_spec};
 use crate::diag::Class;
 use crate::model::{
-    Checker, CheckerCommon, CheckerKind, HttpCheck, MiscCheck, MysqlCheck, REGEX_OPTIONS,
+    Checker, CheckerCommon, CheckerKind, HttpCheck, MiscCheck, MysqlCheck, Origin, REGEX_OPTIONS,
     REGEX_OPTIONS_UNSUPPORTED, Url, UrlRegex,
 };
 use crate::tree::Node;
@@ -53,7 +53,13 @@ fn common_key(cx: &mut Cx<'_>, n: &Node, c: &mut CheckerCommon, kw: Kw) -> bool 
         "connect_ip" => c.connect_ip = cx.ip_arg(n, 0),
         "connect_port" => c.connect_port = cx.arg(n, 0).and_then(|w| cx.port(w)),
         "bindto" => c.bindto = cx.ip_arg(n, 0),
-        "bind_port" => c.bind_port = cx.arg(n, 0).and_then(|w| cx.port(w)),
+        // keepalived: [1, 65535] (0 is "Invalid checker bind_port").
+        "bind_port" => {
+            c.bind_port = cx
+                .arg(n, 0)
+                .and_then(|w| cx.int_word(w, "checker bind_port", 1, 65535))
+                .map(|p| p as u16)
+        }
         "bind_if" | "fwmark" => {
             // MYSQL_CHECK's client opens its own socket; MISC_CHECK has none.
             if matches!(kw, Kw::Mysql | Kw::Misc) {
@@ -81,6 +87,7 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
     let (mut payload, mut require_reply, mut min_len, mut max_len) = (None, None, None, None);
     let (mut track_file, mut dynamic, mut weight, mut reverse) =
         (String::new(), false, None, false);
+    let mut track_file_at = Origin::default();
     for c in cx.block(n) {
         let takes_block = matches!(
             (kw, c.key.text.as_str()),
@@ -146,7 +153,10 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
             }
             (Kw::Udp, "min_reply_length") => min_len = cx.count(c, 0, 65535),
             (Kw::Udp, "max_reply_length") => max_len = cx.count(c, 0, 65535),
-            (Kw::File, "track_file") => track_file = cx.string(c).unwrap_or_default(),
+            (Kw::File, "track_file") => {
+                track_file = cx.string(c).unwrap_or_default();
+                track_file_at = Origin(Some(c.span()));
+            }
             (Kw::File, "dynamic") => dynamic = true,
             (Kw::File, "weight") => {
                 weight = cx.int(c, 0, -254, 254).map(|v| v as i32);
@@ -205,6 +215,7 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
                 dynamic,
                 weight,
                 reverse,
+                at: (track_file_at, Origin(n.close)),
             }
         }
         Kw::Mysql => {

@@ -263,8 +263,9 @@ fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, v
     if v6 && !version_set {
         i.version = 3;
     } else if v6 && i.version == 2 {
+        // keepalived sets version 3 and says so in its log; `-t` exits 0.
         cx.d.push_unlined(
-            Class::Invalid,
+            Class::Note,
             Some(n.span()),
             format!("({name}) cannot use IPv6 with VRRP version 2; setting version 3"),
         );
