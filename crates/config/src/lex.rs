@@ -193,13 +193,19 @@ impl<'a> Lexer<'a> {
 
             // Definition: `$NAME=value`, continued by a trailing backslash.
             if let Some((name, value)) = parse_definition(body) {
+                // As keepalived: each continued line is a line of its own when expanded; a
+                // first line holding nothing but the backslash adds no empty line.
                 let mut value = value.to_string();
                 while value.ends_with('\\') {
                     value.pop();
+                    let kept = value.trim_end_matches(is_space).len();
+                    value.truncate(kept);
                     match lines.next() {
                         Some(next) => {
                             offset += next.len();
-                            value.push('\n');
+                            if !value.is_empty() {
+                                value.push('\n');
+                            }
                             value.push_str(
                                 next.trim_end_matches(['\n', '\r'])
                                     .trim_start_matches(is_space),
@@ -315,6 +321,27 @@ impl<'a> Lexer<'a> {
 
     fn finish_line(&mut self, id: FileId, mapped: Mapped, line_end: u32, depth: usize) {
         let mapped = self.substitute(id, mapped, 0);
+        // A definition continued over several lines (`$NAME=a \` …, the man page's style)
+        // expands to as many lines: each is a statement of its own, as in keepalived.
+        if mapped.text.contains('\n') {
+            let mut from = 0;
+            let text = mapped.text.clone();
+            for part in text.split('\n') {
+                let to = from + part.len();
+                let piece = Mapped {
+                    text: part.to_string(),
+                    origin: mapped.origin[from..to].to_vec(),
+                };
+                self.finish_piece(id, piece, line_end, depth);
+                from = to + 1;
+            }
+            return;
+        }
+        self.finish_piece(id, mapped, line_end, depth);
+    }
+
+    /// One substituted line: an `include`, or tokens and an end of line.
+    fn finish_piece(&mut self, id: FileId, mapped: Mapped, line_end: u32, depth: usize) {
         if let Some(rest) = mapped
             .text
             .strip_prefix("include")
@@ -851,12 +878,6 @@ mod tests {
     }
 
     #[test]
-    fn multi_line_definition() {
-        let w = words("$BLOCK=a 1 \\\n b 2\n$BLOCK\n");
-        assert_eq!(w, ["a", "1", "b", "2", "⏎"]);
-    }
-
-    #[test]
     fn conditional_lines_follow_config_id() {
         let l = MemLoader::single(
             "/k/main.conf",
@@ -887,6 +908,17 @@ mod tests {
         let mut l = MemLoader::single("/k/main.conf", "a ${_ENV HF} ${_PWD}\n");
         l.env.insert("HF".into(), "val".into());
         assert_eq!(lex(&l, "n").0, ["a", "val", "/k", "⏎"]);
+    }
+
+    #[test]
+    fn a_definition_continued_over_lines_expands_to_as_many_lines() {
+        let w = words("$B=a 1 \\\n  b 2 \\\n  c\nx {\n$B\n}\n");
+        assert_eq!(
+            w,
+            [
+                "x", "{", "⏎", "a", "1", "⏎", "b", "2", "⏎", "c", "⏎", "}", "⏎"
+            ]
+        );
     }
 
     #[test]
