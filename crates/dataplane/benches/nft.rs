@@ -21,6 +21,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
 mod common;
+#[path = "../../config/benches/record.rs"]
+mod record;
 
 use std::path::Path;
 use std::process::Command;
@@ -308,5 +310,20 @@ fn on_host() {
         p.p99 - d.p99,
         n.p99 - d.p99,
         r.p99 - d.p99
+    );
+    record::record(
+        "nft",
+        &[
+            ("short_per_s_direct", d.short),
+            ("short_per_s_proxy", p.short),
+            ("short_per_s_nat", n.short),
+            ("short_per_s_dr", r.short),
+            ("ratio_nat_short_median", pairs[0].median),
+            ("ratio_nat_short_q1", pairs[0].low),
+            ("ratio_nat_short_q3", pairs[0].high),
+            ("ratio_nat_bulk_median", pairs[1].median),
+            ("ratio_dr_short_median", pairs[2].median),
+            ("ratio_dr_bulk_median", pairs[3].median),
+        ],
     );
 }

@@ -11,6 +11,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
 mod common;
+#[path = "../../config/benches/record.rs"]
+mod record;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -200,5 +202,28 @@ fn main() {
         p.p99,
         h.p99 - d.p99,
         p.p99 - d.p99
+    );
+    record::record(
+        "proxy",
+        &[
+            ("short_per_s_direct", d.short),
+            ("short_per_s_haproxy", h.short),
+            ("short_per_s_holdfast", p.short),
+            ("bulk_mb_s_direct", d.bulk),
+            ("bulk_mb_s_haproxy", h.bulk),
+            ("bulk_mb_s_holdfast", p.bulk),
+            ("rr_per_s_direct", d.rr),
+            ("rr_per_s_haproxy", h.rr),
+            ("rr_per_s_holdfast", p.rr),
+            ("ratio_short_median", pairs[0].median),
+            ("ratio_short_q1", pairs[0].low),
+            ("ratio_short_q3", pairs[0].high),
+            ("ratio_bulk_median", pairs[1].median),
+            ("ratio_rr_median", pairs[2].median),
+            ("cpu_us_per_short_haproxy", h.short_cpu),
+            ("cpu_us_per_short_holdfast", p.short_cpu),
+            ("p99_us_haproxy", h.p99),
+            ("p99_us_holdfast", p.p99),
+        ],
     );
 }
