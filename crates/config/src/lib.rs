@@ -79,6 +79,7 @@ pub fn load(
     let nodes = tree::parse(&tokens, &mut diags);
     let mut config = lower::lower(&nodes, &mut diags);
     validate::references(&config, &mut diags);
+    validate::file_check_order(&mut config, &mut diags);
     validate::sync_group_tracking(&mut config, &mut diags);
     let mut disabled_scripts = Vec::new();
     if let Some(host) = host {

@@ -94,37 +94,6 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
             }
         }
     }
-    // A FILE_CHECK names a track_file keepalived has already read: one defined later in the
-    // same file is not found yet.
-    for vs in &cfg.virtual_servers {
-        for rs in &vs.real_servers {
-            for chk in &rs.checkers {
-                let crate::model::CheckerKind::File {
-                    track_file,
-                    at: (named_at, closed_at),
-                    ..
-                } = &chk.kind
-                else {
-                    continue;
-                };
-                let at = named_at.0.or(chk.origin.0);
-                let before = cfg.track_files.iter().any(|t| {
-                    t.name == *track_file
-                        && match (t.origin.0, at) {
-                            (Some(def), Some(used)) if def.file == used.file => def.lo < used.lo,
-                            _ => true,
-                        }
-                });
-                if !before {
-                    d.invalid(span(at), format!("track_file {track_file} not found"));
-                    d.invalid(
-                        span(closed_at.0.or(at)),
-                        "FILE_CHECK has no track_file specified - ignoring",
-                    );
-                }
-            }
-        }
-    }
     let instances: HashSet<&str> = cfg.instances.iter().map(|i| i.name.as_str()).collect();
     for g in &cfg.sync_groups {
         for m in &g.members {
@@ -303,6 +272,47 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
 
 /// keepalived's rules for weights in sync groups and on address owners, applied as it applies
 /// them (and reported with its messages): a member of a sync group without
+/// A FILE_CHECK names a track_file keepalived has already read: one defined further down in
+/// the same file (or not at all) is not found, and keepalived drops the checker — so does
+/// holdfast, so that `run` does what `check-config` says.
+pub fn file_check_order(cfg: &mut Config, d: &mut Diagnostics) {
+    let files: Vec<(String, Option<Span>)> = cfg
+        .track_files
+        .iter()
+        .map(|t| (t.name.clone(), t.origin.0))
+        .collect();
+    for vs in &mut cfg.virtual_servers {
+        for rs in &mut vs.real_servers {
+            rs.checkers.retain(|chk| {
+                let crate::model::CheckerKind::File {
+                    track_file,
+                    at: (named_at, closed_at),
+                    ..
+                } = &chk.kind
+                else {
+                    return true;
+                };
+                let at = named_at.0.or(chk.origin.0);
+                let before = files.iter().any(|(name, def)| {
+                    name == track_file
+                        && match (*def, at) {
+                            (Some(def), Some(used)) if def.file == used.file => def.lo < used.lo,
+                            _ => true,
+                        }
+                });
+                if !before {
+                    d.invalid(span(at), format!("track_file {track_file} not found"));
+                    d.invalid(
+                        span(closed_at.0.or(at)),
+                        "FILE_CHECK has no track_file specified - ignoring",
+                    );
+                }
+                before
+            });
+        }
+    }
+}
+
 /// `sync_group_tracking_weight`, and an instance with priority 255, cannot have weighted
 /// trackers — a weighted interface becomes unweighted (an owner stops tracking it), a
 /// weighted script is dropped, a track file with the default weight becomes unweighted and
