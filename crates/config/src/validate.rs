@@ -270,8 +270,6 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
     }
 }
 
-/// keepalived's rules for weights in sync groups and on address owners, applied as it applies
-/// them (and reported with its messages): a member of a sync group without
 /// A FILE_CHECK names a track_file keepalived has already read: one defined further down in
 /// the same file (or not at all) is not found, and keepalived drops the checker — so does
 /// holdfast, so that `run` does what `check-config` says.
@@ -313,6 +311,8 @@ pub fn file_check_order(cfg: &mut Config, d: &mut Diagnostics) {
     }
 }
 
+/// keepalived's rules for weights in sync groups and on address owners, applied as it applies
+/// them (and reported with its messages): a member of a sync group without
 /// `sync_group_tracking_weight`, and an instance with priority 255, cannot have weighted
 /// trackers — a weighted interface becomes unweighted (an owner stops tracking it), a
 /// weighted script is dropped, a track file with the default weight becomes unweighted and
