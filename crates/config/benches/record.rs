@@ -14,7 +14,15 @@ pub fn record<K: AsRef<str>>(name: &str, figures: &[(K, f64)]) {
     );
     let body: Vec<String> = figures
         .iter()
-        .map(|(k, v)| format!("  \"{}\": {v:.4}", k.as_ref()))
+        .map(|(k, v)| {
+            // JSON has no NaN or infinity: a figure that is not a number is null.
+            let v = if v.is_finite() {
+                format!("{v:.4}")
+            } else {
+                "null".to_owned()
+            };
+            format!("  \"{}\": {v}", k.as_ref())
+        })
         .collect();
     let text = format!("{{\n{}\n}}\n", body.join(",\n"));
     let file = dir.join(format!("{name}.json"));
