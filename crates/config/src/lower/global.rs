@@ -15,6 +15,8 @@ const UNSUPPORTED: &[&str] = &[
     "nftables_counters",
     "nftables_ifindex",
     "nftables_ipvs",
+    "nftables_ipvs_priority",
+    "nftables_ipvs_start_fwmark",
     "disable_local_igmp",
     "enable_snmp_vrrp",
     "enable_snmp_checker",
