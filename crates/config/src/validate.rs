@@ -724,15 +724,29 @@ impl ScriptCheck<'_> {
         self.any = true;
         let spec = user.unwrap_or(&self.default_user);
         let Some((uid, primary)) = self.host.user(&spec.user) else {
-            d.push_unlined(
-                Class::Invalid,
-                at,
-                format!(
-                    "Unable to set user {} for {} - disabling",
-                    spec.user,
-                    script.what()
+            match script {
+                // keepalived reads the words after a notify script's command as its user and
+                // group (an unquoted command with arguments gives them as a user): it logs
+                // and ignores the script, and `-t` exits 0.
+                Script::Notify(_) => d.push_unlined(
+                    Class::Note,
+                    at,
+                    format!(
+                        "Invalid user/group for {} script {} - ignoring",
+                        script.what(),
+                        program(cmd)
+                    ),
                 ),
-            );
+                _ => d.push_unlined(
+                    Class::Invalid,
+                    at,
+                    format!(
+                        "Unable to set user {} for {} - disabling",
+                        spec.user,
+                        script.what()
+                    ),
+                ),
+            }
             return false;
         };
         let gid = match &spec.group {
@@ -740,11 +754,21 @@ impl ScriptCheck<'_> {
             Some(g) => match self.host.group(g) {
                 Some(gid) => gid,
                 None => {
-                    d.push_unlined(
-                        Class::Invalid,
-                        at,
-                        format!("Unable to set group {g} for {} - disabling", script.what()),
-                    );
+                    let (class, text) = match script {
+                        Script::Notify(_) => (
+                            Class::Note,
+                            format!(
+                                "Invalid user/group for {} script {} - ignoring",
+                                script.what(),
+                                program(cmd)
+                            ),
+                        ),
+                        _ => (
+                            Class::Invalid,
+                            format!("Unable to set group {g} for {} - disabling", script.what()),
+                        ),
+                    };
+                    d.push_unlined(class, at, text);
                     return false;
                 }
             },
