@@ -723,30 +723,27 @@ impl ScriptCheck<'_> {
     ) -> bool {
         self.any = true;
         let spec = user.unwrap_or(&self.default_user);
+        // keepalived reads the words after a notify script's command as its user and group
+        // (an unquoted command with arguments gives them as a user): it logs and ignores the
+        // script, and `-t` exits 0. Other scripts are disabled with an error.
+        let no_owner = |d: &mut Diagnostics, what: String| match script {
+            Script::Notify(_) => d.push_unlined(
+                Class::Note,
+                at,
+                format!(
+                    "Invalid user/group for {} script {} - ignoring",
+                    script.what(),
+                    program(cmd)
+                ),
+            ),
+            _ => d.push_unlined(
+                Class::Invalid,
+                at,
+                format!("Unable to set {what} for {} - disabling", script.what()),
+            ),
+        };
         let Some((uid, primary)) = self.host.user(&spec.user) else {
-            match script {
-                // keepalived reads the words after a notify script's command as its user and
-                // group (an unquoted command with arguments gives them as a user): it logs
-                // and ignores the script, and `-t` exits 0.
-                Script::Notify(_) => d.push_unlined(
-                    Class::Note,
-                    at,
-                    format!(
-                        "Invalid user/group for {} script {} - ignoring",
-                        script.what(),
-                        program(cmd)
-                    ),
-                ),
-                _ => d.push_unlined(
-                    Class::Invalid,
-                    at,
-                    format!(
-                        "Unable to set user {} for {} - disabling",
-                        spec.user,
-                        script.what()
-                    ),
-                ),
-            }
+            no_owner(d, format!("user {}", spec.user));
             return false;
         };
         let gid = match &spec.group {
@@ -754,21 +751,7 @@ impl ScriptCheck<'_> {
             Some(g) => match self.host.group(g) {
                 Some(gid) => gid,
                 None => {
-                    let (class, text) = match script {
-                        Script::Notify(_) => (
-                            Class::Note,
-                            format!(
-                                "Invalid user/group for {} script {} - ignoring",
-                                script.what(),
-                                program(cmd)
-                            ),
-                        ),
-                        _ => (
-                            Class::Invalid,
-                            format!("Unable to set group {g} for {} - disabling", script.what()),
-                        ),
-                    };
-                    d.push_unlined(class, at, text);
+                    no_owner(d, format!("group {g}"));
                     return false;
                 }
             },

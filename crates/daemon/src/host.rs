@@ -19,29 +19,12 @@ impl Host for LinuxHost {
     }
 
     fn user(&self, name: &str) -> Option<(u32, u32)> {
-        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-        passwd.lines().find_map(|l| {
-            let mut f = l.split(':');
-            if f.next()? != name {
-                return None;
-            }
-            let _pw = f.next()?;
-            let uid = f.next()?.parse().ok()?;
-            let gid = f.next()?.parse().ok()?;
-            Some((uid, gid))
-        })
+        let f = entry("/etc/passwd", name)?;
+        Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
     }
 
     fn group(&self, name: &str) -> Option<u32> {
-        let groups = std::fs::read_to_string("/etc/group").ok()?;
-        groups.lines().find_map(|l| {
-            let mut f = l.split(':');
-            if f.next()? != name {
-                return None;
-            }
-            let _pw = f.next()?;
-            f.next()?.parse().ok()
-        })
+        entry("/etc/group", name)?.get(2)?.parse().ok()
     }
 
     fn stat(&self, path: &Path) -> Option<Stat> {
@@ -61,6 +44,15 @@ impl Host for LinuxHost {
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
         std::env::split_paths(&path).collect()
     }
+}
+
+/// The colon-separated fields of `name`'s line in `/etc/passwd` or `/etc/group`.
+fn entry(file: &str, name: &str) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .map(|f| f.into_iter().map(str::to_owned).collect())
 }
 
 fn to_stat(m: &std::fs::Metadata) -> Stat {
