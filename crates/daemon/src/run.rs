@@ -83,9 +83,14 @@ pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan:
     if !loaded.readable || loaded.exit_code(false) == 4 {
         return Err(format!("configuration {} cannot run", file.display()));
     }
+    Ok(plan_of(&loaded))
+}
+
+/// The plan of a loaded configuration, with its errors (what later reloads are judged by).
+fn plan_of(loaded: &holdfast_config::Loaded) -> crate::plan::Plan {
     let mut plan = crate::plan::build(&loaded.config, &loaded.disabled_scripts);
-    plan.errors = errors(&loaded);
-    Ok(plan)
+    plan.errors = errors(loaded);
+    plan
 }
 
 /// The errors of a loaded configuration that lose or change something — a bad value, a
@@ -127,7 +132,7 @@ fn load(file: &std::path::Path, config_id: &str) -> holdfast_config::Loaded {
 
 /// A configuration read for a reload: its plan, or why the running one is kept.
 pub struct ReloadLoad {
-    /// The plan to apply; `None` when the reload is refused.
+    /// The plan to apply, or why the reload is refused.
     pub plan: Result<crate::plan::Plan, String>,
     /// Each diagnostic's first line (`file:line:col: error: message`), to log.
     pub lines: Vec<String>,
@@ -165,9 +170,7 @@ pub fn load_for_reload(
             fresh.join("; ")
         ))
     } else {
-        let mut plan = crate::plan::build(&loaded.config, &loaded.disabled_scripts);
-        plan.errors = errors.clone();
-        Ok(plan)
+        Ok(plan_of(&loaded))
     };
     ReloadLoad { plan, lines }
 }
@@ -181,7 +184,16 @@ struct Shared {
     status: Arc<std::sync::Mutex<crate::dump::Table>>,
     /// State changes to the supervisor (for sync groups): instance, new state, whether a
     /// group command caused it.
-    events: mpsc::UnboundedSender<(String, State, bool)>,
+    events: mpsc::UnboundedSender<(String, Event)>,
+}
+
+/// What an instance tells the supervisor.
+#[derive(Debug)]
+enum Event {
+    /// It entered a state; `true` when its sync group's command caused it.
+    State(State, bool),
+    /// Its own cause of FAULT began or ended (see [`Output::OwnFault`]).
+    OwnFault(bool),
 }
 
 /// The sync groups the supervisor drives.
@@ -205,6 +217,30 @@ impl Groups {
     }
 
     /// Feeds a member's state change; returns the commands for other members by name.
+    /// A member's own cause of FAULT began or ended: the commands that follow.
+    fn own_fault(
+        &mut self,
+        name: &str,
+        faulted: bool,
+        log: Logger,
+    ) -> Vec<(String, holdfast_vrrp::router::SyncCmd)> {
+        let mut out = Vec::new();
+        for (plan, group) in &mut self.groups {
+            let Some(i) = plan.members.iter().position(|m| m == name) else {
+                continue;
+            };
+            let (cmds, event) = group.own_fault(i, faulted);
+            if let Some(e) = event {
+                log.vrrp(&e.to_string());
+            }
+            out.extend(
+                cmds.into_iter()
+                    .filter_map(|(j, c)| plan.members.get(j).map(|m| (m.clone(), c))),
+            );
+        }
+        out
+    }
+
     fn on_change(
         &mut self,
         name: &str,
@@ -550,19 +586,28 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                 unsettled = false;
                 holdfast_sys::mem::release_free_heap();
             }
-            Some((name, to, by_sync)) = events_rx.recv() => {
-                unsettled = true;
-                settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
-                planes.vrrp_state(&name, to == State::Master, log);
-                if let Some((p, _, _)) = running.iter().find(|(p, _, _)| p.name == name) {
-                    planes.vips_held(&p.vip_addrs(), to == State::Master);
-                }
-                for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
-                    if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
-                        tx.command(Ctl::Sync(cmd));
+            Some((name, ev)) = events_rx.recv() => match ev {
+                Event::OwnFault(faulted) => {
+                    for (member, cmd) in groups.own_fault(&name, faulted, log) {
+                        if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
+                            tx.command(Ctl::Sync(cmd));
+                        }
                     }
                 }
-            }
+                Event::State(to, by_sync) => {
+                    unsettled = true;
+                    settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
+                    planes.vrrp_state(&name, to == State::Master, log);
+                    if let Some((p, _, _)) = running.iter().find(|(p, _, _)| p.name == name) {
+                        planes.vips_held(&p.vip_addrs(), to == State::Master);
+                    }
+                    for (member, cmd) in groups.on_change(&name, to, by_sync, log) {
+                        if let Some((_, tx, _)) = running.iter().find(|(p, _, _)| p.name == member) {
+                            tx.command(Ctl::Sync(cmd));
+                        }
+                    }
+                }
+            },
             _ = usr1.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.data"), crate::dump::data),
             _ = usr2.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.stats"), crate::dump::stats),
             _ = hup.recv() => {
@@ -858,7 +903,7 @@ struct Io {
     src: Option<IpAddr>,
     log: Logger,
     ifindexes: Vec<u32>,
-    events: mpsc::UnboundedSender<(String, State, bool)>,
+    events: mpsc::UnboundedSender<(String, Event)>,
     /// Dropped-advert lines, rate limited (the counters count every one).
     drop_log: crate::logging::DropLog,
 }
@@ -1045,9 +1090,13 @@ impl Io {
                 self.notify(to, router.effective_priority());
                 let _ = self.events.send((
                     self.plan.name.clone(),
-                    to,
-                    reason == holdfast_vrrp::router::Reason::Sync,
+                    Event::State(to, reason == holdfast_vrrp::router::Reason::Sync),
                 ));
+            }
+            Output::OwnFault(faulted) => {
+                let _ = self
+                    .events
+                    .send((self.plan.name.clone(), Event::OwnFault(faulted)));
             }
             Output::MasterRxLowerPri => {
                 crate::fifo::vrrp(

@@ -466,6 +466,10 @@ pub enum Output {
     },
     /// A lower-priority advert arrived while MASTER (`notify_master_rx_lower_pri`).
     MasterRxLowerPri,
+    /// This member's own cause of FAULT (its link, its trackers) began (true) or ended: a sync
+    /// group must know even while it holds the member in FAULT, or two members faulted at
+    /// once would hold each other there for ever.
+    OwnFault(bool),
     /// A reload changed the VIPs of a MASTER: install `added`, remove `removed`.
     VipsChanged {
         /// New VIPs.
@@ -496,6 +500,8 @@ pub struct VirtualRouter {
     tracker_value: Vec<Option<i64>>,
     group_fault: bool,
     recovering_by_sync: bool,
+    /// The last [`Output::OwnFault`] value reported.
+    own_fault_reported: bool,
     effective: u8,
     owner_reduced: bool,
     master_adv_int: Duration,
@@ -565,6 +571,7 @@ impl VirtualRouter {
             tracker_value: vec![None; n],
             group_fault: false,
             recovering_by_sync: false,
+            own_fault_reported: false,
             effective: 0,
             owner_reduced: false,
             master_adv_int,
@@ -947,6 +954,10 @@ impl VirtualRouter {
             return;
         }
         let own = self.own_fault();
+        if own != self.own_fault_reported {
+            self.own_fault_reported = own;
+            self.out.push_back(Output::OwnFault(own));
+        }
         let fault = own || self.group_fault;
         // A fault (or a recovery) the sync group caused is reported as such, so the group does
         // not mistake it for this member's own.

@@ -54,6 +54,30 @@ impl SyncGroup {
         }
     }
 
+    /// Member `i`'s own cause of FAULT began or ended ([`crate::router::Output::OwnFault`]).
+    /// When the last member's own cause ends, every member is released — the one that
+    /// reported it too, which the group may hold in FAULT for another's cause that has ended
+    /// meanwhile.
+    pub fn own_fault(
+        &mut self,
+        i: usize,
+        faulted: bool,
+    ) -> (Vec<(usize, SyncCmd)>, Option<GroupEvent>) {
+        let Some(was) = self.faulted.get(i).copied() else {
+            return (Vec::new(), None);
+        };
+        self.faulted[i] = faulted;
+        if faulted || !was || self.faulted.iter().any(|f| *f) {
+            return (Vec::new(), None);
+        }
+        (
+            (0..self.states.len())
+                .map(|j| (j, SyncCmd::ClearFault))
+                .collect(),
+            Some(GroupEvent::Syncing(self.name.clone(), State::Backup)),
+        )
+    }
+
     /// Member `i` changed state because of something of its own (`by_sync` false) or because
     /// this group told it to (`by_sync` true). Returns the commands for the other members and
     /// the group event, if any.
@@ -95,7 +119,8 @@ impl SyncGroup {
                 );
                 event = Some(GroupEvent::Syncing(self.name.clone(), State::Backup));
             }
-            State::Backup if prev == State::Fault => {
+            // (Not when `own_fault` has already released the group for this recovery.)
+            State::Backup if prev == State::Fault && self.faulted[i] => {
                 self.faulted[i] = false;
                 if !self.faulted.iter().any(|f| *f) {
                     cmds.extend(others(i).map(|j| (j, SyncCmd::ClearFault)));
@@ -132,6 +157,25 @@ mod tests {
             cmds,
             vec![(0, SyncCmd::ClearFault), (2, SyncCmd::ClearFault)]
         );
+    }
+
+    #[test]
+    fn two_members_faulted_at_once_are_both_released_when_both_recover() {
+        let mut g = SyncGroup::new("G", 2);
+        g.on_change(0, State::Backup, false);
+        g.on_change(1, State::Backup, false);
+        // Both fault by their own causes, each telling the other.
+        g.on_change(0, State::Fault, false);
+        g.on_change(1, State::Fault, false);
+        // Member 0 recovers first: member 1 still faulted, nobody released.
+        assert_eq!(g.own_fault(0, false), (Vec::new(), None));
+        // Member 1 recovers: both released, though neither could leave FAULT by itself.
+        let (cmds, ev) = g.own_fault(1, false);
+        assert_eq!(
+            cmds,
+            vec![(0, SyncCmd::ClearFault), (1, SyncCmd::ClearFault)]
+        );
+        assert!(ev.is_some());
     }
 
     #[test]
