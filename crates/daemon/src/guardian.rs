@@ -221,10 +221,10 @@ fn serve(input: impl BufRead, detail: bool) {
                 } else {
                     "armed: priority 0 and VIP removal if the daemon dies"
                 };
-                eprintln!(
+                crate::logging::console(&format!(
                     "Keepalived_vrrp[{}]: ({name}) guardian {what}",
                     std::process::id()
-                );
+                ));
             }
             match words.get_mut(name) {
                 Some(old) => *old = w,
@@ -257,7 +257,7 @@ fn serve(input: impl BufRead, detail: bool) {
             for (dst, p) in w.adverts.iter() {
                 let _ = sock.send(src, *dst, p);
             }
-            eprintln!("Keepalived_vrrp[{pid}]: ({name}) sent 0 priority");
+            crate::logging::console(&format!("Keepalived_vrrp[{pid}]: ({name}) sent 0 priority"));
         }
         if let Ok(rt) = &rt {
             rt.block_on(async {
@@ -266,7 +266,7 @@ fn serve(input: impl BufRead, detail: bool) {
                     let _ = vip::del(&h, &VipSpec::plain(addr, prefix, ifindex)).await;
                 }
             });
-            eprintln!("Keepalived_vrrp[{pid}]: ({name}) removing VIPs.");
+            crate::logging::console(&format!("Keepalived_vrrp[{pid}]: ({name}) removing VIPs."));
         }
     }
 }

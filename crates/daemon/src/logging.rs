@@ -303,6 +303,17 @@ pub fn flush(timeout: Duration) {
     }
 }
 
+/// Writes one line to stderr in a single `write`: stderr is unbuffered, and a formatted
+/// `eprintln!` goes out piece by piece, so lines from the daemon and its guardian (which share
+/// the descriptor) would interleave mid-line. Not `eprintln!` either because that panics when
+/// stderr is gone.
+pub fn console(line: &str) {
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+}
+
 fn write_line(l: &Line) {
     let pid = std::process::id();
     let mut sent = false;
@@ -312,8 +323,7 @@ fn write_line(l: &Line) {
             .is_ok();
     }
     if l.console || !sent {
-        // Not eprintln!, which panics when stderr is gone.
-        let _ = writeln!(std::io::stderr().lock(), "{}[{pid}]: {}", l.ident, l.msg);
+        console(&format!("{}[{pid}]: {}", l.ident, l.msg));
     }
     to_file(l.ident, &l.msg);
 }
