@@ -908,7 +908,97 @@ struct Io {
     drop_log: crate::logging::DropLog,
 }
 
+/// Removals of this instance's VIPs from interfaces other than its own (a VIP's `dev`), as
+/// (ifindex, address): one small task per such interface forwards them. Nothing is spawned
+/// for an instance whose VIPs all sit on its own interface. The tasks end with this value.
+#[derive(Default)]
+struct OtherVips {
+    rx: Option<mpsc::Receiver<(u32, IpAddr)>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl OtherVips {
+    fn watch(ifindexes: &[u32], own: u32) -> OtherVips {
+        let mut others: Vec<u32> = ifindexes.iter().copied().filter(|&i| i != own).collect();
+        others.sort_unstable();
+        others.dedup();
+        if others.is_empty() {
+            return OtherVips::default();
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let tasks = others
+            .into_iter()
+            .map(|ix| {
+                let tx = tx.clone();
+                let mut sub = Some(crate::nlhub::changes(ix));
+                tokio::spawn(async move {
+                    loop {
+                        match crate::nlhub::next(&mut sub).await {
+                            Ok(crate::nlhub::Change::Addr(a)) if !a.added => {
+                                if tx.send((ix, a.addr)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                })
+                .abort_handle()
+            })
+            .collect();
+        OtherVips {
+            rx: Some(rx),
+            tasks,
+        }
+    }
+
+    /// The next removal; never ready when nothing is watched.
+    async fn next(&mut self) -> Option<(u32, IpAddr)> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for OtherVips {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 impl Io {
+    /// `addr` was removed from interface `ifindex` while this instance is MASTER: if it is
+    /// one of its VIPs there (removed by an operator, another daemon, a network manager), put
+    /// it back and announce it, rather than advertise an address nobody answers for.
+    async fn restore_vip(&self, ifindex: u32, addr: IpAddr, router: &VirtualRouter) {
+        let Some(k) = (0..self.plan.vips.len())
+            .find(|&k| self.plan.vips[k].addr == addr && self.ifindexes.get(k) == Some(&ifindex))
+        else {
+            return;
+        };
+        let dev = &self.plan.vips[k].dev;
+        if self.log.detail {
+            self.log.vrrp(&format!(
+                "Netlink reflector reports IP {addr} removed from {dev}"
+            ));
+        }
+        self.log.vrrp(&format!(
+            "({}) VIP {addr} was removed from {dev} by someone else - restoring it",
+            self.plan.name
+        ));
+        self.add_vips(Some(&[addr])).await;
+        self.execute(
+            Output::Announce {
+                count: self.plan.router.garp.master_repeat,
+            },
+            router,
+        )
+        .await;
+    }
+
     fn specs(&self) -> Vec<VipSpec> {
         self.plan
             .vips
@@ -1291,6 +1381,8 @@ fn instance(
         let track_src = plan.src.is_none();
         // Always: a MASTER also watches for its VIPs being removed by someone else.
         let mut changes = Some(crate::nlhub::changes(ifindex));
+        // And, for VIPs set on other interfaces (`dev`), their removals there.
+        let mut other_vips = OtherVips::watch(&io.ifindexes, ifindex);
 
         let mut router =
             VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
@@ -1422,23 +1514,18 @@ fn instance(
                         }
                     }
                 }
+                Some((ix, addr)) = other_vips.next() => {
+                    if router.state() == State::Master {
+                        io.restore_vip(ix, addr, &router).await;
+                    }
+                }
                 c = crate::nlhub::next(&mut changes) => {
                     use crate::nlhub::Change;
-                    // One of this MASTER's VIPs on its interface removed from outside (an
-                    // operator, another daemon, a network manager): put it back and announce
-                    // it, rather than advertise an address nobody answers for.
                     if let Ok(Change::Addr(a)) = &c
                         && !a.added
                         && router.state() == State::Master
-                        && let Some(k) = io.plan.vips.iter().position(|v| v.addr == a.addr)
-                        && io.ifindexes.get(k) == Some(&ifindex)
                     {
-                        if log.detail {
-                            log.vrrp(&format!("Netlink reflector reports IP {} removed from {}", a.addr, plan.ifname));
-                        }
-                        log.vrrp(&format!("({}) VIP {} was removed from {} by someone else - restoring it", plan.name, a.addr, plan.ifname));
-                        io.add_vips(Some(&[a.addr])).await;
-                        io.execute(Output::Announce { count: plan.router.garp.master_repeat }, &router).await;
+                        io.restore_vip(ifindex, a.addr, &router).await;
                     }
                     if track_link {
                         match c {
@@ -1508,6 +1595,7 @@ fn instance(
                             router.handle(now(), Input::Reload(&new.router));
                             Trackers::restart(&mut trackers, &new.name, &new.trackers, log);
                             io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
+                            other_vips = OtherVips::watch(&io.ifindexes, ifindex);
                             // VipsChanged from the router is applied against the new plan.
                             io.plan = new;
                             status_stale = true;

@@ -1207,6 +1207,40 @@ fn a_vip_removed_from_outside_a_master_is_restored() {
     assert!(!lab.has(2, VIP));
 }
 
+/// The same for a VIP the configuration puts on another interface (`dev`): the MASTER
+/// watches that interface too.
+#[test]
+fn a_vip_removed_from_another_interface_is_restored() {
+    let mut lab = lab(1);
+    // A veth pair inside the node (no dummy module here); dum0 carries the second VIP.
+    lab.exec(
+        1,
+        &[
+            "ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1",
+        ],
+    );
+    lab.exec(1, &["ip", "link", "set", "dum0", "up"]);
+    lab.exec(1, &["ip", "link", "set", "dum1", "up"]);
+    let conf = "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {\n        10.77.0.100/24\n        10.88.0.1/24 dev dum0\n    }\n}\n";
+    let mut n1 = lab.holdfast(1, conf);
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let on_dum0 = |lab: &netns::Lab| {
+        lab.output(1, &["ip", "-o", "addr", "show", "dev", "dum0"])
+            .contains("10.88.0.1/24")
+    };
+    assert!(settles(|| on_dum0(&lab)));
+    for round in 0..2 {
+        n1.mark();
+        lab.exec(1, &["ip", "addr", "del", "10.88.0.1/24", "dev", "dum0"]);
+        n1.wait_for(
+            "(VI_1) VIP 10.88.0.1 was removed from dum0 by someone else - restoring it",
+            5 * SEC,
+        );
+        assert!(settles(|| on_dum0(&lab)), "round {round}: not restored");
+    }
+    assert!(lab.has(1, VIP));
+}
+
 /// Every notify script — notify_master, notify_backup, notify_fault, notify_stop and the
 /// generic `notify` with keepalived's four arguments, for instances and for their sync group —
 /// through one life: MASTER, FAULT (the group's tracker fails), back to MASTER, stop. The same
