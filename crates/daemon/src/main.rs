@@ -150,23 +150,20 @@ enum Command {
         /// for the proxy data plane).
         #[arg(long)]
         lvs: bool,
-        /// The daemon's control socket (global_defs control_socket).
-        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Print what keepalived writes to keepalived.data on SIGUSR1 (each instance's state,
     /// priorities, master, VIPs), from the running daemon.
     Dump {
-        /// The daemon's control socket (global_defs control_socket).
-        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Print what keepalived writes to keepalived.stats on SIGUSR2 (advert, error and
     /// transition counters per instance), from the running daemon.
     Stats {
-        /// The daemon's control socket (global_defs control_socket).
-        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Let a real server back in: clears `holdfast disable` and a `readmit manual` hold.
     Enable {
@@ -174,9 +171,8 @@ enum Command {
         vs: String,
         /// The real server, IP:PORT.
         rs: String,
-        /// The daemon's control socket (global_defs control_socket).
-        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Drain a real server on purpose: weight 0, established connections kept.
     Disable {
@@ -184,9 +180,8 @@ enum Command {
         vs: String,
         /// The real server, IP:PORT.
         rs: String,
-        /// The daemon's control socket (global_defs control_socket).
-        #[arg(short = 's', long, default_value = holdfast::control::DEFAULT_SOCKET)]
-        socket: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Check a configuration like `keepalived -t`: diagnostics on stderr; exit 0 ok,
     /// 4 cannot run, 5 errors, 6 script security violation (keepalived 2.2.7's codes).
@@ -211,6 +206,41 @@ enum Command {
 }
 
 /// `holdfast dump|stats`: the daemon's text for SIGUSR1/SIGUSR2's files.
+/// Where the running daemon's control socket is: `-s`, else the `control_socket` of the
+/// configuration `-f` names (keepalived's default file unless given), else the default.
+#[derive(clap::Args, Debug)]
+struct SocketArg {
+    /// The daemon's control socket [default: the configuration's control_socket, else
+    /// /run/holdfast/control.sock].
+    #[arg(short = 's', long)]
+    socket: Option<PathBuf>,
+    /// The daemon's configuration, read for its control_socket when -s is not given.
+    #[arg(
+        short = 'f',
+        long = "use-file",
+        default_value = "/etc/keepalived/keepalived.conf"
+    )]
+    file: PathBuf,
+}
+
+impl SocketArg {
+    fn path(&self) -> PathBuf {
+        if let Some(s) = &self.socket {
+            return s.clone();
+        }
+        let opts = holdfast_config::Options {
+            config_id: holdfast::host::short_hostname(),
+            strict: false,
+        };
+        let loaded =
+            holdfast_config::load(&self.file, &holdfast_config::loader::FsLoader, None, &opts);
+        loaded.config.global.control_socket.map_or_else(
+            || PathBuf::from(holdfast::control::DEFAULT_SOCKET),
+            PathBuf::from,
+        )
+    }
+}
+
 fn text_request(socket: &std::path::Path, command: &str) -> ExitCode {
     match holdfast::control::request(socket, command) {
         Ok(v) => match v.get("text").and_then(|t| t.as_str()) {
@@ -245,8 +275,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(keepalived_args(std::env::args().collect()));
     match cli.command {
         Command::Lab(args) => lab(args),
-        Command::Dump { socket } => text_request(&socket, "dump"),
-        Command::Stats { socket } => text_request(&socket, "stats"),
+        Command::Dump { socket } => text_request(&socket.path(), "dump"),
+        Command::Stats { socket } => text_request(&socket.path(), "stats"),
         Command::Man => {
             use clap::CommandFactory;
             let page = clap_mangen::Man::new(Cli::command()).section("8");
@@ -259,10 +289,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Guardian { detail } => holdfast::guardian::main(detail),
-        Command::Enable { vs, rs, socket } => admin("enable", &vs, &rs, &socket),
-        Command::Disable { vs, rs, socket } => admin("disable", &vs, &rs, &socket),
+        Command::Enable { vs, rs, socket } => admin("enable", &vs, &rs, &socket.path()),
+        Command::Disable { vs, rs, socket } => admin("disable", &vs, &rs, &socket.path()),
         Command::Status { json, lvs, socket } => {
-            match holdfast::control::request(&socket, "status") {
+            match holdfast::control::request(&socket.path(), "status") {
                 Ok(v) => {
                     if json {
                         println!("{v}");

@@ -933,13 +933,12 @@ impl OtherVips {
                 let mut sub = Some(crate::nlhub::changes(ix));
                 tokio::spawn(async move {
                     loop {
-                        match crate::nlhub::next(&mut sub).await {
-                            Ok(crate::nlhub::Change::Addr(a)) if !a.added => {
-                                if tx.send((ix, a.addr)).await.is_err() {
-                                    break;
-                                }
-                            }
-                            _ => {}
+                        if let Ok(crate::nlhub::Change::Addr(a)) =
+                            crate::nlhub::next(&mut sub).await
+                            && !a.added
+                            && tx.send((ix, a.addr)).await.is_err()
+                        {
+                            break;
                         }
                     }
                 })

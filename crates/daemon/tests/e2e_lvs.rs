@@ -442,6 +442,17 @@ fn readmit_manual_holds_a_server_until_enable_and_disable_drains() {
         "Activating healthchecker for service [10.77.0.3]:tcp:80",
         5 * SEC,
     );
+    // Without -s, the client finds the socket through the configuration's control_socket.
+    let by_file = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["status", "--lvs", "-f"])
+        .arg(lab.dir().join("n1.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        by_file.status.success()
+            && String::from_utf8_lossy(&by_file.stdout).contains("10.77.0.3:80"),
+        "status -f: {by_file:?}"
+    );
     web2.signal("KILL");
     lb.wait_for(
         "Removing service [10.77.0.2]:tcp:80 from VS [10.77.0.1]:tcp:80",
