@@ -747,12 +747,38 @@ fn ip_json(args: &[&str]) -> io::Result<serde_json::Value> {
     json_of("ip", args)
 }
 
+/// The Debian package that provides a program this plane runs.
+fn package_of(program: &str) -> &'static str {
+    match program {
+        "nft" => "nftables",
+        "ip" => "iproute2",
+        _ => "the package providing it",
+    }
+}
+
+/// A program this plane runs could not be started: a missing one is named with the package
+/// to install, not left as "No such file or directory".
+fn tool_error(program: &str, e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        let package = package_of(program);
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "`{program}` not found: the nftables data plane needs it (Debian: apt install {package})"
+            ),
+        )
+    } else {
+        io::Error::new(e.kind(), format!("{program}: {e}"))
+    }
+}
+
 /// What `PROGRAM -j ARGS` prints (`ip`, `nft`), parsed.
 fn json_of(program: &str, args: &[&str]) -> io::Result<serde_json::Value> {
     let out = std::process::Command::new(program)
         .arg("-j")
         .args(args)
-        .output()?;
+        .output()
+        .map_err(|e| tool_error(program, e))?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "{program} {}: {}",
@@ -913,7 +939,8 @@ fn nft_input(args: &[&str], input: &str) -> io::Result<()> {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .spawn()?;
+        .spawn()
+        .map_err(|e| tool_error("nft", e))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write as _;
         stdin.write_all(input.as_bytes())?;
@@ -1536,6 +1563,21 @@ mod tests {
     use super::*;
     use crate::DestSpec;
     use std::time::Duration;
+
+    #[test]
+    fn a_missing_tool_is_named_with_its_package() {
+        let e = json_of("holdfast-no-such-tool", &["list"]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .starts_with("`holdfast-no-such-tool` not found"),
+            "{e}"
+        );
+        let e = tool_error("nft", io::Error::from(io::ErrorKind::NotFound));
+        assert!(e.to_string().contains("apt install nftables"), "{e}");
+        let e = tool_error("ip", io::Error::from(io::ErrorKind::NotFound));
+        assert!(e.to_string().contains("apt install iproute2"), "{e}");
+    }
 
     fn spec(sched: Kind, dests: &[(&str, u32)]) -> ServiceSpec {
         let dests = dests
