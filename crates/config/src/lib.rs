@@ -14,6 +14,7 @@ pub mod loader;
 pub mod lower;
 pub mod model;
 pub mod print;
+pub mod reference;
 pub mod span;
 pub mod tree;
 pub mod validate;

@@ -62,7 +62,14 @@ enum Command {
     /// (packaging) Print the holdfast(8) manual page, generated from this command line, in
     /// roff.
     #[command(hide = true)]
-    Man,
+    Man {
+        /// The configuration's page, holdfast.conf(5), instead of the command line's.
+        #[arg(long)]
+        conf: bool,
+    },
+    /// Print the configuration reference (every keyword keepalived 2.2.7 knows and holdfast's
+    /// own, with what holdfast does with each), as the manual's reference page.
+    Reference,
     /// (internal) The lab's client write loop, run inside the client namespace.
     #[command(hide = true)]
     LabClient {
@@ -277,7 +284,17 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab(args),
         Command::Dump { socket } => text_request(&socket.path(), "dump"),
         Command::Stats { socket } => text_request(&socket.path(), "stats"),
-        Command::Man => {
+        Command::Reference => {
+            let entries = holdfast_config::reference::entries();
+            print!("{}", holdfast_config::reference::markdown(&entries));
+            ExitCode::SUCCESS
+        }
+        Command::Man { conf: true } => {
+            let entries = holdfast_config::reference::entries();
+            print!("{}", holdfast_config::reference::man(&entries));
+            ExitCode::SUCCESS
+        }
+        Command::Man { conf: false } => {
             use clap::CommandFactory;
             let page = clap_mangen::Man::new(Cli::command()).section("8");
             match page.render(&mut std::io::stdout().lock()) {

@@ -290,3 +290,15 @@ fn the_readme_s_unsupported_keywords_are_reported_unsupported() {
         );
     }
 }
+
+/// The configuration reference page is what the parser says now (`holdfast reference`
+/// regenerates it): a keyword implemented, or newly reported, changes the page.
+#[test]
+fn the_configuration_reference_page_is_current() {
+    let want = holdfast_config::reference::markdown(&holdfast_config::reference::entries());
+    let have = pages().remove("reference.md").expect("reference.md");
+    assert!(
+        have == want,
+        "docs/manual/src/reference.md is stale: run `holdfast reference > docs/manual/src/reference.md`"
+    );
+}

@@ -12,7 +12,10 @@ use crate::model::{
 };
 use crate::tree::Node;
 
-const VS_UNSUPPORTED: &[&str] = &["hashed", "flag-3", "snmp_name", "lvs_tun_type"];
+const VS_UNSUPPORTED: &[&str] = &["hashed", "flag-3", "snmp_name", "lvs_tun_type", "weight"];
+
+/// keepalived's real_server keywords holdfast reads but does not act on.
+const RS_UNSUPPORTED: &[&str] = &["virtualhost", "BFD_CHECK", "snmp_name"];
 
 const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos",
@@ -437,7 +440,7 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
                     cx.d.invalid(arg_span(c), "readmit must be 'manual' or 'auto'")
                 }
             },
-            _ => cx.unknown(c, &["virtualhost", "BFD_CHECK"]),
+            _ => cx.unknown(c, RS_UNSUPPORTED),
         }
     }
     Some(rs)

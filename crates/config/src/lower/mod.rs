@@ -108,6 +108,8 @@ const TOP_UNSUPPORTED: &[&str] = &[
     "namespace_with_ipsets",
     "instance",
     "use_pid_dir",
+    "linkbeat_use_polling",
+    "child_wait_time",
 ];
 
 /// Lowering context: the diagnostics sink plus value parsers that report in one style.
