@@ -237,8 +237,24 @@ fn every_complete_configuration_in_the_manual_loads_cleanly_and_runs() {
             checked += 1;
         }
     }
+    // And the examples the Debian package ships.
+    for example in ["packaging/keepalived.conf", "docs/examples/writer-reader.conf"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(example);
+        let body = std::fs::read_to_string(&path).unwrap().replace(
+            "/etc/holdfast/mysql.cnf",
+            &dir.join("mysql.cnf").display().to_string(),
+        );
+        let loaded = check_in_netns(&body, &dir, "example.conf");
+        assert!(
+            loaded.diagnostics.iter().all(|d| d.class == Class::Note)
+                && loaded.exit_code(false) == 0,
+            "{example} does not load cleanly:\n{}",
+            loaded.render()
+        );
+        checked += 1;
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(checked >= 4, "only {checked} configurations found");
+    assert!(checked >= 6, "only {checked} configurations found");
 }
 
 /// The README's list of what is not supported yet, checked against the code: each keyword it
