@@ -84,7 +84,7 @@ pub fn load(
     validate::sync_group_tracking(&mut config, &mut diags);
     let mut disabled_scripts = Vec::new();
     if let Some(host) = host {
-        let fatal = validate::interfaces(&config, host, &mut diags);
+        let fatal = validate::interfaces(&mut config, host, &mut diags);
         if !fatal && readable {
             disabled_scripts = validate::script_security(&mut config, host, &mut diags);
         }

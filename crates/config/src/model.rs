@@ -40,6 +40,12 @@ pub struct Config {
     pub vs_groups: Vec<VsGroup>,
     /// `virtual_server` blocks.
     pub virtual_servers: Vec<VirtualServer>,
+    /// `static_ipaddress`: set at start, kept while running, removed at stop.
+    pub static_addresses: Vec<Vip>,
+    /// `static_routes`.
+    pub static_routes: Vec<Route>,
+    /// `static_rules`.
+    pub static_rules: Vec<Rule>,
 }
 
 /// `user [[:]group]` for scripts.
@@ -576,6 +582,10 @@ pub struct VrrpInstance {
     pub vips: Vec<Vip>,
     /// `virtual_ipaddress_excluded`.
     pub excluded_vips: Vec<Vip>,
+    /// `virtual_routes`: installed while MASTER.
+    pub routes: Vec<Route>,
+    /// `virtual_rules`: installed while MASTER.
+    pub rules: Vec<Rule>,
     /// `track_*`.
     pub track: Tracking,
     /// `dont_track_primary`.
@@ -1145,4 +1155,130 @@ impl Checker {
             warmup: pick(|t| t.warmup),
         }
     }
+}
+
+/// A route of `virtual_routes` or `static_routes`, as keepalived 2.2.7 reads it (its
+/// `ip route`-like syntax).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// IPv6 (true) or IPv4.
+    pub v6: bool,
+    /// The route's type (`unicast` unless `blackhole`, `unreachable`, `prohibit`, `throw`,
+    /// `local`, `broadcast`, `anycast`, `multicast` or `nat` comes before the destination):
+    /// the kernel's RTN_* number.
+    pub kind: u8,
+    /// Destination and prefix length (`default`: prefix 0).
+    pub dst: (IpAddr, u8),
+    /// `from` (IPv6 source prefix).
+    pub from: Option<(IpAddr, u8)>,
+    /// `src` (preferred source address).
+    pub src: Option<IpAddr>,
+    /// `via` / `gw`.
+    pub via: Option<IpAddr>,
+    /// `dev` / `oif`.
+    pub dev: Option<String>,
+    /// `table` (default main, 254).
+    pub table: u32,
+    /// `protocol` (keepalived's, 18, unless `no_track` or given).
+    pub protocol: Option<u8>,
+    /// `scope`.
+    pub scope: Option<u8>,
+    /// `metric` / `priority` / `preference`.
+    pub metric: Option<u32>,
+    /// `tos` / `dsfield`.
+    pub tos: Option<u8>,
+    /// `onlink`.
+    pub onlink: bool,
+    /// Route metrics (`mtu`, `advmss`, `hoplimit`, `window`, `cwnd`, `ssthresh`,
+    /// `reordering`, `initcwnd`, `initrwnd`) as (RTAX_* number, value, `lock`).
+    pub metrics: Vec<(u16, u32, bool)>,
+    /// `nexthop via … dev … weight … onlink …` (multipath).
+    pub nexthops: Vec<NextHop>,
+    /// `add` (fail if present), `append`, or `prepend` (the default).
+    pub mode: RouteMode,
+    /// Whether a deletion by someone else is noticed (not `no_track`, and a `dev` given).
+    pub track: bool,
+    /// Declaration site.
+    pub origin: Origin,
+}
+
+/// One hop of a multipath route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    /// `via`.
+    pub via: Option<IpAddr>,
+    /// `dev`.
+    pub dev: Option<String>,
+    /// `weight` (1-256; the kernel stores weight - 1).
+    pub weight: u16,
+    /// `onlink`.
+    pub onlink: bool,
+}
+
+/// How a route is added, as keepalived's `add`/`append`/`prepend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteMode {
+    /// NLM_F_CREATE (the kernel's default and keepalived's).
+    Prepend,
+    /// NLM_F_CREATE | NLM_F_EXCL.
+    Add,
+    /// NLM_F_CREATE | NLM_F_APPEND.
+    Append,
+}
+
+/// What a policy rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleAction {
+    /// `table N` / `lookup N`.
+    Table(u32),
+    /// `goto N`.
+    Goto(u32),
+    /// `nop`.
+    Nop,
+    /// `blackhole`.
+    Blackhole,
+    /// `unreachable`.
+    Unreachable,
+    /// `prohibit`.
+    Prohibit,
+}
+
+/// A policy rule of `virtual_rules` or `static_rules`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// IPv6 (true) or IPv4.
+    pub v6: bool,
+    /// `not`.
+    pub invert: bool,
+    /// `from`.
+    pub from: Option<(IpAddr, u8)>,
+    /// `to`.
+    pub to: Option<(IpAddr, u8)>,
+    /// `preference` / `priority` / `order` (keepalived numbers rules without one down from
+    /// 16384, per family).
+    pub priority: u32,
+    /// The action.
+    pub action: RuleAction,
+    /// `tos` / `dsfield`.
+    pub tos: Option<u8>,
+    /// `fwmark N[/MASK]`.
+    pub fwmark: Option<(u32, Option<u32>)>,
+    /// `iif` / `dev`.
+    pub iif: Option<String>,
+    /// `oif`.
+    pub oif: Option<String>,
+    /// `suppress_prefixlength` / `sup_pl`.
+    pub suppress_prefixlen: Option<u32>,
+    /// `ipproto` (protocol number).
+    pub ipproto: Option<u8>,
+    /// `sport N[-M]`.
+    pub sport: Option<(u16, u16)>,
+    /// `dport N[-M]`.
+    pub dport: Option<(u16, u16)>,
+    /// `protocol` (keepalived's, 18, unless `no_track` or given).
+    pub protocol: Option<u8>,
+    /// Whether a deletion by someone else is noticed (not `no_track`).
+    pub track: bool,
+    /// Declaration site.
+    pub origin: Origin,
 }

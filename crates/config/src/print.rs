@@ -44,6 +44,27 @@ pub fn print(c: &Config) -> String {
         p.flag("full_command", t.full_command);
         p.close();
     }
+    if !c.static_addresses.is_empty() {
+        p.open("static_ipaddress", &[]);
+        for v in &c.static_addresses {
+            p.vip(v);
+        }
+        p.close();
+    }
+    if !c.static_routes.is_empty() {
+        p.open("static_routes", &[]);
+        for r in &c.static_routes {
+            p.line(&route_line(r));
+        }
+        p.close();
+    }
+    if !c.static_rules.is_empty() {
+        p.open("static_rules", &[]);
+        for r in &c.static_rules {
+            p.line(&rule_line(r));
+        }
+        p.close();
+    }
     for i in &c.instances {
         p.instance(i);
     }
@@ -96,6 +117,156 @@ pub fn print(c: &Config) -> String {
         p.virtual_server(vs);
     }
     p.out
+}
+
+/// A route entry as `virtual_routes` / `static_routes` take it back.
+pub fn route_line(r: &Route) -> String {
+    let mut w: Vec<String> = Vec::new();
+    let kinds = [
+        "",
+        "unicast",
+        "local",
+        "broadcast",
+        "anycast",
+        "multicast",
+        "blackhole",
+        "unreachable",
+        "prohibit",
+        "throw",
+        "nat",
+    ];
+    if r.kind != 1
+        && let Some(k) = kinds.get(usize::from(r.kind))
+    {
+        w.push((*k).to_owned());
+    }
+    w.push(format!("{}/{}", r.dst.0, r.dst.1));
+    if let Some((a, l)) = r.from {
+        w.push(format!("from {a}/{l}"));
+    }
+    if let Some(a) = r.src {
+        w.push(format!("src {a}"));
+    }
+    if let Some(t) = r.tos {
+        w.push(format!("tos 0x{t:x}"));
+    }
+    if let Some(a) = r.via {
+        w.push(format!("via {a}"));
+    }
+    if let Some(d) = &r.dev {
+        w.push(format!("dev {}", q(d)));
+    }
+    if r.table != 254 {
+        w.push(format!("table {}", r.table));
+    }
+    if let Some(pr) = r.protocol {
+        w.push(format!("protocol {pr}"));
+    }
+    if let Some(sc) = r.scope {
+        w.push(format!("scope {sc}"));
+    }
+    if let Some(m) = r.metric {
+        w.push(format!("metric {m}"));
+    }
+    if r.onlink {
+        w.push("onlink".to_owned());
+    }
+    for &(kind, val, lock) in &r.metrics {
+        let name = match kind {
+            2 => "mtu",
+            3 => "window",
+            6 => "ssthresh",
+            7 => "cwnd",
+            8 => "advmss",
+            9 => "reordering",
+            10 => "hoplimit",
+            11 => "initcwnd",
+            _ => "initrwnd",
+        };
+        w.push(format!("{name} {}{val}", if lock { "lock " } else { "" }));
+    }
+    match r.mode {
+        RouteMode::Prepend => {}
+        RouteMode::Add => w.push("add".to_owned()),
+        RouteMode::Append => w.push("append".to_owned()),
+    }
+    if !r.track {
+        w.push("no_track".to_owned());
+    }
+    for nh in &r.nexthops {
+        w.push("nexthop".to_owned());
+        if let Some(a) = nh.via {
+            w.push(format!("via {a}"));
+        }
+        if let Some(d) = &nh.dev {
+            w.push(format!("dev {}", q(d)));
+        }
+        w.push(format!("weight {}", nh.weight));
+        if nh.onlink {
+            w.push("onlink".to_owned());
+        }
+    }
+    w.join(" ")
+}
+
+/// A rule entry as `virtual_rules` / `static_rules` take it back.
+pub fn rule_line(r: &Rule) -> String {
+    let mut w: Vec<String> = Vec::new();
+    if r.v6 && r.from.is_none() && r.to.is_none() {
+        // The family can only come from this word; keepalived steps over the word after it.
+        w.push("inet6 inet6".to_owned());
+    }
+    if r.invert {
+        w.push("not".to_owned());
+    }
+    if let Some((a, l)) = r.from {
+        w.push(format!("from {a}/{l}"));
+    }
+    if let Some((a, l)) = r.to {
+        w.push(format!("to {a}/{l}"));
+    }
+    if let Some(t) = r.tos {
+        w.push(format!("tos 0x{t:x}"));
+    }
+    if let Some((m, mask)) = r.fwmark {
+        match mask {
+            Some(k) => w.push(format!("fwmark 0x{m:x}/0x{k:x}")),
+            None => w.push(format!("fwmark 0x{m:x}")),
+        }
+    }
+    if let Some(d) = &r.iif {
+        w.push(format!("iif {}", q(d)));
+    }
+    if let Some(d) = &r.oif {
+        w.push(format!("oif {}", q(d)));
+    }
+    if let Some(p) = r.ipproto {
+        w.push(format!("ipproto {p}"));
+    }
+    for (k, range) in [("sport", r.sport), ("dport", r.dport)] {
+        if let Some((a, b)) = range {
+            w.push(format!("{k} {a}-{b}"));
+        }
+    }
+    if let Some(p) = r.suppress_prefixlen {
+        w.push(format!("suppress_prefixlength {p}"));
+    }
+    if let Some(p) = r.protocol {
+        w.push(format!("protocol {p}"));
+    }
+    if !r.track {
+        w.push("no_track".to_owned());
+    }
+    w.push(format!("priority {}", r.priority));
+    w.push(match r.action {
+        RuleAction::Table(t) => format!("table {t}"),
+        RuleAction::Goto(g) => format!("goto {g}"),
+        RuleAction::Nop => "nop".to_owned(),
+        RuleAction::Blackhole => "blackhole".to_owned(),
+        RuleAction::Unreachable => "unreachable".to_owned(),
+        RuleAction::Prohibit => "prohibit".to_owned(),
+    });
+    w.join(" ")
 }
 
 /// A method with its tunnel options, as `lvs_method` takes them.
@@ -519,6 +690,20 @@ impl P {
             self.open(k, &[]);
             for v in list {
                 self.vip(v);
+            }
+            self.close();
+        }
+        if !i.routes.is_empty() {
+            self.open("virtual_routes", &[]);
+            for r in &i.routes {
+                self.line(&route_line(r));
+            }
+            self.close();
+        }
+        if !i.rules.is_empty() {
+            self.open("virtual_rules", &[]);
+            for r in &i.rules {
+                self.line(&rule_line(r));
             }
             self.close();
         }

@@ -513,11 +513,11 @@ fn span(s: Option<Span>) -> Span {
 
 /// Interface existence, as keepalived checks at start; returns whether any was missing (which
 /// keepalived treats as fatal for the VRRP process, skipping its later checks).
-pub fn interfaces(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> bool {
+pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> bool {
     if cfg.global.dynamic_interfaces {
         return false;
     }
-    let mut missing = false;
+    let mut missing = route_interfaces(cfg, host, d);
     for i in &cfg.instances {
         if let Some(ifname) = &i.interface
             && !host.interface_exists(ifname)
@@ -564,6 +564,74 @@ pub fn interfaces(cfg: &Config, host: &dyn Host, d: &mut Diagnostics) -> bool {
         );
     }
     missing
+}
+
+/// Routes, rules and static addresses naming an interface the host does not have are dropped
+/// with keepalived's messages (keepalived drops them while parsing); returns whether any was.
+fn route_interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> bool {
+    let mut missing = false;
+    let mut route_ok = |r: &crate::model::Route, d: &mut Diagnostics| {
+        let devs = r
+            .dev
+            .iter()
+            .chain(r.nexthops.iter().filter_map(|n| n.dev.as_ref()));
+        for dev in devs {
+            if !host.interface_exists(dev) {
+                missing = true;
+                d.invalid(
+                    span(r.origin.0),
+                    format!("WARNING - interface {dev} for VROUTE nexthop doesn't exist"),
+                );
+                return false;
+            }
+        }
+        true
+    };
+    let mut routes = std::mem::take(&mut cfg.static_routes);
+    routes.retain(|r| route_ok(r, d));
+    cfg.static_routes = routes;
+    for i in &mut cfg.instances {
+        let mut routes = std::mem::take(&mut i.routes);
+        routes.retain(|r| route_ok(r, d));
+        i.routes = routes;
+    }
+    let mut rule_ok = |r: &crate::model::Rule, d: &mut Diagnostics| {
+        for dev in r.iif.iter().chain(&r.oif) {
+            if !host.interface_exists(dev) {
+                missing = true;
+                d.invalid(
+                    span(r.origin.0),
+                    format!("WARNING - interface {dev} for rule doesn't exist"),
+                );
+                return false;
+            }
+        }
+        true
+    };
+    let mut rules = std::mem::take(&mut cfg.static_rules);
+    rules.retain(|r| rule_ok(r, d));
+    cfg.static_rules = rules;
+    for i in &mut cfg.instances {
+        let mut rules = std::mem::take(&mut i.rules);
+        rules.retain(|r| rule_ok(r, d));
+        i.rules = rules;
+    }
+    let before = cfg.static_addresses.len();
+    cfg.static_addresses.retain(|v| {
+        let dev = v.dev.as_deref().unwrap_or("eth0");
+        let ok = host.interface_exists(dev);
+        if !ok {
+            d.invalid(
+                span(v.origin.0),
+                format!(
+                    "WARNING - interface {dev} for ip address {} doesn't exist",
+                    v.addr
+                ),
+            );
+        }
+        ok
+    });
+    missing || cfg.static_addresses.len() != before
 }
 
 /// keepalived's script security (reference §1.9, keepalived's `check_script_secure`), applied

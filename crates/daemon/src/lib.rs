@@ -15,6 +15,7 @@ pub mod nlhub;
 pub mod pidfile;
 pub mod plan;
 pub mod probes;
+pub mod routing;
 pub mod run;
 pub mod rx;
 pub mod script;

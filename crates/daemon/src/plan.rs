@@ -35,6 +35,45 @@ pub struct PlannedVip {
     pub extra: holdfast_sys::vip::VipExtra,
 }
 
+impl PlannedVip {
+    /// The address for the kernel, on interface `ifindex` (its `dev`, resolved).
+    pub fn spec(&self, ifindex: u32) -> holdfast_sys::vip::VipSpec {
+        holdfast_sys::vip::VipSpec {
+            addr: self.addr,
+            prefix: self.prefix,
+            ifindex,
+            brd: self.brd,
+            label: self.label.clone(),
+            scope: self.scope.clone(),
+            noprefixroute: self.noprefixroute,
+            nodad: self.nodad,
+            extra: self.extra.clone(),
+        }
+    }
+
+    /// A configured address as the daemon sets it; `dev` when the address names none.
+    fn from_config(v: &holdfast_config::model::Vip, dev: &str) -> PlannedVip {
+        PlannedVip {
+            addr: v.addr,
+            prefix: v.prefix,
+            dev: v.dev.clone().unwrap_or_else(|| dev.to_owned()),
+            brd: broadcast(v.addr, v.prefix, v.brd.as_deref()),
+            label: v.label.clone(),
+            scope: v.scope.clone(),
+            noprefixroute: v.flags.iter().any(|f| f == "noprefixroute"),
+            nodad: v.flags.iter().any(|f| f == "-nodad" || f == "nodad"),
+            extra: holdfast_sys::vip::VipExtra {
+                peer: v.peer,
+                // `forever` (or anything not a number of seconds) is the default.
+                preferred_lft: v.preferred_lft.as_deref().and_then(|l| l.parse().ok()),
+                home: v.flags.iter().any(|f| f == "home"),
+                mngtmpaddr: v.flags.iter().any(|f| f == "mngtmpaddr"),
+                autojoin: v.flags.iter().any(|f| f == "autojoin"),
+            },
+        }
+    }
+}
+
 /// What a tracker watches.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrackerKind {
@@ -149,6 +188,9 @@ pub struct InstancePlan {
     /// `garp_interval` (IPv4) or `gna_interval` (IPv6), in µs: the gap between two
     /// announcements of a burst (0: none).
     pub announce_gap_us: u32,
+    /// `virtual_routes` and `virtual_rules`, when there are any (boxed: most instances have
+    /// none).
+    pub routing: Option<Box<crate::routing::Routing>>,
 }
 
 impl InstancePlan {
@@ -216,6 +258,7 @@ pub(crate) fn test_instance(
         smtp_alert: false,
         promote_secondaries: false,
         announce_gap_us: 0,
+        routing: None,
     }
 }
 
@@ -263,6 +306,10 @@ pub struct Plan {
     pub planes: crate::lvs::PlaneOptions,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
+    /// `static_ipaddress` (each on its `dev`).
+    pub static_addresses: Vec<PlannedVip>,
+    /// `static_routes` and `static_rules`.
+    pub static_routing: crate::routing::Routing,
     /// Email alerts (`notification_email`, `smtp_server`), when configured.
     pub mail: Option<crate::mail::Mailer>,
     /// `startup_script` and its timeout (10 s): run before anything starts.
@@ -373,6 +420,15 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         proxy_maxconn: cfg.global.proxy_maxconn,
     };
     plan.metrics_listen = cfg.global.metrics_listen;
+    plan.static_addresses = cfg
+        .static_addresses
+        .iter()
+        .map(|v| PlannedVip::from_config(v, "eth0"))
+        .collect();
+    plan.static_routing = crate::routing::Routing {
+        routes: cfg.static_routes.clone(),
+        rules: cfg.static_rules.clone(),
+    };
     plan.mail = crate::mail::Mailer::from_config(&cfg.global);
     let ten = std::time::Duration::from_secs(10);
     plan.startup = cfg
@@ -568,25 +624,12 @@ fn instance(
         .vips
         .iter()
         .chain(&i.excluded_vips)
-        .map(|v| PlannedVip {
-            addr: v.addr,
-            prefix: v.prefix,
-            dev: v.dev.clone().unwrap_or_else(|| ifname.clone()),
-            brd: broadcast(v.addr, v.prefix, v.brd.as_deref()),
-            label: v.label.clone(),
-            scope: v.scope.clone(),
-            noprefixroute: v.flags.iter().any(|f| f == "noprefixroute"),
-            nodad: v.flags.iter().any(|f| f == "-nodad" || f == "nodad"),
-            extra: holdfast_sys::vip::VipExtra {
-                peer: v.peer,
-                // `forever` (or anything not a number of seconds) is the default.
-                preferred_lft: v.preferred_lft.as_deref().and_then(|l| l.parse().ok()),
-                home: v.flags.iter().any(|f| f == "home"),
-                mngtmpaddr: v.flags.iter().any(|f| f == "mngtmpaddr"),
-                autojoin: v.flags.iter().any(|f| f == "autojoin"),
-            },
-        })
+        .map(|v| PlannedVip::from_config(v, &ifname))
         .collect();
+    let routing = crate::routing::Routing {
+        routes: i.routes.clone(),
+        rules: i.rules.clone(),
+    };
     Some(InstancePlan {
         name: name.clone(),
         ifname,
@@ -607,6 +650,7 @@ fn instance(
             };
             gap.map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
         },
+        routing: (!routing.is_empty()).then(|| Box::new(routing)),
     })
 }
 

@@ -544,6 +544,19 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             }
         },
     };
+    // keepalived's static addresses, routes and rules: before the instances start.
+    let mut statics = if opts.vrrp {
+        Some(
+            crate::routing::Statics::start(
+                static_specs(&plan.static_addresses, log),
+                &plan.static_routing,
+                log,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     let instances = if opts.vrrp {
         plan.instances
     } else {
@@ -642,6 +655,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         crate::mail::configure(new.mail.clone());
                         crate::fifo::configure(Some(new.fifos.clone()), log);
                         if opts.vrrp {
+                            if let Some(s) = statics.as_mut() {
+                                s.reload(static_specs(&new.static_addresses, log), &new.static_routing, log).await;
+                            }
                             running = reload(running, new.instances, &sh).await;
                             groups = Groups::new(&new.groups);
                         }
@@ -699,6 +715,12 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         }
     }
     notify_scripts_done(log).await;
+    // keepalived clears the static entries once the instances are down, unless -V.
+    if let Some(s) = statics
+        && !opts.keep_vips
+    {
+        s.stop(log).await;
+    }
     if let Some(g) = guardian {
         g.dismiss();
     }
@@ -715,6 +737,23 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     log.main("Stopped");
     Ok(())
+}
+
+/// The static addresses for the kernel; one whose interface has gone is logged and left out.
+fn static_specs(addresses: &[crate::plan::PlannedVip], log: Logger) -> Vec<VipSpec> {
+    addresses
+        .iter()
+        .filter_map(|v| match iface::index(&v.dev) {
+            Ok(ix) => Some(v.spec(ix)),
+            Err(e) => {
+                log.vrrp(&format!(
+                    "Not adding address {} to {} since interface doesn't exist ({e})",
+                    v.addr, v.dev
+                ));
+                None
+            }
+        })
+        .collect()
 }
 
 /// `promote_secondaries`: sets the interface's sysctl while the instance runs, so removing a
@@ -906,6 +945,8 @@ struct Io {
     events: mpsc::UnboundedSender<(String, Event)>,
     /// Dropped-advert lines, rate limited (the counters count every one).
     drop_log: crate::logging::DropLog,
+    /// `virtual_routes` and `virtual_rules`, resolved; `None` without any.
+    routing: Option<Box<crate::routing::Resolved>>,
 }
 
 /// Removals of this instance's VIPs from interfaces other than its own (a VIP's `dev`), as
@@ -969,6 +1010,23 @@ impl Drop for OtherVips {
 }
 
 impl Io {
+    /// `(NAME) `, before the instance's own log lines.
+    fn who(&self) -> String {
+        format!("({}) ", self.plan.name)
+    }
+
+    /// A route or rule of this MASTER was removed by someone else: put it back.
+    async fn restore_routing(&self, d: &holdfast_sys::route::Deleted) {
+        if let Some(r) = &self.routing
+            && let Some((kind, what)) = r.reinstate(&self.nl, d).await
+        {
+            self.log.vrrp(&format!(
+                "({}) virtual {kind} {what} was removed by someone else - restoring it",
+                self.plan.name
+            ));
+        }
+    }
+
     /// `addr` was removed from interface `ifindex` while this instance is MASTER: if it is
     /// one of its VIPs there (removed by an operator, another daemon, a network manager), put
     /// it back and announce it, rather than advertise an address nobody answers for.
@@ -1003,17 +1061,7 @@ impl Io {
             .vips
             .iter()
             .zip(&self.ifindexes)
-            .map(|(v, &ifindex)| VipSpec {
-                addr: v.addr,
-                prefix: v.prefix,
-                ifindex,
-                brd: v.brd,
-                label: v.label.clone(),
-                scope: v.scope.clone(),
-                noprefixroute: v.noprefixroute,
-                nodad: v.nodad,
-                extra: v.extra.clone(),
-            })
+            .map(|(v, &ifindex)| v.spec(ifindex))
             .collect()
     }
 
@@ -1163,10 +1211,19 @@ impl Io {
     async fn execute(&self, out: Output, router: &VirtualRouter) {
         match out {
             Output::Send { dst, payload } => self.send(dst, &payload),
-            Output::AddVips => self.add_vips(None).await,
+            Output::AddVips => {
+                self.add_vips(None).await;
+                // keepalived's order: the VIPs, then the routes, then the rules.
+                if let Some(r) = &self.routing {
+                    r.install(&self.nl, &self.who(), self.log).await;
+                }
+            }
             Output::RemoveVips => {
                 // Leaving MASTER: no more announcements of addresses it gives up.
                 self.stop_burst();
+                if let Some(r) = &self.routing {
+                    r.remove(&self.nl, &self.who(), self.log).await;
+                }
                 self.remove_vips(None).await;
             }
             Output::VipsChanged { added, removed } => {
@@ -1366,6 +1423,13 @@ fn instance(
             ifindexes,
             events: sh.events.clone(),
             drop_log: crate::logging::DropLog::default(),
+            routing: plan.routing.as_ref().map(|r| {
+                Box::new(crate::routing::resolve(
+                    r,
+                    &format!("({}) ", plan.name),
+                    log,
+                ))
+            }),
         };
         // keepalived: VIPs left over from a crash are removed at start.
         if log.detail {
@@ -1382,6 +1446,8 @@ fn instance(
         let mut changes = Some(crate::nlhub::changes(ifindex));
         // And, for VIPs set on other interfaces (`dev`), their removals there.
         let mut other_vips = OtherVips::watch(&io.ifindexes, ifindex);
+        // And the removal of its routes and rules, when it has any.
+        let mut route_dels = io.routing.as_ref().map(|_| crate::routing::deletions());
 
         let mut router =
             VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
@@ -1513,6 +1579,13 @@ fn instance(
                         }
                     }
                 }
+                d = crate::nlhub::next(&mut route_dels) => {
+                    if let Ok(d) = d
+                        && router.state() == State::Master
+                    {
+                        io.restore_routing(&d).await;
+                    }
+                }
                 Some((ix, addr)) = other_vips.next() => {
                     if router.state() == State::Master {
                         io.restore_vip(ix, addr, &router).await;
@@ -1591,6 +1664,22 @@ fn instance(
                     match c {
                         Some(Ctl::Sync(cmd)) => router.handle(now(), Input::Sync(cmd)),
                         Some(Ctl::Reload(new)) => {
+                            // Routes and rules that went or came: a MASTER applies the
+                            // difference now, so that whatever the router decides next
+                            // (stay, or step down) acts on the new set.
+                            let routing = new.routing.as_ref().map(|r| {
+                                Box::new(crate::routing::resolve(r, &format!("({}) ", new.name), log))
+                            });
+                            if router.state() == State::Master {
+                                let empty = crate::routing::Resolved::default();
+                                let (old, wanted) = (io.routing.as_deref().unwrap_or(&empty), routing.as_deref().unwrap_or(&empty));
+                                old.minus(wanted).remove(&io.nl, &io.who(), log).await;
+                                wanted.minus(old).install(&io.nl, &io.who(), log).await;
+                            }
+                            if routing.is_some() && route_dels.is_none() {
+                                route_dels = Some(crate::routing::deletions());
+                            }
+                            io.routing = routing;
                             router.handle(now(), Input::Reload(&new.router));
                             Trackers::restart(&mut trackers, &new.name, &new.trackers, log);
                             io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();

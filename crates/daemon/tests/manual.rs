@@ -238,8 +238,13 @@ fn every_complete_configuration_in_the_manual_loads_cleanly_and_runs() {
         }
     }
     // And the examples the Debian package ships.
-    for example in ["packaging/keepalived.conf", "docs/examples/writer-reader.conf"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(example);
+    for example in [
+        "packaging/keepalived.conf",
+        "docs/examples/writer-reader.conf",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(example);
         let body = std::fs::read_to_string(&path).unwrap().replace(
             "/etc/holdfast/mysql.cnf",
             &dir.join("mysql.cnf").display().to_string(),

@@ -9,5 +9,6 @@ pub mod iface;
 pub mod link;
 pub mod mem;
 pub mod proc_events;
+pub mod route;
 pub mod vip;
 pub mod vrrp_socket;

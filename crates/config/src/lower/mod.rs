@@ -8,6 +8,7 @@
 mod checker;
 mod global;
 mod lvs;
+mod route;
 mod track;
 mod vrrp;
 
@@ -26,6 +27,7 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
     let mut cx = Cx {
         d,
         sync_daemon_interface: None,
+        rule_priorities: route::RulePriorities::default(),
     };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
@@ -71,6 +73,23 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
                     cfg.virtual_servers.push(v);
                 }
             }
+            "static_ipaddress" => {
+                for c in cx.block(n) {
+                    if let Some(mut v) = vrrp::vip(&mut cx, c, "static") {
+                        // keepalived: the default interface (eth0) when no `dev` is given.
+                        if v.dev.is_none() {
+                            v.dev = Some("eth0".to_owned());
+                        }
+                        cfg.static_addresses.push(v);
+                    }
+                }
+            }
+            "static_routes" => cfg.static_routes.extend(route::routes(&mut cx, n)),
+            "static_rules" => {
+                let mut auto = std::mem::take(&mut cx.rule_priorities);
+                cfg.static_rules.extend(route::rules(&mut cx, n, &mut auto));
+                cx.rule_priorities = auto;
+            }
             _ => cx.unknown(n, TOP_UNSUPPORTED),
         }
     }
@@ -94,9 +113,6 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
 
 /// Top-level blocks keepalived has that holdfast does not implement.
 const TOP_UNSUPPORTED: &[&str] = &[
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
     "track_group",
     "garp_group",
     "linkbeat_interfaces",
@@ -118,6 +134,8 @@ pub(crate) struct Cx<'d> {
     /// The first vrrp_instance's deprecated `lvs_sync_daemon_interface`: (interface,
     /// instance), made the global `lvs_sync_daemon` when global_defs has none.
     pub(crate) sync_daemon_interface: Option<(String, String, Origin)>,
+    /// keepalived's automatic rule preferences, shared by every rule of the configuration.
+    pub(crate) rule_priorities: route::RulePriorities,
 }
 
 impl Cx<'_> {

@@ -16,8 +16,6 @@ const UNSUPPORTED: &[&str] = &[
     "use_vmac_addr",
     "vmac_xmit_base",
     "use_ipvlan",
-    "virtual_routes",
-    "virtual_rules",
     "track_bfd",
     "notify_priority_changes",
     "notify_deleted",
@@ -78,6 +76,8 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         auth: None,
         vips: Vec::new(),
         excluded_vips: Vec::new(),
+        routes: Vec::new(),
+        rules: Vec::new(),
         track: Tracking::default(),
         dont_track_primary: false,
         accept: None,
@@ -100,6 +100,12 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
             "authentication" => i.auth = auth(cx, c, &name),
             "virtual_ipaddress" => vips(cx, c, &name, &mut i.vips),
             "virtual_ipaddress_excluded" => vips(cx, c, &name, &mut i.excluded_vips),
+            "virtual_routes" => i.routes.extend(super::route::routes(cx, c)),
+            "virtual_rules" => {
+                let mut auto = std::mem::take(&mut cx.rule_priorities);
+                i.rules.extend(super::route::rules(cx, c, &mut auto));
+                cx.rule_priorities = auto;
+            }
             "unicast_peer" => unicast_peers(cx, c, &mut i.unicast_peers),
             _ => {
                 cx.no_block(c);
@@ -449,7 +455,7 @@ fn vips(cx: &mut Cx<'_>, n: &Node, name: &str, out: &mut Vec<Vip>) {
     }
 }
 
-fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
+pub(super) fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
     let (addr_s, prefix_s) = match c.key.text.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (c.key.text.as_str(), None),

@@ -1,0 +1,232 @@
+//! keepalived's routing entries end to end, in network namespaces: `virtual_routes` and
+//! `virtual_rules` installed while MASTER and removed on leaving it, `static_ipaddress`,
+//! `static_routes` and `static_rules` for the daemon's life, compared with what keepalived
+//! 2.2.7 installs for the same configuration, and put back when someone removes them.
+//!
+//! Needs root, iproute2 and keepalived (scripts/test installs them).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests and benches: a failure should stop the run
+
+use std::time::{Duration, Instant};
+
+use holdfast_lab::netns;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn lab(n: usize) -> netns::Lab {
+    netns::Lab::new(n).with_bin(env!("CARGO_BIN_EXE_holdfast").into())
+}
+
+/// One instance with every kind of entry keepalived's samples and OpenStack's routers use:
+/// gateways, tables, metrics, a preferred source (a VIP), types, route metrics with a lock,
+/// multipath, untracked entries; rules by source, destination, fwmark and mask, input
+/// interface, goto and `not`.
+fn conf(priority: u8) -> String {
+    format!(
+        "static_ipaddress {{
+    10.66.0.1/24 dev eth0
+}}
+static_routes {{
+    10.67.0.0/16 via 10.77.0.254 dev eth0
+}}
+static_rules {{
+    from 10.67.0.0/16 table 67 priority 167
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 1
+    virtual_ipaddress {{
+        10.77.0.100/24
+    }}
+    virtual_routes {{
+        10.20.0.0/16 via 10.77.0.254 dev eth0 table 100 metric 5
+        src 10.77.0.100 10.21.0.0/16 via 10.77.0.254 dev eth0
+        blackhole 10.22.0.0/16 no_track
+        10.23.0.0/16 dev eth0 scope link mtu lock 1400
+        10.24.0.0/16 dev eth0 nexthop via 10.77.0.253 dev eth0 weight 2 nexthop via 10.77.0.252 dev eth0
+        unreachable 10.25.0.0/16 table 100 no_track
+    }}
+    virtual_rules {{
+        from 10.20.0.0/16 table 100 priority 100
+        to 10.21.0.0/16 lookup 200 priority 200
+        fwmark 0x1/0xff table 100 priority 300
+        iif eth0 from 10.26.0.0/16 blackhole priority 400
+        from 10.30.0.0/16 goto 600 priority 500
+        not from 10.31.0.0/16 table 100 priority 501 no_track
+    }}
+}}
+"
+    )
+}
+
+/// Node `n`'s routes (but the kernel's own), rules and eth0's IPv4 addresses, sorted.
+fn snapshot(lab: &netns::Lab, n: usize) -> Vec<String> {
+    let mut out: Vec<String> = lab
+        .output(n, &["ip", "route", "show", "table", "all"])
+        .lines()
+        .filter(|l| !l.contains("proto kernel") && !l.contains("table local"))
+        .filter(|l| !l.starts_with("local") && !l.starts_with("broadcast"))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    for fam in ["-4", "-6"] {
+        out.extend(
+            lab.output(n, &["ip", fam, "rule", "show"])
+                .lines()
+                .map(|l| format!("{fam} {}", l.trim())),
+        );
+    }
+    out.extend(
+        lab.output(n, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned)),
+    );
+    out.sort();
+    out
+}
+
+/// Every entry of [`conf`] as `ip` shows it begins (route destinations, rule preferences,
+/// addresses).
+const MARKS: &[&str] = &[
+    "10.20.0.0/16",
+    "10.21.0.0/16",
+    "blackhole 10.22.0.0/16",
+    "10.23.0.0/16",
+    "10.24.0.0/16",
+    "unreachable 10.25.0.0/16",
+    "10.67.0.0/16",
+    "10.66.0.1/24",
+    "10.77.0.100/24",
+    "-4 100:",
+    "-4 167:",
+    "-4 200:",
+    "-4 300:",
+    "-4 400:",
+    "-4 500:",
+    "-4 501:",
+];
+
+fn has(snap: &[String], mark: &str) -> bool {
+    snap.iter().any(|l| l.starts_with(mark))
+}
+
+/// Polls node `n`'s snapshot (every 20 ms, at most `timeout`) until `done` holds for it.
+fn wait_snapshot(
+    lab: &netns::Lab,
+    n: usize,
+    timeout: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = snapshot(lab, n);
+        if done(&s) || Instant::now() >= deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// keepalived 2.2.7 first, then holdfast, on the same configuration in a fresh namespace each:
+/// while MASTER the routes, rules and addresses are the same, line for line as `ip` shows
+/// them, and after a stop both leave the same (none of them).
+#[test]
+fn routes_rules_and_static_entries_are_installed_and_removed_as_keepalived_does() {
+    let mut seen = Vec::new();
+    for daemon in ["keepalived", "holdfast"] {
+        let mut lab = lab(1);
+        let before = snapshot(&lab, 1);
+        let mut node = match daemon {
+            "keepalived" => lab.keepalived(1, &conf(150)),
+            _ => lab.holdfast(1, &conf(150)),
+        };
+        node.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+        let master = wait_snapshot(&lab, 1, 5 * SEC, |s| MARKS.iter().all(|m| has(s, m)));
+        for m in MARKS {
+            assert!(
+                has(&master, m),
+                "{daemon}: no {m} while MASTER: {master:#?}"
+            );
+        }
+        node.signal("TERM");
+        assert!(node.wait_exit(10 * SEC), "{daemon} did not stop");
+        let after = snapshot(&lab, 1);
+        assert_eq!(after, before, "{daemon} left entries behind");
+        seen.push((daemon, master));
+    }
+    let (k, h) = (&seen[0].1, &seen[1].1);
+    assert_eq!(
+        k, h,
+        "keepalived's entries (left) and holdfast's (right) differ"
+    );
+}
+
+/// Two holdfast nodes: the MASTER holds the virtual routes and rules and the BACKUP does not;
+/// one removed by hand on the MASTER is put back, as is a static one on the BACKUP; a
+/// hand-over moves them.
+#[test]
+fn virtual_routes_follow_the_master_and_removed_entries_are_put_back() {
+    let mut lab = lab(2);
+    let mut n1 = lab.holdfast(1, &conf(150));
+    let mut n2 = lab.holdfast(2, &conf(100));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
+    let m = wait_snapshot(&lab, 1, 5 * SEC, |s| MARKS.iter().all(|m| has(s, m)));
+    assert!(MARKS.iter().all(|x| has(&m, x)), "{m:#?}");
+    let b = snapshot(&lab, 2);
+    assert!(!has(&b, "10.20.0.0/16") && !has(&b, "-4 100:"), "{b:#?}");
+    assert!(
+        has(&b, "10.67.0.0/16") && has(&b, "-4 167:"),
+        "statics on the BACKUP: {b:#?}"
+    );
+
+    // A virtual route and a virtual rule removed on the MASTER.
+    n1.mark();
+    lab.exec(1, &["ip", "route", "del", "10.20.0.0/16", "table", "100"]);
+    n1.wait_for("(VI_1) virtual route prepend 10.20.0.0/16", 5 * SEC);
+    let s = wait_snapshot(&lab, 1, 5 * SEC, |s| has(s, "10.20.0.0/16"));
+    assert!(has(&s, "10.20.0.0/16"), "route not put back: {s:#?}");
+    n1.mark();
+    lab.exec(1, &["ip", "rule", "del", "priority", "100"]);
+    n1.wait_for("was removed by someone else - restoring it", 5 * SEC);
+    let s = wait_snapshot(&lab, 1, 5 * SEC, |s| has(s, "-4 100:"));
+    assert!(has(&s, "-4 100:"), "rule not put back: {s:#?}");
+    // An untracked one stays removed: deleted before a tracked one, whose restoration then
+    // shows that the deletion of the first was seen (one watcher, in order).
+    n1.mark();
+    lab.exec(1, &["ip", "rule", "del", "priority", "501"]);
+    lab.exec(1, &["ip", "rule", "del", "priority", "200"]);
+    n1.wait_for("virtual rule to 10.21.0.0/16", 5 * SEC);
+    let s = wait_snapshot(&lab, 1, 5 * SEC, |s| has(s, "-4 200:"));
+    assert!(has(&s, "-4 200:"), "rule 200 not put back: {s:#?}");
+    assert!(!has(&s, "-4 501:"), "an untracked rule came back: {s:#?}");
+    // A static route on the BACKUP, with keepalived's line.
+    n2.mark();
+    lab.exec(2, &["ip", "route", "del", "10.67.0.0/16"]);
+    n2.wait_for(
+        "Restoring deleted static route prepend 10.67.0.0/16",
+        5 * SEC,
+    );
+    let s = wait_snapshot(&lab, 2, 5 * SEC, |s| has(s, "10.67.0.0/16"));
+    assert!(has(&s, "10.67.0.0/16"), "static route not put back: {s:#?}");
+    // The static address too.
+    n2.mark();
+    lab.exec(2, &["ip", "addr", "del", "10.66.0.1/24", "dev", "eth0"]);
+    n2.wait_for("Restoring deleted static address 10.66.0.1/24", 5 * SEC);
+
+    // Hand-over: the BACKUP takes the entries, the old MASTER gives them up.
+    n1.signal("TERM");
+    n2.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    let b = wait_snapshot(&lab, 2, 5 * SEC, |s| {
+        has(s, "10.20.0.0/16") && has(s, "-4 100:")
+    });
+    assert!(has(&b, "10.20.0.0/16") && has(&b, "-4 500:"), "{b:#?}");
+    assert!(n1.wait_exit(10 * SEC));
+    let gone = snapshot(&lab, 1);
+    assert!(
+        !MARKS.iter().any(|x| has(&gone, x)),
+        "the stopped node kept entries: {gone:#?}"
+    );
+}
