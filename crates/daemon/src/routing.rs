@@ -376,6 +376,13 @@ impl Statics {
         let Some(nl) = self.nl.clone() else {
             return;
         };
+        // Not watched while changing: the old watch would put back what the reload removes.
+        if let Some(w) = self.watch.take() {
+            w.abort();
+        }
+        for w in self.address_watch.drain(..) {
+            w.abort();
+        }
         self.resolved.minus(&new).remove(&nl, "", log).await;
         for a in self.addresses.iter().filter(|a| !addresses.contains(a)) {
             let _ = vip::del(&nl, a).await;

@@ -230,3 +230,47 @@ fn virtual_routes_follow_the_master_and_removed_entries_are_put_back() {
         "the stopped node kept entries: {gone:#?}"
     );
 }
+
+/// A reload on a MASTER applies the difference: a route and a rule that went are removed, new
+/// ones are added, and those that stay are left alone (never removed and put back).
+#[test]
+fn a_reload_applies_the_difference_of_routes_and_rules() {
+    let mut lab = lab(1);
+    let mut n1 = lab.holdfast(1, &conf(150));
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let m = wait_snapshot(&lab, 1, 5 * SEC, |s| MARKS.iter().all(|m| has(s, m)));
+    assert!(MARKS.iter().all(|x| has(&m, x)), "{m:#?}");
+    let changed = conf(150)
+        .replace(
+            "10.21.0.0/16 via 10.77.0.254 dev eth0",
+            "10.41.0.0/16 via 10.77.0.254 dev eth0",
+        )
+        .replace(
+            "to 10.21.0.0/16 lookup 200 priority 200",
+            "to 10.41.0.0/16 lookup 200 priority 210",
+        )
+        .replace("10.67.0.0/16 via", "10.68.0.0/16 via");
+    // The configuration holdfast was started with is n1.conf in the lab's directory.
+    std::fs::write(lab.dir().join("n1.conf"), changed).unwrap();
+    n1.mark();
+    n1.signal("HUP");
+    n1.wait_for("Reload finished", 5 * SEC);
+    let s = wait_snapshot(&lab, 1, 5 * SEC, |s| {
+        has(s, "10.41.0.0/16") && has(s, "-4 210:") && has(s, "10.68.0.0/16")
+    });
+    for gone in ["10.21.0.0/16", "-4 200:", "10.67.0.0/16"] {
+        assert!(!has(&s, gone), "{gone} kept after the reload: {s:#?}");
+    }
+    for kept in [
+        "10.41.0.0/16",
+        "-4 210:",
+        "10.68.0.0/16",
+        "10.20.0.0/16",
+        "-4 100:",
+    ] {
+        assert!(has(&s, kept), "{kept} missing after the reload: {s:#?}");
+    }
+    // Nothing that stayed was taken away and put back.
+    assert_eq!(n1.count("restoring it"), 0, "{}", n1.log());
+    assert_eq!(n1.count("Entering BACKUP STATE"), 1, "{}", n1.log());
+}
