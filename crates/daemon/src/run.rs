@@ -905,18 +905,41 @@ fn dump_file(sh: &Shared, path: &std::path::Path, render: fn(&crate::dump::Table
 /// Sends one gratuitous ARP / unsolicited NA for `a` (logged as keepalived logs it, or its
 /// failure).
 fn announce_one(announcer: &Announcer, plan: &InstancePlan, log: Logger, a: IpAddr) {
+    announce_on(announcer, &plan.name, &plan.ifname, log, a);
+}
+
+/// [`announce_one`] on interface `dev`.
+fn announce_on(announcer: &Announcer, name: &str, dev: &str, log: Logger, a: IpAddr) {
     if let Err(e) = announcer.send(a) {
-        log.vrrp(&format!(
-            "({}) announcing {a} on {} failed: {e}",
-            plan.name, plan.ifname
-        ));
+        log.vrrp(&format!("({name}) announcing {a} on {dev} failed: {e}"));
     } else if log.detail {
         let one = if a.is_ipv4() {
             "gratuitous ARP"
         } else {
             "Unsolicited Neighbour Advert"
         };
-        log.vrrp(&format!("Sending {one} on {} for {a}", plan.ifname));
+        log.vrrp(&format!("Sending {one} on {dev} for {a}"));
+    }
+}
+
+/// An announcer on another interface than the instance's, for the VIPs set there (`dev`):
+/// keepalived announces each VIP on its own interface.
+async fn announcer_on(
+    nl: &Handle,
+    dev: &str,
+    ifindex: u32,
+    v6: bool,
+) -> std::io::Result<Announcer> {
+    let mac = iface::mac(dev)?;
+    if !v6 {
+        return Ok(Announcer::Arp(Garp::open(ifindex, mac)?));
+    }
+    let _dump = DUMPS.lock().await;
+    match Box::pin(vip::link_local_v6(nl, ifindex)).await? {
+        Some(IpAddr::V6(ll)) => Ok(Announcer::Na(Unsolicited::open(dev, ifindex, mac, ll)?)),
+        _ => Err(std::io::Error::other(format!(
+            "no IPv6 link-local address on {dev}"
+        ))),
     }
 }
 
@@ -938,6 +961,8 @@ struct Io {
     announcer: Announcer,
     /// A spaced announcement burst in progress ([`Io::announce`]).
     burst: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The burst on other interfaces, for VIPs set there.
+    others_burst: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     nl: Handle,
     src: Option<IpAddr>,
     log: Logger,
@@ -1112,6 +1137,16 @@ impl Io {
             .filter(|v| v.dev == self.plan.ifname)
             .map(|v| v.addr)
             .collect();
+        // VIPs on other interfaces: announced there, by a task of their own (opening an
+        // announcer there may ask the kernel for the interface's link-local address).
+        let others: Vec<(IpAddr, String, u32)> = self
+            .plan
+            .vips
+            .iter()
+            .zip(&self.ifindexes)
+            .filter(|(v, _)| v.dev != self.plan.ifname)
+            .map(|(v, &ix)| (v.addr, v.dev.clone(), ix))
+            .collect();
         let what = if matches!(self.announcer, Announcer::Arp(_)) {
             "gratuitous ARPs"
         } else {
@@ -1127,6 +1162,39 @@ impl Io {
         }
         self.stop_burst();
         let gap = Duration::from_micros(u64::from(self.plan.announce_gap_us));
+        if !others.is_empty() {
+            let (nl, name, log) = (self.nl.clone(), self.plan.name.clone(), self.log);
+            let what = what.to_owned();
+            let task = tokio::spawn(async move {
+                let mut on: Vec<(IpAddr, String, Announcer)> = Vec::new();
+                for (a, dev, ix) in others {
+                    match announcer_on(&nl, &dev, ix, a.is_ipv6()).await {
+                        Ok(x) => {
+                            if log.detail {
+                                log.vrrp(&format!(
+                                    "({name}) Sending/queueing {what} on {dev} for {a}"
+                                ));
+                            }
+                            on.push((a, dev, x));
+                        }
+                        Err(e) => {
+                            log.vrrp(&format!("({name}) announcing {a} on {dev} failed: {e}"))
+                        }
+                    }
+                }
+                for k in 0..count {
+                    if k > 0 && !gap.is_zero() {
+                        tokio::time::sleep(gap).await;
+                    }
+                    for (a, dev, x) in &on {
+                        announce_on(x, &name, dev, log, *a);
+                    }
+                }
+            });
+            if let Ok(mut b) = self.others_burst.lock() {
+                *b = Some(task.abort_handle());
+            }
+        }
         // The burst's task gets a handle of its own on the socket (a descriptor, only for a
         // spaced burst: an instance keeps no shared copy for it).
         let own = if gap.is_zero() {
@@ -1169,8 +1237,11 @@ impl Io {
         }
     }
 
-    /// Stops a spaced burst still running.
+    /// Stops a spaced burst still running (and one on other interfaces).
     fn stop_burst(&self) {
+        if let Some(b) = self.others_burst.lock().ok().and_then(|mut b| b.take()) {
+            b.abort();
+        }
         if let Some(b) = self.burst.lock().ok().and_then(|mut b| b.take()) {
             b.abort();
         }
@@ -1417,6 +1488,7 @@ fn instance(
             sock: sock.clone(),
             announcer,
             burst: std::sync::Mutex::new(None),
+            others_burst: std::sync::Mutex::new(None),
             nl,
             src,
             log,

@@ -1208,7 +1208,7 @@ fn a_vip_removed_from_outside_a_master_is_restored() {
 }
 
 /// The same for a VIP the configuration puts on another interface (`dev`): the MASTER
-/// watches that interface too.
+/// watches that interface too, and announces the VIP there.
 #[test]
 fn a_vip_removed_from_another_interface_is_restored() {
     let mut lab = lab(1);
@@ -1221,6 +1221,13 @@ fn a_vip_removed_from_another_interface_is_restored() {
     );
     lab.exec(1, &["ip", "link", "set", "dum0", "up"]);
     lab.exec(1, &["ip", "link", "set", "dum1", "up"]);
+    // What reaches dum0's peer: the VIP set on dum0 is announced there, as keepalived does.
+    let mut arp = lab.spawn(
+        1,
+        "tcpdump-dum1",
+        &["tcpdump", "-l", "-n", "-i", "dum1", "arp"],
+    );
+    arp.wait_for("listening on dum1", 10 * SEC);
     let conf = "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {\n        10.77.0.100/24\n        10.88.0.1/24 dev dum0\n    }\n}\n";
     let mut n1 = lab.holdfast(1, conf);
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
@@ -1229,14 +1236,18 @@ fn a_vip_removed_from_another_interface_is_restored() {
             .contains("10.88.0.1/24")
     };
     assert!(settles(|| on_dum0(&lab)));
+    arp.wait_for("tell 10.88.0.1,", 5 * SEC);
     for round in 0..2 {
         n1.mark();
+        arp.mark();
         lab.exec(1, &["ip", "addr", "del", "10.88.0.1/24", "dev", "dum0"]);
         n1.wait_for(
             "(VI_1) VIP 10.88.0.1 was removed from dum0 by someone else - restoring it",
             5 * SEC,
         );
         assert!(settles(|| on_dum0(&lab)), "round {round}: not restored");
+        // And announced again where it lives.
+        arp.wait_for("tell 10.88.0.1,", 5 * SEC);
     }
     assert!(lab.has(1, VIP));
 }
