@@ -218,6 +218,13 @@ pub struct Global {
     pub v3_checksum_as_v2: bool,
     /// `checker_log_all_failures`.
     pub checker_log_all_failures: bool,
+    /// `notify_fifo_script`: started once with `notify_fifo`'s path as its last argument, to
+    /// read the FIFO.
+    pub notify_fifo_script: Option<Command>,
+    /// `vrrp_notify_fifo_script`.
+    pub vrrp_notify_fifo_script: Option<Command>,
+    /// `lvs_notify_fifo_script`.
+    pub lvs_notify_fifo_script: Option<Command>,
     /// `startup_script`.
     pub startup_script: Option<Command>,
     /// `startup_script_timeout` (default 10 s).
@@ -290,6 +297,9 @@ impl Default for Global {
             lvs_notify_fifo: None,
             v3_checksum_as_v2: false,
             checker_log_all_failures: false,
+            notify_fifo_script: None,
+            vrrp_notify_fifo_script: None,
+            lvs_notify_fifo_script: None,
             startup_script: None,
             startup_script_timeout: None,
             shutdown_script: None,

@@ -514,6 +514,9 @@ impl P {
         self.cmd("notify_fifo", &g.notify_fifo);
         self.cmd("vrrp_notify_fifo", &g.vrrp_notify_fifo);
         self.cmd("lvs_notify_fifo", &g.lvs_notify_fifo);
+        self.cmd("notify_fifo_script", &g.notify_fifo_script);
+        self.cmd("vrrp_notify_fifo_script", &g.vrrp_notify_fifo_script);
+        self.cmd("lvs_notify_fifo_script", &g.lvs_notify_fifo_script);
         self.flag("v3_checksum_as_v2", g.v3_checksum_as_v2);
         self.flag("checker_log_all_failures", g.checker_log_all_failures);
         self.cmd("startup_script", &g.startup_script);

@@ -706,6 +706,19 @@ pub fn script_security(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -
     }
     let at = cfg.global.origin.0;
     sc.command(&mut cfg.global.startup_script, "startup_script", at, d);
+    for (slot, what) in [
+        (&mut cfg.global.notify_fifo_script, "notify_fifo_script"),
+        (
+            &mut cfg.global.vrrp_notify_fifo_script,
+            "vrrp_notify_fifo_script",
+        ),
+        (
+            &mut cfg.global.lvs_notify_fifo_script,
+            "lvs_notify_fifo_script",
+        ),
+    ] {
+        sc.command(slot, what, at, d);
+    }
     sc.command(&mut cfg.global.shutdown_script, "shutdown_script", at, d);
     if sc.any
         && secure

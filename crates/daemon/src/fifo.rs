@@ -33,6 +33,11 @@ pub struct FifoPlan {
     pub vrrp: Option<Command>,
     /// `lvs_notify_fifo`: real and virtual server lines.
     pub lvs: Option<Command>,
+    /// `notify_fifo_script`, `vrrp_notify_fifo_script`, `lvs_notify_fifo_script`: started
+    /// once each with their FIFO's path, to read it.
+    pub scripts: [Option<Command>; 3],
+    /// `script_user`, for the scripts without a user of their own.
+    pub script_user: Option<holdfast_config::model::UserSpec>,
 }
 
 impl FifoPlan {
@@ -42,6 +47,12 @@ impl FifoPlan {
             all: g.notify_fifo.clone(),
             vrrp: g.vrrp_notify_fifo.clone(),
             lvs: g.lvs_notify_fifo.clone(),
+            scripts: [
+                g.notify_fifo_script.clone(),
+                g.vrrp_notify_fifo_script.clone(),
+                g.lvs_notify_fifo_script.clone(),
+            ],
+            script_user: g.script_user.clone(),
         }
     }
 }
@@ -51,12 +62,22 @@ struct Fifo {
     file: Mutex<std::fs::File>,
     /// Created by holdfast: removed when closed.
     created: bool,
+    /// The process group of its reader script, ended when the FIFO closes (keepalived
+    /// terminates it at stop).
+    script: Option<nix::unistd::Pid>,
 }
 
 impl Fifo {
-    /// Creates (if missing) and opens the FIFO of `c`; `kind` is keepalived's prefix of its
-    /// log lines (`""`, `"vrrp_"`, `"lvs_"`).
-    fn open(c: &Command, kind: &str, log: Logger) -> Option<Fifo> {
+    /// Creates (if missing) and opens the FIFO of `c`, starting its reader `script` first
+    /// (as keepalived does); `kind` is keepalived's prefix of its log lines (`""`, `"vrrp_"`,
+    /// `"lvs_"`).
+    fn open(
+        c: &Command,
+        kind: &str,
+        script: Option<&Command>,
+        plan: &FifoPlan,
+        log: Logger,
+    ) -> Option<Fifo> {
         use nix::sys::stat::Mode;
         let path = PathBuf::from(&c.cmd);
         let mode = Mode::S_IRUSR | Mode::S_IWUSR | Mode::S_IRGRP | Mode::S_IROTH;
@@ -84,6 +105,28 @@ impl Fifo {
                 return None;
             }
         };
+        let mut script_pid = None;
+        if let Some(s) = script {
+            match crate::script::spawn_with_arg(s, plan.script_user.as_ref(), &c.cmd) {
+                Ok(mut child) => {
+                    script_pid = child
+                        .id()
+                        .and_then(|id| i32::try_from(id).ok())
+                        .map(nix::unistd::Pid::from_raw);
+                    let which = match kind {
+                        "lvs_" => "lvs notify fifo script",
+                        "vrrp_" => "vrrp notify fifo script",
+                        _ => "notify fifo script",
+                    };
+                    // It reads until the FIFO closes; its end is logged as keepalived logs it.
+                    tokio::spawn(async move {
+                        let _ = child.wait().await;
+                        log.main(&format!("{which} terminated"));
+                    });
+                }
+                Err(e) => log.main(&e),
+            }
+        }
         match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -94,6 +137,7 @@ impl Fifo {
                 path,
                 file: Mutex::new(file),
                 created,
+                script: script_pid,
             }),
             Err(e) => {
                 log.main(&format!(
@@ -103,6 +147,9 @@ impl Fifo {
                 ));
                 if created {
                     let _ = std::fs::remove_file(&path);
+                }
+                if let Some(pg) = script_pid {
+                    let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGTERM);
                 }
                 None
             }
@@ -122,6 +169,9 @@ impl Drop for Fifo {
         // Removed first, so a reader reopening it in a loop cannot reopen this one.
         if self.created {
             let _ = std::fs::remove_file(&self.path);
+        }
+        if let Some(pg) = self.script {
+            let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGTERM);
         }
     }
 }
@@ -149,9 +199,12 @@ pub fn configure(plan: Option<FifoPlan>, log: Logger) {
     let Some(plan) = plan else {
         return;
     };
-    let all = plan.all.as_ref().and_then(|c| Fifo::open(c, "", log));
+    let all = plan
+        .all
+        .as_ref()
+        .and_then(|c| Fifo::open(c, "", plan.scripts[0].as_ref(), &plan, log));
     // A specific FIFO that is the global one is left out, as keepalived does.
-    let own = |c: &Option<Command>, kind: &str, name: &str| {
+    let own = |c: &Option<Command>, kind: &str, name: &str, script: &Option<Command>| {
         let c = c.as_ref()?;
         if plan.all.as_ref().is_some_and(|a| a.cmd == c.cmd) {
             log.main(&format!(
@@ -160,10 +213,10 @@ pub fn configure(plan: Option<FifoPlan>, log: Logger) {
             ));
             return None;
         }
-        Fifo::open(c, kind, log)
+        Fifo::open(c, kind, script.as_ref(), &plan, log)
     };
-    let vrrp = own(&plan.vrrp, "vrrp_", "vrrp");
-    let lvs = own(&plan.lvs, "lvs_", "LVS");
+    let vrrp = own(&plan.vrrp, "vrrp_", "vrrp", &plan.scripts[1]);
+    let lvs = own(&plan.lvs, "lvs_", "LVS", &plan.scripts[2]);
     *g = Some(Arc::new(Fifos {
         plan,
         all,

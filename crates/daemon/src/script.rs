@@ -179,6 +179,49 @@ pub async fn run_once(
     }
 }
 
+/// Starts `c` with `arg` after its own arguments, as its own user or `script_user`, to run as
+/// long as it likes (a notify FIFO's reader: keepalived starts it with the FIFO's path and
+/// never times it out). Its own process group, so that it is not killed with the daemon's
+/// terminal; standard streams closed.
+pub fn spawn_with_arg(
+    c: &holdfast_config::model::Command,
+    script_user: Option<&holdfast_config::model::UserSpec>,
+    arg: &str,
+) -> Result<tokio::process::Child, String> {
+    let run_as = run_as(c.user.as_ref(), script_user)
+        .map_err(|e| format!("{e} for script '{}' - skipping", c.cmd))?;
+    let mut words = split(&c.cmd);
+    words.push(arg.to_owned());
+    let mut command = match words.first().and_then(|w| resolve(w)) {
+        Some(prog) => {
+            let mut cmd = tokio::process::Command::new(prog);
+            cmd.args(&words[1..]);
+            cmd
+        }
+        None => {
+            // Through the shell, as keepalived runs a command that is not a path: the FIFO's
+            // path is then the shell's $0.
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(&c.cmd).arg(arg);
+            cmd
+        }
+    };
+    command
+        .env_remove("IFS")
+        .env_remove("LD_PRELOAD")
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    if let Some(r) = run_as {
+        command.gid(r.gid).uid(r.uid);
+    }
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start '{}': {e}", c.cmd))
+}
+
 /// Runs a notify-style script (notify_*, notify_up/down, quorum_up/down) as its own user or
 /// `script_user`, bounded to 60 s; the error, if any, is the line to log (`what` names the
 /// script in it, e.g. "notify script").

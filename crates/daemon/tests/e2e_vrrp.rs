@@ -1410,3 +1410,69 @@ fn invoked_as_keepalived_the_binary_takes_keepalived_s_command_line() {
     assert!(n1.wait_exit(10 * SEC));
     assert!(lab.wait_has(1, VIP, false, 5 * SEC));
 }
+
+/// `vrrp_notify_fifo_script`: started once with the FIFO's path, it reads the FIFO's lines
+/// as keepalived runs it — the same script against keepalived 2.2.7 first, then holdfast: the
+/// same lines reach it, and the daemon ends it at stop (keepalived terminates it).
+#[test]
+fn a_notify_fifo_script_reads_the_fifo_as_keepalived_runs_it() {
+    for daemon in ["keepalived", "holdfast"] {
+        let mut lab = lab(1);
+        let dir = lab.dir().to_path_buf();
+        let out = dir.join("read");
+        let script = lab.file(
+            "reader.sh",
+            &format!(
+                "#!/bin/sh\nwhile read -r line; do echo \"$line\" >> {}; done < \"$1\"\necho done >> {}\n",
+                out.display(),
+                out.display()
+            ),
+        );
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let conf = format!(
+            "global_defs {{\n    vrrp_notify_fifo {}\n    vrrp_notify_fifo_script {}\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n}}\n",
+            dir.join("vrrp.fifo").display(),
+            script.display()
+        );
+        let mut node = match daemon {
+            "keepalived" => lab.keepalived(1, &conf),
+            _ => lab.holdfast(1, &conf),
+        };
+        node.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+        let read = |want: &str| {
+            let deadline = std::time::Instant::now() + 5 * SEC;
+            loop {
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                if text.lines().any(|l| l == want) || std::time::Instant::now() > deadline {
+                    return text;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let text = read("INSTANCE \"VI_1\" MASTER 150");
+        assert!(
+            text.lines().any(|l| l == "INSTANCE \"VI_1\" BACKUP 150")
+                && text.lines().any(|l| l == "INSTANCE \"VI_1\" MASTER 150"),
+            "{daemon}: the script read {text:?}"
+        );
+        let readers = |lab: &netns::Lab| {
+            lab.pids(1)
+                .into_iter()
+                .filter(|p| {
+                    std::fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("reader.sh"))
+                })
+                .count()
+        };
+        assert_eq!(readers(&lab), 1, "{daemon}: one reader while running");
+        node.signal("TERM");
+        assert!(node.wait_exit(10 * SEC), "{daemon} did not stop");
+        // Ended with the daemon, not left reading.
+        let deadline = std::time::Instant::now() + 5 * SEC;
+        while readers(&lab) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(readers(&lab), 0, "{daemon}: the reader outlived the daemon");
+    }
+}

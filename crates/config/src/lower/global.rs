@@ -76,9 +76,6 @@ const UNSUPPORTED: &[&str] = &[
     "min_auto_priority_delay",
     "default_interface",
     "vrrp_garp_extra_if",
-    "notify_fifo_script",
-    "vrrp_notify_fifo_script",
-    "lvs_notify_fifo_script",
     "fifo_write_vrrp_states_on_reload",
     "vrrp_notify_priority_changes",
     "net_namespace",
@@ -194,6 +191,28 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "notify_fifo" => g.notify_fifo = cx.command(n),
             "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.command(n),
             "lvs_notify_fifo" => g.lvs_notify_fifo = cx.command(n),
+            "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
+                let k = n.key.text.as_str();
+                let kind = k.strip_suffix("notify_fifo_script").unwrap_or("");
+                let slot = match kind {
+                    "vrrp_" => &mut g.vrrp_notify_fifo_script,
+                    "lvs_" => &mut g.lvs_notify_fifo_script,
+                    _ => &mut g.notify_fifo_script,
+                };
+                if n.args.is_empty() {
+                    cx.d.invalid(n.key.span, format!("No {kind}notify_fifo_script specified"));
+                } else if slot.is_some() {
+                    cx.d.invalid(
+                        n.key.span,
+                        format!(
+                            "{kind}notify_fifo_script already specified - ignoring {}",
+                            n.args[0].text
+                        ),
+                    );
+                } else {
+                    *slot = cx.command(n);
+                }
+            }
             "v3_checksum_as_v2" => g.v3_checksum_as_v2 = cx.boolean(n),
             "checker_log_all_failures" => g.checker_log_all_failures = cx.boolean(n),
             "startup_script" => g.startup_script = cx.command(n),
