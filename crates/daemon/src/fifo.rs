@@ -290,7 +290,7 @@ mod tests {
             user: None,
         };
         let log = Logger::console(false);
-        let f = Fifo::open(&c, "", log).expect("fifo");
+        let f = Fifo::open(&c, "", None, &FifoPlan::default(), log).expect("fifo");
         use std::os::unix::fs::FileTypeExt;
         assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
         // No reader yet: the write neither blocks nor fails loudly.
