@@ -218,6 +218,13 @@ pub struct Global {
     pub v3_checksum_as_v2: bool,
     /// `checker_log_all_failures`.
     pub checker_log_all_failures: bool,
+    /// `net_namespace NAME` (top level): the network namespace (`/var/run/netns/NAME`) the
+    /// daemon enters before anything else.
+    pub net_namespace: Option<String>,
+    /// `instance NAME` (top level): names the daemon's pid file and log identity.
+    pub instance_name: Option<String>,
+    /// `default_interface`: the interface of static addresses given without `dev` (eth0).
+    pub default_interface: Option<String>,
     /// `notify_fifo_script`: started once with `notify_fifo`'s path as its last argument, to
     /// read the FIFO.
     pub notify_fifo_script: Option<Command>,
@@ -297,6 +304,9 @@ impl Default for Global {
             lvs_notify_fifo: None,
             v3_checksum_as_v2: false,
             checker_log_all_failures: false,
+            net_namespace: None,
+            instance_name: None,
+            default_interface: None,
             notify_fifo_script: None,
             vrrp_notify_fifo_script: None,
             lvs_notify_fifo_script: None,

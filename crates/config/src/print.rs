@@ -13,6 +13,14 @@ pub fn print(c: &Config) -> String {
         out: String::new(),
         depth: 0,
     };
+    for (k, v) in [
+        ("net_namespace", &c.global.net_namespace),
+        ("instance", &c.global.instance_name),
+    ] {
+        if let Some(v) = v {
+            p.line(&format!("{k} {}", q(v)));
+        }
+    }
     p.global(&c.global);
     for s in &c.scripts {
         p.script(s);
@@ -514,6 +522,7 @@ impl P {
         self.cmd("notify_fifo", &g.notify_fifo);
         self.cmd("vrrp_notify_fifo", &g.vrrp_notify_fifo);
         self.cmd("lvs_notify_fifo", &g.lvs_notify_fifo);
+        self.opt("default_interface", &g.default_interface);
         self.cmd("notify_fifo_script", &g.notify_fifo_script);
         self.cmd("vrrp_notify_fifo_script", &g.vrrp_notify_fifo_script);
         self.cmd("lvs_notify_fifo_script", &g.lvs_notify_fifo_script);

@@ -79,3 +79,57 @@ pub fn short_hostname() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     name.trim().split('.').next().unwrap_or("").to_string()
 }
+
+/// The network namespace the configuration names (`net_namespace NAME`, at the top level),
+/// read without any check of the host: it must be entered before the checks and the daemon
+/// look at interfaces, as keepalived enters it first.
+pub fn configured_netns(file: &std::path::Path, config_id: &str) -> Option<String> {
+    identity(file, config_id).0
+}
+
+/// The configuration's `net_namespace` and `instance` names, read without host checks.
+pub fn identity(file: &std::path::Path, config_id: &str) -> (Option<String>, Option<String>) {
+    let opts = holdfast_config::Options {
+        config_id: config_id.to_owned(),
+        strict: false,
+    };
+    let g = holdfast_config::load(file, &holdfast_config::loader::FsLoader, None, &opts)
+        .config
+        .global;
+    (g.net_namespace, g.instance_name)
+}
+
+/// keepalived's pid file when `-p` is not given: `/run/keepalived/keepalived_INSTANCE.pid`
+/// with `instance`, `/run/keepalived/NAMESPACE/keepalived.pid` with only `net_namespace`
+/// (keepalived mounts a directory of its own per namespace there), else
+/// `/run/keepalived.pid`.
+pub fn default_pid_file(netns: Option<&str>, instance: Option<&str>) -> std::path::PathBuf {
+    let dir = std::path::Path::new("/run/keepalived");
+    match (netns, instance) {
+        (_, Some(i)) => dir.join(format!("keepalived_{i}.pid")),
+        (Some(ns), None) => dir.join(ns).join("keepalived.pid"),
+        (None, None) => crate::pidfile::DEFAULT.into(),
+    }
+}
+
+/// keepalived's log identity suffix: `_NAMESPACE`, then `_INSTANCE`, after each ident
+/// (`Keepalived_vrrp_ns1`).
+pub fn ident_suffix(netns: Option<&str>, instance: Option<&str>) -> String {
+    netns
+        .iter()
+        .chain(instance.iter())
+        .map(|s| format!("_{s}"))
+        .collect()
+}
+
+/// Enters network namespace `name` (`/var/run/netns/NAME`, as `ip netns` makes them) for the
+/// calling thread, and so for every thread and process it starts afterwards. Call it before
+/// any other thread exists.
+pub fn enter_netns(name: &str) -> std::io::Result<()> {
+    let path = std::path::Path::new("/var/run/netns").join(name);
+    let f = std::fs::File::open(&path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("Failed to open {}: {e}", path.display()))
+    })?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| std::io::Error::other(format!("setns() failed with error {}", e as i32)))
+}

@@ -314,16 +314,33 @@ pub fn console(line: &str) {
     let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }
 
+/// keepalived's identity suffix with `net_namespace` / `instance` (`_ns1`), after every
+/// ident; set once, before the first line.
+static IDENT_SUFFIX: OnceLock<String> = OnceLock::new();
+
+/// Sets the identity suffix (see [`IDENT_SUFFIX`]); later calls change nothing.
+pub fn set_ident_suffix(suffix: String) {
+    let _ = IDENT_SUFFIX.set(suffix);
+}
+
 fn write_line(l: &Line) {
     let pid = std::process::id();
+    let suffixed;
+    let ident = match IDENT_SUFFIX.get().filter(|s| !s.is_empty()) {
+        Some(s) => {
+            suffixed = format!("{}{s}", l.ident);
+            suffixed.as_str()
+        }
+        None => l.ident,
+    };
     let mut sent = false;
     if let (Some(f), Some(sock)) = (l.facility, syslog()) {
         sent = sock
-            .send(syslog_line(f, l.ident, pid, &l.msg).as_bytes())
+            .send(syslog_line(f, ident, pid, &l.msg).as_bytes())
             .is_ok();
     }
     if l.console || !sent {
-        console(&format!("{}[{pid}]: {}", l.ident, l.msg));
+        console(&format!("{ident}[{pid}]: {}", l.msg));
     }
     to_file(l.ident, &l.msg);
 }

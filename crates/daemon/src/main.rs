@@ -377,6 +377,19 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             let config_id = config_id.unwrap_or_else(host::short_hostname);
+            // keepalived's net_namespace: entered before anything looks at interfaces, and
+            // before any thread starts (they all inherit it).
+            let (netns, instance) = host::identity(&file, &config_id);
+            holdfast::logging::set_ident_suffix(host::ident_suffix(
+                netns.as_deref(),
+                instance.as_deref(),
+            ));
+            if let Some(ns) = &netns
+                && let Err(e) = host::enter_netns(ns)
+            {
+                eprintln!("holdfast: Unable to set network namespace {ns} - exiting ({e})");
+                return ExitCode::from(1);
+            }
             let plan = match holdfast::run::load_plan(&file, &config_id) {
                 Ok(p) => p,
                 Err(e) => {
@@ -399,9 +412,9 @@ fn main() -> ExitCode {
                 detail: log_detail,
                 keep_vips: dont_release_vrrp,
                 keep_ipvs: dont_release_ipvs,
-                pid_files: std::iter::once(
-                    pid.unwrap_or_else(|| holdfast::pidfile::DEFAULT.into()),
-                )
+                pid_files: std::iter::once(pid.unwrap_or_else(|| {
+                    host::default_pid_file(netns.as_deref(), instance.as_deref())
+                }))
                 .chain(vrrp_pid)
                 .chain(checkers_pid)
                 .collect(),
@@ -442,6 +455,13 @@ fn main() -> ExitCode {
                 config_id: config_id.unwrap_or_else(host::short_hostname),
                 strict,
             };
+            // As keepalived -t: the interfaces checked are those of the configured namespace.
+            if let Some(ns) = host::configured_netns(&file, &opts.config_id)
+                && let Err(e) = host::enter_netns(&ns)
+            {
+                eprintln!("Unable to set network namespace {ns} - exiting ({e})");
+                return ExitCode::from(4);
+            }
             let loaded = load(&file, &FsLoader, Some(&host::LinuxHost), &opts);
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(loaded.render().as_bytes());

@@ -71,6 +71,12 @@ pub fn claim(paths: &[PathBuf], mut stale: impl FnMut(&Path)) -> Result<PidFiles
             continue;
         }
         let io = |e: std::io::Error| Refused::Io(path.clone(), e);
+        // keepalived's per-namespace directory (/run/keepalived/NAMESPACE) may not exist yet.
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

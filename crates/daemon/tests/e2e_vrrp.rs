@@ -1476,3 +1476,55 @@ fn a_notify_fifo_script_reads_the_fifo_as_keepalived_runs_it() {
         assert_eq!(readers(&lab), 0, "{daemon}: the reader outlived the daemon");
     }
 }
+
+/// `net_namespace NAME` (OpenStack octavia runs keepalived so): holdfast, started in another
+/// namespace, enters the named one before anything looks at interfaces — check-config checks
+/// that namespace's interfaces, the instance runs there and its VIP is set there — and its log
+/// identity carries the namespace's name, as keepalived's does.
+#[test]
+fn net_namespace_runs_the_daemon_in_the_named_namespace() {
+    let mut lab = lab(2);
+    // n2 has no interface called `inner0`: only n1 does, so the configuration can only be
+    // valid from inside n1.
+    lab.exec(
+        1,
+        &[
+            "ip", "link", "add", "inner0", "type", "veth", "peer", "name", "inner1",
+        ],
+    );
+    lab.exec(1, &["ip", "link", "set", "inner0", "up"]);
+    lab.exec(1, &["ip", "link", "set", "inner1", "up"]);
+    lab.exec(1, &["ip", "addr", "add", "10.99.0.1/24", "dev", "inner0"]);
+    let ns = lab.ns(1);
+    let conf = format!(
+        "net_namespace {ns}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface inner0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        10.99.0.100/24\n    }}\n}}\n"
+    );
+    let path = lab.file("ns.conf", &conf);
+    let check = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(2)])
+        .arg(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["check-config", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "check-config from n2: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut d = lab.holdfast(2, &conf);
+    d.wait_for(&format!("Keepalived_vrrp_{ns}["), 10 * SEC);
+    d.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let on_inner = |n| {
+        lab.output(n, &["ip", "-o", "addr", "show"])
+            .contains("10.99.0.100/24")
+    };
+    assert!(
+        settles(|| on_inner(1)),
+        "the VIP is not in the named namespace"
+    );
+    assert!(!on_inner(2));
+    d.signal("TERM");
+    assert!(d.wait_exit(10 * SEC));
+    assert!(settles(|| !on_inner(1)), "the VIP stayed after the stop");
+}

@@ -1,7 +1,33 @@
-//! Interface facts from sysfs: index, MAC address, operational state.
+//! Interface facts: index, MAC address, operational state — of the calling thread's network
+//! namespace. sysfs shows the interfaces of the namespace it was mounted for, which is not the
+//! daemon's after it entered another (`net_namespace`): the index comes from
+//! `if_nametoindex(3)`, and sysfs is read only when its entry is the same interface (same
+//! index), else the kernel is asked through `getifaddrs(3)`.
 
 use std::io;
 use std::path::PathBuf;
+
+/// Whether sysfs describes `name` of this thread's namespace.
+fn sysfs_is_ours(name: &str) -> bool {
+    match (sys(name, "ifindex"), index(name)) {
+        (Ok(s), Ok(i)) => s.parse::<u32>().ok() == Some(i),
+        _ => false,
+    }
+}
+
+/// The link-layer address and flags of `name` from `getifaddrs(3)`.
+fn from_ifaddrs(name: &str) -> io::Result<([u8; 6], nix::net::if_::InterfaceFlags)> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
+    for a in addrs.filter(|a| a.interface_name == name) {
+        if let Some(link) = a.address.as_ref().and_then(|s| s.as_link_addr()) {
+            return Ok((link.addr().unwrap_or([0; 6]), a.flags));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no interface {name}"),
+    ))
+}
 
 fn sys(name: &str, file: &str) -> io::Result<String> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
@@ -16,16 +42,23 @@ fn sys(name: &str, file: &str) -> io::Result<String> {
 
 /// The interface index.
 pub fn index(name: &str) -> io::Result<u32> {
-    sys(name, "ifindex")?.parse().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("ifindex of {name}: {e}"),
-        )
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name '{name}'"),
+        ));
+    }
+    nix::net::if_::if_nametoindex(name).map_err(|e| match e {
+        nix::errno::Errno::ENODEV => io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}")),
+        e => io::Error::from(e),
     })
 }
 
 /// The hardware address.
 pub fn mac(name: &str) -> io::Result<[u8; 6]> {
+    if !sysfs_is_ours(name) {
+        return from_ifaddrs(name).map(|(mac, _)| mac);
+    }
     let text = sys(name, "address")?;
     let mut mac = [0u8; 6];
     let parts: Vec<&str> = text.split(':').collect();
@@ -45,6 +78,10 @@ pub fn mac(name: &str) -> io::Result<[u8; 6]> {
 
 /// Whether the link is up (operstate `up`, or `unknown` as loopback-like links report).
 pub fn is_up(name: &str) -> io::Result<bool> {
+    if !sysfs_is_ours(name) {
+        use nix::net::if_::InterfaceFlags as F;
+        return from_ifaddrs(name).map(|(_, f)| f.contains(F::IFF_UP) && f.contains(F::IFF_RUNNING));
+    }
     let s = sys(name, "operstate")?;
     Ok(s == "up" || s == "unknown")
 }

@@ -74,7 +74,6 @@ const UNSUPPORTED: &[&str] = &[
     "checker_cpu_affinity",
     "bfd_cpu_affinity",
     "min_auto_priority_delay",
-    "default_interface",
     "vrrp_garp_extra_if",
     "fifo_write_vrrp_states_on_reload",
     "vrrp_notify_priority_changes",
@@ -191,6 +190,12 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "notify_fifo" => g.notify_fifo = cx.command(n),
             "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.command(n),
             "lvs_notify_fifo" => g.lvs_notify_fifo = cx.command(n),
+            "default_interface" => match n.args.first() {
+                Some(v) => g.default_interface = Some(v.text.clone()),
+                None => {
+                    cx.d.invalid(n.key.span, "default_interface requires interface name")
+                }
+            },
             "notify_fifo_script" | "vrrp_notify_fifo_script" | "lvs_notify_fifo_script" => {
                 let k = n.key.text.as_str();
                 let kind = k.strip_suffix("notify_fifo_script").unwrap_or("");

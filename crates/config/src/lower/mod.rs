@@ -73,12 +73,35 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
                     cfg.virtual_servers.push(v);
                 }
             }
+            "net_namespace" | "instance" => {
+                let k = n.key.text.as_str();
+                let slot = if k == "instance" {
+                    &mut cfg.global.instance_name
+                } else {
+                    &mut cfg.global.net_namespace
+                };
+                match n.args.first() {
+                    None => {
+                        cx.d.invalid(n.key.span, format!("{k} name missing - ignoring"))
+                    }
+                    Some(v) if slot.is_some() => cx.d.invalid(
+                        v.span,
+                        if k == "instance" {
+                            format!("Duplicate instance definition {} - ignoring", v.text)
+                        } else {
+                            format!("Duplicate net_namespace definition {} - ignoring", v.text)
+                        },
+                    ),
+                    Some(v) => *slot = Some(v.text.clone()),
+                }
+            }
             "static_ipaddress" => {
                 for c in cx.block(n) {
                     if let Some(mut v) = vrrp::vip(&mut cx, c, "static") {
                         // keepalived: the default interface (eth0) when no `dev` is given.
                         if v.dev.is_none() {
-                            v.dev = Some("eth0".to_owned());
+                            let dev = cfg.global.default_interface.as_deref().unwrap_or("eth0");
+                            v.dev = Some(dev.to_owned());
                         }
                         cfg.static_addresses.push(v);
                     }
@@ -119,10 +142,8 @@ const TOP_UNSUPPORTED: &[&str] = &[
     "interface_up_down_delays",
     "bfd_instance",
     "SSL",
-    "net_namespace",
     "net_namespace_ipvs",
     "namespace_with_ipsets",
-    "instance",
     "use_pid_dir",
     "linkbeat_use_polling",
     "child_wait_time",
