@@ -186,6 +186,13 @@ pub struct Global {
     pub skip_check_adv_addr: bool,
     /// `vrrp_strict`.
     pub strict: bool,
+    /// `nftables [TABLE]`: the VRRP firewall's table (keepalived's default, `keepalived`,
+    /// when an instance needs one and this is not given).
+    pub nftables: Option<String>,
+    /// `nftables_priority` (default -1).
+    pub nftables_priority: Option<i32>,
+    /// `nftables_counters`.
+    pub nftables_counters: bool,
     /// `vrrp_startup_delay`.
     pub startup_delay: Option<Duration>,
     /// `dynamic_interfaces`.
@@ -288,6 +295,9 @@ impl Default for Global {
             check_unicast_src: false,
             skip_check_adv_addr: false,
             strict: false,
+            nftables: None,
+            nftables_priority: None,
+            nftables_counters: false,
             startup_delay: None,
             dynamic_interfaces: false,
             max_auto_priority: None,

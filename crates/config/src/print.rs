@@ -481,6 +481,9 @@ impl P {
         self.flag("vrrp_check_unicast_src", g.check_unicast_src);
         self.flag("vrrp_skip_check_adv_addr", g.skip_check_adv_addr);
         self.flag("vrrp_strict", g.strict);
+        self.opt("nftables", &g.nftables);
+        self.optn("nftables_priority", g.nftables_priority);
+        self.flag("nftables_counters", g.nftables_counters);
         self.optd("vrrp_startup_delay", g.startup_delay);
         self.flag("dynamic_interfaces", g.dynamic_interfaces);
         self.optn("max_auto_priority", g.max_auto_priority);

@@ -3,6 +3,7 @@
 pub mod control;
 pub mod dump;
 pub mod fifo;
+pub mod firewall;
 pub mod guardian;
 pub mod health;
 pub mod host;

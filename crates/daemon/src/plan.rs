@@ -191,6 +191,9 @@ pub struct InstancePlan {
     /// `virtual_routes` and `virtual_rules`, when there are any (boxed: most instances have
     /// none).
     pub routing: Option<Box<crate::routing::Routing>>,
+    /// Accept mode off (`no_accept`, or `vrrp_strict` for a non-owner): while MASTER, traffic
+    /// to and from the VIPs is dropped by the VRRP firewall.
+    pub no_accept: bool,
 }
 
 impl InstancePlan {
@@ -259,6 +262,7 @@ pub(crate) fn test_instance(
         promote_secondaries: false,
         announce_gap_us: 0,
         routing: None,
+        no_accept: false,
     }
 }
 
@@ -306,6 +310,9 @@ pub struct Plan {
     pub planes: crate::lvs::PlaneOptions,
     /// What the configuration asks for that `holdfast run` does not do yet, one line each.
     pub unsupported: Vec<String>,
+    /// The VRRP firewall's table and chain settings (`nftables`, `nftables_priority`,
+    /// `nftables_counters`), used by instances without accept mode.
+    pub firewall: crate::firewall::FirewallPlan,
     /// `static_ipaddress` (each on its `dev`).
     pub static_addresses: Vec<PlannedVip>,
     /// `static_routes` and `static_rules`.
@@ -420,6 +427,12 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         proxy_maxconn: cfg.global.proxy_maxconn,
     };
     plan.metrics_listen = cfg.global.metrics_listen;
+    let fw = crate::firewall::FirewallPlan::default();
+    plan.firewall = crate::firewall::FirewallPlan {
+        table: cfg.global.nftables.clone().unwrap_or(fw.table),
+        priority: cfg.global.nftables_priority.unwrap_or(fw.priority),
+        counters: cfg.global.nftables_counters,
+    };
     plan.static_addresses = cfg
         .static_addresses
         .iter()
@@ -651,6 +664,9 @@ fn instance(
             gap.map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
         },
         routing: (!routing.is_empty()).then(|| Box::new(routing)),
+        // keepalived: the address owner always accepts; otherwise accept mode is on unless
+        // `no_accept` (or strict mode's default) turned it off.
+        no_accept: i.priority != 255 && !i.accept.unwrap_or(true),
     })
 }
 

@@ -185,6 +185,8 @@ struct Shared {
     /// State changes to the supervisor (for sync groups): instance, new state, whether a
     /// group command caused it.
     events: mpsc::UnboundedSender<(String, Event)>,
+    /// The VRRP firewall, for instances without accept mode.
+    firewall: Arc<crate::firewall::FirewallPlan>,
 }
 
 /// What an instance tells the supervisor.
@@ -482,12 +484,18 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         }
     };
     let (events, mut events_rx) = mpsc::unbounded_channel();
+    // A crash may have left the VRRP firewall's tables behind (and its VIPs in them).
+    let firewall_used = opts.vrrp && plan.instances.iter().any(|i| i.no_accept);
+    if firewall_used {
+        crate::firewall::remove(&plan.firewall).await;
+    }
     let sh = Shared {
         log,
         keep_vips: opts.keep_vips,
         guardian: guardian.clone(),
         status: Arc::default(),
         events,
+        firewall: Arc::new(plan.firewall.clone()),
     };
     let mut groups = Groups::new(&plan.groups);
     let mut config_errors = plan.errors.clone();
@@ -715,6 +723,10 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         }
     }
     notify_scripts_done(log).await;
+    // The firewall's tables go with the instances (keepalived removes its table at exit).
+    if !opts.keep_vips {
+        crate::firewall::remove_if_made(&sh.firewall).await;
+    }
     // keepalived clears the static entries once the instances are down, unless -V.
     if let Some(s) = statics
         && !opts.keep_vips
@@ -972,6 +984,8 @@ struct Io {
     drop_log: crate::logging::DropLog,
     /// `virtual_routes` and `virtual_rules`, resolved; `None` without any.
     routing: Option<Box<crate::routing::Resolved>>,
+    /// The VRRP firewall (used when the plan says `no_accept`).
+    firewall: Arc<crate::firewall::FirewallPlan>,
 }
 
 /// Removals of this instance's VIPs from interfaces other than its own (a VIP's `dev`), as
@@ -1283,6 +1297,16 @@ impl Io {
         match out {
             Output::Send { dst, payload } => self.send(dst, &payload),
             Output::AddVips => {
+                // keepalived's order: the drop rule before the addresses.
+                if self.plan.no_accept {
+                    crate::firewall::block(
+                        &self.firewall,
+                        &self.plan.name,
+                        &self.plan.vip_addrs(),
+                        self.log,
+                    )
+                    .await;
+                }
                 self.add_vips(None).await;
                 // keepalived's order: the VIPs, then the routes, then the rules.
                 if let Some(r) = &self.routing {
@@ -1296,9 +1320,23 @@ impl Io {
                     r.remove(&self.nl, &self.who(), self.log).await;
                 }
                 self.remove_vips(None).await;
+                if self.plan.no_accept {
+                    crate::firewall::unblock(
+                        &self.firewall,
+                        &self.plan.name,
+                        &self.plan.vip_addrs(),
+                        self.log,
+                    )
+                    .await;
+                }
             }
             Output::VipsChanged { added, removed } => {
                 self.remove_vips(Some(&removed)).await;
+                if self.plan.no_accept {
+                    crate::firewall::unblock(&self.firewall, &self.plan.name, &removed, self.log)
+                        .await;
+                    crate::firewall::block(&self.firewall, &self.plan.name, &added, self.log).await;
+                }
                 self.add_vips(Some(&added)).await;
             }
             // Not awaited: a spaced burst runs in a task of its own.
@@ -1494,6 +1532,7 @@ fn instance(
             log,
             ifindexes,
             events: sh.events.clone(),
+            firewall: sh.firewall.clone(),
             drop_log: crate::logging::DropLog::default(),
             routing: plan.routing.as_ref().map(|r| {
                 Box::new(crate::routing::resolve(

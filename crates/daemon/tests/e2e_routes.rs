@@ -274,3 +274,76 @@ fn a_reload_applies_the_difference_of_routes_and_rules() {
     assert_eq!(n1.count("restoring it"), 0, "{}", n1.log());
     assert_eq!(n1.count("Entering BACKUP STATE"), 1, "{}", n1.log());
 }
+
+/// Whether node `from` gets an answer from `addr`:7777 (a listener on node 1 says `hi`),
+/// within 2 s.
+fn reaches(lab: &netns::Lab, from: usize, addr: &str) -> bool {
+    let script = format!("exec 3<>/dev/tcp/{addr}/7777 && head -c 2 <&3");
+    lab.output(from, &["timeout", "2", "bash", "-c", &script]) == "hi"
+}
+
+/// `vrrp_strict` (keepalived's default configuration has it): a MASTER that is not the
+/// address owner does not accept traffic to its VIP (RFC 5798's Accept_Mode off), through
+/// keepalived's nftables table — keepalived 2.2.7 first, then holdfast, the same; without
+/// strict mode the VIP answers; at stop the table goes.
+#[test]
+fn vrrp_strict_drops_traffic_to_the_vips_of_a_non_owner_master_as_keepalived_does() {
+    for daemon in ["keepalived", "holdfast"] {
+        for strict in [true, false] {
+            let mut lab = lab(2);
+            let _listener = lab.spawn(
+                1,
+                "listener",
+                &["socat", "TCP-LISTEN:7777,fork,reuseaddr", "SYSTEM:echo hi"],
+            );
+            let conf = format!(
+                "global_defs {{\n{}}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        10.77.0.100/24\n    }}\n}}\n",
+                if strict { "    vrrp_strict\n" } else { "" }
+            );
+            // The node's own address answers whatever the daemon does.
+            let deadline = Instant::now() + 5 * SEC;
+            while !reaches(&lab, 2, "10.77.0.1") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(reaches(&lab, 2, "10.77.0.1"), "no listener");
+            let mut node = match daemon {
+                "keepalived" => lab.keepalived(1, &conf),
+                _ => lab.holdfast(1, &conf),
+            };
+            node.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+            assert!(
+                lab.wait_has(1, "10.77.0.100/24", true, 5 * SEC),
+                "{daemon}: no VIP"
+            );
+            let set = || lab.output(1, &["nft", "list", "set", "ip", "keepalived", "vips"]);
+            if strict {
+                let deadline = Instant::now() + 5 * SEC;
+                while !set().contains("10.77.0.100") && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                assert!(set().contains("10.77.0.100"), "{daemon}: {}", set());
+                assert!(
+                    !reaches(&lab, 2, "10.77.0.100"),
+                    "{daemon}: the VIP answered in strict mode"
+                );
+                assert!(
+                    reaches(&lab, 2, "10.77.0.1"),
+                    "{daemon}: own address blocked"
+                );
+            } else {
+                assert!(
+                    reaches(&lab, 2, "10.77.0.100"),
+                    "{daemon}: the VIP did not answer without strict mode"
+                );
+                assert!(!set().contains("10.77.0.100"));
+            }
+            node.signal("TERM");
+            assert!(node.wait_exit(10 * SEC), "{daemon} did not stop");
+            let tables = lab.output(1, &["nft", "list", "tables"]);
+            assert!(
+                !tables.contains("keepalived"),
+                "{daemon} (strict {strict}) left its table: {tables}"
+            );
+        }
+    }
+}

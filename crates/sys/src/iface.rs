@@ -49,7 +49,9 @@ pub fn index(name: &str) -> io::Result<u32> {
         ));
     }
     nix::net::if_::if_nametoindex(name).map_err(|e| match e {
-        nix::errno::Errno::ENODEV => io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}")),
+        nix::errno::Errno::ENODEV => {
+            io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}"))
+        }
         e => io::Error::from(e),
     })
 }
@@ -80,7 +82,8 @@ pub fn mac(name: &str) -> io::Result<[u8; 6]> {
 pub fn is_up(name: &str) -> io::Result<bool> {
     if !sysfs_is_ours(name) {
         use nix::net::if_::InterfaceFlags as F;
-        return from_ifaddrs(name).map(|(_, f)| f.contains(F::IFF_UP) && f.contains(F::IFF_RUNNING));
+        return from_ifaddrs(name)
+            .map(|(_, f)| f.contains(F::IFF_UP) && f.contains(F::IFF_RUNNING));
     }
     let s = sys(name, "operstate")?;
     Ok(s == "up" || s == "unknown")

@@ -10,9 +10,6 @@ use crate::tree::Node;
 const UNSUPPORTED: &[&str] = &[
     "vrrp_iptables",
     "vrrp_ipsets",
-    "nftables",
-    "nftables_priority",
-    "nftables_counters",
     "nftables_ifindex",
     "nftables_ipvs",
     "nftables_ipvs_priority",
@@ -105,7 +102,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "max_auto_priority",
     "vrrp_rt_priority",
     "checker_rt_priority",
-    "vrrp_strict",
     "dynamic_interfaces",
 ];
 
@@ -165,6 +161,30 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "vrrp_check_unicast_src" => g.check_unicast_src = cx.boolean(n),
             "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = cx.boolean(n),
             "vrrp_strict" => g.strict = cx.boolean(n),
+            "nftables" => {
+                if g.nftables.is_some() {
+                    cx.d.invalid(n.key.span, "nftables already specified - ignoring");
+                } else {
+                    match n.args.first() {
+                        Some(w) if w.text.len() >= 256 => {
+                            cx.d.invalid(w.span, "nftables table name too long - ignoring")
+                        }
+                        Some(w) => g.nftables = Some(w.text.clone()),
+                        None => g.nftables = Some("keepalived".to_owned()),
+                    }
+                }
+            }
+            "nftables_priority" => match n.args.first().map(|w| (w, w.text.parse::<i32>())) {
+                Some((_, Ok(p))) => g.nftables_priority = Some(p),
+                Some((w, Err(_))) => cx.d.invalid(
+                    w.span,
+                    format!("invalid nftables chain priority '{}'", w.text),
+                ),
+                None => {
+                    cx.d.invalid(n.key.span, "invalid nftables chain priority ''")
+                }
+            },
+            "nftables_counters" => g.nftables_counters = true,
             "vrrp_startup_delay" => g.startup_delay = cx.timer(n, 0, 3600),
             "dynamic_interfaces" => g.dynamic_interfaces = true,
             "max_auto_priority" => {

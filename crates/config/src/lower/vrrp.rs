@@ -118,11 +118,18 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
             }
         }
     }
+    let strict = i.strict_mode.unwrap_or(g.strict);
+    if strict {
+        strict_first(cx, n, &mut i, version_set, priority_set);
+    }
     finish(cx, n, &mut i, priority_set, version_set);
-    // keepalived: VRRPv3 needs a VIP (the instance is dropped); v2 runs without one, but says
-    // it is not sensible.
+    if strict && !strict_rules(cx, n, &mut i) {
+        return None;
+    }
+    // keepalived: VRRPv3 (or strict mode) needs a VIP (the instance is dropped); v2 runs
+    // without one, but says it is not sensible.
     if i.vips.is_empty() {
-        if i.version == 3 {
+        if i.version == 3 || strict {
             cx.d.push_unlined(
                 Class::Invalid,
                 Some(n.span()),
@@ -222,16 +229,9 @@ fn scalar(
         }
         "dont_track_primary" => i.dont_track_primary = true,
         "accept" => i.accept = Some(true),
-        "no_accept" => {
-            // Refusing traffic to the VIPs needs firewall rules holdfast does not install.
-            cx.not_implemented(c);
-            i.accept = Some(false)
-        }
+        "no_accept" => i.accept = Some(false),
         "skip_check_adv_addr" => i.skip_check_adv_addr = Some(cx.boolean(c)),
-        "strict_mode" => {
-            cx.not_implemented(c);
-            i.strict_mode = Some(cx.boolean(c))
-        }
+        "strict_mode" => i.strict_mode = Some(cx.boolean(c)),
         "lower_prio_no_advert" => i.lower_prio_no_advert = Some(cx.boolean(c)),
         "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
         "promote_secondaries" => i.promote_secondaries = true,
@@ -250,6 +250,137 @@ fn scalar(
         }
         _ => cx.unknown(c, UNSUPPORTED),
     }
+}
+
+/// Strict mode's checks that come before the others in keepalived's `vrrp_complete_instance`:
+/// an IPv6 instance of VRRP version 2 is an error (not just a note) and becomes version 3;
+/// the initial state MASTER is for the address owner only (before the checks of an initial
+/// MASTER's preemption settings, which then no longer apply).
+fn strict_first(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    i: &mut VrrpInstance,
+    version_set: bool,
+    priority_set: bool,
+) {
+    let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
+    if v6 && version_set && i.version == 2 {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!(
+                "({}) cannot use IPv6 with VRRP version 2; setting version 3",
+                i.name
+            ),
+        );
+        i.version = 3;
+    }
+    // `state MASTER` without a priority makes the instance the owner (priority 255).
+    let owner = i.priority == 255 || (i.state == InitState::Master && !priority_set);
+    if (i.state == InitState::Master) != owner {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!("({}) State MASTER must match being address owner", i.name),
+        );
+        i.state = if owner {
+            InitState::Master
+        } else {
+            InitState::Backup
+        };
+    }
+}
+
+/// `vrrp_strict` / `strict_mode` (RFC 5798 to the letter), as keepalived 2.2.7 applies it
+/// with its messages: no authentication, no unicast, the initial state MASTER only for the
+/// address owner, no `preempt_delay`, IPv6 VIPs led by a link-local one, no accept mode for a
+/// VRRPv2 non-owner, and no answer to lower-priority adverts beyond the advert itself. An
+/// instance keepalived drops returns `false`.
+fn strict_rules(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance) -> bool {
+    let name = i.name.clone();
+    let err = |cx: &mut Cx<'_>, msg: String| {
+        cx.d.push_unlined(Class::Invalid, Some(n.span()), msg);
+    };
+    let owner = i.priority == 255;
+    if i.auth.is_some() {
+        err(
+            cx,
+            format!("({name}) Strict mode does not support authentication. Ignoring."),
+        );
+        i.auth = None;
+    }
+    if !i.unicast_peers.is_empty() {
+        err(
+            cx,
+            format!("({name}) Unicast peers are not supported in strict mode"),
+        );
+        return false;
+    }
+    if let Some(IpAddr::V6(a)) = i.vips.first().map(|v| v.addr)
+        && (a.segments()[0] & 0xffc0) != 0xfe80
+    {
+        err(
+            cx,
+            format!("({name}) the first IPv6 VIP address must be link local"),
+        );
+    }
+    if i.preempt_delay.is_some_and(|d| !d.is_zero()) {
+        err(
+            cx,
+            format!("({name}) preempt_delay is incompatible with strict mode - resetting"),
+        );
+        i.preempt_delay = None;
+    }
+    if i.accept == Some(true) && !owner && i.version == 2 {
+        err(
+            cx,
+            format!(
+                "({name}) warning - accept mode for VRRP version 2 does not comply with RFC3768 - resetting"
+            ),
+        );
+        i.accept = Some(false);
+    }
+    match i.garp.lower_prio_repeat {
+        Some(r) if r != 0 => {
+            err(
+                cx,
+                format!("({name}) Strict mode requires no repeat garps. resetting"),
+            );
+            i.garp.lower_prio_repeat = Some(0);
+        }
+        Some(_) => {}
+        None => i.garp.lower_prio_repeat = Some(0),
+    }
+    match i.garp.lower_prio_delay {
+        Some(d) if !d.is_zero() => {
+            err(
+                cx,
+                format!("({name}) Strict mode requires no repeat garp delay. resetting"),
+            );
+            i.garp.lower_prio_delay = Some(Duration::ZERO);
+        }
+        Some(_) => {}
+        None => i.garp.lower_prio_delay = Some(Duration::ZERO),
+    }
+    if i.lower_prio_no_advert == Some(false) {
+        err(
+            cx,
+            format!("({name}) Strict mode requires no lower priority advert. resetting"),
+        );
+    }
+    i.lower_prio_no_advert = Some(true);
+    if i.higher_prio_send_advert == Some(true) {
+        err(
+            cx,
+            format!("({name}) strict mode requires higher_prio_send_advert to be clear. resetting"),
+        );
+    }
+    i.higher_prio_send_advert = Some(false);
+    // keepalived's default accept mode in strict mode: only the address owner accepts.
+    if i.accept.is_none() {
+        i.accept = Some(owner);
+    }
+    true
 }
 
 /// keepalived's post-parse adjustments (`vrrp_complete_instance`).

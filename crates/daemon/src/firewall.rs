@@ -1,0 +1,193 @@
+//! keepalived's VRRP firewall with nftables, for instances that do not accept traffic to
+//! their VIPs (`no_accept`, and `vrrp_strict` for every instance but an address owner): RFC
+//! 5798's Accept_Mode false. While such an instance is MASTER its VIPs are in the `vips` set
+//! of keepalived's tables, `ip keepalived` and `ip6 keepalived` (or the name `nftables`
+//! gives), whose `in` and `out` chains drop packets to and from them — neighbour discovery
+//! excepted, so that IPv6 VIPs still resolve. The tables are made when first needed, and
+//! removed at stop (and at start, if a crash left them).
+
+use std::net::IpAddr;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::logging::Logger;
+
+/// `nftables [TABLE]`, `nftables_priority`, `nftables_counters`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirewallPlan {
+    /// Table name (`keepalived`).
+    pub table: String,
+    /// The chains' priority (-1).
+    pub priority: i32,
+    /// A counter on each drop rule.
+    pub counters: bool,
+}
+
+impl Default for FirewallPlan {
+    fn default() -> Self {
+        FirewallPlan {
+            table: "keepalived".into(),
+            priority: -1,
+            counters: false,
+        }
+    }
+}
+
+impl FirewallPlan {
+    /// The tables with their chains and empty sets, as nft input.
+    fn tables(&self) -> String {
+        let (t, p) = (&self.table, self.priority);
+        let c = if self.counters { "counter " } else { "" };
+        format!(
+            "table ip {t} {{\n\
+             \tset vips {{ type ipv4_addr; }}\n\
+             \tchain in {{ type filter hook input priority {p}; policy accept; ip daddr @vips {c}drop; }}\n\
+             \tchain out {{ type filter hook output priority {p}; policy accept; ip saddr @vips {c}drop; }}\n\
+             }}\n\
+             table ip6 {t} {{\n\
+             \tset vips {{ type ipv6_addr; }}\n\
+             \tset neighbor-discovery {{ type icmpv6_type; elements = {{ nd-neighbor-solicit, nd-neighbor-advert }}; }}\n\
+             \tchain in {{ type filter hook input priority {p}; policy accept; icmpv6 type @neighbor-discovery accept; ip6 daddr @vips {c}drop; }}\n\
+             \tchain out {{ type filter hook output priority {p}; policy accept; icmpv6 type @neighbor-discovery accept; ip6 saddr @vips {c}drop; }}\n\
+             }}\n"
+        )
+    }
+
+    /// Adding (`add`) or removing `addrs` from the sets, as nft input.
+    fn elements(&self, add: bool, addrs: &[IpAddr]) -> String {
+        let verb = if add { "add" } else { "delete" };
+        let mut s = String::new();
+        for (fam, v6) in [("ip", false), ("ip6", true)] {
+            let list: Vec<String> = addrs
+                .iter()
+                .filter(|a| a.is_ipv6() == v6)
+                .map(ToString::to_string)
+                .collect();
+            if !list.is_empty() {
+                s.push_str(&format!(
+                    "{verb} element {fam} {} vips {{ {} }}\n",
+                    self.table,
+                    list.join(", ")
+                ));
+            }
+        }
+        s
+    }
+}
+
+/// Runs `nft -f -` on `input`; a missing `nft` is named with its package.
+async fn nft(input: &str) -> Result<(), String> {
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "`nft` not found: the VRRP firewall (no_accept, vrrp_strict) needs it (Debian: apt install nftables)".to_owned()
+            } else {
+                format!("nft: {e}")
+            }
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// One per process: serialises the changes so that a set is never changed before its table
+/// exists.
+static LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+
+/// Drops traffic to and from `addrs` (an instance becoming MASTER without accept mode).
+pub async fn block(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Logger) {
+    let mut made = LOCK.lock().await;
+    if log.detail {
+        log.vrrp(&format!("({name}) setting firewall drop rule"));
+    }
+    let mut input = String::new();
+    if !*made {
+        input.push_str(&plan.tables());
+    }
+    input.push_str(&plan.elements(true, addrs));
+    match nft(&input).await {
+        Ok(()) => *made = true,
+        Err(e) => log.vrrp(&format!("({name}) cannot set the firewall drop rule: {e}")),
+    }
+}
+
+/// Lets traffic to and from `addrs` through again (the instance left MASTER).
+pub async fn unblock(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Logger) {
+    let made = LOCK.lock().await;
+    if !*made {
+        return;
+    }
+    if log.detail {
+        log.vrrp(&format!("({name}) removing firewall drop rule"));
+    }
+    // One element at a time: deleting a missing element fails the whole batch.
+    for a in addrs {
+        let _ = nft(&plan.elements(false, std::slice::from_ref(a))).await;
+    }
+}
+
+/// Removes the tables if this process made them (at stop).
+pub async fn remove_if_made(plan: &FirewallPlan) {
+    if *LOCK.lock().await {
+        remove(plan).await;
+    }
+}
+
+/// Removes the tables (at stop, and at start for a crash's leftovers).
+pub async fn remove(plan: &FirewallPlan) {
+    let mut made = LOCK.lock().await;
+    for fam in ["ip", "ip6"] {
+        let _ = nft(&format!("delete table {fam} {}\n", plan.table)).await;
+    }
+    *made = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalived_s_tables_sets_and_rules() {
+        let p = FirewallPlan {
+            counters: true,
+            ..FirewallPlan::default()
+        };
+        let t = p.tables();
+        assert!(t.contains("table ip keepalived {"));
+        assert!(t.contains("chain in { type filter hook input priority -1; policy accept; ip daddr @vips counter drop; }"));
+        assert!(t.contains("chain out { type filter hook output priority -1; policy accept; ip saddr @vips counter drop; }"));
+        assert!(
+            t.contains("icmpv6 type @neighbor-discovery accept; ip6 daddr @vips counter drop;")
+        );
+        let e = p.elements(
+            true,
+            &[
+                "10.0.0.1".parse().unwrap(),
+                "fd00::1".parse().unwrap(),
+                "10.0.0.2".parse().unwrap(),
+            ],
+        );
+        assert_eq!(
+            e,
+            "add element ip keepalived vips { 10.0.0.1, 10.0.0.2 }\nadd element ip6 keepalived vips { fd00::1 }\n"
+        );
+    }
+}
