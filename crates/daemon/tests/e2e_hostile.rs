@@ -405,6 +405,52 @@ fn a_flood_on_one_vrid_neither_silences_another_nor_is_answered_per_packet() {
     assert!(garps <= 5 * 20 + 10, "{garps} GARPs for {sent} adverts");
 }
 
+/// The same flood against a MASTER whose other instance advertises every 50 ms (VRRPv3): its
+/// BACKUP takes over after about 0.2 s without adverts, so any stretch the flooded instance
+/// keeps the daemon's one runtime thread to itself shows as a takeover.
+#[test]
+fn a_flood_on_one_vrid_does_not_starve_a_fast_instance_on_the_same_thread() {
+    let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let flooded = "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    authentication {\n        auth_type PASS\n        auth_pass good\n    }\n    virtual_ipaddress {\n        10.77.0.100/24\n    }\n}\n";
+    // VI_2 between n1 and n3 by unicast, so that n3 has not joined the VRRP group and the
+    // multicast flood never reaches its VRRP socket: a takeover can only come from n1 going
+    // quiet, not from n3's own receive queue overflowing.
+    let fast = |prio: u8, peer: &str| {
+        format!(
+            "vrrp_instance VI_2 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 52\n    priority {prio}\n    version 3\n    advert_int 0.05\n    unicast_peer {{\n        {peer}\n    }}\n    virtual_ipaddress {{\n        10.77.0.101/24\n    }}\n}}\n"
+        )
+    };
+    let mut n1 = lab.holdfast(1, &format!("{flooded}{}", fast(150, "10.77.0.3")));
+    n1.wait_for_all(
+        &[
+            "(VI_1) Entering MASTER STATE",
+            "(VI_2) Entering MASTER STATE",
+        ],
+        10 * SEC,
+    );
+    let mut n3 = lab.holdfast(3, &fast(100, "10.77.0.1"));
+    n3.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
+    let sock = raw_socket(&lab, 2);
+    let flood = advert_prio(51, 100, [10, 77, 0, 100]);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < 8 * SEC && sent < 4_000_000 {
+        send(&sock, 255, &flood);
+        sent += 1;
+    }
+    eprintln!("flood: {sent} lower-priority adverts in 8 s");
+    assert!(
+        sent > 50_000,
+        "the flood was too thin to prove anything: {sent}"
+    );
+    let quiet = n3.try_wait_for("(VI_2) Entering MASTER STATE", SEC);
+    assert!(
+        quiet.is_none(),
+        "VI_2's BACKUP took over during a flood on VI_1:\n{}",
+        n3.log()
+    );
+}
+
 /// Clients holding hundreds of connections — through the proxy to a backend that never
 /// answers, and idle on the metrics endpoint — must not use up the descriptors the MASTER's
 /// tracker needs to start its script (here a limit of 160): the proxy stops accepting at its
