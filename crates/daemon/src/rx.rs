@@ -71,6 +71,17 @@ impl Subscribers {
         }
     }
 
+    /// The VRIDs that have a subscriber.
+    fn vrids(&self) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..=255u8)
+            .filter(|&x| self.slots[usize::from(x)].is_some())
+            .chain(self.extra.iter().map(|(x, _, _)| *x))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     fn of(&self, vrid: u8) -> impl Iterator<Item = &Inbox> {
         let first = self.slots[usize::from(vrid)].as_ref().map(|(_, tx)| tx);
         let rest = self
@@ -106,6 +117,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.remove(self.vrid, self.id);
+            let _ = self.shared.sock.set_vrids(&subs.vrids());
         }
     }
 }
@@ -119,6 +131,7 @@ pub fn subscribe(
     inbox: crate::mailbox::Sender<crate::run::Msg>,
     log: Logger,
 ) -> std::io::Result<(Arc<VrrpSocket>, Subscription)> {
+    let ifname = key.ifname.clone();
     let mut reg = registry()
         .lock()
         .map_err(|_| std::io::Error::other("socket registry poisoned"))?;
@@ -139,6 +152,13 @@ pub fn subscribe(
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut subs) = shared.subs.lock() {
         subs.add(vrid, id, inbox);
+        // Only this interface's VRIDs reach the socket: a flood on another VRID is dropped by
+        // the kernel instead of crowding out these adverts in the socket's queue.
+        if let Err(e) = shared.sock.set_vrids(&subs.vrids()) {
+            log.vrrp(&format!(
+                "cannot filter VRRP packets by VRID on {ifname}: {e}"
+            ));
+        }
     }
     let sock = shared.sock.clone();
     Ok((sock, Subscription { shared, vrid, id }))

@@ -154,8 +154,11 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     for (reason, n) in &want {
         counted(&lab, reason, *n);
     }
-    // Another VRID on the link is nobody's here, and a packet of one byte has no VRID: handed
-    // to no instance and logged nowhere (keepalived without log_unknown_vrids), but counted.
+    // Another VRID on the link is nobody's here: the socket's filter drops it in the kernel, so
+    // it never reaches holdfast (not even the unknown-VRID count). A packet of one byte has no
+    // VRID: it passes the filter, is handed to no instance and logged nowhere (keepalived
+    // without log_unknown_vrids), but counted. Sent in that order, the short ones counted show
+    // that the others went before them.
     for _ in 0..20 {
         send(&sock, 255, &advert_for(52, b"good", 1));
         send(&sock, 255, &[0x21]);
@@ -170,7 +173,12 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     let deadline = Instant::now() + 10 * SEC;
     loop {
         let text = scrape(&lab);
-        if unowned(&text, "unknown_vrid") >= 20 && unowned(&text, "too_short") >= 20 {
+        if unowned(&text, "too_short") >= 20 {
+            assert_eq!(
+                unowned(&text, "unknown_vrid"),
+                0,
+                "another VRID's adverts reached holdfast:\n{text}"
+            );
             break;
         }
         assert!(
@@ -406,21 +414,21 @@ fn a_flood_on_one_vrid_neither_silences_another_nor_is_answered_per_packet() {
 }
 
 /// The same flood against a MASTER whose other instance advertises every 50 ms (VRRPv3): its
-/// BACKUP takes over after about 0.2 s without adverts, so any stretch the flooded instance
-/// keeps the daemon's one runtime thread to itself shows as a takeover.
+/// BACKUP takes over after about 0.2 s without adverts. Both nodes' VRRP sockets receive the
+/// whole flood (it goes to the VRRP group), so adverts of VI_2 lost behind it in either's
+/// queue, or a MASTER keeping its runtime thread on the flooded instance, show as a takeover.
+/// (Before the sockets filtered by VRID, n3 took over in 2 of 3 runs: its receive queue
+/// overflowed with VI_1's adverts.)
 #[test]
-fn a_flood_on_one_vrid_does_not_starve_a_fast_instance_on_the_same_thread() {
+fn a_flood_on_one_vrid_does_not_starve_a_fast_instance_on_the_same_link() {
     let mut lab = netns::Lab::new(3).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
     let flooded = "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    authentication {\n        auth_type PASS\n        auth_pass good\n    }\n    virtual_ipaddress {\n        10.77.0.100/24\n    }\n}\n";
-    // VI_2 between n1 and n3 by unicast, so that n3 has not joined the VRRP group and the
-    // multicast flood never reaches its VRRP socket: a takeover can only come from n1 going
-    // quiet, not from n3's own receive queue overflowing.
-    let fast = |prio: u8, peer: &str| {
+    let fast = |prio: u8| {
         format!(
-            "vrrp_instance VI_2 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 52\n    priority {prio}\n    version 3\n    advert_int 0.05\n    unicast_peer {{\n        {peer}\n    }}\n    virtual_ipaddress {{\n        10.77.0.101/24\n    }}\n}}\n"
+            "vrrp_instance VI_2 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 52\n    priority {prio}\n    version 3\n    advert_int 0.05\n    virtual_ipaddress {{\n        10.77.0.101/24\n    }}\n}}\n"
         )
     };
-    let mut n1 = lab.holdfast(1, &format!("{flooded}{}", fast(150, "10.77.0.3")));
+    let mut n1 = lab.holdfast(1, &format!("{flooded}{}", fast(150)));
     n1.wait_for_all(
         &[
             "(VI_1) Entering MASTER STATE",
@@ -428,7 +436,7 @@ fn a_flood_on_one_vrid_does_not_starve_a_fast_instance_on_the_same_thread() {
         ],
         10 * SEC,
     );
-    let mut n3 = lab.holdfast(3, &fast(100, "10.77.0.1"));
+    let mut n3 = lab.holdfast(3, &fast(100));
     n3.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
     let sock = raw_socket(&lab, 2);
     let flood = advert_prio(51, 100, [10, 77, 0, 100]);

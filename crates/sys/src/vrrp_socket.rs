@@ -28,6 +28,68 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+/// A classic BPF program for a VRRP receive socket: accept a packet whose VRID is one of
+/// `vrids`, or too short to carry one (so that it is still counted), drop the rest in the
+/// kernel — a flood on another VRID then never fills the socket's queue, and adverts for the
+/// VRIDs this host runs are not lost behind it. `ip_header`: the packet starts with its IPv4
+/// header (raw IPv4 sockets), else with the VRRP message (raw IPv6 sockets).
+pub fn vrid_filter(ip_header: bool, vrids: &[u8]) -> Vec<socket2::SockFilter> {
+    vrid_program(ip_header, vrids)
+        .into_iter()
+        .map(|(code, jt, jf, k)| socket2::SockFilter::new(code, jt, jf, k))
+        .collect()
+}
+
+/// [`vrid_filter`]'s instructions, as (code, jt, jf, k).
+fn vrid_program(ip_header: bool, vrids: &[u8]) -> Vec<(u16, u8, u8, u32)> {
+    // The classic BPF opcodes (linux/filter.h), as u16.
+    const LD_W_LEN: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
+    const LDX_B_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
+    const ALU_SUB_X: u16 = (libc::BPF_ALU | libc::BPF_SUB | libc::BPF_X) as u16;
+    const LD_B_IND: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_IND) as u16;
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const ALL: u32 = 0x0004_0000;
+    let mut p = Vec::with_capacity(2 * vrids.len() + 8);
+    if ip_header {
+        // X = the IPv4 header's length; A = the bytes after it.
+        p.push((LDX_B_MSH, 0, 0, 0));
+        p.push((LD_W_LEN, 0, 0, 0));
+        p.push((ALU_SUB_X, 0, 0, 0));
+    } else {
+        p.push((LD_W_LEN, 0, 0, 0));
+    }
+    // Fewer than two bytes of VRRP: accept (the reader counts it as too short).
+    p.push((JGE_K, 1, 0, 2));
+    p.push((RET_K, 0, 0, ALL));
+    // A = the VRID (the second byte of the message).
+    if ip_header {
+        p.push((LD_B_IND, 0, 0, 1));
+    } else {
+        p.push((LD_B_ABS, 0, 0, 1));
+    }
+    for &v in vrids {
+        // Equal: fall through to accept; else skip it.
+        p.push((JEQ_K, 0, 1, u32::from(v)));
+        p.push((RET_K, 0, 0, ALL));
+    }
+    p.push((RET_K, 0, 0, 0));
+    p
+}
+
+/// A program that drops every packet: for the send-only sockets, which as raw sockets of the
+/// VRRP protocol would otherwise queue a copy of every advert on the link, never read.
+fn drop_all() -> [socket2::SockFilter; 1] {
+    [socket2::SockFilter::new(
+        (libc::BPF_RET | libc::BPF_K) as u16,
+        0,
+        0,
+        0,
+    )]
+}
+
 /// One instance's VRRP sockets on one interface.
 pub struct VrrpSocketV4 {
     send: Socket,
@@ -49,6 +111,7 @@ impl VrrpSocketV4 {
         send.set_header_included_v4(true)?;
         send.bind_device(Some(ifname.as_bytes()))?;
         send.set_multicast_loop_v4(false)?;
+        send.attach_filter(&drop_all())?;
         let recv = Socket::new(Domain::IPV4, Type::RAW, proto)?;
         recv.bind_device(Some(ifname.as_bytes()))?;
         if let Some(g) = group {
@@ -170,6 +233,7 @@ impl VrrpSocketV6 {
         send.set_multicast_if_v6(ifindex)?;
         send.set_tclass_v6(0xc0)?;
         send.bind(&SocketAddr::V6(std::net::SocketAddrV6::new(src, 0, 0, ifindex)).into())?;
+        send.attach_filter(&drop_all())?;
         let recv = Socket::new(Domain::IPV6, Type::RAW, proto)?;
         recv.bind_device(Some(ifname.as_bytes()))?;
         if let Some(g) = group {
@@ -268,11 +332,87 @@ impl VrrpSocket {
             VrrpSocket::V6(s) => s.recv(),
         }
     }
+
+    /// Lets only adverts for `vrids` (and packets too short to name one) reach the receive
+    /// socket; the kernel drops the rest ([`vrid_filter`]).
+    pub fn set_vrids(&self, vrids: &[u8]) -> io::Result<()> {
+        match self {
+            VrrpSocket::V4(s) => s.recv.attach_filter(&vrid_filter(true, vrids)),
+            VrrpSocket::V6(s) => s.recv.attach_filter(&vrid_filter(false, vrids)),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a classic BPF program of [`vrid_program`]'s instructions on `pkt`: the bytes kept
+    /// (0: dropped).
+    fn run(prog: &[(u16, u8, u8, u32)], pkt: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        loop {
+            let (code, jt, jf, k) = prog[pc];
+            let code = u32::from(code);
+            pc += 1;
+            match code {
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_LEN => a = pkt.len() as u32,
+                c if c == libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH => {
+                    x = 4 * u32::from(pkt[k as usize] & 0xf)
+                }
+                c if c == libc::BPF_ALU | libc::BPF_SUB | libc::BPF_X => a = a.wrapping_sub(x),
+                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_IND => {
+                    a = u32::from(pkt[(x + k) as usize])
+                }
+                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_ABS => {
+                    a = u32::from(pkt[k as usize])
+                }
+                c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => {
+                    pc += usize::from(if a >= k { jt } else { jf })
+                }
+                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
+                    pc += usize::from(if a == k { jt } else { jf })
+                }
+                c if c == libc::BPF_RET | libc::BPF_K => return k,
+                c => panic!("unexpected opcode {c:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_vrid_filter_keeps_this_host_s_vrids_and_short_packets_only() {
+        // An IPv4 header of 20 bytes (IHL 5) and one of 24 (IHL 6), then VRRP.
+        let v4 = |ihl: u8, vrrp: &[u8]| {
+            let mut p = vec![0x40 | ihl];
+            p.resize(usize::from(ihl) * 4, 0);
+            p.extend_from_slice(vrrp);
+            p
+        };
+        let prog = vrid_program(true, &[1, 52, 255]);
+        for (pkt, kept) in [
+            (v4(5, &[0x21, 52, 100, 1]), true),
+            (v4(6, &[0x21, 52, 100, 1]), true),
+            (v4(5, &[0x21, 255, 100, 1]), true),
+            (v4(5, &[0x21, 51, 100, 1]), false),
+            (v4(6, &[0x21, 0, 100, 1]), false),
+            // Too short to name a VRID: kept, to be counted.
+            (v4(5, &[0x21]), true),
+            (v4(5, &[]), true),
+        ] {
+            assert_eq!(run(&prog, &pkt) > 0, kept, "{pkt:?}");
+        }
+        // IPv6 sockets see the VRRP message alone.
+        let prog = vrid_program(false, &[7]);
+        assert!(run(&prog, &[0x31, 7, 100, 1]) > 0);
+        assert_eq!(run(&prog, &[0x31, 8, 100, 1]), 0);
+        assert!(run(&prog, &[0x31]) > 0);
+        // No VRID: nothing but short packets.
+        assert_eq!(run(&vrid_program(true, &[]), &v4(5, &[0x21, 1, 1, 1])), 0);
+        // Every VRID fits the kernel's limit of 4 096 instructions.
+        let all: Vec<u8> = (0..=255).collect();
+        assert!(vrid_program(true, &all).len() < 4096);
+        assert!(run(&vrid_program(true, &all), &v4(5, &[0x21, 200, 1, 1])) > 0);
+    }
 
     #[test]
     fn parses_the_captured_v2_advert_ip_header() {
