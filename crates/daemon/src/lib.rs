@@ -7,6 +7,7 @@ pub mod firewall;
 pub mod guardian;
 pub mod health;
 pub mod host;
+pub mod instance;
 pub mod logging;
 pub mod lvs;
 pub mod mail;
@@ -23,6 +24,7 @@ pub mod script;
 pub mod systemd;
 pub mod track_file;
 pub mod track_process;
+pub mod trackers;
 
 /// The body of the `control_request` fuzz target (`fuzz/`), replayed by the tests over the kept
 /// corpus.

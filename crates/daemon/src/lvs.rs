@@ -1955,7 +1955,7 @@ async fn file_checker(
     let _guard = AbortOnDrop(vec![watcher]);
     let mut up = !plan.cfg.alpha;
     while let Some(ev) = vrx.recv().await {
-        let crate::run::TrackEv::Value(_, value) = ev else {
+        let crate::trackers::TrackEv::Value(_, value) = ev else {
             continue;
         };
         ctx.cell.set_value(value);

@@ -27,7 +27,7 @@ pub struct Key {
     pub unicast_ttl: u8,
 }
 
-type Inbox = crate::mailbox::Sender<crate::run::Msg>;
+type Inbox = crate::mailbox::Sender<crate::instance::Msg>;
 
 /// Each VRID's subscriber, in a table made once with the socket: an instance joining
 /// allocates nothing (a small allocation per instance, made among the short-lived ones of
@@ -128,7 +128,7 @@ pub fn subscribe(
     key: Key,
     vrid: u8,
     open: impl FnOnce() -> std::io::Result<VrrpSocket>,
-    inbox: crate::mailbox::Sender<crate::run::Msg>,
+    inbox: crate::mailbox::Sender<crate::instance::Msg>,
     log: Logger,
 ) -> std::io::Result<(Arc<VrrpSocket>, Subscription)> {
     let ifname = key.ifname.clone();
@@ -213,7 +213,7 @@ fn reader(
                     for tx in subs.of(vrid) {
                         owners += 1;
                         // A full queue (a flood) drops rather than stalls the link's reader.
-                        if !tx.push(crate::run::Msg::Advert(p.clone())) {
+                        if !tx.push(crate::instance::Msg::Advert(p.clone())) {
                             UNOWNED.queue_full.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -7,7 +7,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::sync::mpsc;
 
 use crate::logging::Logger;
-use crate::run::TrackEv;
+use crate::trackers::TrackEv;
 
 /// The value keepalived reads from `text`.
 pub fn parse_value(text: &str) -> i64 {

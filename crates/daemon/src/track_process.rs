@@ -13,7 +13,7 @@ use holdfast_sys::proc_events::{ProcEvent, ProcEvents};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::logging::Logger;
-use crate::run::TrackEv;
+use crate::trackers::TrackEv;
 
 /// How a process's parameters are compared with the configured ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

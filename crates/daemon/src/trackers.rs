@@ -1,0 +1,223 @@
+//! An instance's trackers (`track_script`, `track_interface`, `track_file`,
+//! `track_process`, native checks): each a task of its own reporting up/down or a value to
+//! the instance's driver ([`TrackEv`]); scripts counted with `rise`/`fall` as keepalived
+//! counts them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_sys::iface;
+use tokio::sync::mpsc;
+
+use crate::logging::Logger;
+use crate::plan::{TrackerKind, TrackerPlan};
+
+/// What trackers report to an instance driver.
+#[derive(Debug, Clone, Copy)]
+pub enum TrackEv {
+    /// Tracker `i` went up or down.
+    Up(usize, bool),
+    /// Value tracker `i` read a value (`track_file`).
+    Value(usize, i64),
+}
+
+/// An instance's running trackers, kept boxed (and only once it has some): most instances
+/// have none, and every instance's task would otherwise carry the room for them.
+#[derive(Default)]
+pub(crate) struct Trackers {
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) cells: Vec<Arc<crate::health::Cell>>,
+    /// Their reports, made with the first tracker and kept across reloads.
+    pub(crate) chan: Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)>,
+}
+
+impl Trackers {
+    /// Stops the trackers running in `slot`.
+    pub(crate) fn stop(slot: &mut Option<Box<Trackers>>) {
+        if let Some(t) = slot.as_mut() {
+            for task in t.tasks.drain(..) {
+                task.abort();
+            }
+            t.cells.clear();
+        }
+    }
+
+    /// Stops the trackers running in `slot` and starts `plans`'.
+    pub(crate) fn restart(
+        slot: &mut Option<Box<Trackers>>,
+        instance: &str,
+        plans: &[TrackerPlan],
+        log: Logger,
+    ) {
+        Trackers::stop(slot);
+        if plans.is_empty() {
+            return;
+        }
+        let t = slot.get_or_insert_with(Box::default);
+        (t.tasks, t.cells) = start_trackers(instance, plans, &mut t.chan, log);
+    }
+}
+
+/// Starts an instance's trackers; each has a health cell (state, probe latency) that the
+/// instance updates from the trackers' events.
+fn start_trackers(
+    instance: &str,
+    trackers: &[TrackerPlan],
+    chan: &mut Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)>,
+    log: Logger,
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Vec<Arc<crate::health::Cell>>,
+) {
+    if trackers.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let tx = &chan.get_or_insert_with(|| mpsc::channel(64)).0;
+    trackers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let cell = crate::health::Registry::global().register(
+                crate::health::Owner::Tracker {
+                    instance: instance.to_string(),
+                    name: t.name.clone(),
+                    kind: t.kind.keyword(),
+                },
+                !t.init_fail,
+            );
+            let task = tokio::spawn(tracker(i, t.clone(), cell.clone(), tx.clone(), log));
+            (task, cell)
+        })
+        .unzip()
+}
+
+/// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results
+/// with keepalived's log lines.
+async fn tracker(
+    index: usize,
+    t: TrackerPlan,
+    cell: Arc<crate::health::Cell>,
+    tx: mpsc::Sender<TrackEv>,
+    log: Logger,
+) {
+    if let TrackerKind::File { path, init } = &t.kind {
+        return crate::track_file::watch(index, path.clone(), *init, tx, log).await;
+    }
+    if let TrackerKind::Process(spec) = &t.kind {
+        return crate::track_process::watch(index, t.name.clone(), spec.clone(), tx, log).await;
+    }
+    if let TrackerKind::Interface(name) = &t.kind {
+        // keepalived: `Netlink reports IF up|down`; weight/FAULT applied by the router.
+        let mut rx = iface::index(name).ok().map(crate::nlhub::changes);
+        let mut up = iface::is_up(name).unwrap_or(false);
+        if tx.send(TrackEv::Up(index, up)).await.is_err() {
+            return;
+        }
+        loop {
+            let now_up = match crate::nlhub::next(&mut rx).await {
+                Ok(crate::nlhub::Change::Link(u)) => u,
+                Ok(crate::nlhub::Change::Addr(_)) => continue,
+                // Missed changes (lagged): read the link afresh.
+                Err(_) => iface::is_up(name).unwrap_or(false),
+            };
+            if now_up != up {
+                up = now_up;
+                log.vrrp(&format!(
+                    "Netlink reports {name} {}",
+                    if up { "up" } else { "down" }
+                ));
+                if tx.send(TrackEv::Up(index, up)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let mut up = !t.init_fail;
+    let mut streak = 0u32;
+    let mut last_status: Option<i32> = None;
+    let run_as = match &t.kind {
+        TrackerKind::Script { user, .. } => match crate::script::run_as(user.as_ref(), None) {
+            Ok(r) => r,
+            Err(e) => {
+                // check-config reports this too; keepalived disables the script.
+                log.vrrp(&format!("{e} for VRRP_Script({}) - disabling", t.name));
+                return;
+            }
+        },
+        _ => None,
+    };
+    // A MYSQL_CHECK tracker keeps its session between checks.
+    let mut mysql = None;
+    let mut tick = tokio::time::interval(t.interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        let (ok, how) = match &t.kind {
+            // Event-driven above.
+            TrackerKind::File { .. } | TrackerKind::Interface(_) | TrackerKind::Process(_) => {
+                return;
+            }
+            TrackerKind::Native(probe) => {
+                let r = match probe {
+                    crate::plan::NativeProbe::Tcp(p) => holdfast_check::probe::tcp(p).await,
+                    crate::plan::NativeProbe::Http(p) => holdfast_check::probe::http(p).await,
+                    crate::plan::NativeProbe::Mysql(p) => {
+                        mysql
+                            .get_or_insert_with(|| {
+                                holdfast_check::probe::MysqlChecker::new(p.clone())
+                            })
+                            .check()
+                            .await
+                    }
+                };
+                match r {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e.to_string()),
+                }
+            }
+            TrackerKind::Script { cmd, .. } => {
+                match crate::script::run_once(cmd, t.timeout, run_as).await {
+                    Ok(code) => {
+                        if last_status != Some(code) && last_status.is_some() {
+                            log.vrrp(&format!("Script `{}` now returning {code}", t.name));
+                        }
+                        last_status = Some(code);
+                        (code == 0, format!("exited with status {code}"))
+                    }
+                    Err(crate::script::ScriptError::TimedOut) => (false, "timed_out".into()),
+                    Err(crate::script::ScriptError::Signal(s)) => {
+                        (false, format!("due to signal {s}"))
+                    }
+                    Err(crate::script::ScriptError::Spawn(e)) => {
+                        (false, format!("cannot run: {e}"))
+                    }
+                }
+            }
+        };
+        cell.probed(ok, started.elapsed());
+        if ok == up {
+            streak = 0;
+            continue;
+        }
+        streak += 1;
+        let need = if ok { t.rise } else { t.fall };
+        if streak < need.max(1) {
+            continue;
+        }
+        streak = 0;
+        up = ok;
+        if ok {
+            log.vrrp(&format!("VRRP_Script({}) succeeded", t.name));
+        } else if how == "timed_out" {
+            log.vrrp(&format!("VRRP_Script({}) timed_out", t.name));
+        } else if how.is_empty() {
+            log.vrrp(&format!("VRRP_Script({}) failed", t.name));
+        } else {
+            log.vrrp(&format!("VRRP_Script({}) failed ({how})", t.name));
+        }
+        if tx.send(TrackEv::Up(index, up)).await.is_err() {
+            return;
+        }
+    }
+}
