@@ -1,0 +1,1018 @@
+//! Virtual servers: keepalived's checker process, on holdfast's proxy data plane. Each real
+//! server's checkers run as tasks over the pure [`CheckerState`]; a real server is alive iff
+//! all its checkers are up; each virtual server's [`Service`] turns that into the wanted table
+//! (inhibit vs removal, quorum, sorry server) and the data plane is given the whole table
+//! after every change. Log lines are keepalived's (`Keepalived_healthcheckers`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_check::probe::MysqlChecker;
+use holdfast_check::state::{CheckerState, Flip};
+use holdfast_config::model::{Command, UserSpec};
+use holdfast_dataplane::{DestSpec, ServiceKey, ServiceSpec};
+use holdfast_lb::service::{Event, RealServer, Service};
+use tokio::sync::mpsc;
+
+use crate::logging::Logger;
+
+mod plan;
+mod planes;
+
+pub use plan::*;
+pub use planes::*;
+
+/// A checker's report to its virtual server.
+#[derive(Debug)]
+enum CheckEv {
+    /// Checker `ck` of real server `rs` came up or went down; `gated` when it went down
+    /// because a MYSQL_CHECK gate failed on a healthy session (role or lag): the server is
+    /// then drained (weight 0, connections kept), not removed.
+    State {
+        rs: usize,
+        ck: usize,
+        up: bool,
+        gated: bool,
+    },
+    /// MISC_CHECK with misc_dynamic set a weight (`None`: configured weight).
+    Weight { rs: usize, weight: Option<u32> },
+}
+
+/// Runs every virtual server until the returned handles are aborted.
+pub fn start(
+    plans: Vec<VsPlan>,
+    planes: Arc<Planes>,
+    log: Logger,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let on = |k: PlaneKind| plans.iter().filter(|p| p.plane == k).count();
+    let (proxy, ipvs) = (on(PlaneKind::Proxy), on(PlaneKind::Ipvs));
+    if proxy > 0 {
+        log.check(&format!(
+            "Using the proxy data plane for {proxy} virtual server(s){}",
+            if ipvs_available() {
+                ""
+            } else {
+                " (dataplane auto: the kernel has no IPVS)"
+            }
+        ));
+    }
+    if ipvs > 0 {
+        log.check(&format!(
+            "Using the IPVS data plane for {ipvs} virtual server(s)"
+        ));
+    }
+    let nft = on(PlaneKind::Nft);
+    if nft > 0 {
+        log.check(&format!(
+            "Using the nftables data plane for {nft} virtual server(s) (table inet {})",
+            planes.options.nft_table()
+        ));
+    }
+    plans
+        .into_iter()
+        .map(|p| tokio::spawn(run_vs(p, planes.clone(), log)))
+        .collect()
+}
+
+/// Removes the virtual servers' services from the data plane.
+pub fn clear(plans: &[VsPlan], planes: &Planes, log: Logger) {
+    for p in plans {
+        for k in p.keys() {
+            planes.set(None, k, p.plane, log);
+        }
+    }
+}
+
+/// At reload: removes the services of `old` that no plan of `new` runs.
+pub fn clear_gone(old: &[VsPlan], new: &[VsPlan], planes: &Planes, log: Logger) {
+    let kept: std::collections::HashSet<ServiceKey> = new.iter().flat_map(VsPlan::keys).collect();
+    for p in old {
+        for k in p.keys().into_iter().filter(|k| !kept.contains(k)) {
+            planes.set(None, k, p.plane, log);
+        }
+    }
+}
+
+/// Hands the data plane the wanted table of every service of `plan`.
+fn set_wanted(plan: &VsPlan, svc: &Service, planes: &Planes, log: Logger) {
+    let w = wanted(plan, svc);
+    for k in plan.keys() {
+        let spec = ServiceSpec {
+            key: k,
+            ..w.clone()
+        };
+        planes.set(Some(spec), k, plan.plane, log);
+    }
+}
+
+/// At stop: the proxy's services close; the kernel's are released as configured
+/// ([`Planes::release`]).
+pub fn stop(plans: &[VsPlan], planes: &Planes, log: Logger) {
+    // The proxy's services close; the kernel planes' are released below as configured.
+    let proxied: Vec<VsPlan> = plans
+        .iter()
+        .filter(|p| p.plane == PlaneKind::Proxy)
+        .cloned()
+        .collect();
+    clear(&proxied, planes, log);
+    planes.release(log);
+}
+
+fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
+    let mut spec = plan.spec.clone();
+    spec.dests = svc
+        .wanted()
+        .iter()
+        .map(|d| {
+            let rs = plan.servers.iter().find(|r| r.addr == d.addr);
+            DestSpec {
+                addr: d.addr,
+                weight: d.weight,
+                upper: rs.and_then(|r| r.upper),
+                lower: rs.and_then(|r| r.lower),
+                // Not a real server: the sorry server.
+                method: rs.map_or(plan.sorry_method, |r| r.method),
+                tunnel: rs.map_or(plan.sorry_tunnel, |r| r.tunnel),
+            }
+        })
+        .collect();
+    spec
+}
+
+async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
+    let name = plan.name();
+    let known = |addr: SocketAddr| -> Option<bool> {
+        planes
+            .alive
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(plan.spec.key, addr)).copied())
+    };
+    // Each checker starts up unless alpha — or as its server was before a reload.
+    let mut ups: Vec<Vec<bool>> = plan
+        .servers
+        .iter()
+        .map(|r| {
+            r.checkers
+                .iter()
+                .map(|c| known(r.addr).unwrap_or(!c.cfg.alpha))
+                .collect()
+        })
+        .collect();
+    let servers = plan
+        .servers
+        .iter()
+        .zip(&ups)
+        .map(|(r, u)| RealServer {
+            addr: r.addr,
+            weight: r.weight,
+            inhibit_on_failure: r.inhibit,
+            alive: u.iter().all(|x| *x),
+            dynamic_weight: None,
+            drained: false,
+        })
+        .collect();
+    let mut svc = Service::new(plan.service.clone(), servers);
+    if !svc.quorum_up() {
+        log.check(&format!("Starting with quorum down for VS {name}"));
+    }
+    set_wanted(&plan, &svc, &planes, log);
+    let (tx, mut rx) = mpsc::channel(64);
+    let (atx, mut arx) = mpsc::channel::<Admin>(8);
+    if let Ok(mut m) = planes.admin.lock() {
+        m.insert(plan.spec.key, atx);
+    }
+    // `readmit manual`: servers that failed and wait for `holdfast enable`.
+    let mut held: Vec<bool> = plan
+        .servers
+        .iter()
+        .map(|r| r.readmit_manual && known(r.addr) == Some(false))
+        .collect();
+    let mut tasks = Vec::new();
+    for (ri, rs) in plan.servers.iter().enumerate() {
+        for (ci, ck) in rs.checkers.iter().enumerate() {
+            log.check(&format!(
+                "Activating healthchecker for service {} for VS {name}",
+                rs_name(&plan.spec.key, &rs.addr)
+            ));
+            let suspend = plan
+                .ha_suspend
+                .then_some(plan.spec.key.addr().map(|a| a.ip()))
+                .flatten();
+            let ctx = CheckCtx {
+                rs: ri,
+                ck: ci,
+                label: rs_name(&plan.spec.key, &rs.addr),
+                vs: name.clone(),
+                suspend,
+                script_user: plan.script_user.clone(),
+                seed: (ri as u64) << 32 | ci as u64,
+                cell: crate::health::Registry::global().register(
+                    crate::health::Owner::Checker {
+                        vs: name.clone(),
+                        rs: rs.addr,
+                        kind: ck.probe.keyword(),
+                        index: ci,
+                    },
+                    ups[ri][ci],
+                ),
+            };
+            let mut ck = ck.clone();
+            ck.cfg.alpha = !ups[ri][ci];
+            if let Probe::File { .. } = ck.probe {
+                tasks.push(tokio::spawn(file_checker(
+                    ctx,
+                    ck,
+                    rs.weight,
+                    tx.clone(),
+                    log,
+                )));
+                continue;
+            }
+            tasks.push(tokio::spawn(checker(ctx, ck, tx.clone(), log)));
+        }
+    }
+    drop(tx);
+    let _guard = AbortOnDrop(tasks);
+    // Per checker: down because of a MYSQL_CHECK gate. Per server: drained by the operator.
+    let mut gates: Vec<Vec<bool>> = ups.iter().map(|u| vec![false; u.len()]).collect();
+    let mut op_drained = vec![false; plan.servers.len()];
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            Some(cmd) = arx.recv() => {
+                let (enable, addr, reply) = match cmd {
+                    Admin::Enable(a, r) => (true, a, r),
+                    Admin::Disable(a, r) => (false, a, r),
+                };
+                let Some(i) = plan.servers.iter().position(|r| r.addr == addr) else {
+                    let _ = reply.send(Err(format!("no real server {addr} in VS {name}")));
+                    continue;
+                };
+                op_drained[i] = !enable;
+                let gated = gates[i].iter().any(|g| *g);
+                let mut events = svc.set_drained(i, op_drained[i] || gated);
+                if enable && held[i] {
+                    held[i] = false;
+                    let checks_pass = ups[i].iter().zip(&gates[i]).all(|(u, g)| *u || *g);
+                    events.extend(svc.set_alive(i, checks_pass));
+                }
+                if !events.is_empty() {
+                    set_wanted(&plan, &svc, &planes, log);
+                }
+                for e in &events {
+                    log.check(&e.line(&name, proto_of(&plan.spec.key)));
+                }
+                let what = if enable { "enabled" } else { "disabled (draining)" };
+                let rs = rs_name(&plan.spec.key, &addr);
+                log.check(&format!("{rs} of VS {name} {what} by the operator"));
+                let _ = reply.send(Ok(format!("{rs} of VS {name} {what}")));
+                continue;
+            }
+        };
+        let events = match ev {
+            CheckEv::State { rs, ck, up, gated } => {
+                let mut was_up = up;
+                if let Some(u) = ups.get_mut(rs).and_then(|v| v.get_mut(ck)) {
+                    was_up = *u;
+                    *u = up;
+                }
+                if let Some(g) = gates.get_mut(rs).and_then(|v| v.get_mut(ck)) {
+                    *g = gated;
+                }
+                // A gate failure leaves the server alive (its session is fine) but drained.
+                let checks_pass = ups
+                    .get(rs)
+                    .zip(gates.get(rs))
+                    .is_some_and(|(u, g)| u.iter().zip(g).all(|(u, g)| *u || *g));
+                let any_gate = gates.get(rs).is_some_and(|g| g.iter().any(|x| *x));
+                let mut drain_events =
+                    svc.set_drained(rs, any_gate || op_drained.get(rs).copied().unwrap_or(false));
+                let manual = plan.servers.get(rs).is_some_and(|r| r.readmit_manual);
+                if manual && !checks_pass {
+                    held[rs] = true;
+                }
+                if held[rs] && checks_pass {
+                    log.check(&format!(
+                        "{} of VS {name} passes its checks but stays out until `holdfast enable` (readmit manual)",
+                        plan.servers.get(rs).map(|r| rs_name(&plan.spec.key, &r.addr)).unwrap_or_default()
+                    ));
+                }
+                let alive = checks_pass && !held[rs];
+                let before = svc.servers().get(rs).map(|s| s.alive);
+                if let (Some(r), Ok(mut m)) = (plan.servers.get(rs), planes.alive.lock()) {
+                    m.insert((plan.spec.key, r.addr), alive);
+                }
+                let mut ev = svc.set_alive(rs, alive);
+                drain_events.append(&mut ev);
+                let ev = drain_events;
+                if before != Some(alive)
+                    && let Some(r) = plan.servers.get(rs)
+                {
+                    let cmd = if alive { &r.notify_up } else { &r.notify_down };
+                    run_script(cmd.clone(), plan.script_user.clone(), log);
+                    crate::fifo::real_server(&rs_name(&plan.spec.key, &r.addr), &name, alive);
+                }
+                if let Some(r) = plan.servers.get(rs)
+                    && r.smtp_alert
+                    && was_up != up
+                    && (before != Some(alive) || !plan.no_checker_emails)
+                    && let Some(body) = r.checkers.get(ck).and_then(|c| mail_body(&c.probe, up))
+                {
+                    let state = if alive { "UP" } else { "DOWN" };
+                    crate::mail::alert(
+                        crate::mail::Source::Checker,
+                        format!(
+                            "Realserver {} of virtual server {name} - {state}",
+                            rs_name(&plan.spec.key, &r.addr)
+                        ),
+                        body,
+                        log,
+                    );
+                }
+                ev
+            }
+            CheckEv::Weight { rs, weight } => svc.set_dynamic_weight(rs, weight),
+        };
+        if !events.is_empty() {
+            // The table first, then the lines: whoever reads the log sees the table changed.
+            set_wanted(&plan, &svc, &planes, log);
+        }
+        for e in &events {
+            log.check(&e.line(&name, proto_of(&plan.spec.key)));
+            if plan.smtp_alert
+                && let Some((state, body)) = quorum_mail(e)
+            {
+                crate::mail::alert(
+                    crate::mail::Source::Checker,
+                    format!("Virtualserver {name} - {state}"),
+                    body,
+                    log,
+                );
+            }
+            match e {
+                Event::QuorumGained { .. } => crate::fifo::virtual_server(&name, true),
+                Event::QuorumLost { .. } => crate::fifo::virtual_server(&name, false),
+                _ => {}
+            }
+            match e {
+                Event::QuorumGained { .. } => {
+                    run_script(plan.quorum_up.clone(), plan.script_user.clone(), log)
+                }
+                Event::QuorumLost { .. } => {
+                    run_script(plan.quorum_down.clone(), plan.script_user.clone(), log)
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The body of the mail for a checker that came up or went down, as keepalived words it
+/// (`None` for FILE_CHECK, which keepalived does not mail).
+fn mail_body(probe: &Probe, up: bool) -> Option<String> {
+    let ok = if up { "succeed" } else { "failed" };
+    Some(match probe {
+        Probe::Tcp(_) => format!("=> TCP CHECK {ok} on service <="),
+        Probe::Http(_) if up => "=> CHECK succeed on service <=".into(),
+        Probe::Http(_) => "=> CHECK failed on service : HTTP request failed <=".into(),
+        Probe::Smtp(_) => format!("=> CHECK {ok} on service <="),
+        Probe::Udp(_) => format!("=> UDP CHECK {ok} on service <="),
+        Probe::Ping(_) => format!("=> ICMP CHECK {ok} on service <="),
+        Probe::Dns(_) => format!("=> DNS_CHECK: {ok} on service <="),
+        Probe::Mysql(_) => format!("=> MYSQL_CHECK {ok} on service <="),
+        Probe::Misc { .. } => format!(
+            "=> MISC CHECK {} on service <=",
+            if up { "succeeded" } else { "failed" }
+        ),
+        Probe::File { .. } => return None,
+    })
+}
+
+/// The state word and body of the mail for a quorum change, as keepalived writes them
+/// (its threshold after the `=`; keepalived prints `+` for a loss too).
+fn quorum_mail(e: &Event) -> Option<(&'static str, String)> {
+    match e {
+        Event::QuorumGained {
+            quorum,
+            hysteresis,
+            live,
+        } => Some((
+            "UP",
+            format!(
+                "=> Gained quorum {quorum}+{hysteresis}={} <= {live} <=",
+                u64::from(*quorum) + u64::from(*hysteresis)
+            ),
+        )),
+        Event::QuorumLost {
+            quorum,
+            hysteresis,
+            live,
+        } => Some((
+            "DOWN",
+            format!(
+                "=> Lost quorum {quorum}+{hysteresis}={} <= {live} <=",
+                i64::from(*quorum) - i64::from(*hysteresis)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn run_script(cmd: Option<Command>, script_user: Option<UserSpec>, log: Logger) {
+    tokio::spawn(run_script_now(cmd, script_user, log));
+}
+
+async fn run_script_now(cmd: Option<Command>, script_user: Option<UserSpec>, log: Logger) {
+    if let Some(c) = cmd
+        && let Err(e) = crate::script::run_notify(&c, script_user.as_ref(), "script").await
+    {
+        log.check(&e);
+    }
+}
+
+/// `omega` at shutdown: notify_down for every live server and quorum_down for every virtual
+/// server with `omega`, as keepalived runs them when it stops; waited for (60 s each at most).
+pub async fn omega(plans: &[VsPlan], planes: &Planes, log: Logger) {
+    for p in plans.iter().filter(|p| p.omega) {
+        for r in &p.servers {
+            let alive = planes
+                .alive
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&(p.spec.key, r.addr)).copied())
+                .unwrap_or(!r.alpha);
+            if alive {
+                run_script_now(r.notify_down.clone(), p.script_user.clone(), log).await;
+            }
+        }
+        run_script_now(p.quorum_down.clone(), p.script_user.clone(), log).await;
+    }
+}
+
+struct CheckCtx {
+    rs: usize,
+    ck: usize,
+    label: String,
+    vs: String,
+    suspend: Option<IpAddr>,
+    script_user: Option<UserSpec>,
+    seed: u64,
+    /// State and latency for the metrics endpoint.
+    cell: Arc<crate::health::Cell>,
+}
+
+/// Whether `ip` is an address of this host (`ha_suspend`): binding it succeeds only then.
+fn is_local(ip: IpAddr) -> bool {
+    std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// A sequence number for ICMP echoes and DNS ids.
+fn next_seq() -> u16 {
+    static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The outcome of one probe: up or not, and a MISC_CHECK dynamic weight.
+struct Outcome {
+    ok: bool,
+    /// The failure is a MYSQL_CHECK gate, not a dead server.
+    gated: bool,
+    weight: Option<Option<u32>>,
+    detail: String,
+}
+
+/// Runs one probe. A MYSQL_CHECK keeps its session in `mysql` between calls.
+async fn probe_once(p: &Probe, ctx: &CheckCtx, mysql: &mut Option<MysqlChecker>) -> Outcome {
+    let plain = |r: Result<(), holdfast_check::probe::ProbeError>| Outcome {
+        ok: r.is_ok(),
+        gated: matches!(r, Err(holdfast_check::probe::ProbeError::Gate(_))),
+        weight: None,
+        detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
+    };
+    match p {
+        Probe::Tcp(t) => plain(holdfast_check::probe::tcp(t).await),
+        Probe::Http(h) => plain(holdfast_check::probe::http(h).await),
+        Probe::Udp(u) => plain(holdfast_check::probe::udp(u).await),
+        Probe::Ping(q) => {
+            let id = (ctx.seed as u16) ^ (std::process::id() as u16);
+            plain(holdfast_check::probe::ping(q, id, next_seq()).await)
+        }
+        Probe::Smtp(m) => plain(holdfast_check::probe::smtp(m).await),
+        Probe::Dns(d) => plain(holdfast_check::probe::dns(d, next_seq()).await),
+        Probe::Mysql(m) => plain(
+            mysql
+                .get_or_insert_with(|| MysqlChecker::new(m.clone()))
+                .check()
+                .await,
+        ),
+        // Event-driven (`file_checker`), never polled: say so rather than pass.
+        Probe::File { .. } => Outcome {
+            ok: false,
+            gated: false,
+            weight: None,
+            detail: "FILE_CHECK follows its file and is not polled".into(),
+        },
+        Probe::Misc {
+            cmd,
+            timeout,
+            dynamic,
+            user,
+        } => {
+            let run_as = match crate::script::run_as(user.as_ref(), ctx.script_user.as_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Outcome {
+                        ok: false,
+                        gated: false,
+                        weight: None,
+                        detail: e,
+                    };
+                }
+            };
+            match crate::script::run_once(cmd, *timeout, run_as).await {
+                // keepalived misc_dynamic: 0 up (configured weight), 1 down, 2-255 up with
+                // weight exit-2.
+                Ok(0) => Outcome {
+                    ok: true,
+                    gated: false,
+                    weight: dynamic.then_some(None),
+                    detail: String::new(),
+                },
+                Ok(code) if *dynamic && code >= 2 => Outcome {
+                    ok: true,
+                    gated: false,
+                    weight: Some(Some(u32::try_from(code - 2).unwrap_or(0))),
+                    detail: String::new(),
+                },
+                Ok(code) => Outcome {
+                    ok: false,
+                    gated: false,
+                    weight: None,
+                    detail: format!("exited with status {code}"),
+                },
+                Err(crate::script::ScriptError::TimedOut) => Outcome {
+                    ok: false,
+                    gated: false,
+                    weight: None,
+                    detail: "timed out".into(),
+                },
+                Err(crate::script::ScriptError::Signal(sig)) => Outcome {
+                    ok: false,
+                    gated: false,
+                    weight: None,
+                    detail: format!("due to signal {sig}"),
+                },
+                Err(e) => Outcome {
+                    ok: false,
+                    gated: false,
+                    weight: None,
+                    detail: e.to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// The program of a MISC_CHECK command line, as keepalived names it in log lines.
+fn script_name(cmd: &str) -> String {
+    crate::script::split(cmd)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// keepalived's lines for a checker coming up and going down.
+/// The line `log_all_failures` logs for one failed attempt: keepalived's where it has one.
+fn attempt_line(p: &Probe, ctx: &CheckCtx, detail: &str) -> String {
+    let rs = &ctx.label;
+    match p {
+        Probe::Tcp(_) if detail.starts_with("timeout") => {
+            format!("TCP connection to {rs} timeout.")
+        }
+        Probe::Tcp(_) => format!("TCP connection to {rs} failed."),
+        Probe::Udp(_) => format!("UDP connection to {rs} failed."),
+        Probe::Ping(_) => format!("ICMP connection to {rs} of {} failed.", ctx.vs),
+        Probe::Misc { cmd, .. } => format!(
+            "Misc check for [{rs} VS {}] by [{}] failed.",
+            ctx.vs,
+            script_name(cmd)
+        ),
+        Probe::Http(_) => format!("HTTP_CHECK on service {rs} failed: {detail}."),
+        Probe::Smtp(_) => format!("SMTP_CHECK on service {rs} failed: {detail}."),
+        Probe::Dns(_) => format!("DNS_CHECK on service {rs} failed: {detail}."),
+        Probe::Mysql(_) => format!("MYSQL_CHECK on service {rs} failed: {detail}."),
+        Probe::File { .. } => format!("FILE_CHECK on service {rs} failed: {detail}."),
+    }
+}
+
+fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
+    let rs = &ctx.label;
+    match (p, flip) {
+        (Probe::Tcp(_), Flip::Up) => format!("TCP connection to {rs} success."),
+        (Probe::Http(_), Flip::Up) => format!("Remote Web server {rs} succeed on service."),
+        (Probe::Misc { cmd, .. }, Flip::Up) => format!(
+            "Misc check for [{rs} VS {}] by [{}] succeeded.",
+            ctx.vs,
+            script_name(cmd)
+        ),
+        (Probe::Misc { cmd, .. }, Flip::Down { retries }) => {
+            let tries = match retries {
+                0 => " with retry disabled".to_string(),
+                1 => " after 1 retry".to_string(),
+                n => format!(" after {n} retries"),
+            };
+            let head = format!(
+                "Misc check for [{rs} VS {}] by [{}]",
+                ctx.vs,
+                script_name(cmd)
+            );
+            if detail == "timed out" {
+                format!("{head} timed out{tries}.")
+            } else {
+                format!("{head} failed{tries} ({detail}).")
+            }
+        }
+        (Probe::File { .. }, Flip::Up) => format!("FILE_CHECK on service {rs} up."),
+        (Probe::Mysql(_), Flip::Up) => format!("MYSQL_CHECK on service {rs} succeeded."),
+        (Probe::Mysql(_), Flip::Down { retries }) if retries > 0 => {
+            format!("MYSQL_CHECK on service {rs} failed after {retries} retries ({detail}).")
+        }
+        (Probe::Mysql(_), Flip::Down { .. }) => {
+            format!("MYSQL_CHECK on service {rs} failed ({detail}).")
+        }
+        (Probe::Udp(_), Flip::Up) => format!("UDP connection to {rs} success."),
+        (Probe::Ping(_), Flip::Up) => format!("ICMP connection to {rs} success."),
+        (Probe::Smtp(_), Flip::Up) => format!("Remote SMTP server {rs} succeed on service."),
+        (Probe::Dns(_), Flip::Up) => format!("DNS_CHECK ({rs}) succeeded."),
+        (Probe::Dns(_), Flip::Down { .. }) => format!("DNS_CHECK ({rs}) failed: {detail}."),
+        (Probe::Ping(_), Flip::Down { retries }) if retries > 0 => format!(
+            "ICMP CHECK on service {rs} of {} failed after {retries} retries.",
+            ctx.vs
+        ),
+        (Probe::Ping(_), Flip::Down { .. }) => format!("ICMP CHECK on service {rs} failed."),
+        (p, Flip::Down { retries }) => {
+            let kind = match p {
+                Probe::Tcp(_) => "TCP_CHECK",
+                Probe::Http(h) if h.tls.is_some() => "SSL_CHECK",
+                Probe::Udp(_) => "UDP_CHECK",
+                Probe::Smtp(_) => "SMTP_CHECK",
+                Probe::File { .. } => "FILE_CHECK",
+                _ => "HTTP_CHECK",
+            };
+            if retries > 0 {
+                format!("{kind} on service {rs} failed after {retries} retries.")
+            } else {
+                format!("{kind} on service {rs} failed.")
+            }
+        }
+    }
+}
+
+/// FILE_CHECK (keepalived's semantics): with weight 0 a non-zero value (a zero one with
+/// `reverse`) takes the server down; otherwise value × weight (negated with `reverse`) is
+/// added to the server's weight, and a sum at or below -65536 takes it down.
+pub fn file_effect(value: i64, weight: i32, reverse: bool, configured: u32) -> (bool, Option<u32>) {
+    if weight == 0 {
+        return ((value != 0) == reverse, None);
+    }
+    let w = i64::from(weight) * if reverse { -1 } else { 1 };
+    let delta = value.saturating_mul(w);
+    if delta <= -65_536 {
+        return (false, None);
+    }
+    let eff = (i64::from(configured) + delta).clamp(0, i64::from(u32::MAX));
+    (true, Some(eff as u32))
+}
+
+async fn file_checker(
+    ctx: CheckCtx,
+    plan: CheckPlan,
+    configured: u32,
+    tx: mpsc::Sender<CheckEv>,
+    log: Logger,
+) {
+    let probe_kind = plan.probe.clone();
+    let Probe::File {
+        path,
+        init,
+        weight,
+        reverse,
+    } = plan.probe
+    else {
+        return;
+    };
+    let (vtx, mut vrx) = mpsc::channel(8);
+    let watcher = tokio::spawn(crate::track_file::watch(0, path, init, vtx, log));
+    let _guard = AbortOnDrop(vec![watcher]);
+    let mut up = !plan.cfg.alpha;
+    while let Some(ev) = vrx.recv().await {
+        let crate::trackers::TrackEv::Value(_, value) = ev else {
+            continue;
+        };
+        ctx.cell.set_value(value);
+        let (now_up, w) = file_effect(value, weight, reverse, configured);
+        if w.is_some()
+            && tx
+                .send(CheckEv::Weight {
+                    rs: ctx.rs,
+                    weight: w,
+                })
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if now_up != up {
+            up = now_up;
+            let flip = if up {
+                Flip::Up
+            } else {
+                Flip::Down { retries: 0 }
+            };
+            log.check(&flip_line(&probe_kind, &ctx, flip, ""));
+            ctx.cell.set_up(up);
+            let ev = CheckEv::State {
+                rs: ctx.rs,
+                ck: ctx.ck,
+                up,
+                gated: false,
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The most a probe is held back so that probes due close together go out together.
+const SLACK: Duration = Duration::from_millis(50);
+
+/// `due` moved later, by at most a twentieth of the wait and at most [`SLACK`], to the next
+/// step of a grid all checkers share, so that probes due close together start in one turn of
+/// the runtime: one wake-up for many probes instead of one each, as the kernel's timer slack
+/// does for its timers. A probe is never early.
+fn coalesce(due: tokio::time::Instant) -> tokio::time::Instant {
+    static GRID: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let grid = tokio::time::Instant::from_std(*GRID.get_or_init(std::time::Instant::now));
+    coalesce_on(grid, tokio::time::Instant::now(), due)
+}
+
+/// [`coalesce`] on the grid that starts at `grid`, at time `now`.
+fn coalesce_on(
+    grid: tokio::time::Instant,
+    now: tokio::time::Instant,
+    due: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let step = (due.saturating_duration_since(now) / 20)
+        .min(SLACK)
+        .as_nanos();
+    match due.checked_duration_since(grid) {
+        Some(since) if step > 0 => {
+            let n = since.as_nanos().div_ceil(step);
+            let at = u64::try_from(n * step).unwrap_or(u64::MAX);
+            grid + Duration::from_nanos(at)
+        }
+        _ => due,
+    }
+}
+
+async fn checker(ctx: CheckCtx, plan: CheckPlan, tx: mpsc::Sender<CheckEv>, log: Logger) {
+    let epoch = tokio::time::Instant::now();
+    let now = || epoch.elapsed();
+    let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
+    let mut mysql = None;
+    let mut last_weight: Option<Option<u32>> = None;
+    // Whether a probe has run yet (keepalived logs a first failure as if the checker was up).
+    let mut ran = false;
+    // One timer for the checker's life, moved to each due time.
+    let timer = tokio::time::sleep_until(epoch);
+    tokio::pin!(timer);
+    loop {
+        timer.as_mut().reset(coalesce(epoch + st.next_due()));
+        (&mut timer).await;
+        if ctx.suspend.is_some_and(|ip| !is_local(ip)) {
+            // ha_suspend: not the node holding the virtual address; look again later.
+            let again = plan.cfg.delay_loop.min(Duration::from_secs(1));
+            timer.as_mut().reset(tokio::time::Instant::now() + again);
+            (&mut timer).await;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let out = probe_once(&plan.probe, &ctx, &mut mysql).await;
+        ctx.cell.probed(out.ok, started.elapsed());
+        if !out.ok && plan.log_all_failures && (st.is_up() || !ran) {
+            log.check(&attempt_line(&plan.probe, &ctx, &out.detail));
+        }
+        ran = true;
+        if let Some(flip) = st.observe(now(), out.ok) {
+            log.check(&flip_line(&plan.probe, &ctx, flip, &out.detail));
+            let up = matches!(flip, Flip::Up);
+            ctx.cell.set_up(up);
+            let ev = CheckEv::State {
+                rs: ctx.rs,
+                ck: ctx.ck,
+                up,
+                gated: !up && out.gated,
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        if let Some(w) = out.weight
+            && last_weight != Some(w)
+        {
+            last_weight = Some(w);
+            if tx
+                .send(CheckEv::Weight {
+                    rs: ctx.rs,
+                    weight: w,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdfast_dataplane::Proto;
+    use holdfast_lb::sched::Kind;
+
+    #[test]
+    fn probes_due_close_together_share_a_grid_step_and_are_never_early() {
+        let grid = tokio::time::Instant::now();
+        let now = grid + Duration::from_millis(3);
+        let ms = |m: u64| now + Duration::from_millis(m);
+        // A 1 s wait moves to the next 50 ms step: probes due 1 001 and 1 049 ms from now
+        // (1 004 and 1 052 on the grid) go out together at 1 100 on the grid.
+        let a = coalesce_on(grid, now, ms(1001));
+        let b = coalesce_on(grid, now, ms(1049));
+        assert_eq!(a, grid + Duration::from_millis(1050));
+        assert_eq!(coalesce_on(grid, now, ms(1046)), a);
+        assert_eq!(b, grid + Duration::from_millis(1100));
+        // A 100 ms retry moves by at most 5 ms; a due time already past is kept.
+        let r = coalesce_on(grid, now, ms(100));
+        assert!(r >= ms(100) && r <= ms(105), "{r:?}");
+        assert_eq!(coalesce_on(grid, now, ms(0)), ms(0));
+        for m in [1, 7, 99, 250, 999, 5000] {
+            let c = coalesce_on(grid, now, ms(m));
+            assert!(c >= ms(m), "early: {m}");
+            assert!(c <= ms(m) + SLACK, "late by more than the slack: {m}");
+        }
+    }
+
+    #[test]
+    fn a_virtual_server_group_runs_one_service_per_address_and_mark() {
+        let text = "virtual_server_group G {\n 10.0.0.1-3 80\n 10.0.0.2 80\n fwmark 5\n}\nvirtual_server group G {\n lb_algo rr\n real_server 10.0.1.1 80 {\n  TCP_CHECK {\n   connect_timeout 1\n  }\n }\n}\n";
+        let on_nft = format!("global_defs {{\n dataplane nft\n}}\n{text}");
+        let cfg = holdfast_config::parse_str(&on_nft).config;
+        let mut un = Vec::new();
+        let plans = build(&cfg, &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        let p = &plans[0];
+        assert_eq!(p.name(), "[G]:0");
+        let tcp = |a: &str| ServiceKey::tcp(a.parse().unwrap());
+        let keys = p.keys();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        for k in [tcp("10.0.0.1:80"), tcp("10.0.0.2:80"), tcp("10.0.0.3:80")] {
+            assert!(keys.contains(&k), "{k:?} in {keys:?}");
+        }
+        assert!(keys.contains(&ServiceKey::Fwmark { mark: 5, v6: false }));
+        assert_eq!(p.spec.key, keys[0]);
+        // A mark's family: `ip_family`, even with no real server to take it from.
+        let v6 = "global_defs {\n dataplane nft\n}\nvirtual_server fwmark 7 {\n ip_family inet6\n lb_algo rr\n sorry_server 2001:db8::9 80\n}\n";
+        let mut un = Vec::new();
+        let plans = build(&holdfast_config::parse_str(v6).config, &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        assert_eq!(plans[0].spec.key, ServiceKey::Fwmark { mark: 7, v6: true });
+        // The proxy cannot run a mark; an unknown group is an error, not a silent nothing.
+        let proxied = format!("global_defs {{\n dataplane proxy\n}}\n{text}");
+        let mut un = Vec::new();
+        assert!(build(&holdfast_config::parse_str(&proxied).config, &mut un).is_empty());
+        assert!(
+            un[0].contains("the proxy data plane forwards TCP services only"),
+            "{un:?}"
+        );
+        let missing = text.replace("virtual_server group G", "virtual_server group H");
+        let mut un = Vec::new();
+        assert!(build(&holdfast_config::parse_str(&missing).config, &mut un).is_empty());
+        assert!(un[0].contains("no virtual_server_group H"), "{un:?}");
+    }
+
+    #[test]
+    fn seed_000_balances_both_replicas_with_tcp_checks() {
+        let text = "virtual_server 192.168.0.100 3306 {\n delay_loop 2\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 192.168.0.11 3306 {\n  weight 1\n  TCP_CHECK {\n   connect_timeout 3\n  }\n }\n real_server 192.168.0.12 3306 {\n  weight 2\n  inhibit_on_failure\n  MISC_CHECK {\n   misc_path \"/bin/true\"\n  }\n }\n}\n";
+        let cfg = holdfast_config::parse_str(text).config;
+        let mut un = Vec::new();
+        let plans = build(&cfg, &mut un);
+        assert!(un.is_empty(), "{un:?}");
+        let p = &plans[0];
+        assert_eq!(p.name(), "[192.168.0.100]:tcp:3306");
+        assert_eq!(p.spec.sched, Kind::Rr);
+        assert_eq!(p.servers[1].weight, 2);
+        assert!(p.servers[1].inhibit);
+        match &p.servers[0].checkers[0].probe {
+            Probe::Tcp(t) => {
+                assert_eq!(t.addr, "192.168.0.11:3306".parse().unwrap());
+                assert_eq!(t.timeout, Duration::from_secs(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p.servers[0].checkers[0].cfg.delay_loop,
+            Duration::from_secs(2)
+        );
+        assert!(matches!(p.servers[1].checkers[0].probe, Probe::Misc { .. }));
+    }
+
+    #[test]
+    fn what_the_proxy_cannot_run_is_reported() {
+        let text = "virtual_server fwmark 1 {\n real_server 10.0.0.1 80 {\n }\n}\nvirtual_server 10.0.0.9 53 {\n protocol UDP\n real_server 10.0.0.1 53 {\n }\n}\nvirtual_server 10.0.0.9 80 {\n lb_algo twos\n real_server 10.0.0.1 80 {\n }\n}\n";
+        let cfg = holdfast_config::parse_str(text).config;
+        let mut un = Vec::new();
+        assert!(build(&cfg, &mut un).is_empty());
+        assert_eq!(un.len(), 3, "{un:?}");
+    }
+
+    #[test]
+    fn the_seeds_virtual_servers_run_on_the_proxy() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seeds");
+        for (file, sched, servers) in [
+            ("seed000-dbms.conf", Kind::Dh, 2),
+            ("seed003-lvs1.conf", Kind::Rr, 2),
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let cfg = holdfast_config::parse_str(&text).config;
+            let mut un = Vec::new();
+            let plans = build(&cfg, &mut un);
+            assert_eq!(plans.len(), 1, "{file}: {un:?}");
+            assert_eq!(plans[0].spec.sched, sched, "{file}");
+            assert_eq!(plans[0].servers.len(), servers, "{file}");
+            assert!(
+                plans[0].servers.iter().all(|r| !r.checkers.is_empty()),
+                "{file}"
+            );
+            // Only seed 003's DR is noted: the proxy forwards it as NAT.
+            assert!(
+                un.iter().all(|u| u.contains("lvs_method Dr")),
+                "{file}: {un:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_check_follows_keepalived_s_weights() {
+        assert_eq!(file_effect(0, 0, false, 5), (true, None));
+        assert_eq!(file_effect(3, 0, false, 5), (false, None));
+        assert_eq!(file_effect(0, 0, true, 5), (false, None));
+        assert_eq!(file_effect(2, 10, false, 5), (true, Some(25)));
+        assert_eq!(file_effect(2, 10, true, 50), (true, Some(30)));
+        assert_eq!(file_effect(-1, 1, false, 5), (true, Some(4)));
+        assert_eq!(file_effect(100_000, -1, false, 5), (false, None));
+    }
+
+    #[test]
+    fn real_servers_are_named_with_their_virtual_server_s_protocol() {
+        let rs: SocketAddr = "10.0.0.2:53".parse().unwrap();
+        let udp = ServiceKey::Addr {
+            proto: Proto::Udp,
+            addr: "10.0.0.100:53".parse().unwrap(),
+        };
+        assert_eq!(vs_name(&udp), "[10.0.0.100]:udp:53");
+        assert_eq!(rs_name(&udp, &rs), "[10.0.0.2]:udp:53");
+        let fwm = ServiceKey::Fwmark { mark: 3, v6: false };
+        assert_eq!(vs_name(&fwm), "FWM 3");
+        assert_eq!(rs_name(&fwm, &rs), "[10.0.0.2]:tcp:53");
+        let v6 = ServiceKey::Addr {
+            proto: Proto::Sctp,
+            addr: "[fd00::1]:80".parse().unwrap(),
+        };
+        assert_eq!(vs_name(&v6), "[fd00::1]:sctp:80");
+    }
+
+    #[test]
+    fn granularity_accepts_masks_and_prefixes() {
+        assert_eq!(granularity("255.255.255.0"), Some(24));
+        assert_eq!(granularity("16"), Some(16));
+        assert_eq!(granularity("255.0.255.0"), None);
+    }
+}

@@ -1,0 +1,705 @@
+//! Virtual servers planned from the configuration: what each real server's checkers probe
+//! (with keepalived's timing cascade), which data plane serves each virtual server, and the
+//! names keepalived's log lines give them. Pure mapping, no I/O.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use holdfast_check::probe::{
+    DnsProbe, HttpProbe, MysqlProbe, PingProbe, SmtpProbe, TcpProbe, Tls, UdpProbe,
+};
+use holdfast_check::state::CheckerConfig;
+use holdfast_config::model::{
+    Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
+};
+use holdfast_dataplane::{DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
+use holdfast_lb::sched::Kind;
+use holdfast_lb::service::{ServiceConfig, trio};
+
+/// What a checker probes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    /// TCP_CHECK.
+    Tcp(TcpProbe),
+    /// HTTP_GET, or SSL_GET when `tls` is set.
+    Http(HttpProbe),
+    /// UDP_CHECK.
+    Udp(UdpProbe),
+    /// PING_CHECK.
+    Ping(PingProbe),
+    /// SMTP_CHECK.
+    Smtp(SmtpProbe),
+    /// DNS_CHECK.
+    Dns(DnsProbe),
+    /// MYSQL_CHECK (holdfast).
+    Mysql(MysqlProbe),
+    /// FILE_CHECK: a `track_file`'s value, watched with inotify.
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// `init_file`.
+        init: Option<(i64, bool)>,
+        /// Weight (the checker's, else the track_file's); 0: non-zero means down.
+        weight: i32,
+        /// `reverse`.
+        reverse: bool,
+    },
+    /// MISC_CHECK.
+    Misc {
+        /// `misc_path`.
+        cmd: String,
+        /// `misc_timeout` (default: delay_loop).
+        timeout: Duration,
+        /// `misc_dynamic`.
+        dynamic: bool,
+        /// `user`.
+        user: Option<UserSpec>,
+    },
+}
+
+impl Probe {
+    /// The checker's configuration keyword.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Probe::Tcp(_) => "TCP_CHECK",
+            Probe::Http(h) if h.tls.is_some() => "SSL_GET",
+            Probe::Http(_) => "HTTP_GET",
+            Probe::Udp(_) => "UDP_CHECK",
+            Probe::Ping(_) => "PING_CHECK",
+            Probe::Smtp(_) => "SMTP_CHECK",
+            Probe::Dns(_) => "DNS_CHECK",
+            Probe::Mysql(_) => "MYSQL_CHECK",
+            Probe::File { .. } => "FILE_CHECK",
+            Probe::Misc { .. } => "MISC_CHECK",
+        }
+    }
+}
+
+/// One checker of a real server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckPlan {
+    /// The probe.
+    pub probe: Probe,
+    /// Timing.
+    pub cfg: CheckerConfig,
+    /// `log_all_failures` (or `checker_log_all_failures`): log every failed attempt while
+    /// the checker is up, not only the one that takes it down.
+    pub log_all_failures: bool,
+}
+
+/// One real server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RsPlan {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// `weight`.
+    pub weight: u32,
+    /// `inhibit_on_failure`.
+    pub inhibit: bool,
+    /// `alpha`: starts down.
+    pub alpha: bool,
+    /// `notify_up`.
+    pub notify_up: Option<Command>,
+    /// `notify_down`.
+    pub notify_down: Option<Command>,
+    /// Checkers; none means always alive.
+    pub checkers: Vec<CheckPlan>,
+    /// `readmit manual` (holdfast): after a failure it stays out until `holdfast enable`.
+    pub readmit_manual: bool,
+    /// `uthreshold`.
+    pub upper: Option<u32>,
+    /// `lthreshold`.
+    pub lower: Option<u32>,
+    /// `lvs_method` (the real server's, else the virtual server's).
+    pub method: Forward,
+    /// Its tunnel options, with `lvs_method TUN`.
+    pub tunnel: holdfast_dataplane::Tunnel,
+    /// `smtp_alert`: mail its checkers' changes (on by default, as in keepalived).
+    pub smtp_alert: bool,
+}
+
+/// Which data plane runs a virtual server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaneKind {
+    /// holdfast's userspace proxy.
+    Proxy,
+    /// The kernel's IPVS.
+    Ipvs,
+    /// nftables NAT rules in holdfast's table.
+    Nft,
+}
+
+/// One virtual server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VsPlan {
+    /// The wanted service without destinations.
+    pub spec: ServiceSpec,
+    /// The data plane that runs it.
+    pub plane: PlaneKind,
+    /// `sorry_server_lvs_method`.
+    pub sorry_method: Forward,
+    /// `sorry_server_lvs_method TUN …`'s options.
+    pub sorry_tunnel: holdfast_dataplane::Tunnel,
+    /// Quorum and sorry server.
+    pub service: ServiceConfig,
+    /// Real servers.
+    pub servers: Vec<RsPlan>,
+    /// `quorum_up`.
+    pub quorum_up: Option<Command>,
+    /// `quorum_down`.
+    pub quorum_down: Option<Command>,
+    /// `ha_suspend`: probe only while the virtual address is local.
+    pub ha_suspend: bool,
+    /// `omega`: at shutdown, run notify_down of the live servers and quorum_down.
+    pub omega: bool,
+    /// `script_user`.
+    pub script_user: Option<UserSpec>,
+    /// `smtp_alert`: mail quorum changes (off by default, as in keepalived).
+    pub smtp_alert: bool,
+    /// `no_checker_emails`: a checker's change is mailed only when it changes its server.
+    pub no_checker_emails: bool,
+    /// `virtual_server group NAME`: the group's name and every service it stands for (the
+    /// first is `spec.key`); each gets the same real servers, checked once.
+    pub group: Option<(String, Vec<ServiceKey>)>,
+}
+
+impl VsPlan {
+    /// keepalived's name for it: `[IP]:tcp:PORT`, `FWM N`, `[GROUP]:0`.
+    pub fn name(&self) -> String {
+        plan_name(&self.spec.key, self.group.as_ref().map(|(g, _)| g.as_str()))
+    }
+
+    /// The services it runs: its own, or each of its group's.
+    pub fn keys(&self) -> Vec<ServiceKey> {
+        match &self.group {
+            Some((_, keys)) => keys.clone(),
+            None => vec![self.spec.key],
+        }
+    }
+}
+
+/// keepalived's name for a virtual server, or for the `virtual_server group` `group`.
+pub(crate) fn plan_name(key: &ServiceKey, group: Option<&str>) -> String {
+    match group {
+        Some(g) => format!("[{g}]:0"),
+        None => vs_name(key),
+    }
+}
+
+/// Most services one `virtual_server_group` may stand for.
+pub(crate) const GROUP_MAX: usize = 4096;
+
+/// The services of `virtual_server_group` `g` for protocol `proto`.
+pub(crate) fn group_keys(
+    g: &holdfast_config::model::VsGroup,
+    proto: Proto,
+) -> Result<Vec<ServiceKey>, String> {
+    use holdfast_config::model::VsGroupEntry;
+    let mut keys = Vec::new();
+    for e in &g.entries {
+        match e {
+            VsGroupEntry::Addr {
+                prefix: Some(_), ..
+            } => {
+                return Err(format!(
+                    "virtual_server_group {}: an ADDRESS/PREFIX entry is not run yet",
+                    g.name
+                ));
+            }
+            VsGroupEntry::Addr {
+                addr,
+                range_end,
+                port,
+                ..
+            } => {
+                // `A.B.C.D-E`: the last octet (hextet for IPv6) from D to E.
+                let addrs: Vec<IpAddr> = match (addr, range_end) {
+                    (_, None) => vec![*addr],
+                    (IpAddr::V4(a), Some(end)) => {
+                        let o = a.octets();
+                        (u16::from(o[3])..=*end)
+                            .filter_map(|l| u8::try_from(l).ok())
+                            .map(|l| IpAddr::from([o[0], o[1], o[2], l]))
+                            .collect()
+                    }
+                    (IpAddr::V6(a), Some(end)) => {
+                        let mut s = a.segments();
+                        (s[7]..=*end)
+                            .map(|l| {
+                                s[7] = l;
+                                IpAddr::from(s)
+                            })
+                            .collect()
+                    }
+                };
+                keys.extend(addrs.into_iter().map(|a| ServiceKey::Addr {
+                    proto,
+                    addr: SocketAddr::new(a, *port),
+                }));
+            }
+            VsGroupEntry::Fwmark { mark, family } => keys.push(ServiceKey::Fwmark {
+                mark: *mark,
+                v6: family.as_deref() == Some("inet6"),
+            }),
+        }
+        if keys.len() > GROUP_MAX {
+            return Err(format!(
+                "virtual_server_group {} stands for more than {GROUP_MAX} services",
+                g.name
+            ));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return Err(format!("virtual_server_group {} is empty", g.name));
+    }
+    Ok(keys)
+}
+
+/// keepalived's name for a virtual server: `[IP]:tcp:PORT` (`udp`, `sctp`), `FWM N`.
+pub fn vs_name(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Addr { addr, .. } => trio(addr, proto_of(key)),
+        ServiceKey::Fwmark { mark, .. } => format!("FWM {mark}"),
+    }
+}
+
+/// The protocol keepalived writes in a virtual server's and its real servers' names (`tcp`
+/// for a fwmark service, as keepalived defaults its service type).
+pub fn proto_of(key: &ServiceKey) -> &'static str {
+    match key {
+        ServiceKey::Addr { proto, .. } => proto.keyword(),
+        ServiceKey::Fwmark { .. } => Proto::Tcp.keyword(),
+    }
+}
+
+/// keepalived's name for real server `a` of virtual server `key`.
+pub fn rs_name(key: &ServiceKey, a: &SocketAddr) -> String {
+    trio(a, proto_of(key))
+}
+
+/// A configured tunnel as IPVS takes it (`IP_VS_CONN_F_TUNNEL_TYPE_*`,
+/// `IP_VS_TUNNEL_ENCAP_FLAG_*`).
+pub(crate) fn tunnel(t: Option<holdfast_config::model::Tunnel>) -> holdfast_dataplane::Tunnel {
+    use holdfast_config::model::{TunnelCsum, TunnelType};
+    t.map_or_else(holdfast_dataplane::Tunnel::default, |t| {
+        holdfast_dataplane::Tunnel {
+            kind: match t.kind {
+                TunnelType::Ipip => 0,
+                TunnelType::Gue => 1,
+                TunnelType::Gre => 2,
+            },
+            port: t.port,
+            flags: match t.csum {
+                TunnelCsum::NoCsum => 0,
+                TunnelCsum::Csum => 1,
+                TunnelCsum::RemCsum => 2,
+            },
+        }
+    })
+}
+
+pub(crate) fn forward(m: LvsMethod) -> Forward {
+    match m {
+        LvsMethod::Nat => Forward::Masq,
+        LvsMethod::Dr => Forward::Route,
+        LvsMethod::Tun => Forward::Tunnel,
+    }
+}
+
+/// A persistence_granularity mask (`255.255.255.0`) or prefix length as a prefix length.
+pub(crate) fn granularity(s: &str) -> Option<u8> {
+    if let Ok(n) = s.parse::<u8>() {
+        return Some(n);
+    }
+    let m: std::net::Ipv4Addr = s.parse().ok()?;
+    let bits = u32::from(m);
+    (bits.leading_ones() + bits.trailing_zeros() == 32).then_some(bits.leading_ones() as u8)
+}
+
+/// Maps the configuration's virtual servers; what cannot run goes to `un`.
+pub fn build(cfg: &Config, un: &mut Vec<String>) -> Vec<VsPlan> {
+    let mut out = Vec::new();
+    for vs in &cfg.virtual_servers {
+        match plan_vs(cfg, vs, un) {
+            Ok(p) => out.push(p),
+            Err(why) => un.push(why),
+        }
+    }
+    out
+}
+
+pub(crate) fn plan_vs(
+    cfg: &Config,
+    vs: &VirtualServer,
+    un: &mut Vec<String>,
+) -> Result<VsPlan, String> {
+    let proto = match vs.protocol {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+        Protocol::Sctp => Proto::Sctp,
+    };
+    let mut group_of: Option<(String, Vec<ServiceKey>)> = None;
+    let key = match &vs.key {
+        VsKey::Addr(ip, port) => ServiceKey::Addr {
+            proto,
+            addr: SocketAddr::new(*ip, *port),
+        },
+        VsKey::Fwmark(m) => ServiceKey::Fwmark {
+            mark: *m,
+            // `ip_family`, else the family of its real servers (keepalived's default: IPv4).
+            v6: vs
+                .ip_family_v6
+                .unwrap_or_else(|| vs.real_servers.first().is_some_and(|r| r.addr.is_ipv6())),
+        },
+        VsKey::Group(g) => {
+            let Some(group) = cfg.vs_groups.iter().find(|x| &x.name == g) else {
+                return Err(format!(
+                    "virtual_server group {g}: no virtual_server_group {g}; not run"
+                ));
+            };
+            let keys = group_keys(group, proto).map_err(|e| format!("{e}; not run"))?;
+            group_of = Some((g.clone(), keys.clone()));
+            keys[0]
+        }
+    };
+    let name = plan_name(&key, group_of.as_ref().map(|(g, _)| g.as_str()));
+    // The port real servers default to (a fwmark service has none: theirs must be given).
+    let vport = key.addr().map_or(0, |a| a.port());
+    // The proxy listens on addresses: a group's every entry must be one.
+    let proxyable = proto == Proto::Tcp
+        && key.addr().is_some()
+        && group_of
+            .as_ref()
+            .is_none_or(|(_, k)| k.iter().all(|k| k.addr().is_some()));
+    let plane = match vs.dataplane.or(cfg.global.dataplane) {
+        _ if vs.proxy_protocol && vs.persistence_engine.is_some() => {
+            return Err(format!(
+                "virtual_server {name}: proxy_protocol needs the proxy data plane and persistence_engine needs IPVS: not both; not run"
+            ));
+        }
+        _ if vs.proxy_protocol && !proxyable => {
+            return Err(format!(
+                "virtual_server {name}: proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only; not run"
+            ));
+        }
+        Some(holdfast_config::model::DataPlane::Ipvs) if vs.proxy_protocol => {
+            return Err(format!(
+                "virtual_server {name}: proxy_protocol: dataplane ipvs forwards the client's packets unchanged and cannot send a PROXY header; not run"
+            ));
+        }
+        // Persistence engines are IPVS modules (nftables refuses them with the rest of what
+        // it cannot do, below).
+        Some(holdfast_config::model::DataPlane::Proxy) if vs.persistence_engine.is_some() => {
+            return Err(format!(
+                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's (dataplane proxy has none); not run",
+                vs.persistence_engine.as_deref().unwrap_or("")
+            ));
+        }
+        None | Some(holdfast_config::model::DataPlane::Auto)
+            if vs.persistence_engine.is_some() && !ipvs_available() =>
+        {
+            return Err(format!(
+                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's, which this kernel does not have; not run",
+                vs.persistence_engine.as_deref().unwrap_or("")
+            ));
+        }
+        Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
+        Some(holdfast_config::model::DataPlane::Proxy) => {
+            return Err(format!(
+                "virtual_server {name}: the proxy data plane forwards TCP services only (UDP, SCTP and fwmark need dataplane ipvs); not run"
+            ));
+        }
+        Some(holdfast_config::model::DataPlane::Ipvs) if ipvs_available() => PlaneKind::Ipvs,
+        Some(holdfast_config::model::DataPlane::Ipvs) => {
+            return Err(format!(
+                "virtual_server {name}: dataplane ipvs: the kernel has no IPVS (generic netlink family \"IPVS\" not found; modprobe ip_vs); not run"
+            ));
+        }
+        Some(holdfast_config::model::DataPlane::Nft) => PlaneKind::Nft,
+        // A PROXY header is sent by the proxy only.
+        None | Some(holdfast_config::model::DataPlane::Auto) if vs.proxy_protocol && proxyable => {
+            PlaneKind::Proxy
+        }
+        None | Some(holdfast_config::model::DataPlane::Auto) => {
+            if ipvs_available() {
+                PlaneKind::Ipvs
+            } else if proxyable {
+                PlaneKind::Proxy
+            } else {
+                return Err(format!(
+                    "virtual_server {name}: UDP, SCTP and fwmark services need IPVS, which this kernel does not have; not run"
+                ));
+            }
+        }
+    };
+    let sched = Kind::parse(&vs.lvs_sched).ok_or_else(|| {
+        format!(
+            "virtual_server {name}: scheduler '{}' is not implemented; not run",
+            vs.lvs_sched
+        )
+    })?;
+    if plane == PlaneKind::Proxy && vs.lvs_method != LvsMethod::Nat {
+        un.push(format!(
+            "virtual_server {name}: lvs_method {:?} — the proxy data plane forwards as NAT (the real servers see the proxy as the client)",
+            vs.lvs_method
+        ));
+    }
+    let mut servers = Vec::new();
+    for rs in &vs.real_servers {
+        let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(vport));
+        let mut checkers = Vec::new();
+        for c in &rs.checkers {
+            match check_plan(
+                c,
+                rs,
+                vs,
+                rs_addr,
+                &cfg.track_files,
+                cfg.global.checker_log_all_failures,
+            ) {
+                Ok(p) => checkers.push(p),
+                Err(why) => un.push(format!(
+                    "real_server {} of VS {name}: {why}; that checker is not run",
+                    rs_name(&key, &rs_addr)
+                )),
+            }
+        }
+        servers.push(RsPlan {
+            addr: rs_addr,
+            weight: u32::try_from(rs.weight).unwrap_or(0),
+            inhibit: rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure),
+            alpha: rs.alpha.unwrap_or(vs.alpha),
+            notify_up: rs.notify_up.clone(),
+            notify_down: rs.notify_down.clone(),
+            checkers,
+            readmit_manual: rs.readmit_manual,
+            upper: rs.uthreshold,
+            lower: rs.lthreshold,
+            method: forward(rs.lvs_method.unwrap_or(vs.lvs_method)),
+            // The real server's own `lvs_method` brings its options; otherwise the virtual
+            // server's.
+            tunnel: tunnel(if rs.lvs_method.is_some() {
+                rs.tunnel
+            } else {
+                vs.tunnel
+            }),
+            smtp_alert: rs
+                .smtp_alert
+                .or(cfg.global.smtp_alert_checker)
+                .or(cfg.global.smtp_alert)
+                .unwrap_or(true),
+        });
+    }
+    let sorry = vs
+        .sorry_server
+        .map(|(ip, port)| SocketAddr::new(ip, port.unwrap_or(vport)));
+    let plan = VsPlan {
+        plane,
+        sorry_method: forward(vs.sorry_server_lvs_method.unwrap_or(vs.lvs_method)),
+        sorry_tunnel: tunnel(if vs.sorry_server_lvs_method.is_some() {
+            vs.sorry_server_tunnel
+        } else {
+            vs.tunnel
+        }),
+        spec: ServiceSpec {
+            persistence: vs
+                .persistence_timeout
+                .map(|s| Duration::from_secs(u64::from(s))),
+            persistence_prefix: vs.persistence_granularity.as_deref().and_then(granularity),
+            flags: holdfast_lb::sched::HashFlags {
+                port: vs.sched_port,
+                fallback: vs.sched_fallback,
+            },
+            proxy_protocol: vs.proxy_protocol,
+            one_packet: vs.ops,
+            persistence_engine: vs.persistence_engine.clone(),
+            ..ServiceSpec::new(key, sched, Vec::new())
+        },
+        service: ServiceConfig {
+            quorum: vs.quorum,
+            hysteresis: vs.hysteresis,
+            sorry_server: sorry,
+            sorry_server_inhibit: vs.sorry_server_inhibit,
+        },
+        servers,
+        quorum_up: vs.quorum_up.clone(),
+        quorum_down: vs.quorum_down.clone(),
+        ha_suspend: vs.ha_suspend,
+        omega: vs.omega,
+        script_user: cfg.global.script_user.clone(),
+        smtp_alert: vs
+            .smtp_alert
+            .or(cfg.global.smtp_alert_checker)
+            .or(cfg.global.smtp_alert)
+            .unwrap_or(false),
+        no_checker_emails: cfg.global.no_checker_emails,
+        group: group_of,
+    };
+    if plane == PlaneKind::Nft {
+        let mut spec = plan.spec.clone();
+        spec.dests = plan
+            .servers
+            .iter()
+            .map(|r| DestSpec {
+                addr: r.addr,
+                weight: r.weight,
+                upper: r.upper,
+                lower: r.lower,
+                method: r.method,
+                tunnel: r.tunnel,
+            })
+            .collect();
+        if let Some(why) = holdfast_dataplane::nft::unsupported(&spec) {
+            return Err(format!(
+                "virtual_server {name}: dataplane nft: {why}; not run"
+            ));
+        }
+    }
+    Ok(plan)
+}
+
+pub(crate) fn check_plan(
+    c: &Checker,
+    rs: &holdfast_config::model::RealServer,
+    vs: &VirtualServer,
+    rs_addr: SocketAddr,
+    files: &[holdfast_config::model::TrackFile],
+    checker_log_all_failures: bool,
+) -> Result<CheckPlan, String> {
+    let t = c.effective_timing(rs, vs);
+    let mut cfg = CheckerConfig {
+        delay_loop: t.delay_loop,
+        retry: t.retry,
+        delay_before_retry: t.delay_before_retry,
+        warmup: t.warmup,
+        alpha: c.common.alpha.or(rs.alpha).unwrap_or(vs.alpha),
+        rise: 1,
+    };
+    let target = SocketAddr::new(
+        c.common.connect_ip.unwrap_or(rs_addr.ip()),
+        c.common.connect_port.unwrap_or(rs_addr.port()),
+    );
+    let bind = c
+        .common
+        .bindto
+        .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
+    let opts = crate::probes::sock_opts(&c.common);
+    let probe = match &c.kind {
+        CheckerKind::Tcp => Probe::Tcp(TcpProbe {
+            addr: target,
+            bind,
+            timeout: t.connect_timeout,
+            opts: opts.clone(),
+        }),
+        CheckerKind::Http(h) | CheckerKind::Ssl(h) => {
+            let tls = matches!(c.kind, CheckerKind::Ssl(_)).then(|| Tls {
+                sni: h.sni_name.clone().or_else(|| {
+                    h.enable_sni
+                        .then(|| h.virtualhost.clone().or(vs.virtualhost.clone()))
+                        .flatten()
+                }),
+            });
+            Probe::Http(crate::probes::http_probe(
+                h,
+                target,
+                bind,
+                opts.clone(),
+                t.connect_timeout,
+                vs.virtualhost.as_ref(),
+                tls,
+            )?)
+        }
+        CheckerKind::Udp {
+            payload,
+            require_reply,
+            min_reply_length,
+            max_reply_length,
+        } => {
+            let bytes = |h: &Option<String>, what: &str| -> Result<Option<Vec<u8>>, String> {
+                match h {
+                    None => Ok(None),
+                    Some(h) => holdfast_check::probe::hex(h)
+                        .map(Some)
+                        .ok_or_else(|| format!("UDP_CHECK {what} '{h}' is not hex")),
+                }
+            };
+            Probe::Udp(UdpProbe {
+                addr: target,
+                bind,
+                timeout: t.connect_timeout,
+                payload: bytes(payload, "payload")?.unwrap_or_default(),
+                require_reply: bytes(require_reply, "require_reply")?,
+                min_len: min_reply_length.map(|n| n as usize),
+                max_len: max_reply_length.map(|n| n as usize),
+                opts: opts.clone(),
+            })
+        }
+        CheckerKind::Ping => Probe::Ping(PingProbe {
+            addr: target.ip(),
+            timeout: t.connect_timeout,
+            opts: opts.clone(),
+        }),
+        CheckerKind::Smtp { helo_name } => Probe::Smtp(SmtpProbe {
+            addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(25)),
+            bind,
+            timeout: t.connect_timeout,
+            helo: helo_name
+                .clone()
+                .unwrap_or_else(crate::host::short_hostname),
+            opts: opts.clone(),
+        }),
+        CheckerKind::Dns { qtype, name } => Probe::Dns(DnsProbe {
+            addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(53)),
+            timeout: t.connect_timeout,
+            qtype: match qtype {
+                None => 6,
+                Some(q) => holdfast_check::probe::qtype(q)
+                    .ok_or_else(|| format!("DNS_CHECK type '{q}' is not supported"))?,
+            },
+            name: name.clone().unwrap_or_else(|| ".".into()),
+            opts: opts.clone(),
+        }),
+        CheckerKind::Misc(m) => Probe::Misc {
+            cmd: m.path.clone(),
+            timeout: m.timeout.unwrap_or(t.delay_loop),
+            dynamic: m.dynamic,
+            user: m.user.clone(),
+        },
+        CheckerKind::Mysql(m) => {
+            cfg.rise = m.rise.unwrap_or(1);
+            Probe::Mysql(crate::probes::mysql_probe(m, target, t.connect_timeout)?)
+        }
+        CheckerKind::File {
+            track_file,
+            weight,
+            reverse,
+            ..
+        } => {
+            let f = files
+                .iter()
+                .find(|f| f.name == *track_file)
+                .ok_or_else(|| format!("FILE_CHECK: track_file {track_file} not found"))?;
+            Probe::File {
+                path: f.file.clone().into(),
+                init: f.init_file,
+                weight: weight.unwrap_or(f.weight),
+                reverse: *reverse || (weight.is_none() && f.reverse),
+            }
+        }
+    };
+    Ok(CheckPlan {
+        probe,
+        cfg,
+        log_all_failures: c
+            .common
+            .log_all_failures
+            .unwrap_or(checker_log_all_failures),
+    })
+}
+
+/// Whether the kernel answers for IPVS in this network namespace.
+pub fn ipvs_available() -> bool {
+    holdfast_dataplane::ipvs::available()
+}
