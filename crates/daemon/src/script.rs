@@ -119,13 +119,13 @@ pub fn resolve(prog: &str) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
-/// Runs `cmd` once; returns its exit status.
-pub async fn run_once(
-    cmd: &str,
-    timeout: Duration,
-    run_as: Option<RunAs>,
-) -> Result<i32, ScriptError> {
-    let words = split(cmd);
+/// The process for `cmd` (and `arg` after its own arguments), as keepalived starts a script:
+/// the program by its path (found on `$PATH`), or a command that is not one through
+/// `/bin/sh -c` (`arg` then being the shell's `$0`); its own process group; no inherited
+/// `IFS` or loader variables; standard streams closed; as `run_as`.
+fn command(cmd: &str, arg: Option<&str>, run_as: Option<RunAs>) -> tokio::process::Command {
+    let mut words = split(cmd);
+    words.extend(arg.map(str::to_owned));
     let mut command = match words.first().and_then(|w| resolve(w)) {
         Some(prog) => {
             let mut c = tokio::process::Command::new(prog);
@@ -134,7 +134,7 @@ pub async fn run_once(
         }
         None => {
             let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(cmd);
+            c.arg("-c").arg(cmd).args(arg);
             c
         }
     };
@@ -145,12 +145,22 @@ pub async fn run_once(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
     if let Some(r) = run_as {
         // Group first: once the user is not root it may no longer change its group.
         command.gid(r.gid).uid(r.uid);
     }
+    command
+}
+
+/// Runs `cmd` once; returns its exit status.
+pub async fn run_once(
+    cmd: &str,
+    timeout: Duration,
+    run_as: Option<RunAs>,
+) -> Result<i32, ScriptError> {
+    let mut command = command(cmd, None, run_as);
+    command.kill_on_drop(true);
     let mut child = command.spawn().map_err(ScriptError::Spawn)?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     match tokio::time::timeout(timeout.max(Duration::from_millis(1)), child.wait()).await {
@@ -190,34 +200,7 @@ pub fn spawn_with_arg(
 ) -> Result<tokio::process::Child, String> {
     let run_as = run_as(c.user.as_ref(), script_user)
         .map_err(|e| format!("{e} for script '{}' - skipping", c.cmd))?;
-    let mut words = split(&c.cmd);
-    words.push(arg.to_owned());
-    let mut command = match words.first().and_then(|w| resolve(w)) {
-        Some(prog) => {
-            let mut cmd = tokio::process::Command::new(prog);
-            cmd.args(&words[1..]);
-            cmd
-        }
-        None => {
-            // Through the shell, as keepalived runs a command that is not a path: the FIFO's
-            // path is then the shell's $0.
-            let mut cmd = tokio::process::Command::new("/bin/sh");
-            cmd.arg("-c").arg(&c.cmd).arg(arg);
-            cmd
-        }
-    };
-    command
-        .env_remove("IFS")
-        .env_remove("LD_PRELOAD")
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    if let Some(r) = run_as {
-        command.gid(r.gid).uid(r.uid);
-    }
-    command
+    command(&c.cmd, Some(arg), run_as)
         .spawn()
         .map_err(|e| format!("cannot start '{}': {e}", c.cmd))
 }

@@ -358,6 +358,25 @@ fn advert_prio(vrid: u8, priority: u8, vip: [u8; 4]) -> Vec<u8> {
     m
 }
 
+/// Floods the VRRP group from n2 with valid lower-priority adverts for VRID 51 (VIP
+/// 10.77.0.100, priority 100) for 8 s, as fast as one sender goes (at most 4 M); how many.
+fn flood_vrid_51(lab: &netns::Lab) -> u64 {
+    let sock = raw_socket(lab, 2);
+    let flood = advert_prio(51, 100, [10, 77, 0, 100]);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < 8 * SEC && sent < 4_000_000 {
+        send(&sock, 255, &flood);
+        sent += 1;
+    }
+    eprintln!("flood: {sent} lower-priority adverts in 8 s");
+    assert!(
+        sent > 50_000,
+        "the flood was too thin to prove anything: {sent}"
+    );
+    sent
+}
+
 /// A flood of valid lower-priority adverts for one VRID (as fast as one sender goes, for 8 s)
 /// must not delay another instance's adverts: n3, BACKUP of VI_2 only, never takes over. The
 /// flooded instance answers and logs at a bounded rate, not once per packet.
@@ -381,19 +400,7 @@ fn a_flood_on_one_vrid_neither_silences_another_nor_is_answered_per_packet() {
     );
     let mut n3 = lab.holdfast(3, &instance("VI_2", 52, 100, "10.77.0.101/24"));
     n3.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
-    let sock = raw_socket(&lab, 2);
-    let flood = advert_prio(51, 100, [10, 77, 0, 100]);
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while start.elapsed() < 8 * SEC && sent < 2_000_000 {
-        send(&sock, 255, &flood);
-        sent += 1;
-    }
-    eprintln!("flood: {sent} lower-priority adverts in 8 s");
-    assert!(
-        sent > 50_000,
-        "the flood was too thin to prove anything: {sent}"
-    );
+    let sent = flood_vrid_51(&lab);
     // A second past the flood: anything it delayed has had time to show.
     let quiet = n3.try_wait_for("(VI_2) Entering MASTER STATE", SEC);
     assert!(
@@ -438,19 +445,7 @@ fn a_flood_on_one_vrid_does_not_starve_a_fast_instance_on_the_same_link() {
     );
     let mut n3 = lab.holdfast(3, &fast(100));
     n3.wait_for("(VI_2) Entering BACKUP STATE (init)", 5 * SEC);
-    let sock = raw_socket(&lab, 2);
-    let flood = advert_prio(51, 100, [10, 77, 0, 100]);
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while start.elapsed() < 8 * SEC && sent < 4_000_000 {
-        send(&sock, 255, &flood);
-        sent += 1;
-    }
-    eprintln!("flood: {sent} lower-priority adverts in 8 s");
-    assert!(
-        sent > 50_000,
-        "the flood was too thin to prove anything: {sent}"
-    );
+    flood_vrid_51(&lab);
     let quiet = n3.try_wait_for("(VI_2) Entering MASTER STATE", SEC);
     assert!(
         quiet.is_none(),

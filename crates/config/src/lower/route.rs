@@ -10,6 +10,32 @@ use crate::diag::Class;
 use crate::model::{NextHop, Route, RouteMode, Rule, RuleAction};
 use crate::tree::{Node, Word};
 
+/// The word after word `$i` of `$w` (advancing `$i`), or keepalived's error for a missing one
+/// and `return None`.
+macro_rules! value {
+    ($cx:expr, $w:expr, $i:ident) => {{
+        $i += 1;
+        match $w.get($i) {
+            Some(v) => *v,
+            None => {
+                $cx.d.invalid(
+                    $w[$i - 1].span,
+                    format!("'{}' needs a value", $w[$i - 1].text),
+                );
+                return None;
+            }
+        }
+    }};
+}
+
+/// Reports an invalid entry (keepalived drops it) and `return None`.
+macro_rules! fail {
+    ($cx:expr, $span:expr, $($msg:tt)*) => {{
+        $cx.d.invalid($span, format!($($msg)*));
+        return None;
+    }};
+}
+
 /// The kernel's protocol number for keepalived's routes and rules (RTPROT_KEEPALIVED).
 pub const PROTO_KEEPALIVED: u8 = 18;
 
@@ -209,25 +235,6 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
     let mut dst: Option<Prefix> = None;
     let mut protocol_given = false;
     let mut i = 0;
-    // The value after word `i`, or keepalived's error for a missing one.
-    macro_rules! value {
-        () => {{
-            i += 1;
-            match w.get(i) {
-                Some(v) => *v,
-                None => {
-                    cx.d.invalid(w[i - 1].span, format!("'{}' needs a value", w[i - 1].text));
-                    return None;
-                }
-            }
-        }};
-    }
-    macro_rules! fail {
-        ($span:expr, $($msg:tt)*) => {{
-            cx.d.invalid($span, format!($($msg)*));
-            return None;
-        }};
-    }
     let mix = "Cannot mix IPv4 and IPv6 addresses for route";
     while i < w.len() {
         let word = w[i];
@@ -236,6 +243,7 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
             "inet" | "inet6" => {
                 if !fam.see(s == "inet6") {
                     fail!(
+                        cx,
                         word.span,
                         "{s} specified for IPv{} route",
                         if s == "inet6" { 4 } else { 6 }
@@ -247,12 +255,12 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
                 i += 1;
             }
             "src" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Ok(a) = v.text.parse::<IpAddr>() else {
-                    fail!(v.span, "invalid route src address {}", v.text)
+                    fail!(cx, v.span, "invalid route src address {}", v.text)
                 };
                 if !fam.see(a.is_ipv6()) {
-                    fail!(v.span, "{mix}");
+                    fail!(cx, v.span, "{mix}");
                 }
                 r.src = Some(a);
             }
@@ -263,88 +271,99 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
                         "\"gw\" for routes is deprecated. Please use \"via\"",
                     );
                 }
-                let mut v = value!();
+                let mut v = value!(cx, w, i);
                 if matches!(v.text.as_str(), "inet" | "inet6") {
                     if !fam.see(v.text == "inet6") {
-                        fail!(v.span, "{mix}");
+                        fail!(cx, v.span, "{mix}");
                     }
-                    v = value!();
+                    v = value!(cx, w, i);
                 }
                 let Ok(a) = v.text.parse::<IpAddr>() else {
-                    fail!(v.span, "invalid route via address {}", v.text)
+                    fail!(cx, v.span, "invalid route via address {}", v.text)
                 };
                 if !fam.see(a.is_ipv6()) {
-                    fail!(v.span, "{mix}");
+                    fail!(cx, v.span, "{mix}");
                 }
                 r.via = Some(a);
             }
             "from" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 match prefix(&v.text) {
                     Some(Prefix::Net(a, l)) if a.is_ipv6() => {
                         if !fam.see(true) {
-                            fail!(v.span, "{mix}");
+                            fail!(cx, v.span, "{mix}");
                         }
                         r.from = Some((a, l));
                     }
                     Some(_) => fail!(
+                        cx,
                         v.span,
                         "route from address only supported with IPv6 ({})",
                         v.text
                     ),
-                    None => fail!(v.span, "invalid route from address {}", v.text),
+                    None => fail!(cx, v.span, "invalid route from address {}", v.text),
                 }
             }
             "tos" | "dsfield" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(t) = dsfield(&v.text) else {
-                    fail!(v.span, "TOS value {} is invalid", v.text)
+                    fail!(cx, v.span, "TOS value {} is invalid", v.text)
                 };
                 r.tos = Some(t);
             }
             "table" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(t) = table(&v.text) else {
-                    fail!(v.span, "Routing table {} not found for route", v.text)
+                    fail!(cx, v.span, "Routing table {} not found for route", v.text)
                 };
                 r.table = t;
             }
             "protocol" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(p) = protocol(&v.text) else {
-                    fail!(v.span, "Protocol {} not found or invalid for route", v.text)
+                    fail!(
+                        cx,
+                        v.span,
+                        "Protocol {} not found or invalid for route",
+                        v.text
+                    )
                 };
                 r.protocol = Some(p);
                 protocol_given = true;
             }
             "scope" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(sc) = scope(&v.text) else {
-                    fail!(v.span, "Scope {} not found or invalid for route", v.text)
+                    fail!(
+                        cx,
+                        v.span,
+                        "Scope {} not found or invalid for route",
+                        v.text
+                    )
                 };
                 r.scope = Some(sc);
             }
             "metric" | "priority" | "preference" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(m) = parse_u32(&v.text) else {
-                    fail!(v.span, "Invalid metric {} specified for route", v.text)
+                    fail!(cx, v.span, "Invalid metric {} specified for route", v.text)
                 };
                 r.metric = Some(m);
             }
             "dev" | "oif" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 r.dev = Some(v.text.clone());
             }
             "onlink" => r.onlink = true,
             "mtu" | "advmss" | "hoplimit" | "window" | "cwnd" | "ssthresh" | "reordering"
             | "initcwnd" | "initrwnd" => {
-                let mut v = value!();
+                let mut v = value!(cx, w, i);
                 let lock = v.text == "lock";
                 if lock {
-                    v = value!();
+                    v = value!(cx, w, i);
                 }
                 let Some(val) = parse_u32(&v.text) else {
-                    fail!(v.span, "Invalid {s} {} specified for route", v.text)
+                    fail!(cx, v.span, "Invalid {s} {} specified for route", v.text)
                 };
                 // RTAX_* numbers.
                 let kind = match s {
@@ -384,9 +403,9 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
                     i += 2;
                     continue;
                 }
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Ok(a) = v.text.parse::<IpAddr>() else {
-                    fail!(v.span, "Invalid \"or\" address {}", v.text)
+                    fail!(cx, v.span, "Invalid \"or\" address {}", v.text)
                 };
                 let hop = |via| NextHop {
                     via,
@@ -418,7 +437,7 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
                     t = w.get(k).copied();
                 }
                 let Some(t) = t else {
-                    fail!(word.span, "Route must have a destination");
+                    fail!(cx, word.span, "Route must have a destination");
                 };
                 match prefix(&t.text) {
                     Some(p) => {
@@ -426,6 +445,7 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
                             && !fam.see(a.is_ipv6())
                         {
                             fail!(
+                                cx,
                                 t.span,
                                 "Cannot mix IPv4 and IPv6 addresses for route ({})",
                                 t.text
@@ -433,7 +453,7 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
                         }
                         dst = Some(p);
                     }
-                    None => fail!(t.span, "unknown route keyword {}", t.text),
+                    None => fail!(cx, t.span, "unknown route keyword {}", t.text),
                 }
                 i = k;
             }
@@ -441,7 +461,7 @@ pub(super) fn route(cx: &mut Cx<'_>, n: &Node) -> Option<Route> {
         i += 1;
     }
     let Some(dst) = dst else {
-        fail!(n.key.span, "Route must have a destination");
+        fail!(cx, n.key.span, "Route must have a destination");
     };
     r.v6 = fam.0.unwrap_or(false);
     r.dst = match dst {
@@ -627,24 +647,6 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
     let mut priority: Option<u32> = None;
     let mut protocol_given = false;
     let mut i = 0;
-    macro_rules! value {
-        () => {{
-            i += 1;
-            match w.get(i) {
-                Some(v) => *v,
-                None => {
-                    cx.d.invalid(w[i - 1].span, format!("'{}' needs a value", w[i - 1].text));
-                    return None;
-                }
-            }
-        }};
-    }
-    macro_rules! fail {
-        ($span:expr, $($msg:tt)*) => {{
-            cx.d.invalid($span, format!($($msg)*));
-            return None;
-        }};
-    }
     let more =
         "Cannot specify more than one of table/nop/goto/blackhole/prohibit/unreachable for rule";
     while i < w.len() {
@@ -654,6 +656,7 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
             "inet" | "inet6" => {
                 if !fam.see(s == "inet6") {
                     fail!(
+                        cx,
                         word.span,
                         "{s} specified for IPv{} rule",
                         if s == "inet6" { 4 } else { 6 }
@@ -663,16 +666,16 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
                 i += 1;
             }
             "from" | "to" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let p = match prefix(&v.text) {
                     Some(Prefix::Any) => None,
                     Some(Prefix::Net(a, l)) => {
                         if !fam.see(a.is_ipv6()) {
-                            fail!(v.span, "rule specification has mixed IPv4 and IPv6");
+                            fail!(cx, v.span, "rule specification has mixed IPv4 and IPv6");
                         }
                         Some((a, l))
                     }
-                    None => fail!(v.span, "Invalid rule {s} address {}", v.text),
+                    None => fail!(cx, v.span, "Invalid rule {s} address {}", v.text),
                 };
                 if s == "from" {
                     r.from = p;
@@ -681,35 +684,35 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
                 }
             }
             "table" | "lookup" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(t) = table(&v.text) else {
-                    fail!(v.span, "Routing table {} not found for rule", v.text)
+                    fail!(cx, v.span, "Routing table {} not found for rule", v.text)
                 };
                 if t == 0 {
-                    fail!(v.span, "Table 0 is not valid");
+                    fail!(cx, v.span, "Table 0 is not valid");
                 }
                 if action.is_some() {
-                    fail!(word.span, "{more}");
+                    fail!(cx, word.span, "{more}");
                 }
                 action = Some(RuleAction::Table(t));
             }
             "not" => r.invert = true,
             "preference" | "order" | "priority" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(p) = parse_u32(&v.text) else {
-                    fail!(v.span, "Invalid rule preference {s} specified")
+                    fail!(cx, v.span, "Invalid rule preference {s} specified")
                 };
                 priority = Some(p);
             }
             "tos" | "dsfield" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(t) = dsfield(&v.text) else {
-                    fail!(v.span, "TOS value {} is invalid", v.text)
+                    fail!(cx, v.span, "TOS value {} is invalid", v.text)
                 };
                 r.tos = Some(t);
             }
             "fwmark" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let (m, mask) = match v.text.split_once('/') {
                     Some((m, k)) => (parse_u32(m), Some(parse_u32(k))),
                     None => (parse_u32(&v.text), None),
@@ -717,20 +720,20 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
                 match (m, mask) {
                     (Some(m), None) => r.fwmark = Some((m, None)),
                     (Some(m), Some(Some(k))) => r.fwmark = Some((m, Some(k))),
-                    _ => fail!(v.span, "Invalid rule fwmark {} specified", v.text),
+                    _ => fail!(cx, v.span, "Invalid rule fwmark {} specified", v.text),
                 }
             }
             "suppress_prefixlength" | "sup_pl" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 let Some(p) = v.text.parse::<u32>().ok().filter(|p| *p <= i32::MAX as u32) else {
-                    fail!(v.span, "Invalid suppress_prefixlength {s} specified")
+                    fail!(cx, v.span, "Invalid suppress_prefixlength {s} specified")
                 };
                 r.suppress_prefixlen = Some(p);
             }
-            "dev" | "iif" => r.iif = Some(value!().text.clone()),
-            "oif" => r.oif = Some(value!().text.clone()),
+            "dev" | "iif" => r.iif = Some(value!(cx, w, i).text.clone()),
+            "oif" => r.oif = Some(value!(cx, w, i).text.clone()),
             "protocol" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 match v.text.parse::<u8>() {
                     Ok(p) => {
                         r.protocol = Some(p);
@@ -740,14 +743,14 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
                 }
             }
             "ipproto" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 match ip_protocol(&v.text) {
                     Some(p) => r.ipproto = Some(p),
                     None => cx.d.invalid(v.span, format!("Invalid ipproto {}", v.text)),
                 }
             }
             "sport" | "dport" => {
-                let v = value!();
+                let v = value!(cx, w, i);
                 match port_range(&v.text) {
                     Some(p) if s == "sport" => r.sport = Some(p),
                     Some(p) => r.dport = Some(p),
@@ -768,13 +771,13 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
             _ => {
                 let mut t = word;
                 if s == "type" {
-                    t = value!();
+                    t = value!(cx, w, i);
                 }
                 let a = match t.text.as_str() {
                     "goto" => {
-                        let v = value!();
+                        let v = value!(cx, w, i);
                         let Some(g) = parse_u32(&v.text) else {
-                            fail!(v.span, "Invalid target {} specified", t.text)
+                            fail!(cx, v.span, "Invalid target {} specified", t.text)
                         };
                         RuleAction::Goto(g)
                     }
@@ -783,12 +786,12 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
                         Some(6) => RuleAction::Blackhole,
                         Some(7) => RuleAction::Unreachable,
                         Some(8) => RuleAction::Prohibit,
-                        Some(_) => fail!(t.span, "Invalid rule action {x}"),
-                        None => fail!(t.span, "Unknown rule option {x}"),
+                        Some(_) => fail!(cx, t.span, "Invalid rule action {x}"),
+                        None => fail!(cx, t.span, "Unknown rule option {x}"),
                     },
                 };
                 if action.is_some() {
-                    fail!(t.span, "{more}");
+                    fail!(cx, t.span, "{more}");
                 }
                 action = Some(a);
             }
@@ -796,15 +799,17 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
         i += 1;
     }
     let Some(action) = action else {
-        fail!(n.key.span, "No action specified for rule - ignoring");
+        fail!(cx, n.key.span, "No action specified for rule - ignoring");
     };
     if let RuleAction::Goto(g) = action {
         match priority {
             Some(p) if p >= g => fail!(
+                cx,
                 n.key.span,
                 "Invalid rule - preference {p} >= goto target {g}"
             ),
             None => fail!(
+                cx,
                 n.key.span,
                 "Invalid rule - goto target {g} specified without preference"
             ),
@@ -813,6 +818,7 @@ pub(super) fn rule(cx: &mut Cx<'_>, n: &Node, auto: &mut RulePriorities) -> Opti
     }
     if r.suppress_prefixlen.is_some() && !matches!(action, RuleAction::Table(_)) {
         fail!(
+            cx,
             n.key.span,
             "suppressor/realm specified for non table action - skipping"
         );
