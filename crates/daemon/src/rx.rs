@@ -190,6 +190,30 @@ fn reader(
     sock: Arc<VrrpSocket>,
     log: Logger,
 ) -> std::io::Result<()> {
+    // Adverts for the VRIDs nobody here runs arrive on a socket of their own (the kernel
+    // sorts them by VRID), read by a thread that only counts them: a flood of them fills that
+    // socket's queue, never the one the instances' adverts come through.
+    let other = {
+        let (shared, sock) = (shared.clone(), sock.clone());
+        move || {
+            loop {
+                let got = sock.recv_other();
+                if shared.strong_count() == 0 {
+                    return;
+                }
+                match got {
+                    Ok(true) => {
+                        UNOWNED.unknown_vrid.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name(format!("vrrp-oth-{}", key.ifname))
+        .spawn(other)?;
     let name = format!("vrrp-rx-{}", key.ifname);
     std::thread::Builder::new().name(name).spawn(move || {
         loop {

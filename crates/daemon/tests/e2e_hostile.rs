@@ -154,11 +154,9 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     for (reason, n) in &want {
         counted(&lab, reason, *n);
     }
-    // Another VRID on the link is nobody's here: the socket's filter drops it in the kernel, so
-    // it never reaches holdfast (not even the unknown-VRID count). A packet of one byte has no
-    // VRID: it passes the filter, is handed to no instance and logged nowhere (keepalived
-    // without log_unknown_vrids), but counted. Sent in that order, the short ones counted show
-    // that the others went before them.
+    // Another VRID on the link is nobody's here, and a packet of one byte has no VRID: handed
+    // to no instance and logged nowhere (keepalived without log_unknown_vrids), but counted
+    // (the other VRID on a socket of its own, sorted out by the kernel).
     for _ in 0..20 {
         send(&sock, 255, &advert_for(52, b"good", 1));
         send(&sock, 255, &[0x21]);
@@ -173,12 +171,7 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     let deadline = Instant::now() + 10 * SEC;
     loop {
         let text = scrape(&lab);
-        if unowned(&text, "too_short") >= 20 {
-            assert_eq!(
-                unowned(&text, "unknown_vrid"),
-                0,
-                "another VRID's adverts reached holdfast:\n{text}"
-            );
+        if unowned(&text, "unknown_vrid") >= 20 && unowned(&text, "too_short") >= 20 {
             break;
         }
         assert!(

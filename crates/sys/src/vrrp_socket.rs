@@ -34,14 +34,24 @@ pub struct Received {
 /// VRIDs this host runs are not lost behind it. `ip_header`: the packet starts with its IPv4
 /// header (raw IPv4 sockets), else with the VRRP message (raw IPv6 sockets).
 pub fn vrid_filter(ip_header: bool, vrids: &[u8]) -> Vec<socket2::SockFilter> {
-    vrid_program(ip_header, vrids)
-        .into_iter()
+    to_filter(vrid_program(ip_header, vrids, false))
+}
+
+/// The counterpart of [`vrid_filter`], for the socket that only counts: adverts for any VRID
+/// but `vrids` (packets too short to name one are the main socket's).
+pub fn other_vrids_filter(ip_header: bool, vrids: &[u8]) -> Vec<socket2::SockFilter> {
+    to_filter(vrid_program(ip_header, vrids, true))
+}
+
+fn to_filter(p: Vec<(u16, u8, u8, u32)>) -> Vec<socket2::SockFilter> {
+    p.into_iter()
         .map(|(code, jt, jf, k)| socket2::SockFilter::new(code, jt, jf, k))
         .collect()
 }
 
-/// [`vrid_filter`]'s instructions, as (code, jt, jf, k).
-fn vrid_program(ip_header: bool, vrids: &[u8]) -> Vec<(u16, u8, u8, u32)> {
+/// [`vrid_filter`]'s instructions, as (code, jt, jf, k); `others`: the inverse, for
+/// [`other_vrids_filter`].
+fn vrid_program(ip_header: bool, vrids: &[u8], others: bool) -> Vec<(u16, u8, u8, u32)> {
     // The classic BPF opcodes (linux/filter.h), as u16.
     const LD_W_LEN: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
     const LDX_B_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
@@ -61,9 +71,10 @@ fn vrid_program(ip_header: bool, vrids: &[u8]) -> Vec<(u16, u8, u8, u32)> {
     } else {
         p.push((LD_W_LEN, 0, 0, 0));
     }
-    // Fewer than two bytes of VRRP: accept (the reader counts it as too short).
+    // Fewer than two bytes of VRRP: the main socket's (the reader counts it as too short).
+    let (yes, no) = if others { (0, ALL) } else { (ALL, 0) };
     p.push((JGE_K, 1, 0, 2));
-    p.push((RET_K, 0, 0, ALL));
+    p.push((RET_K, 0, 0, if others { 0 } else { ALL }));
     // A = the VRID (the second byte of the message).
     if ip_header {
         p.push((LD_B_IND, 0, 0, 1));
@@ -71,11 +82,11 @@ fn vrid_program(ip_header: bool, vrids: &[u8]) -> Vec<(u16, u8, u8, u32)> {
         p.push((LD_B_ABS, 0, 0, 1));
     }
     for &v in vrids {
-        // Equal: fall through to accept; else skip it.
+        // Equal: fall through to the verdict for a listed VRID; else skip it.
         p.push((JEQ_K, 0, 1, u32::from(v)));
-        p.push((RET_K, 0, 0, ALL));
+        p.push((RET_K, 0, 0, yes));
     }
-    p.push((RET_K, 0, 0, 0));
+    p.push((RET_K, 0, 0, no));
     p
 }
 
@@ -94,6 +105,9 @@ fn drop_all() -> [socket2::SockFilter; 1] {
 pub struct VrrpSocketV4 {
     send: Socket,
     recv: Socket,
+    /// Adverts for the VRIDs no instance here runs, kept apart so that a flood of them cannot
+    /// crowd out the others in `recv`'s queue; only counted.
+    others: Socket,
     ttl: u8,
     id: AtomicU16,
 }
@@ -118,9 +132,17 @@ impl VrrpSocketV4 {
             recv.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(ifindex))?;
         }
         recv.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let others = Socket::new(Domain::IPV4, Type::RAW, proto)?;
+        others.bind_device(Some(ifname.as_bytes()))?;
+        if let Some(g) = group {
+            others.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(ifindex))?;
+        }
+        others.set_read_timeout(Some(Duration::from_millis(200)))?;
+        others.attach_filter(&other_vrids_filter(true, &[]))?;
         Ok(VrrpSocketV4 {
             send,
             recv,
+            others,
             ttl: unicast_ttl,
             id: AtomicU16::new(1),
         })
@@ -211,6 +233,8 @@ fn ipv4_checksum(h: &[u8]) -> u16 {
 pub struct VrrpSocketV6 {
     send: Socket,
     recv: Socket,
+    /// As [`VrrpSocketV4`]'s.
+    others: Socket,
     ifindex: u32,
 }
 
@@ -242,9 +266,17 @@ impl VrrpSocketV6 {
         setsockopt(&recv, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
         setsockopt(&recv, sockopt::Ipv6RecvHopLimit, &true).map_err(io::Error::from)?;
         recv.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let others = Socket::new(Domain::IPV6, Type::RAW, proto)?;
+        others.bind_device(Some(ifname.as_bytes()))?;
+        if let Some(g) = group {
+            others.join_multicast_v6(&g, ifindex)?;
+        }
+        others.set_read_timeout(Some(Duration::from_millis(200)))?;
+        others.attach_filter(&other_vrids_filter(false, &[]))?;
         Ok(VrrpSocketV6 {
             send,
             recv,
+            others,
             ifindex,
         })
     }
@@ -336,9 +368,35 @@ impl VrrpSocket {
     /// Lets only adverts for `vrids` (and packets too short to name one) reach the receive
     /// socket; the kernel drops the rest ([`vrid_filter`]).
     pub fn set_vrids(&self, vrids: &[u8]) -> io::Result<()> {
-        match self {
-            VrrpSocket::V4(s) => s.recv.attach_filter(&vrid_filter(true, vrids)),
-            VrrpSocket::V6(s) => s.recv.attach_filter(&vrid_filter(false, vrids)),
+        let (recv, others, v4) = match self {
+            VrrpSocket::V4(s) => (&s.recv, &s.others, true),
+            VrrpSocket::V6(s) => (&s.recv, &s.others, false),
+        };
+        recv.attach_filter(&vrid_filter(v4, vrids))?;
+        others.attach_filter(&other_vrids_filter(v4, vrids))
+    }
+
+    /// Waits up to 200 ms for an advert for a VRID no instance here runs; whether one came
+    /// (it is only counted, so its content is not kept).
+    pub fn recv_other(&self) -> io::Result<bool> {
+        let s = match self {
+            VrrpSocket::V4(s) => &s.others,
+            VrrpSocket::V6(s) => &s.others,
+        };
+        let mut buf = [0u8; 64];
+        match (&*s).read(&mut buf) {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 }
@@ -388,7 +446,7 @@ mod tests {
             p.extend_from_slice(vrrp);
             p
         };
-        let prog = vrid_program(true, &[1, 52, 255]);
+        let prog = vrid_program(true, &[1, 52, 255], false);
         for (pkt, kept) in [
             (v4(5, &[0x21, 52, 100, 1]), true),
             (v4(6, &[0x21, 52, 100, 1]), true),
@@ -402,16 +460,25 @@ mod tests {
             assert_eq!(run(&prog, &pkt) > 0, kept, "{pkt:?}");
         }
         // IPv6 sockets see the VRRP message alone.
-        let prog = vrid_program(false, &[7]);
+        let prog = vrid_program(false, &[7], false);
         assert!(run(&prog, &[0x31, 7, 100, 1]) > 0);
         assert_eq!(run(&prog, &[0x31, 8, 100, 1]), 0);
         assert!(run(&prog, &[0x31]) > 0);
         // No VRID: nothing but short packets.
-        assert_eq!(run(&vrid_program(true, &[]), &v4(5, &[0x21, 1, 1, 1])), 0);
+        assert_eq!(
+            run(&vrid_program(true, &[], false), &v4(5, &[0x21, 1, 1, 1])),
+            0
+        );
         // Every VRID fits the kernel's limit of 4 096 instructions.
         let all: Vec<u8> = (0..=255).collect();
-        assert!(vrid_program(true, &all).len() < 4096);
-        assert!(run(&vrid_program(true, &all), &v4(5, &[0x21, 200, 1, 1])) > 0);
+        assert!(vrid_program(true, &all, false).len() < 4096);
+        assert!(run(&vrid_program(true, &all, false), &v4(5, &[0x21, 200, 1, 1])) > 0);
+        // The counting socket's filter is the inverse, short packets excepted.
+        let others = vrid_program(true, &[1, 52, 255], true);
+        assert!(run(&others, &v4(5, &[0x21, 51, 100, 1])) > 0);
+        assert_eq!(run(&others, &v4(5, &[0x21, 52, 100, 1])), 0);
+        assert_eq!(run(&others, &v4(5, &[0x21])), 0);
+        assert!(run(&vrid_program(false, &[], true), &[0x31, 9, 1, 1]) > 0);
     }
 
     #[test]
