@@ -96,6 +96,11 @@ impl Subscribers {
 struct Shared {
     sock: Arc<VrrpSocket>,
     subs: Mutex<Subscribers>,
+    /// The subscribers changed since the kernel's VRID filters were last set: the reader
+    /// thread sets them again (there, not in the instance joining: a thousand instances
+    /// starting would each build a filter among their long-lived allocations, and the
+    /// daemon's heap would keep the holes).
+    refilter: std::sync::atomic::AtomicBool,
 }
 
 fn registry() -> &'static Mutex<HashMap<Key, Weak<Shared>>> {
@@ -117,7 +122,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.remove(self.vrid, self.id);
-            let _ = self.shared.sock.set_vrids(&subs.vrids());
+            self.shared.refilter.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -131,7 +136,6 @@ pub fn subscribe(
     inbox: crate::mailbox::Sender<crate::instance::Msg>,
     log: Logger,
 ) -> std::io::Result<(Arc<VrrpSocket>, Subscription)> {
-    let ifname = key.ifname.clone();
     let mut reg = registry()
         .lock()
         .map_err(|_| std::io::Error::other("socket registry poisoned"))?;
@@ -141,6 +145,7 @@ pub fn subscribe(
             let shared = Arc::new(Shared {
                 sock: Arc::new(open()?),
                 subs: Mutex::default(),
+                refilter: std::sync::atomic::AtomicBool::new(true),
             });
             reader(&key, Arc::downgrade(&shared), shared.sock.clone(), log)?;
             reg.insert(key, Arc::downgrade(&shared));
@@ -152,13 +157,9 @@ pub fn subscribe(
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut subs) = shared.subs.lock() {
         subs.add(vrid, id, inbox);
-        // Only this interface's VRIDs reach the socket: a flood on another VRID is dropped by
-        // the kernel instead of crowding out these adverts in the socket's queue.
-        if let Err(e) = shared.sock.set_vrids(&subs.vrids()) {
-            log.vrrp(&format!(
-                "cannot filter VRRP packets by VRID on {ifname}: {e}"
-            ));
-        }
+        // Only this interface's VRIDs reach the socket (the reader sets the filter within
+        // 200 ms: a new instance waits longer than that before it may take over).
+        shared.refilter.store(true, Ordering::Relaxed);
     }
     let sock = shared.sock.clone();
     Ok((sock, Subscription { shared, vrid, id }))
@@ -215,12 +216,27 @@ fn reader(
         .name(format!("vrrp-oth-{}", key.ifname))
         .spawn(other)?;
     let name = format!("vrrp-rx-{}", key.ifname);
+    let ifname = key.ifname.clone();
     std::thread::Builder::new().name(name).spawn(move || {
         loop {
             let got = sock.recv();
             let Some(shared) = shared.upgrade() else {
                 return;
             };
+            // Only this interface's VRIDs reach the socket; the others go to the counting
+            // one: a flood on another VRID is sorted out by the kernel instead of crowding
+            // out these adverts in the socket's queue.
+            if shared.refilter.swap(false, Ordering::Relaxed) {
+                let vrids = match shared.subs.lock() {
+                    Ok(s) => s.vrids(),
+                    Err(_) => return,
+                };
+                if let Err(e) = sock.set_vrids(&vrids) {
+                    log.vrrp(&format!(
+                        "cannot filter VRRP packets by VRID on {ifname}: {e}"
+                    ));
+                }
+            }
             match got {
                 // The VRID is the second byte in both versions; a packet too short to have
                 // one is nobody's.

@@ -138,7 +138,8 @@ impl VrrpSocketV4 {
             others.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(ifindex))?;
         }
         others.set_read_timeout(Some(Duration::from_millis(200)))?;
-        others.attach_filter(&other_vrids_filter(true, &[]))?;
+        // Nothing until the instances are known (set_vrids).
+        others.attach_filter(&drop_all())?;
         Ok(VrrpSocketV4 {
             send,
             recv,
@@ -272,7 +273,8 @@ impl VrrpSocketV6 {
             others.join_multicast_v6(&g, ifindex)?;
         }
         others.set_read_timeout(Some(Duration::from_millis(200)))?;
-        others.attach_filter(&other_vrids_filter(false, &[]))?;
+        // Nothing until the instances are known (set_vrids).
+        others.attach_filter(&drop_all())?;
         Ok(VrrpSocketV6 {
             send,
             recv,
