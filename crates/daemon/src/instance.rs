@@ -640,43 +640,54 @@ impl Io {
             Output::AddVips => {
                 // keepalived's order: the drop rule before the addresses.
                 if self.plan.no_accept {
-                    crate::firewall::block(
+                    Box::pin(crate::firewall::block(
                         &self.firewall,
                         &self.plan.name,
                         &self.plan.vip_addrs(),
                         self.log,
-                    )
+                    ))
                     .await;
                 }
                 self.add_vips(None).await;
                 // keepalived's order: the VIPs, then the routes, then the rules.
                 if let Some(r) = &self.routing {
-                    r.install(&self.nl, &self.who(), self.log).await;
+                    Box::pin(r.install(&self.nl, &self.who(), self.log)).await;
                 }
             }
             Output::RemoveVips => {
                 // Leaving MASTER: no more announcements of addresses it gives up.
                 self.stop_burst();
                 if let Some(r) = &self.routing {
-                    r.remove(&self.nl, &self.who(), self.log).await;
+                    Box::pin(r.remove(&self.nl, &self.who(), self.log)).await;
                 }
                 self.remove_vips(None).await;
                 if self.plan.no_accept {
-                    crate::firewall::unblock(
+                    Box::pin(crate::firewall::unblock(
                         &self.firewall,
                         &self.plan.name,
                         &self.plan.vip_addrs(),
                         self.log,
-                    )
+                    ))
                     .await;
                 }
             }
             Output::VipsChanged { added, removed } => {
                 self.remove_vips(Some(&removed)).await;
                 if self.plan.no_accept {
-                    crate::firewall::unblock(&self.firewall, &self.plan.name, &removed, self.log)
-                        .await;
-                    crate::firewall::block(&self.firewall, &self.plan.name, &added, self.log).await;
+                    Box::pin(crate::firewall::unblock(
+                        &self.firewall,
+                        &self.plan.name,
+                        &removed,
+                        self.log,
+                    ))
+                    .await;
+                    Box::pin(crate::firewall::block(
+                        &self.firewall,
+                        &self.plan.name,
+                        &added,
+                        self.log,
+                    ))
+                    .await;
                 }
                 self.add_vips(Some(&added)).await;
             }
@@ -1035,12 +1046,12 @@ fn instance(
                     if let Ok(d) = d
                         && router.state() == State::Master
                     {
-                        io.restore_routing(&d).await;
+                        Box::pin(io.restore_routing(&d)).await;
                     }
                 }
                 Some((ix, addr)) = other_vips.next() => {
                     if router.state() == State::Master {
-                        io.restore_vip(ix, addr, &router).await;
+                        Box::pin(io.restore_vip(ix, addr, &router)).await;
                     }
                 }
                 c = crate::nlhub::next(&mut changes) => {
@@ -1049,7 +1060,7 @@ fn instance(
                         && !a.added
                         && router.state() == State::Master
                     {
-                        io.restore_vip(ifindex, a.addr, &router).await;
+                        Box::pin(io.restore_vip(ifindex, a.addr, &router)).await;
                     }
                     if track_link {
                         match c {
@@ -1125,8 +1136,8 @@ fn instance(
                             if router.state() == State::Master {
                                 let empty = crate::routing::Resolved::default();
                                 let (old, wanted) = (io.routing.as_deref().unwrap_or(&empty), routing.as_deref().unwrap_or(&empty));
-                                old.minus(wanted).remove(&io.nl, &io.who(), log).await;
-                                wanted.minus(old).install(&io.nl, &io.who(), log).await;
+                                Box::pin(old.minus(wanted).remove(&io.nl, &io.who(), log)).await;
+                                Box::pin(wanted.minus(old).install(&io.nl, &io.who(), log)).await;
                             }
                             if routing.is_some() && route_dels.is_none() {
                                 route_dels = Some(crate::routing::deletions());
