@@ -329,25 +329,35 @@ struct Io {
     firewall: Arc<crate::firewall::FirewallPlan>,
 }
 
-/// Removals of this instance's VIPs from interfaces other than its own (a VIP's `dev`), as
-/// (ifindex, address): one small task per such interface forwards them. Nothing is spawned
-/// for an instance whose VIPs all sit on its own interface. The tasks end with this value.
+/// Something this MASTER holds removed from outside, beyond its own interface's addresses.
+enum Gone {
+    /// An address from interface `.0` (a VIP's `dev`).
+    Addr(u32, IpAddr),
+    /// A route or rule (`virtual_routes`, `virtual_rules`).
+    Routing(holdfast_sys::route::Deleted),
+}
+
+/// Removals of this instance's VIPs from interfaces other than its own (a VIP's `dev`), and of
+/// its routes and rules: small tasks forward them into one queue, so the driver waits on one
+/// receiver for all of them (each kind of wait held in every instance's task costs its room
+/// a thousand times over). Nothing is spawned for an instance that has neither. The tasks end
+/// with this value.
 #[derive(Default)]
 struct OtherVips {
-    rx: Option<mpsc::Receiver<(u32, IpAddr)>>,
+    rx: Option<mpsc::Receiver<Gone>>,
     tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl OtherVips {
-    fn watch(ifindexes: &[u32], own: u32) -> OtherVips {
+    fn watch(ifindexes: &[u32], own: u32, routing: bool) -> OtherVips {
         let mut others: Vec<u32> = ifindexes.iter().copied().filter(|&i| i != own).collect();
         others.sort_unstable();
         others.dedup();
-        if others.is_empty() {
+        if others.is_empty() && !routing {
             return OtherVips::default();
         }
         let (tx, rx) = mpsc::channel(64);
-        let tasks = others
+        let mut tasks: Vec<tokio::task::AbortHandle> = others
             .into_iter()
             .map(|ix| {
                 let tx = tx.clone();
@@ -357,7 +367,7 @@ impl OtherVips {
                         if let Ok(crate::nlhub::Change::Addr(a)) =
                             crate::nlhub::next(&mut sub).await
                             && !a.added
-                            && tx.send((ix, a.addr)).await.is_err()
+                            && tx.send(Gone::Addr(ix, a.addr)).await.is_err()
                         {
                             break;
                         }
@@ -366,6 +376,21 @@ impl OtherVips {
                 .abort_handle()
             })
             .collect();
+        if routing {
+            let mut sub = Some(crate::routing::deletions());
+            tasks.push(
+                tokio::spawn(async move {
+                    loop {
+                        if let Ok(d) = crate::nlhub::next(&mut sub).await
+                            && tx.send(Gone::Routing(d)).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                })
+                .abort_handle(),
+            );
+        }
         OtherVips {
             rx: Some(rx),
             tasks,
@@ -373,7 +398,7 @@ impl OtherVips {
     }
 
     /// The next removal; never ready when nothing is watched.
-    async fn next(&mut self) -> Option<(u32, IpAddr)> {
+    async fn next(&mut self) -> Option<Gone> {
         match self.rx.as_mut() {
             Some(rx) => rx.recv().await,
             None => std::future::pending().await,
@@ -908,9 +933,8 @@ fn instance(
         // Always: a MASTER also watches for its VIPs being removed by someone else.
         let mut changes = Some(crate::nlhub::changes(ifindex));
         // And, for VIPs set on other interfaces (`dev`), their removals there.
-        let mut other_vips = OtherVips::watch(&io.ifindexes, ifindex);
         // And the removal of its routes and rules, when it has any.
-        let mut route_dels = io.routing.as_ref().map(|_| crate::routing::deletions());
+        let mut other_vips = OtherVips::watch(&io.ifindexes, ifindex, io.routing.is_some());
 
         let mut router =
             VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
@@ -1042,16 +1066,12 @@ fn instance(
                         }
                     }
                 }
-                d = crate::nlhub::next(&mut route_dels) => {
-                    if let Ok(d) = d
-                        && router.state() == State::Master
-                    {
-                        Box::pin(io.restore_routing(&d)).await;
-                    }
-                }
-                Some((ix, addr)) = other_vips.next() => {
+                Some(gone) = other_vips.next() => {
                     if router.state() == State::Master {
-                        Box::pin(io.restore_vip(ix, addr, &router)).await;
+                        match gone {
+                            Gone::Addr(ix, addr) => Box::pin(io.restore_vip(ix, addr, &router)).await,
+                            Gone::Routing(d) => Box::pin(io.restore_routing(&d)).await,
+                        }
                     }
                 }
                 c = crate::nlhub::next(&mut changes) => {
@@ -1139,14 +1159,11 @@ fn instance(
                                 Box::pin(old.minus(wanted).remove(&io.nl, &io.who(), log)).await;
                                 Box::pin(wanted.minus(old).install(&io.nl, &io.who(), log)).await;
                             }
-                            if routing.is_some() && route_dels.is_none() {
-                                route_dels = Some(crate::routing::deletions());
-                            }
                             io.routing = routing;
                             router.handle(now(), Input::Reload(&new.router));
                             Trackers::restart(&mut trackers, &new.name, &new.trackers, log);
                             io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
-                            other_vips = OtherVips::watch(&io.ifindexes, ifindex);
+                            other_vips = OtherVips::watch(&io.ifindexes, ifindex, io.routing.is_some());
                             // VipsChanged from the router is applied against the new plan.
                             io.plan = new;
                             status_stale = true;
