@@ -8,8 +8,6 @@
 
 use std::net::IpAddr;
 
-use tokio::io::AsyncWriteExt;
-
 use crate::logging::Logger;
 
 /// `nftables [TABLE]`, `nftables_priority`, `nftables_counters`.
@@ -75,37 +73,13 @@ impl FirewallPlan {
     }
 }
 
-/// Runs `nft -f -` on `input`; a missing `nft` is named with its package.
-async fn nft(input: &str) -> Result<(), String> {
-    let mut child = tokio::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                "`nft` not found: the VRRP firewall (no_accept, vrrp_strict) needs it (Debian: apt install nftables)".to_owned()
-            } else {
-                format!("nft: {e}")
-            }
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .map_err(|e| format!("nft: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
+/// Runs `nft -f -` on `input` with the nftables plane's runner (its errors carry what nft
+/// said, and name the package of a missing `nft`), on a blocking thread: nft is waited for off
+/// the VRRP runtime.
+async fn nft(input: String) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || holdfast_dataplane::nft::nft_input(&[], &input))
         .await
-        .map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
+        .map_err(std::io::Error::other)?
 }
 
 /// One per process: serialises the changes so that a set is never changed before its table
@@ -123,7 +97,7 @@ pub async fn block(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Logge
         input.push_str(&plan.tables());
     }
     input.push_str(&plan.elements(true, addrs));
-    match nft(&input).await {
+    match nft(input).await {
         Ok(()) => *made = true,
         Err(e) => log.vrrp(&format!("({name}) cannot set the firewall drop rule: {e}")),
     }
@@ -140,7 +114,7 @@ pub async fn unblock(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Log
     }
     // One element at a time: deleting a missing element fails the whole batch.
     for a in addrs {
-        let _ = nft(&plan.elements(false, std::slice::from_ref(a))).await;
+        let _ = nft(plan.elements(false, std::slice::from_ref(a))).await;
     }
 }
 
@@ -155,7 +129,7 @@ pub async fn remove_if_made(plan: &FirewallPlan) {
 pub async fn remove(plan: &FirewallPlan) {
     let mut made = LOCK.lock().await;
     for fam in ["ip", "ip6"] {
-        let _ = nft(&format!("delete table {fam} {}\n", plan.table)).await;
+        let _ = nft(format!("delete table {fam} {}\n", plan.table)).await;
     }
     *made = false;
 }

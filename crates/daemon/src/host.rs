@@ -80,14 +80,9 @@ pub fn short_hostname() -> String {
     name.trim().split('.').next().unwrap_or("").to_string()
 }
 
-/// The network namespace the configuration names (`net_namespace NAME`, at the top level),
-/// read without any check of the host: it must be entered before the checks and the daemon
-/// look at interfaces, as keepalived enters it first.
-pub fn configured_netns(file: &std::path::Path, config_id: &str) -> Option<String> {
-    identity(file, config_id).0
-}
-
-/// The configuration's `net_namespace` and `instance` names, read without host checks.
+/// The configuration's `net_namespace` and `instance` names, read without any check of the
+/// host: the namespace must be entered before the checks and the daemon look at interfaces,
+/// as keepalived enters it first.
 pub fn identity(file: &std::path::Path, config_id: &str) -> (Option<String>, Option<String>) {
     let opts = holdfast_config::Options {
         config_id: config_id.to_owned(),

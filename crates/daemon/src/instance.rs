@@ -343,18 +343,18 @@ enum Gone {
 /// a thousand times over). Nothing is spawned for an instance that has neither. The tasks end
 /// with this value.
 #[derive(Default)]
-struct OtherVips {
+struct Outside {
     rx: Option<mpsc::Receiver<Gone>>,
     tasks: Vec<tokio::task::AbortHandle>,
 }
 
-impl OtherVips {
-    fn watch(ifindexes: &[u32], own: u32, routing: bool) -> OtherVips {
+impl Outside {
+    fn watch(ifindexes: &[u32], own: u32, routing: bool) -> Outside {
         let mut others: Vec<u32> = ifindexes.iter().copied().filter(|&i| i != own).collect();
         others.sort_unstable();
         others.dedup();
         if others.is_empty() && !routing {
-            return OtherVips::default();
+            return Outside::default();
         }
         let (tx, rx) = mpsc::channel(64);
         let mut tasks: Vec<tokio::task::AbortHandle> = others
@@ -391,7 +391,7 @@ impl OtherVips {
                 .abort_handle(),
             );
         }
-        OtherVips {
+        Outside {
             rx: Some(rx),
             tasks,
         }
@@ -406,7 +406,7 @@ impl OtherVips {
     }
 }
 
-impl Drop for OtherVips {
+impl Drop for Outside {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
@@ -934,7 +934,7 @@ fn instance(
         let mut changes = Some(crate::nlhub::changes(ifindex));
         // And, for VIPs set on other interfaces (`dev`), their removals there.
         // And the removal of its routes and rules, when it has any.
-        let mut other_vips = OtherVips::watch(&io.ifindexes, ifindex, io.routing.is_some());
+        let mut outside = Outside::watch(&io.ifindexes, ifindex, io.routing.is_some());
 
         let mut router =
             VirtualRouter::new(plan.router.clone(), now(), u64::from(std::process::id()));
@@ -1066,7 +1066,7 @@ fn instance(
                         }
                     }
                 }
-                Some(gone) = other_vips.next() => {
+                Some(gone) = outside.next() => {
                     if router.state() == State::Master {
                         match gone {
                             Gone::Addr(ix, addr) => Box::pin(io.restore_vip(ix, addr, &router)).await,
@@ -1163,7 +1163,7 @@ fn instance(
                             router.handle(now(), Input::Reload(&new.router));
                             Trackers::restart(&mut trackers, &new.name, &new.trackers, log);
                             io.ifindexes = new.vips.iter().map(|v| iface::index(&v.dev)).collect::<std::io::Result<Vec<_>>>().unwrap_or_default();
-                            other_vips = OtherVips::watch(&io.ifindexes, ifindex, io.routing.is_some());
+                            outside = Outside::watch(&io.ifindexes, ifindex, io.routing.is_some());
                             // VipsChanged from the router is applied against the new plan.
                             io.plan = new;
                             status_stale = true;

@@ -456,7 +456,7 @@ fn main() -> ExitCode {
                 strict,
             };
             // As keepalived -t: the interfaces checked are those of the configured namespace.
-            if let Some(ns) = host::configured_netns(&file, &opts.config_id)
+            if let (Some(ns), _) = host::identity(&file, &opts.config_id)
                 && let Err(e) = host::enter_netns(&ns)
             {
                 eprintln!("Unable to set network namespace {ns} - exiting ({e})");

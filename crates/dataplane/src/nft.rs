@@ -764,7 +764,7 @@ fn tool_error(program: &str, e: io::Error) -> io::Error {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "`{program}` not found: the nftables data plane needs it (Debian: apt install {package})"
+                "`{program}` not found: holdfast needs it here (Debian: apt install {package})"
             ),
         )
     } else {
@@ -931,8 +931,10 @@ fn set_elements(
 }
 
 /// Runs `nft ARGS -f -` on `input`; a refusal is an error carrying what nft said (the
-/// `nftables` crate's helper lets nft's message go to our standard error and keeps none).
-fn nft_input(args: &[&str], input: &str) -> io::Result<()> {
+/// `nftables` crate's helper lets nft's message go to our standard error and keeps none), a
+/// missing `nft` one naming its package. Blocking: waits for nft. Also the daemon's VRRP
+/// firewall's runner.
+pub fn nft_input(args: &[&str], input: &str) -> io::Result<()> {
     let mut child = std::process::Command::new("nft")
         .args(args)
         .args(["-f", "-"])

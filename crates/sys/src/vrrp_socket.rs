@@ -101,6 +101,23 @@ fn drop_all() -> [socket2::SockFilter; 1] {
     )]
 }
 
+/// Reads one packet into `buf`: its length, or `None` when the socket's read timeout passed
+/// (or a signal interrupted the wait).
+fn read_timed(s: &Socket, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match (&*s).read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// One instance's VRRP sockets on one interface.
 pub struct VrrpSocketV4 {
     send: Socket,
@@ -174,19 +191,8 @@ impl VrrpSocketV4 {
     /// packet too short to be IPv4.
     pub fn recv(&self) -> io::Result<Option<Received>> {
         let mut buf = [0u8; 2048];
-        let n = match (&self.recv).read(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        let Some(n) = read_timed(&self.recv, &mut buf)? else {
+            return Ok(None);
         };
         Ok(parse_ipv4(&buf[..n]))
     }
@@ -386,20 +392,7 @@ impl VrrpSocket {
             VrrpSocket::V6(s) => &s.others,
         };
         let mut buf = [0u8; 64];
-        match (&*s).read(&mut buf) {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+        Ok(read_timed(s, &mut buf)?.is_some())
     }
 }
 
