@@ -12,12 +12,13 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
 mod common;
+use common::ns::Ns;
 #[path = "../../config/benches/record.rs"]
 mod record;
 use record::record;
 
 use std::fmt::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(3);
@@ -28,72 +29,6 @@ const ROUNDS: usize = 3;
 
 /// One round: (RSS MB, CPU %) of holdfast, then of keepalived.
 type Round = ((f64, f64), (f64, f64));
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("ip");
-    assert!(st.success(), "ip {}", args.join(" "));
-}
-
-/// A namespace with `links` veth pairs (eth0/peer0, eth1/peer1, …), deleted when dropped.
-struct Ns(String);
-
-impl Ns {
-    fn new(tag: &str, links: usize) -> Ns {
-        let name = format!("hfscale-{tag}-{}", std::process::id());
-        ip(&["netns", "add", &name]);
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        for i in 0..links {
-            let (a, b) = (format!("eth{i}"), format!("peer{i}"));
-            ip(&[
-                "-n", &name, "link", "add", &a, "type", "veth", "peer", "name", &b,
-            ]);
-            ip(&[
-                "-n",
-                &name,
-                "addr",
-                "add",
-                &format!("10.{}.0.1/16", 100 + i),
-                "dev",
-                &a,
-            ]);
-            ip(&["-n", &name, "link", "set", &a, "up"]);
-            ip(&["-n", &name, "link", "set", &b, "up"]);
-        }
-        Ns(name)
-    }
-
-    /// How many of the benchmark's VIPs (10.100-..., /32) are on the namespace's links.
-    fn vips(&self) -> usize {
-        let out = Command::new("ip")
-            .args(["-n", &self.0, "-4", "-o", "addr", "show"])
-            .output()
-            .expect("ip addr");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains("/32"))
-            .count()
-    }
-
-    fn pids(&self) -> Vec<u32> {
-        let out = Command::new("ip")
-            .args(["netns", "pids", &self.0])
-            .output()
-            .expect("ip netns pids");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        for pid in self.pids() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// `n` VRRPv3 instances at 0.1 s, 250 to a link, one VIP each.
 fn config(n: usize, dir: &std::path::Path) -> String {
@@ -129,37 +64,7 @@ fn measure(daemon: &str, n: usize) -> (f64, f64) {
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("scale.conf");
     std::fs::write(&conf, config(n, &dir)).unwrap();
-    let conf = conf.to_str().unwrap().to_owned();
-    let mut child: Child = match daemon {
-        "holdfast" => Command::new("ip")
-            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_holdfast")])
-            .args(["run", "-n", "-G", "-P", "--data-dir"])
-            .arg(&dir)
-            .arg("-p")
-            .arg(dir.join("holdfast.pid"))
-            .args(["-f", &conf])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("holdfast"),
-        _ => Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                "keepalived",
-                "-n",
-                "-P",
-                "-f",
-                &conf,
-            ])
-            .arg(format!("--pid={}/ka.pid", dir.display()))
-            .arg(format!("--vrrp_pid={}/ka-vrrp.pid", dir.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("keepalived (scripts/test installs it)"),
-    };
+    let mut child = ns.start(daemon, &dir, &conf);
     // Nothing is measured of a daemon that is gone (its /proc reads as 0 MB and 0 % CPU) or
     // that has not made every instance MASTER (one that sends nothing costs nothing): wait
     // for every VIP (bounded), then SETTLE more for a steady state.

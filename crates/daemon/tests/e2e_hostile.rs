@@ -2,7 +2,7 @@
 //! sends crafted VRRP packets — wrong TTL, wrong password, bad checksum, truncated, an address
 //! count larger than the packet, and a flood of 10 000 a second — at holdfast, which stays
 //! MASTER, counts each class (Prometheus endpoint), logs them in keepalived's words but rate
-//! limited, and spends bounded CPU on the flood.
+//! limited. (The CPU a flood costs, beside keepalived's, is measured by the flood benchmark.)
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
 
@@ -115,16 +115,6 @@ fn counted(lab: &netns::Lab, reason: &str, want: u64) -> String {
     }
 }
 
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 #[test]
 fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     let mut lab = netns::Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
@@ -186,8 +176,6 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
     lb.wait_for("(VI_1) Invalid VRRPv2 checksum", SEC);
 
     // A flood: 10 000 a second of wrong-password adverts for 2 s.
-    let pid = lb.pid();
-    let before = cpu(pid);
     let start = Instant::now();
     let mut sent = 0u64;
     let bad = advert(b"wrong", 1);
@@ -201,13 +189,8 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
             std::thread::sleep(wait);
         }
     }
+    // Every one read and refused (the CPU this costs is the flood benchmark's measure).
     let text = counted(&lab, "auth_failure", 20 + sent);
-    let used = cpu(pid) - before;
-    let wall = start.elapsed().as_secs_f64();
-    assert!(
-        used < 0.5 * wall,
-        "holdfast used {used:.2} s of CPU for {sent} adverts in {wall:.2} s"
-    );
     // Logged with a limit: a handful of lines, not one per advert.
     let lines = lb.count("received an invalid passwd");
     assert!(lines <= 20, "{lines} lines for {sent} bad adverts");
@@ -218,7 +201,6 @@ fn hostile_adverts_are_counted_logged_with_a_limit_and_change_nothing() {
         "{text}"
     );
     assert_eq!(lb.count("Entering BACKUP STATE"), backups_before);
-    eprintln!("flood: {sent} adverts in {wall:.2} s, holdfast CPU {used:.2} s");
 }
 
 const UNICAST: &str = "vrrp_instance VI_1 {

@@ -1,5 +1,7 @@
 //! What the daemon benchmarks share: reading a process's CPU time, parent and memory from
-//! /proc, and the medians and ranges of repeated rounds.
+//! /proc, the medians and ranges of repeated rounds, and network namespaces to run daemons in.
+
+pub mod ns;
 
 /// The fields of `/proc/PID/stat` after the command name (empty when the process is gone).
 fn stat_fields(pid: u32) -> Vec<String> {
