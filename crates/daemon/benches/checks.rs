@@ -18,6 +18,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
 mod common;
+#[path = "../../config/benches/record.rs"]
+mod record;
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -86,9 +88,8 @@ fn on_host() {
     for lib in libraries(keepalived) {
         cmd.arg("--put").arg(&lib);
     }
-    cmd.args(["-c", "./checks"]);
-    let st = cmd.status().expect("scripts/ipvs-vm/run.sh");
-    assert!(st.success(), "the checks benchmark failed in the VM: {st}");
+    cmd.args(["-c", &record::vm_command("./checks")]);
+    record::run_in_vm(cmd, "the checks benchmark");
     host();
 }
 
@@ -126,6 +127,7 @@ fn host() {
     })
     .join()
     .unwrap();
+    let mut figures = Vec::new();
     header(
         "on this machine's kernel; keepalived with fake_ipvs.so preloaded, holdfast on its proxy plane",
     );
@@ -152,7 +154,7 @@ fn host() {
             .env("LD_PRELOAD", &shim);
         // Rounds alternate between the daemons, so that a slow spell of the machine weighs on
         // both; the row gives the medians.
-        let rounds: Vec<_> = (0..HOST_ROUNDS)
+        let rounds: Vec<_> = (0..record::rounds(HOST_ROUNDS))
             .map(|_| {
                 (
                     measure("holdfast", &mut hf, servers, &accepted),
@@ -160,13 +162,15 @@ fn host() {
                 )
             })
             .collect();
-        row(servers, &rounds);
+        figures.extend(row(servers, &rounds));
     }
     let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "medians of {HOST_ROUNDS} alternating rounds; ratio: holdfast's CPU per answered check over keepalived's (goal ≤ 1), with the lowest and highest of the rounds' ratios"
+        "medians of {} alternating rounds; ratio: holdfast's CPU per answered check over keepalived's (goal ≤ 1), with the lowest and highest of the rounds' ratios",
+        record::rounds(HOST_ROUNDS)
     );
+    record::record("checks", &figures);
 }
 
 /// A listener on every loopback address at PORT, closing what it accepts, counting.
@@ -308,8 +312,9 @@ fn header(place: &str) {
 
 type Sample = (f64, f64, Duration);
 
-/// One line of the table from rounds of (holdfast, keepalived) samples: the medians.
-fn row(servers: usize, rounds: &[(Sample, Sample)]) {
+/// One line of the table from rounds of (holdfast, keepalived) samples: the medians, which
+/// it returns as figures too.
+fn row(servers: usize, rounds: &[(Sample, Sample)]) -> Vec<(String, f64)> {
     let col = |f: &dyn Fn(&(Sample, Sample)) -> f64| common::median(rounds.iter().map(f).collect());
     // CPU per check, so a daemon that fell behind the rate is not flattered.
     let per_check = |(rate, cpu, _): &Sample| cpu / rate.max(1.0);
@@ -333,11 +338,25 @@ fn row(servers: usize, rounds: &[(Sample, Sample)]) {
         col(&|(_, k)| k.2.as_secs_f64()),
         col(&|(_, k)| k.1),
     );
+    let mut figures = Vec::new();
+    for (k, v) in [
+        ("holdfast_per_s", col(&|(h, _)| h.0)),
+        ("holdfast_cpu_pct", col(&|(h, _)| h.1)),
+        ("keepalived_per_s", col(&|(_, k)| k.0)),
+        ("keepalived_cpu_pct", col(&|(_, k)| k.1)),
+        ("cpu_per_check_ratio", ratio),
+        ("ratio_low", common::range(&ratios).0),
+        ("ratio_high", common::range(&ratios).1),
+    ] {
+        figures.push((format!("{servers}_{k}"), v));
+    }
+    figures
 }
 
 fn in_vm() {
     let accepted = listener();
     header("inside the IPVS VM under software emulation, real IPVS");
+    let mut figures = Vec::new();
     for servers in [500, 1000] {
         let conf = format!("/tmp/checks-{servers}.conf");
         std::fs::write(&conf, config(servers)).unwrap();
@@ -361,9 +380,10 @@ fn in_vm() {
             .arg("--checkers_pid=/tmp/ka-check.pid");
         let h = measure("holdfast", &mut hf, servers, &accepted);
         let k = measure("keepalived", &mut ka, servers, &accepted);
-        row(servers, &[(h, k)]);
+        figures.extend(row(servers, &[(h, k)]));
     }
     println!(
         "ratio: holdfast's CPU per answered check over keepalived's (goal ≤ 1); the emulated VM answers 1 000 to 2 500 checks/s at most, depending on the machine"
     );
+    record::record("checks_vm", &figures);
 }

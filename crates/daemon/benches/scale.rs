@@ -125,7 +125,7 @@ fn main() {
     for n in [1, 100, 1000] {
         // Rounds alternate between the daemons; the line gives the medians, and the lowest and
         // highest memory ratio of the rounds.
-        let rounds: Vec<_> = (0..ROUNDS)
+        let rounds: Vec<_> = (0..record::rounds(ROUNDS))
             .map(|_| (measure("holdfast", n), measure("keepalived", n)))
             .collect();
         let col = |f: &dyn Fn(&Round) -> f64| common::median(rounds.iter().map(f).collect());
@@ -149,6 +149,9 @@ fn main() {
             figures.push((format!("{n}_{k}"), v));
         }
     }
-    println!("medians of {ROUNDS} rounds alternating between the daemons");
+    println!(
+        "medians of {} rounds alternating between the daemons",
+        record::rounds(ROUNDS)
+    );
     record("footprint", &figures);
 }

@@ -568,6 +568,10 @@ struct LabArgs {
     /// Machine-readable results.
     #[arg(long)]
     json: bool,
+    /// Also write the medians (gap, VIP move, and with --compare the ratio, per scenario) to
+    /// FILE as one JSON object of figures, the form the documentation quotes from.
+    #[arg(long, value_name = "FILE")]
+    figures: Option<std::path::PathBuf>,
     /// Seconds the client writes per run.
     #[arg(long, default_value_t = 12)]
     duration_s: u64,
@@ -586,6 +590,7 @@ fn lab(args: LabArgs) -> ExitCode {
         fast,
         repeat,
         json,
+        figures,
         duration_s,
         dataplane,
     } = args;
@@ -675,8 +680,13 @@ fn lab(args: LabArgs) -> ExitCode {
             Daemon::Keepalived,
         ));
     }
-    let mut medians: Vec<Vec<std::time::Duration>> = Vec::new();
+    let mut medians: Vec<Vec<Option<std::time::Duration>>> = Vec::new();
+    let mut recorded = serde_json::Map::new();
     for (title, d1, d2) in runs {
+        let who = match d1 {
+            Daemon::Holdfast => "holdfast",
+            Daemon::Keepalived => "keepalived",
+        };
         let opts = l::Options {
             bin: bin.clone(),
             lb1: d1,
@@ -689,11 +699,13 @@ fn lab(args: LabArgs) -> ExitCode {
         let mut meds = Vec::new();
         for &s in &scenarios {
             let mut gaps = Vec::new();
+            let mut moves = Vec::new();
             for _ in 0..repeat.max(1) {
                 match l::run(&opts, s) {
                     Ok(o) => {
                         all_ok &= o.lost.is_empty();
                         gaps.push(o.gap);
+                        moves.extend(o.vip_move);
                         outcomes.push(o);
                     }
                     Err(e) => {
@@ -703,18 +715,25 @@ fn lab(args: LabArgs) -> ExitCode {
                 }
             }
             gaps.sort();
-            if !gaps.is_empty() {
-                if repeat > 1 {
-                    eprintln!(
-                        "{title}: {} gap min {:.2} s median {:.2} s max {:.2} s",
-                        s.name(),
-                        gaps[0].as_secs_f64(),
-                        gaps[gaps.len() / 2].as_secs_f64(),
-                        gaps[gaps.len() - 1].as_secs_f64()
-                    );
-                }
-                meds.push(gaps[gaps.len() / 2]);
+            if !gaps.is_empty() && repeat > 1 {
+                eprintln!(
+                    "{title}: {} gap min {:.2} s median {:.2} s max {:.2} s",
+                    s.name(),
+                    gaps[0].as_secs_f64(),
+                    gaps[gaps.len() / 2].as_secs_f64(),
+                    gaps[gaps.len() - 1].as_secs_f64()
+                );
             }
+            let median = |v: &mut Vec<std::time::Duration>| {
+                v.sort();
+                v.get(v.len() / 2).copied()
+            };
+            let (gap, vip_move) = (median(&mut gaps), median(&mut moves));
+            for (what, v) in [("gap_s", gap), ("vip_move_s", vip_move)] {
+                let v = v.map_or(serde_json::Value::Null, |d| d.as_secs_f64().into());
+                recorded.insert(format!("{}_{who}_{what}", s.name()), v);
+            }
+            meds.push(gap);
         }
         if json {
             println!("{}", l::json(&title, &outcomes));
@@ -723,18 +742,31 @@ fn lab(args: LabArgs) -> ExitCode {
         }
         medians.push(meds);
     }
-    if compare && medians.len() == 2 && !json {
-        println!("median gap ratio holdfast/keepalived (below 1 = holdfast better):");
+    if compare && medians.len() == 2 {
+        if !json {
+            println!("median gap ratio holdfast/keepalived (below 1 = holdfast better):");
+        }
         for (i, s) in scenarios.iter().enumerate() {
-            if let (Some(h), Some(k)) = (medians[0].get(i), medians[1].get(i)) {
-                println!(
-                    "  {:<15} {:.2} s / {:.2} s = {:.2}",
-                    s.name(),
-                    h.as_secs_f64(),
-                    k.as_secs_f64(),
-                    h.as_secs_f64() / k.as_secs_f64().max(1e-3)
-                );
+            if let (Some(Some(h)), Some(Some(k))) = (medians[0].get(i), medians[1].get(i)) {
+                let ratio = h.as_secs_f64() / k.as_secs_f64().max(1e-3);
+                if !json {
+                    println!(
+                        "  {:<15} {:.2} s / {:.2} s = {ratio:.2}",
+                        s.name(),
+                        h.as_secs_f64(),
+                        k.as_secs_f64(),
+                    );
+                }
+                recorded.insert(format!("{}_ratio", s.name()), ratio.into());
             }
+        }
+    }
+    if let Some(file) = figures {
+        let text =
+            serde_json::to_string_pretty(&serde_json::Value::Object(recorded)).unwrap_or_default();
+        if let Err(e) = std::fs::write(&file, text + "\n") {
+            eprintln!("holdfast lab: cannot write {}: {e}", file.display());
+            return ExitCode::from(1);
         }
     }
     if all_ok {

@@ -82,13 +82,11 @@ fn main() {
     on_host();
     let me = std::env::current_exe().unwrap();
     let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ipvs-vm/run.sh");
-    let st = Command::new(run)
-        .args(["--timeout", "900", "--put"])
+    let mut vm = Command::new(run);
+    vm.args(["--timeout", "900", "--put"])
         .arg(format!("{}:nft_bench", me.display()))
-        .args(["-c", "./nft_bench --bench"])
-        .status()
-        .expect("scripts/ipvs-vm/run.sh");
-    assert!(st.success(), "the nft benchmark failed in the VM: {st}");
+        .args(["-c", &record::vm_command("./nft_bench --bench")]);
+    record::run_in_vm(vm, "the nft benchmark");
 }
 
 /// Inside the VM: direct, NAT on conntrack's path alone, NAT with the flowtable.
@@ -105,7 +103,7 @@ fn in_vm() {
     let rounds = client_rt.block_on(async {
         wait_listening(BACKEND).await;
         let mut rounds: [Vec<Row>; 3] = Default::default();
-        for _ in 0..VM_ROUNDS {
+        for _ in 0..record::rounds(VM_ROUNDS) {
             for (i, flowtable) in [None, Some(false), Some(true)].into_iter().enumerate() {
                 if let Some(on) = flowtable {
                     in_ns(&topo.director, || {
@@ -141,7 +139,8 @@ fn in_vm() {
     let pairs = |i: usize, f: fn(&Row) -> f64| paired(&rounds[i], &rounds[0], f);
     let [d, ct, ft] = rounds.each_ref().map(|r| median(r));
     println!(
-        "nftables in the VM (Debian's kernel, with nf_flow_table, under software emulation, 1 CPU; medians of {VM_ROUNDS} interleaved rounds of {} s; only the ratios mean something)",
+        "nftables in the VM (Debian's kernel, with nf_flow_table, under software emulation, 1 CPU; medians of {} interleaved rounds of {} s; only the ratios mean something)",
+        record::rounds(VM_ROUNDS),
         SECS.as_secs()
     );
     println!(
@@ -172,6 +171,20 @@ fn in_vm() {
         pairs(1, |r| r.bulk),
         pairs(2, |r| r.short),
         pairs(2, |r| r.bulk)
+    );
+    record::record(
+        "nft_vm",
+        &[
+            ("short_per_s_direct", d.short),
+            ("short_per_s_ct_only", ct.short),
+            ("short_per_s_flowtable", ft.short),
+            ("ratio_ct_only_rr", ct.rr / d.rr),
+            ("ratio_flowtable_rr", ft.rr / d.rr),
+            ("ratio_ct_only_short_median", pairs(1, |r| r.short).median),
+            ("ratio_ct_only_bulk_median", pairs(1, |r| r.bulk).median),
+            ("ratio_flowtable_short_median", pairs(2, |r| r.short).median),
+            ("ratio_flowtable_bulk_median", pairs(2, |r| r.bulk).median),
+        ],
     );
 }
 
@@ -210,7 +223,7 @@ fn on_host() {
         // Direct twice, first and last in each round: how far two measures of the same path
         // differ here is the noise any other ratio carries.
         let mut rounds: [Vec<Row>; 5] = Default::default();
-        for _ in 0..ROUNDS {
+        for _ in 0..record::rounds(ROUNDS) {
             for (i, a) in [BACKEND, PROXY_VIP, NFT_VIP, DR_VIP, BACKEND]
                 .into_iter()
                 .enumerate()
@@ -253,7 +266,8 @@ fn on_host() {
     drop(topo);
     let [d, p, n, r, again] = rows;
     println!(
-        "nftables benchmark (client → director → backend over veth, the director forwarding; medians of {ROUNDS} interleaved rounds of {} s)",
+        "nftables benchmark (client → director → backend over veth, the director forwarding; medians of {} interleaved rounds of {} s)",
+        record::rounds(ROUNDS),
         SECS.as_secs()
     );
     println!(
@@ -318,6 +332,21 @@ fn on_host() {
             ("short_per_s_proxy", p.short),
             ("short_per_s_nat", n.short),
             ("short_per_s_dr", r.short),
+            ("bulk_mb_s_direct", d.bulk),
+            ("bulk_mb_s_proxy", p.bulk),
+            ("bulk_mb_s_nat", n.bulk),
+            ("bulk_mb_s_dr", r.bulk),
+            ("rr_per_s_direct", d.rr),
+            ("rr_per_s_proxy", p.rr),
+            ("rr_per_s_nat", n.rr),
+            ("rr_per_s_dr", r.rr),
+            ("p99_us_direct", d.p99),
+            ("p99_us_proxy", p.p99),
+            ("p99_us_nat", n.p99),
+            ("p99_us_dr", r.p99),
+            ("ratio_again_short", again.short / d.short),
+            ("ratio_nat_rr", n.rr / d.rr),
+            ("ratio_dr_rr", r.rr / d.rr),
             ("ratio_nat_short_median", pairs[0].median),
             ("ratio_nat_short_q1", pairs[0].low),
             ("ratio_nat_short_q3", pairs[0].high),

@@ -113,7 +113,7 @@ fn main() {
         }
         // Interleaved rounds, medians: the machine's noise hits all three alike.
         let mut rounds: [Vec<Row>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..ROUNDS {
+        for _ in 0..record::rounds(ROUNDS) {
             for (i, (a, pid)) in [(BACKEND, None), (HAPROXY, ha_pid), (HOLDFAST, proxy_pid)]
                 .into_iter()
                 .enumerate()
@@ -138,7 +138,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let [d, h, p] = rows;
     println!(
-        "proxy benchmark (loopback in a private namespace; medians of {ROUNDS} interleaved rounds of {} s; {CONCURRENCY} clients for short connections)",
+        "proxy benchmark (loopback in a private namespace; medians of {} interleaved rounds of {} s; {CONCURRENCY} clients for short connections)",
+        record::rounds(ROUNDS),
         SECS.as_secs()
     );
     println!(
@@ -219,9 +220,15 @@ fn main() {
             ("ratio_short_q1", pairs[0].low),
             ("ratio_short_q3", pairs[0].high),
             ("ratio_bulk_median", pairs[1].median),
+            ("ratio_bulk_q1", pairs[1].low),
+            ("ratio_bulk_q3", pairs[1].high),
             ("ratio_rr_median", pairs[2].median),
+            ("ratio_rr_q1", pairs[2].low),
+            ("ratio_rr_q3", pairs[2].high),
             ("cpu_us_per_short_haproxy", h.short_cpu),
             ("cpu_us_per_short_holdfast", p.short_cpu),
+            ("cpu_per_short_ratio", p.short_cpu / h.short_cpu),
+            ("p99_us_direct", d.p99),
             ("p99_us_haproxy", h.p99),
             ("p99_us_holdfast", p.p99),
         ],
