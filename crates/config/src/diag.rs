@@ -33,6 +33,9 @@ pub enum Class {
     Security,
     /// The configuration cannot run at all (file not found): exit 4.
     Fatal,
+    /// keepalived stops reading here and exits 2 (a keyword whose value its handler reads
+    /// without checking it is there): nothing after it is read or checked.
+    Stop,
 }
 
 /// One finding.
@@ -126,21 +129,54 @@ impl Diagnostics {
     pub fn has_fatal(&self) -> bool {
         self.items.iter().any(|d| d.class == Class::Fatal)
     }
+
+    /// Where keepalived would have stopped reading (the first [`Class::Stop`] in the text),
+    /// if anywhere.
+    pub fn stop(&self) -> Option<Span> {
+        self.items
+            .iter()
+            .filter(|d| d.class == Class::Stop)
+            .filter_map(|d| d.span)
+            .min_by_key(|s| (s.file, s.lo))
+    }
+
+    /// Keeps only what keepalived reports before it stops at `at`. keepalived -t reads the
+    /// configuration once per part, in order (`pass` numbers them: global, checker, VRRP,
+    /// BFD): the parts read before the stop's were read and checked in full, and of the stop's
+    /// own part only the lines before it were read; nothing after is read or checked.
+    pub fn truncate_at(&mut self, at: Span, pass: &dyn Fn(Span) -> u8) {
+        let stop_pass = pass(at);
+        self.items.retain(|d| match d.span {
+            Some(s) if d.class == Class::Stop => s == at,
+            Some(s) => {
+                let p = pass(s);
+                p < stop_pass
+                    || (p == stop_pass && d.keepalived_lined && (s.file, s.lo) < (at.file, at.lo))
+            }
+            None => false,
+        });
+    }
 }
 
 /// The exit status `keepalived -t` (2.2.7) gives for these findings; `strict` also fails on
 /// unknown and unsupported keywords.
+///
+/// keepalived keeps the most serious status it met, in the order of its `config_err_t`: a
+/// script security violation over any error, an error over a file or interface it cannot use;
+/// a stop ends it at once.
 pub fn exit_code(diags: &[Diagnostic], strict: bool) -> u8 {
-    if diags.iter().any(|d| d.class == Class::Fatal) {
-        4
+    if diags.iter().any(|d| d.class == Class::Stop) {
+        2
     } else if diags.iter().any(|d| d.class == Class::Security) {
         6
     } else if diags.iter().any(|d| match d.class {
         Class::Syntax | Class::Unknown | Class::Invalid => true,
         Class::Unsupported => strict,
-        Class::Note | Class::Security | Class::Fatal => false,
+        Class::Note | Class::Security | Class::Fatal | Class::Stop => false,
     }) {
         5
+    } else if diags.iter().any(|d| d.class == Class::Fatal) {
+        4
     } else {
         0
     }
@@ -246,10 +282,15 @@ mod tests {
             exit_code(&[mk(Class::Invalid), mk(Class::Security)], false),
             6
         );
+        // The most serious status wins, in keepalived's order.
         assert_eq!(
             exit_code(&[mk(Class::Security), mk(Class::Fatal)], false),
-            4
+            6
         );
+        assert_eq!(exit_code(&[mk(Class::Fatal), mk(Class::Invalid)], false), 5);
+        assert_eq!(exit_code(&[mk(Class::Fatal)], false), 4);
+        // A stop ends keepalived at once.
+        assert_eq!(exit_code(&[mk(Class::Security), mk(Class::Stop)], false), 2);
     }
 
     #[test]

@@ -83,11 +83,18 @@ pub fn load(
     validate::file_check_order(&mut config, &mut diags);
     validate::sync_group_tracking(&mut config, &mut diags);
     let mut disabled_scripts = Vec::new();
-    if let Some(host) = host {
-        let fatal = validate::interfaces(&mut config, host, &mut diags);
-        if !fatal && readable {
-            disabled_scripts = validate::script_security(&mut config, host, &mut diags);
-        }
+    // keepalived reports a missing interface on the line that names it, while reading.
+    let missing = host.is_some_and(|h| validate::interfaces(&mut config, h, &mut diags));
+    // Where keepalived stops reading (exit 2) it checks nothing else: what it would have said
+    // later is dropped, and the scripts are not checked (the configuration does not run).
+    let stop = diags.stop();
+    if let Some(at) = stop {
+        diags.truncate_at(at, &|s| pass_of(&nodes, s));
+    }
+    if let Some(host) = host.filter(|_| stop.is_none() && readable) {
+        // keepalived's checker reads and checks its scripts before its VRRP process looks at
+        // the interfaces: a missing interface does not spare the checker's scripts.
+        disabled_scripts = validate::script_security(&mut config, host, &mut diags, !missing);
     }
     Loaded {
         config,
@@ -95,6 +102,30 @@ pub fn load(
         sources,
         readable,
         disabled_scripts,
+    }
+}
+
+/// Which of keepalived's reading passes finds what is at `at`: 0 the global one, 1 the
+/// checker's, 2 VRRP's, 3 BFD's — by the top-level block it is in (the last one starting
+/// before it in its file; VRRP's when none does, as in an included file).
+fn pass_of(nodes: &[tree::Node], at: span::Span) -> u8 {
+    let top = nodes
+        .iter()
+        .rfind(|n| n.key.span.file == at.file && n.key.span.lo <= at.lo);
+    match top.map(|n| n.key.text.as_str()) {
+        Some(
+            "global_defs"
+            | "net_namespace"
+            | "net_namespace_ipvs"
+            | "instance"
+            | "use_pid_dir"
+            | "child_wait_time"
+            | "linkbeat_use_polling"
+            | "namespace_with_ipsets",
+        ) => 0,
+        Some("virtual_server" | "virtual_server_group" | "SSL") => 1,
+        Some("bfd_instance") => 3,
+        _ => 2,
     }
 }
 

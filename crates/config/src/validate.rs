@@ -98,8 +98,9 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
     for g in &cfg.sync_groups {
         for m in &g.members {
             if !instances.contains(m.as_str()) {
-                d.invalid(
-                    span(g.origin.0),
+                d.push_unlined(
+                    Class::Invalid,
+                    g.origin.0,
                     format!(
                         "Virtual router {m} specified in sync group {} doesn't exist - ignoring",
                         g.name
@@ -556,6 +557,17 @@ pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> boo
             }
         }
     }
+    for g in &cfg.sync_groups {
+        for t in &g.track.interfaces {
+            if !host.interface_exists(&t.name) {
+                missing = true;
+                d.invalid(
+                    span(t.origin.0),
+                    format!("({}) tracked interface {} doesn't exist", g.name, t.name),
+                );
+            }
+        }
+    }
     if missing {
         d.push(
             Class::Invalid,
@@ -646,7 +658,15 @@ fn route_interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> b
 ///   `enable_script_security` is disabled: notify and quorum scripts and `startup_script`s are
 ///   removed from the configuration, a `MISC_CHECK` is removed from its real server, and a
 ///   `vrrp_script`'s name is returned (its trackers ignore it).
-pub fn script_security(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> Vec<String> {
+///
+/// `vrrp` false (an interface is missing, which stops keepalived's VRRP process before its
+/// script checks) leaves the VRRP scripts unchecked.
+pub fn script_security(
+    cfg: &mut Config,
+    host: &dyn Host,
+    d: &mut Diagnostics,
+    vrrp: bool,
+) -> Vec<String> {
     let mut disabled = Vec::new();
     let default_user = cfg.global.script_user.clone().or_else(|| {
         host.user("keepalived_script").map(|_| UserSpec {
@@ -666,60 +686,73 @@ pub fn script_security(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -
         insecure: 0,
         any: false,
     };
-    // Every vrrp_script, used or not: keepalived checks them all.
-    for s in &mut cfg.scripts {
-        if let Some(ScriptKind::Command(cmd)) = &mut s.kind {
-            let what = Script::Track(&s.name);
-            if !sc.check(cmd, s.user.as_ref(), s.origin.0, what, d) {
-                disabled.push(s.name.clone());
+    // keepalived checks its scripts in three places, each reporting its own violation: the
+    // VRRP process (only when there are instances), the checker (only when there are virtual
+    // servers) and the parent (the shutdown script).
+    let at = cfg.global.origin.0;
+    if vrrp && !cfg.instances.is_empty() {
+        // Every vrrp_script, used or not: keepalived checks them all.
+        for s in &mut cfg.scripts {
+            if let Some(ScriptKind::Command(cmd)) = &mut s.kind {
+                let what = Script::Track(&s.name);
+                if !sc.check(cmd, s.user.as_ref(), s.origin.0, what, d) {
+                    disabled.push(s.name.clone());
+                }
             }
         }
-    }
-    for i in &mut cfg.instances {
-        let what = format!("({})", i.name);
-        for (k, slot) in i.notify.slots_mut() {
-            sc.command(slot, &format!("{what} {k}"), i.origin.0, d);
+        for i in &mut cfg.instances {
+            let what = format!("({})", i.name);
+            for (k, slot) in i.notify.slots_mut() {
+                sc.command(slot, &format!("{what} {k}"), i.origin.0, d);
+            }
         }
-    }
-    for g in &mut cfg.sync_groups {
-        let what = format!("VRRP_Group({})", g.name);
-        for (k, slot) in g.notify.slots_mut() {
-            sc.command(slot, &format!("{what} {k}"), g.origin.0, d);
+        for g in &mut cfg.sync_groups {
+            let what = format!("VRRP_Group({})", g.name);
+            for (k, slot) in g.notify.slots_mut() {
+                sc.command(slot, &format!("{what} {k}"), g.origin.0, d);
+            }
         }
-    }
-    for vs in &mut cfg.virtual_servers {
-        let at = vs.origin.0;
-        sc.command(&mut vs.quorum_up, "quorum_up", at, d);
-        sc.command(&mut vs.quorum_down, "quorum_down", at, d);
-        for rs in &mut vs.real_servers {
-            let at = rs.origin.0;
-            sc.command(&mut rs.notify_up, "notify_up", at, d);
-            sc.command(&mut rs.notify_down, "notify_down", at, d);
-            rs.checkers.retain_mut(|chk| match &mut chk.kind {
-                crate::model::CheckerKind::Misc(m) => {
-                    let user = m.user.clone();
-                    sc.check(&mut m.path, user.as_ref(), chk.origin.0, Script::Misc, d)
-                }
-                _ => true,
-            });
-        }
-    }
-    let at = cfg.global.origin.0;
-    sc.command(&mut cfg.global.startup_script, "startup_script", at, d);
-    for (slot, what) in [
-        (&mut cfg.global.notify_fifo_script, "notify_fifo_script"),
-        (
-            &mut cfg.global.vrrp_notify_fifo_script,
+        let g = &mut cfg.global;
+        sc.command(&mut g.notify_fifo_script, "notify_fifo_script", at, d);
+        sc.command(
+            &mut g.vrrp_notify_fifo_script,
             "vrrp_notify_fifo_script",
-        ),
-        (
-            &mut cfg.global.lvs_notify_fifo_script,
-            "lvs_notify_fifo_script",
-        ),
-    ] {
-        sc.command(slot, what, at, d);
+            at,
+            d,
+        );
+        sc.violation("scripts", d);
     }
+    if !cfg.virtual_servers.is_empty() {
+        for vs in &mut cfg.virtual_servers {
+            let at = vs.origin.0;
+            sc.command(&mut vs.quorum_up, "quorum_up", at, d);
+            sc.command(&mut vs.quorum_down, "quorum_down", at, d);
+            for rs in &mut vs.real_servers {
+                let at = rs.origin.0;
+                sc.command(&mut rs.notify_up, "notify_up", at, d);
+                sc.command(&mut rs.notify_down, "notify_down", at, d);
+                rs.checkers.retain_mut(|chk| match &mut chk.kind {
+                    crate::model::CheckerKind::Misc(m) => {
+                        let user = m.user.clone();
+                        sc.check(&mut m.path, user.as_ref(), chk.origin.0, Script::Misc, d)
+                    }
+                    _ => true,
+                });
+            }
+        }
+        let g = &mut cfg.global;
+        sc.command(&mut g.notify_fifo_script, "notify_fifo_script", at, d);
+        sc.command(
+            &mut g.lvs_notify_fifo_script,
+            "lvs_notify_fifo_script",
+            at,
+            d,
+        );
+        sc.violation("check scripts", d);
+    }
+    sc.command(&mut cfg.global.startup_script, "startup_script", at, d);
     sc.command(&mut cfg.global.shutdown_script, "shutdown_script", at, d);
+    sc.violation("start/shutdown scripts", d);
     if sc.any
         && secure
         && cfg.global.script_user.is_none()
@@ -729,14 +762,6 @@ pub fn script_security(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -
             span(cfg.global.origin.0),
             "default user 'keepalived_script' for script execution does not exist - scripts run as root",
         );
-    }
-    if !secure && sc.scripts > 0 {
-        let extra = if sc.insecure > 0 {
-            " There are insecure scripts."
-        } else {
-            ""
-        };
-        d.push(Class::Security, None, format!("SECURITY VIOLATION - scripts are being executed but script_security not enabled.{extra}"));
     }
     disabled
 }
@@ -776,6 +801,25 @@ struct ScriptCheck<'a> {
 }
 
 impl ScriptCheck<'_> {
+    /// Reports the scripts counted since the last report as keepalived's process reports
+    /// them, `what` being its word for them ("check scripts"), when security is off.
+    fn violation(&mut self, what: &str, d: &mut Diagnostics) {
+        if !self.secure && self.scripts > 0 {
+            let extra = if self.insecure > 0 {
+                " There are insecure scripts."
+            } else {
+                ""
+            };
+            d.push(
+                Class::Security,
+                None,
+                format!("SECURITY VIOLATION - {what} are being executed but script_security not enabled.{extra}"),
+            );
+        }
+        self.scripts = 0;
+        self.insecure = 0;
+    }
+
     /// Checks a notify-style slot; empties it when keepalived would not run the script.
     fn command(
         &mut self,

@@ -47,7 +47,7 @@ pub struct RunOptions {
 pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan::Plan, String> {
     let loaded = load(file, config_id);
     eprint!("{}", loaded.render());
-    if !loaded.readable || loaded.exit_code(false) == 4 {
+    if !loaded.readable || matches!(loaded.exit_code(false), 2 | 4) {
         return Err(format!("configuration {} cannot run", file.display()));
     }
     Ok(plan_of(&loaded))
@@ -69,7 +69,7 @@ fn errors(loaded: &holdfast_config::Loaded) -> std::collections::BTreeMap<String
     for d in &loaded.diagnostics {
         if matches!(
             d.class,
-            Class::Invalid | Class::Syntax | Class::Unknown | Class::Fatal
+            Class::Invalid | Class::Syntax | Class::Unknown | Class::Fatal | Class::Stop
         ) {
             *m.entry(d.message.clone()).or_insert(0) += 1;
         }
@@ -127,7 +127,7 @@ pub fn load_for_reload(
         .collect();
     let errors = errors(&loaded);
     let fresh = new_errors(running, &errors);
-    let plan = if !loaded.readable || loaded.exit_code(false) == 4 {
+    let plan = if !loaded.readable || matches!(loaded.exit_code(false), 2 | 4) {
         Err(format!("configuration {} cannot be read", file.display()))
     } else if !fresh.is_empty() {
         Err(format!(

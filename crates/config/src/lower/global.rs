@@ -117,6 +117,12 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "router_id" => g.router_id = cx.string(n),
             "notification_email" => {
                 let b = cx.block(n);
+                if b.is_empty() && n.block.is_some() {
+                    cx.d.invalid(
+                        n.close.unwrap_or(n.span()),
+                        "Warning - empty notification_email block",
+                    );
+                }
                 g.notification_email
                     .extend(b.iter().map(|e| e.key.text.clone()));
             }
@@ -128,7 +134,19 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                     cx.d.invalid(extra.span, "smtp_server takes HOST [PORT]");
                 }
             }
-            "smtp_connect_timeout" => g.smtp_connect_timeout = cx.timer(n, 0, 86400),
+            // keepalived: whole seconds up to 4294; 0 is made 1, saying so.
+            "smtp_connect_timeout" => {
+                g.smtp_connect_timeout = match cx.int(n, 0, 0, 4294) {
+                    Some(0) => {
+                        cx.d.invalid(
+                            n.line_span(),
+                            "smtp_conect_timeout must be greater than 0, setting to 1",
+                        );
+                        Some(Duration::from_secs(1))
+                    }
+                    v => v.map(|s| Duration::from_secs(s as u64)),
+                }
+            }
             "smtp_helo_name" => g.smtp_helo_name = cx.string(n),
             "smtp_alert" => g.smtp_alert = Some(cx.boolean(n)),
             "smtp_alert_vrrp" => g.smtp_alert_vrrp = Some(cx.boolean(n)),
@@ -139,7 +157,8 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 Some(u) => g.script_user = Some(u),
                 None => cx.d.invalid(n.span(), "script_user requires a user name"),
             },
-            "enable_script_security" => g.enable_script_security = cx.boolean(n),
+            // keepalived enables it whatever follows the keyword.
+            "enable_script_security" => g.enable_script_security = true,
             "vrrp_version" => {
                 if let Some(v) = cx.int(n, 0, 2, 3) {
                     g.vrrp_version = v as u8;
@@ -158,9 +177,11 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "vrrp_min_garp" => g.vrrp_min_garp = cx.boolean(n),
             "vrrp_lower_prio_no_advert" => g.lower_prio_no_advert = cx.boolean(n),
             "vrrp_higher_prio_send_advert" => g.higher_prio_send_advert = cx.boolean(n),
-            "vrrp_check_unicast_src" => g.check_unicast_src = cx.boolean(n),
-            "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = cx.boolean(n),
-            "vrrp_strict" => g.strict = cx.boolean(n),
+            // keepalived: the keyword alone decides, whatever follows it.
+            "vrrp_check_unicast_src" => g.check_unicast_src = true,
+            // keepalived: the keyword alone decides, whatever follows it.
+            "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = true,
+            "vrrp_strict" => g.strict = true,
             "nftables" => {
                 if g.nftables.is_some() {
                     cx.d.invalid(n.key.span, "nftables already specified - ignoring");
@@ -181,7 +202,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                     format!("invalid nftables chain priority '{}'", w.text),
                 ),
                 None => {
-                    cx.d.invalid(n.key.span, "invalid nftables chain priority ''")
+                    cx.arg(n, 0);
                 }
             },
             "nftables_counters" => g.nftables_counters = true,
@@ -203,7 +224,12 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 if n.key.text == "lvs_flush_onstop" {
                     cx.deprecated(n, "lvs_flush_on_stop");
                 }
-                g.lvs_flush_on_stop = true
+                match n.args.first() {
+                    Some(w) if w.text != "VS" => {
+                        cx.d.invalid(w.span, format!("Unknown lvs_flush_on_stop type {}", w.text))
+                    }
+                    _ => g.lvs_flush_on_stop = true,
+                }
             }
             "lvs_timeouts" => g.lvs_timeouts = lvs_timeouts(cx, n),
             "lvs_sync_daemon" => g.lvs_sync_daemon = lvs_sync_daemon(cx, n),
@@ -241,9 +267,16 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "v3_checksum_as_v2" => g.v3_checksum_as_v2 = cx.boolean(n),
             "checker_log_all_failures" => g.checker_log_all_failures = cx.boolean(n),
             "startup_script" => g.startup_script = cx.command(n),
-            "startup_script_timeout" => g.startup_script_timeout = cx.timer(n, 0, 1000),
+            // keepalived: whole seconds, 1 to 1000.
+            "startup_script_timeout" => {
+                g.startup_script_timeout =
+                    cx.int(n, 0, 1, 1000).map(|s| Duration::from_secs(s as u64))
+            }
             "shutdown_script" => g.shutdown_script = cx.command(n),
-            "shutdown_script_timeout" => g.shutdown_script_timeout = cx.timer(n, 0, 1000),
+            "shutdown_script_timeout" => {
+                g.shutdown_script_timeout =
+                    cx.int(n, 0, 1, 1000).map(|s| Duration::from_secs(s as u64))
+            }
             "dataplane" => g.dataplane = dataplane(cx, n),
             "control_socket" => g.control_socket = cx.string(n),
             "nft_table" => {
@@ -292,17 +325,39 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
 }
 
 /// `[prefix]garp_*` / `[prefix]gna_interval`; returns whether the keyword was one.
+/// Whole seconds from 0 to `max` (keepalived's `read_unsigned`).
+fn whole_secs(cx: &mut Cx<'_>, n: &Node, max: i64) -> Option<Duration> {
+    cx.int(n, 0, 0, max).map(|v| Duration::from_secs(v as u64))
+}
+
+/// A GARP repeat count: 0 is made 1, as keepalived does (saying so).
+fn repeat(cx: &mut Cx<'_>, n: &Node) -> Option<u32> {
+    let v = cx.int(n, 0, 0, i64::from(u32::MAX))? as u32;
+    if v == 0 {
+        cx.d.invalid(
+            n.line_span(),
+            format!("{} must be greater than 0, setting to 1", n.key.text),
+        );
+        return Some(1);
+    }
+    Some(v)
+}
+
 pub(super) fn garp_key(cx: &mut Cx<'_>, n: &Node, k: &str, garp: &mut Garp, prefix: &str) -> bool {
     let Some(k) = k.strip_prefix(prefix) else {
         return false;
     };
     match k {
-        "garp_master_delay" => garp.master_delay = cx.timer(n, 0, 86400),
-        "garp_master_repeat" => garp.master_repeat = cx.count(n, 0, 255),
-        "garp_master_refresh" => garp.master_refresh = cx.timer(n, 0, 86400),
-        "garp_master_refresh_repeat" => garp.master_refresh_repeat = cx.count(n, 0, 255),
-        "garp_lower_prio_delay" => garp.lower_prio_delay = cx.timer(n, 0, 86400),
-        "garp_lower_prio_repeat" => garp.lower_prio_repeat = cx.count(n, 0, 255),
+        // keepalived reads these as whole seconds and counts (`read_unsigned`): a fraction
+        // or a value out of its range is an error and ignored; a repeat of 0 becomes 1.
+        "garp_master_delay" => garp.master_delay = whole_secs(cx, n, 4294),
+        "garp_master_repeat" => garp.master_repeat = repeat(cx, n),
+        "garp_master_refresh" => garp.master_refresh = whole_secs(cx, n, i64::from(u32::MAX)),
+        "garp_master_refresh_repeat" => garp.master_refresh_repeat = repeat(cx, n),
+        "garp_lower_prio_delay" => garp.lower_prio_delay = whole_secs(cx, n, 4294),
+        "garp_lower_prio_repeat" => {
+            garp.lower_prio_repeat = cx.int(n, 0, 0, i64::from(i32::MAX)).map(|v| v as u32)
+        }
         // Global only (`vrrp_garp_interval`): an instance has no such keyword in keepalived
         // 2.2.7 (a garp_group has), so there it is unknown.
         "garp_interval" | "gna_interval" if !prefix.is_empty() => {
@@ -351,10 +406,18 @@ pub(super) fn dataplane(cx: &mut Cx<'_>, n: &Node) -> Option<DataPlane> {
 }
 
 fn lvs_sync_daemon(cx: &mut Cx<'_>, n: &Node) -> Option<LvsSyncDaemon> {
-    let Some(iface) = cx.arg(n, 0) else {
-        cx.d.invalid(n.span(), "lvs_sync_daemon requires an interface");
+    let iface = cx.arg(n, 0)?;
+    // An interface name is at most 15 bytes (IFNAMSIZ).
+    if iface.text.len() >= 16 {
+        cx.d.invalid(
+            iface.span,
+            format!(
+                "lvs_sync_daemon interface name '{}' too long - ignoring",
+                iface.text
+            ),
+        );
         return None;
-    };
+    }
     let mut d = LvsSyncDaemon {
         iface: iface.text.clone(),
         instance: None,
@@ -409,6 +472,10 @@ fn lvs_sync_daemon(cx: &mut Cx<'_>, n: &Node) -> Option<LvsSyncDaemon> {
 }
 
 fn lvs_timeouts(cx: &mut Cx<'_>, n: &Node) -> Option<LvsTimeouts> {
+    if n.args.is_empty() {
+        cx.d.invalid(n.line_span(), "lvs_timeouts requires at least one option");
+        return None;
+    }
     let mut t = LvsTimeouts::default();
     let mut i = 0;
     while i < n.args.len() {
@@ -436,5 +503,6 @@ fn lvs_timeouts(cx: &mut Cx<'_>, n: &Node) -> Option<LvsTimeouts> {
         }
         i += 2;
     }
-    Some(t)
+    // Nothing set (every option was refused): as if the keyword were not there.
+    (t != LvsTimeouts::default()).then_some(t)
 }

@@ -196,6 +196,11 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             continue;
         }
         cx.no_block(c);
+        // A virtual server's retry is at least 1 (a checker's may be 0).
+        if c.key.text == "retry" && c.args.first().is_some_and(|w| w.text == "0") {
+            cx.d.invalid(c.line_span(), "retry value invalid - 0");
+            continue;
+        }
         if c.key.text != "delay_loop" && timing_key(cx, c, &mut vs.timing) {
             continue;
         }
@@ -234,7 +239,9 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     }
                 }
                 Some((w, f)) => cx.d.invalid(w.span, format!("unknown address family {f}")),
-                None => cx.d.invalid(arg_span(c), "ip_family needs inet or inet6"),
+                None => {
+                    cx.arg(c, 0);
+                }
             },
             "flag-1" => vs.sched_fallback = true,
             "flag-2" => vs.sched_port = true,
@@ -260,6 +267,18 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     method_set = true;
                 }
             }
+            // keepalived reads the value first (stopping when there is none).
+            "protocol" if c.args.is_empty() => {
+                cx.arg(c, 0);
+            }
+            "protocol"
+                if !matches!(
+                    c.args.first().map(|w| w.text.as_str()),
+                    Some("TCP" | "UDP" | "SCTP")
+                ) =>
+            {
+                cx.d.invalid(arg_span(c), "protocol must be TCP, UDP or SCTP")
+            }
             "protocol" if matches!(vs.key, VsKey::Fwmark(_)) => cx.d.push_unlined(
                 Class::Invalid,
                 Some(c.span()),
@@ -269,6 +288,9 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 Some("TCP") => vs.protocol = Protocol::Tcp,
                 Some("UDP") => vs.protocol = Protocol::Udp,
                 Some("SCTP") => vs.protocol = Protocol::Sctp,
+                None => {
+                    cx.arg(c, 0);
+                }
                 _ => cx.d.invalid(arg_span(c), "protocol must be TCP, UDP or SCTP"),
             },
             // keepalived's range: up to 31 days.
@@ -276,7 +298,9 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 vs.persistence_timeout =
                     if c.args.is_empty() { Some(360) } else { cx.count(c, 1, 2_678_400) }
             }
-            "persistence_granularity" => vs.persistence_granularity = cx.string(c),
+            "persistence_granularity" => {
+                vs.persistence_granularity = granularity(cx, c, &vs.key);
+            }
             // keepalived copies the name into IPVS's 16-byte field, cutting what is longer.
             "persistence_engine" => {
                 vs.persistence_engine = cx.string(c).map(|s| s.chars().take(15).collect());
@@ -288,14 +312,45 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "omega" => vs.omega = true,
             "quorum" => vs.quorum = cx.count(c, 1, i64::from(u32::MAX)).unwrap_or(1),
             "hysteresis" => vs.hysteresis = cx.count(c, 0, i64::from(u32::MAX)).unwrap_or(0),
-            "quorum_up" => vs.quorum_up = cx.command(c),
-            "quorum_down" => vs.quorum_down = cx.command(c),
+            // keepalived keeps the first and refuses the others (naming no owner).
+            "quorum_up" | "quorum_down" => {
+                let slot = if c.key.text == "quorum_up" {
+                    &mut vs.quorum_up
+                } else {
+                    &mut vs.quorum_down
+                };
+                if slot.is_some() {
+                    cx.d.invalid(
+                        c.line_span(),
+                        format!(
+                            "((null)) {} script already specified - ignoring {}",
+                            c.key.text,
+                            c.args.first().map_or("", |w| w.text.as_str())
+                        ),
+                    );
+                } else {
+                    *slot = cx.command(c);
+                }
+            }
             "sorry_server" => {
                 if let Some(ip) = cx.ip_arg(c, 0) {
                     let port = c.args.get(1).and_then(|w| cx.port(w));
-                    vs.sorry_server = Some((ip, port));
+                    // Checked when the block ends: reported on its closing line.
+                    match vs.key {
+                        VsKey::Addr(v, _) if v.is_ipv6() != ip.is_ipv6() => cx.d.invalid(
+                            n.close.unwrap_or(c.line_span()),
+                            format!(
+                                "Address family of virtual server and sorry server {ip} don't match - skipping sorry server."
+                            ),
+                        ),
+                        _ => vs.sorry_server = Some((ip, port)),
+                    }
                 }
             }
+            "sorry_server_inhibit" if vs.sorry_server.is_none() => cx.d.invalid(
+                c.line_span(),
+                "Ignoring sorry_server inhibit used before or without sorry_server",
+            ),
             "sorry_server_inhibit" => vs.sorry_server_inhibit = true,
             "sorry_server_lvs_method" => {
                 if let Some((m, t)) = method(cx, c) {
@@ -303,7 +358,8 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     vs.sorry_server_tunnel = t;
                 }
             }
-            "inhibit_on_failure" => vs.inhibit_on_failure = cx.boolean(c),
+            // keepalived: the keyword alone decides, whatever follows it.
+            "inhibit_on_failure" => vs.inhibit_on_failure = true,
             "smtp_alert" => vs.smtp_alert = Some(cx.boolean(c)),
             "dataplane" => vs.dataplane = global::dataplane(cx, c),
             _ => cx.unknown(c, VS_UNSUPPORTED),
@@ -359,6 +415,39 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         );
         vs.ops = false;
     }
+    // keepalived: a quorum above the real servers' total weight could never be reached.
+    let total: i64 = vs
+        .real_servers
+        .iter()
+        .map(|r| i64::from(r.weight.max(0)))
+        .sum();
+    if !vs.real_servers.is_empty() && i64::from(vs.quorum) > total {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!(
+                "Warning - quorum {} for {} exceeds total weight of real servers {total}, reducing quorum to {total}",
+                vs.quorum,
+                vs_name(&vs.key)
+            ),
+        );
+        vs.quorum = total as _;
+    }
+    if !vs.real_servers.is_empty() && vs.hysteresis >= vs.quorum {
+        // keepalived prints quorum - 1 as an unsigned number (4294967295 for a quorum of 0).
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!(
+                "Virtual server {}: hysteresis {} >= quorum {}; setting hysteresis to {}",
+                vs_name(&vs.key),
+                vs.hysteresis,
+                vs.quorum,
+                vs.quorum.wrapping_sub(1)
+            ),
+        );
+        vs.hysteresis = vs.quorum.saturating_sub(1);
+    }
     // keepalived reports it (an error) and drops the service.
     if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
         cx.d.push_unlined(
@@ -372,6 +461,81 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         return None;
     }
     Some(vs)
+}
+
+/// `persistence_granularity` as keepalived reads it: for an IPv6 service a prefix length
+/// (1-128); for an IPv4 one a netmask in any form `inet_aton(3)` takes (`255.255.255.0`,
+/// `0xffffff00`); a service without an address (a fwmark) is taken as IPv4 when the value has
+/// a dot.
+fn granularity(cx: &mut Cx<'_>, c: &Node, key: &VsKey) -> Option<String> {
+    let w = cx.arg(c, 0)?;
+    let v6 = match key {
+        VsKey::Addr(ip, _) => ip.is_ipv6(),
+        _ => !w.text.contains('.'),
+    };
+    let ok = if v6 {
+        w.text.parse::<u8>().is_ok_and(|n| (1..=128).contains(&n))
+    } else {
+        inet_aton(&w.text).is_some()
+    };
+    if !ok {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        cx.d.invalid(
+            w.span,
+            format!(
+                "Invalid {family} persistence_granularity specified - {}",
+                w.text
+            ),
+        );
+        return None;
+    }
+    Some(w.text.clone())
+}
+
+/// An IPv4 address in the forms `inet_aton(3)` accepts: one to four parts, each decimal,
+/// octal (leading 0) or hexadecimal (0x), the last filling the remaining bytes.
+fn inet_aton(s: &str) -> Option<u32> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut nums = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"))
+        {
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (*p, 10)
+        };
+        if digits.is_empty() && radix != 16 {
+            return None;
+        }
+        let n = if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        };
+        nums.push(n);
+    }
+    let last = nums.len() - 1;
+    let mut out: u64 = 0;
+    for (i, n) in nums.iter().enumerate() {
+        if i < last {
+            if *n > 255 {
+                return None;
+            }
+            out |= n << (8 * (3 - i));
+        } else {
+            let room = 8 * (4 - i) as u32;
+            if *n >= 1u64 << room {
+                return None;
+            }
+            out |= n;
+        }
+    }
+    u32::try_from(out).ok()
 }
 
 /// keepalived's printed name of a virtual server: `[IP]:tcp:PORT`, `FWM N`, `[GROUP]`.

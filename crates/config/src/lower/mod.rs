@@ -24,10 +24,16 @@ use crate::tree::{Node, Word};
 /// Lowers a parsed tree. `global_defs` is read first wherever it appears, since instance
 /// defaults depend on it.
 pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
+    let bfd_names = nodes
+        .iter()
+        .filter(|n| n.key.text == "bfd_instance")
+        .filter_map(|n| n.args.first().map(|w| w.text.clone()))
+        .collect();
     let mut cx = Cx {
         d,
         sync_daemon_interface: None,
         rule_priorities: route::RulePriorities::default(),
+        bfd_names,
     };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
@@ -53,13 +59,26 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
                     cfg.track_processes.push(t);
                 }
             }
+            // keepalived skips a second block of the same name, saying so.
             "vrrp_instance" => {
-                if let Some(i) = vrrp::instance(&mut cx, n, &cfg.global) {
+                let name = n.args.first().map(|w| w.text.as_str());
+                if let Some(name) = name.filter(|m| cfg.instances.iter().any(|i| i.name == *m)) {
+                    cx.d.invalid(
+                        n.line_span(),
+                        format!("vrrp instance {name} already defined"),
+                    );
+                } else if let Some(i) = vrrp::instance(&mut cx, n, &cfg.global) {
                     cfg.instances.push(i);
                 }
             }
             "vrrp_sync_group" => {
-                if let Some(g) = vrrp::sync_group(&mut cx, n) {
+                let name = n.args.first().map(|w| w.text.as_str());
+                if let Some(name) = name.filter(|m| cfg.sync_groups.iter().any(|g| g.name == *m)) {
+                    cx.d.invalid(
+                        n.line_span(),
+                        format!("vrrp sync group {name} already defined"),
+                    );
+                } else if let Some(g) = vrrp::sync_group(&mut cx, n) {
                     cfg.sync_groups.push(g);
                 }
             }
@@ -157,6 +176,9 @@ pub(crate) struct Cx<'d> {
     pub(crate) sync_daemon_interface: Option<(String, String, Origin)>,
     /// keepalived's automatic rule preferences, shared by every rule of the configuration.
     pub(crate) rule_priorities: route::RulePriorities,
+    /// The names of the `bfd_instance`s (holdfast runs none, but keepalived checks that a
+    /// `track_bfd` names one).
+    pub(crate) bfd_names: Vec<String>,
 }
 
 impl Cx<'_> {
@@ -217,12 +239,33 @@ impl Cx<'_> {
         }
     }
 
-    /// Argument `i`, reporting its absence.
+    /// Argument `i`, reporting its absence (where keepalived stops reading at a missing
+    /// value, in its words).
     pub(crate) fn arg<'n>(&mut self, n: &'n Node, i: usize) -> Option<&'n Word> {
         let w = n.args.get(i);
         if w.is_none() {
-            self.d
-                .invalid(n.line_span(), format!("{} requires a value", n.key.text));
+            let key = &n.key.text;
+            let missing = missing_value(key);
+            if missing == Missing::Silent {
+                return None;
+            }
+            if missing == Missing::Stop {
+                let after = i
+                    .checked_sub(1)
+                    .and_then(|p| n.args.get(p))
+                    .map_or(key.as_str(), |w| w.text.as_str());
+                self.d.push(
+                    Class::Stop,
+                    Some(n.line_span()),
+                    format!(
+                        "*** Configuration line starting `{key}` is missing a parameter after keyword `{after}` at word position {}",
+                        i + 2
+                    ),
+                );
+            } else {
+                self.d
+                    .invalid(n.line_span(), format!("{key} requires a value"));
+            }
         }
         w
     }
@@ -329,10 +372,24 @@ impl Cx<'_> {
         }
     }
 
-    /// Argument `i` as an IP address.
+    /// Argument `i` as an IP address, read as keepalived reads a socket address
+    /// (`inet_stosockaddr`): a range or a mask after the address (`-N`, `/N`) is dropped.
     pub(crate) fn ip_arg(&mut self, n: &Node, i: usize) -> Option<IpAddr> {
         let w = self.arg(n, i)?;
-        self.ip(w)
+        self.sockaddr_ip(w)
+    }
+
+    /// A word as the address of a socket address (see [`Cx::ip_arg`]).
+    pub(crate) fn sockaddr_ip(&mut self, w: &Word) -> Option<IpAddr> {
+        let bare = w.text.split(['-', '/']).next().unwrap_or_default();
+        match IpAddr::from_str(bare) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.d
+                    .invalid(w.span, format!("invalid IP address '{}'", w.text));
+                None
+            }
+        }
     }
 
     /// A word as a port (0-65535).
@@ -559,4 +616,46 @@ mod unsupported_tests {
         // `no_accept` and `accept` run (the VRRP firewall); so does the group.
         assert_eq!(lines, [2], "{diags}");
     }
+}
+
+/// What keepalived 2.2.7 does with a keyword that comes without its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Stops reading the configuration there (exit 2).
+    Stop,
+    /// Says nothing (the value is optional, or its absence ignored).
+    Silent,
+    /// Reports an error and carries on.
+    Error,
+}
+
+/// From `reference/keepalived-2.2.7-stops.txt` (keepalived run on each keyword without its
+/// value, by scripts/keepalived-stops); a keyword that stops in some block stops here, one
+/// silent in some block and stopping in none is silent.
+fn missing_value(keyword: &str) -> Missing {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, Missing>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut m = std::collections::HashMap::new();
+        for l in include_str!("../reference/keepalived-2.2.7-stops.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+        {
+            let mut w = l.split_whitespace().skip(1);
+            let (Some(k), Some(what)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let what = if what == "stop" {
+                Missing::Stop
+            } else {
+                Missing::Silent
+            };
+            let e = m.entry(k).or_insert(what);
+            if what == Missing::Stop {
+                *e = Missing::Stop;
+            }
+        }
+        m
+    });
+    table.get(keyword).copied().unwrap_or(Missing::Error)
 }

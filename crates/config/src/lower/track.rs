@@ -47,8 +47,25 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
         }
         cx.no_block(c);
         match c.key.text.as_str() {
-            "script" => s.kind = cx.string(c).map(ScriptKind::Command),
-            "interval" => s.interval = cx.timer(c, 0, 86400).unwrap_or(s.interval),
+            // keepalived ignores a `script` without a value (the one before stays).
+            "script" => {
+                if let Some(cmd) = cx.string(c) {
+                    s.kind = Some(ScriptKind::Command(cmd));
+                }
+            }
+            // keepalived: 1 to 4294 s (holdfast also runs shorter intervals: see the
+            // parity deviations).
+            "interval" => match cx.timer(c, 0, 4294) {
+                Some(d) if d.is_zero() => cx.d.invalid(
+                    c.line_span(),
+                    format!(
+                        "({}): vrrp script interval '0' must be between 1 and 4294 - ignoring",
+                        s.name
+                    ),
+                ),
+                Some(d) => s.interval = d,
+                None => {}
+            },
             "timeout" => s.timeout = cx.timer(c, 0, 86400),
             "weight" => {
                 let (w, r) = weight(cx, c, -253, 253);
@@ -57,7 +74,11 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
             }
             "rise" => s.rise = cx.count(c, 1, i64::from(u32::MAX)).unwrap_or(1),
             "fall" => s.fall = cx.count(c, 1, i64::from(u32::MAX)).unwrap_or(1),
-            "user" => s.user = user_spec(&c.args),
+            "user" => {
+                if cx.arg(c, 0).is_some() {
+                    s.user = user_spec(&c.args);
+                }
+            }
             "init_fail" => s.init_fail = true,
             _ => cx.unknown(c, &[]),
         }

@@ -38,7 +38,7 @@ const UNSUPPORTED: &[&str] = &[
 ];
 
 /// Tries the `notify*` keywords; returns whether `n` was one.
-fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify) -> bool {
+fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify, owner: &str) -> bool {
     let slot = match n.key.text.as_str() {
         "notify_master" => &mut notify.master,
         "notify_backup" => &mut notify.backup,
@@ -48,6 +48,18 @@ fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify) -> bool {
         "notify_master_rx_lower_pri" => &mut notify.master_rx_lower_pri,
         _ => return false,
     };
+    // keepalived keeps the first and refuses the others.
+    if slot.is_some() {
+        cx.d.invalid(
+            n.line_span(),
+            format!(
+                "{owner} {} script already specified - ignoring {}",
+                n.key.text,
+                n.args.first().map_or("", |w| w.text.as_str())
+            ),
+        );
+        return true;
+    }
     *slot = cx.command(n);
     true
 }
@@ -106,10 +118,30 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
                 i.rules.extend(super::route::rules(cx, c, &mut auto));
                 cx.rule_priorities = auto;
             }
-            "unicast_peer" => unicast_peers(cx, c, &mut i.unicast_peers),
+            "unicast_peer" => {
+                let mut peers = std::mem::take(&mut i.unicast_peers);
+                unicast_peers(cx, c, &mut peers, &i);
+                i.unicast_peers = peers;
+            }
+            "track_bfd" => {
+                // Not run by holdfast (unsupported), but its names are checked as keepalived
+                // checks them.
+                cx.unknown(c, UNSUPPORTED);
+                for e in c.block.as_deref().unwrap_or(&[]) {
+                    if !cx.bfd_names.contains(&e.key.text) {
+                        cx.d.invalid(
+                            e.line_span(),
+                            format!(
+                                "({}) track bfd {} not found, ignoring...",
+                                i.name, e.key.text
+                            ),
+                        );
+                    }
+                }
+            }
             _ => {
                 cx.no_block(c);
-                if notify_key(cx, c, &mut i.notify)
+                if notify_key(cx, c, &mut i.notify, &format!("({name})"))
                     || global::garp_key(cx, c, &c.key.text, &mut i.garp, "")
                 {
                     continue;
@@ -123,6 +155,26 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         strict_first(cx, n, &mut i, version_set, priority_set);
     }
     finish(cx, n, &mut i, priority_set, version_set);
+    unicast_without_peers(cx, n, &i);
+    if i.unicast_peers.is_empty() && i.unicast_ttl.is_some() {
+        cx.d.invalid(
+            n.close.unwrap_or(n.span()),
+            format!(
+                "({}): Cannot use unicast_ttl without unicast peers - resetting",
+                i.name
+            ),
+        );
+        i.unicast_ttl = None;
+    }
+    let body = n.block.as_deref().unwrap_or(&[]);
+    let has = |k: &str| body.iter().any(|c| c.key.text == k);
+    if has("vmac_xmit_base") && !has("use_vmac") {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!("({}) vmac_xmit_base is only valid with a vmac", i.name),
+        );
+    }
     if strict && !strict_rules(cx, n, &mut i) {
         return None;
     }
@@ -158,6 +210,9 @@ fn scalar(
         "state" => match c.args.first().map(|w| w.text.as_str()) {
             Some("MASTER") => i.state = InitState::Master,
             Some("BACKUP") => i.state = InitState::Backup,
+            None => {
+                cx.arg(c, 0);
+            }
             _ => cx.d.invalid(
                 arg_span(c),
                 format!(
@@ -219,8 +274,29 @@ fn scalar(
         "preempt" => {}
         "preempt_delay" => i.preempt_delay = cx.timer(c, 0, 1000),
         "preempt_fast" => i.preempt_fast = true,
-        "unicast_src_ip" => i.unicast_src_ip = cx.ip_arg(c, 0),
-        "mcast_src_ip" => i.mcast_src_ip = cx.ip_arg(c, 0),
+        "unicast_src_ip" | "mcast_src_ip" => {
+            let ip = cx.ip_arg(c, 0);
+            // keepalived: once the VIPs before it set the instance's family, a source
+            // address of the other family is refused.
+            let ip = match (ip, i.vips.first()) {
+                (Some(a), Some(v)) if a.is_ipv6() != v.addr.is_ipv6() => {
+                    cx.d.invalid(
+                        c.line_span(),
+                        format!(
+                            "Configuration error: VRRP instance[{}] and src address[{a}] MUST be of the same family !!! Skipping...",
+                            i.name
+                        ),
+                    );
+                    None
+                }
+                (ip, _) => ip,
+            };
+            if c.key.text == "unicast_src_ip" {
+                i.unicast_src_ip = ip;
+            } else {
+                i.mcast_src_ip = ip;
+            }
+        }
         "unicast_ttl" => i.unicast_ttl = cx.int(c, 0, 1, 255).map(|v| v as u8),
         "check_unicast_src" => i.check_unicast_src = true,
         "unicast_fault_no_peer" => {
@@ -242,7 +318,8 @@ fn scalar(
                 c.span(),
                 format!("({name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon"),
             );
-            if let Some(f) = cx.string(c)
+            // An interface name is at most 15 bytes (IFNAMSIZ), as for lvs_sync_daemon.
+            if let Some(f) = cx.string(c).filter(|f| f.len() < 16)
                 && cx.sync_daemon_interface.is_none()
             {
                 cx.sync_daemon_interface = Some((f, name.to_string(), super::origin(c)));
@@ -256,6 +333,34 @@ fn scalar(
 /// an IPv6 instance of VRRP version 2 is an error (not just a note) and becomes version 3;
 /// the initial state MASTER is for the address owner only (before the checks of an initial
 /// MASTER's preemption settings, which then no longer apply).
+/// keepalived: a unicast keyword without a unicast peer is deprecated (it runs multicast),
+/// unless `unicast_fault_no_peer` makes it a fault.
+fn unicast_without_peers(cx: &mut Cx<'_>, n: &Node, i: &VrrpInstance) {
+    const UNICAST: &[&str] = &[
+        "unicast_peer",
+        "check_unicast_src",
+        "old_unicast_checksum",
+        "unicast_src_ip",
+        "unicast_fault_no_peer",
+    ];
+    let configured = n
+        .block
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .any(|c| UNICAST.contains(&c.key.text.as_str()));
+    if configured && i.unicast_peers.is_empty() && !i.unicast_fault_no_peer {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!(
+                "({}) A unicast keyword has been specified without any unicast peers. Defaulting to multicast. This usage is deprecated - please update your configuration.",
+                i.name
+            ),
+        );
+    }
+}
+
 fn strict_first(
     cx: &mut Cx<'_>,
     n: &Node,
@@ -534,9 +639,25 @@ fn auth(cx: &mut Cx<'_>, n: &Node, name: &str) -> Option<Auth> {
     }
 }
 
-fn unicast_peers(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<UnicastPeer>) {
+fn unicast_peers(cx: &mut Cx<'_>, n: &Node, out: &mut Vec<UnicastPeer>, i: &VrrpInstance) {
     for c in cx.block(n) {
-        let Some(addr) = cx.ip(&c.key) else { continue };
+        let Some(addr) = cx.sockaddr_ip(&c.key) else {
+            continue;
+        };
+        // keepalived: once the VIPs before it set the instance's family, a peer of the
+        // other family is refused.
+        if let Some(v) = i.vips.first()
+            && v.addr.is_ipv6() != addr.is_ipv6()
+        {
+            cx.d.invalid(
+                c.line_span(),
+                format!(
+                    "Configuration error: VRRP instance[{}] and unicast peer address[{addr}] MUST be of the same family !!! Skipping...",
+                    i.name
+                ),
+            );
+            continue;
+        }
         let mut p = UnicastPeer {
             addr,
             min_ttl: None,
@@ -708,12 +829,25 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
         origin: origin(n),
         ..Default::default()
     };
+    let mut group_seen = false;
     for c in cx.block(n) {
         if track::tracking_key(cx, c, &mut g.track) {
             continue;
         }
         match c.key.text.as_str() {
+            // keepalived refuses a second list without reading its block: its lines are read
+            // as the group's own, its `}` closes the group, and the group's `}` is left over.
+            "group" if group_seen => {
+                cx.d.invalid(
+                    c.line_span(),
+                    format!("Group list already specified for sync group {}", g.name),
+                );
+                if let Some(close) = n.close {
+                    cx.d.push(Class::Unknown, Some(close), "Unknown keyword '}'");
+                }
+            }
             "group" => {
+                group_seen = true;
                 for m in cx.block(c) {
                     g.members.push(m.key.text.clone());
                     for extra in &m.args {
@@ -722,14 +856,21 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
                 }
             }
             "sync_group_tracking_weight" | "global_tracking" => {
+                // keepalived reports the old spelling as an error (and honours it).
                 if c.key.text == "global_tracking" {
-                    cx.deprecated(c, "sync_group_tracking_weight");
+                    cx.d.invalid(
+                        c.line_span(),
+                        format!(
+                            "({}) global_tracking is deprecated. Use track_interface/script/file on the sync group",
+                            g.name
+                        ),
+                    );
                 }
                 g.tracking_weight = true;
             }
             "smtp_alert" => g.smtp_alert = Some(cx.boolean(c)),
             _ => {
-                if !notify_key(cx, c, &mut g.notify) {
+                if !notify_key(cx, c, &mut g.notify, &format!("vrrp group {}:", g.name)) {
                     cx.unknown(
                         c,
                         &["notify_priority_changes", "track_bfd", "notify_deleted"],
