@@ -121,10 +121,25 @@ impl Daemon {
     }
 
     fn start_with(conf: &Path, tag: &str, only: &str) -> Daemon {
+        Daemon::start_in(None, conf, tag, &[only])
+    }
+
+    /// `holdfast run -n -l -D -G` with `extra` arguments, in network namespace `ns` if given.
+    fn start_in(ns: Option<&str>, conf: &Path, tag: &str, extra: &[&str]) -> Daemon {
         let log = PathBuf::from(format!("/tmp/holdfast-{tag}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(holdfast())
-            .args(["run", "-n", "-l", "-D", "-G", only, "-f"])
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(holdfast());
+                c
+            }
+            None => Command::new(holdfast()),
+        };
+        let child = cmd
+            .args(["run", "-n", "-l", "-D", "-G"])
+            .args(extra)
+            .arg("-f")
             .arg(conf)
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -142,9 +157,15 @@ impl Daemon {
     }
 
     fn wait_log(&self, secs: u64, line: &str) {
-        until(secs, &format!("log line {line:?}"), || {
+        self.wait_count(secs, line, 1);
+    }
+
+    /// Waits until `line` has been logged `n` times in all (so a line logged once before an
+    /// action is not taken for its repetition after it).
+    fn wait_count(&self, secs: u64, line: &str, n: usize) {
+        until(secs, &format!("log line {line:?} {n} times"), || {
             let l = self.log();
-            (l.contains(line), l)
+            (l.matches(line).count() >= n, l)
         });
     }
 
@@ -383,9 +404,9 @@ fn seed_003_dr_rr_with_inhibit_on_failure_sets_weight_zero() {
 
 #[test]
 #[ignore = "needs the kernel's IPVS: run by scripts/ipvs-vm/test"]
-fn lvs_sync_daemon_follows_the_vrrp_instance_from_backup_to_master() {
+fn lvs_sync_daemon_follows_the_vrrp_instance_from_backup_to_master_and_back() {
     sh(
-        "ipvsadm --stop-daemon master 2>/dev/null; ipvsadm --stop-daemon backup 2>/dev/null; ip link del vh0 2>/dev/null; true",
+        "ipvsadm --stop-daemon master 2>/dev/null; ipvsadm --stop-daemon backup 2>/dev/null; ip link del vh0 2>/dev/null; ip netns del syncpeer 2>/dev/null; true",
     );
     sh("ip link add vh0 type veth peer name vh1
         ip addr add 10.9.0.1/24 dev vh0
@@ -408,9 +429,40 @@ fn lvs_sync_daemon_follows_the_vrrp_instance_from_backup_to_master() {
             && !daemons.contains("backup sync daemon"),
         "{daemons}"
     );
+    // A router of higher priority on the other end of the link (a second daemon in a
+    // namespace of its own, without a sync daemon): the first steps down, and its sync daemon
+    // with it.
+    sh("ip netns add syncpeer
+        ip link set vh1 netns syncpeer
+        ip -n syncpeer addr add 10.9.0.2/24 dev vh1
+        ip -n syncpeer link set vh1 up
+        ip -n syncpeer link set lo up");
+    let peer = Path::new("/tmp/sync-peer.conf");
+    std::fs::write(
+        peer,
+        "vrrp_instance VI_1 {\n    state BACKUP\n    interface vh1\n    virtual_router_id 51\n    priority 200\n    advert_int 1\n    virtual_ipaddress {\n        10.9.0.100/24\n    }\n}\n",
+    )
+    .unwrap();
+    let p = Daemon::start_in(
+        Some("syncpeer"),
+        peer,
+        "sync-peer",
+        &["-P", "-p", "/tmp/sync-peer.pid"],
+    );
+    p.wait_log(20, "(VI_1) Entering MASTER STATE");
+    d.wait_count(20, "(VI_1) Entering BACKUP STATE", 2);
+    d.wait_log(10, "Stopping IPVS master sync daemon");
+    d.wait_count(10, "Starting IPVS backup sync daemon on vh0 (syncid 9)", 2);
+    let daemons = sh("ipvsadm -L --daemon");
+    assert!(
+        daemons.contains("backup sync daemon (mcast=vh0, syncid=9")
+            && !daemons.contains("master sync daemon"),
+        "{daemons}"
+    );
+    p.stop();
     let log = d.stop();
     assert_eq!(sh("ipvsadm -L --daemon").trim(), "", "{log}");
-    sh("ip link del vh0");
+    sh("ip link del vh0; ip netns del syncpeer");
 }
 
 #[test]

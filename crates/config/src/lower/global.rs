@@ -164,14 +164,21 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                     g.vrrp_version = v as u8;
                 }
             }
-            "vrrp_mcast_group4" => {
-                if let Some(IpAddr::V4(a)) = cx.ip_arg(n, 0) {
-                    g.vrrp_mcast_group4 = a;
-                }
-            }
-            "vrrp_mcast_group6" => {
-                if let Some(IpAddr::V6(a)) = cx.ip_arg(n, 0) {
-                    g.vrrp_mcast_group6 = a;
+            // keepalived: a multicast address of the group's family, or the default stays.
+            "vrrp_mcast_group4" | "vrrp_mcast_group6" => {
+                let v6 = n.key.text.ends_with('6');
+                match cx.ip_arg(n, 0) {
+                    Some(IpAddr::V4(a)) if !v6 && a.is_multicast() => g.vrrp_mcast_group4 = a,
+                    Some(IpAddr::V6(a)) if v6 && a.is_multicast() => g.vrrp_mcast_group6 = a,
+                    Some(_) => cx.d.invalid(
+                        n.line_span(),
+                        format!(
+                            "{} [{}] is not multicast. Skipping",
+                            n.key.text,
+                            n.args.first().map_or("", |w| w.text.as_str())
+                        ),
+                    ),
+                    None => {}
                 }
             }
             "vrrp_min_garp" => g.vrrp_min_garp = cx.boolean(n),

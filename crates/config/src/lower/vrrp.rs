@@ -822,6 +822,25 @@ pub(super) fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
     Some(v)
 }
 
+/// A line keepalived reads at the top level where it does not belong (after a sync group's
+/// second group list closed the group early): an unknown keyword, its block's lines too, and
+/// its closing brace.
+fn spill(cx: &mut Cx<'_>, c: &Node) {
+    cx.d.push(
+        Class::Unknown,
+        Some(c.span()),
+        format!("Unknown keyword '{}'", c.key.text),
+    );
+    if let Some(body) = &c.block {
+        for m in body {
+            spill(cx, m);
+        }
+        if let Some(close) = c.close {
+            cx.d.push(Class::Unknown, Some(close), "Unknown keyword '}'");
+        }
+    }
+}
+
 pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
     let name = cx.name(n)?;
     let mut g = SyncGroup {
@@ -830,21 +849,25 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
         ..Default::default()
     };
     let mut group_seen = false;
+    let mut spilled = false;
     for c in cx.block(n) {
+        if spilled {
+            spill(cx, c);
+            continue;
+        }
         if track::tracking_key(cx, c, &mut g.track) {
             continue;
         }
         match c.key.text.as_str() {
-            // keepalived refuses a second list without reading its block: its lines are read
-            // as the group's own, its `}` closes the group, and the group's `}` is left over.
+            // keepalived refuses a second list without reading its block (its lines pass
+            // unreported), its `}` closes the group, and what follows in the group (its own
+            // `}` included) is read at the top level.
             "group" if group_seen => {
                 cx.d.invalid(
                     c.line_span(),
                     format!("Group list already specified for sync group {}", g.name),
                 );
-                if let Some(close) = n.close {
-                    cx.d.push(Class::Unknown, Some(close), "Unknown keyword '}'");
-                }
+                spilled = true;
             }
             "group" => {
                 group_seen = true;
@@ -878,6 +901,9 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
                 }
             }
         }
+    }
+    if spilled && let Some(close) = n.close {
+        cx.d.push(Class::Unknown, Some(close), "Unknown keyword '}'");
     }
     Some(g)
 }
