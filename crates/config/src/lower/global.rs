@@ -213,7 +213,17 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 }
             },
             "nftables_counters" => g.nftables_counters = true,
-            "vrrp_startup_delay" => g.startup_delay = cx.timer(n, 0, 3600),
+            // keepalived: 0.001 to 4294.967295 s.
+            "vrrp_startup_delay" => match cx.timer(n, 0, 4294) {
+                Some(d) if d < Duration::from_millis(1) => cx.d.invalid(
+                    n.line_span(),
+                    format!(
+                        "vrrp_startup_delay '{}' is invalid",
+                        n.args.first().map_or("", |w| w.text.as_str())
+                    ),
+                ),
+                d => g.startup_delay = d,
+            },
             "dynamic_interfaces" => g.dynamic_interfaces = true,
             "max_auto_priority" => {
                 g.max_auto_priority = if n.args.is_empty() {

@@ -333,18 +333,10 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 }
             }
             "sorry_server" => {
+                // Its family is checked when the block ends (below).
                 if let Some(ip) = cx.ip_arg(c, 0) {
                     let port = c.args.get(1).and_then(|w| cx.port(w));
-                    // Checked when the block ends: reported on its closing line.
-                    match vs.key {
-                        VsKey::Addr(v, _) if v.is_ipv6() != ip.is_ipv6() => cx.d.invalid(
-                            n.close.unwrap_or(c.line_span()),
-                            format!(
-                                "Address family of virtual server and sorry server {ip} don't match - skipping sorry server."
-                            ),
-                        ),
-                        _ => vs.sorry_server = Some((ip, port)),
-                    }
+                    vs.sorry_server = Some((ip, port));
                 }
             }
             "sorry_server_inhibit" if vs.sorry_server.is_none() => cx.d.invalid(
@@ -414,6 +406,20 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             ),
         );
         vs.ops = false;
+    }
+    // keepalived drops a sorry server of the other family when the block ends, reporting it on
+    // the closing line.
+    if let (VsKey::Addr(v, _), Some((ip, _))) = (&vs.key, vs.sorry_server)
+        && v.is_ipv6() != ip.is_ipv6()
+    {
+        cx.d.invalid(
+            n.close.unwrap_or(n.span()),
+            format!(
+                "Address family of virtual server and sorry server {ip} don't match - skipping sorry server."
+            ),
+        );
+        vs.sorry_server = None;
+        vs.sorry_server_inhibit = false;
     }
     // keepalived: a quorum above the real servers' total weight could never be reached.
     let total: i64 = vs
