@@ -712,14 +712,7 @@ pub fn script_security(
                 sc.command(slot, &format!("{what} {k}"), g.origin.0, d);
             }
         }
-        let g = &mut cfg.global;
-        sc.command(&mut g.notify_fifo_script, "notify_fifo_script", at, d);
-        sc.command(
-            &mut g.vrrp_notify_fifo_script,
-            "vrrp_notify_fifo_script",
-            at,
-            d,
-        );
+        sc.fifo_scripts(&mut cfg.global, false, d);
         sc.violation("scripts", d);
     }
     if !cfg.virtual_servers.is_empty() {
@@ -740,14 +733,7 @@ pub fn script_security(
                 });
             }
         }
-        let g = &mut cfg.global;
-        sc.command(&mut g.notify_fifo_script, "notify_fifo_script", at, d);
-        sc.command(
-            &mut g.lvs_notify_fifo_script,
-            "lvs_notify_fifo_script",
-            at,
-            d,
-        );
+        sc.fifo_scripts(&mut cfg.global, true, d);
         sc.violation("check scripts", d);
     }
     sc.command(&mut cfg.global.startup_script, "startup_script", at, d);
@@ -801,6 +787,19 @@ struct ScriptCheck<'a> {
 }
 
 impl ScriptCheck<'_> {
+    /// The FIFO scripts one of keepalived's processes checks: the common one and its own
+    /// (the checker's with `lvs`, VRRP's without).
+    fn fifo_scripts(&mut self, g: &mut crate::model::Global, lvs: bool, d: &mut Diagnostics) {
+        let at = g.origin.0;
+        self.command(&mut g.notify_fifo_script, "notify_fifo_script", at, d);
+        let (own, what) = if lvs {
+            (&mut g.lvs_notify_fifo_script, "lvs_notify_fifo_script")
+        } else {
+            (&mut g.vrrp_notify_fifo_script, "vrrp_notify_fifo_script")
+        };
+        self.command(own, what, at, d);
+    }
+
     /// Reports the scripts counted since the last report as keepalived's process reports
     /// them, `what` being its word for them ("check scripts"), when security is off.
     fn violation(&mut self, what: &str, d: &mut Diagnostics) {
