@@ -533,15 +533,6 @@ pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> boo
                 ),
             );
         }
-        for t in &i.track.interfaces {
-            if !host.interface_exists(&t.name) {
-                missing = true;
-                d.invalid(
-                    span(t.origin.0),
-                    format!("({}) tracked interface {} doesn't exist", i.name, t.name),
-                );
-            }
-        }
         for v in i.vips.iter().chain(&i.excluded_vips) {
             if let Some(dev) = &v.dev
                 && !host.interface_exists(dev)
@@ -557,13 +548,16 @@ pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> boo
             }
         }
     }
-    for g in &cfg.sync_groups {
-        for t in &g.track.interfaces {
+    // Tracked interfaces, of instances and of sync groups alike.
+    let trackers = (cfg.instances.iter().map(|i| (&i.name, &i.track)))
+        .chain(cfg.sync_groups.iter().map(|g| (&g.name, &g.track)));
+    for (owner, track) in trackers {
+        for t in &track.interfaces {
             if !host.interface_exists(&t.name) {
                 missing = true;
                 d.invalid(
                     span(t.origin.0),
-                    format!("({}) tracked interface {} doesn't exist", g.name, t.name),
+                    format!("({owner}) tracked interface {} doesn't exist", t.name),
                 );
             }
         }

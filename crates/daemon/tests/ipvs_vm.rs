@@ -126,6 +126,7 @@ impl Daemon {
 
     /// `holdfast run -n -l -D -G` with `extra` arguments, in network namespace `ns` if given.
     fn start_in(ns: Option<&str>, conf: &Path, tag: &str, extra: &[&str]) -> Daemon {
+        in_the_vm();
         let log = PathBuf::from(format!("/tmp/holdfast-{tag}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = match ns {
