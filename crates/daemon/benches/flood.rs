@@ -23,7 +23,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use holdfast_vrrp::wire::{ChecksumForm, checksum};
+#[path = "../tests/support/advert.rs"]
+mod advert;
 
 /// Adverts a second, and for how long.
 const RATE: u64 = 10_000;
@@ -48,13 +49,7 @@ const CONF: &str = "vrrp_instance VI_1 {
 
 /// A VRRPv2 advert from a priority-200 router (which would take over if it were believed).
 fn advert(vrid: u8, pass: &[u8]) -> Vec<u8> {
-    let mut m = vec![0x21, vrid, 200, 1, 1, 1, 0, 0];
-    m.extend_from_slice(&[10, 100, 0, 100]);
-    let mut auth = [0u8; 8];
-    auth[..pass.len()].copy_from_slice(pass);
-    m.extend_from_slice(&auth);
-    let c = checksum(&m, ChecksumForm::MessageOnly, None);
-    m[6..8].copy_from_slice(&c.to_be_bytes());
+    let m = advert::v2(vrid, 200, pass, 1, [10, 100, 0, 100]);
     // The IPv4 header (TTL 255, protocol 112, from 10.100.0.2 to 224.0.0.18); the kernel fills
     // the length, id and header checksum.
     let mut p = vec![0x45, 0xc0, 0, 0, 0, 0, 0, 0, 255, 112, 0, 0];

@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use holdfast_lab::netns;
-use holdfast_vrrp::wire::{ChecksumForm, checksum};
+
+#[path = "support/advert.rs"]
+mod advert;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -39,14 +41,7 @@ fn advert(pass: &[u8], count: u8) -> Vec<u8> {
 }
 
 fn advert_for(vrid: u8, pass: &[u8], count: u8) -> Vec<u8> {
-    let mut m = vec![0x21, vrid, 200, count, 1, 1, 0, 0];
-    m.extend_from_slice(&[10, 77, 0, 100]);
-    let mut auth = [0u8; 8];
-    auth[..pass.len()].copy_from_slice(pass);
-    m.extend_from_slice(&auth);
-    let c = checksum(&m, ChecksumForm::MessageOnly, None);
-    m[6..8].copy_from_slice(&c.to_be_bytes());
-    m
+    advert::v2(vrid, 200, pass, count, [10, 77, 0, 100])
 }
 
 /// A raw IPv4 socket in node `n`'s namespace that writes whole packets (header included).
@@ -323,14 +318,7 @@ fn a_stalled_log_reader_holds_up_neither_adverts_nor_trackers() {
 
 /// A valid VRRPv2 advert with PASS "good" for `vrid` and VIP `vip`, at `priority`.
 fn advert_prio(vrid: u8, priority: u8, vip: [u8; 4]) -> Vec<u8> {
-    let mut m = vec![0x21, vrid, priority, 1, 1, 1, 0, 0];
-    m.extend_from_slice(&vip);
-    let mut auth = [0u8; 8];
-    auth[..4].copy_from_slice(b"good");
-    m.extend_from_slice(&auth);
-    let c = checksum(&m, ChecksumForm::MessageOnly, None);
-    m[6..8].copy_from_slice(&c.to_be_bytes());
-    m
+    advert::v2(vrid, priority, b"good", 1, vip)
 }
 
 /// Floods the VRRP group from n2 with valid lower-priority adverts for VRID 51 (VIP
