@@ -1083,9 +1083,10 @@ pub enum CheckerKind {
     },
     /// UDP_CHECK.
     Udp {
-        /// `payload` hex.
+        /// `payload` hex, as written (its words joined by one space); valid for [`hex`].
         payload: Option<String>,
-        /// `require_reply [HEX]`.
+        /// `require_reply [HEX]`: `Some("")` when a reply is required whatever it holds; else
+        /// valid for [`hex`] with wildcards.
         require_reply: Option<String>,
         /// `min_reply_length`.
         min_reply_length: Option<u32>,
@@ -1311,4 +1312,75 @@ pub struct Rule {
     pub track: bool,
     /// Declaration site.
     pub origin: Origin,
+}
+
+/// keepalived's hex strings (UDP_CHECK's `payload` and `require_reply`): octets of one or two
+/// hex digits, optionally separated by spaces or tabs (`0a ff`, `a ff`, `0aff`); with
+/// `wildcards`, an `x` or `X` stands for any nibble. Returns the bytes and, per byte, the mask
+/// of the nibbles that are wildcards (all zero without them); `None` if the string holds no
+/// octet or anything else — or, as keepalived 2.2.7 reads it, ends with the octet `ff`
+/// (keepalived reports such a string as invalid and uses none of it; so does holdfast, so
+/// that a configuration means the same in both).
+pub fn hex(s: &str, wildcards: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    // A nibble's value, or `None` for a wildcard; `Err` for anything else.
+    let nibble = |c: char| -> Result<Option<u8>, ()> {
+        match c.to_digit(16) {
+            Some(v) => Ok(u8::try_from(v).ok()),
+            None if wildcards && c.eq_ignore_ascii_case(&'x') => Ok(None),
+            None => Err(()),
+        }
+    };
+    let (mut data, mut mask) = (Vec::new(), Vec::new());
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        let Some(c) = chars.next() else {
+            break;
+        };
+        let (mut v, mut m) = match nibble(c).ok()? {
+            Some(v) => (v, 0),
+            None => (0, 0x0f),
+        };
+        if let Some(c) = chars.next_if(|c| *c != ' ') {
+            match nibble(c).ok()? {
+                Some(lo) => (v, m) = (v << 4 | lo, m << 4),
+                None => (v, m) = (v << 4, m << 4 | 0x0f),
+            }
+        }
+        data.push(v);
+        mask.push(m);
+    }
+    (!data.is_empty() && data.last() != Some(&0xff)).then_some((data, mask))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex;
+
+    #[test]
+    fn hex_strings_are_read_as_keepalived_reads_them() {
+        let bytes = |s: &str, w: bool| hex(s, w).map(|(d, _)| d);
+        // Octets of two digits, or one digit where a space follows; spaces and tabs between.
+        assert_eq!(
+            bytes("0aFF 1 \t2b", false),
+            Some(vec![0x0a, 0xff, 0x01, 0x2b])
+        );
+        // Only a space ends a one-digit octet (keepalived's reading).
+        assert_eq!(bytes("1\t2b", false), None);
+        assert_eq!(bytes("0a1b", false), Some(vec![0x0a, 0x1b]));
+        assert_eq!(bytes("abc", false), Some(vec![0xab, 0x0c]));
+        // Nothing, or anything but hex digits, is not a hex string.
+        for bad in ["", "  ", "0g", "zz", "0a,0b"] {
+            assert_eq!(bytes(bad, false), None, "{bad:?}");
+        }
+        // Wildcards only where allowed, with the mask of their nibbles.
+        assert_eq!(bytes("3X", false), None);
+        assert_eq!(
+            hex("3X x1", true),
+            Some((vec![0x30, 0x01], vec![0x0f, 0xf0]))
+        );
+        // keepalived 2.2.7 takes a final octet ff for its error mark.
+        assert_eq!(bytes("12 ff", false), None);
+        assert_eq!(bytes("ff 12", false), Some(vec![0xff, 0x12]));
+    }
 }

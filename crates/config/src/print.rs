@@ -926,12 +926,13 @@ impl P {
                 min_reply_length,
                 max_reply_length,
             } => {
-                self.opt("payload", payload);
+                if let Some(p) = payload {
+                    let words: Vec<&str> = p.split(' ').collect();
+                    self.kv("payload", &words);
+                }
                 if let Some(r) = require_reply {
-                    self.kv(
-                        "require_reply",
-                        &[&if r.is_empty() { String::new() } else { q(r) }],
-                    );
+                    let words: Vec<&str> = r.split(' ').filter(|w| !w.is_empty()).collect();
+                    self.kv("require_reply", &words);
                 }
                 self.optn("min_reply_length", *min_reply_length);
                 self.optn("max_reply_length", *max_reply_length);

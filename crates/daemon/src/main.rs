@@ -462,7 +462,13 @@ fn main() -> ExitCode {
                 eprintln!("Unable to set network namespace {ns} - exiting ({e})");
                 return ExitCode::from(4);
             }
-            let loaded = load(&file, &FsLoader, Some(&host::LinuxHost), &opts);
+            // The same planning `run` does, with this host's facts: what `run` would not do
+            // is reported here, where the configuration asks for it.
+            let loaded = holdfast::plan::check(
+                load(&file, &FsLoader, Some(&host::LinuxHost), &opts),
+                holdfast::plan::Facts::of_host(),
+                strict,
+            );
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(loaded.render().as_bytes());
             if dump_conf && loaded.readable {

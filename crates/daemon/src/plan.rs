@@ -1,13 +1,17 @@
 //! The configuration model mapped onto what `holdfast run` drives: one [`InstancePlan`] per
 //! `vrrp_instance`, with its router configuration, VIPs, notify scripts and trackers.
-//! Everything the daemon does not implement yet is listed in [`Plan::unsupported`] so it is
-//! logged at start, never silently dropped.
+//! Everything `run` will not do as the configuration asks is a finding in [`Plan::findings`],
+//! with the place in the configuration that asks for it: `run` logs it at start and
+//! `check-config` reports it (file:line:col), so the two cannot disagree — `check-config` runs
+//! this same planning with the same host facts ([`Facts`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use holdfast_config::diag::{Class, Diagnostic, Diagnostics};
 use holdfast_config::model::{
-    AuthType, Checker, CheckerKind, Config, InitState, Notify, ScriptKind, Tracking, VrrpInstance,
+    AuthType, Checker, CheckerKind, Config, InitState, Notify, Origin, ScriptKind, Tracking,
+    VrrpInstance,
 };
 use holdfast_vrrp::router::{GarpTiming, Peer, RouterConfig, Tracker};
 use holdfast_vrrp::wire::{Auth, ChecksumForm, Family, Version};
@@ -308,8 +312,13 @@ pub struct Plan {
     /// `lvs_flush`, `lvs_flush_on_stop`, `lvs_timeouts`, `lvs_sync_daemon` for the IPVS plane;
     /// `nft_table` for the nftables plane.
     pub planes: crate::lvs::PlaneOptions,
-    /// What the configuration asks for that `holdfast run` does not do yet, one line each.
-    pub unsupported: Vec<String>,
+    /// What the configuration asks for that `holdfast run` will not do, each where it is
+    /// asked for: [`Class::Unsupported`] for what keepalived would do and holdfast does not
+    /// (here), [`Class::Invalid`] for holdfast's own keywords asking for something
+    /// contradictory.
+    pub findings: Vec<Diagnostic>,
+    /// The findings' first lines (`file:line:col: warning: message`), for the log.
+    pub warnings: Vec<String>,
     /// The VRRP firewall's table and chain settings (`nftables`, `nftables_priority`,
     /// `nftables_counters`), used by instances without accept mode.
     pub firewall: crate::firewall::FirewallPlan,
@@ -393,10 +402,83 @@ fn broadcast(addr: IpAddr, prefix: u8, brd: Option<&str>) -> Option<std::net::Ip
 }
 
 /// Maps the configuration; `disabled` names the `vrrp_script`s script security turned off.
-pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
+/// What planning needs to know about the host, asked once: `run` and `check-config` plan with
+/// the same facts of the host (and network namespace) they run on.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts {
+    /// Whether the kernel answers for IPVS.
+    pub ipvs: bool,
+}
+
+impl Facts {
+    /// This host's (this network namespace's) facts.
+    pub fn of_host() -> Facts {
+        Facts {
+            ipvs: holdfast_dataplane::ipvs::available(),
+        }
+    }
+}
+
+/// Records what `run` will not do, where the configuration asks for it.
+pub(crate) struct Findings(Diagnostics);
+
+impl Findings {
+    pub(crate) fn new() -> Findings {
+        Findings(Diagnostics::new(false))
+    }
+
+    /// The findings so far.
+    pub(crate) fn into_vec(self) -> Vec<Diagnostic> {
+        self.0.into_vec()
+    }
+
+    /// Something keepalived does (or this host lacks) that `run` will not do.
+    pub(crate) fn not_run(&mut self, at: Origin, message: impl Into<String>) {
+        self.0.push_unlined(Class::Unsupported, at.0, message);
+    }
+
+    /// A holdfast keyword asking for something that cannot be done as asked.
+    pub(crate) fn refused(&mut self, at: Origin, message: impl Into<String>) {
+        self.0.push_unlined(Class::Invalid, at.0, message);
+    }
+}
+
+/// `check-config`: the configuration's own diagnostics and, when it can run at all, what
+/// `run` would not do with it — the findings of the same planning `run` does, with `facts` of
+/// the host it runs on. `strict` makes those of [`Class::Unsupported`] errors, as for
+/// keywords.
+pub fn check(
+    mut loaded: holdfast_config::Loaded,
+    facts: Facts,
+    strict: bool,
+) -> holdfast_config::Loaded {
+    if runnable(&loaded) {
+        let plan = build(&loaded.config, &loaded.disabled_scripts, facts);
+        loaded
+            .diagnostics
+            .extend(plan.findings.into_iter().map(|mut d| {
+                if strict && d.class == Class::Unsupported {
+                    d.severity = holdfast_config::diag::Severity::Error;
+                }
+                d
+            }));
+    }
+    loaded
+}
+
+/// Whether `run` starts with this configuration at all: it could be read, and keepalived
+/// would not have stopped reading it (exit 2) or been unable to run it (exit 4).
+pub fn runnable(loaded: &holdfast_config::Loaded) -> bool {
+    loaded.readable && !matches!(loaded.exit_code(false), 2 | 4)
+}
+
+/// The plan `run` follows for `cfg` (`disabled`: the scripts script security disabled) on a
+/// host with `facts`; what it will not do is in [`Plan::findings`].
+pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
     let mut plan = Plan::default();
-    let un = &mut plan.unsupported;
-    plan.virtual_servers = crate::lvs::build(cfg, un);
+    let mut found = Findings::new();
+    let un = &mut found;
+    plan.virtual_servers = crate::lvs::build(cfg, facts, un);
     plan.control_socket = cfg.global.control_socket.clone();
     plan.planes = crate::lvs::PlaneOptions {
         flush: cfg.global.lvs_flush,
@@ -467,35 +549,42 @@ pub fn build(cfg: &Config, disabled: &[String]) -> Plan {
         });
     }
     for inst in &cfg.instances {
-        match instance(cfg, inst, un, disabled) {
-            Some(p) => plan.instances.push(p),
-            None => un.push(format!("({}) not started", inst.name)),
+        if let Some(p) = instance(cfg, inst, un, disabled) {
+            plan.instances.push(p);
         }
     }
+    plan.findings = found.into_vec();
     plan
 }
 
 fn instance(
     cfg: &Config,
     i: &VrrpInstance,
-    un: &mut Vec<String>,
+    un: &mut Findings,
     disabled: &[String],
 ) -> Option<InstancePlan> {
     let name = &i.name;
     let Some(ifname) = i.interface.clone() else {
-        un.push(format!(
-            "({name}) has no interface (unicast without interface is not implemented)"
-        ));
+        un.not_run(
+            i.origin,
+            format!("({name}) is not started: an instance without an interface (unicast without interface) is not implemented by holdfast"),
+        );
         return None;
     };
     if i.vrid == 0 {
+        // keepalived's check reports it (virtual_router_id missing or out of range).
         return None;
     }
     let family = i.vips.first().map_or(Family::V4, |v| Family::of(v.addr));
     let auth = match &i.auth {
         Some(a) if a.auth_type == AuthType::Pass => Auth::pass(&a.pass),
         Some(_) => {
-            un.push(format!("({name}) AH authentication is not implemented"));
+            un.not_run(
+                i.origin,
+                format!(
+                    "({name}) is not started: AH authentication is not implemented by holdfast"
+                ),
+            );
             return None;
         }
         None => Auth::None,
@@ -579,10 +668,10 @@ fn instance(
             Some(ScriptKind::Checker(c)) => match native_probe(c) {
                 Ok(p) => TrackerKind::Native(p),
                 Err(why) => {
-                    un.push(format!(
-                        "({name}) vrrp_script {}: {why}; not tracked",
-                        s.name
-                    ));
+                    un.not_run(
+                        s.origin,
+                        format!("({name}) vrrp_script {}: {why}; not tracked", s.name),
+                    );
                     continue;
                 }
             },
@@ -769,12 +858,14 @@ fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
 mod tests {
     use super::*;
 
+    const NO_IPVS: Facts = Facts { ipvs: false };
+
     #[test]
     fn seed_004_maps_to_a_router_with_a_weighted_script_tracker() {
         let text = "vrrp_script chk_service {\n script \"/etc/keepalived/check_service.sh\"\n interval 2\n weight -20\n fall 2\n}\nvrrp_instance VI_1 {\n state MASTER\n interface enp0s3\n virtual_router_id 51\n priority 100\n authentication {\n  auth_type PASS\n  auth_pass 1234\n }\n virtual_ipaddress {\n  192.168.0.20/24\n }\n track_script {\n  chk_service\n }\n}\n";
         let cfg = holdfast_config::parse_str(text).config;
-        let plan = build(&cfg, &[]);
-        assert!(plan.unsupported.is_empty(), "{:?}", plan.unsupported);
+        let plan = build(&cfg, &[], NO_IPVS);
+        assert!(plan.findings.is_empty(), "{:?}", plan.findings);
         let p = &plan.instances[0];
         assert_eq!(p.router.priority, 100);
         assert!(p.router.init_master);
@@ -798,7 +889,7 @@ mod tests {
         let timing = |global: &str| {
             let cfg =
                 holdfast_config::parse_str(&format!("global_defs {{\n{global}\n}}\n{inst}")).config;
-            build(&cfg, &[]).instances[0].router.garp.clone()
+            build(&cfg, &[], NO_IPVS).instances[0].router.garp.clone()
         };
         let plain = timing("");
         assert_eq!(
@@ -818,8 +909,8 @@ mod tests {
     fn scripts_disabled_by_script_security_are_not_tracked() {
         let text = "vrrp_script chk {\n script \"/x\"\n weight -20\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n  10.0.0.1\n }\n track_script {\n  chk\n }\n}\n";
         let cfg = holdfast_config::parse_str(text).config;
-        assert_eq!(build(&cfg, &[]).instances[0].trackers.len(), 1);
-        let p = build(&cfg, &["chk".to_string()]);
+        assert_eq!(build(&cfg, &[], NO_IPVS).instances[0].trackers.len(), 1);
+        let p = build(&cfg, &["chk".to_string()], NO_IPVS);
         assert!(p.instances[0].trackers.is_empty());
         assert!(p.instances[0].router.trackers.is_empty());
     }
@@ -828,8 +919,8 @@ mod tests {
     fn sync_group_trackers_are_added_to_every_member() {
         let text = "vrrp_script chk {\n script \"/x\"\n}\nvrrp_sync_group G {\n group {\n  A\n  B\n }\n track_script {\n  chk weight -30\n }\n track_interface {\n  eth0\n  eth1 weight 5\n }\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n }\n}\nvrrp_instance B {\n interface eth2\n virtual_router_id 2\n virtual_ipaddress {\n  10.0.0.2\n }\n}\n";
         let cfg = holdfast_config::parse_str(text).config;
-        let plan = build(&cfg, &[]);
-        assert!(plan.unsupported.is_empty(), "{:?}", plan.unsupported);
+        let plan = build(&cfg, &[], NO_IPVS);
+        assert!(plan.findings.is_empty(), "{:?}", plan.findings);
         let names = |p: &InstancePlan| {
             p.trackers
                 .iter()
@@ -867,8 +958,8 @@ mod tests {
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n",
         )
         .config;
-        let p = build(&cfg, &[]);
-        assert!(p.unsupported.is_empty(), "{:?}", p.unsupported);
+        let p = build(&cfg, &[], NO_IPVS);
+        assert!(p.findings.is_empty(), "{:?}", p.findings);
         assert_eq!(p.virtual_servers.len(), 1);
     }
 }

@@ -43,30 +43,50 @@ pub struct RunOptions {
     pub checkers: bool,
 }
 
-/// Loads and plans the configuration, printing its diagnostics; `Err` when it cannot run.
+/// Loads and plans the configuration, printing its diagnostics and what it asks for that
+/// `run` will not do (as `check-config` prints them); `Err` when it cannot run.
 pub fn load_plan(file: &std::path::Path, config_id: &str) -> Result<crate::plan::Plan, String> {
     let loaded = load(file, config_id);
     eprint!("{}", loaded.render());
-    if !loaded.readable || matches!(loaded.exit_code(false), 2 | 4) {
+    if !crate::plan::runnable(&loaded) {
         return Err(format!("configuration {} cannot run", file.display()));
     }
-    Ok(plan_of(&loaded))
+    let plan = plan_of(&loaded);
+    for d in &plan.findings {
+        eprint!("{}", holdfast_config::diag::render(&loaded.sources, d));
+    }
+    Ok(plan)
 }
 
-/// The plan of a loaded configuration, with its errors (what later reloads are judged by).
+/// The plan of a loaded configuration, with its errors (what later reloads are judged by)
+/// and its findings located for the log.
 fn plan_of(loaded: &holdfast_config::Loaded) -> crate::plan::Plan {
-    let mut plan = crate::plan::build(&loaded.config, &loaded.disabled_scripts);
-    plan.errors = errors(loaded);
+    let mut plan = crate::plan::build(
+        &loaded.config,
+        &loaded.disabled_scripts,
+        crate::plan::Facts::of_host(),
+    );
+    plan.errors = errors(loaded.diagnostics.iter().chain(&plan.findings));
+    plan.warnings = plan
+        .findings
+        .iter()
+        .filter_map(|d| {
+            let text = holdfast_config::diag::render(&loaded.sources, d);
+            text.lines().next().map(str::to_string)
+        })
+        .collect();
     plan
 }
 
-/// The errors of a loaded configuration that lose or change something — a bad value, a
-/// keyword keepalived does not know, broken syntax — by message, with their counts.
-/// (Unsupported keywords, notes and script security are not among them.)
-fn errors(loaded: &holdfast_config::Loaded) -> std::collections::BTreeMap<String, usize> {
+/// The errors of a configuration that lose or change something — a bad value, a keyword
+/// keepalived does not know, broken syntax, a holdfast keyword the plan refuses — by message,
+/// with their counts. (Unsupported keywords, notes and script security are not among them.)
+fn errors<'a>(
+    diagnostics: impl Iterator<Item = &'a holdfast_config::Diagnostic>,
+) -> std::collections::BTreeMap<String, usize> {
     use holdfast_config::Class;
     let mut m = std::collections::BTreeMap::new();
-    for d in &loaded.diagnostics {
+    for d in diagnostics {
         if matches!(
             d.class,
             Class::Invalid | Class::Syntax | Class::Unknown | Class::Fatal | Class::Stop
@@ -125,19 +145,21 @@ pub fn load_for_reload(
             text.lines().next().map(str::to_string)
         })
         .collect();
-    let errors = errors(&loaded);
-    let fresh = new_errors(running, &errors);
-    let plan = if !loaded.readable || matches!(loaded.exit_code(false), 2 | 4) {
-        Err(format!("configuration {} cannot be read", file.display()))
-    } else if !fresh.is_empty() {
+    if !crate::plan::runnable(&loaded) {
+        let plan = Err(format!("configuration {} cannot be read", file.display()));
+        return ReloadLoad { plan, lines };
+    }
+    let planned = plan_of(&loaded);
+    let fresh = new_errors(running, &planned.errors);
+    let plan = if fresh.is_empty() {
+        Ok(planned)
+    } else {
         Err(format!(
             "{} new error(s) in {}: {}",
             fresh.len(),
             file.display(),
             fresh.join("; ")
         ))
-    } else {
-        Ok(plan_of(&loaded))
     };
     ReloadLoad { plan, lines }
 }
@@ -259,8 +281,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         }
         Err(e) => anyhow::bail!("{e}"),
     };
-    for u in &plan.unsupported {
-        log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
+    for u in &plan.warnings {
+        log.main(&format!("WARNING - not done by holdfast run: {u}"));
     }
     crate::mail::configure(plan.mail.clone());
     if let Some((c, t)) = &plan.startup {
@@ -461,8 +483,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             r.record(true);
                         }
                         config_errors = new.errors.clone();
-                        for u in &new.unsupported {
-                            log.main(&format!("WARNING - not implemented by holdfast run: {u}"));
+                        for u in &new.warnings {
+                            log.main(&format!("WARNING - not done by holdfast run: {u}"));
                         }
                         crate::mail::configure(new.mail.clone());
                         crate::fifo::configure(Some(new.fifos.clone()), log);

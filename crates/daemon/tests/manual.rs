@@ -228,11 +228,15 @@ fn every_complete_configuration_in_the_manual_loads_cleanly_and_runs() {
                 "{name}:{line}: the example does not load cleanly:\n{}",
                 loaded.render()
             );
-            let plan = holdfast::plan::build(&loaded.config, &loaded.disabled_scripts);
+            let plan = holdfast::plan::build(
+                &loaded.config,
+                &loaded.disabled_scripts,
+                holdfast::plan::Facts { ipvs: true },
+            );
             assert!(
-                plan.unsupported.is_empty(),
+                plan.findings.is_empty(),
                 "{name}:{line}: run would not do {:?}",
-                plan.unsupported
+                plan.findings
             );
             checked += 1;
         }

@@ -15,7 +15,7 @@ pub use mysql::{MysqlChecker, MysqlProbe, replica_ok};
 pub use ping::{PingProbe, ping};
 pub use smtp::{SmtpProbe, smtp};
 pub use tcp::{TcpProbe, tcp};
-pub use udp::{UdpProbe, hex, udp};
+pub use udp::{Reply, UdpProbe, udp};
 
 /// Options a checker sets on its socket before using it: `bind_if` (`SO_BINDTODEVICE`: the
 /// probe leaves by that interface only) and `fwmark` (`SO_MARK`, for policy routing and

@@ -18,26 +18,44 @@ pub struct UdpProbe {
     pub timeout: Duration,
     /// `payload` (bytes).
     pub payload: Vec<u8>,
-    /// `require_reply [HEX]`: `Some(prefix)` (possibly empty) when a reply is required.
-    pub require_reply: Option<Vec<u8>>,
-    /// `min_reply_length`.
-    pub min_len: Option<usize>,
-    /// `max_reply_length`.
-    pub max_len: Option<usize>,
+    /// `require_reply [HEX]`: `Some` when a reply is required (its pattern may be empty:
+    /// any reply will do).
+    pub require_reply: Option<Reply>,
     /// `bind_if`, `fwmark`.
     pub opts: super::SockOpts,
 }
 
-/// Parses keepalived's hex strings (`payload`, `require_reply`).
-pub fn hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) {
-        return None;
+/// What a reply must hold (keepalived's `require_reply` with `min_reply_length` and
+/// `max_reply_length`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// The octets the reply starts with (empty: any reply).
+    pub data: Vec<u8>,
+    /// Per octet of `data`, the bits that may differ (wildcard nibbles).
+    pub mask: Vec<u8>,
+    /// `min_reply_length` (keepalived: 0).
+    pub min_len: usize,
+    /// `max_reply_length` (keepalived: 255).
+    pub max_len: usize,
+}
+
+impl Reply {
+    /// keepalived's judgement of a reply: with reply data, its length must be within the
+    /// bounds and as many octets as both have must match outside the wildcards; without, any
+    /// reply is enough.
+    pub fn matches(&self, reply: &[u8]) -> bool {
+        if self.data.is_empty() {
+            return true;
+        }
+        if reply.len() < self.min_len || reply.len() > self.max_len {
+            return false;
+        }
+        reply
+            .iter()
+            .zip(&self.data)
+            .enumerate()
+            .all(|(i, (got, want))| (got ^ want) & !self.mask.get(i).copied().unwrap_or(0) == 0)
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Sends and waits as the probe says.
@@ -57,20 +75,12 @@ pub async fn udp(p: &UdpProbe) -> Result<(), ProbeError> {
         Err(_) if p.require_reply.is_none() => Ok(()),
         Err(_) => Err(ProbeError::Timeout(p.timeout)),
         Ok(Err(e)) => Err(ProbeError::Connect(e)),
-        Ok(Ok(n)) => {
-            let reply = &buf[..n];
-            if p.min_len.is_some_and(|m| n < m) || p.max_len.is_some_and(|m| n > m) {
-                return Err(ProbeError::Reply(format!(
-                    "reply of {n} bytes out of bounds"
-                )));
-            }
-            match &p.require_reply {
-                Some(want) if !reply.starts_with(want) => Err(ProbeError::Reply(
-                    "reply does not match require_reply".into(),
-                )),
-                _ => Ok(()),
-            }
-        }
+        Ok(Ok(n)) => match &p.require_reply {
+            Some(want) if !want.matches(&buf[..n]) => Err(ProbeError::Reply(format!(
+                "reply of {n} bytes does not match require_reply"
+            ))),
+            _ => Ok(()),
+        },
     }
 }
 
@@ -78,17 +88,44 @@ pub async fn udp(p: &UdpProbe) -> Result<(), ProbeError> {
 mod tests {
     use super::*;
 
-    fn probe(addr: SocketAddr, require: Option<&str>) -> UdpProbe {
+    fn probe(addr: SocketAddr, require: Option<&[u8]>) -> UdpProbe {
         UdpProbe {
             addr,
             bind: None,
             timeout: Duration::from_millis(300),
             payload: b"ping".to_vec(),
-            require_reply: require.map(|h| hex(h).unwrap()),
-            min_len: None,
-            max_len: None,
+            require_reply: require.map(|d| Reply {
+                data: d.to_vec(),
+                mask: vec![0; d.len()],
+                min_len: 0,
+                max_len: 255,
+            }),
             opts: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_reply_is_judged_as_keepalived_judges_it() {
+        let r = Reply {
+            data: vec![0x12, 0x30, 0xff],
+            mask: vec![0x00, 0x0f, 0x00],
+            min_len: 2,
+            max_len: 4,
+        };
+        // The wildcard nibble may be anything; the others must match.
+        assert!(r.matches(&[0x12, 0x3a, 0xff]));
+        assert!(!r.matches(&[0x12, 0x4a, 0xff]));
+        assert!(!r.matches(&[0x13, 0x30, 0xff]));
+        // Only as many octets as both have are compared; the length bounds hold.
+        assert!(r.matches(&[0x12, 0x30]));
+        assert!(!r.matches(&[0x12]));
+        assert!(!r.matches(&[0x12, 0x30, 0xff, 0, 0]));
+        // Without reply data, any reply will do (the bounds are not checked).
+        let any = Reply {
+            min_len: 10,
+            ..Reply::default()
+        };
+        assert!(any.matches(&[1]));
     }
 
     #[tokio::test]
@@ -102,9 +139,9 @@ mod tests {
             }
         });
         // "ping" = 70696e67
-        assert!(udp(&probe(addr, Some("7069"))).await.is_ok());
+        assert!(udp(&probe(addr, Some(&[0x70, 0x69]))).await.is_ok());
         assert!(matches!(
-            udp(&probe(addr, Some("ffff"))).await,
+            udp(&probe(addr, Some(&[0xff, 0xff]))).await,
             Err(ProbeError::Reply(_))
         ));
         let closed = {
@@ -115,7 +152,5 @@ mod tests {
             udp(&probe(closed, None)).await,
             Err(ProbeError::Connect(_))
         ));
-        assert_eq!(hex("0aFF"), Some(vec![10, 255]));
-        assert_eq!(hex("abc"), None);
     }
 }

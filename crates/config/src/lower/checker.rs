@@ -147,9 +147,30 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
                 }
             }
             (Kw::Dns, "name") => qname = cx.string(c),
-            (Kw::Udp, "payload") => payload = cx.string(c),
+            // keepalived reads every word after the keyword as one hex string; one it cannot
+            // read is an error and leaves no payload (an empty datagram), or no reply data
+            // (any reply will do).
+            (Kw::Udp, "payload") => {
+                let words: Vec<&str> = c.args.iter().map(|w| w.text.as_str()).collect();
+                payload = None;
+                if words.is_empty() {
+                    cx.d.invalid(c.span(), "UDP_CHECK payload requires a payload");
+                } else if crate::model::hex(&words.join(" "), false).is_none() {
+                    cx.d.invalid(c.span(), "Invalid hex string for UDP_CHECK payload");
+                } else {
+                    payload = Some(words.join(" "));
+                }
+            }
             (Kw::Udp, "require_reply") => {
-                require_reply = Some(c.args.first().map(|w| w.text.clone()).unwrap_or_default())
+                let words: Vec<&str> = c.args.iter().map(|w| w.text.as_str()).collect();
+                require_reply = Some(String::new());
+                if !words.is_empty() {
+                    if crate::model::hex(&words.join(" "), true).is_none() {
+                        cx.d.invalid(c.span(), "Invalid hex string for UDP_CHECK reply");
+                    } else {
+                        require_reply = Some(words.join(" "));
+                    }
+                }
             }
             (Kw::Udp, "min_reply_length") => min_len = cx.count(c, 0, 65535),
             (Kw::Udp, "max_reply_length") => max_len = cx.count(c, 0, 65535),
@@ -195,12 +216,23 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
         }
         Kw::Smtp => CheckerKind::Smtp { helo_name: helo },
         Kw::Dns => CheckerKind::Dns { qtype, name: qname },
-        Kw::Udp => CheckerKind::Udp {
-            payload,
-            require_reply,
-            min_reply_length: min_len,
-            max_reply_length: max_len,
-        },
+        Kw::Udp => {
+            // keepalived's defaults: replies of 0 to 255 octets.
+            let (min, max) = (min_len.unwrap_or(0), max_len.unwrap_or(255));
+            if min > max {
+                // keepalived checks it when the block ends: on its closing line.
+                cx.d.invalid(
+                    n.close.unwrap_or(n.span()),
+                    format!("UDP_CHECK min_reply length {min} > max_reply_length {max} - will always fail"),
+                );
+            }
+            CheckerKind::Udp {
+                payload,
+                require_reply,
+                min_reply_length: min_len,
+                max_reply_length: max_len,
+            }
+        }
         Kw::Ping => CheckerKind::Ping,
         Kw::File => {
             if track_file.is_empty() {
@@ -363,6 +395,37 @@ mod tests {
         format!(
             "virtual_server 10.0.0.1 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.5 80 {{\n  HTTP_GET {{\n   url {{\n    path /status\n{lines}   }}\n  }}\n }}\n}}\n"
         )
+    }
+
+    #[test]
+    fn a_udp_check_keeps_what_keepalived_would_send_and_expect() {
+        let text = |payload: &str, reply: &str| {
+            format!(
+                "virtual_server 10.0.0.1 53 {{\n protocol UDP\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.5 53 {{\n  UDP_CHECK {{\n   {payload}\n   {reply}\n  }}\n }}\n}}\n"
+            )
+        };
+        let udp = |loaded: &crate::Loaded| match &loaded.config.virtual_servers[0].real_servers[0]
+            .checkers[0]
+            .kind
+        {
+            CheckerKind::Udp {
+                payload,
+                require_reply,
+                ..
+            } => (payload.clone(), require_reply.clone()),
+            other => panic!("{other:?}"),
+        };
+        let good = crate::parse_str(&text("payload 0a \"1 2b\"", "require_reply 12 3X"));
+        assert!(good.diagnostics.is_empty(), "{}", good.render());
+        assert_eq!(udp(&good), (Some("0a 1 2b".into()), Some("12 3X".into())));
+        // Printed and read again, it means the same.
+        let again = crate::parse_str(&crate::print::print(&good.config));
+        assert_eq!(udp(&again), udp(&good));
+        // What keepalived cannot read it reports and does not use: no payload (an empty
+        // datagram), and a reply required whatever it holds.
+        let bad = crate::parse_str(&text("payload 0g", "require_reply zz"));
+        assert_eq!(bad.diagnostics.len(), 2, "{}", bad.render());
+        assert_eq!(udp(&bad), (None, Some(String::new())));
     }
 
     /// (class, line, message) of every finding.

@@ -749,7 +749,7 @@ mod tests {
     }
 
     #[test]
-    fn persistence_engine_is_read_cut_to_ipvs_s_field_and_refused_off_ipvs() {
+    fn persistence_engine_is_read_cut_to_ipvs_s_field() {
         let loaded = crate::parse_str(&vs(" persistence_timeout 60\n persistence_engine sip\n"));
         assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
         let v = &loaded.config.virtual_servers[0];
@@ -768,29 +768,6 @@ mod tests {
                 .as_deref(),
             Some("abcdefghijklmno")
         );
-        // The proxy and nftables have no engines; nor can a PROXY header go with one.
-        for (extra, want) in [
-            (" dataplane nft\n", "dataplane nft has none"),
-            (" dataplane proxy\n", "dataplane proxy has none"),
-            (
-                " proxy_protocol\n",
-                "proxy_protocol needs the proxy data plane: not both",
-            ),
-        ] {
-            let loaded = crate::parse_str(&vs(&format!(" persistence_engine sip\n{extra}")));
-            assert!(
-                said(
-                    &loaded,
-                    Class::Invalid,
-                    "virtual_server: persistence_engine sip: ",
-                    want
-                ),
-                "{extra}: {}",
-                loaded.render()
-            );
-        }
-        let loaded = crate::parse_str(&vs(" persistence_engine sip\n dataplane ipvs\n"));
-        assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn start(
     if proxy > 0 {
         log.check(&format!(
             "Using the proxy data plane for {proxy} virtual server(s){}",
-            if ipvs_available() {
+            if crate::plan::Facts::of_host().ipvs {
                 ""
             } else {
                 " (dataplane auto: the kernel has no IPVS)"
@@ -857,6 +857,17 @@ mod tests {
     use holdfast_dataplane::Proto;
     use holdfast_lb::sched::Kind;
 
+    /// The virtual servers' plans, and the messages of what is not run, on a host without
+    /// IPVS.
+    fn planned(cfg: &holdfast_config::Config) -> (Vec<VsPlan>, Vec<String>) {
+        let mut un = crate::plan::Findings::new();
+        let plans = build(cfg, crate::plan::Facts { ipvs: false }, &mut un);
+        (
+            plans,
+            un.into_vec().into_iter().map(|d| d.message).collect(),
+        )
+    }
+
     #[test]
     fn probes_due_close_together_share_a_grid_step_and_are_never_early() {
         let grid = tokio::time::Instant::now();
@@ -885,8 +896,7 @@ mod tests {
         let text = "virtual_server_group G {\n 10.0.0.1-3 80\n 10.0.0.2 80\n fwmark 5\n}\nvirtual_server group G {\n lb_algo rr\n real_server 10.0.1.1 80 {\n  TCP_CHECK {\n   connect_timeout 1\n  }\n }\n}\n";
         let on_nft = format!("global_defs {{\n dataplane nft\n}}\n{text}");
         let cfg = holdfast_config::parse_str(&on_nft).config;
-        let mut un = Vec::new();
-        let plans = build(&cfg, &mut un);
+        let (plans, un) = planned(&cfg);
         assert!(un.is_empty(), "{un:?}");
         let p = &plans[0];
         assert_eq!(p.name(), "[G]:0");
@@ -900,21 +910,20 @@ mod tests {
         assert_eq!(p.spec.key, keys[0]);
         // A mark's family: `ip_family`, even with no real server to take it from.
         let v6 = "global_defs {\n dataplane nft\n}\nvirtual_server fwmark 7 {\n ip_family inet6\n lb_algo rr\n sorry_server 2001:db8::9 80\n}\n";
-        let mut un = Vec::new();
-        let plans = build(&holdfast_config::parse_str(v6).config, &mut un);
+        let (plans, un) = planned(&holdfast_config::parse_str(v6).config);
         assert!(un.is_empty(), "{un:?}");
         assert_eq!(plans[0].spec.key, ServiceKey::Fwmark { mark: 7, v6: true });
         // The proxy cannot run a mark; an unknown group is an error, not a silent nothing.
         let proxied = format!("global_defs {{\n dataplane proxy\n}}\n{text}");
-        let mut un = Vec::new();
-        assert!(build(&holdfast_config::parse_str(&proxied).config, &mut un).is_empty());
+        let (plans, un) = planned(&holdfast_config::parse_str(&proxied).config);
+        assert!(plans.is_empty());
         assert!(
-            un[0].contains("the proxy data plane forwards TCP services only"),
+            un[0].contains("the proxy data plane forwards TCP services by address only"),
             "{un:?}"
         );
         let missing = text.replace("virtual_server group G", "virtual_server group H");
-        let mut un = Vec::new();
-        assert!(build(&holdfast_config::parse_str(&missing).config, &mut un).is_empty());
+        let (plans, un) = planned(&holdfast_config::parse_str(&missing).config);
+        assert!(plans.is_empty());
         assert!(un[0].contains("no virtual_server_group H"), "{un:?}");
     }
 
@@ -922,8 +931,7 @@ mod tests {
     fn seed_000_balances_both_replicas_with_tcp_checks() {
         let text = "virtual_server 192.168.0.100 3306 {\n delay_loop 2\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 192.168.0.11 3306 {\n  weight 1\n  TCP_CHECK {\n   connect_timeout 3\n  }\n }\n real_server 192.168.0.12 3306 {\n  weight 2\n  inhibit_on_failure\n  MISC_CHECK {\n   misc_path \"/bin/true\"\n  }\n }\n}\n";
         let cfg = holdfast_config::parse_str(text).config;
-        let mut un = Vec::new();
-        let plans = build(&cfg, &mut un);
+        let (plans, un) = planned(&cfg);
         assert!(un.is_empty(), "{un:?}");
         let p = &plans[0];
         assert_eq!(p.name(), "[192.168.0.100]:tcp:3306");
@@ -945,11 +953,52 @@ mod tests {
     }
 
     #[test]
+    fn a_persistence_engine_off_ipvs_is_refused_where_the_virtual_server_is() {
+        let vs = |extra: &str| {
+            format!(
+                "virtual_server 10.0.0.1 80 {{\n lb_algo rr\n persistence_engine sip\n{extra} real_server 10.0.0.2 80 {{\n }}\n}}\n"
+            )
+        };
+        for (extra, want) in [
+            (
+                " dataplane nft\n",
+                "persistence engines are IPVS's; nftables has none",
+            ),
+            (" dataplane proxy\n", "dataplane proxy has none"),
+            (
+                " proxy_protocol\n",
+                "persistence_engine needs IPVS: not both",
+            ),
+        ] {
+            let loaded = holdfast_config::parse_str(&vs(extra));
+            let mut un = crate::plan::Findings::new();
+            let facts = crate::plan::Facts { ipvs: true };
+            assert!(build(&loaded.config, facts, &mut un).is_empty(), "{extra}");
+            let found = un.into_vec();
+            assert_eq!(found.len(), 1, "{extra}: {found:?}");
+            assert_eq!(found[0].class, holdfast_config::Class::Invalid, "{extra}");
+            assert!(found[0].message.contains(want), "{extra}: {found:?}");
+            // Where the virtual server is declared (line 1).
+            let span = found[0].span.expect("a place");
+            assert_eq!(loaded.sources.line_of(span), 1, "{extra}");
+        }
+        // On IPVS it runs; without IPVS, auto cannot run it and says why.
+        let loaded = holdfast_config::parse_str(&vs(""));
+        let mut un = crate::plan::Findings::new();
+        let plans = build(&loaded.config, crate::plan::Facts { ipvs: true }, &mut un);
+        assert_eq!(plans.len(), 1);
+        assert!(un.into_vec().is_empty());
+        let (plans, un) = planned(&loaded.config);
+        assert!(plans.is_empty());
+        assert!(un[0].contains("which this kernel does not have"), "{un:?}");
+    }
+
+    #[test]
     fn what_the_proxy_cannot_run_is_reported() {
         let text = "virtual_server fwmark 1 {\n real_server 10.0.0.1 80 {\n }\n}\nvirtual_server 10.0.0.9 53 {\n protocol UDP\n real_server 10.0.0.1 53 {\n }\n}\nvirtual_server 10.0.0.9 80 {\n lb_algo twos\n real_server 10.0.0.1 80 {\n }\n}\n";
         let cfg = holdfast_config::parse_str(text).config;
-        let mut un = Vec::new();
-        assert!(build(&cfg, &mut un).is_empty());
+        let (plans, un) = planned(&cfg);
+        assert!(plans.is_empty());
         assert_eq!(un.len(), 3, "{un:?}");
     }
 
@@ -962,8 +1011,7 @@ mod tests {
         ] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             let cfg = holdfast_config::parse_str(&text).config;
-            let mut un = Vec::new();
-            let plans = build(&cfg, &mut un);
+            let (plans, un) = planned(&cfg);
             assert_eq!(plans.len(), 1, "{file}: {un:?}");
             assert_eq!(plans[0].spec.sched, sched, "{file}");
             assert_eq!(plans[0].servers.len(), servers, "{file}");

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use holdfast_check::probe::{
-    DnsProbe, HttpProbe, MysqlProbe, PingProbe, SmtpProbe, TcpProbe, Tls, UdpProbe,
+    DnsProbe, HttpProbe, MysqlProbe, PingProbe, Reply, SmtpProbe, TcpProbe, Tls, UdpProbe,
 };
 use holdfast_check::state::CheckerConfig;
 use holdfast_config::model::{
@@ -15,6 +15,8 @@ use holdfast_config::model::{
 use holdfast_dataplane::{DestSpec, Forward, Proto, ServiceKey, ServiceSpec};
 use holdfast_lb::sched::Kind;
 use holdfast_lb::service::{ServiceConfig, trio};
+
+use crate::plan::{Facts, Findings};
 
 /// What a checker probes.
 #[derive(Clone, Debug, PartialEq)]
@@ -319,22 +321,33 @@ pub(crate) fn granularity(s: &str) -> Option<u8> {
 }
 
 /// Maps the configuration's virtual servers; what cannot run goes to `un`.
-pub fn build(cfg: &Config, un: &mut Vec<String>) -> Vec<VsPlan> {
+pub(crate) fn build(cfg: &Config, facts: Facts, un: &mut Findings) -> Vec<VsPlan> {
     let mut out = Vec::new();
     for vs in &cfg.virtual_servers {
-        match plan_vs(cfg, vs, un) {
+        match plan_vs(cfg, vs, facts, un) {
             Ok(p) => out.push(p),
-            Err(why) => un.push(why),
+            Err(NotRun::Host(why)) => un.not_run(vs.origin, why),
+            Err(NotRun::Refused(why)) => un.refused(vs.origin, why),
         }
     }
     out
 }
 
+/// Why a virtual server is not run.
+pub(crate) enum NotRun {
+    /// What keepalived would run and holdfast (or this host) cannot.
+    Host(String),
+    /// holdfast's own keywords ask for something that cannot be done as asked.
+    Refused(String),
+}
+
 pub(crate) fn plan_vs(
     cfg: &Config,
     vs: &VirtualServer,
-    un: &mut Vec<String>,
-) -> Result<VsPlan, String> {
+    facts: Facts,
+    un: &mut Findings,
+) -> Result<VsPlan, NotRun> {
+    use NotRun::{Host, Refused};
     let proto = match vs.protocol {
         Protocol::Tcp => Proto::Tcp,
         Protocol::Udp => Proto::Udp,
@@ -355,11 +368,12 @@ pub(crate) fn plan_vs(
         },
         VsKey::Group(g) => {
             let Some(group) = cfg.vs_groups.iter().find(|x| &x.name == g) else {
-                return Err(format!(
-                    "virtual_server group {g}: no virtual_server_group {g}; not run"
-                ));
+                return Err(Host(format!(
+                    "virtual_server group {g} is not run: there is no virtual_server_group {g}"
+                )));
             };
-            let keys = group_keys(group, proto).map_err(|e| format!("{e}; not run"))?;
+            let keys = group_keys(group, proto)
+                .map_err(|e| Host(format!("virtual_server group {g} is not run: {e}")))?;
             group_of = Some((g.clone(), keys.clone()));
             keys[0]
         }
@@ -375,47 +389,47 @@ pub(crate) fn plan_vs(
             .is_none_or(|(_, k)| k.iter().all(|k| k.addr().is_some()));
     let plane = match vs.dataplane.or(cfg.global.dataplane) {
         _ if vs.proxy_protocol && vs.persistence_engine.is_some() => {
-            return Err(format!(
-                "virtual_server {name}: proxy_protocol needs the proxy data plane and persistence_engine needs IPVS: not both; not run"
-            ));
+            return Err(Refused(format!(
+                "virtual_server {name} is not run: proxy_protocol needs the proxy data plane and persistence_engine needs IPVS: not both"
+            )));
         }
         _ if vs.proxy_protocol && !proxyable => {
-            return Err(format!(
-                "virtual_server {name}: proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only; not run"
-            ));
+            return Err(Refused(format!(
+                "virtual_server {name} is not run: proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only"
+            )));
         }
         Some(holdfast_config::model::DataPlane::Ipvs) if vs.proxy_protocol => {
-            return Err(format!(
-                "virtual_server {name}: proxy_protocol: dataplane ipvs forwards the client's packets unchanged and cannot send a PROXY header; not run"
-            ));
+            return Err(Refused(format!(
+                "virtual_server {name} is not run: proxy_protocol: dataplane ipvs forwards the client's packets unchanged and cannot send a PROXY header (use dataplane proxy, or auto)"
+            )));
         }
         // Persistence engines are IPVS modules (nftables refuses them with the rest of what
         // it cannot do, below).
         Some(holdfast_config::model::DataPlane::Proxy) if vs.persistence_engine.is_some() => {
-            return Err(format!(
-                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's (dataplane proxy has none); not run",
+            return Err(Refused(format!(
+                "virtual_server {name} is not run: persistence_engine {}: persistence engines are IPVS's (dataplane proxy has none; use dataplane ipvs or auto)",
                 vs.persistence_engine.as_deref().unwrap_or("")
-            ));
+            )));
         }
         None | Some(holdfast_config::model::DataPlane::Auto)
-            if vs.persistence_engine.is_some() && !ipvs_available() =>
+            if vs.persistence_engine.is_some() && !facts.ipvs =>
         {
-            return Err(format!(
-                "virtual_server {name}: persistence_engine {}: persistence engines are IPVS's, which this kernel does not have; not run",
+            return Err(Host(format!(
+                "virtual_server {name} is not run: persistence_engine {}: persistence engines are IPVS's, which this kernel does not have (modprobe ip_vs)",
                 vs.persistence_engine.as_deref().unwrap_or("")
-            ));
+            )));
         }
         Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
         Some(holdfast_config::model::DataPlane::Proxy) => {
-            return Err(format!(
-                "virtual_server {name}: the proxy data plane forwards TCP services only (UDP, SCTP and fwmark need dataplane ipvs); not run"
-            ));
+            return Err(Refused(format!(
+                "virtual_server {name} is not run: the proxy data plane forwards TCP services by address only (UDP, SCTP, fwmark and groups of them need dataplane ipvs)"
+            )));
         }
-        Some(holdfast_config::model::DataPlane::Ipvs) if ipvs_available() => PlaneKind::Ipvs,
+        Some(holdfast_config::model::DataPlane::Ipvs) if facts.ipvs => PlaneKind::Ipvs,
         Some(holdfast_config::model::DataPlane::Ipvs) => {
-            return Err(format!(
-                "virtual_server {name}: dataplane ipvs: the kernel has no IPVS (generic netlink family \"IPVS\" not found; modprobe ip_vs); not run"
-            ));
+            return Err(Refused(format!(
+                "virtual_server {name} is not run: dataplane ipvs: the kernel has no IPVS (generic netlink family \"IPVS\" not found; modprobe ip_vs)"
+            )));
         }
         Some(holdfast_config::model::DataPlane::Nft) => PlaneKind::Nft,
         // A PROXY header is sent by the proxy only.
@@ -423,28 +437,31 @@ pub(crate) fn plan_vs(
             PlaneKind::Proxy
         }
         None | Some(holdfast_config::model::DataPlane::Auto) => {
-            if ipvs_available() {
+            if facts.ipvs {
                 PlaneKind::Ipvs
             } else if proxyable {
                 PlaneKind::Proxy
             } else {
-                return Err(format!(
-                    "virtual_server {name}: UDP, SCTP and fwmark services need IPVS, which this kernel does not have; not run"
-                ));
+                return Err(Host(format!(
+                    "virtual_server {name} is not run: UDP, SCTP and fwmark services need IPVS, which this kernel does not have (modprobe ip_vs)"
+                )));
             }
         }
     };
     let sched = Kind::parse(&vs.lvs_sched).ok_or_else(|| {
-        format!(
-            "virtual_server {name}: scheduler '{}' is not implemented; not run",
+        Host(format!(
+            "virtual_server {name} is not run: scheduler '{}' is not implemented by holdfast",
             vs.lvs_sched
-        )
+        ))
     })?;
     if plane == PlaneKind::Proxy && vs.lvs_method != LvsMethod::Nat {
-        un.push(format!(
-            "virtual_server {name}: lvs_method {:?} — the proxy data plane forwards as NAT (the real servers see the proxy as the client)",
-            vs.lvs_method
-        ));
+        un.not_run(
+            vs.origin,
+            format!(
+                "virtual_server {name}: lvs_method {:?} is not run: the proxy data plane forwards as NAT (the real servers see the proxy as the client)",
+                vs.lvs_method
+            ),
+        );
     }
     let mut servers = Vec::new();
     for rs in &vs.real_servers {
@@ -460,10 +477,13 @@ pub(crate) fn plan_vs(
                 cfg.global.checker_log_all_failures,
             ) {
                 Ok(p) => checkers.push(p),
-                Err(why) => un.push(format!(
-                    "real_server {} of VS {name}: {why}; that checker is not run",
-                    rs_name(&key, &rs_addr)
-                )),
+                Err(why) => un.not_run(
+                    c.origin,
+                    format!(
+                        "real_server {} of VS {name}: {why}; that checker is not run",
+                        rs_name(&key, &rs_addr)
+                    ),
+                ),
             }
         }
         servers.push(RsPlan {
@@ -552,9 +572,9 @@ pub(crate) fn plan_vs(
             })
             .collect();
         if let Some(why) = holdfast_dataplane::nft::unsupported(&spec) {
-            return Err(format!(
-                "virtual_server {name}: dataplane nft: {why}; not run"
-            ));
+            return Err(Refused(format!(
+                "virtual_server {name} is not run: dataplane nft: {why}"
+            )));
         }
     }
     Ok(plan)
@@ -617,22 +637,26 @@ pub(crate) fn check_plan(
             min_reply_length,
             max_reply_length,
         } => {
-            let bytes = |h: &Option<String>, what: &str| -> Result<Option<Vec<u8>>, String> {
-                match h {
-                    None => Ok(None),
-                    Some(h) => holdfast_check::probe::hex(h)
-                        .map(Some)
-                        .ok_or_else(|| format!("UDP_CHECK {what} '{h}' is not hex")),
-                }
-            };
+            // The configuration holds only strings keepalived can read (it reports others).
+            let bytes = |h: &str, wild: bool| holdfast_config::model::hex(h, wild);
             Probe::Udp(UdpProbe {
                 addr: target,
                 bind,
                 timeout: t.connect_timeout,
-                payload: bytes(payload, "payload")?.unwrap_or_default(),
-                require_reply: bytes(require_reply, "require_reply")?,
-                min_len: min_reply_length.map(|n| n as usize),
-                max_len: max_reply_length.map(|n| n as usize),
+                payload: payload
+                    .as_deref()
+                    .and_then(|h| bytes(h, false))
+                    .map(|(d, _)| d)
+                    .unwrap_or_default(),
+                require_reply: require_reply.as_deref().map(|h| {
+                    let (data, mask) = bytes(h, true).unwrap_or_default();
+                    Reply {
+                        data,
+                        mask,
+                        min_len: min_reply_length.map_or(0, |n| n as usize),
+                        max_len: max_reply_length.map_or(255, |n| n as usize),
+                    }
+                }),
                 opts: opts.clone(),
             })
         }
@@ -697,9 +721,4 @@ pub(crate) fn check_plan(
             .log_all_failures
             .unwrap_or(checker_log_all_failures),
     })
-}
-
-/// Whether the kernel answers for IPVS in this network namespace.
-pub fn ipvs_available() -> bool {
-    holdfast_dataplane::ipvs::available()
 }

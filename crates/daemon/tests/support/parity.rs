@@ -73,20 +73,32 @@ pub fn keepalived(ns: &Ns, path: &Path) -> Outcome {
     }
 }
 
+/// `f`'s result, run in a thread of its own that has entered the namespace (so host checks
+/// see its links).
+pub fn in_ns<T: Send>(ns: &Ns, f: impl FnOnce() -> T + Send) -> T {
+    let netns = std::fs::File::open(format!("/run/netns/{}", ns.0)).expect("the namespace");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("the checks")
+    })
+}
+
 pub fn holdfast(ns: &Ns, path: &Path) -> Outcome {
     let opts = Options {
         config_id: "holdfast-parity".into(),
         strict: false,
     };
-    // In a thread of its own that enters the namespace, so the host checks see its links.
-    let netns = std::fs::File::open(format!("/run/netns/{}", ns.0)).expect("the namespace");
-    let loaded = std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            load(path, &FsLoader, Some(&LinuxHost), &opts)
-        })
-        .join()
-        .expect("holdfast's checks")
+    let loaded = in_ns(ns, || {
+        // What `check-config` does: keepalived's checks, then run's planning.
+        holdfast::plan::check(
+            load(path, &FsLoader, Some(&LinuxHost), &opts),
+            holdfast::plan::Facts::of_host(),
+            false,
+        )
     });
     let lines = loaded
         .diagnostics
