@@ -79,9 +79,9 @@ pub fn load(
         lex::Lexer::new(loader, &mut sources, &mut diags, &opts.config_id).run(path);
     let nodes = tree::parse(&tokens, &mut diags);
     let mut config = lower::lower(&nodes, &mut diags);
-    validate::references(&config, &mut diags);
+    validate::references(&mut config, &mut diags);
     validate::file_check_order(&mut config, &mut diags);
-    validate::sync_group_tracking(&mut config, &mut diags);
+    validate::sync_group_tracking(&mut config, host, &mut diags);
     let mut disabled_scripts = Vec::new();
     // keepalived reports a missing interface on the line that names it, while reading.
     let missing = host.is_some_and(|h| validate::interfaces(&mut config, h, &mut diags));

@@ -21,6 +21,19 @@ impl PartialEq for Origin {
 
 impl Eq for Origin {}
 
+/// Values a later line replaced, with where each was given: kept for the checks keepalived
+/// makes on each line as it reads it. Like [`Origin`], always equal to any other.
+#[derive(Clone, Debug, Default)]
+pub struct Replaced(pub Vec<(String, Origin)>);
+
+impl PartialEq for Replaced {
+    fn eq(&self, _: &Replaced) -> bool {
+        true
+    }
+}
+
+impl Eq for Replaced {}
+
 /// A whole configuration.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
@@ -482,6 +495,19 @@ pub struct Vip {
     pub origin: Origin,
 }
 
+impl Vip {
+    /// The address as keepalived's messages show it: with its prefix unless that is the whole
+    /// address (keepalived shows it as written).
+    pub fn written(&self) -> String {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max {
+            self.addr.to_string()
+        } else {
+            format!("{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
 /// A `track_interface` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackIf {
@@ -577,6 +603,9 @@ pub struct VrrpInstance {
     pub interface: Option<String>,
     /// Where `interface` was given.
     pub interface_at: Origin,
+    /// Earlier `interface` lines a later one replaced: keepalived checks each against the
+    /// host as it reads it.
+    pub replaced_interfaces: Replaced,
     /// `virtual_router_id` (mandatory, 1-255).
     pub vrid: u8,
     /// `priority` (default 100; 255 if `state MASTER` and no priority).
@@ -620,6 +649,8 @@ pub struct VrrpInstance {
     pub track: Tracking,
     /// `dont_track_primary`.
     pub dont_track_primary: bool,
+    /// `native_ipv6`: an IPv6 instance (VRRPv3) whatever its addresses.
+    pub native_ipv6: bool,
     /// `accept` / `no_accept` (`None` = keepalived's default: accept unless strict).
     pub accept: Option<bool>,
     /// `skip_check_adv_addr`.
@@ -636,8 +667,18 @@ pub struct VrrpInstance {
     pub notify: Notify,
     /// `promote_secondaries`.
     pub promote_secondaries: bool,
+    /// `debug N` (0-4): shown in the SIGUSR1 dump, as keepalived does with it.
+    pub debug: u8,
     /// Declaration site.
     pub origin: Origin,
+}
+
+impl VrrpInstance {
+    /// Whether the instance is IPv6: `native_ipv6`, or its first VIP is (keepalived takes the
+    /// family from the first address it reads).
+    pub fn is_v6(&self) -> bool {
+        self.native_ipv6 || self.vips.first().is_some_and(|v| v.addr.is_ipv6())
+    }
 }
 
 /// `vrrp_sync_group NAME { … }`.

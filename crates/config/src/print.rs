@@ -724,6 +724,7 @@ impl P {
         }
         self.tracking(&i.track);
         self.flag("dont_track_primary", i.dont_track_primary);
+        self.flag("native_ipv6", i.native_ipv6);
         match i.accept {
             Some(true) => self.line("accept"),
             Some(false) => self.line("no_accept"),
@@ -737,6 +738,9 @@ impl P {
         self.boolean("higher_prio_send_advert", i.higher_prio_send_advert);
         self.notify(&i.notify);
         self.flag("promote_secondaries", i.promote_secondaries);
+        if i.debug != 0 {
+            self.line(&format!("debug {}", i.debug));
+        }
         self.close();
     }
 

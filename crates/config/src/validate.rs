@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Class, Diagnostics};
-use crate::model::{Command, Config, ScriptKind, UserSpec};
+use crate::model::{Command, Config, Origin, ScriptKind, UserSpec};
 use crate::span::Span;
 
 /// What the host can tell about itself; the binary implements it on Linux, tests fake it.
@@ -52,47 +52,66 @@ pub struct Stat {
     pub kind: FileKind,
 }
 
-/// Checks needing no host.
-pub fn references(cfg: &Config, d: &mut Diagnostics) {
-    let scripts: HashSet<&str> = cfg.scripts.iter().map(|s| s.name.as_str()).collect();
-    let files: HashSet<&str> = cfg.track_files.iter().map(|s| s.name.as_str()).collect();
-    let procs: HashSet<&str> = cfg
-        .track_processes
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    let mut trackers = Vec::new();
-    for i in &cfg.instances {
-        trackers.push((i.name.as_str(), &i.track));
+/// Checks needing no host. keepalived looks up a `track_script`, `track_file` or
+/// `track_process` entry while it reads it: one naming a tracker not defined before it (later
+/// in the file, or nowhere) is reported and dropped, by holdfast too, so that `run` tracks
+/// what `check-config` says.
+pub fn references(cfg: &mut Config, d: &mut Diagnostics) {
+    let defs = |v: &mut dyn Iterator<Item = (&String, Origin)>| -> Vec<(String, Option<Span>)> {
+        v.map(|(n, o)| (n.clone(), o.0)).collect()
+    };
+    let scripts = defs(&mut cfg.scripts.iter().map(|s| (&s.name, s.origin)));
+    let files = defs(&mut cfg.track_files.iter().map(|s| (&s.name, s.origin)));
+    let procs = defs(&mut cfg.track_processes.iter().map(|s| (&s.name, s.origin)));
+    // Defined before `used`: earlier in the same file (in another file, included before it
+    // or after: taken as defined).
+    let before = |defs: &[(String, Option<Span>)], name: &str, used: Option<Span>| {
+        defs.iter().any(|(n, def)| {
+            n == name
+                && match (*def, used) {
+                    (Some(def), Some(used)) if def.file == used.file => def.lo < used.lo,
+                    _ => true,
+                }
+        })
+    };
+    let mut trackers: Vec<(String, &mut crate::model::Tracking)> = Vec::new();
+    for i in &mut cfg.instances {
+        trackers.push((i.name.clone(), &mut i.track));
     }
-    for g in &cfg.sync_groups {
-        trackers.push((g.name.as_str(), &g.track));
+    for g in &mut cfg.sync_groups {
+        trackers.push((g.name.clone(), &mut g.track));
     }
     for (owner, t) in trackers {
-        for r in &t.scripts {
-            if !scripts.contains(r.name.as_str()) {
+        t.scripts.retain(|r| {
+            let found = before(&scripts, &r.name, r.origin.0);
+            if !found {
                 d.invalid(
                     span(r.origin.0),
                     format!("({owner}) track script {} not found, ignoring...", r.name),
                 );
             }
-        }
-        for r in &t.files {
-            if !files.contains(r.name.as_str()) {
+            found
+        });
+        t.files.retain(|r| {
+            let found = before(&files, &r.name, r.origin.0);
+            if !found {
                 d.invalid(
                     span(r.origin.0),
                     format!("({owner}) track file {} not found, ignoring...", r.name),
                 );
             }
-        }
-        for r in &t.processes {
-            if !procs.contains(r.name.as_str()) {
+            found
+        });
+        t.processes.retain(|r| {
+            let found = before(&procs, &r.name, r.origin.0);
+            if !found {
                 d.invalid(
                     span(r.origin.0),
                     format!("({owner}) track process {} not found, ignoring...", r.name),
                 );
             }
-        }
+            found
+        });
     }
     let instances: HashSet<&str> = cfg.instances.iter().map(|i| i.name.as_str()).collect();
     for g in &cfg.sync_groups {
@@ -144,7 +163,7 @@ pub fn references(cfg: &Config, d: &mut Diagnostics) {
         if i.vrid == 0 {
             continue;
         }
-        let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
+        let v6 = i.is_v6();
         let key = (
             i.interface.as_deref(),
             v6,
@@ -216,7 +235,11 @@ pub fn file_check_order(cfg: &mut Config, d: &mut Diagnostics) {
 /// weighted script is dropped, a track file with the default weight becomes unweighted and
 /// one with an explicit weight is dropped. A sync group's own trackers lose their weights when
 /// a member is an address owner.
-pub fn sync_group_tracking(cfg: &mut Config, d: &mut Diagnostics) {
+///
+/// An instance's `track_interface` naming its own interface is dropped (keepalived tracks its
+/// own link anyway) — where the host has that interface: a missing one is reported missing,
+/// as keepalived does, by [`interfaces`].
+pub fn sync_group_tracking(cfg: &mut Config, host: Option<&dyn Host>, d: &mut Diagnostics) {
     let script_weight: HashMap<String, i32> = cfg
         .scripts
         .iter()
@@ -234,7 +257,9 @@ pub fn sync_group_tracking(cfg: &mut Config, d: &mut Diagnostics) {
         .collect();
     let groups = cfg.sync_groups.clone();
     for i in &mut cfg.instances {
-        if let Some(own) = i.interface.clone() {
+        if let Some(own) = i.interface.clone()
+            && host.is_none_or(|h| h.interface_exists(&own))
+        {
             let name = i.name.clone();
             let at = i.origin.0;
             i.track.interfaces.retain(|t| {
@@ -417,18 +442,19 @@ pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> boo
     }
     let mut missing = route_interfaces(cfg, host, d);
     for i in &cfg.instances {
-        if let Some(ifname) = &i.interface
-            && !host.interface_exists(ifname)
-        {
-            missing = true;
-            d.push(
-                Class::Invalid,
-                i.interface_at.0.or(i.origin.0),
-                format!(
-                    "WARNING - interface {ifname} for vrrp_instance {} doesn't exist",
-                    i.name
-                ),
-            );
+        let named = i.replaced_interfaces.0.iter().map(|(n, at)| (n, *at));
+        for (ifname, at) in named.chain(i.interface.as_ref().map(|n| (n, i.interface_at))) {
+            if !host.interface_exists(ifname) {
+                missing = true;
+                d.push(
+                    Class::Invalid,
+                    at.0.or(i.origin.0),
+                    format!(
+                        "WARNING - interface {ifname} for vrrp_instance {} doesn't exist",
+                        i.name
+                    ),
+                );
+            }
         }
         for v in i.vips.iter().chain(&i.excluded_vips) {
             if let Some(dev) = &v.dev
@@ -439,7 +465,7 @@ pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> boo
                     span(v.origin.0),
                     format!(
                         "WARNING - interface {dev} for ip address {} doesn't exist",
-                        v.addr
+                        v.written()
                     ),
                 );
             }
@@ -528,7 +554,7 @@ fn route_interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> b
                 span(v.origin.0),
                 format!(
                     "WARNING - interface {dev} for ip address {} doesn't exist",
-                    v.addr
+                    v.written()
                 ),
             );
         }

@@ -98,6 +98,9 @@ pub fn data(t: &Table) -> String {
                 format!("{} milli-sec", (st.advert_int() * 1000.0).round())
             }
         );
+        if st.plan.debug != 0 {
+            let _ = writeln!(s, "   Debug level = {}", st.plan.debug);
+        }
         let vips = st.vips();
         let _ = writeln!(s, "   Virtual IP ({}):", vips.len());
         for v in &vips {
@@ -186,6 +189,14 @@ mod tests {
         assert!(d.contains("   Interface = eth0\n   Virtual Router ID = 51\n   Priority = 150\n"));
         assert!(d.contains("   Virtual IP (1):\n     10.0.0.100/24 dev eth0\n"));
         assert!(d.contains("   Master router = 10.0.0.1\n   Master priority = 140\n"));
+        assert!(!d.contains("Debug level"), "{d}");
+        // `debug N` shows as keepalived shows it, before the VIPs.
+        if let Some(st) = t.get_mut("VI_1") {
+            let mut plan = (*st.plan).clone();
+            plan.debug = 3;
+            st.plan = Arc::new(plan);
+        }
+        assert!(data(&t).contains("   Debug level = 3\n   Virtual IP (1):\n"));
         let s = stats(&t);
         assert!(s.starts_with("VRRP Instance: VI_1\n  Advertisements:\n    Received: 0\n    Sent: 7\n  Became master: 1\n"));
     }

@@ -189,6 +189,8 @@ pub struct InstancePlan {
     /// `promote_secondaries`: the interface's `promote_secondaries` sysctl is set while the
     /// instance runs.
     pub promote_secondaries: bool,
+    /// `debug` level (shown in the SIGUSR1 dump).
+    pub debug: u8,
     /// `garp_interval` (IPv4) or `gna_interval` (IPv6), in µs: the gap between two
     /// announcements of a burst (0: none).
     pub announce_gap_us: u32,
@@ -264,6 +266,7 @@ pub(crate) fn test_instance(
         dont_track_primary: false,
         smtp_alert: false,
         promote_secondaries: false,
+        debug: 0,
         announce_gap_us: 0,
         routing: None,
         no_accept: false,
@@ -575,7 +578,7 @@ fn instance(
         // keepalived's check reports it (virtual_router_id missing or out of range).
         return None;
     }
-    let family = i.vips.first().map_or(Family::V4, |v| Family::of(v.addr));
+    let family = if i.is_v6() { Family::V6 } else { Family::V4 };
     let auth = match &i.auth {
         Some(a) if a.auth_type == AuthType::Pass => Auth::pass(&a.pass),
         Some(_) => {
@@ -745,6 +748,7 @@ fn instance(
         dont_track_primary: i.dont_track_primary,
         smtp_alert: vrrp_smtp_alert(cfg, i.smtp_alert),
         promote_secondaries: i.promote_secondaries,
+        debug: i.debug,
         announce_gap_us: {
             let gap = match family {
                 Family::V4 => i.garp.interval.or(cfg.global.garp.interval),

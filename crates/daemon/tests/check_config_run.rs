@@ -52,6 +52,7 @@ fn corpus() -> Vec<PathBuf> {
         confs(&root.join(dir), &mut files);
     }
     confs(Path::new("/usr/share/doc/keepalived/samples"), &mut files);
+    files.push(PathBuf::from("/etc/keepalived/keepalived.conf.sample"));
     files.sort();
     files
 }

@@ -63,3 +63,22 @@ fn edge_cases_match_keepalived() {
     assert!(!files.is_empty());
     compare(&files);
 }
+
+/// Configurations shaped like real deployments (`tests/fixtures/realworld`, each naming the
+/// project it follows), and the default configuration keepalived installs.
+#[test]
+fn real_world_configs_match_keepalived() {
+    let mut files: Vec<PathBuf> = fixtures("realworld")
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .collect();
+    assert!(files.len() >= 12, "{files:?}");
+    let default = Path::new("/etc/keepalived/keepalived.conf.sample");
+    assert!(
+        default.exists(),
+        "{} missing (install keepalived)",
+        default.display()
+    );
+    files.push(default.to_path_buf());
+    compare(&files);
+}

@@ -170,11 +170,6 @@ const OPEN: &[(&str, &str, &str)] = &[
         "an interface name too long: keepalived's VRRP process goes on to check its scripts",
     ),
     (
-        "vrrp_sync_group/track_script",
-        "*",
-        "a sync group's track_script must name a vrrp_script defined before the group",
-    ),
-    (
         "virtual_routes",
         "*",
         "a block keyword written without its block: keepalived reads the next lines as routes",

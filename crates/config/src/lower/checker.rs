@@ -98,8 +98,9 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
         }
         // keepalived: nb_get_retry is an HTTP_GET/SSL_GET synonym of retry only; elsewhere it is
         // an unknown keyword and retry keeps its default.
+        // There keepalived 2.2.7 reports it as an error (exit 5) and still uses the value.
         if c.key.text == "nb_get_retry" && matches!(kw, Kw::Http | Kw::Ssl) {
-            cx.deprecated(c, "retry");
+            cx.d.invalid(c.span(), "nb_get_retry is deprecated - please use 'retry'");
             common.timing.retry = cx.count(c, 0, i64::from(u32::MAX));
             continue;
         }

@@ -8,8 +8,6 @@ use crate::model::{DataPlane, Garp, Global, LvsSyncDaemon, LvsTimeouts};
 use crate::tree::Node;
 
 const UNSUPPORTED: &[&str] = &[
-    "vrrp_iptables",
-    "vrrp_ipsets",
     "nftables_ifindex",
     "nftables_ipvs",
     "nftables_ipvs_priority",
@@ -189,6 +187,22 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             // keepalived: the keyword alone decides, whatever follows it.
             "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = true,
             "vrrp_strict" => g.strict = true,
+            // keepalived built with nftables and without iptables (Debian's 2.2.7, and
+            // holdfast, whose VRRP firewall is nftables) reads `vrrp_iptables` as `nftables`
+            // with its default table, and does not know `vrrp_ipsets`.
+            "vrrp_iptables" => {
+                cx.d.invalid(
+                    n.key.span,
+                    "iptables not supported, using nftables instead. Please replace 'vrrp_iptables and 'vrrp_ipsets' with 'nftables' config option",
+                );
+                g.nftables = Some("keepalived".to_owned());
+                g.nftables_priority = Some(-1);
+            }
+            "vrrp_ipsets" => cx.d.push(
+                crate::diag::Class::Unknown,
+                Some(n.key.span),
+                "Unknown keyword 'vrrp_ipsets'",
+            ),
             "nftables" => {
                 if g.nftables.is_some() {
                     cx.d.invalid(n.key.span, "nftables already specified - ignoring");

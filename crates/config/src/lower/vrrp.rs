@@ -29,8 +29,6 @@ const UNSUPPORTED: &[&str] = &[
     "vrf",
     "no_virtual_ipaddress",
     "garp_extra_if",
-    "native_ipv6",
-    "debug",
     "linkbeat_use_polling",
     "kernel_rx_buf_size",
     "vmac_garp_intvl",
@@ -71,6 +69,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         state: InitState::Backup,
         interface: None,
         interface_at: Origin::default(),
+        replaced_interfaces: Default::default(),
         vrid: 0,
         priority: 100,
         advert_int: Duration::from_secs(1),
@@ -92,6 +91,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         rules: Vec::new(),
         track: Tracking::default(),
         dont_track_primary: false,
+        native_ipv6: false,
         accept: None,
         skip_check_adv_addr: None,
         strict_mode: None,
@@ -100,6 +100,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         higher_prio_send_advert: None,
         notify: Notify::default(),
         promote_secondaries: false,
+        debug: 0,
         origin: origin(n),
     };
     let mut priority_set = false;
@@ -231,7 +232,9 @@ fn scalar(
                         ),
                     );
                 } else {
-                    i.interface = Some(w.text.clone());
+                    if let Some(old) = i.interface.replace(w.text.clone()) {
+                        i.replaced_interfaces.0.push((old, i.interface_at));
+                    }
                     i.interface_at = origin(c);
                 }
             }
@@ -304,6 +307,29 @@ fn scalar(
             i.unicast_fault_no_peer = true
         }
         "dont_track_primary" => i.dont_track_primary = true,
+        // keepalived: refused once an IPv4 address set the family; otherwise IPv6 and VRRPv3.
+        "native_ipv6" => {
+            let v4 = i
+                .vips
+                .first()
+                .map(|v| v.addr)
+                .or(i.unicast_src_ip)
+                .or(i.mcast_src_ip)
+                .or(i.unicast_peers.first().map(|p| p.addr))
+                .is_some_and(|a| a.is_ipv4());
+            if v4 {
+                cx.d.invalid(
+                    c.line_span(),
+                    format!(
+                        "({}) Cannot specify native_ipv6 with IPv4 addresses",
+                        i.name
+                    ),
+                );
+            } else {
+                i.native_ipv6 = true;
+                i.version = 3;
+            }
+        }
         "accept" => i.accept = Some(true),
         "no_accept" => i.accept = Some(false),
         "skip_check_adv_addr" => i.skip_check_adv_addr = Some(cx.boolean(c)),
@@ -311,6 +337,20 @@ fn scalar(
         "lower_prio_no_advert" => i.lower_prio_no_advert = Some(cx.boolean(c)),
         "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
         "promote_secondaries" => i.promote_secondaries = true,
+        "debug" => match cx.int(c, 0, 0, 4) {
+            Some(v) => i.debug = v as u8,
+            None => {
+                if let Some(w) = c.args.first() {
+                    cx.d.invalid(
+                        c.line_span(),
+                        format!(
+                            "({}) Debug value '{}' not valid; must be between 0-4",
+                            i.name, w.text
+                        ),
+                    );
+                }
+            }
+        },
         "lvs_sync_daemon_interface" => {
             // keepalived reports it as a configuration error (keepalived -t exits 5) and
             // still runs the sync daemon it asks for; so does holdfast.
@@ -368,7 +408,7 @@ fn strict_first(
     version_set: bool,
     priority_set: bool,
 ) {
-    let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
+    let v6 = i.is_v6();
     if v6 && version_set && i.version == 2 {
         cx.d.push_unlined(
             Class::Invalid,
@@ -501,7 +541,7 @@ fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, v
     if i.state == InitState::Master && !priority_set {
         i.priority = 255;
     }
-    let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
+    let v6 = i.is_v6();
     if v6 && !version_set {
         i.version = 3;
     } else if v6 && i.version == 2 {
@@ -818,6 +858,20 @@ pub(super) fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
             }
         }
         k += 2;
+    }
+    // keepalived: IPv6 addresses take neither a scope nor a label.
+    if addr.is_ipv6() {
+        for (what, set) in [("scope", &mut v.scope), ("label", &mut v.label)] {
+            if set.take().is_some() {
+                cx.d.invalid(
+                    c.span(),
+                    format!(
+                        "Cannot specify {what} for IPv6 addresses ({}) - ignoring {what}",
+                        c.key.text
+                    ),
+                );
+            }
+        }
     }
     Some(v)
 }
