@@ -130,14 +130,19 @@ impl Diagnostics {
         self.items.iter().any(|d| d.class == Class::Fatal)
     }
 
-    /// Where keepalived would have stopped reading (the first [`Class::Stop`] in the text),
-    /// if anywhere.
-    pub fn stop(&self) -> Option<Span> {
+    /// Drops the findings `drop` picks.
+    pub fn drop_where(&mut self, drop: &dyn Fn(&Diagnostic) -> bool) {
+        self.items.retain(|d| !drop(d));
+    }
+
+    /// Where keepalived stops reading, when it reads the configuration once per part in the
+    /// order `pass` numbers them: the first stop of the first part that has one.
+    pub fn stop_in_passes(&self, pass: &dyn Fn(Span) -> u8) -> Option<Span> {
         self.items
             .iter()
             .filter(|d| d.class == Class::Stop)
             .filter_map(|d| d.span)
-            .min_by_key(|s| (s.file, s.lo))
+            .min_by_key(|s| (pass(*s), s.file, s.lo))
     }
 
     /// Keeps only what keepalived reports before it stops at `at`. keepalived -t reads the

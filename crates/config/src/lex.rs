@@ -247,19 +247,22 @@ impl<'a> Lexer<'a> {
             self.diags.invalid(span, "missing '(' in ~SEQ/~LST");
             return;
         };
+        let head = body[..open].trim_end();
+        // A ~LST's values end at the first ')' (none may hold one); so do a ~SEQ's numbers.
         let Some(close) = body[open..].find(')').map(|c| c + open) else {
             self.diags.invalid(span, "missing ')' in ~SEQ/~LST");
             return;
         };
-        let head = &body[..open];
-        let args: Vec<&str> = body[open + 1..close].split(',').map(str::trim).collect();
+        let inner = &body[open + 1..close];
         let rest_start = close + 1;
         let rest = Mapped {
             text: body[rest_start..].to_string(),
             origin: mapped.origin[rest_start..].to_vec(),
         };
-        let (var, values): (&str, Vec<String>) = match head {
+        // Each repetition gives values to one or more variables.
+        let (vars, sets): (Vec<String>, Vec<Vec<String>>) = match head {
             "~SEQ" | "~SEQx" => {
+                let args: Vec<&str> = inner.split(',').map(str::trim).collect();
                 let nums: Vec<i64> = match args[1..].iter().map(|a| a.parse::<i64>()).collect() {
                     Ok(n) => n,
                     Err(_) => {
@@ -288,35 +291,57 @@ impl<'a> Lexer<'a> {
                 let mut v = Vec::new();
                 let mut i = start;
                 while (step > 0 && i <= end) || (step < 0 && i >= end) {
-                    v.push(if head == "~SEQx" {
+                    v.push(vec![if head == "~SEQx" {
                         format!("{i:x}")
                     } else {
                         i.to_string()
-                    });
+                    }]);
                     i += step;
                 }
-                (args[0], v)
+                (vec![args[0].to_string()], v)
             }
-            "~LST" => (args[0], args[1..].iter().map(|s| s.to_string()).collect()),
+            "~LST" => match lst(inner) {
+                Ok(v) => v,
+                Err(why) => {
+                    self.diags.invalid(span, why);
+                    return;
+                }
+            },
             _ => {
                 self.diags
                     .invalid(span, format!("unknown repetition '{head}'"));
                 return;
             }
         };
-        let saved = self.defs.get(var).cloned();
-        for v in values {
-            self.defs.insert(var.to_string(), v);
-            let m = Mapped {
-                text: rest.text.clone(),
-                origin: rest.origin.clone(),
-            };
-            self.finish_line(id, m, line_end, depth);
+        let saved: Vec<Option<String>> = vars.iter().map(|v| self.defs.get(v).cloned()).collect();
+        // What follows may be another repetition (`~SEQ(A,1,2) ~LST(B,x,y) …`): it repeats
+        // inside this one.
+        let lead = rest.text.len() - rest.text.trim_start_matches(is_space).len();
+        let nested = rest.text[lead..].starts_with("~SEQ") || rest.text[lead..].starts_with("~LST");
+        for set in sets {
+            for (var, v) in vars.iter().zip(set) {
+                self.defs.insert(var.clone(), v);
+            }
+            if nested {
+                let m = Mapped {
+                    text: rest.text[lead..].to_string(),
+                    origin: rest.origin[lead..].to_vec(),
+                };
+                self.repeat_line(id, &m, span, line_end, depth);
+            } else {
+                let m = Mapped {
+                    text: rest.text.clone(),
+                    origin: rest.origin.clone(),
+                };
+                self.finish_line(id, m, line_end, depth);
+            }
         }
-        match saved {
-            Some(s) => self.defs.insert(var.to_string(), s),
-            None => self.defs.remove(var),
-        };
+        for (var, old) in vars.iter().zip(saved) {
+            match old {
+                Some(s) => self.defs.insert(var.clone(), s),
+                None => self.defs.remove(var),
+            };
+        }
     }
 
     fn finish_line(&mut self, id: FileId, mapped: Mapped, line_end: u32, depth: usize) {
@@ -533,7 +558,8 @@ impl<'a> Lexer<'a> {
                 if let Some(inner) = name {
                     let key = inner.split(is_space).next().unwrap_or("").to_string();
                     let braced = b.get(i + 1) == Some(&b'{');
-                    let val = if self.expanding.contains(&key) {
+                    let looping = self.expanding.contains(&key);
+                    let val = if looping {
                         // A definition that uses itself stays literal instead of growing.
                         self.runaway(
                             id,
@@ -560,8 +586,10 @@ impl<'a> Lexer<'a> {
                             self.expanding.pop();
                             v
                         }
-                        // keepalived leaves undefined names literal.
-                        None if braced => format!("${LIT_OPEN}{inner}{LIT_CLOSE}"),
+                        None if braced && looping => format!("${LIT_OPEN}{inner}{LIT_CLOSE}"),
+                        // keepalived leaves undefined names literal, and then reads their
+                        // braces as braces (a block opened, and closed).
+                        None if braced => format!("${{{inner}}}"),
                         None => format!("${inner}"),
                     };
                     out.push_str(&text, origin);
@@ -743,6 +771,51 @@ fn unescape(
     }
 }
 
+/// The inside of keepalived's `~LST(…)`: `VAR, V1, V2…` or, for several variables at once,
+/// `{A, B}, {1, 2}, {3, 4}…` (a set with fewer values leaves the others empty; one with more
+/// is an error). Returns the variables and the sets of values.
+fn lst(inner: &str) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let bad = || format!("Invalid ~LST specification '~LST({inner})'");
+    // Splits `{x, y}, z, {…}` at the commas outside braces.
+    let mut items = Vec::new();
+    let (mut depth, mut from) = (0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth > 0 => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(inner[from..i].trim());
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(inner[from..].trim());
+    let group = |item: &str| -> Vec<String> {
+        match item.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
+            Some(inside) => inside.split(',').map(|v| v.trim().to_string()).collect(),
+            None => vec![item.to_string()],
+        }
+    };
+    let (first, values) = items.split_first().ok_or_else(bad)?;
+    let vars = group(first);
+    if vars.iter().any(String::is_empty) || values.is_empty() {
+        return Err(bad());
+    }
+    let mut sets = Vec::new();
+    for v in values {
+        let mut set = group(v);
+        if set.len() > vars.len() {
+            return Err(format!(
+                "~LST specification has too many values '~LST({inner})'"
+            ));
+        }
+        set.resize(vars.len(), String::new());
+        sets.push(set);
+    }
+    Ok((vars, sets))
+}
+
 /// Removes `.` and `..` components lexically, so include cycles are seen whatever the spelling.
 fn normalize(p: &Path) -> PathBuf {
     use std::path::Component;
@@ -854,7 +927,10 @@ mod tests {
                 "⏎",
                 "x",
                 "$IFx",
-                "${NOPE}",
+                "$",
+                "{",
+                "NOPE",
+                "}",
                 "#",
                 "⏎"
             ]
@@ -900,6 +976,20 @@ mod tests {
         assert_eq!(
             words("~LST(n,x,y) v ${n}\n"),
             ["v", "x", "⏎", "v", "y", "⏎"]
+        );
+        // Tuples, and a missing value left empty.
+        assert_eq!(
+            words("~LST({A, B}, {1,2},{3}) v${A}.${B}\n"),
+            ["v1.2", "⏎", "v3.", "⏎"]
+        );
+        // Several repetitions on one line nest, the first outermost.
+        assert_eq!(
+            words("~SEQ(N, 1, 2) ~LST(M, 5, 6) ${N}${M}\n"),
+            ["15", "⏎", "16", "⏎", "25", "⏎", "26", "⏎"]
+        );
+        assert_eq!(
+            lst("{A, B}, {1,2,3}").unwrap_err(),
+            "~LST specification has too many values '~LST({A, B}, {1,2,3})'"
         );
     }
 

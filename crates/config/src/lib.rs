@@ -9,6 +9,7 @@
 //! [`loader::Loader`] and the host (interfaces, users, file modes) through [`validate::Host`].
 
 pub mod diag;
+mod grammar;
 pub mod lex;
 pub mod loader;
 pub mod lower;
@@ -85,9 +86,19 @@ pub fn load(
     let mut disabled_scripts = Vec::new();
     // keepalived reports a missing interface on the line that names it, while reading.
     let missing = host.is_some_and(|h| validate::interfaces(&mut config, h, &mut diags));
+    if missing {
+        // keepalived's VRRP process stops after reading when an interface is missing: the
+        // checks it makes on the instances and groups once read (reported without a line)
+        // are not made.
+        diags.drop_where(&|d| {
+            !d.keepalived_lined
+                && matches!(d.class, diag::Class::Invalid | diag::Class::Note)
+                && d.span.is_some_and(|s| pass_of(&nodes, s) == 2)
+        });
+    }
     // Where keepalived stops reading (exit 2) it checks nothing else: what it would have said
     // later is dropped, and the scripts are not checked (the configuration does not run).
-    let stop = diags.stop();
+    let stop = diags.stop_in_passes(&|s| pass_of(&nodes, s));
     if let Some(at) = stop {
         diags.truncate_at(at, &|s| pass_of(&nodes, s));
     }

@@ -34,6 +34,17 @@ impl PartialEq for Replaced {
 
 impl Eq for Replaced {}
 
+/// Instances read and then dropped (see [`Config::dropped_instances`]). Like [`Origin`],
+/// always equal to any other: the configuration means the same without them.
+#[derive(Clone, Debug, Default)]
+pub struct Dropped(pub Vec<VrrpInstance>);
+
+impl PartialEq for Dropped {
+    fn eq(&self, _: &Dropped) -> bool {
+        true
+    }
+}
+
 /// A whole configuration.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
@@ -47,6 +58,10 @@ pub struct Config {
     pub track_processes: Vec<TrackProcess>,
     /// `vrrp_instance` blocks.
     pub instances: Vec<VrrpInstance>,
+    /// Instances keepalived reads and then drops in its checks after reading (strict mode's
+    /// refusals, a VRRPv3 instance without VIPs): not run, but their interfaces are checked
+    /// against the host before those checks, as keepalived does.
+    pub dropped_instances: Dropped,
     /// `vrrp_sync_group` blocks.
     pub sync_groups: Vec<SyncGroup>,
     /// `virtual_server_group` blocks.

@@ -240,6 +240,30 @@ pub fn file_check_order(cfg: &mut Config, d: &mut Diagnostics) {
 /// own link anyway) — where the host has that interface: a missing one is reported missing,
 /// as keepalived does, by [`interfaces`].
 pub fn sync_group_tracking(cfg: &mut Config, host: Option<&dyn Host>, d: &mut Diagnostics) {
+    // keepalived drops a second `track_interface` entry for an interface it found (one the
+    // host does not have is reported missing each time instead).
+    let owners = (cfg
+        .instances
+        .iter_mut()
+        .map(|i| (i.name.clone(), &mut i.track)))
+    .chain(
+        cfg.sync_groups
+            .iter_mut()
+            .map(|g| (g.name.clone(), &mut g.track)),
+    );
+    for (owner, track) in owners {
+        let mut seen = HashSet::new();
+        track.interfaces.retain(|t| {
+            if host.is_some_and(|h| !h.interface_exists(&t.name)) || seen.insert(t.name.clone()) {
+                return true;
+            }
+            d.invalid(
+                span(t.origin.0),
+                format!("({owner}) duplicate track_interface {} - ignoring", t.name),
+            );
+            false
+        });
+    }
     let script_weight: HashMap<String, i32> = cfg
         .scripts
         .iter()
@@ -441,7 +465,7 @@ pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> boo
         return false;
     }
     let mut missing = route_interfaces(cfg, host, d);
-    for i in &cfg.instances {
+    for i in cfg.instances.iter().chain(&cfg.dropped_instances.0) {
         let named = i.replaced_interfaces.0.iter().map(|(n, at)| (n, *at));
         for (ifname, at) in named.chain(i.interface.as_ref().map(|n| (n, i.interface_at))) {
             if !host.interface_exists(ifname) {
@@ -472,7 +496,8 @@ pub fn interfaces(cfg: &mut Config, host: &dyn Host, d: &mut Diagnostics) -> boo
         }
     }
     // Tracked interfaces, of instances and of sync groups alike.
-    let trackers = (cfg.instances.iter().map(|i| (&i.name, &i.track)))
+    let trackers = (cfg.instances.iter().chain(&cfg.dropped_instances.0))
+        .map(|i| (&i.name, &i.track))
         .chain(cfg.sync_groups.iter().map(|g| (&g.name, &g.track)));
     for (owner, track) in trackers {
         for t in &track.interfaces {

@@ -264,9 +264,21 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             }
             "lvs_timeouts" => g.lvs_timeouts = lvs_timeouts(cx, n),
             "lvs_sync_daemon" => g.lvs_sync_daemon = lvs_sync_daemon(cx, n),
-            "notify_fifo" => g.notify_fifo = cx.command(n),
-            "vrrp_notify_fifo" => g.vrrp_notify_fifo = cx.command(n),
-            "lvs_notify_fifo" => g.lvs_notify_fifo = cx.command(n),
+            // keepalived keeps the first of each and refuses the others.
+            k @ ("notify_fifo" | "vrrp_notify_fifo" | "lvs_notify_fifo") => {
+                let slot = match k {
+                    "notify_fifo" => &mut g.notify_fifo,
+                    "vrrp_notify_fifo" => &mut g.vrrp_notify_fifo,
+                    _ => &mut g.lvs_notify_fifo,
+                };
+                match n.args.first() {
+                    Some(w) if slot.is_some() => cx.d.invalid(
+                        n.line_span(),
+                        format!("{k} already specified - ignoring {}", w.text),
+                    ),
+                    _ => *slot = cx.command(n),
+                }
+            }
             "default_interface" => match n.args.first() {
                 Some(v) => g.default_interface = Some(v.text.clone()),
                 None => {
@@ -297,11 +309,17 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             }
             "v3_checksum_as_v2" => g.v3_checksum_as_v2 = cx.boolean(n),
             "checker_log_all_failures" => g.checker_log_all_failures = cx.boolean(n),
+            "startup_script" if g.startup_script.is_some() => {
+                cx.d.invalid(n.line_span(), "startup script already specified")
+            }
             "startup_script" => g.startup_script = cx.command(n),
             // keepalived: whole seconds, 1 to 1000.
             "startup_script_timeout" => {
                 g.startup_script_timeout =
                     cx.int(n, 0, 1, 1000).map(|s| Duration::from_secs(s as u64))
+            }
+            "shutdown_script" if g.shutdown_script.is_some() => {
+                cx.d.invalid(n.line_span(), "shutdown script already specified")
             }
             "shutdown_script" => g.shutdown_script = cx.command(n),
             "shutdown_script_timeout" => {

@@ -246,6 +246,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "flag-1" => vs.sched_fallback = true,
             "flag-2" => vs.sched_port = true,
             // As keepalived: read against the scheduler set so far.
+            // With sh, the mh flags do nothing (and with mh the sh ones), silently.
             k @ ("sh-port" | "sh-fallback" | "mh-port" | "mh-fallback") => {
                 if k[..2] == vs.lvs_sched {
                     if k.ends_with("port") {
@@ -253,6 +254,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     } else {
                         vs.sched_fallback = true;
                     }
+                } else if vs.lvs_sched == "sh" || vs.lvs_sched == "mh" {
                 } else {
                     cx.d.invalid(
                         c.key.span,
@@ -409,8 +411,18 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
     }
     // keepalived drops a sorry server of the other family when the block ends, reporting it on
     // the closing line.
-    if let (VsKey::Addr(v, _), Some((ip, _))) = (&vs.key, vs.sorry_server)
-        && v.is_ipv6() != ip.is_ipv6()
+    // The service's family: its address's; a fwmark's is `ip_family`, else its first real
+    // server's (none yet: the sorry server sets it). A tunnelled sorry server may differ.
+    let family_v6 = match &vs.key {
+        VsKey::Addr(v, _) => Some(v.is_ipv6()),
+        VsKey::Fwmark(_) => vs
+            .ip_family_v6
+            .or_else(|| vs.real_servers.first().map(|r| r.addr.is_ipv6())),
+        VsKey::Group(_) => None,
+    };
+    if let (Some(v6), Some((ip, _))) = (family_v6, vs.sorry_server)
+        && v6 != ip.is_ipv6()
+        && vs.sorry_server_lvs_method != Some(LvsMethod::Tun)
     {
         cx.d.invalid(
             n.close.unwrap_or(n.span()),
@@ -708,8 +720,14 @@ mod tests {
         );
         let again = crate::parse_str(&printed);
         assert_eq!(again.config.virtual_servers, loaded.config.virtual_servers);
+        // With mh, the sh flags do nothing, silently (and the mh ones with sh).
+        for text in [vs(" lb_algo mh\n sh-port\n"), vs(" lb_algo sh\n mh-port\n")] {
+            let loaded = crate::parse_str(&text);
+            assert!(!loaded.config.virtual_servers[0].sched_port);
+            assert!(loaded.diagnostics.is_empty(), "{}", loaded.render());
+        }
         // Before `lb_algo sh`, or with another scheduler: keepalived's complaint, ignored.
-        for text in [vs(" sh-port\n lb_algo sh\n"), vs(" lb_algo mh\n sh-port\n")] {
+        for text in [vs(" sh-port\n lb_algo sh\n"), vs(" lb_algo rr\n sh-port\n")] {
             let loaded = crate::parse_str(&text);
             assert!(!loaded.config.virtual_servers[0].sched_port);
             assert!(

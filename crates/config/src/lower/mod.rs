@@ -62,13 +62,22 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
             // keepalived skips a second block of the same name, saying so.
             "vrrp_instance" => {
                 let name = n.args.first().map(|w| w.text.as_str());
-                if let Some(name) = name.filter(|m| cfg.instances.iter().any(|i| i.name == *m)) {
+                let known = |m: &&str| {
+                    (cfg.instances.iter())
+                        .chain(&cfg.dropped_instances.0)
+                        .any(|i| i.name == *m)
+                };
+                if let Some(name) = name.filter(known) {
                     cx.d.invalid(
                         n.line_span(),
                         format!("vrrp instance {name} already defined"),
                     );
-                } else if let Some(i) = vrrp::instance(&mut cx, n, &cfg.global) {
-                    cfg.instances.push(i);
+                } else {
+                    match vrrp::instance(&mut cx, n, &cfg.global) {
+                        Some(Ok(i)) => cfg.instances.push(i),
+                        Some(Err(i)) => cfg.dropped_instances.0.push(i),
+                        None => {}
+                    }
                 }
             }
             "vrrp_sync_group" => {

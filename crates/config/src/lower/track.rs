@@ -39,7 +39,11 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
         origin: origin(n),
     };
     for c in cx.block(n) {
-        if let Some(kind) = checker::checker_kind_keyword(&c.key.text) {
+        // holdfast's native trackers (a block keepalived does not have): the checkers that
+        // make sense on the local host; other checker names are unknown here, as to keepalived.
+        if let Some(kind) = checker::checker_kind_keyword(&c.key.text)
+            .filter(|k| matches!(k, checker::Kw::Tcp | checker::Kw::Http | checker::Kw::Mysql))
+        {
             if let Some(chk) = checker::checker(cx, c, kind) {
                 s.kind = Some(ScriptKind::Checker(Box::new(chk)));
             }

@@ -62,7 +62,11 @@ fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify, owner: &str) -> bo
     true
 }
 
-pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInstance> {
+pub(super) fn instance(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    g: &Global,
+) -> Option<Result<VrrpInstance, VrrpInstance>> {
     let name = cx.name(n)?;
     let mut i = VrrpInstance {
         name: name.clone(),
@@ -177,7 +181,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
         );
     }
     if strict && !strict_rules(cx, n, &mut i) {
-        return None;
+        return Some(Err(i));
     }
     // keepalived: VRRPv3 (or strict mode) needs a VIP (the instance is dropped); v2 runs
     // without one, but says it is not sensible.
@@ -188,7 +192,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
                 Some(n.span()),
                 format!("({}) No VIP specified; at least one is required", i.name),
             );
-            return None;
+            return Some(Err(i));
         }
         cx.d.push_unlined(
             Class::Invalid,
@@ -196,7 +200,7 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, g: &Global) -> Option<VrrpInst
             format!("({}) No VIP specified; at least one is sensible", i.name),
         );
     }
-    Some(i)
+    Some(Ok(i))
 }
 
 fn scalar(
@@ -580,6 +584,14 @@ fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, v
             i.preempt_delay = None;
         }
     }
+    if i.nopreempt && i.preempt_delay.is_some_and(|d| !d.is_zero()) {
+        cx.d.push_unlined(
+            Class::Invalid,
+            Some(n.span()),
+            format!("({name}) preempt_delay is incompatible with nopreempt mode - resetting"),
+        );
+        i.preempt_delay = None;
+    }
     if i.version == 2 {
         let us = i.advert_int.as_micros();
         if !us.is_multiple_of(1_000_000) {
@@ -876,25 +888,6 @@ pub(super) fn vip(cx: &mut Cx<'_>, c: &Node, name: &str) -> Option<Vip> {
     Some(v)
 }
 
-/// A line keepalived reads at the top level where it does not belong (after a sync group's
-/// second group list closed the group early): an unknown keyword, its block's lines too, and
-/// its closing brace.
-fn spill(cx: &mut Cx<'_>, c: &Node) {
-    cx.d.push(
-        Class::Unknown,
-        Some(c.span()),
-        format!("Unknown keyword '{}'", c.key.text),
-    );
-    if let Some(body) = &c.block {
-        for m in body {
-            spill(cx, m);
-        }
-        if let Some(close) = c.close {
-            cx.d.push(Class::Unknown, Some(close), "Unknown keyword '}'");
-        }
-    }
-}
-
 pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
     let name = cx.name(n)?;
     let mut g = SyncGroup {
@@ -903,25 +896,19 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
         ..Default::default()
     };
     let mut group_seen = false;
-    let mut spilled = false;
     for c in cx.block(n) {
-        if spilled {
-            spill(cx, c);
-            continue;
-        }
         if track::tracking_key(cx, c, &mut g.track) {
             continue;
         }
         match c.key.text.as_str() {
             // keepalived refuses a second list without reading its block (its lines pass
-            // unreported), its `}` closes the group, and what follows in the group (its own
-            // `}` included) is read at the top level.
+            // unreported); its `}` ends the group (the tree reads what follows at the top
+            // level).
             "group" if group_seen => {
                 cx.d.invalid(
                     c.line_span(),
                     format!("Group list already specified for sync group {}", g.name),
                 );
-                spilled = true;
             }
             "group" => {
                 group_seen = true;
@@ -955,9 +942,6 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
                 }
             }
         }
-    }
-    if spilled && let Some(close) = n.close {
-        cx.d.push(Class::Unknown, Some(close), "Unknown keyword '}'");
     }
     Some(g)
 }
