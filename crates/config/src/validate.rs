@@ -75,7 +75,8 @@ pub fn references(cfg: &mut Config, d: &mut Diagnostics) {
         })
     };
     let mut trackers: Vec<(String, &mut crate::model::Tracking)> = Vec::new();
-    for i in &mut cfg.instances {
+    // Instances dropped by the checks after reading were read (and looked up) all the same.
+    for i in cfg.instances.iter_mut().chain(&mut cfg.dropped_instances.0) {
         trackers.push((i.name.clone(), &mut i.track));
     }
     for g in &mut cfg.sync_groups {

@@ -276,6 +276,10 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                         n.line_span(),
                         format!("{k} already specified - ignoring {}", w.text),
                     ),
+                    // Without a name keepalived says so and keeps the one it has.
+                    None if slot.is_some() => {
+                        cx.arg(n, 0);
+                    }
                     _ => *slot = cx.command(n),
                 }
             }

@@ -321,7 +321,8 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 } else {
                     &mut vs.quorum_down
                 };
-                if slot.is_some() {
+                // Its message names the script: one without a value stops keepalived first.
+                if slot.is_some() && cx.arg(c, 0).is_some() {
                     cx.d.invalid(
                         c.line_span(),
                         format!(
@@ -330,7 +331,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                             c.args.first().map_or("", |w| w.text.as_str())
                         ),
                     );
-                } else {
+                } else if slot.is_none() {
                     *slot = cx.command(c);
                 }
             }

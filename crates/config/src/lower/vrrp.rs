@@ -46,8 +46,12 @@ fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify, owner: &str) -> bo
         "notify_master_rx_lower_pri" => &mut notify.master_rx_lower_pri,
         _ => return false,
     };
-    // keepalived keeps the first and refuses the others.
+    // keepalived keeps the first and refuses the others (its message names the script, so
+    // one without a value stops it there first).
     if slot.is_some() {
+        if cx.arg(n, 0).is_none() {
+            return true;
+        }
         cx.d.invalid(
             n.line_span(),
             format!(
