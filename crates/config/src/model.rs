@@ -227,6 +227,10 @@ pub struct Global {
     pub dynamic_interfaces: bool,
     /// `max_auto_priority [N]` (bare keyword = 99).
     pub max_auto_priority: Option<i32>,
+    /// `vrrp_priority`: the nice value (-20 to 19) of the part that runs VRRP.
+    pub vrrp_priority: Option<i32>,
+    /// `checker_priority`: the nice value of the part that runs the checkers.
+    pub checker_priority: Option<i32>,
     /// `vrrp_rt_priority`.
     pub vrrp_rt_priority: Option<u32>,
     /// `checker_rt_priority`.
@@ -329,6 +333,8 @@ impl Default for Global {
             startup_delay: None,
             dynamic_interfaces: false,
             max_auto_priority: None,
+            vrrp_priority: None,
+            checker_priority: None,
             vrrp_rt_priority: None,
             checker_rt_priority: None,
             vrrp_no_swap: false,

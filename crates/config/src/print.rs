@@ -487,6 +487,8 @@ impl P {
         self.optd("vrrp_startup_delay", g.startup_delay);
         self.flag("dynamic_interfaces", g.dynamic_interfaces);
         self.optn("max_auto_priority", g.max_auto_priority);
+        self.optn("vrrp_priority", g.vrrp_priority);
+        self.optn("checker_priority", g.checker_priority);
         self.optn("vrrp_rt_priority", g.vrrp_rt_priority);
         self.optn("checker_rt_priority", g.checker_rt_priority);
         self.flag("vrrp_no_swap", g.vrrp_no_swap);

@@ -342,6 +342,9 @@ pub struct Plan {
     /// `vrrp_no_swap`, `checker_no_swap`: keep the process in memory while it runs VRRP
     /// instances, virtual servers.
     pub no_swap: (bool, bool),
+    /// `vrrp_priority`, `checker_priority`: the nice value of the process while it runs VRRP
+    /// instances, virtual servers.
+    pub nice: (Option<i32>, Option<i32>),
 }
 
 /// An instance's gratuitous ARP timing: its own settings, else `global_defs`' (`vrrp_garp_*`),
@@ -542,6 +545,7 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
     plan.script_user = cfg.global.script_user.clone();
     plan.fifos = crate::fifo::FifoPlan::from_config(&cfg.global);
     plan.no_swap = (cfg.global.vrrp_no_swap, cfg.global.checker_no_swap);
+    plan.nice = (cfg.global.vrrp_priority, cfg.global.checker_priority);
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),

@@ -289,6 +289,16 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         lifecycle_script("startup", c, *t, plan.script_user.as_ref(), log).await;
     }
     let (shutdown, script_user) = (plan.shutdown.clone(), plan.script_user.clone());
+    // keepalived gives its VRRP and checker processes their own nice values; holdfast runs
+    // both parts in one process, which takes the more favourable of those of the parts it
+    // runs (threads started later inherit it).
+    let nice = [(opts.vrrp, plan.nice.0), (opts.checkers, plan.nice.1)]
+        .into_iter()
+        .filter_map(|(runs, n)| n.filter(|_| runs))
+        .min();
+    if let Some(n) = nice {
+        set_nice(n, log);
+    }
     if (opts.vrrp && plan.no_swap.0) || (opts.checkers && plan.no_swap.1) {
         lock_in_memory(log);
     }
@@ -592,6 +602,13 @@ fn static_specs(addresses: &[crate::plan::PlannedVip], log: Logger) -> Vec<VipSp
             }
         })
         .collect()
+}
+
+/// `vrrp_priority` / `checker_priority`: every thread of the process gets nice value `n`.
+fn set_nice(n: i32, log: Logger) {
+    if let Err(e) = holdfast_sys::sched::set_nice(n) {
+        log.main(&format!("Unable to set process priority to {n} - {e}"));
+    }
 }
 
 /// `vrrp_no_swap` / `checker_no_swap`: the process's pages stay in memory. Locked as they

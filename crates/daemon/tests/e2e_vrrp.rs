@@ -1099,6 +1099,42 @@ fn vrrp_no_swap_locks_the_daemon_in_memory() {
     assert!(locked_kb(locked.pid()) > 0, "nothing locked");
 }
 
+#[test]
+fn vrrp_priority_sets_the_nice_value_of_every_thread() {
+    let mut lab = lab(1);
+    // Every thread's nice value (the 17th field after the command in its stat line).
+    let nices = |pid: u32| -> Vec<i32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let stat = std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?;
+                    stat.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(16)?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The VRRP part takes the more favourable of the two values it is given.
+    let mut n1 = lab.holdfast(
+        1,
+        &conf(150, "", "    vrrp_priority -5\n    checker_priority 3"),
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let seen = nices(n1.pid());
+    assert!(seen.len() > 1, "{seen:?}");
+    assert!(seen.iter().all(|&n| n == -5), "{seen:?}\n{}", n1.log());
+    n1.signal("TERM");
+    n1.wait_for("Stopped", 10 * SEC);
+    let mut plain = lab.holdfast(1, &conf(150, "", ""));
+    plain.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    assert!(nices(plain.pid()).iter().all(|&n| n == 0));
+}
+
 /// Eight GARPs a second apart: a 7 s burst, far longer than the 3.6 s a BACKUP waits for an
 /// advert (advert_int 1).
 const SLOW_BURST: &str =

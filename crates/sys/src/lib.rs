@@ -10,5 +10,6 @@ pub mod link;
 pub mod mem;
 pub mod proc_events;
 pub mod route;
+pub mod sched;
 pub mod vip;
 pub mod vrrp_socket;

@@ -54,8 +54,6 @@ const UNSUPPORTED: &[&str] = &[
     "json_version",
     "use_symlink_paths",
     "lvs_sync_daemon_interface",
-    "vrrp_priority",
-    "checker_priority",
     "bfd_priority",
     "bfd_rt_priority",
     "bfd_no_swap",
@@ -244,6 +242,35 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                     Some(99)
                 } else {
                     cx.int(n, 0, -1, 99).map(|v| v as i32)
+                }
+            }
+            // keepalived: a nice value, -20 to 19, with its own messages.
+            k @ ("vrrp_priority" | "checker_priority") => {
+                let part = &k[..k.len() - "_priority".len()];
+                let value = match n.args.first() {
+                    None => {
+                        cx.d.invalid(
+                            n.line_span(),
+                            format!("No {part} process priority specified"),
+                        );
+                        None
+                    }
+                    Some(w) => match w.text.parse::<i32>() {
+                        Ok(v) if (-20..=19).contains(&v) => Some(v),
+                        _ => {
+                            cx.d.invalid(
+                                n.line_span(),
+                                format!("Invalid {part} process priority specified"),
+                            );
+                            None
+                        }
+                    },
+                };
+                // keepalived sets 0 (the default) on an error.
+                if k == "vrrp_priority" {
+                    g.vrrp_priority = value;
+                } else {
+                    g.checker_priority = value;
                 }
             }
             "vrrp_rt_priority" => g.vrrp_rt_priority = cx.count(n, 1, 99),

@@ -1,0 +1,84 @@
+//! Process scheduling: the nice value keepalived's `vrrp_priority` / `checker_priority` set.
+
+use std::io;
+
+/// Gives every thread of this process nice value `n` (-20 to 19); threads started later
+/// inherit it from the thread that starts them. Linux keeps a nice value per thread, so each
+/// is set (one that ended meanwhile is skipped).
+pub fn set_nice(n: i32) -> io::Result<()> {
+    for tid in threads()? {
+        match set_thread_nice(tid, n) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+/// The nice value of thread `tid` of this process (0 for this thread).
+pub fn nice_of(tid: u32) -> io::Result<i32> {
+    let stat = std::fs::read_to_string(if tid == 0 {
+        "/proc/thread-self/stat".to_string()
+    } else {
+        format!("/proc/self/task/{tid}/stat")
+    })?;
+    // The fields after the command (in parentheses, which may hold spaces): the nice value
+    // is the 19th field of the line, the 17th after the command.
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    after
+        .split_whitespace()
+        .nth(16)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no nice value in stat"))
+}
+
+fn threads() -> io::Result<Vec<u32>> {
+    Ok(std::fs::read_dir("/proc/self/task")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+#[allow(unsafe_code)]
+fn set_thread_nice(tid: u32, n: i32) -> io::Result<()> {
+    // SAFETY: setpriority takes three integers and no pointer; PRIO_PROCESS with a thread id
+    // sets that thread's nice value.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, n) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_takes_the_nice_value_and_new_ones_inherit_it() {
+        // Raising the nice value needs no privilege (lowering it below the current one does).
+        let before = nice_of(0).unwrap_or(0);
+        let want = (before + 3).min(19);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<u32>();
+        let older = std::thread::spawn(move || {
+            let tid = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+                .unwrap_or(0);
+            let _ = ready_tx.send(tid);
+            let _ = rx.recv();
+        });
+        let older_tid = ready_rx.recv().unwrap_or(0);
+        set_nice(want).unwrap_or_else(|e| panic!("setpriority: {e}"));
+        assert_eq!(nice_of(0).ok(), Some(want));
+        assert_eq!(
+            nice_of(older_tid).ok(),
+            Some(want),
+            "a thread started before"
+        );
+        let newer = std::thread::spawn(|| nice_of(0).ok()).join().ok().flatten();
+        assert_eq!(newer, Some(want), "a thread started after");
+        let _ = tx.send(());
+        let _ = older.join();
+    }
+}
