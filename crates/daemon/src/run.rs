@@ -67,15 +67,22 @@ fn plan_of(loaded: &holdfast_config::Loaded) -> crate::plan::Plan {
         crate::plan::Facts::of_host(),
     );
     plan.errors = errors(loaded.diagnostics.iter().chain(&plan.findings));
-    plan.warnings = plan
-        .findings
+    plan.warnings = first_lines(loaded, &plan.findings);
+    plan
+}
+
+/// Each diagnostic's first line (`file:line:col: error: message`), to log.
+fn first_lines(
+    loaded: &holdfast_config::Loaded,
+    diagnostics: &[holdfast_config::Diagnostic],
+) -> Vec<String> {
+    diagnostics
         .iter()
         .filter_map(|d| {
             let text = holdfast_config::diag::render(&loaded.sources, d);
             text.lines().next().map(str::to_string)
         })
-        .collect();
-    plan
+        .collect()
 }
 
 /// The errors of a configuration that lose or change something — a bad value, a keyword
@@ -137,14 +144,7 @@ pub fn load_for_reload(
     running: &std::collections::BTreeMap<String, usize>,
 ) -> ReloadLoad {
     let loaded = load(file, config_id);
-    let lines: Vec<String> = loaded
-        .diagnostics
-        .iter()
-        .filter_map(|d| {
-            let text = holdfast_config::diag::render(&loaded.sources, d);
-            text.lines().next().map(str::to_string)
-        })
-        .collect();
+    let lines = first_lines(&loaded, &loaded.diagnostics);
     if !crate::plan::runnable(&loaded) {
         let plan = Err(format!("configuration {} cannot be read", file.display()));
         return ReloadLoad { plan, lines };
