@@ -153,6 +153,8 @@ impl Diagnostics {
         let stop_pass = pass(at);
         self.items.retain(|d| match d.span {
             Some(s) if d.class == Class::Stop => s == at,
+            // What the stopping keyword is (unsupported) is still said of it.
+            Some(s) if d.class == Class::Unsupported && s.file == at.file && s.lo == at.lo => true,
             Some(s) => {
                 let p = pass(s);
                 p < stop_pass

@@ -215,11 +215,6 @@ const OPEN: &[(&str, &str, &str)] = &[
         "without a keepalived_script user keepalived removes every script; holdfast runs them as root",
     ),
     (
-        "persistence_engine",
-        LONG,
-        "keepalived refuses an engine name too long for IPVS; holdfast cuts it",
-    ),
-    (
         "interface",
         LONG,
         "an interface name too long: keepalived's VRRP process goes on to check its scripts",

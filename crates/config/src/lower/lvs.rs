@@ -304,8 +304,17 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                 vs.persistence_granularity = granularity(cx, c, &vs.key);
             }
             // keepalived copies the name into IPVS's 16-byte field, cutting what is longer.
+            // IPVS's field holds 15 characters: keepalived says so and cuts the name.
             "persistence_engine" => {
-                vs.persistence_engine = cx.string(c).map(|s| s.chars().take(15).collect());
+                if let Some(s) = cx.string(c) {
+                    if s.len() > 15 {
+                        cx.d.invalid(
+                            c.line_span(),
+                            format!("persistence_name too long, truncating - {s}"),
+                        );
+                    }
+                    vs.persistence_engine = Some(s.chars().take(15).collect());
+                }
             }
             "ha_suspend" => vs.ha_suspend = true,
             "proxy_protocol" => vs.proxy_protocol = true,

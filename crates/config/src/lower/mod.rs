@@ -208,12 +208,67 @@ impl Cx<'_> {
                 Some(n.span()),
                 format!("unsupported: keepalived keyword '{k}' is recognised but not implemented by holdfast"),
             );
+            self.unsupported_value(n);
         } else {
             self.d.push(
                 Class::Unknown,
                 Some(n.span()),
                 format!("Unknown keyword '{k}'"),
             );
+        }
+    }
+
+    /// keepalived's checks of the value of a keyword holdfast does not act on: a missing value
+    /// (which stops keepalived, or is an error, as for any keyword), and the ranges and forms
+    /// of the values its handlers read.
+    fn unsupported_value(&mut self, n: &Node) {
+        let k = n.key.text.as_str();
+        let Some(w) = n.args.first() else {
+            let missing = match k {
+                _ if n.block.is_some() => None,
+                // keepalived stops reading where its handler reads the missing value.
+                _ if missing_value(k) == Missing::Stop => {
+                    self.arg(n, 0);
+                    None
+                }
+                "dbus_service_name" => Some("dbus_service_name missing - ignoring".to_string()),
+                _ if k.ends_with("_cpu_affinity") => Some(format!(
+                    "No {} cpu_id set specified",
+                    k.trim_end_matches("_cpu_affinity")
+                )),
+                _ => None,
+            };
+            if let Some(msg) = missing {
+                self.d.invalid(n.line_span(), msg);
+            }
+            return;
+        };
+        let v = w.text.as_str();
+        let bad = match k {
+            "vrrp_down_timer_adverts" | "down_timer_adverts" => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .is_none()
+                .then(|| format!("Invalid {k} [1:100] '{v}'")),
+            "nftables_ipvs_priority" => v
+                .parse::<i32>()
+                .is_err()
+                .then(|| format!("invalid ipvs nftables chain priority '{v}'")),
+            "vrrp_notify_priority_changes" | "notify_priority_changes" => parse_bool(v)
+                .is_none()
+                .then(|| format!("Invalid value '{v}' for global {k} specified")),
+            _ if k.ends_with("_cpu_affinity") => {
+                let part = k.trim_end_matches("_cpu_affinity");
+                n.args
+                    .iter()
+                    .find(|a| a.text.parse::<u32>().is_err())
+                    .map(|a| format!("Invalid cpu_id:{} specified for {part} process", a.text))
+            }
+            _ => None,
+        };
+        if let Some(msg) = bad {
+            self.d.invalid(n.line_span(), msg);
         }
     }
 
