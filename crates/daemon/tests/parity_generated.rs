@@ -225,16 +225,6 @@ const OPEN: &[(&str, &str, &str)] = &[
         "on a fwmark service keepalived reports a bad one without a line",
     ),
     (
-        "connect_timeout",
-        "0",
-        "keepalived refuses a virtual server's connect_timeout of 0",
-    ),
-    (
-        "timeout",
-        "0",
-        "keepalived refuses a vrrp_script timeout of 0",
-    ),
-    (
         "unicast_ttl",
         "0",
         "keepalived takes 0 and resets it at the end of the instance",

@@ -24,7 +24,17 @@ const SCHEDULERS: &[&str] = &[
 /// Tries a cascading timing keyword.
 pub(super) fn timing_key(cx: &mut Cx<'_>, n: &Node, t: &mut CheckTiming) -> bool {
     match n.key.text.as_str() {
-        "connect_timeout" => t.connect_timeout = cx.timer(n, 0, 86400),
+        // keepalived refuses 0 (its range starts at a microsecond) and keeps its default.
+        "connect_timeout" => match cx.timer(n, 0, 86400) {
+            Some(d) if d.is_zero() => cx.d.invalid(
+                n.line_span(),
+                format!(
+                    "connect_timeout {} invalid - ignoring",
+                    n.args.first().map_or("0", |w| w.text.as_str())
+                ),
+            ),
+            d => t.connect_timeout = d,
+        },
         "retry" => t.retry = cx.count(n, 0, i64::from(u32::MAX)),
         "delay_before_retry" => t.delay_before_retry = cx.timer(n, 0, 86400),
         "warmup" => t.warmup = cx.timer(n, 0, 86400),

@@ -70,7 +70,20 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
                 Some(d) => s.interval = d,
                 None => {}
             },
-            "timeout" => s.timeout = cx.timer(c, 0, 86400),
+            "timeout" => match cx.timer(c, 0, 86400) {
+                // keepalived: a timeout must be greater than 0; it takes 1 s.
+                Some(d) if d.is_zero() => {
+                    cx.d.invalid(
+                        c.line_span(),
+                        format!(
+                            "({}): vrrp script timeout must be greater than 0, setting to 1",
+                            s.name
+                        ),
+                    );
+                    s.timeout = Some(Duration::from_secs(1));
+                }
+                d => s.timeout = d,
+            },
             "weight" => {
                 let (w, r) = weight(cx, c, -253, 253);
                 s.weight = w.unwrap_or(0);
