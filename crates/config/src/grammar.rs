@@ -101,3 +101,11 @@ pub fn skipped(path: &[String], node: &Node, before: &[Node]) -> bool {
         .iter()
         .any(|b| b.key.text == key && b.args.first().is_some_and(|n| n.text == name.text))
 }
+
+/// Whether keepalived, refusing `node` and skipping its block, also ends the block `node` is
+/// in (its skip's `}` closes that level): a sync group's second `group` list.
+pub fn ends_block(path: &[String], node: &Node, before: &[Node]) -> bool {
+    path == ["vrrp_sync_group"]
+        && node.key.text == "group"
+        && before.iter().any(|n| n.key.text == "group")
+}

@@ -912,6 +912,21 @@ pub struct VirtualServer {
     pub origin: Origin,
 }
 
+impl VirtualServer {
+    /// The service's address family as its own lines give it (`Some(true)` for IPv6): its
+    /// address's; a fwmark's `ip_family`, else its first real server's; `None` for a group,
+    /// or a fwmark with neither (keepalived then takes its sorry server's).
+    pub fn declared_v6(&self) -> Option<bool> {
+        match &self.key {
+            VsKey::Addr(a, _) => Some(a.is_ipv6()),
+            VsKey::Fwmark(_) => self
+                .ip_family_v6
+                .or_else(|| self.real_servers.first().map(|r| r.addr.is_ipv6())),
+            VsKey::Group(_) => None,
+        }
+    }
+}
+
 /// `real_server IP [PORT] { … }`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RealServer {

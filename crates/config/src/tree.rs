@@ -231,13 +231,6 @@ impl Parser<'_> {
         }
     }
 
-    /// Whether `node` is a second `group` list in a `vrrp_sync_group`.
-    fn second_group_list(&self, nodes: &[Node], node: &Node) -> bool {
-        self.path == ["vrrp_sync_group"]
-            && node.key.text == "group"
-            && nodes.iter().any(|n| n.key.text == "group")
-    }
-
     /// A block of values after its keyword: a first `{` opens it, every statement up to the
     /// `}` is a value (a `{` too, as a value of its own).
     fn values(&mut self) -> (Vec<Node>, Option<Span>) {
@@ -344,6 +337,14 @@ impl Parser<'_> {
                         last_ended_line = false;
                         continue;
                     }
+                    if !lenient && crate::grammar::ends_block(&self.path, &node, &nodes) {
+                        // keepalived refuses a sync group's second list and skips its block
+                        // the same way, and the skip's `}` ends the sync group too: what
+                        // follows in it is read at the top level.
+                        self.skip_unread();
+                        nodes.push(node);
+                        return (nodes, None);
+                    }
                     let kind = if lenient {
                         Kind::Lenient
                     } else {
@@ -352,18 +353,6 @@ impl Parser<'_> {
                     last_ended_line = true;
                     match kind {
                         Kind::Leaf => {}
-                        Kind::Values if self.second_group_list(&nodes, &node) => {
-                            // keepalived refuses a sync group's second list and skips its
-                            // block, and the skip's `}` ends the sync group too: what follows
-                            // in it is read at the top level.
-                            self.path.push(node.key.text.clone());
-                            let (b, close) = self.values();
-                            self.path.pop();
-                            node.block = Some(b);
-                            node.close = close;
-                            nodes.push(node);
-                            return (nodes, None);
-                        }
                         Kind::Values => {
                             // keepalived's block reader takes no words after its keyword (a
                             // virtual_server_group's name is taken out before it reads).
@@ -378,9 +367,7 @@ impl Parser<'_> {
                                     ),
                                 );
                             }
-                            self.path.push(node.key.text.clone());
                             let (b, close) = self.values();
-                            self.path.pop();
                             node.block = Some(b);
                             node.close = close;
                             last_ended_line = false;

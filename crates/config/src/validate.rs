@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Class, Diagnostics};
-use crate::model::{Command, Config, Origin, ScriptKind, UserSpec};
+use crate::model::{Command, Config, ScriptKind, UserSpec};
 use crate::span::Span;
 
 /// What the host can tell about itself; the binary implements it on Linux, tests fake it.
@@ -52,27 +52,35 @@ pub struct Stat {
     pub kind: FileKind,
 }
 
+/// Whether something defined at `def` is read by keepalived before a reference at `used`:
+/// earlier in the same file (in another file, included before it or after: taken as
+/// defined).
+fn defined_before(def: Option<Span>, used: Option<Span>) -> bool {
+    match (def, used) {
+        (Some(def), Some(used)) if def.file == used.file => def.lo < used.lo,
+        _ => true,
+    }
+}
+
 /// Checks needing no host. keepalived looks up a `track_script`, `track_file` or
 /// `track_process` entry while it reads it: one naming a tracker not defined before it (later
 /// in the file, or nowhere) is reported and dropped, by holdfast too, so that `run` tracks
 /// what `check-config` says.
 pub fn references(cfg: &mut Config, d: &mut Diagnostics) {
-    let defs = |v: &mut dyn Iterator<Item = (&String, Origin)>| -> Vec<(String, Option<Span>)> {
-        v.map(|(n, o)| (n.clone(), o.0)).collect()
-    };
-    let scripts = defs(&mut cfg.scripts.iter().map(|s| (&s.name, s.origin)));
-    let files = defs(&mut cfg.track_files.iter().map(|s| (&s.name, s.origin)));
-    let procs = defs(&mut cfg.track_processes.iter().map(|s| (&s.name, s.origin)));
-    // Defined before `used`: earlier in the same file (in another file, included before it
-    // or after: taken as defined).
+    let scripts: Vec<_> = cfg
+        .scripts
+        .iter()
+        .map(|s| (s.name.clone(), s.origin.0))
+        .collect();
+    let files: Vec<_> = (cfg.track_files.iter())
+        .map(|s| (s.name.clone(), s.origin.0))
+        .collect();
+    let procs: Vec<_> = (cfg.track_processes.iter())
+        .map(|s| (s.name.clone(), s.origin.0))
+        .collect();
     let before = |defs: &[(String, Option<Span>)], name: &str, used: Option<Span>| {
-        defs.iter().any(|(n, def)| {
-            n == name
-                && match (*def, used) {
-                    (Some(def), Some(used)) if def.file == used.file => def.lo < used.lo,
-                    _ => true,
-                }
-        })
+        defs.iter()
+            .any(|(n, def)| n == name && defined_before(*def, used))
     };
     let mut trackers: Vec<(String, &mut crate::model::Tracking)> = Vec::new();
     // Instances dropped by the checks after reading were read (and looked up) all the same.
@@ -209,13 +217,9 @@ pub fn file_check_order(cfg: &mut Config, d: &mut Diagnostics) {
                     return true;
                 };
                 let at = named_at.0.or(chk.origin.0);
-                let before = files.iter().any(|(name, def)| {
-                    name == track_file
-                        && match (*def, at) {
-                            (Some(def), Some(used)) if def.file == used.file => def.lo < used.lo,
-                            _ => true,
-                        }
-                });
+                let before = files
+                    .iter()
+                    .any(|(name, def)| name == track_file && defined_before(*def, at));
                 if !before {
                     d.invalid(span(at), format!("track_file {track_file} not found"));
                     d.invalid(

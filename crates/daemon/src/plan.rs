@@ -483,8 +483,7 @@ pub fn runnable(loaded: &holdfast_config::Loaded) -> bool {
 pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
     let mut plan = Plan::default();
     let mut found = Findings::new();
-    let un = &mut found;
-    plan.virtual_servers = crate::lvs::build(cfg, facts, un);
+    plan.virtual_servers = crate::lvs::build(cfg, facts, &mut found);
     plan.control_socket = cfg.global.control_socket.clone();
     plan.planes = crate::lvs::PlaneOptions {
         flush: cfg.global.lvs_flush,
@@ -556,7 +555,7 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
         });
     }
     for inst in &cfg.instances {
-        if let Some(p) = instance(cfg, inst, un, disabled) {
+        if let Some(p) = instance(cfg, inst, &mut found, disabled) {
             plan.instances.push(p);
         }
     }

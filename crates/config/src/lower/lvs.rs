@@ -431,16 +431,8 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
     }
     // keepalived drops a sorry server of the other family when the block ends, reporting it on
     // the closing line.
-    // The service's family: its address's; a fwmark's is `ip_family`, else its first real
-    // server's (none yet: the sorry server sets it). A tunnelled sorry server may differ.
-    let family_v6 = match &vs.key {
-        VsKey::Addr(v, _) => Some(v.is_ipv6()),
-        VsKey::Fwmark(_) => vs
-            .ip_family_v6
-            .or_else(|| vs.real_servers.first().map(|r| r.addr.is_ipv6())),
-        VsKey::Group(_) => None,
-    };
-    if let (Some(v6), Some((ip, _))) = (family_v6, vs.sorry_server)
+    // (None declared: the sorry server sets it. A tunnelled sorry server may differ.)
+    if let (Some(v6), Some((ip, _))) = (vs.declared_v6(), vs.sorry_server)
         && v6 != ip.is_ipv6()
         && vs.sorry_server_lvs_method != Some(LvsMethod::Tun)
     {

@@ -361,10 +361,12 @@ pub(crate) fn plan_vs(
         },
         VsKey::Fwmark(m) => ServiceKey::Fwmark {
             mark: *m,
-            // `ip_family`, else the family of its real servers (keepalived's default: IPv4).
+            // `ip_family`, else its real servers', else its sorry server's (keepalived's
+            // default: IPv4).
             v6: vs
-                .ip_family_v6
-                .unwrap_or_else(|| vs.real_servers.first().is_some_and(|r| r.addr.is_ipv6())),
+                .declared_v6()
+                .or_else(|| vs.sorry_server.map(|(ip, _)| ip.is_ipv6()))
+                .unwrap_or(false),
         },
         VsKey::Group(g) => {
             let Some(group) = cfg.vs_groups.iter().find(|x| &x.name == g) else {
