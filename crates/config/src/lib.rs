@@ -79,7 +79,7 @@ pub fn load(
     let (tokens, readable) =
         lex::Lexer::new(loader, &mut sources, &mut diags, &opts.config_id).run(path);
     let nodes = tree::parse(&tokens, &mut diags);
-    let mut config = lower::lower(&nodes, &mut diags);
+    let mut config = lower::lower(&nodes, host, &mut diags);
     validate::references(&mut config, &mut diags);
     validate::file_check_order(&mut config, &mut diags);
     validate::sync_group_tracking(&mut config, host, &mut diags);

@@ -858,6 +858,11 @@ pub struct VirtualServer {
     /// `ip_family inet|inet6`: `Some(true)` for IPv6 (a fwmark service's family; an address
     /// service's must agree with its address).
     pub ip_family_v6: Option<bool>,
+    /// The service's address family as keepalived settles it while reading the block
+    /// (`Some(true)` for IPv6): its address's; else `ip_family`, the form of
+    /// `persistence_granularity`, or its first real server not tunnelled, whichever comes
+    /// first; `None` when nothing did (keepalived then takes its sorry server's).
+    pub family_v6: Option<bool>,
     /// `lvs_method` / `lb_kind` (default NAT).
     pub lvs_method: LvsMethod,
     /// `lvs_method TUN …`'s options (`None`: IPIP without checksum).
@@ -910,21 +915,6 @@ pub struct VirtualServer {
     pub real_servers: Vec<RealServer>,
     /// Declaration site.
     pub origin: Origin,
-}
-
-impl VirtualServer {
-    /// The service's address family as its own lines give it (`Some(true)` for IPv6): its
-    /// address's; a fwmark's `ip_family`, else its first real server's; `None` for a group,
-    /// or a fwmark with neither (keepalived then takes its sorry server's).
-    pub fn declared_v6(&self) -> Option<bool> {
-        match &self.key {
-            VsKey::Addr(a, _) => Some(a.is_ipv6()),
-            VsKey::Fwmark(_) => self
-                .ip_family_v6
-                .or_else(|| self.real_servers.first().map(|r| r.addr.is_ipv6())),
-            VsKey::Group(_) => None,
-        }
-    }
 }
 
 /// `real_server IP [PORT] { … }`.

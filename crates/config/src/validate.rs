@@ -123,35 +123,46 @@ pub fn references(cfg: &mut Config, d: &mut Diagnostics) {
         });
     }
     let instances: HashSet<&str> = cfg.instances.iter().map(|i| i.name.as_str()).collect();
-    for g in &cfg.sync_groups {
-        for m in &g.members {
-            if !instances.contains(m.as_str()) {
-                d.push_unlined(
-                    Class::Invalid,
-                    g.origin.0,
-                    format!(
-                        "Virtual router {m} specified in sync group {} doesn't exist - ignoring",
-                        g.name
-                    ),
-                );
-            }
-        }
-        // keepalived: "for most users a sync group with only one member is a configuration
-        // error".
-        let found = g
-            .members
-            .iter()
-            .filter(|m| instances.contains(m.as_str()))
-            .count();
-        if found == 1 {
+    // keepalived gives an instance to the first sync group naming it; a later naming (in
+    // another group or the same) is reported and left out.
+    let mut synced: HashSet<String> = HashSet::new();
+    for g in &mut cfg.sync_groups {
+        let members = std::mem::take(&mut g.members);
+        for m in members {
+            let why = if !instances.contains(m.as_str()) {
+                "specified in sync group {} doesn't exist - ignoring"
+            } else if !synced.insert(m.clone()) {
+                "cannot exist in more than one sync group; ignoring {}"
+            } else {
+                g.members.push(m);
+                continue;
+            };
             d.push_unlined(
+                Class::Invalid,
+                g.origin.0,
+                format!("Virtual router {m} {}", why.replace("{}", &g.name)),
+            );
+        }
+        match g.members.len() {
+            0 => d.push_unlined(
+                Class::Invalid,
+                g.origin.0,
+                format!(
+                    "Sync group {}, no matching virtual router found in group declaration - removing",
+                    g.name
+                ),
+            ),
+            // keepalived: "for most users a sync group with only one member is a
+            // configuration error".
+            1 => d.push_unlined(
                 Class::Invalid,
                 g.origin.0,
                 format!(
                     "Sync group {} has only 1 virtual router(s) - this probably isn't what you want",
                     g.name
                 ),
-            );
+            ),
+            _ => {}
         }
     }
     let groups: HashSet<&str> = cfg.vs_groups.iter().map(|g| g.name.as_str()).collect();
@@ -268,6 +279,25 @@ pub fn sync_group_tracking(cfg: &mut Config, host: Option<&dyn Host>, d: &mut Di
             );
             false
         });
+        // And a second reference to a script, file or process it found (one not found was
+        // reported and dropped by `references`).
+        for (kind, refs) in [
+            ("track_script", &mut track.scripts),
+            ("track_file", &mut track.files),
+            ("track_process", &mut track.processes),
+        ] {
+            let mut seen = HashSet::new();
+            refs.retain(|t| {
+                if seen.insert(t.name.clone()) {
+                    return true;
+                }
+                d.invalid(
+                    span(t.origin.0),
+                    format!("({owner}) duplicate {kind} {} - ignoring", t.name),
+                );
+                false
+            });
+        }
     }
     let script_weight: HashMap<String, i32> = cfg
         .scripts
@@ -686,16 +716,6 @@ pub fn script_security(
     sc.command(&mut cfg.global.startup_script, "startup_script", at, d);
     sc.command(&mut cfg.global.shutdown_script, "shutdown_script", at, d);
     sc.violation("start/shutdown scripts", d);
-    if sc.any
-        && secure
-        && cfg.global.script_user.is_none()
-        && host.user("keepalived_script").is_none()
-    {
-        d.note(
-            span(cfg.global.origin.0),
-            "default user 'keepalived_script' for script execution does not exist - scripts run as root",
-        );
-    }
     disabled
 }
 

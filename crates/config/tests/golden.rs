@@ -110,6 +110,7 @@ fn printed_configurations_parse_back_to_the_same_model() {
                     && !m.contains("no real servers")
                     // Properties of the configuration itself, printed as it is.
                     && !m.contains("No VIP specified")
+                    && !m.contains("Unknown interface!")
                     && !m.contains("has only 1 virtual router(s)")
                     // Printed back as configured; still not acted on.
                     && !m.starts_with("unsupported:")

@@ -571,6 +571,10 @@ fn instance(
 ) -> Option<InstancePlan> {
     let name = &i.name;
     let Some(ifname) = i.interface.clone() else {
+        if i.unicast_peers.is_empty() {
+            // keepalived's minimum configuration check reports it ("Unknown interface!").
+            return None;
+        }
         un.not_run(
             i.origin,
             format!("({name}) is not started: an instance without an interface (unicast without interface) is not implemented by holdfast"),

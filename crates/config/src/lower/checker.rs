@@ -46,7 +46,7 @@ pub(super) fn checker_kind_keyword(k: &str) -> Option<Kw> {
 }
 
 fn common_key(cx: &mut Cx<'_>, n: &Node, c: &mut CheckerCommon, kw: Kw) -> bool {
-    if lvs::timing_key(cx, n, &mut c.timing) {
+    if lvs::timing_key(cx, n, &mut c.timing, lvs::Level::Checker) {
         return true;
     }
     match n.key.text.as_str() {
@@ -210,6 +210,16 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
                 cx.d.invalid(
                     n.span(),
                     "MISC_CHECK: misc_path is missing - ignoring checker",
+                );
+                return None;
+            }
+            if misc.user.is_none() && !cx.default_owner() {
+                cx.d.invalid(
+                    n.close.unwrap_or(n.span()),
+                    format!(
+                        "Unable to set default user for misc script {} - removing",
+                        misc.path
+                    ),
                 );
                 return None;
             }

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{Cx, user_spec};
-use crate::model::{DataPlane, Garp, Global, LvsSyncDaemon, LvsTimeouts};
+use crate::model::{Command, DataPlane, Garp, Global, LvsSyncDaemon, LvsTimeouts};
 use crate::tree::Node;
 
 const UNSUPPORTED: &[&str] = &[
@@ -150,7 +150,17 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "no_checker_emails" => g.no_checker_emails = cx.boolean(n),
             "no_email_faults" => g.no_email_faults = true,
             "script_user" => match user_spec(&n.args) {
-                Some(u) => g.script_user = Some(u),
+                Some(u) => {
+                    let c = Command {
+                        cmd: String::new(),
+                        user: Some(u.clone()),
+                    };
+                    if !cx.owner_exists(&c) {
+                        cx.d.invalid(n.line_span(), "Error setting global script uid/gid");
+                    }
+                    cx.script_user = Some(u.clone());
+                    g.script_user = Some(u);
+                }
                 None => cx.d.invalid(n.span(), "script_user requires a user name"),
             },
             // keepalived enables it whatever follows the keyword.
@@ -307,7 +317,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                     None if slot.is_some() => {
                         cx.arg(n, 0);
                     }
-                    _ => *slot = cx.command(n),
+                    _ => *slot = cx.owned_command(n, &format!("{k} fifo")),
                 }
             }
             "default_interface" => match n.args.first() {
@@ -335,7 +345,8 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                         ),
                     );
                 } else {
-                    *slot = cx.command(n);
+                    let what = format!("{kind}notify_fifo script");
+                    *slot = cx.owned_command(n, &what);
                 }
             }
             "v3_checksum_as_v2" => g.v3_checksum_as_v2 = cx.boolean(n),
@@ -343,7 +354,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "startup_script" if g.startup_script.is_some() => {
                 cx.d.invalid(n.line_span(), "startup script already specified")
             }
-            "startup_script" => g.startup_script = cx.command(n),
+            "startup_script" => g.startup_script = startup_shutdown(cx, n, "startup"),
             // keepalived: whole seconds, 1 to 1000.
             "startup_script_timeout" => {
                 g.startup_script_timeout =
@@ -352,7 +363,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "shutdown_script" if g.shutdown_script.is_some() => {
                 cx.d.invalid(n.line_span(), "shutdown script already specified")
             }
-            "shutdown_script" => g.shutdown_script = cx.command(n),
+            "shutdown_script" => g.shutdown_script = startup_shutdown(cx, n, "shutdown"),
             "shutdown_script_timeout" => {
                 g.shutdown_script_timeout =
                     cx.int(n, 0, 1, 1000).map(|s| Duration::from_secs(s as u64))
@@ -585,4 +596,14 @@ fn lvs_timeouts(cx: &mut Cx<'_>, n: &Node) -> Option<LvsTimeouts> {
     }
     // Nothing set (every option was refused): as if the keyword were not there.
     (t != LvsTimeouts::default()).then_some(t)
+}
+
+/// `startup_script` / `shutdown_script`: keepalived refuses one whose user or group does not
+/// exist as it reads it.
+fn startup_shutdown(cx: &mut Cx<'_>, n: &Node, kind: &str) -> Option<Command> {
+    let c = cx.owned_command(n, &format!("{kind} script"));
+    if c.is_none() && !n.args.is_empty() {
+        cx.d.invalid(n.line_span(), format!("Invalid {kind} script"));
+    }
+    c
 }

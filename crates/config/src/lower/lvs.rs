@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use crate::model::{Tunnel, TunnelCsum, TunnelType};
 use std::time::Duration;
 
-use super::{Cx, arg_span, checker, global, origin};
+use super::{Cx, KA_TIMER_MAX_US, arg_span, checker, global, origin};
 use crate::diag::Class;
 use crate::model::{
     CheckTiming, LvsMethod, Protocol, RealServer, VirtualServer, VsGroup, VsGroupEntry, VsKey,
@@ -21,26 +21,110 @@ const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos",
 ];
 
-/// Tries a cascading timing keyword.
-pub(super) fn timing_key(cx: &mut Cx<'_>, n: &Node, t: &mut CheckTiming) -> bool {
-    match n.key.text.as_str() {
-        // keepalived refuses 0 (its range starts at a microsecond) and keeps its default.
-        "connect_timeout" => match cx.timer(n, 0, 86400) {
-            Some(d) if d.is_zero() => cx.d.invalid(
-                n.line_span(),
-                format!(
-                    "connect_timeout {} invalid - ignoring",
-                    n.args.first().map_or("0", |w| w.text.as_str())
-                ),
-            ),
-            d => t.connect_timeout = d,
-        },
-        "retry" => t.retry = cx.count(n, 0, i64::from(u32::MAX)),
-        "delay_before_retry" => t.delay_before_retry = cx.timer(n, 0, 86400),
-        "warmup" => t.warmup = cx.timer(n, 0, 86400),
-        "delay_loop" => t.delay_loop = cx.timer(n, 0, 86400),
+/// Where a cascading timing keyword is written (keepalived words each level's messages).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Level {
+    VirtualServer,
+    RealServer,
+    Checker,
+}
+
+/// Tries a cascading timing keyword, read in keepalived's ranges (a microsecond at least for
+/// connect_timeout and delay_loop, connect_timeout at most 4294.967295 s) with the message
+/// keepalived gives at each level for a value it refuses (the default is kept).
+pub(super) fn timing_key(cx: &mut Cx<'_>, n: &Node, t: &mut CheckTiming, at: Level) -> bool {
+    use Level::*;
+    let v = n.args.first().map_or("", |w| w.text.as_str()).to_owned();
+    let (min, max, refused) = match (n.key.text.as_str(), at) {
+        ("retry", _) => {
+            // A virtual or real server's retry is at least 1, a checker's may be 0.
+            let min = if at == Checker { 0 } else { 1 };
+            let r = cx.count(n, min, i64::from(u32::MAX));
+            if r.is_none() && !n.args.is_empty() {
+                let msg = match at {
+                    Checker => format!("Invalid retry connection value '{v}'"),
+                    _ => format!("retry value invalid - {v}"),
+                };
+                cx.d.invalid(n.line_span(), msg);
+            }
+            t.retry = r.or(t.retry);
+            return true;
+        }
+        ("connect_timeout", VirtualServer) => (
+            1,
+            u64::from(u32::MAX),
+            format!("virtual server connect_timeout {v} invalid - ignoring"),
+        ),
+        ("connect_timeout", RealServer) => (
+            1,
+            u64::from(u32::MAX),
+            format!("real server connect_timeout {v} invalid - ignoring"),
+        ),
+        ("connect_timeout", Checker) => (
+            1,
+            u64::from(u32::MAX),
+            format!("connect_timeout {v} invalid - ignoring"),
+        ),
+        ("delay_before_retry", VirtualServer) => (
+            0,
+            KA_TIMER_MAX_US,
+            format!("virtual server delay before retry '{v}' invalid - ignoring"),
+        ),
+        ("delay_before_retry", RealServer) => (
+            0,
+            KA_TIMER_MAX_US,
+            format!("real server delay_before_retry '{v}' invalid - ignoring"),
+        ),
+        ("delay_before_retry", Checker) => (
+            0,
+            KA_TIMER_MAX_US,
+            format!("Invalid delay_before_retry connection value '{v}'"),
+        ),
+        ("warmup", VirtualServer) => (
+            0,
+            KA_TIMER_MAX_US,
+            format!("virtual server warmup '{v}' invalid - ignoring"),
+        ),
+        ("warmup", RealServer) => (
+            0,
+            KA_TIMER_MAX_US,
+            format!("real server warmup '{v}' invalid - ignoring"),
+        ),
+        ("warmup", Checker) => (
+            0,
+            KA_TIMER_MAX_US,
+            format!("Invalid warmup connection value '{v}'"),
+        ),
+        ("delay_loop", VirtualServer) => (
+            1,
+            KA_TIMER_MAX_US,
+            format!("virtual server delay loop '{v}' invalid - ignoring"),
+        ),
+        ("delay_loop", RealServer) => (
+            1,
+            KA_TIMER_MAX_US,
+            format!("real server delay_loop '{v}' invalid - ignoring"),
+        ),
+        ("delay_loop", Checker) => (
+            1,
+            KA_TIMER_MAX_US,
+            format!("delay_loop '{v}' is invalid - ignoring"),
+        ),
         _ => return false,
-    }
+    };
+    let Some(d) = cx.ka_timer(n, min, max) else {
+        if !n.args.is_empty() {
+            cx.d.invalid(n.line_span(), refused);
+        }
+        return true;
+    };
+    let slot = match n.key.text.as_str() {
+        "connect_timeout" => &mut t.connect_timeout,
+        "delay_before_retry" => &mut t.delay_before_retry,
+        "warmup" => &mut t.warmup,
+        _ => &mut t.delay_loop,
+    };
+    *slot = Some(d);
     true
 }
 
@@ -161,6 +245,10 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             return None;
         }
     };
+    let family_v6 = match &key {
+        VsKey::Addr(ip, _) => Some(ip.is_ipv6()),
+        _ => None,
+    };
     let mut vs = VirtualServer {
         key,
         delay_loop: Duration::from_secs(60),
@@ -169,6 +257,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
         sched_fallback: false,
         ops: false,
         ip_family_v6: None,
+        family_v6,
         lvs_method: LvsMethod::Nat,
         tunnel: None,
         protocol: Protocol::Tcp,
@@ -201,29 +290,37 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
     for c in cx.block(n) {
         if c.key.text == "real_server" {
             if let Some(rs) = real_server(cx, c) {
+                // keepalived: a real server not tunnelled is of the service's family, and the
+                // first one settles a family nothing else has.
+                let tunnelled = rs.lvs_method.unwrap_or(vs.lvs_method) == LvsMethod::Tun;
+                match vs.family_v6 {
+                    _ if tunnelled => {}
+                    None => vs.family_v6 = Some(rs.addr.is_ipv6()),
+                    Some(v6) if v6 != rs.addr.is_ipv6() => {
+                        cx.d.invalid(
+                            c.close.unwrap_or(c.span()),
+                            format!(
+                                "Address family of virtual server and real server {} don't match - skipping real server.",
+                                rs.addr
+                            ),
+                        );
+                        continue;
+                    }
+                    Some(_) => {}
+                }
                 vs.real_servers.push(rs);
             }
             continue;
         }
         cx.no_block(c);
-        // A virtual server's retry is at least 1 (a checker's may be 0).
-        if c.key.text == "retry" && c.args.first().is_some_and(|w| w.text == "0") {
-            cx.d.invalid(c.line_span(), "retry value invalid - 0");
-            continue;
-        }
-        if c.key.text != "delay_loop" && timing_key(cx, c, &mut vs.timing) {
+        if timing_key(cx, c, &mut vs.timing, Level::VirtualServer) {
+            // A virtual server's own delay_loop is its checkers' default, kept apart.
+            if let Some(d) = vs.timing.delay_loop.take() {
+                vs.delay_loop = d;
+            }
             continue;
         }
         match c.key.text.as_str() {
-            "delay_loop" => match cx.timer(c, 0, 86400) {
-                // keepalived: at least a microsecond.
-                Some(d) if d.is_zero() => cx.d.invalid(
-                    arg_span(c),
-                    "virtual server delay loop '0' invalid - ignoring",
-                ),
-                Some(d) => vs.delay_loop = d,
-                None => {}
-            },
             "lvs_sched" | "lb_algo" => {
                 if let Some(w) = cx.arg(c, 0) {
                     if SCHEDULERS.contains(&w.text.as_str()) {
@@ -238,14 +335,17 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "ip_family" => match c.args.first().map(|w| (w, w.text.as_str())) {
                 Some((w, f @ ("inet" | "inet6"))) => {
                     let v6 = f == "inet6";
-                    match vs.key {
-                        VsKey::Addr(ip, _) if ip.is_ipv6() != v6 => cx.d.invalid(
+                    match vs.family_v6 {
+                        Some(family) if family != v6 => cx.d.invalid(
                             w.span,
                             format!(
                                 "Virtual server specified family {f} conflicts with server family"
                             ),
                         ),
-                        _ => vs.ip_family_v6 = Some(v6),
+                        _ => {
+                            vs.ip_family_v6 = Some(v6);
+                            vs.family_v6 = Some(v6);
+                        }
                     }
                 }
                 Some((w, f)) => cx.d.invalid(w.span, format!("unknown address family {f}")),
@@ -279,31 +379,31 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     method_set = true;
                 }
             }
-            // keepalived reads the value first (stopping when there is none).
-            "protocol" if c.args.is_empty() => {
-                cx.arg(c, 0);
-            }
-            "protocol"
-                if !matches!(
-                    c.args.first().map(|w| w.text.as_str()),
-                    Some("TCP" | "UDP" | "SCTP")
-                ) =>
-            {
-                cx.d.invalid(arg_span(c), "protocol must be TCP, UDP or SCTP")
-            }
-            "protocol" if matches!(vs.key, VsKey::Fwmark(_)) => cx.d.push_unlined(
-                Class::Invalid,
-                Some(c.span()),
-                format!("Warning: Virtual server {}: protocol specified for fwmark - protocol will be ignored", vs_name(&vs.key)),
-            ),
-            "protocol" => match c.args.first().map(|w| w.text.as_str()) {
-                Some("TCP") => vs.protocol = Protocol::Tcp,
-                Some("UDP") => vs.protocol = Protocol::Udp,
-                Some("SCTP") => vs.protocol = Protocol::Sctp,
+            // keepalived reads the value first (stopping when there is none), and the name in
+            // any case.
+            "protocol" => match c.args.first().map(|w| w.text.to_ascii_uppercase()) {
                 None => {
                     cx.arg(c, 0);
                 }
-                _ => cx.d.invalid(arg_span(c), "protocol must be TCP, UDP or SCTP"),
+                Some(p) if !matches!(p.as_str(), "TCP" | "UDP" | "SCTP") => cx.d.invalid(
+                    c.line_span(),
+                    format!(
+                        "Unknown protocol {} - ignoring",
+                        c.args.first().map_or("", |w| w.text.as_str())
+                    ),
+                ),
+                Some(_) if matches!(vs.key, VsKey::Fwmark(_)) => cx.d.push_unlined(
+                    Class::Invalid,
+                    Some(c.span()),
+                    format!("Warning: Virtual server {}: protocol specified for fwmark - protocol will be ignored", vs_name(&vs.key)),
+                ),
+                Some(p) => {
+                    vs.protocol = match p.as_str() {
+                        "UDP" => Protocol::Udp,
+                        "SCTP" => Protocol::Sctp,
+                        _ => Protocol::Tcp,
+                    }
+                }
             },
             // keepalived's range: up to 31 days.
             "persistence_timeout" => {
@@ -311,7 +411,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
                     if c.args.is_empty() { Some(360) } else { cx.count(c, 1, 2_678_400) }
             }
             "persistence_granularity" => {
-                vs.persistence_granularity = granularity(cx, c, &vs.key);
+                vs.persistence_granularity = granularity(cx, c, &mut vs.family_v6);
             }
             // keepalived copies the name into IPVS's 16-byte field, cutting what is longer.
             // IPVS's field holds 15 characters: keepalived says so and cuts the name.
@@ -334,26 +434,8 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "quorum" => vs.quorum = cx.count(c, 1, i64::from(u32::MAX)).unwrap_or(1),
             "hysteresis" => vs.hysteresis = cx.count(c, 0, i64::from(u32::MAX)).unwrap_or(0),
             // keepalived keeps the first and refuses the others (naming no owner).
-            "quorum_up" | "quorum_down" => {
-                let slot = if c.key.text == "quorum_up" {
-                    &mut vs.quorum_up
-                } else {
-                    &mut vs.quorum_down
-                };
-                // Its message names the script: one without a value stops keepalived first.
-                if slot.is_some() && cx.arg(c, 0).is_some() {
-                    cx.d.invalid(
-                        c.line_span(),
-                        format!(
-                            "((null)) {} script already specified - ignoring {}",
-                            c.key.text,
-                            c.args.first().map_or("", |w| w.text.as_str())
-                        ),
-                    );
-                } else if slot.is_none() {
-                    *slot = cx.command(c);
-                }
-            }
+            "quorum_up" => cx.script_once(c, &mut vs.quorum_up, "((null))"),
+            "quorum_down" => cx.script_once(c, &mut vs.quorum_down, "((null))"),
             "sorry_server" => {
                 // Its family is checked when the block ends (below).
                 if let Some(ip) = cx.ip_arg(c, 0) {
@@ -432,7 +514,7 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
     // keepalived drops a sorry server of the other family when the block ends, reporting it on
     // the closing line.
     // (None declared: the sorry server sets it. A tunnelled sorry server may differ.)
-    if let (Some(v6), Some((ip, _))) = (vs.declared_v6(), vs.sorry_server)
+    if let (Some(v6), Some((ip, _))) = (vs.family_v6, vs.sorry_server)
         && v6 != ip.is_ipv6()
         && vs.sorry_server_lvs_method != Some(LvsMethod::Tun)
     {
@@ -495,14 +577,11 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
 
 /// `persistence_granularity` as keepalived reads it: for an IPv6 service a prefix length
 /// (1-128); for an IPv4 one a netmask in any form `inet_aton(3)` takes (`255.255.255.0`,
-/// `0xffffff00`); a service without an address (a fwmark) is taken as IPv4 when the value has
-/// a dot.
-fn granularity(cx: &mut Cx<'_>, c: &Node, key: &VsKey) -> Option<String> {
+/// `0xffffff00`); a service whose family nothing has settled yet (a fwmark) is taken as IPv4
+/// when the value has a dot, and takes that family.
+fn granularity(cx: &mut Cx<'_>, c: &Node, family_v6: &mut Option<bool>) -> Option<String> {
     let w = cx.arg(c, 0)?;
-    let v6 = match key {
-        VsKey::Addr(ip, _) => ip.is_ipv6(),
-        _ => !w.text.contains('.'),
-    };
+    let v6 = family_v6.unwrap_or(!w.text.contains('.'));
     let ok = if v6 {
         w.text.parse::<u8>().is_ok_and(|n| (1..=128).contains(&n))
     } else {
@@ -519,6 +598,7 @@ fn granularity(cx: &mut Cx<'_>, c: &Node, key: &VsKey) -> Option<String> {
         );
         return None;
     }
+    *family_v6 = Some(v6);
     Some(w.text.clone())
 }
 
@@ -609,7 +689,7 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
             continue;
         }
         cx.no_block(c);
-        if timing_key(cx, c, &mut rs.timing) {
+        if timing_key(cx, c, &mut rs.timing, Level::RealServer) {
             continue;
         }
         match c.key.text.as_str() {
@@ -620,8 +700,9 @@ fn real_server(cx: &mut Cx<'_>, n: &Node) -> Option<RealServer> {
                     rs.tunnel = t;
                 }
             }
-            "notify_up" => rs.notify_up = cx.command(c),
-            "notify_down" => rs.notify_down = cx.command(c),
+            // As a virtual server's quorum scripts.
+            "notify_up" => cx.script_once(c, &mut rs.notify_up, "((null))"),
+            "notify_down" => cx.script_once(c, &mut rs.notify_down, "((null))"),
             "uthreshold" => rs.uthreshold = cx.count(c, 0, i64::from(u32::MAX)),
             "lthreshold" => rs.lthreshold = cx.count(c, 0, i64::from(u32::MAX)),
             "inhibit_on_failure" => rs.inhibit_on_failure = Some(cx.boolean(c)),

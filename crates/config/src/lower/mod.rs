@@ -22,8 +22,13 @@ use crate::span::Span;
 use crate::tree::{Node, Word};
 
 /// Lowers a parsed tree. `global_defs` is read first wherever it appears, since instance
-/// defaults depend on it.
-pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
+/// defaults depend on it. `host`, when given, answers whether a script's user and group
+/// exist (keepalived drops a script whose owner does not while reading it).
+pub fn lower(
+    nodes: &[Node],
+    host: Option<&dyn crate::validate::Host>,
+    d: &mut Diagnostics,
+) -> Config {
     let bfd_names = nodes
         .iter()
         .filter(|n| n.key.text == "bfd_instance")
@@ -34,6 +39,11 @@ pub fn lower(nodes: &[Node], d: &mut Diagnostics) -> Config {
         sync_daemon_interface: None,
         rule_priorities: route::RulePriorities::default(),
         bfd_names,
+        host,
+        script_user: None,
+        default_lookup: default_lookup(nodes),
+        default_owner: None,
+        min_cfg_failed: false,
     };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
@@ -178,6 +188,90 @@ const TOP_UNSUPPORTED: &[&str] = &[
 ];
 
 /// Lowering context: the diagnostics sink plus value parsers that report in one style.
+/// Where keepalived first looks up the default script user, and whether
+/// `enable_script_security` was read by then. `keepalived -t` reads the file three times in one
+/// process — `global_defs` first, then as the checker, then as VRRP — and looks the user up
+/// once, at the first script without a user of its own: a `global_defs` script (security as
+/// read so far), else the checker's first (quorum and real servers' notify scripts, a
+/// `MISC_CHECK` at its closing brace), else VRRP's (notify scripts, a `vrrp_script` at its
+/// closing brace); `global_defs` has then been read whole.
+fn default_lookup(nodes: &[Node]) -> Option<(Span, bool)> {
+    const NOTIFY: &[&str] = &[
+        "notify_master",
+        "notify_backup",
+        "notify_fault",
+        "notify_stop",
+        "notify",
+        "notify_master_rx_lower_pri",
+        "quorum_up",
+        "quorum_down",
+        "notify_up",
+        "notify_down",
+    ];
+    const GLOBAL: &[&str] = &[
+        "startup_script",
+        "shutdown_script",
+        "notify_fifo",
+        "vrrp_notify_fifo",
+        "lvs_notify_fifo",
+        "notify_fifo_script",
+        "vrrp_notify_fifo_script",
+        "lvs_notify_fifo_script",
+    ];
+    #[derive(Default)]
+    struct Walk {
+        secure: bool,
+        global: Option<(Span, bool)>,
+        checker: Option<Span>,
+        vrrp: Option<Span>,
+    }
+    impl Walk {
+        fn walk(&mut self, nodes: &[Node], parent: &str) {
+            let own_user = |n: &Node| {
+                n.block
+                    .as_ref()
+                    .is_some_and(|b| b.iter().any(|c| c.key.text == "user"))
+            };
+            for n in nodes {
+                let k = n.key.text.as_str();
+                match (parent, k) {
+                    ("global_defs", "enable_script_security") => self.secure = true,
+                    ("global_defs", k) if GLOBAL.contains(&k) && n.args.len() == 1 => {
+                        let secure = self.secure;
+                        self.global.get_or_insert((n.line_span(), secure));
+                    }
+                    ("vrrp_instance" | "vrrp_sync_group", k)
+                        if NOTIFY.contains(&k) && n.args.len() == 1 =>
+                    {
+                        self.vrrp.get_or_insert(n.line_span());
+                    }
+                    ("virtual_server" | "real_server", k)
+                        if NOTIFY.contains(&k) && n.args.len() == 1 =>
+                    {
+                        self.checker.get_or_insert(n.line_span());
+                    }
+                    ("", "vrrp_script") if !own_user(n) => {
+                        self.vrrp.get_or_insert(n.close.unwrap_or(n.span()));
+                    }
+                    ("real_server", "MISC_CHECK") if !own_user(n) => {
+                        self.checker.get_or_insert(n.close.unwrap_or(n.span()));
+                    }
+                    (_, k) => {
+                        if let Some(b) = &n.block {
+                            self.walk(b, k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut w = Walk::default();
+    w.walk(nodes, "");
+    w.global
+        .or(w.checker.map(|s| (s, w.secure)))
+        .or(w.vrrp.map(|s| (s, w.secure)))
+}
+
 pub(crate) struct Cx<'d> {
     pub(crate) d: &'d mut Diagnostics,
     /// The first vrrp_instance's deprecated `lvs_sync_daemon_interface`: (interface,
@@ -188,6 +282,18 @@ pub(crate) struct Cx<'d> {
     /// The names of the `bfd_instance`s (holdfast runs none, but keepalived checks that a
     /// `track_bfd` names one).
     pub(crate) bfd_names: Vec<String>,
+    /// The host, for script owners (none: every owner is taken to exist).
+    pub(crate) host: Option<&'d dyn crate::validate::Host>,
+    /// `script_user`, once read.
+    pub(crate) script_user: Option<UserSpec>,
+    /// Where keepalived first looks the default script user up, and whether
+    /// `enable_script_security` was read before that.
+    default_lookup: Option<(Span, bool)>,
+    /// Whether scripts without a user of their own have one: decided once, at the first.
+    default_owner: Option<bool>,
+    /// An instance failed keepalived's minimum configuration check (no VRID, no interface):
+    /// keepalived stops checking there, so later ones are not reported.
+    pub(crate) min_cfg_failed: bool,
 }
 
 impl Cx<'_> {
@@ -382,6 +488,34 @@ impl Cx<'_> {
         self.int(n, 0, lo, hi).map(|v| v as u32)
     }
 
+    /// The first argument as keepalived's `read_timer` reads it: decimal seconds with µs
+    /// resolution between `min_us` and `max_us` microseconds, out of range reported with
+    /// keepalived's message. A time beyond [`TIMER_CAP`] (keepalived's maximum is some 584 000
+    /// years) is kept at the cap, so no deadline computed from it overflows.
+    pub(crate) fn ka_timer(&mut self, n: &Node, min_us: u64, max_us: u64) -> Option<Duration> {
+        let w = self.arg(n, 0)?;
+        let Some(d) = parse_timer(&w.text) else {
+            self.d
+                .invalid(w.span, format!("invalid number '{}'", w.text));
+            return None;
+        };
+        let us = d.as_micros();
+        if us < u128::from(min_us) || us > u128::from(max_us) {
+            let f = |v: u64| format!("{}.{:06}", v / 1_000_000, v % 1_000_000);
+            self.d.invalid(
+                w.span,
+                format!(
+                    "number '{}' outside range [{}, {}]",
+                    w.text,
+                    f(min_us),
+                    f(max_us)
+                ),
+            );
+            return None;
+        }
+        Some(d.min(TIMER_CAP))
+    }
+
     /// Argument `i` as a `<TIMER>`: decimal seconds with µs resolution.
     pub(crate) fn timer(&mut self, n: &Node, i: usize, max_secs: u64) -> Option<Duration> {
         let w = self.arg(n, i)?;
@@ -484,6 +618,91 @@ impl Cx<'_> {
         Some(Command { cmd, user })
     }
 
+    /// Whether the user and group a script names exist (a script without one runs as the
+    /// default script user, checked with the scripts' security). keepalived drops a script
+    /// whose owner does not exist as it reads it, so a later one is not a duplicate.
+    pub(crate) fn owner_exists(&self, c: &Command) -> bool {
+        match (&c.user, self.host) {
+            (Some(u), Some(h)) => {
+                h.user(&u.user).is_some() && u.group.as_ref().is_none_or(|g| h.group(g).is_some())
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether a script without a user of its own has one to run as: `script_user` when it
+    /// exists, else `keepalived_script`, else root — but not under `enable_script_security`
+    /// (read before keepalived's first lookup, [`default_lookup`]), where keepalived removes
+    /// such scripts, saying so at the first.
+    pub(crate) fn default_owner(&mut self) -> bool {
+        if let Some(ok) = self.default_owner {
+            return ok;
+        }
+        let ok = match (self.host, &self.script_user, self.default_lookup) {
+            (None, _, _) | (_, _, None) => true,
+            // A missing script_user is reported where it is written.
+            (Some(h), Some(u), _) => {
+                h.user(&u.user).is_some() && u.group.as_ref().is_none_or(|g| h.group(g).is_some())
+            }
+            (Some(h), None, Some((first, secure))) => {
+                let ok = !secure || h.user("keepalived_script").is_some();
+                if !ok {
+                    self.d.invalid(
+                        first,
+                        "Unable to set default user keepalived_script for script",
+                    );
+                }
+                ok
+            }
+        };
+        self.default_owner = Some(ok);
+        ok
+    }
+
+    /// A notify-style script (or FIFO) as keepalived keeps it: `None` (logged with `what`,
+    /// e.g. `(VI_1) notify_master script`) when its user or group does not exist, or it has
+    /// none and there is no default one.
+    pub(crate) fn owned_command(&mut self, n: &Node, what: &str) -> Option<Command> {
+        let c = self.command(n)?;
+        let reason = if c.user.is_some() {
+            (!self.owner_exists(&c)).then_some("Invalid user/group")
+        } else {
+            (!self.default_owner()).then_some("Failed to set default user")
+        };
+        if let Some(reason) = reason {
+            self.d.push_unlined(
+                Class::Note,
+                Some(n.line_span()),
+                format!(
+                    "{reason} for {what} {} - ignoring",
+                    c.cmd.split_whitespace().next().unwrap_or("")
+                ),
+            );
+            return None;
+        }
+        Some(c)
+    }
+
+    /// A script keyword keepalived takes once: the first whose owner exists is kept and a
+    /// later one refused, naming `owner` (one without a value stops keepalived at the value
+    /// first).
+    pub(crate) fn script_once(&mut self, n: &Node, slot: &mut Option<Command>, owner: &str) {
+        if slot.is_some() {
+            if let Some(w) = self.arg(n, 0) {
+                let cmd = w.text.clone();
+                self.d.invalid(
+                    n.line_span(),
+                    format!(
+                        "{owner} {} script already specified - ignoring {cmd}",
+                        n.key.text
+                    ),
+                );
+            }
+            return;
+        }
+        *slot = self.owned_command(n, &format!("{owner} {} script", n.key.text));
+    }
+
     /// Reports a block on a keyword that takes none.
     pub(crate) fn no_block(&mut self, n: &Node) {
         if n.block.is_some() {
@@ -518,6 +737,13 @@ pub(crate) fn user_spec(words: &[Word]) -> Option<UserSpec> {
     });
     Some(UserSpec { user, group })
 }
+
+/// keepalived's largest timer (`ULONG_MAX - 1` µs).
+pub(crate) const KA_TIMER_MAX_US: u64 = u64::MAX - 1;
+
+/// The longest time holdfast keeps from a configuration (about 136 years): longer ones are
+/// kept at this, so no deadline computed from one overflows.
+pub const TIMER_CAP: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// Parses keepalived's `<TIMER>`: decimal seconds, µs resolution.
 pub fn parse_timer(s: &str) -> Option<Duration> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Cx, checker, origin, user_spec};
+use super::{Cx, arg_span, checker, origin, user_spec};
 use crate::model::{ScriptKind, TrackFile, TrackIf, TrackProcess, TrackRef, Tracking, VrrpScript};
 use crate::tree::Node;
 
@@ -70,7 +70,17 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
                 Some(d) => s.interval = d,
                 None => {}
             },
-            "timeout" => match cx.timer(c, 0, 86400) {
+            // keepalived: whole seconds up to 4294 (holdfast also runs shorter timeouts: see
+            // the parity deviations).
+            "timeout" => match cx.timer(c, 0, u64::MAX) {
+                Some(d) if d > Duration::from_secs(4294) => {
+                    let v = c.args.first().map_or("", |w| w.text.as_str());
+                    cx.d.invalid(arg_span(c), format!("number '{v}' outside range [0, 4294]"));
+                    cx.d.invalid(
+                        c.line_span(),
+                        format!("({}): vrrp script timeout '{v}' invalid - ignoring", s.name),
+                    );
+                }
                 // keepalived: a timeout must be greater than 0; it takes 1 s.
                 Some(d) if d.is_zero() => {
                     cx.d.invalid(
@@ -104,6 +114,16 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
         cx.d.invalid(
             n.close.unwrap_or(n.span()),
             format!("No script set for vrrp_script {} - removing", s.name),
+        );
+        return None;
+    }
+    if s.user.is_none() && !cx.default_owner() {
+        cx.d.invalid(
+            n.close.unwrap_or(n.span()),
+            format!(
+                "Unable to set default user for vrrp script {} - removing",
+                s.name
+            ),
         );
         return None;
     }

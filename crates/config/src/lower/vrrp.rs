@@ -46,23 +46,7 @@ fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify, owner: &str) -> bo
         "notify_master_rx_lower_pri" => &mut notify.master_rx_lower_pri,
         _ => return false,
     };
-    // keepalived keeps the first and refuses the others (its message names the script, so
-    // one without a value stops it there first).
-    if slot.is_some() {
-        if cx.arg(n, 0).is_none() {
-            return true;
-        }
-        cx.d.invalid(
-            n.line_span(),
-            format!(
-                "{owner} {} script already specified - ignoring {}",
-                n.key.text,
-                n.args.first().map_or("", |w| w.text.as_str())
-            ),
-        );
-        return true;
-    }
-    *slot = cx.command(n);
+    cx.script_once(n, slot, owner);
     true
 }
 
@@ -232,7 +216,13 @@ fn scalar(
         },
         "interface" => {
             if let Some(w) = cx.arg(c, 0) {
-                if w.text == "lo" {
+                // IFNAMSIZ holds 15 characters and the terminating NUL.
+                if w.text.len() >= 16 {
+                    cx.d.invalid(
+                        w.span,
+                        format!("Interface name '{}' too long - ignoring", w.text),
+                    );
+                } else if w.text == "lo" {
                     cx.d.invalid(
                         w.span,
                         format!(
@@ -539,12 +529,17 @@ fn strict_rules(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance) -> bool {
 /// keepalived's post-parse adjustments (`vrrp_complete_instance`).
 fn finish(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, priority_set: bool, version_set: bool) {
     let name = i.name.clone();
-    if i.vrid == 0 {
-        cx.d.push_unlined(
-            Class::Invalid,
-            Some(n.span()),
-            format!("({name}) the virtual router id must be set"),
-        );
+    // keepalived's minimum configuration: a VRID, and an interface or unicast peers.
+    let missing = if i.vrid == 0 {
+        Some("the virtual router id must be set")
+    } else if i.interface.is_none() && i.unicast_peers.is_empty() {
+        Some("Unknown interface!")
+    } else {
+        None
+    };
+    if let Some(what) = missing.filter(|_| !cx.min_cfg_failed) {
+        cx.min_cfg_failed = true;
+        cx.d.push_unlined(Class::Invalid, Some(n.span()), format!("({name}) {what}"));
     }
     if i.state == InitState::Master && !priority_set {
         i.priority = 255;

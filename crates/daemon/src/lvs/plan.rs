@@ -361,10 +361,10 @@ pub(crate) fn plan_vs(
         },
         VsKey::Fwmark(m) => ServiceKey::Fwmark {
             mark: *m,
-            // `ip_family`, else its real servers', else its sorry server's (keepalived's
-            // default: IPv4).
+            // The family its block settled, else its sorry server's (keepalived's default:
+            // IPv4).
             v6: vs
-                .declared_v6()
+                .family_v6
                 .or_else(|| vs.sorry_server.map(|(ip, _)| ip.is_ipv6()))
                 .unwrap_or(false),
         },
