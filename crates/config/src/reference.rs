@@ -208,11 +208,21 @@ fn value_of(path: &[&str], keyword: &str) -> String {
     for (_, m) in said("x") {
         if let Some((_, k)) = m.split_once("is not a valid ") {
             kind = k.trim_end_matches('.').to_owned();
+        } else if m.starts_with("invalid number '") {
+            // keepalived's wording: a time when it takes a fraction.
+            kind = if said("0.5").is_empty() {
+                "time in seconds".into()
+            } else {
+                "number".into()
+            };
         }
     }
     let mut range = String::new();
     for (_, m) in said("99999999999") {
-        if let Some((_, r)) = m.split_once("out of range [") {
+        if let Some((_, r)) = m
+            .split_once("out of range [")
+            .or_else(|| m.split_once("outside range ["))
+        {
             if let Some((lo, hi)) = r.trim_end_matches(']').split_once(", ") {
                 range = format!("{lo} to {hi}");
             }

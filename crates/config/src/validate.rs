@@ -24,6 +24,10 @@ pub trait Host {
     fn realpath(&self, path: &Path) -> Option<PathBuf>;
     /// Directories of `$PATH`, for commands given without a slash.
     fn path_dirs(&self) -> Vec<PathBuf>;
+    /// How many CPUs are online (`sysconf(_SC_NPROCESSORS_ONLN)`), if known.
+    fn cpus_online(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// What kind of file a path names.

@@ -39,6 +39,18 @@ impl Host for LinuxHost {
         std::fs::canonicalize(path).ok()
     }
 
+    /// The kernel's list of online CPUs (`0-3,6`), as glibc's `sysconf` reads it.
+    fn cpus_online(&self) -> Option<u32> {
+        let list = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+        let mut n = 0u32;
+        for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let (lo, hi): (u32, u32) = (lo.parse().ok()?, hi.parse().ok()?);
+            n += hi.checked_sub(lo)? + 1;
+        }
+        Some(n)
+    }
+
     fn path_dirs(&self) -> Vec<PathBuf> {
         let path =
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());

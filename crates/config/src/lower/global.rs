@@ -246,7 +246,15 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 ),
                 d => g.startup_delay = d,
             },
-            "dynamic_interfaces" => g.dynamic_interfaces = true,
+            "dynamic_interfaces" => {
+                g.dynamic_interfaces = true;
+                if let Some(w) = n.args.first().filter(|w| w.text != "allow_if_changes") {
+                    cx.d.invalid(
+                        n.line_span(),
+                        format!("Unknown dynamic_interfaces option '{}'", w.text),
+                    );
+                }
+            }
             "max_auto_priority" => {
                 g.max_auto_priority = if n.args.is_empty() {
                     Some(99)

@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::tree::Node;
 
-const VS_UNSUPPORTED: &[&str] = &["hashed", "flag-3", "snmp_name", "lvs_tun_type", "weight"];
+const VS_UNSUPPORTED: &[&str] = &["flag-3", "snmp_name", "lvs_tun_type", "weight"];
 
 /// keepalived's real_server keywords holdfast reads but does not act on.
 const RS_UNSUPPORTED: &[&str] = &["virtualhost", "BFD_CHECK", "snmp_name"];
@@ -356,8 +356,9 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "flag-1" => vs.sched_fallback = true,
             "flag-2" => vs.sched_port = true,
             // As keepalived: read against the scheduler set so far.
-            // With sh, the mh flags do nothing (and with mh the sh ones), silently.
-            k @ ("sh-port" | "sh-fallback" | "mh-port" | "mh-fallback") => {
+            // With sh, the mh flags do nothing (and with mh the sh ones), silently; keepalived
+            // 2.2.7 reads `hashed` the same way and sets nothing with it.
+            k @ ("sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" | "hashed") => {
                 if k[..2] == vs.lvs_sched {
                     if k.ends_with("port") {
                         vs.sched_port = true;
@@ -458,6 +459,21 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "inhibit_on_failure" => vs.inhibit_on_failure = true,
             "smtp_alert" => vs.smtp_alert = Some(cx.boolean(c)),
             "dataplane" => vs.dataplane = global::dataplane(cx, c),
+            // IPVS's weight limit (INT_MAX), keepalived's check; the weight is not used.
+            "weight" => {
+                cx.unknown(c, VS_UNSUPPORTED);
+                if let Some(w) = c.args.first()
+                    && w.text.parse::<u32>().map_or(true, |v| v == 0 || v > i32::MAX as u32)
+                {
+                    cx.d.invalid(
+                        c.line_span(),
+                        format!(
+                            "Virtual server weight {} is outside range 1-2147483647",
+                            w.text
+                        ),
+                    );
+                }
+            }
             _ => cx.unknown(c, VS_UNSUPPORTED),
         }
     }

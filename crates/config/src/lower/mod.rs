@@ -329,6 +329,12 @@ impl Cx<'_> {
     /// of the values its handlers read.
     fn unsupported_value(&mut self, n: &Node) {
         let k = n.key.text.as_str();
+        if k == "vrrp_vmac_garp_intvl" {
+            self.d.invalid(
+                n.line_span(),
+                "Keyword \"vrrp_vmac_garp_intvl\" is deprecated - please use \"vrrp_garp_extra_if\"",
+            );
+        }
         let Some(w) = n.args.first() else {
             let missing = match k {
                 _ if n.block.is_some() => None,
@@ -342,6 +348,15 @@ impl Cx<'_> {
                     "No {} cpu_id set specified",
                     k.trim_end_matches("_cpu_affinity")
                 )),
+                _ if k.ends_with("_rcv_bufs") => Some(format!("{k} size missing")),
+                "min_auto_priority_delay" => Some(format!("{k} requires delay time")),
+                "vrrp_rx_bufs_policy" => Some("vrrp_rx_bufs_policy missing".into()),
+                "bfd_priority" => Some("No bfd process priority specified".into()),
+                "bfd_rt_priority" => Some("No bfd process real-time priority specified".into()),
+                "kernel_rx_buf_size" => Some("invalid kernel_rx_buf_size specified".into()),
+                "vrrp_garp_extra_if" | "vrrp_vmac_garp_intvl" => {
+                    Some(format!("{k} specified without time - ignoring"))
+                }
                 _ => None,
             };
             if let Some(msg) = missing {
@@ -364,11 +379,122 @@ impl Cx<'_> {
             "vrrp_notify_priority_changes" | "notify_priority_changes" => parse_bool(v)
                 .is_none()
                 .then(|| format!("Invalid value '{v}' for global {k} specified")),
+            "nftables_ipvs_start_fwmark" => v
+                .parse::<u32>()
+                .map_or(true, |f| f == 0)
+                .then(|| format!("invalid ipvs nftables start_fwmark priority '{v}'")),
+            // A nice value, and SCHED_RR's priorities (1 to 99, clamped with an error).
+            "bfd_priority" => v
+                .parse::<i32>()
+                .map_or(true, |p| !(-20..=19).contains(&p))
+                .then(|| "Invalid bfd process priority specified".to_string()),
+            "bfd_rt_priority" => match v.parse::<i32>() {
+                Err(_) => Some(format!("bfd process real-time priority '{v}' invalid")),
+                Ok(p) if p < 1 => Some(format!(
+                    "bfd process real-time priority {p} less than minimum 1 - setting to minimum"
+                )),
+                Ok(p) if p > 99 => Some(format!(
+                    "bfd process real-time priority {p} greater than maximum 99 - setting to maximum"
+                )),
+                Ok(_) => None,
+            },
+            "old_unicast_checksum" => {
+                (v != "never").then(|| format!("Unknown old_unicast_chksum mode {v} - ignoring"))
+            }
+            "include_check" => n.args.iter().enumerate().find_map(|(i, w)| {
+                let (word, flag) = match w.text.strip_prefix(['+', '-']) {
+                    Some(rest) => (rest, true),
+                    None => (w.text.as_str(), false),
+                };
+                if !flag && i > 0 {
+                    Some(format!(
+                        "Duplicate include_check '{}' specified - ignoring",
+                        w.text
+                    ))
+                } else if !matches!(word, "read" | "match" | "wildcard_match" | "brace_match") {
+                    Some(format!("Unknown include_check type '{word}' - ignoring"))
+                } else {
+                    None
+                }
+            }),
+            // Sizes or the MTU / ADVERT policy; keepalived reads every size from the first word.
+            "vrrp_rx_bufs_policy" => {
+                let words: Vec<&str> = n.args.iter().map(|w| w.text.as_str()).collect();
+                let policy =
+                    |w: &&str| w.eq_ignore_ascii_case("MTU") || w.eq_ignore_ascii_case("ADVERT");
+                let sized = words.iter().any(|w| !policy(w));
+                if let Some(w) = words
+                    .iter()
+                    .find(|w| !policy(w))
+                    .filter(|_| v.parse::<u32>().is_err())
+                {
+                    Some(format!("Invalid vrrp_rx_bufs_policy {w}"))
+                } else if sized && words.iter().any(policy) {
+                    Some("Cannot set vrrp_rx_bufs_policy size and policy, ignoring policy".into())
+                } else if words.iter().any(|w| w.eq_ignore_ascii_case("MTU"))
+                    && words.iter().any(|w| w.eq_ignore_ascii_case("ADVERT"))
+                {
+                    Some(
+                        "Cannot set both vrrp_rx_bufs_policy MTU and ADVERT, ignoring ADVERT"
+                            .into(),
+                    )
+                } else {
+                    None
+                }
+            }
+            "umask" => umask(&n.args.iter().map(|w| w.text.as_str()).collect::<Vec<_>>()).err(),
+            // keepalived: exactly one unsigned number.
+            "kernel_rx_buf_size" => (n.args.len() != 1 || v.parse::<u32>().is_err())
+                .then(|| "invalid kernel_rx_buf_size specified".to_string()),
+            // keepalived's check_true_false, with its message.
+            _ if k.ends_with("_rcv_bufs_force")
+                || matches!(k, "rs_init_notifies" | "date_use_instance") =>
+            {
+                matches!(v, "true" | "on" | "yes" | "false" | "off" | "no")
+                    .then_some(())
+                    .is_none()
+                    .then(|| format!("Invalid value '{v}' for global {k} specified"))
+            }
+            "min_auto_priority_delay" => v
+                .parse::<i32>()
+                .map_or(true, |d| !(1..=10_000_000).contains(&d))
+                .then(|| format!("{k} '{v}' must be in [1, 10000000] - ignoring")),
+            // keepalived: "all" and a delay of 1 to 86400 s, in any order.
+            "vrrp_garp_extra_if" | "vrrp_vmac_garp_intvl" => {
+                let words: Vec<&str> = n.args.iter().map(|w| w.text.as_str()).collect();
+                match words.iter().find(|a| {
+                    **a != "all" && a.parse::<u32>().map_or(true, |d| !(1..=86400).contains(&d))
+                }) {
+                    Some(a) => Some(format!("{k} '{a}' invalid - ignoring")),
+                    None if words.iter().all(|a| *a == "all") => {
+                        Some(format!("{k} specified without time - ignoring"))
+                    }
+                    None => None,
+                }
+            }
+            _ if k.ends_with("_rlimit_rttime") || k.ends_with("_rlimit_rtime") => {
+                v.parse::<u32>().map_or(true, |l| l == 0).then(|| {
+                    let process = k.split('_').next().unwrap_or(k);
+                    format!("Invalid {process} real-time limit - {v}")
+                })
+            }
+            _ if k.ends_with("_rcv_bufs") => v.parse::<u32>().is_err().then(|| {
+                format!(
+                    "{}_rcv_bufs size ({v}) invalid",
+                    k.trim_end_matches("_rcv_bufs")
+                )
+            }),
+            // keepalived: a CPU that is online (sysconf's count; 0 to count - 1).
             _ if k.ends_with("_cpu_affinity") => {
                 let part = k.trim_end_matches("_cpu_affinity");
+                let online = self.host.and_then(|h| h.cpus_online());
                 n.args
                     .iter()
-                    .find(|a| a.text.parse::<u32>().is_err())
+                    .find(|a| {
+                        a.text
+                            .parse::<u32>()
+                            .map_or(true, |c| online.is_some_and(|n| c >= n))
+                    })
                     .map(|a| format!("Invalid cpu_id:{} specified for {part} process", a.text))
             }
             _ => None,
@@ -738,6 +864,68 @@ pub(crate) fn user_spec(words: &[Word]) -> Option<UserSpec> {
     Some(UserSpec { user, group })
 }
 
+/// `umask` as keepalived reads it: one number (`strtol` base 0: octal with a leading 0, hex
+/// with 0x) within 0777, or permission bits by name joined with `|` (`IWGRP|IWOTH`), spaces
+/// allowed; the error is keepalived's message.
+fn umask(args: &[&str]) -> Result<u32, String> {
+    const BITS: [(&str, u32); 9] = [
+        ("IRUSR", 0o400),
+        ("IWUSR", 0o200),
+        ("IXUSR", 0o100),
+        ("IRGRP", 0o040),
+        ("IWGRP", 0o020),
+        ("IXGRP", 0o010),
+        ("IROTH", 0o004),
+        ("IWOTH", 0o002),
+        ("IXOTH", 0o001),
+    ];
+    let Some(first) = args.first() else {
+        return Err("Missing parameter(s) to umask option".into());
+    };
+    if first.starts_with(|c: char| c.is_ascii_digit()) {
+        if args.len() != 1 {
+            return Err("Extra parameter(s) to umask option".into());
+        }
+        let v = if let Some(h) = first
+            .strip_prefix("0x")
+            .or_else(|| first.strip_prefix("0X"))
+        {
+            u32::from_str_radix(h, 16).ok()
+        } else if first.len() > 1 && first.starts_with('0') {
+            u32::from_str_radix(&first[1..], 8).ok()
+        } else {
+            first.parse::<u32>().ok()
+        };
+        return v
+            .filter(|v| v & !0o777 == 0)
+            .ok_or_else(|| format!("invalid umask value {first}"));
+    }
+    let (mut bits, mut need_or) = (0, false);
+    for a in args {
+        let mut p = *a;
+        while !p.is_empty() {
+            if need_or {
+                p = p
+                    .strip_prefix('|')
+                    .ok_or_else(|| format!("Invalid umask syntax {a}"))?;
+                need_or = false;
+                continue;
+            }
+            let (_, b) = BITS
+                .iter()
+                .find(|(name, _)| p.starts_with(name))
+                .ok_or_else(|| format!("Unknown umask bit {p}"))?;
+            bits |= b;
+            p = &p[5..];
+            need_or = true;
+        }
+    }
+    if !need_or {
+        return Err("umask missing bit value".into());
+    }
+    Ok(bits)
+}
+
 /// keepalived's largest timer (`ULONG_MAX - 1` µs).
 pub(crate) const KA_TIMER_MAX_US: u64 = u64::MAX - 1;
 
@@ -784,6 +972,26 @@ pub(crate) fn arg_span(n: &Node) -> Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn umask_is_read_as_keepalived_reads_it() {
+        assert_eq!(umask(&["022"]), Ok(0o22));
+        assert_eq!(umask(&["0x1ff"]), Ok(0o777));
+        assert_eq!(umask(&["18"]), Ok(18));
+        assert_eq!(umask(&["IRUSR|IWGRP", "|IXOTH"]), Ok(0o421));
+        assert_eq!(umask(&["0999"]), Err("invalid umask value 0999".into()));
+        assert_eq!(umask(&["01000"]), Err("invalid umask value 01000".into()));
+        assert_eq!(umask(&["-1"]), Err("Unknown umask bit -1".into()));
+        assert_eq!(umask(&["IWGRP|"]), Err("umask missing bit value".into()));
+        assert_eq!(
+            umask(&["IRUSR", "IWUSR"]),
+            Err("Invalid umask syntax IWUSR".into())
+        );
+        assert_eq!(
+            umask(&["022", "1"]),
+            Err("Extra parameter(s) to umask option".into())
+        );
+    }
 
     #[test]
     fn timers_have_microsecond_resolution() {

@@ -35,6 +35,100 @@ const UNSUPPORTED: &[&str] = &[
     "kernel_rx_buf_size",
 ];
 
+/// `track_bfd` in an instance or sync group: not run by holdfast (unsupported), but its names
+/// are checked as keepalived checks them.
+fn track_bfd(cx: &mut Cx<'_>, c: &Node, owner: &str) {
+    cx.unknown(c, &["track_bfd"]);
+    for e in c.block.as_deref().unwrap_or(&[]) {
+        if !cx.bfd_names.contains(&e.key.text) {
+            cx.d.invalid(
+                e.line_span(),
+                format!("({owner}) track bfd {} not found, ignoring...", e.key.text),
+            );
+        }
+    }
+}
+
+/// keepalived's checks of instance keywords holdfast does not act on (reported unsupported),
+/// where they depend on the instance read so far.
+fn unsupported_instance_key(cx: &mut Cx<'_>, c: &Node, i: &VrrpInstance) {
+    let name = &i.name;
+    let args: Vec<&str> = c.args.iter().map(|w| w.text.as_str()).collect();
+    let k = c.key.text.as_str();
+    let bad = match k {
+        "linkbeat_use_polling" => Some(format!(
+            "({name}) 'linkbeat_use_polling' in vrrp instance deprecated - use linkbeat_interfaces block"
+        )),
+        "vrf" => match args.first() {
+            _ if i.interface.is_some() => Some(format!(
+                "({name}) Cannot specify VRF interface and interface - ignoring"
+            )),
+            Some(v) if v.len() >= 16 => Some(format!(
+                "({name}) VRF interface name '{v}' too long - ignoring"
+            )),
+            Some(v) if cx.host.is_some_and(|h| !h.interface_exists(v)) => Some(format!(
+                "({name}) WARNING - VRF interface {v} doesn't exist"
+            )),
+            _ => None,
+        },
+        "garp_extra_if" | "vmac_garp_intvl" => {
+            let bad = args
+                .iter()
+                .find(|a| **a != "all" && a.parse::<u32>().map_or(true, |v| v > 86400));
+            match bad {
+                Some(a) => Some(format!("({name}): {k} '{a}' invalid - ignoring")),
+                None if !args.iter().any(|a| *a != "all") => {
+                    Some(format!("({name}): {k} specified without time - ignoring"))
+                }
+                None => None,
+            }
+        }
+        "mcast_dst_ip" => match args.first().map(|a| a.parse::<std::net::IpAddr>()) {
+            Some(Err(_)) => Some(format!(
+                "({name}) malformed mcast dest address {}. Skipping...",
+                args[0]
+            )),
+            Some(Ok(ip))
+                if i.vips
+                    .first()
+                    .is_some_and(|v| v.addr.is_ipv6() != ip.is_ipv6()) =>
+            {
+                Some(format!(
+                    "({name}) mcast dest address {} MUST match VRRP instance family. Skipping...",
+                    args[0]
+                ))
+            }
+            Some(Ok(std::net::IpAddr::V4(a))) if !a.is_multicast() => Some(format!(
+                "({name}) mcast_dst_ip {} not multicast. Skipping...",
+                args[0]
+            )),
+            // Link-local multicast: ff02::/16.
+            Some(Ok(std::net::IpAddr::V6(a))) if a.segments()[0] & 0xff0f != 0xff02 => {
+                Some(format!(
+                    "({name}) mcast_dst_ip {} not link-local multicast. Skipping...",
+                    args[0]
+                ))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    cx.unknown(c, UNSUPPORTED);
+    if k == "vmac_garp_intvl" {
+        cx.d.invalid(
+            c.line_span(),
+            "Keyword \"vmac_garp_intvl\" is deprecated - please use \"garp_extra_if\"",
+        );
+    }
+    let bare_is_bad = matches!(
+        k,
+        "linkbeat_use_polling" | "garp_extra_if" | "vmac_garp_intvl"
+    );
+    if let Some(msg) = bad.filter(|_| !args.is_empty() || bare_is_bad) {
+        cx.d.invalid(c.line_span(), msg);
+    }
+}
+
 /// Tries the `notify*` keywords; returns whether `n` was one.
 fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify, owner: &str) -> bool {
     let slot = match n.key.text.as_str() {
@@ -116,22 +210,7 @@ pub(super) fn instance(
                 unicast_peers(cx, c, &mut peers, &i);
                 i.unicast_peers = peers;
             }
-            "track_bfd" => {
-                // Not run by holdfast (unsupported), but its names are checked as keepalived
-                // checks them.
-                cx.unknown(c, UNSUPPORTED);
-                for e in c.block.as_deref().unwrap_or(&[]) {
-                    if !cx.bfd_names.contains(&e.key.text) {
-                        cx.d.invalid(
-                            e.line_span(),
-                            format!(
-                                "({}) track bfd {} not found, ignoring...",
-                                i.name, e.key.text
-                            ),
-                        );
-                    }
-                }
-            }
+            "track_bfd" => track_bfd(cx, c, &i.name),
             _ => {
                 cx.no_block(c);
                 if notify_key(cx, c, &mut i.notify, &format!("({name})"))
@@ -362,6 +441,9 @@ fn scalar(
             {
                 cx.sync_daemon_interface = Some((f, name.to_string(), super::origin(c)));
             }
+        }
+        "linkbeat_use_polling" | "vrf" | "garp_extra_if" | "vmac_garp_intvl" | "mcast_dst_ip" => {
+            unsupported_instance_key(cx, c, i)
         }
         _ => cx.unknown(c, UNSUPPORTED),
     }
@@ -932,12 +1014,10 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
                 g.tracking_weight = true;
             }
             "smtp_alert" => g.smtp_alert = Some(cx.boolean(c)),
+            "track_bfd" => track_bfd(cx, c, &g.name),
             _ => {
                 if !notify_key(cx, c, &mut g.notify, &format!("vrrp group {}:", g.name)) {
-                    cx.unknown(
-                        c,
-                        &["notify_priority_changes", "track_bfd", "notify_deleted"],
-                    );
+                    cx.unknown(c, &["notify_priority_changes", "notify_deleted"]);
                 }
             }
         }
