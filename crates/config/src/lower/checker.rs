@@ -213,14 +213,11 @@ pub(super) fn checker(cx: &mut Cx<'_>, n: &Node, kw: Kw) -> Option<Checker> {
                 );
                 return None;
             }
-            if misc.user.is_none() && !cx.default_owner() {
-                cx.d.invalid(
-                    n.close.unwrap_or(n.span()),
-                    format!(
-                        "Unable to set default user for misc script {} - removing",
-                        misc.path
-                    ),
-                );
+            if !cx.script_block_owned(
+                n,
+                misc.user.is_some(),
+                &format!("misc script {}", misc.path),
+            ) {
                 return None;
             }
             CheckerKind::Misc(misc)

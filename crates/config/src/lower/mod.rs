@@ -785,6 +785,19 @@ impl Cx<'_> {
         ok
     }
 
+    /// Whether a script block (`vrrp_script`, `MISC_CHECK`; `what` names it) has a user to run
+    /// as: its own, or the default one; keepalived removes it at its closing brace otherwise.
+    pub(crate) fn script_block_owned(&mut self, n: &Node, own_user: bool, what: &str) -> bool {
+        if own_user || self.default_owner() {
+            return true;
+        }
+        self.d.invalid(
+            n.close.unwrap_or(n.span()),
+            format!("Unable to set default user for {what} - removing"),
+        );
+        false
+    }
+
     /// A notify-style script (or FIFO) as keepalived keeps it: `None` (logged with `what`,
     /// e.g. `(VI_1) notify_master script`) when its user or group does not exist, or it has
     /// none and there is no default one.

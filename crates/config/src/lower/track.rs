@@ -117,14 +117,7 @@ pub(super) fn script(cx: &mut Cx<'_>, n: &Node) -> Option<VrrpScript> {
         );
         return None;
     }
-    if s.user.is_none() && !cx.default_owner() {
-        cx.d.invalid(
-            n.close.unwrap_or(n.span()),
-            format!(
-                "Unable to set default user for vrrp script {} - removing",
-                s.name
-            ),
-        );
+    if !cx.script_block_owned(n, s.user.is_some(), &format!("vrrp script {}", s.name)) {
         return None;
     }
     Some(s)
