@@ -335,6 +335,23 @@ impl Cx<'_> {
                 "Keyword \"vrrp_vmac_garp_intvl\" is deprecated - please use \"vrrp_garp_extra_if\"",
             );
         }
+        // Keywords keepalived takes with exactly one value.
+        let arity = match k {
+            "snmp_name" => Some("snmp_name missing or extra parameters".to_string()),
+            "reload_time_file" => Some("reload_time_file invalid".into()),
+            "vrrp_rx_bufs_multiplier" => Some("Invalid vrrp_rx_bufs_multiplier".into()),
+            "snmp_socket" if n.args.is_empty() => {
+                Some("SNMP error : snmp socket name missing".into())
+            }
+            "snmp_socket" => {
+                Some("Too many parameters specified for snmp_socket - ignoring".into())
+            }
+            _ => None,
+        };
+        if let Some(msg) = arity.filter(|_| n.args.len() != 1 && n.block.is_none()) {
+            self.d.invalid(n.line_span(), msg);
+            return;
+        }
         let Some(w) = n.args.first() else {
             let missing = match k {
                 _ if n.block.is_some() => None,
@@ -352,6 +369,11 @@ impl Cx<'_> {
                 "min_auto_priority_delay" => Some(format!("{k} requires delay time")),
                 "vrrp_rx_bufs_policy" => Some("vrrp_rx_bufs_policy missing".into()),
                 "bfd_priority" => Some("No bfd process priority specified".into()),
+                "process_name"
+                | "vrrp_process_name"
+                | "checker_process_name"
+                | "lvs_process_name"
+                | "bfd_process_name" => Some("Process name missing".into()),
                 "bfd_rt_priority" => Some("No bfd process real-time priority specified".into()),
                 "kernel_rx_buf_size" => Some("invalid kernel_rx_buf_size specified".into()),
                 "vrrp_garp_extra_if" | "vrrp_vmac_garp_intvl" => {
@@ -376,9 +398,17 @@ impl Cx<'_> {
                 .parse::<i32>()
                 .is_err()
                 .then(|| format!("invalid ipvs nftables chain priority '{v}'")),
-            "vrrp_notify_priority_changes" | "notify_priority_changes" => parse_bool(v)
-                .is_none()
-                .then(|| format!("Invalid value '{v}' for global {k} specified")),
+            "vrrp_notify_priority_changes" | "notify_priority_changes" => {
+                parse_bool(v).is_none().then(|| {
+                    // keepalived names data_use_instance "date_use_instance" in its message.
+                    let k = if k == "data_use_instance" {
+                        "date_use_instance"
+                    } else {
+                        k
+                    };
+                    format!("Invalid value '{v}' for global {k} specified")
+                })
+            }
             "nftables_ipvs_start_fwmark" => v
                 .parse::<u32>()
                 .map_or(true, |f| f == 0)
@@ -448,13 +478,28 @@ impl Cx<'_> {
                 .then(|| "invalid kernel_rx_buf_size specified".to_string()),
             // keepalived's check_true_false, with its message.
             _ if k.ends_with("_rcv_bufs_force")
-                || matches!(k, "rs_init_notifies" | "date_use_instance") =>
+                || matches!(k, "rs_init_notifies" | "data_use_instance") =>
             {
                 matches!(v, "true" | "on" | "yes" | "false" | "off" | "no")
                     .then_some(())
                     .is_none()
                     .then(|| format!("Invalid value '{v}' for global {k} specified"))
             }
+            // A process's name: what the kernel keeps (15 characters).
+            "process_name"
+            | "vrrp_process_name"
+            | "checker_process_name"
+            | "lvs_process_name"
+            | "bfd_process_name" => (v.len() > 15)
+                .then(|| format!("Process name {v} more than 15 characters, truncating")),
+            "random_seed" => v
+                .parse::<u32>()
+                .is_err()
+                .then(|| format!("random_seed {v} invalid")),
+            "vrrp_rx_bufs_multiplier" => v
+                .parse::<u32>()
+                .map_or(true, |m| m == 0)
+                .then(|| format!("Invalid vrrp_rx_bufs_multiplier {v}")),
             "min_auto_priority_delay" => v
                 .parse::<i32>()
                 .map_or(true, |d| !(1..=10_000_000).contains(&d))
