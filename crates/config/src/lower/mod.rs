@@ -44,6 +44,7 @@ pub fn lower(
         default_lookup: default_lookup(nodes),
         default_owner: None,
         min_cfg_failed: false,
+        seen_once: std::collections::HashSet::new(),
     };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
@@ -294,6 +295,8 @@ pub(crate) struct Cx<'d> {
     /// An instance failed keepalived's minimum configuration check (no VRID, no interface):
     /// keepalived stops checking there, so later ones are not reported.
     pub(crate) min_cfg_failed: bool,
+    /// Global keywords keepalived takes once, seen so far.
+    seen_once: std::collections::HashSet<String>,
 }
 
 impl Cx<'_> {
@@ -334,6 +337,21 @@ impl Cx<'_> {
                 n.line_span(),
                 "Keyword \"vrrp_vmac_garp_intvl\" is deprecated - please use \"vrrp_garp_extra_if\"",
             );
+        }
+        // Global keywords keepalived takes once (the first is kept).
+        let once = match k {
+            "vmac_prefix" => Some("vmac prefix"),
+            "vmac_addr_prefix" => Some("vmac_addr prefix"),
+            _ => None,
+        };
+        if let (Some(what), Some(w)) = (once, n.args.first())
+            && !self.seen_once.insert(k.to_owned())
+        {
+            self.d.invalid(
+                n.line_span(),
+                format!("{what} has already been specified - ignoring {}", w.text),
+            );
+            return;
         }
         // Keywords keepalived takes with exactly one value.
         let arity = match k {
