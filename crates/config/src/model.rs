@@ -917,6 +917,25 @@ pub struct VirtualServer {
     pub origin: Origin,
 }
 
+impl VirtualServer {
+    /// `persistence_granularity` as the data planes take it, a prefix length: an IPv6
+    /// service's is one already, an IPv4 one's is a netmask in any form `inet_aton(3)` reads
+    /// (the forms check-config accepts). `Err` holds a netmask whose bits are not contiguous,
+    /// which IPVS takes and a prefix length cannot say.
+    pub fn persistence_prefix(&self) -> Option<Result<u8, std::net::Ipv4Addr>> {
+        let g = self.persistence_granularity.as_deref()?;
+        if self.family_v6 == Some(true) {
+            return g.parse().ok().map(Ok);
+        }
+        let bits = crate::lower::lvs::inet_aton(g)?;
+        Some(if bits.leading_ones() + bits.trailing_zeros() == 32 {
+            Ok(bits.leading_ones() as u8)
+        } else {
+            Err(bits.into())
+        })
+    }
+}
+
 /// `real_server IP [PORT] { … }`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RealServer {

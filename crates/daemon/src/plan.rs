@@ -917,6 +917,31 @@ mod tests {
     }
 
     #[test]
+    fn a_persistence_mask_a_prefix_cannot_say_is_not_run_and_said_so() {
+        let vs = |g: &str| {
+            format!(
+                "virtual_server 10.0.0.1 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n persistence_granularity {g}\n real_server 10.0.0.5 80 {{\n }}\n}}\n"
+            )
+        };
+        let ipvs = Facts { ipvs: true };
+        // Every form check-config takes is the same prefix for the plane.
+        let cfg = holdfast_config::parse_str(&vs("0xffffff00")).config;
+        let plan = build(&cfg, &[], ipvs);
+        assert!(plan.findings.is_empty(), "{:?}", plan.findings);
+        assert_eq!(plan.virtual_servers[0].spec.persistence_prefix, Some(24));
+        let cfg = holdfast_config::parse_str(&vs("255.0.255.0")).config;
+        let plan = build(&cfg, &[], ipvs);
+        assert!(plan.virtual_servers.is_empty());
+        assert!(
+            plan.findings.iter().any(|d| d
+                .message
+                .contains("255.0.255.0 is not a contiguous netmask")),
+            "{:?}",
+            plan.findings
+        );
+    }
+
+    #[test]
     fn scripts_disabled_by_script_security_are_not_tracked() {
         let text = "vrrp_script chk {\n script \"/x\"\n weight -20\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n  10.0.0.1\n }\n track_script {\n  chk\n }\n}\n";
         let cfg = holdfast_config::parse_str(text).config;

@@ -620,7 +620,7 @@ fn granularity(cx: &mut Cx<'_>, c: &Node, family_v6: &mut Option<bool>) -> Optio
 
 /// An IPv4 address in the forms `inet_aton(3)` accepts: one to four parts, each decimal,
 /// octal (leading 0) or hexadecimal (0x), the last filling the remaining bytes.
-fn inet_aton(s: &str) -> Option<u32> {
+pub(crate) fn inet_aton(s: &str) -> Option<u32> {
     let parts: Vec<&str> = s.split('.').collect();
     if parts.is_empty() || parts.len() > 4 {
         return None;
@@ -813,6 +813,30 @@ mod tests {
         format!(
             "virtual_server 10.0.0.1 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n{lines} real_server 10.0.0.5 80 {{\n }}\n}}\n"
         )
+    }
+
+    #[test]
+    fn persistence_granularity_is_one_prefix_length_in_every_form_check_config_takes() {
+        let prefix = |g: &str| {
+            let loaded = crate::parse_str(&vs(&format!(" persistence_granularity {g}\n")));
+            loaded.config.virtual_servers[0].persistence_prefix()
+        };
+        assert_eq!(prefix("255.255.255.0"), Some(Ok(24)));
+        // inet_aton's forms, as keepalived reads them.
+        assert_eq!(prefix("0xffffff00"), Some(Ok(24)));
+        assert_eq!(prefix("255.255.0xff00"), Some(Ok(24)));
+        assert_eq!(prefix("0.0.0.0"), Some(Ok(0)));
+        assert_eq!(
+            prefix("255.0.255.0"),
+            Some(Err("255.0.255.0".parse().unwrap()))
+        );
+        let v6 = crate::parse_str(
+            "virtual_server fd00::1 80 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n persistence_granularity 64\n real_server fd00::5 80 {\n }\n}\n",
+        );
+        assert_eq!(
+            v6.config.virtual_servers[0].persistence_prefix(),
+            Some(Ok(64))
+        );
     }
 
     #[test]

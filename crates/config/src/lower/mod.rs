@@ -7,7 +7,7 @@
 
 mod checker;
 mod global;
-mod lvs;
+pub(crate) mod lvs;
 mod route;
 mod track;
 mod vrrp;

@@ -1056,11 +1056,4 @@ mod tests {
         };
         assert_eq!(vs_name(&v6), "[fd00::1]:sctp:80");
     }
-
-    #[test]
-    fn granularity_accepts_masks_and_prefixes() {
-        assert_eq!(granularity("255.255.255.0"), Some(24));
-        assert_eq!(granularity("16"), Some(16));
-        assert_eq!(granularity("255.0.255.0"), None);
-    }
 }

@@ -310,16 +310,6 @@ pub(crate) fn forward(m: LvsMethod) -> Forward {
     }
 }
 
-/// A persistence_granularity mask (`255.255.255.0`) or prefix length as a prefix length.
-pub(crate) fn granularity(s: &str) -> Option<u8> {
-    if let Ok(n) = s.parse::<u8>() {
-        return Some(n);
-    }
-    let m: std::net::Ipv4Addr = s.parse().ok()?;
-    let bits = u32::from(m);
-    (bits.leading_ones() + bits.trailing_zeros() == 32).then_some(bits.leading_ones() as u8)
-}
-
 /// Maps the configuration's virtual servers; what cannot run goes to `un`.
 pub(crate) fn build(cfg: &Config, facts: Facts, un: &mut Findings) -> Vec<VsPlan> {
     let mut out = Vec::new();
@@ -450,6 +440,14 @@ pub(crate) fn plan_vs(
             }
         }
     };
+    let persistence_prefix = match vs.persistence_prefix() {
+        Some(Err(mask)) => {
+            return Err(Host(format!(
+                "virtual_server {name} is not run: persistence_granularity {mask} is not a contiguous netmask, which holdfast's data planes cannot express"
+            )));
+        }
+        p => p.and_then(Result::ok),
+    };
     let sched = Kind::parse(&vs.lvs_sched).ok_or_else(|| {
         Host(format!(
             "virtual_server {name} is not run: scheduler '{}' is not implemented by holdfast",
@@ -529,7 +527,7 @@ pub(crate) fn plan_vs(
             persistence: vs
                 .persistence_timeout
                 .map(|s| Duration::from_secs(u64::from(s))),
-            persistence_prefix: vs.persistence_granularity.as_deref().and_then(granularity),
+            persistence_prefix,
             flags: holdfast_lb::sched::HashFlags {
                 port: vs.sched_port,
                 fallback: vs.sched_fallback,
