@@ -927,7 +927,7 @@ impl VirtualServer {
         if self.family_v6 == Some(true) {
             return g.parse().ok().map(Ok);
         }
-        let bits = crate::lower::lvs::inet_aton(g)?;
+        let bits = crate::lower::inet_aton(g)?;
         Some(if bits.leading_ones() + bits.trailing_zeros() == 32 {
             Ok(bits.leading_ones() as u8)
         } else {

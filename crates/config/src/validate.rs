@@ -134,9 +134,15 @@ pub fn references(cfg: &mut Config, d: &mut Diagnostics) {
         let members = std::mem::take(&mut g.members);
         for m in members {
             let why = if !instances.contains(m.as_str()) {
-                "specified in sync group {} doesn't exist - ignoring"
+                format!(
+                    "specified in sync group {} doesn't exist - ignoring",
+                    g.name
+                )
             } else if !synced.insert(m.clone()) {
-                "cannot exist in more than one sync group; ignoring {}"
+                format!(
+                    "cannot exist in more than one sync group; ignoring {}",
+                    g.name
+                )
             } else {
                 g.members.push(m);
                 continue;
@@ -144,7 +150,7 @@ pub fn references(cfg: &mut Config, d: &mut Diagnostics) {
             d.push_unlined(
                 Class::Invalid,
                 g.origin.0,
-                format!("Virtual router {m} {}", why.replace("{}", &g.name)),
+                format!("Virtual router {m} {why}"),
             );
         }
         match g.members.len() {

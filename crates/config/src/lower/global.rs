@@ -151,11 +151,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
             "no_email_faults" => g.no_email_faults = true,
             "script_user" => match user_spec(&n.args) {
                 Some(u) => {
-                    let c = Command {
-                        cmd: String::new(),
-                        user: Some(u.clone()),
-                    };
-                    if !cx.owner_exists(&c) {
+                    if !cx.user_exists(&u) {
                         cx.d.invalid(n.line_span(), "Error setting global script uid/gid");
                     }
                     cx.script_user = Some(u.clone());

@@ -21,7 +21,8 @@ const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos",
 ];
 
-/// Where a cascading timing keyword is written (keepalived words each level's messages).
+/// Where a cascading timing keyword is written (keepalived words each level's messages; in
+/// this order in `timing_key`'s table).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Level {
     VirtualServer,
@@ -50,67 +51,55 @@ pub(super) fn timing_key(cx: &mut Cx<'_>, n: &Node, t: &mut CheckTiming, at: Lev
             t.retry = r.or(t.retry);
             return true;
         }
-        ("connect_timeout", VirtualServer) => (
-            1,
-            u64::from(u32::MAX),
-            format!("virtual server connect_timeout {v} invalid - ignoring"),
-        ),
-        ("connect_timeout", RealServer) => (
-            1,
-            u64::from(u32::MAX),
-            format!("real server connect_timeout {v} invalid - ignoring"),
-        ),
-        ("connect_timeout", Checker) => (
-            1,
-            u64::from(u32::MAX),
-            format!("connect_timeout {v} invalid - ignoring"),
-        ),
-        ("delay_before_retry", VirtualServer) => (
-            0,
-            KA_TIMER_MAX_US,
-            format!("virtual server delay before retry '{v}' invalid - ignoring"),
-        ),
-        ("delay_before_retry", RealServer) => (
-            0,
-            KA_TIMER_MAX_US,
-            format!("real server delay_before_retry '{v}' invalid - ignoring"),
-        ),
-        ("delay_before_retry", Checker) => (
-            0,
-            KA_TIMER_MAX_US,
-            format!("Invalid delay_before_retry connection value '{v}'"),
-        ),
-        ("warmup", VirtualServer) => (
-            0,
-            KA_TIMER_MAX_US,
-            format!("virtual server warmup '{v}' invalid - ignoring"),
-        ),
-        ("warmup", RealServer) => (
-            0,
-            KA_TIMER_MAX_US,
-            format!("real server warmup '{v}' invalid - ignoring"),
-        ),
-        ("warmup", Checker) => (
-            0,
-            KA_TIMER_MAX_US,
-            format!("Invalid warmup connection value '{v}'"),
-        ),
-        ("delay_loop", VirtualServer) => (
-            1,
-            KA_TIMER_MAX_US,
-            format!("virtual server delay loop '{v}' invalid - ignoring"),
-        ),
-        ("delay_loop", RealServer) => (
-            1,
-            KA_TIMER_MAX_US,
-            format!("real server delay_loop '{v}' invalid - ignoring"),
-        ),
-        ("delay_loop", Checker) => (
-            1,
-            KA_TIMER_MAX_US,
-            format!("delay_loop '{v}' is invalid - ignoring"),
-        ),
-        _ => return false,
+        (k, at) => {
+            // keepalived's range, then its message at each level (`{v}`: the value).
+            const TIMING: [(&str, u64, u64, [&str; 3]); 4] = [
+                (
+                    "connect_timeout",
+                    1,
+                    u32::MAX as u64,
+                    [
+                        "virtual server connect_timeout {v} invalid - ignoring",
+                        "real server connect_timeout {v} invalid - ignoring",
+                        "connect_timeout {v} invalid - ignoring",
+                    ],
+                ),
+                (
+                    "delay_before_retry",
+                    0,
+                    KA_TIMER_MAX_US,
+                    [
+                        "virtual server delay before retry '{v}' invalid - ignoring",
+                        "real server delay_before_retry '{v}' invalid - ignoring",
+                        "Invalid delay_before_retry connection value '{v}'",
+                    ],
+                ),
+                (
+                    "warmup",
+                    0,
+                    KA_TIMER_MAX_US,
+                    [
+                        "virtual server warmup '{v}' invalid - ignoring",
+                        "real server warmup '{v}' invalid - ignoring",
+                        "Invalid warmup connection value '{v}'",
+                    ],
+                ),
+                (
+                    "delay_loop",
+                    1,
+                    KA_TIMER_MAX_US,
+                    [
+                        "virtual server delay loop '{v}' invalid - ignoring",
+                        "real server delay_loop '{v}' invalid - ignoring",
+                        "delay_loop '{v}' is invalid - ignoring",
+                    ],
+                ),
+            ];
+            let Some((_, min, max, said)) = TIMING.iter().find(|(key, ..)| *key == k) else {
+                return false;
+            };
+            (*min, *max, said[at as usize].replace("{v}", &v))
+        }
     };
     let Some(d) = cx.ka_timer(n, min, max) else {
         if !n.args.is_empty() {
@@ -459,21 +448,6 @@ pub(super) fn virtual_server(cx: &mut Cx<'_>, n: &Node) -> Option<VirtualServer>
             "inhibit_on_failure" => vs.inhibit_on_failure = true,
             "smtp_alert" => vs.smtp_alert = Some(cx.boolean(c)),
             "dataplane" => vs.dataplane = global::dataplane(cx, c),
-            // IPVS's weight limit (INT_MAX), keepalived's check; the weight is not used.
-            "weight" => {
-                cx.unknown(c, VS_UNSUPPORTED);
-                if let Some(w) = c.args.first()
-                    && w.text.parse::<u32>().map_or(true, |v| v == 0 || v > i32::MAX as u32)
-                {
-                    cx.d.invalid(
-                        c.line_span(),
-                        format!(
-                            "Virtual server weight {} is outside range 1-2147483647",
-                            w.text
-                        ),
-                    );
-                }
-            }
             _ => cx.unknown(c, VS_UNSUPPORTED),
         }
     }
@@ -601,7 +575,7 @@ fn granularity(cx: &mut Cx<'_>, c: &Node, family_v6: &mut Option<bool>) -> Optio
     let ok = if v6 {
         w.text.parse::<u8>().is_ok_and(|n| (1..=128).contains(&n))
     } else {
-        inet_aton(&w.text).is_some()
+        super::inet_aton(&w.text).is_some()
     };
     if !ok {
         let family = if v6 { "IPv6" } else { "IPv4" };
@@ -616,52 +590,6 @@ fn granularity(cx: &mut Cx<'_>, c: &Node, family_v6: &mut Option<bool>) -> Optio
     }
     *family_v6 = Some(v6);
     Some(w.text.clone())
-}
-
-/// An IPv4 address in the forms `inet_aton(3)` accepts: one to four parts, each decimal,
-/// octal (leading 0) or hexadecimal (0x), the last filling the remaining bytes.
-pub(crate) fn inet_aton(s: &str) -> Option<u32> {
-    let parts: Vec<&str> = s.split('.').collect();
-    if parts.is_empty() || parts.len() > 4 {
-        return None;
-    }
-    let mut nums = Vec::with_capacity(parts.len());
-    for p in &parts {
-        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"))
-        {
-            (h, 16)
-        } else if p.len() > 1 && p.starts_with('0') {
-            (&p[1..], 8)
-        } else {
-            (*p, 10)
-        };
-        if digits.is_empty() && radix != 16 {
-            return None;
-        }
-        let n = if digits.is_empty() {
-            0
-        } else {
-            u64::from_str_radix(digits, radix).ok()?
-        };
-        nums.push(n);
-    }
-    let last = nums.len() - 1;
-    let mut out: u64 = 0;
-    for (i, n) in nums.iter().enumerate() {
-        if i < last {
-            if *n > 255 {
-                return None;
-            }
-            out |= n << (8 * (3 - i));
-        } else {
-            let room = 8 * (4 - i) as u32;
-            if *n >= 1u64 << room {
-                return None;
-            }
-            out |= n;
-        }
-    }
-    u32::try_from(out).ok()
 }
 
 /// keepalived's printed name of a virtual server: `[IP]:tcp:PORT`, `FWM N`, `[GROUP]`.

@@ -7,7 +7,7 @@
 
 mod checker;
 mod global;
-pub(crate) mod lvs;
+mod lvs;
 mod route;
 mod track;
 mod vrrp;
@@ -188,7 +188,6 @@ const TOP_UNSUPPORTED: &[&str] = &[
     "child_wait_time",
 ];
 
-/// Lowering context: the diagnostics sink plus value parsers that report in one style.
 /// Where keepalived first looks up the default script user, and whether
 /// `enable_script_security` was read by then. `keepalived -t` reads the file three times in one
 /// process — `global_defs` first, then as the checker, then as VRRP — and looks the user up
@@ -273,6 +272,7 @@ fn default_lookup(nodes: &[Node]) -> Option<(Span, bool)> {
         .or(w.vrrp.map(|s| (s, w.secure)))
 }
 
+/// Lowering context: the diagnostics sink plus value parsers that report in one style.
 pub(crate) struct Cx<'d> {
     pub(crate) d: &'d mut Diagnostics,
     /// The first vrrp_instance's deprecated `lvs_sync_daemon_interface`: (interface,
@@ -394,9 +394,7 @@ impl Cx<'_> {
                 | "bfd_process_name" => Some("Process name missing".into()),
                 "bfd_rt_priority" => Some("No bfd process real-time priority specified".into()),
                 "kernel_rx_buf_size" => Some("invalid kernel_rx_buf_size specified".into()),
-                "vrrp_garp_extra_if" | "vrrp_vmac_garp_intvl" => {
-                    Some(format!("{k} specified without time - ignoring"))
-                }
+                "vrrp_garp_extra_if" | "vrrp_vmac_garp_intvl" => garp_extra_if(n, 1),
                 _ => None,
             };
             if let Some(msg) = missing {
@@ -416,17 +414,6 @@ impl Cx<'_> {
                 .parse::<i32>()
                 .is_err()
                 .then(|| format!("invalid ipvs nftables chain priority '{v}'")),
-            "vrrp_notify_priority_changes" | "notify_priority_changes" => {
-                parse_bool(v).is_none().then(|| {
-                    // keepalived names data_use_instance "date_use_instance" in its message.
-                    let k = if k == "data_use_instance" {
-                        "date_use_instance"
-                    } else {
-                        k
-                    };
-                    format!("Invalid value '{v}' for global {k} specified")
-                })
-            }
             "nftables_ipvs_start_fwmark" => v
                 .parse::<u32>()
                 .map_or(true, |f| f == 0)
@@ -494,15 +481,31 @@ impl Cx<'_> {
             // keepalived: exactly one unsigned number.
             "kernel_rx_buf_size" => (n.args.len() != 1 || v.parse::<u32>().is_err())
                 .then(|| "invalid kernel_rx_buf_size specified".to_string()),
-            // keepalived's check_true_false, with its message.
+            // keepalived's check_true_false (lower case only), with its message.
             _ if k.ends_with("_rcv_bufs_force")
-                || matches!(k, "rs_init_notifies" | "data_use_instance") =>
+                || matches!(
+                    k,
+                    "rs_init_notifies"
+                        | "data_use_instance"
+                        | "vrrp_notify_priority_changes"
+                        | "notify_priority_changes"
+                ) =>
             {
-                matches!(v, "true" | "on" | "yes" | "false" | "off" | "no")
-                    .then_some(())
-                    .is_none()
-                    .then(|| format!("Invalid value '{v}' for global {k} specified"))
+                (!matches!(v, "true" | "on" | "yes" | "false" | "off" | "no")).then(|| {
+                    // keepalived names data_use_instance "date_use_instance" in its message.
+                    let k = if k == "data_use_instance" {
+                        "date_use_instance"
+                    } else {
+                        k
+                    };
+                    format!("Invalid value '{v}' for global {k} specified")
+                })
             }
+            // IPVS's weight limit (INT_MAX); a virtual server's weight is not used.
+            "weight" => v
+                .parse::<u32>()
+                .map_or(true, |w| w == 0 || w > i32::MAX as u32)
+                .then(|| format!("Virtual server weight {v} is outside range 1-2147483647")),
             // A process's name: what the kernel keeps (15 characters).
             "process_name"
             | "vrrp_process_name"
@@ -522,19 +525,8 @@ impl Cx<'_> {
                 .parse::<i32>()
                 .map_or(true, |d| !(1..=10_000_000).contains(&d))
                 .then(|| format!("{k} '{v}' must be in [1, 10000000] - ignoring")),
-            // keepalived: "all" and a delay of 1 to 86400 s, in any order.
-            "vrrp_garp_extra_if" | "vrrp_vmac_garp_intvl" => {
-                let words: Vec<&str> = n.args.iter().map(|w| w.text.as_str()).collect();
-                match words.iter().find(|a| {
-                    **a != "all" && a.parse::<u32>().map_or(true, |d| !(1..=86400).contains(&d))
-                }) {
-                    Some(a) => Some(format!("{k} '{a}' invalid - ignoring")),
-                    None if words.iter().all(|a| *a == "all") => {
-                        Some(format!("{k} specified without time - ignoring"))
-                    }
-                    None => None,
-                }
-            }
+            // Globally a delay of at least a second.
+            "vrrp_garp_extra_if" | "vrrp_vmac_garp_intvl" => garp_extra_if(n, 1),
             _ if k.ends_with("_rlimit_rttime") || k.ends_with("_rlimit_rtime") => {
                 v.parse::<u32>().map_or(true, |l| l == 0).then(|| {
                     let process = k.split('_').next().unwrap_or(k);
@@ -811,12 +803,14 @@ impl Cx<'_> {
     /// default script user, checked with the scripts' security). keepalived drops a script
     /// whose owner does not exist as it reads it, so a later one is not a duplicate.
     pub(crate) fn owner_exists(&self, c: &Command) -> bool {
-        match (&c.user, self.host) {
-            (Some(u), Some(h)) => {
-                h.user(&u.user).is_some() && u.group.as_ref().is_none_or(|g| h.group(g).is_some())
-            }
-            _ => true,
-        }
+        c.user.as_ref().is_none_or(|u| self.user_exists(u))
+    }
+
+    /// Whether a user (and its group) exists on the host (taken to, without one).
+    pub(crate) fn user_exists(&self, u: &UserSpec) -> bool {
+        self.host.is_none_or(|h| {
+            h.user(&u.user).is_some() && u.group.as_ref().is_none_or(|g| h.group(g).is_some())
+        })
     }
 
     /// Whether a script without a user of its own has one to run as: `script_user` when it
@@ -830,9 +824,7 @@ impl Cx<'_> {
         let ok = match (self.host, &self.script_user, self.default_lookup) {
             (None, _, _) | (_, _, None) => true,
             // A missing script_user is reported where it is written.
-            (Some(h), Some(u), _) => {
-                h.user(&u.user).is_some() && u.group.as_ref().is_none_or(|g| h.group(g).is_some())
-            }
+            (Some(_), Some(u), _) => self.user_exists(u),
             (Some(h), None, Some((first, secure))) => {
                 let ok = !secure || h.user("keepalived_script").is_some();
                 if !ok {
@@ -940,6 +932,24 @@ pub(crate) fn user_spec(words: &[Word]) -> Option<UserSpec> {
     Some(UserSpec { user, group })
 }
 
+/// What keepalived says of a `(vrrp_)garp_extra_if` (or its deprecated `vmac_garp_intvl`
+/// name) line: words `all` and a delay of `min` to 86400 s, in any order; `None` when it takes
+/// it.
+pub(crate) fn garp_extra_if(n: &Node, min: u32) -> Option<String> {
+    let k = &n.key.text;
+    match n.args.iter().map(|w| w.text.as_str()).find(|a| {
+        *a != "all"
+            && a.parse::<u32>()
+                .map_or(true, |d| !(min..=86400).contains(&d))
+    }) {
+        Some(a) => Some(format!("{k} '{a}' invalid - ignoring")),
+        None if n.args.iter().all(|w| w.text == "all") => {
+            Some(format!("{k} specified without time - ignoring"))
+        }
+        None => None,
+    }
+}
+
 /// `umask` as keepalived reads it: one number (`strtol` base 0: octal with a leading 0, hex
 /// with 0x) within 0777, or permission bits by name joined with `|` (`IWGRP|IWOTH`), spaces
 /// allowed; the error is keepalived's message.
@@ -1000,6 +1010,52 @@ fn umask(args: &[&str]) -> Result<u32, String> {
         return Err("umask missing bit value".into());
     }
     Ok(bits)
+}
+
+/// An IPv4 address in the forms `inet_aton(3)` accepts: one to four parts, each decimal,
+/// octal (leading 0) or hexadecimal (0x), the last filling the remaining bytes.
+pub fn inet_aton(s: &str) -> Option<u32> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut nums = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"))
+        {
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (*p, 10)
+        };
+        if digits.is_empty() && radix != 16 {
+            return None;
+        }
+        let n = if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        };
+        nums.push(n);
+    }
+    let last = nums.len() - 1;
+    let mut out: u64 = 0;
+    for (i, n) in nums.iter().enumerate() {
+        if i < last {
+            if *n > 255 {
+                return None;
+            }
+            out |= n << (8 * (3 - i));
+        } else {
+            let room = 8 * (4 - i) as u32;
+            if *n >= 1u64 << room {
+                return None;
+            }
+            out |= n;
+        }
+    }
+    u32::try_from(out).ok()
 }
 
 /// keepalived's largest timer (`ULONG_MAX - 1` µs).

@@ -72,16 +72,7 @@ fn unsupported_instance_key(cx: &mut Cx<'_>, c: &Node, i: &VrrpInstance) {
             _ => None,
         },
         "garp_extra_if" | "vmac_garp_intvl" => {
-            let bad = args
-                .iter()
-                .find(|a| **a != "all" && a.parse::<u32>().map_or(true, |v| v > 86400));
-            match bad {
-                Some(a) => Some(format!("({name}): {k} '{a}' invalid - ignoring")),
-                None if !args.iter().any(|a| *a != "all") => {
-                    Some(format!("({name}): {k} specified without time - ignoring"))
-                }
-                None => None,
-            }
+            super::garp_extra_if(c, 0).map(|m| format!("({name}): {m}"))
         }
         "mcast_dst_ip" => match args.first().map(|a| a.parse::<std::net::IpAddr>()) {
             Some(Err(_)) => Some(format!(
