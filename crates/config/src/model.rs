@@ -690,8 +690,26 @@ pub struct VrrpInstance {
     pub promote_secondaries: bool,
     /// `debug N` (0-4): shown in the SIGUSR1 dump, as keepalived does with it.
     pub debug: u8,
+    /// `use_vmac [NAME] [MAC]`: adverts and VIPs on a macvlan carrying the virtual MAC.
+    pub vmac: Option<Vmac>,
+    /// `vmac_xmit_base`: adverts sent and received on the base interface, not the macvlan.
+    pub vmac_xmit_base: bool,
     /// Declaration site.
     pub origin: Origin,
+}
+
+/// `use_vmac [NAME] [MAC]` as keepalived reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vmac {
+    /// The macvlan's name (default: `vmac_prefix` (`vrrp`) `.VRID`).
+    pub name: Option<String>,
+    /// Its MAC address (default: RFC 5798's for the VRID and family); five octets given take
+    /// the VRID as the sixth (`mac_use_vrid`).
+    pub mac: Option<[u8; 6]>,
+    /// The MAC was given with five octets: the sixth is the VRID.
+    pub mac_use_vrid: bool,
+    /// Where `use_vmac` was given.
+    pub at: Origin,
 }
 
 impl VrrpInstance {

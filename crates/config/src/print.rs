@@ -740,6 +740,18 @@ impl P {
         self.boolean("higher_prio_send_advert", i.higher_prio_send_advert);
         self.notify(&i.notify);
         self.flag("promote_secondaries", i.promote_secondaries);
+        if let Some(v) = &i.vmac {
+            let mut words = vec!["use_vmac".to_string()];
+            words.extend(v.name.clone());
+            words.extend(v.mac.map(|m| {
+                m.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            }));
+            self.line(&words.join(" "));
+        }
+        self.flag("vmac_xmit_base", i.vmac_xmit_base);
         if i.debug != 0 {
             self.line(&format!("debug {}", i.debug));
         }

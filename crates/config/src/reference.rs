@@ -432,7 +432,7 @@ mod tests {
             Status::Implemented
         );
         assert_eq!(
-            classify(&["vrrp_instance"], "use_vmac", false),
+            classify(&["vrrp_instance"], "use_ipvlan", false),
             Status::Unsupported
         );
         assert_eq!(

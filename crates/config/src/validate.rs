@@ -28,6 +28,12 @@ pub trait Host {
     fn cpus_online(&self) -> Option<u32> {
         None
     }
+    /// Whether interface `name` is a private-mode macvlan (`None`: no such interface, or not
+    /// known). keepalived reuses such an interface for `use_vmac` and refuses a name taken by
+    /// any other kind.
+    fn private_macvlan(&self, _name: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// What kind of file a path names.

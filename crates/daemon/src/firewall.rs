@@ -3,12 +3,24 @@
 //! 5798's Accept_Mode false. While such an instance is MASTER its VIPs are in the `vips` set
 //! of keepalived's tables, `ip keepalived` and `ip6 keepalived` (or the name `nftables`
 //! gives), whose `in` and `out` chains drop packets to and from them — neighbour discovery
-//! excepted, so that IPv6 VIPs still resolve. The tables are made when first needed, and
-//! removed at stop (and at start, if a crash left them).
+//! excepted, so that IPv6 VIPs still resolve. With `use_vmac`, the same tables send the
+//! macvlans' IGMP and MLD reports out of their base interface (keepalived's `vmac_map`). The
+//! tables are made when first needed, and removed at stop (and at start, if a crash left
+//! them).
 
 use std::net::IpAddr;
 
 use crate::logging::Logger;
+
+/// A macvlan's IGMP reports (`use_vmac`) leave through its base interface instead, as
+/// keepalived sends them: from the virtual MAC, a BACKUP's reports would teach the switches
+/// that the virtual router's MAC is on the BACKUP's port.
+const IGMP: &str =
+    "ip protocol igmp meta oifkind \"macvlan\" dup to ip daddr device oif map @vmac_map";
+/// The same for IPv6's MLD reports.
+const MLD: &str = "icmpv6 type mld2-listener-report meta oifkind \"macvlan\" dup to ip6 daddr device oif map @vmac_map";
+/// A macvlan sends no router solicitations (from the virtual MAC).
+const RS: &str = "icmpv6 type nd-router-solicit meta oifkind \"macvlan\" oif @vmac_set";
 
 /// `nftables [TABLE]`, `nftables_priority`, `nftables_counters`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,14 +51,17 @@ impl FirewallPlan {
         format!(
             "table ip {t} {{\n\
              \tset vips {{ type ipv4_addr; }}\n\
+             \tmap vmac_map {{ type iface_index : iface_index; }}\n\
              \tchain in {{ type filter hook input priority {p}; policy accept; ip daddr @vips {c}drop; }}\n\
-             \tchain out {{ type filter hook output priority {p}; policy accept; ip saddr @vips {c}drop; }}\n\
+             \tchain out {{ type filter hook output priority {p}; policy accept; {IGMP} {c}drop; ip saddr @vips {c}drop; }}\n\
              }}\n\
              table ip6 {t} {{\n\
              \tset vips {{ type ipv6_addr; }}\n\
+             \tmap vmac_map {{ type iface_index : iface_index; }}\n\
+             \tset vmac_set {{ type iface_index; }}\n\
              \tset neighbor-discovery {{ type icmpv6_type; elements = {{ nd-neighbor-solicit, nd-neighbor-advert }}; }}\n\
              \tchain in {{ type filter hook input priority {p}; policy accept; icmpv6 type @neighbor-discovery accept; ip6 daddr @vips {c}drop; }}\n\
-             \tchain out {{ type filter hook output priority {p}; policy accept; icmpv6 type @neighbor-discovery accept; ip6 saddr @vips {c}drop; }}\n\
+             \tchain out {{ type filter hook output priority {p}; policy accept; {MLD} {c}drop; {RS} {c}drop; icmpv6 type @neighbor-discovery accept; ip6 saddr @vips {c}drop; }}\n\
              }}\n"
         )
     }
@@ -118,6 +133,51 @@ pub async fn unblock(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Log
     }
 }
 
+/// The macvlan `vmac` on `base` in the tables (`add`) or out of them, as nft input.
+fn vmac_elements(plan: &FirewallPlan, vmac: &str, base: &str, v6: bool, add: bool) -> String {
+    let verb = if add { "add" } else { "delete" };
+    let t = &plan.table;
+    let (fam, set) = if v6 {
+        (
+            "ip6",
+            format!("{verb} element ip6 {t} vmac_set {{ \"{vmac}\" }}\n"),
+        )
+    } else {
+        ("ip", String::new())
+    };
+    let map = if add {
+        format!("\"{vmac}\" : \"{base}\"")
+    } else {
+        format!("\"{vmac}\"")
+    };
+    format!("{verb} element {fam} {t} vmac_map {{ {map} }}\n{set}")
+}
+
+/// Sends the IGMP (IPv6: MLD) reports of macvlan `vmac` out of `base` instead (an instance
+/// with `use_vmac` starting).
+pub async fn vmac_add(plan: &FirewallPlan, vmac: &str, base: &str, v6: bool, log: Logger) {
+    let mut made = LOCK.lock().await;
+    let mut input = String::new();
+    if !*made {
+        input.push_str(&plan.tables());
+    }
+    input.push_str(&vmac_elements(plan, vmac, base, v6, true));
+    match nft(input).await {
+        Ok(()) => *made = true,
+        Err(e) => log.vrrp(&format!(
+            "cannot set the firewall rules of VMAC {vmac}: {e}"
+        )),
+    }
+}
+
+/// Takes macvlan `vmac` out of the tables (before it is removed).
+pub async fn vmac_remove(plan: &FirewallPlan, vmac: &str, base: &str, v6: bool) {
+    let made = LOCK.lock().await;
+    if *made {
+        let _ = nft(vmac_elements(plan, vmac, base, v6, false)).await;
+    }
+}
+
 /// Removes the tables if this process made them (at stop).
 pub async fn remove_if_made(plan: &FirewallPlan) {
     if *LOCK.lock().await {
@@ -147,7 +207,18 @@ mod tests {
         let t = p.tables();
         assert!(t.contains("table ip keepalived {"));
         assert!(t.contains("chain in { type filter hook input priority -1; policy accept; ip daddr @vips counter drop; }"));
-        assert!(t.contains("chain out { type filter hook output priority -1; policy accept; ip saddr @vips counter drop; }"));
+        assert!(t.contains("chain out { type filter hook output priority -1; policy accept; ip protocol igmp meta oifkind \"macvlan\" dup to ip daddr device oif map @vmac_map counter drop; ip saddr @vips counter drop; }"));
+        assert!(t.contains(
+            "icmpv6 type nd-router-solicit meta oifkind \"macvlan\" oif @vmac_set counter drop;"
+        ));
+        assert_eq!(
+            vmac_elements(&p, "vrrp.51", "eth0", false, true),
+            "add element ip keepalived vmac_map { \"vrrp.51\" : \"eth0\" }\n"
+        );
+        assert_eq!(
+            vmac_elements(&p, "vrrp6.51", "eth0", true, false),
+            "delete element ip6 keepalived vmac_map { \"vrrp6.51\" }\ndelete element ip6 keepalived vmac_set { \"vrrp6.51\" }\n"
+        );
         assert!(
             t.contains("icmpv6 type @neighbor-discovery accept; ip6 daddr @vips counter drop;")
         );

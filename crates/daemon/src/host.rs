@@ -1,4 +1,5 @@
-//! The Linux host as `holdfast-config` sees it: interfaces, users, file modes, `$PATH`.
+//! The Linux host as `holdfast-config` sees it: interfaces (and which are private macvlans),
+//! users, file modes, `$PATH`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,11 @@ impl Host for LinuxHost {
             n += hi.checked_sub(lo)? + 1;
         }
         Some(n)
+    }
+
+    fn private_macvlan(&self, name: &str) -> Option<bool> {
+        let f = holdfast_sys::vmac::facts(name).ok()??;
+        Some(f.kind.as_deref() == Some("macvlan") && f.private_macvlan)
     }
 
     fn path_dirs(&self) -> Vec<PathBuf> {

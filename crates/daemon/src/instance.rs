@@ -189,8 +189,26 @@ pub(crate) fn spawn_instance(
     let log = sh.log;
     let task = tokio::spawn(async move {
         let plan = inst.clone();
+        let firewall = sh.firewall.clone();
+        // `use_vmac`: the macvlan exists for the instance's whole life.
+        let vmac = match shared_nl() {
+            Ok(nl) => crate::vmac::up(&plan, &nl, &firewall, log)
+                .await
+                .map(|v| v.map(|v| (v, nl))),
+            Err(e) => Err(e.into()),
+        };
+        let vmac = match vmac {
+            Ok(v) => v,
+            Err(e) => {
+                log.vrrp(&format!("({}) stopped on error: {e:#}", plan.name));
+                return;
+            }
+        };
         if let Err(e) = instance(inst, rx, for_reader, sh).await {
             log.vrrp(&format!("({}) stopped on error: {e:#}", plan.name));
+        }
+        if let Some((v, nl)) = vmac {
+            v.down(&nl, &firewall, log).await;
         }
     });
     (tx, task)
@@ -814,6 +832,10 @@ fn instance(
         let now = || Instant::from_epoch(epoch.elapsed());
         let to_tokio = |t: Instant| tokio::time::Instant::from_std(epoch + t.since_epoch());
         let ifindex = iface::index(&plan.ifname)?;
+        // Adverts are sent and read on the macvlan with `use_vmac` (made before the
+        // instance started), else on the instance's interface.
+        let adv_ifname = plan.advert_ifname();
+        let adv_ifindex = iface::index(adv_ifname)?;
         let _promote = Promote::set(&plan, log);
         let mac = iface::mac(&plan.ifname)?;
         let unicast = !plan.router.unicast_peers.is_empty();
@@ -836,7 +858,7 @@ fn instance(
                     }
                 };
                 let key = crate::rx::Key {
-                    ifname: plan.ifname.clone(),
+                    ifname: adv_ifname.to_owned(),
                     group,
                     v6_src: None,
                     unicast_ttl: plan.unicast_ttl,
@@ -846,8 +868,8 @@ fn instance(
                     vrid,
                     || {
                         VrrpSocketV4::open(
-                            &plan.ifname,
-                            ifindex,
+                            adv_ifname,
+                            adv_ifindex,
                             (!unicast).then_some(g),
                             plan.unicast_ttl,
                         )
@@ -874,7 +896,7 @@ fn instance(
                     );
                 };
                 let key = crate::rx::Key {
-                    ifname: plan.ifname.clone(),
+                    ifname: adv_ifname.to_owned(),
                     group,
                     v6_src: Some(IpAddr::V6(ll)),
                     unicast_ttl: plan.unicast_ttl,
@@ -883,7 +905,7 @@ fn instance(
                     key,
                     vrid,
                     || {
-                        VrrpSocketV6::open(&plan.ifname, ifindex, ll, (!unicast).then_some(g))
+                        VrrpSocketV6::open(adv_ifname, adv_ifindex, ll, (!unicast).then_some(g))
                             .map(VrrpSocket::V6)
                     },
                     for_reader,
@@ -1034,8 +1056,8 @@ fn instance(
                 if is_master != was_master || changed {
                     g.update(&crate::guardian::LastWords {
                         instance: &plan.name,
-                        ifname: &plan.ifname,
-                        ifindex,
+                        ifname: adv_ifname,
+                        ifindex: adv_ifindex,
                         src: io.src,
                         adverts,
                         vips,

@@ -25,6 +25,7 @@ pub mod systemd;
 pub mod track_file;
 pub mod track_process;
 pub mod trackers;
+pub mod vmac;
 
 /// The body of the `control_request` fuzz target (`fuzz/`), replayed by the tests over the kept
 /// corpus.

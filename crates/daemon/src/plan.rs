@@ -56,6 +56,12 @@ impl PlannedVip {
     }
 
     /// A configured address as the daemon sets it; `dev` when the address names none.
+    /// The same VIP on interface `dev`.
+    fn on(mut self, dev: &str) -> PlannedVip {
+        dev.clone_into(&mut self.dev);
+        self
+    }
+
     fn from_config(v: &holdfast_config::model::Vip, dev: &str) -> PlannedVip {
         PlannedVip {
             addr: v.addr,
@@ -200,6 +206,59 @@ pub struct InstancePlan {
     /// Accept mode off (`no_accept`, or `vrrp_strict` for a non-owner): while MASTER, traffic
     /// to and from the VIPs is dropped by the VRRP firewall.
     pub no_accept: bool,
+    /// `use_vmac`: the macvlan the VIPs (and, without `vmac_xmit_base`, the adverts) use.
+    pub vmac: Option<VmacPlan>,
+}
+
+/// `use_vmac`: a private macvlan on the instance's interface, with the virtual MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmacPlan {
+    /// Its name (`vrrp.VRID` unless configured).
+    pub name: String,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+    /// `vmac_xmit_base`: adverts go out of (and are read from) the instance's interface.
+    pub xmit_base: bool,
+    /// An IPv6 instance (its link-local source address is also set on the macvlan).
+    pub v6: bool,
+}
+
+impl InstancePlan {
+    /// The interface adverts are sent and read on: the macvlan with `use_vmac` (unless
+    /// `vmac_xmit_base`), else the instance's own.
+    pub fn advert_ifname(&self) -> &str {
+        match &self.vmac {
+            Some(v) if !v.xmit_base => &v.name,
+            _ => &self.ifname,
+        }
+    }
+}
+
+/// keepalived's name for an instance's macvlan when none is configured: `vrrp.VRID`, or, when
+/// another instance already has that name, `vrrp6.VRID` (IPv6 only), then `vrrp1.VRID`,
+/// `vrrp2.VRID`… (IPv6 skipping 6), each cut to 15 characters.
+fn vmac_name(vrid: u8, v6: bool, taken: &[String]) -> String {
+    let name = |num: Option<u32>| {
+        let n = num.map(|x| x.to_string()).unwrap_or_default();
+        let tail = format!("{n}.{vrid}");
+        let keep = 15usize.saturating_sub(tail.len()).min(4);
+        format!("{}{tail}", &"vrrp"[..keep])
+    };
+    let mut num: Option<u32> = None;
+    for _ in 0..1000 {
+        let candidate = name(num);
+        if !taken.contains(&candidate) {
+            return candidate;
+        }
+        num = Some(match num {
+            None if v6 => 6,
+            None => 1,
+            Some(6) if v6 => 1,
+            Some(5) if v6 => 7,
+            Some(x) => x + 1,
+        });
+    }
+    name(num)
 }
 
 impl InstancePlan {
@@ -209,6 +268,10 @@ impl InstancePlan {
             interface: &self.ifname,
             source: self.src,
             unicast_ttl: self.unicast_ttl,
+            vmac: self
+                .vmac
+                .as_ref()
+                .map(|v| (v.name.as_str(), v.mac, v.xmit_base)),
             config: &self.router,
         }
     }
@@ -270,6 +333,7 @@ pub(crate) fn test_instance(
         announce_gap_us: 0,
         routing: None,
         no_accept: false,
+        vmac: None,
     }
 }
 
@@ -554,8 +618,15 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
             smtp_alert: vrrp_smtp_alert(cfg, g.smtp_alert),
         });
     }
+    // Configured macvlan names are taken before any default one is chosen (keepalived reads
+    // them all before completing the instances).
+    let mut vmac_names: Vec<String> = cfg
+        .instances
+        .iter()
+        .filter_map(|i| i.vmac.as_ref()?.name.clone())
+        .collect();
     for inst in &cfg.instances {
-        if let Some(p) = instance(cfg, inst, &mut found, disabled) {
+        if let Some(p) = instance(cfg, inst, &mut found, disabled, &mut vmac_names) {
             plan.instances.push(p);
         }
     }
@@ -568,6 +639,7 @@ fn instance(
     i: &VrrpInstance,
     un: &mut Findings,
     disabled: &[String],
+    vmac_names: &mut Vec<String>,
 ) -> Option<InstancePlan> {
     let name = &i.name;
     let Some(ifname) = i.interface.clone() else {
@@ -732,11 +804,34 @@ fn instance(
     }
     router.trackers = weights;
 
+    let v6 = family == Family::V6;
+    let vmac = i.vmac.as_ref().map(|v| VmacPlan {
+        name: v.name.clone().unwrap_or_else(|| {
+            let n = vmac_name(i.vrid, v6, vmac_names);
+            vmac_names.push(n.clone());
+            n
+        }),
+        mac: v
+            .mac
+            .unwrap_or_else(|| holdfast_sys::vmac::rfc_mac(i.vrid, v6)),
+        xmit_base: i.vmac_xmit_base,
+        v6,
+    });
+    // keepalived: with `use_vmac`, the VIPs of the instance's family set on its own interface
+    // go on the macvlan.
     let vips = i
         .vips
         .iter()
         .chain(&i.excluded_vips)
-        .map(|v| PlannedVip::from_config(v, &ifname))
+        .map(|v| {
+            let on_vmac = vmac
+                .as_ref()
+                .filter(|_| v.addr.is_ipv6() == v6 && v.dev.as_deref().is_none_or(|d| d == ifname));
+            match on_vmac {
+                Some(m) => PlannedVip::from_config(v, &m.name).on(&m.name),
+                None => PlannedVip::from_config(v, &ifname),
+            }
+        })
         .collect();
     let routing = crate::routing::Routing {
         routes: i.routes.clone(),
@@ -767,6 +862,7 @@ fn instance(
         // keepalived: the address owner always accepts; otherwise accept mode is on unless
         // `no_accept` (or strict mode's default) turned it off.
         no_accept: i.priority != 255 && !i.accept.unwrap_or(true),
+        vmac,
     })
 }
 

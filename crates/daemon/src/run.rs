@@ -321,7 +321,11 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     };
     let (events, mut events_rx) = mpsc::unbounded_channel();
     // A crash may have left the VRRP firewall's tables behind (and its VIPs in them).
-    let firewall_used = opts.vrrp && plan.instances.iter().any(|i| i.no_accept);
+    let firewall_used = opts.vrrp
+        && plan
+            .instances
+            .iter()
+            .any(|i| i.no_accept || i.vmac.is_some());
     if firewall_used {
         crate::firewall::remove(&plan.firewall).await;
     }

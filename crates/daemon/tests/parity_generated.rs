@@ -89,11 +89,6 @@ const NEVER: &[&str] = &[
 /// [`LINE`], what differs).
 const OPEN: &[(&str, &str, &str)] = &[
     (
-        "use_vmac",
-        "*",
-        "VMAC is not implemented yet (#26): keepalived's checks of its interface name and MAC address are not made",
-    ),
-    (
         "notify_deleted",
         "*",
         "its script (run when a reload deletes the instance) is not run by holdfast, so script security does not count it as keepalived does",
@@ -181,6 +176,25 @@ fn values(keyword: &str) -> Vec<String> {
         "preempt_delay" => &["5", "0", "1000", "1001"],
         "garp_master_delay" | "garp_master_refresh" | "garp_master_repeat" => &["5", "0", "1"],
         "mcast_src_ip" | "unicast_src_ip" => &["10.0.0.1", "fe80::1", "10.0.0.300"],
+        "use_vmac" => &[
+            "",
+            "vrrp.51",
+            "vmac1 00:11:22:33:44",
+            "00:11:22:33:44:55",
+            "02:11:22:33:44: vmac2",
+            "00:00:5e:00:01:01",
+            "01:00:5e:00:00:12",
+            "00:11:22:33",
+            "0011:22:33:44:55",
+            "00:11:22:33:44:55:66",
+            "00:1g:22:33:44:55",
+            "eth0",
+            "eth1 eth0",
+            "a/b",
+            "vmac1 vmac1",
+            "00:11:22:33:44:55 02:11:22:33:44:55",
+            "vrrpxxxxxxxxxxxx",
+        ],
         "smtp_alert" | "nopreempt" | "preempt" | "accept" | "no_accept" | "dont_track_primary" => {
             &[""]
         }

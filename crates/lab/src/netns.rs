@@ -591,6 +591,31 @@ impl Proc {
         }
     }
 
+    /// Waits (at most `timeout`) for a line after the cursor containing every one of `pats`,
+    /// and returns it (the cursor moves past it); panics with the log if none comes.
+    pub fn wait_line(&mut self, pats: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Some((_, l)) = self.lines.get(self.cursor) {
+                self.cursor += 1;
+                if pats.iter().all(|p| l.contains(p)) {
+                    return l.clone();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.lines.push(line),
+                Err(_) => {
+                    let log = self.log();
+                    panic!(
+                        "{}: no line with all of {pats:?} within {timeout:?}; log:\n{log}",
+                        self.name
+                    );
+                }
+            }
+        }
+    }
+
     /// Waits (at most `timeout`) for a line after the cursor containing `pat`, returning when
     /// it was logged; panics with the log if none comes.
     pub fn wait_for(&mut self, pat: &str, timeout: Duration) -> Instant {

@@ -12,4 +12,5 @@ pub mod proc_events;
 pub mod route;
 pub mod sched;
 pub mod vip;
+pub mod vmac;
 pub mod vrrp_socket;

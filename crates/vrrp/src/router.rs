@@ -528,6 +528,9 @@ pub struct Placement<'a> {
     pub source: Option<IpAddr>,
     /// `unicast_ttl`.
     pub unicast_ttl: u8,
+    /// `use_vmac`: the macvlan's name and MAC address, and whether adverts use the
+    /// instance's own interface (`vmac_xmit_base`).
+    pub vmac: Option<(&'a str, [u8; 6], bool)>,
     /// The router's settings.
     pub config: &'a RouterConfig,
 }
@@ -540,7 +543,8 @@ pub struct Placement<'a> {
 /// multicast; then, unicast, the same source address, and multicast, the same group. holdfast
 /// also wants the same configured source and `unicast_ttl` in multicast (its socket is bound
 /// to them and is not reopened in place): where keepalived would keep the state through such
-/// a change, holdfast starts the instance afresh.
+/// a change, holdfast starts the instance afresh; likewise for a change of `use_vmac` (the
+/// macvlan is made again).
 pub fn continues(old: &Placement<'_>, new: &Placement<'_>) -> bool {
     let (o, n) = (old.config, new.config);
     let unicast = !n.unicast_peers.is_empty();
@@ -550,6 +554,7 @@ pub fn continues(old: &Placement<'_>, new: &Placement<'_>) -> bool {
         && o.unicast_peers.is_empty() != unicast
         && old.source == new.source
         && old.unicast_ttl == new.unicast_ttl
+        && old.vmac == new.vmac
         && (unicast || o.mcast_group == n.mcast_group)
 }
 

@@ -773,6 +773,7 @@ fn a_reload_continues_a_router_by_keepalived_s_rule() {
             interface: "eth0",
             source: None,
             unicast_ttl: 255,
+            vmac: None,
             config: c,
         }
     }
@@ -807,6 +808,18 @@ fn a_reload_continues_a_router_by_keepalived_s_rule() {
         ..at(&base)
     };
     assert!(!continues(&at(&base), &sourced));
+    // A macvlan given, or another one.
+    let vmac = Placement {
+        vmac: Some(("vrrp.51", [0, 0, 0x5e, 0, 1, 51], false)),
+        ..at(&base)
+    };
+    assert!(!continues(&at(&base), &vmac));
+    assert!(continues(&vmac, &vmac));
+    let xmit_base = Placement {
+        vmac: Some(("vrrp.51", [0, 0, 0x5e, 0, 1, 51], true)),
+        ..at(&base)
+    };
+    assert!(!continues(&vmac, &xmit_base));
     // In unicast, peers may change; the group means nothing.
     let mut u1 = base.clone();
     u1.unicast_peers = vec![Peer {

@@ -45,6 +45,7 @@ pub fn lower(
         default_owner: None,
         min_cfg_failed: false,
         seen_once: std::collections::HashSet::new(),
+        vmac_names: Vec::new(),
     };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
@@ -297,6 +298,9 @@ pub(crate) struct Cx<'d> {
     pub(crate) min_cfg_failed: bool,
     /// Global keywords keepalived takes once, seen so far.
     seen_once: std::collections::HashSet<String>,
+    /// The `use_vmac` interface names given so far, with their instances (keepalived
+    /// refuses a name another instance uses).
+    pub(crate) vmac_names: Vec<(String, String)>,
 }
 
 impl Cx<'_> {

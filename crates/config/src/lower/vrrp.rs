@@ -12,9 +12,7 @@ use crate::model::{
 use crate::tree::Node;
 
 const UNSUPPORTED: &[&str] = &[
-    "use_vmac",
     "use_vmac_addr",
-    "vmac_xmit_base",
     "use_ipvlan",
     "track_bfd",
     "notify_priority_changes",
@@ -120,6 +118,114 @@ fn unsupported_instance_key(cx: &mut Cx<'_>, c: &Node, i: &VrrpInstance) {
     }
 }
 
+/// keepalived's interface name check (`dev_name_valid`): 1–15 characters, not `.` or `..`,
+/// no `/`, `:` or white space.
+fn dev_name_valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_ascii_whitespace())
+}
+
+/// A `use_vmac` MAC address as keepalived reads it: one or two hex digits per octet, `:`
+/// between them; five octets (with or without a final `:`) leave the sixth to the VRID
+/// (`Some((mac, true))`). `None` when malformed.
+fn vmac_mac(text: &str) -> Option<([u8; 6], bool)> {
+    let b = text.as_bytes();
+    let mut mac = [0u8; 6];
+    let mut p = 0;
+    for (j, octet) in mac.iter_mut().enumerate() {
+        let digits = b[p..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+        if digits == 0 || digits > 2 {
+            return None;
+        }
+        let end = p + digits;
+        let next = b.get(end).copied();
+        if next != Some(b':') && (next.is_some() || j < 4) {
+            return None;
+        }
+        *octet = u8::from_str_radix(&text[p..end], 16).ok()?;
+        if j == 4 && (next.is_none() || end + 1 == b.len()) {
+            return Some((mac, true));
+        }
+        p = end + 1;
+        if p >= b.len() && j < 5 {
+            return None;
+        }
+    }
+    Some((mac, false))
+}
+
+/// `use_vmac [NAME] [MAC]` (either order, the first two words), with keepalived's checks.
+fn use_vmac(cx: &mut Cx<'_>, c: &Node, i: &mut VrrpInstance) {
+    let name = i.name.clone();
+    let mut v = i.vmac.take().unwrap_or_default();
+    v.at = origin(c);
+    for w in c.args.iter().take(2) {
+        let t = w.text.as_str();
+        if t.contains(':') {
+            if v.mac.is_some() {
+                cx.d.invalid(w.span, "VMAC interface address already specified");
+                continue;
+            }
+            if !t.chars().all(|ch| ch.is_ascii_hexdigit() || ch == ':') {
+                cx.d.invalid(w.span, format!("VMAC invalid MAC address {t}"));
+                continue;
+            }
+            match vmac_mac(t) {
+                None => {
+                    cx.d.invalid(w.span, format!("VMAC invalid MAC address {t} - ignored"))
+                }
+                Some((m, _)) if m[0] & 1 == 1 => cx.d.invalid(
+                    w.span,
+                    format!("VMAC MAC address is multicast {t} - ignoring"),
+                ),
+                Some((m, _)) if m[..4] == [0, 0, 0x5e, 0] && matches!(m[4], 1 | 2) => cx.d.invalid(
+                    w.span,
+                    format!("VMAC MAC address not allowed to be RFC5798 address ({t}) - ignoring"),
+                ),
+                Some((m, use_vrid)) => {
+                    v.mac = Some(m);
+                    v.mac_use_vrid = use_vrid;
+                }
+            }
+        } else {
+            if v.name.is_some() {
+                cx.d.invalid(w.span, "VMAC interface name already specified");
+                continue;
+            }
+            if !dev_name_valid(t) {
+                cx.d.invalid(
+                    w.span,
+                    format!("VMAC interface name '{t}' too long or invalid characters - ignoring"),
+                );
+                continue;
+            }
+            if let Some((other, _)) = cx.vmac_names.iter().find(|(_, n)| n == t) {
+                let msg =
+                    format!("({name}) VRRP instance {other} is already using {t} - ignoring name");
+                cx.d.invalid(w.span, msg);
+                continue;
+            }
+            if cx.host.and_then(|h| h.private_macvlan(t)) == Some(false) {
+                cx.d.invalid(
+                    w.span,
+                    format!(
+                        "({name}) interface {t} already exists and is not a private macvlan; ignoring vmac if_name"
+                    ),
+                );
+                continue;
+            }
+            v.name = Some(t.to_owned());
+            cx.vmac_names.push((name.clone(), t.to_owned()));
+        }
+    }
+    i.vmac = Some(v);
+}
+
 /// Tries the `notify*` keywords; returns whether `n` was one.
 fn notify_key(cx: &mut Cx<'_>, n: &Node, notify: &mut Notify, owner: &str) -> bool {
     let slot = match n.key.text.as_str() {
@@ -178,6 +284,8 @@ pub(super) fn instance(
         notify: Notify::default(),
         promote_secondaries: false,
         debug: 0,
+        vmac: None,
+        vmac_xmit_base: false,
         origin: origin(n),
     };
     let mut priority_set = false;
@@ -219,6 +327,7 @@ pub(super) fn instance(
     }
     finish(cx, n, &mut i, priority_set, version_set);
     unicast_without_peers(cx, n, &i);
+    vmac_end(cx, n, &mut i);
     if i.unicast_peers.is_empty() && i.unicast_ttl.is_some() {
         cx.d.invalid(
             n.close.unwrap_or(n.span()),
@@ -229,15 +338,7 @@ pub(super) fn instance(
         );
         i.unicast_ttl = None;
     }
-    let body = n.block.as_deref().unwrap_or(&[]);
-    let has = |k: &str| body.iter().any(|c| c.key.text == k);
-    if has("vmac_xmit_base") && !has("use_vmac") {
-        cx.d.push_unlined(
-            Class::Invalid,
-            Some(n.span()),
-            format!("({}) vmac_xmit_base is only valid with a vmac", i.name),
-        );
-    }
+    vmac_complete(cx, n, &mut i, strict);
     if strict && !strict_rules(cx, n, &mut i) {
         return Some(Err(i));
     }
@@ -368,7 +469,12 @@ fn scalar(
                 i.mcast_src_ip = ip;
             }
         }
-        "unicast_ttl" => i.unicast_ttl = cx.int(c, 0, 1, 255).map(|v| v as u8),
+        // An invalid value keeps the one before it, as keepalived does.
+        "unicast_ttl" => {
+            if let Some(v) = cx.int(c, 0, 1, 255) {
+                i.unicast_ttl = Some(v as u8);
+            }
+        }
         "check_unicast_src" => i.check_unicast_src = true,
         "unicast_fault_no_peer" => {
             cx.not_implemented(c);
@@ -405,6 +511,8 @@ fn scalar(
         "lower_prio_no_advert" => i.lower_prio_no_advert = Some(cx.boolean(c)),
         "higher_prio_send_advert" => i.higher_prio_send_advert = Some(cx.boolean(c)),
         "promote_secondaries" => i.promote_secondaries = true,
+        "use_vmac" => use_vmac(cx, c, i),
+        "vmac_xmit_base" => i.vmac_xmit_base = true,
         "debug" => match cx.int(c, 0, 0, 4) {
             Some(v) => i.debug = v as u8,
             None => {
@@ -446,7 +554,8 @@ fn scalar(
 /// MASTER's preemption settings, which then no longer apply).
 /// keepalived: a unicast keyword without a unicast peer is deprecated (it runs multicast),
 /// unless `unicast_fault_no_peer` makes it a fault.
-fn unicast_without_peers(cx: &mut Cx<'_>, n: &Node, i: &VrrpInstance) {
+/// Whether the instance has a unicast keyword (keepalived's "unicast configured").
+fn unicast_configured(n: &Node) -> bool {
     const UNICAST: &[&str] = &[
         "unicast_peer",
         "check_unicast_src",
@@ -454,12 +563,77 @@ fn unicast_without_peers(cx: &mut Cx<'_>, n: &Node, i: &VrrpInstance) {
         "unicast_src_ip",
         "unicast_fault_no_peer",
     ];
-    let configured = n
-        .block
+    n.block
         .as_deref()
         .unwrap_or(&[])
         .iter()
-        .any(|c| UNICAST.contains(&c.key.text.as_str()));
+        .any(|c| UNICAST.contains(&c.key.text.as_str()))
+}
+
+/// keepalived's check of `use_vmac` with unicast at the instance's closing brace: adverts
+/// then go out of the base interface (`vmac_xmit_base`), or, without an interface, no VMAC.
+fn vmac_end(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance) {
+    if i.vmac.is_none() || !unicast_configured(n) {
+        return;
+    }
+    let at = n.close.unwrap_or(n.span());
+    if i.interface.is_none() {
+        let msg = format!(
+            "({}): Cannot use VMAC/ipvlan with unicast and no interface - clearing use_vmac",
+            i.name
+        );
+        cx.d.invalid(at, msg);
+        i.vmac = None;
+    } else if !i.vmac_xmit_base {
+        let msg = format!(
+            "({}) unicast with use_vmac requires vmac_xmit_base - setting",
+            i.name
+        );
+        cx.d.invalid(at, msg);
+        i.vmac_xmit_base = true;
+    }
+}
+
+/// keepalived's checks of `use_vmac` once the instance is read.
+fn vmac_complete(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance, strict: bool) {
+    let name = i.name.clone();
+    let mut unlined = |msg: String| cx.d.push_unlined(Class::Invalid, Some(n.span()), msg);
+    match &mut i.vmac {
+        None => {
+            if i.vmac_xmit_base {
+                unlined(format!("({name}) vmac_xmit_base is only valid with a vmac"));
+                i.vmac_xmit_base = false;
+            }
+        }
+        Some(v) => {
+            if strict && v.mac.is_some() {
+                unlined(format!(
+                    "({name}): cannot specify MAC address with strict mode - clearing"
+                ));
+                v.mac = None;
+                v.mac_use_vrid = false;
+            }
+            if let Some(m) = v.mac.as_mut().filter(|_| v.mac_use_vrid) {
+                m[5] = i.vrid;
+            }
+            if strict && i.vmac_xmit_base {
+                unlined(format!(
+                    "({name}) xmit_base is incompatible with strict mode - resetting"
+                ));
+                i.vmac_xmit_base = false;
+            }
+            if i.promote_secondaries {
+                unlined(format!(
+                    "({name}) promote_secondaries is automatically set for vmacs - ignoring"
+                ));
+                i.promote_secondaries = false;
+            }
+        }
+    }
+}
+
+fn unicast_without_peers(cx: &mut Cx<'_>, n: &Node, i: &VrrpInstance) {
+    let configured = unicast_configured(n);
     if configured && i.unicast_peers.is_empty() && !i.unicast_fault_no_peer {
         cx.d.push_unlined(
             Class::Invalid,
