@@ -31,6 +31,8 @@ pub struct FirewallPlan {
     pub priority: i32,
     /// A counter on each drop rule.
     pub counters: bool,
+    /// `nftables` was given (keepalived says when it chooses nftables itself).
+    pub configured: bool,
 }
 
 impl Default for FirewallPlan {
@@ -39,6 +41,7 @@ impl Default for FirewallPlan {
             table: "keepalived".into(),
             priority: -1,
             counters: false,
+            configured: false,
         }
     }
 }

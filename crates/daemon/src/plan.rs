@@ -583,6 +583,7 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
         table: cfg.global.nftables.clone().unwrap_or(fw.table),
         priority: cfg.global.nftables_priority.unwrap_or(fw.priority),
         counters: cfg.global.nftables_counters,
+        configured: cfg.global.nftables.is_some(),
     };
     plan.static_addresses = cfg
         .static_addresses

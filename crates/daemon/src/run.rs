@@ -327,6 +327,11 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
             .iter()
             .any(|i| i.no_accept || i.vmac.is_some());
     if firewall_used {
+        if !plan.firewall.configured {
+            log.vrrp(
+                "use_vmac or no_accept/strict specified, but no firewall configured - using nftables",
+            );
+        }
         crate::firewall::remove(&plan.firewall).await;
     }
     let sh = Shared {

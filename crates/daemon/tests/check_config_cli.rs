@@ -95,14 +95,14 @@ fn strict_fails_on_unsupported_keywords() {
         "unsupported.conf",
         &OK.replace(
             " virtual_router_id 51\n",
-            " virtual_router_id 51\n use_vmac\n",
+            " virtual_router_id 51\n use_ipvlan\n",
         ),
     );
     let lenient = run(&["check-config", "-f", p.to_str().unwrap()]);
     assert_eq!(lenient.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&lenient.stderr)
-            .contains("warning: unsupported: keepalived keyword 'use_vmac'")
+            .contains("warning: unsupported: keepalived keyword 'use_ipvlan'")
     );
     let strict = run(&["check-config", "--strict", "-f", p.to_str().unwrap()]);
     assert_eq!(strict.status.code(), Some(5));
