@@ -221,6 +221,8 @@ pub struct Global {
     pub nftables_priority: Option<i32>,
     /// `nftables_counters`.
     pub nftables_counters: bool,
+    /// `nftables_ifindex`: link-local VIPs matched by interface index, never by name.
+    pub nftables_ifindex: bool,
     /// `vrrp_startup_delay`.
     pub startup_delay: Option<Duration>,
     /// `dynamic_interfaces`.
@@ -330,6 +332,7 @@ impl Default for Global {
             nftables: None,
             nftables_priority: None,
             nftables_counters: false,
+            nftables_ifindex: false,
             startup_delay: None,
             dynamic_interfaces: false,
             max_auto_priority: None,

@@ -484,6 +484,7 @@ impl P {
         self.opt("nftables", &g.nftables);
         self.optn("nftables_priority", g.nftables_priority);
         self.flag("nftables_counters", g.nftables_counters);
+        self.flag("nftables_ifindex", g.nftables_ifindex);
         self.optd("vrrp_startup_delay", g.startup_delay);
         self.flag("dynamic_interfaces", g.dynamic_interfaces);
         self.optn("max_auto_priority", g.max_auto_priority);

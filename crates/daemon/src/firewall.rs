@@ -33,6 +33,27 @@ pub struct FirewallPlan {
     pub counters: bool,
     /// `nftables` was given (keepalived says when it chooses nftables itself).
     pub configured: bool,
+    /// `nftables_ifindex`: link-local VIPs always matched by interface index.
+    pub ifindex: bool,
+}
+
+/// A VIP as the firewall matches it: an IPv6 link-local address together with its interface
+/// (by name for an instance with `dont_track_primary` on its own interface, unless
+/// `nftables_ifindex`; by index otherwise, as keepalived matches them), any other alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocked<'a> {
+    /// The address.
+    pub addr: IpAddr,
+    /// Its interface.
+    pub dev: &'a str,
+    /// A link-local address matched by interface name.
+    pub by_name: bool,
+}
+
+impl Blocked<'_> {
+    fn link_local(&self) -> bool {
+        matches!(self.addr, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
+    }
 }
 
 impl Default for FirewallPlan {
@@ -42,6 +63,7 @@ impl Default for FirewallPlan {
             priority: -1,
             counters: false,
             configured: false,
+            ifindex: false,
         }
     }
 }
@@ -63,25 +85,44 @@ impl FirewallPlan {
              \tmap vmac_map {{ type iface_index : iface_index; }}\n\
              \tset vmac_set {{ type iface_index; }}\n\
              \tset neighbor-discovery {{ type icmpv6_type; elements = {{ nd-neighbor-solicit, nd-neighbor-advert }}; }}\n\
-             \tchain in {{ type filter hook input priority {p}; policy accept; icmpv6 type @neighbor-discovery accept; ip6 daddr @vips {c}drop; }}\n\
-             \tchain out {{ type filter hook output priority {p}; policy accept; {MLD} {c}drop; {RS} {c}drop; icmpv6 type @neighbor-discovery accept; ip6 saddr @vips {c}drop; }}\n\
+             \tset vips_link_local {{ type ipv6_addr . iface_index; }}\n\
+             \tset vips_link_local_name {{ type ipv6_addr . ifname; }}\n\
+             \tchain in_link_local {{ ip6 daddr . iif @vips_link_local {c}drop; ip6 daddr . iifname @vips_link_local_name {c}drop; }}\n\
+             \tchain out_link_local {{ ip6 saddr . oif @vips_link_local {c}drop; ip6 saddr . oifname @vips_link_local_name {c}drop; }}\n\
+             \tchain in {{ type filter hook input priority {p}; policy accept; icmpv6 type @neighbor-discovery accept; ip6 daddr fe80::/10 goto in_link_local; ip6 daddr @vips {c}drop; }}\n\
+             \tchain out {{ type filter hook output priority {p}; policy accept; {MLD} {c}drop; {RS} {c}drop; icmpv6 type @neighbor-discovery accept; ip6 saddr fe80::/10 goto out_link_local; ip6 saddr @vips {c}drop; }}\n\
              }}\n"
         )
     }
 
-    /// Adding (`add`) or removing `addrs` from the sets, as nft input.
-    fn elements(&self, add: bool, addrs: &[IpAddr]) -> String {
+    /// Adding (`add`) or removing `vips` from the sets, as nft input.
+    fn elements(&self, add: bool, vips: &[Blocked<'_>]) -> String {
         let verb = if add { "add" } else { "delete" };
         let mut s = String::new();
-        for (fam, v6) in [("ip", false), ("ip6", true)] {
-            let list: Vec<String> = addrs
+        type Member = fn(&Blocked<'_>) -> bool;
+        let sets: [(&str, &str, Member); 4] = [
+            ("ip", "vips", |b| b.addr.is_ipv4()),
+            ("ip6", "vips", |b| b.addr.is_ipv6() && !b.link_local()),
+            ("ip6", "vips_link_local", |b| b.link_local() && !b.by_name),
+            ("ip6", "vips_link_local_name", |b| {
+                b.link_local() && b.by_name
+            }),
+        ];
+        for (fam, set, member) in sets {
+            let list: Vec<String> = vips
                 .iter()
-                .filter(|a| a.is_ipv6() == v6)
-                .map(ToString::to_string)
+                .filter(|b| member(b))
+                .map(|b| {
+                    if b.link_local() {
+                        format!("{} . \"{}\"", b.addr, b.dev)
+                    } else {
+                        b.addr.to_string()
+                    }
+                })
                 .collect();
             if !list.is_empty() {
                 s.push_str(&format!(
-                    "{verb} element {fam} {} vips {{ {} }}\n",
+                    "{verb} element {fam} {} {set} {{ {} }}\n",
                     self.table,
                     list.join(", ")
                 ));
@@ -104,8 +145,8 @@ async fn nft(input: String) -> std::io::Result<()> {
 /// exists.
 static LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
-/// Drops traffic to and from `addrs` (an instance becoming MASTER without accept mode).
-pub async fn block(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Logger) {
+/// Drops traffic to and from `vips` (an instance becoming MASTER without accept mode).
+pub async fn block(plan: &FirewallPlan, name: &str, vips: &[Blocked<'_>], log: Logger) {
     let mut made = LOCK.lock().await;
     if log.detail {
         log.vrrp(&format!("({name}) setting firewall drop rule"));
@@ -114,7 +155,7 @@ pub async fn block(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Logge
     if !*made {
         input.push_str(&plan.tables());
     }
-    input.push_str(&plan.elements(true, addrs));
+    input.push_str(&plan.elements(true, vips));
     match nft(input).await {
         Ok(()) => *made = true,
         Err(e) => log.vrrp(&format!("({name}) cannot set the firewall drop rule: {e}")),
@@ -122,7 +163,7 @@ pub async fn block(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Logge
 }
 
 /// Lets traffic to and from `addrs` through again (the instance left MASTER).
-pub async fn unblock(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Logger) {
+pub async fn unblock(plan: &FirewallPlan, name: &str, vips: &[Blocked<'_>], log: Logger) {
     let made = LOCK.lock().await;
     if !*made {
         return;
@@ -131,8 +172,8 @@ pub async fn unblock(plan: &FirewallPlan, name: &str, addrs: &[IpAddr], log: Log
         log.vrrp(&format!("({name}) removing firewall drop rule"));
     }
     // One element at a time: deleting a missing element fails the whole batch.
-    for a in addrs {
-        let _ = nft(plan.elements(false, std::slice::from_ref(a))).await;
+    for b in vips {
+        let _ = nft(plan.elements(false, std::slice::from_ref(b))).await;
     }
 }
 
@@ -222,20 +263,36 @@ mod tests {
             vmac_elements(&p, "vrrp6.51", "eth0", true, false),
             "delete element ip6 keepalived vmac_map { \"vrrp6.51\" }\ndelete element ip6 keepalived vmac_set { \"vrrp6.51\" }\n"
         );
-        assert!(
-            t.contains("icmpv6 type @neighbor-discovery accept; ip6 daddr @vips counter drop;")
-        );
+        assert!(t.contains(
+            "icmpv6 type @neighbor-discovery accept; ip6 daddr fe80::/10 goto in_link_local;"
+        ));
+        let b = |a: &str, dev, by_name| Blocked {
+            addr: a.parse().unwrap(),
+            dev,
+            by_name,
+        };
         let e = p.elements(
             true,
             &[
-                "10.0.0.1".parse().unwrap(),
-                "fd00::1".parse().unwrap(),
-                "10.0.0.2".parse().unwrap(),
+                b("10.0.0.1", "eth0", false),
+                b("fd00::1", "eth0", false),
+                b("10.0.0.2", "eth1", false),
+                b("fe80::52", "eth0", false),
+                b("fe80::53", "eth1", true),
             ],
         );
         assert_eq!(
             e,
-            "add element ip keepalived vips { 10.0.0.1, 10.0.0.2 }\nadd element ip6 keepalived vips { fd00::1 }\n"
+            "add element ip keepalived vips { 10.0.0.1, 10.0.0.2 }\n\
+             add element ip6 keepalived vips { fd00::1 }\n\
+             add element ip6 keepalived vips_link_local { fe80::52 . \"eth0\" }\n\
+             add element ip6 keepalived vips_link_local_name { fe80::53 . \"eth1\" }\n"
         );
+        assert!(
+            t.contains("ip6 daddr fe80::/10 goto in_link_local; ip6 daddr @vips counter drop;")
+        );
+        assert!(t.contains(
+            "chain in_link_local { ip6 daddr . iif @vips_link_local counter drop; ip6 daddr . iifname @vips_link_local_name counter drop; }"
+        ));
     }
 }

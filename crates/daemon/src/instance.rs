@@ -677,6 +677,31 @@ impl Io {
         }
     }
 
+    /// `addrs` as the VRRP firewall matches them: with their interfaces (a VIP no longer in
+    /// the plan, after a reload, on the instance's), link-local ones on the instance's own
+    /// interface by name under `dont_track_primary` unless `nftables_ifindex`, as keepalived
+    /// matches them.
+    fn blocked(&self, addrs: &[IpAddr]) -> Vec<crate::firewall::Blocked<'_>> {
+        addrs
+            .iter()
+            .map(|&addr| {
+                let dev = self
+                    .plan
+                    .vips
+                    .iter()
+                    .find(|v| v.addr == addr)
+                    .map_or(self.plan.ifname.as_str(), |v| v.dev.as_str());
+                crate::firewall::Blocked {
+                    addr,
+                    dev,
+                    by_name: self.plan.dont_track_primary
+                        && !self.firewall.ifindex
+                        && dev == self.plan.ifname,
+                }
+            })
+            .collect()
+    }
+
     async fn execute(&self, out: Output, router: &VirtualRouter) {
         match out {
             Output::Send { dst, payload } => self.send(dst, &payload),
@@ -686,7 +711,7 @@ impl Io {
                     Box::pin(crate::firewall::block(
                         &self.firewall,
                         &self.plan.name,
-                        &self.plan.vip_addrs(),
+                        &self.blocked(&self.plan.vip_addrs()),
                         self.log,
                     ))
                     .await;
@@ -708,7 +733,7 @@ impl Io {
                     Box::pin(crate::firewall::unblock(
                         &self.firewall,
                         &self.plan.name,
-                        &self.plan.vip_addrs(),
+                        &self.blocked(&self.plan.vip_addrs()),
                         self.log,
                     ))
                     .await;
@@ -720,14 +745,14 @@ impl Io {
                     Box::pin(crate::firewall::unblock(
                         &self.firewall,
                         &self.plan.name,
-                        &removed,
+                        &self.blocked(&removed),
                         self.log,
                     ))
                     .await;
                     Box::pin(crate::firewall::block(
                         &self.firewall,
                         &self.plan.name,
-                        &added,
+                        &self.blocked(&added),
                         self.log,
                     ))
                     .await;

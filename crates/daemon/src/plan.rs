@@ -584,6 +584,7 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
         priority: cfg.global.nftables_priority.unwrap_or(fw.priority),
         counters: cfg.global.nftables_counters,
         configured: cfg.global.nftables.is_some(),
+        ifindex: cfg.global.nftables_ifindex,
     };
     plan.static_addresses = cfg
         .static_addresses

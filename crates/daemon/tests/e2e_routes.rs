@@ -347,3 +347,57 @@ fn vrrp_strict_drops_traffic_to_the_vips_of_a_non_owner_master_as_keepalived_doe
         }
     }
 }
+
+/// Accept mode off with an IPv6 link-local VIP: keepalived matches it with its interface — by
+/// name for an instance with `dont_track_primary` (unless `nftables_ifindex`), by index
+/// otherwise — and holdfast puts it in the same set, with the traffic to it dropped.
+#[test]
+fn link_local_vips_are_blocked_per_interface_as_keepalived_blocks_them() {
+    for (dont_track, ifindex, set) in [
+        (false, false, "vips_link_local"),
+        (true, false, "vips_link_local_name"),
+        (true, true, "vips_link_local"),
+    ] {
+        for daemon in ["keepalived", "holdfast"] {
+            let mut lab = lab(2);
+            let conf = format!(
+                "global_defs {{\n    nftables\n{}}}\nvrrp_instance VI_6 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 52\n    priority 150\n    advert_int 1\n    no_accept\n{}    virtual_ipaddress {{\n        fe80::52/64\n        fd00::52/64\n    }}\n}}\n",
+                if ifindex {
+                    "    nftables_ifindex\n"
+                } else {
+                    ""
+                },
+                if dont_track {
+                    "    dont_track_primary\n"
+                } else {
+                    ""
+                },
+            );
+            let mut node = match daemon {
+                "keepalived" => lab.keepalived(1, &conf),
+                _ => lab.holdfast(1, &conf),
+            };
+            node.wait_for("(VI_6) Entering MASTER STATE", 10 * SEC);
+            let list = |s: &str| lab.output(1, &["nft", "list", "set", "ip6", "keepalived", s]);
+            let other = if set == "vips_link_local" {
+                "vips_link_local_name"
+            } else {
+                "vips_link_local"
+            };
+            let deadline = Instant::now() + 5 * SEC;
+            while !list(set).contains("fe80::52 . \"eth0\"") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(
+                list(set).contains("fe80::52 . \"eth0\""),
+                "{daemon} (dont_track_primary {dont_track}, nftables_ifindex {ifindex}): {set}: {}",
+                list(set)
+            );
+            assert!(!list(other).contains("fe80::52"), "{daemon}: {other}");
+            assert!(list("vips").contains("fd00::52"), "{daemon}: vips");
+            assert!(!list("vips").contains("fe80::52"), "{daemon}: vips");
+            node.signal("TERM");
+            assert!(node.wait_exit(10 * SEC), "{daemon} did not stop");
+        }
+    }
+}

@@ -8,7 +8,6 @@ use crate::model::{Command, DataPlane, Garp, Global, LvsSyncDaemon, LvsTimeouts}
 use crate::tree::Node;
 
 const UNSUPPORTED: &[&str] = &[
-    "nftables_ifindex",
     "nftables_ipvs",
     "nftables_ipvs_priority",
     "nftables_ipvs_start_fwmark",
@@ -231,6 +230,7 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                 }
             },
             "nftables_counters" => g.nftables_counters = true,
+            "nftables_ifindex" => g.nftables_ifindex = true,
             // keepalived: 0.001 to 4294.967295 s.
             "vrrp_startup_delay" => match cx.timer(n, 0, 4294) {
                 Some(d) if d < Duration::from_millis(1) => cx.d.invalid(
