@@ -245,7 +245,7 @@ fn serve(input: impl BufRead, detail: bool) {
         }
         let ifname = ifnames.get(&w.ifindex).map_or("", |n| n);
         let sock = match w.src {
-            Some(IpAddr::V4(_)) => VrrpSocketV4::open(ifname, w.ifindex, None, 255)
+            Some(IpAddr::V4(_)) => VrrpSocketV4::open(ifname, w.ifindex, None, 255, false)
                 .map(VrrpSocket::V4)
                 .ok(),
             Some(IpAddr::V6(ll)) => VrrpSocketV6::open(ifname, w.ifindex, ll, None)
@@ -253,9 +253,12 @@ fn serve(input: impl BufRead, detail: bool) {
                 .ok(),
             None => None,
         };
-        if let (Some(sock), Some(src)) = (sock, w.src) {
+        // No adverts under AH (the router gives none): only the VIPs are removed.
+        if let (Some(sock), Some(src)) = (sock, w.src)
+            && !w.adverts.is_empty()
+        {
             for (dst, p) in w.adverts.iter() {
-                let _ = sock.send(src, *dst, p);
+                let _ = sock.send(src, *dst, p, None);
             }
             crate::logging::console(&format!("Keepalived_vrrp[{pid}]: ({name}) sent 0 priority"));
         }

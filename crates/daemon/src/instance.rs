@@ -669,7 +669,17 @@ impl Io {
         let Some(src) = self.src else {
             return;
         };
-        if let Err(e) = self.sock.send(src, dst, payload) {
+        // `auth_type AH`: the packet is signed once its IPv4 header is made.
+        let sign = |pkt: &mut [u8]| {
+            if let holdfast_vrrp::wire::Auth::Ah(key) = self.plan.router.auth {
+                holdfast_vrrp::ah::sign(&key, pkt, !dst.is_multicast());
+            }
+        };
+        let ah = matches!(self.plan.router.auth, holdfast_vrrp::wire::Auth::Ah(_));
+        if let Err(e) = self
+            .sock
+            .send(src, dst, payload, ah.then_some(&sign as &dyn Fn(&mut [u8])))
+        {
             self.log.vrrp(&format!(
                 "({}) Cant send advert to {dst} ({e})",
                 self.plan.name
@@ -882,11 +892,13 @@ fn instance(
                         Box::pin(vip::primary_v4(&nl, ifindex, &plan.vip_addrs())).await?
                     }
                 };
+                let ah = matches!(plan.router.auth, holdfast_vrrp::wire::Auth::Ah(_));
                 let key = crate::rx::Key {
                     ifname: adv_ifname.to_owned(),
                     group,
                     v6_src: None,
                     unicast_ttl: plan.unicast_ttl,
+                    ah,
                 };
                 let (sock, sub) = crate::rx::subscribe(
                     key,
@@ -897,6 +909,7 @@ fn instance(
                             adv_ifindex,
                             (!unicast).then_some(g),
                             plan.unicast_ttl,
+                            ah,
                         )
                         .map(VrrpSocket::V4)
                     },
@@ -925,6 +938,7 @@ fn instance(
                     group,
                     v6_src: Some(IpAddr::V6(ll)),
                     unicast_ttl: plan.unicast_ttl,
+                    ah: false,
                 };
                 let (sock, sub) = crate::rx::subscribe(
                     key,
@@ -1180,7 +1194,8 @@ fn instance(
                 m = inbox.recv() => {
                     let c = match m {
                         Some(Msg::Advert(p)) => {
-                            router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload });
+                            let ah = p.ah.as_deref().map(|a| holdfast_vrrp::router::AhPart { ip_header: &a.ip_header, ah: &a.ah });
+                            router.handle(now(), Input::Advert { src: p.src, dst: p.dst, ttl: p.ttl, payload: &p.payload, ah });
                             // A flooded inbox is always ready, and this task would never give
                             // the runtime back: every instance shares one thread, so spend
                             // tokio's cooperative budget (a yield every 128 adverts) and let

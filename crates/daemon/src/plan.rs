@@ -662,15 +662,7 @@ fn instance(
     let family = if i.is_v6() { Family::V6 } else { Family::V4 };
     let auth = match &i.auth {
         Some(a) if a.auth_type == AuthType::Pass => Auth::pass(&a.pass),
-        Some(_) => {
-            un.not_run(
-                i.origin,
-                format!(
-                    "({name}) is not started: AH authentication is not implemented by holdfast"
-                ),
-            );
-            return None;
-        }
+        Some(a) => Auth::ah(&a.pass),
         None => Auth::None,
     };
     let mut router = RouterConfig::new(

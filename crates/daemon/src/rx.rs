@@ -25,6 +25,8 @@ pub struct Key {
     pub v6_src: Option<IpAddr>,
     /// TTL for unicast sends.
     pub unicast_ttl: u8,
+    /// VRRP inside IPsec AH (`auth_type AH`): sockets of AH's protocol.
+    pub ah: bool,
 }
 
 type Inbox = crate::mailbox::Sender<crate::instance::Msg>;
@@ -242,6 +244,7 @@ fn reader(
                 // one is nobody's.
                 Ok(Some(p)) => {
                     let p = Arc::new(p);
+                    // (After an AH header, the socket gives the message behind it.)
                     let Some(&vrid) = p.payload.get(1) else {
                         UNOWNED.too_short.fetch_add(1, Ordering::Relaxed);
                         continue;

@@ -1568,3 +1568,73 @@ fn net_namespace_runs_the_daemon_in_the_named_namespace() {
     assert!(d.wait_exit(10 * SEC));
     assert!(settles(|| !on_inner(1)), "the VIP stayed after the stop");
 }
+
+/// `auth_type AH` between keepalived 2.2.7 and holdfast: each accepts the other's adverts in
+/// either role (the ICV, the SPI and the sequence numbers, carried on from the other's when a
+/// node takes over), and refuses them under another password.
+#[test]
+fn keepalived_and_holdfast_interoperate_with_ipsec_ah_both_ways() {
+    let mut lab = lab(2);
+    let c = |p: u8, pass: &str| {
+        conf(p, "", "")
+            .replace("auth_type PASS", "auth_type AH")
+            .replace("auth_pass 1234", &format!("auth_pass {pass}"))
+    };
+    let mut dump = lab.spawn(
+        0,
+        "tcpdump-ah",
+        &["tcpdump", "-l", "-n", "-v", "-i", "br0", "ip proto 51"],
+    );
+    dump.wait_for("listening on br0", 10 * SEC);
+    // keepalived MASTER, holdfast BACKUP.
+    let mut ka = lab.keepalived(1, &c(150, "secret"));
+    let mut hf = lab.holdfast(2, &c(100, "secret"));
+    ka.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    hf.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
+    dump.mark();
+    dump.wait_count(
+        "10.77.0.1 > 224.0.0.18: AH(length=4(24-bytes),spi=0x0a4d0001",
+        3,
+        10 * SEC,
+    );
+    hf.mark();
+    ka.signal("TERM");
+    hf.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
+    hf.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    assert!(ka.wait_exit(10 * SEC));
+    assert!(settles(|| lab.has(2, VIP)));
+    // keepalived back as BACKUP: it takes holdfast's adverts, and takes over when holdfast
+    // stops.
+    let mut ka = lab.keepalived(1, &c(50, "secret"));
+    ka.wait_for("(VI_1) Entering BACKUP STATE", 10 * SEC);
+    dump.mark();
+    dump.wait_count(
+        "10.77.0.2 > 224.0.0.18: AH(length=4(24-bytes),spi=0x0a4d0002",
+        3,
+        10 * SEC,
+    );
+    assert!(
+        ka.try_wait_for("(VI_1) Entering MASTER STATE", Duration::ZERO)
+            .is_none(),
+        "{}",
+        ka.log()
+    );
+    hf.signal("TERM");
+    ka.wait_for("(VI_1) Backup received priority 0 advertisement", 5 * SEC);
+    ka.wait_for("(VI_1) Entering MASTER STATE", 5 * SEC);
+    assert!(hf.wait_exit(10 * SEC));
+    for p in [&mut ka, &mut hf] {
+        let log = p.log();
+        assert!(!log.contains("IPSEC"), "{log}");
+    }
+    // Another password: holdfast refuses keepalived's adverts, as keepalived refuses its.
+    let mut hf = lab.holdfast(2, &c(100, "other"));
+    hf.wait_for(
+        "(VI_1) IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !",
+        10 * SEC,
+    );
+    ka.wait_for(
+        "(VI_1) IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !",
+        10 * SEC,
+    );
+}

@@ -293,6 +293,7 @@ impl Sim {
                             dst,
                             ttl: 255,
                             payload: &payload,
+                            ah: None,
                         },
                     );
                     self.after_step(to, before);

@@ -14,6 +14,22 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
 /// IP protocol number of VRRP.
 const PROTO_VRRP: i32 = 112;
+/// IP protocol number of IPsec AH (`auth_type AH`: VRRP inside AH).
+const PROTO_AH: i32 = 51;
+/// The AH header's length, ICV included.
+const AH_LEN: usize = 24;
+
+/// What completes a whole IPv4 packet before it is sent (AH's ICV).
+pub type Sign<'a> = &'a dyn Fn(&mut [u8]);
+
+/// A received packet's IPsec AH header and the IPv4 header its ICV covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AhRaw {
+    /// The IPv4 header, as received.
+    pub ip_header: Vec<u8>,
+    /// The AH header.
+    pub ah: [u8; AH_LEN],
+}
 
 /// A received VRRP packet with the IP header facts the router checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +42,8 @@ pub struct Received {
     pub ttl: u8,
     /// The VRRP message (IP payload, Ethernet padding removed using the IP total length).
     pub payload: Vec<u8>,
+    /// The AH header in front of it, on an AH socket.
+    pub ah: Option<Box<AhRaw>>,
 }
 
 /// A classic BPF program for a VRRP receive socket: accept a packet whose VRID is one of
@@ -34,13 +52,13 @@ pub struct Received {
 /// VRIDs this host runs are not lost behind it. `ip_header`: the packet starts with its IPv4
 /// header (raw IPv4 sockets), else with the VRRP message (raw IPv6 sockets).
 pub fn vrid_filter(ip_header: bool, vrids: &[u8]) -> Vec<socket2::SockFilter> {
-    to_filter(vrid_program(ip_header, vrids, false))
+    to_filter(vrid_program(ip_header, 0, vrids, false))
 }
 
 /// The counterpart of [`vrid_filter`], for the socket that only counts: adverts for any VRID
 /// but `vrids` (packets too short to name one are the main socket's).
 pub fn other_vrids_filter(ip_header: bool, vrids: &[u8]) -> Vec<socket2::SockFilter> {
-    to_filter(vrid_program(ip_header, vrids, true))
+    to_filter(vrid_program(ip_header, 0, vrids, true))
 }
 
 fn to_filter(p: Vec<(u16, u8, u8, u32)>) -> Vec<socket2::SockFilter> {
@@ -49,9 +67,10 @@ fn to_filter(p: Vec<(u16, u8, u8, u32)>) -> Vec<socket2::SockFilter> {
         .collect()
 }
 
-/// [`vrid_filter`]'s instructions, as (code, jt, jf, k); `others`: the inverse, for
+/// [`vrid_filter`]'s instructions, as (code, jt, jf, k); `skip`: bytes between the IP header
+/// and the VRRP message (an AH header's 24); `others`: the inverse, for
 /// [`other_vrids_filter`].
-fn vrid_program(ip_header: bool, vrids: &[u8], others: bool) -> Vec<(u16, u8, u8, u32)> {
+fn vrid_program(ip_header: bool, skip: u32, vrids: &[u8], others: bool) -> Vec<(u16, u8, u8, u32)> {
     // The classic BPF opcodes (linux/filter.h), as u16.
     const LD_W_LEN: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
     const LDX_B_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
@@ -73,13 +92,13 @@ fn vrid_program(ip_header: bool, vrids: &[u8], others: bool) -> Vec<(u16, u8, u8
     }
     // Fewer than two bytes of VRRP: the main socket's (the reader counts it as too short).
     let (yes, no) = if others { (0, ALL) } else { (ALL, 0) };
-    p.push((JGE_K, 1, 0, 2));
+    p.push((JGE_K, 1, 0, skip + 2));
     p.push((RET_K, 0, 0, if others { 0 } else { ALL }));
     // A = the VRID (the second byte of the message).
     if ip_header {
-        p.push((LD_B_IND, 0, 0, 1));
+        p.push((LD_B_IND, 0, 0, skip + 1));
     } else {
-        p.push((LD_B_ABS, 0, 0, 1));
+        p.push((LD_B_ABS, 0, 0, skip + 1));
     }
     for &v in vrids {
         // Equal: fall through to the verdict for a listed VRID; else skip it.
@@ -127,17 +146,21 @@ pub struct VrrpSocketV4 {
     others: Socket,
     ttl: u8,
     id: AtomicU16,
+    /// VRRP inside IPsec AH (`auth_type AH`): the sockets are AH's.
+    ah: bool,
 }
 
 impl VrrpSocketV4 {
-    /// Opens the sockets on `ifname` (index `ifindex`), joining `group` unless unicast.
+    /// Opens the sockets on `ifname` (index `ifindex`), joining `group` unless unicast; `ah`:
+    /// for adverts inside IPsec AH (`auth_type AH`), which only AH sockets receive.
     pub fn open(
         ifname: &str,
         ifindex: u32,
         group: Option<Ipv4Addr>,
         unicast_ttl: u8,
+        ah: bool,
     ) -> io::Result<VrrpSocketV4> {
-        let proto = Some(Protocol::from(PROTO_VRRP));
+        let proto = Some(Protocol::from(if ah { PROTO_AH } else { PROTO_VRRP }));
         let send = Socket::new(Domain::IPV4, Type::RAW, proto)?;
         send.set_header_included_v4(true)?;
         send.bind_device(Some(ifname.as_bytes()))?;
@@ -163,25 +186,41 @@ impl VrrpSocketV4 {
             others,
             ttl: unicast_ttl,
             id: AtomicU16::new(1),
+            ah,
         })
     }
 
-    /// Sends a VRRP message from `src` to `dst` (TTL 255 to the multicast group; the
-    /// configured unicast TTL to a peer).
-    pub fn send(&self, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> io::Result<()> {
+    /// Sends a VRRP message (after its AH header on an AH socket) from `src` to `dst` (TTL 255
+    /// to the multicast group; the configured unicast TTL to a peer). `sign` completes the
+    /// whole packet, IPv4 header included, before it leaves (AH's ICV).
+    pub fn send(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload: &[u8],
+        sign: Option<Sign<'_>>,
+    ) -> io::Result<()> {
         let total = 20 + payload.len();
         let mut pkt = Vec::with_capacity(total);
         let ttl = if dst.is_multicast() { 255 } else { self.ttl };
-        let id = self.id.fetch_add(1, Ordering::Relaxed);
+        // Never 0, which the kernel would replace after AH signed it (as keepalived does).
+        let mut id = self.id.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            id = self.id.fetch_add(1, Ordering::Relaxed);
+        }
+        let proto = if self.ah { PROTO_AH } else { PROTO_VRRP } as u8;
         pkt.extend_from_slice(&[0x45, 0xc0]);
         pkt.extend_from_slice(&(total as u16).to_be_bytes());
         pkt.extend_from_slice(&id.to_be_bytes());
-        pkt.extend_from_slice(&[0, 0, ttl, PROTO_VRRP as u8, 0, 0]);
+        pkt.extend_from_slice(&[0, 0, ttl, proto, 0, 0]);
         pkt.extend_from_slice(&src.octets());
         pkt.extend_from_slice(&dst.octets());
         let sum = ipv4_checksum(&pkt);
         pkt[10..12].copy_from_slice(&sum.to_be_bytes());
         pkt.extend_from_slice(payload);
+        if let Some(sign) = sign {
+            sign(&mut pkt);
+        }
         let to = SocketAddr::V4(SocketAddrV4::new(dst, 0));
         self.send.send_to(&pkt, &to.into())?;
         Ok(())
@@ -194,21 +233,37 @@ impl VrrpSocketV4 {
         let Some(n) = read_timed(&self.recv, &mut buf)? else {
             return Ok(None);
         };
-        Ok(parse_ipv4(&buf[..n]))
+        Ok(parse_ipv4(&buf[..n], self.ah))
     }
 }
 
 /// Splits an IPv4 packet into the facts VRRP needs; `None` if it is not a plausible IPv4
-/// VRRP packet (the router counts what it can parse).
-pub fn parse_ipv4(b: &[u8]) -> Option<Received> {
+/// VRRP packet (the router counts what it can parse). `ah`: VRRP inside IPsec AH, whose
+/// header is kept for the router to check; an AH header for another protocol is not ours.
+pub fn parse_ipv4(b: &[u8], ah: bool) -> Option<Received> {
     if b.len() < 20 || b[0] >> 4 != 4 {
         return None;
     }
     let ihl = usize::from(b[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([b[2], b[3]]));
-    if ihl < 20 || b.len() < ihl || b[9] != PROTO_VRRP as u8 {
+    let proto = if ah { PROTO_AH } else { PROTO_VRRP } as u8;
+    if ihl < 20 || b.len() < ihl || b[9] != proto {
         return None;
     }
+    let (ah, ihl_payload) = if ah {
+        if b.len() < ihl + AH_LEN || b[ihl] != PROTO_VRRP as u8 {
+            return None;
+        }
+        let mut h = [0u8; AH_LEN];
+        h.copy_from_slice(&b[ihl..ihl + AH_LEN]);
+        let raw = AhRaw {
+            ip_header: b[..ihl].to_vec(),
+            ah: h,
+        };
+        (Some(Box::new(raw)), ihl + AH_LEN)
+    } else {
+        (None, ihl)
+    };
     // keepalived: tolerate Ethernet padding by trusting the IP total length when shorter.
     let end = if total >= ihl && total <= b.len() {
         total
@@ -219,7 +274,8 @@ pub fn parse_ipv4(b: &[u8]) -> Option<Received> {
         src: IpAddr::V4(Ipv4Addr::new(b[12], b[13], b[14], b[15])),
         dst: IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19])),
         ttl: b[8],
-        payload: b[ihl..end].to_vec(),
+        payload: b[ihl_payload.min(end)..end].to_vec(),
+        ah,
     })
 }
 
@@ -340,6 +396,7 @@ impl VrrpSocketV6 {
             dst: IpAddr::V6(dst),
             ttl: u8::try_from(hop).unwrap_or(0),
             payload: buf[..n].to_vec(),
+            ah: None,
         }))
     }
 }
@@ -353,10 +410,19 @@ pub enum VrrpSocket {
 }
 
 impl VrrpSocket {
-    /// Sends from `src` to `dst`; the families must match the socket's.
-    pub fn send(&self, src: IpAddr, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
+    /// Sends from `src` to `dst`; the families must match the socket's. `sign` completes an
+    /// IPv4 packet before it leaves ([`VrrpSocketV4::send`]).
+    pub fn send(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        payload: &[u8],
+        sign: Option<Sign<'_>>,
+    ) -> io::Result<()> {
         match (self, src, dst) {
-            (VrrpSocket::V4(s), IpAddr::V4(src), IpAddr::V4(dst)) => s.send(src, dst, payload),
+            (VrrpSocket::V4(s), IpAddr::V4(src), IpAddr::V4(dst)) => {
+                s.send(src, dst, payload, sign)
+            }
             (VrrpSocket::V6(s), IpAddr::V6(_), IpAddr::V6(dst)) => s.send(dst, payload),
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -376,12 +442,17 @@ impl VrrpSocket {
     /// Lets only adverts for `vrids` (and packets too short to name one) reach the receive
     /// socket; the kernel drops the rest ([`vrid_filter`]).
     pub fn set_vrids(&self, vrids: &[u8]) -> io::Result<()> {
-        let (recv, others, v4) = match self {
-            VrrpSocket::V4(s) => (&s.recv, &s.others, true),
-            VrrpSocket::V6(s) => (&s.recv, &s.others, false),
+        let (recv, others, v4, skip) = match self {
+            VrrpSocket::V4(s) => (
+                &s.recv,
+                &s.others,
+                true,
+                if s.ah { AH_LEN as u32 } else { 0 },
+            ),
+            VrrpSocket::V6(s) => (&s.recv, &s.others, false, 0),
         };
-        recv.attach_filter(&vrid_filter(v4, vrids))?;
-        others.attach_filter(&other_vrids_filter(v4, vrids))
+        recv.attach_filter(&to_filter(vrid_program(v4, skip, vrids, false)))?;
+        others.attach_filter(&to_filter(vrid_program(v4, skip, vrids, true)))
     }
 
     /// Waits up to 200 ms for an advert for a VRID no instance here runs; whether one came
@@ -441,7 +512,7 @@ mod tests {
             p.extend_from_slice(vrrp);
             p
         };
-        let prog = vrid_program(true, &[1, 52, 255], false);
+        let prog = vrid_program(true, 0, &[1, 52, 255], false);
         for (pkt, kept) in [
             (v4(5, &[0x21, 52, 100, 1]), true),
             (v4(6, &[0x21, 52, 100, 1]), true),
@@ -455,25 +526,45 @@ mod tests {
             assert_eq!(run(&prog, &pkt) > 0, kept, "{pkt:?}");
         }
         // IPv6 sockets see the VRRP message alone.
-        let prog = vrid_program(false, &[7], false);
+        let prog = vrid_program(false, 0, &[7], false);
         assert!(run(&prog, &[0x31, 7, 100, 1]) > 0);
         assert_eq!(run(&prog, &[0x31, 8, 100, 1]), 0);
         assert!(run(&prog, &[0x31]) > 0);
         // No VRID: nothing but short packets.
         assert_eq!(
-            run(&vrid_program(true, &[], false), &v4(5, &[0x21, 1, 1, 1])),
+            run(&vrid_program(true, 0, &[], false), &v4(5, &[0x21, 1, 1, 1])),
             0
         );
         // Every VRID fits the kernel's limit of 4 096 instructions.
         let all: Vec<u8> = (0..=255).collect();
-        assert!(vrid_program(true, &all, false).len() < 4096);
-        assert!(run(&vrid_program(true, &all, false), &v4(5, &[0x21, 200, 1, 1])) > 0);
+        assert!(vrid_program(true, 0, &all, false).len() < 4096);
+        assert!(
+            run(
+                &vrid_program(true, 0, &all, false),
+                &v4(5, &[0x21, 200, 1, 1])
+            ) > 0
+        );
         // The counting socket's filter is the inverse, short packets excepted.
-        let others = vrid_program(true, &[1, 52, 255], true);
+        let others = vrid_program(true, 0, &[1, 52, 255], true);
         assert!(run(&others, &v4(5, &[0x21, 51, 100, 1])) > 0);
         assert_eq!(run(&others, &v4(5, &[0x21, 52, 100, 1])), 0);
         assert_eq!(run(&others, &v4(5, &[0x21])), 0);
-        assert!(run(&vrid_program(false, &[], true), &[0x31, 9, 1, 1]) > 0);
+        assert!(run(&vrid_program(false, 0, &[], true), &[0x31, 9, 1, 1]) > 0);
+        // Behind an AH header (24 bytes), the VRID is 25 bytes into the payload.
+        let ah = |ihl: u8, vrid: u8| {
+            let mut vrrp = vec![112, 4];
+            vrrp.resize(24, 0);
+            vrrp.extend_from_slice(&[0x21, vrid, 100, 1]);
+            v4(ihl, &vrrp)
+        };
+        let prog = vrid_program(true, 24, &[52], false);
+        assert!(run(&prog, &ah(5, 52)) > 0);
+        assert!(run(&prog, &ah(6, 52)) > 0);
+        assert_eq!(run(&prog, &ah(5, 51)), 0);
+        assert!(
+            run(&prog, &v4(5, &[112, 4, 0])) > 0,
+            "too short: kept, to be counted"
+        );
     }
 
     #[test]
@@ -490,11 +581,41 @@ mod tests {
             "captured header checksum verifies"
         );
         b.extend_from_slice(&[0; 6]);
-        let r = parse_ipv4(&b).expect("ipv4");
+        let r = parse_ipv4(&b, false).expect("ipv4");
         assert_eq!(r.src, IpAddr::V4(Ipv4Addr::new(10, 99, 0, 11)));
         assert_eq!(r.dst, IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)));
         assert_eq!(r.ttl, 255);
         assert_eq!(r.payload.len(), 20);
-        assert_eq!(parse_ipv4(&b[..10]), None);
+        assert_eq!(parse_ipv4(&b[..10], false), None);
+        // Not AH: nothing for an AH socket.
+        assert_eq!(parse_ipv4(&b, true), None);
+    }
+
+    #[test]
+    fn an_ah_packet_gives_its_vrrp_message_with_the_headers_the_router_checks() {
+        // keepalived's first AH advert (auth_pass secret), IP header onwards.
+        let b: Vec<u8> = [
+            "45c000400001000 0ff33d0ad0a090001e0000012",
+            "70040000 0a090001 00000001 30eed98b248dccb53feb4de4",
+            "21339601 02013c5d 0a090064 0000000000000000",
+        ]
+        .concat()
+        .split_whitespace()
+        .collect::<String>()
+        .as_bytes()
+        .chunks(2)
+        .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+        .collect();
+        let r = parse_ipv4(&b, true).expect("AH");
+        assert_eq!(r.payload.len(), 20);
+        assert_eq!(r.payload[1], 0x33);
+        let ah = r.ah.expect("AH header");
+        assert_eq!(ah.ip_header, b[..20]);
+        assert_eq!(ah.ah[..], b[20..44]);
+        assert_eq!(parse_ipv4(&b, false), None);
+        // An AH header for another protocol is not ours.
+        let mut other = b.clone();
+        other[20] = 6;
+        assert_eq!(parse_ipv4(&other, true), None);
     }
 }

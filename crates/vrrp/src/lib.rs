@@ -1,9 +1,11 @@
 //! holdfast-vrrp: who holds the VIP.
 //!
-//! [`wire`] is the VRRPv2/v3 codec; [`router`] the sans-IO virtual router with keepalived 2.2's
-//! semantics; [`sync`] the sync group. The crate is pure: time comes in as [`Instant`] values,
+//! [`wire`] is the VRRPv2/v3 codec; [`ah`] IPsec AH as keepalived authenticates VRRPv2 with it;
+//! [`router`] the sans-IO virtual router with keepalived 2.2's semantics; [`sync`] the sync
+//! group. The crate is pure: time comes in as [`Instant`] values,
 //! randomness as a seed, packets as byte slices; outputs are values for the caller to carry out.
 
+pub mod ah;
 pub mod router;
 pub mod sync;
 pub mod time;
@@ -102,6 +104,7 @@ pub mod fuzzing {
                     dst: ips.dst,
                     ttl: 255,
                     payload: chunk,
+                    ah: None,
                 },
             );
             now = now + std::time::Duration::from_millis(700);

@@ -216,6 +216,16 @@ pub enum SyncCmd {
     ClearFault,
 }
 
+/// A received packet's IPsec AH header and the IPv4 header its ICV covers
+/// (`auth_type AH`, [`crate::ah`]).
+#[derive(Clone, Copy, Debug)]
+pub struct AhPart<'a> {
+    /// The IPv4 header, as received.
+    pub ip_header: &'a [u8],
+    /// The AH header.
+    pub ah: &'a [u8; crate::ah::AH_LEN],
+}
+
 /// Inputs.
 #[derive(Clone, Copy, Debug)]
 pub enum Input<'a> {
@@ -229,6 +239,8 @@ pub enum Input<'a> {
         ttl: u8,
         /// VRRP bytes.
         payload: &'a [u8],
+        /// The IPsec AH header and the IPv4 header it covers, when the packet had one.
+        ah: Option<AhPart<'a>>,
     },
     /// The instance's interface went up (true) or down.
     Link(bool),
@@ -368,6 +380,11 @@ pub enum Log {
     TwoOwners(String, IpAddr),
     /// A dropped advert, in keepalived's words for that reason.
     Dropped(String, Drop, String),
+    /// `IPSEC AH : invalid IPSEC SPI value. %u and expect %u` (no instance name, as
+    /// keepalived logs it).
+    AhSpi(u32, u32),
+    /// `(%s) IPSEC-AH : Syncing seq_num - Increment seq`.
+    AhSyncSeq(String),
 }
 
 impl Log {
@@ -432,6 +449,11 @@ impl fmt::Display for Log {
                 "({n}) CONFIGURATION ERROR: local instance and {a} are both configured as address owner, please resolve"
             ),
             Log::Dropped(n, _, text) => write!(f, "({n}) {text}"),
+            Log::AhSpi(saddr, spi) => write!(
+                f,
+                "IPSEC AH : invalid IPSEC SPI value. {saddr} and expect {spi}"
+            ),
+            Log::AhSyncSeq(n) => write!(f, "({n}) IPSEC-AH : Syncing seq_num - Increment seq"),
         }
     }
 }
@@ -517,6 +539,10 @@ pub struct VirtualRouter {
     peer_forms: Vec<(IpAddr, ChecksumForm)>,
     /// When this MASTER last answered a lower-priority advert.
     lower_prio_answered: Option<Instant>,
+    /// `auth_type AH`: the sequence number, sent and received alike (keepalived keeps one),
+    /// and whether it reached its end.
+    ah_seq: u32,
+    ah_cycle: bool,
 }
 
 /// Where a virtual router runs, besides its [`RouterConfig`]: what [`continues`] compares.
@@ -591,6 +617,8 @@ impl VirtualRouter {
             stats: Stats::default(),
             peer_forms: Vec::new(),
             lower_prio_answered: None,
+            ah_seq: 0,
+            ah_cycle: false,
         };
         r.effective = r.compute_priority();
         r
@@ -669,7 +697,8 @@ impl VirtualRouter {
                 dst,
                 ttl,
                 payload,
-            } => self.on_advert(now, src, dst, ttl, payload),
+                ah,
+            } => self.on_advert(now, src, dst, ttl, payload, ah),
             Input::Link(up) => {
                 self.link_up = up;
                 self.reevaluate(now);
@@ -891,6 +920,11 @@ impl VirtualRouter {
     }
 
     fn become_master(&mut self, now: Instant, reason: Reason) {
+        // keepalived: a MASTER whose AH sequence numbers had reached their end starts again.
+        if self.ah_cycle {
+            self.ah_cycle = false;
+            self.ah_seq = 0;
+        }
         // keepalived: the advert goes first, then the log line, the VIPs and the GARPs.
         self.send_advert(self.effective);
         let from = self.state;
@@ -1027,7 +1061,17 @@ impl VirtualRouter {
     /// The adverts this router would send now with `priority`: one per destination (the
     /// multicast group, or each unicast peer). A guardian process keeps the priority-0 set to
     /// send if the daemon dies (keepalived's VRRP child does the same when its parent dies).
+    /// None under `auth_type AH`: an advert signed in advance carries a sequence number the
+    /// peers will have passed by the time it is sent, and they would refuse it.
     pub fn adverts(&self, priority: u8) -> Vec<(IpAddr, Vec<u8>)> {
+        if matches!(self.cfg.auth, Auth::Ah(_)) {
+            return Vec::new();
+        }
+        self.messages(priority)
+    }
+
+    /// The VRRP messages for `priority`, one per destination.
+    fn messages(&self, priority: u8) -> Vec<(IpAddr, Vec<u8>)> {
         let Some(src) = self.src else {
             return Vec::new();
         };
@@ -1059,11 +1103,29 @@ impl VirtualRouter {
     }
 
     fn send_advert(&mut self, priority: u8) {
-        let adverts = self.adverts(priority);
+        let adverts = self.messages(priority);
         if adverts.is_empty() {
             return;
         }
+        let ah = match (self.cfg.auth, self.src) {
+            (Auth::Ah(_), Some(IpAddr::V4(src))) if self.cfg.version == Version::V2 => {
+                // keepalived: one number per advert (every peer gets the same), which stops
+                // at its end: the MASTER then sends it again, its peers refuse it and take
+                // over, and a MASTER starting afresh resets it.
+                if self.ah_seq > 0xFFFF_FFFD {
+                    self.ah_cycle = true;
+                } else {
+                    self.ah_seq += 1;
+                }
+                Some(crate::ah::header(src, self.ah_seq))
+            }
+            _ => None,
+        };
         for (dst, payload) in adverts {
+            let payload = match &ah {
+                Some(h) => [&h[..], &payload].concat(),
+                None => payload,
+            };
             self.out.push_back(Output::Send { dst, payload });
         }
         self.stats.adverts_sent += 1;
@@ -1078,9 +1140,31 @@ impl VirtualRouter {
     }
 
     /// keepalived's `vrrp_check_packet` order (reference §2.6), then the state machine.
-    fn on_advert(&mut self, now: Instant, src: IpAddr, dst: IpAddr, ttl: u8, payload: &[u8]) {
+    fn on_advert(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        payload: &[u8],
+        ah: Option<AhPart<'_>>,
+    ) {
         let family = self.cfg.family;
         let unicast = !self.cfg.unicast_peers.is_empty();
+        let ah_key = match self.cfg.auth {
+            Auth::Ah(k) if family == Family::V4 => Some(k),
+            _ => None,
+        };
+        let mut rx_seq = None;
+        if ah.is_some() != ah_key.is_some() {
+            let text = if ah.is_some() {
+                "Received AH header but auth type not AH"
+            } else {
+                "No AH header but auth type is AH"
+            };
+            self.dropped(Drop::AuthTypeMismatch, text.to_string());
+            return;
+        }
         if payload.len() < HEADER_LEN {
             self.dropped(Drop::Length, "IPv4 VRRP packet too short".to_string());
             return;
@@ -1170,6 +1254,42 @@ impl VirtualRouter {
                     return;
                 }
             }
+            if let (Some(key), Some(ah)) = (ah_key, ah) {
+                if ah.ah[0] != crate::wire::PROTO_VRRP {
+                    // An AH header for another protocol: not ours to count.
+                    return;
+                }
+                match crate::ah::verify(&key, ah.ip_header, ah.ah, payload, unicast) {
+                    Err(crate::ah::AhError::Icv) => {
+                        self.dropped(
+                            Drop::AuthFailure,
+                            "IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !".to_string(),
+                        );
+                        return;
+                    }
+                    Err(crate::ah::AhError::Spi { saddr, spi }) => {
+                        self.stats.drop(Drop::AuthFailure);
+                        self.log(Log::AhSpi(saddr, spi));
+                        return;
+                    }
+                    Ok(seq) if seq > self.ah_seq => {
+                        self.ah_seq = seq;
+                        rx_seq = Some(seq);
+                    }
+                    Ok(seq) => {
+                        let local = self.ah_seq;
+                        self.dropped(
+                            Drop::AuthFailure,
+                            format!("IPSEC-AH : sequence number {seq} already processed. Packet dropped. Local({local})"),
+                        );
+                        return;
+                    }
+                }
+                if self.state == State::Backup {
+                    // keepalived: a MASTER's numbers are flowing again.
+                    self.ah_cycle = false;
+                }
+            }
             let ours = self.cfg.advert_int.as_secs();
             if u64::from(p.adver_int_secs()) != ours {
                 self.dropped(
@@ -1256,7 +1376,7 @@ impl VirtualRouter {
         if adv.priority == 0 {
             self.stats.priority_zero_received += 1;
         }
-        self.on_valid_advert(now, src, &adv);
+        self.on_valid_advert(now, src, &adv, rx_seq);
     }
 
     /// Records a sender's checksum form, for senders whose adverts passed every check: a
@@ -1270,7 +1390,14 @@ impl VirtualRouter {
         self.peer_forms.push((src, form));
     }
 
-    fn on_valid_advert(&mut self, now: Instant, src: IpAddr, adv: &AdvertRepr) {
+    /// `ah_seq`: the advert's AH sequence number (`auth_type AH`).
+    fn on_valid_advert(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        adv: &AdvertRepr,
+        ah_seq: Option<u32>,
+    ) {
         let name = self.cfg.name.clone();
         let ours = self.effective;
         match self.state {
@@ -1334,6 +1461,9 @@ impl VirtualRouter {
                 let higher = adv.priority > ours
                     || (adv.priority == ours && our_addr.is_some_and(|a| src > a));
                 if higher {
+                    if ah_seq.is_some() {
+                        self.ah_cycle = false;
+                    }
                     if adv.priority > ours {
                         self.log(Log::HigherPriority(name, src, adv.priority, ours));
                     } else {
@@ -1366,7 +1496,19 @@ impl VirtualRouter {
                     }
                     self.lower_prio_answered = Some(now);
                     let force = !self.cfg.lower_prio_no_advert;
-                    self.log(Log::LowerPriority(name, src, adv.priority, ours, force));
+                    self.log(Log::LowerPriority(
+                        name.clone(),
+                        src,
+                        adv.priority,
+                        ours,
+                        force,
+                    ));
+                    if let Some(seq) = ah_seq {
+                        // keepalived: carry on from the other MASTER's number.
+                        self.log(Log::AhSyncSeq(name));
+                        self.ah_seq = seq.wrapping_add(1);
+                        self.ah_cycle = false;
+                    }
                     if force {
                         self.send_advert(ours);
                         self.advert_at = Some(now + self.cfg.advert_int);

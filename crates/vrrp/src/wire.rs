@@ -73,7 +73,8 @@ pub enum Auth {
     None,
     /// Type 1: simple text password, first 8 bytes, zero padded.
     Pass([u8; 8]),
-    /// Type 2: IPsec AH (the data field is not used by VRRP itself).
+    /// Type 2: IPsec AH, keyed with the password (first 8 bytes, zero padded); the message's
+    /// data field is zero.
     Ah([u8; 8]),
 }
 
@@ -87,6 +88,14 @@ impl Auth {
         Auth::Pass(b)
     }
 
+    /// An AH authentication from a configured `auth_pass` (keepalived keys with 8 bytes).
+    pub fn ah(s: &str) -> Auth {
+        match Auth::pass(s) {
+            Auth::Pass(b) => Auth::Ah(b),
+            other => other,
+        }
+    }
+
     /// The auth type number.
     pub fn type_number(&self) -> u8 {
         match self {
@@ -96,10 +105,12 @@ impl Auth {
         }
     }
 
+    /// What the message's authentication data carries: the password for PASS; nothing for
+    /// AH, whose key signs the AH header instead ([`crate::ah`]).
     fn data(&self) -> [u8; 8] {
         match self {
-            Auth::None => [0; 8],
-            Auth::Pass(d) | Auth::Ah(d) => *d,
+            Auth::None | Auth::Ah(_) => [0; 8],
+            Auth::Pass(d) => *d,
         }
     }
 }

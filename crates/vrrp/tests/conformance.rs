@@ -139,6 +139,7 @@ impl H {
             dst,
             ttl,
             payload,
+            ah: None,
         });
     }
 
@@ -1059,6 +1060,7 @@ fn a_multicast_advert_in_unicast_mode_is_dropped() {
         dst: ip("224.0.0.18"),
         ttl: 255,
         payload: &a,
+        ah: None,
     });
     assert_eq!(
         dropped(&mut h, Drop::Addressing),
@@ -1195,4 +1197,161 @@ fn a_track_file_value_times_its_weight_moves_the_priority_and_weight_zero_faults
         value: 30,
     });
     assert_eq!(h.r.state(), State::Fault, "-300 is below -253");
+}
+
+/// `auth_type AH`: a router keyed with "secret".
+fn ah_cfg(priority: u8) -> RouterConfig {
+    let mut c = cfg(priority);
+    c.auth = Auth::ah("secret");
+    c
+}
+
+/// A whole IPv4 packet as a peer at `src` sends it: its IPv4 header (TTL 255 to the VRRP
+/// group), an AH header with `seq`, and `vrrp`, signed with `key`.
+fn ah_packet(src: &str, seq: u32, vrrp: &[u8], key: &str) -> Vec<u8> {
+    use holdfast_vrrp::ah;
+    let IpAddr::V4(s) = ip(src) else {
+        unreachable!()
+    };
+    let total = (20 + ah::AH_LEN + vrrp.len()) as u16;
+    let mut p = vec![0x45, 0xc0];
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0, 7, 0, 0, 255, ah::PROTO_AH, 0, 0]);
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&[224, 0, 0, 18]);
+    p.extend_from_slice(&ah::header(s, seq));
+    p.extend_from_slice(vrrp);
+    let Auth::Ah(k) = Auth::ah(key) else {
+        unreachable!()
+    };
+    ah::sign(&k, &mut p, false);
+    p
+}
+
+impl H {
+    /// Feeds a packet made by [`ah_packet`].
+    fn ah_input(&mut self, packet: &[u8]) {
+        let (header, rest) = packet.split_at(20);
+        let (a, vrrp) = rest.split_at(holdfast_vrrp::ah::AH_LEN);
+        let a: &[u8; 24] = a.try_into().unwrap();
+        let src = IpAddr::from([header[12], header[13], header[14], header[15]]);
+        self.input(Input::Advert {
+            src,
+            dst: ip("224.0.0.18"),
+            ttl: 255,
+            payload: vrrp,
+            ah: Some(AhPart {
+                ip_header: header,
+                ah: a,
+            }),
+        });
+    }
+}
+
+#[test]
+fn ah_adverts_carry_an_ah_header_with_a_rising_sequence_number_and_no_password() {
+    let mut h = H::with(ah_cfg(150));
+    h.advance(Duration::from_secs(4));
+    assert_eq!(h.r.state(), State::Master);
+    h.advance(Duration::from_secs(1));
+    let sent: Vec<Vec<u8>> = h
+        .take()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect();
+    assert!(sent.len() >= 2, "{sent:?}");
+    for (k, p) in sent.iter().enumerate() {
+        // Next header VRRP, length 4, SPI our address, sequence 1, 2, …, a zero ICV (the
+        // sender signs the whole packet).
+        assert_eq!(p[..4], [112, 4, 0, 0]);
+        assert_eq!(p[4..8], [10, 0, 0, 2]);
+        assert_eq!(u32::from_be_bytes([p[8], p[9], p[10], p[11]]), k as u32 + 1);
+        assert_eq!(p[12..24], [0; 12]);
+        let vrrp = Packet::new_unchecked(&p[24..]);
+        assert_eq!(vrrp.auth_type(), 2);
+        assert_eq!(vrrp.auth_data(), [0; 8]);
+    }
+    // No last words under AH (a number signed in advance would be refused).
+    assert!(h.r.adverts(0).is_empty());
+}
+
+#[test]
+fn ah_adverts_are_checked_for_their_icv_spi_and_sequence_as_keepalived_checks_them() {
+    let mut h = H::with(ah_cfg(100));
+    let vrrp = h.advert_bytes("10.0.0.1", 150, |_| {});
+    h.ah_input(&ah_packet("10.0.0.1", 5, &vrrp, "secret"));
+    assert_eq!(h.r.stats().adverts_received, 1);
+    assert_eq!(h.r.master_addr(), Some(ip("10.0.0.1")));
+    // The same number again: a replay.
+    h.take();
+    h.ah_input(&ah_packet("10.0.0.1", 5, &vrrp, "secret"));
+    assert_eq!(
+        dropped(&mut h, Drop::AuthFailure),
+        "(VI_1) IPSEC-AH : sequence number 5 already processed. Packet dropped. Local(5)"
+    );
+    // Another password.
+    let mut h = H::with(ah_cfg(100));
+    h.ah_input(&ah_packet("10.0.0.1", 6, &vrrp, "other"));
+    assert_eq!(
+        dropped(&mut h, Drop::AuthFailure),
+        "(VI_1) IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !"
+    );
+    // Without an AH header.
+    let mut h = H::with(ah_cfg(100));
+    h.raw("10.0.0.1", 255, &vrrp);
+    assert_eq!(
+        dropped(&mut h, Drop::AuthTypeMismatch),
+        "(VI_1) No AH header but auth type is AH"
+    );
+    // A valid signature whose SPI is not the sender.
+    let mut h = H::with(ah_cfg(100));
+    let mut p = ah_packet("10.0.0.1", 7, &vrrp, "secret");
+    p[24..28].copy_from_slice(&[10, 0, 0, 9]);
+    let Auth::Ah(k) = Auth::ah("secret") else {
+        unreachable!()
+    };
+    holdfast_vrrp::ah::sign(&k, &mut p, false);
+    h.ah_input(&p);
+    assert_eq!(h.r.stats().dropped(Drop::AuthFailure), 1);
+    assert!(
+        h.logs()
+            .last()
+            .is_some_and(|l| l.starts_with("IPSEC AH : invalid IPSEC SPI value."))
+    );
+}
+
+#[test]
+fn an_ah_master_answering_a_lower_priority_one_carries_on_from_its_sequence_number() {
+    let mut h = H::with(ah_cfg(150));
+    h.advance(Duration::from_secs(4));
+    assert_eq!(h.r.state(), State::Master);
+    h.take();
+    let vrrp = h.advert_bytes("10.0.0.1", 100, |_| {});
+    h.ah_input(&ah_packet("10.0.0.1", 1000, &vrrp, "secret"));
+    let logs: Vec<String> = h
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Log(l) => Some(l.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logs.contains(&"(VI_1) IPSEC-AH : Syncing seq_num - Increment seq".to_string()),
+        "{logs:?}"
+    );
+    // The answer carries 1001 + 1.
+    let seq = h.out.iter().find_map(|o| match o {
+        Output::Send { payload, .. } => Some(u32::from_be_bytes([
+            payload[8],
+            payload[9],
+            payload[10],
+            payload[11],
+        ])),
+        _ => None,
+    });
+    assert_eq!(seq, Some(1002));
 }

@@ -20,7 +20,8 @@ fn repr() -> impl Strategy<Value = (AdvertRepr, ChecksumForm)> {
             let auth = match at {
                 0 => Auth::None,
                 1 => Auth::Pass(pass),
-                _ => Auth::Ah(pass),
+                // AH's key signs the AH header; the message carries zeros (as keepalived's).
+                _ => Auth::Ah([0; 8]),
             };
             let addrs = addrs
                 .into_iter()

@@ -898,10 +898,7 @@ fn auth(cx: &mut Cx<'_>, n: &Node, name: &str) -> Option<Auth> {
         match c.key.text.as_str() {
             "auth_type" => match c.args.first().map(|w| w.text.as_str()) {
                 Some("PASS") => t = Some(AuthType::Pass),
-                Some("AH") => {
-                    cx.d.push(Class::Unsupported, Some(arg_span(c)), "unsupported: auth_type AH (IPsec AH authentication) is not implemented by holdfast");
-                    t = Some(AuthType::Ah)
-                }
+                Some("AH") => t = Some(AuthType::Ah),
                 _ => cx.d.invalid(
                     arg_span(c),
                     format!(
