@@ -188,30 +188,117 @@ pub(crate) fn spawn_instance(
     let sh = sh.clone();
     let log = sh.log;
     let task = tokio::spawn(async move {
-        let plan = inst.clone();
+        let mut inbox = rx;
+        let mut plan = inst;
         let firewall = sh.firewall.clone();
-        // `use_vmac`: the macvlan exists for the instance's whole life.
-        let vmac = match shared_nl() {
-            Ok(nl) => crate::vmac::up(&plan, &nl, &firewall, log)
-                .await
-                .map(|v| v.map(|v| (v, nl))),
-            Err(e) => Err(e.into()),
-        };
-        let vmac = match vmac {
-            Ok(v) => v,
-            Err(e) => {
-                log.vrrp(&format!("({}) stopped on error: {e:#}", plan.name));
-                return;
+        let mut first = true;
+        loop {
+            // `dynamic_interfaces`: an instance whose interface does not exist (yet, or any
+            // more) is in FAULT until it appears.
+            if plan.dynamic && holdfast_sys::iface::index(&plan.ifname).is_err() {
+                match absent(&plan, &mut inbox, &sh, first).await {
+                    Absent::Stop => return,
+                    Absent::Reload(new) => {
+                        plan = new;
+                        continue;
+                    }
+                    Absent::Appeared => {}
+                }
             }
-        };
-        if let Err(e) = instance(inst, rx, for_reader, sh).await {
-            log.vrrp(&format!("({}) stopped on error: {e:#}", plan.name));
-        }
-        if let Some((v, nl)) = vmac {
-            v.down(&nl, &firewall, log).await;
+            first = false;
+            // `use_vmac`: the macvlan exists for the instance's whole life.
+            let vmac = match shared_nl() {
+                Ok(nl) => crate::vmac::up(&plan, &nl, &firewall, log)
+                    .await
+                    .map(|v| v.map(|v| (v, nl))),
+                Err(e) => Err(e.into()),
+            };
+            let vmac = match vmac {
+                Ok(v) => v,
+                Err(e) => {
+                    log.vrrp(&format!("({}) stopped on error: {e:#}", plan.name));
+                    return;
+                }
+            };
+            let exit = instance(plan.clone(), &mut inbox, for_reader.clone(), sh.clone()).await;
+            if let Some((v, nl)) = vmac {
+                v.down(&nl, &firewall, log).await;
+            }
+            match exit {
+                Ok(Exit::InterfaceGone(last)) => plan = last,
+                Ok(Exit::Stopped) => return,
+                Err(e) => {
+                    log.vrrp(&format!("({}) stopped on error: {e:#}", plan.name));
+                    return;
+                }
+            }
         }
     });
     (tx, task)
+}
+
+/// How an instance driver ended.
+enum Exit {
+    /// Stopped by the supervisor (or its mailbox closed).
+    Stopped,
+    /// Its interface was deleted (`dynamic_interfaces`): the plan it last ran.
+    InterfaceGone(Arc<InstancePlan>),
+}
+
+/// How waiting for an absent interface ended.
+enum Absent {
+    /// It appeared.
+    Appeared,
+    /// The supervisor stopped the instance.
+    Stop,
+    /// A reload brought this plan (waited for in turn).
+    Reload(Arc<InstancePlan>),
+}
+
+/// An instance whose interface is absent (`dynamic_interfaces`): FAULT, as keepalived reports
+/// it, until the interface appears; the supervisor's commands are answered meanwhile and
+/// adverts (there are none without the interface) dropped.
+async fn absent(
+    plan: &Arc<InstancePlan>,
+    inbox: &mut crate::mailbox::Receiver<Msg>,
+    sh: &Shared,
+    first: bool,
+) -> Absent {
+    let (name, ifname, log) = (&plan.name, &plan.ifname, sh.log);
+    if first {
+        log.vrrp(&format!(
+            "Configuration specifies interface {ifname} which doesn't currently exist - will use if created"
+        ));
+        log.vrrp(&format!(
+            "({name}): entering FAULT state (interface {ifname} down)"
+        ));
+    }
+    if let Ok(mut t) = sh.status.lock()
+        && let Some(e) = t.get_mut(name)
+    {
+        e.state = State::Fault;
+        e.since = std::time::SystemTime::now();
+    }
+    let _ = sh.events.send((name.clone(), Event::OwnFault(true)));
+    let _ = sh
+        .events
+        .send((name.clone(), Event::State(State::Fault, false)));
+    let appeared = crate::nlhub::interface(ifname);
+    tokio::pin!(appeared);
+    loop {
+        tokio::select! {
+            _ = &mut appeared => {
+                log.vrrp(&format!("Interface {ifname} added"));
+                let _ = sh.events.send((name.clone(), Event::OwnFault(false)));
+                return Absent::Appeared;
+            }
+            m = inbox.recv() => match m {
+                Some(Msg::Ctl(Ctl::Reload(new))) => return Absent::Reload(new),
+                Some(Msg::Ctl(Ctl::Stop)) | None => return Absent::Stop,
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// Address dumps in turn: the instances share one rtnetlink request connection
@@ -853,10 +940,10 @@ fn shell_quote(s: &str) -> String {
 #[allow(clippy::manual_async_fn)] // see the comment on the block
 fn instance(
     plan: Arc<InstancePlan>,
-    mut inbox: crate::mailbox::Receiver<Msg>,
+    inbox: &mut crate::mailbox::Receiver<Msg>,
     for_reader: crate::mailbox::Sender<Msg>,
     sh: Shared,
-) -> impl std::future::Future<Output = anyhow::Result<()>> {
+) -> impl std::future::Future<Output = anyhow::Result<Exit>> + '_ {
     // An async block rather than an async fn: the arguments live in the task once, not
     // twice (as captured arguments and again as the body's locals).
     async move {
@@ -1024,6 +1111,7 @@ fn instance(
 
         router.handle(now(), Input::Start);
         let mut was_master = false;
+        let mut exit = Exit::Stopped;
         let mut last_state = router.state();
         let mut since = std::time::SystemTime::now();
         let mut status_stale = true;
@@ -1137,6 +1225,20 @@ fn instance(
                 }
                 c = crate::nlhub::next(&mut changes) => {
                     use crate::nlhub::Change;
+                    if let Ok(Change::Deleted) = c {
+                        if !io.plan.dynamic {
+                            // Down (FAULT) for good: without `dynamic_interfaces` an interface
+                            // made again is another one.
+                            continue;
+                        }
+                        log.vrrp(&format!("Interface {} deleted", plan.ifname));
+                        router.handle(now(), Input::Link(false));
+                        while let Some(o) = router.poll_output() {
+                            Box::pin(io.execute(o, &router)).await;
+                        }
+                        exit = Exit::InterfaceGone(io.plan.clone());
+                        break;
+                    }
                     if let Ok(Change::Addr(a)) = &c
                         && !a.added
                         && router.state() == State::Master
@@ -1148,7 +1250,7 @@ fn instance(
                             Ok(Change::Link(up)) => router.handle(now(), Input::Link(up)),
                             // Missed changes: read the link afresh.
                             Err(_) => router.handle(now(), Input::Link(iface::is_up(&plan.ifname).unwrap_or(false))),
-                            Ok(Change::Addr(_)) => {}
+                            Ok(Change::Addr(_) | Change::Deleted) => {}
                         }
                     }
                     if !track_src {
@@ -1158,7 +1260,7 @@ fn instance(
                     // it), and only removing the source can lose it: ask the kernel only then,
                     // not for every VIP another instance sets. Missed changes: ask.
                     let relevant = match c {
-                        Ok(Change::Link(_)) => false,
+                        Ok(Change::Link(_) | Change::Deleted) => false,
                         Ok(Change::Addr(c)) => {
                             if io.plan.vips.iter().any(|v| v.addr == c.addr) {
                                 continue;
@@ -1246,8 +1348,7 @@ fn instance(
                 }
             }
         }
-        drop(inbox);
-        Ok(())
+        Ok(exit)
     }
 }
 

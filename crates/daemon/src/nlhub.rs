@@ -64,6 +64,22 @@ pub enum Change {
     Link(bool),
     /// An address was added or removed.
     Addr(AddrChange),
+    /// The interface was deleted (after its link went down).
+    Deleted,
+}
+
+/// Interfaces appearing (`dynamic_interfaces`): their names, for whoever waits for one.
+fn appeared() -> &'static broadcast::Sender<String> {
+    static A: OnceLock<broadcast::Sender<String>> = OnceLock::new();
+    A.get_or_init(|| broadcast::channel(64).0)
+}
+
+/// The names of interfaces as they appear (the link notifications of a new interface). Make
+/// sure [`changes`]' notifier runs (any subscription starts it), then look for the interface
+/// after subscribing: one that appears in between is then seen.
+pub fn appearing() -> broadcast::Receiver<String> {
+    hub();
+    appeared().subscribe()
 }
 
 /// One ring per interface for both kinds of change: an instance waiting on one receiver
@@ -76,9 +92,24 @@ fn hub() -> &'static Hub<Change> {
             tokio::spawn(holdfast_sys::link::watch_all(tx));
             // Only changes are reported, per interface.
             let mut last: HashMap<u32, bool> = HashMap::new();
-            while let Some((ifindex, up)) = rx.recv().await {
-                if last.insert(ifindex, up) != Some(up) {
-                    hub().dispatch(ifindex, Change::Link(up));
+            while let Some(ev) = rx.recv().await {
+                let holdfast_sys::link::LinkEvent {
+                    index,
+                    name,
+                    up,
+                    deleted,
+                } = ev;
+                let before = last.insert(index, up);
+                if before != Some(up) {
+                    hub().dispatch(index, Change::Link(up));
+                }
+                if deleted {
+                    last.remove(&index);
+                    hub().dispatch(index, Change::Deleted);
+                } else if before.is_none()
+                    && let Some(n) = name
+                {
+                    let _ = appeared().send(n);
                 }
             }
         });
@@ -113,6 +144,20 @@ pub fn reserve(ifindex: u32, vips: usize) {
 /// missed: read the link and the addresses again.
 pub fn changes(ifindex: u32) -> broadcast::Receiver<Change> {
     hub().subscribe(ifindex)
+}
+
+/// Waits until interface `name` exists (it may already) and returns its index.
+pub async fn interface(name: &str) -> u32 {
+    let mut appear = appearing();
+    loop {
+        if let Ok(ix) = holdfast_sys::iface::index(name) {
+            return ix;
+        }
+        match appear.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
 }
 
 /// The next item of an optional subscription; never ready when there is none or it has

@@ -208,6 +208,8 @@ pub struct InstancePlan {
     pub no_accept: bool,
     /// `use_vmac`: the macvlan the VIPs (and, without `vmac_xmit_base`, the adverts) use.
     pub vmac: Option<VmacPlan>,
+    /// `dynamic_interfaces`: an absent interface, or one deleted, is waited for (FAULT).
+    pub dynamic: bool,
 }
 
 /// `use_vmac`: a private macvlan on the instance's interface, with the virtual MAC.
@@ -334,6 +336,7 @@ pub(crate) fn test_instance(
         routing: None,
         no_accept: false,
         vmac: None,
+        dynamic: false,
     }
 }
 
@@ -857,6 +860,7 @@ fn instance(
         // `no_accept` (or strict mode's default) turned it off.
         no_accept: i.priority != 255 && !i.accept.unwrap_or(true),
         vmac,
+        dynamic: cfg.global.dynamic_interfaces,
     })
 }
 

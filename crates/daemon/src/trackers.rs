@@ -108,15 +108,31 @@ async fn tracker(
     }
     if let TrackerKind::Interface(name) = &t.kind {
         // keepalived: `Netlink reports IF up|down`; weight/FAULT applied by the router.
+        // An interface that does not exist (yet: `dynamic_interfaces`), or that was deleted,
+        // is down until an interface of that name appears.
         let mut rx = iface::index(name).ok().map(crate::nlhub::changes);
         let mut up = iface::is_up(name).unwrap_or(false);
         if tx.send(TrackEv::Up(index, up)).await.is_err() {
             return;
         }
         loop {
-            let now_up = match crate::nlhub::next(&mut rx).await {
+            let next = async {
+                if rx.is_none() {
+                    let ix = crate::nlhub::interface(name).await;
+                    rx = Some(crate::nlhub::changes(ix));
+                    return Ok(crate::nlhub::Change::Link(
+                        iface::is_up(name).unwrap_or(false),
+                    ));
+                }
+                crate::nlhub::next(&mut rx).await
+            };
+            let now_up = match next.await {
                 Ok(crate::nlhub::Change::Link(u)) => u,
                 Ok(crate::nlhub::Change::Addr(_)) => continue,
+                Ok(crate::nlhub::Change::Deleted) => {
+                    rx = None;
+                    false
+                }
                 // Missed changes (lagged): read the link afresh.
                 Err(_) => iface::is_up(name).unwrap_or(false),
             };

@@ -401,3 +401,106 @@ fn link_local_vips_are_blocked_per_interface_as_keepalived_blocks_them() {
         }
     }
 }
+
+/// Adds a veth pair `name`/`name`p on node `n`, with `addr`, both ends up.
+fn add_link(lab: &netns::Lab, n: usize, name: &str, addr: &str) {
+    let peer = format!("{name}p");
+    lab.exec(
+        n,
+        &[
+            "ip", "link", "add", name, "type", "veth", "peer", "name", &peer,
+        ],
+    );
+    lab.exec(n, &["ip", "addr", "add", addr, "dev", name]);
+    lab.exec(n, &["ip", "link", "set", &peer, "up"]);
+    lab.exec(n, &["ip", "link", "set", name, "up"]);
+}
+
+/// `dynamic_interfaces`: an instance whose interface does not exist yet waits in FAULT, runs
+/// when it appears, goes to FAULT when it is deleted and runs again when it comes back — as
+/// keepalived 2.2.7 does; a tracked interface likewise. `keepalived -t` and check-config
+/// accept the configuration.
+#[test]
+fn dynamic_interfaces_waits_for_an_interface_and_follows_it_being_deleted_and_made_again() {
+    let mut lab = lab(1);
+    let conf = "global_defs {\n    dynamic_interfaces\n}\n\
+        vrrp_instance VI_1 {\n    state BACKUP\n    interface eth7\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {\n        10.78.0.100/24\n    }\n}\n\
+        vrrp_instance VI_2 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 52\n    priority 150\n    advert_int 1\n    track_interface {\n        eth8\n    }\n    virtual_ipaddress {\n        10.77.0.102/24\n    }\n}\n";
+    let path = lab.file("dynamic.conf", conf);
+    let path = path.to_str().unwrap();
+    for check in [
+        vec!["keepalived", "-t", "-f", path],
+        vec![env!("CARGO_BIN_EXE_holdfast"), "check-config", "-f", path],
+    ] {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns(1)])
+            .args(&check)
+            .output()
+            .unwrap();
+        assert_eq!(st.status.code(), Some(0), "{check:?}: {st:?}");
+    }
+    let on = |lab: &netns::Lab, dev: &str| lab.output(1, &["ip", "-o", "addr", "show", "dev", dev]);
+    let mut n1 = lab.holdfast(1, conf);
+    n1.wait_for_all(
+        &[
+            "Configuration specifies interface eth7 which doesn't currently exist - will use if created",
+            "(VI_1): entering FAULT state (interface eth7 down)",
+            "(VI_2) Entering FAULT STATE",
+        ],
+        10 * SEC,
+    );
+    n1.mark();
+    add_link(&lab, 1, "eth7", "10.78.0.1/24");
+    add_link(&lab, 1, "eth8", "10.79.0.1/24");
+    n1.wait_for_all(
+        &[
+            "Interface eth7 added",
+            "(VI_1) Entering MASTER STATE",
+            "(VI_2) Entering MASTER STATE",
+        ],
+        10 * SEC,
+    );
+    let deadline = Instant::now() + 5 * SEC;
+    while !on(&lab, "eth7").contains("10.78.0.100/24") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        on(&lab, "eth7").contains("10.78.0.100/24"),
+        "{}",
+        on(&lab, "eth7")
+    );
+    // Deleted: FAULT; made again: MASTER again, the VIP back on the new interface.
+    n1.mark();
+    lab.exec(1, &["ip", "link", "del", "eth7"]);
+    lab.exec(1, &["ip", "link", "del", "eth8"]);
+    n1.wait_for_all(
+        &[
+            "(VI_1) Entering FAULT STATE",
+            "Interface eth7 deleted",
+            "(VI_2) Entering FAULT STATE",
+        ],
+        5 * SEC,
+    );
+    n1.mark();
+    add_link(&lab, 1, "eth7", "10.78.0.1/24");
+    add_link(&lab, 1, "eth8", "10.79.0.1/24");
+    n1.wait_for_all(
+        &[
+            "Interface eth7 added",
+            "(VI_1) Entering MASTER STATE",
+            "(VI_2) Entering MASTER STATE",
+        ],
+        10 * SEC,
+    );
+    let deadline = Instant::now() + 5 * SEC;
+    while !on(&lab, "eth7").contains("10.78.0.100/24") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        on(&lab, "eth7").contains("10.78.0.100/24"),
+        "{}",
+        on(&lab, "eth7")
+    );
+    n1.signal("TERM");
+    assert!(n1.wait_exit(10 * SEC));
+}

@@ -17,9 +17,22 @@ pub fn is_up(m: &LinkMessage) -> bool {
     m.header.flags.contains(LinkFlags::Up) && m.header.flags.contains(LinkFlags::Running)
 }
 
-/// Subscribes to link notifications and forwards every interface's state, as (ifindex, up),
-/// to `tx` — one socket for all the instances of a process. Returns when `tx` is closed.
-pub async fn watch_all(tx: mpsc::Sender<(u32, bool)>) -> io::Result<()> {
+/// A link notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkEvent {
+    /// The interface's index.
+    pub index: u32,
+    /// Its name, when the kernel gave it.
+    pub name: Option<String>,
+    /// Up (IFF_UP and IFF_RUNNING).
+    pub up: bool,
+    /// The interface was deleted.
+    pub deleted: bool,
+}
+
+/// Subscribes to link notifications and forwards every interface's, as [`LinkEvent`]s, to
+/// `tx` — one socket for all the instances of a process. Returns when `tx` is closed.
+pub async fn watch_all(tx: mpsc::Sender<LinkEvent>) -> io::Result<()> {
     let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
     conn.socket_mut()
         .socket_mut()
@@ -29,13 +42,25 @@ pub async fn watch_all(tx: mpsc::Sender<(u32, bool)>) -> io::Result<()> {
         ))?;
     let task = tokio::spawn(conn);
     while let Some((msg, _)) = messages.next().await {
+        let name_of = |l: &LinkMessage| {
+            l.attributes.iter().find_map(|a| match a {
+                netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+        };
         let ev = match msg.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                (l.header.index, is_up(&l))
-            }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                (l.header.index, false)
-            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => LinkEvent {
+                index: l.header.index,
+                name: name_of(&l),
+                up: is_up(&l),
+                deleted: false,
+            },
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => LinkEvent {
+                index: l.header.index,
+                name: name_of(&l),
+                up: false,
+                deleted: true,
+            },
             _ => continue,
         };
         if tx.send(ev).await.is_err() {

@@ -97,7 +97,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "max_auto_priority",
     "vrrp_rt_priority",
     "checker_rt_priority",
-    "dynamic_interfaces",
 ];
 
 pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
