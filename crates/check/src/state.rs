@@ -26,6 +26,23 @@ pub struct CheckerConfig {
     pub rise: u32,
 }
 
+impl CheckerConfig {
+    /// A `vrrp_script`'s (or native tracker's) thresholds as a checker's: probed every
+    /// `interval`, down after `fall` consecutive failures (a failure is "retried" at the next
+    /// interval, `fall - 1` times), up after `rise` consecutive successes; starting down with
+    /// `init_fail`. keepalived counts both the same way.
+    pub fn rise_fall(interval: Duration, rise: u32, fall: u32, init_fail: bool) -> CheckerConfig {
+        CheckerConfig {
+            delay_loop: interval,
+            retry: fall.max(1) - 1,
+            delay_before_retry: interval,
+            warmup: Some(Duration::ZERO),
+            alpha: init_fail,
+            rise: rise.max(1),
+        }
+    }
+}
+
 impl Default for CheckerConfig {
     /// keepalived 2.2's defaults for TCP_CHECK.
     fn default() -> CheckerConfig {
@@ -166,6 +183,30 @@ mod tests {
         assert_eq!(c.observe(s(8), false), None);
         assert_eq!(c.observe(s(14), true), Some(Flip::Up));
         assert_eq!(c.next_due(), s(20));
+    }
+
+    #[test]
+    fn rise_and_fall_count_consecutive_results_as_vrrp_script_does() {
+        let mut c = CheckerState::new(CheckerConfig::rise_fall(s(2), 2, 3, false), s(0), 1);
+        assert!(c.is_up());
+        // Two failures, a success: the count starts again.
+        assert_eq!(c.observe(s(0), false), None);
+        assert_eq!(c.observe(s(2), false), None);
+        assert_eq!(c.next_due(), s(4), "failures are counted at the interval");
+        assert_eq!(c.observe(s(4), true), None);
+        assert_eq!(c.observe(s(6), false), None);
+        assert_eq!(c.observe(s(8), false), None);
+        assert_eq!(c.observe(s(10), false), Some(Flip::Down { retries: 2 }));
+        // Down: a success, a failure, then two successes.
+        assert_eq!(c.observe(s(12), true), None);
+        assert_eq!(c.observe(s(14), false), None);
+        assert_eq!(c.observe(s(16), true), None);
+        assert_eq!(c.observe(s(18), true), Some(Flip::Up));
+        // fall 1 (or 0) and rise 1: every result decides; init_fail starts down.
+        let mut c = CheckerState::new(CheckerConfig::rise_fall(s(1), 0, 0, true), s(0), 1);
+        assert!(!c.is_up());
+        assert_eq!(c.observe(s(0), true), Some(Flip::Up));
+        assert_eq!(c.observe(s(1), false), Some(Flip::Down { retries: 0 }));
     }
 
     #[test]

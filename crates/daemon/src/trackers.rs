@@ -148,8 +148,13 @@ async fn tracker(
             }
         }
     }
-    let mut up = !t.init_fail;
-    let mut streak = 0u32;
+    // keepalived's rise/fall counting, as a checker counts (holdfast-check's one rule).
+    let epoch = std::time::Instant::now();
+    let mut state = holdfast_check::state::CheckerState::new(
+        holdfast_check::state::CheckerConfig::rise_fall(t.interval, t.rise, t.fall, t.init_fail),
+        Duration::ZERO,
+        0,
+    );
     let mut last_status: Option<i32> = None;
     let run_as = match &t.kind {
         TrackerKind::Script { user, .. } => match crate::script::run_as(user.as_ref(), None) {
@@ -212,17 +217,10 @@ async fn tracker(
             }
         };
         cell.probed(ok, started.elapsed());
-        if ok == up {
-            streak = 0;
+        if state.observe(epoch.elapsed(), ok).is_none() {
             continue;
         }
-        streak += 1;
-        let need = if ok { t.rise } else { t.fall };
-        if streak < need.max(1) {
-            continue;
-        }
-        streak = 0;
-        up = ok;
+        let up = state.is_up();
         if ok {
             log.vrrp(&format!("VRRP_Script({}) succeeded", t.name));
         } else if how == "timed_out" {
