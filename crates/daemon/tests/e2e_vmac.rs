@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use holdfast_lab::netns::{Lab, conf};
+use holdfast_lab::netns::{Lab, conf, settles};
 
 const SEC: Duration = Duration::from_secs(1);
 /// RFC 5798's virtual router MAC for VRID 51.
@@ -33,20 +33,6 @@ fn addrs_on(lab: &Lab, n: usize, dev: &str) -> String {
 
 fn sysctl(lab: &Lab, n: usize, key: &str) -> String {
     lab.output(n, &["sysctl", "-n", key]).trim().to_owned()
-}
-
-/// Whether `cond` holds within 5 s (the kernel's state after a logged transition).
-fn settles(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + 5 * SEC;
-    loop {
-        if cond() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use holdfast_lab::netns;
 
 use std::time::Duration;
 
-use netns::conf;
+use netns::{conf, settles};
 
 /// Two holdfast nodes, priorities 150 and 100, started and settled (n1 MASTER, n2 BACKUP).
 fn pair(lab: &mut netns::Lab) -> (netns::Proc, netns::Proc) {
@@ -16,21 +16,6 @@ fn pair(lab: &mut netns::Lab) -> (netns::Proc, netns::Proc) {
     n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
     n2.wait_for("(VI_1) Entering BACKUP STATE (init)", 5 * SEC);
     (n1, n2)
-}
-
-/// Whether `cond` holds within 5 s. "Entering MASTER STATE" is logged before the VIPs are
-/// set (as keepalived does), so address checks right after it must give the kernel a moment.
-fn settles(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + 5 * SEC;
-    loop {
-        if cond() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The VIP is on node `holder` and not on node `other`.

@@ -700,6 +700,22 @@ pub fn cli(bin: &str, socket: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether `cond` holds within 5 s, polling every 20 ms: for the kernel's state after a
+/// logged transition ("Entering MASTER STATE" is logged before the VIPs are set, as
+/// keepalived does).
+pub fn settles(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A VRRP instance configuration for node tests.
 pub fn conf(priority: u8, extra: &str, global: &str) -> String {
     format!(
