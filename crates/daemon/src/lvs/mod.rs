@@ -17,10 +17,9 @@ use tokio::sync::mpsc;
 
 use crate::logging::Logger;
 
-mod plan;
 mod planes;
 
-pub use plan::*;
+pub use crate::plan::lvs::*;
 pub use planes::*;
 
 /// A checker's report to its virtual server.

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::logging::Logger;
 
-use super::plan::*;
+use crate::plan::lvs::*;
 
 /// What the kernel planes do at start and stop (`global_defs` and the command line).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
