@@ -6,6 +6,7 @@
 //! [`probe::tcp`] (TCP_CHECK) and [`probe::http`] (HTTP_GET: status ranges, MD5 digest of the
 //! body, virtual host, HTTP/1.0 or 1.1).
 
+pub mod bfd;
 pub mod state;
 
 #[cfg(feature = "probes")]

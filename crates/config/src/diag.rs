@@ -52,6 +52,10 @@ pub struct Diagnostic {
     /// Whether `keepalived -t` prints a line number for this finding (it does not for
     /// whole-instance checks such as advert_int rounding); used by the parity tests.
     pub keepalived_lined: bool,
+    /// Which of keepalived's reading passes reports it, when not the one its top-level block
+    /// belongs to (a `bfd_instance`'s `weight` is read by the VRRP process, its unknown
+    /// keywords by the checker's first): 0 global, 1 checker, 2 VRRP, 3 BFD.
+    pub pass: Option<u8>,
 }
 
 /// Accumulates diagnostics while loading.
@@ -83,7 +87,24 @@ impl Diagnostics {
             span,
             message: message.into(),
             keepalived_lined: span.is_some(),
+            pass: None,
         });
+    }
+
+    /// Records an error of class [`Class::Invalid`] at `span` that keepalived's reading pass
+    /// `pass` reports (see [`Diagnostic::pass`]).
+    pub fn invalid_in(&mut self, pass: u8, span: Span, message: impl Into<String>) {
+        self.push(Class::Invalid, Some(span), message);
+        if let Some(d) = self.items.last_mut() {
+            d.pass = Some(pass);
+        }
+    }
+
+    /// Says that the last finding is reported by keepalived's reading pass `pass`.
+    pub fn in_pass(&mut self, pass: u8) {
+        if let Some(d) = self.items.last_mut() {
+            d.pass = Some(pass);
+        }
     }
 
     /// Records a finding with a location that `keepalived -t` reports without a line number.
@@ -137,26 +158,28 @@ impl Diagnostics {
 
     /// Where keepalived stops reading, when it reads the configuration once per part in the
     /// order `pass` numbers them: the first stop of the first part that has one.
-    pub fn stop_in_passes(&self, pass: &dyn Fn(Span) -> u8) -> Option<Span> {
+    pub fn stop_in_passes(&self, pass: &dyn Fn(Span) -> u8) -> Option<(Span, u8)> {
         self.items
             .iter()
             .filter(|d| d.class == Class::Stop)
-            .filter_map(|d| d.span)
-            .min_by_key(|s| (pass(*s), s.file, s.lo))
+            .filter_map(|d| {
+                let s = d.span?;
+                Some((s, d.pass.unwrap_or_else(|| pass(s))))
+            })
+            .min_by_key(|(s, p)| (*p, s.file, s.lo))
     }
 
     /// Keeps only what keepalived reports before it stops at `at`. keepalived -t reads the
     /// configuration once per part, in order (`pass` numbers them: global, checker, VRRP,
     /// BFD): the parts read before the stop's were read and checked in full, and of the stop's
     /// own part only the lines before it were read; nothing after is read or checked.
-    pub fn truncate_at(&mut self, at: Span, pass: &dyn Fn(Span) -> u8) {
-        let stop_pass = pass(at);
+    pub fn truncate_at(&mut self, (at, stop_pass): (Span, u8), pass: &dyn Fn(Span) -> u8) {
         self.items.retain(|d| match d.span {
             Some(s) if d.class == Class::Stop => s == at,
             // What the stopping keyword is (unsupported) is still said of it.
             Some(s) if d.class == Class::Unsupported && s.file == at.file && s.lo == at.lo => true,
             Some(s) => {
-                let p = pass(s);
+                let p = d.pass.unwrap_or_else(|| pass(s));
                 p < stop_pass
                     || (p == stop_pass && d.keepalived_lined && (s.file, s.lo) < (at.file, at.lo))
             }
@@ -279,6 +302,7 @@ mod tests {
             span: None,
             message: String::new(),
             keepalived_lined: false,
+            pass: None,
         };
         assert_eq!(exit_code(&[], false), 0);
         assert_eq!(exit_code(&[mk(Class::Note)], false), 0);

@@ -74,6 +74,41 @@ pub struct Config {
     pub static_routes: Vec<Route>,
     /// `static_rules`.
     pub static_rules: Vec<Rule>,
+    /// `bfd_instance` blocks (those keepalived's BFD process keeps).
+    pub bfd_instances: Vec<BfdInstance>,
+}
+
+/// `bfd_instance NAME { … }`: a BFD session with a neighbour (RFC 5880/5881, single hop), as
+/// keepalived 2.2.7 reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BfdInstance {
+    /// Name (at most 31 characters).
+    pub name: String,
+    /// `neighbor_ip` (or `neighbour_ip`).
+    pub neighbor: IpAddr,
+    /// `source_ip`.
+    pub source: Option<IpAddr>,
+    /// `min_rx` (ms, to the µs; default 10 ms): the slowest rate it asks the neighbour for.
+    pub min_rx: Duration,
+    /// `min_tx` (default 10 ms): the rate it sends at once the session is up.
+    pub min_tx: Duration,
+    /// `idle_tx` (default 1 s): the rate it sends at while the session is not up.
+    pub idle_tx: Duration,
+    /// `multiplier` (1-255, default 5): packets missed before the session is down.
+    pub multiplier: u8,
+    /// `passive`: sends nothing until the neighbour has spoken.
+    pub passive: bool,
+    /// `ttl` / `hoplimit` (default 255 for IPv4, 64 for IPv6).
+    pub ttl: u8,
+    /// `max_hops` (255, or -1 as written: any; default 0, the packets must arrive with
+    /// `ttl`), at most `ttl`.
+    pub max_hops: i32,
+    /// `weight` (-253..253, default 0) that `track_bfd` applies, and `reverse`.
+    pub weight: i32,
+    /// `weight … reverse`.
+    pub weight_reverse: bool,
+    /// Declaration site.
+    pub origin: Origin,
 }
 
 /// `user [[:]group]` for scripts.
@@ -569,6 +604,8 @@ pub struct Tracking {
     pub files: Vec<TrackRef>,
     /// `track_process`.
     pub processes: Vec<TrackRef>,
+    /// `track_bfd`.
+    pub bfds: Vec<TrackRef>,
 }
 
 /// `notify_*` scripts.

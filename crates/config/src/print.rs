@@ -52,6 +52,38 @@ pub fn print(c: &Config) -> String {
         p.flag("full_command", t.full_command);
         p.close();
     }
+    for b in &c.bfd_instances {
+        p.open("bfd_instance", &[&b.name]);
+        p.kv("neighbor_ip", &[&b.neighbor.to_string()]);
+        if let Some(s) = b.source {
+            p.kv("source_ip", &[&s.to_string()]);
+        }
+        let ms = |d: std::time::Duration| {
+            let us = d.as_micros();
+            if us.is_multiple_of(1000) {
+                (us / 1000).to_string()
+            } else {
+                format!("{}.{:03}", us / 1000, us % 1000)
+            }
+        };
+        p.kv("min_rx", &[&ms(b.min_rx)]);
+        p.kv("min_tx", &[&ms(b.min_tx)]);
+        p.kv("idle_tx", &[&ms(b.idle_tx)]);
+        p.kv("multiplier", &[&b.multiplier.to_string()]);
+        p.flag("passive", b.passive);
+        p.kv("ttl", &[&b.ttl.to_string()]);
+        p.kv("max_hops", &[&b.max_hops.to_string()]);
+        if b.weight != 0 || b.weight_reverse {
+            p.kv(
+                "weight",
+                &[
+                    &b.weight.to_string(),
+                    if b.weight_reverse { "reverse" } else { "" },
+                ],
+            );
+        }
+        p.close();
+    }
     if !c.static_addresses.is_empty() {
         p.open("static_ipaddress", &[]);
         for v in &c.static_addresses {
@@ -588,6 +620,7 @@ impl P {
             ("track_script", &t.scripts),
             ("track_file", &t.files),
             ("track_process", &t.processes),
+            ("track_bfd", &t.bfds),
         ] {
             if list.is_empty() {
                 continue;

@@ -157,6 +157,11 @@ impl Logger {
         self.emit("Keepalived_healthcheckers", msg);
     }
 
+    /// A line from BFD (keepalived's BFD process).
+    pub fn bfd(&self, msg: &str) {
+        self.emit("Keepalived_bfd", msg);
+    }
+
     /// A line from the parent process.
     pub fn main(&self, msg: &str) {
         self.emit("Keepalived", msg);

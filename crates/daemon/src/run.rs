@@ -354,6 +354,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     } else {
         Vec::new()
     };
+    // BFD sessions first: the instances' `track_bfd` trackers follow them.
+    let mut bfd = opts.vrrp.then(|| crate::bfd::Bfd::start(&plan.bfd, log));
     let mut vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
     planes.start_sync(log);
     let control_path = crate::control::socket_path(plan.control_socket.as_deref());
@@ -511,6 +513,10 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             if let Some(s) = statics.as_mut() {
                                 s.reload(static_specs(&new.static_addresses, log), &new.static_routing, log).await;
                             }
+                            // BFD first: the instances' trackers look their sessions up.
+                            if let Some(b) = bfd.as_mut() {
+                                b.reload(&new.bfd);
+                            }
                             running = reload(running, new.instances, &sh).await;
                             groups = Groups::new(&new.groups);
                         }
@@ -559,6 +565,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     for (_, _, t) in running {
         let _ = t.await;
+    }
+    if let Some(b) = bfd {
+        b.stop();
     }
     // Every member has stopped: the groups stop too (keepalived runs their STOP scripts),
     // unless -V leaves everything as it is.

@@ -85,10 +85,42 @@ fn start_trackers(
                 },
                 !t.init_fail,
             );
-            let task = tokio::spawn(tracker(i, t.clone(), cell.clone(), tx.clone(), log));
+            let task = match &t.kind {
+                TrackerKind::Bfd(name) => {
+                    tokio::spawn(bfd(instance.to_string(), i, name.clone(), tx.clone(), log))
+                }
+                _ => tokio::spawn(tracker(i, t.clone(), cell.clone(), tx.clone(), log)),
+            };
             (task, cell)
         })
         .unzip()
+}
+
+/// `track_bfd`: follows the session's state (down until it first comes up), with keepalived's
+/// line at each change.
+async fn bfd(instance: String, index: usize, name: String, tx: mpsc::Sender<TrackEv>, log: Logger) {
+    // A session the BFD side does not run (keepalived's BFD process disabled it) never
+    // comes up.
+    let Some(mut rx) = crate::bfd::watch(&name) else {
+        return;
+    };
+    let mut up = false;
+    loop {
+        let now = *rx.borrow_and_update();
+        if now != up {
+            up = now;
+            log.vrrp(&format!(
+                "VRRP_Instance({instance}) Tracked BFD instance {name} is {}",
+                if up { "UP" } else { "DOWN" }
+            ));
+            if tx.send(TrackEv::Up(index, up)).await.is_err() {
+                return;
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs one tracker forever, reporting state changes after `rise`/`fall` consecutive results
@@ -176,7 +208,10 @@ async fn tracker(
         let started = std::time::Instant::now();
         let (ok, how) = match &t.kind {
             // Event-driven above.
-            TrackerKind::File { .. } | TrackerKind::Interface(_) | TrackerKind::Process(_) => {
+            TrackerKind::File { .. }
+            | TrackerKind::Interface(_)
+            | TrackerKind::Process(_)
+            | TrackerKind::Bfd(_) => {
                 return;
             }
             TrackerKind::Native(probe) => {

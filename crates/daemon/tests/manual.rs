@@ -301,6 +301,9 @@ fn the_readme_s_unsupported_keywords_are_reported_unsupported() {
             vrrp(&format!(" {kw}\n")),
             vrrp(&format!(" authentication {{\n  {kw}\n }}\n")),
             format!("{kw} {{\n}}\n"),
+            format!(
+                "virtual_server 10.0.0.1 80 {{\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 10.0.0.2 80 {{\n  {kw} {{\n  }}\n }}\n}}\n"
+            ),
         ];
         let reported = contexts.iter().any(|text| {
             let loaded = holdfast_config::parse_str(text);

@@ -119,6 +119,26 @@ const DEVIATES: &[(&str, &str, &str)] = &[
         "0",
         "keepalived takes a TTL of 0 and sends its unicast adverts with it (no router forwards them; Linux refuses it as a socket's TTL); holdfast reports it as out of range at the value, so the mistake is seen (1 reaches a peer on the same link)",
     ),
+    (
+        "bfd_instance/neighbor_ip",
+        "",
+        "without its address: keepalived 2.2.7's BFD process reads the missing value and crashes (exit 255); holdfast reports the missing parameter as for any keyword (exit 2)",
+    ),
+    (
+        "bfd_instance/neighbour_ip",
+        "",
+        "as neighbor_ip without its address: keepalived 2.2.7 crashes; holdfast reports the missing parameter",
+    ),
+    (
+        "bfd_instance/neighbor_ip",
+        "$VALUE",
+        "a definition may leave it without its address, where keepalived 2.2.7 crashes (above)",
+    ),
+    (
+        "bfd_instance/neighbour_ip",
+        "$VALUE",
+        "a definition may leave it without its address, where keepalived 2.2.7 crashes (above)",
+    ),
 ];
 
 /// Keywords whose verdict depends on the host beyond its interfaces (user and group names,
@@ -176,6 +196,12 @@ fn values(keyword: &str) -> Vec<String> {
         "preempt_delay" => &["5", "0", "1000", "1001"],
         "garp_master_delay" | "garp_master_refresh" | "garp_master_repeat" => &["5", "0", "1"],
         "mcast_src_ip" | "unicast_src_ip" => &["10.0.0.1", "fe80::1", "10.0.0.300"],
+        "neighbor_ip" | "neighbour_ip" => &["10.0.0.2", "10.0.0.3", "fe80::2", "x"],
+        "source_ip" => &["10.0.0.1", "fe80::1", "x"],
+        "min_rx" | "min_tx" | "idle_tx" => &["10", "0", "0.5", "1000", "1.2345", "5000000", "x"],
+        "multiplier" => &["5", "0", "255", "256"],
+        "ttl" | "hoplimit" => &["255", "0", "64", "256"],
+        "max_hops" => &["0", "-1", "-2", "255", "256"],
         "use_vmac" => &[
             "",
             "vrrp.51",
@@ -269,7 +295,18 @@ fn elements(keyword: &str) -> Option<&'static [&'static str]> {
         "unicast_peer" => &["10.0.0.2", "10.0.0.3", "fe80::2", "x"],
         "group" => &["VI_1", "VI_2", "VI_9"],
         "notification_email" => &["root@localhost", "x"],
-        "track_file" | "track_process" | "track_bfd" => &["missing"],
+        "track_file" | "track_process" => &["missing"],
+        "track_bfd" => &[
+            "B1",
+            "B2",
+            "B9",
+            "B1 weight 10",
+            "B1 weight 300",
+            "B1 weight",
+            "B1 foo",
+            "B1 weight 10 reverse",
+            "B1 weight 10 x",
+        ],
         _ => return None,
     })
 }
@@ -423,6 +460,18 @@ fn configuration(all: bool) -> BoxedStrategy<Vec<Item>> {
         only,
         2,
     );
+    let bfd = block(
+        names(&[
+            "bfd_instance B1",
+            "bfd_instance B2",
+            "bfd_instance BFDxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ]),
+        lines(&["neighbor_ip 10.0.0.2"]),
+        "/bfd_instance",
+        &vocab,
+        only,
+        3,
+    );
     let defs = proptest::collection::vec(
         proptest::sample::select(vec![
             "$VALUE=1".to_owned(),
@@ -433,7 +482,7 @@ fn configuration(all: bool) -> BoxedStrategy<Vec<Item>> {
         0..2,
     );
     let blocks = proptest::collection::vec(
-        prop_oneof![4 => instance, 2 => script, 3 => vs, 1 => globals, 1 => group],
+        prop_oneof![4 => instance, 2 => script, 3 => vs, 1 => globals, 1 => group, 1 => bfd],
         1..5,
     );
     (defs, blocks)

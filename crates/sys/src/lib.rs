@@ -4,6 +4,7 @@
 //! `unsafe` is denied crate-wide and allowed only where a system interface has no safe
 //! binding (building a `sockaddr_ll`), each with a `SAFETY:` comment.
 
+pub mod bfd_socket;
 pub mod garp;
 pub mod iface;
 pub mod link;

@@ -5,6 +5,7 @@
 //! keyword keepalived has but holdfast does not implement (`unsupported`) from one nobody
 //! knows (`Unknown keyword`).
 
+mod bfd;
 mod checker;
 mod global;
 mod lvs;
@@ -29,16 +30,11 @@ pub fn lower(
     host: Option<&dyn crate::validate::Host>,
     d: &mut Diagnostics,
 ) -> Config {
-    let bfd_names = nodes
-        .iter()
-        .filter(|n| n.key.text == "bfd_instance")
-        .filter_map(|n| n.args.first().map(|w| w.text.clone()))
-        .collect();
     let mut cx = Cx {
         d,
         sync_daemon_interface: None,
         rule_priorities: route::RulePriorities::default(),
-        bfd_names,
+        bfd_names: Vec::new(),
         host,
         script_user: None,
         default_lookup: default_lookup(nodes),
@@ -46,6 +42,7 @@ pub fn lower(
         min_cfg_failed: false,
         seen_once: std::collections::HashSet::new(),
         vmac_names: Vec::new(),
+        bfd_seen: std::collections::HashSet::new(),
     };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
@@ -147,6 +144,11 @@ pub fn lower(
                     }
                 }
             }
+            "bfd_instance" => {
+                if let Some(b) = bfd::instance(&mut cx, n, &cfg.bfd_instances) {
+                    cfg.bfd_instances.push(b);
+                }
+            }
             "static_routes" => cfg.static_routes.extend(route::routes(&mut cx, n)),
             "static_rules" => {
                 let mut auto = std::mem::take(&mut cx.rule_priorities);
@@ -180,7 +182,6 @@ const TOP_UNSUPPORTED: &[&str] = &[
     "garp_group",
     "linkbeat_interfaces",
     "interface_up_down_delays",
-    "bfd_instance",
     "SSL",
     "net_namespace_ipvs",
     "namespace_with_ipsets",
@@ -281,8 +282,8 @@ pub(crate) struct Cx<'d> {
     pub(crate) sync_daemon_interface: Option<(String, String, Origin)>,
     /// keepalived's automatic rule preferences, shared by every rule of the configuration.
     pub(crate) rule_priorities: route::RulePriorities,
-    /// The names of the `bfd_instance`s (holdfast runs none, but keepalived checks that a
-    /// `track_bfd` names one).
+    /// The names of the `bfd_instance`s read so far, as keepalived's VRRP process knows them
+    /// (a `track_bfd` must name one defined before it).
     pub(crate) bfd_names: Vec<String>,
     /// The host, for script owners (none: every owner is taken to exist).
     pub(crate) host: Option<&'d dyn crate::validate::Host>,
@@ -301,6 +302,8 @@ pub(crate) struct Cx<'d> {
     /// The `use_vmac` interface names given so far, with their instances (keepalived
     /// refuses a name another instance uses).
     pub(crate) vmac_names: Vec<(String, String)>,
+    /// The `bfd_instance` names read so far (keepalived ignores a second one).
+    pub(crate) bfd_seen: std::collections::HashSet<String>,
 }
 
 impl Cx<'_> {

@@ -14,7 +14,6 @@ use crate::tree::Node;
 const UNSUPPORTED: &[&str] = &[
     "use_vmac_addr",
     "use_ipvlan",
-    "track_bfd",
     "notify_priority_changes",
     "notify_deleted",
     "down_timer_adverts",
@@ -32,20 +31,6 @@ const UNSUPPORTED: &[&str] = &[
     "vmac_garp_intvl",
     "kernel_rx_buf_size",
 ];
-
-/// `track_bfd` in an instance or sync group: not run by holdfast (unsupported), but its names
-/// are checked as keepalived checks them.
-fn track_bfd(cx: &mut Cx<'_>, c: &Node, owner: &str) {
-    cx.unknown(c, &["track_bfd"]);
-    for e in c.block.as_deref().unwrap_or(&[]) {
-        if !cx.bfd_names.contains(&e.key.text) {
-            cx.d.invalid(
-                e.line_span(),
-                format!("({owner}) track bfd {} not found, ignoring...", e.key.text),
-            );
-        }
-    }
-}
 
 /// keepalived's checks of instance keywords holdfast does not act on (reported unsupported),
 /// where they depend on the instance read so far.
@@ -309,7 +294,11 @@ pub(super) fn instance(
                 unicast_peers(cx, c, &mut peers, &i);
                 i.unicast_peers = peers;
             }
-            "track_bfd" => track_bfd(cx, c, &i.name),
+            "track_bfd" => {
+                let mut t = std::mem::take(&mut i.track.bfds);
+                super::bfd::track(cx, c, &i.name, &mut t);
+                i.track.bfds = t;
+            }
             _ => {
                 cx.no_block(c);
                 if notify_key(cx, c, &mut i.notify, &format!("({name})"))
@@ -1176,7 +1165,11 @@ pub(super) fn sync_group(cx: &mut Cx<'_>, n: &Node) -> Option<SyncGroup> {
                 g.tracking_weight = true;
             }
             "smtp_alert" => g.smtp_alert = Some(cx.boolean(c)),
-            "track_bfd" => track_bfd(cx, c, &g.name),
+            "track_bfd" => {
+                let mut t = std::mem::take(&mut g.track.bfds);
+                super::bfd::track(cx, c, &g.name, &mut t);
+                g.track.bfds = t;
+            }
             _ => {
                 if !notify_key(cx, c, &mut g.notify, &format!("vrrp group {}:", g.name)) {
                     cx.unknown(c, &["notify_priority_changes", "notify_deleted"]);

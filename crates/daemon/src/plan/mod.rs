@@ -91,6 +91,8 @@ pub struct Plan {
     /// `vrrp_priority`, `checker_priority`: the nice value of the process while it runs VRRP
     /// instances, virtual servers.
     pub nice: (Option<i32>, Option<i32>),
+    /// `bfd_instance` sessions.
+    pub bfd: Vec<holdfast_config::model::BfdInstance>,
 }
 
 /// Maps the configuration; `disabled` names the `vrrp_script`s script security turned off.
@@ -233,6 +235,7 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
     plan.fifos = crate::fifo::FifoPlan::from_config(&cfg.global);
     plan.no_swap = (cfg.global.vrrp_no_swap, cfg.global.checker_no_swap);
     plan.nice = (cfg.global.vrrp_priority, cfg.global.checker_priority);
+    plan.bfd = cfg.bfd_instances.clone();
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
             name: g.name.clone(),

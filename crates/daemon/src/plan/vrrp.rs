@@ -104,6 +104,8 @@ pub enum TrackerKind {
     Process(crate::track_process::Spec),
     /// A `vrrp_script` with a native checker block (no fork).
     Native(NativeProbe),
+    /// `track_bfd`: a `bfd_instance` session's state (down until it first comes up).
+    Bfd(String),
 }
 
 /// A native checker run in-process by a `vrrp_script`.
@@ -144,6 +146,7 @@ impl TrackerKind {
             TrackerKind::Script { .. } | TrackerKind::Native(_) => "vrrp_script",
             TrackerKind::File { .. } => "track_file",
             TrackerKind::Process(_) => "vrrp_track_process",
+            TrackerKind::Bfd(_) => "bfd_instance",
         }
     }
 }
@@ -557,6 +560,18 @@ pub(super) fn instance(
             reverse: r.reverse.unwrap_or(p.reverse),
         });
     }
+    for r in &track.bfds {
+        // keepalived's VRRP process knows a session disabled by its BFD process (which then
+        // never comes up), with the weight it read.
+        let b = cfg.bfd_instances.iter().find(|b| b.name == r.name);
+        let mut t = TrackerPlan::event(&r.name, TrackerKind::Bfd(r.name.clone()));
+        t.init_fail = true;
+        trackers.push(t);
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(b.map_or(0, |b| b.weight)),
+            reverse: r.reverse.unwrap_or(b.is_some_and(|b| b.weight_reverse)),
+        });
+    }
     router.trackers = weights;
 
     let v6 = family == Family::V6;
@@ -650,6 +665,7 @@ fn with_group_trackers(cfg: &Config, i: &VrrpInstance) -> Tracking {
             (&g.track.scripts, &mut track.scripts),
             (&g.track.files, &mut track.files),
             (&g.track.processes, &mut track.processes),
+            (&g.track.bfds, &mut track.bfds),
         ];
         for (from, into) in refs {
             for t in from {
