@@ -688,13 +688,8 @@ fn strict_rules(cx: &mut Cx<'_>, n: &Node, i: &mut VrrpInstance) -> bool {
         );
         i.auth = None;
     }
-    if !i.unicast_peers.is_empty() {
-        err(
-            cx,
-            format!("({name}) Unicast peers are not supported in strict mode"),
-        );
-        return false;
-    }
+    // keepalived 2.2.7 means to refuse unicast peers in strict mode, but checks before it has
+    // marked the instance unicast: it never does, and runs the instance with its peers.
     if let Some(IpAddr::V6(a)) = i.vips.first().map(|v| v.addr)
         && (a.segments()[0] & 0xffc0) != 0xfe80
     {
