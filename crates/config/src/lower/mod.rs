@@ -43,6 +43,7 @@ pub fn lower(
         seen_once: std::collections::HashSet::new(),
         vmac_names: Vec::new(),
         bfd_seen: std::collections::HashSet::new(),
+        sync_daemon_named: None,
     };
     let mut cfg = Config::default();
     for n in nodes.iter().filter(|n| n.key.text == "global_defs") {
@@ -50,6 +51,7 @@ pub fn lower(
         let block = cx.block(n);
         global::lower(&mut cx, block, &mut cfg.global);
     }
+    cx.sync_daemon_named = cfg.global.lvs_sync_daemon.as_ref().map(|d| d.iface.clone());
     for n in nodes {
         match n.key.text.as_str() {
             "global_defs" => {}
@@ -304,6 +306,9 @@ pub(crate) struct Cx<'d> {
     pub(crate) vmac_names: Vec<(String, String)>,
     /// The `bfd_instance` names read so far (keepalived ignores a second one).
     pub(crate) bfd_seen: std::collections::HashSet<String>,
+    /// The sync daemon's interface as keepalived first recorded it (global `lvs_sync_daemon`
+    /// or an instance's `lvs_sync_daemon_interface`): a later instance's is ignored.
+    pub(crate) sync_daemon_named: Option<String>,
 }
 
 impl Cx<'_> {

@@ -523,10 +523,20 @@ fn scalar(
                 c.span(),
                 format!("({name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. Please use global lvs_sync_daemon"),
             );
+            // keepalived keeps the first one named (reading no value after it).
+            if let Some(first) = cx.sync_daemon_named.clone() {
+                cx.d.invalid(
+                    c.span(),
+                    format!(
+                        "({name}) lvs_sync_daemon_interface has already been specified as {first} - ignoring"
+                    ),
+                );
+                return;
+            }
+            let Some(f) = cx.string(c) else { return };
+            cx.sync_daemon_named = Some(f.clone());
             // An interface name is at most 15 bytes (IFNAMSIZ), as for lvs_sync_daemon.
-            if let Some(f) = cx.string(c).filter(|f| f.len() < 16)
-                && cx.sync_daemon_interface.is_none()
-            {
+            if f.len() < 16 && cx.sync_daemon_interface.is_none() {
                 cx.sync_daemon_interface = Some((f, name.to_string(), super::origin(c)));
             }
         }
