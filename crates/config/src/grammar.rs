@@ -62,8 +62,21 @@ fn joined(path: &[String]) -> String {
     format!("/{}", path.join("/"))
 }
 
+/// keepalived 2.2.7's reader.
+pub struct Keepalived;
+
+impl crate::tree::Grammar for Keepalived {
+    fn kind(&self, path: &[String], keyword: &str) -> Kind {
+        kind(path, keyword)
+    }
+
+    fn knows(&self, path: &[String]) -> bool {
+        blocks().contains(&joined(path))
+    }
+}
+
 /// How `keyword` in the block at `path` reads braces.
-pub fn kind(path: &[String], keyword: &str) -> Kind {
+fn kind(path: &[String], keyword: &str) -> Kind {
     let at = joined(path);
     if !blocks().contains(&at) {
         return Kind::Lenient;

@@ -60,16 +60,21 @@ pub enum Kind {
 /// Builds the tree with keepalived's grammar; reports stray and missing braces in
 /// keepalived's words.
 pub fn parse(tokens: &[Token], diags: &mut Diagnostics) -> Vec<Node> {
-    parse_with(tokens, diags, &crate::grammar::kind)
+    parse_with(tokens, diags, &crate::grammar::Keepalived)
+}
+
+/// How a reader treats braces: what a keyword opens in a block, and whether it knows the
+/// block at all (one it does not know is read leniently).
+pub trait Grammar {
+    /// How `keyword` in the block at `path` (the keywords that opened it) reads braces.
+    fn kind(&self, path: &[String], keyword: &str) -> Kind;
+    /// Whether the block at `path` is one the reader knows.
+    fn knows(&self, path: &[String]) -> bool;
 }
 
 /// Builds the tree with `grammar` saying, for a keyword in a block (the path of keywords that
 /// opened it), how it reads braces.
-pub fn parse_with(
-    tokens: &[Token],
-    diags: &mut Diagnostics,
-    grammar: &dyn Fn(&[String], &str) -> Kind,
-) -> Vec<Node> {
+pub fn parse_with(tokens: &[Token], diags: &mut Diagnostics, grammar: &dyn Grammar) -> Vec<Node> {
     let mut p = Parser {
         toks: tokens,
         pos: 0,
@@ -95,7 +100,7 @@ struct Parser<'a> {
     braces: usize,
     /// The keywords of the blocks being read.
     path: Vec<String>,
-    grammar: &'a dyn Fn(&[String], &str) -> Kind,
+    grammar: &'a dyn Grammar,
 }
 
 impl Parser<'_> {
@@ -139,7 +144,7 @@ impl Parser<'_> {
 
     /// Whether the block being read is one the grammar does not know (read leniently).
     fn lenient(&self) -> bool {
-        (self.grammar)(&self.path, "\0") == Kind::Lenient
+        !self.grammar.knows(&self.path)
     }
 
     /// Counts a `{` as keepalived's reader does.
@@ -348,7 +353,7 @@ impl Parser<'_> {
                     let kind = if lenient {
                         Kind::Lenient
                     } else {
-                        (self.grammar)(&self.path, &node.key.text)
+                        self.grammar.kind(&self.path, &node.key.text)
                     };
                     last_ended_line = true;
                     match kind {
@@ -448,7 +453,19 @@ mod tests {
         let mut map = SourceMap::default();
         let mut diags = Diagnostics::new(false);
         let (toks, _) = Lexer::new(&l, &mut map, &mut diags, "n").run(Path::new("/t.conf"));
-        (parse_with(&toks, &mut diags, &|_, _| Kind::Lenient), diags)
+        (parse_with(&toks, &mut diags, &Lenient), diags)
+    }
+
+    /// A reader that knows no block.
+    struct Lenient;
+
+    impl Grammar for Lenient {
+        fn kind(&self, _: &[String], _: &str) -> Kind {
+            Kind::Lenient
+        }
+        fn knows(&self, _: &[String]) -> bool {
+            false
+        }
     }
 
     /// As keepalived reads it.

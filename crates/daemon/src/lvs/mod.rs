@@ -33,7 +33,7 @@ pub fn start(
     if proxy > 0 {
         log.check(&format!(
             "Using the proxy data plane for {proxy} virtual server(s){}",
-            if crate::plan::Facts::of_host().ipvs {
+            if planes.options().ipvs_present {
                 ""
             } else {
                 " (dataplane auto: the kernel has no IPVS)"

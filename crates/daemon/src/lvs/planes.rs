@@ -39,6 +39,9 @@ pub struct PlaneOptions {
     /// `proxy_maxconn` (default: derived from the open file limit, see
     /// [`holdfast_dataplane::proxy::default_max_connections`]).
     pub proxy_maxconn: Option<u32>,
+    /// The kernel answered for IPVS when the plan was made (the planning's host fact, said
+    /// again in the start-up line of an `auto` plane that chose the proxy).
+    pub ipvs_present: bool,
 }
 
 impl PlaneOptions {

@@ -200,6 +200,7 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
         nft_table: cfg.global.nft_table.clone(),
         nft_flowtable_off: cfg.global.nft_flowtable == Some(false),
         proxy_maxconn: cfg.global.proxy_maxconn,
+        ipvs_present: facts.ipvs,
     };
     plan.metrics_listen = cfg.global.metrics_listen;
     let fw = crate::firewall::FirewallPlan::default();
