@@ -3,5 +3,6 @@
 //! table a data plane must hold; [`sched::Scheduler`] picks a server for a new connection the
 //! way the Linux IPVS scheduler of the same name does.
 
+pub mod health;
 pub mod sched;
 pub mod service;

@@ -133,7 +133,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             .and_then(|m| m.get(&(plan.spec.key, addr)).copied())
     };
     // Each checker starts up unless alpha — or as its server was before a reload.
-    let mut ups: Vec<Vec<bool>> = plan
+    let ups: Vec<Vec<bool>> = plan
         .servers
         .iter()
         .map(|r| {
@@ -166,12 +166,14 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     if let Ok(mut m) = planes.admin.lock() {
         m.insert(plan.spec.key, atx);
     }
-    // `readmit manual`: servers that failed and wait for `holdfast enable`.
-    let mut held: Vec<bool> = plan
+    // `readmit manual`: servers that failed (before a reload) wait for `holdfast enable`.
+    let held: Vec<bool> = plan
         .servers
         .iter()
         .map(|r| r.readmit_manual && known(r.addr) == Some(false))
         .collect();
+    let manual = plan.servers.iter().map(|r| r.readmit_manual).collect();
+    let mut health = holdfast_lb::health::Health::new(ups.clone(), manual, held);
     let mut tasks = Vec::new();
     for (ri, rs) in plan.servers.iter().enumerate() {
         for (ci, ck) in rs.checkers.iter().enumerate() {
@@ -218,9 +220,6 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
     }
     drop(tx);
     let _guard = AbortOnDrop(tasks);
-    // Per checker: down because of a MYSQL_CHECK gate. Per server: drained by the operator.
-    let mut gates: Vec<Vec<bool>> = ups.iter().map(|u| vec![false; u.len()]).collect();
-    let mut op_drained = vec![false; plan.servers.len()];
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => match ev {
@@ -236,14 +235,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     let _ = reply.send(Err(format!("no real server {addr} in VS {name}")));
                     continue;
                 };
-                op_drained[i] = !enable;
-                let gated = gates[i].iter().any(|g| *g);
-                let mut events = svc.set_drained(i, op_drained[i] || gated);
-                if enable && held[i] {
-                    held[i] = false;
-                    let checks_pass = ups[i].iter().zip(&gates[i]).all(|(u, g)| *u || *g);
-                    events.extend(svc.set_alive(i, checks_pass));
-                }
+                let events = health.on_admin(&mut svc, i, enable);
                 if !events.is_empty() {
                     set_wanted(&plan, &svc, &planes, log);
                 }
@@ -259,41 +251,23 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
         };
         let events = match ev {
             CheckEv::State { rs, ck, up, gated } => {
-                let mut was_up = up;
-                if let Some(u) = ups.get_mut(rs).and_then(|v| v.get_mut(ck)) {
-                    was_up = *u;
-                    *u = up;
-                }
-                if let Some(g) = gates.get_mut(rs).and_then(|v| v.get_mut(ck)) {
-                    *g = gated;
-                }
-                // A gate failure leaves the server alive (its session is fine) but drained.
-                let checks_pass = ups
-                    .get(rs)
-                    .zip(gates.get(rs))
-                    .is_some_and(|(u, g)| u.iter().zip(g).all(|(u, g)| *u || *g));
-                let any_gate = gates.get(rs).is_some_and(|g| g.iter().any(|x| *x));
-                let mut drain_events =
-                    svc.set_drained(rs, any_gate || op_drained.get(rs).copied().unwrap_or(false));
-                let manual = plan.servers.get(rs).is_some_and(|r| r.readmit_manual);
-                if manual && !checks_pass {
-                    held[rs] = true;
-                }
-                if held[rs] && checks_pass {
+                let holdfast_lb::health::Outcome {
+                    events: ev,
+                    was_up,
+                    alive,
+                    was_alive,
+                    held_passing,
+                } = health.on_check(&mut svc, rs, ck, up, gated);
+                if held_passing {
                     log.check(&format!(
                         "{} of VS {name} passes its checks but stays out until `holdfast enable` (readmit manual)",
                         plan.servers.get(rs).map(|r| rs_name(&plan.spec.key, &r.addr)).unwrap_or_default()
                     ));
                 }
-                let alive = checks_pass && !held[rs];
-                let before = svc.servers().get(rs).map(|s| s.alive);
                 if let (Some(r), Ok(mut m)) = (plan.servers.get(rs), planes.alive.lock()) {
                     m.insert((plan.spec.key, r.addr), alive);
                 }
-                let mut ev = svc.set_alive(rs, alive);
-                drain_events.append(&mut ev);
-                let ev = drain_events;
-                if before != Some(alive)
+                if was_alive != alive
                     && let Some(r) = plan.servers.get(rs)
                 {
                     let cmd = if alive { &r.notify_up } else { &r.notify_down };
@@ -303,7 +277,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 if let Some(r) = plan.servers.get(rs)
                     && r.smtp_alert
                     && was_up != up
-                    && (before != Some(alive) || !plan.no_checker_emails)
+                    && (was_alive != alive || !plan.no_checker_emails)
                     && let Some(body) = r.checkers.get(ck).and_then(|c| mail_body(&c.probe, up))
                 {
                     let state = if alive { "UP" } else { "DOWN" };
