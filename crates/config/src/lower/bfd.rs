@@ -44,20 +44,20 @@ fn int(text: &str, lo: i64, hi: i64) -> Option<i64> {
 /// instances kept so far).
 pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, known: &[BfdInstance]) -> Option<BfdInstance> {
     let name = n.args.first()?.text.clone();
-    // keepalived's VRRP process knows the name from here on, whatever its BFD process makes
-    // of the block.
-    if name.len() <= NAME_MAX && !cx.bfd_names.contains(&name) {
-        cx.bfd_names.push(name.clone());
-    }
-    // Who reads the block: the checker's process (for its unknown keywords) unless it had
-    // the name already; VRRP's (`weight`) neither then nor when the name is too long; BFD's
-    // (the session) unless the name is too long or names a session it kept.
+    // Each of keepalived's processes keeps its own list of the names: the checker's (any
+    // length), VRRP's (at most 31 characters) and BFD's (the sessions it kept). A name one of
+    // them has already is said once, on this line, by the first that reads it; a process
+    // that has it skips the block.
     let too_long = name.len() > NAME_MAX;
-    let again = !cx.bfd_seen.insert(name.clone());
-    if again {
-        // The checker's process says it first (`BFD … already specified`).
+    let checker_dup = !cx.bfd_seen.insert(name.clone());
+    let vrrp_dup = !too_long && cx.bfd_names.contains(&name);
+    let bfd_dup = known.iter().any(|b| b.name == name);
+    let first = [(checker_dup, 1), (vrrp_dup, 2), (bfd_dup, 3)]
+        .into_iter()
+        .find_map(|(dup, pass)| dup.then_some(pass));
+    if let Some(pass) = first {
         cx.d.invalid_in(
-            1,
+            pass,
             n.line_span(),
             format!("Configuration error: BFD instance {name} already configured - ignoring"),
         );
@@ -72,17 +72,21 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, known: &[BfdInstance]) -> Opti
             ),
         );
     }
-    if again && known.iter().any(|b| b.name == name) {
-        return None;
+    let checker_reads = !checker_dup;
+    let vrrp_reads = !too_long && !vrrp_dup;
+    // VRRP's process knows the name from here on, whatever its BFD process makes of the block.
+    if vrrp_reads {
+        cx.bfd_names.push(name.clone());
     }
-    let vrrp_reads = !too_long && !again;
-    let checker_reads = !again;
+    // `vrrp` / `checker`: the processes the session's events go to; the others forget it at
+    // the end of the block.
+    let (mut for_vrrp, mut for_checker) = (false, false);
     let mut neighbor: Option<IpAddr> = None;
     // keepalived 2.2.7 names the neighbour "neighbor" in its messages whichever spelling is
     // used (it compares the value, not the keyword, with "neighbour_ip").
     let neighbor_word = "neighbor";
     // The BFD process stops reading the block at a malformed neighbour address.
-    let mut session = !too_long;
+    let mut session = !too_long && !bfd_dup;
     let mut b = BfdInstance {
         name: name.clone(),
         neighbor: IpAddr::from([0, 0, 0, 0]),
@@ -119,12 +123,21 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, known: &[BfdInstance]) -> Opti
             "checker",
         ];
         if !KEYWORDS.contains(&k) {
-            // Unknown to every process reading the block, the checker's first.
-            if checker_reads || session {
+            // Unknown to every process reading the block: said by the first that does.
+            let reader = [(checker_reads, 1), (vrrp_reads, 2), (session, 3)]
+                .into_iter()
+                .find_map(|(reads, pass)| reads.then_some(pass));
+            if let Some(pass) = reader {
                 cx.unknown(c, &[]);
-                cx.d.in_pass(if checker_reads { 1 } else { 3 });
+                cx.d.in_pass(pass);
             }
             continue;
+        }
+        // The processes the events go to: every process reading the block takes note.
+        match k {
+            "vrrp" => for_vrrp = true,
+            "checker" => for_checker = true,
+            _ => {}
         }
         // `weight` is VRRP's; the rest the BFD process's.
         let read = if k == "weight" { vrrp_reads } else { session };
@@ -234,6 +247,14 @@ pub(super) fn instance(cx: &mut Cx<'_>, n: &Node, known: &[BfdInstance]) -> Opti
             }
             // `passive`, `vrrp` and `checker` take no value.
             _ => b.passive |= k == "passive",
+        }
+    }
+    if for_vrrp || for_checker {
+        if !for_vrrp && vrrp_reads {
+            cx.bfd_names.retain(|x| x != &name);
+        }
+        if !for_checker && checker_reads {
+            cx.bfd_seen.remove(&name);
         }
     }
     if !session {

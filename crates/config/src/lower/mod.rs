@@ -40,7 +40,7 @@ pub fn lower(
         default_lookup: default_lookup(nodes),
         default_owner: None,
         min_cfg_failed: false,
-        seen_once: std::collections::HashSet::new(),
+        seen_once: std::collections::HashMap::new(),
         vmac_names: Vec::new(),
         bfd_seen: std::collections::HashSet::new(),
         sync_daemon_named: None,
@@ -300,7 +300,7 @@ pub(crate) struct Cx<'d> {
     /// keepalived stops checking there, so later ones are not reported.
     pub(crate) min_cfg_failed: bool,
     /// Global keywords keepalived takes once, seen so far.
-    seen_once: std::collections::HashSet<String>,
+    seen_once: std::collections::HashMap<String, String>,
     /// The `use_vmac` interface names given so far, with their instances (keepalived
     /// refuses a name another instance uses).
     pub(crate) vmac_names: Vec<(String, String)>,
@@ -350,6 +350,21 @@ impl Cx<'_> {
                 "Keyword \"vrrp_vmac_garp_intvl\" is deprecated - please use \"vrrp_garp_extra_if\"",
             );
         }
+        // keepalived keeps the first table name it could take.
+        if k == "nftables_ipvs" {
+            if self.seen_once.contains_key(k) {
+                self.d
+                    .invalid(n.line_span(), "ipvs nftables already specified - ignoring");
+            } else if n.args.first().is_some_and(|w| w.text.len() >= 256) {
+                self.d.invalid(
+                    n.line_span(),
+                    "ipvs nftables table name too long - ignoring",
+                );
+            } else {
+                self.seen_once.insert(k.to_owned(), String::new());
+            }
+            return;
+        }
         // Global keywords keepalived takes once (the first is kept).
         let once = match k {
             "vmac_prefix" => Some("vmac prefix"),
@@ -357,7 +372,10 @@ impl Cx<'_> {
             _ => None,
         };
         if let (Some(what), Some(w)) = (once, n.args.first())
-            && !self.seen_once.insert(k.to_owned())
+            && self
+                .seen_once
+                .insert(k.to_owned(), w.text.clone())
+                .is_some()
         {
             self.d.invalid(
                 n.line_span(),
@@ -381,6 +399,21 @@ impl Cx<'_> {
         if let Some(msg) = arity.filter(|_| n.args.len() != 1 && n.block.is_none()) {
             self.d.invalid(n.line_span(), msg);
             return;
+        }
+        // keepalived keeps the first SNMP socket it could take.
+        if k == "snmp_socket"
+            && let Some(w) = n.args.first()
+            && w.text.len() < 4096
+        {
+            match self.seen_once.get(k) {
+                Some(first) => {
+                    let msg = format!("SNMP socket already set to {first} - ignoring");
+                    self.d.invalid(n.line_span(), msg);
+                }
+                None => {
+                    self.seen_once.insert(k.to_owned(), w.text.clone());
+                }
+            }
         }
         let Some(w) = n.args.first() else {
             let missing = match k {
