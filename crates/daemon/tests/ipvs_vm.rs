@@ -482,9 +482,11 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
     // The scheduler flags and the persistence mask are in the kernel, and `holdfast status
     // --lvs` prints the service's line as ipvsadm does.
     let line = "TCP  10.9.1.1:80 sh (sh-fallback,sh-port) persistent 50 mask 255.255.255.0";
-    until(10, "the IPVS service in the kernel's table", || {
+    // Each virtual server is applied by a task of its own: wait for all three.
+    until(10, "the IPVS services in the kernel's table", || {
         let t = ipvsadm();
-        (t.contains(line), t)
+        let all = t.contains(line) && t.contains("10.9.1.1:53") && t.contains("10.9.1.1:5060");
+        (all, t)
     });
     let t = ipvsadm();
     assert!(!t.contains("10.9.1.1:3306"), "{t}\n{}", d.log());
