@@ -147,19 +147,25 @@ static LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
 /// Drops traffic to and from `vips` (an instance becoming MASTER without accept mode).
 pub async fn block(plan: &FirewallPlan, name: &str, vips: &[Blocked<'_>], log: Logger) {
-    let mut made = LOCK.lock().await;
     if log.detail {
         log.vrrp(&format!("({name}) setting firewall drop rule"));
     }
+    if let Err(e) = add(plan, plan.elements(true, vips)).await {
+        log.vrrp(&format!("({name}) cannot set the firewall drop rule: {e}"));
+    }
+}
+
+/// Adds `elements` (nft input), making the tables first if this process has not yet.
+async fn add(plan: &FirewallPlan, elements: String) -> std::io::Result<()> {
+    let mut made = LOCK.lock().await;
     let mut input = String::new();
     if !*made {
         input.push_str(&plan.tables());
     }
-    input.push_str(&plan.elements(true, vips));
-    match nft(input).await {
-        Ok(()) => *made = true,
-        Err(e) => log.vrrp(&format!("({name}) cannot set the firewall drop rule: {e}")),
-    }
+    input.push_str(&elements);
+    nft(input).await?;
+    *made = true;
+    Ok(())
 }
 
 /// Lets traffic to and from `addrs` through again (the instance left MASTER).
@@ -200,17 +206,10 @@ fn vmac_elements(plan: &FirewallPlan, vmac: &str, base: &str, v6: bool, add: boo
 /// Sends the IGMP (IPv6: MLD) reports of macvlan `vmac` out of `base` instead (an instance
 /// with `use_vmac` starting).
 pub async fn vmac_add(plan: &FirewallPlan, vmac: &str, base: &str, v6: bool, log: Logger) {
-    let mut made = LOCK.lock().await;
-    let mut input = String::new();
-    if !*made {
-        input.push_str(&plan.tables());
-    }
-    input.push_str(&vmac_elements(plan, vmac, base, v6, true));
-    match nft(input).await {
-        Ok(()) => *made = true,
-        Err(e) => log.vrrp(&format!(
+    if let Err(e) = add(plan, vmac_elements(plan, vmac, base, v6, true)).await {
+        log.vrrp(&format!(
             "cannot set the firewall rules of VMAC {vmac}: {e}"
-        )),
+        ));
     }
 }
 

@@ -171,7 +171,6 @@ pub(crate) async fn up(
     let iname = &inst.name;
     let base_index = iface::index(&base)?;
     let shared = with(|c| c.vmacs.get(&name).copied().unwrap_or(0) > 0);
-    let mut made = false;
     if !shared {
         let existing = vmac::facts(&name)?;
         let update = match existing {
@@ -205,7 +204,6 @@ pub(crate) async fn up(
                     .map_err(|e| {
                         anyhow::anyhow!("({iname}): Unable to create VMAC interface {name}: {e}")
                     })?;
-                made = true;
                 if log.detail {
                     let what = if u.is_some() { "upd" } else { "cre" };
                     log.vrrp(&format!(
@@ -245,7 +243,7 @@ pub(crate) async fn up(
         b.0 += 1;
     });
     let has_v6 = inst.vips.iter().any(|v| v.dev == name && v.addr.is_ipv6());
-    if made || !shared {
+    if !shared {
         // No address of its own from the virtual MAC; IPv6 only where it is used.
         write(&conf("ipv6", &name, "addr_gen_mode"), "1", log);
         let off = if plan.v6 || has_v6 { "0" } else { "1" };

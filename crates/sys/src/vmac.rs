@@ -129,27 +129,18 @@ pub async fn create(
             nl.link().add(msg).execute().await.map_err(nl_err)
         }
         Some(index) => {
-            let msg = LinkMessageBuilderExt::macvlan_update(index, mac);
+            // The existing macvlan, given the mode and the address in place.
+            let mut msg = LinkUnspec::new_with_index(index)
+                .address(mac.to_vec())
+                .build();
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::MacVlan),
+                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                    MacVlanMode::Private,
+                )])),
+            ]));
             nl.link().change(msg).execute().await.map_err(nl_err)
         }
-    }
-}
-
-/// Builds the in-place update of an existing macvlan (index, mode private, MAC).
-struct LinkMessageBuilderExt;
-
-impl LinkMessageBuilderExt {
-    fn macvlan_update(index: u32, mac: [u8; 6]) -> LinkMessage {
-        let mut m = LinkUnspec::new_with_index(index)
-            .address(mac.to_vec())
-            .build();
-        m.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::MacVlan),
-            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-                MacVlanMode::Private,
-            )])),
-        ]));
-        m
     }
 }
 
