@@ -1,13 +1,15 @@
 //! holdfast-check: health checks with keepalived's semantics.
 //!
 //! The core, [`state::CheckerState`], is pure: it decides when a probe is due and what its
-//! result changes (retry, delay_before_retry, delay_loop, warmup, alpha, rise). With the
-//! `probes` feature, async probes bounded by a deadline run in-process without forking:
-//! [`probe::tcp`] (TCP_CHECK) and [`probe::http`] (HTTP_GET: status ranges, MD5 digest of the
-//! body, virtual host, HTTP/1.0 or 1.1).
+//! result changes (retry, delay_before_retry, delay_loop, warmup, alpha, rise). [`words`]
+//! holds keepalived's wording for each kind of checker (log lines, mail bodies), and [`bfd`]
+//! the BFD session. With the `probes` feature, [`probe::Probe`] is every network checker
+//! (TCP, HTTP/SSL, UDP, ICMP, SMTP, DNS, MySQL) as one value that a [`probe::Session`] runs
+//! in-process, bounded by its timeout, without forking.
 
 pub mod bfd;
 pub mod state;
+pub mod words;
 
 #[cfg(feature = "probes")]
 pub mod probe;

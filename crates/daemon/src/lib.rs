@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod nlhub;
 pub mod pidfile;
 pub mod plan;
-pub mod probes;
 pub mod routing;
 pub mod run;
 pub mod rx;

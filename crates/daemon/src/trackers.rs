@@ -200,7 +200,7 @@ async fn tracker(
         _ => None,
     };
     // A MYSQL_CHECK tracker keeps its session between checks.
-    let mut mysql = None;
+    let mut session = holdfast_check::probe::Session::new(std::process::id() as u16 ^ index as u16);
     let mut tick = tokio::time::interval(t.interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -215,18 +215,7 @@ async fn tracker(
                 return;
             }
             TrackerKind::Native(probe) => {
-                let r = match probe {
-                    crate::plan::NativeProbe::Tcp(p) => holdfast_check::probe::tcp(p).await,
-                    crate::plan::NativeProbe::Http(p) => holdfast_check::probe::http(p).await,
-                    crate::plan::NativeProbe::Mysql(p) => {
-                        mysql
-                            .get_or_insert_with(|| {
-                                holdfast_check::probe::MysqlChecker::new(p.clone())
-                            })
-                            .check()
-                            .await
-                    }
-                };
+                let r = session.run(probe).await;
                 match r {
                     Ok(()) => (true, String::new()),
                     Err(e) => (false, e.to_string()),

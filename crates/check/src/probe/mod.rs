@@ -42,6 +42,84 @@ impl SockOpts {
 
 use std::time::Duration;
 
+use crate::words::Kind;
+
+/// What a network checker probes: one value per checker, built from its configuration block
+/// once, run by a [`Session`] each time the checker is due. A new checker is a file of this
+/// module and a variant here.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    /// TCP_CHECK.
+    Tcp(TcpProbe),
+    /// HTTP_GET, or SSL_GET when `tls` is set.
+    Http(HttpProbe),
+    /// UDP_CHECK.
+    Udp(UdpProbe),
+    /// PING_CHECK.
+    Ping(PingProbe),
+    /// SMTP_CHECK.
+    Smtp(SmtpProbe),
+    /// DNS_CHECK.
+    Dns(DnsProbe),
+    /// MYSQL_CHECK (a kept session; role and lag gates).
+    Mysql(MysqlProbe),
+}
+
+impl Probe {
+    /// The kind of checker, for its keyword and keepalived's lines about it.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Probe::Tcp(_) => Kind::Tcp,
+            Probe::Http(h) if h.tls.is_some() => Kind::Ssl,
+            Probe::Http(_) => Kind::Http,
+            Probe::Udp(_) => Kind::Udp,
+            Probe::Ping(_) => Kind::Ping,
+            Probe::Smtp(_) => Kind::Smtp,
+            Probe::Dns(_) => Kind::Dns,
+            Probe::Mysql(_) => Kind::Mysql,
+        }
+    }
+}
+
+/// What one checker keeps between its probes of one [`Probe`]: the ICMP identifier, the
+/// sequence of echo and DNS query ids, and a MYSQL_CHECK's open session.
+pub struct Session {
+    id: u16,
+    seq: u16,
+    mysql: Option<MysqlChecker>,
+}
+
+impl Session {
+    /// A session whose ICMP echoes carry identifier `id` (distinct per checker, so that
+    /// concurrent checkers on one host do not take each other's replies).
+    pub fn new(id: u16) -> Session {
+        Session {
+            id,
+            seq: 0,
+            mysql: None,
+        }
+    }
+
+    /// Runs `probe` once, within its timeout.
+    pub async fn run(&mut self, probe: &Probe) -> Result<(), ProbeError> {
+        self.seq = self.seq.wrapping_add(1);
+        match probe {
+            Probe::Tcp(t) => tcp(t).await,
+            Probe::Http(h) => http(h).await,
+            Probe::Udp(u) => udp(u).await,
+            Probe::Ping(q) => ping(q, self.id, self.seq).await,
+            Probe::Smtp(m) => smtp(m).await,
+            Probe::Dns(d) => dns(d, self.seq).await,
+            Probe::Mysql(m) => {
+                self.mysql
+                    .get_or_insert_with(|| MysqlChecker::new(m.clone()))
+                    .check()
+                    .await
+            }
+        }
+    }
+}
+
 /// Why a probe failed.
 #[derive(Debug)]
 pub enum ProbeError {

@@ -1,12 +1,14 @@
-//! A real server's checkers: each probe's run, keepalived's log and mail lines for its
-//! attempts and flips, the timing grid probes share, and `FILE_CHECK`'s weights.
+//! A real server's checkers: each one's loop (a network probe, a MISC_CHECK script, a
+//! FILE_CHECK's file), the timing grid probes share, and `FILE_CHECK`'s weights. What a
+//! probe does and keepalived's lines about it live in `holdfast-check`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use holdfast_check::probe::MysqlChecker;
+use holdfast_check::probe::{ProbeError, Session};
 use holdfast_check::state::{CheckerState, Flip};
+use holdfast_check::words::About;
 use holdfast_config::model::UserSpec;
 use tokio::sync::mpsc;
 
@@ -47,12 +49,6 @@ pub(super) fn is_local(ip: IpAddr) -> bool {
     std::net::TcpListener::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
-/// A sequence number for ICMP echoes and DNS ids.
-pub(super) fn next_seq() -> u16 {
-    static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
-    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
 /// The outcome of one probe: up or not, and a MISC_CHECK dynamic weight.
 pub(super) struct Outcome {
     pub(super) ok: bool,
@@ -62,42 +58,26 @@ pub(super) struct Outcome {
     pub(super) detail: String,
 }
 
-/// Runs one probe. A MYSQL_CHECK keeps its session in `mysql` between calls.
-pub(super) async fn probe_once(
-    p: &Probe,
-    ctx: &CheckCtx,
-    mysql: &mut Option<MysqlChecker>,
-) -> Outcome {
-    let plain = |r: Result<(), holdfast_check::probe::ProbeError>| Outcome {
-        ok: r.is_ok(),
-        gated: matches!(r, Err(holdfast_check::probe::ProbeError::Gate(_))),
-        weight: None,
-        detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
-    };
-    match p {
-        Probe::Tcp(t) => plain(holdfast_check::probe::tcp(t).await),
-        Probe::Http(h) => plain(holdfast_check::probe::http(h).await),
-        Probe::Udp(u) => plain(holdfast_check::probe::udp(u).await),
-        Probe::Ping(q) => {
-            let id = (ctx.seed as u16) ^ (std::process::id() as u16);
-            plain(holdfast_check::probe::ping(q, id, next_seq()).await)
+/// Runs one check: a network probe in `session`, or a MISC_CHECK's script.
+pub(super) async fn probe_once(c: &Check, ctx: &CheckCtx, session: &mut Session) -> Outcome {
+    match c {
+        Check::Probe(p) => {
+            let r = session.run(p).await;
+            Outcome {
+                ok: r.is_ok(),
+                gated: matches!(r, Err(ProbeError::Gate(_))),
+                weight: None,
+                detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
+            }
         }
-        Probe::Smtp(m) => plain(holdfast_check::probe::smtp(m).await),
-        Probe::Dns(d) => plain(holdfast_check::probe::dns(d, next_seq()).await),
-        Probe::Mysql(m) => plain(
-            mysql
-                .get_or_insert_with(|| MysqlChecker::new(m.clone()))
-                .check()
-                .await,
-        ),
         // Event-driven (`file_checker`), never polled: say so rather than pass.
-        Probe::File { .. } => Outcome {
+        Check::File { .. } => Outcome {
             ok: false,
             gated: false,
             weight: None,
             detail: "FILE_CHECK follows its file and is not polled".into(),
         },
-        Probe::Misc {
+        Check::Misc {
             cmd,
             timeout,
             dynamic,
@@ -166,90 +146,15 @@ pub(super) fn script_name(cmd: &str) -> String {
         .unwrap_or_default()
 }
 
-/// keepalived's lines for a checker coming up and going down.
-/// The line `log_all_failures` logs for one failed attempt: keepalived's where it has one.
-pub(super) fn attempt_line(p: &Probe, ctx: &CheckCtx, detail: &str) -> String {
-    let rs = &ctx.label;
-    match p {
-        Probe::Tcp(_) if detail.starts_with("timeout") => {
-            format!("TCP connection to {rs} timeout.")
-        }
-        Probe::Tcp(_) => format!("TCP connection to {rs} failed."),
-        Probe::Udp(_) => format!("UDP connection to {rs} failed."),
-        Probe::Ping(_) => format!("ICMP connection to {rs} of {} failed.", ctx.vs),
-        Probe::Misc { cmd, .. } => format!(
-            "Misc check for [{rs} VS {}] by [{}] failed.",
-            ctx.vs,
-            script_name(cmd)
-        ),
-        Probe::Http(_) => format!("HTTP_CHECK on service {rs} failed: {detail}."),
-        Probe::Smtp(_) => format!("SMTP_CHECK on service {rs} failed: {detail}."),
-        Probe::Dns(_) => format!("DNS_CHECK on service {rs} failed: {detail}."),
-        Probe::Mysql(_) => format!("MYSQL_CHECK on service {rs} failed: {detail}."),
-        Probe::File { .. } => format!("FILE_CHECK on service {rs} failed: {detail}."),
+/// Whom keepalived's lines about checker `c` name.
+pub(super) fn about<'a>(c: &Check, ctx: &'a CheckCtx, script: &'a mut String) -> About<'a> {
+    if let Check::Misc { cmd, .. } = c {
+        *script = script_name(cmd);
     }
-}
-
-pub(super) fn flip_line(p: &Probe, ctx: &CheckCtx, flip: Flip, detail: &str) -> String {
-    let rs = &ctx.label;
-    match (p, flip) {
-        (Probe::Tcp(_), Flip::Up) => format!("TCP connection to {rs} success."),
-        (Probe::Http(_), Flip::Up) => format!("Remote Web server {rs} succeed on service."),
-        (Probe::Misc { cmd, .. }, Flip::Up) => format!(
-            "Misc check for [{rs} VS {}] by [{}] succeeded.",
-            ctx.vs,
-            script_name(cmd)
-        ),
-        (Probe::Misc { cmd, .. }, Flip::Down { retries }) => {
-            let tries = match retries {
-                0 => " with retry disabled".to_string(),
-                1 => " after 1 retry".to_string(),
-                n => format!(" after {n} retries"),
-            };
-            let head = format!(
-                "Misc check for [{rs} VS {}] by [{}]",
-                ctx.vs,
-                script_name(cmd)
-            );
-            if detail == "timed out" {
-                format!("{head} timed out{tries}.")
-            } else {
-                format!("{head} failed{tries} ({detail}).")
-            }
-        }
-        (Probe::File { .. }, Flip::Up) => format!("FILE_CHECK on service {rs} up."),
-        (Probe::Mysql(_), Flip::Up) => format!("MYSQL_CHECK on service {rs} succeeded."),
-        (Probe::Mysql(_), Flip::Down { retries }) if retries > 0 => {
-            format!("MYSQL_CHECK on service {rs} failed after {retries} retries ({detail}).")
-        }
-        (Probe::Mysql(_), Flip::Down { .. }) => {
-            format!("MYSQL_CHECK on service {rs} failed ({detail}).")
-        }
-        (Probe::Udp(_), Flip::Up) => format!("UDP connection to {rs} success."),
-        (Probe::Ping(_), Flip::Up) => format!("ICMP connection to {rs} success."),
-        (Probe::Smtp(_), Flip::Up) => format!("Remote SMTP server {rs} succeed on service."),
-        (Probe::Dns(_), Flip::Up) => format!("DNS_CHECK ({rs}) succeeded."),
-        (Probe::Dns(_), Flip::Down { .. }) => format!("DNS_CHECK ({rs}) failed: {detail}."),
-        (Probe::Ping(_), Flip::Down { retries }) if retries > 0 => format!(
-            "ICMP CHECK on service {rs} of {} failed after {retries} retries.",
-            ctx.vs
-        ),
-        (Probe::Ping(_), Flip::Down { .. }) => format!("ICMP CHECK on service {rs} failed."),
-        (p, Flip::Down { retries }) => {
-            let kind = match p {
-                Probe::Tcp(_) => "TCP_CHECK",
-                Probe::Http(h) if h.tls.is_some() => "SSL_CHECK",
-                Probe::Udp(_) => "UDP_CHECK",
-                Probe::Smtp(_) => "SMTP_CHECK",
-                Probe::File { .. } => "FILE_CHECK",
-                _ => "HTTP_CHECK",
-            };
-            if retries > 0 {
-                format!("{kind} on service {rs} failed after {retries} retries.")
-            } else {
-                format!("{kind} on service {rs} failed.")
-            }
-        }
+    About {
+        rs: &ctx.label,
+        vs: &ctx.vs,
+        script,
     }
 }
 
@@ -276,13 +181,13 @@ pub(super) async fn file_checker(
     tx: mpsc::Sender<CheckEv>,
     log: Logger,
 ) {
-    let probe_kind = plan.probe.clone();
-    let Probe::File {
+    let kind = plan.check.kind();
+    let Check::File {
         path,
         init,
         weight,
         reverse,
-    } = plan.probe
+    } = plan.check
     else {
         return;
     };
@@ -314,7 +219,12 @@ pub(super) async fn file_checker(
             } else {
                 Flip::Down { retries: 0 }
             };
-            log.check(&flip_line(&probe_kind, &ctx, flip, ""));
+            let at = About {
+                rs: &ctx.label,
+                vs: &ctx.vs,
+                script: "",
+            };
+            log.check(&kind.flip_line(at, flip, ""));
             ctx.cell.set_up(up);
             let ev = CheckEv::State {
                 rs: ctx.rs,
@@ -370,7 +280,9 @@ pub(super) async fn checker(
     let epoch = tokio::time::Instant::now();
     let now = || epoch.elapsed();
     let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
-    let mut mysql = None;
+    let mut session = Session::new((ctx.seed as u16) ^ (std::process::id() as u16));
+    let (kind, mut script) = (plan.check.kind(), String::new());
+    let at = about(&plan.check, &ctx, &mut script);
     let mut last_weight: Option<Option<u32>> = None;
     // Whether a probe has run yet (keepalived logs a first failure as if the checker was up).
     let mut ran = false;
@@ -388,14 +300,14 @@ pub(super) async fn checker(
             continue;
         }
         let started = std::time::Instant::now();
-        let out = probe_once(&plan.probe, &ctx, &mut mysql).await;
+        let out = probe_once(&plan.check, &ctx, &mut session).await;
         ctx.cell.probed(out.ok, started.elapsed());
         if !out.ok && plan.log_all_failures && (st.is_up() || !ran) {
-            log.check(&attempt_line(&plan.probe, &ctx, &out.detail));
+            log.check(&kind.attempt_line(at, &out.detail));
         }
         ran = true;
         if let Some(flip) = st.observe(now(), out.ok) {
-            log.check(&flip_line(&plan.probe, &ctx, flip, &out.detail));
+            log.check(&kind.flip_line(at, flip, &out.detail));
             let up = matches!(flip, Flip::Up);
             ctx.cell.set_up(up);
             let ev = CheckEv::State {

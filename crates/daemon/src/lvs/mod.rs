@@ -197,7 +197,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     crate::health::Owner::Checker {
                         vs: name.clone(),
                         rs: rs.addr,
-                        kind: ck.probe.keyword(),
+                        kind: ck.check.kind().keyword(),
                         index: ci,
                     },
                     ups[ri][ci],
@@ -205,7 +205,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             };
             let mut ck = ck.clone();
             ck.cfg.alpha = !ups[ri][ci];
-            if let Probe::File { .. } = ck.probe {
+            if let Check::File { .. } = ck.check {
                 tasks.push(tokio::spawn(file_checker(
                     ctx,
                     ck,
@@ -278,7 +278,10 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                     && r.smtp_alert
                     && was_up != up
                     && (was_alive != alive || !plan.no_checker_emails)
-                    && let Some(body) = r.checkers.get(ck).and_then(|c| mail_body(&c.probe, up))
+                    && let Some(body) = r
+                        .checkers
+                        .get(ck)
+                        .and_then(|c| c.check.kind().mail_body(up))
                 {
                     let state = if alive { "UP" } else { "DOWN" };
                     crate::mail::alert(
@@ -327,27 +330,6 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             }
         }
     }
-}
-
-/// The body of the mail for a checker that came up or went down, as keepalived words it
-/// (`None` for FILE_CHECK, which keepalived does not mail).
-fn mail_body(probe: &Probe, up: bool) -> Option<String> {
-    let ok = if up { "succeed" } else { "failed" };
-    Some(match probe {
-        Probe::Tcp(_) => format!("=> TCP CHECK {ok} on service <="),
-        Probe::Http(_) if up => "=> CHECK succeed on service <=".into(),
-        Probe::Http(_) => "=> CHECK failed on service : HTTP request failed <=".into(),
-        Probe::Smtp(_) => format!("=> CHECK {ok} on service <="),
-        Probe::Udp(_) => format!("=> UDP CHECK {ok} on service <="),
-        Probe::Ping(_) => format!("=> ICMP CHECK {ok} on service <="),
-        Probe::Dns(_) => format!("=> DNS_CHECK: {ok} on service <="),
-        Probe::Mysql(_) => format!("=> MYSQL_CHECK {ok} on service <="),
-        Probe::Misc { .. } => format!(
-            "=> MISC CHECK {} on service <=",
-            if up { "succeeded" } else { "failed" }
-        ),
-        Probe::File { .. } => return None,
-    })
 }
 
 /// The state word and body of the mail for a quorum change, as keepalived writes them
@@ -500,8 +482,8 @@ mod tests {
         assert_eq!(p.spec.sched, Kind::Rr);
         assert_eq!(p.servers[1].weight, 2);
         assert!(p.servers[1].inhibit);
-        match &p.servers[0].checkers[0].probe {
-            Probe::Tcp(t) => {
+        match &p.servers[0].checkers[0].check {
+            Check::Probe(holdfast_check::probe::Probe::Tcp(t)) => {
                 assert_eq!(t.addr, "192.168.0.11:3306".parse().unwrap());
                 assert_eq!(t.timeout, Duration::from_secs(3));
             }
@@ -511,7 +493,7 @@ mod tests {
             p.servers[0].checkers[0].cfg.delay_loop,
             Duration::from_secs(2)
         );
-        assert!(matches!(p.servers[1].checkers[0].probe, Probe::Misc { .. }));
+        assert!(matches!(p.servers[1].checkers[0].check, Check::Misc { .. }));
     }
 
     #[test]

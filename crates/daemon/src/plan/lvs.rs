@@ -5,9 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use holdfast_check::probe::{
-    DnsProbe, HttpProbe, MysqlProbe, PingProbe, Reply, SmtpProbe, TcpProbe, Tls, UdpProbe,
-};
+use holdfast_check::probe::Probe;
 use holdfast_check::state::CheckerConfig;
 use holdfast_config::model::{
     Checker, CheckerKind, Command, Config, LvsMethod, Protocol, UserSpec, VirtualServer, VsKey,
@@ -18,23 +16,13 @@ use holdfast_lb::service::{ServiceConfig, trio};
 
 use crate::plan::{Facts, Findings};
 
-/// What a checker probes.
+/// What a checker does: a network probe, or one of the two kinds that use the daemon's own
+/// machinery (a script run as a user, a file watched with inotify).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Probe {
-    /// TCP_CHECK.
-    Tcp(TcpProbe),
-    /// HTTP_GET, or SSL_GET when `tls` is set.
-    Http(HttpProbe),
-    /// UDP_CHECK.
-    Udp(UdpProbe),
-    /// PING_CHECK.
-    Ping(PingProbe),
-    /// SMTP_CHECK.
-    Smtp(SmtpProbe),
-    /// DNS_CHECK.
-    Dns(DnsProbe),
-    /// MYSQL_CHECK (holdfast).
-    Mysql(MysqlProbe),
+pub enum Check {
+    /// TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, PING_CHECK, SMTP_CHECK, DNS_CHECK,
+    /// MYSQL_CHECK.
+    Probe(Probe),
     /// FILE_CHECK: a `track_file`'s value, watched with inotify.
     File {
         /// The file.
@@ -59,20 +47,13 @@ pub enum Probe {
     },
 }
 
-impl Probe {
-    /// The checker's configuration keyword.
-    pub fn keyword(&self) -> &'static str {
+impl Check {
+    /// The kind of checker, for its keyword and keepalived's lines about it.
+    pub fn kind(&self) -> holdfast_check::words::Kind {
         match self {
-            Probe::Tcp(_) => "TCP_CHECK",
-            Probe::Http(h) if h.tls.is_some() => "SSL_GET",
-            Probe::Http(_) => "HTTP_GET",
-            Probe::Udp(_) => "UDP_CHECK",
-            Probe::Ping(_) => "PING_CHECK",
-            Probe::Smtp(_) => "SMTP_CHECK",
-            Probe::Dns(_) => "DNS_CHECK",
-            Probe::Mysql(_) => "MYSQL_CHECK",
-            Probe::File { .. } => "FILE_CHECK",
-            Probe::Misc { .. } => "MISC_CHECK",
+            Check::Probe(p) => p.kind(),
+            Check::File { .. } => holdfast_check::words::Kind::File,
+            Check::Misc { .. } => holdfast_check::words::Kind::Misc,
         }
     }
 }
@@ -80,8 +61,8 @@ impl Probe {
 /// One checker of a real server.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckPlan {
-    /// The probe.
-    pub probe: Probe,
+    /// What it does.
+    pub check: Check,
     /// Timing.
     pub cfg: CheckerConfig,
     /// `log_all_failures` (or `checker_log_all_failures`): log every failed attempt while
@@ -597,104 +578,13 @@ pub(crate) fn check_plan(
         alpha: c.common.alpha.or(rs.alpha).unwrap_or(vs.alpha),
         rise: 1,
     };
-    let target = SocketAddr::new(
-        c.common.connect_ip.unwrap_or(rs_addr.ip()),
-        c.common.connect_port.unwrap_or(rs_addr.port()),
-    );
-    let bind = c
-        .common
-        .bindto
-        .map(|b| SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
-    let opts = crate::probes::sock_opts(&c.common);
-    let probe = match &c.kind {
-        CheckerKind::Tcp => Probe::Tcp(TcpProbe {
-            addr: target,
-            bind,
-            timeout: t.connect_timeout,
-            opts: opts.clone(),
-        }),
-        CheckerKind::Http(h) | CheckerKind::Ssl(h) => {
-            let tls = matches!(c.kind, CheckerKind::Ssl(_)).then(|| Tls {
-                sni: h.sni_name.clone().or_else(|| {
-                    h.enable_sni
-                        .then(|| h.virtualhost.clone().or(vs.virtualhost.clone()))
-                        .flatten()
-                }),
-            });
-            Probe::Http(crate::probes::http_probe(
-                h,
-                target,
-                bind,
-                opts.clone(),
-                t.connect_timeout,
-                vs.virtualhost.as_ref(),
-                tls,
-            )?)
-        }
-        CheckerKind::Udp {
-            payload,
-            require_reply,
-            min_reply_length,
-            max_reply_length,
-        } => {
-            // The configuration holds only strings keepalived can read (it reports others).
-            let bytes = |h: &str, wild: bool| holdfast_config::model::hex(h, wild);
-            Probe::Udp(UdpProbe {
-                addr: target,
-                bind,
-                timeout: t.connect_timeout,
-                payload: payload
-                    .as_deref()
-                    .and_then(|h| bytes(h, false))
-                    .map(|(d, _)| d)
-                    .unwrap_or_default(),
-                require_reply: require_reply.as_deref().map(|h| {
-                    let (data, mask) = bytes(h, true).unwrap_or_default();
-                    Reply {
-                        data,
-                        mask,
-                        min_len: min_reply_length.map_or(0, |n| n as usize),
-                        max_len: max_reply_length.map_or(255, |n| n as usize),
-                    }
-                }),
-                opts: opts.clone(),
-            })
-        }
-        CheckerKind::Ping => Probe::Ping(PingProbe {
-            addr: target.ip(),
-            timeout: t.connect_timeout,
-            opts: opts.clone(),
-        }),
-        CheckerKind::Smtp { helo_name } => Probe::Smtp(SmtpProbe {
-            addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(25)),
-            bind,
-            timeout: t.connect_timeout,
-            helo: helo_name
-                .clone()
-                .unwrap_or_else(crate::host::short_hostname),
-            opts: opts.clone(),
-        }),
-        CheckerKind::Dns { qtype, name } => Probe::Dns(DnsProbe {
-            addr: SocketAddr::new(target.ip(), c.common.connect_port.unwrap_or(53)),
-            timeout: t.connect_timeout,
-            qtype: match qtype {
-                None => 6,
-                Some(q) => holdfast_check::probe::qtype(q)
-                    .ok_or_else(|| format!("DNS_CHECK type '{q}' is not supported"))?,
-            },
-            name: name.clone().unwrap_or_else(|| ".".into()),
-            opts: opts.clone(),
-        }),
-        CheckerKind::Misc(m) => Probe::Misc {
+    let check = match &c.kind {
+        CheckerKind::Misc(m) => Check::Misc {
             cmd: m.path.clone(),
             timeout: m.timeout.unwrap_or(t.delay_loop),
             dynamic: m.dynamic,
             user: m.user.clone(),
         },
-        CheckerKind::Mysql(m) => {
-            cfg.rise = m.rise.unwrap_or(1);
-            Probe::Mysql(crate::probes::mysql_probe(m, target, t.connect_timeout)?)
-        }
         CheckerKind::File {
             track_file,
             weight,
@@ -705,16 +595,28 @@ pub(crate) fn check_plan(
                 .iter()
                 .find(|f| f.name == *track_file)
                 .ok_or_else(|| format!("FILE_CHECK: track_file {track_file} not found"))?;
-            Probe::File {
+            Check::File {
                 path: f.file.clone().into(),
                 init: f.init_file,
                 weight: weight.unwrap_or(f.weight),
                 reverse: *reverse || (weight.is_none() && f.reverse),
             }
         }
+        kind => {
+            if let CheckerKind::Mysql(m) = kind {
+                cfg.rise = m.rise.unwrap_or(1);
+            }
+            let to = super::probe::Target {
+                ip: c.common.connect_ip.unwrap_or(rs_addr.ip()),
+                port: Some(c.common.connect_port.unwrap_or(rs_addr.port())),
+                timeout: t.connect_timeout,
+                vhost: vs.virtualhost.as_ref(),
+            };
+            Check::Probe(super::probe::probe(c, &to)?)
+        }
     };
     Ok(CheckPlan {
-        probe,
+        check,
         cfg,
         log_all_failures: c
             .common

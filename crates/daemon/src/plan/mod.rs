@@ -9,12 +9,13 @@
 //! data planes); this module puts them together with the process-wide settings.
 
 pub mod lvs;
+mod probe;
 mod vrrp;
 
 use vrrp::instance;
 #[cfg(test)]
 pub(crate) use vrrp::test_instance;
-pub use vrrp::{InstancePlan, NativeProbe, PlannedVip, TrackerKind, TrackerPlan, VmacPlan};
+pub use vrrp::{InstancePlan, PlannedVip, TrackerKind, TrackerPlan, VmacPlan};
 
 use holdfast_config::diag::{Class, Diagnostic, Diagnostics};
 use holdfast_config::model::{Config, Notify, Origin};

@@ -102,21 +102,11 @@ pub enum TrackerKind {
     },
     /// A `vrrp_track_process`: whether the matching processes make a quorum.
     Process(crate::track_process::Spec),
-    /// A `vrrp_script` with a native checker block (no fork).
-    Native(NativeProbe),
+    /// A `vrrp_script` with a native checker block (no fork): TCP_CHECK, HTTP_GET or
+    /// MYSQL_CHECK.
+    Native(holdfast_check::probe::Probe),
     /// `track_bfd`: a `bfd_instance` session's state (down until it first comes up).
     Bfd(String),
-}
-
-/// A native checker run in-process by a `vrrp_script`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum NativeProbe {
-    /// `TCP_CHECK`.
-    Tcp(holdfast_check::probe::TcpProbe),
-    /// `HTTP_GET`.
-    Http(holdfast_check::probe::HttpProbe),
-    /// `MYSQL_CHECK` (a kept session; role and lag gates).
-    Mysql(holdfast_check::probe::MysqlProbe),
 }
 
 /// A tracker of one instance.
@@ -685,50 +675,22 @@ fn with_group_trackers(cfg: &Config, i: &VrrpInstance) -> Tracking {
 
 /// A native checker of a `vrrp_script`: it checks the local host unless `connect_ip` says
 /// otherwise (there is no real server to default to).
-fn native_probe(c: &Checker) -> Result<NativeProbe, String> {
-    let ip = c.common.connect_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let timeout = c
-        .common
-        .timing
-        .connect_timeout
-        .unwrap_or(Duration::from_secs(5));
-    let bind = c
-        .common
-        .bindto
-        .map(|b| std::net::SocketAddr::new(b, c.common.bind_port.unwrap_or(0)));
-    let opts = crate::probes::sock_opts(&c.common);
+fn native_probe(c: &Checker) -> Result<holdfast_check::probe::Probe, String> {
     match &c.kind {
-        CheckerKind::Tcp => {
-            let port = c
-                .common
-                .connect_port
-                .ok_or("TCP_CHECK needs connect_port")?;
-            Ok(NativeProbe::Tcp(holdfast_check::probe::TcpProbe {
-                addr: std::net::SocketAddr::new(ip, port),
-                bind,
-                timeout,
-                opts,
-            }))
-        }
-        CheckerKind::Http(h) => {
-            if h.urls.is_empty() {
-                return Err("HTTP_GET needs a url block".into());
-            }
-            Ok(NativeProbe::Http(crate::probes::http_probe(
-                h,
-                std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(80)),
-                bind,
-                opts,
-                timeout,
-                None,
-                None,
-            )?))
-        }
-        CheckerKind::Mysql(m) => Ok(NativeProbe::Mysql(crate::probes::mysql_probe(
-            m,
-            std::net::SocketAddr::new(ip, c.common.connect_port.unwrap_or(3306)),
-            timeout,
-        )?)),
-        _ => Err("only TCP_CHECK, HTTP_GET and MYSQL_CHECK run as native trackers".into()),
+        CheckerKind::Tcp | CheckerKind::Mysql(_) => {}
+        CheckerKind::Http(h) if !h.urls.is_empty() => {}
+        CheckerKind::Http(_) => return Err("HTTP_GET needs a url block".into()),
+        _ => return Err("only TCP_CHECK, HTTP_GET and MYSQL_CHECK run as native trackers".into()),
     }
+    let to = super::probe::Target {
+        ip: c.common.connect_ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        port: c.common.connect_port,
+        timeout: c
+            .common
+            .timing
+            .connect_timeout
+            .unwrap_or(Duration::from_secs(5)),
+        vhost: None,
+    };
+    super::probe::probe(c, &to)
 }
