@@ -370,7 +370,7 @@ impl PacketLine {
     /// The limited kind of a router log line, if a received packet can cause it.
     pub fn of(l: &Log) -> Option<PacketLine> {
         Some(match l {
-            Log::Dropped(_, reason, _) => PacketLine::Drop(*reason),
+            Log::Dropped(_, why) => PacketLine::Drop(why.counter()?),
             Log::LowerPriority(..) => PacketLine::Other("lower priority"),
             Log::Discarding(..) => PacketLine::Other("discarding"),
             Log::FastPreempt(..) => PacketLine::Other("fast preempt"),

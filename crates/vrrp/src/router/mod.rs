@@ -5,6 +5,11 @@
 //! [`VirtualRouter::handle_timeout`] when [`VirtualRouter::poll_timeout`] passes, and drain
 //! [`VirtualRouter::poll_output`] after each call, carrying the outputs out in order.
 
+mod accept;
+mod config;
+mod log;
+mod timers;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
@@ -12,151 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::time::Instant;
-use crate::wire::{
-    AdvertRepr, Auth, ChecksumForm, Family, HEADER_LEN, IpPair, Packet, Version, WireError,
-};
+use crate::wire::{AdvertRepr, Auth, ChecksumForm, Family, IpPair, Version};
 
-/// GARP / unsolicited-NA policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GarpTiming {
-    /// Delay before the second burst after becoming MASTER (`garp_master_delay`, 5 s).
-    pub master_delay: Duration,
-    /// Announcements per burst (`garp_master_repeat`, 5).
-    pub master_repeat: u32,
-    /// Periodic refresh while MASTER (`garp_master_refresh`, off).
-    pub master_refresh: Option<Duration>,
-    /// Announcements per refresh (`garp_master_refresh_repeat`, 1).
-    pub master_refresh_repeat: u32,
-    /// Delay of the second burst after a lower-priority advert (`garp_lower_prio_delay`).
-    pub lower_prio_delay: Duration,
-    /// Announcements per lower-priority burst (`garp_lower_prio_repeat`).
-    pub lower_prio_repeat: u32,
-}
-
-impl Default for GarpTiming {
-    fn default() -> Self {
-        GarpTiming {
-            master_delay: Duration::from_secs(5),
-            master_repeat: 5,
-            master_refresh: None,
-            master_refresh_repeat: 1,
-            lower_prio_delay: Duration::from_secs(5),
-            lower_prio_repeat: 5,
-        }
-    }
-}
-
-/// A unicast peer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// Address adverts go to and may come from.
-    pub addr: IpAddr,
-    /// Lowest accepted TTL/hop limit from this peer.
-    pub min_ttl: Option<u8>,
-    /// Highest accepted TTL/hop limit.
-    pub max_ttl: Option<u8>,
-}
-
-/// A tracker (script, interface, file, process) as the router weighs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tracker {
-    /// 0: failure means FAULT; > 0 added while up; < 0 added while down.
-    pub weight: i32,
-    /// Swap which state applies the weight (or, for weight 0, FAULT while up).
-    pub reverse: bool,
-}
-
-/// Everything a router needs to know; the daemon maps the configuration onto it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouterConfig {
-    /// Instance name, for log lines.
-    pub name: String,
-    /// Virtual router id (1-255).
-    pub vrid: u8,
-    /// Protocol version.
-    pub version: Version,
-    /// Address family.
-    pub family: Family,
-    /// Configured priority (1-255).
-    pub priority: u8,
-    /// Advertisement interval.
-    pub advert_int: Duration,
-    /// `state MASTER` (only effective at priority 255).
-    pub init_master: bool,
-    /// `nopreempt`.
-    pub nopreempt: bool,
-    /// `preempt_delay` (zero: none).
-    pub preempt_delay: Duration,
-    /// `preempt_fast` (holdfast extension): a preempting backup that hears a lower-priority
-    /// master takes over after Skew_Time rather than the Master_Down_Interval. The skew lets
-    /// the highest of several backups go first, so the others hear it and stay.
-    pub preempt_fast: bool,
-    /// Advertised VIPs.
-    pub vips: Vec<IpAddr>,
-    /// v2 authentication.
-    pub auth: Auth,
-    /// Unicast peers; empty means multicast.
-    pub unicast_peers: Vec<Peer>,
-    /// Accept unicast adverts only from the peers.
-    pub check_unicast_src: bool,
-    /// Multicast group.
-    pub mcast_group: IpAddr,
-    /// GARP timing.
-    pub garp: GarpTiming,
-    /// `lower_prio_no_advert`.
-    pub lower_prio_no_advert: bool,
-    /// `higher_prio_send_advert`.
-    pub higher_prio_send_advert: bool,
-    /// `skip_check_adv_addr`.
-    pub skip_check_adv_addr: bool,
-    /// Checksum form sent for v3 over IPv4 (keepalived: pseudo-header).
-    pub v3_checksum: ChecksumForm,
-    /// Advert intervals in the master-down interval (3).
-    pub down_timer_adverts: u32,
-    /// Trackers, addressed by index in [`Input::Tracker`].
-    pub trackers: Vec<Tracker>,
-    /// `vrrp_startup_delay`.
-    pub startup_delay: Duration,
-}
-
-impl RouterConfig {
-    /// A configuration with keepalived's defaults for the rest.
-    pub fn new(name: &str, vrid: u8, priority: u8, vips: Vec<IpAddr>) -> RouterConfig {
-        let family = vips.first().map_or(Family::V4, |a| Family::of(*a));
-        RouterConfig {
-            name: name.to_string(),
-            vrid,
-            version: if family == Family::V6 {
-                Version::V3
-            } else {
-                Version::V2
-            },
-            family,
-            priority,
-            advert_int: Duration::from_secs(1),
-            init_master: false,
-            nopreempt: false,
-            preempt_delay: Duration::ZERO,
-            preempt_fast: false,
-            vips,
-            auth: Auth::None,
-            unicast_peers: Vec::new(),
-            check_unicast_src: false,
-            mcast_group: match family {
-                Family::V4 => IpAddr::V4(crate::wire::MCAST_V4),
-                Family::V6 => IpAddr::V6(crate::wire::MCAST_V6),
-            },
-            garp: GarpTiming::default(),
-            lower_prio_no_advert: false,
-            higher_prio_send_advert: false,
-            skip_check_adv_addr: false,
-            v3_checksum: ChecksumForm::PseudoHeader,
-            down_timer_adverts: 3,
-            trackers: Vec::new(),
-            startup_delay: Duration::ZERO,
-        }
-    }
-}
+use accept::Received;
+pub use accept::Rejection;
+pub use config::{GarpTiming, Peer, Placement, RouterConfig, Tracker, continues};
+pub use log::{Drop, Log, Stats};
+use timers::{Timer, Timers};
 
 /// VRRP states (keepalived adds FAULT to the RFC's three).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -273,191 +140,6 @@ pub enum Input<'a> {
     Reload(&'a Arc<RouterConfig>),
 }
 
-/// A dropped advertisement's reason: one keepalived counter each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Drop {
-    /// Too short or too long.
-    Length,
-    /// TTL/hop limit not 255 (multicast) or out of range (unicast).
-    Ttl,
-    /// Version differs from ours.
-    Version,
-    /// v2 auth type invalid.
-    InvalidAuthType,
-    /// v2 auth type differs from ours.
-    AuthTypeMismatch,
-    /// v2 password wrong.
-    AuthFailure,
-    /// v2 interval differs from ours.
-    Interval,
-    /// Type is not advertisement.
-    Type,
-    /// Checksum wrong.
-    Checksum,
-    /// Multicast when unicast was expected or the reverse.
-    Addressing,
-    /// Address count differs (keepalived 2.2 drops).
-    AddressCount,
-    /// Address list differs (keepalived 2.2 drops).
-    AddressList,
-    /// Unicast source not a configured peer.
-    NotPeer,
-    /// Another VRID (demultiplexing error upstream).
-    Vrid,
-}
-
-/// Counters: keepalived's `/tmp/keepalived.stats` plus per-reason drops.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Adverts accepted.
-    pub adverts_received: u64,
-    /// Adverts sent (one per advert event, whatever the number of peers).
-    pub adverts_sent: u64,
-    /// Transitions to MASTER.
-    pub became_master: u64,
-    /// Transitions out of MASTER.
-    pub released_master: u64,
-    /// Priority-0 adverts received.
-    pub priority_zero_received: u64,
-    /// Priority-0 adverts sent.
-    pub priority_zero_sent: u64,
-    /// Lower-priority adverts a MASTER did not answer, having answered one within the
-    /// advert interval.
-    pub lower_priority_unanswered: u64,
-    /// Drops by reason.
-    pub drops: Vec<(Drop, u64)>,
-}
-
-impl Stats {
-    /// Drops counted for `reason`.
-    pub fn dropped(&self, reason: Drop) -> u64 {
-        self.drops
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
-    }
-
-    fn drop(&mut self, reason: Drop) {
-        match self.drops.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
-            None => self.drops.push((reason, 1)),
-        }
-    }
-}
-
-/// Log events, printed with keepalived 2.2's exact wording by `Display`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Log {
-    /// `(%s) Entering MASTER STATE` etc.; `init` adds ` (init)`.
-    Entering(String, State, bool),
-    /// `(%s) Receive advertisement timeout` (-D).
-    ReceiveTimeout(String),
-    /// `(%s) Received advert from %s with lower priority %d, ours %d[, forcing new election]`.
-    LowerPriority(String, IpAddr, u8, u8, bool),
-    /// `(%s) Master received advert from %s with higher priority %d, ours %d`.
-    HigherPriority(String, IpAddr, u8, u8),
-    /// `(%s) Master received advert from %s with same priority %d but higher IP address than ours`.
-    SamePriorityHigherIp(String, IpAddr, u8),
-    /// `(%s) received lower priority (%d) advert from %s - discarding`.
-    Discarding(String, u8, IpAddr),
-    /// holdfast's `preempt_fast`: `(%s) received lower priority (%d) advert from %s - preempting`.
-    FastPreempt(String, u8, IpAddr),
-    /// `(%s) Backup received priority 0 advertisement` (-D).
-    BackupPrio0(String),
-    /// `(%s) Master received priority 0 message` (-D).
-    MasterPrio0(String),
-    /// `(%s) sent 0 priority` (-D).
-    SentPrio0(String),
-    /// `(%s) Changing effective priority from %d to %d`.
-    EffectivePriority(String, u8, u8),
-    /// `(%s) setting VIPs.` (-D).
-    SettingVips(String),
-    /// `(%s) removing VIPs.` (-D).
-    RemovingVips(String),
-    /// `(%s) WARNING - equal priority advert received from remote host with our IP address.`
-    EqualPriorityOurIp(String),
-    /// Two owners.
-    TwoOwners(String, IpAddr),
-    /// A dropped advert, in keepalived's words for that reason.
-    Dropped(String, Drop, String),
-    /// `IPSEC AH : invalid IPSEC SPI value. %u and expect %u` (no instance name, as
-    /// keepalived logs it).
-    AhSpi(u32, u32),
-    /// `(%s) IPSEC-AH : Syncing seq_num - Increment seq`.
-    AhSyncSeq(String),
-}
-
-impl Log {
-    /// Whether keepalived logs this only with `-D` (`--log-detail`).
-    pub fn detail(&self) -> bool {
-        matches!(
-            self,
-            Log::ReceiveTimeout(_)
-                | Log::BackupPrio0(_)
-                | Log::MasterPrio0(_)
-                | Log::SentPrio0(_)
-                | Log::SettingVips(_)
-                | Log::RemovingVips(_)
-        )
-    }
-}
-
-impl fmt::Display for Log {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Log::Entering(n, s, init) => write!(
-                f,
-                "({n}) Entering {s} STATE{}",
-                if *init { " (init)" } else { "" }
-            ),
-            Log::ReceiveTimeout(n) => write!(f, "({n}) Receive advertisement timeout"),
-            Log::LowerPriority(n, a, p, o, force) => write!(
-                f,
-                "({n}) Received advert from {a} with lower priority {p}, ours {o}{}",
-                if *force { ", forcing new election" } else { "" }
-            ),
-            Log::HigherPriority(n, a, p, o) => write!(
-                f,
-                "({n}) Master received advert from {a} with higher priority {p}, ours {o}"
-            ),
-            Log::SamePriorityHigherIp(n, a, p) => write!(
-                f,
-                "({n}) Master received advert from {a} with same priority {p} but higher IP address than ours"
-            ),
-            Log::Discarding(n, p, a) => write!(
-                f,
-                "({n}) received lower priority ({p}) advert from {a} - discarding"
-            ),
-            Log::FastPreempt(n, p, a) => write!(
-                f,
-                "({n}) received lower priority ({p}) advert from {a} - preempting"
-            ),
-            Log::BackupPrio0(n) => write!(f, "({n}) Backup received priority 0 advertisement"),
-            Log::MasterPrio0(n) => write!(f, "({n}) Master received priority 0 message"),
-            Log::SentPrio0(n) => write!(f, "({n}) sent 0 priority"),
-            Log::EffectivePriority(n, a, b) => {
-                write!(f, "({n}) Changing effective priority from {a} to {b}")
-            }
-            Log::SettingVips(n) => write!(f, "({n}) setting VIPs."),
-            Log::RemovingVips(n) => write!(f, "({n}) removing VIPs."),
-            Log::EqualPriorityOurIp(n) => write!(
-                f,
-                "({n}) WARNING - equal priority advert received from remote host with our IP address."
-            ),
-            Log::TwoOwners(n, a) => write!(
-                f,
-                "({n}) CONFIGURATION ERROR: local instance and {a} are both configured as address owner, please resolve"
-            ),
-            Log::Dropped(n, _, text) => write!(f, "({n}) {text}"),
-            Log::AhSpi(saddr, spi) => write!(
-                f,
-                "IPSEC AH : invalid IPSEC SPI value. {saddr} and expect {spi}"
-            ),
-            Log::AhSyncSeq(n) => write!(f, "({n}) IPSEC-AH : Syncing seq_num - Increment seq"),
-        }
-    }
-}
-
 /// Outputs, to be carried out in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -529,11 +211,10 @@ pub struct VirtualRouter {
     master_adv_int: Duration,
     master_addr: Option<IpAddr>,
     master_prio: Option<u8>,
-    advert_at: Option<Instant>,
-    down_at: Option<Instant>,
+    timers: Timers,
     preempt_since: Option<Instant>,
-    garp_at: Option<(Instant, GarpKind)>,
-    refresh_at: Option<Instant>,
+    /// What the [`Timer::Garp`] round is for.
+    garp_kind: GarpKind,
     out: VecDeque<Output>,
     stats: Stats,
     peer_forms: Vec<(IpAddr, ChecksumForm)>,
@@ -543,45 +224,6 @@ pub struct VirtualRouter {
     /// and whether it reached its end.
     ah_seq: u32,
     ah_cycle: bool,
-}
-
-/// Where a virtual router runs, besides its [`RouterConfig`]: what [`continues`] compares.
-#[derive(Clone, Copy, Debug)]
-pub struct Placement<'a> {
-    /// The interface it advertises on.
-    pub interface: &'a str,
-    /// Its configured source address (`unicast_src_ip` / `mcast_src_ip`), if any.
-    pub source: Option<IpAddr>,
-    /// `unicast_ttl`.
-    pub unicast_ttl: u8,
-    /// `use_vmac`: the macvlan's name and MAC address, and whether adverts use the
-    /// instance's own interface (`vmac_xmit_base`).
-    pub vmac: Option<(&'a str, [u8; 6], bool)>,
-    /// The router's settings.
-    pub config: &'a RouterConfig,
-}
-
-/// Whether, across a reload, the router configured as `new` continues the running `old` one
-/// (its state — MASTER above all — kept, its other settings replaced) or is another router
-/// (the old one stops and the new one starts in INIT). The one rule for it.
-///
-/// keepalived's (`vrrp_exist`): the same interface, VRID and family, both unicast or both
-/// multicast; then, unicast, the same source address, and multicast, the same group. holdfast
-/// also wants the same configured source and `unicast_ttl` in multicast (its socket is bound
-/// to them and is not reopened in place): where keepalived would keep the state through such
-/// a change, holdfast starts the instance afresh; likewise for a change of `use_vmac` (the
-/// macvlan is made again).
-pub fn continues(old: &Placement<'_>, new: &Placement<'_>) -> bool {
-    let (o, n) = (old.config, new.config);
-    let unicast = !n.unicast_peers.is_empty();
-    old.interface == new.interface
-        && o.vrid == n.vrid
-        && o.family == n.family
-        && o.unicast_peers.is_empty() != unicast
-        && old.source == new.source
-        && old.unicast_ttl == new.unicast_ttl
-        && old.vmac == new.vmac
-        && (unicast || o.mcast_group == n.mcast_group)
 }
 
 /// Senders whose checksum form a router remembers (a VRRP group has a handful of routers).
@@ -608,11 +250,9 @@ impl VirtualRouter {
             master_adv_int,
             master_addr: None,
             master_prio: None,
-            advert_at: None,
-            down_at: None,
+            timers: Timers::default(),
             preempt_since: None,
-            garp_at: None,
-            refresh_at: None,
+            garp_kind: GarpKind::Master,
             out: VecDeque::new(),
             stats: Stats::default(),
             peer_forms: Vec::new(),
@@ -666,15 +306,7 @@ impl VirtualRouter {
 
     /// The next deadline, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.advert_at,
-            self.down_at,
-            self.garp_at.map(|(t, _)| t),
-            self.refresh_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next()
     }
 
     /// The next output.
@@ -698,7 +330,16 @@ impl VirtualRouter {
                 ttl,
                 payload,
                 ah,
-            } => self.on_advert(now, src, dst, ttl, payload, ah),
+            } => self.on_advert(
+                now,
+                &Received {
+                    src,
+                    dst,
+                    ttl,
+                    payload,
+                    ah,
+                },
+            ),
             Input::Link(up) => {
                 self.link_up = up;
                 self.reevaluate(now);
@@ -761,50 +402,50 @@ impl VirtualRouter {
         // unless a shorter interval brings it forward.
         if self.state == State::Master {
             let by_new_interval = now + self.cfg.advert_int;
-            self.advert_at = Some(
-                self.advert_at
-                    .map_or(by_new_interval, |t| t.min(by_new_interval)),
-            );
+            let at = self
+                .timers
+                .get(Timer::Advert)
+                .map_or(by_new_interval, |t| t.min(by_new_interval));
+            self.timers.set(Timer::Advert, at);
         }
         self.reevaluate(now);
     }
 
     /// Fires due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.down_at.is_some_and(|t| t <= now) {
-            self.down_at = None;
-            if self.state == State::Backup {
+        for t in Timer::ALL {
+            if self.timers.expire(t, now) {
+                self.on_timer(t, now);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, t: Timer, now: Instant) {
+        match (t, self.state) {
+            (Timer::MasterDown, State::Backup) => {
                 self.log(Log::ReceiveTimeout(self.cfg.name.clone()));
                 self.become_master(now, Reason::MasterDown);
             }
-        }
-        if self.advert_at.is_some_and(|t| t <= now) {
-            self.advert_at = None;
-            if self.state == State::Master {
+            (Timer::Advert, State::Master) => {
                 self.send_advert(self.effective);
-                self.advert_at = Some(now + self.cfg.advert_int);
+                self.timers.set(Timer::Advert, now + self.cfg.advert_int);
             }
-        }
-        if let Some((t, kind)) = self.garp_at
-            && t <= now
-        {
-            self.garp_at = None;
-            if self.state == State::Master {
-                let count = match kind {
+            (Timer::Garp, State::Master) => {
+                let count = match self.garp_kind {
                     GarpKind::Master => self.cfg.garp.master_repeat,
                     GarpKind::LowerPrio => self.cfg.garp.lower_prio_repeat,
                 };
                 self.out.push_back(Output::Announce { count });
             }
-        }
-        if self.refresh_at.is_some_and(|t| t <= now) {
-            self.refresh_at = None;
-            if let (State::Master, Some(every)) = (self.state, self.cfg.garp.master_refresh) {
-                self.out.push_back(Output::Announce {
-                    count: self.cfg.garp.master_refresh_repeat,
-                });
-                self.refresh_at = Some(now + every);
+            (Timer::Refresh, State::Master) => {
+                if let Some(every) = self.cfg.garp.master_refresh {
+                    self.out.push_back(Output::Announce {
+                        count: self.cfg.garp.master_refresh_repeat,
+                    });
+                    self.timers.set(Timer::Refresh, now + every);
+                }
             }
+            _ => {}
         }
     }
 
@@ -880,7 +521,10 @@ impl VirtualRouter {
         }
         self.set_state(State::Backup, Reason::Init, true);
         self.master_adv_int = self.cfg.advert_int;
-        self.down_at = Some(now + self.master_down_interval() + self.cfg.startup_delay);
+        self.timers.set(
+            Timer::MasterDown,
+            now + self.master_down_interval() + self.cfg.startup_delay,
+        );
         if !self.cfg.preempt_delay.is_zero() {
             self.preempt_since = Some(now);
         }
@@ -905,10 +549,7 @@ impl VirtualRouter {
     }
 
     fn clear_timers(&mut self) {
-        self.advert_at = None;
-        self.down_at = None;
-        self.garp_at = None;
-        self.refresh_at = None;
+        self.timers.clear();
     }
 
     fn set_state(&mut self, to: State, reason: Reason, init: bool) {
@@ -941,12 +582,19 @@ impl VirtualRouter {
             reason,
         });
         self.stats.became_master += 1;
-        self.down_at = None;
+        self.timers.stop(Timer::MasterDown);
         self.preempt_since = None;
-        self.advert_at = Some(now + self.cfg.advert_int);
-        self.garp_at = (!self.cfg.garp.master_delay.is_zero())
-            .then(|| (now + self.cfg.garp.master_delay, GarpKind::Master));
-        self.refresh_at = self.cfg.garp.master_refresh.map(|d| now + d);
+        self.timers.set(Timer::Advert, now + self.cfg.advert_int);
+        self.timers.stop(Timer::Garp);
+        if !self.cfg.garp.master_delay.is_zero() {
+            self.garp_kind = GarpKind::Master;
+            self.timers
+                .set(Timer::Garp, now + self.cfg.garp.master_delay);
+        }
+        self.timers.stop(Timer::Refresh);
+        if let Some(every) = self.cfg.garp.master_refresh {
+            self.timers.set(Timer::Refresh, now + every);
+        }
     }
 
     fn leave_master(&mut self, now: Instant, to: State, reason: Reason) {
@@ -967,7 +615,8 @@ impl VirtualRouter {
         });
         self.stats.released_master += 1;
         if to == State::Backup {
-            self.down_at = Some(now + self.master_down_interval());
+            self.timers
+                .set(Timer::MasterDown, now + self.master_down_interval());
         }
     }
 
@@ -986,7 +635,7 @@ impl VirtualRouter {
                 // preempt_fast: say so at once, so a preempting backup need not wait for the
                 // next advert interval.
                 self.send_advert(p);
-                self.advert_at = Some(now + self.cfg.advert_int);
+                self.timers.set(Timer::Advert, now + self.cfg.advert_int);
             }
         }
         if self.state == State::Init {
@@ -1026,7 +675,8 @@ impl VirtualRouter {
                 } else {
                     self.set_state(State::Backup, recover_reason, false);
                     self.master_adv_int = self.cfg.advert_int;
-                    self.down_at = Some(now + self.master_down_interval());
+                    self.timers
+                        .set(Timer::MasterDown, now + self.master_down_interval());
                 }
             }
             _ => {}
@@ -1134,249 +784,34 @@ impl VirtualRouter {
         }
     }
 
-    fn dropped(&mut self, reason: Drop, text: String) {
-        self.stats.drop(reason);
-        self.log(Log::Dropped(self.cfg.name.clone(), reason, text));
-    }
-
-    /// keepalived's `vrrp_check_packet` order (reference §2.6), then the state machine.
-    fn on_advert(
-        &mut self,
-        now: Instant,
-        src: IpAddr,
-        dst: IpAddr,
-        ttl: u8,
-        payload: &[u8],
-        ah: Option<AhPart<'_>>,
-    ) {
-        let family = self.cfg.family;
-        let unicast = !self.cfg.unicast_peers.is_empty();
-        let ah_key = match self.cfg.auth {
-            Auth::Ah(k) if family == Family::V4 => Some(k),
-            _ => None,
+    /// keepalived's `vrrp_check_packet` ([`accept`]), then the state machine.
+    fn on_advert(&mut self, now: Instant, rx: &Received<'_>) {
+        let verdict = accept::accept(&self.cfg, rx, self.ah_seq, self.master_addr);
+        if let Some(seq) = verdict.ah_seq {
+            self.ah_seq = seq;
+            if self.state == State::Backup {
+                // keepalived: a MASTER's numbers are flowing again.
+                self.ah_cycle = false;
+            }
+        }
+        let accepted = match verdict.result {
+            Ok(a) => a,
+            Err(why) => {
+                if let Some(counter) = why.counter() {
+                    self.stats.drop(counter);
+                }
+                if why.logged() {
+                    self.log(Log::Dropped(self.cfg.name.clone(), why));
+                }
+                return;
+            }
         };
-        let mut rx_seq = None;
-        if ah.is_some() != ah_key.is_some() {
-            let text = if ah.is_some() {
-                "Received AH header but auth type not AH"
-            } else {
-                "No AH header but auth type is AH"
-            };
-            self.dropped(Drop::AuthTypeMismatch, text.to_string());
-            return;
-        }
-        if payload.len() < HEADER_LEN {
-            self.dropped(Drop::Length, "IPv4 VRRP packet too short".to_string());
-            return;
-        }
-        let p = Packet::new_unchecked(payload);
-        if p.vrid() != self.cfg.vrid {
-            self.stats.drop(Drop::Vrid);
-            return;
-        }
-        if let Err(e) = p.check_len(family) {
-            match e {
-                WireError::Version(v) => self.dropped(
-                    Drop::Version,
-                    format!(
-                        "wrong version. Received {v} and expect {}",
-                        self.cfg.version.number()
-                    ),
-                ),
-                _ => {
-                    let expect = match self.cfg.version {
-                        Version::V2 => HEADER_LEN + 4 * usize::from(p.count()) + 8,
-                        Version::V3 => HEADER_LEN + family_len(family) * usize::from(p.count()),
-                    };
-                    self.dropped(
-                        Drop::Length,
-                        format!(
-                            "vrrp packet too short/long, length {} and expect {expect}",
-                            payload.len()
-                        ),
-                    );
-                }
-            }
-            return;
-        }
-        // TTL: multicast must be 255; unicast only checked against min/max_ttl.
-        if !unicast {
-            if ttl != 255 {
-                self.dropped(
-                    Drop::Ttl,
-                    format!("invalid TTL/HL. Received {ttl} and expect 255"),
-                );
-                return;
-            }
-        } else if let Some(peer) = self.cfg.unicast_peers.iter().find(|p| p.addr == src) {
-            let lo = peer.min_ttl.unwrap_or(0);
-            let hi = peer.max_ttl.unwrap_or(255);
-            if ttl < lo || ttl > hi {
-                self.dropped(Drop::Ttl, format!("TTL/HL {ttl} not in range {lo} - {hi}"));
-                return;
-            }
-        }
-        if p.version() != self.cfg.version.number() {
-            self.dropped(
-                Drop::Version,
-                format!(
-                    "wrong version. Received {} and expect {}",
-                    p.version(),
-                    self.cfg.version.number()
-                ),
-            );
-            return;
-        }
-        if self.cfg.version == Version::V2 {
-            let t = p.auth_type();
-            if t > 2 {
-                self.dropped(Drop::InvalidAuthType, format!("Invalid auth type: {t}"));
-                return;
-            }
-            if t != self.cfg.auth.type_number() {
-                self.dropped(
-                    Drop::AuthTypeMismatch,
-                    format!(
-                        "received a {t} auth, expecting {}!",
-                        self.cfg.auth.type_number()
-                    ),
-                );
-                return;
-            }
-            if let Auth::Pass(ours) = self.cfg.auth {
-                // Constant-time comparison.
-                let diff = ours
-                    .iter()
-                    .zip(p.auth_data())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-                if diff != 0 {
-                    self.dropped(Drop::AuthFailure, "received an invalid passwd!".to_string());
-                    return;
-                }
-            }
-            if let (Some(key), Some(ah)) = (ah_key, ah) {
-                if ah.ah[0] != crate::wire::PROTO_VRRP {
-                    // An AH header for another protocol: not ours to count.
-                    return;
-                }
-                match crate::ah::verify(&key, ah.ip_header, ah.ah, payload, unicast) {
-                    Err(crate::ah::AhError::Icv) => {
-                        self.dropped(
-                            Drop::AuthFailure,
-                            "IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !".to_string(),
-                        );
-                        return;
-                    }
-                    Err(crate::ah::AhError::Spi { saddr, spi }) => {
-                        self.stats.drop(Drop::AuthFailure);
-                        self.log(Log::AhSpi(saddr, spi));
-                        return;
-                    }
-                    Ok(seq) if seq > self.ah_seq => {
-                        self.ah_seq = seq;
-                        rx_seq = Some(seq);
-                    }
-                    Ok(seq) => {
-                        let local = self.ah_seq;
-                        self.dropped(
-                            Drop::AuthFailure,
-                            format!("IPSEC-AH : sequence number {seq} already processed. Packet dropped. Local({local})"),
-                        );
-                        return;
-                    }
-                }
-                if self.state == State::Backup {
-                    // keepalived: a MASTER's numbers are flowing again.
-                    self.ah_cycle = false;
-                }
-            }
-            let ours = self.cfg.advert_int.as_secs();
-            if u64::from(p.adver_int_secs()) != ours {
-                self.dropped(
-                    Drop::Interval,
-                    format!(
-                        "advertisement interval mismatch mine={ours} sec rcv'd={} sec",
-                        p.adver_int_secs()
-                    ),
-                );
-                return;
-            }
-        }
-        if p.kind() != 1 {
-            self.dropped(Drop::Type, "Invalid packet type".to_string());
-            return;
-        }
-        let ips = IpPair { src, dst };
-        let Some(form) = p.verify_checksum(family, &ips) else {
-            self.dropped(
-                Drop::Checksum,
-                format!("Invalid VRRPv{} checksum", self.cfg.version.number()),
-            );
-            return;
-        };
-        let dst_mcast = dst.is_multicast();
-        if dst_mcast == unicast {
-            let (e, r) = if unicast {
-                ("un", "mult")
-            } else {
-                ("mult", "un")
-            };
-            self.dropped(
-                Drop::Addressing,
-                format!("Expected {e}icast packet but received {r}icast packet"),
-            );
-            return;
-        }
-        let Ok((adv, _)) = AdvertRepr::parse(&p, family, &ips) else {
-            self.dropped(
-                Drop::Checksum,
-                format!("Invalid VRRPv{} checksum", self.cfg.version.number()),
-            );
-            return;
-        };
-        // keepalived 2.2 drops adverts whose VIP count or list differs.
-        if adv.addrs.len() != self.cfg.vips.len() {
-            self.dropped(
-                Drop::AddressCount,
-                format!(
-                    "received an unexpected ip number count {}, expected {}!",
-                    adv.addrs.len(),
-                    self.cfg.vips.len()
-                ),
-            );
-            return;
-        }
-        let same_master = self.master_addr == Some(src);
-        if !(self.cfg.skip_check_adv_addr && same_master)
-            && let Some(missing) = self.cfg.vips.iter().find(|v| !adv.addrs.contains(v))
-        {
-            {
-                self.dropped(
-                    Drop::AddressList,
-                    format!("ip address associated with VRID {} not present in MASTER advert: {missing}", self.cfg.vrid),
-                );
-                return;
-            }
-        }
-        let peer_check = self.cfg.check_unicast_src
-            || self
-                .cfg
-                .unicast_peers
-                .iter()
-                .any(|p| p.min_ttl.is_some() || p.max_ttl.is_some());
-        if unicast && peer_check && !self.cfg.unicast_peers.iter().any(|p| p.addr == src) {
-            self.dropped(
-                Drop::NotPeer,
-                format!("unicast source address {src} not a unicast peer"),
-            );
-            return;
-        }
-        self.remember_form(src, form);
+        self.remember_form(rx.src, accepted.form);
         self.stats.adverts_received += 1;
-        if adv.priority == 0 {
+        if accepted.advert.priority == 0 {
             self.stats.priority_zero_received += 1;
         }
-        self.on_valid_advert(now, src, &adv, rx_seq);
+        self.on_valid_advert(now, rx.src, &accepted.advert, verdict.ah_seq);
     }
 
     /// Records a sender's checksum form, for senders whose adverts passed every check: a
@@ -1404,7 +839,7 @@ impl VirtualRouter {
             State::Backup => {
                 if adv.priority == 0 {
                     self.log(Log::BackupPrio0(name));
-                    self.down_at = Some(now + self.skew());
+                    self.timers.set(Timer::MasterDown, now + self.skew());
                     return;
                 }
                 let preempt_blocked = self
@@ -1418,21 +853,23 @@ impl VirtualRouter {
                     }
                     self.master_addr = Some(src);
                     self.master_prio = Some(adv.priority);
-                    self.down_at = Some(now + self.master_down_interval());
+                    self.timers
+                        .set(Timer::MasterDown, now + self.master_down_interval());
                 } else {
                     if !self.cfg.preempt_delay.is_zero() && self.preempt_since.is_none() {
                         // keepalived: the delay starts when a lower-priority master is seen.
                         self.preempt_since = Some(now);
                         self.master_addr = Some(src);
                         self.master_prio = Some(adv.priority);
-                        self.down_at = Some(now + self.master_down_interval());
+                        self.timers
+                            .set(Timer::MasterDown, now + self.master_down_interval());
                         return;
                     }
                     if self.cfg.preempt_fast {
                         let at = now + self.skew();
-                        if self.down_at.is_none_or(|d| d > at) {
+                        if self.timers.get(Timer::MasterDown).is_none_or(|d| d > at) {
                             self.log(Log::FastPreempt(name, adv.priority, src));
-                            self.down_at = Some(at);
+                            self.timers.set(Timer::MasterDown, at);
                         }
                         return;
                     }
@@ -1443,7 +880,7 @@ impl VirtualRouter {
                 if adv.priority == 0 {
                     self.log(Log::MasterPrio0(name));
                     self.send_advert(ours);
-                    self.advert_at = Some(now + self.cfg.advert_int);
+                    self.timers.set(Timer::Advert, now + self.cfg.advert_int);
                     return;
                 }
                 let our_addr = self.src;
@@ -1511,14 +948,15 @@ impl VirtualRouter {
                     }
                     if force {
                         self.send_advert(ours);
-                        self.advert_at = Some(now + self.cfg.advert_int);
+                        self.timers.set(Timer::Advert, now + self.cfg.advert_int);
                     }
                     self.out.push_back(Output::Announce {
                         count: self.cfg.garp.lower_prio_repeat,
                     });
                     if !self.cfg.garp.lower_prio_delay.is_zero() {
-                        self.garp_at =
-                            Some((now + self.cfg.garp.lower_prio_delay, GarpKind::LowerPrio));
+                        self.garp_kind = GarpKind::LowerPrio;
+                        self.timers
+                            .set(Timer::Garp, now + self.cfg.garp.lower_prio_delay);
                     }
                     self.out.push_back(Output::MasterRxLowerPri);
                 }
@@ -1537,11 +975,4 @@ fn value_adjust(t: &Tracker, v: i64) -> i32 {
     };
     v.saturating_mul(w)
         .clamp(i64::from(i32::MIN / 2), i64::from(i32::MAX / 2)) as i32
-}
-
-fn family_len(f: Family) -> usize {
-    match f {
-        Family::V4 => 4,
-        Family::V6 => 16,
-    }
 }
