@@ -454,7 +454,10 @@ mod tests {
         assert_eq!(why, Some(Rejection::Ttl { received: 64 }));
         let why = why.unwrap_or(Rejection::Type);
         assert_eq!(why.counter(), Some(Drop::Ttl));
-        assert_eq!(why.to_string(), "invalid TTL/HL. Received 64 and expect 255");
+        assert_eq!(
+            why.to_string(),
+            "invalid TTL/HL. Received 64 and expect 255"
+        );
 
         let mut other = bytes.clone();
         other[1] = 52;
