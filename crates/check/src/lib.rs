@@ -8,6 +8,8 @@
 //! in-process, bounded by its timeout, without forking.
 
 pub mod bfd;
+pub mod file;
+pub mod process;
 pub mod state;
 pub mod words;
 

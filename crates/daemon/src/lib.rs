@@ -19,12 +19,9 @@ pub mod pidfile;
 pub mod plan;
 pub mod routing;
 pub mod run;
-pub mod rx;
 pub mod script;
 pub mod systemd;
-pub mod track_file;
-pub mod track_process;
-pub mod trackers;
+pub mod track;
 pub mod vmac;
 
 /// The body of the `control_request` fuzz target (`fuzz/`), replayed by the tests over the kept

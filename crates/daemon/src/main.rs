@@ -369,7 +369,7 @@ fn main() -> ExitCode {
             data_dir,
             proc_events_netns,
         } => {
-            holdfast::track_process::set_events_netns(proc_events_netns);
+            holdfast::track::process::set_events_netns(proc_events_netns);
             if let Some(f) = &log_file
                 && let Err(e) = holdfast::logging::open_log_file(f)
             {

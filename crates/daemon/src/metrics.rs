@@ -298,7 +298,7 @@ pub fn render(
         "counter",
         "VRRP packets the interfaces' readers handed to no instance: too short to carry a VRID, for a VRID no instance has, or dropped because the instance's queue was full (a flood).",
     );
-    let u = &crate::rx::UNOWNED;
+    let u = &crate::instance::rx::UNOWNED;
     for (reason, n) in [
         ("too_short", &u.too_short),
         ("unknown_vrid", &u.unknown_vrid),

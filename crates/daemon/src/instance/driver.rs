@@ -12,7 +12,7 @@ use holdfast_vrrp::Instant;
 use holdfast_vrrp::router::{Input, Output, State, VirtualRouter};
 
 use crate::plan::InstancePlan;
-use crate::trackers::{TrackEv, Trackers};
+use crate::track::{TrackEv, Trackers};
 
 use super::io::{Gone, Io, Outside, Promote};
 use super::{Ctl, DUMPS, Exit, Msg, Shared, shared_nl};
@@ -163,14 +163,14 @@ impl<'a> Driver<'a> {
                     }
                 };
                 let ah = matches!(plan.router.auth, holdfast_vrrp::wire::Auth::Ah(_));
-                let key = crate::rx::Key {
+                let key = super::rx::Key {
                     ifname: adv_ifname.to_owned(),
                     group,
                     v6_src: None,
                     unicast_ttl: plan.unicast_ttl,
                     ah,
                 };
-                let (sock, sub) = crate::rx::subscribe(
+                let (sock, sub) = super::rx::subscribe(
                     key,
                     vrid,
                     || {
@@ -203,14 +203,14 @@ impl<'a> Driver<'a> {
                         plan.ifname
                     );
                 };
-                let key = crate::rx::Key {
+                let key = super::rx::Key {
                     ifname: adv_ifname.to_owned(),
                     group,
                     v6_src: Some(IpAddr::V6(ll)),
                     unicast_ttl: plan.unicast_ttl,
                     ah: false,
                 };
-                let (sock, sub) = crate::rx::subscribe(
+                let (sock, sub) = super::rx::subscribe(
                     key,
                     vrid,
                     || {
@@ -319,7 +319,7 @@ impl<'a> Driver<'a> {
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
         // Packets of this VRID arrive in the inbox from the interface's shared reader
-        // (crate::rx).
+        // (super::rx).
         loop {
             d.settle(sh, guardian).await;
             let deadline = d.router.poll_timeout().map(to_tokio);
@@ -405,7 +405,7 @@ struct Driver<'a> {
     /// `promote_secondaries` set on the interface while the instance runs.
     _promote: Promote,
     /// This VRID's adverts from the interface's shared reader, while the instance runs.
-    _subscription: crate::rx::Subscription,
+    _subscription: super::rx::Subscription,
     io: Io,
     router: VirtualRouter,
     trackers: Option<Box<Trackers>>,

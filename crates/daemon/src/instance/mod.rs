@@ -11,6 +11,7 @@
 mod driver;
 mod io;
 mod notify;
+pub mod rx;
 
 pub(crate) use notify::{notify_commands, notify_scripts_done, spawn_scripts};
 

@@ -158,22 +158,6 @@ pub(super) fn about<'a>(c: &Check, ctx: &'a CheckCtx, script: &'a mut String) ->
     }
 }
 
-/// FILE_CHECK (keepalived's semantics): with weight 0 a non-zero value (a zero one with
-/// `reverse`) takes the server down; otherwise value × weight (negated with `reverse`) is
-/// added to the server's weight, and a sum at or below -65536 takes it down.
-pub fn file_effect(value: i64, weight: i32, reverse: bool, configured: u32) -> (bool, Option<u32>) {
-    if weight == 0 {
-        return ((value != 0) == reverse, None);
-    }
-    let w = i64::from(weight) * if reverse { -1 } else { 1 };
-    let delta = value.saturating_mul(w);
-    if delta <= -65_536 {
-        return (false, None);
-    }
-    let eff = (i64::from(configured) + delta).clamp(0, i64::from(u32::MAX));
-    (true, Some(eff as u32))
-}
-
 pub(super) async fn file_checker(
     ctx: CheckCtx,
     plan: CheckPlan,
@@ -192,15 +176,15 @@ pub(super) async fn file_checker(
         return;
     };
     let (vtx, mut vrx) = mpsc::channel(8);
-    let watcher = tokio::spawn(crate::track_file::watch(0, path, init, vtx, log));
+    let watcher = tokio::spawn(crate::track::file::watch(0, path, init, vtx, log));
     let _guard = AbortOnDrop(vec![watcher]);
     let mut up = !plan.cfg.alpha;
     while let Some(ev) = vrx.recv().await {
-        let crate::trackers::TrackEv::Value(_, value) = ev else {
+        let crate::track::TrackEv::Value(_, value) = ev else {
             continue;
         };
         ctx.cell.set_value(value);
-        let (now_up, w) = file_effect(value, weight, reverse, configured);
+        let (now_up, w) = holdfast_check::file::effect(value, weight, reverse, configured);
         if w.is_some()
             && tx
                 .send(CheckEv::Weight {

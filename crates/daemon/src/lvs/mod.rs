@@ -395,7 +395,7 @@ pub async fn omega(plans: &[VsPlan], planes: &Planes, log: Logger) {
 
 #[cfg(test)]
 mod tests {
-    use super::checker::{SLACK, coalesce_on, file_effect};
+    use super::checker::{SLACK, coalesce_on};
     use super::*;
     use holdfast_dataplane::Proto;
     use holdfast_lb::sched::Kind;
@@ -569,17 +569,6 @@ mod tests {
                 "{file}: {un:?}"
             );
         }
-    }
-
-    #[test]
-    fn file_check_follows_keepalived_s_weights() {
-        assert_eq!(file_effect(0, 0, false, 5), (true, None));
-        assert_eq!(file_effect(3, 0, false, 5), (false, None));
-        assert_eq!(file_effect(0, 0, true, 5), (false, None));
-        assert_eq!(file_effect(2, 10, false, 5), (true, Some(25)));
-        assert_eq!(file_effect(2, 10, true, 50), (true, Some(30)));
-        assert_eq!(file_effect(-1, 1, false, 5), (true, Some(4)));
-        assert_eq!(file_effect(100_000, -1, false, 5), (false, None));
     }
 
     #[test]

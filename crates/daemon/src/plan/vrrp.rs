@@ -101,7 +101,7 @@ pub enum TrackerKind {
         init: Option<(i64, bool)>,
     },
     /// A `vrrp_track_process`: whether the matching processes make a quorum.
-    Process(crate::track_process::Spec),
+    Process(holdfast_check::process::Spec),
     /// A `vrrp_script` with a native checker block (no fork): TCP_CHECK, HTTP_GET or
     /// MYSQL_CHECK.
     Native(holdfast_check::probe::Probe),
@@ -543,7 +543,7 @@ pub(super) fn instance(
         };
         trackers.push(TrackerPlan::event(
             &p.name,
-            TrackerKind::Process(crate::track_process::Spec::from_config(p)),
+            TrackerKind::Process(process_spec(p)),
         ));
         weights.push(Tracker {
             weight: r.weight.unwrap_or(p.weight),
@@ -693,4 +693,25 @@ fn native_probe(c: &Checker) -> Result<holdfast_check::probe::Probe, String> {
         vhost: None,
     };
     super::probe::probe(c, &to)
+}
+
+/// What a `vrrp_track_process` block counts.
+fn process_spec(t: &holdfast_config::model::TrackProcess) -> holdfast_check::process::Spec {
+    use holdfast_check::process::{ParamMatch, Spec};
+    let param_match = match (t.param_match.as_deref(), t.args.is_empty()) {
+        (Some("partial"), _) => ParamMatch::Partial,
+        (Some("initial"), _) => ParamMatch::Initial,
+        (_, true) => ParamMatch::Any,
+        (_, false) => ParamMatch::Exact,
+    };
+    Spec {
+        process: t.process.clone(),
+        args: t.args.clone(),
+        param_match,
+        full_command: t.full_command,
+        quorum: t.quorum,
+        quorum_max: t.quorum_max.unwrap_or(u32::MAX),
+        fork_delay: t.fork_delay.or(t.delay).unwrap_or(Duration::ZERO),
+        terminate_delay: t.terminate_delay.or(t.delay).unwrap_or(Duration::ZERO),
+    }
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::sync::mpsc;
 
+use super::TrackEv;
 use crate::logging::Logger;
-use crate::trackers::TrackEv;
 
 /// The value keepalived reads from `text`.
 pub fn parse_value(text: &str) -> i64 {

@@ -9,6 +9,9 @@ use std::time::Duration;
 use holdfast_sys::iface;
 use tokio::sync::mpsc;
 
+pub mod file;
+pub mod process;
+
 use crate::logging::Logger;
 use crate::plan::{TrackerKind, TrackerPlan};
 
@@ -133,10 +136,10 @@ async fn tracker(
     log: Logger,
 ) {
     if let TrackerKind::File { path, init } = &t.kind {
-        return crate::track_file::watch(index, path.clone(), *init, tx, log).await;
+        return file::watch(index, path.clone(), *init, tx, log).await;
     }
     if let TrackerKind::Process(spec) = &t.kind {
-        return crate::track_process::watch(index, t.name.clone(), spec.clone(), tx, log).await;
+        return process::watch(index, t.name.clone(), spec.clone(), tx, log).await;
     }
     if let TrackerKind::Interface(name) = &t.kind {
         // keepalived: `Netlink reports IF up|down`; weight/FAULT applied by the router.

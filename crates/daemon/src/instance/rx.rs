@@ -29,7 +29,7 @@ pub struct Key {
     pub ah: bool,
 }
 
-type Inbox = crate::mailbox::Sender<crate::instance::Msg>;
+type Inbox = crate::mailbox::Sender<super::Msg>;
 
 /// Each VRID's subscriber, in a table made once with the socket: an instance joining
 /// allocates nothing (a small allocation per instance, made among the short-lived ones of
@@ -135,7 +135,7 @@ pub fn subscribe(
     key: Key,
     vrid: u8,
     open: impl FnOnce() -> std::io::Result<VrrpSocket>,
-    inbox: crate::mailbox::Sender<crate::instance::Msg>,
+    inbox: crate::mailbox::Sender<super::Msg>,
     log: Logger,
 ) -> std::io::Result<(Arc<VrrpSocket>, Subscription)> {
     let mut reg = registry()
@@ -256,7 +256,7 @@ fn reader(
                     for tx in subs.of(vrid) {
                         owners += 1;
                         // A full queue (a flood) drops rather than stalls the link's reader.
-                        if !tx.push(crate::instance::Msg::Advert(p.clone())) {
+                        if !tx.push(super::Msg::Advert(p.clone())) {
                             UNOWNED.queue_full.fetch_add(1, Ordering::Relaxed);
                         }
                     }
