@@ -212,13 +212,13 @@ fn what_a_data_plane_cannot_do_is_refused_with_its_line_not_ignored() {
             "ipvs-proxy-protocol.conf",
             lvs("ipvs", "    proxy_protocol\n", ""),
             4,
-            "proxy_protocol: dataplane ipvs forwards the client's packets unchanged",
+            "dataplane ipvs: proxy_protocol: IPVS forwards the client's packets unchanged",
         ),
         (
             "udp-proxy-protocol.conf",
             lvs("auto", "    protocol UDP\n    proxy_protocol\n", ""),
             4,
-            "proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only",
+            "no data plane can run it (ipvs: proxy_protocol: IPVS forwards the client's packets unchanged and cannot send a PROXY header (use dataplane proxy, or auto); proxy: the proxy forwards TCP services by address only",
         ),
     ] {
         let (code, err) = check(name, &text);

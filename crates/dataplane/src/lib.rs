@@ -4,6 +4,7 @@
 //! [`proxy::ProxyPlane`] is the userspace L4 proxy; [`ipvs::IpvsPlane`] drives the kernel's
 //! IPVS over generic netlink.
 
+pub mod caps;
 mod conntrack;
 pub mod ipvs;
 pub mod nft;

@@ -462,7 +462,7 @@ mod tests {
         let (plans, un) = planned(&holdfast_config::parse_str(&proxied).config);
         assert!(plans.is_empty());
         assert!(
-            un[0].contains("the proxy data plane forwards TCP services by address only"),
+            un[0].contains("dataplane proxy: the proxy forwards TCP services by address only"),
             "{un:?}"
         );
         let missing = text.replace("virtual_server group G", "virtual_server group H");
@@ -508,10 +508,10 @@ mod tests {
                 " dataplane nft\n",
                 "persistence engines are IPVS's; nftables has none",
             ),
-            (" dataplane proxy\n", "dataplane proxy has none"),
+            (" dataplane proxy\n", "the proxy has none"),
             (
                 " proxy_protocol\n",
-                "persistence_engine needs IPVS: not both",
+                "no data plane can run it (ipvs: proxy_protocol",
             ),
         ] {
             let loaded = holdfast_config::parse_str(&vs(extra));
@@ -534,7 +534,10 @@ mod tests {
         assert!(un.into_vec().is_empty());
         let (plans, un) = planned(&loaded.config);
         assert!(plans.is_empty());
-        assert!(un[0].contains("which this kernel does not have"), "{un:?}");
+        assert!(
+            un[0].contains("only IPVS can run it, and the kernel has no IPVS"),
+            "{un:?}"
+        );
     }
 
     #[test]

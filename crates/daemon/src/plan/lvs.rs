@@ -102,15 +102,7 @@ pub struct RsPlan {
 }
 
 /// Which data plane runs a virtual server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlaneKind {
-    /// holdfast's userspace proxy.
-    Proxy,
-    /// The kernel's IPVS.
-    Ipvs,
-    /// nftables NAT rules in holdfast's table.
-    Nft,
-}
+pub use holdfast_dataplane::caps::Plane as PlaneKind;
 
 /// One virtual server.
 #[derive(Clone, Debug, PartialEq)]
@@ -318,7 +310,7 @@ pub(crate) fn plan_vs(
     facts: Facts,
     un: &mut Findings,
 ) -> Result<VsPlan, NotRun> {
-    use NotRun::{Host, Refused};
+    use NotRun::Host;
     let proto = match vs.protocol {
         Protocol::Tcp => Proto::Tcp,
         Protocol::Udp => Proto::Udp,
@@ -354,73 +346,6 @@ pub(crate) fn plan_vs(
     let name = plan_name(&key, group_of.as_ref().map(|(g, _)| g.as_str()));
     // The port real servers default to (a fwmark service has none: theirs must be given).
     let vport = key.addr().map_or(0, |a| a.port());
-    // The proxy listens on addresses: a group's every entry must be one.
-    let proxyable = proto == Proto::Tcp
-        && key.addr().is_some()
-        && group_of
-            .as_ref()
-            .is_none_or(|(_, k)| k.iter().all(|k| k.addr().is_some()));
-    let plane = match vs.dataplane.or(cfg.global.dataplane) {
-        _ if vs.proxy_protocol && vs.persistence_engine.is_some() => {
-            return Err(Refused(format!(
-                "virtual_server {name} is not run: proxy_protocol needs the proxy data plane and persistence_engine needs IPVS: not both"
-            )));
-        }
-        _ if vs.proxy_protocol && !proxyable => {
-            return Err(Refused(format!(
-                "virtual_server {name} is not run: proxy_protocol: the PROXY header is sent by the proxy data plane, which forwards TCP services by address only"
-            )));
-        }
-        Some(holdfast_config::model::DataPlane::Ipvs) if vs.proxy_protocol => {
-            return Err(Refused(format!(
-                "virtual_server {name} is not run: proxy_protocol: dataplane ipvs forwards the client's packets unchanged and cannot send a PROXY header (use dataplane proxy, or auto)"
-            )));
-        }
-        // Persistence engines are IPVS modules (nftables refuses them with the rest of what
-        // it cannot do, below).
-        Some(holdfast_config::model::DataPlane::Proxy) if vs.persistence_engine.is_some() => {
-            return Err(Refused(format!(
-                "virtual_server {name} is not run: persistence_engine {}: persistence engines are IPVS's (dataplane proxy has none; use dataplane ipvs or auto)",
-                vs.persistence_engine.as_deref().unwrap_or("")
-            )));
-        }
-        None | Some(holdfast_config::model::DataPlane::Auto)
-            if vs.persistence_engine.is_some() && !facts.ipvs =>
-        {
-            return Err(Host(format!(
-                "virtual_server {name} is not run: persistence_engine {}: persistence engines are IPVS's, which this kernel does not have (modprobe ip_vs)",
-                vs.persistence_engine.as_deref().unwrap_or("")
-            )));
-        }
-        Some(holdfast_config::model::DataPlane::Proxy) if proxyable => PlaneKind::Proxy,
-        Some(holdfast_config::model::DataPlane::Proxy) => {
-            return Err(Refused(format!(
-                "virtual_server {name} is not run: the proxy data plane forwards TCP services by address only (UDP, SCTP, fwmark and groups of them need dataplane ipvs)"
-            )));
-        }
-        Some(holdfast_config::model::DataPlane::Ipvs) if facts.ipvs => PlaneKind::Ipvs,
-        Some(holdfast_config::model::DataPlane::Ipvs) => {
-            return Err(Refused(format!(
-                "virtual_server {name} is not run: dataplane ipvs: the kernel has no IPVS (generic netlink family \"IPVS\" not found; modprobe ip_vs)"
-            )));
-        }
-        Some(holdfast_config::model::DataPlane::Nft) => PlaneKind::Nft,
-        // A PROXY header is sent by the proxy only.
-        None | Some(holdfast_config::model::DataPlane::Auto) if vs.proxy_protocol && proxyable => {
-            PlaneKind::Proxy
-        }
-        None | Some(holdfast_config::model::DataPlane::Auto) => {
-            if facts.ipvs {
-                PlaneKind::Ipvs
-            } else if proxyable {
-                PlaneKind::Proxy
-            } else {
-                return Err(Host(format!(
-                    "virtual_server {name} is not run: UDP, SCTP and fwmark services need IPVS, which this kernel does not have (modprobe ip_vs)"
-                )));
-            }
-        }
-    };
     let persistence_prefix = match vs.persistence_prefix() {
         Some(Err(mask)) => {
             return Err(Host(format!(
@@ -435,15 +360,6 @@ pub(crate) fn plan_vs(
             vs.lvs_sched
         ))
     })?;
-    if plane == PlaneKind::Proxy && vs.lvs_method != LvsMethod::Nat {
-        un.not_run(
-            vs.origin,
-            format!(
-                "virtual_server {name}: lvs_method {:?} is not run: the proxy data plane forwards as NAT (the real servers see the proxy as the client)",
-                vs.lvs_method
-            ),
-        );
-    }
     let mut servers = Vec::new();
     for rs in &vs.real_servers {
         let rs_addr = SocketAddr::new(rs.addr, rs.port.unwrap_or(vport));
@@ -496,8 +412,8 @@ pub(crate) fn plan_vs(
     let sorry = vs
         .sorry_server
         .map(|(ip, port)| SocketAddr::new(ip, port.unwrap_or(vport)));
-    let plan = VsPlan {
-        plane,
+    let mut plan = VsPlan {
+        plane: PlaneKind::Proxy,
         sorry_method: forward(vs.sorry_server_lvs_method.unwrap_or(vs.lvs_method)),
         sorry_tunnel: tunnel(if vs.sorry_server_lvs_method.is_some() {
             vs.sorry_server_tunnel
@@ -538,27 +454,79 @@ pub(crate) fn plan_vs(
         no_checker_emails: cfg.global.no_checker_emails,
         group: group_of,
     };
-    if plane == PlaneKind::Nft {
-        let mut spec = plan.spec.clone();
-        spec.dests = plan
-            .servers
-            .iter()
-            .map(|r| DestSpec {
-                addr: r.addr,
-                weight: r.weight,
-                upper: r.upper,
-                lower: r.lower,
-                method: r.method,
-                tunnel: r.tunnel,
-            })
-            .collect();
-        if let Some(why) = holdfast_dataplane::nft::unsupported(&spec) {
-            return Err(Refused(format!(
-                "virtual_server {name} is not run: dataplane nft: {why}"
-            )));
-        }
+    plan.plane = choose_plane(&plan, vs.dataplane.or(cfg.global.dataplane), facts, &name)?;
+    if plan.plane == PlaneKind::Proxy && vs.lvs_method != LvsMethod::Nat {
+        un.not_run(
+            vs.origin,
+            format!(
+                "virtual_server {name}: lvs_method {:?} is not run: the proxy data plane forwards as NAT (the real servers see the proxy as the client)",
+                vs.lvs_method
+            ),
+        );
     }
     Ok(plan)
+}
+
+/// The data plane of a virtual server: the one `dataplane` names, else (`auto`) IPVS where
+/// the kernel has it and the proxy otherwise, passing over a plane that cannot run the
+/// service; each plane says itself what it cannot run ([`PlaneKind::refuses`]).
+fn choose_plane(
+    plan: &VsPlan,
+    wanted: Option<holdfast_config::model::DataPlane>,
+    facts: Facts,
+    name: &str,
+) -> Result<PlaneKind, NotRun> {
+    use holdfast_config::model::DataPlane;
+    let mut spec = plan.spec.clone();
+    spec.dests = plan
+        .servers
+        .iter()
+        .map(|r| DestSpec {
+            addr: r.addr,
+            weight: r.weight,
+            upper: r.upper,
+            lower: r.lower,
+            method: r.method,
+            tunnel: r.tunnel,
+        })
+        .collect();
+    let keys = match &plan.group {
+        Some((_, keys)) => keys.clone(),
+        None => vec![spec.key],
+    };
+    let refuses = |p: PlaneKind| p.refuses(&spec, &keys);
+    let no_ipvs =
+        "the kernel has no IPVS (generic netlink family \"IPVS\" not found; modprobe ip_vs)";
+    let plane = match wanted {
+        Some(DataPlane::Proxy) => PlaneKind::Proxy,
+        Some(DataPlane::Nft) => PlaneKind::Nft,
+        Some(DataPlane::Ipvs) => PlaneKind::Ipvs,
+        None | Some(DataPlane::Auto) => {
+            let ipvs = refuses(PlaneKind::Ipvs);
+            let proxy = refuses(PlaneKind::Proxy);
+            return match (facts.ipvs, ipvs, proxy) {
+                (true, None, _) => Ok(PlaneKind::Ipvs),
+                (_, _, None) => Ok(PlaneKind::Proxy),
+                // What keepalived would run on IPVS, on a kernel without it.
+                (false, None, Some(why)) => Err(NotRun::Host(format!(
+                    "virtual_server {name} is not run: only IPVS can run it, and {no_ipvs} (proxy: {why})"
+                ))),
+                (_, Some(ipvs), Some(proxy)) => Err(NotRun::Refused(format!(
+                    "virtual_server {name} is not run: no data plane can run it (ipvs: {ipvs}; proxy: {proxy})"
+                ))),
+            };
+        }
+    };
+    match refuses(plane) {
+        Some(why) => Err(NotRun::Refused(format!(
+            "virtual_server {name} is not run: dataplane {}: {why}",
+            plane.name()
+        ))),
+        None if plane == PlaneKind::Ipvs && !facts.ipvs => Err(NotRun::Refused(format!(
+            "virtual_server {name} is not run: dataplane ipvs: {no_ipvs}"
+        ))),
+        None => Ok(plane),
+    }
 }
 
 pub(crate) fn check_plan(
