@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use holdfast_check::bfd::{Event, Packet, Session, SessionConfig};
@@ -16,19 +16,21 @@ use tokio::sync::watch;
 use crate::logging::Logger;
 
 /// Each session's Up (true) or not, by name: made when the sessions start, read by trackers.
-fn registry() -> &'static Mutex<HashMap<String, watch::Sender<bool>>> {
-    static R: OnceLock<Mutex<HashMap<String, watch::Sender<bool>>>> = OnceLock::new();
-    R.get_or_init(Mutex::default)
+#[derive(Default)]
+pub struct Sessions {
+    by_name: Mutex<HashMap<String, watch::Sender<bool>>>,
 }
 
-/// Session `name`'s state, as it changes (down until it first comes up); `None` when no
-/// session has that name.
-pub fn watch(name: &str) -> Option<watch::Receiver<bool>> {
-    registry()
-        .lock()
-        .ok()?
-        .get(name)
-        .map(watch::Sender::subscribe)
+impl Sessions {
+    /// Session `name`'s state, as it changes (down until it first comes up); `None` when no
+    /// session has that name.
+    pub fn watch(&self, name: &str) -> Option<watch::Receiver<bool>> {
+        self.by_name
+            .lock()
+            .ok()?
+            .get(name)
+            .map(watch::Sender::subscribe)
+    }
 }
 
 /// One session with what it needs on the wire.
@@ -48,6 +50,7 @@ fn micros(d: Duration) -> u32 {
 
 /// The running sessions: a task, and the configuration it was last given.
 pub struct Bfd {
+    sessions: Arc<Sessions>,
     task: tokio::task::JoinHandle<()>,
     tx: tokio::sync::mpsc::UnboundedSender<Vec<(BfdInstance, watch::Sender<bool>)>>,
     current: Vec<BfdInstance>,
@@ -57,10 +60,11 @@ pub struct Bfd {
 /// name runs with the same configuration, a new one (down) otherwise; the registry then holds
 /// exactly these, so that trackers started next find them.
 fn register(
+    sessions: &Sessions,
     instances: &[BfdInstance],
     current: &[BfdInstance],
 ) -> Vec<(BfdInstance, watch::Sender<bool>)> {
-    let Ok(mut r) = registry().lock() else {
+    let Ok(mut r) = sessions.by_name.lock() else {
         return Vec::new();
     };
     let out: Vec<_> = instances
@@ -81,10 +85,11 @@ fn register(
 
 impl Bfd {
     /// Starts the sessions of `instances`; they run until [`Bfd::stop`].
-    pub fn start(instances: &[BfdInstance], log: Logger) -> Bfd {
+    pub fn start(instances: &[BfdInstance], sessions: Arc<Sessions>, log: Logger) -> Bfd {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let _ = tx.send(register(instances, &[]));
+        let _ = tx.send(register(&sessions, instances, &[]));
         Bfd {
+            sessions,
             task: tokio::spawn(run(rx, log)),
             tx,
             current: instances.to_vec(),
@@ -97,14 +102,16 @@ impl Bfd {
         if instances == self.current.as_slice() {
             return;
         }
-        let _ = self.tx.send(register(instances, &self.current));
+        let _ = self
+            .tx
+            .send(register(&self.sessions, instances, &self.current));
         self.current = instances.to_vec();
     }
 
     /// Stops every session.
     pub fn stop(self) {
         self.task.abort();
-        register(&[], &[]);
+        register(&self.sessions, &[], &[]);
     }
 }
 

@@ -184,61 +184,85 @@ struct Fifos {
     lvs: Option<Fifo>,
 }
 
-static FIFOS: RwLock<Option<Arc<Fifos>>> = RwLock::new(None);
+/// The notify FIFOs of the running configuration (reopened at a reload that changes them),
+/// which VRRP instances, sync groups and virtual servers write to.
+#[derive(Default)]
+pub struct Notifier {
+    fifos: RwLock<Option<Arc<Fifos>>>,
+}
 
-/// Opens the FIFOs of `plan` (at start; at reload only if they changed). `None` closes them.
-pub fn configure(plan: Option<FifoPlan>, log: Logger) {
-    let Ok(mut g) = FIFOS.write() else {
-        return;
-    };
-    if g.as_ref().map(|f| &f.plan) == plan.as_ref() {
-        return;
-    }
-    // The old ones close (and go, if holdfast made them) before the new ones open.
-    *g = None;
-    let Some(plan) = plan else {
-        return;
-    };
-    let all = plan
-        .all
-        .as_ref()
-        .and_then(|c| Fifo::open(c, "", plan.scripts[0].as_ref(), &plan, log));
-    // A specific FIFO that is the global one is left out, as keepalived does.
-    let own = |c: &Option<Command>, kind: &str, name: &str, script: &Option<Command>| {
-        let c = c.as_ref()?;
-        if plan.all.as_ref().is_some_and(|a| a.cmd == c.cmd) {
-            log.main(&format!(
+impl Notifier {
+    /// Opens the FIFOs of `plan` (at start; at reload only if they changed). `None` closes them.
+    pub fn configure(&self, plan: Option<FifoPlan>, log: Logger) {
+        let Ok(mut g) = self.fifos.write() else {
+            return;
+        };
+        if g.as_ref().map(|f| &f.plan) == plan.as_ref() {
+            return;
+        }
+        // The old ones close (and go, if holdfast made them) before the new ones open.
+        *g = None;
+        let Some(plan) = plan else {
+            return;
+        };
+        let all = plan
+            .all
+            .as_ref()
+            .and_then(|c| Fifo::open(c, "", plan.scripts[0].as_ref(), &plan, log));
+        // A specific FIFO that is the global one is left out, as keepalived does.
+        let own = |c: &Option<Command>, kind: &str, name: &str, script: &Option<Command>| {
+            let c = c.as_ref()?;
+            if plan.all.as_ref().is_some_and(|a| a.cmd == c.cmd) {
+                log.main(&format!(
                 "notify FIFO {} has been specified for global and {name} FIFO - ignoring {name} FIFO",
                 c.cmd
             ));
-            return None;
-        }
-        Fifo::open(c, kind, script.as_ref(), &plan, log)
-    };
-    let vrrp = own(&plan.vrrp, "vrrp_", "vrrp", &plan.scripts[1]);
-    let lvs = own(&plan.lvs, "lvs_", "LVS", &plan.scripts[2]);
-    *g = Some(Arc::new(Fifos {
-        plan,
-        all,
-        vrrp,
-        lvs,
-    }));
-}
-
-/// Writes the line `line` makes to the global FIFO and to the VRRP (`vrrp`) or LVS one; the
-/// line is only made when one of them is open.
-fn send(vrrp: bool, line: impl FnOnce() -> String) {
-    let Some(f) = FIFOS.read().ok().and_then(|g| g.clone()) else {
-        return;
-    };
-    let own = if vrrp { &f.vrrp } else { &f.lvs };
-    let open: Vec<&Fifo> = f.all.iter().chain(own).collect();
-    if open.is_empty() {
-        return;
+                return None;
+            }
+            Fifo::open(c, kind, script.as_ref(), &plan, log)
+        };
+        let vrrp = own(&plan.vrrp, "vrrp_", "vrrp", &plan.scripts[1]);
+        let lvs = own(&plan.lvs, "lvs_", "LVS", &plan.scripts[2]);
+        *g = Some(Arc::new(Fifos {
+            plan,
+            all,
+            vrrp,
+            lvs,
+        }));
     }
-    let line = line();
-    for fifo in open {
-        fifo.write(&line);
+
+    /// Writes the line `line` makes to the global FIFO and to the VRRP (`vrrp`) or LVS one; the
+    /// line is only made when one of them is open.
+    fn send(&self, vrrp: bool, line: impl FnOnce() -> String) {
+        let Some(f) = self.fifos.read().ok().and_then(|g| g.clone()) else {
+            return;
+        };
+        let own = if vrrp { &f.vrrp } else { &f.lvs };
+        let open: Vec<&Fifo> = f.all.iter().chain(own).collect();
+        if open.is_empty() {
+            return;
+        }
+        let line = line();
+        for fifo in open {
+            fifo.write(&line);
+        }
+    }
+
+    /// Writes a VRRP line (see [`vrrp_line`]).
+    pub fn vrrp(&self, name: &str, group: bool, state: &str, priority: u8) {
+        self.send(true, || vrrp_line(name, group, state, priority));
+    }
+
+    /// Writes `RS [rs] [vs] UP|DOWN`.
+    pub fn real_server(&self, rs: &str, vs: &str, up: bool) {
+        let state = if up { "UP" } else { "DOWN" };
+        self.send(false, || format!("RS {rs} {vs} {state}\n"));
+    }
+
+    /// Writes `VS [vs] UP|DOWN` (its quorum).
+    pub fn virtual_server(&self, vs: &str, up: bool) {
+        let state = if up { "UP" } else { "DOWN" };
+        self.send(false, || format!("VS {vs} {state}\n"));
     }
 }
 
@@ -247,23 +271,6 @@ fn send(vrrp: bool, line: impl FnOnce() -> String) {
 pub fn vrrp_line(name: &str, group: bool, state: &str, priority: u8) -> String {
     let kind = if group { "GROUP" } else { "INSTANCE" };
     format!("{kind} \"{name}\" {state} {priority}\n")
-}
-
-/// Writes a VRRP line (see [`vrrp_line`]).
-pub fn vrrp(name: &str, group: bool, state: &str, priority: u8) {
-    send(true, || vrrp_line(name, group, state, priority));
-}
-
-/// Writes `RS [rs] [vs] UP|DOWN`.
-pub fn real_server(rs: &str, vs: &str, up: bool) {
-    let state = if up { "UP" } else { "DOWN" };
-    send(false, || format!("RS {rs} {vs} {state}\n"));
-}
-
-/// Writes `VS [vs] UP|DOWN` (its quorum).
-pub fn virtual_server(vs: &str, up: bool) {
-    let state = if up { "UP" } else { "DOWN" };
-    send(false, || format!("VS {vs} {state}\n"));
 }
 
 #[cfg(test)]

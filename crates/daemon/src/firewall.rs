@@ -142,7 +142,7 @@ async fn nft(input: String) -> std::io::Result<()> {
 }
 
 /// One per process: serialises the changes so that a set is never changed before its table
-/// exists.
+/// exists (the table is the host's, one per configured name, whichever instance makes it).
 static LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
 /// Drops traffic to and from `vips` (an instance becoming MASTER without accept mode).

@@ -108,12 +108,6 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The process's registry.
-    pub fn global() -> &'static Registry {
-        static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-        R.get_or_init(Registry::default)
-    }
-
     /// A new cell for `owner`, starting `up` or down; it counts as long as the caller keeps it.
     pub fn register(&self, owner: Owner, up: bool) -> Arc<Cell> {
         let cell = Arc::new(Cell::default());

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod routing;
 pub mod run;
 pub mod script;
+pub mod services;
 pub mod systemd;
 pub mod track;
 pub mod vmac;

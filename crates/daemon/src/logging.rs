@@ -30,6 +30,9 @@ pub struct Logger {
     pub facility: Option<u8>,
 }
 
+/// The process's connection to syslog. Process-wide: every part of the daemon (and the panic
+/// and signal paths, which have no context to carry one) logs through it, as keepalived's
+/// processes each hold one.
 static SYSLOG: OnceLock<Option<UnixDatagram>> = OnceLock::new();
 
 fn syslog() -> Option<&'static UnixDatagram> {
@@ -48,6 +51,8 @@ struct LogFiles {
     check: std::fs::File,
 }
 
+/// `--log-file`'s files, opened once for the process (keepalived's flag names one file per
+/// process; several writers would interleave their lines).
 static LOG_FILES: OnceLock<Mutex<LogFiles>> = OnceLock::new();
 
 /// keepalived's file name for a process's log: relative names live in `/tmp`, and a process
@@ -277,6 +282,8 @@ impl LogQueue {
     }
 }
 
+/// The queue to the one writer thread: process-wide for the same reason as [`SYSLOG`] (a
+/// stalled syslog must hold up no caller, wherever it logs from).
 static LOG_QUEUE: OnceLock<Option<LogQueue>> = OnceLock::new();
 
 fn log_queue() -> Option<&'static LogQueue> {

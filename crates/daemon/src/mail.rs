@@ -139,16 +139,6 @@ impl Mailer {
     }
 }
 
-/// The alerts of the running configuration (replaced at reload).
-static MAILER: RwLock<Option<Arc<Mailer>>> = RwLock::new(None);
-
-/// Makes `mailer` the one alerts go through (`None`: alerts off).
-pub fn configure(mailer: Option<Mailer>) {
-    if let Ok(mut m) = MAILER.write() {
-        *m = mailer.map(Arc::new);
-    }
-}
-
 /// Which of keepalived's processes an alert comes from (its log lines go there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -158,15 +148,48 @@ pub enum Source {
     Checker,
 }
 
-/// The alerts of the running configuration, if any.
-fn current() -> Option<Arc<Mailer>> {
-    MAILER.read().ok().and_then(|m| m.clone())
+/// The alerts of the running configuration (replaced at reload), which VRRP instances, sync
+/// groups and virtual servers send through.
+#[derive(Default)]
+pub struct Outbox {
+    mailer: RwLock<Option<Arc<Mailer>>>,
 }
 
-/// Sends `[router_id] {what}` with `body` in the background, when alerts are configured.
-pub fn alert(from: Source, what: String, body: String, log: Logger) {
-    if let Some(m) = current() {
-        send_in_background(m, from, what, body, log);
+impl Outbox {
+    /// Makes `mailer` the one alerts go through (`None`: alerts off).
+    pub fn configure(&self, mailer: Option<Mailer>) {
+        if let Ok(mut m) = self.mailer.write() {
+            *m = mailer.map(Arc::new);
+        }
+    }
+
+    /// The alerts of the running configuration, if any.
+    fn current(&self) -> Option<Arc<Mailer>> {
+        self.mailer.read().ok().and_then(|m| m.clone())
+    }
+
+    /// Sends `[router_id] {what}` with `body` in the background, when alerts are configured.
+    pub fn alert(&self, from: Source, what: String, body: String, log: Logger) {
+        if let Some(m) = self.current() {
+            send_in_background(m, from, what, body, log);
+        }
+    }
+
+    /// Mails a VRRP instance's (`group`: a sync group's) new state, unless it is FAULT and
+    /// `no_email_faults` is set.
+    pub fn vrrp_alert(
+        &self,
+        name: &str,
+        group: bool,
+        state: holdfast_vrrp::router::State,
+        log: Logger,
+    ) {
+        if let Some(m) = self.current()
+            && mails_state(state, m.no_faults)
+        {
+            let (what, body) = vrrp_state(name, group, state);
+            send_in_background(m, Source::Vrrp, what, body, log);
+        }
     }
 }
 
@@ -182,17 +205,6 @@ fn send_in_background(m: Arc<Mailer>, from: Source, what: String, body: String, 
             Err(e) => say(&e),
         }
     });
-}
-
-/// Mails a VRRP instance's (`group`: a sync group's) new state, unless it is FAULT and
-/// `no_email_faults` is set.
-pub fn vrrp_alert(name: &str, group: bool, state: holdfast_vrrp::router::State, log: Logger) {
-    if let Some(m) = current()
-        && mails_state(state, m.no_faults)
-    {
-        let (what, body) = vrrp_state(name, group, state);
-        send_in_background(m, Source::Vrrp, what, body, log);
-    }
 }
 
 /// Whether entering `state` is mailed (`no_faults`: `no_email_faults`).

@@ -52,6 +52,8 @@ pub struct Sources {
     pub planes: Arc<crate::lvs::Planes>,
     /// Reloads.
     pub reloads: Arc<Mutex<Reloads>>,
+    /// The checkers' and trackers' health cells.
+    pub services: Arc<crate::services::Services>,
 }
 
 /// Every drop reason, named for the `reason` label.
@@ -482,7 +484,7 @@ async fn snapshot(src: &Sources) -> String {
     let vrrp = src.vrrp.lock().map(|t| t.clone()).unwrap_or_default();
     let alive = src.planes.alive();
     let reloads = src.reloads.lock().map(|r| r.clone()).unwrap_or_default();
-    let health = crate::health::Registry::global().snapshot();
+    let health = src.services.health.snapshot();
     render(&vrrp, &services, &alive, &health, &reloads)
 }
 

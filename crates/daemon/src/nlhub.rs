@@ -68,7 +68,8 @@ pub enum Change {
     Deleted,
 }
 
-/// Interfaces appearing (`dynamic_interfaces`): their names, for whoever waits for one.
+/// Interfaces appearing (`dynamic_interfaces`): their names, for whoever waits for one
+/// (fed by [`hub`]'s one socket).
 fn appeared() -> &'static broadcast::Sender<String> {
     static A: OnceLock<broadcast::Sender<String>> = OnceLock::new();
     A.get_or_init(|| broadcast::channel(64).0)
@@ -84,6 +85,8 @@ pub fn appearing() -> broadcast::Receiver<String> {
 
 /// One ring per interface for both kinds of change: an instance waiting on one receiver
 /// instead of two keeps about a hundred bytes less in its task, a thousand times over.
+/// Process-wide because the kernel sends every link and address notification to every
+/// rtnetlink socket subscribed to them: one socket for the process, fanned out here.
 fn hub() -> &'static Hub<Change> {
     static H: OnceLock<Hub<Change>> = OnceLock::new();
     H.get_or_init(|| {

@@ -17,6 +17,7 @@ use crate::instance::{
 use crate::plan::InstancePlan;
 
 pub use crate::logging::Logger;
+use crate::services::Services;
 
 /// Options of `holdfast run`.
 #[derive(Clone, Debug)]
@@ -167,11 +168,13 @@ pub fn load_for_reload(
 /// The sync groups the supervisor drives.
 struct Groups {
     groups: Vec<(crate::plan::GroupPlan, holdfast_vrrp::sync::SyncGroup)>,
+    services: Arc<Services>,
 }
 
 impl Groups {
-    fn new(plans: &[crate::plan::GroupPlan]) -> Groups {
+    fn new(plans: &[crate::plan::GroupPlan], services: Arc<Services>) -> Groups {
         Groups {
+            services,
             groups: plans
                 .iter()
                 .map(|g| {
@@ -232,17 +235,17 @@ impl Groups {
             );
             let after = group.state();
             if before != after {
-                group_notify(plan, after, log);
+                group_notify(plan, after, &self.services, log);
             }
         }
         out
     }
 }
 
-fn group_notify(plan: &crate::plan::GroupPlan, state: State, log: Logger) {
-    crate::fifo::vrrp(&plan.name, true, state_word(state), 0);
+fn group_notify(plan: &crate::plan::GroupPlan, state: State, services: &Services, log: Logger) {
+    services.fifo.vrrp(&plan.name, true, state_word(state), 0);
     if plan.smtp_alert {
-        crate::mail::vrrp_alert(&plan.name, true, state, log);
+        services.mail.vrrp_alert(&plan.name, true, state, log);
     }
     // keepalived: groups pass priority 0.
     let cmds = notify_commands(&plan.notify, state, "GROUP", &plan.name, 0);
@@ -284,7 +287,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     for u in &plan.warnings {
         log.main(&format!("WARNING - not done by holdfast run: {u}"));
     }
-    crate::mail::configure(plan.mail.clone());
+    // The alert channels, health cells and BFD sessions the parts share.
+    let services = Arc::new(Services::default());
+    services.mail.configure(plan.mail.clone());
     if let Some((c, t)) = &plan.startup {
         lifecycle_script("startup", c, *t, plan.script_user.as_ref(), log).await;
     }
@@ -302,7 +307,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     if (opts.vrrp && plan.no_swap.0) || (opts.checkers && plan.no_swap.1) {
         lock_in_memory(log);
     }
-    crate::fifo::configure(Some(plan.fifos.clone()), log);
+    services.fifo.configure(Some(plan.fifos.clone()), log);
     raise_file_limit(log);
     let guardian = if opts.keep_vips {
         None
@@ -341,8 +346,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         status: Arc::default(),
         events,
         firewall: Arc::new(plan.firewall.clone()),
+        services: services.clone(),
     };
-    let mut groups = Groups::new(&plan.groups);
+    let mut groups = Groups::new(&plan.groups, services.clone());
     let mut config_errors = plan.errors.clone();
     let mut running: Vec<Running> = Vec::new();
     let planes = Arc::new(crate::lvs::Planes::with_options(crate::lvs::PlaneOptions {
@@ -355,8 +361,10 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         Vec::new()
     };
     // BFD sessions first: the instances' `track_bfd` trackers follow them.
-    let mut bfd = opts.vrrp.then(|| crate::bfd::Bfd::start(&plan.bfd, log));
-    let mut vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
+    let mut bfd = opts
+        .vrrp
+        .then(|| crate::bfd::Bfd::start(&plan.bfd, services.bfd.clone(), log));
+    let mut vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), services.clone(), log);
     planes.start_sync(log);
     let control_path = crate::control::socket_path(plan.control_socket.as_deref());
     let control = match crate::control::serve(
@@ -385,6 +393,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                 vrrp: sh.status.clone(),
                 planes: planes.clone(),
                 reloads: reloads.clone(),
+                services: services.clone(),
             },
             log,
         )
@@ -507,8 +516,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                         for u in &new.warnings {
                             log.main(&format!("WARNING - not done by holdfast run: {u}"));
                         }
-                        crate::mail::configure(new.mail.clone());
-                        crate::fifo::configure(Some(new.fifos.clone()), log);
+                        services.mail.configure(new.mail.clone());
+                        services.fifo.configure(Some(new.fifos.clone()), log);
                         if opts.vrrp {
                             if let Some(s) = statics.as_mut() {
                                 s.reload(static_specs(&new.static_addresses, log), &new.static_routing, log).await;
@@ -518,7 +527,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                                 b.reload(&new.bfd);
                             }
                             running = reload(running, new.instances, &sh).await;
-                            groups = Groups::new(&new.groups);
+                            groups = Groups::new(&new.groups, services.clone());
                         }
                         let wanted = crate::lvs::PlaneOptions {
                             keep_on_stop: planes.options().keep_on_stop,
@@ -535,7 +544,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             }
                             crate::lvs::clear_gone(&vs_plans, &new.virtual_servers, &planes, log);
                             vs_plans = new.virtual_servers;
-                            vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), log);
+                            vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), services.clone(), log);
                         }
                         log.main("Reload finished");
                     }
@@ -573,7 +582,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     // unless -V leaves everything as it is.
     if opts.vrrp && !opts.keep_vips {
         for (g, _) in &groups.groups {
-            group_notify(g, State::Init, log);
+            group_notify(g, State::Init, &services, log);
         }
     }
     notify_scripts_done(log).await;
@@ -597,7 +606,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     if let Some(m) = metrics {
         m.abort();
     }
-    crate::fifo::configure(None, log);
+    services.fifo.configure(None, log);
     if let Some((c, t)) = &shutdown {
         lifecycle_script("shutdown", c, *t, script_user.as_ref(), log).await;
     }

@@ -47,6 +47,9 @@ struct RpFilter {
     raised: Vec<(String, String)>,
 }
 
+/// The host settings the process changed for its macvlans, put back when the last one goes.
+/// Process-wide because the settings are the host's (`all.rp_filter`, the base interfaces'),
+/// whichever instance changed them first.
 static CHANGES: Mutex<Option<Changes>> = Mutex::new(None);
 
 fn with<T>(f: impl FnOnce(&mut Changes) -> T) -> T {

@@ -241,6 +241,7 @@ impl<'a> Driver<'a> {
             ifindexes,
             events: sh.events.clone(),
             firewall: sh.firewall.clone(),
+            services: sh.services.clone(),
             drop_log: crate::logging::DropLog::default(),
             routing: plan.routing.as_ref().map(|r| {
                 Box::new(crate::routing::resolve(
@@ -284,7 +285,7 @@ impl<'a> Driver<'a> {
         }
         // Trackers report on a channel made only when the instance has some.
         let mut trackers: Option<Box<Trackers>> = None;
-        Trackers::restart(&mut trackers, &plan.name, &plan.trackers, log);
+        Trackers::restart(&mut trackers, &plan.name, &plan.trackers, &sh.services, log);
         router.handle(now(), Input::Start);
         Ok(Driver {
             _promote: promote,
@@ -634,7 +635,13 @@ impl Driver<'_> {
         }
         self.io.routing = routing;
         self.router.handle(self.now(), Input::Reload(&new.router));
-        Trackers::restart(&mut self.trackers, &new.name, &new.trackers, log);
+        Trackers::restart(
+            &mut self.trackers,
+            &new.name,
+            &new.trackers,
+            &self.io.services,
+            log,
+        );
         self.io.ifindexes = new
             .vips
             .iter()

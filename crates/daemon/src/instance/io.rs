@@ -131,6 +131,8 @@ pub(super) struct Io {
     pub(super) routing: Option<Box<crate::routing::Resolved>>,
     /// The VRRP firewall (used when the plan says `no_accept`).
     pub(super) firewall: Arc<crate::firewall::FirewallPlan>,
+    /// Alerts (mail, FIFOs) and health cells.
+    pub(super) services: Arc<crate::services::Services>,
 }
 
 /// Something this MASTER holds removed from outside, beyond its own interface's addresses.
@@ -432,9 +434,14 @@ impl Io {
     }
 
     pub(super) fn notify(&self, state: State, priority: u8) {
-        crate::fifo::vrrp(&self.plan.name, false, state_word(state), priority);
+        let services = &self.services;
+        services
+            .fifo
+            .vrrp(&self.plan.name, false, state_word(state), priority);
         if self.plan.smtp_alert {
-            crate::mail::vrrp_alert(&self.plan.name, false, state, self.log);
+            services
+                .mail
+                .vrrp_alert(&self.plan.name, false, state, self.log);
         }
         let cmds = notify_commands(
             self.plan.notify(),
@@ -570,7 +577,7 @@ impl Io {
                     .send((self.plan.name.clone(), Event::OwnFault(faulted)));
             }
             Output::MasterRxLowerPri => {
-                crate::fifo::vrrp(
+                self.services.fifo.vrrp(
                     &self.plan.name,
                     false,
                     "MASTER_RX_LOWER_PRI",

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<(String, Event)>,
     /// The VRRP firewall, for instances without accept mode.
     pub(crate) firewall: Arc<crate::firewall::FirewallPlan>,
+    /// Alerts, health cells, BFD sessions.
+    pub(crate) services: Arc<crate::services::Services>,
 }
 
 /// What an instance tells the supervisor.

@@ -61,7 +61,8 @@ pub(crate) fn spawn_scripts(
 }
 
 /// Notify scripts still running: the daemon waits for them at stop (a script it started
-/// would otherwise be killed with the runtime — notify_stop above all).
+/// would otherwise be killed with the runtime — notify_stop above all). Process-wide: they are
+/// the process's children, whichever part started them.
 static NOTIFYING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
 

@@ -105,11 +105,15 @@ struct Shared {
     refilter: std::sync::atomic::AtomicBool,
 }
 
+/// The shared sockets by key. Process-wide because the kernel hands every VRRP packet to every
+/// raw socket of its protocol: one socket per interface per process, or every packet is
+/// copied once per socket.
 fn registry() -> &'static Mutex<HashMap<Key, Weak<Shared>>> {
     static R: OnceLock<Mutex<HashMap<Key, Weak<Shared>>>> = OnceLock::new();
     R.get_or_init(Mutex::default)
 }
 
+/// Subscription ids, unique across the sockets of [`registry`].
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// An instance's place on a shared socket: its packets arrive on the receiver it was given;
@@ -178,7 +182,8 @@ pub struct Unowned {
     pub queue_full: AtomicU64,
 }
 
-/// The process's counts of packets handed to no instance.
+/// The process's counts of packets handed to no instance (for `/metrics`), kept beside the
+/// process-wide sockets that count them.
 pub static UNOWNED: Unowned = Unowned {
     too_short: AtomicU64::new(0),
     unknown_vrid: AtomicU64::new(0),

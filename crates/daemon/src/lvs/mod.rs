@@ -13,6 +13,7 @@ use holdfast_lb::service::{Event, RealServer, Service};
 use tokio::sync::mpsc;
 
 use crate::logging::Logger;
+use crate::services::Services;
 
 mod checker;
 mod planes;
@@ -26,6 +27,7 @@ pub use planes::*;
 pub fn start(
     plans: Vec<VsPlan>,
     planes: Arc<Planes>,
+    services: Arc<Services>,
     log: Logger,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let on = |k: PlaneKind| plans.iter().filter(|p| p.plane == k).count();
@@ -54,7 +56,7 @@ pub fn start(
     }
     plans
         .into_iter()
-        .map(|p| tokio::spawn(run_vs(p, planes.clone(), log)))
+        .map(|p| tokio::spawn(run_vs(p, planes.clone(), services.clone(), log)))
         .collect()
 }
 
@@ -123,7 +125,7 @@ fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
     spec
 }
 
-async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
+async fn run_vs(plan: VsPlan, planes: Arc<Planes>, services: Arc<Services>, log: Logger) {
     let name = plan.name();
     let known = |addr: SocketAddr| -> Option<bool> {
         planes
@@ -193,7 +195,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 suspend,
                 script_user: plan.script_user.clone(),
                 seed: (ri as u64) << 32 | ci as u64,
-                cell: crate::health::Registry::global().register(
+                cell: services.health.register(
                     crate::health::Owner::Checker {
                         vs: name.clone(),
                         rs: rs.addr,
@@ -272,7 +274,9 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 {
                     let cmd = if alive { &r.notify_up } else { &r.notify_down };
                     run_script(cmd.clone(), plan.script_user.clone(), log);
-                    crate::fifo::real_server(&rs_name(&plan.spec.key, &r.addr), &name, alive);
+                    services
+                        .fifo
+                        .real_server(&rs_name(&plan.spec.key, &r.addr), &name, alive);
                 }
                 if let Some(r) = plan.servers.get(rs)
                     && r.smtp_alert
@@ -284,7 +288,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                         .and_then(|c| c.check.kind().mail_body(up))
                 {
                     let state = if alive { "UP" } else { "DOWN" };
-                    crate::mail::alert(
+                    services.mail.alert(
                         crate::mail::Source::Checker,
                         format!(
                             "Realserver {} of virtual server {name} - {state}",
@@ -307,7 +311,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
             if plan.smtp_alert
                 && let Some((state, body)) = quorum_mail(e)
             {
-                crate::mail::alert(
+                services.mail.alert(
                     crate::mail::Source::Checker,
                     format!("Virtualserver {name} - {state}"),
                     body,
@@ -315,8 +319,8 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, log: Logger) {
                 );
             }
             match e {
-                Event::QuorumGained { .. } => crate::fifo::virtual_server(&name, true),
-                Event::QuorumLost { .. } => crate::fifo::virtual_server(&name, false),
+                Event::QuorumGained { .. } => services.fifo.virtual_server(&name, true),
+                Event::QuorumLost { .. } => services.fifo.virtual_server(&name, false),
                 _ => {}
             }
             match e {

@@ -14,6 +14,7 @@ pub mod process;
 
 use crate::logging::Logger;
 use crate::plan::{TrackerKind, TrackerPlan};
+use crate::services::Services;
 
 /// What trackers report to an instance driver.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,7 @@ impl Trackers {
         slot: &mut Option<Box<Trackers>>,
         instance: &str,
         plans: &[TrackerPlan],
+        services: &Services,
         log: Logger,
     ) {
         Trackers::stop(slot);
@@ -57,7 +59,7 @@ impl Trackers {
             return;
         }
         let t = slot.get_or_insert_with(Box::default);
-        (t.tasks, t.cells) = start_trackers(instance, plans, &mut t.chan, log);
+        (t.tasks, t.cells) = start_trackers(instance, plans, &mut t.chan, services, log);
     }
 }
 
@@ -67,6 +69,7 @@ fn start_trackers(
     instance: &str,
     trackers: &[TrackerPlan],
     chan: &mut Option<(mpsc::Sender<TrackEv>, mpsc::Receiver<TrackEv>)>,
+    services: &Services,
     log: Logger,
 ) -> (
     Vec<tokio::task::JoinHandle<()>>,
@@ -80,7 +83,7 @@ fn start_trackers(
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let cell = crate::health::Registry::global().register(
+            let cell = services.health.register(
                 crate::health::Owner::Tracker {
                     instance: instance.to_string(),
                     name: t.name.clone(),
@@ -90,7 +93,17 @@ fn start_trackers(
             );
             let task = match &t.kind {
                 TrackerKind::Bfd(name) => {
-                    tokio::spawn(bfd(instance.to_string(), i, name.clone(), tx.clone(), log))
+                    // A session the BFD side does not run (keepalived's BFD process disabled
+                    // it) never comes up.
+                    let session = services.bfd.watch(name);
+                    tokio::spawn(bfd(
+                        instance.to_string(),
+                        i,
+                        name.clone(),
+                        session,
+                        tx.clone(),
+                        log,
+                    ))
                 }
                 _ => tokio::spawn(tracker(i, t.clone(), cell.clone(), tx.clone(), log)),
             };
@@ -101,10 +114,15 @@ fn start_trackers(
 
 /// `track_bfd`: follows the session's state (down until it first comes up), with keepalived's
 /// line at each change.
-async fn bfd(instance: String, index: usize, name: String, tx: mpsc::Sender<TrackEv>, log: Logger) {
-    // A session the BFD side does not run (keepalived's BFD process disabled it) never
-    // comes up.
-    let Some(mut rx) = crate::bfd::watch(&name) else {
+async fn bfd(
+    instance: String,
+    index: usize,
+    name: String,
+    session: Option<tokio::sync::watch::Receiver<bool>>,
+    tx: mpsc::Sender<TrackEv>,
+    log: Logger,
+) {
+    let Some(mut rx) = session else {
         return;
     };
     let mut up = false;

@@ -38,7 +38,10 @@ pub fn scan(spec: &Spec) -> HashSet<u32> {
         .collect()
 }
 
+/// The network namespace the proc connector is read in (`-s`), set once at start.
 static NETNS: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// The proc connector's feed. Process-wide because the kernel sends every process event to
+/// every connector socket: one socket per process, shared by every `vrrp_track_process`.
 static HUB: OnceLock<Result<broadcast::Sender<Feed>, String>> = OnceLock::new();
 
 /// What the shared reader passes on.
