@@ -1,4 +1,4 @@
-//! The daemon's shape (DESIGN.md, "Layout"): no two of its modules use each other, directly
+//! The daemon's shape (DESIGN.md, "Where each thing lives"): no two of its modules use each other, directly
 //! or around a circle, and no source file grows past 800 lines.
 
 use std::collections::{BTreeMap, BTreeSet};
