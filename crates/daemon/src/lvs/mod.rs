@@ -109,17 +109,14 @@ fn wanted(plan: &VsPlan, svc: &Service) -> ServiceSpec {
     spec.dests = svc
         .wanted()
         .iter()
-        .map(|d| {
-            let rs = plan.servers.iter().find(|r| r.addr == d.addr);
-            DestSpec {
-                addr: d.addr,
-                weight: d.weight,
-                upper: rs.and_then(|r| r.upper),
-                lower: rs.and_then(|r| r.lower),
-                // Not a real server: the sorry server.
-                method: rs.map_or(plan.sorry_method, |r| r.method),
-                tunnel: rs.map_or(plan.sorry_tunnel, |r| r.tunnel),
-            }
+        .map(|d| match plan.servers.iter().find(|r| r.addr == d.addr) {
+            Some(rs) => rs.dest(d.weight),
+            // Not a real server: the sorry server.
+            None => DestSpec {
+                method: plan.sorry_method,
+                tunnel: plan.sorry_tunnel,
+                ..DestSpec::new(d.addr, d.weight)
+            },
         })
         .collect();
     spec

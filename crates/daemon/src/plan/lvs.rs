@@ -101,6 +101,20 @@ pub struct RsPlan {
     pub smtp_alert: bool,
 }
 
+impl RsPlan {
+    /// The real server as a data plane's destination, at `weight`.
+    pub fn dest(&self, weight: u32) -> DestSpec {
+        DestSpec {
+            addr: self.addr,
+            weight,
+            upper: self.upper,
+            lower: self.lower,
+            method: self.method,
+            tunnel: self.tunnel,
+        }
+    }
+}
+
 /// Which data plane runs a virtual server.
 pub use holdfast_dataplane::caps::Plane as PlaneKind;
 
@@ -478,18 +492,7 @@ fn choose_plane(
 ) -> Result<PlaneKind, NotRun> {
     use holdfast_config::model::DataPlane;
     let mut spec = plan.spec.clone();
-    spec.dests = plan
-        .servers
-        .iter()
-        .map(|r| DestSpec {
-            addr: r.addr,
-            weight: r.weight,
-            upper: r.upper,
-            lower: r.lower,
-            method: r.method,
-            tunnel: r.tunnel,
-        })
-        .collect();
+    spec.dests = plan.servers.iter().map(|r| r.dest(r.weight)).collect();
     let keys = match &plan.group {
         Some((_, keys)) => keys.clone(),
         None => vec![spec.key],
