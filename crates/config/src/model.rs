@@ -272,6 +272,11 @@ pub struct Global {
     pub vrrp_rt_priority: Option<u32>,
     /// `checker_rt_priority`.
     pub checker_rt_priority: Option<u32>,
+    /// `vrrp_rlimit_rttime`: microseconds a real-time VRRP thread may run without blocking
+    /// (keepalived's default 10 000).
+    pub vrrp_rlimit_rttime: Option<u64>,
+    /// `checker_rlimit_rttime`.
+    pub checker_rlimit_rttime: Option<u64>,
     /// `vrrp_no_swap`.
     pub vrrp_no_swap: bool,
     /// `checker_no_swap`.
@@ -375,6 +380,8 @@ impl Default for Global {
             checker_priority: None,
             vrrp_rt_priority: None,
             checker_rt_priority: None,
+            vrrp_rlimit_rttime: None,
+            checker_rlimit_rttime: None,
             vrrp_no_swap: false,
             checker_no_swap: false,
             lvs_flush: false,

@@ -524,6 +524,8 @@ impl P {
         self.optn("checker_priority", g.checker_priority);
         self.optn("vrrp_rt_priority", g.vrrp_rt_priority);
         self.optn("checker_rt_priority", g.checker_rt_priority);
+        self.optn("vrrp_rlimit_rttime", g.vrrp_rlimit_rttime);
+        self.optn("checker_rlimit_rttime", g.checker_rlimit_rttime);
         self.flag("vrrp_no_swap", g.vrrp_no_swap);
         self.flag("checker_no_swap", g.checker_no_swap);
         self.flag("lvs_flush", g.lvs_flush);

@@ -269,6 +269,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     let mut hup = signal(SignalKind::hangup())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
+    // RLIMIT_RTTIME's warning (`*_rlimit_rttime`): logged, not the default (a core dump).
+    let mut xcpu = signal(SignalKind::from_raw(nix::libc::SIGXCPU))?;
     let log = opts.log;
     // Before anything the daemon changes: a second daemon on the same pid file would take the
     // first one's VIPs for leftovers and its control socket for its own.
@@ -304,6 +306,19 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     if let Some(n) = nice {
         set_nice(n, log);
     }
+    // Likewise SCHED_RR: the highest priority of the parts it runs, for the thread that runs
+    // them all (and the threads reading VRRP packets, which take it from this one).
+    let realtime = [
+        (opts.vrrp, plan.realtime.0),
+        (opts.checkers, plan.realtime.1),
+    ]
+    .into_iter()
+    .filter_map(|(runs, rt)| rt.filter(|_| runs))
+    .max_by_key(|(priority, limit)| (*priority, *limit));
+    if let Some((priority, limit)) = realtime {
+        set_realtime(priority, limit, log);
+    }
+
     if (opts.vrrp && plan.no_swap.0) || (opts.checkers && plan.no_swap.1) {
         lock_in_memory(log);
     }
@@ -486,6 +501,12 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                 }
             },
             _ = usr1.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.data"), crate::dump::data),
+            _ = xcpu.recv() => {
+                // RLIMIT_RTTIME's soft limit: the real-time thread ran half its limit without
+                // blocking (at the limit the kernel kills the process).
+                let (part, key) = if opts.vrrp { ("VRRP", "vrrp") } else { ("Checker", "checker") };
+                log.main(&format!("{part} process has used too much CPU time, {key}_rlimit_rttime may need to be increased"));
+            }
             _ = usr2.recv() => dump_file(&sh, &opts.data_dir.join("keepalived.stats"), crate::dump::stats),
             _ = hup.recv() => {
                 log.main("Reloading");
@@ -635,6 +656,16 @@ fn static_specs(addresses: &[crate::plan::PlannedVip], log: Logger) -> Vec<VipSp
 fn set_nice(n: i32, log: Logger) {
     if let Err(e) = holdfast_sys::sched::set_nice(n) {
         log.main(&format!("Unable to set process priority to {n} - {e}"));
+    }
+}
+
+/// `vrrp_rt_priority` / `checker_rt_priority`: this thread under SCHED_RR at `priority`,
+/// `RLIMIT_RTTIME` at `limit_us` (warned at half), with keepalived's lines when refused.
+fn set_realtime(priority: u32, limit_us: u64, log: Logger) {
+    if holdfast_sys::sched::set_realtime(priority).is_err() {
+        log.main("child process: cannot raise priority");
+    } else if holdfast_sys::sched::set_rttime_limit(limit_us).is_err() {
+        log.main("child process cannot set realtime rlimit");
     }
 }
 

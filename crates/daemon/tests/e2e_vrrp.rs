@@ -1120,6 +1120,85 @@ fn vrrp_priority_sets_the_nice_value_of_every_thread() {
     assert!(nices(plain.pid()).iter().all(|&n| n == 0));
 }
 
+/// Each thread of process `pid`: its name, its scheduling policy (the 41st field of its stat
+/// line) and its real-time priority (the 40th).
+fn policies(pid: u32) -> Vec<(String, u32, u32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| {
+                let dir = e.ok()?.path();
+                let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                // The fields after the command start at the 3rd.
+                Some((
+                    name.trim().to_string(),
+                    f.get(41 - 3)?.parse().ok()?,
+                    f.get(40 - 3)?.parse().ok()?,
+                ))
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn vrrp_rt_priority_runs_the_vrrp_threads_round_robin_and_nothing_they_start() {
+    const SCHED_RR: u32 = 2;
+    let mut lab = lab(1);
+    let out = lab.dir().join("notify-policy");
+    let script = lab.dir().join("policy.sh");
+    // What a notify script runs under: its own stat line's policy.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -- $(sed 's/.*) //' /proc/$$/stat)\necho \"${{39}}\" > {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut n1 = lab.holdfast(
+        1,
+        &conf(
+            150,
+            &format!("    notify_master {}", script.display()),
+            "    vrrp_rt_priority 20\n    vrrp_rlimit_rttime 200000\n    script_user root",
+        ),
+    );
+    n1.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let seen = policies(n1.pid());
+    let rr: Vec<&String> = seen
+        .iter()
+        .filter(|(_, p, prio)| *p == SCHED_RR && *prio == 20)
+        .map(|(n, _, _)| n)
+        .collect();
+    // The VRRP thread (the process's first) and the VRRP packet reader; not the log writer.
+    assert!(rr.iter().any(|n| n.starts_with("vrrp-rx")), "{seen:?}");
+    assert!(rr.len() >= 2, "{seen:?}");
+    assert!(seen.iter().any(|(_, p, _)| *p == 0), "{seen:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", n1.pid())).unwrap();
+    assert!(
+        limits.lines().any(|l| l.starts_with("Max realtime timeout")
+            && l.contains("100000")
+            && l.contains("200000")),
+        "{limits}"
+    );
+    assert!(settles(
+        || std::fs::read_to_string(&out).is_ok_and(|p| p.trim() == "0")
+    ));
+    n1.signal("TERM");
+    n1.wait_for("Stopped", 10 * SEC);
+    // Without the keyword nothing runs real-time.
+    let mut plain = lab.holdfast(1, &conf(150, "", ""));
+    plain.wait_for("(VI_1) Entering MASTER STATE", 10 * SEC);
+    let seen = policies(plain.pid());
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, p, _)| *p == 0),
+        "{seen:?}"
+    );
+}
+
 /// Eight GARPs a second apart: a 7 s burst, far longer than the 3.6 s a BACKUP waits for an
 /// advert (advert_int 1).
 const SLOW_BURST: &str =

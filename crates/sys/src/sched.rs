@@ -1,4 +1,6 @@
-//! Process scheduling: the nice value keepalived's `vrrp_priority` / `checker_priority` set.
+//! Process scheduling: the nice value keepalived's `vrrp_priority` / `checker_priority` set,
+//! and the real-time round-robin scheduling `vrrp_rt_priority` / `checker_rt_priority` ask for,
+//! bounded by `RLIMIT_RTTIME` (`*_rlimit_rttime`).
 
 use std::io;
 
@@ -49,6 +51,53 @@ fn set_thread_nice(tid: u32, n: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Puts the calling thread under `SCHED_RR` at `priority` (1 to 99), with
+/// `SCHED_RESET_ON_FORK`: threads and processes it starts run normally unless given it too
+/// (a script or an `nft` run must not inherit a real-time policy).
+#[allow(unsafe_code)]
+pub fn set_realtime(priority: u32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: i32::try_from(priority).unwrap_or(99),
+    };
+    // SAFETY: `param` outlives the call; pid 0 is the calling thread.
+    let rc =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The calling thread's real-time priority, if it runs under `SCHED_RR` or `SCHED_FIFO` (a
+/// thread it starts is given the same with [`set_realtime`]).
+#[allow(unsafe_code)]
+pub fn realtime() -> Option<u32> {
+    // SAFETY: no pointer; pid 0 is the calling thread.
+    let policy = unsafe { libc::sched_getscheduler(0) } & !libc::SCHED_RESET_ON_FORK;
+    if policy != libc::SCHED_RR && policy != libc::SCHED_FIFO {
+        return None;
+    }
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param the call fills in.
+    let rc = unsafe { libc::sched_getparam(0, &mut param) };
+    (rc == 0).then(|| u32::try_from(param.sched_priority).unwrap_or(0))
+}
+
+/// `RLIMIT_RTTIME`: a real-time thread that runs `limit_us` microseconds without blocking is
+/// killed, and warned (`SIGXCPU`) at half of it, as keepalived sets it.
+#[allow(unsafe_code)]
+pub fn set_rttime_limit(limit_us: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: limit_us.max(2) / 2,
+        rlim_max: limit_us.max(2),
+    };
+    // SAFETY: `limit` outlives the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_RTTIME, &limit) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +129,29 @@ mod tests {
         assert_eq!(newer, Some(want), "a thread started after");
         let _ = tx.send(());
         let _ = older.join();
+    }
+
+    #[test]
+    fn a_real_time_thread_is_seen_as_one_and_its_children_are_not() {
+        let got = std::thread::spawn(|| {
+            if let Err(e) = set_realtime(5) {
+                // Without CAP_SYS_NICE (an unprivileged run) the kernel refuses.
+                assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+                return None;
+            }
+            let child = std::thread::spawn(realtime).join().ok().flatten();
+            Some((realtime(), child))
+        })
+        .join()
+        .ok()
+        .flatten();
+        if let Some((own, child)) = got {
+            assert_eq!(own, Some(5));
+            assert_eq!(
+                child, None,
+                "SCHED_RESET_ON_FORK: a new thread runs normally"
+            );
+        }
+        assert_eq!(realtime(), None, "only the thread that asked");
     }
 }

@@ -56,11 +56,7 @@ const UNSUPPORTED: &[&str] = &[
     "bfd_priority",
     "bfd_rt_priority",
     "bfd_no_swap",
-    "vrrp_rlimit_rttime",
-    "checker_rlimit_rttime",
     "bfd_rlimit_rttime",
-    "vrrp_rlimit_rtime",
-    "checker_rlimit_rtime",
     "bfd_rlimit_rtime",
     "vrrp_cpu_affinity",
     "checker_cpu_affinity",
@@ -93,11 +89,7 @@ const UNSUPPORTED: &[&str] = &[
 ];
 
 /// Read into the model (checked, printed back) but not acted on by holdfast.
-const NOT_IMPLEMENTED: &[&str] = &[
-    "max_auto_priority",
-    "vrrp_rt_priority",
-    "checker_rt_priority",
-];
+const NOT_IMPLEMENTED: &[&str] = &["max_auto_priority"];
 
 pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
     for n in block {
@@ -286,8 +278,14 @@ pub(super) fn lower(cx: &mut Cx<'_>, block: &[Node], g: &mut Global) {
                     g.checker_priority = value;
                 }
             }
-            "vrrp_rt_priority" => g.vrrp_rt_priority = cx.count(n, 1, 99),
-            "checker_rt_priority" => g.checker_rt_priority = cx.count(n, 1, 99),
+            "vrrp_rt_priority" => g.vrrp_rt_priority = rt_priority(cx, n, "vrrp"),
+            "checker_rt_priority" => g.checker_rt_priority = rt_priority(cx, n, "checker"),
+            "vrrp_rlimit_rttime" | "vrrp_rlimit_rtime" => {
+                g.vrrp_rlimit_rttime = rt_rlimit(cx, n, "vrrp").or(g.vrrp_rlimit_rttime);
+            }
+            "checker_rlimit_rttime" | "checker_rlimit_rtime" => {
+                g.checker_rlimit_rttime = rt_rlimit(cx, n, "checker").or(g.checker_rlimit_rttime);
+            }
             "vrrp_no_swap" => g.vrrp_no_swap = true,
             "checker_no_swap" => g.checker_no_swap = true,
             "lvs_flush" => g.lvs_flush = true,
@@ -609,4 +607,52 @@ fn startup_shutdown(cx: &mut Cx<'_>, n: &Node, kind: &str) -> Option<Command> {
         cx.d.invalid(n.line_span(), format!("Invalid {kind} script"));
     }
     c
+}
+
+/// keepalived's `get_realtime_priority`: SCHED_RR's 1 to 99, a value outside kept at the
+/// nearer end with keepalived's error.
+fn rt_priority(cx: &mut Cx<'_>, n: &Node, process: &str) -> Option<u32> {
+    let w = cx.arg(n, 0)?;
+    let Ok(p) = w.text.parse::<i32>() else {
+        cx.d.invalid(
+            w.span,
+            format!("{process} process real-time priority '{}' invalid", w.text),
+        );
+        return None;
+    };
+    let (lo, hi) = (1, 99);
+    if p < lo {
+        cx.d.invalid(
+            w.span,
+            format!("{process} process real-time priority {p} less than minimum {lo} - setting to minimum"),
+        );
+        return Some(lo as u32);
+    }
+    if p > hi {
+        cx.d.invalid(
+            w.span,
+            format!("{process} process real-time priority {p} greater than maximum {hi} - setting to maximum"),
+        );
+        return Some(hi as u32);
+    }
+    Some(p as u32)
+}
+
+/// keepalived's `get_rt_rlimit`: microseconds, 1 to 2^32-1 (1 is taken as 2: half of it is
+/// the warning limit); `*_rlimit_rtime` is the deprecated spelling.
+fn rt_rlimit(cx: &mut Cx<'_>, n: &Node, process: &str) -> Option<u64> {
+    if n.key.text.ends_with("_rlimit_rtime") {
+        cx.deprecated(n, &format!("{process}_rlimit_rttime"));
+    }
+    let w = cx.arg(n, 0)?;
+    match w.text.parse::<u32>() {
+        Ok(0) | Err(_) => {
+            cx.d.invalid(
+                n.line_span(),
+                format!("Invalid {process} real-time limit - {}", w.text),
+            );
+            None
+        }
+        Ok(l) => Some(u64::from(l.max(2))),
+    }
 }

@@ -1279,9 +1279,9 @@ mod unsupported_tests {
     fn keywords_read_but_not_acted_on_are_reported_where_they_are() {
         let text = "global_defs {\n notify_fifo /tmp/f\n vrrp_notify_fifo /tmp/g\n lvs_notify_fifo /tmp/h\n startup_script /bin/true\n startup_script_timeout 3\n shutdown_script /bin/true\n shutdown_script_timeout 3\n checker_log_all_failures\n vrrp_min_garp\n max_auto_priority 10\n vrrp_rt_priority 10\n checker_rt_priority 10\n vrrp_no_swap\n checker_no_swap\n vrrp_strict\n vrrp_garp_interval 0.1\n vrrp_gna_interval 0.1\n notification_email {\n  a@example.com\n }\n notification_email_from b@example.com\n smtp_server 10.0.0.9\n smtp_connect_timeout 5\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n unicast_fault_no_peer\n strict_mode\n promote_secondaries\n virtual_ipaddress {\n  10.0.0.1/24 preferred_lft 0\n  10.0.0.2/32 peer 10.0.0.3\n }\n}\nvirtual_server 10.0.0.1 80 {\n real_server 10.0.0.5 80 {\n  HTTP_GET {\n   url {\n    path /\n   }\n   bind_if eth0\n   fwmark 3\n   log_all_failures\n   fast_recovery\n  }\n }\n}\n";
         let (lines, diags) = unsupported_lines(text);
-        // max_auto_priority, vrrp_rt_priority, checker_rt_priority, unicast_fault_no_peer
-        // (vrrp_strict and strict_mode run).
-        assert_eq!(lines, [11, 12, 13, 29], "{diags}");
+        // max_auto_priority, unicast_fault_no_peer (vrrp_strict, strict_mode and the
+        // real-time priorities run).
+        assert_eq!(lines, [11, 29], "{diags}");
     }
 
     #[test]

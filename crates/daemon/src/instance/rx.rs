@@ -224,7 +224,13 @@ fn reader(
         .spawn(other)?;
     let name = format!("vrrp-rx-{}", key.ifname);
     let ifname = key.ifname.clone();
+    // `vrrp_rt_priority`: the reader runs under the real-time policy of the thread that
+    // starts it (the VRRP thread), which a new thread does not inherit (SCHED_RESET_ON_FORK).
+    let realtime = holdfast_sys::sched::realtime();
     std::thread::Builder::new().name(name).spawn(move || {
+        if let Some(priority) = realtime {
+            let _ = holdfast_sys::sched::set_realtime(priority);
+        }
         loop {
             let got = sock.recv();
             let Some(shared) = shared.upgrade() else {

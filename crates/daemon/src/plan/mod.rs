@@ -92,6 +92,9 @@ pub struct Plan {
     /// `vrrp_priority`, `checker_priority`: the nice value of the process while it runs VRRP
     /// instances, virtual servers.
     pub nice: (Option<i32>, Option<i32>),
+    /// `vrrp_rt_priority` and `checker_rt_priority` with their `*_rlimit_rttime`
+    /// (keepalived's default 10 000 µs): SCHED_RR for the thread that runs the part.
+    pub realtime: (Option<Realtime>, Option<Realtime>),
     /// `bfd_instance` sessions.
     pub bfd: Vec<holdfast_config::model::BfdInstance>,
 }
@@ -167,6 +170,9 @@ pub fn runnable(loaded: &holdfast_config::Loaded) -> bool {
     loaded.readable && !matches!(loaded.exit_code(false), 2 | 4)
 }
 
+/// A part's real-time scheduling: SCHED_RR priority and `RLIMIT_RTTIME` in microseconds.
+pub type Realtime = (u32, u64);
+
 /// The plan `run` follows for `cfg` (`disabled`: the scripts script security disabled) on a
 /// host with `facts`; what it will not do is in [`Plan::findings`].
 pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
@@ -237,6 +243,12 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
     plan.fifos = crate::fifo::FifoPlan::from_config(&cfg.global);
     plan.no_swap = (cfg.global.vrrp_no_swap, cfg.global.checker_no_swap);
     plan.nice = (cfg.global.vrrp_priority, cfg.global.checker_priority);
+    let g = &cfg.global;
+    let rt = |p: Option<u32>, limit: Option<u64>| p.map(|p| (p, limit.unwrap_or(10_000)));
+    plan.realtime = (
+        rt(g.vrrp_rt_priority, g.vrrp_rlimit_rttime),
+        rt(g.checker_rt_priority, g.checker_rlimit_rttime),
+    );
     plan.bfd = cfg.bfd_instances.clone();
     for g in &cfg.sync_groups {
         plan.groups.push(GroupPlan {
