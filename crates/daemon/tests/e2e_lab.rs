@@ -13,7 +13,12 @@ fn holdfast_nodes(fast: bool, secs: u64, own_proxy: bool) -> Options {
         bin: env!("CARGO_BIN_EXE_holdfast").into(),
         lb1: Daemon::Holdfast,
         lb2: Daemon::Holdfast,
-        fast,
+        advert: if fast {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        },
+        client: Duration::from_millis(100),
         duration: Duration::from_secs(secs),
         own_proxy,
     }

@@ -170,7 +170,14 @@ fn conf(lab: &Lab, priority: u8) -> String {
         .arg(&hang)
         .status();
     let script = services::check_script(lab);
-    let base = services::lb_conf(Daemon::Holdfast, priority, VIP, true, &script, None);
+    let base = services::lb_conf(
+        Daemon::Holdfast,
+        priority,
+        VIP,
+        Duration::from_millis(100),
+        &script,
+        None,
+    );
     let hang = hang.display();
     base.replacen(
         "    virtual_ipaddress {",

@@ -61,8 +61,11 @@ pub struct Options {
     pub lb1: Daemon,
     /// Daemon on lb2 (the node taking over).
     pub lb2: Daemon,
-    /// VRRPv3 with 0.1 s adverts instead of v2 with 1 s.
-    pub fast: bool,
+    /// `advert_int`: VRRPv3 below a second (0.1 s with `--fast`, down to 0.01 s), VRRPv2 with
+    /// 1 s as the seeds.
+    pub advert: Duration,
+    /// How often the client writes (100 ms; 5 ms to see gaps well under 100 ms).
+    pub client: Duration,
     /// How long the client writes.
     pub duration: Duration,
     /// holdfast's own proxy (`virtual_server`) instead of HAProxy on nodes running holdfast;
@@ -91,6 +94,48 @@ pub struct Outcome {
     pub garp: Option<Duration>,
     /// Timeline lines, relative to the failure.
     pub timeline: Vec<String>,
+    /// From lb2's first gratuitous ARP on the wire to the client's first acknowledged write
+    /// after the failure: what the client's own path costs once the VIP has moved (new connection
+    /// through lb2's proxy, one insert) — the part of the gap no VRRP daemon can shorten.
+    pub reconnect: Option<Duration>,
+    /// What VRRP may add to that: the master-down interval (3 × advert + skew, lb2 at
+    /// priority 100) and one client period.
+    pub allowed: Duration,
+}
+
+impl Outcome {
+    /// The gap beyond the client's own reconnection, if it was measured.
+    pub fn over_limit(&self) -> Option<Duration> {
+        self.reconnect.map(|r| self.gap.saturating_sub(r))
+    }
+}
+
+/// The wall-clock microseconds of the first gratuitous ARP for the VIP at or after `since_us`
+/// in tcpdump's `-tt` output (`1765099999.123456 ARP, Request who-has 10.88.0.100 tell
+/// 10.88.0.100, …`, or a reply saying where it is).
+pub fn first_garp(dump: &str, since_us: u64) -> Option<u64> {
+    dump.lines().find_map(|l| {
+        let (t, rest) = l.split_once(' ')?;
+        // tcpdump writes a request's target MAC when it is set (a GARP's is broadcast).
+        let gratuitous = (rest.contains(&format!("who-has {VIP} "))
+            && rest.contains(&format!("tell {VIP},")))
+            || rest.contains(&format!("Reply {VIP} is-at"));
+        let (secs, frac) = t.split_once('.')?;
+        let us = secs.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?;
+        (gratuitous && us >= since_us).then_some(us)
+    })
+}
+
+/// The master-down interval of lb2 (priority 100) with `advert`, plus one client period: what
+/// failing over may add to the client's own path after a silent loss of the master.
+pub fn allowed(advert: Duration, client: Duration) -> Duration {
+    // Skew: (256 - priority) / 256 of the advert interval (VRRPv3), of a second (VRRPv2).
+    let unit = if advert < Duration::from_secs(1) {
+        advert
+    } else {
+        Duration::from_secs(1)
+    };
+    advert * 3 + unit * 156 / 256 + client
 }
 
 /// The lab's hosts on 10.88.0.0/24.
@@ -103,13 +148,13 @@ pub(crate) const HOSTS: [(&str, u8); 5] = [
 ];
 const VIP: &str = "10.88.0.100";
 
-fn daemon(lab: &mut Lab, n: usize, d: Daemon, prio: u8, fast: bool, own_proxy: bool) -> Proc {
+fn daemon(lab: &mut Lab, n: usize, d: Daemon, prio: u8, advert: Duration, own_proxy: bool) -> Proc {
     let script = services::check_script(lab);
     let conf = services::lb_conf(
         d,
         prio,
         &format!("{VIP}/24"),
-        fast,
+        advert,
         &script,
         own_proxy.then_some("10.88.0.21"),
     );
@@ -156,11 +201,24 @@ pub(crate) fn topology(opts: &Options) -> Lab {
 /// What the client's line for an acknowledged write holds (a failed one has no `acked`).
 pub(crate) const ACKED: &str = "\"acked\":";
 
-/// Starts the client writing through the VIP every 100 ms and waits for its first
+/// How long the client waits for one write: a second at the default pace; a fast client
+/// gives up after four of its periods (at least 20 ms) and reconnects, so that a write lost
+/// with the old master costs a few periods, not TCP's retransmission timer.
+pub fn client_timeout(every: Duration) -> Duration {
+    if every >= Duration::from_millis(100) {
+        Duration::from_secs(1)
+    } else {
+        (every * 4).max(Duration::from_millis(20))
+    }
+}
+
+/// Starts the client writing through the VIP every `opts.client` and waits for its first
 /// acknowledged write.
 pub(crate) fn start_client(lab: &mut Lab, opts: &Options) -> Result<Proc, String> {
     let bin = opts.bin.display().to_string();
     let secs = opts.duration.as_secs().to_string();
+    let every = opts.client.as_millis().max(1).to_string();
+    let timeout = client_timeout(opts.client).as_millis().to_string();
     let client = lab.node("client");
     let mut cl = lab.spawn(
         client,
@@ -171,7 +229,9 @@ pub(crate) fn start_client(lab: &mut Lab, opts: &Options) -> Result<Proc, String
             "--host",
             VIP,
             "--interval-ms",
-            "100",
+            &every,
+            "--timeout-ms",
+            &timeout,
             "--duration-s",
             &secs,
         ],
@@ -233,13 +293,22 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
     let own2 = opts.own_proxy && opts.lb2 == Daemon::Holdfast;
     let proxy1 = (!own1).then(|| services::haproxy(&mut lab, lb1, "10.88.0.21"));
     let _proxy2 = (!own2).then(|| services::haproxy(&mut lab, lb2, "10.88.0.21"));
-    let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.fast, own1);
+    let mut d1 = daemon(&mut lab, lb1, opts.lb1, 150, opts.advert, own1);
     d1.expect_line("(VI_1) Entering MASTER STATE", Duration::from_secs(20))?;
-    let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.fast, own2);
+    let mut d2 = daemon(&mut lab, lb2, opts.lb2, 100, opts.advert, own2);
     d2.expect_line("(VI_1) Entering BACKUP STATE", Duration::from_secs(20))?;
     let mut cl = start_client(&mut lab, opts)?;
-    // A steady state before the fault: 30 more acknowledged writes (3 s).
-    cl.expect_count(ACKED, 30, Duration::from_secs(20))?;
+    // A steady state before the fault: 3 s more of acknowledged writes.
+    let steady = (3_000 / opts.client.as_millis().max(1)) as usize;
+    cl.expect_count(ACKED, steady, Duration::from_secs(20))?;
+    // Gratuitous ARPs as the wire sees them (tcpdump's own timestamps): where the VIP moved,
+    // whenever each daemon's log line about it is read.
+    let mut arp = lab.spawn(
+        0,
+        "tcpdump-arp",
+        &["tcpdump", "-l", "-n", "-tt", "-i", "br0", "arp"],
+    );
+    arp.expect_line("listening on br0", Duration::from_secs(10))?;
     let (inject_at, inject_us) = (Instant::now(), now_us());
     match scenario {
         Scenario::Graceful => d1.signal("TERM"),
@@ -349,9 +418,32 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
             back.as_secs_f64()
         ));
     }
-    if let Some(r) = attempts.iter().find(|a| {
+    let again = attempts.iter().find(|a| {
         a.sent_us > inject_us && a.acked_us.is_some() && first_fail.is_some_and(|f| a.id > f.id)
-    }) {
+    });
+    let arp_log = arp.log();
+    let wire_garp = first_garp(&arp_log, inject_us);
+    if let Some(t) = wire_garp {
+        timeline.push(format!(
+            "{:+8.3}s  first gratuitous ARP for the VIP on the wire",
+            rel(t)
+        ));
+    } else {
+        timeline.push(format!(
+            "   no gratuitous ARP for the VIP on the wire after the failure; tcpdump said: {}",
+            arp_log
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    let reconnect = match (again.and_then(|a| a.acked_us), wire_garp) {
+        (Some(acked), Some(moved)) => Some(Duration::from_micros(acked.saturating_sub(moved))),
+        _ => None,
+    };
+    if let Some(r) = again {
         timeline.push(format!(
             "{:+8.3}s  first write acknowledged again (row {})",
             rel(r.acked_us.unwrap_or(r.sent_us)),
@@ -379,14 +471,18 @@ pub fn run(opts: &Options, scenario: Scenario) -> Result<Outcome, String> {
         vip_move,
         garp,
         timeline,
+        reconnect,
+        allowed: allowed(opts.advert, opts.client),
     })
 }
 
 fn secs(d: Option<Duration>) -> String {
-    d.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+    d.map_or("-".into(), |d| format!("{:.3} s", d.as_secs_f64()))
 }
 
-/// The human report: timelines, then one table row per outcome.
+/// The human report: timelines, then one table row per outcome. `reconnect` is the client's
+/// own path once the VIP has moved (the physical limit), `over` the rest of the gap, `allowed`
+/// what VRRP may take after a silent loss (3 × advert + skew + one client period).
 pub fn report(title: &str, outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "== {title}");
@@ -398,21 +494,34 @@ pub fn report(title: &str, outcomes: &[Outcome]) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{:<15} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9} {:>9}",
-        "scenario", "gap", "failed", "acked", "stored", "lost", "vip-move", "garp"
+        "\n{:<15} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "scenario",
+        "gap",
+        "failed",
+        "acked",
+        "stored",
+        "lost",
+        "vip-move",
+        "garp",
+        "reconnect",
+        "over",
+        "allowed"
     );
     for o in outcomes {
         let _ = writeln!(
             s,
-            "{:<15} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9} {:>9}",
+            "{:<15} {:>9} {:>7} {:>7} {:>7} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9}",
             o.scenario.name(),
-            format!("{:.2} s", o.gap.as_secs_f64()),
+            format!("{:.3} s", o.gap.as_secs_f64()),
             o.failed,
             o.acked,
             o.stored,
             o.lost.len(),
             secs(o.vip_move),
-            secs(o.garp)
+            secs(o.garp),
+            secs(o.reconnect),
+            secs(o.over_limit()),
+            secs(Some(o.allowed))
         );
     }
     s
@@ -433,8 +542,41 @@ pub fn json(title: &str, outcomes: &[Outcome]) -> String {
                 "lost": o.lost,
                 "vip_move_s": o.vip_move.map(|d| d.as_secs_f64()),
                 "garp_s": o.garp.map(|d| d.as_secs_f64()),
+                "reconnect_s": o.reconnect.map(|d| d.as_secs_f64()),
+                "over_s": o.over_limit().map(|d| d.as_secs_f64()),
+                "allowed_s": o.allowed.as_secs_f64(),
             })
         })
         .collect();
     serde_json::Value::Array(rows).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vrrp_may_add_the_master_down_interval_and_one_client_period() {
+        let ms = Duration::from_millis;
+        // VRRPv3 at 10 ms, lb2 at 100: 30 ms + 156/256 × 10 ms (6.09 ms) + 5 ms.
+        assert_eq!(
+            allowed(ms(10), ms(5)),
+            ms(41) + Duration::from_nanos(93_750)
+        );
+        // VRRPv2 at 1 s: skew is of a second.
+        assert_eq!(
+            allowed(ms(1000), ms(100)),
+            ms(3100) + ms(609) + Duration::from_micros(375)
+        );
+        assert_eq!(client_timeout(ms(5)), ms(20));
+        let dump = "1765000000.000100 ARP, Request who-has 10.88.0.100 (ff:ff:ff:ff:ff:ff) tell 10.88.0.100, length 28\n\
+                    1765000001.250000 ARP, Request who-has 10.88.0.31 tell 10.88.0.100, length 28\n\
+                    1765000001.500000 ARP, Request who-has 10.88.0.100 (ff:ff:ff:ff:ff:ff) tell 10.88.0.100, length 28\n";
+        assert_eq!(
+            first_garp(dump, 1_765_000_001_000_000),
+            Some(1_765_000_001_500_000)
+        );
+        assert_eq!(first_garp(dump, 1_765_000_002_000_000), None);
+        assert_eq!(client_timeout(ms(100)), ms(1000));
+    }
 }

@@ -237,14 +237,16 @@ pub fn lb_conf(
     daemon: Daemon,
     priority: u8,
     vip: &str,
-    fast: bool,
+    advert: Duration,
     check_script: &str,
     own_proxy: Option<&str>,
 ) -> String {
+    // Below a second, VRRPv3 (centiseconds); VRRPv2 with PASS otherwise, as the seeds.
+    let fast = advert < Duration::from_secs(1);
     let (version, advert) = if fast {
-        ("    version 3\n", "0.1")
+        ("    version 3\n", format!("{}", advert.as_secs_f64()))
     } else {
-        ("", "1")
+        ("", format!("{}", advert.as_secs()))
     };
     let auth = if fast {
         ""
