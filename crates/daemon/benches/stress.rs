@@ -89,10 +89,7 @@ fn main() {
         "false failovers under stress-ng (every core, a quarter of memory) for {} s a case; holdfast and keepalived pairs side by side",
         load.as_secs()
     );
-    println!(
-        "{:<28} {:>10} {:>11}",
-        "case", "holdfast", "keepalived"
-    );
+    println!("{:<28} {:>10} {:>11}", "case", "holdfast", "keepalived");
     let mut figures = Vec::new();
     for (advert, rt, name) in [
         ("0.1", false, "advert_100ms"),
