@@ -23,6 +23,7 @@ pub mod script;
 pub mod services;
 pub mod systemd;
 pub mod track;
+pub mod tuning;
 pub mod vmac;
 
 /// The body of the `control_request` fuzz target (`fuzz/`), replayed by the tests over the kept

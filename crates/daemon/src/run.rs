@@ -304,7 +304,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         .filter_map(|(runs, n)| n.filter(|_| runs))
         .min();
     if let Some(n) = nice {
-        set_nice(n, log);
+        crate::tuning::set_nice(n, log);
     }
     // Likewise SCHED_RR: the highest priority of the parts it runs, for the thread that runs
     // them all (and the threads reading VRRP packets, which take it from this one).
@@ -316,14 +316,14 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     .filter_map(|(runs, rt)| rt.filter(|_| runs))
     .max_by_key(|(priority, limit)| (*priority, *limit));
     if let Some((priority, limit)) = realtime {
-        set_realtime(priority, limit, log);
+        crate::tuning::set_realtime(priority, limit, log);
     }
 
     if (opts.vrrp && plan.no_swap.0) || (opts.checkers && plan.no_swap.1) {
-        lock_in_memory(log);
+        crate::tuning::lock_in_memory(log);
     }
     services.fifo.configure(Some(plan.fifos.clone()), log);
-    raise_file_limit(log);
+    crate::tuning::raise_file_limit(log);
     let guardian = if opts.keep_vips {
         None
     } else {
@@ -652,35 +652,6 @@ fn static_specs(addresses: &[crate::plan::PlannedVip], log: Logger) -> Vec<VipSp
         .collect()
 }
 
-/// `vrrp_priority` / `checker_priority`: every thread of the process gets nice value `n`.
-fn set_nice(n: i32, log: Logger) {
-    if let Err(e) = holdfast_sys::sched::set_nice(n) {
-        log.main(&format!("Unable to set process priority to {n} - {e}"));
-    }
-}
-
-/// `vrrp_rt_priority` / `checker_rt_priority`: this thread under SCHED_RR at `priority`,
-/// `RLIMIT_RTTIME` at `limit_us` (warned at half), with keepalived's lines when refused.
-fn set_realtime(priority: u32, limit_us: u64, log: Logger) {
-    if holdfast_sys::sched::set_realtime(priority).is_err() {
-        log.main("child process: cannot raise priority");
-    } else if holdfast_sys::sched::set_rttime_limit(limit_us).is_err() {
-        log.main("child process cannot set realtime rlimit");
-    }
-}
-
-/// `vrrp_no_swap` / `checker_no_swap`: the process's pages stay in memory. Locked as they
-/// are touched (`MCL_ONFAULT`), so thread stacks and buffers are not filled in advance.
-fn lock_in_memory(log: Logger) {
-    use nix::sys::mman::{MlockAllFlags, mlockall};
-    let flags = MlockAllFlags::MCL_CURRENT
-        | MlockAllFlags::MCL_FUTURE
-        | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
-    if let Err(e) = mlockall(flags) {
-        log.main(&format!("Unable to lock process in memory - {e}"));
-    }
-}
-
 /// Runs `startup_script` or `shutdown_script` (`kind`: `startup`, `shutdown`) and waits for
 /// it, at most `timeout`, logging as keepalived does.
 async fn lifecycle_script(
@@ -772,26 +743,6 @@ fn dump_file(sh: &Shared, path: &std::path::Path, render: fn(&crate::dump::Table
     if let Err(e) = std::fs::write(path, text) {
         sh.log
             .main(&format!("cannot write {}: {e}", path.display()));
-    }
-}
-
-/// Raises the soft limit on open files to the hard one: every checker probe in flight, proxied
-/// connection and script pipe holds descriptors, and the usual soft limit (1 024) is reached
-/// with a few hundred real servers checked at once — probes then fail with EMFILE and healthy
-/// servers are removed. keepalived raises its limit too.
-fn raise_file_limit(log: Logger) {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) if log.detail => {
-                log.main(&format!("Open file limit raised from {soft} to {hard}"))
-            }
-            Ok(()) => {}
-            Err(e) => log.main(&format!(
-                "WARNING - cannot raise the open file limit from {soft} to {hard}: {e}"
-            )),
-        },
-        _ => {}
     }
 }
 

@@ -638,6 +638,14 @@ fn a_native_http_get_tracker_moves_the_vip_when_the_page_fails() {
         "haproxy-web",
         &["haproxy", "-db", "-f", web.to_str().unwrap()],
     );
+    // The page answers before holdfast starts checking it (a failure logged before it
+    // listens would not be the one this test causes).
+    assert!(settles(|| lab
+        .output(
+            1,
+            &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && echo up"]
+        )
+        .contains("up")));
     let check = "vrrp_script chk_http {\n    HTTP_GET {\n        connect_port 8080\n        connect_timeout 0.5\n        url {\n            path /health\n            status_code 200\n            digest 444bcb3a3fcf8389296c49467f27e1d6\n        }\n    }\n    interval 0.1\n    fall 2\n    rise 2\n    weight -60\n}\n";
     let conf1 = check.to_string()
         + &conf(
