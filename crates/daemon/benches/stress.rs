@@ -5,7 +5,7 @@
 //! failover: counted as the BACKUP entering MASTER and the MASTER leaving it, during the
 //! load's first 5 s (stress-ng starting its workers and taking its memory) and after. Each case
 //! runs its own load: VRRPv3 at 100 ms and at 10 ms adverts, without and with
-//! `vrrp_rt_priority` — the same configuration for both daemons. 10 minutes a case (20 s with
+//! `vrrp_rt_priority` — the same configuration for both daemons. 10 minutes a case (10 s with
 //! `--short`; `HOLDFAST_STRESS_SECS` overrides).
 //!
 //! Needs root, keepalived and stress-ng (`scripts/deps` installs them).
@@ -122,7 +122,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs)
         .unwrap_or(if record::short() {
-            Duration::from_secs(20)
+            Duration::from_secs(10)
         } else {
             Duration::from_secs(600)
         });
