@@ -341,7 +341,10 @@ impl<'a> Driver<'a> {
                 m = inbox.recv() => Wake::Inbox(m),
             };
             let flow = match wake {
-                Wake::Tracker(ev) => d.on_tracker(ev),
+                Wake::Tracker(ev) => {
+                    d.on_tracker(ev);
+                    Flow::Go
+                }
                 Wake::Timer => {
                     d.router.handle_timeout(d.now());
                     Flow::Go
@@ -464,7 +467,7 @@ impl Driver<'_> {
     }
 
     /// Step: a tracker's report, shown in its metrics cell and fed to the router.
-    fn on_tracker(&mut self, ev: TrackEv) -> Flow {
+    fn on_tracker(&mut self, ev: TrackEv) {
         let cell = |i: usize| self.trackers.as_ref().and_then(|t| t.cells.get(i));
         let input = match ev {
             TrackEv::Up(index, up) => {
@@ -481,7 +484,6 @@ impl Driver<'_> {
             }
         };
         self.router.handle(self.now(), input);
-        Flow::Go
     }
 
     /// Step: a received advert.

@@ -146,11 +146,8 @@ pub(super) fn script_name(cmd: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whom keepalived's lines about checker `c` name.
-pub(super) fn about<'a>(c: &Check, ctx: &'a CheckCtx, script: &'a mut String) -> About<'a> {
-    if let Check::Misc { cmd, .. } = c {
-        *script = script_name(cmd);
-    }
+/// Whom keepalived's lines about a checker name; `script`: a MISC_CHECK's program, else "".
+pub(super) fn about<'a>(ctx: &'a CheckCtx, script: &'a str) -> About<'a> {
     About {
         rs: &ctx.label,
         vs: &ctx.vs,
@@ -203,12 +200,7 @@ pub(super) async fn file_checker(
             } else {
                 Flip::Down { retries: 0 }
             };
-            let at = About {
-                rs: &ctx.label,
-                vs: &ctx.vs,
-                script: "",
-            };
-            log.check(&kind.flip_line(at, flip, ""));
+            log.check(&kind.flip_line(about(&ctx, ""), flip, ""));
             ctx.cell.set_up(up);
             let ev = CheckEv::State {
                 rs: ctx.rs,
@@ -265,8 +257,12 @@ pub(super) async fn checker(
     let now = || epoch.elapsed();
     let mut st = CheckerState::new(plan.cfg, now(), ctx.seed);
     let mut session = Session::new((ctx.seed as u16) ^ (std::process::id() as u16));
-    let (kind, mut script) = (plan.check.kind(), String::new());
-    let at = about(&plan.check, &ctx, &mut script);
+    let kind = plan.check.kind();
+    let script = match &plan.check {
+        Check::Misc { cmd, .. } => script_name(cmd),
+        _ => String::new(),
+    };
+    let at = about(&ctx, &script);
     let mut last_weight: Option<Option<u32>> = None;
     // Whether a probe has run yet (keepalived logs a first failure as if the checker was up).
     let mut ran = false;
