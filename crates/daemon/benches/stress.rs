@@ -6,9 +6,15 @@
 //! load's first 5 s (stress-ng starting its workers and taking its memory) and after. Each case
 //! runs its own load: VRRPv3 at 100 ms and at 10 ms adverts, without and with
 //! `vrrp_rt_priority` — the same configuration for both daemons. 10 minutes a case (10 s with
-//! `--short`; `HOLDFAST_STRESS_SECS` overrides).
+//! `--short`; `HOLDFAST_STRESS_SECS` overrides; `HOLDFAST_STRESS_CASES=advert_10ms,…` runs
+//! some cases alone, without recording figures). Each case also times the MASTERs' adverts on
+//! the bridge (tcpdump's kernel timestamps) and prints the gaps longer than the BACKUP's
+//! master-down interval: a false failover with such a gap was the MASTER's late advert, one
+//! without it the BACKUP's late reading. `HOLDFAST_STRESS_SCHED=1` prints, for every thread of
+//! the four daemons, how long it waited on a run queue each time it was woken during the load,
+//! and how long it then ran.
 //!
-//! Needs root, keepalived and stress-ng (`scripts/deps` installs them).
+//! Needs root, keepalived, stress-ng and tcpdump (`scripts/deps` installs them).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failure should stop it
 
@@ -53,6 +59,90 @@ fn elections(p: &mut Proc, since: Instant) -> Counts {
     counts
 }
 
+/// Each thread's scheduling so far, by "process/thread" name: (slices run, ns waited on a
+/// run queue before them, ns run), from `/proc/PID/task/TID/schedstat`.
+type Sched = std::collections::BTreeMap<String, (u64, u64, u64)>;
+
+fn sched(pids: &[u32]) -> Sched {
+    let mut out = Sched::new();
+    for pid in pids {
+        let comm = |path: String| {
+            std::fs::read_to_string(path).map_or_else(|_| "?".into(), |s| s.trim().to_owned())
+        };
+        let process = comm(format!("/proc/{pid}/comm"));
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.filter_map(Result::ok) {
+            let Ok(stat) = std::fs::read_to_string(t.path().join("schedstat")) else {
+                continue;
+            };
+            let v: Vec<u64> = stat
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let (Some(run), Some(wait), Some(slices)) = (v.first(), v.get(1), v.get(2)) else {
+                continue;
+            };
+            let thread = comm(t.path().join("comm").display().to_string());
+            let e = out
+                .entry(format!("{process}[{pid}]/{thread}"))
+                .or_insert((0, 0, 0));
+            e.0 += slices;
+            e.1 += wait;
+            e.2 += run;
+        }
+    }
+    out
+}
+
+/// What the load did to the daemons' threads: for each thread that ran during it, the slices
+/// it ran and its mean wait on a run queue before each (the delay between being woken, by
+/// an advert or a timer, and running).
+fn print_sched(who: &str, before: &Sched, after: &Sched) {
+    for (name, (slices, wait, run)) in after {
+        let (s0, w0, r0) = before.get(name).copied().unwrap_or((0, 0, 0));
+        let n = slices.saturating_sub(s0);
+        if n == 0 {
+            continue;
+        }
+        let each = |v: u64, v0: u64| v.saturating_sub(v0) as f64 / n as f64 / 1e3;
+        println!(
+            "    {who:<18} {name:<40} {n:>9} slices, {:>8.1} µs waited, {:>6.1} µs run each",
+            each(*wait, w0),
+            each(*run, r0)
+        );
+    }
+}
+
+/// The MASTER's adverts as the wire saw them (tcpdump's kernel timestamps on the switch's
+/// bridge), by VRID: how many gaps between two of them during the load were longer than
+/// the BACKUP's master-down interval (3 adverts and its skew), and the longest. A false
+/// failover with such a gap was the MASTER's late advert; one without, the BACKUP's late
+/// reading of a timely one.
+fn late_adverts(dump: &mut Proc, from: f64, to: f64, vrid: u8, advert_s: f64) -> (usize, f64) {
+    let _ = dump.log();
+    let down = 3.0 * advert_s + (256.0 - 100.0) / 256.0 * advert_s;
+    let tag = format!("vrid {vrid}, prio 150");
+    let times: Vec<f64> = dump
+        .lines
+        .iter()
+        .filter(|(_, l)| l.contains(&tag))
+        .filter_map(|(_, l)| l.split_whitespace().next()?.parse::<f64>().ok())
+        .filter(|t| (from..=to).contains(t))
+        .collect();
+    let gaps = times.windows(2).map(|w| w[1] - w[0]);
+    gaps.fold((0, 0.0), |(n, max), g| {
+        (n + usize::from(g > down), f64::max(max, g))
+    })
+}
+
+fn wall() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn add(a: Counts, b: Counts) -> Counts {
     (a.0 + b.0, a.1 + b.1)
 }
@@ -70,7 +160,31 @@ fn case(advert: &str, rt: bool, load: Duration) -> (Counts, Counts) {
     k2.wait_for("(VI_1) Entering BACKUP STATE", Duration::from_secs(20));
     // Settled: the backups have heard their masters for a second.
     std::thread::sleep(Duration::from_secs(1));
+    let nodes = [
+        ("holdfast master", 1),
+        ("holdfast backup", 2),
+        ("keepalived master", 3),
+        ("keepalived backup", 4),
+    ];
+    let before: Vec<Sched> = nodes.iter().map(|(_, n)| sched(&lab.pids(*n))).collect();
+    let mut dump = lab.spawn(
+        0,
+        "tcpdump-adverts",
+        &[
+            "tcpdump",
+            "-l",
+            "-n",
+            "-tt",
+            "-B",
+            "16384",
+            "-i",
+            "br0",
+            "ip proto 112",
+        ],
+    );
+    dump.wait_for("listening on br0", Duration::from_secs(10));
     let since = Instant::now();
+    let from = wall();
     let secs = load.as_secs().max(1).to_string();
     let out = lab.output(
         0,
@@ -91,6 +205,21 @@ fn case(advert: &str, rt: bool, load: Duration) -> (Counts, Counts) {
         since.elapsed() >= load,
         "stress-ng ended early (is it installed? scripts/deps installs it): {out}"
     );
+    let to = wall();
+    let advert_s: f64 = advert.parse().unwrap();
+    let late = [51, 52].map(|vrid| late_adverts(&mut dump, from, to, vrid, advert_s));
+    println!(
+        "    the MASTERs' adverts on the wire: gaps longer than the BACKUP's master-down interval: holdfast {} (longest {:.1} ms), keepalived {} (longest {:.1} ms)",
+        late[0].0,
+        late[0].1 * 1e3,
+        late[1].0,
+        late[1].1 * 1e3
+    );
+    if std::env::var_os("HOLDFAST_STRESS_SCHED").is_some() {
+        for ((who, n), before) in nodes.iter().zip(&before) {
+            print_sched(who, before, &sched(&lab.pids(*n)));
+        }
+    }
     let h = add(elections(&mut h1, since), elections(&mut h2, since));
     if std::env::var_os("HOLDFAST_STRESS_LOGS").is_some() {
         for (who, p) in [
@@ -135,11 +264,19 @@ fn main() {
         "case (elections: start / steady)", "holdfast", "keepalived"
     );
     let mut figures = Vec::new();
+    // HOLDFAST_STRESS_CASES=advert_10ms,… runs those cases alone (their figures are not kept).
+    let only = std::env::var("HOLDFAST_STRESS_CASES").ok();
     for (advert, rt, name) in [
         ("0.1", false, "advert_100ms"),
         ("0.01", false, "advert_10ms"),
         ("0.01", true, "advert_10ms_rt"),
     ] {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|c| c == name))
+        {
+            continue;
+        }
         let (h, k) = case(advert, rt, load);
         let label = format!(
             "advert_int {advert}{}",
@@ -153,5 +290,7 @@ fn main() {
         }
     }
     figures.push(("seconds".into(), load.as_secs() as f64));
-    record("stress", &figures);
+    if only.is_none() {
+        record("stress", &figures);
+    }
 }

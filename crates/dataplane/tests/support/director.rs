@@ -61,6 +61,44 @@ impl Director {
         t
     }
 
+    /// Direct return's own path back: a link from the backend straight to the client, taken by
+    /// every reply from `vip` (which the backend holds on lo), so replies never pass the
+    /// director, as in a real deployment where they go out through the site's router. (A
+    /// director holding the virtual address itself, as IPVS needs, would drop them as
+    /// martians.)
+    #[allow(dead_code)] // the benchmark's, not the tests'
+    pub fn return_path(&self, vip: &str) {
+        let (c, b) = (&self.client, &self.backend);
+        ip(&[
+            "-n", b, "link", "add", "r0", "type", "veth", "peer", "name", "r0", "netns", c,
+        ]);
+        ip(&["-n", b, "addr", "add", &format!("{vip}/32"), "dev", "lo"]);
+        for n in [c, b] {
+            ip(&["-n", n, "link", "set", "r0", "up"]);
+        }
+        ip(&["-n", b, "rule", "add", "from", vip, "lookup", "100"]);
+        ip(&[
+            "-n",
+            b,
+            "route",
+            "add",
+            "10.201.1.0/24",
+            "dev",
+            "r0",
+            "table",
+            "100",
+        ]);
+        // The client takes replies on a link it does not route to.
+        ip(&[
+            "netns",
+            "exec",
+            c,
+            "sh",
+            "-c",
+            "for f in all default r0; do echo 0 > /proc/sys/net/ipv4/conf/$f/rp_filter; done",
+        ]);
+    }
+
     fn delete(&self) {
         for n in [&self.client, &self.director, &self.backend] {
             let _ = Command::new("ip")
