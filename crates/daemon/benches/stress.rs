@@ -148,7 +148,31 @@ fn add(a: Counts, b: Counts) -> Counts {
 }
 
 /// Runs one case; returns holdfast's and keepalived's false elections.
-fn case(advert: &str, rt: bool, load: Duration) -> (Counts, Counts) {
+/// What a case measured of one daemon.
+struct Outcome {
+    elections: Counts,
+    /// Gaps between its MASTER's adverts on the wire longer than the master-down interval,
+    /// and the longest gap (s).
+    late: (usize, f64),
+    /// Its MASTER's busiest thread (the one sending adverts): mean run-queue wait per wake-up
+    /// during the load, µs.
+    master_wait_us: f64,
+}
+
+/// The mean run-queue wait per wake-up, in µs, of the thread that ran most often during the
+/// load among `after` (against `before`).
+fn busiest_wait_us(before: &Sched, after: &Sched) -> f64 {
+    after
+        .iter()
+        .map(|(name, (slices, wait, _))| {
+            let (s0, w0, _) = before.get(name).copied().unwrap_or((0, 0, 0));
+            (slices.saturating_sub(s0), wait.saturating_sub(w0))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map_or(f64::NAN, |(n, w)| w as f64 / n.max(1) as f64 / 1e3)
+}
+
+fn case(advert: &str, rt: bool, load: Duration) -> (Outcome, Outcome) {
     let mut lab = Lab::new(4).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
     let mut h1 = lab.holdfast(1, &conf(51, 100, 150, advert, rt));
     h1.wait_for("(VI_1) Entering MASTER STATE", Duration::from_secs(20));
@@ -215,11 +239,17 @@ fn case(advert: &str, rt: bool, load: Duration) -> (Counts, Counts) {
         late[1].0,
         late[1].1 * 1e3
     );
+    let after: Vec<Sched> = nodes.iter().map(|(_, n)| sched(&lab.pids(*n))).collect();
     if std::env::var_os("HOLDFAST_STRESS_SCHED").is_some() {
-        for ((who, n), before) in nodes.iter().zip(&before) {
-            print_sched(who, before, &sched(&lab.pids(*n)));
+        for (((who, _), before), after) in nodes.iter().zip(&before).zip(&after) {
+            print_sched(who, before, after);
         }
     }
+    let waits = [0, 2].map(|i| busiest_wait_us(&before[i], &after[i]));
+    println!(
+        "    the MASTERs' sending threads waited on a run queue per wake-up: holdfast {:.0} µs, keepalived {:.0} µs",
+        waits[0], waits[1]
+    );
     let h = add(elections(&mut h1, since), elections(&mut h2, since));
     if std::env::var_os("HOLDFAST_STRESS_LOGS").is_some() {
         for (who, p) in [
@@ -242,7 +272,18 @@ fn case(advert: &str, rt: bool, load: Duration) -> (Counts, Counts) {
     // Both masters are masters again at the end (a false failover that stuck is counted too).
     assert!(netns::settles(|| lab.has(1, "10.77.0.100/24")));
     assert!(netns::settles(|| lab.has(3, "10.77.0.101/24")));
-    (h, k)
+    (
+        Outcome {
+            elections: h,
+            late: late[0],
+            master_wait_us: waits[0],
+        },
+        Outcome {
+            elections: k,
+            late: late[1],
+            master_wait_us: waits[1],
+        },
+    )
 }
 
 fn main() {
@@ -283,10 +324,17 @@ fn main() {
             if rt { ", vrrp_rt_priority 50" } else { "" }
         );
         let pair = |c: Counts| format!("{} / {}", c.0, c.1);
-        println!("{label:<38} {:>17} {:>17}", pair(h), pair(k));
-        for (who, c) in [("holdfast", h), ("keepalived", k)] {
-            figures.push((format!("{name}_{who}_start"), c.0 as f64));
-            figures.push((format!("{name}_{who}_steady"), c.1 as f64));
+        println!(
+            "{label:<38} {:>17} {:>17}",
+            pair(h.elections),
+            pair(k.elections)
+        );
+        for (who, o) in [("holdfast", h), ("keepalived", k)] {
+            figures.push((format!("{name}_{who}_start"), o.elections.0 as f64));
+            figures.push((format!("{name}_{who}_steady"), o.elections.1 as f64));
+            figures.push((format!("{name}_{who}_late_adverts"), o.late.0 as f64));
+            figures.push((format!("{name}_{who}_longest_gap_ms"), o.late.1 * 1e3));
+            figures.push((format!("{name}_{who}_master_wait_us"), o.master_wait_us));
         }
     }
     figures.push(("seconds".into(), load.as_secs() as f64));

@@ -317,6 +317,8 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     .max_by_key(|(priority, limit)| (*priority, *limit));
     if let Some((priority, limit)) = realtime {
         crate::tuning::set_realtime(priority, limit, log);
+    } else if opts.vrrp {
+        crate::tuning::shorten_slice();
     }
 
     if (opts.vrrp && plan.no_swap.0) || (opts.checkers && plan.no_swap.1) {

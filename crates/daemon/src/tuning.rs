@@ -20,6 +20,20 @@ pub fn set_realtime(priority: u32, limit_us: u64, log: Logger) {
     }
 }
 
+/// The scheduler slice, in µs, the threads that send and read VRRP adverts ask for when they
+/// run under the normal policy (no `vrrp_rt_priority`): about what one advert costs them, so
+/// that on Linux 6.12 and later their wake-ups preempt CPU-bound work instead of waiting for
+/// its slice (1–3 ms) to end, which at 10 ms adverts is what a BACKUP's patience is made of.
+pub const VRRP_SLICE_US: u64 = 100;
+
+/// The calling thread (one sending or reading adverts) with a short slice, when it is not
+/// real-time; a kernel that refuses is left as it is (nothing to tell: the default applies).
+pub fn shorten_slice() {
+    if holdfast_sys::sched::realtime().is_none() {
+        let _ = holdfast_sys::sched::set_short_slice(VRRP_SLICE_US);
+    }
+}
+
 /// `vrrp_no_swap` / `checker_no_swap`: the process's pages stay in memory. Locked as they
 /// are touched (`MCL_ONFAULT`), so thread stacks and buffers are not filled in advance.
 pub fn lock_in_memory(log: Logger) {

@@ -1151,7 +1151,8 @@ fn policies(pid: u32) -> Vec<(String, u32, u32)> {
 }
 
 #[test]
-fn vrrp_rt_priority_runs_the_vrrp_threads_round_robin_and_nothing_they_start() {
+fn vrrp_rt_priority_runs_the_vrrp_threads_round_robin_and_nothing_they_start_and_without_it_they_ask_a_short_slice()
+ {
     const SCHED_RR: u32 = 2;
     let mut lab = lab(1);
     let out = lab.dir().join("notify-policy");
@@ -1205,6 +1206,40 @@ fn vrrp_rt_priority_runs_the_vrrp_threads_round_robin_and_nothing_they_start() {
         !seen.is_empty() && seen.iter().all(|(_, p, _)| *p == 0),
         "{seen:?}"
     );
+    // Under the normal policy, the VRRP thread and its packet reader ask for a short slice
+    // (honoured from Linux 6.12; threads they start inherit it).
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 12) {
+        let slices = slices(plain.pid());
+        let short: Vec<&str> = slices
+            .iter()
+            .filter(|(_, us)| *us == 100)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(short.contains(&"holdfast"), "{slices:?}");
+        assert!(short.iter().any(|n| n.starts_with("vrrp-rx")), "{slices:?}");
+    }
+}
+
+/// Each thread of process `pid`: its name and scheduler slice in µs (`se.slice`).
+fn slices(pid: u32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let name = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+        let sched = std::fs::read_to_string(t.join("sched")).unwrap_or_default();
+        let slice = sched.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "se.slice").then(|| v.trim().parse::<u64>().ok())?
+        });
+        if let Some(ns) = slice {
+            out.push((name.trim().to_owned(), ns / 1000));
+        }
+    }
+    out
 }
 
 /// Eight GARPs a second apart: a 7 s burst, far longer than the 3.6 s a BACKUP waits for an

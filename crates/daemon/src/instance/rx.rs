@@ -225,11 +225,15 @@ fn reader(
     let name = format!("vrrp-rx-{}", key.ifname);
     let ifname = key.ifname.clone();
     // `vrrp_rt_priority`: the reader runs under the real-time policy of the thread that
-    // starts it (the VRRP thread), which a new thread does not inherit (SCHED_RESET_ON_FORK).
+    // starts it (the VRRP thread), which a new thread does not inherit (SCHED_RESET_ON_FORK);
+    // without it, under the normal policy with the VRRP thread's short slice.
     let realtime = holdfast_sys::sched::realtime();
     std::thread::Builder::new().name(name).spawn(move || {
-        if let Some(priority) = realtime {
-            let _ = holdfast_sys::sched::set_realtime(priority);
+        match realtime {
+            Some(priority) => {
+                let _ = holdfast_sys::sched::set_realtime(priority);
+            }
+            None => crate::tuning::shorten_slice(),
         }
         loop {
             let got = sock.recv();
