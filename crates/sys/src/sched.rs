@@ -19,11 +19,7 @@ pub fn set_nice(n: i32) -> io::Result<()> {
 
 /// The nice value of thread `tid` of this process (0 for this thread).
 pub fn nice_of(tid: u32) -> io::Result<i32> {
-    let stat = std::fs::read_to_string(if tid == 0 {
-        "/proc/thread-self/stat".to_string()
-    } else {
-        format!("/proc/self/task/{tid}/stat")
-    })?;
+    let stat = thread_file(tid, "stat")?;
     // The fields after the command (in parentheses, which may hold spaces): the nice value
     // is the 19th field of the line, the 17th after the command.
     let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
@@ -32,6 +28,15 @@ pub fn nice_of(tid: u32) -> io::Result<i32> {
         .nth(16)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no nice value in stat"))
+}
+
+/// File `name` of thread `tid` of this process in /proc (0: the calling thread).
+fn thread_file(tid: u32, name: &str) -> io::Result<String> {
+    std::fs::read_to_string(if tid == 0 {
+        format!("/proc/thread-self/{name}")
+    } else {
+        format!("/proc/self/task/{tid}/{name}")
+    })
 }
 
 fn threads() -> io::Result<Vec<u32>> {
@@ -99,13 +104,10 @@ pub fn set_short_slice(slice_us: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The calling thread's scheduler slice in microseconds, as `/proc` shows it (`se.slice`).
+/// Thread `tid`'s scheduler slice in microseconds (0: the calling thread), as `/proc` shows
+/// it (`se.slice`).
 pub fn slice_us_of(tid: u32) -> io::Result<u64> {
-    let sched = std::fs::read_to_string(if tid == 0 {
-        "/proc/thread-self/sched".to_string()
-    } else {
-        format!("/proc/self/task/{tid}/sched")
-    })?;
+    let sched = thread_file(tid, "sched")?;
     sched
         .lines()
         .find_map(|l| {
