@@ -120,9 +120,10 @@ fn print_sched(who: &str, before: &Sched, after: &Sched) {
 /// the BACKUP's master-down interval (3 adverts and its skew), and the longest. A false
 /// failover with such a gap was the MASTER's late advert; one without, the BACKUP's late
 /// reading of a timely one.
-fn late_adverts(dump: &mut Proc, from: f64, to: f64, vrid: u8, advert_s: f64) -> (usize, f64) {
+fn late_adverts(dump: &mut Proc, from: f64, to: f64, vrid: u8, advert: Duration) -> (usize, f64) {
     let _ = dump.log();
-    let down = 3.0 * advert_s + (256.0 - 100.0) / 256.0 * advert_s;
+    // The BACKUP is at priority 100, as the lab's lb2, whose master-down interval it shares.
+    let down = holdfast_lab::lab::allowed(advert, Duration::ZERO).as_secs_f64();
     let tag = format!("vrid {vrid}, prio 150");
     let times: Vec<f64> = dump
         .lines
@@ -147,7 +148,6 @@ fn add(a: Counts, b: Counts) -> Counts {
     (a.0 + b.0, a.1 + b.1)
 }
 
-/// Runs one case; returns holdfast's and keepalived's false elections.
 /// What a case measured of one daemon.
 struct Outcome {
     elections: Counts,
@@ -172,6 +172,7 @@ fn busiest_wait_us(before: &Sched, after: &Sched) -> f64 {
         .map_or(f64::NAN, |(n, w)| w as f64 / n.max(1) as f64 / 1e3)
 }
 
+/// Runs one case; returns what it measured of holdfast and of keepalived.
 fn case(advert: &str, rt: bool, load: Duration) -> (Outcome, Outcome) {
     let mut lab = Lab::new(4).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
     let mut h1 = lab.holdfast(1, &conf(51, 100, 150, advert, rt));
@@ -191,22 +192,7 @@ fn case(advert: &str, rt: bool, load: Duration) -> (Outcome, Outcome) {
         ("keepalived backup", 4),
     ];
     let before: Vec<Sched> = nodes.iter().map(|(_, n)| sched(&lab.pids(*n))).collect();
-    let mut dump = lab.spawn(
-        0,
-        "tcpdump-adverts",
-        &[
-            "tcpdump",
-            "-l",
-            "-n",
-            "-tt",
-            "-B",
-            "16384",
-            "-i",
-            "br0",
-            "ip proto 112",
-        ],
-    );
-    dump.wait_for("listening on br0", Duration::from_secs(10));
+    let mut dump = lab.vrrp_times();
     let since = Instant::now();
     let from = wall();
     let secs = load.as_secs().max(1).to_string();
@@ -230,8 +216,8 @@ fn case(advert: &str, rt: bool, load: Duration) -> (Outcome, Outcome) {
         "stress-ng ended early (is it installed? scripts/deps installs it): {out}"
     );
     let to = wall();
-    let advert_s: f64 = advert.parse().unwrap();
-    let late = [51, 52].map(|vrid| late_adverts(&mut dump, from, to, vrid, advert_s));
+    let advert = Duration::from_secs_f64(advert.parse().unwrap());
+    let late = [51, 52].map(|vrid| late_adverts(&mut dump, from, to, vrid, advert));
     println!(
         "    the MASTERs' adverts on the wire: gaps longer than the BACKUP's master-down interval: holdfast {} (longest {:.1} ms), keepalived {} (longest {:.1} ms)",
         late[0].0,

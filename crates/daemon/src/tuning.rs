@@ -26,12 +26,10 @@ pub fn set_realtime(priority: u32, limit_us: u64, log: Logger) {
 /// its slice (1–3 ms) to end, which at 10 ms adverts is what a BACKUP's patience is made of.
 pub const VRRP_SLICE_US: u64 = 100;
 
-/// The calling thread (one sending or reading adverts) with a short slice, when it is not
-/// real-time; a kernel that refuses is left as it is (nothing to tell: the default applies).
+/// The calling thread (one sending or reading adverts, under the normal policy) with a short
+/// slice; a kernel that refuses is left as it is (nothing to tell: the default applies).
 pub fn shorten_slice() {
-    if holdfast_sys::sched::realtime().is_none() {
-        let _ = holdfast_sys::sched::set_short_slice(VRRP_SLICE_US);
-    }
+    let _ = holdfast_sys::sched::set_short_slice(VRRP_SLICE_US);
 }
 
 /// `vrrp_no_swap` / `checker_no_swap`: the process's pages stay in memory. Locked as they

@@ -71,7 +71,7 @@ const VM_RATE: u32 = 100;
 const MARKER: &str = "/etc/holdfast-ipvs-vm";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Path_ {
+enum Via {
     Route,
     Haproxy,
     Proxy,
@@ -80,9 +80,9 @@ enum Path_ {
     IpvsNat,
     IpvsDr,
 }
-use Path_ as P;
+use Via as P;
 
-impl Path_ {
+impl Via {
     fn name(self) -> &'static str {
         match self {
             P::Route => "routing",
@@ -242,7 +242,7 @@ struct Kernel {
 }
 
 impl Kernel {
-    fn install(&mut self, ns: &str, p: Path_) {
+    fn install(&mut self, ns: &str, p: Via) {
         let Some(spec) = p.service() else { return };
         in_ns(ns, || match p {
             P::IpvsNat | P::IpvsDr => self.ipvs.as_mut().expect("IPVS").apply(&vec![spec]),
@@ -251,7 +251,7 @@ impl Kernel {
         .unwrap_or_else(|e| panic!("{} applies: {e:?}", p.name()));
     }
 
-    fn remove(&mut self, ns: &str, p: Path_) {
+    fn remove(&mut self, ns: &str, p: Via) {
         if p.service().is_none() {
             return;
         }
@@ -277,8 +277,8 @@ impl Kernel {
 fn rounds(
     topo: &Director,
     kernel: &mut Kernel,
-    paths: &[Path_],
-    process: impl Fn(Path_) -> Option<u32>,
+    paths: &[Via],
+    process: impl Fn(Via) -> Option<u32>,
     rounds: usize,
     rate: u32,
 ) -> Vec<Vec<Row>> {
@@ -303,25 +303,57 @@ fn rounds(
     rows
 }
 
-/// One measure of a row, by name.
-type Measure = (&'static str, fn(&Row) -> f64);
-/// A line of the table: its label, its figures' key and the measure.
+/// One measure of a row: its label, its figures' key and how to read it.
 type Line = (&'static str, &'static str, fn(&Row) -> f64);
-const THROUGHPUT: [Measure; 3] = [
-    ("short connections /s", |r| r.short),
-    ("bulk MB/s", |r| r.bulk),
-    ("requests /s (32 kept alive)", |r| r.requests),
+const THROUGHPUT: [Line; 3] = [
+    ("short connections /s", "short", |r| r.short),
+    ("bulk MB/s", "bulk", |r| r.bulk),
+    ("requests /s (32 kept alive)", "requests", |r| r.requests),
 ];
 
+/// A target for a ratio's median.
+#[derive(Clone, Copy)]
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Goal {
+    fn met(self, r: Ratios) -> bool {
+        match self {
+            Goal::AtMost(x) => r.median <= x,
+            Goal::AtLeast(x) => r.median >= x,
+        }
+    }
+}
+
+impl std::fmt::Display for Goal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Goal::AtMost(x) => write!(f, "≤ {x:.2}"),
+            Goal::AtLeast(x) => write!(f, "≥ {x:.2}"),
+        }
+    }
+}
+
 struct Report<'a> {
-    paths: &'a [Path_],
+    paths: &'a [Via],
     rows: &'a [Vec<Row>],
     figures: Vec<(String, f64)>,
-    targets: Vec<(String, Ratios, &'static str, bool)>,
+    targets: Vec<(String, Ratios, Goal)>,
 }
 
 impl<'a> Report<'a> {
-    fn rows(&self, p: Path_) -> &'a [Row] {
+    fn new(paths: &'a [Via], rows: &'a [Vec<Row>]) -> Report<'a> {
+        Report {
+            paths,
+            rows,
+            figures: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    fn rows(&self, p: Via) -> &'a [Row] {
         let i = self
             .paths
             .iter()
@@ -384,21 +416,13 @@ impl<'a> Report<'a> {
     }
 
     /// Per-round ratios of `of` over `to` for every throughput measure.
-    fn ratios(&mut self, of: Path_, to: Path_) {
+    fn ratios(&mut self, of: Via, to: Via) {
         let (a, b) = (self.rows(of), self.rows(to));
         let parts: Vec<String> = THROUGHPUT
             .iter()
-            .map(|(name, f)| {
+            .map(|(_, short, f)| {
                 let r = paired(a, b, f);
-                let short = name.split_whitespace().next().unwrap_or(name);
-                self.figures
-                    .push((format!("ratio_{}_{}_{short}", of.key(), to.key()), r.median));
-                self.figures
-                    .push((format!("ratio_{}_{}_{short}_q1", of.key(), to.key()), r.low));
-                self.figures.push((
-                    format!("ratio_{}_{}_{short}_q3", of.key(), to.key()),
-                    r.high,
-                ));
+                self.spread(&format!("ratio_{}_{}_{short}", of.key(), to.key()), r);
                 format!("{short} {r}")
             })
             .collect();
@@ -410,19 +434,24 @@ impl<'a> Report<'a> {
         );
     }
 
-    fn target(&mut self, what: &str, r: Ratios, goal: &'static str, met: bool, key: &str) {
+    /// Records `r` as figures `key` (its median), `key_q1` and `key_q3`.
+    fn spread(&mut self, key: &str, r: Ratios) {
         self.figures.push((key.to_owned(), r.median));
         self.figures.push((format!("{key}_q1"), r.low));
         self.figures.push((format!("{key}_q3"), r.high));
-        self.targets.push((what.to_owned(), r, goal, met));
+    }
+
+    fn target(&mut self, what: &str, r: Ratios, goal: Goal, key: &str) {
+        self.spread(key, r);
+        self.targets.push((what.to_owned(), r, goal));
     }
 
     fn print_targets(&self) {
         println!("targets (median of per-round ratios, middle half in brackets):");
-        for (what, r, goal, met) in &self.targets {
+        for (what, r, goal) in &self.targets {
             println!(
                 "  {:<6} {what:<52} {r} (target {goal})",
-                if *met { "met" } else { "MISSED" }
+                if goal.met(*r) { "met" } else { "MISSED" }
             );
         }
     }
@@ -465,7 +494,7 @@ fn on_host() {
             .unwrap_or_else(|| panic!("HOLDFAST_DIRECTOR_PROFILE: no path {key}"))
     });
     let n = record::rounds(ROUNDS);
-    let run: Vec<Path_> = profile.map_or(paths.to_vec(), |p| vec![p]);
+    let run: Vec<Via> = profile.map_or(paths.to_vec(), |p| vec![p]);
     let rows = rounds(
         &topo,
         &mut kernel,
@@ -508,12 +537,7 @@ fn on_host() {
             other => format!("{other:?}"),
         }
     );
-    let mut r = Report {
-        paths: &paths,
-        rows: &rows,
-        figures: Vec::new(),
-        targets: Vec::new(),
-    };
+    let mut r = Report::new(&paths, &rows);
     r.table(RATE);
     for p in [P::Haproxy, P::Proxy, P::NftNat, P::NftDr] {
         r.ratios(p, P::Route);
@@ -523,40 +547,24 @@ fn on_host() {
     }
     let (hf, ha) = (r.rows(P::Proxy), r.rows(P::Haproxy));
     let cpu = paired(hf, ha, |x| x.fixed.process_us);
-    r.target(
-        "proxy CPU per connection over HAProxy's",
-        cpu,
-        "≤ 0.95",
-        cpu.median <= 0.95,
-        "target_proxy_cpu",
-    );
+    let what = "proxy CPU per connection over HAProxy's";
+    r.target(what, cpu, Goal::AtMost(0.95), "target_proxy_cpu");
     let p99 = paired(hf, ha, |x| x.fixed.p99);
-    r.target(
-        "proxy p99 at the fixed rate over HAProxy's",
-        p99,
-        "≤ 1.00",
-        p99.median <= 1.0,
-        "target_proxy_p99",
-    );
-    for (name, f) in THROUGHPUT {
-        let x = paired(hf, ha, f);
-        let short = name.split_whitespace().next().unwrap_or(name);
-        r.target(
-            &format!("proxy {name} over HAProxy's"),
-            x,
-            "≥ 0.97",
-            x.median >= 0.97,
-            &format!("target_proxy_{short}"),
-        );
+    let what = "proxy p99 at the fixed rate over HAProxy's";
+    r.target(what, p99, Goal::AtMost(1.0), "target_proxy_p99");
+    for (name, short, f) in THROUGHPUT {
+        let what = format!("proxy {name} over HAProxy's");
+        let key = format!("target_proxy_{short}");
+        r.target(&what, paired(hf, ha, f), Goal::AtLeast(0.97), &key);
     }
     for p in [P::NftNat, P::NftDr] {
-        let x = paired(r.rows(p), ha, |x| x.short);
+        let what = format!("{} short connections over HAProxy's", p.name());
+        let key = format!("target_{}_short", p.key());
         r.target(
-            &format!("{} short connections over HAProxy's", p.name()),
-            x,
-            "≥ 1.25",
-            x.median >= 1.25,
-            &format!("target_{}_short", p.key()),
+            &what,
+            paired(r.rows(p), ha, |x| x.short),
+            Goal::AtLeast(1.25),
+            &key,
         );
     }
     r.print_targets();
@@ -592,12 +600,7 @@ fn in_vm() {
     println!(
         "director benchmark in the VM (Debian's kernel, one CPU under software emulation: only the ratios mean something; medians of {n} interleaved rounds)"
     );
-    let mut r = Report {
-        paths: &paths,
-        rows: &rows,
-        figures: Vec::new(),
-        targets: Vec::new(),
-    };
+    let mut r = Report::new(&paths, &rows);
     r.table(VM_RATE);
     for p in [P::IpvsNat, P::NftNat, P::IpvsDr, P::NftDr] {
         r.ratios(p, P::Route);
@@ -605,33 +608,22 @@ fn in_vm() {
     r.ratios(P::NftNat, P::IpvsNat);
     r.ratios(P::NftDr, P::IpvsDr);
     for (nft, ipvs) in [(P::NftNat, P::IpvsNat), (P::NftDr, P::IpvsDr)] {
-        for (name, f) in THROUGHPUT {
-            let x = paired(r.rows(nft), r.rows(ipvs), f);
-            let short = name.split_whitespace().next().unwrap_or(name);
-            r.target(
-                &format!("{} {name} over {}'s", nft.name(), ipvs.name()),
-                x,
-                "≥ 1.00",
-                x.median >= 1.0,
-                &format!("target_{}_{short}", nft.key()),
-            );
+        let (a, b) = (r.rows(nft), r.rows(ipvs));
+        for (name, short, f) in THROUGHPUT {
+            let what = format!("{} {name} over {}'s", nft.name(), ipvs.name());
+            let key = format!("target_{}_{short}", nft.key());
+            r.target(&what, paired(a, b, f), Goal::AtLeast(1.0), &key);
         }
-        let cpu = Ratios::of(
-            r.rows(nft)
-                .iter()
-                .zip(r.rows(ipvs))
-                .map(|(a, b)| a.fixed.machine_us / b.fixed.machine_us)
-                .collect(),
+        let what = format!(
+            "{} machine CPU per connection over {}'s",
+            nft.name(),
+            ipvs.name()
         );
+        let cpu = paired(a, b, |x| x.fixed.machine_us);
         r.target(
-            &format!(
-                "{} machine CPU per connection over {}'s",
-                nft.name(),
-                ipvs.name()
-            ),
+            &what,
             cpu,
-            "≤ 1.00",
-            cpu.median <= 1.0,
+            Goal::AtMost(1.0),
             &format!("target_{}_cpu", nft.key()),
         );
     }

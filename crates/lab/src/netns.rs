@@ -330,19 +330,21 @@ impl Lab {
     /// once it listens: adverts seen on the wire are events a test can wait for
     /// ([`Proc::wait_count`]) where it would otherwise sleep for "a few adverts".
     pub fn vrrp_dump(&mut self) -> Proc {
-        let mut dump = self.spawn(
-            0,
-            "tcpdump-vrrp",
-            &[
-                "tcpdump",
-                "-l",
-                "-n",
-                "-v",
-                "-i",
-                "br0",
-                "ip proto 112 or ip6 proto 112",
-            ],
-        );
+        self.bridge_dump("tcpdump-vrrp", &["-v"])
+    }
+
+    /// Starts tcpdump on the switch's bridge for VRRP packets, one line each that starts with
+    /// the kernel's capture time (`-tt`, seconds since the epoch), once it listens; a large
+    /// capture buffer, so that a loaded machine delays the lines, not their times.
+    pub fn vrrp_times(&mut self) -> Proc {
+        self.bridge_dump("tcpdump-vrrp-times", &["-tt", "-B", "16384"])
+    }
+
+    fn bridge_dump(&mut self, name: &str, opts: &[&str]) -> Proc {
+        let mut args = vec!["tcpdump", "-l", "-n"];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["-i", "br0", "ip proto 112 or ip6 proto 112"]);
+        let mut dump = self.spawn(0, name, &args);
         dump.wait_for("listening on br0", Duration::from_secs(10));
         dump
     }
