@@ -38,6 +38,7 @@ const VALUES: &[(&str, &str)] = &[
 
 /// holdfast's own blocks of keywords (their contents are read leniently).
 const HOLDFAST_BLOCKS: &[(&str, &str)] = &[
+    ("/", "bgp_announce"),
     ("/vrrp_script", "TCP_CHECK"),
     ("/vrrp_script", "HTTP_GET"),
     ("/vrrp_script", "MYSQL_CHECK"),

@@ -76,6 +76,38 @@ pub struct Config {
     pub static_rules: Vec<Rule>,
     /// `bfd_instance` blocks (those keepalived's BFD process keeps).
     pub bfd_instances: Vec<BfdInstance>,
+    /// `bgp_announce` blocks (holdfast extension).
+    pub announces: Vec<Announce>,
+}
+
+/// `bgp_announce NAME { … }` (holdfast extension): prefixes announced through the site's BGP
+/// speaker while what they track is healthy. holdfast puts a route per prefix in `table`
+/// (`dev lo`, keepalived's protocol number) while every tracked condition is up; the speaker
+/// (FRR's `ip import-table`, BIRD's `protocol kernel { kernel table N; learn; }`) turns it
+/// into an announcement. The BGP attributes are for the speaker's configuration, which
+/// `holdfast frr-config` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announce {
+    /// Name (for log lines and the speaker's route-map).
+    pub name: String,
+    /// `prefix ADDR[/LEN]` lines (a host prefix without `/LEN`), each with where it is.
+    pub prefixes: Vec<(IpAddr, u8, Origin)>,
+    /// `table N` (1-252, required): the routing table the speaker imports.
+    pub table: Option<u32>,
+    /// `track_virtual_server IP PORT [TCP|UDP|SCTP]`, `… fwmark N`, `… group NAME`: announced
+    /// while each has its quorum.
+    pub virtual_servers: Vec<(VsKey, Protocol, Origin)>,
+    /// `track_interface`, `track_script`, `track_file`, `track_process`: announced while each
+    /// is up (weights do not apply).
+    pub track: Tracking,
+    /// `community …` words (`AA:NN`, large `A:B:C`, or a well-known name).
+    pub communities: Vec<String>,
+    /// `med N` (the announcement's MULTI_EXIT_DISC).
+    pub med: Option<u32>,
+    /// `next_hop ADDR`, at most one per address family.
+    pub next_hops: Vec<IpAddr>,
+    /// Declaration site.
+    pub origin: Origin,
 }
 
 /// `bfd_instance NAME { … }`: a BFD session with a neighbour (RFC 5880/5881, single hop), as

@@ -84,6 +84,9 @@ pub fn print(c: &Config) -> String {
         }
         p.close();
     }
+    for a in &c.announces {
+        p.announce(a);
+    }
     if !c.static_addresses.is_empty() {
         p.open("static_ipaddress", &[]);
         for v in &c.static_addresses {
@@ -601,6 +604,39 @@ impl P {
             self.kv("user", &[&Self::user(&s.user)]);
         }
         self.flag("init_fail", s.init_fail);
+        self.close();
+    }
+
+    fn announce(&mut self, a: &Announce) {
+        self.open("bgp_announce", &[&q(&a.name)]);
+        for (addr, len, _) in &a.prefixes {
+            self.kv("prefix", &[&format!("{addr}/{len}")]);
+        }
+        if let Some(t) = a.table {
+            self.kv("table", &[&t.to_string()]);
+        }
+        for (key, proto, _) in &a.virtual_servers {
+            let proto = match proto {
+                Protocol::Tcp => "TCP",
+                Protocol::Udp => "UDP",
+                Protocol::Sctp => "SCTP",
+            };
+            let line = match key {
+                VsKey::Addr(ip, port) => format!("track_virtual_server {ip} {port} {proto}"),
+                VsKey::Fwmark(m) => format!("track_virtual_server fwmark {m} {proto}"),
+                VsKey::Group(g) => format!("track_virtual_server group {} {proto}", q(g)),
+            };
+            self.line(&line);
+        }
+        self.tracking(&a.track);
+        if !a.communities.is_empty() {
+            let words: Vec<&str> = a.communities.iter().map(String::as_str).collect();
+            self.kv("community", &words);
+        }
+        self.optn("med", a.med);
+        for h in &a.next_hops {
+            self.kv("next_hop", &[&h.to_string()]);
+        }
         self.close();
     }
 

@@ -35,6 +35,17 @@ const HOLDFAST: &[(&str, &str)] = &[
     ("/virtual_server", "proxy_protocol"),
     ("/virtual_server/real_server", "readmit"),
     ("/virtual_server/real_server", "MYSQL_CHECK"),
+    ("/", "bgp_announce"),
+    ("/bgp_announce", "prefix"),
+    ("/bgp_announce", "table"),
+    ("/bgp_announce", "track_virtual_server"),
+    ("/bgp_announce", "track_interface"),
+    ("/bgp_announce", "track_script"),
+    ("/bgp_announce", "track_file"),
+    ("/bgp_announce", "track_process"),
+    ("/bgp_announce", "community"),
+    ("/bgp_announce", "med"),
+    ("/bgp_announce", "next_hop"),
 ];
 
 /// What holdfast does with a keyword.
@@ -90,7 +101,8 @@ fn opener(elem: &str) -> String {
         | "bfd_instance"
         | "garp_group"
         | "track_group"
-        | "virtual_server_group" => format!("{elem} p"),
+        | "virtual_server_group"
+        | "bgp_announce" => format!("{elem} p"),
         _ => elem.to_owned(),
     }
 }
@@ -115,6 +127,7 @@ fn filler(elem: &str) -> &'static [&'static str] {
             "}",
         ],
         "vrrp_script" => &["script /bin/true"],
+        "bgp_announce" => &["prefix 192.0.2.1", "table 100"],
         _ => &[],
     }
 }

@@ -3,8 +3,9 @@
 //! keepalived's VRRP child sends priority-0 adverts and removes the VIPs when its parent dies;
 //! holdfast is one process, so `holdfast run` starts `holdfast guardian` with a pipe. The daemon
 //! tells it, per instance, what to do if it dies while MASTER (the priority-0 adverts, the
-//! VIPs). On a clean exit the daemon says so; if the pipe closes without that (kill -9, a
-//! crash), the guardian sends the adverts and removes the VIPs, then exits.
+//! VIPs), and per `bgp_announce` block the routes it holds in the BGP speaker's table. On a
+//! clean exit the daemon says so; if the pipe closes without that (kill -9, a crash), the
+//! guardian sends the adverts, removes the VIPs and withdraws the announcements, then exits.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -134,6 +135,12 @@ impl Guardian {
         self.send(&w.to_json());
     }
 
+    /// Records the routes announcement `name` holds now (replacing earlier ones), as
+    /// (prefix, length, table): the guardian removes them if the daemon dies.
+    pub fn announced(&self, name: &str, routes: &[(IpAddr, u8, u32)]) {
+        self.send(&announce_line(name, routes));
+    }
+
     /// A clean exit: the guardian leaves without acting.
     pub fn dismiss(&self) {
         self.send("{\"exit\":true}");
@@ -200,6 +207,7 @@ pub fn main(detail: bool) -> std::process::ExitCode {
 fn serve(input: impl BufRead, detail: bool) {
     let mut words: BTreeMap<Box<str>, Words> = BTreeMap::new();
     let mut ifnames: BTreeMap<u32, Box<str>> = BTreeMap::new();
+    let mut announced: BTreeMap<Box<str>, Vec<(IpAddr, u8, u32)>> = BTreeMap::new();
     for line in input.lines() {
         let Ok(line) = line else { break };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
@@ -207,6 +215,10 @@ fn serve(input: impl BufRead, detail: bool) {
         };
         if v["exit"].as_bool() == Some(true) {
             return;
+        }
+        if let Some(name) = v["announce"].as_str() {
+            announced.insert(name.into(), routes_of(&v["routes"]));
+            continue;
         }
         if let Some(name) = v["instance"].as_str() {
             let (Some(w), Some(ifname)) = (Words::parse(&v), v["ifname"].as_str()) else {
@@ -272,6 +284,60 @@ fn serve(input: impl BufRead, detail: bool) {
             crate::logging::console(&format!("Keepalived_vrrp[{pid}]: ({name}) removing VIPs."));
         }
     }
+    if let Ok(rt) = &rt {
+        rt.block_on(withdraw(&announced, pid));
+    }
+}
+
+/// The line recording announcement `name`'s routes.
+fn announce_line(name: &str, routes: &[(IpAddr, u8, u32)]) -> String {
+    let quoted = serde_json::to_string(name).unwrap_or_else(|_| "\"\"".into());
+    let list: Vec<String> = routes
+        .iter()
+        .map(|(a, l, t)| format!("[\"{a}\",{l},{t}]"))
+        .collect();
+    format!("{{\"announce\":{quoted},\"routes\":[{}]}}", list.join(","))
+}
+
+/// The routes of an `announce` line: `[["192.0.2.10",32,100], …]`.
+fn routes_of(v: &serde_json::Value) -> Vec<(IpAddr, u8, u32)> {
+    let Some(list) = v.as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|r| {
+            Some((
+                r[0].as_str()?.parse().ok()?,
+                u8::try_from(r[1].as_u64()?).ok()?,
+                u32::try_from(r[2].as_u64()?).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Withdraws what every announcement held when the daemon died.
+async fn withdraw(announced: &BTreeMap<Box<str>, Vec<(IpAddr, u8, u32)>>, pid: u32) {
+    if announced.values().all(Vec::is_empty) {
+        return;
+    }
+    let Ok(h) = vip::connect() else { return };
+    for (name, routes) in announced {
+        for &(addr, len, table) in routes {
+            let _ = holdfast_sys::route::del_route(
+                &h,
+                &holdfast_sys::route::RouteSpec::through_lo(
+                    (addr, len),
+                    table,
+                    None,
+                    crate::routing::PROTO,
+                ),
+            )
+            .await;
+            crate::logging::console(&format!(
+                "Keepalived_healthcheckers[{pid}]: bgp_announce {name}: withdrawing {addr}/{len} from table {table} (the daemon died)"
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +388,19 @@ mod tests {
             (back.src, back.adverts.len(), back.vips.len()),
             (None, 0, 0)
         );
+    }
+
+    #[test]
+    fn announced_routes_are_read_back_as_written() {
+        let routes = [
+            ("192.0.2.10".parse().unwrap(), 32, 100),
+            ("2001:db8::".parse().unwrap(), 64, 252),
+        ];
+        let line = announce_line("web \"1\"", &routes);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["announce"].as_str(), Some("web \"1\""));
+        assert_eq!(routes_of(&v["routes"]), routes);
+        assert!(routes_of(&serde_json::json!([["x", 32, 1], ["10.0.0.1", 300, 1]])).is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! holdfast: library side of the `holdfast` binary.
 
+pub mod announce;
 pub mod bfd;
 pub mod control;
 pub mod dump;

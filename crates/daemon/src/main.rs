@@ -70,6 +70,21 @@ enum Command {
         #[arg(long)]
         conf: bool,
     },
+    /// Print the FRR configuration that announces the `bgp_announce` blocks' routes through BGP
+    /// (route-maps with their community, MED and next hop, `ip import-table`, `redistribute
+    /// table`), to paste into frr.conf beside the site's own BGP settings.
+    FrrConfig {
+        /// Configuration file.
+        #[arg(
+            short = 'f',
+            long = "use-file",
+            default_value = "/etc/keepalived/keepalived.conf"
+        )]
+        file: PathBuf,
+        /// The BGP AS number of `router bgp` on this host.
+        #[arg(long)]
+        asn: u32,
+    },
     /// Print the configuration reference (every keyword keepalived 2.2.7 knows and holdfast's
     /// own, with what holdfast does with each), as the manual's reference page.
     Reference,
@@ -289,6 +304,26 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab(args),
         Command::Dump { socket } => text_request(&socket.path(), "dump"),
         Command::Stats { socket } => text_request(&socket.path(), "stats"),
+        Command::FrrConfig { file, asn } => {
+            let id = holdfast::host::short_hostname();
+            match holdfast::run::load_plan(&file, &id) {
+                Err(e) => {
+                    eprintln!("holdfast: {e}");
+                    ExitCode::from(1)
+                }
+                Ok(plan) if plan.announces.is_empty() => {
+                    eprintln!(
+                        "holdfast: {} has no bgp_announce block that can run",
+                        file.display()
+                    );
+                    ExitCode::from(1)
+                }
+                Ok(plan) => {
+                    print!("{}", holdfast::announce::frr_config(&plan.announces, asn));
+                    ExitCode::SUCCESS
+                }
+            }
+        }
         Command::Reference => {
             let entries = holdfast_config::reference::entries();
             print!("{}", holdfast_config::reference::markdown(&entries));
@@ -441,6 +476,9 @@ fn main() -> ExitCode {
                 }
             };
             let outcome = rt.block_on(holdfast::run::run(plan, run_opts));
+            // A blocked reader (a track_file's inotify watch waits for the file's next
+            // change) must not hold the exit: everything the daemon does at stop is done.
+            rt.shutdown_timeout(std::time::Duration::from_millis(100));
             // The last lines (the stop, a fatal error) are still on their way to the log.
             holdfast::logging::flush(std::time::Duration::from_secs(2));
             match outcome {

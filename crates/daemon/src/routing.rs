@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::logging::Logger;
 
 /// keepalived's protocol number for what it installs (RTPROT_KEEPALIVED).
-const PROTO: u8 = 18;
+pub(crate) const PROTO: u8 = 18;
 
 /// An instance's or the configuration's routes and rules, as configured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

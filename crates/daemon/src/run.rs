@@ -383,6 +383,15 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         .then(|| crate::bfd::Bfd::start(&plan.bfd, services.bfd.clone(), log));
     let mut vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), services.clone(), log);
     planes.start_sync(log);
+    // Announcements follow the virtual servers' quorums: after them.
+    let mut announcer = opts.checkers.then(|| {
+        crate::announce::Announcer::start(
+            plan.announces.clone(),
+            services.clone(),
+            guardian.clone(),
+            log,
+        )
+    });
     let control_path = crate::control::socket_path(plan.control_socket.as_deref());
     let control = match crate::control::serve(
         &control_path,
@@ -568,6 +577,9 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
                             crate::lvs::clear_gone(&vs_plans, &new.virtual_servers, &planes, log);
                             vs_plans = new.virtual_servers;
                             vs_tasks = crate::lvs::start(vs_plans.clone(), planes.clone(), services.clone(), log);
+                            if let Some(a) = announcer.as_mut() {
+                                a.reload(new.announces.clone()).await;
+                            }
                         }
                         log.main("Reload finished");
                     }
@@ -584,6 +596,11 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
     }
     log.main("Stopping");
     crate::systemd::stopping();
+    // The announcements go first: the routers stop sending here while the services still
+    // answer.
+    if let Some(a) = announcer.take() {
+        a.stop().await;
+    }
     for t in vs_tasks.drain(..) {
         t.abort();
     }

@@ -2,7 +2,25 @@
 //! planner (for `run` and `check-config` alike) and by the plane itself before it applies a
 //! service. Pure.
 
-use crate::{ServiceKey, ServiceSpec};
+use holdfast_lb::sched::Kind;
+
+use crate::{Forward, ServiceKey, ServiceSpec};
+
+/// What becomes of a service's established connections when equal-cost routing sends their
+/// packets to another director running the same configuration (active-active, each director
+/// announcing the service through BGP): the ECMP hash moves some flows whenever a director
+/// joins or leaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Across {
+    /// They keep their real server: a director with no state for a packet picks the same
+    /// server the first one did, and forwards it there.
+    Kept,
+    /// They can run from several directors, but a moved connection is lost or may reach
+    /// another real server (why).
+    Moved(String),
+    /// The service cannot be run from several directors at once (why).
+    Refused(String),
+}
 
 /// A data plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,6 +51,40 @@ impl Plane {
             Plane::Proxy => proxy(spec, keys),
             Plane::Ipvs => ipvs(spec),
             Plane::Nft => crate::nft::unsupported(spec),
+        }
+    }
+}
+
+impl Plane {
+    /// What becomes of `spec`'s connections that equal-cost routing moves to another director
+    /// (`methods`: its real servers' forwarding methods).
+    pub fn across_directors(
+        self,
+        spec: &ServiceSpec,
+        methods: impl IntoIterator<Item = Forward>,
+    ) -> Across {
+        if self == Plane::Proxy {
+            return Across::Moved(
+                "the proxy holds each connection itself: one that equal-cost routing moves to another director (when a director joins or leaves) is reset there; new connections are not affected (the kernel planes with lb_kind DR and lb_algo mh keep them)"
+                    .into(),
+            );
+        }
+        if methods.into_iter().any(|m| m == Forward::Masq) {
+            return Across::Refused(
+                "lb_kind NAT: a connection's replies must come back through the director that translated it, which equal-cost routing cannot promise (use lb_kind DR, or TUN on IPVS, to run it from several directors)"
+                    .into(),
+            );
+        }
+        // The hashing schedulers (and fo's fixed choice) pick the same server on every
+        // director that has the same live servers; the others depend on each director's own
+        // history.
+        if matches!(spec.sched, Kind::Mh | Kind::Sh | Kind::Dh | Kind::Fo) {
+            Across::Kept
+        } else {
+            Across::Moved(format!(
+                "lb_algo {}: a connection that equal-cost routing moves to another director is scheduled afresh there and may reach another real server (mh, Maglev hashing, makes every director pick the same)",
+                spec.sched.name()
+            ))
         }
     }
 }
@@ -69,6 +121,37 @@ mod tests {
     use super::*;
     use crate::Proto;
     use holdfast_lb::sched::Kind;
+
+    #[test]
+    fn connections_survive_a_change_of_director_on_the_kernel_planes_with_direct_return_and_hashing()
+     {
+        let mut s = spec(Proto::Tcp);
+        s.sched = Kind::Mh;
+        for p in [Plane::Nft, Plane::Ipvs] {
+            assert_eq!(
+                p.across_directors(&s, [Forward::Route]),
+                Across::Kept,
+                "{p:?}"
+            );
+            assert!(matches!(
+                p.across_directors(&s, [Forward::Route, Forward::Masq]),
+                Across::Refused(m) if m.contains("lb_kind NAT")
+            ));
+        }
+        assert!(matches!(
+            Plane::Proxy.across_directors(&s, [Forward::Masq]),
+            Across::Moved(m) if m.contains("reset")
+        ));
+        s.sched = Kind::Wrr;
+        assert!(matches!(
+            Plane::Nft.across_directors(&s, [Forward::Route]),
+            Across::Moved(m) if m.contains("lb_algo wrr")
+        ));
+        assert_eq!(
+            Plane::Ipvs.across_directors(&s, [Forward::Tunnel]),
+            Plane::Nft.across_directors(&s, [Forward::Route])
+        );
+    }
 
     fn spec(proto: Proto) -> ServiceSpec {
         let key = ServiceKey::Addr {

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use futures_util::StreamExt;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
@@ -34,6 +34,9 @@ pub enum Mode {
     Add,
     /// NLM_F_CREATE | NLM_F_APPEND.
     Append,
+    /// NLM_F_CREATE | NLM_F_REPLACE: the route, whether or not it is there already
+    /// (announcements, set again after a restart or reload).
+    Replace,
 }
 
 /// One hop of a multipath route, its interface resolved.
@@ -300,6 +303,33 @@ fn rule_message(r: &RuleSpec) -> RuleMessage {
     m
 }
 
+impl RouteSpec {
+    /// A unicast route to `dst` through the loopback interface (its index `lo`, when known:
+    /// a route to remove matches without it) in `table`, with `protocol`: what a BGP speaker
+    /// that imports the table announces. Link scope is given on removal too, where the kernel
+    /// matches an IPv4 route's scope.
+    pub fn through_lo(dst: (IpAddr, u8), table: u32, lo: Option<u32>, protocol: u8) -> RouteSpec {
+        RouteSpec {
+            v6: dst.0.is_ipv6(),
+            kind: 1, // RTN_UNICAST
+            dst,
+            from: None,
+            src: None,
+            via: None,
+            oif: lo,
+            table,
+            protocol: Some(protocol),
+            scope: Some(253), // RT_SCOPE_LINK
+            metric: None,
+            tos: None,
+            onlink: false,
+            metrics: Vec::new(),
+            nexthops: Vec::new(),
+            mode: Mode::Replace,
+        }
+    }
+}
+
 /// Sends one request and waits for its acknowledgement; the kernel's refusal is the error.
 async fn request(handle: &Handle, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
     let mut req = NetlinkMessage::from(msg);
@@ -325,6 +355,7 @@ pub async fn add_route(handle: &Handle, r: &RouteSpec) -> io::Result<()> {
             Mode::Prepend => 0,
             Mode::Add => NLM_F_EXCL,
             Mode::Append => NLM_F_APPEND,
+            Mode::Replace => NLM_F_REPLACE,
         };
     request(
         handle,

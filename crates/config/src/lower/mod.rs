@@ -5,6 +5,7 @@
 //! keyword keepalived has but holdfast does not implement (`unsupported`) from one nobody
 //! knows (`Unknown keyword`).
 
+mod announce;
 mod bfd;
 mod checker;
 mod global;
@@ -149,6 +150,11 @@ pub fn lower(
             "bfd_instance" => {
                 if let Some(b) = bfd::instance(&mut cx, n, &cfg.bfd_instances) {
                     cfg.bfd_instances.push(b);
+                }
+            }
+            "bgp_announce" => {
+                if let Some(a) = announce::announce(&mut cx, n, &cfg.announces) {
+                    cfg.announces.push(a);
                 }
             }
             "static_routes" => cfg.static_routes.extend(route::routes(&mut cx, n)),

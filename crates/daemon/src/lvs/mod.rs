@@ -160,6 +160,7 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, services: Arc<Services>, log:
         log.check(&format!("Starting with quorum down for VS {name}"));
     }
     set_wanted(&plan, &svc, &planes, log);
+    services.quorums.set(&name, svc.quorum_up());
     let (tx, mut rx) = mpsc::channel(64);
     let (atx, mut arx) = mpsc::channel::<Admin>(8);
     if let Ok(mut m) = planes.admin.lock() {
@@ -316,8 +317,14 @@ async fn run_vs(plan: VsPlan, planes: Arc<Planes>, services: Arc<Services>, log:
                 );
             }
             match e {
-                Event::QuorumGained { .. } => services.fifo.virtual_server(&name, true),
-                Event::QuorumLost { .. } => services.fifo.virtual_server(&name, false),
+                Event::QuorumGained { .. } => {
+                    services.fifo.virtual_server(&name, true);
+                    services.quorums.set(&name, true);
+                }
+                Event::QuorumLost { .. } => {
+                    services.fifo.virtual_server(&name, false);
+                    services.quorums.set(&name, false);
+                }
                 _ => {}
             }
             match e {

@@ -8,10 +8,12 @@
 //! `vrrp.rs` plans the VRRP instances, `lvs.rs` the virtual servers (with their checkers and
 //! data planes); this module puts them together with the process-wide settings.
 
+mod announce;
 pub mod lvs;
 mod probe;
 mod vrrp;
 
+pub use announce::AnnouncePlan;
 use vrrp::instance;
 #[cfg(test)]
 pub(crate) use vrrp::test_instance;
@@ -97,6 +99,8 @@ pub struct Plan {
     pub realtime: (Option<Realtime>, Option<Realtime>),
     /// `bfd_instance` sessions.
     pub bfd: Vec<holdfast_config::model::BfdInstance>,
+    /// `bgp_announce` blocks.
+    pub announces: Vec<AnnouncePlan>,
 }
 
 /// Maps the configuration; `disabled` names the `vrrp_script`s script security turned off.
@@ -139,6 +143,11 @@ impl Findings {
     pub(crate) fn refused(&mut self, at: Origin, message: impl Into<String>) {
         self.0.push_unlined(Class::Invalid, at.0, message);
     }
+
+    /// Done as asked, with a consequence the configuration may not expect.
+    pub(crate) fn note(&mut self, at: Origin, message: impl Into<String>) {
+        self.0.push_unlined(Class::Note, at.0, message);
+    }
 }
 
 /// `check-config`: the configuration's own diagnostics and, when it can run at all, what
@@ -179,6 +188,7 @@ pub fn build(cfg: &Config, disabled: &[String], facts: Facts) -> Plan {
     let mut plan = Plan::default();
     let mut found = Findings::new();
     plan.virtual_servers = crate::lvs::build(cfg, facts, &mut found);
+    plan.announces = announce::build(cfg, &plan.virtual_servers, disabled, &mut found);
     plan.control_socket = cfg.global.control_socket.clone();
     plan.planes = crate::lvs::PlaneOptions {
         flush: cfg.global.lvs_flush,

@@ -469,99 +469,7 @@ pub(super) fn instance(
     router.startup_delay = cfg.global.startup_delay.unwrap_or(Duration::ZERO);
 
     let track = with_group_trackers(cfg, i);
-    let mut trackers = Vec::new();
-    let mut weights = Vec::new();
-    for t in &track.interfaces {
-        trackers.push(TrackerPlan::event(
-            &t.name,
-            TrackerKind::Interface(t.name.clone()),
-        ));
-        weights.push(Tracker {
-            weight: t.weight,
-            reverse: t.reverse,
-        });
-    }
-    for r in &track.scripts {
-        let Some(s) = cfg.scripts.iter().find(|s| s.name == r.name) else {
-            continue;
-        };
-        if disabled.contains(&s.name) {
-            // keepalived: a script disabled by script security is not tracked (check-config
-            // and the start-up diagnostics say why).
-            continue;
-        }
-        let kind = match &s.kind {
-            Some(ScriptKind::Command(c)) => TrackerKind::Script {
-                cmd: c.clone(),
-                user: s.user.clone().or_else(|| cfg.global.script_user.clone()),
-            },
-            Some(ScriptKind::Checker(c)) => match native_probe(c) {
-                Ok(p) => TrackerKind::Native(p),
-                Err(why) => {
-                    un.not_run(
-                        s.origin,
-                        format!("({name}) vrrp_script {}: {why}; not tracked", s.name),
-                    );
-                    continue;
-                }
-            },
-            None => continue,
-        };
-        trackers.push(TrackerPlan {
-            name: s.name.clone(),
-            kind,
-            interval: s.interval,
-            timeout: s.timeout.unwrap_or(s.interval),
-            rise: s.rise,
-            fall: s.fall,
-            init_fail: s.init_fail,
-        });
-        weights.push(Tracker {
-            weight: r.weight.unwrap_or(s.weight),
-            reverse: r.reverse.unwrap_or(s.reverse),
-        });
-    }
-    for r in &track.files {
-        let Some(f) = cfg.track_files.iter().find(|f| f.name == r.name) else {
-            continue;
-        };
-        trackers.push(TrackerPlan::event(
-            &f.name,
-            TrackerKind::File {
-                path: f.file.clone().into(),
-                init: f.init_file,
-            },
-        ));
-        weights.push(Tracker {
-            weight: r.weight.unwrap_or(f.weight),
-            reverse: r.reverse.unwrap_or(f.reverse),
-        });
-    }
-    for r in &track.processes {
-        let Some(p) = cfg.track_processes.iter().find(|p| p.name == r.name) else {
-            continue;
-        };
-        trackers.push(TrackerPlan::event(
-            &p.name,
-            TrackerKind::Process(process_spec(p)),
-        ));
-        weights.push(Tracker {
-            weight: r.weight.unwrap_or(p.weight),
-            reverse: r.reverse.unwrap_or(p.reverse),
-        });
-    }
-    for r in &track.bfds {
-        // keepalived's VRRP process knows a session disabled by its BFD process (which then
-        // never comes up), with the weight it read.
-        let b = cfg.bfd_instances.iter().find(|b| b.name == r.name);
-        let mut t = TrackerPlan::event(&r.name, TrackerKind::Bfd(r.name.clone()));
-        t.init_fail = true;
-        trackers.push(t);
-        weights.push(Tracker {
-            weight: r.weight.unwrap_or(b.map_or(0, |b| b.weight)),
-            reverse: r.reverse.unwrap_or(b.is_some_and(|b| b.weight_reverse)),
-        });
-    }
+    let (trackers, weights) = tracker_plans(cfg, &track, disabled, un, &format!("({name})"));
     router.trackers = weights;
 
     let v6 = family == Family::V6;
@@ -625,6 +533,111 @@ pub(super) fn instance(
         vmac,
         dynamic: cfg.global.dynamic_interfaces,
     })
+}
+
+/// The trackers of `track` (an instance's, with its sync groups', or a `bgp_announce`'s), each
+/// with its weight and reverse flag; `who` names the owner in findings (`(VI_1)`).
+pub(super) fn tracker_plans(
+    cfg: &Config,
+    track: &Tracking,
+    disabled: &[String],
+    un: &mut Findings,
+    who: &str,
+) -> (Vec<TrackerPlan>, Vec<Tracker>) {
+    let mut trackers = Vec::new();
+    let mut weights = Vec::new();
+    for t in &track.interfaces {
+        trackers.push(TrackerPlan::event(
+            &t.name,
+            TrackerKind::Interface(t.name.clone()),
+        ));
+        weights.push(Tracker {
+            weight: t.weight,
+            reverse: t.reverse,
+        });
+    }
+    for r in &track.scripts {
+        let Some(s) = cfg.scripts.iter().find(|s| s.name == r.name) else {
+            continue;
+        };
+        if disabled.contains(&s.name) {
+            // keepalived: a script disabled by script security is not tracked (check-config
+            // and the start-up diagnostics say why).
+            continue;
+        }
+        let kind = match &s.kind {
+            Some(ScriptKind::Command(c)) => TrackerKind::Script {
+                cmd: c.clone(),
+                user: s.user.clone().or_else(|| cfg.global.script_user.clone()),
+            },
+            Some(ScriptKind::Checker(c)) => match native_probe(c) {
+                Ok(p) => TrackerKind::Native(p),
+                Err(why) => {
+                    un.not_run(
+                        s.origin,
+                        format!("{who} vrrp_script {}: {why}; not tracked", s.name),
+                    );
+                    continue;
+                }
+            },
+            None => continue,
+        };
+        trackers.push(TrackerPlan {
+            name: s.name.clone(),
+            kind,
+            interval: s.interval,
+            timeout: s.timeout.unwrap_or(s.interval),
+            rise: s.rise,
+            fall: s.fall,
+            init_fail: s.init_fail,
+        });
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(s.weight),
+            reverse: r.reverse.unwrap_or(s.reverse),
+        });
+    }
+    for r in &track.files {
+        let Some(f) = cfg.track_files.iter().find(|f| f.name == r.name) else {
+            continue;
+        };
+        trackers.push(TrackerPlan::event(
+            &f.name,
+            TrackerKind::File {
+                path: f.file.clone().into(),
+                init: f.init_file,
+            },
+        ));
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(f.weight),
+            reverse: r.reverse.unwrap_or(f.reverse),
+        });
+    }
+    for r in &track.processes {
+        let Some(p) = cfg.track_processes.iter().find(|p| p.name == r.name) else {
+            continue;
+        };
+        trackers.push(TrackerPlan::event(
+            &p.name,
+            TrackerKind::Process(process_spec(p)),
+        ));
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(p.weight),
+            reverse: r.reverse.unwrap_or(p.reverse),
+        });
+    }
+    for r in &track.bfds {
+        // keepalived's VRRP process knows a session disabled by its BFD process (which then
+        // never comes up), with the weight it read.
+        let b = cfg.bfd_instances.iter().find(|b| b.name == r.name);
+        let mut t = TrackerPlan::event(&r.name, TrackerKind::Bfd(r.name.clone()));
+        t.init_fail = true;
+        trackers.push(t);
+        weights.push(Tracker {
+            weight: r.weight.unwrap_or(b.map_or(0, |b| b.weight)),
+            reverse: r.reverse.unwrap_or(b.is_some_and(|b| b.weight_reverse)),
+        });
+    }
+    (trackers, weights)
 }
 
 /// The instance's trackers plus those of the sync groups it belongs to, as keepalived adds

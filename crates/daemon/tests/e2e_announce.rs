@@ -1,0 +1,130 @@
+//! `bgp_announce` end to end (as root, in namespaces the test creates): holdfast on a director
+//! holds the announcement's route in the table a BGP speaker would import while the virtual
+//! server it tracks has its quorum and the file it tracks says 0; the route goes when the
+//! real server fails, when the file says otherwise, at a clean stop, and — through the
+//! guardian — when holdfast is killed.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
+
+use std::time::Duration;
+
+use holdfast_lab::netns::{self, Lab, Proc, settles};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// The announcement's route as `ip route show table 100` prints it.
+const ROUTE: &str = "192.0.2.10 dev lo proto keepalived";
+
+fn announced(lab: &Lab) -> bool {
+    lab.output(1, &["ip", "route", "show", "table", "100"])
+        .contains(ROUTE)
+}
+
+/// Waits until the route is (or is not) in table 100, showing the daemon's log if not.
+fn expect_announced(lab: &Lab, d: &mut Proc, want: bool, after: &str) {
+    assert!(
+        settles(|| announced(lab) == want),
+        "after {after}: route {} expected; table 100: {:?}\nlog:\n{}",
+        if want { "present" } else { "absent" },
+        lab.output(1, &["ip", "route", "show", "table", "100"]),
+        d.log()
+    );
+}
+
+/// The real server: a TCP listener on node 2, port 8080.
+fn listener(lab: &mut Lab) -> Proc {
+    let p = lab.spawn(
+        2,
+        "listener",
+        &["socat", "TCP-LISTEN:8080,fork,reuseaddr", "EXEC:/bin/true"],
+    );
+    assert!(settles(|| lab
+        .output(
+            1,
+            &["bash", "-c", "exec 3<>/dev/tcp/10.77.0.2/8080 && echo up"]
+        )
+        .contains("up")));
+    p
+}
+
+fn config(flag: &std::path::Path) -> String {
+    format!(
+        "global_defs {{\n    dataplane nft\n    nft_table hf_announce\n}}\n\
+         track_file flag {{\n    file {}\n}}\n\
+         virtual_server 192.0.2.10 8080 {{\n    delay_loop 1\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n    real_server 10.77.0.2 8080 {{\n        TCP_CHECK {{\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n\
+         bgp_announce web {{\n    prefix 192.0.2.10\n    table 100\n    track_virtual_server 192.0.2.10 8080\n    track_file {{\n        flag\n    }}\n}}\n",
+        flag.display()
+    )
+}
+
+#[test]
+fn an_announcement_follows_its_virtual_server_and_file_and_is_withdrawn_at_stop_and_death() {
+    if !netns::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut lab = Lab::new(2).with_bin(env!("CARGO_BIN_EXE_holdfast").into());
+    let flag = lab.file("flag", "0\n");
+    let conf = config(&flag);
+    let backend = listener(&mut lab);
+    assert!(!announced(&lab), "table 100 starts empty");
+
+    let mut d = lab.holdfast(1, &conf);
+    d.wait_for(
+        "bgp_announce web: announcing 192.0.2.10/32 in table 100",
+        10 * SEC,
+    );
+    expect_announced(&lab, &mut d, true, "start");
+
+    // The real server fails: the virtual server loses its quorum, the route goes.
+    d.mark();
+    backend.signal("KILL");
+    d.wait_for(
+        "bgp_announce web: withdrawing 192.0.2.10/32 from table 100 (VS [192.0.2.10]:tcp:8080 lost its quorum)",
+        10 * SEC,
+    );
+    expect_announced(&lab, &mut d, false, "the real server failed");
+
+    // It returns: announced again.
+    d.mark();
+    let _backend = listener(&mut lab);
+    d.wait_for(
+        "bgp_announce web: announcing 192.0.2.10/32 in table 100 (VS [192.0.2.10]:tcp:8080 has its quorum)",
+        10 * SEC,
+    );
+    expect_announced(&lab, &mut d, true, "the real server returned");
+
+    // The tracked file says 1: withdrawn while the service is still healthy; 0: back.
+    d.mark();
+    std::fs::write(&flag, "1\n").unwrap();
+    d.wait_for("(track_file flag is down)", 5 * SEC);
+    expect_announced(&lab, &mut d, false, "the file said 1");
+    d.mark();
+    std::fs::write(&flag, "0\n").unwrap();
+    d.wait_for("(track_file flag is up)", 5 * SEC);
+    expect_announced(&lab, &mut d, true, "the file said 0");
+
+    // Killed: the guardian withdraws it.
+    d.signal("KILL");
+    assert!(d.wait_exit(5 * SEC));
+    expect_announced(&lab, &mut d, false, "kill -9");
+
+    // Started again and stopped cleanly: announced, then withdrawn before it exits.
+    let mut d = lab.holdfast(1, &conf);
+    d.wait_for(
+        "bgp_announce web: announcing 192.0.2.10/32 in table 100",
+        10 * SEC,
+    );
+    expect_announced(&lab, &mut d, true, "restart");
+    d.signal("TERM");
+    d.wait_for(
+        "bgp_announce web: withdrawing 192.0.2.10/32 from table 100 (stopping)",
+        10 * SEC,
+    );
+    assert!(
+        d.wait_exit(10 * SEC),
+        "still running after TERM:\n{}",
+        d.log()
+    );
+    expect_announced(&lab, &mut d, false, "a clean stop");
+}
