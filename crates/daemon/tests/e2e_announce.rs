@@ -128,3 +128,90 @@ fn an_announcement_follows_its_virtual_server_and_file_and_is_withdrawn_at_stop_
     );
     expect_announced(&lab, &mut d, false, "a clean stop");
 }
+
+/// The BGP path of an announcement as the router (node 3) sees it: `None` while it has none.
+fn router_sees(frr: &netns::Frr) -> Option<serde_json::Value> {
+    let out = frr.vtysh("show ip bgp 192.0.2.10/32 json");
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v["paths"].as_array()?.first().cloned()
+}
+
+#[test]
+fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_service_fails() {
+    if !netns::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_holdfast");
+    let mut lab = Lab::new(3).with_bin(bin.into());
+    let flag = lab.file("flag", "0\n");
+    let conf = config(&flag).replace(
+        "track_virtual_server 192.0.2.10 8080\n",
+        "track_virtual_server 192.0.2.10 8080\n    community 65001:100 65001:200\n    med 50\n",
+    );
+    let path = lab.file("director.conf", &conf);
+    // The director's FRR: what `holdfast frr-config` prints, and a session with the router.
+    let out = std::process::Command::new(bin)
+        .args(["frr-config", "--asn", "65001", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snippet = String::from_utf8(out.stdout).unwrap();
+    let director = format!(
+        "frr defaults datacenter\n{snippet}router bgp 65001\n bgp router-id 10.77.0.1\n no bgp ebgp-requires-policy\n neighbor 10.77.0.3 remote-as 65000\nexit\n"
+    );
+    let router = "frr defaults datacenter\nrouter bgp 65000\n bgp router-id 10.77.0.3\n no bgp ebgp-requires-policy\n neighbor 10.77.0.1 remote-as 65001\nexit\n";
+    let d_frr = lab.frr(1, &director);
+    let r_frr = lab.frr(3, router);
+    let _backend = listener(&mut lab);
+    assert!(router_sees(&r_frr).is_none(), "nothing announced yet");
+
+    let mut d = lab.holdfast(1, &conf);
+    d.wait_for("bgp_announce web: announcing 192.0.2.10/32", 10 * SEC);
+    // The router learns it, with the block's attributes (the session may still be coming up).
+    let deadline = std::time::Instant::now() + 30 * SEC;
+    let path = loop {
+        if let Some(p) = router_sees(&r_frr) {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router never learnt 192.0.2.10/32:\n{}\ndirector's FRR:\n{}\n{}\n{}\ndirector:\n{}",
+            r_frr.vtysh("show ip bgp summary"),
+            d_frr.vtysh("show running-config"),
+            d_frr.vtysh("show ip route table 100"),
+            d_frr.vtysh("show ip bgp"),
+            d.log()
+        );
+        std::thread::sleep(SEC / 10);
+    };
+    assert_eq!(path["metric"], 50, "{path}");
+    assert_eq!(
+        path["community"]["string"].as_str(),
+        Some("65001:100 65001:200"),
+        "{path}"
+    );
+    assert!(
+        lab.output(3, &["ip", "route", "show", "192.0.2.10"])
+            .contains("via 10.77.0.1"),
+        "the router's kernel has no route through the director"
+    );
+
+    // The tracked file says 1: the router loses the prefix.
+    d.mark();
+    std::fs::write(&flag, "1\n").unwrap();
+    d.wait_for("(track_file flag is down)", 5 * SEC);
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while router_sees(&r_frr).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router kept 192.0.2.10/32 after the withdrawal"
+        );
+        std::thread::sleep(SEC / 10);
+    }
+}

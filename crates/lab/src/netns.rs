@@ -223,6 +223,54 @@ impl Lab {
         self.track(child, &format!("holdfast@n{n}"))
     }
 
+    /// Starts FRR's zebra and bgpd (Debian's `frr`) on node `n` with `conf` (frr.conf syntax).
+    /// Their sockets and pid files are in a directory of this lab's, owned by the `frr` user
+    /// they run as, so that no two labs' daemons meet; [`Frr::vtysh`] talks to them there.
+    /// They stop with the lab (every process in its namespaces is killed).
+    pub fn frr(&mut self, n: usize, conf: &str) -> Frr {
+        let dir = self.dir.join(format!("frr-n{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let owned = Command::new("chown")
+            .args(["frr:frr"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            owned,
+            "chown frr:frr {}: is Debian's frr installed?",
+            dir.display()
+        );
+        let conf_path = dir.join("frr.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let d = dir.display().to_string();
+        let (zserv, conf_s) = (format!("{d}/zserv.api"), conf_path.display().to_string());
+        let mut procs = Vec::new();
+        for daemon in ["zebra", "bgpd"] {
+            let pid = format!("{d}/{daemon}.pid");
+            let bin = format!("/usr/lib/frr/{daemon}");
+            let args = [
+                bin.as_str(),
+                "-z",
+                &zserv,
+                "--vty_socket",
+                &d,
+                "-i",
+                &pid,
+                "-f",
+                &conf_s,
+            ];
+            procs.push(self.spawn(n, &format!("{daemon}@n{n}"), &args));
+            // bgpd reaches zebra through its socket: started once zebra listens.
+            let vty = dir.join(format!("{daemon}.vty"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !vty.exists() {
+                assert!(Instant::now() < deadline, "{daemon} did not start on n{n}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Frr { dir, procs }
+    }
+
     /// Starts Debian's keepalived on node `n` (VRRP only) with this configuration.
     pub fn keepalived(&mut self, n: usize, conf: &str) -> Proc {
         let path = self.file(&format!("n{n}-ka.conf"), conf);
@@ -439,6 +487,26 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// FRR's daemons on one node of a lab.
+pub struct Frr {
+    dir: PathBuf,
+    /// zebra and bgpd (their output is read while they run).
+    pub procs: Vec<Proc>,
+}
+
+impl Frr {
+    /// `vtysh -c CMD` against these daemons: what it printed.
+    pub fn vtysh(&self, cmd: &str) -> String {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-c", cmd])
+            .output()
+            .unwrap_or_else(|e| panic!("vtysh: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 /// A started daemon and its log lines.
