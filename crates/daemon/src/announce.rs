@@ -35,15 +35,18 @@ pub struct Announcer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     memory: Memory,
     services: Arc<Services>,
+    planes: Arc<crate::lvs::Planes>,
     guardian: Option<Arc<Guardian>>,
     log: Logger,
 }
 
 impl Announcer {
-    /// Starts every announcement of `plans`.
+    /// Starts every announcement of `plans`; an announcement is made once `planes` hold the
+    /// services it tracks.
     pub fn start(
         plans: Vec<AnnouncePlan>,
         services: Arc<Services>,
+        planes: Arc<crate::lvs::Planes>,
         guardian: Option<Arc<Guardian>>,
         log: Logger,
     ) -> Announcer {
@@ -52,6 +55,7 @@ impl Announcer {
             tasks: Vec::new(),
             memory: Memory::default(),
             services,
+            planes,
             guardian,
             log,
         };
@@ -69,6 +73,7 @@ impl Announcer {
                 tokio::spawn(run(
                     p.clone(),
                     self.services.clone(),
+                    self.planes.clone(),
                     self.guardian.clone(),
                     self.memory.clone(),
                     self.log,
@@ -180,6 +185,7 @@ impl Drop for Helpers {
 async fn run(
     plan: AnnouncePlan,
     services: Arc<Services>,
+    planes: Arc<crate::lvs::Planes>,
     guardian: Option<Arc<Guardian>>,
     memory: Memory,
     log: Logger,
@@ -252,6 +258,7 @@ async fn run(
     drop(tx);
     let mut gate = Gate::new(quorum, states);
     if gate.up() {
+        ready(&planes, &name, log).await;
         set(&h, &plan, lo, true, guardian.as_deref(), "", log).await;
     } else {
         // Not healthy yet: a route left by an earlier run goes, without a word (nothing was
@@ -293,8 +300,28 @@ async fn run(
             }
         };
         if let Some(up) = changed {
+            if up {
+                ready(&planes, &name, log).await;
+            }
             set(&h, &plan, lo, up, guardian.as_deref(), &why, log).await;
         }
+    }
+}
+
+/// How long an announcement waits for the data planes to hold the services it tracks.
+const READY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until the data planes hold what they were handed: traffic the announcement draws
+/// must find the service's rules in place (a large nftables table takes a while to load).
+async fn ready(planes: &crate::lvs::Planes, name: &str, log: Logger) {
+    if tokio::time::timeout(READY_LIMIT, planes.applied())
+        .await
+        .is_err()
+    {
+        log.check(&format!(
+            "bgp_announce {name}: the data plane did not apply its table within {} s; announcing anyway",
+            READY_LIMIT.as_secs()
+        ));
     }
 }
 

@@ -55,6 +55,41 @@ fn lab_balance(opts: &holdfast_lab::lab::Options) -> bool {
     ok
 }
 
+/// `holdfast lab anycast`: every failure with three directors announcing the VIP, and the
+/// VRRP baseline with the same failures (but a director joining); prints the report. Whether
+/// every run showed what it must ([`holdfast_lab::anycast::Outcome::verdict`]).
+fn lab_anycast(opts: &holdfast_lab::anycast::Options) -> bool {
+    use holdfast_lab::anycast::{Fault, Mode, report, run};
+    let mut outcomes = Vec::new();
+    let mut ok = true;
+    for mode in [Mode::Anycast, Mode::Vrrp] {
+        for fault in Fault::ALL {
+            if mode == Mode::Vrrp && fault == Fault::Added {
+                continue;
+            }
+            match run(opts, mode, fault) {
+                Ok(mut o) => {
+                    if let Err(e) = o.verdict() {
+                        o.notes.push(e);
+                        ok = false;
+                    }
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "holdfast lab: anycast, {} ({}): {e}",
+                        fault.name(),
+                        mode.name()
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    print!("{}", report(&outcomes));
+    ok
+}
+
 /// `holdfast lab`'s arguments.
 #[derive(clap::Args, Debug)]
 pub(crate) struct LabArgs {
@@ -150,21 +185,22 @@ pub(crate) fn lab(args: LabArgs) -> ExitCode {
     let balance = names.iter().any(|n| n == "balance");
     let roles = names.iter().any(|n| n == "roles");
     let faults = names.iter().any(|n| n == "faults");
+    let anycast = names.iter().any(|n| n == "anycast");
     for n in names
         .iter()
-        .filter(|n| !["balance", "roles", "faults"].contains(&n.as_str()))
+        .filter(|n| !["balance", "roles", "faults", "anycast"].contains(&n.as_str()))
     {
         match Scenario::parse(n) {
             Some(s) => scenarios.push(s),
             None => {
                 eprintln!(
-                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal, balance, roles, faults)"
+                    "holdfast lab: unknown scenario '{n}' (graceful-stop, kill-9, node-crash, proxy-dies, partition-heal, balance, roles, faults, anycast)"
                 );
                 return ExitCode::from(2);
             }
         }
     }
-    if scenarios.is_empty() && !balance && !roles && !faults {
+    if scenarios.is_empty() && !balance && !roles && !faults && !anycast {
         scenarios = Scenario::ALL.to_vec();
     }
     if let Err(e) = services::install_packages() {
@@ -183,6 +219,17 @@ pub(crate) fn lab(args: LabArgs) -> ExitCode {
         own_proxy: true,
     };
     let mut all_ok = true;
+    if anycast {
+        if let Err(e) = services::install(&["frr", "socat", "keepalived", "nftables"]) {
+            eprintln!("holdfast lab: {e}");
+            return ExitCode::from(1);
+        }
+        all_ok &= lab_anycast(&holdfast_lab::anycast::Options {
+            bin: bin.clone(),
+            advert,
+            duration: std::time::Duration::from_secs(duration_s),
+        });
+    }
     if roles {
         all_ok &= lab_roles(&db_opts);
     }

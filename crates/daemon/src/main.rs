@@ -88,6 +88,21 @@ enum Command {
     /// Print the configuration reference (every keyword keepalived 2.2.7 knows and holdfast's
     /// own, with what holdfast does with each), as the manual's reference page.
     Reference,
+    /// (internal) The anycast lab's client (long connections and new ones), run inside the
+    /// client namespace.
+    #[command(hide = true)]
+    LabFlows {
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        #[arg(long, default_value_t = 48)]
+        long: usize,
+        #[arg(long, default_value_t = 100)]
+        period_ms: u64,
+        #[arg(long, default_value_t = 20)]
+        every_ms: u64,
+        #[arg(long, default_value_t = 12)]
+        duration_s: u64,
+    },
     /// (internal) The lab's client write loop, run inside the client namespace.
     #[command(hide = true)]
     LabClient {
@@ -365,6 +380,33 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::LabFlows {
+            target,
+            long,
+            period_ms,
+            every_ms,
+            duration_s,
+        } => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("lab-flows: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let ms = std::time::Duration::from_millis;
+            rt.block_on(holdfast_lab::flows::run(
+                target,
+                long,
+                ms(period_ms),
+                ms(every_ms),
+                std::time::Duration::from_secs(duration_s),
+            ));
+            ExitCode::SUCCESS
         }
         Command::LabClient {
             host,

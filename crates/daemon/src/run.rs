@@ -388,6 +388,7 @@ pub async fn run(plan: crate::plan::Plan, opts: RunOptions) -> anyhow::Result<()
         crate::announce::Announcer::start(
             plan.announces.clone(),
             services.clone(),
+            planes.clone(),
             guardian.clone(),
             log,
         )

@@ -496,6 +496,62 @@ fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
 }
 
 #[test]
+fn direct_return_leaves_alone_a_frame_addressed_to_another_host() {
+    // A switch floods a frame whose destination MAC it has not learnt (or no longer knows:
+    // another director's, whose port went down) to every port. Only the host it is
+    // addressed to may forward it; on a segment of several directors, each would otherwise
+    // send its own copy on to a real server.
+    let lab = DrLab::new();
+    let (a, b) = dr_servers(&lab);
+    let plane = lab.within("d", move || {
+        let mut p = NftPlane::open("holdfast_test").unwrap();
+        p.apply(&vec![dr_spec(Kind::Rr, &[(a, 1), (b, 1)])])
+            .unwrap();
+        p
+    });
+    let neigh = |mac: &str| {
+        let st = Command::new("ip")
+            .args(["-n", &format!("{}-c", lab.0), "neigh", "replace"])
+            .args([
+                "192.168.1.10",
+                "lladdr",
+                mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    // Addressed to a MAC no port has: flooded, and the director must not take it.
+    neigh("02:00:00:00:00:99");
+    let flooded = lab.within("c", || {
+        TcpStream::connect_timeout(
+            &"192.168.1.10:3306".parse().unwrap(),
+            Duration::from_secs(1),
+        )
+    });
+    assert!(flooded.is_err(), "a flooded frame was forwarded");
+    // Addressed to the director: forwarded.
+    let out = Command::new("ip")
+        .args(["-n", &format!("{}-d", lab.0), "-o", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "link/ether").unwrap();
+    neigh(words[at + 1]);
+    let (tag, _) = lab.within("c", || hello("192.168.1.10:3306"));
+    assert!(["a", "b"].contains(&tag.as_str()), "{tag}");
+    lab.within("d", move || {
+        let mut p = plane;
+        p.release().unwrap();
+    });
+}
+
+#[test]
 fn direct_return_with_persistence_keeps_a_client_on_its_server_until_it_leaves() {
     let lab = DrLab::new();
     let (a, b) = dr_servers(&lab);

@@ -223,7 +223,8 @@ impl Lab {
         self.track(child, &format!("holdfast@n{n}"))
     }
 
-    /// Starts FRR's zebra and bgpd (Debian's `frr`) on node `n` with `conf` (frr.conf syntax).
+    /// Starts FRR's zebra, bfdd and bgpd (Debian's `frr`) on node `n` with `conf` (frr.conf
+    /// syntax).
     /// Their sockets and pid files are in a directory of this lab's, owned by the `frr` user
     /// they run as, so that no two labs' daemons meet; [`Frr::vtysh`] talks to them there.
     /// They stop with the lab (every process in its namespaces is killed).
@@ -245,10 +246,11 @@ impl Lab {
         let d = dir.display().to_string();
         let (zserv, conf_s) = (format!("{d}/zserv.api"), conf_path.display().to_string());
         let mut procs = Vec::new();
-        for daemon in ["zebra", "bgpd"] {
+        let bfdctl = format!("{d}/bfdd.sock");
+        for daemon in ["zebra", "bfdd", "bgpd"] {
             let pid = format!("{d}/{daemon}.pid");
             let bin = format!("/usr/lib/frr/{daemon}");
-            let args = [
+            let mut args = vec![
                 bin.as_str(),
                 "-z",
                 &zserv,
@@ -259,6 +261,9 @@ impl Lab {
                 "-f",
                 &conf_s,
             ];
+            if daemon == "bfdd" {
+                args.extend(["--bfdctl", bfdctl.as_str()]);
+            }
             procs.push(self.spawn(n, &format!("{daemon}@n{n}"), &args));
             // bgpd reaches zebra through its socket: started once zebra listens.
             let vty = dir.join(format!("{daemon}.vty"));
@@ -492,7 +497,7 @@ pub fn is_root() -> bool {
 /// FRR's daemons on one node of a lab.
 pub struct Frr {
     dir: PathBuf,
-    /// zebra and bgpd (their output is read while they run).
+    /// zebra, bfdd and bgpd (their output is read while they run).
     pub procs: Vec<Proc>,
 }
 

@@ -16,9 +16,15 @@ pub const PACKAGES: &[&str] = &[
     "iproute2",
 ];
 
-/// Installs the missing Debian packages without starting their services.
+/// Installs the missing Debian packages the failover lab needs without starting their
+/// services.
 pub fn install_packages() -> Result<(), String> {
-    let missing: Vec<&str> = PACKAGES
+    install(PACKAGES)
+}
+
+/// Installs those of `packages` that are missing, without starting their services.
+pub fn install(packages: &[&str]) -> Result<(), String> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {

@@ -186,6 +186,12 @@ impl Planes {
         }
     }
 
+    /// Waits until the data planes hold every table handed to them so far (the proxy and
+    /// IPVS apply as they are handed one; nftables on its thread).
+    pub async fn applied(&self) {
+        self.nft.applied().await;
+    }
+
     /// Starts the sync daemons `lvs_sync_daemon` asks for at start: both roles when it names
     /// no VRRP instance (a named instance's state changes choose the role later).
     pub fn start_sync(&self, log: Logger) {
@@ -395,10 +401,14 @@ pub(crate) struct NftWorker {
     pub(crate) timeouts: holdfast_dataplane::Timeouts,
     /// `nft_flowtable`.
     pub(crate) flowtable: bool,
+    /// The number of the newest table applied (tables are numbered as handed over).
+    pub(crate) done: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
 pub(crate) struct NftSlot {
+    /// How many tables were handed over.
+    pub(crate) handed: u64,
     /// The newest table not yet applied, and the logger its errors go to.
     pub(crate) pending: Option<(Vec<ServiceSpec>, Logger)>,
     /// The thread was started.
@@ -423,7 +433,18 @@ impl NftWorker {
             table,
             timeouts,
             flowtable,
+            done: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Waits until every table handed over so far has been applied (at once when none was).
+    pub(crate) async fn applied(&self) {
+        let target = match self.slot.lock() {
+            Ok(g) => g.handed,
+            Err(_) => return,
+        };
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|n| *n >= target).await;
     }
 
     /// Hands the thread the wanted table, starting the thread the first time (in the calling
@@ -436,6 +457,7 @@ impl NftWorker {
             return;
         }
         g.pending = Some((table, log));
+        g.handed += 1;
         if !g.started {
             let me = self.clone();
             match std::thread::Builder::new()
@@ -447,10 +469,12 @@ impl NftWorker {
                     // No thread: apply here rather than never.
                     log.check(&format!("nftables: cannot start its thread: {e}"));
                     let pending = g.pending.take();
+                    let number = g.handed;
                     drop(g);
                     if let Some((t, log)) = pending {
                         self.apply(t, log);
                     }
+                    self.done.send_replace(number);
                     return;
                 }
             }
@@ -460,14 +484,14 @@ impl NftWorker {
 
     pub(crate) fn run(self: Arc<Self>) {
         loop {
-            let (table, log) = {
+            let (table, log, number) = {
                 let Ok(mut g) = self.slot.lock() else {
                     return;
                 };
                 loop {
-                    if let Some(p) = g.pending.take() {
+                    if let Some((t, l)) = g.pending.take() {
                         g.busy = true;
-                        break p;
+                        break (t, l, g.handed);
                     }
                     if g.stop {
                         return;
@@ -482,6 +506,7 @@ impl NftWorker {
             if let Ok(mut g) = self.slot.lock() {
                 g.busy = false;
             }
+            self.done.send_replace(number);
             self.changed.notify_all();
         }
     }

@@ -18,7 +18,8 @@
 //! scheduled afresh. The timeout runs from a client's last new connection.
 //!
 //! Direct return (LVS's DR) uses a second table, `netdev` of the same name, with an ingress
-//! chain on every interface but loopback: per destination, a timed set of the connections it
+//! chain on every interface but loopback (frames addressed to this host only: a flooded one
+//! is another host's business): per destination, a timed set of the connections it
 //! serves (client address and port) and a chain that records the connection and forwards the
 //! packet unchanged to the destination's MAC address (`fwd ip to … device …`). Known
 //! connections go back to their destination (a weight-0 one keeps them); new ones are
@@ -432,6 +433,31 @@ impl NftPlane {
         }
     }
 
+    /// The first rule of device `dev`'s ingress chain: a frame not addressed to this host
+    /// (flooded by a switch that has not learnt, or no longer knows, where its MAC address
+    /// is — another director's, say) goes on untouched. IPVS sees only what the IP layer
+    /// accepts; without it every director on the segment would forward a flooded frame.
+    fn only_for_this_host(&self, dev: &str) -> Rule<'static> {
+        use nftables::expr::{Meta, MetaKey, NamedExpression};
+        use nftables::stmt::{Match, Operator};
+        Rule {
+            family: NfFamily::NetDev,
+            table: s(&self.table),
+            chain: s(&format!("in_{dev}")),
+            expr: Cow::Owned(vec![
+                Statement::Match(Match {
+                    left: Expression::Named(NamedExpression::Meta(Meta {
+                        key: MetaKey::Pkttype,
+                    })),
+                    right: Expression::String(s("host")),
+                    op: Operator::NEQ,
+                }),
+                Statement::Accept(None),
+            ]),
+            ..Rule::default()
+        }
+    }
+
     /// The ingress chain of device `dev` in the `netdev` table.
     fn ingress_chain(&self, dev: &str) -> Chain<'static> {
         Chain {
@@ -547,6 +573,7 @@ impl NftPlane {
         for dev in &ingress {
             b.add(NfListObject::Chain(self.ingress_chain(dev)));
             b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.ingress_chain(dev))));
+            b.add(NfListObject::Rule(self.only_for_this_host(dev)));
             objects.insert(format!("in_{dev}"));
         }
         for spec in wanted {
