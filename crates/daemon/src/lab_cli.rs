@@ -58,7 +58,9 @@ fn lab_balance(opts: &holdfast_lab::lab::Options) -> bool {
 /// `holdfast lab anycast`: every failure with three directors announcing the VIP, and the
 /// VRRP baseline with the same failures (but a director joining); prints the report. Whether
 /// every run showed what it must ([`holdfast_lab::anycast::Outcome::verdict`]).
-fn lab_anycast(opts: &holdfast_lab::anycast::Options) -> bool {
+fn lab_anycast(
+    opts: &holdfast_lab::anycast::Options,
+) -> (bool, serde_json::Map<String, serde_json::Value>) {
     use holdfast_lab::anycast::{Fault, Mode, report, run};
     let mut outcomes = Vec::new();
     let mut ok = true;
@@ -87,7 +89,7 @@ fn lab_anycast(opts: &holdfast_lab::anycast::Options) -> bool {
         }
     }
     print!("{}", report(&outcomes));
-    ok
+    (ok, holdfast_lab::anycast::figures(&outcomes))
 }
 
 /// `holdfast lab`'s arguments.
@@ -98,7 +100,9 @@ pub(crate) struct LabArgs {
     /// front of two MariaDB servers, one killed and restarted); `roles` the database-roles
     /// one (primary + replica, writer/reader ports, lag, promotion by hand); `faults` the
     /// fault-injection run (SIGSTOP, kill -9 mid-transition, cable flaps, disk full, hanging
-    /// notify scripts; VRRPv3 at 0.1 s whatever --fast says).
+    /// notify scripts; VRRPv3 at 0.1 s whatever --fast says); `anycast` three directors
+    /// announcing the VIP through BGP (FRR) against a VRRP pair: a director killed, its cable
+    /// cut, a director added, a real server failing.
     scenarios: Vec<String>,
     /// Run Debian's keepalived 2.2.7 on lb2 (the node that takes over) instead of holdfast.
     #[arg(long, value_parser = ["keepalived"])]
@@ -134,6 +138,26 @@ pub(crate) struct LabArgs {
     /// kills holdfast itself. keepalived nodes keep HAProxy.
     #[arg(long, value_parser = ["proxy"], conflicts_with = "peer")]
     dataplane: Option<String>,
+}
+
+/// Writes `recorded` to `file` as one JSON object of figures (marked short under
+/// `scripts/bench --short`, whose figures are never quoted); whether it could.
+fn write_figures(
+    file: &std::path::Path,
+    mut recorded: serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    if std::env::var_os("HOLDFAST_BENCH_SHORT").is_some() {
+        recorded.insert("short".into(), true.into());
+    }
+    let text =
+        serde_json::to_string_pretty(&serde_json::Value::Object(recorded)).unwrap_or_default();
+    match std::fs::write(file, text + "\n") {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("holdfast lab: cannot write {}: {e}", file.display());
+            false
+        }
+    }
 }
 
 /// `--advert-int`: VRRP's range (0.01 s, VRRPv3's centisecond, to 255 s), whole seconds at and
@@ -219,16 +243,19 @@ pub(crate) fn lab(args: LabArgs) -> ExitCode {
         own_proxy: true,
     };
     let mut all_ok = true;
+    let mut anycast_figures = None;
     if anycast {
         if let Err(e) = services::install(&["frr", "socat", "keepalived", "nftables"]) {
             eprintln!("holdfast lab: {e}");
             return ExitCode::from(1);
         }
-        all_ok &= lab_anycast(&holdfast_lab::anycast::Options {
+        let (ok, figs) = lab_anycast(&holdfast_lab::anycast::Options {
             bin: bin.clone(),
             advert,
             duration: std::time::Duration::from_secs(duration_s),
         });
+        all_ok &= ok;
+        anycast_figures = Some(figs);
     }
     if roles {
         all_ok &= lab_roles(&db_opts);
@@ -243,6 +270,11 @@ pub(crate) fn lab(args: LabArgs) -> ExitCode {
         });
     }
     if scenarios.is_empty() {
+        if let (Some(file), Some(figs)) = (&figures, anycast_figures)
+            && !write_figures(file, figs)
+        {
+            return ExitCode::from(1);
+        }
         return if all_ok {
             ExitCode::SUCCESS
         } else {
@@ -373,17 +405,10 @@ pub(crate) fn lab(args: LabArgs) -> ExitCode {
             }
         }
     }
-    if let Some(file) = figures {
-        if std::env::var_os("HOLDFAST_BENCH_SHORT").is_some() {
-            // scripts/bench --short: figures that show the run works, not ones to quote.
-            recorded.insert("short".into(), true.into());
-        }
-        let text =
-            serde_json::to_string_pretty(&serde_json::Value::Object(recorded)).unwrap_or_default();
-        if let Err(e) = std::fs::write(&file, text + "\n") {
-            eprintln!("holdfast lab: cannot write {}: {e}", file.display());
-            return ExitCode::from(1);
-        }
+    if let Some(file) = figures
+        && !write_figures(&file, recorded)
+    {
+        return ExitCode::from(1);
     }
     if all_ok {
         ExitCode::SUCCESS

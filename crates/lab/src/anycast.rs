@@ -619,6 +619,52 @@ fn measure(
     }
 }
 
+impl Fault {
+    /// Its short name in figure keys.
+    pub fn key(self) -> &'static str {
+        match self {
+            Fault::Killed => "killed",
+            Fault::Cable => "cable",
+            Fault::Added => "added",
+            Fault::Backend => "backend",
+        }
+    }
+}
+
+impl Mode {
+    /// Its short name in figure keys.
+    pub fn key(self) -> &'static str {
+        match self {
+            Mode::Anycast => "anycast",
+            Mode::Vrrp => "vrrp",
+        }
+    }
+}
+
+/// Every run's measures as figures (`MODE_FAULT_MEASURE`), the form the documentation quotes.
+pub fn figures(outcomes: &[Outcome]) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for o in outcomes {
+        let mut put = |measure: &str, v: serde_json::Value| {
+            m.insert(format!("{}_{}_{measure}", o.mode.key(), o.fault.key()), v);
+        };
+        if let Some(r) = o.router {
+            put("router_ms", (r.as_millis() as u64).into());
+        }
+        put("outage_ms", (o.outage.as_millis() as u64).into());
+        put("new", o.new.0.into());
+        put("new_failed", o.new.1.into());
+        put("long", o.long.into());
+        put("survived", o.survived.into());
+        put("broken", o.broken.into());
+        put("broken_with_rs", o.broken_with_backend.into());
+        put("moved", o.moved.into());
+        put("switched", o.switched.into());
+        put("stall_ms", (o.stall.as_millis() as u64).into());
+    }
+    m
+}
+
 /// The human report: one row per run.
 pub fn report(outcomes: &[Outcome]) -> String {
     let mut s = String::from(
