@@ -523,3 +523,127 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
     let log = d.stop();
     assert!(!ipvsadm().contains("10.9.1.1"), "{log}");
 }
+
+/// A real server answering each line with its name after a greeting, in namespace `ns`.
+fn namer(ns: &str) -> Child {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nc", "-ll", "-p", "3306", "-e", "sh", "-c",
+        ])
+        .arg(format!(
+            "echo hello from {ns}; while read l; do echo {ns}; done"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs the kernel's IPVS: run by scripts/ipvs-vm/test"]
+fn a_connection_moved_to_another_ipvs_director_keeps_its_real_server() {
+    // Two directors, each its own IPVS table (director A here, B in a namespace of its own),
+    // both running holdfast with the same announced virtual server (DR, mh). The client's
+    // route to the VIP moves from A to B in the middle of a connection, as equal-cost routing
+    // moves a flow when a director joins or leaves: B has no state for it, and must send it
+    // to the same real server (IPVS schedules from a packet other than the first only with
+    // sloppy_tcp, which holdfast sets for an announced IPVS service).
+    use std::io::{BufRead, BufReader, Write};
+    let vip = "192.168.1.10";
+    topology(
+        "192.168.1.1/24",
+        vip,
+        &[("s201", "192.168.1.201"), ("s202", "192.168.1.202")],
+        ("cdr", "192.168.1.9", true),
+    );
+    sh(&format!(
+        "ip netns add dirb
+         ip link add vdirb type veth peer name eth0 netns dirb
+         ip link set vdirb master br0 up
+         ip -n dirb addr add 192.168.1.2/24 dev eth0 && ip -n dirb link set eth0 up
+         ip -n dirb link set lo up && ip -n dirb addr add {vip}/32 dev lo"
+    ));
+    let mut servers = [namer("s201"), namer("s202")];
+    let conf = Path::new("/tmp/anycast.conf");
+    std::fs::write(
+        conf,
+        format!(
+            "virtual_server {vip} 3306 {{\n    delay_loop 2\n    lb_algo mh\n    mh-port\n    lb_kind DR\n    protocol TCP\n    real_server 192.168.1.201 3306 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n    real_server 192.168.1.202 3306 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n}}\nbgp_announce db {{\n    prefix {vip}\n    table 100\n    track_virtual_server {vip} 3306\n}}\n"
+        ),
+    )
+    .unwrap();
+    let a = Daemon::start_in(None, conf, "anycast-a", &["-C"]);
+    let b = Daemon::start_in(
+        Some("dirb"),
+        conf,
+        "anycast-b",
+        &["-C", "-p", "/tmp/anycast-b.pid"],
+    );
+    for (d, ns) in [(&a, ""), (&b, "ip netns exec dirb ")] {
+        d.wait_log(
+            20,
+            "bgp_announce db: announcing 192.168.1.10/32 in table 100",
+        );
+        let sloppy = sh(&format!("{ns}cat /proc/sys/net/ipv4/vs/sloppy_tcp"));
+        assert_eq!(sloppy.trim(), "1", "{}", d.log());
+        let table = sh(&format!("{ns}ip route show table 100"));
+        assert!(
+            table.contains("192.168.1.10 dev lo proto keepalived"),
+            "{table}"
+        );
+    }
+    // A connection through A.
+    let path = "/run/netns/cdr";
+    let client = std::thread::spawn(move || {
+        let ns = std::fs::File::open(path).unwrap();
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let s = std::net::TcpStream::connect_timeout(
+            &"192.168.1.10:3306".parse().unwrap(),
+            Duration::from_secs(3),
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    });
+    let stream = client.join().unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let first = line.trim().trim_start_matches("hello from ").to_string();
+    assert!(first == "s201" || first == "s202", "{line}");
+    let mut ask = |r: &mut BufReader<std::net::TcpStream>| -> std::io::Result<String> {
+        w.write_all(b"who\n")?;
+        let mut l = String::new();
+        if r.read_line(&mut l)? == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        Ok(l.trim().to_string())
+    };
+    assert_eq!(ask(&mut r).unwrap(), first);
+    assert!(sh("ipvsadm -Lnc").contains("192.168.1.9"), "A carries it");
+    // The flow moves to B, which has never seen it.
+    sh("ip -n cdr route replace 192.168.1.10/32 via 192.168.1.2");
+    let moved = ask(&mut r);
+    let on_b = sh("ip netns exec dirb ipvsadm -Lnc");
+    assert_eq!(
+        moved.as_deref().ok(),
+        Some(first.as_str()),
+        "after the move: {moved:?}\nB's connections:\n{on_b}\nB:\n{}",
+        b.log()
+    );
+    assert!(on_b.contains("192.168.1.9"), "B carries it now:\n{on_b}");
+    drop(r);
+    drop(w);
+    b.stop();
+    a.stop();
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    // The servers' per-connection shells too: a namespace lives while a process is in it.
+    sh(
+        "for n in s201 s202 cdr dirb; do for p in $(ip netns pids $n); do kill -9 $p; done; done; ip netns del dirb; true",
+    );
+    teardown(vip);
+}
