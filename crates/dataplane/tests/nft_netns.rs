@@ -496,6 +496,31 @@ fn direct_return_forwards_to_the_real_servers_and_keeps_connections() {
 }
 
 #[test]
+fn a_direct_return_service_whose_last_server_leaves_is_applied_and_comes_back() {
+    let lab = DrLab::new();
+    let (a, _) = dr_servers(&lab);
+    // Its last server gone (no live server: the service's rules, chains and sets go), then
+    // back: each table applies, and connections reach the server again.
+    let (plane, applied) = lab.within("d", move || {
+        let mut p = NftPlane::open("holdfast_test").unwrap();
+        p.apply(&vec![dr_spec(Kind::Mh, &[(a, 1)])]).unwrap();
+        let gone = p.apply(&vec![dr_spec(Kind::Mh, &[])]);
+        let back = p.apply(&vec![dr_spec(Kind::Mh, &[(a, 1)])]);
+        let applied = (
+            gone.map_err(|e| format!("{e:?}")),
+            back.map_err(|e| format!("{e:?}")),
+        );
+        (p, applied)
+    });
+    assert_eq!(applied, (Ok(()), Ok(())));
+    assert_eq!(lab.within("c", || hello("192.168.1.10:3306").0), "a");
+    lab.within("d", move || {
+        let mut p = plane;
+        p.release().unwrap();
+    });
+}
+
+#[test]
 fn direct_return_leaves_alone_a_frame_addressed_to_another_host() {
     // A switch floods a frame whose destination MAC it has not learnt (or no longer knows:
     // another director's, whose port went down) to every port. Only the host it is

@@ -634,15 +634,25 @@ impl NftPlane {
             }
         }
         // What is no longer wanted goes, after the rules that used it were flushed above:
-        // chains first (a set cannot go while a rule uses it), then sets.
-        for gone in self.objects.difference(&objects) {
-            if let Some(dev) = gone.strip_prefix("in_") {
-                b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.ingress_chain(dev))));
-                b.delete(NfListObject::Chain(self.ingress_chain(dev)));
-            } else if ["c_", "d_", "r_"].iter().any(|p| gone.starts_with(p)) {
-                b.add_cmd(NfCmd::Flush(FlushObject::Chain(self.regular_chain(gone))));
-                b.delete(NfListObject::Chain(self.regular_chain(gone)));
-            }
+        // every chain that goes is emptied before any is deleted (a chain cannot go while a
+        // rule jumps to it: an ingress chain's rules jump to `d_` chains, `r_` chains to `d_`
+        // chains), then the chains, then the sets (nor can a set while a rule uses it).
+        let gone_chains: Vec<Chain<'static>> = self
+            .objects
+            .difference(&objects)
+            .filter_map(|gone| match gone.strip_prefix("in_") {
+                Some(dev) => Some(self.ingress_chain(dev)),
+                None => ["c_", "d_", "r_"]
+                    .iter()
+                    .any(|p| gone.starts_with(p))
+                    .then(|| self.regular_chain(gone)),
+            })
+            .collect();
+        for c in &gone_chains {
+            b.add_cmd(NfCmd::Flush(FlushObject::Chain(c.clone())));
+        }
+        for c in gone_chains {
+            b.delete(NfListObject::Chain(c));
         }
         for gone in self.objects.difference(&objects) {
             if ["p_", "k_", "f_", "q_"].iter().any(|p| gone.starts_with(p)) {
