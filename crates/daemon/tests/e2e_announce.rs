@@ -196,13 +196,81 @@ fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_servi
         Some("65001:100 65001:200"),
         "{path}"
     );
+    // zebra installs the route in the router's kernel after BGP has it.
     assert!(
-        lab.output(3, &["ip", "route", "show", "192.0.2.10"])
-            .contains("via 10.77.0.1"),
+        settles(|| lab
+            .output(3, &["ip", "route", "show", "192.0.2.10"])
+            .contains("via 10.77.0.1")),
         "the router's kernel has no route through the director"
     );
 
     // The tracked file says 1: the router loses the prefix.
+    d.mark();
+    std::fs::write(&flag, "1\n").unwrap();
+    d.wait_for("(track_file flag is down)", 5 * SEC);
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while router_sees(&r_frr).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router kept 192.0.2.10/32 after the withdrawal"
+        );
+        std::thread::sleep(SEC / 10);
+    }
+}
+
+/// The manual's BIRD configuration (the active-active page), its neighbour made the router.
+fn manual_bird_config() -> String {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/manual/src/anycast.md"
+    ))
+    .unwrap();
+    let start = page
+        .find("```text\nprotocol device {")
+        .expect("the manual's BIRD block");
+    let block = &page[start + "```text\n".len()..];
+    let end = block.find("```").unwrap();
+    block[..end].replace("neighbor 10.0.0.1 as 65000", "neighbor 10.77.0.3 as 65000")
+}
+
+#[test]
+fn bird_configured_as_the_manual_says_announces_the_table_and_withdraws_it() {
+    if !netns::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_holdfast");
+    let mut lab = Lab::new(3).with_bin(bin.into());
+    let flag = lab.file("flag", "0\n");
+    let conf = config(&flag);
+    let bird = manual_bird_config();
+    assert!(bird.contains("neighbor 10.77.0.3 as 65000"), "{bird}");
+    let router = "frr defaults datacenter\nrouter bgp 65000\n bgp router-id 10.77.0.3\n neighbor 10.77.0.1 remote-as 65001\nexit\n";
+    let b = lab.bird(1, &bird);
+    let r_frr = lab.frr(3, router);
+    let _backend = listener(&mut lab);
+    let mut d = lab.holdfast(1, &conf);
+    d.wait_for("bgp_announce web: announcing 192.0.2.10/32", 10 * SEC);
+    let deadline = std::time::Instant::now() + 30 * SEC;
+    let path = loop {
+        if let Some(p) = router_sees(&r_frr) {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router never learnt 192.0.2.10/32:\n{}\nBIRD:\n{}\n{}",
+            r_frr.vtysh("show ip bgp summary"),
+            b.birdc("show protocols all"),
+            b.birdc("show route")
+        );
+        std::thread::sleep(SEC / 10);
+    };
+    assert_eq!(path["metric"], 50, "{path}");
+    assert_eq!(
+        path["community"]["string"].as_str(),
+        Some("65001:100"),
+        "{path}"
+    );
     d.mark();
     std::fs::write(&flag, "1\n").unwrap();
     d.wait_for("(track_file flag is down)", 5 * SEC);

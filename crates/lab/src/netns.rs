@@ -276,6 +276,30 @@ impl Lab {
         Frr { dir, procs }
     }
 
+    /// Starts BIRD (Debian's `bird2`) on node `n` with `conf`, in the foreground, its control
+    /// socket in this lab's directory; it stops with the lab.
+    pub fn bird(&mut self, n: usize, conf: &str) -> Bird {
+        let conf_path = self.file(&format!("bird-n{n}.conf"), conf);
+        let ctl = self.dir.join(format!("bird-n{n}.ctl"));
+        let pid = self.dir.join(format!("bird-n{n}.pid"));
+        let (c, s, p) = (
+            conf_path.display().to_string(),
+            ctl.display().to_string(),
+            pid.display().to_string(),
+        );
+        let proc = self.spawn(
+            n,
+            &format!("bird@n{n}"),
+            &["bird", "-f", "-c", &c, "-s", &s, "-P", &p],
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ctl.exists() {
+            assert!(Instant::now() < deadline, "bird did not start on n{n}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Bird { ctl, proc }
+    }
+
     /// Starts Debian's keepalived on node `n` (VRRP only) with this configuration.
     pub fn keepalived(&mut self, n: usize, conf: &str) -> Proc {
         let path = self.file(&format!("n{n}-ka.conf"), conf);
@@ -492,6 +516,26 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// BIRD on one node of a lab.
+pub struct Bird {
+    ctl: PathBuf,
+    /// The daemon (its output is read while it runs).
+    pub proc: Proc,
+}
+
+impl Bird {
+    /// `birdc CMD` against this daemon: what it printed.
+    pub fn birdc(&self, cmd: &str) -> String {
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&self.ctl)
+            .args(cmd.split_whitespace())
+            .output()
+            .unwrap_or_else(|e| panic!("birdc: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 /// FRR's daemons on one node of a lab.
