@@ -68,3 +68,24 @@ fn a_failed_real_server_loses_its_own_connections_only() {
     );
     assert_eq!(o.survived + o.broken_with_backend, o.long, "{r}");
 }
+
+#[test]
+fn on_the_proxy_plane_a_killed_directors_connections_are_counted_apart() {
+    if !netns::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let o = run(&opts(), Mode::AnycastProxy, Fault::Killed).unwrap_or_else(|e| panic!("{e}"));
+    let r = report(std::slice::from_ref(&o));
+    o.verdict().unwrap_or_else(|e| panic!("{e}\n{r}"));
+    // The killed director's proxy held about a third of them: reported apart from those
+    // reset because equal-cost routing moved them between the remaining directors (the
+    // proxy cannot keep a moved connection; the kernel planes can).
+    assert!(o.broken_with_director > 0, "{r}");
+    assert_eq!(
+        o.survived + o.broken + o.broken_with_director,
+        o.long,
+        "{r}"
+    );
+    assert_eq!(o.moved, 0, "a moved connection survived on the proxy\n{r}");
+}

@@ -10,7 +10,9 @@
 //! real server failing. The report gives, per scenario: how long until the router's route
 //! changed, new connections failed and for how long, the long connections that survived or
 //! broke (those of a failed real server apart), and those that equal-cost routing moved to
-//! another director, which must keep their real server. The baseline is a VRRP pair
+//! another director, which must keep their real server. The same failures run again with the
+//! directors on the proxy plane, whose connections die with the director holding them or
+//! when moved (reported apart). The baseline is a VRRP pair
 //! (keepalived 2.2.7 for VRRP, holdfast's same nftables plane for the service) with the same
 //! failures, the router reaching the VIP through the VRRP address.
 
@@ -76,6 +78,9 @@ impl Fault {
 pub enum Mode {
     /// Every director announces it through BGP; the router spreads flows over them.
     Anycast,
+    /// The same, the directors on holdfast's proxy plane: each connection is held by the
+    /// proxy process of the director that accepted it.
+    AnycastProxy,
     /// One VRRP MASTER at a time (keepalived), the router's route through the VRRP address.
     Vrrp,
 }
@@ -85,6 +90,7 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Anycast => "anycast (BGP)",
+            Mode::AnycastProxy => "anycast, proxy",
             Mode::Vrrp => "VRRP pair",
         }
     }
@@ -108,6 +114,9 @@ pub struct Outcome {
     pub broken: usize,
     /// The ones that broke with their real server (the failed one).
     pub broken_with_backend: usize,
+    /// The ones that broke with the director that held them (its proxy process killed, or
+    /// cut off): not ones the remaining directors could serve.
+    pub broken_with_director: usize,
     /// Answers from another real server than the first (must be zero).
     pub switched: usize,
     /// Survivors that equal-cost routing moved to another director.
@@ -127,7 +136,8 @@ impl Outcome {
     /// a connection's first; with several directors, no connection broken while its real
     /// server lived when a director was lost or added, and new connections failing no longer
     /// than the router took to change its route (plus a client period and one connection's
-    /// time limit).
+    /// time limit). On the proxy plane connections moved between directors are reset: only
+    /// the failed-connection time is held to.
     pub fn verdict(&self) -> Result<(), String> {
         let mut wrong = Vec::new();
         if self.switched > 0 {
@@ -136,22 +146,20 @@ impl Outcome {
                 self.switched
             ));
         }
-        if self.mode == Mode::Anycast {
-            if self.fault != Fault::Backend && self.broken > 0 {
+        if self.mode == Mode::Anycast && self.fault != Fault::Backend && self.broken > 0 {
+            wrong.push(format!(
+                "{} established connections broke while their real server lived",
+                self.broken
+            ));
+        }
+        if self.mode != Mode::Vrrp && matches!(self.fault, Fault::Killed | Fault::Cable) {
+            let allowed = self.router.unwrap_or_default() + EVERY + crate::flows::NEW_LIMIT;
+            if self.outage > allowed {
                 wrong.push(format!(
-                    "{} established connections broke while their real server lived",
-                    self.broken
+                    "new connections failed for {} ms, more than the router's {} ms",
+                    self.outage.as_millis(),
+                    self.router.unwrap_or_default().as_millis()
                 ));
-            }
-            if matches!(self.fault, Fault::Killed | Fault::Cable) {
-                let allowed = self.router.unwrap_or_default() + EVERY + crate::flows::NEW_LIMIT;
-                if self.outage > allowed {
-                    wrong.push(format!(
-                        "new connections failed for {} ms, more than the router's {} ms",
-                        self.outage.as_millis(),
-                        self.router.unwrap_or_default().as_millis()
-                    ));
-                }
             }
         }
         if wrong.is_empty() {
@@ -253,12 +261,16 @@ fn serve(lab: &mut Lab, name: &str) -> Proc {
 }
 
 /// holdfast's configuration on a director: the service by direct return with Maglev hashing
-/// of the client's address and port (one client's connections spread over the servers),
-/// announced while it has a live real server (`announce`), or not announced (the VRRP
-/// baseline, where keepalived holds the address).
-fn holdfast_conf(announce: bool) -> String {
+/// of the client's address and port (one client's connections spread over the servers) on
+/// nftables, or on the proxy; announced while it has a live real server, or not announced
+/// (the VRRP baseline, where keepalived holds the address).
+fn holdfast_conf(mode: Mode) -> String {
+    let (plane, method) = match mode {
+        Mode::AnycastProxy => ("proxy", "NAT"),
+        Mode::Anycast | Mode::Vrrp => ("nft", "DR"),
+    };
     let mut s = format!(
-        "global_defs {{\n    dataplane nft\n    nft_table hf_any\n}}\nvirtual_server {VIP} {PORT} {{\n    delay_loop 1\n    lb_algo mh\n    mh-port\n    lb_kind DR\n    protocol TCP\n"
+        "global_defs {{\n    dataplane {plane}\n    nft_table hf_any\n}}\nvirtual_server {VIP} {PORT} {{\n    delay_loop 1\n    lb_algo mh\n    mh-port\n    lb_kind {method}\n    protocol TCP\n"
     );
     for (_, host) in BACKENDS {
         let _ = write!(
@@ -268,7 +280,7 @@ fn holdfast_conf(announce: bool) -> String {
         );
     }
     s.push_str("}\n");
-    if announce {
+    if mode != Mode::Vrrp {
         let _ = write!(
             s,
             "bgp_announce vip {{\n    prefix {VIP}\n    table 100\n    track_virtual_server {VIP} {PORT}\n    community 65000:10\n}}\n"
@@ -339,9 +351,30 @@ fn vrrp_mac(lab: &Lab) -> String {
         .to_string()
 }
 
-/// The connections director `d` forwards, by the client's port, with the real server it
-/// sends each to (its nftables direct-return sets).
-fn director_flows(lab: &Lab, d: usize) -> BTreeMap<u16, String> {
+/// The connections director `d` carries, by the client's port, with the real server each
+/// goes to: its nftables direct-return sets, or its proxy's sockets.
+fn director_flows(lab: &Lab, d: usize, mode: Mode) -> BTreeMap<u16, String> {
+    if mode == Mode::AnycastProxy {
+        // `ss`: the accepted sockets on the VIP's port, by the client's port.
+        let text = lab.output(
+            d,
+            &[
+                "ss",
+                "-Htn",
+                "state",
+                "established",
+                &format!("( sport = :{PORT} )"),
+            ],
+        );
+        return text
+            .lines()
+            .filter_map(|l| {
+                let peer = l.split_whitespace().last()?;
+                let (ip, port) = peer.rsplit_once(':')?;
+                (ip == CLIENT).then_some((port.parse().ok()?, "proxy".to_string()))
+            })
+            .collect();
+    }
     let text = lab.output(d, &["nft", "list", "table", "netdev", "hf_any"]);
     let mut out = BTreeMap::new();
     let mut backend: Option<String> = None;
@@ -373,6 +406,9 @@ fn director_flows(lab: &Lab, d: usize) -> BTreeMap<u16, String> {
     }
     out
 }
+
+/// Each director's connections (by node) by the client's port, with their real server.
+type Carried = BTreeMap<usize, BTreeMap<u16, String>>;
 
 /// Waits (at most `limit`) for `cond`, polling every 5 ms; when it held.
 fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Instant> {
@@ -410,14 +446,36 @@ pub fn run(opts: &Options, mode: Mode, fault: Fault) -> Result<Outcome, String> 
     let mut frr = Vec::new();
     // How many directors serve before the failure, and the one that fails (or joins).
     let (serving, changed): (Vec<usize>, usize) = match (mode, fault) {
-        (Mode::Anycast, Fault::Added) => (directors[..2].to_vec(), directors[2]),
-        (Mode::Anycast, _) => (directors.clone(), directors[0]),
+        (Mode::Anycast | Mode::AnycastProxy, Fault::Added) => {
+            (directors[..2].to_vec(), directors[2])
+        }
+        (Mode::Anycast | Mode::AnycastProxy, _) => (directors.clone(), directors[0]),
         (Mode::Vrrp, _) => (directors[..2].to_vec(), directors[0]),
     };
-    let conf = lab.file("director.conf", &holdfast_conf(mode == Mode::Anycast));
+    let conf = lab.file("director.conf", &holdfast_conf(mode));
     let conf_text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
     match mode {
-        Mode::Anycast => {
+        Mode::Anycast | Mode::AnycastProxy => {
+            if mode == Mode::AnycastProxy {
+                // The proxy accepts the VIP's connections itself: the address is local, by a
+                // local route rather than an address on lo (FRR would take the address for a
+                // connected route, which outranks the imported table's and is not
+                // redistributed).
+                for &d in &directors {
+                    lab.exec(
+                        d,
+                        &[
+                            "ip",
+                            "route",
+                            "add",
+                            "local",
+                            &format!("{VIP}/32"),
+                            "dev",
+                            "lo",
+                        ],
+                    );
+                }
+            }
             frr.push(lab.frr(r, &router_frr()));
             for (i, &d) in directors.iter().enumerate() {
                 let me = addr(11 + i as u8);
@@ -427,12 +485,14 @@ pub fn run(opts: &Options, mode: Mode, fault: Fault) -> Result<Outcome, String> 
                 daemons.push(lab.holdfast(d, &conf_text));
             }
             let want = serving.len();
-            until(Duration::from_secs(60), || next_hops(&lab).len() == want).ok_or_else(|| {
-                format!(
-                    "the router did not learn {want} paths to {VIP}: {:?}",
-                    next_hops(&lab)
-                )
-            })?;
+            if until(Duration::from_secs(60), || next_hops(&lab).len() == want).is_none() {
+                let logs: Vec<String> = daemons.iter_mut().map(Proc::log).collect();
+                return Err(format!(
+                    "the router did not learn {want} paths to {VIP}: {:?}\n{}",
+                    next_hops(&lab),
+                    logs.join("\n--\n")
+                ));
+            }
         }
         Mode::Vrrp => {
             lab.exec(
@@ -497,9 +557,9 @@ pub fn run(opts: &Options, mode: Mode, fault: Fault) -> Result<Outcome, String> 
     while Instant::now() < steady {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let before: BTreeMap<usize, BTreeMap<u16, String>> = directors
+    let before: Carried = directors
         .iter()
-        .map(|&d| (d, director_flows(&lab, d)))
+        .map(|&d| (d, director_flows(&lab, d, mode)))
         .collect();
     let hops_before = next_hops(&lab);
     let mac_before = vrrp_mac(&lab);
@@ -518,7 +578,7 @@ pub fn run(opts: &Options, mode: Mode, fault: Fault) -> Result<Outcome, String> 
     let limit = opts.duration.saturating_sub(Duration::from_secs(2));
     let router = match (mode, fault) {
         (_, Fault::Backend) => None,
-        (Mode::Anycast, _) => until(limit, || next_hops(&lab) != hops_before),
+        (Mode::Anycast | Mode::AnycastProxy, _) => until(limit, || next_hops(&lab) != hops_before),
         (Mode::Vrrp, _) => until(limit, || {
             let m = vrrp_mac(&lab);
             !m.is_empty() && m != mac_before
@@ -527,14 +587,19 @@ pub fn run(opts: &Options, mode: Mode, fault: Fault) -> Result<Outcome, String> 
     .map(|t| t.saturating_duration_since(fault_at));
     // The client's last line says it is done: every line before it has been read.
     client.expect_line(crate::flows::DONE, opts.duration + Duration::from_secs(15))?;
-    let after: BTreeMap<usize, BTreeMap<u16, String>> = directors
+    let after: Carried = directors
         .iter()
-        .map(|&d| (d, director_flows(&lab, d)))
+        .map(|&d| (d, director_flows(&lab, d, mode)))
         .collect();
     let log = client.log();
     let flows = Flows::parse(log.lines());
     Ok(measure(
-        mode, fault, &flows, fault_us, &before, &after, router,
+        mode,
+        (fault, changed),
+        &flows,
+        fault_us,
+        (&before, &after),
+        router,
     ))
 }
 
@@ -553,11 +618,10 @@ fn vrrp_conf(priority: u8, advert: Duration) -> String {
 /// The outcome from what the client saw and the directors' flows before and after.
 fn measure(
     mode: Mode,
-    fault: Fault,
+    (fault, changed): (Fault, usize),
     flows: &Flows,
     fault_us: u64,
-    before: &BTreeMap<usize, BTreeMap<u16, String>>,
-    after: &BTreeMap<usize, BTreeMap<u16, String>>,
+    (before, after): (&Carried, &Carried),
     router: Option<Duration>,
 ) -> Outcome {
     let failed_backend = (fault == Fault::Backend).then_some("b2");
@@ -578,14 +642,29 @@ fn measure(
         .filter(|l| l.broken.is_some())
         .filter(on_failed)
         .count();
-    let broken = established.iter().filter(|l| l.broken.is_some()).count() - broken_with_backend;
-    let switched = established.iter().map(|l| l.switched.len()).sum();
-    let director_of = |m: &BTreeMap<usize, BTreeMap<u16, String>>, port: u16| -> BTreeSet<usize> {
+    let director_of = |m: &Carried, port: u16| -> BTreeSet<usize> {
         m.iter()
             .filter(|(_, f)| f.contains_key(&port))
             .map(|(d, _)| *d)
             .collect()
     };
+    // A director lost (killed or cut off) takes the connections its own process held.
+    let lost_director = matches!(fault, Fault::Killed | Fault::Cable);
+    let held_by_lost = |l: &&&crate::flows::Long| {
+        mode == Mode::AnycastProxy
+            && lost_director
+            && director_of(before, l.port).contains(&changed)
+    };
+    let broken_with_director = established
+        .iter()
+        .filter(|l| l.broken.is_some())
+        .filter(|l| !on_failed(l))
+        .filter(held_by_lost)
+        .count();
+    let broken = established.iter().filter(|l| l.broken.is_some()).count()
+        - broken_with_backend
+        - broken_with_director;
+    let switched = established.iter().map(|l| l.switched.len()).sum();
     let moved = established
         .iter()
         .filter(|l| l.broken.is_none())
@@ -610,6 +689,7 @@ fn measure(
         survived,
         broken,
         broken_with_backend,
+        broken_with_director,
         switched,
         moved,
         new: (new_after.len(), flows.new_failed(fault_us).len()),
@@ -636,6 +716,7 @@ impl Mode {
     pub fn key(self) -> &'static str {
         match self {
             Mode::Anycast => "anycast",
+            Mode::AnycastProxy => "proxy",
             Mode::Vrrp => "vrrp",
         }
     }
@@ -658,6 +739,7 @@ pub fn figures(outcomes: &[Outcome]) -> serde_json::Map<String, serde_json::Valu
         put("survived", o.survived.into());
         put("broken", o.broken.into());
         put("broken_with_rs", o.broken_with_backend.into());
+        put("broken_with_director", o.broken_with_director.into());
         put("moved", o.moved.into());
         put("switched", o.switched.into());
         put("stall_ms", (o.stall.as_millis() as u64).into());
@@ -668,11 +750,11 @@ pub fn figures(outcomes: &[Outcome]) -> serde_json::Map<String, serde_json::Valu
 /// The human report: one row per run.
 pub fn report(outcomes: &[Outcome]) -> String {
     let mut s = String::from(
-        "== anycast: three directors announcing 192.0.2.10 through BGP (FRR, ECMP, BFD), holdfast nftables DR with mh;\n   baseline: a keepalived VRRP pair with the same data plane\n",
+        "== anycast: three directors announcing 192.0.2.10 through BGP (FRR, ECMP, BFD), holdfast nftables DR with mh\n   (and on the proxy plane); baseline: a keepalived VRRP pair with the nftables plane\n",
     );
     let _ = writeln!(
         s,
-        "\n{:<22} {:<14} {:>9} {:>11} {:>9} {:>14} {:>8} {:>9} {:>8} {:>9}",
+        "\n{:<22} {:<14} {:>9} {:>11} {:>9} {:>14} {:>7} {:>8} {:>9} {:>6} {:>9}",
         "scenario",
         "mode",
         "router",
@@ -681,6 +763,7 @@ pub fn report(outcomes: &[Outcome]) -> String {
         "long survived",
         "broken",
         "with rs",
+        "with dir",
         "moved",
         "switched"
     );
@@ -688,7 +771,7 @@ pub fn report(outcomes: &[Outcome]) -> String {
         let ms = |d: Duration| format!("{} ms", d.as_millis());
         let _ = writeln!(
             s,
-            "{:<22} {:<14} {:>9} {:>11} {:>9} {:>14} {:>8} {:>9} {:>8} {:>9}",
+            "{:<22} {:<14} {:>9} {:>11} {:>9} {:>14} {:>7} {:>8} {:>9} {:>6} {:>9}",
             o.fault.name(),
             o.mode.name(),
             o.router.map_or("-".into(), ms),
@@ -697,6 +780,7 @@ pub fn report(outcomes: &[Outcome]) -> String {
             format!("{}/{}", o.survived, o.long),
             o.broken,
             o.broken_with_backend,
+            o.broken_with_director,
             o.moved,
             o.switched
         );
@@ -705,7 +789,7 @@ pub fn report(outcomes: &[Outcome]) -> String {
         }
     }
     s.push_str(
-        "\nrouter: from the failure to the router's route changing (a path gone or added; for VRRP, the\n  address's MAC). outage: from the first failed new connection to the first success after the last.\n  long survived: connections established before the failure still answered by their first real\n  server at the end; broken: lost while their real server lived; with rs: lost with a failed real\n  server; moved: survivors that equal-cost routing moved to another director (they kept their\n  real server); switched: answers from another real server than the first (must be 0).\n",
+        "\nrouter: from the failure to the router's route changing (a path gone or added; for VRRP, the\n  address's MAC). outage: from the first failed new connection to the first success after the last.\n  long survived: connections established before the failure still answered by their first real\n  server at the end; broken: lost while their real server and the director holding them lived\n  (on the proxy: moved to another director by equal-cost routing); with rs: lost with a failed\n  real server; with dir: lost with the director whose proxy process held them; moved: survivors\n  that equal-cost routing moved to another director (they kept their real server); switched:\n  answers from another real server than the first (must be 0).\n",
     );
     s
 }
