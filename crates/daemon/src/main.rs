@@ -388,50 +388,32 @@ fn main() -> ExitCode {
             every_ms,
             duration_s,
         } => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("lab-flows: {e}");
-                    return ExitCode::from(1);
-                }
-            };
             let ms = std::time::Duration::from_millis;
-            rt.block_on(holdfast_lab::flows::run(
-                target,
-                long,
-                ms(period_ms),
-                ms(every_ms),
-                std::time::Duration::from_secs(duration_s),
-            ));
-            ExitCode::SUCCESS
+            on_one_thread(
+                "lab-flows",
+                holdfast_lab::flows::run(
+                    target,
+                    long,
+                    ms(period_ms),
+                    ms(every_ms),
+                    std::time::Duration::from_secs(duration_s),
+                ),
+            )
         }
         Command::LabClient {
             host,
             interval_ms,
             timeout_ms,
             duration_s,
-        } => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("lab-client: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            rt.block_on(holdfast_lab::client::run(
+        } => on_one_thread(
+            "lab-client",
+            holdfast_lab::client::run(
                 &host,
                 std::time::Duration::from_millis(interval_ms),
                 std::time::Duration::from_secs(duration_s),
                 std::time::Duration::from_millis(timeout_ms),
-            ));
-            ExitCode::SUCCESS
-        }
+            ),
+        ),
         Command::Run {
             file,
             dont_fork: _,
@@ -563,6 +545,23 @@ fn main() -> ExitCode {
                     .write_all(print(&loaded.config).as_bytes());
             }
             ExitCode::from(loaded.exit_code(strict))
+        }
+    }
+}
+
+/// Runs a lab helper `what` (a client inside a namespace) on a runtime of one thread.
+fn on_one_thread(what: &str, f: impl std::future::Future<Output = ()>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => {
+            rt.block_on(f);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            ExitCode::from(1)
         }
     }
 }

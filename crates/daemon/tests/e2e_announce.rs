@@ -1,5 +1,5 @@
 //! `bgp_announce` end to end (as root, in namespaces the test creates): holdfast on a director
-//! holds the announcement's route in the table a BGP speaker would import while the virtual
+//! holds the announcement's routes (an IPv4 and an IPv6 prefix) in the table a BGP speaker would import while the virtual
 //! server it tracks has its quorum and the file it tracks says 0; the route goes when the
 //! real server fails, when the file says otherwise, at a clean stop, and — through the
 //! guardian — when holdfast is killed.
@@ -12,21 +12,28 @@ use holdfast_lab::netns::{self, Lab, Proc, settles};
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// The announcement's route as `ip route show table 100` prints it.
-const ROUTE: &str = "192.0.2.10 dev lo proto keepalived";
+/// The announcement's routes as `ip route show table 100` prints them, IPv4 and IPv6.
+const ROUTES: [(&str, &str); 2] = [
+    ("-4", "192.0.2.10 dev lo proto keepalived"),
+    ("-6", "2001:db8:10::/64 dev lo proto keepalived"),
+];
 
-fn announced(lab: &Lab) -> bool {
-    lab.output(1, &["ip", "route", "show", "table", "100"])
-        .contains(ROUTE)
+/// Which of the announcement's routes are in table 100.
+fn announced(lab: &Lab) -> [bool; 2] {
+    ROUTES.map(|(family, route)| {
+        lab.output(1, &["ip", family, "route", "show", "table", "100"])
+            .contains(route)
+    })
 }
 
-/// Waits until the route is (or is not) in table 100, showing the daemon's log if not.
+/// Waits until both routes are (or neither is) in table 100, showing the daemon's log if not.
 fn expect_announced(lab: &Lab, d: &mut Proc, want: bool, after: &str) {
     assert!(
-        settles(|| announced(lab) == want),
-        "after {after}: route {} expected; table 100: {:?}\nlog:\n{}",
+        settles(|| announced(lab) == [want; 2]),
+        "after {after}: routes {} expected; table 100: {:?} {:?}\nlog:\n{}",
         if want { "present" } else { "absent" },
-        lab.output(1, &["ip", "route", "show", "table", "100"]),
+        lab.output(1, &["ip", "-4", "route", "show", "table", "100"]),
+        lab.output(1, &["ip", "-6", "route", "show", "table", "100"]),
         d.log()
     );
 }
@@ -52,7 +59,7 @@ fn config(flag: &std::path::Path) -> String {
         "global_defs {{\n    dataplane nft\n    nft_table hf_announce\n}}\n\
          track_file flag {{\n    file {}\n}}\n\
          virtual_server 192.0.2.10 8080 {{\n    delay_loop 1\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n    real_server 10.77.0.2 8080 {{\n        TCP_CHECK {{\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n\
-         bgp_announce web {{\n    prefix 192.0.2.10\n    table 100\n    track_virtual_server 192.0.2.10 8080\n    track_file {{\n        flag\n    }}\n}}\n",
+         bgp_announce web {{\n    prefix 192.0.2.10\n    prefix 2001:db8:10::/64\n    table 100\n    track_virtual_server 192.0.2.10 8080\n    track_file {{\n        flag\n    }}\n}}\n",
         flag.display()
     )
 }
@@ -67,7 +74,7 @@ fn an_announcement_follows_its_virtual_server_and_file_and_is_withdrawn_at_stop_
     let flag = lab.file("flag", "0\n");
     let conf = config(&flag);
     let backend = listener(&mut lab);
-    assert!(!announced(&lab), "table 100 starts empty");
+    assert_eq!(announced(&lab), [false; 2], "table 100 starts empty");
 
     let mut d = lab.holdfast(1, &conf);
     d.wait_for(
@@ -136,6 +143,40 @@ fn router_sees(frr: &netns::Frr) -> Option<serde_json::Value> {
     v["paths"].as_array()?.first().cloned()
 }
 
+/// Waits (30 s: the session may still be coming up) for the router to learn the prefix; its
+/// path, or a panic with what `why` says of the speakers.
+fn learnt(router: &netns::Frr, mut why: impl FnMut() -> String) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + 30 * SEC;
+    loop {
+        if let Some(p) = router_sees(router) {
+            return p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router never learnt 192.0.2.10/32:\n{}\n{}",
+            router.vtysh("show ip bgp summary"),
+            why()
+        );
+        std::thread::sleep(SEC / 10);
+    }
+}
+
+/// The tracked file says 1 (the announcement is withdrawn): waits (10 s) for the router to
+/// lose the prefix.
+fn withdrawn_by_the_file(d: &mut Proc, flag: &std::path::Path, router: &netns::Frr) {
+    d.mark();
+    std::fs::write(flag, "1\n").unwrap();
+    d.wait_for("(track_file flag is down)", 5 * SEC);
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    while router_sees(router).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router kept 192.0.2.10/32 after the withdrawal"
+        );
+        std::thread::sleep(SEC / 10);
+    }
+}
+
 #[test]
 fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_service_fails() {
     if !netns::is_root() {
@@ -173,23 +214,16 @@ fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_servi
 
     let mut d = lab.holdfast(1, &conf);
     d.wait_for("bgp_announce web: announcing 192.0.2.10/32", 10 * SEC);
-    // The router learns it, with the block's attributes (the session may still be coming up).
-    let deadline = std::time::Instant::now() + 30 * SEC;
-    let path = loop {
-        if let Some(p) = router_sees(&r_frr) {
-            break p;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the router never learnt 192.0.2.10/32:\n{}\ndirector's FRR:\n{}\n{}\n{}\ndirector:\n{}",
-            r_frr.vtysh("show ip bgp summary"),
+    // The router learns it, with the block's attributes.
+    let path = learnt(&r_frr, || {
+        format!(
+            "director's FRR:\n{}\n{}\n{}\ndirector:\n{}",
             d_frr.vtysh("show running-config"),
             d_frr.vtysh("show ip route table 100"),
             d_frr.vtysh("show ip bgp"),
             d.log()
-        );
-        std::thread::sleep(SEC / 10);
-    };
+        )
+    });
     assert_eq!(path["metric"], 50, "{path}");
     assert_eq!(
         path["community"]["string"].as_str(),
@@ -205,17 +239,7 @@ fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_servi
     );
 
     // The tracked file says 1: the router loses the prefix.
-    d.mark();
-    std::fs::write(&flag, "1\n").unwrap();
-    d.wait_for("(track_file flag is down)", 5 * SEC);
-    let deadline = std::time::Instant::now() + 10 * SEC;
-    while router_sees(&r_frr).is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the router kept 192.0.2.10/32 after the withdrawal"
-        );
-        std::thread::sleep(SEC / 10);
-    }
+    withdrawn_by_the_file(&mut d, &flag, &r_frr);
 }
 
 /// The manual's BIRD configuration (the active-active page), its neighbour made the router.
@@ -251,35 +275,18 @@ fn bird_configured_as_the_manual_says_announces_the_table_and_withdraws_it() {
     let _backend = listener(&mut lab);
     let mut d = lab.holdfast(1, &conf);
     d.wait_for("bgp_announce web: announcing 192.0.2.10/32", 10 * SEC);
-    let deadline = std::time::Instant::now() + 30 * SEC;
-    let path = loop {
-        if let Some(p) = router_sees(&r_frr) {
-            break p;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the router never learnt 192.0.2.10/32:\n{}\nBIRD:\n{}\n{}",
-            r_frr.vtysh("show ip bgp summary"),
+    let path = learnt(&r_frr, || {
+        format!(
+            "BIRD:\n{}\n{}",
             b.birdc("show protocols all"),
             b.birdc("show route")
-        );
-        std::thread::sleep(SEC / 10);
-    };
+        )
+    });
     assert_eq!(path["metric"], 50, "{path}");
     assert_eq!(
         path["community"]["string"].as_str(),
         Some("65001:100"),
         "{path}"
     );
-    d.mark();
-    std::fs::write(&flag, "1\n").unwrap();
-    d.wait_for("(track_file flag is down)", 5 * SEC);
-    let deadline = std::time::Instant::now() + 10 * SEC;
-    while router_sees(&r_frr).is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the router kept 192.0.2.10/32 after the withdrawal"
-        );
-        std::thread::sleep(SEC / 10);
-    }
+    withdrawn_by_the_file(&mut d, &flag, &r_frr);
 }
