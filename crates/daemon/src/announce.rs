@@ -29,6 +29,34 @@ pub fn route(addr: IpAddr, len: u8, table: u32, lo: Option<u32>) -> RouteSpec {
 /// from them, so that one that was down does not announce until its first result.
 type Memory = Arc<Mutex<HashMap<(String, String), bool>>>;
 
+/// Who must know which announcements are made: the guardian (to withdraw them if the daemon
+/// dies) and the stop (to withdraw them, saying so, and to remove quietly what was not made).
+#[derive(Clone, Default)]
+struct Record {
+    guardian: Option<Arc<Guardian>>,
+    made: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Record {
+    /// Announcement `name` holds `routes` now (none: withdrawn).
+    fn holds(&self, name: &str, routes: &[(IpAddr, u8, u32)]) {
+        if let Some(g) = &self.guardian {
+            g.announced(name, routes);
+        }
+        if let Ok(mut m) = self.made.lock() {
+            if routes.is_empty() {
+                m.remove(name);
+            } else {
+                m.insert(name.to_string());
+            }
+        }
+    }
+
+    fn made(&self, name: &str) -> bool {
+        self.made.lock().is_ok_and(|m| m.contains(name))
+    }
+}
+
 /// The running announcements.
 pub struct Announcer {
     plans: Vec<AnnouncePlan>,
@@ -36,7 +64,7 @@ pub struct Announcer {
     memory: Memory,
     services: Arc<Services>,
     planes: Arc<crate::lvs::Planes>,
-    guardian: Option<Arc<Guardian>>,
+    record: Record,
     log: Logger,
 }
 
@@ -56,7 +84,10 @@ impl Announcer {
             memory: Memory::default(),
             services,
             planes,
-            guardian,
+            record: Record {
+                guardian,
+                made: Arc::default(),
+            },
             log,
         };
         a.spawn(plans);
@@ -74,7 +105,7 @@ impl Announcer {
                     p.clone(),
                     self.services.clone(),
                     self.planes.clone(),
-                    self.guardian.clone(),
+                    self.record.clone(),
                     self.memory.clone(),
                     self.log,
                 ))
@@ -103,9 +134,7 @@ impl Announcer {
             }
         }
         for p in gone {
-            if let Some(g) = &self.guardian {
-                g.announced(&p.name, &[]);
-            }
+            self.record.holds(&p.name, &[]);
         }
         self.spawn(plans);
     }
@@ -119,12 +148,15 @@ impl Announcer {
             return;
         };
         for p in &self.plans {
+            let made = self.record.made(&p.name);
             for r in p.routes() {
-                withdraw_one(&h, &p.name, r, "stopping", self.log).await;
+                if made {
+                    withdraw_one(&h, &p.name, r, "stopping", self.log).await;
+                } else {
+                    let _ = del_route(&h, &route(r.0, r.1, r.2, None)).await;
+                }
             }
-            if let Some(g) = &self.guardian {
-                g.announced(&p.name, &[]);
-            }
+            self.record.holds(&p.name, &[]);
         }
     }
 }
@@ -186,7 +218,7 @@ async fn run(
     plan: AnnouncePlan,
     services: Arc<Services>,
     planes: Arc<crate::lvs::Planes>,
-    guardian: Option<Arc<Guardian>>,
+    record: Record,
     memory: Memory,
     log: Logger,
 ) {
@@ -259,7 +291,7 @@ async fn run(
     let mut gate = Gate::new(quorum, states);
     if gate.up() {
         ready(&planes, &name, log).await;
-        set(&h, &plan, lo, true, guardian.as_deref(), "", log).await;
+        set(&h, &plan, lo, true, &record, "", log).await;
     } else {
         // Not healthy yet: a route left by an earlier run goes, without a word (nothing was
         // announced by this one).
@@ -303,7 +335,7 @@ async fn run(
             if up {
                 ready(&planes, &name, log).await;
             }
-            set(&h, &plan, lo, up, guardian.as_deref(), &why, log).await;
+            set(&h, &plan, lo, up, &record, &why, log).await;
         }
     }
 }
@@ -325,14 +357,14 @@ async fn ready(planes: &crate::lvs::Planes, name: &str, log: Logger) {
     }
 }
 
-/// Adds (`up`) or removes every route of `plan`; the guardian learns first what it would
-/// have to withdraw, so that no route is ever left without it knowing.
+/// Adds (`up`) or removes every route of `plan`; the record (the guardian) learns first what
+/// would have to be withdrawn, so that no route is ever left without it knowing.
 async fn set(
     h: &Handle,
     plan: &AnnouncePlan,
     lo: Option<u32>,
     up: bool,
-    guardian: Option<&Guardian>,
+    record: &Record,
     why: &str,
     log: Logger,
 ) {
@@ -344,9 +376,7 @@ async fn set(
         format!(" ({why})")
     };
     if up {
-        if let Some(g) = guardian {
-            g.announced(name, &routes);
-        }
+        record.holds(name, &routes);
         for &(addr, len, table) in &routes {
             match add_route(h, &route(addr, len, table, lo)).await {
                 Ok(()) => log.check(&format!(
@@ -361,9 +391,7 @@ async fn set(
         for &r in &routes {
             withdraw_one(h, name, r, why, log).await;
         }
-        if let Some(g) = guardian {
-            g.announced(name, &[]);
-        }
+        record.holds(name, &[]);
     }
 }
 
