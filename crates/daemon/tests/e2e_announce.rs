@@ -188,7 +188,7 @@ fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_servi
     let flag = lab.file("flag", "0\n");
     let conf = config(&flag).replace(
         "track_virtual_server 192.0.2.10 8080\n",
-        "track_virtual_server 192.0.2.10 8080\n    community 65001:100 65001:200\n    med 50\n",
+        "track_virtual_server 192.0.2.10 8080\n    community 65001:100 65001:200\n    med 50\n    next_hop 10.77.0.2\n",
     );
     let path = lab.file("director.conf", &conf);
     // The director's FRR: what `holdfast frr-config` prints, and a session with the router.
@@ -230,12 +230,18 @@ fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_servi
         Some("65001:100 65001:200"),
         "{path}"
     );
-    // zebra installs the route in the router's kernel after BGP has it.
+    // The block's next hop (here another host on the segment), which zebra installs in the
+    // router's kernel after BGP has it.
+    assert_eq!(
+        path["nexthops"][0]["ip"].as_str(),
+        Some("10.77.0.2"),
+        "{path}"
+    );
     assert!(
         settles(|| lab
             .output(3, &["ip", "route", "show", "192.0.2.10"])
-            .contains("via 10.77.0.1")),
-        "the router's kernel has no route through the director"
+            .contains("via 10.77.0.2")),
+        "the router's kernel has no route through the block's next hop"
     );
 
     // The tracked file says 1: the router loses the prefix.
