@@ -10,20 +10,16 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use holdfast_lb::announce::Gate;
-use holdfast_sys::route::{RouteSpec, add_route, del_route};
+use holdfast_sys::route::{add_route, del_route};
 use holdfast_sys::vip::Handle;
 use tokio::sync::mpsc;
 
 use crate::guardian::Guardian;
 use crate::logging::Logger;
 use crate::plan::AnnouncePlan;
+use crate::routing::announced_route;
 use crate::services::Services;
 use crate::track::{TrackEv, Trackers};
-
-/// The route that announces `addr/len` in `table` (through `lo`, its index when known).
-pub fn route(addr: IpAddr, len: u8, table: u32, lo: Option<u32>) -> RouteSpec {
-    RouteSpec::through_lo((addr, len), table, lo, crate::routing::PROTO)
-}
 
 /// The trackers' last states, by (announcement, tracker): a reload starts the trackers again
 /// from them, so that one that was down does not announce until its first result.
@@ -153,7 +149,7 @@ impl Announcer {
                 if made {
                     withdraw_one(&h, &p.name, r, "stopping", self.log).await;
                 } else {
-                    let _ = del_route(&h, &route(r.0, r.1, r.2, None)).await;
+                    let _ = del_route(&h, &announced_route(r.0, r.1, r.2, None)).await;
                 }
             }
             self.record.holds(&p.name, &[]);
@@ -180,7 +176,7 @@ fn sloppy_ipvs(log: Logger) {
 
 async fn withdraw_one(h: &Handle, name: &str, r: (IpAddr, u8, u32), why: &str, log: Logger) {
     let (addr, len, table) = r;
-    match del_route(h, &route(addr, len, table, None)).await {
+    match del_route(h, &announced_route(addr, len, table, None)).await {
         Ok(()) => log.check(&format!(
             "bgp_announce {name}: withdrawing {addr}/{len} from table {table} ({why})"
         )),
@@ -296,7 +292,7 @@ async fn run(
         // Not healthy yet: a route left by an earlier run goes, without a word (nothing was
         // announced by this one).
         for (addr, len, table) in plan.routes() {
-            let _ = del_route(&h, &route(addr, len, table, None)).await;
+            let _ = del_route(&h, &announced_route(addr, len, table, None)).await;
         }
         log.check(&format!(
             "bgp_announce {name}: not announcing until what it tracks is healthy"
@@ -378,7 +374,7 @@ async fn set(
     if up {
         record.holds(name, &routes);
         for &(addr, len, table) in &routes {
-            match add_route(h, &route(addr, len, table, lo)).await {
+            match add_route(h, &announced_route(addr, len, table, lo)).await {
                 Ok(()) => log.check(&format!(
                     "bgp_announce {name}: announcing {addr}/{len} in table {table}{because}"
                 )),

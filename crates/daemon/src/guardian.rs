@@ -323,16 +323,8 @@ async fn withdraw(announced: &BTreeMap<Box<str>, Vec<(IpAddr, u8, u32)>>, pid: u
     let Ok(h) = vip::connect() else { return };
     for (name, routes) in announced {
         for &(addr, len, table) in routes {
-            let _ = holdfast_sys::route::del_route(
-                &h,
-                &holdfast_sys::route::RouteSpec::through_lo(
-                    (addr, len),
-                    table,
-                    None,
-                    crate::routing::PROTO,
-                ),
-            )
-            .await;
+            let route = crate::routing::announced_route(addr, len, table, None);
+            let _ = holdfast_sys::route::del_route(&h, &route).await;
             crate::logging::console(&format!(
                 "Keepalived_healthcheckers[{pid}]: bgp_announce {name}: withdrawing {addr}/{len} from table {table} (the daemon died)"
             ));

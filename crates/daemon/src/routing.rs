@@ -17,7 +17,15 @@ use tokio::sync::{broadcast, mpsc};
 use crate::logging::Logger;
 
 /// keepalived's protocol number for what it installs (RTPROT_KEEPALIVED).
-pub(crate) const PROTO: u8 = 18;
+const PROTO: u8 = 18;
+
+/// The route a `bgp_announce` block holds for `addr/len` in `table` while announced: through
+/// lo (its index when known: a route to remove matches without it), with keepalived's
+/// protocol number. The announcer adds and removes it; the guardian removes it if the daemon
+/// dies.
+pub fn announced_route(addr: std::net::IpAddr, len: u8, table: u32, lo: Option<u32>) -> RouteSpec {
+    RouteSpec::through_lo((addr, len), table, lo, PROTO)
+}
 
 /// An instance's or the configuration's routes and rules, as configured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
