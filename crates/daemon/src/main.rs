@@ -74,13 +74,8 @@ enum Command {
     /// (route-maps with their community, MED and next hop, `ip import-table`, `redistribute
     /// table`), to paste into frr.conf beside the site's own BGP settings.
     FrrConfig {
-        /// Configuration file.
-        #[arg(
-            short = 'f',
-            long = "use-file",
-            default_value = "/etc/keepalived/keepalived.conf"
-        )]
-        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// The BGP AS number of `router bgp` on this host.
         #[arg(long)]
         asn: u32,
@@ -118,13 +113,8 @@ enum Command {
     /// Run the daemon (VRRP instances and virtual servers) in the foreground, like
     /// `keepalived -n`.
     Run {
-        /// Configuration file.
-        #[arg(
-            short = 'f',
-            long = "use-file",
-            default_value = "/etc/keepalived/keepalived.conf"
-        )]
-        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Stay in the foreground (always the case; accepted for keepalived's command line).
         #[arg(short = 'n', long = "dont-fork")]
         dont_fork: bool,
@@ -228,13 +218,8 @@ enum Command {
     /// Check a configuration like `keepalived -t`: diagnostics on stderr; exit 0 ok,
     /// 4 cannot run, 5 errors, 6 script security violation (keepalived 2.2.7's codes).
     CheckConfig {
-        /// Configuration file.
-        #[arg(
-            short = 'f',
-            long = "use-file",
-            default_value = "/etc/keepalived/keepalived.conf"
-        )]
-        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Treat unknown and unsupported keywords as errors.
         #[arg(long)]
         strict: bool,
@@ -248,6 +233,18 @@ enum Command {
 }
 
 /// `holdfast dump|stats`: the daemon's text for SIGUSR1/SIGUSR2's files.
+/// The configuration file, where keepalived's `-f` names it.
+#[derive(clap::Args, Debug)]
+struct ConfigFile {
+    /// Configuration file.
+    #[arg(
+        short = 'f',
+        long = "use-file",
+        default_value = "/etc/keepalived/keepalived.conf"
+    )]
+    file: PathBuf,
+}
+
 /// Where the running daemon's control socket is: `-s`, else the `control_socket` of the
 /// configuration `-f` names (keepalived's default file unless given), else the default.
 #[derive(clap::Args, Debug)]
@@ -319,7 +316,10 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab(args),
         Command::Dump { socket } => text_request(&socket.path(), "dump"),
         Command::Stats { socket } => text_request(&socket.path(), "stats"),
-        Command::FrrConfig { file, asn } => {
+        Command::FrrConfig {
+            config: ConfigFile { file },
+            asn,
+        } => {
             let id = holdfast::host::short_hostname();
             match holdfast::run::load_plan(&file, &id) {
                 Err(e) => {
@@ -415,7 +415,7 @@ fn main() -> ExitCode {
             ),
         ),
         Command::Run {
-            file,
+            config: ConfigFile { file },
             dont_fork: _,
             log_console,
             log_detail,
@@ -514,7 +514,7 @@ fn main() -> ExitCode {
             }
         }
         Command::CheckConfig {
-            file,
+            config: ConfigFile { file },
             strict,
             config_id,
             dump_conf,
