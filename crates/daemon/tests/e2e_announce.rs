@@ -143,6 +143,14 @@ fn router_sees(frr: &netns::Frr) -> Option<serde_json::Value> {
     v["paths"].as_array()?.first().cloned()
 }
 
+/// The router (node 3): FRR in AS 65000 peering with the director (node 1, AS 65001).
+fn router(lab: &mut Lab) -> netns::Frr {
+    lab.frr(
+        3,
+        "frr defaults datacenter\nrouter bgp 65000\n bgp router-id 10.77.0.3\n neighbor 10.77.0.1 remote-as 65001\nexit\n",
+    )
+}
+
 /// Waits (30 s: the session may still be coming up) for the router to learn the prefix; its
 /// path, or a panic with what `why` says of the speakers.
 fn learnt(router: &netns::Frr, mut why: impl FnMut() -> String) -> serde_json::Value {
@@ -192,23 +200,12 @@ fn frr_announces_what_holdfast_frr_config_prints_and_withdraws_it_when_the_servi
     );
     let path = lab.file("director.conf", &conf);
     // The director's FRR: what `holdfast frr-config` prints, and a session with the router.
-    let out = std::process::Command::new(bin)
-        .args(["frr-config", "--asn", "65001", "-f"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snippet = String::from_utf8(out.stdout).unwrap();
+    let snippet = holdfast_lab::anycast::frr_config(bin.as_ref(), &path, 65001).unwrap();
     let director = format!(
-        "frr defaults datacenter\n{snippet}router bgp 65001\n bgp router-id 10.77.0.1\n no bgp ebgp-requires-policy\n neighbor 10.77.0.3 remote-as 65000\nexit\n"
+        "frr defaults datacenter\n{snippet}router bgp 65001\n bgp router-id 10.77.0.1\n neighbor 10.77.0.3 remote-as 65000\nexit\n"
     );
-    let router = "frr defaults datacenter\nrouter bgp 65000\n bgp router-id 10.77.0.3\n no bgp ebgp-requires-policy\n neighbor 10.77.0.1 remote-as 65001\nexit\n";
     let d_frr = lab.frr(1, &director);
-    let r_frr = lab.frr(3, router);
+    let r_frr = router(&mut lab);
     let _backend = listener(&mut lab);
     assert!(router_sees(&r_frr).is_none(), "nothing announced yet");
 
@@ -275,9 +272,8 @@ fn bird_configured_as_the_manual_says_announces_the_table_and_withdraws_it() {
     let conf = config(&flag);
     let bird = manual_bird_config();
     assert!(bird.contains("neighbor 10.77.0.3 as 65000"), "{bird}");
-    let router = "frr defaults datacenter\nrouter bgp 65000\n bgp router-id 10.77.0.3\n neighbor 10.77.0.1 remote-as 65001\nexit\n";
     let b = lab.bird(1, &bird);
-    let r_frr = lab.frr(3, router);
+    let r_frr = router(&mut lab);
     let _backend = listener(&mut lab);
     let mut d = lab.holdfast(1, &conf);
     d.wait_for("bgp_announce web: announcing 192.0.2.10/32", 10 * SEC);

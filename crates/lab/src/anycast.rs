@@ -289,9 +289,9 @@ fn holdfast_conf(mode: Mode) -> String {
     s
 }
 
-/// The director's FRR: what `holdfast frr-config` prints for `conf`, and the session to the
-/// router with BFD.
-fn director_frr(bin: &Path, conf: &Path, asn: u32, me: &str) -> Result<String, String> {
+/// What `holdfast frr-config` (`bin`) prints for the configuration `conf` on a host of AS
+/// `asn`: FRR's part of announcing its `bgp_announce` blocks.
+pub fn frr_config(bin: &Path, conf: &Path, asn: u32) -> Result<String, String> {
     let out = std::process::Command::new(bin)
         .args(["frr-config", "--asn", &asn.to_string(), "-f"])
         .arg(conf)
@@ -303,9 +303,14 @@ fn director_frr(bin: &Path, conf: &Path, asn: u32, me: &str) -> Result<String, S
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The director's FRR: [`frr_config`]'s output and the session to the router with BFD.
+fn director_frr(bin: &Path, conf: &Path, asn: u32, me: &str) -> Result<String, String> {
     Ok(format!(
         "frr defaults datacenter\n{}router bgp {asn}\n bgp router-id {me}\n neighbor {ROUTER} remote-as 65000\n neighbor {ROUTER} bfd\nexit\n",
-        String::from_utf8_lossy(&out.stdout)
+        frr_config(bin, conf, asn)?
     ))
 }
 
