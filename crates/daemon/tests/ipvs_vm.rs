@@ -88,15 +88,21 @@ fn until(secs: u64, what: &str, mut f: impl FnMut() -> (bool, String)) {
     }
 }
 
-/// A real server: a greeting on port 3306 inside namespace `ns`.
-fn listener(ns: &str) -> Child {
+/// A real server inside namespace `ns`: busybox's nc on port 3306 running `program` for each
+/// connection.
+fn server(ns: &str, program: &[&str]) -> Child {
     Command::new("ip")
-        .args(["netns", "exec", ns, "nc", "-ll", "-p", "3306", "-e", "echo"])
-        .arg(format!("hello from {ns}"))
+        .args(["netns", "exec", ns, "nc", "-ll", "-p", "3306", "-e"])
+        .args(program)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// A real server: a greeting on port 3306 inside namespace `ns`.
+fn listener(ns: &str) -> Child {
+    server(ns, &["echo", &format!("hello from {ns}")])
 }
 
 /// One connection from `client` to `host:3306`: the greeting, or "" when none came.
@@ -526,17 +532,8 @@ fn dataplane_auto_puts_a_virtual_server_asking_for_proxy_protocol_on_the_proxy()
 
 /// A real server answering each line with its name after a greeting, in namespace `ns`.
 fn namer(ns: &str) -> Child {
-    Command::new("ip")
-        .args([
-            "netns", "exec", ns, "nc", "-ll", "-p", "3306", "-e", "sh", "-c",
-        ])
-        .arg(format!(
-            "echo hello from {ns}; while read l; do echo {ns}; done"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    let script = format!("echo hello from {ns}; while read l; do echo {ns}; done");
+    server(ns, &["sh", "-c", &script])
 }
 
 #[test]
