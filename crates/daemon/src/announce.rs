@@ -124,8 +124,13 @@ impl Announcer {
             .collect();
         if let Ok(h) = holdfast_sys::vip::connect() {
             for p in &old {
+                let made = self.record.made(&p.name);
                 for r in p.routes().filter(|r| !kept.contains(r)) {
-                    withdraw_one(&h, &p.name, r, "no longer configured", self.log).await;
+                    if made {
+                        withdraw_one(&h, &p.name, r, "no longer configured", self.log).await;
+                    } else {
+                        let _ = del_route(&h, &announced_route(r.0, r.1, r.2, None)).await;
+                    }
                 }
             }
         }
@@ -372,9 +377,12 @@ async fn set(
         format!(" ({why})")
     };
     if up {
+        // Set again after a reload, an announcement already made is not announced anew.
+        let again = record.made(name);
         record.holds(name, &routes);
         for &(addr, len, table) in &routes {
             match add_route(h, &announced_route(addr, len, table, lo)).await {
+                Ok(()) if again => {}
                 Ok(()) => log.check(&format!(
                     "bgp_announce {name}: announcing {addr}/{len} in table {table}{because}"
                 )),

@@ -2,7 +2,8 @@
 //! holds the announcement's routes (an IPv4 and an IPv6 prefix) in the table a BGP speaker would import while the virtual
 //! server it tracks has its quorum and the file it tracks says 0; the route goes when the
 //! real server fails, when the file says otherwise, at a clean stop, and — through the
-//! guardian — when holdfast is killed.
+//! guardian — when holdfast is killed; a reload keeps an unchanged announcement quietly and
+//! withdraws one no longer configured.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
 
@@ -123,6 +124,48 @@ fn an_announcement_follows_its_virtual_server_and_file_and_is_withdrawn_at_stop_
         10 * SEC,
     );
     expect_announced(&lab, &mut d, true, "restart");
+
+    // Reloaded unchanged: the announcement stays, neither withdrawn nor announced anew. The
+    // reloaded announcement's next move (the file says 1) comes after anything it said on
+    // starting again.
+    d.mark();
+    let reloaded = std::time::Instant::now();
+    d.signal("HUP");
+    d.wait_for("Reload finished", 10 * SEC);
+    std::fs::write(&flag, "1\n").unwrap();
+    let moved = d.wait_for(
+        "bgp_announce web: withdrawing 192.0.2.10/32 from table 100 (track_file flag is down)",
+        5 * SEC,
+    );
+    let between: Vec<&String> = d
+        .lines
+        .iter()
+        .filter(|(t, l)| *t >= reloaded && *t < moved && l.contains("bgp_announce web:"))
+        .map(|(_, l)| l)
+        .collect();
+    assert!(between.is_empty(), "after an unchanged reload: {between:?}");
+    std::fs::write(&flag, "0\n").unwrap();
+    d.wait_for("(track_file flag is up)", 5 * SEC);
+    expect_announced(&lab, &mut d, true, "an unchanged reload");
+    // Reloaded without the block: withdrawn; with it again: announced.
+    let without = &conf[..conf.find("bgp_announce web").unwrap()];
+    lab.file("n1.conf", without);
+    d.mark();
+    d.signal("HUP");
+    d.wait_for(
+        "bgp_announce web: withdrawing 192.0.2.10/32 from table 100 (no longer configured)",
+        10 * SEC,
+    );
+    expect_announced(&lab, &mut d, false, "a reload without the block");
+    lab.file("n1.conf", &conf);
+    d.mark();
+    d.signal("HUP");
+    d.wait_for(
+        "bgp_announce web: announcing 192.0.2.10/32 in table 100",
+        10 * SEC,
+    );
+    expect_announced(&lab, &mut d, true, "a reload with the block again");
+
     d.signal("TERM");
     d.wait_for(
         "bgp_announce web: withdrawing 192.0.2.10/32 from table 100 (stopping)",
