@@ -1,9 +1,10 @@
 //! `bgp_announce` end to end (as root, in namespaces the test creates): holdfast on a director
-//! holds the announcement's routes (an IPv4 and an IPv6 prefix) in the table a BGP speaker would import while the virtual
-//! server it tracks has its quorum and the file it tracks says 0; the route goes when the
-//! real server fails, when the file says otherwise, at a clean stop, and — through the
-//! guardian — when holdfast is killed; a reload keeps an unchanged announcement quietly and
-//! withdraws one no longer configured.
+//! holds the announcement's routes (an IPv4 and an IPv6 prefix) in the table a BGP speaker
+//! would import while the virtual server it tracks has its quorum and the file it tracks says
+//! 0; the routes go when the real server fails, when the file says otherwise, at a clean stop,
+//! and — through the guardian — when holdfast is killed; a reload keeps an unchanged
+//! announcement quietly and withdraws one no longer configured. FRR (configured from `holdfast
+//! frr-config`) and BIRD (configured as the manual says) announce it to a router.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failure should stop the run
 
